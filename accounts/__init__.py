@@ -1,0 +1,1 @@
+"""Members, organisations, roles, credentials and personal-data protection (see DESIGN.md)."""

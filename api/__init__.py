@@ -1,0 +1,1 @@
+"""The Litestar application, the CLI and the demo seed: the only layer that knows HTTP."""

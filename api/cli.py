@@ -1,0 +1,156 @@
+"""``timebank``: serve, migrate, seed, show the key, verify the database offline."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ledger.config import ConfigError, Settings
+from ledger.errors import LedgerError
+from ledger.keys import load_signing_key
+from ledger.log import Log
+from ledger.note import Verifier
+from ledger.verify import format_report
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigError as exc:
+        raise SystemExit(f"timebank: configuration error: {exc}") from exc
+
+
+def _open_log(settings: Settings, migrate_sqlite: bool = True) -> Log:
+    from migrations.runner import current_revision, head_revision, upgrade
+
+    if settings.is_sqlite:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if migrate_sqlite:
+            upgrade(settings.database_url)
+    if current_revision(settings.database_url) != head_revision():
+        raise SystemExit("timebank: the database is not migrated; run `timebank migrate` first")
+    return Log.open(settings)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = _settings()
+    print(f"Timebank serving http://{args.host}:{args.port}  (log {settings.log_origin})")
+    print(f"  checkpoint: http://{args.host}:{args.port}/v1/log/checkpoint")
+    print(f"  API schema: http://{args.host}:{args.port}/schema")
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def cmd_migrate(_: argparse.Namespace) -> int:
+    from migrations.runner import current_revision, upgrade
+
+    settings = _settings()
+    if settings.is_sqlite:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.database_url)
+    print(f"database at revision {current_revision(settings.database_url)}")
+    return 0
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    from api.seed import SeedError, seed_demo
+
+    if not args.demo:
+        print("timebank seed: only --demo is supported", file=sys.stderr)
+        return 2
+    if args.entries < 1 or args.entries > 10_000_000:
+        print("timebank seed: --entries must be between 1 and 10000000", file=sys.stderr)
+        return 2
+    log = _open_log(_settings())
+    try:
+        if args.if_empty and log.size() > 0:
+            print(f"database already holds {log.size()} entries; not seeding")
+            return 0
+        count = seed_demo(log, args.entries)
+    except SeedError as exc:
+        print(f"timebank seed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        log.close()
+    print(f"seeded {count} demo entries")
+    return 0
+
+
+def cmd_key_show(_: argparse.Namespace) -> int:
+    settings = _settings()
+    if not settings.signing_key_file.exists():
+        print(f"timebank: no signing key at {settings.signing_key_file} yet", file=sys.stderr)
+        return 1
+    try:
+        signer = load_signing_key(settings.signing_key_file, settings.log_origin)
+    except LedgerError as exc:
+        print(f"timebank: {exc}", file=sys.stderr)
+        return 1
+    print(signer.verifier.to_text())
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    settings = _settings()
+    log = _open_log(settings, migrate_sqlite=False)
+    try:
+        verifier = Verifier.from_text(args.key) if args.key else log.signer.verifier
+        from ledger.verify import verify_store
+
+        report = verify_store(log.store, verifier, settings.log_origin, log.member_overdraft)
+    except LedgerError as exc:
+        print(f"timebank verify: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        log.close()
+    for line in format_report(report):
+        print(line)
+    return 0 if report.ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="timebank", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the HTTP API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(func=cmd_serve)
+
+    sub.add_parser("migrate", help="create or upgrade the database schema").set_defaults(
+        func=cmd_migrate
+    )
+
+    seed = sub.add_parser("seed", help="fill an empty database with demo data")
+    seed.add_argument("--demo", action="store_true", help="the realistic demo data set")
+    seed.add_argument("--entries", type=int, default=2000, help="ledger entries (default 2000)")
+    seed.add_argument("--if-empty", action="store_true", help="do nothing if data exists")
+    seed.set_defaults(func=cmd_seed)
+
+    key = sub.add_parser("key", help="the log's signing key")
+    key_sub = key.add_subparsers(dest="key_command", required=True)
+    key_sub.add_parser("show", help="print the verifier key line").set_defaults(func=cmd_key_show)
+
+    verify = sub.add_parser("verify", help="check the whole database offline")
+    verify.add_argument("--key", help="verifier key to check checkpoints against (default: ours)")
+    verify.set_defaults(func=cmd_verify)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,58 @@
+"""``/v1/log/*``: the public, read-only face of the log that auditors and witnesses use."""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Any
+
+from litestar import Controller, MediaType, get
+from litestar.datastructures import State
+from litestar.params import Parameter
+
+from ledger.log import Log
+
+MAX_INDEX = 2**53 - 1
+Index = Annotated[int, Parameter(ge=0, le=MAX_INDEX)]
+Size = Annotated[int, Parameter(ge=1, le=MAX_INDEX)]
+
+
+def _log(state: State) -> Log:
+    log: Log = state.log
+    return log
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+class LogController(Controller):
+    path = "/v1/log"
+    tags = ["log"]
+
+    @get("/checkpoint", media_type=MediaType.TEXT, sync_to_thread=True)
+    def checkpoint(self, state: State) -> str:
+        """The latest signed checkpoint (C2SP tlog-checkpoint), with any cosignatures."""
+        return _log(state).checkpoint()
+
+    @get("/key", media_type=MediaType.TEXT, sync_to_thread=False)
+    def key(self, state: State) -> str:
+        """The log's verifier key: ``<name>+<hex key id>+<base64(0x01 ‖ Ed25519 public key)>``."""
+        return _log(state).verifier_key + "\n"
+
+    @get("/leaves", sync_to_thread=True)
+    def leaves(self, state: State, start: Index, end: Size) -> dict[str, list[dict[str, Any]]]:
+        """Leaves ``[start, end)`` as base64 canonical JSON; a page may be shorter than asked."""
+        leaves = _log(state).leaves(start, end)
+        return {"leaves": [{"index": leaf.index, "data": _b64(leaf.data)} for leaf in leaves]}
+
+    @get("/proof/inclusion", sync_to_thread=True)
+    def inclusion(self, state: State, index: Index, tree_size: Size) -> dict[str, Any]:
+        """RFC 6962 audit path for leaf ``index`` in the tree of ``tree_size`` leaves."""
+        hashes = _log(state).inclusion_proof(index, tree_size)
+        return {"index": index, "tree_size": tree_size, "hashes": [_b64(h) for h in hashes]}
+
+    @get("/proof/consistency", sync_to_thread=True)
+    def consistency(self, state: State, first: Size, second: Size) -> dict[str, Any]:
+        """RFC 6962 consistency proof between tree sizes ``first`` ≤ ``second``."""
+        hashes = _log(state).consistency_proof(first, second)
+        return {"first": first, "second": second, "hashes": [_b64(h) for h in hashes]}

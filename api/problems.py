@@ -1,0 +1,92 @@
+"""RFC 9457 problem details: every error leaves the API as ``application/problem+json``.
+
+``type`` is a stable URN (``urn:timebank:problem:<slug>``) that clients may switch on;
+``detail`` says what is wrong in words; ``field`` names the input at fault where there is one.
+Internal errors are logged by type only (never with request data) and answered with a
+generic 500 problem, so nothing personal or secret leaks through an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from litestar import Request, Response
+from litestar.types import ExceptionHandlersMap
+from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_500_INTERNAL_SERVER_ERROR
+
+from ledger.errors import EntryError, ProofRequestError
+
+PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger(__name__)
+
+
+def problem(
+    status: int, slug: str, title: str, detail: str, field: str | None = None
+) -> Response[dict[str, Any]]:
+    body: dict[str, Any] = {
+        "type": f"urn:timebank:problem:{slug}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if field is not None:
+        body["field"] = field
+    return Response(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+def _missing_parameter(detail: str) -> str | None:
+    match = re.search(r"Missing required \w+ parameter '([^']+)'", detail)
+    return match.group(1) if match else None
+
+
+def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
+    items = exc.extra if isinstance(exc.extra, list) else []
+    first = items[0] if items and isinstance(items[0], dict) else {}
+    field = first.get("key") or _missing_parameter(str(exc.detail))
+    message = first.get("message") or exc.detail
+    detail = f"{field}: {message}" if field else str(message)
+    return problem(HTTP_400_BAD_REQUEST, "invalid-parameter", "Invalid parameter", detail, field)
+
+
+def _proof_request(_: Request[Any, Any, Any], exc: ProofRequestError) -> Response[dict[str, Any]]:
+    return problem(
+        HTTP_400_BAD_REQUEST, "invalid-parameter", "Invalid parameter", str(exc), exc.field
+    )
+
+
+def _entry(_: Request[Any, Any, Any], exc: EntryError) -> Response[dict[str, Any]]:
+    slug = {
+        "InsufficientBalance": "insufficient-balance",
+        "IdConflict": "id-conflict",
+        "UnbalancedPostings": "unbalanced-postings",
+        "PostingRuleViolation": "posting-rule",
+    }.get(type(exc).__name__, "invalid-entry")
+    status = 409 if slug == "id-conflict" else 422
+    return problem(status, slug, "Entry refused", str(exc), exc.field)
+
+
+def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    slug = "not-found" if isinstance(exc, NotFoundException) else f"http-{exc.status_code}"
+    return problem(exc.status_code, slug, str(exc.detail), str(exc.detail))
+
+
+def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    log.error("internal error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+    return problem(
+        HTTP_500_INTERNAL_SERVER_ERROR,
+        "internal",
+        "Internal error",
+        "The server failed; nothing was written.",
+    )
+
+
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    ValidationException: _validation,
+    ProofRequestError: _proof_request,
+    EntryError: _entry,
+    HTTPException: _http,
+    Exception: _internal,
+}

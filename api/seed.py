@@ -1,0 +1,153 @@
+"""Demo data through the real append path: what ``make run`` shows on first start."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Iterator
+from concurrent.futures import Future
+
+from ledger.entry import EntryRequest, Posting
+from ledger.log import Log
+from ledger.postings import ISSUANCE, POOL, REDEMPTION, member_account, system_account
+from ledger.sequencer import AppendResult
+
+DEMO_BANK = "demo"
+# (service code, weight per mille): meals, cleaning, escort, bathing, medical escort,
+# rehabilitation, nursing, visits and company, errands
+SERVICE_WEIGHTS = (
+    ("meal", 1000),
+    ("clean", 1000),
+    ("escort", 1100),
+    ("bath", 1300),
+    ("medical", 1200),
+    ("rehab", 1400),
+    ("nursing", 1500),
+    ("company", 1000),
+    ("errand", 1000),
+)
+
+
+class SeedError(RuntimeError):
+    pass
+
+
+def weighted_minutes(minutes: int, weight_per_mille: int) -> int:
+    """Deposit for a service: minutes × weight, rounded half up to a whole minute."""
+    return (minutes * weight_per_mille + 500) // 1000
+
+
+def demo_requests(count: int, accounts: int = 300, seed: int = 2026) -> Iterator[EntryRequest]:
+    """``count`` entries of mixed kinds whose postings respect every balance rule."""
+    rng = random.Random(seed)  # noqa: S311 - reproducible demo data, not secrets
+    members = [member_account(DEMO_BANK, f"{rng.getrandbits(64):016x}") for _ in range(accounts)]
+    issuance, pool, redemption = (
+        system_account(DEMO_BANK, r) for r in (ISSUANCE, POOL, REDEMPTION)
+    )
+    balances = dict.fromkeys(members, 0)
+    pool_balance = 0
+    deposits: list[tuple[int, str, int]] = []
+    reversed_one = False
+    for n in range(count):
+        roll = rng.random()
+        rich = [m for m in rng.sample(members, 8) if balances[m] >= 60]
+        if n > 50 and not reversed_one and deposits:
+            seq, member, amount = deposits[0]
+            if balances[member] >= amount:
+                reversed_one = True
+                balances[member] -= amount
+                yield EntryRequest(
+                    "reversal",
+                    f"demo-{n}",
+                    (Posting(issuance, amount), Posting(member, -amount)),
+                    {
+                        "reverses": seq,
+                        "reason": "service logged twice (demo correction)",
+                        "approved_by": "demo:admin:2",
+                    },
+                )
+                continue
+        if roll < 0.6 or not rich:
+            member = rng.choice(members)
+            service, weight = rng.choice(SERVICE_WEIGHTS)
+            minutes = rng.choice((30, 45, 60, 90, 120, 180))
+            amount = weighted_minutes(minutes, weight)
+            record = hashlib.sha256(f"demo-record-{n}".encode()).hexdigest()
+            balances[member] += amount
+            deposits.append((n, member, amount))
+            yield EntryRequest(
+                "deposit",
+                f"demo-{n}",
+                (Posting(issuance, -amount), Posting(member, amount)),
+                {"record": record, "service": service, "minutes": minutes, "weight": weight},
+            )
+        elif roll < 0.72:
+            giver = rich[0]
+            receiver = rng.choice(members)
+            amount = rng.randint(15, min(balances[giver], 240))
+            if receiver == giver:
+                receiver = members[(members.index(giver) + 1) % len(members)]
+            balances[giver] -= amount
+            balances[receiver] += amount
+            yield EntryRequest(
+                "gift",
+                f"demo-{n}",
+                (Posting(giver, -amount), Posting(receiver, amount)),
+                {"relation": rng.choice(("parent", "child", "spouse", "grandparent"))},
+            )
+        elif roll < 0.82:
+            donor = rich[0]
+            amount = rng.randint(15, min(balances[donor], 120))
+            balances[donor] -= amount
+            pool_balance += amount
+            yield EntryRequest(
+                "donation", f"demo-{n}", (Posting(donor, -amount), Posting(pool, amount)), {}
+            )
+        elif roll < 0.88 and pool_balance >= 60:
+            elder = rng.choice(members)
+            amount = rng.randint(30, min(pool_balance, 240))
+            pool_balance -= amount
+            balances[elder] += amount
+            yield EntryRequest(
+                "grant",
+                f"demo-{n}",
+                (Posting(pool, -amount), Posting(elder, amount)),
+                {"reason": "priority elder (living alone)", "flag": "living-alone"},
+            )
+        else:
+            elder = rich[0]
+            service, _ = rng.choice(SERVICE_WEIGHTS)
+            amount = rng.randint(30, min(balances[elder], 180))
+            balances[elder] -= amount
+            yield EntryRequest(
+                "redemption",
+                f"demo-{n}",
+                (Posting(elder, -amount), Posting(redemption, amount)),
+                {"service": service},
+            )
+
+
+def seed_demo(log: Log, entries: int) -> int:
+    """Append the demo entries to an empty log; returns how many were appended."""
+    if log.size() != 0:
+        raise SeedError("the database already has entries; the demo seed only fills an empty one")
+    appended = 0
+    pending: list[Future[AppendResult]] = []
+    for request in demo_requests(entries):
+        if request.kind == "reversal":  # it names an earlier seq: everything before must be in
+            appended += _drain(pending)
+            pending = []
+            log.append(request)
+            appended += 1
+            continue
+        pending.append(log.sequencer.submit(request))
+        if len(pending) >= 2048:
+            appended += _drain(pending)
+            pending = []
+    return appended + _drain(pending)
+
+
+def _drain(pending: list[Future[AppendResult]]) -> int:
+    for future in pending:
+        future.result()
+    return len(pending)

@@ -1,0 +1,1 @@
+"""Signed audit trail, auditor verification and witness cosigning."""

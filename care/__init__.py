@@ -1,0 +1,1 @@
+"""The time-bank workflow: catalogue, requests, service records, redemption, gifts, pool."""

@@ -1,0 +1,44 @@
+"""Settings from environment variables, with safe defaults for a laptop demo."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+ORIGIN = re.compile(r"^[\x21-\x7e]+$")
+
+
+class ConfigError(ValueError):
+    """A setting is present but unusable; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    log_origin: str
+    signing_key_file: Path
+    member_overdraft_minutes: int = 0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        data_dir = Path(env.get("TIMEBANK_DATA_DIR", "./var")).expanduser().resolve()
+        database_url = env.get("TIMEBANK_DATABASE_URL") or f"sqlite:///{data_dir / 'timebank.db'}"
+        if not database_url.startswith(("sqlite:///", "postgresql+psycopg://")):
+            raise ConfigError(
+                "TIMEBANK_DATABASE_URL must be sqlite:///PATH or postgresql+psycopg://…"
+            )
+        origin = env.get("TIMEBANK_LOG_ORIGIN", "timebank.local/demo")
+        if not ORIGIN.match(origin) or "+" in origin:
+            raise ConfigError("TIMEBANK_LOG_ORIGIN must be printable ASCII without spaces or '+'")
+        key_file = env.get("TIMEBANK_SIGNING_KEY_FILE")
+        signing_key_file = Path(key_file).expanduser() if key_file else data_dir / "signing.key"
+        return cls(data_dir, database_url, origin, signing_key_file)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")

@@ -1,0 +1,159 @@
+"""Double-entry rules: accounts, which kinds may move minutes where, and balance floors.
+
+Account ids are opaque and carry no personal data: ``<bank>:<role>[:<opaque id>]``.
+
+* ``<bank>:member:<id>``  a member (volunteer or elder); never below ``-overdraft``
+* ``<bank>:issuance``     where service hours come from; runs negative by design
+* ``<bank>:pool``         the donation pool (公益池); never below zero
+* ``<bank>:redemption``   where redeemed hours go; never below zero
+
+Hours are created only by ``deposit`` (a verified service) and ``correction`` (an admin fix
+with a reason) — the only kinds allowed to debit ``issuance`` — and leave members only by
+redemption, gift, donation or a correcting reversal. There is no account that could pay out
+cash, and no kind that could move hours there.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from ledger.entry import EntryRequest, Posting
+from ledger.errors import InsufficientBalance, PostingRuleViolation, UnbalancedPostings
+
+MEMBER = "member"
+ISSUANCE = "issuance"
+POOL = "pool"
+REDEMPTION = "redemption"
+SYSTEM_ROLES = (ISSUANCE, POOL, REDEMPTION)
+
+
+def member_account(bank: str, opaque: str | None = None) -> str:
+    return f"{bank}:{MEMBER}:{opaque or secrets.token_hex(8)}"
+
+
+def system_account(bank: str, role: str) -> str:
+    if role not in SYSTEM_ROLES:
+        raise ValueError(f"unknown system account role {role!r}")
+    return f"{bank}:{role}"
+
+
+def parse_account(account: str) -> tuple[str, str]:
+    """(bank, role) of an account id already matched against ``entry.ACCOUNT``."""
+    bank, role, *_ = account.split(":")
+    return bank, role
+
+
+@dataclass(frozen=True)
+class KindRule:
+    debit: frozenset[str]  # roles that may receive negative postings
+    credit: frozenset[str]  # roles that may receive positive postings
+    needs_postings: bool = True
+    reason_required: bool = False
+
+
+def _rule(debit: Iterable[str], credit: Iterable[str], **kw: bool) -> KindRule:
+    return KindRule(frozenset(debit), frozenset(credit), **kw)
+
+
+NO_POSTINGS = _rule((), (), needs_postings=False)
+
+KIND_RULES: Mapping[str, KindRule] = {
+    "deposit": _rule({ISSUANCE}, {MEMBER, POOL}),
+    "correction": _rule({ISSUANCE, MEMBER}, {ISSUANCE, MEMBER}, reason_required=True),
+    "gift": _rule({MEMBER}, {MEMBER}),
+    "donation": _rule({MEMBER}, {POOL}),
+    "grant": _rule({POOL}, {MEMBER}, reason_required=True),
+    "redemption": _rule({MEMBER}, {REDEMPTION}),
+    # A reversal must be the exact negation of the entry it names; see ``check_reversal``.
+    "reversal": _rule(
+        {MEMBER, ISSUANCE, POOL, REDEMPTION},
+        {MEMBER, ISSUANCE, POOL, REDEMPTION},
+        reason_required=True,
+    ),
+    # Entries that record facts without moving minutes.
+    "policy": NO_POSTINGS,
+    "seal": NO_POSTINGS,
+    "registration": NO_POSTINGS,
+    "approval": NO_POSTINGS,
+}
+
+
+def check_postings(request: EntryRequest) -> None:
+    """Per-kind rules that need no balances. Raises with the field at fault."""
+    rule = KIND_RULES.get(request.kind)
+    if rule is None:
+        known = ", ".join(sorted(KIND_RULES))
+        raise PostingRuleViolation(f"unknown kind {request.kind!r} (known: {known})", field="kind")
+    if rule.reason_required:
+        reason = request.body.get("reason")
+        if not isinstance(reason, str) or not reason.strip():
+            raise PostingRuleViolation(f"a {request.kind} needs body.reason", field="body.reason")
+    if not rule.needs_postings:
+        if request.postings:
+            raise PostingRuleViolation(f"a {request.kind} moves no minutes", field="postings")
+        return
+    if len(request.postings) < 2:
+        raise UnbalancedPostings("an entry that moves minutes needs two postings", field="postings")
+    total = sum(p.minutes for p in request.postings)
+    if total != 0:
+        raise UnbalancedPostings(f"postings sum to {total:+d}, not 0", field="postings")
+    banks = {parse_account(p.account)[0] for p in request.postings}
+    if len(banks) != 1:
+        raise PostingRuleViolation("all postings of an entry belong to one bank", field="postings")
+    for i, posting in enumerate(request.postings):
+        _, role = parse_account(posting.account)
+        allowed = rule.debit if posting.minutes < 0 else rule.credit
+        if role not in allowed:
+            direction = "debit" if posting.minutes < 0 else "credit"
+            raise PostingRuleViolation(
+                f"a {request.kind} may not {direction} a {role} account",
+                field=f"postings[{i}]",
+            )
+
+
+def check_reversal(request: EntryRequest, original: EntryRequest | None, seq: int) -> None:
+    """A reversal names an existing, not-yet-reversed entry and exactly negates its postings."""
+    if original is None:
+        raise PostingRuleViolation(f"entry {seq} to reverse does not exist", field="body.reverses")
+    if original.kind == "reversal":
+        raise PostingRuleViolation("a reversal cannot itself be reversed", field="body.reverses")
+    if not original.postings:
+        raise PostingRuleViolation(f"entry {seq} moved no minutes", field="body.reverses")
+    wanted = {p.account: -p.minutes for p in original.postings}
+    got = {p.account: p.minutes for p in request.postings}
+    if wanted != got:
+        raise PostingRuleViolation(
+            f"a reversal must negate every posting of entry {seq}", field="postings"
+        )
+
+
+def floor_of(account: str, member_overdraft: int) -> int | None:
+    """Lowest balance allowed for ``account``; None for no floor (issuance)."""
+    role = parse_account(account)[1]
+    if role == MEMBER:
+        return -member_overdraft
+    if role == ISSUANCE:
+        return None
+    return 0
+
+
+def apply_postings(
+    balances: dict[str, int], postings: Iterable[Posting], member_overdraft: int
+) -> None:
+    """Apply postings to ``balances`` in place, refusing any that would break a floor.
+
+    Only debits are checked: a credit never takes an account below a floor it was above.
+    On refusal nothing is changed.
+    """
+    postings = list(postings)
+    for p in postings:
+        if p.minutes >= 0:
+            continue
+        floor = floor_of(p.account, member_overdraft)
+        current = balances.get(p.account, 0)
+        if floor is not None and current + p.minutes < floor:
+            raise InsufficientBalance(p.account, current, p.minutes, floor)
+    for p in postings:
+        balances[p.account] = balances.get(p.account, 0) + p.minutes

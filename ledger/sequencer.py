@@ -1,0 +1,336 @@
+"""The append path: one sequencer per log, group commit, one signed checkpoint per batch.
+
+Callers (threads or asyncio tasks) submit ``EntryRequest`` s; a single writer thread takes
+everything queued, appends it in **one** serialized transaction (entries, postings, tree nodes,
+balances, one checkpoint) and only then resolves each caller's future. A caller therefore holds
+a ``seq`` only once its entry is durable. A request that breaks a rule fails alone; the rest of
+its batch is appended.
+
+Several processes may hold a sequencer on the same database: every batch re-reads the head
+inside its lock, so they interleave safely (the database lock is the real serializer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import queue
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from ledger.entry import ZERO_HASH, Entry, EntryRequest
+from ledger.errors import (
+    CheckpointConflict,
+    EntryError,
+    IdConflict,
+    LedgerError,
+    MalformedEntry,
+    PostingRuleViolation,
+)
+from ledger.merkle import (
+    Frontier,
+    consistency_spans,
+    fold_span,
+    leaf_hash,
+    nodes_needed,
+    verify_consistency,
+)
+from ledger.note import Checkpoint, Signer, sign_checkpoint
+from ledger.postings import apply_postings, check_postings, check_reversal
+from ledger.storage import LedgerStore, Snapshot, StoredEntry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    seq: int
+    id: str
+    leaf_hash: bytes
+    time: str
+    tree_size: int  # the checkpoint that first covers this entry
+    replayed: bool = False  # True when the id was appended before with the same content
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class BatchWriter:
+    """Appends one batch inside one write transaction. Pure logic over ``LedgerStore`` reads."""
+
+    def __init__(
+        self, store: LedgerStore, signer: Signer, origin: str, member_overdraft: int = 0
+    ) -> None:
+        if signer.name != origin:
+            raise CheckpointConflict(f"signing key {signer.name!r} is not for origin {origin!r}")
+        self.store = store
+        self.signer = signer
+        self.origin = origin
+        self.member_overdraft = member_overdraft
+
+    def append(self, requests: Sequence[EntryRequest]) -> list[AppendResult | EntryError]:
+        with self.store.write() as db:
+            return self._append(db, requests)
+
+    def _append(
+        self, db: Snapshot, requests: Sequence[EntryRequest]
+    ) -> list[AppendResult | EntryError]:
+        head = db.head()
+        if head.size != head.checkpoint_size:
+            raise CheckpointConflict(
+                f"log has {head.size} entries but its last checkpoint covers {head.checkpoint_size}"
+            )
+        frontier = Frontier.from_nodes(head.size, db.nodes(Frontier.plan(head.size)))
+        if head.checkpoint_root is not None and frontier.root() != head.checkpoint_root:
+            raise CheckpointConflict("stored tree does not match the last signed checkpoint")
+
+        existing = db.entries_by_id(sorted({r.id for r in requests}))
+        reversal_targets = sorted({t for r in requests if (t := _reverses(r)) is not None})
+        originals = db.entries_by_seq(reversal_targets)
+        already_reversed = db.reversed_seqs(reversal_targets)
+        accounts = sorted({p.account for r in requests for p in r.postings})
+        balances = db.balances(accounts)
+
+        results: list[AppendResult | EntryError] = []
+        new_entries: list[dict[str, object]] = []
+        new_postings: list[dict[str, object]] = []
+        new_nodes: list[dict[str, object]] = []
+        new_reversals: list[dict[str, object]] = []
+        by_id: dict[str, tuple[EntryRequest, AppendResult]] = {}
+        touched: dict[str, int] = {}
+        prev = head.last_leaf_hash or ZERO_HASH
+        now = max(utc_now(), head.last_time or "")
+        next_seq = head.size
+
+        for request in requests:
+            try:
+                replay = self._replay(request, existing, by_id)
+                if replay is not None:
+                    results.append(replay)
+                    continue
+                request.validate()
+                check_postings(request)
+                target = _reverses(request)
+                if request.kind == "reversal":
+                    if target is None:
+                        raise PostingRuleViolation(
+                            "a reversal needs body.reverses (a seq)", field="body.reverses"
+                        )
+                    if target in already_reversed:
+                        raise PostingRuleViolation(
+                            f"entry {target} has already been reversed", field="body.reverses"
+                        )
+                    original = originals.get(target)
+                    check_reversal(
+                        request,
+                        Entry.from_leaf(original.leaf).request if original else None,
+                        target,
+                    )
+                leaf = Entry(next_seq, prev, now, request).leaf()
+                apply_postings(balances, request.postings, self.member_overdraft)
+            except EntryError as exc:
+                results.append(exc)
+                continue
+            lh = leaf_hash(leaf)
+            result = AppendResult(next_seq, request.id, lh, now, 0)
+            new_entries.append(
+                {
+                    "seq": next_seq,
+                    "id": request.id,
+                    "prev": prev,
+                    "leaf_hash": lh,
+                    "kind": request.kind,
+                    "time": now,
+                    "leaf": leaf,
+                }
+            )
+            new_postings.extend(
+                {"account": p.account, "seq": next_seq, "minutes": p.minutes}
+                for p in request.postings
+            )
+            for p in request.postings:
+                touched[p.account] = balances[p.account]
+            if target is not None and request.kind == "reversal":
+                new_reversals.append({"original_seq": target, "reversal_seq": next_seq})
+                already_reversed.add(target)
+            new_nodes.extend(
+                {"level": level, "idx": idx, "hash": h} for level, idx, h in frontier.append(lh)
+            )
+            by_id[request.id] = (request, result)
+            results.append(result)
+            prev = lh
+            next_seq += 1
+
+        if not new_entries:
+            return results
+        root = frontier.root()
+        self._check_consistent(
+            db,
+            head.checkpoint_size,
+            head.checkpoint_root,
+            new_nodes,
+            new_entries,
+            frontier.size,
+            root,
+        )
+        note = sign_checkpoint(Checkpoint(self.origin, frontier.size, root), self.signer)
+        db.insert_batch(
+            new_entries,
+            new_postings,
+            new_nodes,
+            new_reversals,
+            {"size": frontier.size, "root": root, "note": note},
+        )
+        db.upsert_balances(touched)
+        return [
+            dataclasses.replace(r, tree_size=frontier.size)
+            if isinstance(r, AppendResult) and r.tree_size == 0
+            else r
+            for r in results
+        ]
+
+    @staticmethod
+    def _replay(
+        request: EntryRequest,
+        existing: dict[str, StoredEntry],
+        by_id: dict[str, tuple[EntryRequest, AppendResult]],
+    ) -> AppendResult | None:
+        """The first result for an id appended before with the same content; else None."""
+        if request.id in by_id:
+            first_request, first = by_id[request.id]
+            if first_request.content() != request.content():
+                raise IdConflict(request.id, first.seq)
+            return AppendResult(first.seq, first.id, first.leaf_hash, first.time, 0, True)
+        stored = existing.get(request.id)
+        if stored is None:
+            return None
+        entry = Entry.from_leaf(stored.leaf)
+        if entry.request.content() != request.content():
+            raise IdConflict(request.id, stored.seq)
+        return AppendResult(
+            stored.seq, stored.id, stored.leaf_hash, entry.time, stored.seq + 1, True
+        )
+
+    def _check_consistent(
+        self,
+        db: Snapshot,
+        old_size: int,
+        old_root: bytes | None,
+        new_nodes: list[dict[str, object]],
+        new_entries: list[dict[str, object]],
+        new_size: int,
+        new_root: bytes,
+    ) -> None:
+        """Refuse to sign a tree that does not extend the last signed checkpoint."""
+        if old_size == 0 or old_root is None:
+            return
+        spans = consistency_spans(old_size, new_size)
+        needed = nodes_needed(spans)
+        fresh = {(int(n["level"]), int(n["idx"])): bytes(n["hash"]) for n in new_nodes}  # type: ignore[call-overload]
+        fresh.update({(0, int(e["seq"])): bytes(e["leaf_hash"]) for e in new_entries})  # type: ignore[call-overload]
+        known = {nid: fresh[nid] for nid in needed if nid in fresh}
+        known.update(db.nodes([nid for nid in needed if nid not in fresh]))
+        try:
+            proof = [fold_span(s, known) for s in spans]
+            verify_consistency(old_size, new_size, old_root, new_root, proof)
+        except (KeyError, LedgerError) as exc:
+            raise CheckpointConflict(
+                f"refusing to sign size {new_size}: not consistent with checkpoint {old_size}"
+            ) from exc
+
+
+def _reverses(request: EntryRequest) -> int | None:
+    target = request.body.get("reverses") if isinstance(request.body, dict) else None
+    if isinstance(target, int) and not isinstance(target, bool) and target >= 0:
+        return target
+    return None
+
+
+class Sequencer:
+    """Queue + single writer thread. ``append`` blocks; ``append_async`` awaits."""
+
+    def __init__(self, writer: BatchWriter, max_batch: int = 1024) -> None:
+        self.writer = writer
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[tuple[EntryRequest, Future[AppendResult]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="timebank-sequencer", daemon=True
+                )
+                self._thread.start()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            thread.join()
+
+    def submit(self, request: EntryRequest) -> Future[AppendResult]:
+        future: Future[AppendResult] = Future()
+        if self._closed:
+            future.set_exception(LedgerError("the sequencer is closed"))
+            return future
+        if not isinstance(request, EntryRequest):
+            future.set_exception(MalformedEntry("not an entry request"))
+            return future
+        self.start()
+        self._queue.put((request, future))
+        return future
+
+    def append(self, request: EntryRequest, timeout: float | None = None) -> AppendResult:
+        return self.submit(request).result(timeout)
+
+    async def append_async(self, request: EntryRequest) -> AppendResult:
+        return await asyncio.wrap_future(self.submit(request))
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            stop = False
+            while len(batch) < self.max_batch:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
+            self._commit(batch)
+            if stop:
+                return
+
+    def _commit(self, batch: list[tuple[EntryRequest, Future[AppendResult]]]) -> None:
+        live = [(r, f) for r, f in batch if f.set_running_or_notify_cancel()]
+        if not live:
+            return
+        try:
+            results = self.writer.append([r for r, _ in live])
+        except Exception as exc:  # the whole batch failed: nothing of it was written
+            log.error("append batch of %d failed: %s", len(live), type(exc).__name__)
+            for _, future in live:
+                future.set_exception(exc)
+            return
+        for (_, future), result in zip(live, results, strict=True):
+            if isinstance(result, AppendResult):
+                future.set_result(result)
+            else:
+                future.set_exception(result)

@@ -1,0 +1,343 @@
+"""Storage of the log in SQLite or PostgreSQL (SQLAlchemy Core), and the only SQL in ``ledger``.
+
+Log tables (``log_*``) are append-only: migrations add triggers that reject UPDATE and DELETE
+(and TRUNCATE on PostgreSQL). ``ledger_balances`` is a cache of the postings that the
+verifier recomputes from the log.
+
+Writers serialize on the database: SQLite ``BEGIN IMMEDIATE`` (WAL, ``synchronous=FULL``),
+PostgreSQL a transaction-scoped advisory lock. Readers use ordinary snapshot transactions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    func,
+    select,
+    text,
+    tuple_,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.pool import NullPool
+
+from ledger.merkle import NodeId
+
+metadata = MetaData()
+
+log_entries = Table(
+    "log_entries",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("id", String(128), nullable=False, unique=True),
+    Column("prev", LargeBinary(32), nullable=False, unique=True),
+    Column("leaf_hash", LargeBinary(32), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("time", String(32), nullable=False),
+    Column("leaf", LargeBinary, nullable=False),
+)
+
+log_postings = Table(
+    "log_postings",
+    metadata,
+    Column("account", String(128), primary_key=True),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("minutes", BigInteger, nullable=False),
+)
+
+log_nodes = Table(
+    "log_nodes",
+    metadata,
+    Column("level", Integer, primary_key=True, autoincrement=False),
+    Column("idx", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", LargeBinary(32), nullable=False),
+)
+
+log_checkpoints = Table(
+    "log_checkpoints",
+    metadata,
+    Column("size", BigInteger, primary_key=True, autoincrement=False),
+    Column("root", LargeBinary(32), nullable=False),
+    Column("note", Text, nullable=False),
+)
+
+log_reversals = Table(
+    "log_reversals",
+    metadata,
+    Column("original_seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("reversal_seq", BigInteger, nullable=False, unique=True),
+)
+
+ledger_balances = Table(
+    "ledger_balances",
+    metadata,
+    Column("account", String(128), primary_key=True),
+    Column("minutes", BigInteger, nullable=False),
+)
+
+Index("ix_log_postings_seq", log_postings.c.seq, log_postings.c.account)
+
+APPEND_ONLY_TABLES = (
+    "log_entries",
+    "log_postings",
+    "log_nodes",
+    "log_checkpoints",
+    "log_reversals",
+)
+PG_WRITER_LOCK = 0x7469_6D65_6261_6E6B  # "timebank" as a 64-bit advisory lock key
+
+
+def make_engines(url: str) -> tuple[Engine, Engine]:
+    """(writer, reader) engines. On SQLite the writer begins IMMEDIATE; the reader deferred."""
+    if url.startswith("sqlite"):
+        return _sqlite_engine(url, "BEGIN IMMEDIATE"), _sqlite_engine(url, "BEGIN")
+    engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return engine, engine
+
+
+def _sqlite_engine(url: str, begin: str) -> Engine:
+    engine = create_engine(url, poolclass=NullPool if ":memory:" in url else None)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA busy_timeout = 30000")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = FULL")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql(begin)
+
+    return engine
+
+
+@dataclass(frozen=True)
+class StoredEntry:
+    seq: int
+    id: str
+    leaf_hash: bytes
+    leaf: bytes
+
+
+@dataclass(frozen=True)
+class Head:
+    """The last entry and last signed checkpoint as seen inside one transaction."""
+
+    size: int
+    last_leaf_hash: bytes | None
+    last_time: str | None
+    checkpoint_size: int
+    checkpoint_root: bytes | None
+    checkpoint_note: str | None
+
+
+class LedgerStore:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.writer, self.reader = make_engines(url)
+        self.is_sqlite = url.startswith("sqlite")
+
+    def dispose(self) -> None:
+        self.writer.dispose()
+        if self.reader is not self.writer:
+            self.reader.dispose()
+
+    @contextmanager
+    def write(self) -> Iterator[Snapshot]:
+        """One serialized write transaction; rolls back unless the block completes."""
+        with self.writer.begin() as conn:
+            if not self.is_sqlite:
+                conn.execute(text("SET LOCAL lock_timeout = '30s'"))
+                conn.execute(select(func.pg_advisory_xact_lock(PG_WRITER_LOCK)))
+            yield Snapshot(conn, self.is_sqlite)
+
+    @contextmanager
+    def read(self) -> Iterator[Snapshot]:
+        """A consistent read-only view (one snapshot transaction)."""
+        with self.reader.begin() as conn:
+            if not self.is_sqlite:
+                conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
+            yield Snapshot(conn, self.is_sqlite)
+
+
+class Snapshot:
+    """Reads and writes of the log inside one transaction."""
+
+    def __init__(self, conn: Connection, is_sqlite: bool) -> None:
+        self.conn = conn
+        self.is_sqlite = is_sqlite
+
+    # ------------------------------------------------------------ reads (any connection)
+
+    def head(self) -> Head:
+        last = self.conn.execute(
+            select(log_entries.c.seq, log_entries.c.leaf_hash, log_entries.c.time)
+            .order_by(log_entries.c.seq.desc())
+            .limit(1)
+        ).first()
+        cp = self.conn.execute(
+            select(log_checkpoints.c.size, log_checkpoints.c.root, log_checkpoints.c.note)
+            .order_by(log_checkpoints.c.size.desc())
+            .limit(1)
+        ).first()
+        return Head(
+            size=last.seq + 1 if last else 0,
+            last_leaf_hash=last.leaf_hash if last else None,
+            last_time=last.time if last else None,
+            checkpoint_size=cp.size if cp else 0,
+            checkpoint_root=cp.root if cp else None,
+            checkpoint_note=cp.note if cp else None,
+        )
+
+    def latest_checkpoint(self) -> tuple[int, str] | None:
+        row = self.conn.execute(
+            select(log_checkpoints.c.size, log_checkpoints.c.note)
+            .order_by(log_checkpoints.c.size.desc())
+            .limit(1)
+        ).first()
+        return (row.size, row.note) if row else None
+
+    def nodes(self, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
+        """Hashes of complete subtrees; level 0 comes from the entries' leaf hashes."""
+        found: dict[NodeId, bytes] = {}
+        leaves = [idx for level, idx in ids if level == 0]
+        interior = [(level, idx) for level, idx in ids if level > 0]
+        if leaves:
+            rows = self.conn.execute(
+                select(log_entries.c.seq, log_entries.c.leaf_hash).where(
+                    log_entries.c.seq.in_(leaves)
+                )
+            )
+            found.update(((0, r.seq), r.leaf_hash) for r in rows)
+        if interior:
+            rows = self.conn.execute(
+                select(log_nodes.c.level, log_nodes.c.idx, log_nodes.c.hash).where(
+                    tuple_(log_nodes.c.level, log_nodes.c.idx).in_(interior)
+                )
+            )
+            found.update(((r.level, r.idx), r.hash) for r in rows)
+        return found
+
+    def entries_by_id(self, ids: Sequence[str]) -> dict[str, StoredEntry]:
+        if not ids:
+            return {}
+        rows = self.conn.execute(
+            select(
+                log_entries.c.seq, log_entries.c.id, log_entries.c.leaf_hash, log_entries.c.leaf
+            ).where(log_entries.c.id.in_(ids))
+        )
+        return {r.id: StoredEntry(r.seq, r.id, r.leaf_hash, r.leaf) for r in rows}
+
+    def entries_by_seq(self, seqs: Sequence[int]) -> dict[int, StoredEntry]:
+        if not seqs:
+            return {}
+        rows = self.conn.execute(
+            select(
+                log_entries.c.seq, log_entries.c.id, log_entries.c.leaf_hash, log_entries.c.leaf
+            ).where(log_entries.c.seq.in_(seqs))
+        )
+        return {r.seq: StoredEntry(r.seq, r.id, r.leaf_hash, r.leaf) for r in rows}
+
+    def reversed_seqs(self, seqs: Sequence[int]) -> set[int]:
+        if not seqs:
+            return set()
+        rows = self.conn.execute(
+            select(log_reversals.c.original_seq).where(log_reversals.c.original_seq.in_(seqs))
+        )
+        return {r.original_seq for r in rows}
+
+    def balances(self, accounts: Sequence[str]) -> dict[str, int]:
+        if not accounts:
+            return {}
+        rows = self.conn.execute(
+            select(ledger_balances.c.account, ledger_balances.c.minutes).where(
+                ledger_balances.c.account.in_(accounts)
+            )
+        )
+        return {r.account: int(r.minutes) for r in rows}
+
+    def leaves(self, start: int, end: int) -> list[tuple[int, bytes]]:
+        rows = self.conn.execute(
+            select(log_entries.c.seq, log_entries.c.leaf)
+            .where(log_entries.c.seq >= start, log_entries.c.seq < end)
+            .order_by(log_entries.c.seq)
+        )
+        return [(r.seq, r.leaf) for r in rows]
+
+    # ------------------------------------------------------------ streaming for the verifier
+
+    def _stream(self, table: Table, *order: Any) -> Iterator[Any]:
+        result = self.conn.execution_options(stream_results=True, yield_per=10_000).execute(
+            select(table).order_by(*order)
+        )
+        yield from result
+
+    def stream_entries(self) -> Iterator[Any]:
+        return self._stream(log_entries, log_entries.c.seq)
+
+    def stream_postings(self) -> Iterator[Any]:
+        return self._stream(log_postings, log_postings.c.seq, log_postings.c.account)
+
+    def stream_nodes(self) -> Iterator[Any]:
+        return self._stream(log_nodes, log_nodes.c.level, log_nodes.c.idx)
+
+    def stream_checkpoints(self) -> Iterator[Any]:
+        return self._stream(log_checkpoints, log_checkpoints.c.size)
+
+    def stream_balances(self) -> Iterator[Any]:
+        return self._stream(ledger_balances, ledger_balances.c.account)
+
+    def checkpoint_sizes(self) -> set[int]:
+        return {int(r[0]) for r in self.conn.execute(select(log_checkpoints.c.size))}
+
+    # ------------------------------------------------------------ writes (inside ``write``)
+
+    def insert_batch(
+        self,
+        entries: Sequence[Mapping[str, Any]],
+        postings: Sequence[Mapping[str, Any]],
+        nodes: Sequence[Mapping[str, Any]],
+        reversals: Sequence[Mapping[str, Any]],
+        checkpoint: Mapping[str, Any],
+    ) -> None:
+        if entries:
+            self.conn.execute(log_entries.insert(), list(entries))
+        if postings:
+            self.conn.execute(log_postings.insert(), list(postings))
+        if nodes:
+            self.conn.execute(log_nodes.insert(), list(nodes))
+        if reversals:
+            self.conn.execute(log_reversals.insert(), list(reversals))
+        self.conn.execute(log_checkpoints.insert(), [dict(checkpoint)])
+
+    def upsert_balances(self, balances: Mapping[str, int]) -> None:
+        if not balances:
+            return
+        rows = [{"account": a, "minutes": m} for a, m in balances.items()]
+        stmt: Any = (sqlite_insert if self.is_sqlite else pg_insert)(ledger_balances)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[ledger_balances.c.account],
+            set_={"minutes": stmt.excluded.minutes},
+        )
+        self.conn.execute(stmt, rows)

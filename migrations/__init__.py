@@ -1,0 +1,1 @@
+"""Alembic environment and revisions; ``migrations.runner`` applies them under a lock."""

@@ -1,0 +1,7 @@
+"""Every table the application defines, for Alembic's autogenerate and ``alembic check``."""
+
+from __future__ import annotations
+
+from ledger.storage import metadata as target_metadata
+
+__all__ = ["target_metadata"]

@@ -1,0 +1,105 @@
+"""``/v1/log/*`` over HTTP: formats of DESIGN.md, and bad parameters as 400 problem+json."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+
+import pytest
+from litestar.testing import TestClient
+
+from api.app import create_app
+from ledger.log import Log
+from ledger.merkle import leaf_hash, root_of, verify_consistency, verify_inclusion
+from ledger.note import Verifier, open_checkpoint
+from tests.helpers import deposit, member
+
+SIZE = 21
+
+
+@pytest.fixture
+def client(log: Log) -> Iterator[TestClient]:  # type: ignore[type-arg]
+    for i in range(SIZE):
+        log.append(deposit(f"d{i}", member(i % 4), 30 + i))
+    with TestClient(create_app(log=log)) as test_client:
+        yield test_client
+
+
+def test_checkpoint_verifies_with_the_served_key(client: TestClient) -> None:  # type: ignore[type-arg]
+    key = client.get("/v1/log/key")
+    assert key.headers["content-type"].startswith("text/plain")
+    verifier = Verifier.from_text(key.text)
+    response = client.get("/v1/log/checkpoint")
+    assert response.headers["content-type"].startswith("text/plain")
+    checkpoint, _ = open_checkpoint(response.text, verifier, "timebank.test/log")
+    assert checkpoint.size == SIZE
+
+
+def test_leaves_hash_to_the_root_and_proofs_verify(client: TestClient) -> None:  # type: ignore[type-arg]
+    verifier = Verifier.from_text(client.get("/v1/log/key").text)
+    checkpoint, _ = open_checkpoint(client.get("/v1/log/checkpoint").text, verifier)
+    leaves: list[bytes] = []
+    while len(leaves) < SIZE:
+        page = client.get("/v1/log/leaves", params={"start": len(leaves), "end": SIZE}).json()
+        assert [leaf["index"] for leaf in page["leaves"]] == list(range(len(leaves), len(leaves) + len(page["leaves"])))
+        leaves += [base64.b64decode(leaf["data"]) for leaf in page["leaves"]]
+    assert root_of(leaf_hash(leaf) for leaf in leaves) == checkpoint.root
+    for index in (0, 5, SIZE - 1):
+        body = client.get(
+            "/v1/log/proof/inclusion", params={"index": index, "tree_size": SIZE}
+        ).json()
+        assert (body["index"], body["tree_size"]) == (index, SIZE)
+        hashes = [base64.b64decode(h) for h in body["hashes"]]
+        verify_inclusion(leaf_hash(leaves[index]), index, SIZE, hashes, checkpoint.root)
+    body = client.get("/v1/log/proof/consistency", params={"first": 7, "second": SIZE}).json()
+    assert (body["first"], body["second"]) == (7, SIZE)
+    old = root_of(leaf_hash(leaf) for leaf in leaves[:7])
+    verify_consistency(7, SIZE, old, checkpoint.root, [base64.b64decode(h) for h in body["hashes"]])
+
+
+def test_healthz_and_openapi(client: TestClient) -> None:  # type: ignore[type-arg]
+    assert client.get("/healthz").json() == {"status": "ok", "tree_size": SIZE}
+    schema = client.get("/schema/openapi.json").json()
+    assert {"/v1/log/checkpoint", "/v1/log/key", "/v1/log/leaves", "/v1/log/proof/inclusion",
+            "/v1/log/proof/consistency", "/healthz"} <= set(schema["paths"])
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "field"),
+    [
+        ("/v1/log/leaves", {"start": -1, "end": 3}, "start"),
+        ("/v1/log/leaves", {"start": 3, "end": 3}, "end"),
+        ("/v1/log/leaves", {"start": SIZE, "end": SIZE + 5}, "start"),
+        ("/v1/log/leaves", {"start": "x", "end": 3}, "start"),
+        ("/v1/log/leaves", {"end": 3}, "start"),
+        ("/v1/log/leaves", {"start": 0, "end": 10**30}, "end"),
+        ("/v1/log/proof/inclusion", {"index": -1, "tree_size": 3}, "index"),
+        ("/v1/log/proof/inclusion", {"index": 3, "tree_size": 3}, "index"),
+        ("/v1/log/proof/inclusion", {"index": 0, "tree_size": SIZE + 1}, "tree_size"),
+        ("/v1/log/proof/inclusion", {"index": 0, "tree_size": 0}, "tree_size"),
+        ("/v1/log/proof/inclusion", {"index": "1.5", "tree_size": 3}, "index"),
+        ("/v1/log/proof/inclusion", {"index": 2**63, "tree_size": 3}, "index"),
+        ("/v1/log/proof/consistency", {"first": 5, "second": 4}, "first"),
+        ("/v1/log/proof/consistency", {"first": 0, "second": 4}, "first"),
+        ("/v1/log/proof/consistency", {"first": 1, "second": SIZE + 1}, "second"),
+        ("/v1/log/proof/consistency", {"first": "", "second": 4}, "first"),
+        ("/v1/log/proof/consistency", {"first": 1, "second": "9" * 400}, "second"),
+    ],
+)
+def test_bad_parameters_get_a_400_problem_naming_the_field(
+    client: TestClient, path: str, params: dict[str, object], field: str  # type: ignore[type-arg]
+) -> None:
+    response = client.get(path, params=params)
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["type"] == "urn:timebank:problem:invalid-parameter"
+    assert problem["status"] == 400
+    assert problem["field"] == field
+    assert field in problem["detail"] or problem["detail"]
+
+
+def test_unknown_route_is_a_problem(client: TestClient) -> None:  # type: ignore[type-arg]
+    response = client.get("/v1/log/nothing")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"

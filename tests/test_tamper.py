@@ -1,0 +1,139 @@
+"""An insider edits the database behind the app's back: ``timebank verify`` names what changed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from api.cli import main
+from ledger.config import Settings
+from ledger.entry import canonical_json
+from ledger.log import Log
+from ledger.note import Checkpoint, Signer, sign_checkpoint
+from tests.helpers import deposit, drop_append_only_triggers, gift, member, raw_sql
+
+ENTRIES = 12
+
+
+def _blob(db_url: str, data: bytes) -> str:
+    return f"X'{data.hex()}'" if db_url.startswith("sqlite") else f"'\\x{data.hex()}'::bytea"
+
+
+def _leaf(log: Log, seq: int) -> dict[str, object]:
+    return json.loads(log.leaves(seq, seq + 1)[0].data)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def filled(log: Log, db_url: str) -> Log:
+    for i in range(ENTRIES - 2):
+        log.append(deposit(f"d{i}", member(i % 3), 60 + i))
+    log.append(gift("g1", member(0), member(1), 25))
+    log.append(gift("g2", member(1), member(2), 5))
+    assert log.verify().ok
+    drop_append_only_triggers(db_url)
+    return log
+
+
+def _run_verify(settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    monkeypatch.setenv("TIMEBANK_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("TIMEBANK_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("TIMEBANK_LOG_ORIGIN", settings.log_origin)
+    code = main(["verify"])
+    return code, capsys.readouterr().out
+
+
+def test_untouched_database_verifies_through_the_cli(
+    filled: Log, settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = _run_verify(settings, monkeypatch, capsys)
+    assert code == 0
+    assert out.startswith(f"OK: {ENTRIES} entries")
+
+
+def test_changed_minutes_are_named(filled: Log, db_url: str) -> None:
+    leaf = _leaf(filled, 4)
+    leaf["postings"][1]["minutes"] += 600  # type: ignore[index]
+    raw_sql(db_url, f"UPDATE log_entries SET leaf = {_blob(db_url, canonical_json(leaf))} WHERE seq = 4")
+    report = filled.verify()
+    assert not report.ok
+    assert 4 in report.bad_seqs()
+    text = "\n".join(map(str, report.problems))
+    assert "seq 4: postings sum to +600" in text
+    assert "seq 4: stored leaf hash does not match" in text
+
+
+def test_changed_minutes_with_recomputed_hash_is_still_named(filled: Log, db_url: str) -> None:
+    import hashlib
+
+    leaf = _leaf(filled, 4)
+    leaf["postings"][0]["minutes"] -= 600  # type: ignore[index]
+    leaf["postings"][1]["minutes"] += 600  # type: ignore[index]
+    data = canonical_json(leaf)
+    new_hash = hashlib.sha256(b"\x00" + data).digest()
+    raw_sql(db_url,
+            f"UPDATE log_entries SET leaf = {_blob(db_url, data)}, leaf_hash = {_blob(db_url, new_hash)} WHERE seq = 4",
+            f"UPDATE ledger_balances SET minutes = minutes + 600 WHERE account = '{member(1)}'",
+            f"UPDATE ledger_balances SET minutes = minutes - 600 WHERE account = 't:issuance'")
+    report = filled.verify()
+    text = "\n".join(map(str, report.problems))
+    assert "seq 4: leaf hash does not match the prev recorded by seq 5" in text
+    assert "postings index differs" in text
+    assert "checkpoint" in text
+
+
+def test_deleted_entry_is_named(filled: Log, db_url: str) -> None:
+    raw_sql(db_url, "DELETE FROM log_entries WHERE seq = 6")
+    report = filled.verify()
+    text = "\n".join(map(str, report.problems))
+    assert "seq 7: entries 6 are missing before it" in text
+
+
+def test_swapped_entries_are_named(filled: Log, db_url: str) -> None:
+    raw_sql(db_url,
+            "UPDATE log_entries SET seq = 1000 WHERE seq = 2",
+            "UPDATE log_entries SET seq = 2 WHERE seq = 3",
+            "UPDATE log_entries SET seq = 3 WHERE seq = 1000")
+    report = filled.verify()
+    assert {2, 3} <= report.bad_seqs()
+    text = "\n".join(map(str, report.problems))
+    assert "seq 2: leaf says seq 3" in text and "seq 3: leaf says seq 2" in text
+
+
+def test_forged_checkpoint_is_named(filled: Log, db_url: str) -> None:
+    forger = Signer.generate("timebank.test/log")
+    forged = sign_checkpoint(Checkpoint("timebank.test/log", ENTRIES, bytes(32)), forger)
+    raw_sql(db_url, f"UPDATE log_checkpoints SET note = '{forged}', root = {_blob(db_url, bytes(32))} WHERE size = {ENTRIES}")
+    report = filled.verify()
+    text = "\n".join(map(str, report.problems))
+    assert f"checkpoint {ENTRIES}: signed note does not verify" in text
+
+
+def test_checkpoint_resigned_with_the_right_key_over_a_wrong_root_is_named(
+    filled: Log, db_url: str
+) -> None:
+    bad = sign_checkpoint(Checkpoint("timebank.test/log", ENTRIES, bytes(32)), filled.signer)
+    raw_sql(db_url, f"UPDATE log_checkpoints SET note = '{bad}', root = {_blob(db_url, bytes(32))} WHERE size = {ENTRIES}")
+    text = "\n".join(map(str, filled.verify().problems))
+    assert f"checkpoint {ENTRIES}: signed root does not match the entries" in text
+
+
+def test_balance_cache_edit_is_named(filled: Log, db_url: str) -> None:
+    raw_sql(db_url, f"UPDATE ledger_balances SET minutes = 99999 WHERE account = '{member(2)}'")
+    text = "\n".join(map(str, filled.verify().problems))
+    assert f"account {member(2)}: stored balance 99999 minutes" in text
+
+
+def test_cli_exits_non_zero_and_lists_every_bad_entry(
+    filled: Log, db_url: str, settings: Settings, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], tmp_path: Path,
+) -> None:
+    for seq in (3, 8):
+        leaf = _leaf(filled, seq)
+        leaf["postings"][1]["minutes"] += 1  # type: ignore[index]
+        raw_sql(db_url, f"UPDATE log_entries SET leaf = {_blob(db_url, canonical_json(leaf))} WHERE seq = {seq}")
+    code, out = _run_verify(settings, monkeypatch, capsys)
+    assert code == 1
+    assert out.startswith("FAILED")
+    assert "seq 3:" in out and "seq 8:" in out
