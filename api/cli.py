@@ -113,10 +113,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="timebank", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def register_ledger_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = sub.add_parser("serve", help="serve the HTTP API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
@@ -139,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", help="check the whole database offline")
     verify.add_argument("--key", help="verifier key to check checkpoints against (default: ours)")
     verify.set_defaults(func=cmd_verify)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="timebank", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    register_ledger_commands(sub)
     return parser
 
 

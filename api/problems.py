@@ -13,9 +13,9 @@ import re
 from typing import Any
 
 from litestar import Request, Response
-from litestar.types import ExceptionHandlersMap
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import ExceptionHandlersMap
 
 from ledger.errors import EntryError, ProofRequestError
 

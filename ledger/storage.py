@@ -85,6 +85,14 @@ log_reversals = Table(
     Column("reversal_seq", BigInteger, nullable=False, unique=True),
 )
 
+log_cosignatures = Table(
+    "log_cosignatures",
+    metadata,
+    Column("size", BigInteger, primary_key=True, autoincrement=False),
+    Column("witness", String(300), primary_key=True),
+    Column("line", Text, nullable=False),
+)
+
 ledger_balances = Table(
     "ledger_balances",
     metadata,

@@ -41,7 +41,9 @@ def test_leaves_hash_to_the_root_and_proofs_verify(client: TestClient) -> None: 
     leaves: list[bytes] = []
     while len(leaves) < SIZE:
         page = client.get("/v1/log/leaves", params={"start": len(leaves), "end": SIZE}).json()
-        assert [leaf["index"] for leaf in page["leaves"]] == list(range(len(leaves), len(leaves) + len(page["leaves"])))
+        assert [leaf["index"] for leaf in page["leaves"]] == list(
+            range(len(leaves), len(leaves) + len(page["leaves"]))
+        )
         leaves += [base64.b64decode(leaf["data"]) for leaf in page["leaves"]]
     assert root_of(leaf_hash(leaf) for leaf in leaves) == checkpoint.root
     for index in (0, 5, SIZE - 1):
@@ -60,8 +62,14 @@ def test_leaves_hash_to_the_root_and_proofs_verify(client: TestClient) -> None: 
 def test_healthz_and_openapi(client: TestClient) -> None:  # type: ignore[type-arg]
     assert client.get("/healthz").json() == {"status": "ok", "tree_size": SIZE}
     schema = client.get("/schema/openapi.json").json()
-    assert {"/v1/log/checkpoint", "/v1/log/key", "/v1/log/leaves", "/v1/log/proof/inclusion",
-            "/v1/log/proof/consistency", "/healthz"} <= set(schema["paths"])
+    assert {
+        "/v1/log/checkpoint",
+        "/v1/log/key",
+        "/v1/log/leaves",
+        "/v1/log/proof/inclusion",
+        "/v1/log/proof/consistency",
+        "/healthz",
+    } <= set(schema["paths"])
 
 
 @pytest.mark.parametrize(
@@ -87,7 +95,10 @@ def test_healthz_and_openapi(client: TestClient) -> None:  # type: ignore[type-a
     ],
 )
 def test_bad_parameters_get_a_400_problem_naming_the_field(
-    client: TestClient, path: str, params: dict[str, object], field: str  # type: ignore[type-arg]
+    client: TestClient,
+    path: str,
+    params: dict[str, object],
+    field: str,  # type: ignore[type-arg]
 ) -> None:
     response = client.get(path, params=params)
     assert response.status_code == 400, response.text

@@ -36,7 +36,9 @@ def filled(log: Log, db_url: str) -> Log:
     return log
 
 
-def _run_verify(settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+def _run_verify(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, str]:
     monkeypatch.setenv("TIMEBANK_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("TIMEBANK_DATABASE_URL", settings.database_url)
     monkeypatch.setenv("TIMEBANK_LOG_ORIGIN", settings.log_origin)
@@ -45,7 +47,10 @@ def _run_verify(settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pyt
 
 
 def test_untouched_database_verifies_through_the_cli(
-    filled: Log, settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    filled: Log,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     code, out = _run_verify(settings, monkeypatch, capsys)
     assert code == 0
@@ -55,7 +60,9 @@ def test_untouched_database_verifies_through_the_cli(
 def test_changed_minutes_are_named(filled: Log, db_url: str) -> None:
     leaf = _leaf(filled, 4)
     leaf["postings"][1]["minutes"] += 600  # type: ignore[index]
-    raw_sql(db_url, f"UPDATE log_entries SET leaf = {_blob(db_url, canonical_json(leaf))} WHERE seq = 4")
+    raw_sql(
+        db_url, f"UPDATE log_entries SET leaf = {_blob(db_url, canonical_json(leaf))} WHERE seq = 4"
+    )
     report = filled.verify()
     assert not report.ok
     assert 4 in report.bad_seqs()
@@ -72,10 +79,12 @@ def test_changed_minutes_with_recomputed_hash_is_still_named(filled: Log, db_url
     leaf["postings"][1]["minutes"] += 600  # type: ignore[index]
     data = canonical_json(leaf)
     new_hash = hashlib.sha256(b"\x00" + data).digest()
-    raw_sql(db_url,
-            f"UPDATE log_entries SET leaf = {_blob(db_url, data)}, leaf_hash = {_blob(db_url, new_hash)} WHERE seq = 4",
-            f"UPDATE ledger_balances SET minutes = minutes + 600 WHERE account = '{member(1)}'",
-            f"UPDATE ledger_balances SET minutes = minutes - 600 WHERE account = 't:issuance'")
+    raw_sql(
+        db_url,
+        f"UPDATE log_entries SET leaf = {_blob(db_url, data)}, leaf_hash = {_blob(db_url, new_hash)} WHERE seq = 4",
+        f"UPDATE ledger_balances SET minutes = minutes + 600 WHERE account = '{member(1)}'",
+        "UPDATE ledger_balances SET minutes = minutes - 600 WHERE account = 't:issuance'",
+    )
     report = filled.verify()
     text = "\n".join(map(str, report.problems))
     assert "seq 4: leaf hash does not match the prev recorded by seq 5" in text
@@ -91,10 +100,12 @@ def test_deleted_entry_is_named(filled: Log, db_url: str) -> None:
 
 
 def test_swapped_entries_are_named(filled: Log, db_url: str) -> None:
-    raw_sql(db_url,
-            "UPDATE log_entries SET seq = 1000 WHERE seq = 2",
-            "UPDATE log_entries SET seq = 2 WHERE seq = 3",
-            "UPDATE log_entries SET seq = 3 WHERE seq = 1000")
+    raw_sql(
+        db_url,
+        "UPDATE log_entries SET seq = 1000 WHERE seq = 2",
+        "UPDATE log_entries SET seq = 2 WHERE seq = 3",
+        "UPDATE log_entries SET seq = 3 WHERE seq = 1000",
+    )
     report = filled.verify()
     assert {2, 3} <= report.bad_seqs()
     text = "\n".join(map(str, report.problems))
@@ -104,7 +115,10 @@ def test_swapped_entries_are_named(filled: Log, db_url: str) -> None:
 def test_forged_checkpoint_is_named(filled: Log, db_url: str) -> None:
     forger = Signer.generate("timebank.test/log")
     forged = sign_checkpoint(Checkpoint("timebank.test/log", ENTRIES, bytes(32)), forger)
-    raw_sql(db_url, f"UPDATE log_checkpoints SET note = '{forged}', root = {_blob(db_url, bytes(32))} WHERE size = {ENTRIES}")
+    raw_sql(
+        db_url,
+        f"UPDATE log_checkpoints SET note = '{forged}', root = {_blob(db_url, bytes(32))} WHERE size = {ENTRIES}",
+    )
     report = filled.verify()
     text = "\n".join(map(str, report.problems))
     assert f"checkpoint {ENTRIES}: signed note does not verify" in text
@@ -114,7 +128,10 @@ def test_checkpoint_resigned_with_the_right_key_over_a_wrong_root_is_named(
     filled: Log, db_url: str
 ) -> None:
     bad = sign_checkpoint(Checkpoint("timebank.test/log", ENTRIES, bytes(32)), filled.signer)
-    raw_sql(db_url, f"UPDATE log_checkpoints SET note = '{bad}', root = {_blob(db_url, bytes(32))} WHERE size = {ENTRIES}")
+    raw_sql(
+        db_url,
+        f"UPDATE log_checkpoints SET note = '{bad}', root = {_blob(db_url, bytes(32))} WHERE size = {ENTRIES}",
+    )
     text = "\n".join(map(str, filled.verify().problems))
     assert f"checkpoint {ENTRIES}: signed root does not match the entries" in text
 
@@ -126,13 +143,20 @@ def test_balance_cache_edit_is_named(filled: Log, db_url: str) -> None:
 
 
 def test_cli_exits_non_zero_and_lists_every_bad_entry(
-    filled: Log, db_url: str, settings: Settings, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str], tmp_path: Path,
+    filled: Log,
+    db_url: str,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
 ) -> None:
     for seq in (3, 8):
         leaf = _leaf(filled, seq)
         leaf["postings"][1]["minutes"] += 1  # type: ignore[index]
-        raw_sql(db_url, f"UPDATE log_entries SET leaf = {_blob(db_url, canonical_json(leaf))} WHERE seq = {seq}")
+        raw_sql(
+            db_url,
+            f"UPDATE log_entries SET leaf = {_blob(db_url, canonical_json(leaf))} WHERE seq = {seq}",
+        )
     code, out = _run_verify(settings, monkeypatch, capsys)
     assert code == 1
     assert out.startswith("FAILED")
