@@ -19,7 +19,7 @@ def load_or_create_signing_key(path: Path, name: str) -> Signer:
         return load_signing_key(path, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     signer = Signer.generate(name)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(8).hex()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.write(fd, (signer.to_text() + "\n").encode())
