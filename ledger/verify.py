@@ -1,5 +1,8 @@
 """Offline verification of a whole database: every problem is collected, none stops the run.
 
+The per-leaf checks are ``ledger.replay``'s (shared with the auditor); this module adds what
+only a database has: stored hashes, columns, tree nodes, checkpoints and caches.
+
 Checks, each reported with where it failed (``seq N``, ``checkpoint N``, ``node L/I``,
 ``account A``):
 
@@ -16,26 +19,17 @@ Checks, each reported with where it failed (``seq N``, ``checkpoint N``, ``node 
 
 from __future__ import annotations
 
-import hashlib
-from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from ledger.entry import ZERO_HASH, Entry, EntryRequest, Posting
-from ledger.errors import EntryError, LedgerError
-from ledger.merkle import EMPTY_ROOT, Frontier, node_hash
+from ledger.entry import Posting
+from ledger.errors import LedgerError
+from ledger.merkle import EMPTY_ROOT, node_hash
 from ledger.note import Checkpoint, Note, Verifier
-from ledger.postings import check_postings, check_reversal, floor_of
+from ledger.replay import Problem, Replay
 from ledger.storage import LedgerStore, Snapshot
 
-
-@dataclass(frozen=True)
-class Problem:
-    where: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.where}: {self.message}"
+__all__ = ["Problem", "Report", "format_report", "verify_store"]
 
 
 @dataclass
@@ -102,131 +96,51 @@ class _Verification:
         self.report = Report()
         self.leaf_hashes: list[bytes] = []
         self.roots: dict[int, bytes] = {}
-        self.balances: dict[str, int] = defaultdict(int)
-        self.reversals: list[tuple[int, int, EntryRequest]] = []
+        self.balances: dict[str, int] = {}
 
     def run(self) -> Report:
         self._check_entries()
-        self._check_reversals()
         self._check_nodes()
         self._check_checkpoints()
         self._check_balances()
         return self.report
 
     def _check_entries(self) -> None:
+        """The shared per-leaf checks (``ledger.replay``), plus the columns and indexes that
+        only a database has: stored leaf hashes, id/kind/time columns, the postings index."""
         report = self.report
-        checkpoint_sizes = self.db.checkpoint_sizes()
+        replay = Replay(
+            self.member_overdraft,
+            root_sizes=self.db.checkpoint_sizes(),
+            problems=report.problems,
+        )
         postings = _PostingsIndex(self.db.stream_postings())
-        frontier = Frontier()
-        below_floor: set[str] = set()
-        prev_hash = ZERO_HASH
-        prev_time = ""
-        expected_seq = 0
         for row in self.db.stream_entries():
             seq = int(row.seq)
             where = f"seq {seq}"
-            if seq != expected_seq:
-                missing = (
-                    str(expected_seq) if seq == expected_seq + 1 else f"{expected_seq}–{seq - 1}"
-                )
-                report.add(where, f"entries {missing} are missing before it")
-            leaf = bytes(row.leaf)
-            computed = hashlib.sha256(b"\x00" + leaf).digest()
-            if computed != bytes(row.leaf_hash):
+            step = replay.add(seq, bytes(row.leaf))
+            if step.leaf_hash != bytes(row.leaf_hash):
                 report.add(where, "stored leaf hash does not match the leaf bytes (entry altered)")
-            entry = self._decode(where, leaf)
-            if entry is not None:
-                if entry.seq != seq:
-                    report.add(where, f"leaf says seq {entry.seq} (entries moved or swapped)")
-                if entry.prev != prev_hash:
-                    if seq == 0:
-                        report.add(where, "prev of the first entry is not 32 zero bytes")
-                    elif seq == expected_seq:
-                        report.add(
-                            f"seq {seq - 1}",
-                            f"leaf hash does not match the prev recorded by seq {seq} "
-                            "(this entry, or that prev, was altered)",
-                        )
-                if (entry.request.id, entry.request.kind, entry.time) != (
-                    row.id,
-                    row.kind,
-                    row.time,
-                ):
-                    report.add(where, "id, kind or time columns differ from the leaf")
-                if entry.time < prev_time:
-                    report.add(where, f"time {entry.time} is before the previous {prev_time}")
-                prev_time = max(prev_time, entry.time)
-                self._check_entry_postings(where, seq, entry.request, below_floor)
+            entry = step.entry
+            if entry is not None and (entry.request.id, entry.request.kind, entry.time) != (
+                row.id,
+                row.kind,
+                row.time,
+            ):
+                report.add(where, "id, kind or time columns differ from the leaf")
             if not postings.matches(seq, entry.request.postings if entry else ()):
                 report.add(where, "postings index differs from the entry's postings")
-            prev_hash = computed
-            self.leaf_hashes.append(computed)
-            frontier.append(computed)
-            if frontier.size in checkpoint_sizes:
-                self.roots[frontier.size] = frontier.root()
-            expected_seq = seq + 1
+            self.leaf_hashes.append(step.leaf_hash)
         for seq in postings.leftover():
             report.add(f"seq {seq}", "postings index has rows for an entry that does not exist")
+        replay.finish(
+            lambda seqs: {s: e.leaf for s, e in self.db.entries_by_seq(list(seqs)).items()}
+        )
+        self.roots = replay.roots
+        self.balances = replay.balances
         report.entries = len(self.leaf_hashes)
-        report.root = frontier.root()
-        report.accounts = len(self.balances)
-
-    def _decode(self, where: str, leaf: bytes) -> Entry | None:
-        try:
-            return Entry.from_leaf(leaf)
-        except LedgerError as exc:
-            self.report.add(where, f"leaf is malformed: {exc}")
-            return None
-
-    def _check_entry_postings(
-        self, where: str, seq: int, request: EntryRequest, below_floor: set[str]
-    ) -> None:
-        try:
-            check_postings(request)
-        except EntryError as exc:
-            self.report.add(where, str(exc))
-        if request.kind == "reversal":
-            target = request.body.get("reverses")
-            if isinstance(target, int) and not isinstance(target, bool):
-                self.reversals.append((seq, target, request))
-            else:
-                self.report.add(where, "reversal does not name the entry it reverses")
-        for p in request.postings:
-            self.balances[p.account] += p.minutes
-            floor = floor_of(p.account, self.member_overdraft)
-            if floor is None:
-                continue
-            if self.balances[p.account] < floor:
-                if p.account not in below_floor:
-                    self.report.add(
-                        where,
-                        f"account {p.account} falls to {self.balances[p.account]} minutes, "
-                        f"below its floor {floor}",
-                    )
-                below_floor.add(p.account)
-            else:
-                below_floor.discard(p.account)
-
-    def _check_reversals(self) -> None:
-        originals = self.db.entries_by_seq(sorted({t for _, t, _ in self.reversals}))
-        first_reversal: dict[int, int] = {}
-        for seq, target, request in self.reversals:
-            where = f"seq {seq}"
-            if target >= seq:
-                self.report.add(where, f"reverses entry {target}, which comes after it")
-                continue
-            if target in first_reversal:
-                self.report.add(
-                    where,
-                    f"reverses entry {target} again (already by seq {first_reversal[target]})",
-                )
-            first_reversal[target] = seq
-            stored = originals.get(target)
-            try:
-                original = Entry.from_leaf(stored.leaf).request if stored else None
-                check_reversal(request, original, target)
-            except LedgerError as exc:
-                self.report.add(where, str(exc))
+        report.root = replay.root()
+        report.accounts = len(replay.balances)
 
     def _check_nodes(self) -> None:
         tree = _TreeCheck(self.leaf_hashes)
