@@ -139,9 +139,12 @@ def register_ledger_commands(sub: argparse._SubParsersAction[argparse.ArgumentPa
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from api.cli_audit import register_audit_commands
+
     parser = argparse.ArgumentParser(prog="timebank", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     register_ledger_commands(sub)
+    register_audit_commands(sub)
     return parser
 
 
