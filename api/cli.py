@@ -14,14 +14,14 @@ from ledger.note import Verifier
 from ledger.verify import format_report
 
 
-def _settings() -> Settings:
+def settings_from_env() -> Settings:
     try:
         return Settings.from_env()
     except ConfigError as exc:
         raise SystemExit(f"timebank: configuration error: {exc}") from exc
 
 
-def _open_log(settings: Settings, migrate_sqlite: bool = True) -> Log:
+def open_log(settings: Settings, migrate_sqlite: bool = True) -> Log:
     from migrations.runner import current_revision, head_revision, upgrade
 
     if settings.is_sqlite:
@@ -38,7 +38,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from api.app import create_app
 
-    settings = _settings()
+    settings = settings_from_env()
     print(f"Timebank serving http://{args.host}:{args.port}  (log {settings.log_origin})")
     print(f"  checkpoint: http://{args.host}:{args.port}/v1/log/checkpoint")
     print(f"  API schema: http://{args.host}:{args.port}/schema")
@@ -49,7 +49,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_migrate(_: argparse.Namespace) -> int:
     from migrations.runner import current_revision, upgrade
 
-    settings = _settings()
+    settings = settings_from_env()
     if settings.is_sqlite:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.database_url)
@@ -58,7 +58,8 @@ def cmd_migrate(_: argparse.Namespace) -> int:
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
-    from api.seed import SeedError, seed_demo
+    from api.app import Services
+    from api.demo import DemoExists, login_help, seed_demo_bank
 
     if not args.demo:
         print("timebank seed: only --demo is supported", file=sys.stderr)
@@ -66,23 +67,26 @@ def cmd_seed(args: argparse.Namespace) -> int:
     if args.entries < 1 or args.entries > 10_000_000:
         print("timebank seed: --entries must be between 1 and 10000000", file=sys.stderr)
         return 2
-    log = _open_log(_settings())
+    settings = settings_from_env()
+    services = Services.open(settings, open_log(settings))
     try:
-        if args.if_empty and log.size() > 0:
-            print(f"database already holds {log.size()} entries; not seeding")
+        if args.if_empty and services.log.size() > 0:
+            print(f"database already holds {services.log.size()} entries; not seeding")
+            print(login_help())
             return 0
-        count = seed_demo(log, args.entries)
-    except SeedError as exc:
+        count = seed_demo_bank(services.accounts, services.log, args.entries)
+    except DemoExists as exc:
         print(f"timebank seed: {exc}", file=sys.stderr)
         return 1
     finally:
-        log.close()
-    print(f"seeded {count} demo entries")
+        services.close()
+    print(f"seeded the demo bank and {count} ledger entries")
+    print(login_help())
     return 0
 
 
 def cmd_key_show(_: argparse.Namespace) -> int:
-    settings = _settings()
+    settings = settings_from_env()
     if not settings.signing_key_file.exists():
         print(f"timebank: no signing key at {settings.signing_key_file} yet", file=sys.stderr)
         return 1
@@ -96,8 +100,8 @@ def cmd_key_show(_: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    settings = _settings()
-    log = _open_log(settings, migrate_sqlite=False)
+    settings = settings_from_env()
+    log = open_log(settings, migrate_sqlite=False)
     try:
         verifier = Verifier.from_text(args.key) if args.key else log.signer.verifier
         from ledger.verify import verify_store
@@ -139,11 +143,13 @@ def register_ledger_commands(sub: argparse._SubParsersAction[argparse.ArgumentPa
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from api.cli_admin import register_admin_commands
     from api.cli_audit import register_audit_commands
 
     parser = argparse.ArgumentParser(prog="timebank", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     register_ledger_commands(sub)
+    register_admin_commands(sub)
     register_audit_commands(sub)
     return parser
 

@@ -17,6 +17,14 @@ from litestar.exceptions import HTTPException, NotFoundException, ValidationExce
 from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ExceptionHandlersMap
 
+from accounts.errors import (
+    AccountsError,
+    AuthenticationError,
+    Conflict,
+    Forbidden,
+    LoginThrottled,
+    NotFound,
+)
 from ledger.errors import EntryError, ProofRequestError
 
 PROBLEM_JSON = "application/problem+json"
@@ -42,11 +50,27 @@ def _missing_parameter(detail: str) -> str | None:
     return match.group(1) if match else None
 
 
+def _body_field(message: str) -> str | None:
+    """The JSON path msgspec names in a body error: ``$.personal.name`` → ``personal.name``."""
+    at = re.search(r"at `\$\.?([^`]*)`", message)
+    path = at.group(1) if at else ""
+    named = re.search(r"(?:unknown|required) field `([^`]+)`", message)
+    if named:
+        return f"{path}.{named.group(1)}" if path else named.group(1)
+    return path or None
+
+
 def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
     items = exc.extra if isinstance(exc.extra, list) else []
     first = items[0] if items and isinstance(items[0], dict) else {}
+    message = str(first.get("message") or exc.detail)
     field = first.get("key") or _missing_parameter(str(exc.detail))
-    message = first.get("message") or exc.detail
+    if field in ("data", None) and first.get("source") in ("body", None):
+        field = _body_field(message) or field
+    elif field and (named := re.search(r"(?:unknown|required) field `([^`]+)`", message)):
+        field = f"{field}.{named.group(1)}"
+    if "JSON is malformed" in message or "Expected JSON" in message:
+        field = field or "body"
     detail = f"{field}: {message}" if field else str(message)
     return problem(HTTP_400_BAD_REQUEST, "invalid-parameter", "Invalid parameter", detail, field)
 
@@ -68,6 +92,27 @@ def _entry(_: Request[Any, Any, Any], exc: EntryError) -> Response[dict[str, Any
     return problem(status, slug, "Entry refused", str(exc), exc.field)
 
 
+def _accounts(_: Request[Any, Any, Any], exc: AccountsError) -> Response[dict[str, Any]]:
+    status = 400
+    if isinstance(exc, LoginThrottled):
+        status = 429
+    elif isinstance(exc, AuthenticationError):
+        status = 401
+    elif isinstance(exc, Forbidden):
+        status = 403
+    elif isinstance(exc, NotFound):
+        status = 404
+    elif isinstance(exc, Conflict):
+        status = 409
+    title = exc.slug.replace("-", " ").capitalize()
+    response = problem(status, exc.slug, title, str(exc), exc.field)
+    if isinstance(exc, LoginThrottled):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    elif status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="timebank"'
+    return response
+
+
 def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
     slug = "not-found" if isinstance(exc, NotFoundException) else f"http-{exc.status_code}"
     return problem(exc.status_code, slug, str(exc.detail), str(exc.detail))
@@ -87,6 +132,7 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ValidationException: _validation,
     ProofRequestError: _proof_request,
     EntryError: _entry,
+    AccountsError: _accounts,
     HTTPException: _http,
     Exception: _internal,
 }

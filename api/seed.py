@@ -9,7 +9,7 @@ from concurrent.futures import Future
 
 from ledger.entry import EntryRequest, Posting
 from ledger.log import Log
-from ledger.postings import ISSUANCE, POOL, REDEMPTION, member_account, system_account
+from ledger.postings import ISSUANCE, POOL, REDEMPTION, system_account
 from ledger.sequencer import AppendResult
 
 DEMO_BANK = "demo"
@@ -37,10 +37,14 @@ def weighted_minutes(minutes: int, weight_per_mille: int) -> int:
     return (minutes * weight_per_mille + 500) // 1000
 
 
-def demo_requests(count: int, accounts: int = 300, seed: int = 2026) -> Iterator[EntryRequest]:
-    """``count`` entries of mixed kinds whose postings respect every balance rule."""
+def demo_requests(
+    count: int, members: list[str], first_seq: int = 0, seed: int = 2026
+) -> Iterator[EntryRequest]:
+    """``count`` entries of mixed kinds over ``members``' accounts, every balance rule kept.
+
+    ``first_seq`` is the seq the first of them will get (the reversal names an earlier one).
+    """
     rng = random.Random(seed)  # noqa: S311 - reproducible demo data, not secrets
-    members = [member_account(DEMO_BANK, f"{rng.getrandbits(64):016x}") for _ in range(accounts)]
     issuance, pool, redemption = (
         system_account(DEMO_BANK, r) for r in (ISSUANCE, POOL, REDEMPTION)
     )
@@ -52,7 +56,8 @@ def demo_requests(count: int, accounts: int = 300, seed: int = 2026) -> Iterator
         roll = rng.random()
         rich = [m for m in rng.sample(members, 8) if balances[m] >= 60]
         if n > 50 and not reversed_one and deposits:
-            seq, member, amount = deposits[0]
+            position, member, amount = deposits[0]
+            seq = first_seq + position
             if balances[member] >= amount:
                 reversed_one = True
                 balances[member] -= amount
@@ -127,13 +132,11 @@ def demo_requests(count: int, accounts: int = 300, seed: int = 2026) -> Iterator
             )
 
 
-def seed_demo(log: Log, entries: int) -> int:
-    """Append the demo entries to an empty log; returns how many were appended."""
-    if log.size() != 0:
-        raise SeedError("the database already has entries; the demo seed only fills an empty one")
+def seed_ledger(log: Log, entries: int, members: list[str]) -> int:
+    """Append ``entries`` demo ledger entries over ``members``; returns how many."""
     appended = 0
     pending: list[Future[AppendResult]] = []
-    for request in demo_requests(entries):
+    for request in demo_requests(entries, members, first_seq=log.size()):
         if request.kind == "reversal":  # it names an earlier seq: everything before must be in
             appended += _drain(pending)
             pending = []

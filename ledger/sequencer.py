@@ -39,7 +39,7 @@ from ledger.merkle import (
     nodes_needed,
     verify_consistency,
 )
-from ledger.note import Checkpoint, Signer, sign_checkpoint
+from ledger.note import Checkpoint, Signer, open_checkpoint, sign_checkpoint
 from ledger.postings import apply_postings, check_postings, check_reversal
 from ledger.storage import LedgerStore, Snapshot, StoredEntry
 
@@ -72,6 +72,7 @@ class BatchWriter:
         self.signer = signer
         self.origin = origin
         self.member_overdraft = member_overdraft
+        self._trusted_checkpoint: str | None = None  # last stored checkpoint known to be ours
 
     def append(self, requests: Sequence[EntryRequest]) -> list[AppendResult | EntryError]:
         with self.store.write() as db:
@@ -85,6 +86,7 @@ class BatchWriter:
             raise CheckpointConflict(
                 f"log has {head.size} entries but its last checkpoint covers {head.checkpoint_size}"
             )
+        self._check_our_checkpoint(head.checkpoint_note)
         frontier = Frontier.from_nodes(head.size, db.nodes(Frontier.plan(head.size)))
         if head.checkpoint_root is not None and frontier.root() != head.checkpoint_root:
             raise CheckpointConflict("stored tree does not match the last signed checkpoint")
@@ -179,6 +181,7 @@ class BatchWriter:
             root,
         )
         note = sign_checkpoint(Checkpoint(self.origin, frontier.size, root), self.signer)
+        self._trusted_checkpoint = note
         db.insert_batch(
             new_entries,
             new_postings,
@@ -193,6 +196,20 @@ class BatchWriter:
             else r
             for r in results
         ]
+
+    def _check_our_checkpoint(self, note: str | None) -> None:
+        """Refuse to extend a log whose last checkpoint this key did not sign (a replaced or
+        lost key would otherwise silently fork the log's identity)."""
+        if note is None or note == self._trusted_checkpoint:
+            return
+        try:
+            open_checkpoint(note, self.signer.verifier, self.origin)
+        except LedgerError as exc:
+            raise CheckpointConflict(
+                f"the last checkpoint was not signed by this log's key ({exc}); "
+                "restore the original signing key instead of appending"
+            ) from exc
+        self._trusted_checkpoint = note
 
     @staticmethod
     def _replay(

@@ -255,3 +255,14 @@ def test_log_refuses_to_sign_a_tree_inconsistent_with_its_last_checkpoint(
     with pytest.raises(CheckpointConflict):
         log.append(deposit("d9", member(1), 10))
     assert log.size() == 4
+
+
+def test_a_replaced_signing_key_cannot_extend_the_log(log: Log) -> None:
+    from ledger.note import Signer
+    from ledger.sequencer import BatchWriter
+
+    log.append(deposit("d1", member(1), 60))
+    impostor = BatchWriter(log.store, Signer.generate("timebank.test/log"), "timebank.test/log")
+    with pytest.raises(CheckpointConflict, match="not signed by this log's key"):
+        impostor.append([deposit("d2", member(1), 60)])
+    assert log.size() == 1

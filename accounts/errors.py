@@ -1,0 +1,70 @@
+"""Errors raised by accounts.
+
+The hierarchy::
+
+    AccountsError
+    ├── InvalidInput            bad value for a named field (400/422)
+    │   └── WeakPassword        too short or a common password
+    ├── NotFound                no such object, or the caller may not know it exists (404)
+    ├── Forbidden               the caller is known but may not do this (403)
+    │   └── SecondFactorRequired   the action needs a session opened with TOTP
+    ├── Conflict                the object is not in a state that allows this (409)
+    └── AuthenticationError     who the caller is could not be established (401)
+        ├── InvalidCredentials  wrong username or password (never says which)
+        ├── TokenInvalid        unknown, expired or revoked token or key
+        └── LoginThrottled      too many attempts; ``retry_after`` seconds (429)
+"""
+
+from __future__ import annotations
+
+
+class AccountsError(Exception):
+    slug = "accounts-error"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class InvalidInput(AccountsError):
+    slug = "invalid-input"
+
+
+class WeakPassword(InvalidInput):
+    slug = "weak-password"
+
+
+class NotFound(AccountsError):
+    slug = "not-found"
+
+
+class Forbidden(AccountsError):
+    slug = "forbidden"
+
+
+class SecondFactorRequired(Forbidden):
+    slug = "second-factor-required"
+
+
+class Conflict(AccountsError):
+    slug = "conflict"
+
+
+class AuthenticationError(AccountsError):
+    slug = "unauthenticated"
+
+
+class InvalidCredentials(AuthenticationError):
+    slug = "invalid-credentials"
+
+
+class TokenInvalid(AuthenticationError):
+    slug = "token-invalid"
+
+
+class LoginThrottled(AuthenticationError):
+    slug = "login-throttled"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many login attempts; try again in {retry_after} seconds")
+        self.retry_after = retry_after

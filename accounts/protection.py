@@ -1,0 +1,154 @@
+"""Personal data at rest and on the way out: encryption, blind indexes, masking.
+
+* Sensitive fields (phone, ID number, address, health notes) are sealed with AES-256-GCM under
+  a data key kept outside the database (``TIMEBANK_DATA_KEY_FILE``, default
+  ``<data dir>/data.key``, mode 0600). The associated data binds each ciphertext to its member
+  and field, so a ciphertext copied onto another member's row does not decrypt.
+* Phone and ID numbers are searchable through a keyed blind index: HMAC-SHA256 under a key
+  derived from the data key, over the normalised value. Equal values match; the index reveals
+  nothing without the key.
+* Responses carry masked values (``138****1234``) unless the caller's role needs the full one.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from accounts.errors import InvalidInput
+
+NONCE_BYTES = 12
+VERSION = b"\x01"
+
+
+class DataKeyError(RuntimeError):
+    """The data key is missing, unreadable or readable by others."""
+
+
+def data_key_path(data_dir: Path, env: Mapping[str, str] | None = None) -> Path:
+    """``TIMEBANK_DATA_KEY_FILE``, or ``data.key`` in the data dir."""
+    env = os.environ if env is None else env
+    configured = env.get("TIMEBANK_DATA_KEY_FILE")
+    return Path(configured).expanduser() if configured else data_dir / "data.key"
+
+
+def load_or_create_data_key(path: Path) -> bytes:
+    if path.exists():
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            raise DataKeyError(f"data key {path} is readable by others (mode {mode:o}); chmod 600")
+        try:
+            key = base64.b64decode(path.read_text(encoding="ascii").strip(), validate=True)
+        except ValueError as exc:
+            raise DataKeyError(f"data key {path} is not base64") from exc
+        if len(key) != 32:
+            raise DataKeyError(f"data key {path} must hold 32 bytes")
+        return key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_bytes(32)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, base64.b64encode(key) + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return load_or_create_data_key(path)
+    finally:
+        tmp.unlink()
+    return key
+
+
+@dataclass(frozen=True)
+class Protector:
+    data_key: bytes
+
+    @property
+    def _index_key(self) -> bytes:
+        return hmac.new(self.data_key, b"timebank blind index v1", hashlib.sha256).digest()
+
+    def seal(self, value: str, member_id: str, field: str) -> bytes:
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        aad = f"{member_id}/{field}".encode()
+        return VERSION + nonce + AESGCM(self.data_key).encrypt(nonce, value.encode(), aad)
+
+    def open(self, sealed: bytes, member_id: str, field: str) -> str:
+        if sealed[:1] != VERSION:
+            raise DataKeyError(f"unknown ciphertext version for {field}")
+        nonce, body = sealed[1 : 1 + NONCE_BYTES], sealed[1 + NONCE_BYTES :]
+        aad = f"{member_id}/{field}".encode()
+        return AESGCM(self.data_key).decrypt(nonce, body, aad).decode()
+
+    def blind_index(self, kind: str, normalised: str) -> str:
+        mac = hmac.new(self._index_key, f"{kind}:{normalised}".encode(), hashlib.sha256)
+        return mac.hexdigest()
+
+
+# ------------------------------------------------------------------ normalisation
+
+PHONE = re.compile(r"^\+?[0-9]{6,15}$")
+ID_NUMBER = re.compile(r"^[0-9A-Za-z]{6,20}$")
+
+
+def normalise_phone(value: str, field: str = "phone") -> str:
+    cleaned = re.sub(r"[\s\-()]", "", value)
+    if cleaned.startswith("+86"):
+        cleaned = cleaned[3:]
+    if not PHONE.match(cleaned):
+        raise InvalidInput("phone must be 6-15 digits (spaces and dashes allowed)", field=field)
+    return cleaned
+
+
+def normalise_id_number(value: str, field: str = "id_number") -> str:
+    cleaned = value.replace(" ", "").upper()
+    if not ID_NUMBER.match(cleaned):
+        raise InvalidInput("id_number must be 6-20 letters or digits", field=field)
+    return cleaned
+
+
+# ------------------------------------------------------------------ masking
+
+
+def mask_phone(phone: str | None) -> str | None:
+    if not phone:
+        return phone
+    if len(phone) <= 7:
+        return phone[:2] + "*" * (len(phone) - 2)
+    return phone[:3] + "*" * (len(phone) - 7) + phone[-4:]
+
+
+def mask_id_number(value: str | None) -> str | None:
+    if not value:
+        return value
+    keep = 2 if len(value) < 10 else 4
+    return value[:keep] + "*" * (len(value) - 2 * keep) + value[-keep:]
+
+
+def mask_name(name: str | None) -> str | None:
+    if not name:
+        return name
+    if len(name) == 1:
+        return name
+    if len(name) == 2:
+        return name[0] + "*"
+    return name[0] + "*" * (len(name) - 2) + name[-1]
+
+
+def mask_address(address: str | None) -> str | None:
+    if not address:
+        return address
+    visible = max(1, min(6, len(address) // 3))
+    return address[:visible] + "****"

@@ -1,0 +1,527 @@
+"""``/v1/auth``, ``/v1/me``, ``/v1/banks``, ``/v1/orgs``, ``/v1/members``, ``/v1/relatives``,
+``/v1/partner-keys``. Handlers translate HTTP to service calls; every rule and every access
+check lives in ``accounts.service``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, get, post
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+from litestar.params import JSONBody, Parameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
+
+from accounts.model import Principal
+from accounts.service import PersonalInput
+from api.auth import accounts_service, client_address, provide_principal
+from api.schemas import (
+    AccessRecordOut,
+    BankOut,
+    DecisionIn,
+    DeviceIn,
+    DeviceOut,
+    FlagIn,
+    FlagOut,
+    GrantOut,
+    LoginIn,
+    LoginOut,
+    MemberIn,
+    MemberOut,
+    MeOut,
+    NewMemberOut,
+    OrgIn,
+    OrgOut,
+    PartnerKeyIn,
+    PartnerKeyOut,
+    PasswordChangeIn,
+    PersonalIn,
+    ProxyIn,
+    RegisterIn,
+    RelativeIn,
+    RelativeOut,
+    StaffIn,
+    StaffOut,
+    TotpConfirmIn,
+    TotpStartOut,
+    device_out,
+    flag_out,
+    member_out,
+    org_out,
+    partner_out,
+    problems,
+    relative_out,
+    user_out,
+)
+
+AUTH = {"principal": Provide(provide_principal, sync_to_thread=True)}
+Id = Annotated[str, Parameter(min_length=1, max_length=64)]
+
+
+def _personal(data: JSONBody[PersonalIn]) -> PersonalInput:
+    return PersonalInput(
+        name=data.name,
+        phone=data.phone,
+        id_number=data.id_number,
+        address=data.address,
+        birth_date=data.birth_date,
+        health_notes=data.health_notes,
+    )
+
+
+def _roles(principal: NamedDependency[Principal]) -> list[GrantOut]:
+    return [GrantOut(str(g.role), g.bank_id, g.org_id, g.member_id) for g in principal.grants]
+
+
+class AuthController(Controller):
+    path = "/v1/auth"
+    tags = ["auth"]
+
+    @post("/login", status_code=HTTP_200_OK, sync_to_thread=True, responses=problems(400, 401, 429))
+    def login(self, request: Request[Any, Any, State], data: JSONBody[LoginIn]) -> LoginOut:
+        """Exchange a username and password (and TOTP code, for staff who verify) for a token."""
+        result = accounts_service(request.app.state).login(
+            data.username, data.password, data.totp, client_address(request)
+        )
+        p = result.principal
+        return LoginOut(
+            result.token,
+            result.expires_at,
+            p.user_id or "",
+            sorted({str(g.role) for g in p.grants}),
+            p.second_factor,
+        )
+
+    @post(
+        "/logout",
+        status_code=HTTP_204_NO_CONTENT,
+        sync_to_thread=True,
+        dependencies=AUTH,
+        responses=problems(401, 403),
+    )
+    def logout(self, state: State, principal: NamedDependency[Principal]) -> None:
+        """Revoke the token this request carries."""
+        accounts_service(state).logout(principal)
+
+    @post(
+        "/logout-all",
+        status_code=HTTP_204_NO_CONTENT,
+        sync_to_thread=True,
+        dependencies=AUTH,
+        responses=problems(401, 403),
+    )
+    def logout_all(self, state: State, principal: NamedDependency[Principal]) -> None:
+        """Revoke every session of the caller (a lost phone)."""
+        accounts_service(state).logout_everywhere(principal)
+
+    @post(
+        "/password",
+        status_code=HTTP_204_NO_CONTENT,
+        sync_to_thread=True,
+        dependencies=AUTH,
+        responses=problems(400, 401, 403),
+    )
+    def change_password(
+        self, state: State, principal: NamedDependency[Principal], data: JSONBody[PasswordChangeIn]
+    ) -> None:
+        accounts_service(state).change_password(principal, data.old_password, data.new_password)
+
+
+class MeController(Controller):
+    path = "/v1/me"
+    tags = ["me"]
+    dependencies = AUTH
+
+    @get("/", sync_to_thread=True, responses=problems(401))
+    def me(self, state: State, principal: NamedDependency[Principal]) -> MeOut:
+        """The caller: user, roles with their scope, own member record (unmasked)."""
+        user, view = accounts_service(state).me(principal)
+        return MeOut(
+            user=user_out(user) if user else None,
+            roles=_roles(principal),
+            member=member_out(view) if view else None,
+            second_factor=principal.second_factor,
+            partner_key_id=principal.partner_key_id,
+            partner_scopes=sorted(principal.partner_scopes) if principal.is_partner else None,
+        )
+
+    @post(
+        "/totp",
+        status_code=HTTP_201_CREATED,
+        sync_to_thread=True,
+        responses=problems(401, 403, 409),
+    )
+    def totp_start(self, state: State, principal: NamedDependency[Principal]) -> TotpStartOut:
+        """Begin TOTP enrolment; scan the URI, then confirm with a code."""
+        secret, uri = accounts_service(state).begin_totp(principal)
+        return TotpStartOut(secret, uri)
+
+    @post(
+        "/totp/confirm",
+        status_code=HTTP_204_NO_CONTENT,
+        sync_to_thread=True,
+        responses=problems(400, 401, 403, 409),
+    )
+    def totp_confirm(
+        self, state: State, principal: NamedDependency[Principal], data: JSONBody[TotpConfirmIn]
+    ) -> None:
+        accounts_service(state).confirm_totp(principal, data.code)
+
+    @get("/devices", sync_to_thread=True, responses=problems(401, 403))
+    def devices(self, state: State, principal: NamedDependency[Principal]) -> list[DeviceOut]:
+        return [device_out(k) for k in accounts_service(state).list_devices(principal)]
+
+    @post(
+        "/devices",
+        status_code=HTTP_201_CREATED,
+        sync_to_thread=True,
+        responses=problems(400, 401, 403, 409),
+    )
+    def add_device(
+        self, state: State, principal: NamedDependency[Principal], data: JSONBody[DeviceIn]
+    ) -> DeviceOut:
+        """Register this phone's Ed25519 public key (base64) to sign service records."""
+        return device_out(accounts_service(state).add_device(principal, data.public_key, data.name))
+
+    @post(
+        "/devices/{key_id:str}/revoke",
+        status_code=HTTP_200_OK,
+        sync_to_thread=True,
+        responses=problems(401, 403, 404, 409),
+    )
+    def revoke_device(
+        self, state: State, principal: NamedDependency[Principal], key_id: Id
+    ) -> DeviceOut:
+        return device_out(accounts_service(state).revoke_device(principal, key_id))
+
+
+class BankController(Controller):
+    path = "/v1/banks"
+    tags = ["banks"]
+    dependencies = AUTH
+
+    @get("/{bank_id:str}", sync_to_thread=True, responses=problems(401, 404))
+    def bank(self, state: State, principal: NamedDependency[Principal], bank_id: Id) -> BankOut:
+        bank = accounts_service(state).get_bank(principal, bank_id)
+        return BankOut(bank.id, bank.name, bank.created_at)
+
+
+class OrgController(Controller):
+    path = "/v1/orgs"
+    tags = ["organisations"]
+    dependencies = AUTH
+
+    @get("/", sync_to_thread=True, responses=problems(401))
+    def orgs(self, state: State, principal: NamedDependency[Principal]) -> list[OrgOut]:
+        return [org_out(o) for o in accounts_service(state).list_orgs(principal)]
+
+    @post(
+        "/",
+        status_code=HTTP_201_CREATED,
+        sync_to_thread=True,
+        responses=problems(400, 401, 403, 409),
+    )
+    def create(
+        self, state: State, principal: NamedDependency[Principal], data: JSONBody[OrgIn]
+    ) -> OrgOut:
+        """Bank admins create organisations (kind: community_centre, service_station,
+        social_organisation)."""
+        return org_out(accounts_service(state).create_org(principal, data.name, data.kind))
+
+    @get("/{org_id:str}", sync_to_thread=True, responses=problems(401, 404))
+    def org(self, state: State, principal: NamedDependency[Principal], org_id: Id) -> OrgOut:
+        return org_out(accounts_service(state).get_org(principal, org_id))
+
+    @get("/{org_id:str}/staff", sync_to_thread=True, responses=problems(401, 403, 404))
+    def staff(
+        self, state: State, principal: NamedDependency[Principal], org_id: Id
+    ) -> list[StaffOut]:
+        return [
+            StaffOut(user_out(u), str(r))
+            for u, r in accounts_service(state).list_staff(principal, org_id)
+        ]
+
+    @post(
+        "/{org_id:str}/staff",
+        status_code=HTTP_201_CREATED,
+        sync_to_thread=True,
+        responses=problems(400, 401, 403, 404, 409),
+    )
+    def add_staff(
+        self,
+        state: State,
+        principal: NamedDependency[Principal],
+        org_id: Id,
+        data: JSONBody[StaffIn],
+    ) -> StaffOut:
+        """Create a staff login; without a password, a one-time password is returned once."""
+        new = accounts_service(state).create_staff(
+            principal, org_id, data.username, data.role, data.password
+        )
+        return StaffOut(user_out(new.user), data.role, new.one_time_password)
+
+    @post(
+        "/{org_id:str}/staff/{user_id:str}/revoke",
+        status_code=HTTP_204_NO_CONTENT,
+        sync_to_thread=True,
+        responses=problems(401, 403, 404),
+    )
+    def revoke_staff(
+        self, state: State, principal: NamedDependency[Principal], org_id: Id, user_id: Id
+    ) -> None:
+        accounts_service(state).revoke_staff(principal, org_id, user_id)
+
+
+class RegistrationController(Controller):
+    path = "/v1/register"
+    tags = ["members"]
+
+    @post("/", status_code=HTTP_201_CREATED, sync_to_thread=True, responses=problems(400, 404, 409))
+    def register(self, state: State, data: JSONBody[RegisterIn]) -> NewMemberOut:
+        """A volunteer signs up; the chosen organisation must approve before they serve."""
+        service = accounts_service(state)
+        new = service.self_register(
+            data.bank_id, data.org_id, data.username, data.password, _personal(data.personal)
+        )
+        assert new.user is not None
+        principal = service.principal_for_user(new.user.id)
+        return NewMemberOut(
+            member_out(service.get_member(principal, new.member.id)), user_out(new.user)
+        )
+
+
+class MemberController(Controller):
+    path = "/v1/members"
+    tags = ["members"]
+    dependencies = AUTH
+
+    @get("/", sync_to_thread=True, responses=problems(400, 401, 403))
+    def members(
+        self,
+        state: State,
+        principal: NamedDependency[Principal],
+        search: Annotated[str | None, Parameter(max_length=40)] = None,
+        limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
+        offset: Annotated[int, Parameter(ge=0, le=10**9)] = 0,
+    ) -> list[MemberOut]:
+        """Members in the caller's scope, masked; ``search`` matches a phone or ID number."""
+        views = accounts_service(state).list_members(principal, search, limit, offset)
+        return [member_out(v) for v in views]
+
+    @post(
+        "/",
+        status_code=HTTP_201_CREATED,
+        sync_to_thread=True,
+        responses=problems(400, 401, 403, 404, 409),
+    )
+    def register(
+        self, state: State, principal: NamedDependency[Principal], data: JSONBody[MemberIn]
+    ) -> NewMemberOut:
+        """Staff register a volunteer or elder (assisted, approved at once); a family member
+        registers an elder (pending) and becomes their proxy."""
+        service = accounts_service(state)
+        new = service.register_member(
+            principal,
+            data.org_id,
+            _personal(data.personal),
+            data.is_volunteer,
+            data.is_elder,
+            data.username,
+            data.password,
+        )
+        # A family member just became the elder's proxy: read with their refreshed grants.
+        reader = service.principal_for_user(principal.user_id) if principal.user_id else principal
+        view = service.get_member(reader, new.member.id)
+        return NewMemberOut(member_out(view), user_out(new.user) if new.user else None)
+
+    @get("/{member_id:str}", sync_to_thread=True, responses=problems(400, 401, 403, 404))
+    def member(
+        self,
+        state: State,
+        principal: NamedDependency[Principal],
+        member_id: Id,
+        reveal_reason: Annotated[str | None, Parameter(max_length=500)] = None,
+    ) -> MemberOut:
+        """One member, masked; staff of their organisation and bank admins may pass
+        ``reveal_reason`` to see full personal data — the read is recorded."""
+        return member_out(accounts_service(state).get_member(principal, member_id, reveal_reason))
+
+    @get("/{member_id:str}/access-records", sync_to_thread=True, responses=problems(401, 403, 404))
+    def access_records(
+        self, state: State, principal: NamedDependency[Principal], member_id: Id
+    ) -> list[AccessRecordOut]:
+        """Who read this member's full personal data, when and why."""
+        records = accounts_service(state).access_records(principal, member_id)
+        return [AccessRecordOut(**r) for r in records]
+
+    @post(
+        "/{member_id:str}/approve",
+        status_code=HTTP_200_OK,
+        sync_to_thread=True,
+        responses=problems(401, 403, 404, 409),
+    )
+    def approve(
+        self, state: State, principal: NamedDependency[Principal], member_id: Id
+    ) -> MemberOut:
+        service = accounts_service(state)
+        service.decide_registration(principal, member_id, True, None)
+        return member_out(service.get_member(principal, member_id))
+
+    @post(
+        "/{member_id:str}/reject",
+        status_code=HTTP_200_OK,
+        sync_to_thread=True,
+        responses=problems(400, 401, 403, 404, 409),
+    )
+    def reject(
+        self,
+        state: State,
+        principal: NamedDependency[Principal],
+        member_id: Id,
+        data: JSONBody[DecisionIn],
+    ) -> MemberOut:
+        service = accounts_service(state)
+        service.decide_registration(principal, member_id, False, data.reason)
+        return member_out(service.get_member(principal, member_id))
+
+    @post(
+        "/{member_id:str}/flags",
+        status_code=HTTP_201_CREATED,
+        sync_to_thread=True,
+        responses=problems(400, 401, 403, 404, 409),
+    )
+    def set_flag(
+        self,
+        state: State,
+        principal: NamedDependency[Principal],
+        member_id: Id,
+        data: JSONBody[FlagIn],
+    ) -> FlagOut:
+        """Flag a priority elder (living_alone, disabled, advanced_age, low_income, empty_nest)."""
+        return flag_out(
+            accounts_service(state).set_flag(principal, member_id, data.flag, data.note)
+        )
+
+    @post(
+        "/{member_id:str}/flags/{flag_id:str}/clear",
+        status_code=HTTP_200_OK,
+        sync_to_thread=True,
+        responses=problems(401, 403, 404, 409),
+    )
+    def clear_flag(
+        self, state: State, principal: NamedDependency[Principal], member_id: Id, flag_id: Id
+    ) -> FlagOut:
+        return flag_out(accounts_service(state).clear_flag(principal, member_id, flag_id))
+
+    @get("/{member_id:str}/relatives", sync_to_thread=True, responses=problems(401, 403, 404))
+    def relatives(
+        self, state: State, principal: NamedDependency[Principal], member_id: Id
+    ) -> list[RelativeOut]:
+        return [
+            relative_out(r) for r in accounts_service(state).list_relatives(principal, member_id)
+        ]
+
+    @post(
+        "/{member_id:str}/relatives",
+        status_code=HTTP_201_CREATED,
+        sync_to_thread=True,
+        responses=problems(400, 401, 403, 404, 409),
+    )
+    def declare_relative(
+        self,
+        state: State,
+        principal: NamedDependency[Principal],
+        member_id: Id,
+        data: JSONBody[RelativeIn],
+    ) -> RelativeOut:
+        """Declare a direct relative; staff confirm it before gifts are allowed."""
+        return relative_out(
+            accounts_service(state).declare_relative(
+                principal, member_id, data.relative_id, data.relation
+            )
+        )
+
+    @post(
+        "/{member_id:str}/proxies",
+        status_code=HTTP_204_NO_CONTENT,
+        sync_to_thread=True,
+        responses=problems(400, 401, 403, 404),
+    )
+    def grant_proxy(
+        self,
+        state: State,
+        principal: NamedDependency[Principal],
+        member_id: Id,
+        data: JSONBody[ProxyIn],
+    ) -> None:
+        """Staff let a family member's login act for this elder."""
+        accounts_service(state).grant_proxy(principal, member_id, data.username)
+
+
+class RelativeController(Controller):
+    path = "/v1/relatives"
+    tags = ["members"]
+    dependencies = AUTH
+
+    @post(
+        "/{link_id:str}/confirm",
+        status_code=HTTP_200_OK,
+        sync_to_thread=True,
+        responses=problems(401, 403, 404, 409),
+    )
+    def confirm(
+        self, state: State, principal: NamedDependency[Principal], link_id: Id
+    ) -> RelativeOut:
+        return relative_out(accounts_service(state).decide_relative(principal, link_id, True))
+
+    @post(
+        "/{link_id:str}/reject",
+        status_code=HTTP_200_OK,
+        sync_to_thread=True,
+        responses=problems(401, 403, 404, 409),
+    )
+    def reject(
+        self, state: State, principal: NamedDependency[Principal], link_id: Id
+    ) -> RelativeOut:
+        return relative_out(accounts_service(state).decide_relative(principal, link_id, False))
+
+
+class PartnerKeyController(Controller):
+    path = "/v1/partner-keys"
+    tags = ["partners"]
+    dependencies = AUTH
+
+    @get("/", sync_to_thread=True, responses=problems(401, 403))
+    def keys(self, state: State, principal: NamedDependency[Principal]) -> list[PartnerKeyOut]:
+        return [partner_out(k) for k in accounts_service(state).list_partner_keys(principal)]
+
+    @post("/", status_code=HTTP_201_CREATED, sync_to_thread=True, responses=problems(400, 401, 403))
+    def create(
+        self, state: State, principal: NamedDependency[Principal], data: JSONBody[PartnerKeyIn]
+    ) -> PartnerKeyOut:
+        """Create a scoped key (read_points, receive_webhooks); the key is shown once."""
+        key, secret = accounts_service(state).create_partner_key(principal, data.name, data.scopes)
+        return partner_out(key, secret)
+
+    @post(
+        "/{key_id:str}/revoke",
+        status_code=HTTP_200_OK,
+        sync_to_thread=True,
+        responses=problems(401, 403, 404, 409),
+    )
+    def revoke(
+        self, state: State, principal: NamedDependency[Principal], key_id: Id
+    ) -> PartnerKeyOut:
+        return partner_out(accounts_service(state).revoke_partner_key(principal, key_id))
+
+
+ACCOUNT_CONTROLLERS = [
+    AuthController,
+    MeController,
+    BankController,
+    OrgController,
+    RegistrationController,
+    MemberController,
+    RelativeController,
+    PartnerKeyController,
+]

@@ -1,0 +1,83 @@
+"""``timebank admin …``: operator commands that run against the database directly.
+
+Secrets (one-time passwords, tokens) are printed once to stdout and never logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from accounts.errors import AccountsError
+from accounts.model import Grant, OrgKind, Principal, Role
+from api.app import Services
+
+
+def _run(args: argparse.Namespace, action: str) -> int:
+    from api.cli import open_log, settings_from_env
+
+    settings = settings_from_env()
+    services = Services.open(settings, open_log(settings))
+    accounts = services.accounts
+    try:
+        if action == "create-bank":
+            bank = accounts.create_bank(args.id, args.name)
+            print(f"created bank {bank.id} ({bank.name})")
+        elif action == "create-org":
+            org = accounts.create_org(_operator(args.bank), args.name, args.kind)
+            print(f"created organisation {org.id} ({org.name}, {org.kind}) in bank {org.bank_id}")
+        elif action == "create-user":
+            new = accounts.create_user(args.bank, args.username, Role(args.role), args.org)
+            print(f"created {args.role} {new.user.username} (user id {new.user.id})")
+            if new.one_time_password:
+                print(
+                    f"one-time password (shown once; change it after first login): "
+                    f"{new.one_time_password}"
+                )
+        elif action == "issue-token":
+            result = accounts.issue_token(args.user)
+            print(result.token)
+            print(f"expires {result.expires_at.isoformat()}", file=sys.stderr)
+    except AccountsError as exc:
+        where = f" ({exc.field})" if exc.field else ""
+        print(f"timebank admin {action}: {exc}{where}", file=sys.stderr)
+        return 1
+    finally:
+        services.close()
+    return 0
+
+
+def _operator(bank_id: str) -> Principal:
+    """A bank-admin principal for the operator acting from the command line."""
+    return Principal(user_id=None, bank_id=bank_id, grants=(Grant(Role.BANK_ADMIN, bank_id),))
+
+
+def register_admin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    admin = sub.add_parser("admin", help="operator commands: banks, organisations, users, tokens")
+    admin_sub = admin.add_subparsers(dest="admin_command", required=True)
+
+    bank = admin_sub.add_parser("create-bank", help="create a bank (a district or city programme)")
+    bank.add_argument("--id", required=True, help="short id, e.g. gulou")
+    bank.add_argument("--name", required=True)
+    bank.set_defaults(func=lambda a: _run(a, "create-bank"))
+
+    org = admin_sub.add_parser("create-org", help="create an organisation in a bank")
+    org.add_argument("--bank", required=True)
+    org.add_argument("--name", required=True)
+    org.add_argument("--kind", required=True, choices=[str(k) for k in OrgKind])
+    org.set_defaults(func=lambda a: _run(a, "create-org"))
+
+    user = admin_sub.add_parser("create-user", help="create a staff, admin or auditor login")
+    user.add_argument("--bank", required=True)
+    user.add_argument("--username", required=True)
+    user.add_argument(
+        "--role",
+        required=True,
+        choices=[str(r) for r in (Role.BANK_ADMIN, Role.ORG_ADMIN, Role.ORG_STAFF, Role.AUDITOR)],
+    )
+    user.add_argument("--org", help="the organisation, for org_admin and org_staff")
+    user.set_defaults(func=lambda a: _run(a, "create-user"))
+
+    token = admin_sub.add_parser("issue-token", help="issue a session token for a user")
+    token.add_argument("--user", required=True, help="username")
+    token.set_defaults(func=lambda a: _run(a, "issue-token"))

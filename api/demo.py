@@ -1,0 +1,149 @@
+"""The demo bank: organisations, staff, members with known passwords, and a ledger history.
+
+Everything goes through the real services (accounts and the log's append path), so the demo
+is exactly what a new bank would look like after some months of use.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import date
+
+from accounts.model import OrgKind, PriorityFlag, Relation, Role
+from accounts.service import AccountsService, PersonalInput
+from api.seed import DEMO_BANK, seed_ledger
+from ledger.log import Log
+
+SURNAMES = "王李张刘陈杨黄赵周吴徐孙马朱胡郭何林高罗"
+GIVEN = "秀英桂兰玉梅建国志强海燕丽娟明华德福淑珍国庆文静晓东春生秋菊"
+
+
+@dataclass(frozen=True)
+class DemoLogin:
+    username: str
+    password: str
+    role: str
+    what: str
+
+
+DEMO_LOGINS = (
+    DemoLogin("admin", "demo-admin-2026", "bank_admin", "bank administrator (民政)"),
+    DemoLogin("auditor", "demo-auditor-2026", "auditor", "auditor: read-only, no personal data"),
+    DemoLogin("centre-admin", "demo-centre-admin-2026", "org_admin", "admin of 鼓楼社区服务中心"),
+    DemoLogin("centre-staff", "demo-centre-staff-2026", "org_staff", "staff of 鼓楼社区服务中心"),
+    DemoLogin("volunteer", "demo-volunteer-2026", "volunteer", "a volunteer (李志强)"),
+    DemoLogin("elder", "demo-elder-2026", "elder", "an elder who lives alone (王秀英, 82)"),
+    DemoLogin("family", "demo-family-2026", "family_proxy", "王秀英's son, her family proxy"),
+)
+
+
+class DemoExists(RuntimeError):
+    pass
+
+
+def login_help() -> str:
+    lines = ['Demo logins (bank \'demo\'): POST /v1/auth/login {"username", "password"}']
+    lines += [f"  {d.username:<13} {d.password:<24} {d.what}" for d in DEMO_LOGINS]
+    return "\n".join(lines)
+
+
+def _person(rng: random.Random, n: int, elder: bool) -> PersonalInput:
+    name = rng.choice(SURNAMES) + "".join(rng.sample(GIVEN, rng.choice((1, 2))))
+    year = rng.randint(1934, 1962) if elder else rng.randint(1960, 2004)
+    born = date(year, rng.randint(1, 12), rng.randint(1, 28))
+    district = rng.randint(10, 99)
+    check = rng.choice("0123456789X")
+    street = rng.choice(("湖南路", "中山北路", "宁海路", "山西路"))
+    return PersonalInput(
+        name=name,
+        phone=f"13{rng.randint(0, 9)}{n:08d}",
+        id_number=f"3201{district}{born:%Y%m%d}{n % 1000:03d}{check}",
+        address=f"南京市鼓楼区{street}{rng.randint(1, 300)}号",
+        birth_date=born,
+    )
+
+
+def seed_demo_bank(accounts: AccountsService, log: Log, entries: int, members: int = 300) -> int:
+    """Create the demo bank and its history; returns the number of ledger entries appended."""
+    if log.size() != 0:
+        raise DemoExists("the database already has entries; the demo seed only fills an empty one")
+    rng = random.Random(2026)  # noqa: S311 - reproducible demo data, not secrets
+    accounts.create_bank(DEMO_BANK, "鼓楼区养老时间银行 (demo)")
+    by_name = {d.username: d for d in DEMO_LOGINS}
+    admin_login = by_name["admin"]
+    admin_user = accounts.create_user(
+        DEMO_BANK, "admin", Role.BANK_ADMIN, None, admin_login.password
+    )
+    admin = accounts.principal_for_user(admin_user.user.id)
+    centre = accounts.create_org(admin, "鼓楼社区服务中心", str(OrgKind.COMMUNITY_CENTRE))
+    station = accounts.create_org(admin, "安康养老服务站", str(OrgKind.SERVICE_STATION))
+    accounts.create_org(admin, "夕阳红志愿者协会", str(OrgKind.SOCIAL_ORGANISATION))
+    accounts.create_user(DEMO_BANK, "auditor", Role.AUDITOR, None, by_name["auditor"].password)
+    accounts.create_user(
+        DEMO_BANK, "centre-admin", Role.ORG_ADMIN, centre.id, by_name["centre-admin"].password
+    )
+    staff_user = accounts.create_user(
+        DEMO_BANK, "centre-staff", Role.ORG_STAFF, centre.id, by_name["centre-staff"].password
+    )
+    staff = accounts.principal_for_user(staff_user.user.id)
+
+    volunteer = accounts.register_member(
+        staff,
+        centre.id,
+        PersonalInput("李志强", "13800001234", birth_date=date(1985, 4, 2)),
+        volunteer=True,
+        elder=False,
+        username="volunteer",
+        password=by_name["volunteer"].password,
+    )
+    family = accounts.register_member(
+        staff,
+        centre.id,
+        PersonalInput("王建国", "13900005678", birth_date=date(1970, 9, 9)),
+        volunteer=True,
+        elder=False,
+        username="family",
+        password=by_name["family"].password,
+    )
+    elder = accounts.register_member(
+        staff,
+        centre.id,
+        PersonalInput(
+            "王秀英",
+            "13700009876",
+            id_number="320106194403150028",
+            address="南京市鼓楼区湖南路12号3单元",
+            birth_date=date(1944, 3, 15),
+        ),
+        volunteer=False,
+        elder=True,
+        username="elder",
+        password=by_name["elder"].password,
+    )
+    accounts.set_flag(staff, elder.member.id, str(PriorityFlag.LIVING_ALONE), "独居, 子女在外地")
+    accounts.grant_proxy(staff, elder.member.id, "family")
+    link = accounts.declare_relative(staff, family.member.id, elder.member.id, str(Relation.PARENT))
+    accounts.decide_relative(staff, link.id, confirm=True)
+
+    ledger_members = [
+        volunteer.member.ledger_account,
+        family.member.ledger_account,
+        elder.member.ledger_account,
+    ]
+    for n in range(members):
+        is_elder = rng.random() < 0.45
+        org = centre if rng.random() < 0.6 else station
+        org_staff = staff if org is centre else admin
+        new = accounts.register_member(
+            org_staff,
+            org.id,
+            _person(rng, n, is_elder),
+            volunteer=not is_elder or rng.random() < 0.2,
+            elder=is_elder,
+        )
+        ledger_members.append(new.member.ledger_account)
+        if is_elder and rng.random() < 0.3:
+            flag = rng.choice([str(f) for f in PriorityFlag])
+            accounts.set_flag(org_staff, new.member.id, flag, None)
+    return seed_ledger(log, entries, ledger_members)

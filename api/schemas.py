@@ -1,0 +1,353 @@
+"""Request and response bodies. Requests forbid unknown fields (no mass assignment)."""
+
+from __future__ import annotations
+
+import base64
+from datetime import date, datetime
+from typing import Any
+
+import msgspec
+from litestar.openapi import ResponseSpec
+
+from accounts.model import (
+    DeviceKey,
+    Flag,
+    Organisation,
+    PartnerKey,
+    RelativeLink,
+    User,
+)
+from accounts.service import MemberView
+
+
+class Input(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Base of request bodies: unknown fields are an error, not silently dropped."""
+
+
+class Problem(msgspec.Struct, kw_only=True):
+    """RFC 9457 problem details (``application/problem+json``)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    field: str | None = None
+
+
+def problems(*statuses: int) -> dict[int, ResponseSpec]:
+    descriptions = {
+        400: "Malformed input; `field` names it",
+        401: "Missing, unknown, expired or revoked credentials",
+        403: "Authenticated but not allowed",
+        404: "No such object in the caller's scope",
+        409: "Conflicts with the object's state",
+        422: "Well-formed but refused by a rule",
+        429: "Too many attempts",
+    }
+    return {
+        s: ResponseSpec(Problem, description=descriptions[s], media_type="application/problem+json")
+        for s in statuses
+    }
+
+
+# ------------------------------------------------------------------ auth
+
+
+class LoginIn(Input):
+    username: str
+    password: str
+    totp: str | None = None
+
+
+class LoginOut(msgspec.Struct):
+    token: str
+    expires_at: datetime
+    user_id: str
+    roles: list[str]
+    second_factor: bool
+
+
+class PasswordChangeIn(Input):
+    old_password: str
+    new_password: str
+
+
+class TotpStartOut(msgspec.Struct):
+    secret: str
+    otpauth_uri: str
+
+
+class TotpConfirmIn(Input):
+    code: str
+
+
+class GrantOut(msgspec.Struct):
+    role: str
+    bank_id: str
+    org_id: str | None
+    member_id: str | None
+
+
+class UserOut(msgspec.Struct):
+    id: str
+    bank_id: str
+    username: str
+    created_at: datetime
+    second_factor_enrolled: bool
+
+
+def user_out(user: User) -> UserOut:
+    return UserOut(user.id, user.bank_id, user.username, user.created_at, user.totp_enabled)
+
+
+# ------------------------------------------------------------------ banks and organisations
+
+
+class BankOut(msgspec.Struct):
+    id: str
+    name: str
+    created_at: datetime
+
+
+class OrgIn(Input):
+    name: str
+    kind: str
+
+
+class OrgOut(msgspec.Struct):
+    id: str
+    bank_id: str
+    name: str
+    kind: str
+    created_at: datetime
+
+
+def org_out(org: Organisation) -> OrgOut:
+    return OrgOut(org.id, org.bank_id, org.name, str(org.kind), org.created_at)
+
+
+class StaffIn(Input):
+    username: str
+    role: str
+    password: str | None = None
+
+
+class StaffOut(msgspec.Struct):
+    user: UserOut
+    role: str
+    one_time_password: str | None = None
+
+
+# ------------------------------------------------------------------ members
+
+
+class PersonalIn(Input):
+    name: str
+    phone: str | None = None
+    id_number: str | None = None
+    address: str | None = None
+    birth_date: date | None = None
+    health_notes: str | None = None
+
+
+class RegisterIn(Input):
+    """A volunteer signs up on a phone."""
+
+    bank_id: str
+    org_id: str
+    username: str
+    password: str
+    personal: PersonalIn
+
+
+class MemberIn(Input):
+    """Staff (or a family member, for an elder) register someone."""
+
+    org_id: str
+    personal: PersonalIn
+    is_volunteer: bool = False
+    is_elder: bool = False
+    username: str | None = None
+    password: str | None = None
+
+
+class DecisionIn(Input):
+    reason: str | None = None
+
+
+class FlagIn(Input):
+    flag: str
+    note: str | None = None
+
+
+class FlagOut(msgspec.Struct):
+    id: str
+    flag: str
+    note: str | None
+    set_by: str
+    set_at: datetime
+    cleared_by: str | None
+    cleared_at: datetime | None
+
+
+def flag_out(flag: Flag) -> FlagOut:
+    return FlagOut(
+        flag.id,
+        str(flag.flag),
+        flag.note,
+        flag.set_by,
+        flag.set_at,
+        flag.cleared_by,
+        flag.cleared_at,
+    )
+
+
+class MemberOut(msgspec.Struct):
+    id: str
+    bank_id: str
+    ledger_account: str
+    is_volunteer: bool
+    is_elder: bool
+    status: str
+    org_id: str | None
+    user_id: str | None
+    registered_by: str | None
+    assisted: bool
+    approved_by: str | None
+    approved_at: datetime | None
+    created_at: datetime
+    personal: dict[str, Any]
+    personal_masked: bool
+    flags: list[FlagOut]
+
+
+def member_out(view: MemberView) -> MemberOut:
+    m = view.member
+    return MemberOut(
+        id=m.id,
+        bank_id=m.bank_id,
+        ledger_account=m.ledger_account,
+        is_volunteer=m.is_volunteer,
+        is_elder=m.is_elder,
+        status=str(m.status),
+        org_id=m.org_id,
+        user_id=m.user_id,
+        registered_by=m.registered_by,
+        assisted=m.assisted,
+        approved_by=m.approved_by,
+        approved_at=m.approved_at,
+        created_at=m.created_at,
+        personal=view.personal,
+        personal_masked=not view.revealed,
+        flags=[flag_out(f) for f in view.flags],
+    )
+
+
+class NewMemberOut(msgspec.Struct):
+    member: MemberOut
+    user: UserOut | None
+
+
+class MeOut(msgspec.Struct):
+    user: UserOut | None
+    roles: list[GrantOut]
+    member: MemberOut | None
+    second_factor: bool
+    partner_key_id: str | None = None
+    partner_scopes: list[str] | None = None
+
+
+class RelativeIn(Input):
+    relative_id: str
+    relation: str
+
+
+class RelativeOut(msgspec.Struct):
+    id: str
+    member_id: str
+    relative_id: str
+    relation: str
+    status: str
+    declared_by: str
+    declared_at: datetime
+    decided_by: str | None
+    decided_at: datetime | None
+
+
+def relative_out(link: RelativeLink) -> RelativeOut:
+    return RelativeOut(
+        link.id,
+        link.member_id,
+        link.relative_id,
+        str(link.relation),
+        str(link.status),
+        link.declared_by,
+        link.declared_at,
+        link.decided_by,
+        link.decided_at,
+    )
+
+
+class ProxyIn(Input):
+    username: str
+
+
+class AccessRecordOut(msgspec.Struct):
+    at: datetime
+    actor: str
+    role: str
+    reason: str
+    fields: list[str]
+
+
+# ------------------------------------------------------------------ device and partner keys
+
+
+class DeviceIn(Input):
+    public_key: str
+    name: str
+
+
+class DeviceOut(msgspec.Struct):
+    id: str
+    name: str
+    public_key: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+def device_out(key: DeviceKey) -> DeviceOut:
+    return DeviceOut(
+        key.id,
+        key.name,
+        base64.b64encode(key.public_key).decode(),
+        key.created_at,
+        key.revoked_at,
+    )
+
+
+class PartnerKeyIn(Input):
+    name: str
+    scopes: list[str]
+
+
+class PartnerKeyOut(msgspec.Struct):
+    id: str
+    name: str
+    scopes: list[str]
+    created_by: str
+    created_at: datetime
+    revoked_at: datetime | None
+    key: str | None = None
+
+
+def partner_out(key: PartnerKey, secret: str | None = None) -> PartnerKeyOut:
+    return PartnerKeyOut(
+        key.id,
+        key.name,
+        sorted(str(s) for s in key.scopes),
+        key.created_by,
+        key.created_at,
+        key.revoked_at,
+        secret,
+    )

@@ -1,0 +1,328 @@
+"""Passwords, sessions, lockout, rate limits, TOTP, device keys and partner keys."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from accounts import totp
+from accounts.errors import (
+    InvalidCredentials,
+    LoginThrottled,
+    SecondFactorRequired,
+    TokenInvalid,
+    WeakPassword,
+)
+from accounts.model import Role
+from accounts.passwords import check_policy
+from accounts.service import AccountsService, SecurityPolicy
+from ledger.config import Settings
+from ledger.log import Log
+from tests.accounts_world import PASSWORD, World, build_world
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kw: float) -> None:
+        self.now += timedelta(**kw)
+
+
+@pytest.fixture
+def world(settings: Settings, log: Log) -> Iterator[World]:
+    yield from build_world(settings, log)
+
+
+@pytest.fixture
+def clocked(world: World) -> tuple[AccountsService, Clock]:
+    """The same database and keys, with a clock the test controls."""
+    clock = Clock()
+    service = AccountsService(
+        world.accounts.store,
+        world.accounts.protector,
+        world.log,
+        clock,
+        SecurityPolicy(client_attempts_per_window=1000),
+    )
+    return service, clock
+
+
+def login(
+    world: World, username: str, password: str, **extra: str
+) -> tuple[int, dict[str, object]]:
+    response = world.client.post(
+        "/v1/auth/login", json={"username": username, "password": password, **extra}
+    )
+    return response.status_code, response.json()
+
+
+@pytest.mark.parametrize(
+    ("password", "ok"),
+    [
+        ("short", False),
+        ("12345678", False),
+        ("Password123", False),
+        ("qwerty123", False),
+        ("woaini1314", False),
+        ("correct horse battery", True),
+        ("长城长城长城长城", True),
+        ("x" * 300, False),
+    ],
+)
+def test_password_policy(password: str, ok: bool) -> None:
+    if ok:
+        check_policy(password, "someone")
+    else:
+        with pytest.raises(WeakPassword):
+            check_policy(password, "someone")
+
+
+def test_password_equal_to_username_is_refused() -> None:
+    with pytest.raises(WeakPassword):
+        check_policy("longusername", "LongUsername")
+
+
+def test_login_logout_and_revoked_token(world: World) -> None:
+    status, body = login(world, "vol-a", PASSWORD)
+    assert status == 200
+    assert body["roles"] == ["volunteer"]
+    headers = {"Authorization": f"Bearer {body['token']}"}
+    assert world.client.get("/v1/me", headers=headers).status_code == 200
+    assert world.client.post("/v1/auth/logout", headers=headers).status_code == 204
+    refused = world.client.get("/v1/me", headers=headers)
+    assert refused.status_code == 401
+    assert refused.json()["type"] == "urn:timebank:problem:token-invalid"
+    assert refused.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_wrong_password_and_unknown_user_look_the_same(world: World) -> None:
+    a = login(world, "vol-a", "wrong password!")
+    b = login(world, "nobody-here", "wrong password!")
+    assert a[0] == b[0] == 401
+    assert a[1]["detail"] == b[1]["detail"] == "wrong username or password"
+
+
+def test_logout_everywhere_revokes_every_session(world: World) -> None:
+    tokens = [login(world, "vol-a", PASSWORD)[1]["token"] for _ in range(3)]
+    headers = {"Authorization": f"Bearer {tokens[0]}"}
+    assert world.client.post("/v1/auth/logout-all", headers=headers).status_code == 204
+    for token in tokens:
+        assert (
+            world.client.get("/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code
+            == 401
+        )
+
+
+def test_expired_token(world: World, clocked: tuple[AccountsService, Clock]) -> None:
+    service, clock = clocked
+    result = service.login("vol-a", PASSWORD, None, "test-client")
+    assert service.authenticate(result.token).user_id == world.ids["vol-a-user"]
+    clock.advance(hours=12, seconds=1)
+    with pytest.raises(TokenInvalid, match="expired"):
+        service.authenticate(result.token)
+
+
+def test_malformed_authorization_headers(world: World) -> None:
+    for header in ("", "Bearer", "Basic abc", "Bearer tbs_notatoken", "Bearer tbk_notakey"):
+        response = world.client.get("/v1/me", headers={"Authorization": header} if header else {})
+        assert response.status_code == 401, header
+        assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_lockout_is_temporary_and_capped(
+    world: World, clocked: tuple[AccountsService, Clock]
+) -> None:
+    service, clock = clocked
+    for _ in range(5):
+        with pytest.raises(InvalidCredentials):
+            service.login("vol-a", "wrong password!", None, "attacker")
+    with pytest.raises(LoginThrottled) as locked:
+        service.login("vol-a", PASSWORD, None, "victim-phone")
+    assert 0 < locked.value.retry_after <= 31
+    clock.advance(seconds=31)
+    for _ in range(30):  # an attacker keeps failing: the lock grows, but never past 15 minutes
+        with contextlib.suppress(InvalidCredentials, LoginThrottled):
+            service.login("vol-a", "wrong password!", None, "attacker")
+        clock.advance(minutes=16)
+    # After the longest lock has run out the owner gets in with the right password.
+    assert service.login("vol-a", PASSWORD, None, "victim-phone").principal.user_id
+
+
+def test_lockout_over_http_gives_429_with_retry_after(world: World) -> None:
+    for _ in range(5):
+        assert login(world, "vol-b", "wrong password!")[0] == 401
+    response = world.client.post("/v1/auth/login", json={"username": "vol-b", "password": PASSWORD})
+    assert response.status_code == 429
+    assert int(response.headers["retry-after"]) > 0
+    assert response.json()["type"] == "urn:timebank:problem:login-throttled"
+
+
+def test_per_client_rate_limit(world: World) -> None:
+    service = AccountsService(
+        world.accounts.store,
+        world.accounts.protector,
+        world.log,
+        policy=SecurityPolicy(client_attempts_per_window=3),
+    )
+    for username in ("a-1", "a-2", "a-3"):
+        with pytest.raises(InvalidCredentials):
+            service.login(username, "whatever pass", None, "10.0.0.9")
+    with pytest.raises(LoginThrottled):
+        service.login("vol-a", PASSWORD, None, "10.0.0.9")
+    assert service.login("vol-a", PASSWORD, None, "10.0.0.10").token  # other clients unaffected
+
+
+def test_totp_enrolment_and_second_factor_login(world: World) -> None:
+    start = world.client.post("/v1/me/totp", headers=world.as_("staff-a"))
+    assert start.status_code == 201
+    secret = start.json()["secret"]
+    assert start.json()["otpauth_uri"].startswith("otpauth://totp/")
+    bad = world.client.post(
+        "/v1/me/totp/confirm", headers=world.as_("staff-a"), json={"code": "000000"}
+    )
+    assert bad.status_code == 400 and bad.json()["field"] == "code"
+    now = datetime.now(UTC).timestamp()
+    code = totp.code_at(secret, int(now // 30))
+    ok = world.client.post("/v1/me/totp/confirm", headers=world.as_("staff-a"), json={"code": code})
+    assert ok.status_code == 204
+    without = login(world, "staff-a", PASSWORD)
+    assert without[0] == 200 and without[1]["second_factor"] is False
+    with pytest.raises(SecondFactorRequired):
+        AccountsService.require_second_factor(world.accounts.authenticate(str(without[1]["token"])))
+    next_code = totp.code_at(secret, int(now // 30) + 1)
+    status, body = login(world, "staff-a", PASSWORD, totp=next_code)
+    assert status == 200 and body["second_factor"] is True
+    AccountsService.require_second_factor(world.accounts.authenticate(str(body["token"])))
+    replay = login(world, "staff-a", PASSWORD, totp=next_code)
+    assert replay[0] == 401  # a code is good once
+
+
+def test_device_keys_sign_and_can_be_revoked(world: World) -> None:
+    private = Ed25519PrivateKey.generate()
+    public = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    added = world.client.post(
+        "/v1/me/devices",
+        headers=world.as_("vol-a"),
+        json={"public_key": base64.b64encode(public).decode(), "name": "my phone"},
+    )
+    assert added.status_code == 201, added.text
+    key_id = added.json()["id"]
+    message = b"service record canonical bytes"
+    signature = base64.b64encode(private.sign(message)).decode()
+    world.accounts.check_device_signature(world.ids["vol-a-user"], key_id, message, signature)
+    with pytest.raises(TokenInvalid, match="does not verify"):
+        world.accounts.check_device_signature(world.ids["vol-a-user"], key_id, b"other", signature)
+    with pytest.raises(TokenInvalid, match="unknown"):
+        world.accounts.check_device_signature(world.ids["vol-b-user"], key_id, message, signature)
+    other = world.client.post(f"/v1/me/devices/{key_id}/revoke", headers=world.as_("vol-b"))
+    assert other.status_code == 404  # not theirs
+    revoked = world.client.post(f"/v1/me/devices/{key_id}/revoke", headers=world.as_("vol-a"))
+    assert revoked.status_code == 200 and revoked.json()["revoked_at"]
+    with pytest.raises(TokenInvalid, match="revoked"):
+        world.accounts.check_device_signature(world.ids["vol-a-user"], key_id, message, signature)
+    listed = world.client.get("/v1/me/devices", headers=world.as_("vol-a")).json()
+    assert [d["id"] for d in listed] == [key_id]
+
+
+@pytest.mark.parametrize("key", ["", "not base64!", base64.b64encode(b"short").decode()])
+def test_bad_device_keys_are_refused(world: World, key: str) -> None:
+    response = world.client.post(
+        "/v1/me/devices", headers=world.as_("vol-a"), json={"public_key": key, "name": "phone"}
+    )
+    assert response.status_code == 400
+    assert response.json()["field"] == "public_key"
+
+
+def test_partner_keys_are_scoped_hashed_and_revocable(world: World) -> None:
+    created = world.client.post(
+        "/v1/partner-keys",
+        headers=world.as_("b1-admin"),
+        json={"name": "养老服务信息平台", "scopes": ["read_points", "receive_webhooks"]},
+    )
+    assert created.status_code == 201
+    secret = created.json()["key"]
+    assert secret.startswith("tbk_")
+    listed = world.client.get("/v1/partner-keys", headers=world.as_("b1-admin")).json()
+    assert all(k["key"] is None for k in listed)  # never shown again
+    me = world.client.get("/v1/me", headers={"Authorization": f"Bearer {secret}"}).json()
+    assert me["partner_scopes"] == ["read_points", "receive_webhooks"] and me["user"] is None
+    members = world.client.get("/v1/members", headers={"Authorization": f"Bearer {secret}"})
+    assert members.status_code == 403
+    assert (
+        world.client.post(
+            "/v1/partner-keys",
+            headers=world.as_("staff-a"),
+            json={"name": "x", "scopes": ["read_points"]},
+        ).status_code
+        == 403
+    )
+    bad_scope = world.client.post(
+        "/v1/partner-keys",
+        headers=world.as_("b1-admin"),
+        json={"name": "x", "scopes": ["pay_out_cash"]},
+    )
+    assert bad_scope.status_code == 400 and bad_scope.json()["field"] == "scopes"
+    key_id = created.json()["id"]
+    assert (
+        world.client.post(
+            f"/v1/partner-keys/{key_id}/revoke", headers=world.as_("b1-admin")
+        ).status_code
+        == 200
+    )
+    assert (
+        world.client.get("/v1/me", headers={"Authorization": f"Bearer {secret}"}).status_code == 401
+    )
+
+
+def test_staff_created_with_one_time_password(world: World) -> None:
+    created = world.client.post(
+        f"/v1/orgs/{world.ids['org_a']}/staff",
+        headers=world.as_("admin-a"),
+        json={"username": "new-staff", "role": "org_staff"},
+    )
+    assert created.status_code == 201
+    one_time = created.json()["one_time_password"]
+    status, body = login(world, "new-staff", one_time)
+    assert status == 200 and body["roles"] == ["org_staff"]
+    headers = {"Authorization": f"Bearer {body['token']}"}
+    changed = world.client.post(
+        "/v1/auth/password",
+        headers=headers,
+        json={"old_password": one_time, "new_password": "a much better pass"},
+    )
+    assert changed.status_code == 204
+    assert login(world, "new-staff", "a much better pass")[0] == 200
+    weak = world.client.post(
+        "/v1/auth/password",
+        headers=headers,
+        json={"old_password": "a much better pass", "new_password": "password1"},
+    )
+    assert weak.status_code == 400 and weak.json()["field"] == "new_password"
+    # the org admin may revoke staff of their own org, and the revoked login loses the role
+    revoke = world.client.post(
+        f"/v1/orgs/{world.ids['org_a']}/staff/{body['user_id']}/revoke",
+        headers=world.as_("admin-a"),
+    )
+    assert revoke.status_code == 204
+    assert login(world, "new-staff", "a much better pass")[1]["roles"] == []
+
+
+def test_operator_create_user_validates_role_and_org(world: World) -> None:
+    from accounts.errors import InvalidInput
+
+    with pytest.raises(InvalidInput):
+        world.accounts.create_user("b1", "x-staff", Role.ORG_STAFF, None)
+    with pytest.raises(InvalidInput):
+        world.accounts.create_user("b1", "x-staff", Role.ORG_STAFF, world.ids["org_c"])
+    with pytest.raises(InvalidInput):
+        world.accounts.create_user("b1", "x-vol", Role.VOLUNTEER)
