@@ -1,11 +1,14 @@
-"""``timebank``: serve, migrate, seed, show the key, verify the database offline."""
+"""timebank: serve, migrate, seed, show the key, verify the database offline."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+from accounts.protection import DataKeyError
 from ledger.config import ConfigError, Settings
 from ledger.errors import LedgerError
 from ledger.keys import load_signing_key
@@ -21,15 +24,25 @@ def settings_from_env() -> Settings:
         raise SystemExit(f"timebank: configuration error: {exc}") from exc
 
 
-def open_log(settings: Settings, migrate_sqlite: bool = True) -> Log:
-    from migrations.runner import current_revision, head_revision, upgrade
+def require_migrated(url: str) -> None:
+    from migrations.runner import current_revision, head_revision
+
+    current, head = current_revision(url), head_revision()
+    if current != head:
+        raise SystemExit(
+            f"timebank: the database is at revision {current or 'none'}, not {head}; "
+            "run `timebank migrate` first"
+        )
+
+
+def open_log(settings: Settings) -> Log:
+    """The log, migrating a SQLite database on the way (PostgreSQL must be migrated)."""
+    from migrations.runner import upgrade
 
     if settings.is_sqlite:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        if migrate_sqlite:
-            upgrade(settings.database_url)
-    if current_revision(settings.database_url) != head_revision():
-        raise SystemExit("timebank: the database is not migrated; run `timebank migrate` first")
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        upgrade(settings.database_url)
+    require_migrated(settings.database_url)
     return Log.open(settings)
 
 
@@ -39,10 +52,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from api.app import create_app
 
     settings = settings_from_env()
+    if not settings.is_sqlite:
+        require_migrated(settings.database_url)
     print(f"Timebank serving http://{args.host}:{args.port}  (log {settings.log_origin})")
     print(f"  checkpoint: http://{args.host}:{args.port}/v1/log/checkpoint")
     print(f"  API schema: http://{args.host}:{args.port}/schema")
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        access_log=args.access_log,  # off by default: it records client addresses
+    )
     return 0
 
 
@@ -51,7 +72,7 @@ def cmd_migrate(_: argparse.Namespace) -> int:
 
     settings = settings_from_env()
     if settings.is_sqlite:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     upgrade(settings.database_url)
     print(f"database at revision {current_revision(settings.database_url)}")
     return 0
@@ -100,18 +121,33 @@ def cmd_key_show(_: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    settings = settings_from_env()
-    log = open_log(settings, migrate_sqlite=False)
-    try:
-        verifier = Verifier.from_text(args.key) if args.key else log.signer.verifier
-        from ledger.verify import verify_store
+    """Read-only: creates no key, no directory and no database."""
+    from ledger.storage import LedgerStore
+    from ledger.verify import verify_store
 
-        report = verify_store(log.store, verifier, settings.log_origin, log.member_overdraft)
-    except LedgerError as exc:
-        print(f"timebank verify: {exc}", file=sys.stderr)
+    settings = settings_from_env()
+    if settings.is_sqlite and not Path(settings.database_url.removeprefix("sqlite:///")).exists():
+        print(f"timebank verify: no database at {settings.database_url}", file=sys.stderr)
         return 2
+    if args.key:
+        verifier = Verifier.from_text(args.key)
+    elif settings.signing_key_file.exists():
+        verifier = load_signing_key(settings.signing_key_file, settings.log_origin).verifier
+    else:
+        print(
+            f"timebank verify: no signing key at {settings.signing_key_file}; "
+            "pass the log's verifier key with --key",
+            file=sys.stderr,
+        )
+        return 2
+    require_migrated(settings.database_url)
+    store = LedgerStore(settings.database_url)
+    try:
+        report = verify_store(
+            store, verifier, settings.log_origin, settings.member_overdraft_minutes
+        )
     finally:
-        log.close()
+        store.dispose()
     for line in format_report(report):
         print(line)
     return 0 if report.ok else 1
@@ -121,6 +157,9 @@ def register_ledger_commands(sub: argparse._SubParsersAction[argparse.ArgumentPa
     serve = sub.add_parser("serve", help="serve the HTTP API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--access-log", action="store_true", help="log each request (records client addresses)"
+    )
     serve.set_defaults(func=cmd_serve)
 
     sub.add_parser("migrate", help="create or upgrade the database schema").set_defaults(
@@ -155,8 +194,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    os.umask(0o077)  # everything timebank creates (keys, databases) is private to its user
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except (LedgerError, DataKeyError) as exc:
+        # Key and configuration problems: a message for the operator, not a traceback.
+        print(f"timebank {args.command}: {exc}", file=sys.stderr)
+        return 2
     return code
 
 

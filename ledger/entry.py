@@ -25,7 +25,9 @@ ZERO_HASH = bytes(32)
 
 ENTRY_ID = re.compile(r"^[A-Za-z0-9._:@/-]{1,128}$")
 KIND = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
-ACCOUNT = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}:[a-z]+(:[A-Za-z0-9_-]{1,64})?$")
+ACCOUNT = re.compile(
+    r"^[a-z0-9][a-z0-9-]{0,31}:(member:[A-Za-z0-9_-]{1,64}|issuance|pool|redemption)$"
+)
 ASCII_KEY = re.compile(r"^[\x20-\x7e]{1,64}$")
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
@@ -168,7 +170,7 @@ class Entry:
             raise MalformedEntry(f"leaf fields are {sorted(raw)}, expected {sorted(expected)}")
         if raw["v"] != FORMAT_VERSION:
             raise MalformedEntry(f"unknown format version {raw['v']!r}", field="v")
-        if not isinstance(raw["seq"], int) or raw["seq"] < 0:
+        if type(raw["seq"]) is not int or raw["seq"] < 0:
             raise MalformedEntry("seq must be a non-negative integer", field="seq")
         if not isinstance(raw["time"], str) or not TIME.match(raw["time"]):
             raise MalformedEntry("time must be RFC 3339 UTC with microseconds", field="time")

@@ -111,7 +111,7 @@ class BatchWriter:
 
         for request in requests:
             try:
-                replay = self._replay(request, existing, by_id)
+                replay = self._replay(db, request, existing, by_id)
                 if replay is not None:
                     results.append(replay)
                     continue
@@ -213,6 +213,7 @@ class BatchWriter:
 
     @staticmethod
     def _replay(
+        db: Snapshot,
         request: EntryRequest,
         existing: dict[str, StoredEntry],
         by_id: dict[str, tuple[EntryRequest, AppendResult]],
@@ -229,9 +230,8 @@ class BatchWriter:
         entry = Entry.from_leaf(stored.leaf)
         if entry.request.content() != request.content():
             raise IdConflict(request.id, stored.seq)
-        return AppendResult(
-            stored.seq, stored.id, stored.leaf_hash, entry.time, stored.seq + 1, True
-        )
+        covering = db.covering_checkpoint(stored.seq)
+        return AppendResult(stored.seq, stored.id, stored.leaf_hash, entry.time, covering, True)
 
     def _check_consistent(
         self,

@@ -108,6 +108,7 @@ APPEND_ONLY_TABLES = (
     "log_nodes",
     "log_checkpoints",
     "log_reversals",
+    "log_cosignatures",
 )
 PG_WRITER_LOCK = 0x7469_6D65_6261_6E6B  # "timebank" as a 64-bit advisory lock key
 
@@ -316,8 +317,57 @@ class Snapshot:
     def stream_balances(self) -> Iterator[Any]:
         return self._stream(ledger_balances, ledger_balances.c.account)
 
+    def covering_checkpoint(self, seq: int) -> int:
+        """Size of the first signed checkpoint that includes entry ``seq``."""
+        size = self.conn.execute(
+            select(func.min(log_checkpoints.c.size)).where(log_checkpoints.c.size > seq)
+        ).scalar()
+        return int(size) if size is not None else 0
+
     def checkpoint_sizes(self) -> set[int]:
         return {int(r[0]) for r in self.conn.execute(select(log_checkpoints.c.size))}
+
+    # ------------------------------------------------------------ witness cosignatures
+
+    def checkpoint_note(self, size: int) -> str | None:
+        row = self.conn.execute(
+            select(log_checkpoints.c.note).where(log_checkpoints.c.size == size)
+        ).first()
+        return str(row.note) if row else None
+
+    def cosignatures(self, size: int) -> list[tuple[str, str]]:
+        """(witness verifier key, cosignature line) stored for the checkpoint of ``size``."""
+        rows = self.conn.execute(
+            select(log_cosignatures.c.witness, log_cosignatures.c.line)
+            .where(log_cosignatures.c.size == size)
+            .order_by(log_cosignatures.c.witness)
+        )
+        return [(r.witness, r.line) for r in rows]
+
+    def cosigned_sizes(self, min_count: int, limit: int = 8) -> list[int]:
+        """Largest checkpoint sizes with at least ``min_count`` cosignatures, newest first."""
+        rows = self.conn.execute(
+            select(log_cosignatures.c.size)
+            .group_by(log_cosignatures.c.size)
+            .having(func.count() >= min_count)
+            .order_by(log_cosignatures.c.size.desc())
+            .limit(limit)
+        )
+        return [int(r.size) for r in rows]
+
+    def last_cosigned_size(self, witness: str) -> int:
+        """The largest size ``witness`` cosigned, 0 if none."""
+        size = self.conn.execute(
+            select(func.max(log_cosignatures.c.size)).where(log_cosignatures.c.witness == witness)
+        ).scalar()
+        return int(size or 0)
+
+    def add_cosignature(self, size: int, witness: str, line: str) -> None:
+        """Keep a cosignature; the first per witness and size wins (the table is append-only)."""
+        stmt: Any = (sqlite_insert if self.is_sqlite else pg_insert)(log_cosignatures)
+        self.conn.execute(
+            stmt.on_conflict_do_nothing(), [{"size": size, "witness": witness, "line": line}]
+        )
 
     # ------------------------------------------------------------ writes (inside ``write``)
 

@@ -40,9 +40,12 @@ def upgrade(url: str, revision: str = "head") -> None:
     try:
         with engine.connect() as conn:
             if conn.dialect.name == "postgresql":
+                # Wait for another migrator for up to two minutes, then let our own DDL wait
+                # at most ten seconds for locks held by live traffic.
+                conn.execute(text("SET lock_timeout = '120s'"))
+                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK})
                 conn.execute(text("SET lock_timeout = '10s'"))
                 conn.execute(text("SET statement_timeout = '300s'"))
-                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK})
                 conn.commit()
             try:
                 with conn.begin():

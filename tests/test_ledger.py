@@ -51,9 +51,11 @@ def test_results_carry_seq_and_the_covering_checkpoint(log: Log) -> None:
 
 def test_same_id_same_content_is_a_no_op_returning_the_first_result(log: Log) -> None:
     first = log.append(deposit("d1", member(1), 60))
+    log.append(deposit("d2", member(1), 60))
     again = log.append(deposit("d1", member(1), 60))
     assert again.replayed and (again.seq, again.leaf_hash) == (first.seq, first.leaf_hash)
-    assert log.size() == 1 and log.balance(member(1)) == 60
+    assert again.tree_size == first.tree_size  # a size that has a signed checkpoint
+    assert log.size() == 2 and log.balance(member(1)) == 120
 
 
 def test_same_id_different_content_is_refused(log: Log) -> None:
@@ -132,6 +134,18 @@ def test_duplicate_ids_inside_one_batch(log: Log) -> None:
             EntryRequest("gift", "x", (Posting(member(1), -5), Posting("u:member:z", 5))),
             PostingRuleViolation,
             "postings",
+        ),
+        (
+            EntryRequest(
+                "grant", "x", (Posting("t:pool:x", -5), Posting(member(2), 5)), {"reason": "r"}
+            ),
+            MalformedEntry,
+            "postings[0]",
+        ),
+        (
+            EntryRequest("deposit", "x", (Posting("t:issuance", -5), Posting("t:member", 5))),
+            MalformedEntry,
+            "postings[1]",
         ),
         (
             EntryRequest("seal", "x", (Posting(member(1), -5), Posting(member(2), 5))),

@@ -1,0 +1,169 @@
+"""The command line as an operator uses it: the real console script in a subprocess."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from ledger.merkle import leaf_hash, verify_inclusion
+from ledger.note import Verifier, open_checkpoint
+
+TIMEBANK = str(Path(sys.executable).with_name("timebank"))
+
+
+def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([TIMEBANK, *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def env(settings: object, db_url: str, tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "TIMEBANK_DATA_DIR": str(tmp_path / "data"),
+        "TIMEBANK_DATABASE_URL": db_url,
+        "TIMEBANK_LOG_ORIGIN": "timebank.test/cli",
+    }
+
+
+def test_verify_is_read_only(tmp_path: Path) -> None:
+    data = tmp_path / "nothing-here"
+    result = run({**os.environ, "TIMEBANK_DATA_DIR": str(data)}, "verify")
+    assert result.returncode == 2
+    assert "no database" in result.stderr
+    assert not data.exists()
+
+
+def test_seed_verify_key_and_admin_commands(env: dict[str, str], tmp_path: Path) -> None:
+    assert run(env, "migrate").returncode == 0
+    seeded = run(env, "seed", "--demo", "--entries", "300")
+    assert seeded.returncode == 0, seeded.stderr
+    assert "demo-admin-2026" in seeded.stdout
+    again = run(env, "seed", "--demo", "--if-empty")
+    assert again.returncode == 0 and "not seeding" in again.stdout
+    key = run(env, "key", "show")
+    assert key.returncode == 0 and key.stdout.startswith("timebank.test/cli+")
+    assert oct((tmp_path / "data" / "signing.key").stat().st_mode)[-3:] == "600"
+    verified = run(env, "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert verified.stdout.startswith("OK:")
+    wrong_key = run(
+        env,
+        "verify",
+        "--key",
+        "timebank.test/cli+00000000+AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    )
+    assert wrong_key.returncode == 2  # a malformed key (id does not match): a message, no traceback
+    assert "Traceback" not in wrong_key.stderr
+
+    bank = run(env, "admin", "create-bank", "--id", "gulou", "--name", "鼓楼区")
+    assert bank.returncode == 0, bank.stderr
+    org = run(
+        env,
+        "admin",
+        "create-org",
+        "--bank",
+        "gulou",
+        "--name",
+        "湖南路社区",
+        "--kind",
+        "community_centre",
+    )
+    assert org.returncode == 0, org.stderr
+    org_id = org.stdout.split()[2]
+    staff = run(
+        env,
+        "admin",
+        "create-user",
+        "--bank",
+        "gulou",
+        "--username",
+        "hn-staff",
+        "--role",
+        "org_staff",
+        "--org",
+        org_id,
+    )
+    assert staff.returncode == 0, staff.stderr
+    assert "one-time password" in staff.stdout
+    no_org = run(
+        env,
+        "admin",
+        "create-user",
+        "--bank",
+        "gulou",
+        "--username",
+        "x-staff",
+        "--role",
+        "org_staff",
+    )
+    assert no_org.returncode == 1 and "org" in no_org.stderr
+    token = run(env, "admin", "issue-token", "--user", "hn-staff")
+    assert token.returncode == 0 and token.stdout.startswith("tbs_")
+    duplicate = run(env, "admin", "create-bank", "--id", "gulou", "--name", "again")
+    assert duplicate.returncode == 1 and "already exists" in duplicate.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_serve_a_seeded_demo_over_real_http(env: dict[str, str]) -> None:
+    assert run(env, "seed", "--demo", "--entries", "200").returncode == 0
+    port = _free_port()
+    server = subprocess.Popen(
+        [TIMEBANK, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{base}/healthz", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        verifier = Verifier.from_text(urllib.request.urlopen(f"{base}/v1/log/key").read().decode())
+        note = urllib.request.urlopen(f"{base}/v1/log/checkpoint").read().decode()
+        checkpoint, _ = open_checkpoint(note, verifier, "timebank.test/cli")
+        size = checkpoint.size
+        leaf = json.loads(urllib.request.urlopen(f"{base}/v1/log/leaves?start=7&end=8").read())
+        data = base64.b64decode(leaf["leaves"][0]["data"])
+        proof = json.loads(
+            urllib.request.urlopen(
+                f"{base}/v1/log/proof/inclusion?index=7&tree_size={size}"
+            ).read()
+        )
+        verify_inclusion(
+            leaf_hash(data),
+            7,
+            size,
+            [base64.b64decode(h) for h in proof["hashes"]],
+            checkpoint.root,
+        )
+        request = urllib.request.Request(
+            f"{base}/v1/auth/login",
+            method="POST",
+            headers={"content-type": "application/json"},
+            data=json.dumps({"username": "elder", "password": "demo-elder-2026"}).encode(),
+        )
+        login = json.loads(urllib.request.urlopen(request).read())
+        assert login["roles"] == ["elder"]
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=30)[0]
+    assert "GET /v1/log" not in output  # no access log (client addresses) by default
