@@ -6,6 +6,16 @@ import argparse
 import sys
 from pathlib import Path
 
+from audit.auditor import (
+    AuditError,
+    AuditReport,
+    Policy,
+    export_bundle,
+    read_key,
+    verify_bundle,
+    verify_online,
+    verify_receipt,
+)
 from audit.witness import (
     Witness,
     WitnessState,
@@ -14,6 +24,90 @@ from audit.witness import (
     parse_log_keys,
 )
 from ledger.errors import LedgerError
+
+# ---------------------------------------------------------------- audit
+
+
+def _policy(args: argparse.Namespace) -> Policy:
+    witnesses = tuple(read_key(w) for w in args.witness or ())
+    quorum = len(witnesses) if args.quorum is None else args.quorum
+    return Policy(read_key(args.key), witnesses, quorum, args.member_overdraft)
+
+
+def _print(report: AuditReport) -> int:
+    for line in report.lines():
+        print(line)
+    return 0 if report.ok else 1
+
+
+def cmd_audit_export(args: argparse.Namespace) -> int:
+    try:
+        size, manifest = export_bundle(args.url, Path(args.out), timeout=args.timeout)
+    except (AuditError, OSError) as exc:
+        print(f"timebank audit export: {exc}", file=sys.stderr)
+        return 2
+    print(f"exported {size} entries from {args.url} to {Path(args.out)} (manifest {manifest})")
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    if (args.bundle is None) == (args.url is None):
+        print("timebank audit verify: give a bundle DIR or --url URL (not both)", file=sys.stderr)
+        return 2
+    try:
+        policy = _policy(args)
+        if args.bundle is not None:
+            if args.state or args.full or args.witness_url:
+                raise AuditError("--state, --full and --witness-url are for --url audits")
+            report = verify_bundle(Path(args.bundle), policy)
+        else:
+            report = verify_online(
+                args.url,
+                policy,
+                state_path=Path(args.state) if args.state else None,
+                full=args.full,
+                witness_urls=args.witness_url or (),
+                evidence_dir=Path(args.evidence) if args.evidence else None,
+                timeout=args.timeout,
+            )
+    except (AuditError, OSError) as exc:
+        print(f"timebank audit verify: {exc}", file=sys.stderr)
+        return 2
+    return _print(report)
+
+
+def cmd_audit_receipt(args: argparse.Namespace) -> int:
+    try:
+        policy = _policy(args)
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8")
+    except (AuditError, OSError, UnicodeDecodeError) as exc:
+        print(f"timebank audit receipt: {exc}", file=sys.stderr)
+        return 2
+    return _print(verify_receipt(text, policy))
+
+
+def _add_policy(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--key", required=True, help="the log's verifier key (text, or a file holding it)"
+    )
+    parser.add_argument(
+        "--witness",
+        action="append",
+        metavar="VKEY",
+        help="a witness cosignature key you trust (repeatable; text or file)",
+    )
+    parser.add_argument(
+        "--quorum",
+        type=int,
+        help="how many of the --witness keys must have cosigned (default: all of them)",
+    )
+    parser.add_argument(
+        "--member-overdraft",
+        type=int,
+        default=0,
+        help="minutes a member account may go below zero under this bank's policy (0)",
+    )
+
 
 # ---------------------------------------------------------------- witness
 
@@ -73,6 +167,42 @@ def _key_args(values: list[str]) -> list[str]:
 
 
 def register_audit_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    audit = sub.add_parser("audit", help="verify the log as an outside auditor")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+
+    export = audit_sub.add_parser("export", help="save the log into a self-contained bundle")
+    export.add_argument("--url", required=True, help="the log's base URL")
+    export.add_argument("--out", required=True, help="a new (or empty) directory")
+    export.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    export.set_defaults(func=cmd_audit_export)
+
+    verify = audit_sub.add_parser(
+        "verify", help="verify a bundle offline, or the log at --url (incrementally)"
+    )
+    verify.add_argument("bundle", nargs="?", metavar="DIR", help="an export bundle")
+    verify.add_argument("--url", help="the log's base URL (online audit)")
+    verify.add_argument(
+        "--state", help="remember the last verified checkpoint here; resume from it next time"
+    )
+    verify.add_argument("--full", action="store_true", help="replay every leaf, not only new ones")
+    verify.add_argument(
+        "--witness-url",
+        action="append",
+        metavar="URL",
+        help="compare with the checkpoint this witness cosigned (repeatable)",
+    )
+    verify.add_argument(
+        "--evidence", help="where to write fork evidence (default: next to --state)"
+    )
+    verify.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    _add_policy(verify)
+    verify.set_defaults(func=cmd_audit_verify)
+
+    receipt = audit_sub.add_parser("receipt", help="check a tlog-proof receipt offline")
+    receipt.add_argument("file", metavar="FILE", help="the receipt (- for standard input)")
+    _add_policy(receipt)
+    receipt.set_defaults(func=cmd_audit_receipt)
+
     witness = sub.add_parser("witness", help="run a transparency-log witness (C2SP tlog-witness)")
     witness_sub = witness.add_subparsers(dest="witness_command", required=True)
 

@@ -9,7 +9,9 @@ from litestar import Controller, MediaType, get
 from litestar.datastructures import State
 from litestar.params import Parameter
 
+from ledger.errors import ProofRequestError
 from ledger.log import Log
+from ledger.note import Checkpoint, Note, TlogProof
 
 MAX_INDEX = 2**53 - 1
 Index = Annotated[int, Parameter(ge=0, le=MAX_INDEX)]
@@ -56,3 +58,21 @@ class LogController(Controller):
         """RFC 6962 consistency proof between tree sizes ``first`` ≤ ``second``."""
         hashes = _log(state).consistency_proof(first, second)
         return {"first": first, "second": second, "hashes": [_b64(h) for h in hashes]}
+
+    @get("/receipt", media_type=MediaType.TEXT, sync_to_thread=True)
+    def receipt(self, state: State, index: Index) -> str:
+        """A C2SP tlog-proof receipt for entry ``index`` in the checkpoint served now.
+
+        The ``extra`` line carries the entry's leaf bytes (base64), so the receipt can be
+        checked offline on its own: ``timebank audit receipt FILE --key VKEY``.
+        """
+        log = _log(state)
+        note = log.checkpoint()
+        size = Checkpoint.parse_body(Note.parse(note).text).size
+        if index >= size:
+            raise ProofRequestError(
+                f"index {index} is not inside the signed tree (size {size})", field="index"
+            )
+        leaf = log.leaves(index, index + 1)[0].data
+        hashes = log.inclusion_proof(index, size)
+        return TlogProof(index, tuple(hashes), note, extra=leaf).render()

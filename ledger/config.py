@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ledger.witnessing import WitnessConfigError, WitnessEndpoint, parse_witnesses
+
 ORIGIN = re.compile(r"^[\x21-\x7e]+$")
 
 
@@ -22,6 +24,8 @@ class Settings:
     log_origin: str
     signing_key_file: Path
     member_overdraft_minutes: int = 0
+    witnesses: tuple[WitnessEndpoint, ...] = ()  # TIMEBANK_WITNESSES (ledger.witnessing)
+    witness_quorum: int = 0  # TIMEBANK_WITNESS_QUORUM
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -37,7 +41,24 @@ class Settings:
             raise ConfigError("TIMEBANK_LOG_ORIGIN must be printable ASCII without spaces or '+'")
         key_file = env.get("TIMEBANK_SIGNING_KEY_FILE")
         signing_key_file = Path(key_file).expanduser() if key_file else data_dir / "signing.key"
-        return cls(data_dir, database_url, origin, signing_key_file)
+        try:
+            witnesses = parse_witnesses(env.get("TIMEBANK_WITNESSES", ""))
+        except WitnessConfigError as exc:
+            raise ConfigError(f"TIMEBANK_WITNESSES: {exc}") from exc
+        quorum_text = env.get("TIMEBANK_WITNESS_QUORUM", "0").strip()
+        if not quorum_text.isdigit() or int(quorum_text) > len(witnesses):
+            raise ConfigError(
+                "TIMEBANK_WITNESS_QUORUM must be a whole number no larger than the number of "
+                f"witnesses in TIMEBANK_WITNESSES ({len(witnesses)})"
+            )
+        return cls(
+            data_dir,
+            database_url,
+            origin,
+            signing_key_file,
+            witnesses=witnesses,
+            witness_quorum=int(quorum_text),
+        )
 
     @property
     def is_sqlite(self) -> bool:

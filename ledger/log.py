@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ledger.config import Settings
-from ledger.entry import EntryRequest
+from ledger.entry import Entry, EntryRequest
 from ledger.errors import ProofRequestError
 from ledger.keys import load_or_create_signing_key
 from ledger.merkle import (
@@ -15,10 +16,11 @@ from ledger.merkle import (
     inclusion_spans,
     nodes_needed,
 )
-from ledger.note import Checkpoint, Signer, sign_checkpoint
+from ledger.note import Checkpoint, Note, Signer, TlogProof, sign_checkpoint
 from ledger.sequencer import AppendResult, BatchWriter, Sequencer
 from ledger.storage import LedgerStore, Snapshot
 from ledger.verify import Report, verify_store
+from ledger.witnessing import WitnessEndpoint, Witnessing, served_checkpoint
 
 MAX_LEAVES_PER_PAGE = 1000
 
@@ -30,12 +32,30 @@ class Leaf:
 
 
 class Log:
-    def __init__(self, store: LedgerStore, signer: Signer, origin: str, member_overdraft: int = 0):
+    def __init__(
+        self,
+        store: LedgerStore,
+        signer: Signer,
+        origin: str,
+        member_overdraft: int = 0,
+        witnesses: Sequence[WitnessEndpoint] = (),
+        witness_quorum: int = 0,
+        witness_timeout: float = 5.0,
+    ):
         self.store = store
         self.signer = signer
         self.origin = origin
         self.member_overdraft = member_overdraft
         self.sequencer = Sequencer(BatchWriter(store, signer, origin, member_overdraft))
+        # Witnesses (ledger.witnessing): background threads, never on the append path.
+        self.witness_quorum = witness_quorum
+        self.witnessing = (
+            Witnessing(store, witnesses, self.consistency_proof, timeout=witness_timeout)
+            if witnesses
+            else None
+        )
+        if self.witnessing is not None:
+            self.witnessing.start()
 
     @classmethod
     def open(cls, settings: Settings) -> Log:
@@ -45,19 +65,31 @@ class Log:
             signer,
             settings.log_origin,
             settings.member_overdraft_minutes,
+            settings.witnesses,
+            settings.witness_quorum,
         )
 
     def close(self) -> None:
+        if self.witnessing is not None:
+            self.witnessing.stop()
         self.sequencer.close()
         self.store.dispose()
 
     # ------------------------------------------------------------ writes
 
     def append(self, request: EntryRequest) -> AppendResult:
-        return self.sequencer.append(request)
+        result = self.sequencer.append(request)
+        self._wake_witnesses()
+        return result
 
     async def append_async(self, request: EntryRequest) -> AppendResult:
-        return await self.sequencer.append_async(request)
+        result = await self.sequencer.append_async(request)
+        self._wake_witnesses()
+        return result
+
+    def _wake_witnesses(self) -> None:
+        if self.witnessing is not None:
+            self.witnessing.wake()
 
     # ------------------------------------------------------------ reads
 
@@ -66,12 +98,13 @@ class Log:
         return self.signer.verifier.to_text()
 
     def checkpoint(self) -> str:
-        """The latest signed checkpoint; for an empty log, a freshly signed size-0 one."""
+        """The latest signed checkpoint with its witnesses' cosignatures (with a quorum, the
+        newest that has one; see ``ledger.witnessing``); for an empty log, a fresh size-0 one."""
         with self.store.read() as db:
-            latest = db.latest_checkpoint()
-        if latest is None:
+            served = served_checkpoint(db, self.witness_quorum)
+        if served is None:
             return sign_checkpoint(Checkpoint(self.origin, 0, EMPTY_ROOT), self.signer)
-        return latest[1]
+        return served
 
     def size(self) -> int:
         with self.store.read() as db:
@@ -120,6 +153,36 @@ class Log:
             raise ProofRequestError(
                 f"{field} {size} is beyond the signed tree (size {latest})", field=field
             )
+
+    def receipt(self, index: int) -> str:
+        """A C2SP tlog-proof for entry ``index`` against the checkpoint served now; the
+        ``extra`` line carries the leaf so the receipt can be checked on its own."""
+        note = self.checkpoint()
+        size = Checkpoint.parse_body(Note.parse(note).text).size
+        if not 0 <= index < size:
+            raise ProofRequestError(
+                f"index {index} is not inside the signed tree (size {size})", field="index"
+            )
+        leaf = self.leaves(index, index + 1)[0].data
+        return TlogProof(index, tuple(self.inclusion_proof(index, size)), note, leaf).render()
+
+    def balances(self, accounts: list[str]) -> dict[str, int]:
+        with self.store.read() as db:
+            found = db.balances(accounts)
+        return {a: found.get(a, 0) for a in accounts}
+
+    def history(
+        self, accounts: list[str], limit: int = 50, before_seq: int | None = None
+    ) -> list[Entry]:
+        """Entries that moved minutes on ``accounts``, newest first."""
+        with self.store.read() as db:
+            rows = db.account_entries(accounts, limit, before_seq)
+        return [Entry.from_leaf(leaf) for _, leaf in rows]
+
+    def entry(self, seq: int) -> Entry | None:
+        with self.store.read() as db:
+            stored = db.entries_by_seq([seq]).get(seq)
+        return Entry.from_leaf(stored.leaf) if stored else None
 
     def balance(self, account: str) -> int:
         with self.store.read() as db:

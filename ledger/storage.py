@@ -317,6 +317,21 @@ class Snapshot:
     def stream_balances(self) -> Iterator[Any]:
         return self._stream(ledger_balances, ledger_balances.c.account)
 
+    def account_entries(
+        self, accounts: Sequence[str], limit: int, before_seq: int | None
+    ) -> list[tuple[int, bytes]]:
+        """Newest first: (seq, leaf) of entries with a posting on any of ``accounts``."""
+        seqs = select(log_postings.c.seq).where(log_postings.c.account.in_(accounts))
+        if before_seq is not None:
+            seqs = seqs.where(log_postings.c.seq < before_seq)
+        rows = self.conn.execute(
+            select(log_entries.c.seq, log_entries.c.leaf)
+            .where(log_entries.c.seq.in_(seqs.distinct()))
+            .order_by(log_entries.c.seq.desc())
+            .limit(limit)
+        )
+        return [(int(r.seq), bytes(r.leaf)) for r in rows]
+
     def covering_checkpoint(self, seq: int) -> int:
         """Size of the first signed checkpoint that includes entry ``seq``."""
         size = self.conn.execute(

@@ -3,17 +3,61 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import urllib.request
+from collections.abc import Generator, Iterator
+from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from litestar.testing import TestClient
 
-from ledger.entry import ZERO_HASH, Entry, EntryRequest, Posting
+from api.cli import main
+from audit.auditor import (
+    BUNDLE_FILES,
+    AuditReport,
+    AuditState,
+    Policy,
+    export_bundle,
+    verify_bundle,
+    verify_online,
+    verify_receipt,
+)
+from ledger.config import Settings
+from ledger.entry import ZERO_HASH, Entry, EntryRequest, Posting, canonical_json
 from ledger.errors import LedgerError
-from ledger.merkle import leaf_hash
+from ledger.keys import load_or_create_signing_key
+from ledger.log import Log
+from ledger.merkle import leaf_hash, root_of
+from ledger.note import (
+    COSIGNATURE_V1,
+    Checkpoint,
+    Note,
+    Signer,
+    TlogProof,
+    check_cosignature,
+    open_checkpoint,
+    sign_checkpoint,
+)
 from ledger.replay import Replay, ReplayState, _fast_entry, decode_leaf
-from tests.helpers import ISSUANCE, deposit, donation, gift, grant, member, redemption
+from ledger.storage import LedgerStore
+from ledger.witnessing import WitnessEndpoint
+from tests.conftest import make_database
+from tests.helpers import (
+    ISSUANCE,
+    deposit,
+    donation,
+    drop_append_only_triggers,
+    gift,
+    grant,
+    member,
+    raw_sql,
+    redemption,
+)
+from tests.test_witness import cosigned_by, log_app, running_witness, serve, wait_for, witnessed_log
 
 TIME = "2026-11-25T08:00:00.000000Z"
 
@@ -202,3 +246,427 @@ def test_replay_reports_a_shifted_run_once() -> None:
     assert len(shifted) == 1
     assert str(shifted[0]).startswith("seq 10: leaf says seq 11")
     assert "up to seq 38" in shifted[0].message
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture
+def second_log(
+    backend: str, settings: Settings, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Log]:
+    """Another database under the same key and origin: the operator's second history."""
+    (tmp_path / "second").mkdir()
+    databases = make_database(backend, request, tmp_path / "second")
+    url = next(databases)
+    assert isinstance(databases, Generator)
+    signer = load_or_create_signing_key(settings.signing_key_file, settings.log_origin)
+    log = Log(LedgerStore(url), signer, settings.log_origin)
+    try:
+        yield log
+    finally:
+        log.close()
+        databases.close()
+
+
+@pytest.fixture
+def filled(log: Log) -> Log:
+    for request in mixed_requests(SIZE):
+        log.append(request)
+    assert log.verify().ok
+    return log
+
+
+@pytest.fixture
+def url(filled: Log) -> Iterator[str]:
+    with serve(log_app(filled)) as base:
+        yield base
+
+
+@pytest.fixture
+def policy(filled: Log) -> Policy:
+    return Policy(filled.signer.verifier)
+
+
+SIZE = 60
+
+
+def rehash(bundle: Path) -> None:
+    """What a careful insider does after editing a bundle: fix the manifest's hashes."""
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    for name in manifest["files"]:
+        data = (bundle / name).read_bytes()
+        manifest["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
+def read_leaves(bundle: Path) -> list[bytes]:
+    return [base64.b64decode(line) for line in (bundle / "leaves.txt").read_bytes().splitlines()]
+
+
+def write_leaves(bundle: Path, leaves: list[bytes], fix_manifest: bool = True) -> None:
+    (bundle / "leaves.txt").write_bytes(b"".join(base64.b64encode(x) + b"\n" for x in leaves))
+    if fix_manifest:
+        rehash(bundle)
+
+
+def text_of(report: AuditReport) -> str:
+    return "\n".join(report.lines())
+
+
+@pytest.fixture
+def bundle(url: str, tmp_path: Path) -> Path:
+    out = tmp_path / "bundle"
+    size, _ = export_bundle(url, out)
+    assert size == SIZE
+    return out
+
+
+def forged_bundle(directory: Path, requests: list[EntryRequest], signer: Signer) -> Path:
+    """A bundle the operator built and signed with the real key: only the rules can catch it."""
+    leaves: list[bytes] = []
+    prev = ZERO_HASH
+    for seq, request in enumerate(requests):
+        leaves.append(Entry(seq, prev, TIME, request).leaf())
+        prev = leaf_hash(leaves[-1])
+    directory.mkdir()
+    (directory / "key.txt").write_text(signer.verifier.to_text() + "\n")
+    root = root_of(leaf_hash(x) for x in leaves)
+    (directory / "checkpoint.txt").write_text(
+        sign_checkpoint(Checkpoint(signer.name, len(leaves), root), signer)
+    )
+    (directory / "manifest.json").write_text(
+        json.dumps(
+            {"format": "timebank-audit-bundle/v1", "files": {name: {} for name in BUNDLE_FILES}}
+        )
+    )
+    write_leaves(directory, leaves)
+    return directory
+
+
+# ---------------------------------------------------------------- bundles (offline)
+
+
+def test_export_then_verify_offline(bundle: Path, policy: Policy) -> None:
+    report = verify_bundle(bundle, policy)
+    assert report.ok, text_of(report)
+    assert report.entries == SIZE
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["tree_size"] == SIZE and set(manifest["files"]) == set(BUNDLE_FILES)
+
+
+def test_cli_export_and_verify(
+    url: str, filled: Log, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key_file = tmp_path / "log.vkey"
+    key_file.write_text(filled.verifier_key + "\n")
+    out = tmp_path / "b"
+    assert main(["audit", "export", "--url", url, "--out", str(out)]) == 0
+    assert main(["audit", "verify", str(out), "--key", str(key_file)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith(f"OK: {SIZE} entries verified")
+    assert main(["audit", "export", "--url", url, "--out", str(out)]) == 2  # not empty
+
+
+def test_a_changed_file_is_caught_by_the_manifest(bundle: Path, policy: Policy) -> None:
+    leaves = read_leaves(bundle)
+    leaves[7] = leaves[7].replace(b'"minutes":', b'"minutes": ', 1)
+    write_leaves(bundle, leaves, fix_manifest=False)
+    text = text_of(verify_bundle(bundle, policy))
+    assert "file leaves.txt: SHA-256 does not match the manifest" in text
+    assert "seq 7: leaf is malformed" in text
+
+
+def _edit(leaf: bytes, change: Any) -> bytes:
+    raw = json.loads(leaf)
+    change(raw)
+    return canonical_json(raw)
+
+
+def test_edited_leaves_are_named_even_with_a_fixed_manifest(bundle: Path, policy: Policy) -> None:
+    leaves = read_leaves(bundle)
+    leaves[4] = _edit(leaves[4], lambda r: r["postings"][1].__setitem__("minutes", 999))
+    leaves[9] = _edit(leaves[9], lambda r: r.__setitem__("time", "2020-01-01T00:00:00.000000Z"))
+    write_leaves(bundle, leaves)
+    report = verify_bundle(bundle, policy)
+    text = text_of(report)
+    assert not report.ok
+    assert "seq 4: postings sum to" in text
+    assert "seq 4: leaf hash does not match the prev recorded by seq 5" in text
+    assert "seq 9: time 2020-01-01T00:00:00.000000Z is before the previous" in text
+    assert f"checkpoint {SIZE}: signed root does not match the leaves" in text
+
+
+def test_deleted_leaf_is_named(bundle: Path, policy: Policy) -> None:
+    leaves = read_leaves(bundle)
+    del leaves[20]
+    write_leaves(bundle, leaves)
+    text = text_of(verify_bundle(bundle, policy))
+    assert f"seq 20: leaf says seq 21 (entries moved or swapped); so do the {SIZE - 22}" in text
+    assert f"covers {SIZE} entries but there are {SIZE - 1}" in text
+
+
+def test_inserted_leaf_is_named(bundle: Path, policy: Policy, filled: Log) -> None:
+    leaves = read_leaves(bundle)
+    forged = Entry(30, leaf_hash(leaves[29]), TIME, deposit("forged", member(1), 6000)).leaf()
+    leaves.insert(30, forged)
+    write_leaves(bundle, leaves)
+    text = text_of(verify_bundle(bundle, policy))
+    assert "seq 31: leaf says seq 30" in text
+    assert f"covers {SIZE} entries but there are {SIZE + 1}" in text
+    assert "signed root does not match the leaves" in text
+
+
+def test_reordered_leaves_are_named(bundle: Path, policy: Policy) -> None:
+    leaves = read_leaves(bundle)
+    leaves[2], leaves[3] = leaves[3], leaves[2]
+    write_leaves(bundle, leaves)
+    report = verify_bundle(bundle, policy)
+    text = text_of(report)
+    assert "seq 2: leaf says seq 3" in text and "seq 3: leaf says seq 2" in text
+    assert {2, 3} <= {p.seq for p in report.problems}
+
+
+def test_replaced_checkpoint_is_named(bundle: Path, policy: Policy, filled: Log) -> None:
+    other = sign_checkpoint(Checkpoint(filled.origin, SIZE, bytes(32)), filled.signer)
+    (bundle / "checkpoint.txt").write_text(other)
+    rehash(bundle)
+    text = text_of(verify_bundle(bundle, policy))
+    assert f"checkpoint {SIZE}: signed root does not match the leaves" in text
+
+
+def test_resigned_with_another_key_is_refused(bundle: Path, policy: Policy, filled: Log) -> None:
+    impostor = Signer.generate(filled.origin)
+    (bundle / "key.txt").write_text(impostor.verifier.to_text() + "\n")
+    note = Note.parse((bundle / "checkpoint.txt").read_text())
+    (bundle / "checkpoint.txt").write_text(
+        sign_checkpoint(Checkpoint.parse_body(note.text), impostor)
+    )
+    rehash(bundle)
+    report = verify_bundle(bundle, policy)
+    text = text_of(report)
+    assert "file key.txt: the log's key is" in text and "refusing to trust it" in text
+    assert "checkpoint: does not verify with the log key you supplied" in text
+
+
+def test_double_entry_rules_are_checked_on_a_self_consistent_forgery(
+    tmp_path: Path, filled: Log
+) -> None:
+    a, b = member(1), member(2)
+    requests = [
+        deposit("d0", a, 60),
+        gift("g1", a, b, 100),  # a falls below zero
+        EntryRequest("gift", "mint", (Posting(ISSUANCE, -50), Posting(b, 50))),  # minting
+        EntryRequest(
+            "reversal",
+            "r1",
+            (Posting(ISSUANCE, 60), Posting(a, -60)),
+            {"reverses": 0, "reason": "x"},
+        ),
+        EntryRequest(
+            "reversal",
+            "r2",
+            (Posting(ISSUANCE, 60), Posting(a, -60)),
+            {"reverses": 0, "reason": "again"},
+        ),
+        EntryRequest("deposit", "lopsided", (Posting(ISSUANCE, -10), Posting(b, 11))),
+    ]
+    directory = forged_bundle(tmp_path / "forged", requests, filled.signer)
+    report = verify_bundle(directory, Policy(filled.signer.verifier))
+    text = text_of(report)
+    assert f"seq 1: account {a} falls to -40 minutes, below its floor 0" in text
+    assert "seq 2: a gift may not debit a issuance account" in text
+    assert "seq 4: reverses entry 0 again (already by seq 3)" in text
+    assert "seq 5: postings sum to +1, not 0" in text
+    assert "signed root" not in text  # the operator signed it all: only the rules catch it
+
+
+def test_cli_exits_non_zero_listing_every_problem(
+    bundle: Path, filled: Log, capsys: pytest.CaptureFixture[str]
+) -> None:
+    leaves = read_leaves(bundle)
+    for seq in (3, 8):
+        leaves[seq] = _edit(leaves[seq], lambda r: r["postings"][1].__setitem__("minutes", 7))
+    write_leaves(bundle, leaves)
+    assert main(["audit", "verify", str(bundle), "--key", filled.verifier_key]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("FAILED")
+    assert "seq 3:" in out and "seq 8:" in out
+
+
+# ---------------------------------------------------------------- online
+
+
+def test_online_verification_is_incremental(
+    url: str, filled: Log, policy: Policy, tmp_path: Path
+) -> None:
+    state = tmp_path / "audit" / "state.json"
+    first = verify_online(url, policy, state_path=state)
+    assert first.ok, text_of(first)
+    assert first.entries == SIZE and state.exists()
+    for i in range(25):
+        filled.append(deposit(f"late{i}", member(i % 3), 45))
+    second = verify_online(url, policy, state_path=state)
+    assert second.ok, text_of(second)
+    assert second.entries == 25
+    assert f"resumed from size {SIZE}" in text_of(second)
+    full = verify_online(url, policy, state_path=state, full=True)
+    assert full.ok and full.entries == SIZE + 25
+
+
+def test_online_full_verification_names_an_edited_database(
+    url: str, filled: Log, policy: Policy, db_url: str
+) -> None:
+    drop_append_only_triggers(db_url)
+    leaf = json.loads(filled.leaves(11, 12)[0].data)
+    leaf["postings"][1]["minutes"] += 600
+    data = canonical_json(leaf)
+    blob = f"X'{data.hex()}'" if db_url.startswith("sqlite") else f"'\\x{data.hex()}'::bytea"
+    raw_sql(db_url, f"UPDATE log_entries SET leaf = {blob} WHERE seq = 11")
+    report = verify_online(url, policy, full=True)
+    text = text_of(report)
+    assert "seq 11: postings sum to +600, not 0" in text
+    assert "signed root does not match the leaves" in text
+
+
+def test_online_refuses_a_log_serving_another_key(url: str, filled: Log) -> None:
+    other = Policy(Signer.generate(filled.origin).verifier)
+    report = verify_online(url, other)
+    assert not report.ok and "refusing to trust it" in text_of(report)
+
+
+def test_two_histories_shown_to_two_clients_are_a_fork_with_evidence(
+    filled: Log, second_log: Log, policy: Policy, tmp_path: Path
+) -> None:
+    """The operator keeps two databases under one key: client A sees one, client B the
+    other. When either is later shown the other history, its state proves the fork."""
+    for request in mixed_requests(SIZE)[:40]:
+        second_log.append(request)
+    second_log.append(deposit("only-in-b", member(5), 300))
+    for i in range(SIZE - 41):
+        second_log.append(deposit(f"b{i}", member(4), 30))
+    assert second_log.size() == SIZE
+    state_a = tmp_path / "a" / "state.json"
+    with serve(log_app(filled)) as url_a, serve(log_app(second_log)) as url_b:
+        assert verify_online(url_a, policy, state_path=state_a).ok
+        assert verify_online(url_b, policy, state_path=tmp_path / "b" / "state.json").ok
+        report = verify_online(url_b, policy, state_path=state_a)  # A is shown B's history
+    text = text_of(report)
+    assert "FORK (split view)" in text
+    assert f"two signed checkpoints of size {SIZE} with different roots" in text
+    (evidence,) = report.evidence
+    seen = (evidence / "checkpoint-seen-before.txt").read_text()
+    now = (evidence / "checkpoint-served-now.txt").read_text()
+    for note in (seen, now):
+        open_checkpoint(note, filled.signer.verifier, filled.origin)
+    assert Note.parse(seen).text != Note.parse(now).text
+    # the state was not moved on to the forked history
+    assert AuditState.load(state_a).checkpoint == seen  # type: ignore[union-attr]
+
+
+def test_a_larger_inconsistent_history_is_a_fork(
+    filled: Log, second_log: Log, policy: Policy, tmp_path: Path
+) -> None:
+    for i in range(SIZE + 10):
+        second_log.append(deposit(f"x{i}", member(i % 2), 30))
+    state = tmp_path / "state.json"
+    with serve(log_app(filled)) as url_a, serve(log_app(second_log)) as url_b:
+        assert verify_online(url_a, policy, state_path=state).ok
+        report = verify_online(url_b, policy, state_path=state)
+    assert f"no valid consistency proof from size {SIZE} to {SIZE + 10}" in text_of(report)
+    assert report.evidence
+
+
+def test_witness_policy_and_split_view_through_a_witness(
+    settings: Settings, second_log: Log, tmp_path: Path
+) -> None:
+    witness_signer = Signer.generate("witness.test/w1", COSIGNATURE_V1)
+    signer = load_or_create_signing_key(settings.signing_key_file, settings.log_origin)
+    policy = Policy(signer.verifier, (witness_signer.verifier,), 1)
+    with running_witness(tmp_path / "w", signer, witness_signer) as witness_url:
+        endpoint = WitnessEndpoint(witness_url, witness_signer.verifier)
+        honest = witnessed_log(settings, [endpoint], quorum=1)
+        try:
+            for request in mixed_requests(30):
+                honest.append(request)
+            wait_for(lambda: cosigned_by(honest, witness_signer.verifier) == 30)
+            for i in range(30):  # the other history, never shown to the witness
+                second_log.append(deposit(f"y{i}", member(1), 30))
+            with serve(log_app(honest)) as url_a, serve(log_app(second_log)) as url_b:
+                good = verify_online(url_a, policy, witness_urls=[witness_url])
+                assert good.ok, text_of(good)
+                assert good.cosigners == ["witness.test/w1"]
+                strict = verify_online(url_b, policy)
+                assert "only 0 of the 1 witness cosignatures" in text_of(strict)
+                lax = Policy(signer.verifier)
+                report = verify_online(
+                    url_b, lax, witness_urls=[witness_url], evidence_dir=tmp_path / "ev"
+                )
+            text = text_of(report)
+            assert "FORK (split view)" in text and "cosigned by the witness" in text
+            (evidence,) = report.evidence
+            assert check_cosignature(
+                Note.parse((evidence / "checkpoint-seen-before.txt").read_text()),
+                witness_signer.verifier,
+            )
+            wrong = Policy(signer.verifier, (Signer.generate("w.x", COSIGNATURE_V1).verifier,), 1)
+            with serve(log_app(honest)) as url_a:
+                assert "witness cosignatures your policy" in text_of(verify_online(url_a, wrong))
+        finally:
+            honest.close()
+
+
+# ---------------------------------------------------------------- receipts
+
+
+def test_receipts_verify_offline(
+    url: str, filled: Log, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with urllib.request.urlopen(f"{url}/v1/log/receipt?index=5") as response:
+        assert response.headers["content-type"].startswith("text/plain")
+        receipt = response.read().decode()
+    assert receipt.startswith("c2sp.org/tlog-proof@v1\nextra ")
+    report = verify_receipt(receipt, Policy(filled.signer.verifier))
+    assert report.ok, text_of(report)
+    assert "entry 5:" in text_of(report)
+    path = tmp_path / "r.tlog-proof"
+    path.write_text(receipt)
+    assert main(["audit", "receipt", str(path), "--key", filled.verifier_key]) == 0
+    assert "entry 5:" in capsys.readouterr().out
+
+
+def test_a_receipt_for_a_forged_entry_fails(url: str, filled: Log) -> None:
+    with urllib.request.urlopen(f"{url}/v1/log/receipt?index=5") as response:
+        receipt = TlogProof.parse(response.read().decode())
+    policy = Policy(filled.signer.verifier)
+    richer = _edit(receipt.extra or b"", lambda r: r["postings"][1].__setitem__("minutes", 9000))
+    forged = TlogProof(receipt.index, receipt.hashes, receipt.checkpoint, richer).render()
+    text = text_of(verify_receipt(forged, policy))
+    assert "seq 5: the entry is not in the signed tree" in text
+    moved = TlogProof(6, receipt.hashes, receipt.checkpoint, receipt.extra).render()
+    assert "the entry says seq 5, not 6" in text_of(verify_receipt(moved, policy))
+    bare = TlogProof(5, receipt.hashes, receipt.checkpoint).render()
+    assert "no extra line" in text_of(verify_receipt(bare, policy))
+    other = Policy(Signer.generate(filled.origin).verifier)
+    assert "does not verify with the log key" in text_of(verify_receipt(receipt.render(), other))
+    witnessed = Policy(
+        filled.signer.verifier, (Signer.generate("w.x", COSIGNATURE_V1).verifier,), 1
+    )
+    assert "witness cosignatures" in text_of(verify_receipt(receipt.render(), witnessed))
+    assert "not a c2sp.org/tlog-proof" in text_of(verify_receipt("hello\n\n", policy))
+
+
+@pytest.mark.parametrize("query", ["index=-1", "index=x", "", f"index={SIZE}"])
+def test_receipt_route_answers_bad_input_with_a_problem(filled: Log, query: str) -> None:
+    with TestClient(log_app(filled)) as client:
+        response = client.get(f"/v1/log/receipt?{query}")
+    assert response.status_code == 400
+    assert response.headers["content-type"].startswith("application/problem+json")
+
+
+def test_cli_usage_errors_exit_2(url: str, filled: Log, tmp_path: Path) -> None:
+    key = filled.verifier_key
+    assert main(["audit", "verify", "--key", key]) == 2
+    assert main(["audit", "verify", str(tmp_path), "--url", url, "--key", key]) == 2
+    assert main(["audit", "verify", "--url", url, "--key", key, "--quorum", "1"]) == 2
+    assert main(["audit", "verify", "--url", url, "--key", "nonsense"]) == 2
+    assert main(["audit", "verify", "--url", "http://127.0.0.1:1", "--key", key]) == 2

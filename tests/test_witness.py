@@ -17,8 +17,11 @@ from typing import Any
 import pytest
 import uvicorn
 from litestar import Litestar
+from litestar.datastructures import State
 from litestar.testing import TestClient
 
+from api.log_routes import LogController
+from api.problems import EXCEPTION_HANDLERS
 from api.witness_app import create_witness_app
 from audit.witness import (
     SizeConflict,
@@ -29,6 +32,9 @@ from audit.witness import (
     load_witness_key,
     parse_log_keys,
 )
+from ledger.config import ConfigError, Settings
+from ledger.keys import load_or_create_signing_key
+from ledger.log import Log
 from ledger.merkle import MemoryTree, leaf_hash
 from ledger.note import (
     COSIGNATURE_V1,
@@ -39,6 +45,9 @@ from ledger.note import (
     check_cosignature,
     sign_checkpoint,
 )
+from ledger.storage import LedgerStore
+from ledger.witnessing import WitnessEndpoint
+from tests.helpers import deposit, member
 
 ORIGIN = "example.test/log"
 
@@ -374,3 +383,208 @@ def test_witness_key_must_be_private(tmp_path: Path) -> None:
     out.chmod(0o644)
     with pytest.raises(Exception, match="readable by others"):
         load_witness_key(out)
+
+
+# ---------------------------------------------------------------- the log's side
+
+
+def log_app(log: Log) -> Litestar:
+    """Just the public log routes around ``log`` (what auditors and witnesses talk to)."""
+    return Litestar(
+        route_handlers=[LogController],
+        state=State({"log": log}),
+        exception_handlers=EXCEPTION_HANDLERS,
+    )
+
+
+@contextmanager
+def running_witness(directory: Path, log_signer: Signer, witness_signer: Signer) -> Iterator[str]:
+    state = WitnessState(directory)
+    try:
+        witness = Witness(witness_signer, parse_log_keys([log_signer.verifier.to_text()]), state)
+        with serve(create_witness_app(witness)) as url:
+            yield url
+    finally:
+        state.close()
+
+
+def witnessed_log(
+    settings: Settings, endpoints: list[WitnessEndpoint], quorum: int = 0, timeout: float = 2.0
+) -> Log:
+    signer = load_or_create_signing_key(settings.signing_key_file, settings.log_origin)
+    return Log(
+        LedgerStore(settings.database_url),
+        signer,
+        settings.log_origin,
+        witnesses=endpoints,
+        witness_quorum=quorum,
+        witness_timeout=timeout,
+    )
+
+
+def wait_for(predicate: Any, limit: float = 30.0) -> None:
+    deadline = time.monotonic() + limit
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.05)
+
+
+def served(log: Log) -> tuple[Checkpoint, Note]:
+    note = Note.parse(log.checkpoint())
+    return Checkpoint.parse_body(note.text), note
+
+
+def cosigned_by(log: Log, witness: Verifier) -> int | None:
+    checkpoint, note = served(log)
+    return checkpoint.size if check_cosignature(note, witness) is not None else None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_log_submits_its_checkpoints_and_serves_the_cosignatures(
+    settings: Settings, tmp_path: Path, witness_signer: Signer
+) -> None:
+    signer = load_or_create_signing_key(settings.signing_key_file, settings.log_origin)
+    with running_witness(tmp_path / "w", signer, witness_signer) as url:
+        log = witnessed_log(settings, [WitnessEndpoint(url, witness_signer.verifier)], quorum=1)
+        try:
+            for i in range(5):
+                log.append(deposit(f"d{i}", member(i % 2), 60))
+            wait_for(lambda: cosigned_by(log, witness_signer.verifier) == 5)
+            for i in range(5, 23):
+                log.append(deposit(f"d{i}", member(i % 2), 60))
+            wait_for(lambda: cosigned_by(log, witness_signer.verifier) == 23)
+            with TestClient(log_app(log)) as client:
+                text = client.get("/v1/log/checkpoint").text
+            note = Note.parse(text)
+            assert note.signed_by(signer.verifier)
+            assert check_cosignature(note, witness_signer.verifier) is not None
+            with urllib.request.urlopen(f"{url}/checkpoint?origin={log.origin}") as r:
+                assert Checkpoint.parse_body(Note.parse(r.read().decode()).text).size == 23
+        finally:
+            log.close()
+
+
+def test_a_witness_that_is_down_or_hangs_never_blocks_appends(
+    settings: Settings, witness_signer: Signer
+) -> None:
+    hanging = socket.socket()
+    hanging.bind(("127.0.0.1", 0))
+    hanging.listen(64)  # accepts connections into the backlog and never answers
+    other = Signer.generate("witness.test/w2", COSIGNATURE_V1)
+    endpoints = [
+        WitnessEndpoint(f"http://127.0.0.1:{free_port()}", witness_signer.verifier),
+        WitnessEndpoint(f"http://127.0.0.1:{hanging.getsockname()[1]}/w", other.verifier),
+    ]
+    log = witnessed_log(settings, endpoints, quorum=1, timeout=3.0)
+    try:
+        started = time.monotonic()
+        for i in range(40):
+            log.append(deposit(f"d{i}", member(i % 3), 30))
+        elapsed = time.monotonic() - started
+        assert elapsed < 10, f"appends took {elapsed:.1f} s with witnesses down"
+        checkpoint, note = served(log)
+        assert checkpoint.size == 40 and len(note.signatures) == 1
+        assert log.verify().ok
+    finally:
+        closing = time.monotonic()
+        log.close()
+        assert time.monotonic() - closing < 10
+        hanging.close()
+
+
+def test_the_log_catches_up_with_a_witness_that_knows_a_larger_size(
+    settings: Settings, tmp_path: Path, witness_signer: Signer
+) -> None:
+    """The witness already holds size 10 (say, from before a restart that lost our record):
+    the log's ``old 0`` gets a 409 with 10, and it retries with a proof from 10."""
+    plain = witnessed_log(settings, [])
+    for i in range(10):
+        plain.append(deposit(f"d{i}", member(1), 30))
+    first = plain.checkpoint()
+    plain.close()
+    with running_witness(tmp_path / "w", witnessed_log_signer(settings), witness_signer) as url:
+        request = urllib.request.Request(
+            url + "/add-checkpoint", data=f"old 0\n\n{first}".encode(), method="POST"
+        )
+        with urllib.request.urlopen(request) as response:
+            assert response.status == 200
+        log = witnessed_log(settings, [WitnessEndpoint(url, witness_signer.verifier)])
+        try:
+            for i in range(10, 14):
+                log.append(deposit(f"d{i}", member(1), 30))
+            wait_for(lambda: cosigned_by(log, witness_signer.verifier) == 14)
+        finally:
+            log.close()
+
+
+def witnessed_log_signer(settings: Settings) -> Signer:
+    return load_or_create_signing_key(settings.signing_key_file, settings.log_origin)
+
+
+def test_with_a_quorum_the_log_serves_the_newest_checkpoint_that_has_one(
+    settings: Settings, tmp_path: Path, witness_signer: Signer
+) -> None:
+    signer = witnessed_log_signer(settings)
+    port = free_port()
+    endpoint = WitnessEndpoint(f"http://127.0.0.1:{port}", witness_signer.verifier)
+    log = witnessed_log(settings, [endpoint], quorum=1, timeout=1.0)
+    try:
+        log.append(deposit("d0", member(1), 30))
+        assert served(log)[0].size == 1 and len(served(log)[1].signatures) == 1  # none yet
+    finally:
+        log.close()
+    state = WitnessState(tmp_path / "w")
+    witness = Witness(witness_signer, parse_log_keys([signer.verifier.to_text()]), state)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    server = uvicorn.Server(uvicorn.Config(create_witness_app(witness), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    log = witnessed_log(settings, [endpoint], quorum=1, timeout=1.0)
+    try:
+        log.append(deposit("d1", member(1), 30))
+        wait_for(lambda: cosigned_by(log, witness_signer.verifier) == 2)
+        server.should_exit = True
+        thread.join(20)
+        for i in range(2, 6):
+            log.append(deposit(f"d{i}", member(1), 30))
+        time.sleep(0.3)
+        checkpoint, note = served(log)
+        assert log.size() == 6
+        assert checkpoint.size == 2 and check_cosignature(note, witness_signer.verifier)
+    finally:
+        log.close()
+        sock.close()
+        state.close()
+
+
+def test_witness_configuration_from_the_environment(witness_signer: Signer) -> None:
+    key = witness_signer.verifier.to_text()
+    other = Signer.generate("witness.test/w2", COSIGNATURE_V1).verifier.to_text()
+    env = {
+        "TIMEBANK_WITNESSES": f"url=http://127.0.0.1:8001 key={key};\n url=https://w.example/x key={other}\n",
+        "TIMEBANK_WITNESS_QUORUM": "2",
+    }
+    settings = Settings.from_env(env)
+    assert [w.url for w in settings.witnesses] == ["http://127.0.0.1:8001", "https://w.example/x"]
+    assert settings.witness_quorum == 2
+    assert Settings.from_env({}).witnesses == ()
+    log_key = Signer.generate("log.test/x").verifier.to_text()
+    for bad in (
+        {"TIMEBANK_WITNESSES": f"url=http://x key={key}", "TIMEBANK_WITNESS_QUORUM": "2"},
+        {"TIMEBANK_WITNESSES": f"url=ftp://x key={key}"},
+        {"TIMEBANK_WITNESSES": f"url=http://x key={log_key}"},
+        {"TIMEBANK_WITNESSES": "url=http://x"},
+        {"TIMEBANK_WITNESSES": f"url=http://x key={key}; url=http://y key={key}"},
+        {"TIMEBANK_WITNESSES": f"url=http://x key={key} extra=1"},
+        {"TIMEBANK_WITNESS_QUORUM": "-1"},
+    ):
+        with pytest.raises(ConfigError):
+            Settings.from_env(bad)
