@@ -9,9 +9,7 @@ from litestar import Controller, MediaType, get
 from litestar.datastructures import State
 from litestar.params import Parameter
 
-from ledger.errors import ProofRequestError
 from ledger.log import Log
-from ledger.note import Checkpoint, Note, TlogProof
 
 MAX_INDEX = 2**53 - 1
 Index = Annotated[int, Parameter(ge=0, le=MAX_INDEX)]
@@ -66,13 +64,4 @@ class LogController(Controller):
         The ``extra`` line carries the entry's leaf bytes (base64), so the receipt can be
         checked offline on its own: ``timebank audit receipt FILE --key VKEY``.
         """
-        log = _log(state)
-        note = log.checkpoint()
-        size = Checkpoint.parse_body(Note.parse(note).text).size
-        if index >= size:
-            raise ProofRequestError(
-                f"index {index} is not inside the signed tree (size {size})", field="index"
-            )
-        leaf = log.leaves(index, index + 1)[0].data
-        hashes = log.inclusion_proof(index, size)
-        return TlogProof(index, tuple(hashes), note, extra=leaf).render()
+        return _log(state).receipt(index)
