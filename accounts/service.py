@@ -347,6 +347,11 @@ class AccountsService:
             session_id=session_id,
         )
 
+    def user_by_username(self, username: str) -> User | None:
+        with self.store.snapshot() as tx:
+            row = tx.first(users, users.c.username == username)
+        return _user_record(row) if row is not None else None
+
     def principal_for_user(self, user_id: str) -> Principal:
         """The principal of a user without a session (right after they registered)."""
         with self.store.snapshot() as tx:
@@ -381,10 +386,11 @@ class AccountsService:
         with self.store.transaction() as tx:
             tx.update(users, user_id, password_hash=passwords.hash_password(new))
 
-    def begin_totp(self, principal: Principal) -> tuple[str, str]:
-        """Start enrolment: returns (secret, otpauth URI); active after ``confirm_totp``."""
+    def begin_totp(self, principal: Principal, secret: str | None = None) -> tuple[str, str]:
+        """Start enrolment: returns (secret, otpauth URI); active after ``confirm_totp``.
+        ``secret`` is for the demo bank only, whose staff secret is published."""
         user_id = _user(principal)
-        secret = totp.new_secret()
+        secret = secret or totp.new_secret()
         with self.store.transaction() as tx:
             row = tx.get(users, user_id)
             assert row is not None
@@ -838,6 +844,28 @@ class AccountsService:
         if principal.has(Role.AUDITOR):
             return "auditor"
         return None
+
+    def member_access(self, principal: Principal, member_id: str) -> tuple[MemberRecord, str]:
+        """The member and how the caller relates to them (self, proxy, staff, admin,
+        auditor); NotFound when the caller may not know the member exists."""
+        with self.store.snapshot() as tx:
+            row = self._visible_member_row(tx, principal, member_id)
+        access = self._access(principal, row)
+        assert access is not None
+        return _member(row), access
+
+    def member(self, member_id: str) -> MemberRecord:
+        """A member by id, without access checks: for other services that checked already."""
+        with self.store.snapshot() as tx:
+            row = tx.get(members, member_id)
+        if row is None:
+            raise NotFound(f"no member {member_id}")
+        return _member(row)
+
+    def birth_date(self, member_id: str) -> date | None:
+        with self.store.snapshot() as tx:
+            row = tx.personal(member_id)
+        return row.birth_date if row is not None else None
 
     def get_member(
         self, principal: Principal, member_id: str, reveal_reason: str | None = None

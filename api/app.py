@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -16,8 +19,14 @@ from accounts.protection import Protector, data_key_path, load_or_create_data_ke
 from accounts.service import AccountsService
 from accounts.storage import AccountsStore
 from api.accounts_routes import ACCOUNT_CONTROLLERS
+from api.audit_log import AuditMiddleware
+from api.audit_routes import AuditController
+from api.care_routes import CARE_CONTROLLERS
+from api.idempotency import OPENAPI_KEY_PARAMETER, OPENAPI_REPLAYED_HEADER, IdempotencyMiddleware
 from api.log_routes import LogController
 from api.problems import EXCEPTION_HANDLERS
+from audit.trail import AuditTrail
+from care.service import CareService
 from ledger.config import Settings
 from ledger.log import Log
 from migrations.runner import upgrade
@@ -29,18 +38,57 @@ class Services:
 
     log: Log
     accounts: AccountsService
+    care: CareService
+    audit: AuditTrail
+    sealer: Sealer | None = None
 
     @classmethod
     def open(cls, settings: Settings, log: Log | None = None) -> Services:
         log = log or Log.open(settings)
         protector = Protector(load_or_create_data_key(data_key_path(settings.data_dir)))
-        accounts = AccountsService(AccountsStore(settings.database_url), protector, log)
-        return cls(log, accounts)
+        store = AccountsStore(settings.database_url)
+        accounts = AccountsService(store, protector, log)
+        audit = AuditTrail(settings.database_url)
+        return cls(log, accounts, CareService(store, accounts, log), audit)
+
+    def start_sealing(self, every_seconds: float) -> None:
+        self.sealer = Sealer(self.audit, self.log, every_seconds)
+        self.sealer.start()
 
     def close(self, close_log: bool = True) -> None:
+        if self.sealer is not None:
+            self.sealer.stop()  # seals once more on the way out
         self.accounts.store.dispose()
+        self.audit.dispose()
         if close_log:
             self.log.close()
+
+
+class Sealer:
+    """Seals the audit trail into the log every ``every_seconds`` and once on shutdown."""
+
+    def __init__(self, trail: AuditTrail, log: Log, every_seconds: float) -> None:
+        self.trail, self.log, self.every = trail, log, every_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="audit-sealer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._seal()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self._seal()
+
+    def _seal(self) -> None:
+        try:
+            self.trail.seal(self.log)
+        except Exception as exc:  # retried at the next tick; never blocks requests
+            logging.getLogger(__name__).error("audit seal failed: %s", type(exc).__name__)
 
 
 @get("/healthz", sync_to_thread=True, tags=["ops"])
@@ -66,21 +114,35 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
         services = Services.open(settings, log)
         app.state.log = services.log
         app.state.accounts = services.accounts
+        app.state.care = services.care
+        app.state.audit = services.audit
+        services.start_sealing(float(os.environ.get("TIMEBANK_AUDIT_SEAL_SECONDS", "60")))
         try:
             yield
         finally:
             services.close(close_log=log is None)
 
     return Litestar(
-        route_handlers=[healthz, LogController, *ACCOUNT_CONTROLLERS],
+        route_handlers=[
+            healthz,
+            LogController,
+            *ACCOUNT_CONTROLLERS,
+            *CARE_CONTROLLERS,
+            AuditController,
+        ],
         lifespan=[lifespan],
+        middleware=[AuditMiddleware(), IdempotencyMiddleware()],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=OpenAPIConfig(
             title="Timebank",
             version="0.1.0",
             description=(
                 "Elderly-care time bank: a signed, append-only ledger of volunteer hours. "
-                "Errors are RFC 9457 application/problem+json."
+                "Errors are RFC 9457 application/problem+json. "
+                "POSTs under /v1 (except login and logout) accept an optional Idempotency-Key "
+                "header: a retry with the same key and body replays the stored response "
+                "(Idempotent-Replayed: true); another body gets 422, a retry while the first "
+                "is running 409."
             ),
             path="/schema",
             components=Components(
@@ -90,7 +152,9 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
                         scheme="bearer",
                         description="A session token from /v1/auth/login, or a partner key (tbk_…)",
                     )
-                }
+                },
+                parameters={"IdempotencyKey": OPENAPI_KEY_PARAMETER},
+                headers={"IdempotentReplayed": OPENAPI_REPLAYED_HEADER},
             ),
         ),
         debug=False,

@@ -95,7 +95,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
             print(f"database already holds {services.log.size()} entries; not seeding")
             print(login_help())
             return 0
-        count = seed_demo_bank(services.accounts, services.log, args.entries)
+        count = seed_demo_bank(services.accounts, services.care, services.log, args.entries)
     except DemoExists as exc:
         print(f"timebank seed: {exc}", file=sys.stderr)
         return 1
@@ -103,6 +103,13 @@ def cmd_seed(args: argparse.Namespace) -> int:
         services.close()
     print(f"seeded the demo bank and {count} ledger entries")
     print(login_help())
+    return 0
+
+
+def cmd_demo_totp(_: argparse.Namespace) -> int:
+    from api.demo import current_demo_code
+
+    print(current_demo_code())
     return 0
 
 
@@ -171,6 +178,10 @@ def register_ledger_commands(sub: argparse._SubParsersAction[argparse.ArgumentPa
     seed.add_argument("--entries", type=int, default=2000, help="ledger entries (default 2000)")
     seed.add_argument("--if-empty", action="store_true", help="do nothing if data exists")
     seed.set_defaults(func=cmd_seed)
+
+    sub.add_parser(
+        "demo-totp", help="the current TOTP code of the demo bank's centre-staff (demo only)"
+    ).set_defaults(func=cmd_demo_totp)
 
     key = sub.add_parser("key", help="the log's signing key")
     key_sub = key.add_subparsers(dest="key_command", required=True)

@@ -7,12 +7,15 @@ is exactly what a new bank would look like after some months of use.
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass
 from datetime import date
 
 from accounts.model import OrgKind, PriorityFlag, Relation, Role
 from accounts.service import AccountsService, PersonalInput
-from api.seed import DEMO_BANK, seed_ledger
+from accounts.totp import code_at
+from api.seed import CATALOGUE, DEMO_BANK, seed_ledger
+from care.service import CareService
 from ledger.log import Log
 
 SURNAMES = "王李张刘陈杨黄赵周吴徐孙马朱胡郭何林高罗"
@@ -38,6 +41,15 @@ DEMO_LOGINS = (
 )
 
 
+# Published so that anyone trying the demo can log in as staff with a second factor
+# (`timebank demo-totp` prints the current code). Real banks' secrets are never known.
+DEMO_STAFF_TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"  # noqa: S105 - published demo
+
+
+def current_demo_code() -> str:
+    return code_at(DEMO_STAFF_TOTP_SECRET, int(time.time() // 30))
+
+
 class DemoExists(RuntimeError):
     pass
 
@@ -45,6 +57,10 @@ class DemoExists(RuntimeError):
 def login_help() -> str:
     lines = ['Demo logins (bank \'demo\'): POST /v1/auth/login {"username", "password"}']
     lines += [f"  {d.username:<13} {d.password:<24} {d.what}" for d in DEMO_LOGINS]
+    lines.append(
+        f"  centre-staff verifies hours with a TOTP code from the published demo secret "
+        f"{DEMO_STAFF_TOTP_SECRET}: timebank demo-totp prints the current code"
+    )
     return "\n".join(lines)
 
 
@@ -64,7 +80,9 @@ def _person(rng: random.Random, n: int, elder: bool) -> PersonalInput:
     )
 
 
-def seed_demo_bank(accounts: AccountsService, log: Log, entries: int, members: int = 300) -> int:
+def seed_demo_bank(
+    accounts: AccountsService, care: CareService, log: Log, entries: int, members: int = 300
+) -> int:
     """Create the demo bank and its history; returns the number of ledger entries appended."""
     if log.size() != 0:
         raise DemoExists("the database already has entries; the demo seed only fills an empty one")
@@ -87,6 +105,10 @@ def seed_demo_bank(accounts: AccountsService, log: Log, entries: int, members: i
         DEMO_BANK, "centre-staff", Role.ORG_STAFF, centre.id, by_name["centre-staff"].password
     )
     staff = accounts.principal_for_user(staff_user.user.id)
+    accounts.begin_totp(staff, DEMO_STAFF_TOTP_SECRET)
+    accounts.confirm_totp(staff, current_demo_code())
+    for code, zh, en, category, weight in CATALOGUE:
+        care.upsert_service_type(admin, code, zh, en, category, weight)
 
     volunteer = accounts.register_member(
         staff,

@@ -25,6 +25,7 @@ from accounts.errors import (
     LoginThrottled,
     NotFound,
 )
+from care.errors import CareError
 from ledger.errors import EntryError, ProofRequestError
 
 PROBLEM_JSON = "application/problem+json"
@@ -113,6 +114,17 @@ def _accounts(_: Request[Any, Any, Any], exc: AccountsError) -> Response[dict[st
     return response
 
 
+def _care(request: Request[Any, Any, Any], exc: CareError) -> Response[dict[str, Any]]:
+    """Domain refusals carry both languages; ``detail`` follows Accept-Language."""
+    chinese = request.headers.get("accept-language", "").lower().startswith("zh")
+    title = exc.slug.replace("-", " ").capitalize()
+    response = problem(exc.status, exc.slug, title, exc.zh if chinese else str(exc), exc.field)
+    assert isinstance(response.content, dict)
+    response.content["detail_en"] = str(exc)
+    response.content["detail_zh"] = exc.zh
+    return response
+
+
 def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
     slug = "not-found" if isinstance(exc, NotFoundException) else f"http-{exc.status_code}"
     return problem(exc.status_code, slug, str(exc.detail), str(exc.detail))
@@ -133,6 +145,7 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ProofRequestError: _proof_request,
     EntryError: _entry,
     AccountsError: _accounts,
+    CareError: _care,
     HTTPException: _http,
     Exception: _internal,
 }

@@ -13,23 +13,21 @@ from ledger.postings import ISSUANCE, POOL, REDEMPTION, system_account
 from ledger.sequencer import AppendResult
 
 DEMO_BANK = "demo"
-# (service code, weight per mille): meals, cleaning, escort, bathing, medical escort,
-# rehabilitation, nursing, visits and company, errands
-SERVICE_WEIGHTS = (
-    ("meal", 1000),
-    ("clean", 1000),
-    ("escort", 1100),
-    ("bath", 1300),
-    ("medical", 1200),
-    ("rehab", 1400),
-    ("nursing", 1500),
-    ("company", 1000),
-    ("errand", 1000),
+# The demo bank's catalogue: (code, Chinese name, English name, category, weight per mille)
+CATALOGUE = (
+    ("meal", "助餐", "Meal help", "meals", 1000),
+    ("clean", "助洁", "Cleaning", "cleaning", 1000),
+    ("escort", "助行", "Walking escort", "escort", 1100),
+    ("bath", "助浴", "Bathing", "bathing", 1300),
+    ("medical", "助医", "Medical escort", "medical_escort", 1200),
+    ("rehab", "康复", "Rehabilitation", "rehabilitation", 1400),
+    ("nursing", "护理", "Nursing", "nursing", 1500),
+    ("company", "探访关爱", "Visits and company", "company", 1000),
+    ("errand", "代购代办", "Errands", "errands", 1000),
+    ("emergency", "紧急救援", "Emergency help", "emergency", 2000),
 )
 
-
-class SeedError(RuntimeError):
-    pass
+SERVICE_WEIGHTS = tuple((code, weight) for code, _, _, _, weight in CATALOGUE)
 
 
 def weighted_minutes(minutes: int, weight_per_mille: int) -> int:

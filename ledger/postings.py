@@ -3,6 +3,7 @@
 Account ids are opaque and carry no personal data: ``<bank>:<role>[:<opaque id>]``.
 
 * ``<bank>:member:<id>``  a member (volunteer or elder); never below ``-overdraft``
+* ``<bank>:hold:<id>``    minutes a member has reserved for a redemption; never below zero
 * ``<bank>:issuance``     where service hours come from; runs negative by design
 * ``<bank>:pool``         the donation pool (公益池); never below zero
 * ``<bank>:redemption``   where redeemed hours go; never below zero
@@ -23,6 +24,7 @@ from ledger.entry import EntryRequest, Posting
 from ledger.errors import InsufficientBalance, PostingRuleViolation, UnbalancedPostings
 
 MEMBER = "member"
+HOLD = "hold"
 ISSUANCE = "issuance"
 POOL = "pool"
 REDEMPTION = "redemption"
@@ -31,6 +33,14 @@ SYSTEM_ROLES = (ISSUANCE, POOL, REDEMPTION)
 
 def member_account(bank: str, opaque: str | None = None) -> str:
     return f"{bank}:{MEMBER}:{opaque or secrets.token_hex(8)}"
+
+
+def hold_account(member: str) -> str:
+    """The account holding minutes ``member`` has reserved (same bank and opaque id)."""
+    bank, role, opaque = member.split(":")
+    if role != MEMBER:
+        raise ValueError(f"{member} is not a member account")
+    return f"{bank}:{HOLD}:{opaque}"
 
 
 def system_account(bank: str, role: str) -> str:
@@ -65,11 +75,14 @@ KIND_RULES: Mapping[str, KindRule] = {
     "gift": _rule({MEMBER}, {MEMBER}),
     "donation": _rule({MEMBER}, {POOL}),
     "grant": _rule({POOL}, {MEMBER}, reason_required=True),
-    "redemption": _rule({MEMBER}, {REDEMPTION}),
+    "redemption": _rule({MEMBER, HOLD}, {REDEMPTION}),
+    # Two-phase redemption: reserve when a request is accepted, then redeem or release.
+    "reserve": _rule({MEMBER}, {HOLD}),
+    "release": _rule({HOLD}, {MEMBER}),
     # A reversal must be the exact negation of the entry it names; see ``check_reversal``.
     "reversal": _rule(
-        {MEMBER, ISSUANCE, POOL, REDEMPTION},
-        {MEMBER, ISSUANCE, POOL, REDEMPTION},
+        {MEMBER, HOLD, ISSUANCE, POOL, REDEMPTION},
+        {MEMBER, HOLD, ISSUANCE, POOL, REDEMPTION},
         reason_required=True,
     ),
     # Entries that record facts without moving minutes.
@@ -110,6 +123,13 @@ def check_postings(request: EntryRequest) -> None:
             raise PostingRuleViolation(
                 f"a {request.kind} may not {direction} a {role} account",
                 field=f"postings[{i}]",
+            )
+    if request.kind in ("reserve", "release"):
+        owners = {p.account.split(":")[2] for p in request.postings}
+        if len(owners) != 1:
+            raise PostingRuleViolation(
+                f"a {request.kind} moves minutes between one member and their own hold",
+                field="postings",
             )
 
 

@@ -22,7 +22,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ledger.entry import ZERO_HASH, Entry, EntryRequest
+from ledger.entry import ZERO_HASH, Entry, EntryRequest, canonical_json
 from ledger.errors import (
     CheckpointConflict,
     EntryError,
@@ -221,14 +221,14 @@ class BatchWriter:
         """The first result for an id appended before with the same content; else None."""
         if request.id in by_id:
             first_request, first = by_id[request.id]
-            if first_request.content() != request.content():
+            if not _same_content(first_request, request):
                 raise IdConflict(request.id, first.seq)
             return AppendResult(first.seq, first.id, first.leaf_hash, first.time, 0, True)
         stored = existing.get(request.id)
         if stored is None:
             return None
         entry = Entry.from_leaf(stored.leaf)
-        if entry.request.content() != request.content():
+        if not _same_content(entry.request, request):
             raise IdConflict(request.id, stored.seq)
         covering = db.covering_checkpoint(stored.seq)
         return AppendResult(stored.seq, stored.id, stored.leaf_hash, entry.time, covering, True)
@@ -259,6 +259,11 @@ class BatchWriter:
             raise CheckpointConflict(
                 f"refusing to sign size {new_size}: not consistent with checkpoint {old_size}"
             ) from exc
+
+
+def _same_content(a: EntryRequest, b: EntryRequest) -> bool:
+    """Byte equality of the canonical forms (Python's ``True == 1`` must not make a match)."""
+    return canonical_json(a.content()) == canonical_json(b.content())
 
 
 def _reverses(request: EntryRequest) -> int | None:

@@ -280,3 +280,10 @@ def test_a_replaced_signing_key_cannot_extend_the_log(log: Log) -> None:
     with pytest.raises(CheckpointConflict, match="not signed by this log's key"):
         impostor.append([deposit("d2", member(1), 60)])
     assert log.size() == 1
+
+
+def test_same_id_with_true_instead_of_1_in_body_is_a_conflict(log: Log) -> None:
+    postings = (Posting(ISSUANCE, -60), Posting(member(1), 60))
+    log.append(EntryRequest("deposit", "d1", postings, {"record": "r1", "confirmed": 1}))
+    with pytest.raises(IdConflict):
+        log.append(EntryRequest("deposit", "d1", postings, {"record": "r1", "confirmed": True}))

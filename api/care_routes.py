@@ -1,0 +1,586 @@
+"""The workflow over HTTP: catalogue and policy, requests, service records, transfers,
+balances, history and receipts. Every rule is in ``care.service``."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, MediaType, Request, get, post
+from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.params import JSONBody, Parameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+
+from accounts.model import Principal
+from api.accounts_routes import AUTH, Id
+from api.schemas import Input, problems
+from care.model import Policy, ServiceRecord, ServiceRequest, ServiceType
+from care.service import CareService
+from ledger.sequencer import AppendResult
+
+Minutes = Annotated[int, msgspec.Meta(ge=1, le=10**9)]
+
+
+def care(state: State) -> CareService:
+    service: CareService = state.care
+    return service
+
+
+def entry_key(request: Request[Any, Any, Any]) -> str:
+    """The client's Idempotency-Key, folded into a ledger-safe id; random without one."""
+    key = request.headers.get("idempotency-key")
+    if not key:
+        return secrets.token_hex(8)
+    return hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+# ------------------------------------------------------------------ bodies
+
+
+class ServiceTypeIn(Input):
+    code: str
+    name_zh: str
+    name_en: str
+    category: str
+    weight_permille: int
+    active: bool = True
+
+
+class ServiceTypeOut(msgspec.Struct):
+    code: str
+    name_zh: str
+    name_en: str
+    category: str
+    weight_permille: int
+    active: bool
+    version: int
+    ledger_seq: int | None
+
+
+def type_out(t: ServiceType) -> ServiceTypeOut:
+    return ServiceTypeOut(
+        t.code,
+        t.name_zh,
+        t.name_en,
+        str(t.category),
+        t.weight_permille,
+        t.active,
+        t.version,
+        t.ledger_seq,
+    )
+
+
+class PolicyIn(Input):
+    redemption_age: int | None = None
+    stored_cap_minutes: int | None = None
+    daily_cap_minutes: int | None = None
+    gifts_allowed: bool | None = None
+    overdraft_minutes: int | None = None
+    timezone: str | None = None
+
+
+class PolicyOut(msgspec.Struct):
+    version: int
+    redemption_age: int
+    stored_cap_minutes: int
+    daily_cap_minutes: int
+    gifts_allowed: bool
+    overdraft_minutes: int
+    timezone: str
+    ledger_seq: int | None
+
+
+def policy_out(p: Policy) -> PolicyOut:
+    return PolicyOut(
+        p.version,
+        p.redemption_age,
+        p.stored_cap_minutes,
+        p.daily_cap_minutes,
+        p.gifts_allowed,
+        p.overdraft_minutes,
+        p.timezone,
+        p.ledger_seq,
+    )
+
+
+class RequestIn(Input):
+    elder_id: str
+    service_code: str
+    window_start: datetime
+    window_end: datetime
+    minutes: Minutes
+    notes: str | None = None
+    redeem: bool = False
+
+
+class RequestOut(msgspec.Struct):
+    id: str
+    elder_id: str
+    org_id: str
+    service_type_id: str
+    window_start: datetime
+    window_end: datetime
+    minutes: int
+    notes: str | None
+    redeem: bool
+    status: str
+    requested_by: str
+    acting_for: bool
+    volunteer_id: str | None
+    assigned_by: str | None
+    hold_minutes: int
+    cancelled_by: str | None
+    cancel_reason: str | None
+    created_at: datetime
+
+
+def request_out(r: ServiceRequest) -> RequestOut:
+    return RequestOut(
+        r.id,
+        r.elder_id,
+        r.org_id,
+        r.service_type_id,
+        r.window_start,
+        r.window_end,
+        r.minutes,
+        r.notes,
+        r.redeem,
+        str(r.status),
+        r.requested_by,
+        r.acting_for,
+        r.volunteer_id,
+        r.assigned_by,
+        r.hold_minutes,
+        r.cancelled_by,
+        r.cancel_reason,
+        r.created_at,
+    )
+
+
+class AssignIn(Input):
+    volunteer_id: str
+
+
+class ReasonIn(Input):
+    reason: str
+
+
+class RecordIn(Input):
+    elder_id: str
+    service_code: str
+    check_in: datetime
+    check_out: datetime
+    minutes: Minutes | None = None
+    request_id: str | None = None
+    device_key_id: str | None = None
+    signature: str | None = None
+    confirmation_code: str | None = None
+
+
+class ConfirmIn(Input):
+    confirmation_code: str | None = None
+
+
+class RecordOut(msgspec.Struct):
+    id: str
+    request_id: str | None
+    volunteer_id: str
+    elder_id: str
+    org_id: str
+    service_type_id: str
+    check_in: datetime
+    check_out: datetime
+    minutes: int
+    digest: str
+    signed_by_device: str | None
+    status: str
+    confirmed_by: str | None
+    confirmed_as: str | None
+    confirmed_at: datetime | None
+    verified_by: str | None
+    verified_at: datetime | None
+    rejected_reason: str | None
+    deposit_seq: int | None
+    deposit_minutes: int | None
+    created_at: datetime
+
+
+def record_out(r: ServiceRecord) -> RecordOut:
+    return RecordOut(
+        r.id,
+        r.request_id,
+        r.volunteer_id,
+        r.elder_id,
+        r.org_id,
+        r.service_type_id,
+        r.check_in,
+        r.check_out,
+        r.minutes,
+        r.digest,
+        r.device_key_id,
+        str(r.status),
+        r.confirmed_by,
+        str(r.confirmed_as) if r.confirmed_as else None,
+        r.confirmed_at,
+        r.verified_by,
+        r.verified_at,
+        r.rejected_reason,
+        r.deposit_seq,
+        r.deposit_minutes,
+        r.created_at,
+    )
+
+
+class CodeOut(msgspec.Struct):
+    code: str
+    expires_at: datetime
+
+
+class GiftIn(Input):
+    from_member_id: str
+    to_member_id: str
+    minutes: Minutes
+
+
+class DonationIn(Input):
+    from_member_id: str
+    minutes: Minutes
+
+
+class GrantIn(Input):
+    elder_id: str
+    minutes: Minutes
+    reason: str
+
+
+class EntryOut(msgspec.Struct):
+    seq: int
+    id: str
+    time: str
+    tree_size: int
+    replayed: bool
+
+
+def entry_out(r: AppendResult) -> EntryOut:
+    return EntryOut(r.seq, r.id, r.time, r.tree_size, r.replayed)
+
+
+class ReversalIn(Input):
+    seq: Annotated[int, msgspec.Meta(ge=0, le=2**53 - 1)]
+    reason: str
+
+
+class ReversalOut(msgspec.Struct):
+    id: str
+    entry_seq: int
+    reason: str
+    status: str
+    requested_by: str
+    requested_at: datetime
+    decided_by: str | None
+    decided_at: datetime | None
+    reversal_seq: int | None
+
+
+def reversal_out(row: dict[str, Any]) -> ReversalOut:
+    return ReversalOut(**{f: row[f] for f in ReversalOut.__struct_fields__})
+
+
+class BalanceOut(msgspec.Struct):
+    member_id: str
+    available_minutes: int
+    reserved_minutes: int
+
+
+class HistoryOut(msgspec.Struct):
+    seq: int
+    time: str
+    kind: str
+    minutes: int
+    counterpart: str | None
+    service: str | None
+    record: str | None
+    receipt: str
+
+
+P = NamedDependency[Principal]
+ERR = problems(400, 401, 403, 404, 409, 422)
+
+
+class CatalogueController(Controller):
+    path = "/v1"
+    tags = ["catalogue and policy"]
+    dependencies = AUTH
+
+    @get("/catalogue", sync_to_thread=True, responses=problems(401, 403))
+    def catalogue(
+        self, state: State, principal: P, all: Annotated[bool, Parameter()] = False
+    ) -> list[ServiceTypeOut]:
+        """The bank's service types with their weights (per-mille)."""
+        return [type_out(t) for t in care(state).catalogue(principal, include_inactive=all)]
+
+    @post("/catalogue", status_code=HTTP_200_OK, sync_to_thread=True, responses=ERR)
+    def upsert(self, state: State, principal: P, data: JSONBody[ServiceTypeIn]) -> ServiceTypeOut:
+        """Bank admins add or change a service type; written to the log as a policy entry."""
+        return type_out(
+            care(state).upsert_service_type(
+                principal,
+                data.code,
+                data.name_zh,
+                data.name_en,
+                data.category,
+                data.weight_permille,
+                data.active,
+            )
+        )
+
+    @get("/policy", sync_to_thread=True, responses=problems(401))
+    def policy(self, state: State, principal: P) -> PolicyOut:
+        return policy_out(care(state).policy(principal.bank_id))
+
+    @post("/policy", status_code=HTTP_200_OK, sync_to_thread=True, responses=ERR)
+    def set_policy(self, state: State, principal: P, data: JSONBody[PolicyIn]) -> PolicyOut:
+        """Change policy values; applies to records verified after the change."""
+        changes = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not None}
+        return policy_out(care(state).set_policy(principal, changes))
+
+
+class RequestController(Controller):
+    path = "/v1/requests"
+    tags = ["requests"]
+    dependencies = AUTH
+
+    @post("/", status_code=HTTP_201_CREATED, sync_to_thread=True, responses=ERR)
+    def create(self, state: State, principal: P, data: JSONBody[RequestIn]) -> RequestOut:
+        """An elder, their family proxy or staff acting for them asks for a service;
+        ``redeem`` pays it with the elder's stored minutes."""
+        return request_out(
+            care(state).create_request(
+                principal,
+                data.elder_id,
+                data.service_code,
+                data.window_start,
+                data.window_end,
+                data.minutes,
+                data.notes,
+                data.redeem,
+            )
+        )
+
+    @get("/", sync_to_thread=True, responses=problems(400, 401, 403))
+    def list(
+        self,
+        state: State,
+        principal: P,
+        status: Annotated[str | None, Parameter(max_length=16)] = None,
+    ) -> list[RequestOut]:
+        return [request_out(r) for r in care(state).list_requests(principal, status)]
+
+    @get("/{request_id:str}", sync_to_thread=True, responses=problems(401, 404))
+    def one(self, state: State, principal: P, request_id: Id) -> RequestOut:
+        return request_out(care(state).get_request(principal, request_id))
+
+    @post("/{request_id:str}/assign", status_code=HTTP_200_OK, sync_to_thread=True, responses=ERR)
+    def assign(
+        self, state: State, principal: P, request_id: Id, data: JSONBody[AssignIn]
+    ) -> RequestOut:
+        """Staff dispatch to a volunteer; a redemption reserves the elder's minutes now."""
+        return request_out(care(state).assign(principal, request_id, data.volunteer_id))
+
+    @post("/{request_id:str}/claim", status_code=HTTP_200_OK, sync_to_thread=True, responses=ERR)
+    def claim(self, state: State, principal: P, request_id: Id) -> RequestOut:
+        return request_out(care(state).claim(principal, request_id))
+
+    @post("/{request_id:str}/cancel", status_code=HTTP_200_OK, sync_to_thread=True, responses=ERR)
+    def cancel(
+        self, state: State, principal: P, request_id: Id, data: JSONBody[ReasonIn]
+    ) -> RequestOut:
+        """Either side cancels with a reason; reserved minutes are released."""
+        return request_out(care(state).cancel(principal, request_id, data.reason))
+
+
+class RecordController(Controller):
+    path = "/v1/records"
+    tags = ["service records"]
+    dependencies = AUTH
+
+    @post("/", status_code=HTTP_201_CREATED, sync_to_thread=True, responses=ERR)
+    def create(self, state: State, principal: P, data: JSONBody[RecordIn]) -> RecordOut:
+        """A volunteer records a service. From a phone, ``signature`` is the device key's
+        Ed25519 signature (base64) over the canonical record (see docs/workflow.md)."""
+        return record_out(
+            care(state).log_record(
+                principal,
+                elder_id=data.elder_id,
+                service_code=data.service_code,
+                check_in=data.check_in,
+                check_out=data.check_out,
+                minutes=data.minutes,
+                request_id=data.request_id,
+                device_key_id=data.device_key_id,
+                signature=data.signature,
+                confirmation_code=data.confirmation_code,
+            )
+        )
+
+    @get("/", sync_to_thread=True, responses=problems(400, 401, 403))
+    def list(
+        self,
+        state: State,
+        principal: P,
+        status: Annotated[str | None, Parameter(max_length=16)] = None,
+    ) -> list[RecordOut]:
+        return [record_out(r) for r in care(state).list_records(principal, status)]
+
+    @get("/{record_id:str}", sync_to_thread=True, responses=problems(401, 404))
+    def one(self, state: State, principal: P, record_id: Id) -> RecordOut:
+        return record_out(care(state).get_record(principal, record_id))
+
+    @post("/{record_id:str}/confirm", status_code=HTTP_200_OK, sync_to_thread=True, responses=ERR)
+    def confirm(
+        self, state: State, principal: P, record_id: Id, data: JSONBody[ConfirmIn]
+    ) -> RecordOut:
+        """The served side confirms (elder, family, staff for the elder, or a code)."""
+        return record_out(care(state).confirm(principal, record_id, data.confirmation_code))
+
+    @post("/{record_id:str}/verify", status_code=HTTP_200_OK, sync_to_thread=True, responses=ERR)
+    def verify(self, state: State, principal: P, record_id: Id) -> RecordOut:
+        """Organisation staff (logged in with TOTP) verify: the deposit is appended."""
+        return record_out(care(state).verify(principal, record_id))
+
+    @post("/{record_id:str}/reject", status_code=HTTP_200_OK, sync_to_thread=True, responses=ERR)
+    def reject(
+        self, state: State, principal: P, record_id: Id, data: JSONBody[ReasonIn]
+    ) -> RecordOut:
+        return record_out(care(state).reject(principal, record_id, data.reason))
+
+
+class TransferController(Controller):
+    path = "/v1"
+    tags = ["transfers"]
+    dependencies = AUTH
+
+    @post(
+        "/members/{member_id:str}/confirmation-codes",
+        status_code=HTTP_201_CREATED,
+        sync_to_thread=True,
+        responses=ERR,
+    )
+    def code(self, state: State, principal: P, member_id: Id) -> CodeOut:
+        """A one-time code (30 minutes) the elder's side gives the volunteer to confirm."""
+        code, expires = care(state).create_confirmation_code(principal, member_id)
+        return CodeOut(code, expires)
+
+    @post("/gifts", status_code=HTTP_201_CREATED, sync_to_thread=True, responses=ERR)
+    def gift(
+        self, request: Request[Any, Any, State], principal: P, data: JSONBody[GiftIn]
+    ) -> EntryOut:
+        """Gift minutes to a confirmed direct relative (转赠)."""
+        return entry_out(
+            care(request.app.state).gift(
+                principal, data.from_member_id, data.to_member_id, data.minutes, entry_key(request)
+            )
+        )
+
+    @post("/donations", status_code=HTTP_201_CREATED, sync_to_thread=True, responses=ERR)
+    def donate(
+        self, request: Request[Any, Any, State], principal: P, data: JSONBody[DonationIn]
+    ) -> EntryOut:
+        """Donate minutes to the bank's pool (公益池)."""
+        return entry_out(
+            care(request.app.state).donate(
+                principal, data.from_member_id, data.minutes, entry_key(request)
+            )
+        )
+
+    @post("/grants", status_code=HTTP_201_CREATED, sync_to_thread=True, responses=ERR)
+    def grant(
+        self, request: Request[Any, Any, State], principal: P, data: JSONBody[GrantIn]
+    ) -> EntryOut:
+        """Bank admins grant pool minutes to a priority elder, with a reason."""
+        return entry_out(
+            care(request.app.state).grant(
+                principal, data.elder_id, data.minutes, data.reason, entry_key(request)
+            )
+        )
+
+    @post("/reversals", status_code=HTTP_201_CREATED, sync_to_thread=True, responses=ERR)
+    def reversal(self, state: State, principal: P, data: JSONBody[ReversalIn]) -> ReversalOut:
+        """A bank admin asks to reverse an entry; a second admin must approve."""
+        return reversal_out(care(state).request_reversal(principal, data.seq, data.reason))
+
+    @post(
+        "/reversals/{reversal_id:str}/approve",
+        status_code=HTTP_200_OK,
+        sync_to_thread=True,
+        responses=ERR,
+    )
+    def approve(self, state: State, principal: P, reversal_id: Id) -> ReversalOut:
+        return reversal_out(care(state).approve_reversal(principal, reversal_id))
+
+
+class BalanceController(Controller):
+    path = "/v1/members/{member_id:str}"
+    tags = ["balances"]
+    dependencies = AUTH
+
+    @get("/balance", sync_to_thread=True, responses=problems(401, 403, 404))
+    def balance(self, state: State, principal: P, member_id: Id) -> BalanceOut:
+        """Available and reserved minutes (partner keys with read_points may read this)."""
+        b = care(state).balance(principal, member_id)
+        return BalanceOut(b.member_id, b.available, b.reserved)
+
+    @get("/history", sync_to_thread=True, responses=problems(400, 401, 403, 404))
+    def history(
+        self,
+        state: State,
+        principal: P,
+        member_id: Id,
+        limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
+        before: Annotated[int | None, Parameter(ge=0, le=2**53 - 1)] = None,
+    ) -> list[HistoryOut]:
+        """Entries that moved this member's minutes, newest first, each with its receipt URL."""
+        items = care(state).history(principal, member_id, limit, before)
+        return [
+            HistoryOut(
+                i.seq,
+                i.time,
+                i.kind,
+                i.minutes,
+                i.counterpart,
+                i.service,
+                i.record,
+                f"/v1/members/{member_id}/receipts/{i.seq}",
+            )
+            for i in items
+        ]
+
+    @get(
+        "/receipts/{seq:int}",
+        media_type=MediaType.TEXT,
+        sync_to_thread=True,
+        responses=problems(400, 401, 403, 404),
+    )
+    def receipt(
+        self,
+        state: State,
+        principal: P,
+        member_id: Id,
+        seq: Annotated[int, Parameter(ge=0, le=2**53 - 1)],
+    ) -> str:
+        """A C2SP tlog-proof that entry ``seq`` is in the log, checkable offline with
+        ``timebank audit receipt FILE --key VKEY``."""
+        return care(state).receipt(principal, member_id, seq)
+
+
+CARE_CONTROLLERS = [
+    CatalogueController,
+    RequestController,
+    RecordController,
+    TransferController,
+    BalanceController,
+]

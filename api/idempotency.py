@@ -1,0 +1,487 @@
+"""``Idempotency-Key`` on every state-changing POST under ``/v1`` (phones retry on weak networks).
+
+A POST may carry ``Idempotency-Key: <1-200 printable ASCII characters>``. The key is scoped to
+the caller (the user behind the bearer token, the partner key, or ``anonymous`` when there is
+no ``Authorization`` header) and to the method and path. The middleware:
+
+1. records the key with a keyed hash of (method, path, query, canonical body) as *in progress*;
+2. runs the handler on the buffered request and buffers its response;
+3. stores a response with status < 500 (status, ``Content-Type``, ``Location``, body — sealed
+   with the data key, since bodies carry personal data and one-time secrets), or releases the
+   key on a 5xx or a crash so the client can retry; then sends the response.
+
+A retry with the same key and body gets the stored response with ``Idempotent-Replayed: true``
+and the handler does not run; the same key with another body gets 422; a retry while the first
+is still running gets 409. In-progress rows older than ten minutes are abandoned (taken over);
+keys expire after 24 hours and are purged lazily. ``/v1/auth/login`` and ``/v1/auth/logout*``
+ignore the header: a login hands out a fresh secret that must not be replayed.
+
+Releasing a key after a failure, or taking over an abandoned one, can run a handler twice for
+one key. That is safe for the ledger: entry ids are derived by the services, so a second append
+of the same entry is a replay or an ``IdConflict``, never a second posting. See
+``docs/idempotency.md``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import anyio
+import anyio.to_thread
+from litestar.enums import ParamType, ScopeType
+from litestar.handlers import HTTPRouteHandler
+from litestar.middleware import ASGIMiddleware
+from litestar.openapi.spec import OpenAPIHeader, OpenAPIType, Schema
+from litestar.openapi.spec import Parameter as OpenAPIParameter
+from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
+from litestar.types.asgi_types import HTTPRequestEvent, RawHeaders
+from sqlalchemy import (
+    Column,
+    Engine,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    delete,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+from accounts.errors import AccountsError
+from accounts.protection import Protector
+from accounts.service import AccountsService
+from accounts.storage import TS, utc
+from api.problems import PROBLEM_JSON, problem
+from ledger.storage import metadata
+
+KEY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+MAX_KEY_LENGTH = 200
+KEY_TTL = timedelta(hours=24)
+ABANDONED_AFTER = timedelta(minutes=10)
+PURGE_EVERY_SECONDS = 60.0
+PREFIX = "/v1/"
+NOT_IDEMPOTENT = ("/v1/auth/login", "/v1/auth/logout")  # prefixes: logout covers logout-all
+STORED_HEADERS = frozenset({b"content-type", b"location"})
+NO_BODY_STATUSES = frozenset({204, 304})
+
+log = logging.getLogger(__name__)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    # sha256 of (caller, method, path, key): the key itself is never stored
+    Column("id", String(64), primary_key=True),
+    # keyed hash of (method, path, query, canonical body); bodies hold passwords
+    Column("fingerprint", String(64), nullable=False),
+    # which run holds the key; only that run may complete or release it
+    Column("lease", String(32), nullable=False),
+    Column("created_at", TS, nullable=False, index=True),
+    Column("completed_at", TS, nullable=True),
+    Column("status_code", Integer, nullable=True),  # NULL while in progress
+    Column("response_sealed", LargeBinary, nullable=True),
+)
+
+# For the OpenAPI document (components).
+OPENAPI_KEY_PARAMETER = OpenAPIParameter(
+    name=KEY_HEADER,
+    param_in=ParamType.HEADER,
+    required=False,
+    description=(
+        "Optional on POSTs under /v1 (not /v1/auth/login or /v1/auth/logout*): a retry with "
+        "the same key and body replays the stored response with Idempotent-Replayed: true; "
+        "another body gets 422, a retry while the first runs gets 409. Kept 24 hours."
+    ),
+    schema=Schema(
+        type=OpenAPIType.STRING, min_length=1, max_length=MAX_KEY_LENGTH, pattern="^[ -~]+$"
+    ),
+)
+OPENAPI_REPLAYED_HEADER = OpenAPIHeader(
+    description="`true` when the response is a replay of a stored response to the same key",
+    schema=Schema(type=OpenAPIType.STRING, enum=["true"]),
+)
+
+
+# ------------------------------------------------------------------ keys and fingerprints
+
+
+class MalformedKey(ValueError):
+    pass
+
+
+def parse_key(values: list[bytes]) -> str:
+    """The one ``Idempotency-Key`` value, or ``MalformedKey`` saying what is wrong."""
+    if len(values) != 1:
+        raise MalformedKey(f"send one {KEY_HEADER} header, not {len(values)}")
+    raw = values[0]
+    if not raw.strip():
+        raise MalformedKey(f"{KEY_HEADER} is empty")
+    if len(raw) > MAX_KEY_LENGTH:
+        raise MalformedKey(f"{KEY_HEADER} is longer than {MAX_KEY_LENGTH} characters")
+    if any(byte < 0x20 or byte > 0x7E for byte in raw):
+        raise MalformedKey(f"{KEY_HEADER} must be printable ASCII")
+    return raw.decode("ascii")
+
+
+def key_id(caller: str, method: str, path: str, key: str) -> str:
+    """The row id of ``key`` sent by ``caller`` to ``method path``."""
+    scope = json.dumps([caller, method.upper(), path, key], separators=(",", ":"))
+    return hashlib.sha256(scope.encode()).hexdigest()
+
+
+def canonical_body(body: bytes) -> bytes:
+    """JSON bodies re-encoded with sorted keys and no spaces; anything else as sent."""
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return b"raw:" + body
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return b"json:" + canonical.encode()
+
+
+def request_fingerprint(
+    protector: Protector, method: str, path: str, query: bytes, body: bytes
+) -> str:
+    """Keyed hash of the request: equal requests match; bodies (passwords) stay unguessable."""
+    digest = hashlib.sha256()
+    for part in (method.upper().encode(), path.encode(), query, canonical_body(body)):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return protector.blind_index("idempotency-request", digest.hexdigest())
+
+
+# ------------------------------------------------------------------ storage
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What to do with a request: ``run`` it (holding ``lease``), ``replay`` ``stored``, or
+    refuse it because the key is ``in_progress`` or was ``reused`` for another request."""
+
+    outcome: Literal["run", "replay", "in_progress", "reused"]
+    lease: str = ""
+    stored: StoredResponse | None = None
+
+
+class IdempotencyStore:
+    """The ``idempotency_keys`` rows, each operation in its own short write transaction."""
+
+    def __init__(self, engine: Engine, protector: Protector, now: datetime) -> None:
+        self.engine = engine
+        self.protector = protector
+        self.now = now
+
+    def claim(self, row_id: str, fingerprint: str) -> Claim:
+        for attempt in range(3):
+            try:
+                return self._claim(row_id, fingerprint)
+            except IntegrityError:  # a concurrent first request inserted the row; look again
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _claim(self, row_id: str, fingerprint: str) -> Claim:
+        t = idempotency_keys
+        lease = secrets.token_hex(16)
+        fresh = {
+            "fingerprint": fingerprint,
+            "lease": lease,
+            "created_at": self.now,
+            "completed_at": None,
+            "status_code": None,
+            "response_sealed": None,
+        }
+        with self.engine.begin() as conn:
+            row = conn.execute(select(t).where(t.c.id == row_id).with_for_update()).first()
+            if row is None:
+                conn.execute(insert(t).values(id=row_id, **fresh))
+                return Claim("run", lease)
+            created = utc(row.created_at)
+            assert created is not None
+            age = self.now - created
+            expired = age >= KEY_TTL
+            abandoned = row.status_code is None and age >= ABANDONED_AFTER
+            if expired or abandoned:
+                conn.execute(update(t).where(t.c.id == row_id).values(**fresh))
+                return Claim("run", lease)
+            if row.status_code is None:
+                return Claim("in_progress")
+            if row.fingerprint != fingerprint:
+                return Claim("reused")
+            return Claim("replay", stored=self._open(row_id, row.status_code, row.response_sealed))
+
+    def complete(self, row_id: str, lease: str, response: StoredResponse) -> None:
+        t = idempotency_keys
+        sealed = self._seal(row_id, response)
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(t)
+                .where(t.c.id == row_id, t.c.lease == lease, t.c.status_code.is_(None))
+                .values(status_code=response.status, response_sealed=sealed, completed_at=self.now)
+            )
+
+    def release(self, row_id: str, lease: str) -> None:
+        t = idempotency_keys
+        with self.engine.begin() as conn:
+            conn.execute(
+                delete(t).where(t.c.id == row_id, t.c.lease == lease, t.c.status_code.is_(None))
+            )
+
+    def purge(self) -> int:
+        """Delete keys older than ``KEY_TTL``; returns how many."""
+        t = idempotency_keys
+        with self.engine.begin() as conn:
+            result = conn.execute(delete(t).where(t.c.created_at < self.now - KEY_TTL))
+            return int(result.rowcount)
+
+    def _seal(self, row_id: str, response: StoredResponse) -> bytes:
+        document = {
+            "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in response.headers],
+            "body": base64.b64encode(response.body).decode("ascii"),
+        }
+        return self.protector.seal(json.dumps(document), row_id, "idempotent-response")
+
+    def _open(self, row_id: str, status: int, sealed: bytes | None) -> StoredResponse:
+        assert sealed is not None
+        document = json.loads(self.protector.open(bytes(sealed), row_id, "idempotent-response"))
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in document["headers"]]
+        return StoredResponse(int(status), headers, base64.b64decode(document["body"]))
+
+
+# ------------------------------------------------------------------ the middleware
+
+
+def _path(scope: Scope) -> str:
+    return scope["path"].rstrip("/") or "/"
+
+
+def applies_to(method: str, path: str) -> bool:
+    """Whether ``Idempotency-Key`` is honoured on this request."""
+    if method.upper() != "POST" or not path.startswith(PREFIX):
+        return False
+    return not any(path == p or path.startswith(p + "-") for p in NOT_IDEMPOTENT)
+
+
+def _caller(accounts: AccountsService, headers: RawHeaders) -> str | None:
+    """``user:<id>``, ``partner:<key id>``, ``anonymous`` without a token, None for a token
+    that does not authenticate (such requests are passed through, never stored)."""
+    values = [v for k, v in headers if k.lower() == b"authorization"]
+    if not values:
+        return "anonymous"
+    scheme, _, token = values[0].decode("latin-1").partition(" ")
+    if len(values) != 1 or scheme.lower() != "bearer" or not token.strip():
+        return None
+    try:
+        principal = accounts.authenticate(token.strip())
+    except AccountsError:
+        return None
+    if principal.partner_key_id is not None:
+        return f"partner:{principal.partner_key_id}"
+    return f"user:{principal.user_id}"
+
+
+async def _send_problem(
+    send: Send,
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    field: str | None = KEY_HEADER,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    content = problem(status, slug, title, detail, field).content
+    body = json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode()
+    headers = [
+        (b"content-type", PROBLEM_JSON.encode()),
+        (b"content-length", str(len(body)).encode()),
+        *(extra or []),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _send_stored(send: Send, stored: StoredResponse, replayed: bool) -> None:
+    headers = list(stored.headers)
+    if stored.status not in NO_BODY_STATUSES:
+        headers.append((b"content-length", str(len(stored.body)).encode()))
+    if replayed:
+        headers.append((REPLAYED_HEADER.lower().encode(), b"true"))
+    await send({"type": "http.response.start", "status": stored.status, "headers": headers})
+    await send({"type": "http.response.body", "body": stored.body, "more_body": False})
+
+
+class IdempotencyMiddleware(ASGIMiddleware):
+    """Registered on the app; acts only on POSTs under ``/v1`` that carry the header."""
+
+    scopes = (ScopeType.HTTP,)
+
+    def __init__(self) -> None:
+        self._next_purge = 0.0  # monotonic time; purging is best effort, once a minute
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        method = str(scope.get("method", ""))
+        path = _path(scope)
+        values = [v for k, v in scope["headers"] if k.lower() == b"idempotency-key"]
+        if not values or not applies_to(method, path):
+            await next_app(scope, receive, send)
+            return
+        try:
+            key = parse_key(values)
+        except MalformedKey as exc:
+            await _send_problem(send, 400, "invalid-parameter", "Invalid parameter", str(exc))
+            return
+        handler = scope["route_handler"]
+        assert isinstance(handler, HTTPRouteHandler)
+        limit = handler.resolve_request_max_body_size()
+        body = await _read_body(receive, limit)
+        if body is None:
+            return  # the client went away before sending its body
+        if isinstance(body, int):
+            detail = f"the request body is larger than {body} bytes"
+            await _send_problem(send, 413, "http-413", "Request Entity Too Large", detail, None)
+            return
+        replay_receive = _replaying(body, receive)
+        accounts: AccountsService = scope["litestar_app"].state.accounts
+        caller = await anyio.to_thread.run_sync(_caller, accounts, scope["headers"])
+        if caller is None:  # the handler answers 401, or runs unprotected on an open route
+            await next_app(scope, replay_receive, send)
+            return
+        store = IdempotencyStore(accounts.store.writer, accounts.protector, accounts.clock())
+        await self._purge_if_due(store)
+        row_id = key_id(caller, method, path, key)
+        fingerprint = request_fingerprint(
+            accounts.protector, method, path, scope.get("query_string", b""), body
+        )
+        claim = await anyio.to_thread.run_sync(store.claim, row_id, fingerprint)
+        if claim.outcome == "replay":
+            assert claim.stored is not None
+            await _send_stored(send, claim.stored, replayed=True)
+            return
+        if claim.outcome == "in_progress":
+            await _send_problem(
+                send,
+                409,
+                "idempotency-key-in-progress",
+                "Request in progress",
+                f"a request with this {KEY_HEADER} is still running; retry shortly",
+                extra=[(b"retry-after", b"1")],
+            )
+            return
+        if claim.outcome == "reused":
+            await _send_problem(
+                send,
+                422,
+                "idempotency-key-reused",
+                "Idempotency key reused",
+                f"this {KEY_HEADER} was used for a different request; use a new key",
+            )
+            return
+        await self._run(scope, replay_receive, send, next_app, store, row_id, claim.lease)
+
+    async def _run(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        next_app: ASGIApp,
+        store: IdempotencyStore,
+        row_id: str,
+        lease: str,
+    ) -> None:
+        start: dict[str, Any] = {}
+        chunks: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        try:
+            await next_app(scope, receive, capture)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await _quietly(store.release, row_id, lease)
+            raise
+        if not start:
+            await _quietly(store.release, row_id, lease)
+            raise RuntimeError("the handler sent no response")
+        status = int(start["status"])
+        headers: list[tuple[bytes, bytes]] = list(start.get("headers", []))
+        response = StoredResponse(status, headers, b"".join(chunks))
+        if status < 500:
+            kept = [(k, v) for k, v in headers if k.lower() in STORED_HEADERS]
+            stored = StoredResponse(status, kept, response.body)
+            if not await _quietly(store.complete, row_id, lease, stored):
+                await _quietly(store.release, row_id, lease)
+        else:
+            await _quietly(store.release, row_id, lease)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": response.body, "more_body": False})
+
+    async def _purge_if_due(self, store: IdempotencyStore) -> None:
+        if time.monotonic() < self._next_purge:
+            return
+        self._next_purge = time.monotonic() + PURGE_EVERY_SECONDS
+        await _quietly(store.purge)
+
+
+async def _quietly(fn: Any, *args: Any) -> bool:
+    """Run a storage call in a thread; log (by type only) and swallow its failure."""
+    try:
+        await anyio.to_thread.run_sync(fn, *args)
+    except Exception as exc:
+        log.error("idempotency storage failed in %s: %s", fn.__name__, type(exc).__name__)
+        return False
+    return True
+
+
+async def _read_body(receive: Receive, limit: int | None) -> bytes | int | None:
+    """The whole request body; its size limit (an int) if over it; None on a disconnect."""
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        if message["type"] != "http.request":
+            continue
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if limit is not None and size > limit:
+            return limit
+        parts.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(parts)
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands over the buffered body once, then the client's messages."""
+    delivered = False
+
+    async def replay() -> ReceiveMessage:
+        nonlocal delivered
+        if delivered:
+            return await receive()
+        delivered = True
+        message: HTTPRequestEvent = {"type": "http.request", "body": body, "more_body": False}
+        return message
+
+    return replay

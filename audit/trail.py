@@ -1,0 +1,354 @@
+"""The signed audit trail: every state-changing action and every read of full personal data.
+
+Events are hash-chained in ``audit_events`` (append-only, like the log): each event's hash is
+``SHA-256("timebank-audit-v1\\n" ‖ canonical JSON of the event with the previous hash)``.
+The chain is **sealed into the ledger**: a ``seal`` entry carries the head hash and the count,
+so the log's signed checkpoint (and every witness cosignature on it) covers the trail too.
+Anyone holding the events and the log can check that no event was edited, removed, inserted
+or reordered before the last seal.
+
+Events hold ids only (user, member, key, object ids), never names, phones or other personal
+data.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    func,
+    select,
+    text,
+)
+
+from ledger.entry import EntryRequest, canonical_json
+from ledger.sequencer import AppendResult
+from ledger.storage import make_engines, metadata
+
+DOMAIN = b"timebank-audit-v1\n"
+ZERO = bytes(32)
+AUDIT_LOCK = 0x7462_6175_6469_7421  # "tbaudit!"
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("time", String(32), nullable=False),
+    Column("bank_id", String(32), nullable=True, index=True),
+    Column("actor", String(64), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("on_behalf", String(64), nullable=True),
+    Column("action", String(200), nullable=False),
+    Column("objects", Text, nullable=False),
+    Column("client", String(64), nullable=False),
+    Column("device_key", String(64), nullable=True),
+    Column("outcome", String(16), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("prev", LargeBinary(32), nullable=False, unique=True),
+    Column("hash", LargeBinary(32), nullable=False),
+)
+Index("ix_audit_events_actor", audit_events.c.actor, audit_events.c.seq)
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    seq: int
+    time: str
+    bank_id: str | None
+    actor: str
+    role: str
+    on_behalf: str | None
+    action: str
+    objects: tuple[str, ...]
+    client: str
+    device_key: str | None
+    outcome: str  # ok | refused | failed
+    status: int
+    prev: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "time": self.time,
+            "bank": self.bank_id,
+            "actor": self.actor,
+            "role": self.role,
+            "on_behalf": self.on_behalf,
+            "action": self.action,
+            "objects": list(self.objects),
+            "client": self.client,
+            "device_key": self.device_key,
+            "outcome": self.outcome,
+            "status": self.status,
+            "prev": base64.b64encode(self.prev).decode(),
+        }
+
+    def hash(self) -> bytes:
+        return hashlib.sha256(DOMAIN + canonical_json(self.to_json())).digest()
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> AuditEvent:
+        return cls(
+            seq=int(raw["seq"]),
+            time=str(raw["time"]),
+            bank_id=raw.get("bank"),
+            actor=str(raw["actor"]),
+            role=str(raw["role"]),
+            on_behalf=raw.get("on_behalf"),
+            action=str(raw["action"]),
+            objects=tuple(str(o) for o in raw["objects"]),
+            client=str(raw["client"]),
+            device_key=raw.get("device_key"),
+            outcome=str(raw["outcome"]),
+            status=int(raw["status"]),
+            prev=base64.b64decode(raw["prev"]),
+        )
+
+
+@dataclass(frozen=True)
+class Seal:
+    """What a ``seal`` ledger entry claims about the trail."""
+
+    ledger_seq: int
+    count: int
+    head: bytes
+
+
+class Appender(Protocol):
+    def append(self, request: EntryRequest) -> AppendResult: ...
+
+
+def outcome_of(status: int) -> str:
+    return "ok" if status < 400 else ("failed" if status >= 500 else "refused")
+
+
+class AuditTrail:
+    def __init__(self, url: str) -> None:
+        self.writer, self.reader = make_engines(url)
+        self.is_sqlite = url.startswith("sqlite")
+
+    def dispose(self) -> None:
+        self.writer.dispose()
+        if self.reader is not self.writer:
+            self.reader.dispose()
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self.writer.begin() as conn:
+            if not self.is_sqlite:
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": AUDIT_LOCK})
+            yield conn
+
+    def record(
+        self,
+        *,
+        actor: str,
+        role: str,
+        action: str,
+        objects: Sequence[str],
+        client: str,
+        status: int,
+        bank_id: str | None = None,
+        on_behalf: str | None = None,
+        device_key: str | None = None,
+    ) -> AuditEvent:
+        """Append one event to the chain (serialized, durable before it returns)."""
+        with self._write() as conn:
+            last = conn.execute(
+                select(audit_events.c.seq, audit_events.c.hash)
+                .order_by(audit_events.c.seq.desc())
+                .limit(1)
+            ).first()
+            event = AuditEvent(
+                seq=last.seq + 1 if last else 0,
+                time=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                bank_id=bank_id,
+                actor=actor[:64],
+                role=role[:32],
+                on_behalf=on_behalf,
+                action=action[:200],
+                objects=tuple(o[:64] for o in objects),
+                client=client[:64],
+                device_key=device_key[:64] if device_key else None,
+                outcome=outcome_of(status),
+                status=status,
+                prev=bytes(last.hash) if last else ZERO,
+            )
+            conn.execute(audit_events.insert(), [_row(event)])
+        return event
+
+    def head(self) -> tuple[int, bytes]:
+        """(count, hash of the last event) — what a seal commits to."""
+        with self.reader.begin() as conn:
+            last = conn.execute(
+                select(audit_events.c.seq, audit_events.c.hash)
+                .order_by(audit_events.c.seq.desc())
+                .limit(1)
+            ).first()
+        return (last.seq + 1, bytes(last.hash)) if last else (0, ZERO)
+
+    def seal(self, ledger: Appender) -> AppendResult | None:
+        """Seal the chain into the log; nothing to do if no event came since the last seal."""
+        count, head = self.head()
+        if count == 0:
+            return None
+        return ledger.append(
+            EntryRequest(
+                "seal",
+                f"audit-seal:{count}",
+                body={"audit_count": count, "audit_head": base64.b64encode(head).decode()},
+            )
+        )
+
+    def events(
+        self,
+        *,
+        bank_id: str | None,
+        after_seq: int | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        object_id: str | None = None,
+        limit: int = 100,
+    ) -> list[AuditEvent]:
+        stmt = select(audit_events).order_by(audit_events.c.seq).limit(limit)
+        if bank_id is not None:
+            stmt = stmt.where(
+                (audit_events.c.bank_id == bank_id) | audit_events.c.bank_id.is_(None)
+            )
+        if after_seq is not None:
+            stmt = stmt.where(audit_events.c.seq > after_seq)
+        if since is not None:
+            stmt = stmt.where(audit_events.c.time >= since)
+        if until is not None:
+            stmt = stmt.where(audit_events.c.time < until)
+        if actor is not None:
+            stmt = stmt.where(audit_events.c.actor == actor)
+        if action is not None:
+            stmt = stmt.where(audit_events.c.action.startswith(action, autoescape=True))
+        if object_id is not None:
+            stmt = stmt.where(
+                audit_events.c.objects.contains(json.dumps(object_id), autoescape=True)
+            )
+        with self.reader.begin() as conn:
+            return [_event(r) for r in conn.execute(stmt)]
+
+    def all_events(self) -> list[AuditEvent]:
+        with self.reader.begin() as conn:
+            rows = conn.execute(select(audit_events).order_by(audit_events.c.seq))
+            return [_event(r) for r in rows]
+
+    def count(self) -> int:
+        with self.reader.begin() as conn:
+            return int(conn.execute(select(func.count()).select_from(audit_events)).scalar_one())
+
+
+def _row(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "seq": event.seq,
+        "time": event.time,
+        "bank_id": event.bank_id,
+        "actor": event.actor,
+        "role": event.role,
+        "on_behalf": event.on_behalf,
+        "action": event.action,
+        "objects": json.dumps(list(event.objects)),
+        "client": event.client,
+        "device_key": event.device_key,
+        "outcome": event.outcome,
+        "status": event.status,
+        "prev": event.prev,
+        "hash": event.hash(),
+    }
+
+
+def _event(r: Any) -> AuditEvent:
+    return AuditEvent(
+        seq=int(r.seq),
+        time=r.time,
+        bank_id=r.bank_id,
+        actor=r.actor,
+        role=r.role,
+        on_behalf=r.on_behalf,
+        action=r.action,
+        objects=tuple(json.loads(r.objects)),
+        client=r.client,
+        device_key=r.device_key,
+        outcome=r.outcome,
+        status=int(r.status),
+        prev=bytes(r.prev),
+    )
+
+
+# ------------------------------------------------------------------ verification (pure)
+
+
+def check_chain(
+    events: Iterable[AuditEvent], stored_hashes: dict[int, bytes] | None = None
+) -> tuple[list[str], dict[int, bytes]]:
+    """Every problem in the chain, and the hash after each event (by count)."""
+    problems: list[str] = []
+    heads: dict[int, bytes] = {}
+    prev = ZERO
+    expected = 0
+    for event in events:
+        if event.seq != expected:
+            problems.append(
+                f"audit event {event.seq}: expected seq {expected} (events missing, "
+                "inserted or reordered)"
+            )
+        if event.prev != prev:
+            problems.append(
+                f"audit event {event.seq}: prev does not match the hash of the event before it"
+            )
+        # Chain from the recomputed hash, not the stored prev: an edit anywhere changes every
+        # head after it, so the sealed head exposes it even if later prevs were rewritten.
+        digest = replace(event, prev=prev).hash()
+        if stored_hashes is not None and stored_hashes.get(event.seq) not in (None, digest):
+            problems.append(
+                f"audit event {event.seq}: stored hash does not match its content (event edited)"
+            )
+        prev = digest
+        expected = event.seq + 1
+        heads[expected] = digest
+    return problems, heads
+
+
+def check_seals(seals: Iterable[Seal], heads: dict[int, bytes]) -> list[str]:
+    problems = []
+    for seal in seals:
+        where = f"seq {seal.ledger_seq}"
+        if seal.count not in heads:
+            problems.append(
+                f"{where}: seal covers {seal.count} audit events, but the trail "
+                f"has {max(heads, default=0)}"
+            )
+        elif heads[seal.count] != seal.head:
+            problems.append(
+                f"{where}: sealed audit head at count {seal.count} differs from the "
+                "trail (events edited, removed, inserted or reordered)"
+            )
+    return problems
+
+
+def seal_of(seq: int, kind: str, body: dict[str, Any]) -> Seal | None:
+    if kind != "seal" or "audit_head" not in body:
+        return None
+    return Seal(seq, int(body["audit_count"]), base64.b64decode(str(body["audit_head"])))

@@ -1,0 +1,101 @@
+"""Domain errors of the workflow, each with a stable slug and a message in English and Chinese.
+
+The hierarchy::
+
+    CareError                         a rule of the time bank refuses the action (422)
+    ├── InsufficientBalance           insufficient-balance    余额不足
+    ├── NotEligible                   not-eligible            不符合兑换条件
+    ├── OverlappingRecord             overlapping-record      服务时间与已有记录重叠
+    ├── DailyCapExceeded              daily-cap-exceeded      超过每日记录上限
+    ├── SelfVerification              self-verification       不能确认或审核自己的记录
+    ├── NotARelative                  not-a-relative          只能转赠给已确认的直系亲属
+    ├── GiftsDisabled                 gifts-disabled          本时间银行不允许转赠
+    ├── FutureRecord                  future-record           不能记录未来的服务
+    ├── InvalidDuration               invalid-duration        服务时长无效
+    ├── NotPriorityElder              not-priority-elder      只能向重点关爱老人发放
+    ├── InvalidSignature              invalid-signature       设备签名无效
+    ├── InvalidConfirmationCode       invalid-confirmation-code  确认码无效或已过期
+    └── WrongState                    wrong-state (409)       当前状态不允许此操作
+
+Generic refusals (not found, forbidden, bad input) reuse ``accounts.errors``.
+"""
+
+from __future__ import annotations
+
+
+class CareError(Exception):
+    slug = "care-rule"
+    status = 422
+    zh = "操作被拒绝"
+
+    def __init__(self, message: str, *, field: str | None = None, zh: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        if zh is not None:
+            self.zh = zh
+
+
+class InsufficientBalance(CareError):
+    slug = "insufficient-balance"
+    zh = "余额不足"
+
+
+class NotEligible(CareError):
+    slug = "not-eligible"
+    zh = "不符合兑换条件（未满兑换年龄且不是重点关爱老人）"
+
+
+class OverlappingRecord(CareError):
+    slug = "overlapping-record"
+    zh = "服务时间与已有记录重叠"
+
+
+class DailyCapExceeded(CareError):
+    slug = "daily-cap-exceeded"
+    zh = "超过每日服务时长记录上限"
+
+
+class SelfVerification(CareError):
+    slug = "self-verification"
+    zh = "不能确认或审核自己的服务记录"
+
+
+class NotARelative(CareError):
+    slug = "not-a-relative"
+    zh = "只能转赠给已确认的直系亲属"
+
+
+class GiftsDisabled(CareError):
+    slug = "gifts-disabled"
+    zh = "本时间银行不允许转赠"
+
+
+class FutureRecord(CareError):
+    slug = "future-record"
+    zh = "不能记录尚未发生的服务"
+
+
+class InvalidDuration(CareError):
+    slug = "invalid-duration"
+    zh = "服务时长无效"
+
+
+class NotPriorityElder(CareError):
+    slug = "not-priority-elder"
+    zh = "公益池时间只能发放给重点关爱老人"
+
+
+class InvalidSignature(CareError):
+    slug = "invalid-signature"
+    zh = "设备签名无效"
+
+
+class InvalidConfirmationCode(CareError):
+    slug = "invalid-confirmation-code"
+    zh = "确认码无效或已过期"
+
+
+class WrongState(CareError):
+    slug = "wrong-state"
+    status = 409
+    zh = "当前状态不允许此操作"

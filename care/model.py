@@ -1,0 +1,130 @@
+"""Catalogue, policy, requests and service records: immutable records, no framework code."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+
+class Category(enum.StrEnum):
+    MEALS = "meals"  # 助餐
+    CLEANING = "cleaning"  # 助洁
+    ESCORT = "escort"  # 助行
+    BATHING = "bathing"  # 助浴
+    MEDICAL_ESCORT = "medical_escort"  # 助医
+    REHABILITATION = "rehabilitation"  # 康复
+    NURSING = "nursing"  # 护理
+    COMPANY = "company"  # 探访关爱
+    ERRANDS = "errands"  # 代购代办
+    EMERGENCY = "emergency"  # 紧急救援
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Per-bank rules. Minutes everywhere; weights in per-mille."""
+
+    version: int = 0
+    redemption_age: int = 60
+    stored_cap_minutes: int = 1500 * 60
+    daily_cap_minutes: int = 12 * 60
+    gifts_allowed: bool = True
+    overdraft_minutes: int = 0
+    timezone: str = "Asia/Shanghai"
+    ledger_seq: int | None = None
+
+    def values(self) -> dict[str, int | bool | str]:
+        return {
+            "redemption_age": self.redemption_age,
+            "stored_cap_minutes": self.stored_cap_minutes,
+            "daily_cap_minutes": self.daily_cap_minutes,
+            "gifts_allowed": self.gifts_allowed,
+            "overdraft_minutes": self.overdraft_minutes,
+            "timezone": self.timezone,
+        }
+
+
+@dataclass(frozen=True)
+class ServiceType:
+    id: str
+    bank_id: str
+    code: str
+    name_zh: str
+    name_en: str
+    category: Category
+    weight_permille: int
+    active: bool
+    version: int
+    ledger_seq: int | None
+
+
+class RequestStatus(enum.StrEnum):
+    OPEN = "open"
+    ASSIGNED = "assigned"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class RecordStatus(enum.StrEnum):
+    LOGGED = "logged"  # by the volunteer, waiting for the served side
+    CONFIRMED = "confirmed"  # by the elder, their family or staff acting for them
+    VERIFIED = "verified"  # by the organisation: deposited
+    REJECTED = "rejected"
+
+
+class ConfirmedAs(enum.StrEnum):
+    ELDER = "elder"
+    FAMILY = "family"
+    STAFF_FOR_ELDER = "staff_for_elder"
+    CODE = "code"
+
+
+@dataclass(frozen=True)
+class ServiceRequest:
+    id: str
+    bank_id: str
+    elder_id: str
+    org_id: str
+    service_type_id: str
+    window_start: datetime
+    window_end: datetime
+    minutes: int
+    notes: str | None
+    redeem: bool
+    status: RequestStatus
+    requested_by: str
+    acting_for: bool
+    volunteer_id: str | None
+    assigned_by: str | None
+    hold_minutes: int
+    cancelled_by: str | None
+    cancel_reason: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ServiceRecord:
+    id: str
+    bank_id: str
+    request_id: str | None
+    volunteer_id: str
+    elder_id: str
+    org_id: str
+    service_type_id: str
+    check_in: datetime
+    check_out: datetime
+    minutes: int
+    digest: str
+    device_key_id: str | None
+    device_signature: str | None
+    status: RecordStatus
+    confirmed_by: str | None
+    confirmed_as: ConfirmedAs | None
+    confirmed_at: datetime | None
+    verified_by: str | None
+    verified_at: datetime | None
+    rejected_reason: str | None
+    deposit_seq: int | None
+    deposit_minutes: int | None
+    created_by: str
+    created_at: datetime

@@ -1,0 +1,651 @@
+"""The whole life of an hour through HTTP only, and a refusal for every rule."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from accounts import totp
+from accounts.model import Role
+from accounts.service import PersonalInput
+from ledger.config import Settings
+from ledger.entry import EntryRequest, Posting, canonical_json
+from ledger.log import Log
+from ledger.merkle import leaf_hash, verify_inclusion
+from ledger.note import TlogProof, open_checkpoint
+from tests.accounts_world import PASSWORD, World, build_world
+
+
+@pytest.fixture
+def world(settings: Settings, log: Log) -> Iterator[World]:
+    for w in build_world(settings, log):
+        admin = w.accounts.principal_for_user(w.ids["b1-admin"])
+        w.ids["b1-admin2"] = w.accounts.create_user(
+            "b1", "b1-admin2", Role.BANK_ADMIN, None, PASSWORD
+        ).user.id
+        w.tokens["b1-admin2"] = w.accounts.issue_token("b1-admin2").token
+        for code, zh, en, cat, weight in (
+            ("meal", "助餐", "Meals", "meals", 1000),
+            ("nursing", "护理", "Nursing", "nursing", 1500),
+        ):
+            w.client.post(
+                "/v1/catalogue",
+                headers=w.as_("b1-admin"),
+                json={
+                    "code": code,
+                    "name_zh": zh,
+                    "name_en": en,
+                    "category": cat,
+                    "weight_permille": weight,
+                },
+            )
+        staff_a = w.accounts.principal_for_user(w.ids["staff-a"])
+        young = w.accounts.register_member(
+            staff_a,
+            w.ids["org_a"],
+            PersonalInput("年轻人", "13811112222", birth_date=date(1990, 1, 1)),
+            volunteer=False,
+            elder=True,
+            username="young-elder",
+            password=PASSWORD,
+        )
+        w.ids["young-elder"] = young.member.id
+        w.tokens["young-elder"] = w.accounts.issue_token("young-elder").token
+        del admin
+        w.tokens["staff-a-2fa"] = _totp_session(w, "staff-a")
+        w.tokens["staff-b-2fa"] = _totp_session(w, "staff-b")
+        yield w
+
+
+def _totp_session(w: World, who: str) -> str:
+    principal = w.accounts.principal_for_user(w.ids[who])
+    secret, _ = w.accounts.begin_totp(principal)
+    now = datetime.now(UTC).timestamp()
+    w.accounts.confirm_totp(principal, totp.code_at(secret, int(now // 30) - 1))
+    login = w.client.post(
+        "/v1/auth/login",
+        json={"username": who, "password": PASSWORD, "totp": totp.code_at(secret, int(now // 30))},
+    )
+    assert login.status_code == 200, login.text
+    return str(login.json()["token"])
+
+
+def ok(response: Any, status: int = 200) -> Any:
+    assert response.status_code == status, response.text
+    return response.json()
+
+
+def refused(response: Any, status: int, slug: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    assert body["type"] == f"urn:timebank:problem:{slug}", body
+    return body
+
+
+def balance(w: World, member: str, who: str = "b1-admin") -> tuple[int, int]:
+    b = ok(w.client.get(f"/v1/members/{w.ids[member]}/balance", headers=w.as_(who)))
+    return b["available_minutes"], b["reserved_minutes"]
+
+
+def hours_ago(h: float) -> str:
+    return (datetime.now(UTC) - timedelta(hours=h)).isoformat()
+
+
+def log_record(w: World, who: str, elder: str, start_h: float, end_h: float, **extra: Any) -> Any:
+    return w.client.post(
+        "/v1/records",
+        headers=w.as_(who),
+        json={
+            "elder_id": w.ids[elder],
+            "service_code": extra.pop("service", "meal"),
+            "check_in": hours_ago(start_h),
+            "check_out": hours_ago(end_h),
+            **extra,
+        },
+    )
+
+
+def test_the_life_of_an_hour(world: World) -> None:
+    w = world
+    # a phone registers its device key
+    phone = Ed25519PrivateKey.generate()
+    public = base64.b64encode(
+        phone.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    ).decode()
+    device = ok(
+        w.client.post(
+            "/v1/me/devices",
+            headers=w.as_("vol-a"),
+            json={"public_key": public, "name": "vol-a phone"},
+        ),
+        201,
+    )
+
+    # 1. the elder asks for nursing; staff dispatch it to the volunteer
+    request = ok(
+        w.client.post(
+            "/v1/requests",
+            headers=w.as_("elder-a"),
+            json={
+                "elder_id": w.ids["elder-a"],
+                "service_code": "nursing",
+                "minutes": 60,
+                "window_start": hours_ago(4),
+                "window_end": hours_ago(1),
+            },
+        ),
+        201,
+    )
+    assert request["status"] == "open" and request["acting_for"] is False
+    assigned = ok(
+        w.client.post(
+            f"/v1/requests/{request['id']}/assign",
+            headers=w.as_("staff-a"),
+            json={"volunteer_id": w.ids["vol-a"]},
+        )
+    )
+    assert assigned["status"] == "assigned"
+
+    # 2. check in/out, signed on the phone
+    check_in = (datetime.now(UTC) - timedelta(hours=3)).replace(microsecond=0)
+    check_out = check_in + timedelta(minutes=60)
+    fields = {
+        "bank": "b1",
+        "volunteer": w.ids["vol-a-account"],
+        "elder": w.ids["elder-a-account"],
+        "org": w.ids["org_a"],
+        "service": "nursing",
+        "check_in": check_in.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "check_out": check_out.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "minutes": 60,
+        "request": request["id"],
+    }
+    signature = base64.b64encode(phone.sign(canonical_json(fields))).decode()
+    record = ok(
+        w.client.post(
+            "/v1/records",
+            headers=w.as_("vol-a"),
+            json={
+                "elder_id": w.ids["elder-a"],
+                "service_code": "nursing",
+                "request_id": request["id"],
+                "check_in": check_in.isoformat(),
+                "check_out": check_out.isoformat(),
+                "device_key_id": device["id"],
+                "signature": signature,
+            },
+        ),
+        201,
+    )
+    assert record["status"] == "logged" and record["signed_by_device"] == device["id"]
+
+    # 3. the elder confirms; 4. the organisation verifies → deposit 60 × 1.5 = 90
+    refused(
+        w.client.post(f"/v1/records/{record['id']}/verify", headers=w.as_("staff-a-2fa")),
+        409,
+        "wrong-state",
+    )
+    confirmed = ok(
+        w.client.post(f"/v1/records/{record['id']}/confirm", headers=w.as_("elder-a"), json={})
+    )
+    assert confirmed["confirmed_as"] == "elder"
+    verified = ok(w.client.post(f"/v1/records/{record['id']}/verify", headers=w.as_("staff-a-2fa")))
+    assert verified["status"] == "verified" and verified["deposit_minutes"] == 90
+    assert balance(w, "vol-a") == (90, 0)
+    deposit = json.loads(w.log.leaves(verified["deposit_seq"], verified["deposit_seq"] + 1)[0].data)
+    assert deposit["kind"] == "deposit" and deposit["body"]["record"] == record["digest"]
+    assert deposit["signatures"][0] == {"role": "volunteer", "key": device["id"], "sig": signature}
+    assert deposit["body"]["weight"] == 1500 and deposit["body"]["policy"] == 0
+
+    # 5. gift to a confirmed relative
+    link = ok(
+        w.client.post(
+            f"/v1/members/{w.ids['vol-a']}/relatives",
+            headers=w.as_("vol-a"),
+            json={"relative_id": w.ids["elder-a"], "relation": "grandparent"},
+        ),
+        201,
+    )
+    ok(w.client.post(f"/v1/relatives/{link['id']}/confirm", headers=w.as_("staff-a")))
+    gift = ok(
+        w.client.post(
+            "/v1/gifts",
+            headers={**w.as_("vol-a"), "Idempotency-Key": "gift-1"},
+            json={
+                "from_member_id": w.ids["vol-a"],
+                "to_member_id": w.ids["elder-a"],
+                "minutes": 30,
+            },
+        ),
+        201,
+    )
+    again = ok(
+        w.client.post(
+            "/v1/gifts",
+            headers={**w.as_("vol-a"), "Idempotency-Key": "gift-1"},
+            json={
+                "from_member_id": w.ids["vol-a"],
+                "to_member_id": w.ids["elder-a"],
+                "minutes": 30,
+            },
+        ),
+        201,
+    )
+    assert again["seq"] == gift["seq"]  # a retried gift never posts twice
+    assert balance(w, "vol-a") == (60, 0) and balance(w, "elder-a") == (30, 0)
+
+    # 6. donate to the pool; 7. the pool grants to a priority elder
+    ok(
+        w.client.post(
+            "/v1/donations",
+            headers=w.as_("vol-a"),
+            json={"from_member_id": w.ids["vol-a"], "minutes": 20},
+        ),
+        201,
+    )
+    grant = ok(
+        w.client.post(
+            "/v1/grants",
+            headers=w.as_("b1-admin"),
+            json={"elder_id": w.ids["elder-a"], "minutes": 15, "reason": "独居高龄, 冬季关爱"},
+        ),
+        201,
+    )
+    assert balance(w, "vol-a") == (40, 0) and balance(w, "elder-a") == (45, 0)
+
+    # 8. redeem: the elder spends stored minutes on a meal, confirmed by a one-time code
+    meal = ok(
+        w.client.post(
+            "/v1/requests",
+            headers=w.as_("family-a"),
+            json={
+                "elder_id": w.ids["elder-a"],
+                "service_code": "meal",
+                "minutes": 30,
+                "redeem": True,
+                "window_start": hours_ago(3),
+                "window_end": hours_ago(0.5),
+            },
+        ),
+        201,
+    )
+    assert meal["acting_for"] is True
+    claimed = ok(w.client.post(f"/v1/requests/{meal['id']}/claim", headers=w.as_("vol-b")))
+    assert claimed["hold_minutes"] == 30
+    assert balance(w, "elder-a") == (15, 30)  # reserved, never spent twice
+    code = ok(
+        w.client.post(
+            f"/v1/members/{w.ids['elder-a']}/confirmation-codes", headers=w.as_("family-a")
+        ),
+        201,
+    )["code"]
+    served = ok(
+        log_record(w, "vol-b", "elder-a", 2, 1.5, request_id=meal["id"], confirmation_code=code),
+        201,
+    )
+    assert served["status"] == "confirmed" and served["confirmed_as"] == "code"
+    assert balance(w, "elder-a") == (15, 0)
+    assert (
+        ok(w.client.get(f"/v1/requests/{meal['id']}", headers=w.as_("elder-a")))["status"]
+        == "completed"
+    )
+    # the elder's organisation runs the service, so its staff verify
+    refused(
+        w.client.post(f"/v1/records/{served['id']}/verify", headers=w.as_("staff-b-2fa")),
+        404,
+        "not-found",
+    )
+    ok(w.client.post(f"/v1/records/{served['id']}/verify", headers=w.as_("staff-a-2fa")))
+    assert balance(w, "vol-b") == (30, 0)
+
+    # 9. cancel: a reserved redemption is released
+    other = ok(
+        w.client.post(
+            "/v1/requests",
+            headers=w.as_("elder-a"),
+            json={
+                "elder_id": w.ids["elder-a"],
+                "service_code": "meal",
+                "minutes": 10,
+                "redeem": True,
+                "window_start": hours_ago(-1),
+                "window_end": hours_ago(-2),
+            },
+        ),
+        201,
+    )
+    ok(w.client.post(f"/v1/requests/{other['id']}/claim", headers=w.as_("vol-a")))
+    assert balance(w, "elder-a") == (5, 10)
+    cancelled = ok(
+        w.client.post(
+            f"/v1/requests/{other['id']}/cancel",
+            headers=w.as_("vol-a"),
+            json={"reason": "volunteer is ill"},
+        )
+    )
+    assert cancelled["status"] == "cancelled" and balance(w, "elder-a") == (15, 0)
+
+    # 10. reverse the grant: requested by one admin, approved by another
+    reversal = ok(
+        w.client.post(
+            "/v1/reversals",
+            headers=w.as_("b1-admin"),
+            json={"seq": grant["seq"], "reason": "granted to the wrong elder"},
+        ),
+        201,
+    )
+    refused(
+        w.client.post(f"/v1/reversals/{reversal['id']}/approve", headers=w.as_("b1-admin")),
+        422,
+        "self-verification",
+    )
+    approved = ok(
+        w.client.post(f"/v1/reversals/{reversal['id']}/approve", headers=w.as_("b1-admin2"))
+    )
+    assert approved["status"] == "approved" and approved["reversal_seq"] is not None
+    assert balance(w, "elder-a") == (0, 0)
+
+    # history with receipts that verify offline against the log key
+    history = ok(w.client.get(f"/v1/members/{w.ids['vol-a']}/history", headers=w.as_("vol-a")))
+    assert [h["kind"] for h in history] == ["donation", "gift", "deposit"]
+    assert history[1]["counterpart"].startswith("member …") and history[0]["counterpart"] == "pool"
+    receipt = w.client.get(history[2]["receipt"], headers=w.as_("vol-a"))
+    assert receipt.status_code == 200
+    proof = TlogProof.parse(receipt.text)
+    checkpoint, _ = open_checkpoint(proof.checkpoint, w.log.signer.verifier)
+    assert proof.extra is not None
+    verify_inclusion(
+        leaf_hash(proof.extra), proof.index, checkpoint.size, proof.hashes, checkpoint.root
+    )
+    assert w.client.get(history[2]["receipt"], headers=w.as_("vol-b")).status_code == 404
+
+    # a partner platform with read_points sees the balance and nothing else
+    assert (
+        ok(w.client.get(f"/v1/members/{w.ids['vol-a']}/balance", headers=w.as_("partner")))[
+            "available_minutes"
+        ]
+        == 40
+    )
+    assert (
+        w.client.get(f"/v1/members/{w.ids['vol-a']}/history", headers=w.as_("partner")).status_code
+        == 403
+    )
+    assert w.log.verify().ok
+
+
+def test_every_rule_refuses(world: World) -> None:
+    w = world
+    refused(log_record(w, "vol-a", "elder-a", -1, -2), 422, "future-record")
+    refused(log_record(w, "vol-a", "elder-a", 5, 4, minutes=90), 422, "invalid-duration")
+    refused(log_record(w, "vol-a", "elder-a", 5, 6), 422, "invalid-duration")
+    first = ok(log_record(w, "vol-a", "elder-a", 5, 4), 201)
+    refused(log_record(w, "vol-a", "elder-b", 4.5, 3.5), 422, "overlapping-record")
+    refused(
+        w.client.post(f"/v1/records/{first['id']}/confirm", headers=w.as_("vol-a"), json={}),
+        422,
+        "self-verification",
+    )
+    refused(
+        w.client.post(f"/v1/records/{first['id']}/confirm", headers=w.as_("vol-b"), json={}),
+        404,
+        "not-found",
+    )
+    ok(w.client.post(f"/v1/records/{first['id']}/confirm", headers=w.as_("staff-a"), json={}))
+    refused(
+        w.client.post(f"/v1/records/{first['id']}/verify", headers=w.as_("staff-a")),
+        403,
+        "second-factor-required",
+    )
+    refused(
+        w.client.post(f"/v1/records/{first['id']}/verify", headers=w.as_("staff-b-2fa")),
+        404,
+        "not-found",
+    )  # staff verify only for their own organisation
+    refused(
+        w.client.post(f"/v1/records/{first['id']}/verify", headers=w.as_("staff-a-2fa")),
+        422,
+        "self-verification",
+    )  # staff-a confirmed for the elder: someone else verifies
+    bad_sig = log_record(
+        w,
+        "vol-a",
+        "elder-a",
+        10,
+        9,
+        device_key_id="00" * 16,
+        signature=base64.b64encode(b"x" * 64).decode(),
+    )
+    refused(bad_sig, 422, "invalid-signature")
+    refused(
+        log_record(w, "vol-a", "elder-a", 10, 9, confirmation_code="000000"),
+        422,
+        "invalid-confirmation-code",
+    )
+    ok(w.client.post("/v1/policy", headers=w.as_("b1-admin"), json={"daily_cap_minutes": 90}))
+    refused(log_record(w, "vol-a", "elder-a", 3, 2), 422, "daily-cap-exceeded")
+    body = refused(
+        w.client.post(
+            "/v1/gifts",
+            headers={**w.as_("vol-a"), "Accept-Language": "zh-CN"},
+            json={"from_member_id": w.ids["vol-a"], "to_member_id": w.ids["vol-b"], "minutes": 1},
+        ),
+        422,
+        "not-a-relative",
+    )
+    assert body["detail"] == body["detail_zh"] == "只能转赠给已确认的直系亲属"
+    refused(
+        w.client.post(
+            "/v1/donations",
+            headers=w.as_("vol-a"),
+            json={"from_member_id": w.ids["vol-a"], "minutes": 5},
+        ),
+        422,
+        "insufficient-balance",
+    )
+    refused(
+        w.client.post(
+            "/v1/donations",
+            headers=w.as_("vol-b"),
+            json={"from_member_id": w.ids["vol-a"], "minutes": 5},
+        ),
+        404,
+        "not-found",
+    )
+    refused(
+        w.client.post(
+            "/v1/grants",
+            headers=w.as_("b1-admin"),
+            json={"elder_id": w.ids["young-elder"], "minutes": 5, "reason": "x"},
+        ),
+        422,
+        "not-priority-elder",
+    )
+    refused(
+        w.client.post(
+            "/v1/grants",
+            headers=w.as_("staff-a"),
+            json={"elder_id": w.ids["elder-a"], "minutes": 5, "reason": "x"},
+        ),
+        403,
+        "forbidden",
+    )
+    refused(
+        w.client.post(
+            "/v1/requests",
+            headers=w.as_("young-elder"),
+            json={
+                "elder_id": w.ids["young-elder"],
+                "service_code": "meal",
+                "minutes": 30,
+                "redeem": True,
+                "window_start": hours_ago(-1),
+                "window_end": hours_ago(-2),
+            },
+        ),
+        422,
+        "not-eligible",
+    )
+    meal = ok(
+        w.client.post(
+            "/v1/requests",
+            headers=w.as_("elder-a"),
+            json={
+                "elder_id": w.ids["elder-a"],
+                "service_code": "meal",
+                "minutes": 30,
+                "redeem": True,
+                "window_start": hours_ago(-1),
+                "window_end": hours_ago(-2),
+            },
+        ),
+        201,
+    )
+    refused(
+        w.client.post(f"/v1/requests/{meal['id']}/claim", headers=w.as_("vol-a")),
+        422,
+        "insufficient-balance",
+    )
+    ok(w.client.post("/v1/policy", headers=w.as_("b1-admin"), json={"gifts_allowed": False}))
+    refused(
+        w.client.post(
+            "/v1/gifts",
+            headers=w.as_("vol-a"),
+            json={"from_member_id": w.ids["vol-a"], "to_member_id": w.ids["elder-a"], "minutes": 1},
+        ),
+        422,
+        "gifts-disabled",
+    )
+    refused(
+        w.client.post("/v1/policy", headers=w.as_("b1-admin"), json={"daily_cap_minutes": -1}),
+        400,
+        "invalid-input",
+    )
+    refused(
+        w.client.post("/v1/policy", headers=w.as_("staff-a"), json={"gifts_allowed": True}),
+        403,
+        "forbidden",
+    )
+    refused(
+        w.client.post(
+            "/v1/catalogue",
+            headers=w.as_("b1-admin"),
+            json={
+                "code": "x",
+                "name_zh": "x",
+                "name_en": "x",
+                "category": "casino",
+                "weight_permille": 1000,
+            },
+        ),
+        400,
+        "invalid-input",
+    )
+    refused(
+        w.client.post(
+            "/v1/reversals", headers=w.as_("b1-admin"), json={"seq": 10**6, "reason": "x"}
+        ),
+        404,
+        "not-found",
+    )
+    assert w.log.verify().ok
+
+
+def test_policy_changes_apply_to_later_verifications_and_show_in_the_log(world: World) -> None:
+    w = world
+    rec = ok(log_record(w, "vol-a", "elder-a", 6, 5), 201)
+    ok(w.client.post(f"/v1/records/{rec['id']}/confirm", headers=w.as_("elder-a"), json={}))
+    changed = ok(
+        w.client.post(
+            "/v1/catalogue",
+            headers=w.as_("b1-admin"),
+            json={
+                "code": "meal",
+                "name_zh": "助餐",
+                "name_en": "Meals",
+                "category": "meals",
+                "weight_permille": 1200,
+            },
+        )
+    )
+    assert changed["version"] == 2
+    verified = ok(w.client.post(f"/v1/records/{rec['id']}/verify", headers=w.as_("staff-a-2fa")))
+    assert verified["deposit_minutes"] == 72  # 60 × 1.2, the weight when verified
+    entry = json.loads(w.log.leaves(verified["deposit_seq"], verified["deposit_seq"] + 1)[0].data)
+    assert entry["body"]["service_version"] == 2 and entry["body"]["weight"] == 1200
+
+
+def test_stored_time_cap_sends_the_excess_to_the_pool(world: World) -> None:
+    w = world
+    ok(w.client.post("/v1/policy", headers=w.as_("b1-admin"), json={"stored_cap_minutes": 50}))
+    rec = ok(log_record(w, "vol-a", "elder-a", 6, 5), 201)
+    ok(w.client.post(f"/v1/records/{rec['id']}/confirm", headers=w.as_("family-a"), json={}))
+    ok(w.client.post(f"/v1/records/{rec['id']}/verify", headers=w.as_("staff-a-2fa")))
+    assert balance(w, "vol-a") == (50, 0)
+    assert w.log.balance("b1:pool") == 10
+
+
+def test_concurrent_redemptions_never_overdraw(world: World) -> None:
+    w = world
+    # the pool holds 100 minutes and grants them to the (flagged) elder
+    w.log.append(_pool_seed(100))
+    ok(
+        w.client.post(
+            "/v1/grants",
+            headers=w.as_("b1-admin"),
+            json={"elder_id": w.ids["elder-a"], "minutes": 100, "reason": "winter care"},
+        ),
+        201,
+    )
+    requests = [
+        ok(
+            w.client.post(
+                "/v1/requests",
+                headers=w.as_("elder-a"),
+                json={
+                    "elder_id": w.ids["elder-a"],
+                    "service_code": "meal",
+                    "minutes": 30,
+                    "redeem": True,
+                    "window_start": hours_ago(-1),
+                    "window_end": hours_ago(-2),
+                },
+            ),
+            201,
+        )
+        for _ in range(8)
+    ]
+    results: list[int] = []
+    lock = threading.Lock()
+
+    def claim(request_id: str) -> None:
+        response = w.client.post(f"/v1/requests/{request_id}/claim", headers=w.as_("vol-a"))
+        with lock:
+            results.append(response.status_code)
+
+    threads = [threading.Thread(target=claim, args=(r["id"],)) for r in requests]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [200, 200, 200, 422, 422, 422, 422, 422]
+    assert balance(w, "elder-a") == (10, 90)
+    assert w.log.verify().ok
+
+
+def _pool_seed(minutes: int) -> EntryRequest:
+    """A deposit straight to the pool, as a capped deposit's excess would be."""
+    return EntryRequest(
+        "deposit",
+        "pool-seed",
+        (Posting("b1:issuance", -minutes), Posting("b1:pool", minutes)),
+        {"record": "pool seed for the test", "minutes": minutes, "weight": 1000},
+    )
