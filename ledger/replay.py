@@ -29,7 +29,7 @@ import hashlib
 import json
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from ledger.entry import (
     ACCOUNT,
@@ -233,6 +233,57 @@ class Step:
     entry: Entry | None
 
 
+class Decoded(NamedTuple):
+    """What one leaf says on its own (no position, no history): the checks that can run in
+    parallel. Plain values, so a worker process can send it as a plain tuple (``Fields``)."""
+
+    leaf_hash: bytes
+    seq: int  # -1 when the leaf did not decode
+    prev: bytes
+    time: str
+    postings: tuple[tuple[str, int], ...]
+    reversal: EntryRequest | None  # the request, if the entry is a reversal
+    reverses: int | None  # the entry a reversal names, if it names one
+    malformed: str  # why the leaf does not decode, or ""
+    rule: str  # why its postings break the kind's rules, or ""
+
+
+Fields = tuple[
+    bytes, int, bytes, str, tuple[tuple[str, int], ...], EntryRequest | None, int | None, str, str
+]
+"""A :class:`Decoded` as a plain tuple (what :meth:`Replay.apply` takes)."""
+
+
+def decode(leaf: bytes) -> Decoded:
+    """The per-leaf half of :meth:`Replay.add` (pure; safe to run in worker processes)."""
+    return _decode(leaf)[0]
+
+
+def _decode(leaf: bytes) -> tuple[Decoded, Entry | None]:
+    computed = hashlib.sha256(b"\x00" + leaf).digest()
+    try:
+        entry = decode_leaf(leaf)
+    except LedgerError as exc:
+        return Decoded(computed, -1, b"", "", (), None, None, f"leaf is malformed: {exc}", ""), None
+    request = entry.request
+    rule = ""
+    try:
+        check_postings(request)
+    except EntryError as exc:
+        rule = str(exc)
+    reversal, reverses = None, None
+    if request.kind == "reversal":
+        reversal = request
+        target = request.body.get("reverses")
+        if isinstance(target, int) and not isinstance(target, bool):
+            reverses = target
+    postings = tuple((p.account, p.minutes) for p in request.postings)
+    decoded = Decoded(
+        computed, entry.seq, entry.prev, entry.time, postings, reversal, reverses, "", rule
+    )
+    return decoded, entry
+
+
 @dataclass
 class _Shift:
     """A run of consecutive entries whose leaf ``seq`` is off from their position by ``offset``."""
@@ -296,40 +347,49 @@ class Replay:
 
     def add(self, position: int, leaf: bytes) -> Step:
         """Replay the leaf stored at ``position`` (its row's seq, or its index in a file)."""
-        where = f"seq {position}"
+        decoded, entry = _decode(leaf)
+        self.apply(position, decoded)
+        return Step(decoded.leaf_hash, entry)
+
+    def apply(self, position: int, leaf: Fields) -> None:
+        """The sequential half of :meth:`add`, for a leaf already :func:`decode` d."""
+        leaf_hash, seq, prev, time, postings, reversal, reverses, malformed, rule = leaf
         if position != self.next_position:
             expected = self.next_position
             missing = str(expected) if position == expected + 1 else f"{expected}–{position - 1}"
-            self._add(where, f"entries {missing} are missing before it")
-        computed = hashlib.sha256(b"\x00" + leaf).digest()
-        try:
-            entry: Entry | None = decode_leaf(leaf)
-        except LedgerError as exc:
-            self._add(where, f"leaf is malformed: {exc}")
-            entry = None
-        if entry is not None:
-            self._check_position(position, entry.seq)
-            if entry.prev != self.prev_hash:
+            self._add(f"seq {position}", f"entries {missing} are missing before it")
+        if malformed:
+            self._add(f"seq {position}", malformed)
+            self._shift = None
+        else:
+            if seq != position or self._shift is not None:
+                self._check_position(position, seq)
+            if prev != self.prev_hash:
                 if position == 0:
-                    self._add(where, "prev of the first entry is not 32 zero bytes")
-                elif position == self.next_position and entry.seq == position:
+                    self._add(f"seq {position}", "prev of the first entry is not 32 zero bytes")
+                elif position == self.next_position and seq == position:
                     self._add(
                         f"seq {position - 1}",
                         f"leaf hash does not match the prev recorded by seq {position} "
                         "(this entry, or that prev, was altered)",
                     )
-            if entry.time < self.prev_time:
-                self._add(where, f"time {entry.time} is before the previous {self.prev_time}")
-            self.prev_time = max(self.prev_time, entry.time)
-            self._check_postings(where, position, entry.request)
-        else:
-            self._shift = None
-        self.prev_hash = computed
-        self.frontier.append(computed)
+            if time < self.prev_time:
+                self._add(f"seq {position}", f"time {time} is before the previous {self.prev_time}")
+            else:
+                self.prev_time = time
+            if rule:
+                self._add(f"seq {position}", rule)
+            if reversal is not None:
+                if reverses is None:
+                    self._add(f"seq {position}", "reversal does not name the entry it reverses")
+                else:
+                    self._reversals.append((position, reverses, reversal))
+            self._apply_postings(position, postings)
+        self.prev_hash = leaf_hash
+        self.frontier.append(leaf_hash)
         if self.frontier.size in self.root_sizes:
             self.roots[self.frontier.size] = self.frontier.root()
         self.next_position = position + 1
-        return Step(computed, entry)
 
     def _check_position(self, position: int, seq: int) -> None:
         shift = self._shift
@@ -351,32 +411,22 @@ class Replay:
         self._shift = _Shift(position, offset, position, len(self.problems))
         self._add(f"seq {position}", f"leaf says seq {seq} (entries moved or swapped)")
 
-    def _check_postings(self, where: str, seq: int, request: EntryRequest) -> None:
-        try:
-            check_postings(request)
-        except EntryError as exc:
-            self._add(where, str(exc))
-        if request.kind == "reversal":
-            target = request.body.get("reverses")
-            if isinstance(target, int) and not isinstance(target, bool):
-                self._reversals.append((seq, target, request))
-            else:
-                self._add(where, "reversal does not name the entry it reverses")
-        balances = self.balances
-        for p in request.postings:
-            balance = balances[p.account] = balances.get(p.account, 0) + p.minutes
-            floor = floor_of(p.account, self.member_overdraft)
+    def _apply_postings(self, position: int, postings: tuple[tuple[str, int], ...]) -> None:
+        balances, below_floor = self.balances, self.below_floor
+        for account, minutes in postings:
+            balance = balances[account] = balances.get(account, 0) + minutes
+            floor = floor_of(account, self.member_overdraft)
             if floor is None:
                 continue
             if balance < floor:
-                if p.account not in self.below_floor:
+                if account not in below_floor:
                     self._add(
-                        where,
-                        f"account {p.account} falls to {balance} minutes, below its floor {floor}",
+                        f"seq {position}",
+                        f"account {account} falls to {balance} minutes, below its floor {floor}",
                     )
-                self.below_floor.add(p.account)
-            else:
-                self.below_floor.discard(p.account)
+                below_floor.add(account)
+            elif below_floor:
+                below_floor.discard(account)
 
     def finish(self, originals: Callable[[Sequence[int]], Mapping[int, bytes]]) -> None:
         """Check the reversals seen so far; ``originals(seqs)`` returns the leaves they name.

@@ -480,6 +480,20 @@ def test_double_entry_rules_are_checked_on_a_self_consistent_forgery(
     assert "signed root" not in text  # the operator signed it all: only the rules catch it
 
 
+def test_parallel_and_sequential_bundle_verification_agree(bundle: Path, policy: Policy) -> None:
+    leaves = read_leaves(bundle)
+    leaves[4] = _edit(leaves[4], lambda r: r["postings"][1].__setitem__("minutes", 999))
+    leaves[30], leaves[31] = leaves[31], leaves[30]
+    del leaves[50]
+    write_leaves(bundle, leaves)
+    with (bundle / "leaves.txt").open("ab") as f:
+        f.write(b"not base64!\n")
+    sequential = verify_bundle(bundle, policy, workers=1)
+    parallel = verify_bundle(bundle, policy, workers=2)
+    assert sequential.problems == parallel.problems
+    assert len(sequential.problems) >= 6
+
+
 def test_cli_exits_non_zero_listing_every_problem(
     bundle: Path, filled: Log, capsys: pytest.CaptureFixture[str]
 ) -> None:
