@@ -168,4 +168,4 @@ def seed_demo_bank(
         if is_elder and rng.random() < 0.3:
             flag = rng.choice([str(f) for f in PriorityFlag])
             accounts.set_flag(org_staff, new.member.id, flag, None)
-    return seed_ledger(log, entries, ledger_members)
+    return seed_ledger(log, entries, ledger_members, centre.id, staff_user.user.id)

@@ -36,7 +36,12 @@ def weighted_minutes(minutes: int, weight_per_mille: int) -> int:
 
 
 def demo_requests(
-    count: int, members: list[str], first_seq: int = 0, seed: int = 2026
+    count: int,
+    members: list[str],
+    first_seq: int = 0,
+    seed: int = 2026,
+    org: str = "demo-org",
+    verifier: str = "demo-staff",
 ) -> Iterator[EntryRequest]:
     """``count`` entries of mixed kinds over ``members``' accounts, every balance rule kept.
 
@@ -82,7 +87,20 @@ def demo_requests(
                 "deposit",
                 f"demo-{n}",
                 (Posting(issuance, -amount), Posting(member, amount)),
-                {"record": record, "service": service, "minutes": minutes, "weight": weight},
+                {
+                    "record": record,
+                    "service": service,
+                    "minutes": minutes,
+                    "weight": weight,
+                    "policy": 0,
+                    "service_version": 1,
+                    "org": org,
+                    "confirmed_by": verifier,
+                    "confirmed_as": "staff_for_elder",
+                    "verified_by": verifier,
+                    "to_pool": 0,
+                },
+                ({"role": "verifier", "by": verifier},),
             )
         elif roll < 0.72:
             giver = rich[0]
@@ -130,11 +148,17 @@ def demo_requests(
             )
 
 
-def seed_ledger(log: Log, entries: int, members: list[str]) -> int:
-    """Append ``entries`` demo ledger entries over ``members``; returns how many."""
+def seed_ledger(
+    log: Log, entries: int, members: list[str], org: str = "demo-org", verifier: str = "demo-staff"
+) -> int:
+    """Append ``entries`` demo ledger entries over ``members``; returns how many.
+
+    Deposits look like verified service records of ``org`` verified by ``verifier`` (the
+    records themselves are not in the demo's workflow tables: they stand for past months).
+    """
     appended = 0
     pending: list[Future[AppendResult]] = []
-    for request in demo_requests(entries, members, first_seq=log.size()):
+    for request in demo_requests(entries, members, log.size(), org=org, verifier=verifier):
         if request.kind == "reversal":  # it names an earlier seq: everything before must be in
             appended += _drain(pending)
             pending = []
