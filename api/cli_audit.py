@@ -122,7 +122,7 @@ def cmd_witness_keygen(args: argparse.Namespace) -> int:
     except (LedgerError, OSError) as exc:
         print(f"timebank witness keygen: {exc}", file=sys.stderr)
         return 1
-    print(f"wrote the private key to {out} (mode 0600); the witness's public key is:")
+    print(f"wrote the private key to {out} (mode 0600); its public key:", file=sys.stderr)
     print(signer.verifier.to_text())
     return 0
 

@@ -107,7 +107,9 @@ class Policy:
 class AuditReport:
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    entries: int = 0
+    details: list[str] = field(default_factory=list)
+    entries: int = 0  # leaves replayed in this run
+    what: str = ""  # what was checked, for the summary line
     checkpoint: Checkpoint | None = None
     cosigners: list[str] = field(default_factory=list)
     evidence: list[Path] = field(default_factory=list)
@@ -121,17 +123,20 @@ class AuditReport:
 
     def lines(self) -> Iterator[str]:
         cp = self.checkpoint
+        what = self.what or f"{self.entries} {'entry' if self.entries == 1 else 'entries'} replayed"
+        if cp is not None:
+            what += f"; checkpoint {cp.origin} size {cp.size} root {cp.root.hex()}"
         if self.ok:
-            head = f"OK: {self.entries} entries verified"
-            if cp is not None:
-                head += f"; checkpoint {cp.origin} size {cp.size} root {cp.root.hex()}"
+            yield f"OK: {what}"
         else:
-            head = f"FAILED: {len(self.problems)} problems"
-        yield head
+            count = len(self.problems)
+            yield f"FAILED: {count} {'problem' if count == 1 else 'problems'} ({what})"
         if self.cosigners:
             yield f"  cosigned by: {', '.join(self.cosigners)}"
         for problem in self.problems:
             yield f"  {problem}"
+        for detail in self.details:
+            yield f"  {detail}"
         for note in self.notes:
             yield f"  note: {note}"
         for path in self.evidence:
@@ -600,11 +605,7 @@ def verify_online(
         Checkpoint.parse_body(Note.parse(state.checkpoint).text) if state is not None else None
     )
     if remembered is not None and remembered.size > checkpoint.size and not full:
-        report.entries = 0
-        report.notes.append(
-            f"the log serves size {checkpoint.size}, older than size {remembered.size} verified "
-            "before; nothing new to verify"
-        )
+        report.what = "nothing new to replay"
         return report
     resume = (
         state is not None
@@ -644,8 +645,9 @@ def verify_online(
             "the leaves now served hash to a different root than the one verified before",
         )
     if resume:
-        report.notes.append(
-            f"resumed from size {start}: verified {checkpoint.size - start} new entries"
+        new = checkpoint.size - start
+        report.what = (
+            f"{new} new {'entry' if new == 1 else 'entries'} replayed (resumed from size {start})"
         )
     if report.ok and state_path is not None:
         AuditState(policy.key.to_text(), served_text, replay.state()).save(state_path)
@@ -794,7 +796,7 @@ def verify_receipt(text: str, policy: Policy) -> AuditReport:
             check_postings(entry.request)
         except LedgerError as exc:
             report.add(where, str(exc))
-        report.notes.extend(describe(entry))
+        report.details.extend(describe(entry))
     if opened is not None:
         checkpoint = opened[0]
         try:
@@ -804,6 +806,7 @@ def verify_receipt(text: str, policy: Policy) -> AuditReport:
         except LedgerError as exc:
             report.add(where, f"the entry is not in the signed tree: {exc}")
     report.entries = 1 if report.ok else 0
+    report.what = f"entry {proof.index} is in the log"
     return report
 
 

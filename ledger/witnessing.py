@@ -157,6 +157,7 @@ class Witnessing:
     def start(self) -> None:
         for worker in self.workers:
             if not worker.is_alive():
+                worker.wake.set()  # submit the current checkpoint right away
                 worker.start()
 
     def wake(self) -> None:

@@ -363,7 +363,7 @@ def test_cli_export_and_verify(
     out = tmp_path / "b"
     assert main(["audit", "export", "--url", url, "--out", str(out)]) == 0
     assert main(["audit", "verify", str(out), "--key", str(key_file)]) == 0
-    assert capsys.readouterr().out.splitlines()[-1].startswith(f"OK: {SIZE} entries verified")
+    assert capsys.readouterr().out.splitlines()[-1].startswith(f"OK: {SIZE} entries replayed")
     assert main(["audit", "export", "--url", url, "--out", str(out)]) == 2  # not empty
 
 
@@ -522,7 +522,7 @@ def test_online_verification_is_incremental(
     second = verify_online(url, policy, state_path=state)
     assert second.ok, text_of(second)
     assert second.entries == 25
-    assert f"resumed from size {SIZE}" in text_of(second)
+    assert text_of(second).startswith(f"OK: 25 new entries replayed (resumed from size {SIZE})")
     full = verify_online(url, policy, state_path=state, full=True)
     assert full.ok and full.entries == SIZE + 25
 
