@@ -223,5 +223,5 @@ def register_audit_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8001)
-    serve.add_argument("--state", default="var/witness", help="state directory (var/witness)")
+    serve.add_argument("--state", default="witness-state", help="state directory (witness-state)")
     serve.set_defaults(func=cmd_witness_serve)

@@ -796,7 +796,6 @@ def verify_receipt(text: str, policy: Policy) -> AuditReport:
             check_postings(entry.request)
         except LedgerError as exc:
             report.add(where, str(exc))
-        report.details.extend(describe(entry))
     if opened is not None:
         checkpoint = opened[0]
         try:
@@ -806,7 +805,14 @@ def verify_receipt(text: str, policy: Policy) -> AuditReport:
         except LedgerError as exc:
             report.add(where, f"the entry is not in the signed tree: {exc}")
     report.entries = 1 if report.ok else 0
-    report.what = f"entry {proof.index} is in the log"
+    if report.ok:
+        report.what = f"entry {proof.index} is in the log"
+        report.details.extend(describe(entry) if entry else ())
+    else:
+        report.what = f"receipt for entry {proof.index}"
+        if entry is not None:
+            report.details.append("what the receipt claims (not proven):")
+            report.details.extend(f"  {line}" for line in describe(entry))
     return report
 
 
