@@ -787,6 +787,8 @@ class CareService:
         assert record.request_id is not None
         with self.store.snapshot() as tx:
             request = to_request(tx.get(service_requests, record.request_id))
+        if request.status is not RequestStatus.ASSIGNED:
+            return  # cancelled meanwhile: its hold was released, nothing to redeem
         if request.hold_minutes:
             elder = self.accounts.member(request.elder_id)
             with self.store.snapshot() as tx:
@@ -807,16 +809,10 @@ class CareService:
 
     def verify(self, principal: Principal, record_id: str) -> ServiceRecord:
         """The organisation verifies: one ledger entry deposits minutes × weight."""
-        record, role = self._visible_record(principal, record_id)
+        record, _ = self._visible_record(principal, record_id)
         if principal.member_id == record.volunteer_id:
             raise SelfVerification("a volunteer cannot verify their own record")
-        if role not in ("staff", "admin") or (
-            role == "admin"
-            and record.org_id not in principal.orgs()
-            and not principal.is_bank_admin
-        ):
-            raise Forbidden("only staff of the record's organisation verify it")
-        if role == "staff" and record.org_id not in principal.orgs(Role.ORG_STAFF, Role.ORG_ADMIN):
+        if record.org_id not in principal.orgs():
             raise Forbidden("only staff of the record's organisation verify it")
         self.accounts.require_second_factor(principal)
         if record.status is not RecordStatus.CONFIRMED:

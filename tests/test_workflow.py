@@ -649,3 +649,54 @@ def _pool_seed(minutes: int) -> EntryRequest:
         (Posting("b1:issuance", -minutes), Posting("b1:pool", minutes)),
         {"record": "pool seed for the test", "minutes": minutes, "weight": 1000},
     )
+
+
+def test_a_bank_admin_who_is_not_staff_cannot_verify_and_cancel_then_confirm_is_safe(
+    world: World,
+) -> None:
+    w = world
+    w.log.append(_pool_seed(100))
+    ok(
+        w.client.post(
+            "/v1/grants",
+            headers=w.as_("b1-admin"),
+            json={"elder_id": w.ids["elder-a"], "minutes": 60, "reason": "winter care"},
+        ),
+        201,
+    )
+    meal = ok(
+        w.client.post(
+            "/v1/requests",
+            headers=w.as_("elder-a"),
+            json={
+                "elder_id": w.ids["elder-a"],
+                "service_code": "meal",
+                "minutes": 30,
+                "redeem": True,
+                "window_start": hours_ago(3),
+                "window_end": hours_ago(1),
+            },
+        ),
+        201,
+    )
+    ok(w.client.post(f"/v1/requests/{meal['id']}/claim", headers=w.as_("vol-a")))
+    record = ok(log_record(w, "vol-a", "elder-a", 2, 1.5, request_id=meal["id"]), 201)
+    ok(
+        w.client.post(
+            f"/v1/requests/{meal['id']}/cancel",
+            headers=w.as_("elder-a"),
+            json={"reason": "changed my mind"},
+        )
+    )
+    assert balance(w, "elder-a") == (60, 0)
+    confirmed = ok(
+        w.client.post(f"/v1/records/{record['id']}/confirm", headers=w.as_("elder-a"), json={})
+    )
+    assert confirmed["status"] == "confirmed"
+    assert balance(w, "elder-a") == (60, 0)  # the released hold is not redeemed after all
+    refused(
+        w.client.post(f"/v1/records/{record['id']}/verify", headers=w.as_("b1-admin")),
+        403,
+        "forbidden",
+    )
+    assert w.log.verify().ok
