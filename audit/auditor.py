@@ -42,12 +42,12 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from ledger.entry import Entry
 from ledger.errors import LedgerError
@@ -73,9 +73,13 @@ KEY_FILE, CHECKPOINT_FILE, LEAVES_FILE, MANIFEST_FILE = (
 )
 BUNDLE_FILES = (KEY_FILE, CHECKPOINT_FILE, LEAVES_FILE)
 PAGE = 1000  # leaves asked for per request (the server may answer with fewer)
-PARALLEL_BYTES = 16 << 20  # bundles with more leaf data than this are decoded in parallel
+PARALLEL_LEAVES = 30_000  # runs replaying more leaves than this decode them in parallel
 CHUNK_LINES = 4000
 FUTURE_SLACK = 600  # seconds a cosignature's timestamp may be ahead of our clock
+
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class AuditError(Exception):
@@ -380,7 +384,7 @@ def verify_bundle(directory: Path, policy: Policy, workers: int | None = None) -
     """Verify an export bundle offline; see the module docstring for the checks.
 
     The per-leaf half of the replay (decoding, canonical form, posting rules) runs in
-    ``workers`` processes (default: one per CPU for bundles over ``PARALLEL_BYTES``); the
+    ``workers`` processes (default: one per CPU for big bundles); the
     sequential half (chain, order, balances, tree) in this one. Both halves are
     ``ledger.replay``'s, so the result is the same either way.
     """
@@ -408,9 +412,8 @@ def verify_bundle(directory: Path, policy: Policy, workers: int | None = None) -
     replay = Replay(policy.member_overdraft, root_sizes=sizes, problems=report.problems)
     hashes = bytearray()
     digest = hashlib.sha256()
-    if workers is None:
-        big = leaves_path.stat().st_size > PARALLEL_BYTES
-        workers = min(os.cpu_count() or 1, 4) if big else 1
+    if workers is None:  # about 500 bytes a line
+        workers = _default_workers(leaves_path.stat().st_size // 500)
     with open(leaves_path, "rb") as f:
         for position, (is_base64, leaf) in enumerate(_decoded_lines(f, digest, workers)):
             if not is_base64:
@@ -438,37 +441,57 @@ def decode_lines(lines: list[bytes]) -> list[tuple[bool, Fields]]:
     return out
 
 
-def _decoded_lines(
-    lines: Iterable[bytes], digest: Any, workers: int
-) -> Iterator[tuple[bool, Fields]]:
-    """``decode_lines`` over a file, in order; chunks go to ``workers`` processes (if > 1)
-    a few at a time, so memory stays bounded however large the bundle."""
+def decode_leaves(leaves: list[bytes]) -> list[Fields]:
+    """Leaf bytes → decoded leaves (plain tuples); runs in worker processes."""
+    return [cast(Fields, tuple(decode(leaf))) for leaf in leaves]
 
-    def chunks() -> Iterator[list[bytes]]:
-        chunk: list[bytes] = []
-        for line in lines:
-            digest.update(line)
-            chunk.append(line)
-            if len(chunk) == CHUNK_LINES:
-                yield chunk
-                chunk = []
-        if chunk:
+
+def _in_chunks(items: Iterable[T]) -> Iterator[list[T]]:
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == CHUNK_LINES:
             yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
+
+def _map_chunks(
+    chunks: Iterable[list[T]], work: Callable[[list[T]], list[R]], workers: int
+) -> Iterator[R]:
+    """``work`` over each chunk, results in order; with ``workers`` > 1 in that many
+    processes, a few chunks ahead, so memory stays bounded however large the log."""
     if workers <= 1:
-        for chunk in chunks():
-            yield from decode_lines(chunk)
+        for chunk in chunks:
+            yield from work(chunk)
         return
     context = multiprocessing.get_context("spawn")  # no fork: callers may hold threads
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        pending: deque[Future[list[tuple[bool, Fields]]]] = deque()
-        source = chunks()
-        for chunk in source:
-            pending.append(pool.submit(decode_lines, chunk))
+        pending: deque[Future[list[R]]] = deque()
+        for chunk in chunks:
+            pending.append(pool.submit(work, chunk))
             if len(pending) >= workers * 3:
                 yield from pending.popleft().result()
         while pending:
             yield from pending.popleft().result()
+
+
+def _decoded_lines(
+    lines: Iterable[bytes], digest: Any, workers: int
+) -> Iterator[tuple[bool, Fields]]:
+    """``decode_lines`` over a file, in order, hashing the lines for the manifest."""
+
+    def hashed() -> Iterator[bytes]:
+        for line in lines:
+            digest.update(line)
+            yield line
+
+    return _map_chunks(_in_chunks(hashed()), decode_lines, workers)
+
+
+def _default_workers(leaves: int) -> int:
+    return min(os.cpu_count() or 1, 4) if leaves > PARALLEL_LEAVES else 1
 
 
 def _bundle_originals(path: Path, seqs: Sequence[int], hashes: bytes) -> dict[int, bytes]:
@@ -577,8 +600,9 @@ def verify_online(
     witness_urls: Sequence[str] = (),
     evidence_dir: Path | None = None,
     timeout: float = 30.0,
+    workers: int | None = None,
 ) -> AuditReport:
-    """Verify the log at ``url``; see the module docstring."""
+    """Verify the log at ``url``; see the module docstring (``workers``: see verify_bundle)."""
     report = AuditReport()
     client = LogClient(url, timeout)
     if not _compare_keys(client.key(), policy, report, "key"):
@@ -623,9 +647,13 @@ def verify_online(
         problems=report.problems,
     )
     hashes = bytearray()
+    if workers is None:
+        workers = _default_workers(checkpoint.size - start)
     try:
-        for index, leaf in client.iter_leaves(start, checkpoint.size):
-            hashes += replay.add(index, leaf).leaf_hash
+        pages = _in_chunks(leaf for _, leaf in client.iter_leaves(start, checkpoint.size))
+        for index, leaf in enumerate(_map_chunks(pages, decode_leaves, workers), start):
+            replay.apply(index, leaf)
+            hashes += leaf[0]
         replay.finish(
             lambda seqs: _online_originals(client, seqs, start, bytes(hashes), checkpoint)
         )

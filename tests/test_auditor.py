@@ -540,6 +540,7 @@ def test_online_full_verification_names_an_edited_database(
     text = text_of(report)
     assert "seq 11: postings sum to +600, not 0" in text
     assert "signed root does not match the leaves" in text
+    assert verify_online(url, policy, full=True, workers=2).problems == report.problems
 
 
 def test_online_refuses_a_log_serving_another_key(url: str, filled: Log) -> None:
