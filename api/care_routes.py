@@ -51,6 +51,7 @@ class ServiceTypeIn(Input):
 
 
 class ServiceTypeOut(msgspec.Struct):
+    id: str
     code: str
     name_zh: str
     name_en: str
@@ -63,6 +64,7 @@ class ServiceTypeOut(msgspec.Struct):
 
 def type_out(t: ServiceType) -> ServiceTypeOut:
     return ServiceTypeOut(
+        t.id,
         t.code,
         t.name_zh,
         t.name_en,
@@ -79,7 +81,6 @@ class PolicyIn(Input):
     stored_cap_minutes: int | None = None
     daily_cap_minutes: int | None = None
     gifts_allowed: bool | None = None
-    overdraft_minutes: int | None = None
     timezone: str | None = None
 
 
@@ -89,7 +90,6 @@ class PolicyOut(msgspec.Struct):
     stored_cap_minutes: int
     daily_cap_minutes: int
     gifts_allowed: bool
-    overdraft_minutes: int
     timezone: str
     ledger_seq: int | None
 
@@ -101,7 +101,6 @@ def policy_out(p: Policy) -> PolicyOut:
         p.stored_cap_minutes,
         p.daily_cap_minutes,
         p.gifts_allowed,
-        p.overdraft_minutes,
         p.timezone,
         p.ledger_seq,
     )
@@ -512,6 +511,16 @@ class TransferController(Controller):
     def reversal(self, state: State, principal: P, data: JSONBody[ReversalIn]) -> ReversalOut:
         """A bank admin asks to reverse an entry; a second admin must approve."""
         return reversal_out(care(state).request_reversal(principal, data.seq, data.reason))
+
+    @get("/reversals", sync_to_thread=True, responses=problems(400, 401, 403))
+    def reversals(
+        self,
+        state: State,
+        principal: P,
+        status: Annotated[str | None, Parameter(max_length=16)] = None,
+    ) -> list[ReversalOut]:
+        """Reversal requests of the bank (``status=pending`` for those awaiting approval)."""
+        return [reversal_out(r) for r in care(state).list_reversals(principal, status)]
 
     @post(
         "/reversals/{reversal_id:str}/approve",

@@ -29,7 +29,6 @@ class Policy:
     stored_cap_minutes: int = 1500 * 60
     daily_cap_minutes: int = 12 * 60
     gifts_allowed: bool = True
-    overdraft_minutes: int = 0
     timezone: str = "Asia/Shanghai"
     ledger_seq: int | None = None
 
@@ -39,7 +38,6 @@ class Policy:
             "stored_cap_minutes": self.stored_cap_minutes,
             "daily_cap_minutes": self.daily_cap_minutes,
             "gifts_allowed": self.gifts_allowed,
-            "overdraft_minutes": self.overdraft_minutes,
             "timezone": self.timezone,
         }
 

@@ -165,7 +165,9 @@ class CareService:
             ).first()
         if row is None:
             return Policy()
-        return Policy(version=row.version, ledger_seq=row.ledger_seq, **json.loads(row.values_json))
+        known = set(Policy().values())
+        values = {k: v for k, v in json.loads(row.values_json).items() if k in known}
+        return Policy(version=row.version, ledger_seq=row.ledger_seq, **values)
 
     def set_policy(self, principal: Principal, changes: dict[str, Any]) -> Policy:
         _require_bank_admin(principal)
@@ -325,8 +327,12 @@ class CareService:
         start, end = _aware(window_start, "window_start"), _aware(window_end, "window_end")
         if end <= start:
             raise InvalidInput("window_end must be after window_start", field="window_end")
-        if not 1 <= minutes <= MAX_RECORD_MINUTES:
-            raise InvalidInput(f"minutes must be 1-{MAX_RECORD_MINUTES}", field="minutes")
+        window = int((end - start).total_seconds() // 60)
+        if not 1 <= minutes <= min(window, MAX_RECORD_MINUTES):
+            raise InvalidInput(
+                f"minutes must be 1-{min(window, MAX_RECORD_MINUTES)} (the time window)",
+                field="minutes",
+            )
         if elder.org_id is None:
             raise InvalidInput("the elder belongs to no organisation", field="elder_id")
         if redeem:
@@ -495,7 +501,7 @@ class CareService:
                         Posting(hold_account(elder.ledger_account), -request.hold_minutes),
                         Posting(elder.ledger_account, request.hold_minutes),
                     ),
-                    {"request": request.id, "reason": text or ""},
+                    {"request": request.id},
                 )
             )
         with self.store.transaction() as tx:
@@ -643,6 +649,14 @@ class CareService:
                     field="minutes",
                 )
             record_id = new_id()
+            confirmation = None
+            if confirmation_code is not None:
+                confirmation = self._take_code(tx, elder.id, confirmation_code, now, record_id)
+                if confirmation == principal.user_id:
+                    raise SelfVerification(
+                        "a code you created yourself cannot confirm your own service",
+                        field="confirmation_code",
+                    )
             tx.insert(
                 service_records,
                 id=record_id,
@@ -662,9 +676,19 @@ class CareService:
                 created_by=principal.user_id or "",
                 created_at=now,
             )
-        if confirmation_code is not None:
-            return self._confirm_with_code(record_id, elder.id, confirmation_code)
-        return self._record(record_id)
+            if confirmation is not None:
+                tx.update(
+                    service_records,
+                    record_id,
+                    status=RecordStatus.CONFIRMED.value,
+                    confirmed_by=confirmation,
+                    confirmed_as=ConfirmedAs.CODE.value,
+                    confirmed_at=now,
+                )
+        record = self._record(record_id)
+        if record.status is RecordStatus.CONFIRMED and record.request_id is not None:
+            self._settle_request(record)
+        return record
 
     def _record(self, record_id: str) -> ServiceRecord:
         with self.store.snapshot() as tx:
@@ -727,7 +751,7 @@ class CareService:
         if record.status is not RecordStatus.LOGGED:
             raise WrongState(f"record is {record.status}")
         if code is not None:
-            return self._confirm_with_code(record.id, record.elder_id, code)
+            return self._confirm_with_code(record, code, principal.user_id)
         if role == "volunteer" or principal.member_id == record.volunteer_id:
             raise SelfVerification(
                 "a volunteer cannot confirm their own record; ask the elder for a code"
@@ -742,23 +766,32 @@ class CareService:
             raise Forbidden("the elder, their family or the organisation's staff confirm services")
         return self._mark_confirmed(record, principal.user_id or "", as_)
 
-    def _confirm_with_code(self, record_id: str, elder_id: str, code: str) -> ServiceRecord:
-        now = self.clock()
-        with self.store.transaction() as tx:
-            row = tx.first(
-                confirmation_codes,
-                confirmation_codes.c.elder_id == elder_id,
-                confirmation_codes.c.code_hash == self._code_hash(elder_id, code),
-                confirmation_codes.c.used_at.is_(None),
+    def _take_code(self, tx: Tx, elder_id: str, code: str, now: datetime, record_id: str) -> str:
+        """Use up a live confirmation code of ``elder_id`` for ``record_id``; returns who
+        created it."""
+        row = tx.first(
+            confirmation_codes,
+            confirmation_codes.c.elder_id == elder_id,
+            confirmation_codes.c.code_hash == self._code_hash(elder_id, code),
+            confirmation_codes.c.used_at.is_(None),
+        )
+        expires = utc(row.expires_at) if row is not None else None
+        if row is None or expires is None or expires <= now:
+            raise InvalidConfirmationCode(
+                "confirmation code is wrong, used or expired", field="confirmation_code"
             )
-            expires = utc(row.expires_at) if row is not None else None
-            if row is None or expires is None or expires <= now:
-                raise InvalidConfirmationCode(
-                    "confirmation code is wrong, used or expired", field="confirmation_code"
+        tx.update(confirmation_codes, row.id, used_at=now, record_id=record_id)
+        return str(row.created_by)
+
+    def _confirm_with_code(self, record: ServiceRecord, code: str, by: str | None) -> ServiceRecord:
+        with self.store.transaction() as tx:
+            creator = self._take_code(tx, record.elder_id, code, self.clock(), record.id)
+            if creator in (by, record.created_by):  # refused: the code stays unused
+                raise SelfVerification(
+                    "a code you created yourself cannot confirm your own service",
+                    field="confirmation_code",
                 )
-            tx.update(confirmation_codes, row.id, used_at=now, record_id=record_id)
-            creator = row.created_by
-        return self._mark_confirmed(self._record(record_id), creator, ConfirmedAs.CODE)
+        return self._mark_confirmed(record, creator, ConfirmedAs.CODE)
 
     def _mark_confirmed(self, record: ServiceRecord, by: str, as_: ConfirmedAs) -> ServiceRecord:
         with self.store.transaction() as tx:
@@ -819,12 +852,9 @@ class CareService:
             raise WrongState(
                 f"record is {record.status}; it must be confirmed by the served side first"
             )
-        if (
-            record.confirmed_by == principal.user_id
-            and record.confirmed_as is ConfirmedAs.STAFF_FOR_ELDER
-        ):
+        if record.confirmed_by == principal.user_id:
             raise SelfVerification(
-                "the staff member who confirmed for the elder cannot also verify"
+                "whoever confirmed the service for the elder cannot also verify it"
             )
         volunteer = self.accounts.member(record.volunteer_id)
         policy = self.policy(record.bank_id)
@@ -927,6 +957,8 @@ class CareService:
         if access not in ("self", "proxy"):
             raise Forbidden("only the member or their family proxy gives their minutes")
         receiver = self._bank_member(principal, to_id)
+        if access == "proxy" and receiver.id == principal.member_id:
+            raise Forbidden("a family proxy cannot give the elder's minutes to themselves")
         if not self.policy(giver.bank_id).gifts_allowed:
             raise GiftsDisabled("gifts are switched off in this bank's policy")
         if not self.accounts.are_confirmed_relatives(giver.id, receiver.id):
@@ -935,7 +967,7 @@ class CareService:
         return self._append(
             EntryRequest(
                 "gift",
-                f"gift:{giver.id}:{key}",
+                f"gift:{_opaque(giver.ledger_account)}:{key}",
                 (
                     Posting(giver.ledger_account, -minutes),
                     Posting(receiver.ledger_account, minutes),
@@ -952,7 +984,7 @@ class CareService:
         return self._append(
             EntryRequest(
                 "donation",
-                f"donation:{donor.id}:{key}",
+                f"donation:{_opaque(donor.ledger_account)}:{key}",
                 (
                     Posting(donor.ledger_account, -minutes),
                     Posting(system_account(donor.bank_id, POOL), minutes),
@@ -976,14 +1008,14 @@ class CareService:
         return self._append(
             EntryRequest(
                 "grant",
-                f"grant:{elder.id}:{key}",
+                f"grant:{_opaque(elder.ledger_account)}:{key}",
                 (
                     Posting(system_account(elder.bank_id, POOL), -minutes),
                     Posting(elder.ledger_account, minutes),
                 ),
                 {
                     "reason": text or "",
-                    "flags": sorted(str(f) for f in flags),
+                    "priority": True,
                     "by": principal.user_id or "",
                 },
             )
@@ -1023,6 +1055,15 @@ class CareService:
             )
             return _row_dict(tx.get(reversal_requests, reversal_id))
 
+    def list_reversals(self, principal: Principal, status: str | None) -> list[dict[str, Any]]:
+        _require_bank_admin(principal)
+        conditions: list[Any] = [reversal_requests.c.bank_id == principal.bank_id]
+        if status is not None:
+            conditions.append(reversal_requests.c.status == status)
+        with self.store.snapshot() as tx:
+            rows = tx.find(reversal_requests, *conditions, order=[reversal_requests.c.requested_at])
+        return [_row_dict(r) for r in rows]
+
     def approve_reversal(self, principal: Principal, reversal_id: str) -> dict[str, Any]:
         """A second bank admin approves; only then is the reversing entry appended."""
         _require_bank_admin(principal)
@@ -1049,6 +1090,7 @@ class CareService:
                 },
             )
         )
+        self._after_reversal(entry, int(row.entry_seq), row.id)
         with self.store.transaction() as tx:
             tx.update(
                 reversal_requests,
@@ -1059,6 +1101,34 @@ class CareService:
                 reversal_seq=result.seq,
             )
             return _row_dict(tx.get(reversal_requests, row.id))
+
+    def _after_reversal(self, entry: Entry, seq: int, reversal_id: str) -> None:
+        """Keep the workflow true to the log: a reversed deposit's record is no longer
+        verified, and minutes a reversed redemption put back on hold are released."""
+        if entry.request.kind == "deposit":
+            with self.store.transaction() as tx:
+                tx.conn.execute(
+                    update(service_records)
+                    .where(service_records.c.deposit_seq == seq)
+                    .values(
+                        status=RecordStatus.REJECTED.value,
+                        rejected_reason=f"deposit {seq} reversed ({reversal_id})",
+                    )
+                )
+        for posting in entry.request.postings:
+            if posting.account.split(":")[1] == "hold" and posting.minutes < 0:
+                member = posting.account.replace(":hold:", ":member:")
+                self._append(
+                    EntryRequest(
+                        "release",
+                        f"release:reversal:{reversal_id}",
+                        (
+                            Posting(posting.account, posting.minutes),
+                            Posting(member, -posting.minutes),
+                        ),
+                        {"reversal": reversal_id},
+                    )
+                )
 
     # ================================================================ balances, history, receipts
 
@@ -1135,7 +1205,12 @@ class CareService:
 
 def _row_dict(row: Any) -> dict[str, Any]:
     assert row is not None
-    return dict(row._mapping)
+    return {k: utc(v) if isinstance(v, datetime) else v for k, v in row._mapping.items()}
+
+
+def _opaque(account: str) -> str:
+    """The random part of a ledger account: entry ids never carry internal member ids."""
+    return account.rsplit(":", 1)[-1]
 
 
 def _require_bank_admin(principal: Principal) -> None:

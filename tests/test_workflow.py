@@ -700,3 +700,118 @@ def test_a_bank_admin_who_is_not_staff_cannot_verify_and_cancel_then_confirm_is_
         "forbidden",
     )
     assert w.log.verify().ok
+
+
+def test_confirmation_codes_are_all_or_nothing_and_never_self_made(world: World) -> None:
+    w = world
+    refused(
+        log_record(w, "vol-a", "elder-a", 3, 2, confirmation_code="123456"),
+        422,
+        "invalid-confirmation-code",
+    )
+    own = ok(
+        w.client.post(
+            f"/v1/members/{w.ids['elder-a']}/confirmation-codes", headers=w.as_("family-a")
+        ),
+        201,
+    )["code"]
+    # family-a is both the elder's proxy and a volunteer: their own code cannot confirm their service
+    refused(
+        log_record(w, "family-a", "elder-a", 3, 2, confirmation_code=own), 422, "self-verification"
+    )
+    record = ok(
+        log_record(w, "vol-a", "elder-a", 3, 2, confirmation_code=own), 201
+    )  # nothing half-written
+    assert record["status"] == "confirmed" and record["confirmed_by"] == w.ids["family-a-user"]
+
+
+def test_a_proxy_cannot_gift_the_elders_minutes_to_themselves(world: World) -> None:
+    w = world
+    w.log.append(_pool_seed(50))
+    ok(
+        w.client.post(
+            "/v1/grants",
+            headers=w.as_("b1-admin"),
+            json={"elder_id": w.ids["elder-a"], "minutes": 50, "reason": "winter care"},
+        ),
+        201,
+    )
+    link = w.ids["link-a"]
+    ok(w.client.post(f"/v1/relatives/{link}/confirm", headers=w.as_("staff-a")))
+    refused(
+        w.client.post(
+            "/v1/gifts",
+            headers=w.as_("family-a"),
+            json={
+                "from_member_id": w.ids["elder-a"],
+                "to_member_id": w.ids["family-a"],
+                "minutes": 50,
+            },
+        ),
+        403,
+        "forbidden",
+    )
+    grant = json.loads(w.log.leaves(w.log.size() - 1, w.log.size())[0].data)
+    assert grant["kind"] == "grant" and "flags" not in grant["body"]  # no health data in the log
+    assert w.ids["elder-a"] not in grant["id"]
+
+
+def test_reversing_a_redemption_releases_its_hold_and_a_reversed_deposit_unverifies(
+    world: World,
+) -> None:
+    w = world
+    w.log.append(_pool_seed(60))
+    ok(
+        w.client.post(
+            "/v1/grants",
+            headers=w.as_("b1-admin"),
+            json={"elder_id": w.ids["elder-a"], "minutes": 60, "reason": "winter care"},
+        ),
+        201,
+    )
+    meal = ok(
+        w.client.post(
+            "/v1/requests",
+            headers=w.as_("elder-a"),
+            json={
+                "elder_id": w.ids["elder-a"],
+                "service_code": "meal",
+                "minutes": 30,
+                "redeem": True,
+                "window_start": hours_ago(3),
+                "window_end": hours_ago(1),
+            },
+        ),
+        201,
+    )
+    ok(w.client.post(f"/v1/requests/{meal['id']}/claim", headers=w.as_("vol-a")))
+    record = ok(log_record(w, "vol-a", "elder-a", 2, 1.5, request_id=meal["id"]), 201)
+    ok(w.client.post(f"/v1/records/{record['id']}/confirm", headers=w.as_("elder-a"), json={}))
+    verified = ok(w.client.post(f"/v1/records/{record['id']}/verify", headers=w.as_("staff-a-2fa")))
+    assert balance(w, "elder-a") == (30, 0)
+    redeemed = next(
+        h
+        for h in ok(
+            w.client.get(f"/v1/members/{w.ids['elder-a']}/history", headers=w.as_("elder-a"))
+        )
+        if h["kind"] == "redemption"
+    )
+    for seq in (redeemed["seq"], verified["deposit_seq"]):
+        rev = ok(
+            w.client.post(
+                "/v1/reversals",
+                headers=w.as_("b1-admin"),
+                json={"seq": seq, "reason": "service did not happen"},
+            ),
+            201,
+        )
+        pending = ok(w.client.get("/v1/reversals?status=pending", headers=w.as_("b1-admin2")))
+        assert [r["id"] for r in pending] == [rev["id"]]
+        ok(w.client.post(f"/v1/reversals/{rev['id']}/approve", headers=w.as_("b1-admin2")))
+    assert balance(w, "elder-a") == (60, 0)  # nothing stranded on hold
+    assert balance(w, "vol-a") == (0, 0)
+    assert (
+        ok(w.client.get(f"/v1/records/{record['id']}", headers=w.as_("vol-a")))["status"]
+        == "rejected"
+    )
+    assert w.log.verify().ok
