@@ -3,6 +3,7 @@ balances, history and receipts. Every rule is in ``care.service``."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import secrets
 from datetime import datetime
@@ -20,6 +21,7 @@ from api.accounts_routes import AUTH, Id
 from api.schemas import Input, problems
 from care.model import Policy, ServiceRecord, ServiceRequest, ServiceType
 from care.service import CareService
+from ledger.entry import canonical_json
 from ledger.sequencer import AppendResult
 
 Minutes = Annotated[int, msgspec.Meta(ge=1, le=10**9)]
@@ -178,6 +180,20 @@ class RecordIn(Input):
     device_key_id: str | None = None
     signature: str | None = None
     confirmation_code: str | None = None
+
+
+class DraftIn(Input):
+    elder_id: str
+    service_code: str
+    check_in: datetime
+    check_out: datetime
+    minutes: Minutes | None = None
+    request_id: str | None = None
+
+
+class DraftOut(msgspec.Struct):
+    fields: dict[str, Any]
+    canonical: str  # base64 of the RFC 8785 bytes to sign
 
 
 class ConfirmIn(Input):
@@ -425,6 +441,21 @@ class RecordController(Controller):
                 confirmation_code=data.confirmation_code,
             )
         )
+
+    @post("/draft", status_code=HTTP_200_OK, sync_to_thread=True, responses=ERR)
+    def draft(self, state: State, principal: P, data: JSONBody[DraftIn]) -> DraftOut:
+        """Check a record before logging it and get the canonical bytes the phone signs with
+        its device key; nothing is stored. The phone can read ``fields`` to see what it signs."""
+        draft = care(state).draft_record(
+            principal,
+            elder_id=data.elder_id,
+            service_code=data.service_code,
+            check_in=data.check_in,
+            check_out=data.check_out,
+            minutes=data.minutes,
+            request_id=data.request_id,
+        )
+        return DraftOut(draft.fields, base64.b64encode(canonical_json(draft.fields)).decode())
 
     @get("/", sync_to_thread=True, responses=problems(400, 401, 403))
     def list(

@@ -91,6 +91,19 @@ class Ledger(Protocol):
 
 
 @dataclass(frozen=True)
+class RecordDraft:
+    fields: dict[str, Any]
+    volunteer: Member
+    elder: Member
+    kind: ServiceType
+    start: datetime
+    end: datetime
+    minutes: int
+    org_id: str
+    policy: Policy
+
+
+@dataclass(frozen=True)
 class Balance:
     member_id: str
     available: int
@@ -539,7 +552,7 @@ class CareService:
         key = self.accounts.protector.data_key
         return hmac.new(key, f"confirm:{elder_id}:{code}".encode(), hashlib.sha256).hexdigest()
 
-    def log_record(
+    def draft_record(
         self,
         principal: Principal,
         *,
@@ -549,11 +562,9 @@ class CareService:
         check_out: datetime,
         minutes: int | None,
         request_id: str | None,
-        device_key_id: str | None,
-        signature: str | None,
-        confirmation_code: str | None,
-    ) -> ServiceRecord:
-        """The volunteer records a service they gave."""
+    ) -> RecordDraft:
+        """Check a record the volunteer is about to log and give its canonical fields: the
+        bytes a phone signs with its device key (``canonical_json(fields)``)."""
         if principal.member_id is None or not principal.has(Role.VOLUNTEER):
             raise Forbidden("only an approved volunteer logs service records")
         volunteer = self.accounts.member(principal.member_id)
@@ -609,6 +620,41 @@ class CareService:
             "minutes": minutes,
             "request": request_id or "",
         }
+        return RecordDraft(fields, volunteer, elder, kind, start, end, minutes, org_id, policy)
+
+    def log_record(
+        self,
+        principal: Principal,
+        *,
+        elder_id: str,
+        service_code: str,
+        check_in: datetime,
+        check_out: datetime,
+        minutes: int | None,
+        request_id: str | None,
+        device_key_id: str | None,
+        signature: str | None,
+        confirmation_code: str | None,
+    ) -> ServiceRecord:
+        """The volunteer records a service they gave."""
+        draft = self.draft_record(
+            principal,
+            elder_id=elder_id,
+            service_code=service_code,
+            check_in=check_in,
+            check_out=check_out,
+            minutes=minutes,
+            request_id=request_id,
+        )
+        now = self.clock()
+        fields, volunteer, elder, kind = draft.fields, draft.volunteer, draft.elder, draft.kind
+        start, end, minutes, org_id, policy = (
+            draft.start,
+            draft.end,
+            draft.minutes,
+            draft.org_id,
+            draft.policy,
+        )
         if (device_key_id is None) != (signature is None):
             raise InvalidInput("send device_key_id and signature together", field="signature")
         if device_key_id is not None and signature is not None:

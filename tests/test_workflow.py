@@ -815,3 +815,37 @@ def test_reversing_a_redemption_releases_its_hold_and_a_reversed_deposit_unverif
         == "rejected"
     )
     assert w.log.verify().ok
+
+
+def test_a_phone_signs_the_draft_the_server_returns(world: World) -> None:
+    w = world
+    phone = Ed25519PrivateKey.generate()
+    public = base64.b64encode(
+        phone.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    ).decode()
+    key = ok(
+        w.client.post(
+            "/v1/me/devices", headers=w.as_("vol-a"), json={"public_key": public, "name": "phone"}
+        ),
+        201,
+    )["id"]
+    body = {
+        "elder_id": w.ids["elder-a"],
+        "service_code": "meal",
+        "check_in": hours_ago(3),
+        "check_out": hours_ago(2),
+    }
+    draft = ok(w.client.post("/v1/records/draft", headers=w.as_("vol-a"), json=body))
+    canonical = base64.b64decode(draft["canonical"])
+    assert canonical == canonical_json(draft["fields"]) and draft["fields"]["minutes"] == 60
+    assert w.client.get("/v1/records", headers=w.as_("vol-a")).json() == []  # nothing stored
+    signature = base64.b64encode(phone.sign(canonical)).decode()
+    record = ok(
+        w.client.post(
+            "/v1/records",
+            headers=w.as_("vol-a"),
+            json={**body, "device_key_id": key, "signature": signature},
+        ),
+        201,
+    )
+    assert record["signed_by_device"] == key
