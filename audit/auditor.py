@@ -572,11 +572,16 @@ class AuditState:
         try:
             if data["format"] != STATE_FORMAT:
                 raise ValueError(f"format is not {STATE_FORMAT}")
-            return cls(
+            state = cls(
                 str(data["key"]), str(data["checkpoint"]), ReplayState.from_json(data["replay"])
             )
-        except (KeyError, TypeError, ValueError) as exc:
+            Verifier.from_text(state.key)
+            remembered = Checkpoint.parse_body(Note.parse(state.checkpoint).text)
+            if remembered.size != state.replay.size:
+                raise ValueError("its checkpoint and replay state disagree on the size")
+        except (KeyError, TypeError, ValueError, LedgerError) as exc:
             raise AuditError(f"the state file {path} is damaged: {exc}") from exc
+        return state
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -144,7 +144,9 @@ def parse_log_keys(keys: Iterable[str]) -> dict[str, list[Verifier]]:
         verifier = Verifier.from_text(text)
         if verifier.key_type != ED25519:
             raise KeyFormatError(f"log key {verifier.name} is not an Ed25519 (0x01) note key")
-        logs.setdefault(verifier.name, []).append(verifier)
+        known = logs.setdefault(verifier.name, [])
+        if verifier not in known:
+            known.append(verifier)
     return logs
 
 

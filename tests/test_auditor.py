@@ -685,3 +685,15 @@ def test_cli_usage_errors_exit_2(url: str, filled: Log, tmp_path: Path) -> None:
     assert main(["audit", "verify", "--url", url, "--key", key, "--quorum", "1"]) == 2
     assert main(["audit", "verify", "--url", url, "--key", "nonsense"]) == 2
     assert main(["audit", "verify", "--url", "http://127.0.0.1:1", "--key", key]) == 2
+
+
+def test_a_damaged_state_file_stops_the_audit(url: str, filled: Log, tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    args = ["audit", "verify", "--url", url, "--key", filled.verifier_key, "--state", str(state)]
+    assert main(args) == 0
+    data = json.loads(state.read_text())
+    data["checkpoint"] = "not a checkpoint"
+    state.write_text(json.dumps(data))
+    assert main(args) == 2
+    state.write_text("{")
+    assert main(args) == 2
