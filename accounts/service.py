@@ -12,7 +12,7 @@ import binascii
 import hashlib
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
@@ -221,8 +221,8 @@ class AccountsService:
         now = self.clock()
         client_key = hashlib.sha256(f"client:{client}".encode()).hexdigest()
         with self.store.transaction() as tx:
-            attempts = tx.throttle(client_key, now, self.policy.client_window_seconds)
-            if attempts > self.policy.client_attempts_per_window:
+            failures = tx.throttle_count(client_key, now, self.policy.client_window_seconds)
+            if failures >= self.policy.client_attempts_per_window:
                 raise LoginThrottled(self.policy.client_window_seconds)
             row = (
                 tx.first(users, users.c.username == username) if isinstance(username, str) else None
@@ -234,6 +234,7 @@ class AccountsService:
         failure: AccountsError | None = None
         with self.store.transaction() as tx:
             if row is None or row.disabled_at is not None or not ok:
+                tx.throttle(client_key, now, self.policy.client_window_seconds)
                 if row is not None:
                     self._count_failure(tx, row.id, now)
                 failure = InvalidCredentials("wrong username or password")
@@ -381,7 +382,9 @@ class AccountsService:
             row = tx.get(users, user_id)
         assert row is not None
         if not passwords.verify_password(row.password_hash, old):
-            raise InvalidCredentials("current password is wrong", field="old_password")
+            with self.store.transaction() as tx:
+                self._count_failure(tx, user_id, self.clock())
+            raise InvalidInput("current password is wrong", field="old_password")
         passwords.check_policy(new, row.username, field="new_password")
         with self.store.transaction() as tx:
             tx.update(users, user_id, password_hash=passwords.hash_password(new))
@@ -459,6 +462,8 @@ class AccountsService:
             new_id(), principal.bank_id, name, org_kind, self.clock(), principal.user_id
         )
         with self.store.transaction() as tx:
+            if tx.get(banks, principal.bank_id) is None:
+                raise NotFound(f"no bank {principal.bank_id}", field="bank_id")
             if tx.first(
                 organisations, organisations.c.bank_id == org.bank_id, organisations.c.name == name
             ):
@@ -620,6 +625,7 @@ class AccountsService:
                 registered_by=None,
                 status=MemberStatus.PENDING,
                 approved_by=None,
+                check_duplicates=False,  # staff see duplicates when they approve
             )
         return NewMember(member, new.user)
 
@@ -638,7 +644,8 @@ class AccountsService:
         if not (volunteer or elder):
             raise InvalidInput("a member is a volunteer, an elder, or both", field="is_volunteer")
         is_staff = principal.is_bank_admin or org_id in principal.orgs()
-        is_family = principal.member_id is not None and not is_staff
+        active_member = principal.has(Role.VOLUNTEER) or principal.has(Role.ELDER)
+        is_family = active_member and not is_staff
         if not is_staff and not is_family:
             raise Forbidden(
                 "only organisation staff or a registered family member registers members"
@@ -694,12 +701,15 @@ class AccountsService:
         registered_by: str | None,
         status: MemberStatus,
         approved_by: str | None,
+        check_duplicates: bool = True,
     ) -> MemberRecord:
         member_id = new_id()
         values = self._personal_columns(member_id, personal)
         for index_field in ("phone_index", "id_number_index"):
-            if values.get(index_field) and tx.index_taken(
-                bank_id, index_field, values[index_field]
+            if (
+                check_duplicates
+                and values.get(index_field)
+                and tx.index_taken(bank_id, index_field, values[index_field])
             ):
                 name = index_field.removesuffix("_index")
                 raise Conflict(f"a member with this {name} is already registered", field=name)
@@ -767,7 +777,7 @@ class AccountsService:
         self.ledger.append(
             EntryRequest(
                 kind="approval",
-                id=f"approval:{member.id}",
+                id=f"approval:{member.ledger_account.rsplit(':', 1)[-1]}",
                 body={
                     "account": member.ledger_account,
                     "roles": [
@@ -780,9 +790,6 @@ class AccountsService:
                     ],
                     "org": member.org_id or "",
                     "approved_by": member.approved_by or "",
-                    "approved_at": (member.approved_at or member.created_at).strftime(
-                        "%Y-%m-%dT%H:%M:%SZ"
-                    ),
                     "assisted": member.assisted,
                 },
             )
@@ -791,6 +798,17 @@ class AccountsService:
     def decide_registration(
         self, principal: Principal, member_id: str, approve: bool, reason: str | None
     ) -> MemberRecord:
+        if approve:
+            # The signed record first: if the commit below fails, a retry finds the entry
+            # already appended (same id) instead of a member active without one.
+            with self.store.snapshot() as tx:
+                row = self._visible_member_row(tx, principal, member_id)
+            if row.status == MemberStatus.PENDING and (
+                principal.is_bank_admin or row.org_id in principal.orgs()
+            ):
+                self._log_approval(
+                    replace(_member(row), approved_by=principal.user_id, approved_at=self.clock())
+                )
         with self.store.transaction() as tx:
             row = self._visible_member_row(tx, principal, member_id)
             if not (principal.is_bank_admin or row.org_id in principal.orgs()):
@@ -816,10 +834,7 @@ class AccountsService:
                     approved_by=principal.user_id,
                     approved_at=now,
                 )
-            member = _member(tx.get(members, member_id))
-        if approve:
-            self._log_approval(member)
-        return member
+            return _member(tx.get(members, member_id))
 
     def _visible_member_row(self, tx: Tx, principal: Principal, member_id: str) -> Any:
         """The member row if the caller may know it exists; NotFound otherwise."""
@@ -888,9 +903,9 @@ class AccountsService:
                 raise Forbidden(
                     "only the member's organisation staff or a bank admin see full personal data"
                 )
-            reason = _text(reveal_reason, "reason", 500)
-            if len(reason) < 4:
-                raise InvalidInput("say why you need the full personal data", field="reason")
+            reason = _text(reveal_reason, "reveal_reason", 500)
+            if len(reason) < 2:
+                raise InvalidInput("say why you need the full personal data", field="reveal_reason")
             self._record_access(principal, member_id, access, reason)
             revealed = True
         personal = self._personal_view(member_id, personal_row, revealed)

@@ -27,7 +27,6 @@ from sqlalchemy import (
     Table,
     UniqueConstraint,
     and_,
-    delete,
     func,
     insert,
     or_,
@@ -316,8 +315,14 @@ class Tx:
         )
         return int(row.attempts) + 1
 
-    def clear_throttle(self, client_key: str) -> None:
-        self.conn.execute(delete(login_throttle).where(login_throttle.c.client_key == client_key))
+    def throttle_count(self, client_key: str, now: datetime, window_seconds: int) -> int:
+        """Failures counted for ``client_key`` in its current window (0 once it has passed)."""
+        row = self.first(login_throttle, login_throttle.c.client_key == client_key)
+        if row is None:
+            return 0
+        start = utc(row.window_start)
+        assert start is not None
+        return 0 if (now - start).total_seconds() >= window_seconds else int(row.attempts)
 
 
 class AccountsStore:
@@ -328,6 +333,10 @@ class AccountsStore:
         self.writer.dispose()
         if self.reader is not self.writer:
             self.reader.dispose()
+
+    def holds_personal_data(self) -> bool:
+        with self.snapshot() as tx:
+            return tx.count(member_personal) > 0
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:

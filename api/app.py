@@ -15,7 +15,12 @@ from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
-from accounts.protection import Protector, data_key_path, load_or_create_data_key
+from accounts.protection import (
+    DataKeyError,
+    Protector,
+    data_key_path,
+    load_or_create_data_key,
+)
 from accounts.service import AccountsService
 from accounts.storage import AccountsStore
 from api.accounts_routes import ACCOUNT_CONTROLLERS
@@ -45,8 +50,14 @@ class Services:
     @classmethod
     def open(cls, settings: Settings, log: Log | None = None) -> Services:
         log = log or Log.open(settings)
-        protector = Protector(load_or_create_data_key(data_key_path(settings.data_dir)))
         store = AccountsStore(settings.database_url)
+        key_path = data_key_path(settings.data_dir)
+        if not key_path.exists() and store.holds_personal_data():
+            raise DataKeyError(
+                f"data key {key_path} is missing but the database holds encrypted personal "
+                "data; restore the key from backup (a new key could not read it)"
+            )
+        protector = Protector(load_or_create_data_key(key_path))
         accounts = AccountsService(store, protector, log)
         audit = AuditTrail(settings.database_url)
         return cls(log, accounts, CareService(store, accounts, log), audit)

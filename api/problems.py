@@ -126,6 +126,11 @@ def _care(request: Request[Any, Any, Any], exc: CareError) -> Response[dict[str,
 
 
 def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    if exc.status_code == HTTP_400_BAD_REQUEST:  # e.g. a body that is not JSON at all
+        detail = f"body: {exc.detail}"
+        return problem(
+            HTTP_400_BAD_REQUEST, "invalid-parameter", "Invalid parameter", detail, "body"
+        )
     slug = "not-found" if isinstance(exc, NotFoundException) else f"http-{exc.status_code}"
     return problem(exc.status_code, slug, str(exc.detail), str(exc.detail))
 

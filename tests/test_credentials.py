@@ -326,3 +326,14 @@ def test_operator_create_user_validates_role_and_org(world: World) -> None:
         world.accounts.create_user("b1", "x-staff", Role.ORG_STAFF, world.ids["org_c"])
     with pytest.raises(InvalidInput):
         world.accounts.create_user("b1", "x-vol", Role.VOLUNTEER)
+
+
+def test_successful_logins_do_not_count_towards_the_client_limit(world: World) -> None:
+    service = AccountsService(
+        world.accounts.store,
+        world.accounts.protector,
+        world.log,
+        policy=SecurityPolicy(client_attempts_per_window=3),
+    )
+    for _ in range(6):
+        assert service.login("vol-a", PASSWORD, None, "kiosk").token

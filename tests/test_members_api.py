@@ -52,7 +52,8 @@ def test_self_registration_is_pending_until_its_org_approves(world: World) -> No
     body = approved.json()
     assert body["status"] == "active" and body["approved_by"] == world.ids["staff-a"]
     assert body["approved_at"]
-    entry = next(e for e in _ledger_kinds(world.log) if e["id"] == f"approval:{member['id']}")
+    opaque = member["ledger_account"].rsplit(":", 1)[-1]
+    entry = next(e for e in _ledger_kinds(world.log) if e["id"] == f"approval:{opaque}")
     assert entry["kind"] == "approval"
     assert entry["body"]["account"] == member["ledger_account"]  # type: ignore[index]
     assert entry["body"]["approved_by"] == world.ids["staff-a"]  # type: ignore[index]
@@ -146,7 +147,7 @@ def test_masking_reveal_and_the_access_record(world: World) -> None:
     )
     assert proxy.status_code == 403
     short = world.client.get(f"/v1/members/{elder}?reveal_reason=x", headers=world.as_("staff-a"))
-    assert short.status_code == 400 and short.json()["field"] == "reason"
+    assert short.status_code == 400 and short.json()["field"] == "reveal_reason"
     full = world.client.get(
         f"/v1/members/{elder}?reveal_reason=arranging+a+home+visit", headers=world.as_("staff-a")
     ).json()
@@ -418,3 +419,33 @@ def test_malformed_json_is_a_400(world: World, body: str) -> None:
     )
     assert response.status_code == 400
     assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_pending_members_cannot_register_elders(world: World) -> None:
+    token = world.client.post(
+        "/v1/auth/login", json={"username": "pending-a", "password": PASSWORD}
+    ).json()["token"]
+    response = world.client.post(
+        "/v1/members",
+        headers={"Authorization": f"Bearer {token}"},
+        json={
+            "org_id": world.ids["org_a"],
+            "is_elder": True,
+            "personal": {"name": "X", "phone": "13512340000"},
+        },
+    )
+    assert response.status_code == 403
+
+
+def test_self_registration_does_not_reveal_registered_phones(world: World) -> None:
+    response = world.client.post(
+        "/v1/register",
+        json={
+            "bank_id": "b1",
+            "org_id": world.ids["org_a"],
+            "username": "copycat",
+            "password": "a fine long password",
+            "personal": {"name": "某人", "phone": "13800002222"},
+        },
+    )
+    assert response.status_code == 201  # staff see the duplicate when they approve
