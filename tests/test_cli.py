@@ -144,9 +144,7 @@ def test_serve_a_seeded_demo_over_real_http(env: dict[str, str]) -> None:
         leaf = json.loads(urllib.request.urlopen(f"{base}/v1/log/leaves?start=7&end=8").read())
         data = base64.b64decode(leaf["leaves"][0]["data"])
         proof = json.loads(
-            urllib.request.urlopen(
-                f"{base}/v1/log/proof/inclusion?index=7&tree_size={size}"
-            ).read()
+            urllib.request.urlopen(f"{base}/v1/log/proof/inclusion?index=7&tree_size={size}").read()
         )
         verify_inclusion(
             leaf_hash(data),
