@@ -641,29 +641,12 @@ def test_concurrent_redemptions_never_overdraw(world: World) -> None:
     assert w.log.verify().ok
 
 
-def _pool_seed(minutes: int) -> EntryRequest:
-    """A deposit straight to the pool, as a capped deposit's excess would be."""
-    return EntryRequest(
-        "deposit",
-        "pool-seed",
-        (Posting("b1:issuance", -minutes), Posting("b1:pool", minutes)),
-        {"record": "pool seed for the test", "minutes": minutes, "weight": 1000},
-    )
-
-
-def test_a_bank_admin_who_is_not_staff_cannot_verify_and_cancel_then_confirm_is_safe(
-    world: World,
-) -> None:
-    w = world
-    w.log.append(_pool_seed(100))
-    ok(
-        w.client.post(
-            "/v1/grants",
-            headers=w.as_("b1-admin"),
-            json={"elder_id": w.ids["elder-a"], "minutes": 60, "reason": "winter care"},
-        ),
-        201,
-    )
+def _redemption_with_record(w: World) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The elder holds 60 granted minutes; a 30-minute meal she redeems is claimed by vol-a,
+    who logs its record (not yet confirmed)."""
+    w.log.append(_pool_seed(60))
+    grant = {"elder_id": w.ids["elder-a"], "minutes": 60, "reason": "winter care"}
+    ok(w.client.post("/v1/grants", headers=w.as_("b1-admin"), json=grant), 201)
     meal = ok(
         w.client.post(
             "/v1/requests",
@@ -681,6 +664,24 @@ def test_a_bank_admin_who_is_not_staff_cannot_verify_and_cancel_then_confirm_is_
     )
     ok(w.client.post(f"/v1/requests/{meal['id']}/claim", headers=w.as_("vol-a")))
     record = ok(log_record(w, "vol-a", "elder-a", 2, 1.5, request_id=meal["id"]), 201)
+    return meal, record
+
+
+def _pool_seed(minutes: int) -> EntryRequest:
+    """A deposit straight to the pool, as a capped deposit's excess would be."""
+    return EntryRequest(
+        "deposit",
+        "pool-seed",
+        (Posting("b1:issuance", -minutes), Posting("b1:pool", minutes)),
+        {"record": "pool seed for the test", "minutes": minutes, "weight": 1000},
+    )
+
+
+def test_a_bank_admin_who_is_not_staff_cannot_verify_and_cancel_then_confirm_is_safe(
+    world: World,
+) -> None:
+    w = world
+    meal, record = _redemption_with_record(w)
     ok(
         w.client.post(
             f"/v1/requests/{meal['id']}/cancel",
@@ -760,32 +761,7 @@ def test_reversing_a_redemption_releases_its_hold_and_a_reversed_deposit_unverif
     world: World,
 ) -> None:
     w = world
-    w.log.append(_pool_seed(60))
-    ok(
-        w.client.post(
-            "/v1/grants",
-            headers=w.as_("b1-admin"),
-            json={"elder_id": w.ids["elder-a"], "minutes": 60, "reason": "winter care"},
-        ),
-        201,
-    )
-    meal = ok(
-        w.client.post(
-            "/v1/requests",
-            headers=w.as_("elder-a"),
-            json={
-                "elder_id": w.ids["elder-a"],
-                "service_code": "meal",
-                "minutes": 30,
-                "redeem": True,
-                "window_start": hours_ago(3),
-                "window_end": hours_ago(1),
-            },
-        ),
-        201,
-    )
-    ok(w.client.post(f"/v1/requests/{meal['id']}/claim", headers=w.as_("vol-a")))
-    record = ok(log_record(w, "vol-a", "elder-a", 2, 1.5, request_id=meal["id"]), 201)
+    _, record = _redemption_with_record(w)
     ok(w.client.post(f"/v1/records/{record['id']}/confirm", headers=w.as_("elder-a"), json={}))
     verified = ok(w.client.post(f"/v1/records/{record['id']}/verify", headers=w.as_("staff-a-2fa")))
     assert balance(w, "elder-a") == (30, 0)
