@@ -27,12 +27,13 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
     create_engine,
     event,
     func,
+    or_,
     select,
     text,
-    tuple_,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -240,9 +241,19 @@ class Snapshot:
             )
             found.update(((0, r.seq), r.leaf_hash) for r in rows)
         if interior:
+            # One ``level = ? AND idx IN (…)`` per level: both databases answer it from the
+            # primary key (SQLite scans the whole table for a row-value ``IN``).
+            by_level: dict[int, list[int]] = {}
+            for level, idx in interior:
+                by_level.setdefault(level, []).append(idx)
             rows = self.conn.execute(
                 select(log_nodes.c.level, log_nodes.c.idx, log_nodes.c.hash).where(
-                    tuple_(log_nodes.c.level, log_nodes.c.idx).in_(interior)
+                    or_(
+                        *(
+                            and_(log_nodes.c.level == level, log_nodes.c.idx.in_(idxs))
+                            for level, idxs in by_level.items()
+                        )
+                    )
                 )
             )
             found.update(((r.level, r.idx), r.hash) for r in rows)
