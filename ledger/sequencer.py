@@ -73,10 +73,23 @@ class BatchWriter:
         self.origin = origin
         self.member_overdraft = member_overdraft
         self._trusted_checkpoint: str | None = None  # last stored checkpoint known to be ours
+        self._frontier: Frontier | None = None  # after our last committed batch
+        self._pending_frontier: Frontier | None = None
 
     def append(self, requests: Sequence[EntryRequest]) -> list[AppendResult | EntryError]:
         with self.store.write() as db:
-            return self._append(db, requests)
+            results = self._append(db, requests)
+        # Only a committed batch may teach us the next frontier.
+        self._frontier, self._pending_frontier = self._pending_frontier, None
+        return results
+
+    def _load_frontier(self, db: Snapshot, size: int, root: bytes | None) -> Frontier:
+        """The frontier of the stored tree: ours from the last batch if the log is still
+        where we left it (no other writer in between), else read from the tree nodes."""
+        cached = self._frontier
+        if cached is not None and cached.size == size and cached.root() == root:
+            return _copy(cached)
+        return Frontier.from_nodes(size, db.nodes(Frontier.plan(size)))
 
     def _append(
         self, db: Snapshot, requests: Sequence[EntryRequest]
@@ -87,7 +100,8 @@ class BatchWriter:
                 f"log has {head.size} entries but its last checkpoint covers {head.checkpoint_size}"
             )
         self._check_our_checkpoint(head.checkpoint_note)
-        frontier = Frontier.from_nodes(head.size, db.nodes(Frontier.plan(head.size)))
+        frontier = self._load_frontier(db, head.size, head.checkpoint_root)
+        self._pending_frontier = _copy(frontier)
         if head.checkpoint_root is not None and frontier.root() != head.checkpoint_root:
             raise CheckpointConflict("stored tree does not match the last signed checkpoint")
 
@@ -171,6 +185,7 @@ class BatchWriter:
         if not new_entries:
             return results
         root = frontier.root()
+        self._pending_frontier = _copy(frontier)
         self._check_consistent(
             db,
             head.checkpoint_size,
@@ -259,6 +274,10 @@ class BatchWriter:
             raise CheckpointConflict(
                 f"refusing to sign size {new_size}: not consistent with checkpoint {old_size}"
             ) from exc
+
+
+def _copy(frontier: Frontier) -> Frontier:
+    return Frontier(frontier.size, list(frontier.levels), list(frontier.hashes))
 
 
 def _same_content(a: EntryRequest, b: EntryRequest) -> bool:

@@ -16,6 +16,7 @@ from ledger.errors import (
 from ledger.log import Log
 from ledger.merkle import leaf_hash, root_of, verify_consistency, verify_inclusion
 from ledger.note import open_checkpoint
+from ledger.sequencer import BatchWriter
 from tests.helpers import (
     ISSUANCE,
     POOL,
@@ -266,14 +267,18 @@ def test_log_refuses_to_sign_a_tree_inconsistent_with_its_last_checkpoint(
             else "(2, 0, '\\x" + "00" * 32 + "')"
         ),
     )
+    # A writer that starts now (a restarted process) builds its frontier from the stored tree.
+    restarted = BatchWriter(log.store, log.signer, log.origin)
     with pytest.raises(CheckpointConflict):
-        log.append(deposit("d9", member(1), 10))
+        restarted.append([deposit("d9", member(1), 10)])
     assert log.size() == 4
+    # The running writer kept its own frontier: what it signs is still consistent.
+    log.append(deposit("d10", member(1), 10))
+    assert log.size() == 5
 
 
 def test_a_replaced_signing_key_cannot_extend_the_log(log: Log) -> None:
     from ledger.note import Signer
-    from ledger.sequencer import BatchWriter
 
     log.append(deposit("d1", member(1), 60))
     impostor = BatchWriter(log.store, Signer.generate("timebank.test/log"), "timebank.test/log")
