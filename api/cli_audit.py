@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -40,13 +41,33 @@ def _print(report: AuditReport) -> int:
     return 0 if report.ok else 1
 
 
+TOKEN_ENV = "TIMEBANK_AUDIT_TOKEN"  # noqa: S105 - the variable's name, not a secret
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    """An auditor's bearer token: ``--token``, else ``$TIMEBANK_AUDIT_TOKEN`` (kept out of the
+    process list and shell history), else none."""
+    token = args.token if args.token is not None else os.environ.get(TOKEN_ENV)
+    if token is not None and not token.strip():
+        raise AuditError(f"--token (or {TOKEN_ENV}) is empty")
+    return token.strip() if token is not None else None
+
+
 def cmd_audit_export(args: argparse.Namespace) -> int:
     try:
-        size, manifest = export_bundle(args.url, Path(args.out), timeout=args.timeout)
+        done = export_bundle(args.url, Path(args.out), timeout=args.timeout, token=_token(args))
     except (AuditError, OSError) as exc:
         print(f"timebank audit export: {exc}", file=sys.stderr)
         return 2
-    print(f"exported {size} entries from {args.url} to {Path(args.out)} (manifest {manifest})")
+    events = (
+        "no audit events (no auditor's --token)"
+        if done.events is None
+        else f"{done.events} audit {'event' if done.events == 1 else 'events'}"
+    )
+    print(
+        f"exported {done.size} entries and {events} from {args.url} to {Path(args.out)} "
+        f"(manifest {done.manifest})"
+    )
     return 0
 
 
@@ -57,9 +78,14 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     try:
         policy = _policy(args)
         if args.bundle is not None:
-            if args.state or args.full or args.witness_url:
-                raise AuditError("--state, --full and --witness-url are for --url audits")
-            report = verify_bundle(Path(args.bundle), policy)
+            if args.state or args.full or args.witness_url or args.token:
+                raise AuditError("--state, --full, --witness-url and --token are for --url audits")
+            report = verify_bundle(
+                Path(args.bundle),
+                policy,
+                shared_trail=args.shared_trail,
+                require_audit=args.require_audit,
+            )
         else:
             report = verify_online(
                 args.url,
@@ -69,6 +95,9 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
                 witness_urls=args.witness_url or (),
                 evidence_dir=Path(args.evidence) if args.evidence else None,
                 timeout=args.timeout,
+                token=_token(args),
+                shared_trail=args.shared_trail,
+                require_audit=args.require_audit,
             )
     except (AuditError, OSError) as exc:
         print(f"timebank audit verify: {exc}", file=sys.stderr)
@@ -106,6 +135,14 @@ def _add_policy(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=0,
         help="minutes a member account may go below zero under this bank's policy (0)",
+    )
+
+
+def _add_token(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--token",
+        help="an auditor's bearer token (POST /v1/auth/login) to read the audit trail "
+        f"(default: ${TOKEN_ENV}); without one there are no audit events",
     )
 
 
@@ -173,6 +210,7 @@ def register_audit_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     export = audit_sub.add_parser("export", help="save the log into a self-contained bundle")
     export.add_argument("--url", required=True, help="the log's base URL")
     export.add_argument("--out", required=True, help="a new (or empty) directory")
+    _add_token(export)
     export.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
     export.set_defaults(func=cmd_audit_export)
 
@@ -195,6 +233,18 @@ def register_audit_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
         "--evidence", help="where to write fork evidence (default: next to --state)"
     )
     verify.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    _add_token(verify)
+    verify.add_argument(
+        "--shared-trail",
+        action="store_true",
+        help="other banks share this log: their audit events are not visible to you; check "
+        "the events you can see and note (not fail on) the missing ones",
+    )
+    verify.add_argument(
+        "--require-audit",
+        action="store_true",
+        help="fail if there are no audit events to check (exported or run without --token)",
+    )
     _add_policy(verify)
     verify.set_defaults(func=cmd_audit_verify)
 

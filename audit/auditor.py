@@ -19,6 +19,14 @@ leaves, checkpoints, proofs — is checked against that key and the Merkle tree.
   signed checkpoints that cannot both be true — same size with different roots, or no valid
   consistency proof between them — are a **fork** (a split view), and both signed notes are
   written out as evidence.
+* The **audit trail** (with an auditor's bearer token, ``GET /v1/audit/events``): export and
+  online audits fetch every event the token may see; the chain is checked (``audit.trail``)
+  and so is every ``seal`` entry in the leaves against it. An auditor sees its own bank's
+  events (and those of no bank): with ``shared_trail`` the events of other banks are treated
+  as not visible, otherwise a missing event is a problem. See ``check_trail``.
+* **Deposits** (``deposit_problems``): every deposit refers to a record (a SHA-256 digest), was
+  confirmed and verified by two different people, carries the verifier's signature, and issues
+  exactly ``(minutes × weight + 500) // 1000`` minutes.
 * ``verify_receipt``: a C2SP tlog-proof receipt, offline. Timebank receipts carry the entry's
   leaf bytes in the ``extra`` line (base64), so the receipt alone shows *what* was logged:
   the leaf must decode to an entry with that index, and its hash must be included in the
@@ -34,9 +42,11 @@ import base64
 import binascii
 import contextlib
 import hashlib
+import itertools
 import json
 import multiprocessing
 import os
+import re
 import time
 import urllib.error
 import urllib.parse
@@ -49,7 +59,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from ledger.entry import Entry
+from audit.trail import ZERO, AuditEvent, Seal, check_chain, check_seals
+from ledger.entry import Entry, EntryRequest
 from ledger.errors import LedgerError
 from ledger.merkle import EMPTY_ROOT, leaf_hash, verify_consistency, verify_inclusion
 from ledger.note import (
@@ -60,7 +71,7 @@ from ledger.note import (
     check_cosignature,
     open_checkpoint,
 )
-from ledger.postings import check_postings
+from ledger.postings import ISSUANCE, POOL, check_postings, parse_account
 from ledger.replay import Fields, Problem, Replay, ReplayState, decode, decode_leaf
 
 BUNDLE_FORMAT = "timebank-audit-bundle/v1"
@@ -72,7 +83,9 @@ KEY_FILE, CHECKPOINT_FILE, LEAVES_FILE, MANIFEST_FILE = (
     "manifest.json",
 )
 BUNDLE_FILES = (KEY_FILE, CHECKPOINT_FILE, LEAVES_FILE)
+EVENTS_FILE = "audit-events.jsonl"  # only in bundles exported with an auditor's token
 PAGE = 1000  # leaves asked for per request (the server may answer with fewer)
+EVENTS_PAGE = 1000  # audit events asked for per request (the most the server gives)
 PARALLEL_LEAVES = 30_000  # runs replaying more leaves than this decode them in parallel
 CHUNK_LINES = 4000
 FUTURE_SLACK = 600  # seconds a cosignature's timestamp may be ahead of our clock
@@ -114,6 +127,7 @@ class AuditReport:
     details: list[str] = field(default_factory=list)
     entries: int = 0  # leaves replayed in this run
     what: str = ""  # what was checked, for the summary line
+    trail: str = ""  # what of the audit trail was checked, for the summary line
     checkpoint: Checkpoint | None = None
     cosigners: list[str] = field(default_factory=list)
     evidence: list[Path] = field(default_factory=list)
@@ -128,6 +142,8 @@ class AuditReport:
     def lines(self) -> Iterator[str]:
         cp = self.checkpoint
         what = self.what or f"{self.entries} {'entry' if self.entries == 1 else 'entries'} replayed"
+        if self.trail:
+            what += f"; {self.trail}"
         if cp is not None:
             what += f"; checkpoint {cp.origin} size {cp.size} root {cp.root.hex()}"
         if self.ok:
@@ -242,6 +258,27 @@ class LogClient:
                 raise AuditError(f"leaf {start + offset} is not base64") from exc
         return out
 
+    def audit_events(self, token: str) -> Iterator[dict[str, Any]]:
+        """Every audit event ``token`` (an auditor's) may read, in seq order, as served:
+        ``/v1/audit/events`` paged with ``after_seq``."""
+        headers = {"Authorization": f"Bearer {token}"}
+        after = -1
+        while True:
+            query = urllib.parse.urlencode({"after_seq": after, "limit": EVENTS_PAGE})
+            page = _json(fetch(f"{self.url}/v1/audit/events?{query}", self.timeout, headers))
+            if not isinstance(page, list) or len(page) > EVENTS_PAGE:
+                raise AuditError("the log answered /v1/audit/events with a malformed page")
+            for item in page:
+                seq = item.get("seq") if isinstance(item, dict) else None
+                if not isinstance(seq, int) or isinstance(seq, bool) or seq <= after:
+                    raise AuditError(
+                        f"the log answered audit events after seq {after} out of order"
+                    )
+                after = seq
+                yield item
+            if len(page) < EVENTS_PAGE:
+                return
+
     def iter_leaves(self, start: int, end: int, workers: int = 4) -> Iterator[tuple[int, bytes]]:
         """Leaves ``[start, end)`` in order, fetching a few pages ahead in parallel."""
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="audit-fetch") as pool:
@@ -270,8 +307,10 @@ class LogClient:
                 fill()
 
 
-def fetch(url: str, timeout: float) -> bytes:
-    request = urllib.request.Request(url, headers={"User-Agent": "timebank-auditor"})  # noqa: S310 - http(s) only (LogClient)
+def fetch(url: str, timeout: float, headers: Mapping[str, str] | None = None) -> bytes:
+    request = urllib.request.Request(  # noqa: S310 - http(s) only (LogClient)
+        url, headers={"User-Agent": "timebank-auditor", **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
             return bytes(response.read())
@@ -302,6 +341,325 @@ def _hashes(body: Any) -> list[bytes]:
         raise AuditError("a proof hash is not base64") from exc
 
 
+# ---------------------------------------------------------------- deposits and seals
+
+RECORD_DIGEST = re.compile(r"[0-9a-f]{64}")
+_DEPOSIT, _SEAL = b'"kind":"deposit"', b'"kind":"seal"'
+
+Extra = tuple[tuple[str, ...], tuple[int, bytes] | None]
+"""What the auditor checks in a leaf beyond the replay: problems of a deposit, and what a seal
+claims (audit count, head). Plain tuples, so worker processes send them cheaply."""
+
+
+def _text_field(body: Mapping[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _positive(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def deposit_problems(request: EntryRequest) -> list[str]:
+    """Why a deposit does not stand for a confirmed, verified service record (empty if it does).
+
+    A deposit must name its record (``body.record``, the SHA-256 hex digest of the record), say
+    who confirmed the service and how (``confirmed_by``, ``confirmed_as``) and who verified it
+    (``verified_by``, someone else), carry the verifier's signature (``{"role": "verifier",
+    "by": verified_by}``; a volunteer's device signature, if any, with its ``key`` and ``sig``),
+    and debit issuance exactly ``(minutes × weight + 500) // 1000``, with ``weight`` per mille
+    (and credit the pool ``body.to_pool``, when it says).
+    """
+    postings = [(p.account, p.minutes) for p in request.postings]
+    return _deposit_problems(request.body, request.signatures, postings)
+
+
+def _deposit_problems(
+    body: Mapping[str, Any],
+    signatures: Sequence[Mapping[str, Any]],
+    postings: Sequence[tuple[str, int]],
+) -> list[str]:
+    problems = []
+    record = body.get("record")
+    if not isinstance(record, str) or not RECORD_DIGEST.fullmatch(record):
+        problems.append(
+            "deposit does not refer to a record: body.record is not a SHA-256 digest "
+            "(64 lower-case hex digits)"
+        )
+    confirmed_by = _text_field(body, "confirmed_by")
+    verified_by = _text_field(body, "verified_by")
+    if confirmed_by is None:
+        problems.append("deposit does not say who confirmed the service (body.confirmed_by)")
+    if _text_field(body, "confirmed_as") is None:
+        problems.append("deposit does not say how the service was confirmed (body.confirmed_as)")
+    if verified_by is None:
+        problems.append("deposit does not say who verified the record (body.verified_by)")
+    if confirmed_by is not None and confirmed_by == verified_by:
+        problems.append(
+            f"deposit was confirmed and verified by the same user {confirmed_by} "
+            "(two different people must)"
+        )
+    signers = [s.get("by") for s in signatures if s.get("role") == "verifier"]
+    if not any(signers):
+        problems.append(
+            'deposit carries no verifier signature (a signatures item {"role": "verifier", '
+            '"by": …})'
+        )
+    elif verified_by is not None and verified_by not in signers:
+        problems.append(
+            f"deposit's verifier signature is by {', '.join(str(b) for b in signers)}, "
+            f"not by body.verified_by {verified_by}"
+        )
+    for sig in signatures:
+        if sig.get("role") == "volunteer" and not (sig.get("key") and sig.get("sig")):
+            problems.append("deposit's volunteer signature lacks its device key or signature")
+    minutes, weight = _positive(body.get("minutes")), _positive(body.get("weight"))
+    if minutes is None or weight is None:
+        problems.append("deposit's body.minutes and body.weight are not positive integers")
+    roles = [(parse_account(account)[1], moved) for account, moved in postings]
+    issued = -sum(moved for role, moved in roles if role == ISSUANCE)
+    if minutes is not None and weight is not None:
+        expected = (minutes * weight + 500) // 1000
+        if issued != expected:
+            problems.append(
+                f"deposit issues {issued} minutes, but {minutes} minutes at weight "
+                f"{weight}‰ are {expected}"
+            )
+    to_pool = body.get("to_pool")
+    pooled = sum(moved for role, moved in roles if role == POOL)
+    if isinstance(to_pool, int) and not isinstance(to_pool, bool) and pooled != to_pool:
+        problems.append(
+            f"deposit credits the pool {pooled} minutes, but body.to_pool says {to_pool}"
+        )
+    return problems
+
+
+def _seal_claim(body: Mapping[str, Any]) -> tuple[int, bytes] | str:
+    """What a seal entry claims (audit count, head hash), or why it claims nothing usable."""
+    count, head = body.get("audit_count"), body.get("audit_head")
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        return "seal entry's body.audit_count is not a count of audit events"
+    try:
+        raw = base64.b64decode(head, validate=True) if isinstance(head, str) else b""
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        return "seal entry's body.audit_head is not a base64 SHA-256 hash"
+    return count, raw
+
+
+def leaf_rules(leaf: bytes) -> Extra | None:
+    """The auditor's own per-leaf checks (deposits, seals); None for every other leaf.
+
+    Runs in worker processes next to ``ledger.replay.decode``, on the plain JSON (the replay
+    decides whether the leaf is a valid, canonical entry, and reports it if not): a leaf whose
+    fields do not even have the right shapes is left to the replay alone."""
+    if _DEPOSIT not in leaf and _SEAL not in leaf:
+        return None
+    try:
+        raw = json.loads(leaf)
+    except ValueError:
+        return None
+    if not isinstance(raw, dict):
+        return None
+    kind, body, signatures = raw.get("kind"), raw.get("body"), raw.get("signatures")
+    if not isinstance(body, dict):
+        return None
+    if kind == "seal":
+        claim = _seal_claim(body)
+        return ((claim,), None) if isinstance(claim, str) else ((), claim)
+    if (
+        kind != "deposit"
+        or not isinstance(signatures, list)
+        or not isinstance(raw.get("postings"), list)
+    ):
+        return None
+    postings = []
+    for posting in raw["postings"]:
+        account = posting.get("account") if isinstance(posting, dict) else None
+        minutes = posting.get("minutes") if isinstance(posting, dict) else None
+        if not isinstance(account, str) or ":" not in account or type(minutes) is not int:
+            return None
+        postings.append((account, minutes))
+    if not all(isinstance(sig, dict) for sig in signatures):
+        return None
+    found = _deposit_problems(body, signatures, postings)
+    return (tuple(found), None) if found else None
+
+
+@dataclass
+class LeafRules:
+    """Collects what :func:`leaf_rules` found, in leaf order, into the report."""
+
+    report: AuditReport
+    seals: list[Seal] = field(default_factory=list)
+
+    def apply(self, position: int, extra: Extra | None) -> None:
+        if extra is None:
+            return
+        problems, claim = extra
+        for message in problems:
+            self.report.add(f"seq {position}", message)
+        if claim is not None:
+            self.seals.append(Seal(position, claim[0], claim[1]))
+
+
+# ---------------------------------------------------------------- the audit trail
+
+
+def _ranges(seqs: Sequence[int], limit: int = 8) -> str:
+    """``[3, 4, 5, 9]`` → ``"3–5, 9"`` (at most ``limit`` ranges, then how many more)."""
+    runs: list[str] = []
+    groups = [
+        [seq for _, seq in group]
+        for _, group in itertools.groupby(enumerate(seqs), lambda p: p[1] - p[0])
+    ]
+    for group in groups[:limit]:
+        runs.append(str(group[0]) if len(group) == 1 else f"{group[0]}–{group[-1]}")
+    if len(groups) > limit:
+        runs.append(f"and {len(groups) - limit} more ranges")
+    return ", ".join(runs)
+
+
+def _problem(text: str) -> Problem:
+    where, _, message = text.partition(": ")
+    return Problem(where, message)
+
+
+def check_trail(
+    events: Sequence[AuditEvent] | None,
+    seals: Sequence[Seal],
+    report: AuditReport,
+    *,
+    shared: bool = False,
+    required: bool = False,
+) -> None:
+    """Check the audit events against their chain and every seal in the log; see the
+    "audit trail" section of docs/auditing.md for what is (and cannot be) concluded.
+
+    ``events`` None means the audit had no events (no auditor's token). Seals must never
+    cover fewer events than an earlier seal, whatever the events. Then, with the **whole
+    trail** (``shared`` false): ``audit.trail.check_chain`` and ``check_seals`` — a missing
+    event is a problem. With a **shared trail** (other banks' events are not visible to this
+    auditor): each event's ``prev`` is checked against the event before it where that one is
+    visible, and each seal whose last event is visible against that event's hash; missing
+    events are noted, since the chain cannot be checked across them.
+    """
+    _check_seal_order(seals, report)
+    if events is None:
+        message = "no audit events: exported or verified without an auditor's --token"
+        if seals:
+            many = len(seals) != 1
+            message += (
+                f", so the {len(seals)} seal {'entries' if many else 'entry'} in the log "
+                f"{'were' if many else 'was'} not checked against the trail"
+            )
+        if required:
+            report.add("audit trail", message)
+        else:
+            report.notes.append(message)
+        return
+    seqs = [e.seq for e in events]
+    visible = set(seqs)
+    last = max(seqs, default=-1)
+    missing = [seq for seq in range(last + 1) if seq not in visible]
+    if shared:
+        checked = _check_visible(events, seals, report)
+    else:
+        problems, heads = check_chain(events)
+        report.problems.extend(_problem(p) for p in problems)
+        report.problems.extend(_problem(p) for p in check_seals(seals, heads))
+        checked = len(seals)
+        if missing:
+            report.notes.append(
+                f"audit events {_ranges(missing)} are missing from what this auditor sees. "
+                "If other banks share this log, they may be theirs (an auditor sees its own "
+                "bank's events): verify with --shared-trail to check only the events you can "
+                "see; the chain then cannot be checked end-to-end"
+            )
+    sealed = max((seal.count for seal in seals), default=0)
+    unsealed = [seq for seq in seqs if seq >= sealed]
+    if unsealed:
+        report.notes.append(
+            f"{len(unsealed)} audit {'event' if len(unsealed) == 1 else 'events'} from seq "
+            f"{unsealed[0]} on {'is' if len(unsealed) == 1 else 'are'} not sealed into the "
+            "log yet (the next seal covers them)"
+        )
+    report.trail = (
+        f"audit trail: {len(events)} {'event' if len(events) == 1 else 'events'}, "
+        f"{checked} of {len(seals)} {'seal' if len(seals) == 1 else 'seals'} checked"
+    )
+    if shared:
+        report.trail += f" ({len(missing)} not visible)" if missing else ""
+
+
+def _check_seal_order(seals: Sequence[Seal], report: AuditReport) -> None:
+    for before, after in itertools.pairwise(seals):
+        if after.count < before.count:
+            report.add(
+                f"seq {after.ledger_seq}",
+                f"seal covers {after.count} audit events, fewer than the {before.count} "
+                f"sealed by seq {before.ledger_seq} (the trail was cut back)",
+            )
+
+
+def _check_visible(events: Sequence[AuditEvent], seals: Sequence[Seal], report: AuditReport) -> int:
+    """The shared-trail checks; returns how many seals could be checked."""
+    hashes: dict[int, bytes] = {}
+    last = -1
+    for event in events:
+        where = f"audit event {event.seq}"
+        if event.seq <= last:
+            report.add(where, f"comes after audit event {last} (events reordered or duplicated)")
+            continue
+        if event.seq == 0 and event.prev != ZERO:
+            report.add(where, "prev of the first event is not 32 zero bytes")
+        elif event.seq - 1 in hashes and event.prev != hashes[event.seq - 1]:
+            report.add(where, "prev does not match the hash of the event before it")
+        hashes[event.seq] = event.hash()
+        last = event.seq
+    invisible = []
+    for seal in seals:
+        head = hashes.get(seal.count - 1) if seal.count else ZERO
+        if head is None:
+            invisible.append(seal.ledger_seq)
+        elif head != seal.head:
+            report.add(
+                f"seq {seal.ledger_seq}",
+                f"sealed audit head at count {seal.count} differs from the trail (audit event "
+                f"{seal.count - 1} or one before it was edited, removed, inserted or reordered)",
+            )
+    missing = [seq for seq in range(last + 1) if seq not in hashes]
+    if missing:
+        report.notes.append(
+            f"shared trail: audit events {_ranges(missing)} are not visible to this auditor "
+            "(another bank's, or removed): the chain is checked between consecutive visible "
+            "events and at seals, not end-to-end"
+        )
+    if invisible:
+        report.notes.append(
+            f"shared trail: {len(invisible)} {'seal ends' if len(invisible) == 1 else 'seals end'} "
+            f"at an audit event this auditor cannot see (seq {_ranges(invisible, 4)}): not checked"
+        )
+    return len(seals) - len(invisible)
+
+
+def parse_events(lines: Iterable[bytes], report: AuditReport, where: str) -> list[AuditEvent]:
+    """Audit events, one JSON object a line (as ``/v1/audit/events`` serves them)."""
+    events = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+            if not isinstance(raw, dict):
+                raise TypeError("not a JSON object")
+            events.append(AuditEvent.from_json(raw))
+        except (KeyError, TypeError, ValueError) as exc:
+            report.add(where, f"line {number} is not an audit event ({type(exc).__name__}: {exc})")
+    return events
+
+
 # ---------------------------------------------------------------- bundles
 
 
@@ -314,8 +672,20 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def export_bundle(url: str, out: Path, timeout: float = 30.0) -> tuple[int, Path]:
-    """Write the log at ``url`` into ``out`` (which must be empty or new); (size, manifest)."""
+@dataclass(frozen=True)
+class Export:
+    """What ``export_bundle`` wrote."""
+
+    size: int  # leaves
+    manifest: Path
+    events: int | None  # audit events, None without a token
+
+
+def export_bundle(url: str, out: Path, timeout: float = 30.0, token: str | None = None) -> Export:
+    """Write the log at ``url`` into ``out`` (which must be empty or new).
+
+    With an auditor's bearer ``token`` the bundle also holds every audit event it may read
+    (``audit-events.jsonl``, fetched after the leaves, so every seal in them is covered)."""
     client = LogClient(url, timeout)
     if out.exists() and any(out.iterdir()):
         raise AuditError(f"{out} is not empty; export into a new directory")
@@ -342,15 +712,26 @@ def export_bundle(url: str, out: Path, timeout: float = 30.0) -> tuple[int, Path
         os.fsync(f.fileno())
     os.replace(tmp, out / LEAVES_FILE)
     files[LEAVES_FILE] = {"sha256": digest.hexdigest(), "bytes": length}
-    manifest = {
+    events = None
+    if token is not None:
+        lines = [
+            json.dumps(event, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n"
+            for event in client.audit_events(token)
+        ]
+        data = "".join(lines).encode()
+        _write_atomic(out / EVENTS_FILE, data)
+        files[EVENTS_FILE] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+        events = len(lines)
+    manifest: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
         "source": url,
         "exported_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "tree_size": size,
+        "audit_events": events,
         "files": files,
     }
     _write_atomic(out / MANIFEST_FILE, (json.dumps(manifest, indent=2) + "\n").encode())
-    return size, out / MANIFEST_FILE
+    return Export(size, out / MANIFEST_FILE, events)
 
 
 def _load_manifest(directory: Path, report: AuditReport) -> dict[str, Any] | None:
@@ -380,8 +761,16 @@ def _check_hash(report: AuditReport, manifest: Mapping[str, Any], name: str, sha
         report.add(f"file {name}", "SHA-256 does not match the manifest (the file was changed)")
 
 
-def verify_bundle(directory: Path, policy: Policy, workers: int | None = None) -> AuditReport:
-    """Verify an export bundle offline; see the module docstring for the checks.
+def verify_bundle(
+    directory: Path,
+    policy: Policy,
+    workers: int | None = None,
+    *,
+    shared_trail: bool = False,
+    require_audit: bool = False,
+) -> AuditReport:
+    """Verify an export bundle offline; see the module docstring for the checks
+    (``shared_trail``, ``require_audit``: see :func:`check_trail`).
 
     The per-leaf half of the replay (decoding, canonical form, posting rules) runs in
     ``workers`` processes (default: one per CPU for big bundles); the
@@ -410,26 +799,50 @@ def verify_bundle(directory: Path, policy: Policy, workers: int | None = None) -
         return report
     sizes = {checkpoint.size} if checkpoint else set()
     replay = Replay(policy.member_overdraft, root_sizes=sizes, problems=report.problems)
+    rules = LeafRules(report)
     hashes = bytearray()
     digest = hashlib.sha256()
     if workers is None:  # about 500 bytes a line
         workers = _default_workers(leaves_path.stat().st_size // 500)
     with open(leaves_path, "rb") as f:
-        for position, (is_base64, leaf) in enumerate(_decoded_lines(f, digest, workers)):
+        for position, (is_base64, leaf, extra) in enumerate(_decoded_lines(f, digest, workers)):
             if not is_base64:
                 report.add(f"seq {position}", f"line {position + 1} of {LEAVES_FILE} is not base64")
             replay.apply(position, leaf)
+            rules.apply(position, extra)
             hashes += leaf[0]
     _check_hash(report, manifest, LEAVES_FILE, digest.hexdigest())
     replay.finish(lambda seqs: _bundle_originals(leaves_path, seqs, bytes(hashes)))
     report.entries = replay.size
     if checkpoint is not None:
         _check_root(report, checkpoint, replay)
+    events = _bundle_events(directory, manifest, report)
+    check_trail(events, rules.seals, report, shared=shared_trail, required=require_audit)
     return report
 
 
-def decode_lines(lines: list[bytes]) -> list[tuple[bool, Fields]]:
-    """Lines of ``leaves.txt`` → (was it base64, the decoded leaf); runs in worker processes."""
+def _bundle_events(
+    directory: Path, manifest: Mapping[str, Any], report: AuditReport
+) -> list[AuditEvent] | None:
+    """The bundle's audit events; None if it was exported without them."""
+    path = directory / EVENTS_FILE
+    listed = EVENTS_FILE in manifest["files"]
+    if not listed and not path.exists():
+        return None
+    if not listed:
+        report.add("manifest", f"{MANIFEST_FILE} does not list {EVENTS_FILE}")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        report.add("bundle", f"missing file: {exc}")
+        return []
+    _check_hash(report, manifest, EVENTS_FILE, hashlib.sha256(data).hexdigest())
+    return parse_events(data.splitlines(), report, f"file {EVENTS_FILE}")
+
+
+def decode_lines(lines: list[bytes]) -> list[tuple[bool, Fields, Extra | None]]:
+    """Lines of ``leaves.txt`` → (was it base64, the decoded leaf, ``leaf_rules``); runs in
+    worker processes."""
     out = []
     for line in lines:
         try:
@@ -437,13 +850,13 @@ def decode_lines(lines: list[bytes]) -> list[tuple[bool, Fields]]:
         except binascii.Error:
             leaf, is_base64 = line, False
         # a plain tuple: it pickles several times faster than the named one
-        out.append((is_base64, cast(Fields, tuple(decode(leaf)))))
+        out.append((is_base64, cast(Fields, tuple(decode(leaf))), leaf_rules(leaf)))
     return out
 
 
-def decode_leaves(leaves: list[bytes]) -> list[Fields]:
-    """Leaf bytes → decoded leaves (plain tuples); runs in worker processes."""
-    return [cast(Fields, tuple(decode(leaf))) for leaf in leaves]
+def decode_leaves(leaves: list[bytes]) -> list[tuple[Fields, Extra | None]]:
+    """Leaf bytes → (decoded leaf as a plain tuple, ``leaf_rules``); runs in worker processes."""
+    return [(cast(Fields, tuple(decode(leaf))), leaf_rules(leaf)) for leaf in leaves]
 
 
 def _in_chunks(items: Iterable[T]) -> Iterator[list[T]]:
@@ -479,7 +892,7 @@ def _map_chunks(
 
 def _decoded_lines(
     lines: Iterable[bytes], digest: Any, workers: int
-) -> Iterator[tuple[bool, Fields]]:
+) -> Iterator[tuple[bool, Fields, Extra | None]]:
     """``decode_lines`` over a file, in order, hashing the lines for the manifest."""
 
     def hashed() -> Iterator[bytes]:
@@ -551,13 +964,22 @@ class AuditState:
     key: str
     checkpoint: str  # the last verified signed checkpoint, as served (with cosignatures)
     replay: ReplayState
+    seal: Seal | None = None  # the last seal entry in the replayed leaves
 
     def to_json(self) -> dict[str, Any]:
+        seal = self.seal
         return {
             "format": STATE_FORMAT,
             "key": self.key,
             "checkpoint": self.checkpoint,
             "replay": self.replay.to_json(),
+            "audit_seal": None
+            if seal is None
+            else {
+                "seq": seal.ledger_seq,
+                "count": seal.count,
+                "head": base64.b64encode(seal.head).decode(),
+            },
             "saved_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
 
@@ -579,6 +1001,15 @@ class AuditState:
             remembered = Checkpoint.parse_body(Note.parse(state.checkpoint).text)
             if remembered.size != state.replay.size:
                 raise ValueError("its checkpoint and replay state disagree on the size")
+            seal = data.get("audit_seal")
+            if seal is not None:
+                state.seal = Seal(
+                    int(seal["seq"]),
+                    int(seal["count"]),
+                    base64.b64decode(seal["head"], validate=True),
+                )
+                if not 0 <= state.seal.ledger_seq < remembered.size or len(state.seal.head) != 32:
+                    raise ValueError("its audit seal is not one of the verified entries")
         except (KeyError, TypeError, ValueError, LedgerError) as exc:
             raise AuditError(f"the state file {path} is damaged: {exc}") from exc
         return state
@@ -606,8 +1037,15 @@ def verify_online(
     evidence_dir: Path | None = None,
     timeout: float = 30.0,
     workers: int | None = None,
+    token: str | None = None,
+    shared_trail: bool = False,
+    require_audit: bool = False,
 ) -> AuditReport:
-    """Verify the log at ``url``; see the module docstring (``workers``: see verify_bundle)."""
+    """Verify the log at ``url``; see the module docstring (``workers``: see verify_bundle).
+
+    With an auditor's ``token``, every audit event is fetched after the leaves and checked
+    against the seals replayed now and the last one remembered in the state file (see
+    :func:`check_trail` for ``shared_trail`` and ``require_audit``)."""
     report = AuditReport()
     client = LogClient(url, timeout)
     if not _compare_keys(client.key(), policy, report, "key"):
@@ -651,13 +1089,17 @@ def verify_online(
         root_sizes=sizes,
         problems=report.problems,
     )
+    rules = LeafRules(report)
+    if resume and state is not None and state.seal is not None:
+        rules.seals.append(state.seal)
     hashes = bytearray()
     if workers is None:
         workers = _default_workers(checkpoint.size - start)
     try:
         pages = _in_chunks(leaf for _, leaf in client.iter_leaves(start, checkpoint.size))
-        for index, leaf in enumerate(_map_chunks(pages, decode_leaves, workers), start):
+        for index, (leaf, extra) in enumerate(_map_chunks(pages, decode_leaves, workers), start):
             replay.apply(index, leaf)
+            rules.apply(index, extra)
             hashes += leaf[0]
         replay.finish(
             lambda seqs: _online_originals(client, seqs, start, bytes(hashes), checkpoint)
@@ -677,13 +1119,25 @@ def verify_online(
             f"checkpoint {remembered.size}",
             "the leaves now served hash to a different root than the one verified before",
         )
+    # after the leaves: every seal replayed covers events that exist by now
+    events = None
+    if token is not None:
+        try:
+            events = [AuditEvent.from_json(e) for e in client.audit_events(token)]
+        except AuditError as exc:
+            report.add("audit trail", f"cannot read the audit events: {exc}")
+        except (KeyError, TypeError, ValueError) as exc:
+            report.add("audit trail", f"the log serves a malformed audit event: {exc}")
+    if token is None or events is not None:
+        check_trail(events, rules.seals, report, shared=shared_trail, required=require_audit)
     if resume:
         new = checkpoint.size - start
         report.what = (
             f"{new} new {'entry' if new == 1 else 'entries'} replayed (resumed from size {start})"
         )
     if report.ok and state_path is not None:
-        AuditState(policy.key.to_text(), served_text, replay.state()).save(state_path)
+        last_seal = rules.seals[-1] if rules.seals else None
+        AuditState(policy.key.to_text(), served_text, replay.state(), last_seal).save(state_path)
     return report
 
 
@@ -829,6 +1283,9 @@ def verify_receipt(text: str, policy: Policy) -> AuditReport:
             check_postings(entry.request)
         except LedgerError as exc:
             report.add(where, str(exc))
+        if entry.request.kind == "deposit":
+            for message in deposit_problems(entry.request):
+                report.add(where, message)
     if opened is not None:
         checkpoint = opened[0]
         try:
