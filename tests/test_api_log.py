@@ -9,6 +9,7 @@ import pytest
 from litestar.testing import TestClient
 
 from api.app import create_app
+from ledger.config import Settings
 from ledger.log import Log
 from ledger.merkle import leaf_hash, root_of, verify_consistency, verify_inclusion
 from ledger.note import Verifier, open_checkpoint
@@ -18,10 +19,10 @@ SIZE = 21
 
 
 @pytest.fixture
-def client(log: Log) -> Iterator[TestClient]:  # type: ignore[type-arg]
+def client(settings: Settings, log: Log) -> Iterator[TestClient]:  # type: ignore[type-arg]
     for i in range(SIZE):
         log.append(deposit(f"d{i}", member(i % 4), 30 + i))
-    with TestClient(create_app(log=log)) as test_client:
+    with TestClient(create_app(settings, log=log)) as test_client:
         yield test_client
 
 
