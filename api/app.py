@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +32,7 @@ from api.log_routes import LogController
 from api.problems import EXCEPTION_HANDLERS
 from audit.trail import AuditTrail
 from care.service import CareService
-from ledger.config import Settings
+from ledger.config import ConfigError, Settings
 from ledger.log import Log
 from migrations.runner import upgrade
 
@@ -109,6 +109,18 @@ def healthz(state: State) -> dict[str, Any]:
     return {"status": "ok", "tree_size": log.size()}
 
 
+def seal_interval(env: Mapping[str, str]) -> float:
+    """``TIMEBANK_AUDIT_SEAL_SECONDS``: how often the audit trail is sealed (1 s to 1 day)."""
+    raw = env.get("TIMEBANK_AUDIT_SEAL_SECONDS", "60")
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 1 <= seconds <= 86400:
+        raise ConfigError("TIMEBANK_AUDIT_SEAL_SECONDS must be a number of seconds from 1 to 86400")
+    return seconds
+
+
 def create_app(settings: Settings | None = None, log: Log | None = None) -> Litestar:
     """The app for ``settings`` (from the environment by default).
 
@@ -127,7 +139,7 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
         app.state.accounts = services.accounts
         app.state.care = services.care
         app.state.audit = services.audit
-        services.start_sealing(float(os.environ.get("TIMEBANK_AUDIT_SEAL_SECONDS", "60")))
+        services.start_sealing(seal_interval(os.environ))
         try:
             yield
         finally:

@@ -331,7 +331,7 @@ class CatalogueController(Controller):
     tags = ["catalogue and policy"]
     dependencies = AUTH
 
-    @get("/catalogue", sync_to_thread=True, responses=problems(401, 403))
+    @get("/catalogue", sync_to_thread=True, responses=problems(400, 401, 403))
     def catalogue(
         self, state: State, principal: P, all: Annotated[bool, Parameter()] = False
     ) -> list[ServiceTypeOut]:
@@ -395,7 +395,7 @@ class RequestController(Controller):
     ) -> list[RequestOut]:
         return [request_out(r) for r in care(state).list_requests(principal, status)]
 
-    @get("/{request_id:str}", sync_to_thread=True, responses=problems(401, 404))
+    @get("/{request_id:str}", sync_to_thread=True, responses=problems(400, 401, 404))
     def one(self, state: State, principal: P, request_id: Id) -> RequestOut:
         return request_out(care(state).get_request(principal, request_id))
 
@@ -466,7 +466,7 @@ class RecordController(Controller):
     ) -> list[RecordOut]:
         return [record_out(r) for r in care(state).list_records(principal, status)]
 
-    @get("/{record_id:str}", sync_to_thread=True, responses=problems(401, 404))
+    @get("/{record_id:str}", sync_to_thread=True, responses=problems(400, 401, 404))
     def one(self, state: State, principal: P, record_id: Id) -> RecordOut:
         return record_out(care(state).get_record(principal, record_id))
 
@@ -554,6 +554,16 @@ class TransferController(Controller):
         return [reversal_out(r) for r in care(state).list_reversals(principal, status)]
 
     @post(
+        "/reversals/{reversal_id:str}/reject",
+        status_code=HTTP_200_OK,
+        sync_to_thread=True,
+        responses=ERR,
+    )
+    def reject_reversal(self, state: State, principal: P, reversal_id: Id) -> ReversalOut:
+        """Turn down, or withdraw, a pending reversal request."""
+        return reversal_out(care(state).reject_reversal(principal, reversal_id))
+
+    @post(
         "/reversals/{reversal_id:str}/approve",
         status_code=HTTP_200_OK,
         sync_to_thread=True,
@@ -568,7 +578,7 @@ class BalanceController(Controller):
     tags = ["balances"]
     dependencies = AUTH
 
-    @get("/balance", sync_to_thread=True, responses=problems(401, 403, 404))
+    @get("/balance", sync_to_thread=True, responses=problems(400, 401, 403, 404))
     def balance(self, state: State, principal: P, member_id: Id) -> BalanceOut:
         """Available and reserved minutes (partner keys with read_points may read this)."""
         b = care(state).balance(principal, member_id)

@@ -98,7 +98,7 @@ def seed_demo_bank(
     station = accounts.create_org(admin, "安康养老服务站", str(OrgKind.SERVICE_STATION))
     accounts.create_org(admin, "夕阳红志愿者协会", str(OrgKind.SOCIAL_ORGANISATION))
     accounts.create_user(DEMO_BANK, "auditor", Role.AUDITOR, None, by_name["auditor"].password)
-    accounts.create_user(
+    centre_admin = accounts.create_user(
         DEMO_BANK, "centre-admin", Role.ORG_ADMIN, centre.id, by_name["centre-admin"].password
     )
     staff_user = accounts.create_user(
@@ -168,4 +168,7 @@ def seed_demo_bank(
         if is_elder and rng.random() < 0.3:
             flag = rng.choice([str(f) for f in PriorityFlag])
             accounts.set_flag(org_staff, new.member.id, flag, None)
-    return seed_ledger(log, entries, ledger_members, centre.id, staff_user.user.id)
+    # Past months: centre-admin confirmed for the elders, centre-staff verified.
+    return seed_ledger(
+        log, entries, ledger_members, centre.id, staff_user.user.id, centre_admin.user.id
+    )

@@ -42,6 +42,7 @@ def demo_requests(
     seed: int = 2026,
     org: str = "demo-org",
     verifier: str = "demo-staff",
+    confirmer: str = "demo-confirmer",
 ) -> Iterator[EntryRequest]:
     """``count`` entries of mixed kinds over ``members``' accounts, every balance rule kept.
 
@@ -95,7 +96,7 @@ def demo_requests(
                     "policy": 0,
                     "service_version": 1,
                     "org": org,
-                    "confirmed_by": verifier,
+                    "confirmed_by": confirmer,
                     "confirmed_as": "staff_for_elder",
                     "verified_by": verifier,
                     "to_pool": 0,
@@ -149,7 +150,12 @@ def demo_requests(
 
 
 def seed_ledger(
-    log: Log, entries: int, members: list[str], org: str = "demo-org", verifier: str = "demo-staff"
+    log: Log,
+    entries: int,
+    members: list[str],
+    org: str = "demo-org",
+    verifier: str = "demo-staff",
+    confirmer: str = "demo-confirmer",
 ) -> int:
     """Append ``entries`` demo ledger entries over ``members``; returns how many.
 
@@ -158,7 +164,10 @@ def seed_ledger(
     """
     appended = 0
     pending: list[Future[AppendResult]] = []
-    for request in demo_requests(entries, members, log.size(), org=org, verifier=verifier):
+    requests = demo_requests(
+        entries, members, log.size(), org=org, verifier=verifier, confirmer=confirmer
+    )
+    for request in requests:
         if request.kind == "reversal":  # it names an earlier seq: everything before must be in
             appended += _drain(pending)
             pending = []

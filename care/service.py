@@ -1110,6 +1110,24 @@ class CareService:
             rows = tx.find(reversal_requests, *conditions, order=[reversal_requests.c.requested_at])
         return [_row_dict(r) for r in rows]
 
+    def reject_reversal(self, principal: Principal, reversal_id: str) -> dict[str, Any]:
+        """A bank admin turns down (or its requester withdraws) a pending reversal."""
+        _require_bank_admin(principal)
+        with self.store.transaction() as tx:
+            row = tx.get(reversal_requests, reversal_id)
+            if row is None or row.bank_id != principal.bank_id:
+                raise NotFound(f"no reversal request {reversal_id}")
+            if row.status != "pending":
+                raise WrongState(f"reversal request is {row.status}")
+            tx.update(
+                reversal_requests,
+                row.id,
+                status="rejected",
+                decided_by=principal.user_id,
+                decided_at=self.clock(),
+            )
+            return _row_dict(tx.get(reversal_requests, row.id))
+
     def approve_reversal(self, principal: Principal, reversal_id: str) -> dict[str, Any]:
         """A second bank admin approves; only then is the reversing entry appended."""
         _require_bank_admin(principal)
@@ -1120,7 +1138,9 @@ class CareService:
         if row.status != "pending":
             raise WrongState(f"reversal request is {row.status}")
         if row.requested_by == principal.user_id:
-            raise SelfVerification("a second administrator must approve a reversal")
+            raise SelfVerification(
+                "a second administrator must approve a reversal", zh="冲正须由另一位管理员批准"
+            )
         entry = self.ledger.entry(int(row.entry_seq))
         assert entry is not None
         result = self._append(

@@ -825,3 +825,30 @@ def test_a_phone_signs_the_draft_the_server_returns(world: World) -> None:
         201,
     )
     assert record["signed_by_device"] == key
+
+
+def test_a_pending_reversal_can_be_turned_down(world: World) -> None:
+    w = world
+    w.log.append(_pool_seed(10))
+    grant = ok(
+        w.client.post(
+            "/v1/grants",
+            headers=w.as_("b1-admin"),
+            json={"elder_id": w.ids["elder-a"], "minutes": 10, "reason": "winter care"},
+        ),
+        201,
+    )
+    rev = ok(
+        w.client.post(
+            "/v1/reversals", headers=w.as_("b1-admin"), json={"seq": grant["seq"], "reason": "typo"}
+        ),
+        201,
+    )
+    done = ok(w.client.post(f"/v1/reversals/{rev['id']}/reject", headers=w.as_("b1-admin2")))
+    assert done["status"] == "rejected" and done["decided_by"] == w.ids["b1-admin2"]
+    refused(
+        w.client.post(f"/v1/reversals/{rev['id']}/approve", headers=w.as_("b1-admin2")),
+        409,
+        "wrong-state",
+    )
+    assert balance(w, "elder-a") == (10, 0)
