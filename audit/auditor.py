@@ -521,6 +521,13 @@ def _ranges(seqs: Sequence[int], limit: int = 8) -> str:
     return ", ".join(runs)
 
 
+def _events_are(seqs: Sequence[int]) -> str:
+    """``"audit event 4 is"`` or ``"audit events 4–6, 9 are"``."""
+    if len(seqs) == 1:
+        return f"audit event {seqs[0]} is"
+    return f"audit events {_ranges(seqs)} are"
+
+
 def _problem(text: str) -> Problem:
     where, _, message = text.partition(": ")
     return Problem(where, message)
@@ -534,8 +541,8 @@ def check_trail(
     shared: bool = False,
     required: bool = False,
 ) -> None:
-    """Check the audit events against their chain and every seal in the log; see the
-    "audit trail" section of docs/auditing.md for what is (and cannot be) concluded.
+    """Check the audit events against their chain and every seal in the log; see
+    docs/auditing.md (section 3, and "Banks sharing a log") for what is and cannot be concluded.
 
     ``events`` None means the audit had no events (no auditor's token). Seals must never
     cover fewer events than an earlier seal, whatever the events. Then, with the **whole
@@ -547,13 +554,10 @@ def check_trail(
     """
     _check_seal_order(seals, report)
     if events is None:
-        message = "no audit events: exported or verified without an auditor's --token"
+        message = "no audit events (no auditor's --token): the audit trail was not checked"
         if seals:
-            many = len(seals) != 1
-            message += (
-                f", so the {len(seals)} seal {'entries' if many else 'entry'} in the log "
-                f"{'were' if many else 'was'} not checked against the trail"
-            )
+            entries = "entry" if len(seals) == 1 else "entries"
+            message += f", nor the {len(seals)} seal {entries} in the log against it"
         if required:
             report.add("audit trail", message)
         else:
@@ -572,7 +576,7 @@ def check_trail(
         checked = len(seals)
         if missing:
             report.notes.append(
-                f"audit events {_ranges(missing)} are missing from what this auditor sees. "
+                f"{_events_are(missing)} missing from what this auditor sees. "
                 "If other banks share this log, they may be theirs (an auditor sees its own "
                 "bank's events): verify with --shared-trail to check only the events you can "
                 "see; the chain then cannot be checked end-to-end"
@@ -632,7 +636,7 @@ def _check_visible(events: Sequence[AuditEvent], seals: Sequence[Seal], report: 
     missing = [seq for seq in range(last + 1) if seq not in hashes]
     if missing:
         report.notes.append(
-            f"shared trail: audit events {_ranges(missing)} are not visible to this auditor "
+            f"shared trail: {_events_are(missing)} not visible to this auditor "
             "(another bank's, or removed): the chain is checked between consecutive visible "
             "events and at seals, not end-to-end"
         )
