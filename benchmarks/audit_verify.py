@@ -78,6 +78,7 @@ def build_bundle(directory: Path, entries: int, seed: int = 2026) -> Verifier:
             roll = rng.random()
             giver = members[rng.randrange(len(members))]
             body: dict[str, Any] = {}
+            sigs: list[dict[str, str]] = []
             kind = ""
             postings: list[tuple[str, int]] = []
             if seq % 100_000 == 50 and deposits:  # now and then an admin reverses a deposit
@@ -94,10 +95,14 @@ def build_bundle(directory: Path, entries: int, seed: int = 2026) -> Verifier:
                 amount = (minutes * weight + 500) // 1000
                 kind, postings = "deposit", [(issuance, -amount), (giver, amount)]
                 body = {
-                    "record": f"{rng.getrandbits(128):032x}",
+                    "record": f"{rng.getrandbits(256):064x}",
                     "minutes": minutes,
                     "weight": weight,
+                    "confirmed_by": "u-elder",
+                    "confirmed_as": "elder",
+                    "verified_by": "u-staff",
                 }
+                sigs = [{"by": "u-staff", "role": "verifier"}]
                 balances[giver] += amount
                 if len(deposits) < 64:
                     deposits.append((seq, giver, amount))
@@ -133,7 +138,7 @@ def build_bundle(directory: Path, entries: int, seed: int = 2026) -> Verifier:
                     "id": f"bench-{seq}",
                     "postings": [{"account": a, "minutes": m} for a, m in postings],
                     "body": body,
-                    "signatures": [],
+                    "signatures": sigs,
                 }
             )
             prev = hashlib.sha256(b"\x00" + leaf).digest()
