@@ -76,18 +76,21 @@ class AuditMiddleware(ASGIMiddleware):
             return  # the client went away before sending its body
         raw = body
 
-        status = 500
+        recorded = False
 
         async def capture(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
+            nonlocal recorded
+            if message["type"] == "http.response.start" and not recorded:
+                # The event is durable before the client sees the outcome.
+                recorded = True
+                await to_thread.run_sync(self._record, scope, raw, int(message["status"]))
             await send(message)
 
         try:
             await next_app(scope, _replaying(raw, receive), capture)
         finally:
-            await to_thread.run_sync(self._record, scope, raw, status)
+            if not recorded:  # the handler failed before any response started
+                await to_thread.run_sync(self._record, scope, raw, 500)
 
     @staticmethod
     def _record(scope: Scope, raw: bytes, status: int) -> None:
