@@ -187,7 +187,7 @@ class MeController(Controller):
         "/devices/{key_id:str}/revoke",
         status_code=HTTP_200_OK,
         sync_to_thread=True,
-        responses=problems(401, 403, 404, 409),
+        responses=problems(400, 401, 403, 404, 409),
     )
     def revoke_device(
         self, state: State, principal: NamedDependency[Principal], key_id: Id
@@ -200,7 +200,7 @@ class BankController(Controller):
     tags = ["banks"]
     dependencies = AUTH
 
-    @get("/{bank_id:str}", sync_to_thread=True, responses=problems(401, 404))
+    @get("/{bank_id:str}", sync_to_thread=True, responses=problems(400, 401, 404))
     def bank(self, state: State, principal: NamedDependency[Principal], bank_id: Id) -> BankOut:
         bank = accounts_service(state).get_bank(principal, bank_id)
         return BankOut(bank.id, bank.name, bank.created_at)
@@ -228,11 +228,11 @@ class OrgController(Controller):
         social_organisation)."""
         return org_out(accounts_service(state).create_org(principal, data.name, data.kind))
 
-    @get("/{org_id:str}", sync_to_thread=True, responses=problems(401, 404))
+    @get("/{org_id:str}", sync_to_thread=True, responses=problems(400, 401, 404))
     def org(self, state: State, principal: NamedDependency[Principal], org_id: Id) -> OrgOut:
         return org_out(accounts_service(state).get_org(principal, org_id))
 
-    @get("/{org_id:str}/staff", sync_to_thread=True, responses=problems(401, 403, 404))
+    @get("/{org_id:str}/staff", sync_to_thread=True, responses=problems(400, 401, 403, 404))
     def staff(
         self, state: State, principal: NamedDependency[Principal], org_id: Id
     ) -> list[StaffOut]:
@@ -264,7 +264,7 @@ class OrgController(Controller):
         "/{org_id:str}/staff/{user_id:str}/revoke",
         status_code=HTTP_204_NO_CONTENT,
         sync_to_thread=True,
-        responses=problems(401, 403, 404),
+        responses=problems(400, 401, 403, 404),
     )
     def revoke_staff(
         self, state: State, principal: NamedDependency[Principal], org_id: Id, user_id: Id
@@ -346,7 +346,11 @@ class MemberController(Controller):
         ``reveal_reason`` to see full personal data — the read is recorded."""
         return member_out(accounts_service(state).get_member(principal, member_id, reveal_reason))
 
-    @get("/{member_id:str}/access-records", sync_to_thread=True, responses=problems(401, 403, 404))
+    @get(
+        "/{member_id:str}/access-records",
+        sync_to_thread=True,
+        responses=problems(400, 401, 403, 404),
+    )
     def access_records(
         self, state: State, principal: NamedDependency[Principal], member_id: Id
     ) -> list[AccessRecordOut]:
@@ -358,7 +362,7 @@ class MemberController(Controller):
         "/{member_id:str}/approve",
         status_code=HTTP_200_OK,
         sync_to_thread=True,
-        responses=problems(401, 403, 404, 409),
+        responses=problems(400, 401, 403, 404, 409),
     )
     def approve(
         self, state: State, principal: NamedDependency[Principal], member_id: Id
@@ -406,14 +410,18 @@ class MemberController(Controller):
         "/{member_id:str}/flags/{flag_id:str}/clear",
         status_code=HTTP_200_OK,
         sync_to_thread=True,
-        responses=problems(401, 403, 404, 409),
+        responses=problems(400, 401, 403, 404, 409),
     )
     def clear_flag(
         self, state: State, principal: NamedDependency[Principal], member_id: Id, flag_id: Id
     ) -> FlagOut:
         return flag_out(accounts_service(state).clear_flag(principal, member_id, flag_id))
 
-    @get("/{member_id:str}/relatives", sync_to_thread=True, responses=problems(401, 403, 404))
+    @get(
+        "/{member_id:str}/relatives",
+        sync_to_thread=True,
+        responses=problems(400, 401, 403, 404),
+    )
     def relatives(
         self, state: State, principal: NamedDependency[Principal], member_id: Id
     ) -> list[RelativeOut]:
@@ -467,7 +475,7 @@ class RelativeController(Controller):
         "/{link_id:str}/confirm",
         status_code=HTTP_200_OK,
         sync_to_thread=True,
-        responses=problems(401, 403, 404, 409),
+        responses=problems(400, 401, 403, 404, 409),
     )
     def confirm(
         self, state: State, principal: NamedDependency[Principal], link_id: Id
@@ -478,7 +486,7 @@ class RelativeController(Controller):
         "/{link_id:str}/reject",
         status_code=HTTP_200_OK,
         sync_to_thread=True,
-        responses=problems(401, 403, 404, 409),
+        responses=problems(400, 401, 403, 404, 409),
     )
     def reject(
         self, state: State, principal: NamedDependency[Principal], link_id: Id
@@ -507,7 +515,7 @@ class PartnerKeyController(Controller):
         "/{key_id:str}/revoke",
         status_code=HTTP_200_OK,
         sync_to_thread=True,
-        responses=problems(401, 403, 404, 409),
+        responses=problems(400, 401, 403, 404, 409),
     )
     def revoke(
         self, state: State, principal: NamedDependency[Principal], key_id: Id

@@ -9,6 +9,7 @@ from litestar import Controller, MediaType, get
 from litestar.datastructures import State
 from litestar.params import Parameter
 
+from api.schemas import problems
 from ledger.log import Log
 
 MAX_INDEX = 2**53 - 1
@@ -39,25 +40,25 @@ class LogController(Controller):
         """The log's verifier key: ``<name>+<hex key id>+<base64(0x01 ‖ Ed25519 public key)>``."""
         return _log(state).verifier_key + "\n"
 
-    @get("/leaves", sync_to_thread=True)
+    @get("/leaves", sync_to_thread=True, responses=problems(400))
     def leaves(self, state: State, start: Index, end: Size) -> dict[str, list[dict[str, Any]]]:
         """Leaves ``[start, end)`` as base64 canonical JSON; a page may be shorter than asked."""
         leaves = _log(state).leaves(start, end)
         return {"leaves": [{"index": leaf.index, "data": _b64(leaf.data)} for leaf in leaves]}
 
-    @get("/proof/inclusion", sync_to_thread=True)
+    @get("/proof/inclusion", sync_to_thread=True, responses=problems(400))
     def inclusion(self, state: State, index: Index, tree_size: Size) -> dict[str, Any]:
         """RFC 6962 audit path for leaf ``index`` in the tree of ``tree_size`` leaves."""
         hashes = _log(state).inclusion_proof(index, tree_size)
         return {"index": index, "tree_size": tree_size, "hashes": [_b64(h) for h in hashes]}
 
-    @get("/proof/consistency", sync_to_thread=True)
+    @get("/proof/consistency", sync_to_thread=True, responses=problems(400))
     def consistency(self, state: State, first: Size, second: Size) -> dict[str, Any]:
         """RFC 6962 consistency proof between tree sizes ``first`` ≤ ``second``."""
         hashes = _log(state).consistency_proof(first, second)
         return {"first": first, "second": second, "hashes": [_b64(h) for h in hashes]}
 
-    @get("/receipt", media_type=MediaType.TEXT, sync_to_thread=True)
+    @get("/receipt", media_type=MediaType.TEXT, sync_to_thread=True, responses=problems(400))
     def receipt(self, state: State, index: Index) -> str:
         """A C2SP tlog-proof receipt for entry ``index`` in the checkpoint served now.
 

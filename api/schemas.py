@@ -7,7 +7,11 @@ from datetime import date, datetime
 from typing import Any
 
 import msgspec
+from litestar._openapi.schema_generation import SchemaCreator
+from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
 from litestar.openapi import ResponseSpec
+from litestar.openapi.spec import Schema
+from litestar.typing import FieldDefinition
 
 from accounts.model import (
     DeviceKey,
@@ -22,6 +26,23 @@ from accounts.service import MemberView
 
 class Input(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Base of request bodies: unknown fields are an error, not silently dropped."""
+
+
+class InputSchemaPlugin(StructSchemaPlugin):
+    """Documents request bodies as they are decoded: ``additionalProperties: false``.
+
+    Litestar's struct plugin (not exported publicly) ignores ``forbid_unknown_fields``.
+    """
+
+    def is_plugin_supported_field(self, field_definition: FieldDefinition) -> bool:
+        return not field_definition.is_union and field_definition.is_subclass_of(Input)
+
+    def to_openapi_schema(
+        self, field_definition: FieldDefinition, schema_creator: SchemaCreator
+    ) -> Schema:
+        schema = super().to_openapi_schema(field_definition, schema_creator)
+        schema.additional_properties = False
+        return schema
 
 
 class Problem(msgspec.Struct, kw_only=True):

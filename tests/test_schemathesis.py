@@ -1,0 +1,371 @@
+"""Schemathesis against the app's own OpenAPI document (DESIGN.md, "Quality bar").
+
+The schema is the one the app serves at ``/schema/openapi.json``. Every operation in it is
+fuzzed against the live ASGI app, through a ``TestClient`` of an accounts world on SQLite (the
+app's lifespan runs once per world), twice: as a bank administrator and with no credentials.
+Each operation gets schemathesis's examples, coverage (boundary and schema-breaking values) and
+fuzzing phases, positive and negative, and every response must pass:
+
+- ``not_a_server_error``: bad input is a 4xx, never a 5xx;
+- the conformance checks: status code, content type, headers and body are the documented ones;
+- ``negative_data_rejection``: input that breaks the schema is refused with a 4xx (one known
+  exception, lax JSON scalars, is spelled out below and kept visible by an xfail);
+- :func:`problem_details`: every 4xx is ``application/problem+json`` with ``type``, ``title``,
+  ``status`` (the HTTP status) and ``detail``, and an ``invalid-parameter`` names its ``field``.
+
+Valid cases get real ids from the world (members, organisations, a request, a record, …) most
+of the time, so that fuzzing reaches the rules behind the 404s. Each caller has a world of its
+own and its operations run in one xdist group, in a fixed order, so a run is deterministic
+(fixed seed, derandomized Hypothesis) and small (``MAX_EXAMPLES`` fuzzed cases per operation;
+``TIMEBANK_FUZZ_EXAMPLES`` and ``TIMEBANK_FUZZ_SEED`` make a longer or another run).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import hypothesis
+import msgspec
+import pytest
+import schemathesis
+from hypothesis import HealthCheck
+from litestar import Litestar
+from litestar.routes import HTTPRoute
+from litestar.testing import TestClient
+from schemathesis import APIOperation, CheckContext, GenerationMode, Response
+from schemathesis import Case as AnyCase
+from schemathesis.core.failures import AcceptedNegativeData, FailureGroup
+
+from accounts.errors import AuthenticationError
+from api.app import create_app
+from ledger.config import Settings
+from ledger.log import Log
+from tests.accounts_world import World, build_world
+from tests.conftest import make_database
+
+MAX_EXAMPLES = int(os.environ.get("TIMEBANK_FUZZ_EXAMPLES", "20"))
+SEED = int(os.environ.get("TIMEBANK_FUZZ_SEED", "20240601"))
+PROBLEM_JSON = "application/problem+json"
+ADMIN = "b1-admin"
+# These end the caller's sessions: each case gets a token of its own, so that the shared
+# bank-admin token stays valid for the rest of the run.
+Case = AnyCase[APIOperation[Any, Any, Any, Any]]
+SESSION_ENDING = frozenset({"POST /v1/auth/logout", "POST /v1/auth/logout-all"})
+
+
+def _served_schema() -> dict[str, Any]:
+    """The document the app serves (generating it needs no database: no lifespan runs)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings.from_env(
+            {
+                "TIMEBANK_DATA_DIR": str(Path(tmp) / "data"),
+                "TIMEBANK_DATABASE_URL": f"sqlite:///{tmp}/unused.db",
+            }
+        )
+        response = TestClient(create_app(settings)).get("/schema/openapi.json")
+    assert response.status_code == 200, response.text
+    document: dict[str, Any] = response.json()
+    return document
+
+
+schema = schemathesis.openapi.from_dict(
+    _served_schema(),
+    config=schemathesis.Config.from_dict(
+        {"seed": SEED, "generation": {"deterministic": True, "database": "none"}}
+    ),
+)
+fuzz_settings = hypothesis.settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+
+
+# ------------------------------------------------------------------ checks
+
+
+def problem_details(ctx: CheckContext, response: Response, case: Case) -> bool | None:
+    """Every 4xx is an RFC 9457 problem that says what is wrong (DESIGN.md, API conventions)."""
+    del ctx, case
+    if not 400 <= response.status_code < 500:
+        return None
+    content_type = (response.headers.get("content-type") or [""])[0]
+    assert content_type.split(";")[0].strip() == PROBLEM_JSON, (
+        f"a {response.status_code} answered with Content-Type {content_type!r}, not {PROBLEM_JSON}"
+    )
+    body = response.json()
+    assert isinstance(body, dict), f"the problem body is not an object: {body!r}"
+    for name in ("type", "title", "detail"):
+        assert isinstance(body.get(name), str) and body[name].strip(), (
+            f"the problem has no {name!r}: {body!r}"
+        )
+    assert body.get("status") == response.status_code, (
+        f"the problem's status {body.get('status')!r} is not the HTTP status "
+        f"{response.status_code}: {body!r}"
+    )
+    if body["type"] == "urn:timebank:problem:invalid-parameter":
+        assert isinstance(body.get("field"), str) and body["field"], (
+            f"an invalid-parameter problem does not name the field: {body!r}"
+        )
+    return True
+
+
+CHECKS = [
+    schemathesis.checks.not_a_server_error,
+    schemathesis.checks.status_code_conformance,
+    schemathesis.checks.content_type_conformance,
+    schemathesis.checks.response_headers_conformance,
+    schemathesis.checks.response_schema_conformance,
+    schemathesis.checks.negative_data_rejection,
+    problem_details,
+]
+
+
+# ------------------------------------------------------------------ known issue: lax JSON scalars
+#
+# Litestar converts request bodies with msgspec's lax rules (``strict=False``), so a JSON body
+# that breaks the documented types only by a scalar msgspec coerces (``0``/``1`` or ``"true"``
+# for a boolean, ``"60"`` or ``60.0`` for an integer) is accepted: ``POST /v1/policy`` with
+# ``{"gifts_allowed": 0}`` answers 200. ``negative_data_rejection`` lets exactly those cases
+# pass (decoding the bytes sent strictly fails, laxly succeeds); every other schema-breaking
+# input must still be refused. ``test_lax_json_scalars_are_refused`` is the reminder: it starts
+# passing (and fails as XPASS) once bodies are decoded strictly; then delete this tolerance.
+
+
+def body_types(app: Litestar) -> dict[str, Any]:
+    """``"POST /v1/policy"`` → the type a route decodes its JSON body into."""
+    types: dict[str, Any] = {}
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        path = re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)
+        for handler in route.route_handlers:
+            data = handler.parsed_fn_signature.parameters.get("data")
+            if data is not None:
+                types.update(
+                    {f"{method} {path}": data.annotation for method in handler.http_methods}
+                )
+    return types
+
+
+def accepted_only_by_lax_decoding(case: Case, sent: bytes, types: dict[str, Any]) -> bool:
+    target = types.get(f"{case.method.upper()} {case.path}")
+    if target is None:
+        return False
+    try:
+        msgspec.json.decode(sent, type=target, strict=True)
+    except msgspec.ValidationError:
+        try:
+            msgspec.json.decode(sent, type=target, strict=False)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return False
+        return True
+    except msgspec.DecodeError:
+        return False
+    return False
+
+
+# ------------------------------------------------------------------ the worlds under test
+
+
+def _ago(hours: float) -> str:
+    return (datetime.now(UTC) - timedelta(hours=hours)).isoformat()
+
+
+def _created(response: httpx.Response) -> dict[str, Any]:
+    assert response.status_code in (200, 201), response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _furnish(w: World) -> None:
+    """A service type, an open request and a logged record to aim at."""
+    _created(
+        w.client.post(
+            "/v1/catalogue",
+            headers=w.as_(ADMIN),
+            json={
+                "code": "meal",
+                "name_zh": "助餐",
+                "name_en": "Meals",
+                "category": "meals",
+                "weight_permille": 1000,
+            },
+        )
+    )
+    request = _created(
+        w.client.post(
+            "/v1/requests",
+            headers=w.as_("elder-a"),
+            json={
+                "elder_id": w.ids["elder-a"],
+                "service_code": "meal",
+                "minutes": 60,
+                "window_start": _ago(4),
+                "window_end": _ago(1),
+            },
+        )
+    )
+    w.ids["request-a"] = request["id"]
+    record = _created(
+        w.client.post(
+            "/v1/records",
+            headers=w.as_("vol-a"),
+            json={
+                "elder_id": w.ids["elder-a"],
+                "service_code": "meal",
+                "check_in": _ago(3),
+                "check_out": _ago(2),
+            },
+        )
+    )
+    w.ids["record-a"] = record["id"]
+
+
+@pytest.fixture(scope="module")
+def worlds(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[str], World]]:
+    """A furnished world per caller, built on first use, on SQLite."""
+    built: dict[str, World] = {}
+    with ExitStack() as stack:
+
+        def world(caller: str) -> World:
+            if caller not in built:
+                tmp = tmp_path_factory.mktemp(f"schemathesis-{caller}")
+                database = make_database("sqlite", request, tmp)
+                stack.callback(next, database, None)  # the generator's clean-up half
+                settings = Settings.from_env(
+                    {
+                        "TIMEBANK_DATA_DIR": str(tmp / "data"),
+                        "TIMEBANK_DATABASE_URL": next(database),
+                        "TIMEBANK_LOG_ORIGIN": "timebank.test/log",
+                    }
+                )
+                log = Log.open(settings)
+                stack.callback(log.close)
+                worlds = build_world(settings, log)
+                stack.callback(next, worlds, None)  # leaves the TestClient: lifespan shutdown
+                built[caller] = next(worlds)
+                _furnish(built[caller])
+            return built[caller]
+
+        yield world
+
+
+def known_values(w: World) -> dict[str, list[str]]:
+    """Real values for parameters and body fields, by name."""
+    ids = w.ids
+    members = [ids[k] for k in ("vol-a", "elder-a", "family-a", "vol-b", "elder-b", "vol-c")]
+    members += [ids["pending-a"], ids["elder-c"]]
+    return {
+        "member_id": members,
+        "from_member_id": members,
+        "to_member_id": members,
+        "relative_id": members,
+        "volunteer_id": [ids["vol-a"], ids["vol-b"], ids["family-a"]],
+        "elder_id": [ids["elder-a"], ids["elder-b"], ids["elder-c"]],
+        "org_id": [ids["org_a"], ids["org_b"], ids["org_c"]],
+        "bank_id": ["b1", "b2"],
+        "user_id": [ids[k] for k in ("staff-a", "admin-a", "staff-b", "auditor")],
+        "flag_id": [ids["flag-a"], ids["flag-b"], ids["flag-c"]],
+        "link_id": [ids["link-a"], ids["link-b"], ids["link-c"]],
+        "key_id": [ids["partner-key"], ids["partner-key-b2"]],
+        "request_id": [ids["request-a"]],
+        "record_id": [ids["record-a"]],
+        "service_code": ["meal"],
+        "username": ["vol-a", "family-a", "staff-a"],
+    }
+
+
+def aim(case: Case, values: dict[str, list[str]]) -> None:
+    """In a valid case, put real ids in place of generated ones three times in four.
+
+    The choice hangs on the generated value, so a derandomized run makes the same one.
+    """
+    if case.meta is None or case.meta.generation.mode != GenerationMode.POSITIVE:
+        return  # a negative case goes out exactly as generated
+    containers: list[Any] = [case.path_parameters, case.query]
+    if isinstance(case.body, dict):
+        containers.append(case.body)
+    for container in containers:
+        for name in sorted(container or {}):
+            if name in values and isinstance(container[name], str):
+                pick = zlib.crc32(f"{name}={container[name]}".encode())
+                if pick % 4:
+                    container[name] = values[name][pick // 4 % len(values[name])]
+
+
+# ------------------------------------------------------------------ the runs
+
+
+def send(w: World, case: Case, headers: dict[str, str]) -> httpx.Response:
+    kwargs = case.as_transport_kwargs(base_url=str(w.client.base_url), headers=headers)
+    content = kwargs.get("data")
+    return w.client.request(
+        kwargs["method"],
+        kwargs["url"],
+        headers=kwargs.get("headers"),
+        params=kwargs.get("params"),
+        json=kwargs.get("json"),
+        content=content.encode() if isinstance(content, str) else content,
+    )
+
+
+def token_for(w: World, caller: str, case: Case) -> str:
+    if f"{case.method.upper()} {case.path}" in SESSION_ENDING:
+        return w.accounts.issue_token(caller).token
+    try:
+        w.accounts.authenticate(w.tokens[caller])
+    except AuthenticationError:  # ended by a case (logout-all with an aimed token, …)
+        w.tokens[caller] = w.accounts.issue_token(caller).token
+    return w.tokens[caller]
+
+
+def run_case(w: World, case: Case, caller: str | None) -> None:
+    aim(case, known_values(w))
+    headers = {"Authorization": f"Bearer {token_for(w, caller, case)}"} if caller else {}
+    response = send(w, case, headers)
+    try:
+        case.validate_response(response, checks=CHECKS, headers=headers)
+    except FailureGroup as group:
+        lax = all(isinstance(f, AcceptedNegativeData) for f in group.exceptions)
+        if not lax or not accepted_only_by_lax_decoding(
+            case, response.request.content, body_types(w.client.app)
+        ):
+            raise
+
+
+# One world, one xdist group and one fixed order of operations per caller: runs repeat exactly.
+CALLERS = [
+    pytest.param(ADMIN, id="bank-admin", marks=pytest.mark.xdist_group("schemathesis-admin")),
+    pytest.param(None, id="anonymous", marks=pytest.mark.xdist_group("schemathesis-anonymous")),
+]
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+@fuzz_settings
+@schema.parametrize()
+def test_api(case: Case, caller: str | None, worlds: Callable[[str], World]) -> None:
+    run_case(worlds(caller or "anonymous"), case, caller)
+
+
+@pytest.mark.xfail(
+    strict=True, reason="Litestar decodes JSON bodies laxly (see 'known issue' above)"
+)
+def test_lax_json_scalars_are_refused(worlds: Callable[[str], World]) -> None:
+    w = worlds("known-issue")
+    for body in ({"gifts_allowed": 0}, {"redemption_age": "60"}):
+        response = w.client.post("/v1/policy", headers=w.as_(ADMIN), json=body)
+        assert response.status_code == 400, (body, response.text)
