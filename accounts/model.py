@@ -1,7 +1,7 @@
 """The people and organisations of a time bank, and who may act for whom.
 
 Plain immutable records; no web or database code. Personal data (name, phone, ID number,
-address, birth date, health notes) lives only in ``PersonalData`` and never reaches the log:
+address, birth date, health notes) lives only in the accounts tables and never reaches the log:
 the ledger sees a member only as the opaque ``ledger_account``.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 
 
 class Role(enum.StrEnum):
@@ -23,8 +23,6 @@ class Role(enum.StrEnum):
 
 
 STAFF_ROLES = frozenset({Role.ORG_STAFF, Role.ORG_ADMIN})
-ORG_ROLES = STAFF_ROLES
-PERSONAL_ROLES = frozenset({Role.VOLUNTEER, Role.ELDER, Role.FAMILY_PROXY})
 
 
 class OrgKind(enum.StrEnum):
@@ -134,16 +132,6 @@ class User:
     created_at: datetime
     disabled: bool = False
     totp_enabled: bool = False
-
-
-@dataclass(frozen=True)
-class PersonalData:
-    name: str
-    phone: str | None = None
-    id_number: str | None = None
-    address: str | None = None
-    birth_date: date | None = None
-    health_notes: str | None = None
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ columns sealed by ``accounts.protection``. ``pii_access`` is append-only.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -215,8 +215,6 @@ pii_access = Table(
 
 Index("ix_role_grants_scope", role_grants.c.bank_id, role_grants.c.org_id)
 
-ACCOUNTS_APPEND_ONLY = ("pii_access",)
-
 
 def utc(value: datetime | None) -> datetime | None:
     """SQLite hands back naive datetimes; everything we store is UTC."""
@@ -256,11 +254,6 @@ class Tx:
 
     def personal(self, member_id: str) -> Row[Any] | None:
         return self.first(member_personal, member_personal.c.member_id == member_id)
-
-    def update_personal(self, member_id: str, values: Mapping[str, Any]) -> None:
-        self.conn.execute(
-            update(member_personal).where(member_personal.c.member_id == member_id).values(**values)
-        )
 
     def members_in_scope(
         self,

@@ -116,10 +116,6 @@ def fold_span(span: Span, nodes: Mapping[NodeId, bytes]) -> bytes:
     return acc
 
 
-def root_spans(size: int) -> list[Span]:
-    return [(0, size)] if size else []
-
-
 # ---------------------------------------------------------------- building
 
 
