@@ -16,7 +16,8 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from accounts.errors import AccountsError
 from accounts.model import Principal
 from accounts.service import AccountsService
-from api.idempotency import _read_body, _replaying
+from api.auth import PRINCIPAL_STATE_KEY
+from api.idempotency import read_body, replaying
 from audit.trail import AuditTrail
 
 log = logging.getLogger(__name__)
@@ -48,8 +49,11 @@ def _actor(
     header = _header(scope, b"authorization")
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
+        known = scope.get("state", {}).get(PRINCIPAL_STATE_KEY)
         try:
-            principal: Principal = accounts.authenticate(token.strip())
+            principal: Principal = (
+                known if isinstance(known, Principal) else accounts.authenticate(token.strip())
+            )
         except AccountsError:
             return "invalid-credentials", "none", None, None
         if principal.is_partner:
@@ -71,7 +75,7 @@ class AuditMiddleware(ASGIMiddleware):
         if not _is_audited(scope):
             await next_app(scope, receive, send)
             return
-        body = await _read_body(receive, None)
+        body = await read_body(receive, None)
         if not isinstance(body, bytes):
             return  # the client went away before sending its body
         raw = body
@@ -87,7 +91,7 @@ class AuditMiddleware(ASGIMiddleware):
             await send(message)
 
         try:
-            await next_app(scope, _replaying(raw, receive), capture)
+            await next_app(scope, replaying(raw, receive), capture)
         finally:
             if not recorded:  # the handler failed before any response started
                 await to_thread.run_sync(self._record, scope, raw, 500)

@@ -25,8 +25,13 @@ def bearer_token(request: Request[object, object, State]) -> str:
     return token.strip()
 
 
+PRINCIPAL_STATE_KEY = "timebank.principal"
+
+
 def provide_principal(request: Request[object, object, State]) -> Principal:
-    return accounts_service(request.app.state).authenticate(bearer_token(request))
+    principal = accounts_service(request.app.state).authenticate(bearer_token(request))
+    request.scope["state"][PRINCIPAL_STATE_KEY] = principal  # the audit trail reuses it
+    return principal
 
 
 def client_address(request: Request[object, object, State]) -> str:

@@ -350,14 +350,14 @@ class IdempotencyMiddleware(ASGIMiddleware):
         handler = scope["route_handler"]
         assert isinstance(handler, HTTPRouteHandler)
         limit = handler.resolve_request_max_body_size()
-        body = await _read_body(receive, limit)
+        body = await read_body(receive, limit)
         if body is None:
             return  # the client went away before sending its body
         if isinstance(body, int):
             detail = f"the request body is larger than {body} bytes"
             await _send_problem(send, 413, "http-413", "Request Entity Too Large", detail, None)
             return
-        replay_receive = _replaying(body, receive)
+        replay_receive = replaying(body, receive)
         accounts: AccountsService = scope["litestar_app"].state.accounts
         caller = await anyio.to_thread.run_sync(_caller, accounts, scope["headers"])
         if caller is None:  # the handler answers 401, or runs unprotected on an open route
@@ -453,7 +453,7 @@ async def _quietly(fn: Any, *args: Any) -> bool:
     return True
 
 
-async def _read_body(receive: Receive, limit: int | None) -> bytes | int | None:
+async def read_body(receive: Receive, limit: int | None) -> bytes | int | None:
     """The whole request body; its size limit (an int) if over it; None on a disconnect."""
     parts: list[bytes] = []
     size = 0
@@ -472,7 +472,7 @@ async def _read_body(receive: Receive, limit: int | None) -> bytes | int | None:
             return b"".join(parts)
 
 
-def _replaying(body: bytes, receive: Receive) -> Receive:
+def replaying(body: bytes, receive: Receive) -> Receive:
     """A ``receive`` that hands over the buffered body once, then the client's messages."""
     delivered = False
 
