@@ -321,6 +321,9 @@ class Tx:
 class AccountsStore:
     def __init__(self, url: str) -> None:
         self.writer, self.reader = make_engines(url)
+        # Bumped by every write transaction, committed or not: what a reader caches from
+        # these tables (who a token is) is stale once this moved.
+        self.writes = 0
 
     def dispose(self) -> None:
         self.writer.dispose()
@@ -333,8 +336,11 @@ class AccountsStore:
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
-        with self.writer.begin() as conn:
-            yield Tx(conn)
+        try:
+            with self.writer.begin() as conn:
+                yield Tx(conn)
+        finally:
+            self.writes += 1
 
     @contextmanager
     def snapshot(self) -> Iterator[Tx]:

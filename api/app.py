@@ -26,6 +26,7 @@ from accounts.storage import AccountsStore
 from api.accounts_routes import ACCOUNT_CONTROLLERS
 from api.audit_log import AuditMiddleware
 from api.audit_routes import AuditController
+from api.auth import PrincipalCache
 from api.care_routes import CARE_CONTROLLERS
 from api.idempotency import OPENAPI_KEY_PARAMETER, OPENAPI_REPLAYED_HEADER, IdempotencyMiddleware
 from api.log_routes import LogController
@@ -140,6 +141,7 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
         app.state.accounts = services.accounts
         app.state.care = services.care
         app.state.audit = services.audit
+        app.state.principals = PrincipalCache()
         services.start_sealing(seal_interval(os.environ))
         try:
             yield

@@ -16,7 +16,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from accounts.errors import AccountsError
 from accounts.model import Principal
 from accounts.service import AccountsService
-from api.auth import PRINCIPAL_STATE_KEY
+from api.auth import PRINCIPAL_STATE_KEY, authenticate
 from api.idempotency import read_body, replaying
 from audit.trail import AuditTrail
 
@@ -52,7 +52,9 @@ def _actor(
         known = scope.get("state", {}).get(PRINCIPAL_STATE_KEY)
         try:
             principal: Principal = (
-                known if isinstance(known, Principal) else accounts.authenticate(token.strip())
+                known
+                if isinstance(known, Principal)
+                else authenticate(scope["app"].state, token.strip())
             )
         except AccountsError:
             return "invalid-credentials", "none", None, None

@@ -4,6 +4,11 @@ the request ends with a 401 problem before the handler runs."""
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+
 from litestar import Request
 from litestar.datastructures import State
 
@@ -26,10 +31,63 @@ def bearer_token(request: Request[object, object, State]) -> str:
 
 
 PRINCIPAL_STATE_KEY = "timebank.principal"
+PRINCIPAL_CACHE_SECONDS = 2.0
+PRINCIPAL_CACHE_ENTRIES = 10_000
+
+
+@dataclass(frozen=True)
+class _Remembered:
+    principal: Principal
+    writes: int
+    at: datetime
+
+
+class PrincipalCache:
+    """Who a bearer token is, remembered for a moment.
+
+    Authenticating costs four queries and a phone sends its token with every call. An entry is
+    forgotten as soon as this process writes to the accounts tables at all (a logout, a revoked
+    grant or session, a disabled user, a changed password all do), and after
+    ``PRINCIPAL_CACHE_SECONDS`` on the accounts service's clock, which bounds how late a change
+    made by another process (the operator CLI, another worker) is seen. Failures are never
+    remembered.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[bytes, _Remembered] = {}
+        self._lock = threading.Lock()
+
+    def authenticate(self, accounts: AccountsService, token: str) -> Principal:
+        key = hashlib.sha256(token.encode()).digest()
+        writes, now = accounts.store.writes, accounts.clock()
+        known = self._entries.get(key)
+        if (
+            known is not None
+            and known.writes == writes
+            and 0 <= (now - known.at).total_seconds() < PRINCIPAL_CACHE_SECONDS
+        ):
+            return known.principal
+        principal = accounts.authenticate(token)
+        with self._lock:
+            if len(self._entries) >= PRINCIPAL_CACHE_ENTRIES:
+                self._entries.clear()
+            self._entries[key] = _Remembered(principal, writes, now)
+        return principal
+
+
+def authenticate(state: State, token: str) -> Principal:
+    """The principal for ``token`` (raises ``TokenInvalid``), through the app's cache."""
+    cache: PrincipalCache = state.principals
+    return cache.authenticate(accounts_service(state), token)
 
 
 def provide_principal(request: Request[object, object, State]) -> Principal:
-    principal = accounts_service(request.app.state).authenticate(bearer_token(request))
+    """The caller; the idempotency layer may have authenticated this very request already."""
+    token = bearer_token(request)
+    known = request.scope["state"].get(PRINCIPAL_STATE_KEY)
+    if isinstance(known, Principal):
+        return known
+    principal = authenticate(request.app.state, token)
     request.scope["state"][PRINCIPAL_STATE_KEY] = principal  # the audit trail reuses it
     return principal
 

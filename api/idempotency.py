@@ -42,7 +42,7 @@ from litestar.middleware import ASGIMiddleware
 from litestar.openapi.spec import OpenAPIHeader, OpenAPIType, Schema
 from litestar.openapi.spec import Parameter as OpenAPIParameter
 from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
-from litestar.types.asgi_types import HTTPRequestEvent, RawHeaders
+from litestar.types.asgi_types import HTTPRequestEvent
 from sqlalchemy import (
     Column,
     Engine,
@@ -61,6 +61,7 @@ from accounts.errors import AccountsError
 from accounts.protection import Protector
 from accounts.service import AccountsService
 from accounts.storage import TS, utc
+from api.auth import PRINCIPAL_STATE_KEY, authenticate
 from api.problems import PROBLEM_JSON, problem
 from ledger.storage import metadata
 
@@ -279,19 +280,21 @@ def applies_to(method: str, path: str) -> bool:
     return not any(path == p or path.startswith(p + "-") for p in NOT_IDEMPOTENT)
 
 
-def _caller(accounts: AccountsService, headers: RawHeaders) -> str | None:
+def _caller(scope: Scope) -> str | None:
     """``user:<id>``, ``partner:<key id>``, ``anonymous`` without a token, None for a token
-    that does not authenticate (such requests are passed through, never stored)."""
-    values = [v for k, v in headers if k.lower() == b"authorization"]
+    that does not authenticate (such requests are passed through, never stored). The
+    principal is left in the request's state for the handler: one authentication a request."""
+    values = [v for k, v in scope["headers"] if k.lower() == b"authorization"]
     if not values:
         return "anonymous"
     scheme, _, token = values[0].decode("latin-1").partition(" ")
     if len(values) != 1 or scheme.lower() != "bearer" or not token.strip():
         return None
     try:
-        principal = accounts.authenticate(token.strip())
+        principal = authenticate(scope["litestar_app"].state, token.strip())
     except AccountsError:
         return None
+    scope.setdefault("state", {})[PRINCIPAL_STATE_KEY] = principal
     if principal.partner_key_id is not None:
         return f"partner:{principal.partner_key_id}"
     return f"user:{principal.user_id}"
@@ -359,7 +362,7 @@ class IdempotencyMiddleware(ASGIMiddleware):
             return
         replay_receive = replaying(body, receive)
         accounts: AccountsService = scope["litestar_app"].state.accounts
-        caller = await anyio.to_thread.run_sync(_caller, accounts, scope["headers"])
+        caller = await anyio.to_thread.run_sync(_caller, scope)
         if caller is None:  # the handler answers 401, or runs unprotected on an open route
             await next_app(scope, replay_receive, send)
             return

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -56,6 +58,8 @@ class Log:
         )
         if self.witnessing is not None:
             self.witnessing.start()
+        self._served: tuple[tuple[int, int], float, str] | None = None
+        self._served_lock = threading.Lock()
 
     @classmethod
     def open(cls, settings: Settings) -> Log:
@@ -97,14 +101,39 @@ class Log:
     def verifier_key(self) -> str:
         return self.signer.verifier.to_text()
 
-    def checkpoint(self) -> str:
+    def checkpoint(self, max_age: float = 0.0) -> str:
         """The latest signed checkpoint with its witnesses' cosignatures (with a quorum, the
-        newest that has one; see ``ledger.witnessing``); for an empty log, a fresh size-0 one."""
+        newest that has one; see ``ledger.witnessing``); for an empty log, a fresh size-0 one.
+
+        ``max_age`` > 0 lets a busy reader (the public HTTP route) take the one read at most
+        that many seconds ago, unless this process appended or stored a cosignature since:
+        only another process's appends can be up to ``max_age`` late.
+        """
+        if max_age > 0 and (cached := self.cached_checkpoint(max_age)) is not None:
+            return cached
+        changes = self._changes()
         with self.store.read() as db:
             served = served_checkpoint(db, self.witness_quorum)
         if served is None:
-            return sign_checkpoint(Checkpoint(self.origin, 0, EMPTY_ROOT), self.signer)
+            served = sign_checkpoint(Checkpoint(self.origin, 0, EMPTY_ROOT), self.signer)
+        with self._served_lock:
+            self._served = (changes, time.monotonic(), served)
         return served
+
+    def cached_checkpoint(self, max_age: float) -> str | None:
+        """The checkpoint read at most ``max_age`` seconds ago with nothing appended or
+        cosigned by this process since, or None: no I/O, safe on an event loop."""
+        served = self._served
+        if served is None:
+            return None
+        changes, read_at, text = served
+        if changes != self._changes() or time.monotonic() - read_at > max_age:
+            return None
+        return text
+
+    def _changes(self) -> tuple[int, int]:
+        cosigned = self.witnessing.cosignatures_stored if self.witnessing is not None else 0
+        return self.sequencer.writer.batches_committed, cosigned
 
     def size(self) -> int:
         with self.store.read() as db:

@@ -75,12 +75,14 @@ class BatchWriter:
         self._trusted_checkpoint: str | None = None  # last stored checkpoint known to be ours
         self._frontier: Frontier | None = None  # after our last committed batch
         self._pending_frontier: Frontier | None = None
+        self.batches_committed = 0  # readers caching the checkpoint compare this
 
     def append(self, requests: Sequence[EntryRequest]) -> list[AppendResult | EntryError]:
         with self.store.write() as db:
             results = self._append(db, requests)
         # Only a committed batch may teach us the next frontier.
         self._frontier, self._pending_frontier = self._pending_frontier, None
+        self.batches_committed += 1
         return results
 
     def _load_frontier(self, db: Snapshot, size: int, root: bytes | None) -> Frontier:

@@ -154,6 +154,12 @@ class Witnessing:
     ) -> None:
         self.workers = [_Worker(store, w, proof, timeout, interval, max_backoff) for w in witnesses]
 
+    @property
+    def cosignatures_stored(self) -> int:
+        """How many cosignatures this process has stored: a served checkpoint is stale when
+        this moved since it was read."""
+        return sum(worker.cosignatures_stored for worker in self.workers)
+
     def start(self) -> None:
         for worker in self.workers:
             if not worker.is_alive():
@@ -194,6 +200,7 @@ class _Worker(threading.Thread):
         self.stopping = threading.Event()
         self.acked: int | None = None  # the size the witness holds, as far as we know
         self.stored: int | None = None  # the size we hold this witness's cosignature for
+        self.cosignatures_stored = 0
         self.failures = 0
 
     def run(self) -> None:
@@ -249,6 +256,7 @@ class _Worker(threading.Thread):
                 with self.store.write() as db:
                     db.add_cosignature(size, self.witness.key, line)
                 self.acked = self.stored = size
+                self.cosignatures_stored += 1
                 return
             if status != 409:
                 raise WitnessRefused(f"refused size {size} from old {old}: HTTP {status} {body!r}")

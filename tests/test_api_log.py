@@ -115,3 +115,39 @@ def test_unknown_route_is_a_problem(client: TestClient) -> None:  # type: ignore
     response = client.get("/v1/log/nothing")
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
+
+
+def _served_size(client: TestClient, verifier: Verifier) -> int:  # type: ignore[type-arg]
+    return open_checkpoint(client.get("/v1/log/checkpoint").text, verifier)[0].size
+
+
+def test_served_checkpoint_follows_every_append_of_this_process(
+    client: TestClient,  # type: ignore[type-arg]
+    log: Log,
+) -> None:
+    """The route serves the checkpoint from memory between appends, never one behind ours."""
+    verifier = Verifier.from_text(client.get("/v1/log/key").text)
+    assert _served_size(client, verifier) == SIZE
+    assert _served_size(client, verifier) == SIZE  # the second poll is the cached one
+    for extra in range(1, 4):
+        log.append(deposit(f"late{extra}", member(extra), 10))
+        assert _served_size(client, verifier) == SIZE + extra
+    # Through the sequencer directly too (the demo seed and the API both append that way).
+    log.sequencer.submit(deposit("queued", member(1), 10)).result()
+    assert _served_size(client, verifier) == SIZE + 4
+
+
+def test_another_writers_append_shows_after_max_age(settings: Settings, log: Log) -> None:
+    """Appends by another process (here: another Log on the same database) are invisible to
+    the cache for at most ``max_age`` seconds; a fresh read always sees them."""
+    log.append(deposit("first", member(0), 30))
+    before = log.checkpoint(max_age=3600)
+    other = Log.open(settings)
+    try:
+        other.append(deposit("other", member(1), 30))
+    finally:
+        other.close()
+    assert log.checkpoint(max_age=3600) == before  # within max_age: the cached one
+    assert open_checkpoint(log.checkpoint(), log.signer.verifier)[0].size == 2
+    assert log.cached_checkpoint(3600) is not None  # the fresh read refreshed the cache
+    assert open_checkpoint(log.checkpoint(max_age=3600), log.signer.verifier)[0].size == 2
