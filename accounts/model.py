@@ -87,6 +87,13 @@ class Principal:
     partner_key_id: str | None = None
     partner_scopes: frozenset[str] = field(default_factory=frozenset)
     session_id: str | None = None
+    member_active: bool = False  # the caller's member record is approved (status active)
+
+    @property
+    def acting_member_id(self) -> str | None:
+        """The caller's member id where it grants anything: only an active member acts as
+        the elder or the volunteer of a request or record."""
+        return self.member_id if self.member_active else None
 
     def has(self, role: Role) -> bool:
         return any(g.role is role for g in self.grants)

@@ -344,6 +344,7 @@ class AccountsService:
             bank_id=row.bank_id,
             grants=grants,
             member_id=member.id if member is not None else None,
+            member_active=member is not None and member.status == MemberStatus.ACTIVE,
             second_factor=second_factor,
             session_id=session_id,
         )
@@ -849,7 +850,7 @@ class AccountsService:
         if principal.is_partner:
             return None
         if principal.member_id == row.id:
-            return "self"
+            return "self"  # care refuses a member who is not active (care.errors.MemberNotActive)
         if principal.is_bank_admin:
             return "admin"
         if row.org_id in principal.orgs():

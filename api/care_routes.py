@@ -410,11 +410,18 @@ class RequestController(Controller):
     def claim(self, state: State, principal: P, request_id: Id) -> RequestOut:
         return request_out(care(state).claim(principal, request_id))
 
+    @post("/{request_id:str}/withdraw", status_code=HTTP_200_OK, sync_to_thread=True, responses=ERR)
+    def withdraw(self, state: State, principal: P, request_id: Id) -> RequestOut:
+        """The assigned volunteer (or staff) gives the request back: open again, minutes
+        held for a redemption stay held."""
+        return request_out(care(state).withdraw(principal, request_id))
+
     @post("/{request_id:str}/cancel", status_code=HTTP_200_OK, sync_to_thread=True, responses=ERR)
     def cancel(
         self, state: State, principal: P, request_id: Id, data: JSONBody[ReasonIn]
     ) -> RequestOut:
-        """Either side cancels with a reason; reserved minutes are released."""
+        """The elder's side or staff cancel with a reason; held minutes are released. Refused
+        while a service record of the request stands (staff reject it first)."""
         return request_out(care(state).cancel(principal, request_id, data.reason))
 
 

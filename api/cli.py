@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from accounts.protection import DataKeyError
 from ledger.config import ConfigError, Settings
@@ -15,6 +16,9 @@ from ledger.keys import load_signing_key
 from ledger.log import Log
 from ledger.note import Verifier
 from ledger.verify import format_report
+
+if TYPE_CHECKING:
+    from ledger.storage import LedgerStore
 
 
 def settings_from_env() -> Settings:
@@ -153,11 +157,31 @@ def cmd_verify(args: argparse.Namespace) -> int:
         report = verify_store(
             store, verifier, settings.log_origin, settings.member_overdraft_minutes
         )
+        holds = _hold_problems(settings.database_url, store)
     finally:
         store.dispose()
     for line in format_report(report):
         print(line)
-    return 0 if report.ok else 1
+    for line in holds:
+        print(f"FAIL holds: {line}")
+    return 0 if report.ok and not holds else 1
+
+
+def _hold_problems(url: str, ledger: LedgerStore) -> list[str]:
+    """Held minutes against the requests holding them (``care.holds``)."""
+    from accounts.storage import AccountsStore
+    from care.holds import hold_discrepancies
+
+    store = AccountsStore(url)
+    try:
+
+        def balances(accounts: Sequence[str]) -> dict[str, int]:
+            with ledger.read() as db:
+                return db.balances(accounts)
+
+        return hold_discrepancies(store, balances)
+    finally:
+        store.dispose()
 
 
 def register_ledger_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

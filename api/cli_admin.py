@@ -34,6 +34,11 @@ def _run(args: argparse.Namespace, action: str) -> int:
                     f"one-time password (shown once; change it after first login): "
                     f"{new.one_time_password}"
                 )
+        elif action == "repair":
+            done = services.care.repair()
+            for line in done:
+                print(line)
+            print(f"repair: {len(done)} interrupted step(s) finished")
         elif action == "issue-token":
             result = accounts.issue_token(args.user)
             print(result.token)
@@ -81,3 +86,10 @@ def register_admin_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     token = admin_sub.add_parser("issue-token", help="issue a session token for a user")
     token.add_argument("--user", required=True, help="username")
     token.set_defaults(func=lambda a: _run(a, "issue-token"))
+
+    repair = admin_sub.add_parser(
+        "repair",
+        help="finish workflow steps a killed process left half done (holds, redemptions, "
+        "deposits); safe to run any time",
+    )
+    repair.set_defaults(func=lambda a: _run(a, "repair"))

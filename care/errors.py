@@ -15,6 +15,7 @@ The hierarchy::
     ├── NotPriorityElder              not-priority-elder      只能向重点关爱老人发放
     ├── InvalidSignature              invalid-signature       设备签名无效
     ├── InvalidConfirmationCode       invalid-confirmation-code  确认码无效或已过期
+    ├── MemberNotActive               member-not-active       成员尚未通过审核或已停用
     └── WrongState                    wrong-state (409)       当前状态不允许此操作
 
 Generic refusals (not found, forbidden, bad input) reuse ``accounts.errors``.
@@ -99,3 +100,12 @@ class WrongState(CareError):
     slug = "wrong-state"
     status = 409
     zh = "当前状态不允许此操作"
+
+
+class MemberNotActive(CareError):
+    """A pending, rejected or disabled member takes part in nothing: no requests, records,
+    confirmations, codes, gifts, grants or deposits (hours are minted only between members
+    the organisation approved)."""
+
+    slug = "member-not-active"
+    zh = "该成员尚未通过审核、已被拒绝或已停用，不能参与服务和时间流转"

@@ -35,6 +35,7 @@ from care.errors import (
     InvalidConfirmationCode,
     InvalidDuration,
     InvalidSignature,
+    MemberNotActive,
     NotARelative,
     NotEligible,
     NotPriorityElder,
@@ -86,6 +87,8 @@ class Ledger(Protocol):
     ) -> list[Entry]: ...
 
     def entry(self, seq: int) -> Entry | None: ...
+
+    def entries_by_id(self, ids: list[str]) -> dict[str, Entry]: ...
 
     def receipt(self, index: int) -> str: ...
 
@@ -385,11 +388,12 @@ class CareService:
         if request.org_id in principal.orgs():
             return request, "staff"
         if (
-            principal.member_id == request.elder_id
+            principal.acting_member_id == request.elder_id
             or request.elder_id in principal.proxied_members()
         ):
             return request, "elder"
-        if principal.member_id is not None and principal.member_id == request.volunteer_id:
+        acting = principal.acting_member_id
+        if acting is not None and acting == request.volunteer_id:
             return request, "volunteer"
         if request.status is RequestStatus.OPEN and principal.has(Role.VOLUNTEER):
             return request, "candidate"
@@ -410,10 +414,10 @@ class CareService:
                 raise InvalidInput("unknown status", field="status") from exc
         if not principal.is_bank_admin:
             mine: list[Any] = [service_requests.c.org_id.in_(principal.orgs())]
-            if principal.member_id:
+            if principal.acting_member_id:
                 mine += [
-                    service_requests.c.elder_id == principal.member_id,
-                    service_requests.c.volunteer_id == principal.member_id,
+                    service_requests.c.elder_id == principal.acting_member_id,
+                    service_requests.c.volunteer_id == principal.acting_member_id,
                 ]
             if principal.proxied_members():
                 mine.append(service_requests.c.elder_id.in_(principal.proxied_members()))
@@ -435,33 +439,57 @@ class CareService:
 
     def claim(self, principal: Principal, request_id: str) -> ServiceRequest:
         """A volunteer takes an open request (线上点单)."""
+        volunteer = self._acting_volunteer(principal, "claims requests")
         with self.store.snapshot() as tx:
             request, _ = self._visible_request(tx, principal, request_id)
-        if principal.member_id is None or not principal.has(Role.VOLUNTEER):
-            raise Forbidden("only an approved volunteer claims requests")
-        volunteer = self.accounts.member(principal.member_id)
         return self._accept(request, volunteer, principal.user_id or "")
 
-    def _bank_member(self, principal: Principal, member_id: str) -> Member:
-        member = self.accounts.member(member_id) if isinstance(member_id, str) else None
+    def _acting_volunteer(self, principal: Principal, what: str) -> Member:
+        """The caller as an active volunteer: a pending, rejected or disabled one is told so."""
+        if principal.member_id is not None and not principal.member_active:
+            raise MemberNotActive(
+                "your registration is not approved (or was rejected or disabled)",
+                field="member",
+                zh="您的注册尚未通过审核（或已被拒绝、停用）",
+            )
+        if principal.acting_member_id is None or not principal.has(Role.VOLUNTEER):
+            raise Forbidden(f"only an approved volunteer {what}")
+        volunteer = self.accounts.member(principal.acting_member_id)
+        _require_active(volunteer, "member")
+        return volunteer
+
+    def _bank_member(
+        self, principal: Principal, member_id: str, field: str = "volunteer_id"
+    ) -> Member:
+        try:
+            member = self.accounts.member(member_id) if isinstance(member_id, str) else None
+        except NotFound:
+            member = None
         if member is None or member.bank_id != principal.bank_id:
-            raise NotFound(f"no member {member_id}", field="volunteer_id")
+            raise NotFound(f"no member {member_id}", field=field)
         return member
 
     def _accept(self, request: ServiceRequest, volunteer: Member, by: str) -> ServiceRequest:
+        """Open → assigned. A redemption's minutes are held at the first assignment and stay
+        held while the request is withdrawn and taken again; they leave the hold only by the
+        redemption (the service happened) or the release (the request was cancelled)."""
         if request.status is not RequestStatus.OPEN:
             raise WrongState(f"request is {request.status}, not open")
-        if not volunteer.is_volunteer or volunteer.status is not MemberStatus.ACTIVE:
-            raise InvalidInput("the request must go to an active volunteer", field="volunteer_id")
+        if not volunteer.is_volunteer:
+            raise InvalidInput("the request must go to a volunteer", field="volunteer_id")
+        _require_active(volunteer, "volunteer_id")
         if volunteer.id == request.elder_id:
             raise SelfVerification("a member cannot serve their own request")
-        hold = 0
-        if request.redeem:
-            elder = self.accounts.member(request.elder_id)
+        elder = self.accounts.member(request.elder_id)
+        _require_active(elder, "elder_id")
+        hold = request.hold_minutes
+        placed = False
+        if request.redeem and not hold:
             self._require_eligible(elder)
             with self.store.snapshot() as tx:
                 kind = to_type(tx.get(service_types, request.service_type_id))
             hold = weighted(request.minutes, kind.weight_permille)
+            placed = True
             self._append(
                 EntryRequest(
                     "reserve",
@@ -492,32 +520,75 @@ class CareService:
                     hold_minutes=hold,
                 )
             ).rowcount
-            if changed != 1:
-                raise WrongState("request was taken by someone else")
+            now = to_request(tx.get(service_requests, request.id))
+        if changed != 1:
+            if placed and now.status is RequestStatus.CANCELLED:
+                # Cancelled between our reserve and our update: the canceller saw no hold.
+                self._release(now, hold)
+            raise WrongState(f"request was {now.status} meanwhile", zh="该需求已被他人接单或已取消")
+        return now
+
+    def _release(self, request: ServiceRequest, minutes: int) -> None:
+        """Give a cancelled request's held minutes back (idempotent: one id per request)."""
+        elder = self.accounts.member(request.elder_id)
+        self._append(
+            EntryRequest(
+                "release",
+                f"release:{request.id}",
+                (
+                    Posting(hold_account(elder.ledger_account), -minutes),
+                    Posting(elder.ledger_account, minutes),
+                ),
+                {"request": request.id},
+            )
+        )
+
+    def withdraw(self, principal: Principal, request_id: str) -> ServiceRequest:
+        """The assigned volunteer (or staff) gives a request back: it is open again for
+        another volunteer, its held minutes stay held."""
+        with self.store.snapshot() as tx:
+            request, role = self._visible_request(tx, principal, request_id)
+        if role not in ("volunteer", "staff", "admin"):
+            raise Forbidden("only the assigned volunteer or staff give a request back")
+        with self.store.transaction() as tx:
+            current = _locked_request(tx, request.id)
+            if current.status is not RequestStatus.ASSIGNED:
+                raise WrongState(f"request is {current.status}, not assigned")
+            if _live_record(tx, request.id) is not None:
+                raise WrongState(
+                    "a service record was logged for this request; staff reject it first",
+                    zh="该需求已有服务记录，须先由工作人员驳回记录",
+                )
+            tx.conn.execute(
+                update(service_requests)
+                .where(service_requests.c.id == request.id)
+                .values(status=RequestStatus.OPEN.value, volunteer_id=None, assigned_by=None)
+            )
             return to_request(tx.get(service_requests, request.id))
 
     def cancel(self, principal: Principal, request_id: str, reason: str) -> ServiceRequest:
+        """The elder's side or staff cancel; held minutes go back to the elder. A request
+        whose service was recorded cannot be cancelled until staff reject that record: the
+        service is either paid or its minutes released, never neither."""
         text = _text(reason, "reason", 500)
         with self.store.snapshot() as tx:
             request, role = self._visible_request(tx, principal, request_id)
-        if role == "candidate":
-            raise Forbidden("only the elder's side, the assigned volunteer or staff cancel")
-        if request.status not in (RequestStatus.OPEN, RequestStatus.ASSIGNED):
-            raise WrongState(f"request is {request.status}")
-        if request.hold_minutes:
-            elder = self.accounts.member(request.elder_id)
-            self._append(
-                EntryRequest(
-                    "release",
-                    f"release:{request.id}",
-                    (
-                        Posting(hold_account(elder.ledger_account), -request.hold_minutes),
-                        Posting(elder.ledger_account, request.hold_minutes),
-                    ),
-                    {"request": request.id},
-                )
+        if role == "volunteer":
+            raise Forbidden(
+                "a volunteer gives a request back with POST /v1/requests/{id}/withdraw; "
+                "only the elder's side or staff cancel it"
             )
+        if role not in ("elder", "staff", "admin"):
+            raise Forbidden("only the elder's side or staff cancel a request")
         with self.store.transaction() as tx:
+            current = _locked_request(tx, request.id)
+            if current.status not in (RequestStatus.OPEN, RequestStatus.ASSIGNED):
+                raise WrongState(f"request is {current.status}")
+            if _live_record(tx, request.id) is not None:
+                raise WrongState(
+                    "a service record was logged for this request; staff reject it first",
+                    zh="该需求已有服务记录，须先由工作人员驳回记录",
+                )
             tx.update(
                 service_requests,
                 request.id,
@@ -525,7 +596,10 @@ class CareService:
                 cancelled_by=principal.user_id,
                 cancel_reason=text,
             )
-            return to_request(tx.get(service_requests, request.id))
+            cancelled = to_request(tx.get(service_requests, request.id))
+        if cancelled.hold_minutes:
+            self._release(cancelled, cancelled.hold_minutes)
+        return cancelled
 
     # ================================================================ service records
 
@@ -534,6 +608,7 @@ class CareService:
         elder, access = self.accounts.member_access(principal, elder_id)
         if access not in ("self", "proxy", "staff", "admin") or not elder.is_elder:
             raise Forbidden("only the elder, their family or staff create confirmation codes")
+        _require_active(elder, "elder_id")
         code = "".join(secrets.choice("0123456789") for _ in range(CODE_DIGITS))
         expires = self.clock() + CODE_TTL
         with self.store.transaction() as tx:
@@ -565,12 +640,11 @@ class CareService:
     ) -> RecordDraft:
         """Check a record the volunteer is about to log and give its canonical fields: the
         bytes a phone signs with its device key (``canonical_json(fields)``)."""
-        if principal.member_id is None or not principal.has(Role.VOLUNTEER):
-            raise Forbidden("only an approved volunteer logs service records")
-        volunteer = self.accounts.member(principal.member_id)
+        volunteer = self._acting_volunteer(principal, "logs service records")
         elder = self._bank_member(principal, elder_id)
         if not elder.is_elder:
             raise InvalidInput("services are given to an elder", field="elder_id")
+        _require_active(elder, "elder_id")
         if elder.id == volunteer.id:
             raise SelfVerification("a volunteer cannot record a service to themselves")
         start, end = _aware(check_in, "check_in"), _aware(check_out, "check_out")
@@ -694,6 +768,17 @@ class CareService:
                     f"{logged} minutes already logged that day; the cap is {cap}",
                     field="minutes",
                 )
+            if request_id is not None:
+                request = _locked_request(tx, request_id)
+                if (
+                    request.status is not RequestStatus.ASSIGNED
+                    or request.volunteer_id != volunteer.id
+                ):
+                    raise WrongState("the request is not assigned to you", field="request_id")
+                if _live_record(tx, request_id) is not None:
+                    raise WrongState(
+                        "a record for this request was logged already", field="request_id"
+                    )
             record_id = new_id()
             confirmation = None
             if confirmation_code is not None:
@@ -731,9 +816,11 @@ class CareService:
                     confirmed_as=ConfirmedAs.CODE.value,
                     confirmed_at=now,
                 )
+                if request_id is not None:
+                    _complete_request(tx, request_id)
         record = self._record(record_id)
         if record.status is RecordStatus.CONFIRMED and record.request_id is not None:
-            self._settle_request(record)
+            self._redeem(record)
         return record
 
     def _record(self, record_id: str) -> ServiceRecord:
@@ -748,9 +835,9 @@ class CareService:
         if row is None or row.bank_id != principal.bank_id or principal.is_partner:
             raise NotFound(f"no record {record_id}")
         record = to_record(row)
-        if principal.member_id == record.volunteer_id:
+        if principal.acting_member_id == record.volunteer_id:
             return record, "volunteer"
-        if principal.member_id == record.elder_id:
+        if principal.acting_member_id == record.elder_id:
             return record, "elder"
         if record.elder_id in principal.proxied_members():
             return record, "family"
@@ -776,10 +863,10 @@ class CareService:
                 raise InvalidInput("unknown status", field="status") from exc
         if not (principal.is_bank_admin or principal.has(Role.AUDITOR)):
             mine: list[Any] = [service_records.c.org_id.in_(principal.orgs())]
-            if principal.member_id:
+            if principal.acting_member_id:
                 mine += [
-                    service_records.c.volunteer_id == principal.member_id,
-                    service_records.c.elder_id == principal.member_id,
+                    service_records.c.volunteer_id == principal.acting_member_id,
+                    service_records.c.elder_id == principal.acting_member_id,
                 ]
             if principal.proxied_members():
                 mine.append(service_records.c.elder_id.in_(principal.proxied_members()))
@@ -796,6 +883,7 @@ class CareService:
         record, role = self._visible_record(principal, record_id)
         if record.status is not RecordStatus.LOGGED:
             raise WrongState(f"record is {record.status}")
+        self._require_record_members_active(record)
         if code is not None:
             return self._confirm_with_code(record, code, principal.user_id)
         if role == "volunteer" or principal.member_id == record.volunteer_id:
@@ -811,6 +899,10 @@ class CareService:
         if as_ is None:
             raise Forbidden("the elder, their family or the organisation's staff confirm services")
         return self._mark_confirmed(record, principal.user_id or "", as_)
+
+    def _require_record_members_active(self, record: ServiceRecord) -> None:
+        _require_active(self.accounts.member(record.volunteer_id), "volunteer_id")
+        _require_active(self.accounts.member(record.elder_id), "elder_id")
 
     def _take_code(self, tx: Tx, elder_id: str, code: str, now: datetime, record_id: str) -> str:
         """Use up a live confirmation code of ``elder_id`` for ``record_id``; returns who
@@ -856,19 +948,20 @@ class CareService:
             ).rowcount
             if changed != 1:
                 raise WrongState("record was confirmed or rejected meanwhile")
+            if record.request_id is not None:
+                _complete_request(tx, record.request_id)
         confirmed = self._record(record.id)
         if confirmed.request_id is not None:
-            self._settle_request(confirmed)
+            self._redeem(confirmed)
         return confirmed
 
-    def _settle_request(self, record: ServiceRecord) -> None:
-        """The service of a request happened: post the held redemption, close the request."""
+    def _redeem(self, record: ServiceRecord) -> None:
+        """The service of a request happened (its request is completed, in the transaction
+        that confirmed the record): post the held redemption. Idempotent, one id a request."""
         assert record.request_id is not None
         with self.store.snapshot() as tx:
             request = to_request(tx.get(service_requests, record.request_id))
-        if request.status is not RequestStatus.ASSIGNED:
-            return  # cancelled meanwhile: its hold was released, nothing to redeem
-        if request.hold_minutes:
+        if request.status is RequestStatus.COMPLETED and request.hold_minutes:
             elder = self.accounts.member(request.elder_id)
             with self.store.snapshot() as tx:
                 kind = to_type(tx.get(service_types, request.service_type_id))
@@ -883,8 +976,6 @@ class CareService:
                     {"request": request.id, "record": record.digest, "service": kind.code},
                 )
             )
-        with self.store.transaction() as tx:
-            tx.update(service_requests, request.id, status=RequestStatus.COMPLETED.value)
 
     def verify(self, principal: Principal, record_id: str) -> ServiceRecord:
         """The organisation verifies: one ledger entry deposits minutes × weight."""
@@ -902,6 +993,43 @@ class CareService:
             raise SelfVerification(
                 "whoever confirmed the service for the elder cannot also verify it"
             )
+        self._require_record_members_active(record)
+        # Confirmed → verified first, so that a reject racing this verify finds the record
+        # verified (and is refused) instead of rejecting a record whose deposit is posted.
+        verifier = principal.user_id or ""
+        with self.store.transaction() as tx:
+            changed = tx.conn.execute(
+                update(service_records)
+                .where(
+                    service_records.c.id == record.id,
+                    service_records.c.status == RecordStatus.CONFIRMED.value,
+                )
+                .values(
+                    status=RecordStatus.VERIFIED.value,
+                    verified_by=verifier,
+                    verified_at=self.clock(),
+                )
+            ).rowcount
+        if changed != 1:
+            raise WrongState("record was verified or rejected meanwhile")
+        try:
+            self._post_deposit(record, verifier)
+        except Exception:
+            with self.store.transaction() as tx:  # nothing was posted: confirmed again
+                tx.conn.execute(
+                    update(service_records)
+                    .where(
+                        service_records.c.id == record.id,
+                        service_records.c.deposit_seq.is_(None),
+                    )
+                    .values(status=RecordStatus.CONFIRMED.value, verified_by=None, verified_at=None)
+                )
+            raise
+        return self._record(record.id)
+
+    def _post_deposit(self, record: ServiceRecord, verifier: str) -> None:
+        """Append a verified record's deposit and note its seq on the record (idempotent:
+        ``deposit:<record>``; also what the repair of an interrupted verification runs)."""
         volunteer = self.accounts.member(record.volunteer_id)
         policy = self.policy(record.bank_id)
         with self.store.snapshot() as tx:
@@ -918,7 +1046,7 @@ class CareService:
             postings.append(Posting(volunteer.ledger_account, to_member))
         if to_pool:
             postings.append(Posting(system_account(record.bank_id, POOL), to_pool))
-        signatures = [{"role": "verifier", "by": principal.user_id or ""}]
+        signatures = [{"role": "verifier", "by": verifier}]
         if record.device_key_id and record.device_signature:
             signatures.insert(
                 0,
@@ -939,28 +1067,23 @@ class CareService:
                     "org": record.org_id,
                     "confirmed_by": record.confirmed_by or "",
                     "confirmed_as": str(record.confirmed_as),
-                    "verified_by": principal.user_id or "",
+                    "verified_by": verifier,
                     "to_pool": to_pool,
                 },
                 tuple(signatures),
             )
         )
         with self.store.transaction() as tx:
-            tx.conn.execute(
+            changed = tx.conn.execute(
                 update(service_records)
                 .where(
                     service_records.c.id == record.id,
-                    service_records.c.status == RecordStatus.CONFIRMED.value,
+                    service_records.c.status == RecordStatus.VERIFIED.value,
                 )
-                .values(
-                    status=RecordStatus.VERIFIED.value,
-                    verified_by=principal.user_id,
-                    verified_at=self.clock(),
-                    deposit_seq=result.seq,
-                    deposit_minutes=amount,
-                )
-            )
-        return self._record(record.id)
+                .values(deposit_seq=result.seq, deposit_minutes=amount)
+            ).rowcount
+        if changed != 1:
+            raise WrongState(f"record {record.id} left 'verified' while its deposit was posted")
 
     def reject(self, principal: Principal, record_id: str, reason: str) -> ServiceRecord:
         text = _text(reason, "reason", 500)
@@ -971,16 +1094,105 @@ class CareService:
             raise Forbidden("only staff of the record's organisation reject it")
         if record.status not in (RecordStatus.LOGGED, RecordStatus.CONFIRMED):
             raise WrongState(f"record is {record.status}")
+        refund: ServiceRequest | None = None
         with self.store.transaction() as tx:
-            tx.update(
-                service_records,
-                record.id,
-                status=RecordStatus.REJECTED.value,
-                rejected_reason=text,
-                verified_by=principal.user_id,
-                verified_at=self.clock(),
-            )
+            changed = tx.conn.execute(
+                update(service_records)
+                .where(
+                    service_records.c.id == record.id,
+                    service_records.c.status == record.status.value,
+                )
+                .values(
+                    status=RecordStatus.REJECTED.value,
+                    rejected_reason=text,
+                    verified_by=principal.user_id,
+                    verified_at=self.clock(),
+                )
+            ).rowcount
+            if changed != 1:
+                raise WrongState("record was verified or rejected meanwhile")
+            if record.request_id is not None:
+                request = _locked_request(tx, record.request_id)
+                if request.status is RequestStatus.COMPLETED:
+                    # The confirmation had completed (and paid) the request: the service did
+                    # not happen as recorded, so the request is cancelled and paid back.
+                    tx.update(
+                        service_requests,
+                        request.id,
+                        status=RequestStatus.CANCELLED.value,
+                        cancelled_by=principal.user_id,
+                        cancel_reason="service record rejected",
+                    )
+                    refund = request
+        if refund is not None and refund.hold_minutes:
+            self._refund(refund, record)
         return self._record(record.id)
+
+    def _refund(self, request: ServiceRequest, record: ServiceRecord) -> None:
+        """Give back a redemption whose record staff rejected (idempotent: one id a request)."""
+        elder = self.accounts.member(request.elder_id)
+        self._append(
+            EntryRequest(
+                "refund",
+                f"refund:{request.id}",
+                (
+                    Posting(system_account(elder.bank_id, REDEMPTION), -request.hold_minutes),
+                    Posting(elder.ledger_account, request.hold_minutes),
+                ),
+                {"request": request.id, "record": record.digest},
+            )
+        )
+
+    # ================================================================ repair
+
+    def repair(self) -> list[str]:
+        """Finish every step a killed process left half done (see ``care.holds``); returns
+        what it did. Safe to run at any time and any number of times."""
+        done: list[str] = []
+        with self.store.snapshot() as tx:
+            requests = [to_request(r) for r in tx.find(service_requests, service_requests.c.redeem)]
+            unposted = [
+                to_record(r)
+                for r in tx.find(
+                    service_records,
+                    service_records.c.status == RecordStatus.VERIFIED.value,
+                    service_records.c.deposit_seq.is_(None),
+                )
+            ]
+        for request in requests:
+            ids = [f"{kind}:{request.id}" for kind in ("reserve", "release", "redeem", "refund")]
+            posted = self.ledger.entries_by_id(ids)
+            reserve = posted.get(ids[0])
+            if reserve is None or ids[1] in posted or ids[2] in posted:
+                continue
+            held = sum(p.minutes for p in reserve.request.postings if p.minutes > 0)
+            if request.status is RequestStatus.CANCELLED:
+                self._release(request, held)
+                done.append(f"released {held} minutes held for cancelled request {request.id}")
+            elif request.status is RequestStatus.COMPLETED:
+                record = self._completed_record(request.id)
+                if record is not None:
+                    self._redeem(record)
+                    done.append(f"redeemed {held} minutes of completed request {request.id}")
+            elif request.hold_minutes != held:
+                with self.store.transaction() as tx:
+                    tx.update(service_requests, request.id, hold_minutes=held)
+                done.append(f"request {request.id} now holds the {held} minutes reserved for it")
+        for record in unposted:
+            self._post_deposit(record, record.verified_by or "")
+            done.append(f"posted the deposit of verified record {record.id}")
+        return done
+
+    def _completed_record(self, request_id: str) -> ServiceRecord | None:
+        with self.store.snapshot() as tx:
+            row = tx.first(
+                service_records,
+                service_records.c.request_id == request_id,
+                service_records.c.status.in_(
+                    [RecordStatus.CONFIRMED.value, RecordStatus.VERIFIED.value]
+                ),
+            )
+        return to_record(row) if row is not None else None
 
     # ================================================================ eligibility and transfers
 
@@ -1002,7 +1214,9 @@ class CareService:
         giver, access = self.accounts.member_access(principal, from_id)
         if access not in ("self", "proxy"):
             raise Forbidden("only the member or their family proxy gives their minutes")
-        receiver = self._bank_member(principal, to_id)
+        receiver = self._bank_member(principal, to_id, field="to_member_id")
+        _require_active(giver, "from_member_id")
+        _require_active(receiver, "to_member_id")
         if access == "proxy" and receiver.id == principal.member_id:
             raise Forbidden("a family proxy cannot give the elder's minutes to themselves")
         if not self.policy(giver.bank_id).gifts_allowed:
@@ -1026,6 +1240,7 @@ class CareService:
         donor, access = self.accounts.member_access(principal, from_id)
         if access not in ("self", "proxy"):
             raise Forbidden("only the member or their family proxy donates their minutes")
+        _require_active(donor, "from_member_id")
         _positive(minutes)
         return self._append(
             EntryRequest(
@@ -1044,6 +1259,7 @@ class CareService:
     ) -> AppendResult:
         _require_bank_admin(principal)
         elder, _ = self.accounts.member_access(principal, elder_id)
+        _require_active(elder, "elder_id")
         flags = self.accounts.active_flags(elder.id)
         if not elder.is_elder or not flags:
             raise NotPriorityElder(
@@ -1267,6 +1483,44 @@ class CareService:
             ) from exc
         except EntryError as exc:
             raise CareError(str(exc), field=exc.field) from exc
+
+
+def _require_active(member: Member, field: str) -> None:
+    """The one rule every use case applies: only approved members take part."""
+    if member.status is not MemberStatus.ACTIVE:
+        raise MemberNotActive(f"member {member.id} is {member.status}, not active", field=field)
+
+
+def _locked_request(tx: Tx, request_id: str) -> ServiceRequest:
+    """The request's row, locked for the rest of the write (PostgreSQL; SQLite's writer
+    holds the whole database already)."""
+    row = tx.conn.execute(
+        select(service_requests).where(service_requests.c.id == request_id).with_for_update()
+    ).first()
+    if row is None:
+        raise NotFound(f"no request {request_id}", field="request_id")
+    return to_request(row)
+
+
+def _live_record(tx: Tx, request_id: str) -> Any:
+    """A record of the request that was not rejected, if any."""
+    return tx.first(
+        service_records,
+        service_records.c.request_id == request_id,
+        service_records.c.status != RecordStatus.REJECTED.value,
+    )
+
+
+def _complete_request(tx: Tx, request_id: str) -> None:
+    """Assigned → completed, in the transaction that confirms its record; a request that
+    was cancelled meanwhile refuses the confirmation (its held minutes went back)."""
+    request = _locked_request(tx, request_id)
+    if request.status is not RequestStatus.ASSIGNED:
+        raise WrongState(
+            f"the request of this record is {request.status}; the record cannot be confirmed",
+            zh="该记录对应的需求已取消，不能确认",
+        )
+    tx.update(service_requests, request_id, status=RequestStatus.COMPLETED.value)
 
 
 def _row_dict(row: Any) -> dict[str, Any]:

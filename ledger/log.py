@@ -208,6 +208,12 @@ class Log:
             rows = db.account_entries(accounts, limit, before_seq)
         return [Entry.from_leaf(leaf) for _, leaf in rows]
 
+    def entries_by_id(self, ids: list[str]) -> dict[str, Entry]:
+        """The entries with these ids (those that exist)."""
+        with self.store.read() as db:
+            stored = db.entries_by_id(ids)
+        return {i: Entry.from_leaf(e.leaf) for i, e in stored.items()}
+
     def entry(self, seq: int) -> Entry | None:
         with self.store.read() as db:
             stored = db.entries_by_seq([seq]).get(seq)

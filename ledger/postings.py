@@ -79,6 +79,8 @@ KIND_RULES: Mapping[str, KindRule] = {
     # Two-phase redemption: reserve when a request is accepted, then redeem or release.
     "reserve": _rule({MEMBER}, {HOLD}),
     "release": _rule({HOLD}, {MEMBER}),
+    # A redemption paid back because staff rejected the record of its service.
+    "refund": _rule({REDEMPTION}, {MEMBER}),
     # A reversal must be the exact negation of the entry it names; see ``check_reversal``.
     "reversal": _rule(
         {MEMBER, HOLD, ISSUANCE, POOL, REDEMPTION},

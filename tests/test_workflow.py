@@ -325,11 +325,25 @@ def test_the_life_of_an_hour(world: World) -> None:
     )
     ok(w.client.post(f"/v1/requests/{other['id']}/claim", headers=w.as_("vol-a")))
     assert balance(w, "elder-a") == (5, 10)
-    cancelled = ok(
+    # the volunteer falls ill: they give the request back (it is open again, still held) ...
+    refused(
         w.client.post(
             f"/v1/requests/{other['id']}/cancel",
             headers=w.as_("vol-a"),
             json={"reason": "volunteer is ill"},
+        ),
+        403,
+        "forbidden",
+    )
+    back = ok(w.client.post(f"/v1/requests/{other['id']}/withdraw", headers=w.as_("vol-a")))
+    assert back["status"] == "open" and back["volunteer_id"] is None
+    assert balance(w, "elder-a") == (5, 10)
+    # ... and the elder cancels: the held minutes come back
+    cancelled = ok(
+        w.client.post(
+            f"/v1/requests/{other['id']}/cancel",
+            headers=w.as_("elder-a"),
+            json={"reason": "my daughter will come"},
         )
     )
     assert cancelled["status"] == "cancelled" and balance(w, "elder-a") == (15, 0)
@@ -682,21 +696,26 @@ def _pool_seed(minutes: int) -> EntryRequest:
 def test_a_bank_admin_who_is_not_staff_cannot_verify_and_cancel_then_confirm_is_safe(
     world: World,
 ) -> None:
+    # This test used to cancel a request after its record was logged and then confirm the
+    # record: the elder paid nothing and the volunteer could still be paid from issuance
+    # (care served for free). A logged record now stops the cancel until staff reject it.
     w = world
     meal, record = _redemption_with_record(w)
-    ok(
+    refused(
         w.client.post(
             f"/v1/requests/{meal['id']}/cancel",
             headers=w.as_("elder-a"),
             json={"reason": "changed my mind"},
-        )
+        ),
+        409,
+        "wrong-state",
     )
-    assert balance(w, "elder-a") == (60, 0)
+    assert balance(w, "elder-a") == (30, 30)
     confirmed = ok(
         w.client.post(f"/v1/records/{record['id']}/confirm", headers=w.as_("elder-a"), json={})
     )
     assert confirmed["status"] == "confirmed"
-    assert balance(w, "elder-a") == (60, 0)  # the released hold is not redeemed after all
+    assert balance(w, "elder-a") == (30, 0)  # paid: the held minutes were redeemed
     refused(
         w.client.post(f"/v1/records/{record['id']}/verify", headers=w.as_("b1-admin")),
         403,
