@@ -24,7 +24,7 @@ from accounts.protection import (
 from accounts.service import AccountsService
 from accounts.storage import AccountsStore
 from api.accounts_routes import ACCOUNT_CONTROLLERS
-from api.audit_log import AuditMiddleware
+from api.audit_log import MAX_BODY, AuditMiddleware
 from api.audit_routes import AuditController
 from api.auth import PrincipalCache
 from api.care_routes import CARE_CONTROLLERS
@@ -158,6 +158,7 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
         ],
         lifespan=[lifespan],
         middleware=[AuditMiddleware(), IdempotencyMiddleware()],
+        request_max_body_size=MAX_BODY,  # JSON bodies here are a few hundred bytes
         exception_handlers=EXCEPTION_HANDLERS,
         plugins=[InputSchemaPlugin()],
         openapi_config=OpenAPIConfig(

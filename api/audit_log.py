@@ -10,6 +10,7 @@ from typing import Any
 
 from anyio import to_thread
 from litestar.enums import ScopeType
+from litestar.handlers import HTTPRouteHandler
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -17,11 +18,12 @@ from accounts.errors import AccountsError
 from accounts.model import Principal
 from accounts.service import AccountsService
 from api.auth import PRINCIPAL_STATE_KEY, authenticate
-from api.idempotency import read_body, replaying
+from api.idempotency import read_body, replaying, send_problem
 from audit.trail import AuditTrail
 
 log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
+MAX_JSON_DEPTH = 32  # our bodies nest 3 deep; the JSON decoders recurse per level
 ON_BEHALF_FIELDS = ("elder_id", "from_member_id", "member_id")
 
 
@@ -70,6 +72,48 @@ def _actor(
     return "anonymous", "none", None, None
 
 
+def _body_limit(scope: Scope) -> int:
+    handler = scope.get("route_handler")
+    limit = (
+        handler.resolve_request_max_body_size() if isinstance(handler, HTTPRouteHandler) else None
+    )
+    return int(limit) if limit else MAX_BODY
+
+
+def _declared_too_large(scope: Scope) -> tuple[int, str, str, str] | None:
+    """A Content-Length over the limit is refused before a byte of the body is read."""
+    declared = _header(scope, b"content-length")
+    limit = _body_limit(scope)
+    if declared.isdigit() and int(declared) > limit:
+        return 413, "http-413", "Request Entity Too Large", f"the body is over {limit} bytes"
+    return None
+
+
+def _nested_deeper_than(body: bytes, limit: int) -> bool:
+    """Whether JSON ``body`` opens more than ``limit`` arrays/objects inside each other
+    (strings skipped), without decoding it: decoders recurse once per level."""
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False
+    depth, in_string, escaped = 0, False, False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > limit:
+                return True
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return False
+
+
 class AuditMiddleware(ASGIMiddleware):
     scopes = (ScopeType.HTTP,)
 
@@ -77,9 +121,33 @@ class AuditMiddleware(ASGIMiddleware):
         if not _is_audited(scope):
             await next_app(scope, receive, send)
             return
-        body = await read_body(receive, None)
-        if not isinstance(body, bytes):
-            return  # the client went away before sending its body
+        refusal = _declared_too_large(scope)
+        body: bytes | int | None = None
+        if refusal is None:
+            # Read at most the limit: a larger body is refused without being held in memory.
+            body = await read_body(receive, _body_limit(scope))
+            if body is None:
+                return  # the client went away before sending its body
+            if isinstance(body, int):
+                refusal = (
+                    413,
+                    "http-413",
+                    "Request Entity Too Large",
+                    f"the body is over {body} bytes",
+                )
+            elif _nested_deeper_than(body, MAX_JSON_DEPTH):
+                refusal = (
+                    400,
+                    "invalid-parameter",
+                    "Invalid parameter",
+                    f"body: JSON nested deeper than {MAX_JSON_DEPTH} levels",
+                )
+        if refusal is not None:
+            status, slug, title, detail = refusal
+            await to_thread.run_sync(self._record, scope, b"", status)
+            await send_problem(send, status, slug, title, detail, "body")
+            return
+        assert isinstance(body, bytes)
         raw = body
 
         recorded = False

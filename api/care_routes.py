@@ -84,6 +84,7 @@ class PolicyIn(Input):
     daily_cap_minutes: int | None = None
     gifts_allowed: bool | None = None
     timezone: str | None = None
+    record_late_days: int | None = None
 
 
 class PolicyOut(msgspec.Struct):
@@ -93,6 +94,7 @@ class PolicyOut(msgspec.Struct):
     daily_cap_minutes: int
     gifts_allowed: bool
     timezone: str
+    record_late_days: int
     ledger_seq: int | None
 
 
@@ -104,6 +106,7 @@ def policy_out(p: Policy) -> PolicyOut:
         p.daily_cap_minutes,
         p.gifts_allowed,
         p.timezone,
+        p.record_late_days,
         p.ledger_seq,
     )
 

@@ -300,7 +300,7 @@ def _caller(scope: Scope) -> str | None:
     return f"user:{principal.user_id}"
 
 
-async def _send_problem(
+async def send_problem(
     send: Send,
     status: int,
     slug: str,
@@ -348,7 +348,7 @@ class IdempotencyMiddleware(ASGIMiddleware):
         try:
             key = parse_key(values)
         except MalformedKey as exc:
-            await _send_problem(send, 400, "invalid-parameter", "Invalid parameter", str(exc))
+            await send_problem(send, 400, "invalid-parameter", "Invalid parameter", str(exc))
             return
         handler = scope["route_handler"]
         assert isinstance(handler, HTTPRouteHandler)
@@ -358,7 +358,7 @@ class IdempotencyMiddleware(ASGIMiddleware):
             return  # the client went away before sending its body
         if isinstance(body, int):
             detail = f"the request body is larger than {body} bytes"
-            await _send_problem(send, 413, "http-413", "Request Entity Too Large", detail, None)
+            await send_problem(send, 413, "http-413", "Request Entity Too Large", detail, None)
             return
         replay_receive = replaying(body, receive)
         accounts: AccountsService = scope["litestar_app"].state.accounts
@@ -378,7 +378,7 @@ class IdempotencyMiddleware(ASGIMiddleware):
             await _send_stored(send, claim.stored, replayed=True)
             return
         if claim.outcome == "in_progress":
-            await _send_problem(
+            await send_problem(
                 send,
                 409,
                 "idempotency-key-in-progress",
@@ -388,7 +388,7 @@ class IdempotencyMiddleware(ASGIMiddleware):
             )
             return
         if claim.outcome == "reused":
-            await _send_problem(
+            await send_problem(
                 send,
                 422,
                 "idempotency-key-reused",

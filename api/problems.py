@@ -135,6 +135,17 @@ def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, A
     return problem(exc.status_code, slug, str(exc.detail), str(exc.detail))
 
 
+def _too_deep(_: Request[Any, Any, Any], exc: RecursionError) -> Response[dict[str, Any]]:
+    """A backstop for bodies that reach a decoder unchecked: nesting is bad input, not a fault."""
+    return problem(
+        HTTP_400_BAD_REQUEST,
+        "invalid-parameter",
+        "Invalid parameter",
+        "body: nested too deep",
+        "body",
+    )
+
+
 def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     log.error("internal error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
     return problem(
@@ -152,5 +163,6 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     AccountsError: _accounts,
     CareError: _care,
     HTTPException: _http,
+    RecursionError: _too_deep,
     Exception: _internal,
 }

@@ -16,6 +16,8 @@ The hierarchy::
     ├── InvalidSignature              invalid-signature       设备签名无效
     ├── InvalidConfirmationCode       invalid-confirmation-code  确认码无效或已过期
     ├── MemberNotActive               member-not-active       成员尚未通过审核或已停用
+    ├── LateRecord                    late-record             服务记录提交过晚
+    ├── OutsideRequest                outside-request         服务记录超出需求的时间或时长
     └── WrongState                    wrong-state (409)       当前状态不允许此操作
 
 Generic refusals (not found, forbidden, bad input) reuse ``accounts.errors``.
@@ -109,3 +111,17 @@ class MemberNotActive(CareError):
 
     slug = "member-not-active"
     zh = "该成员尚未通过审核、已被拒绝或已停用，不能参与服务和时间流转"
+
+
+class LateRecord(CareError):
+    """A record logged long after the service (the policy's ``record_late_days``)."""
+
+    slug = "late-record"
+    zh = "服务结束太久才提交记录，请联系服务中心处理"
+
+
+class OutsideRequest(CareError):
+    """A record for a request outside its time window or far above its minutes."""
+
+    slug = "outside-request"
+    zh = "服务记录超出需求的时间范围或服务时长"

@@ -30,6 +30,7 @@ class Policy:
     daily_cap_minutes: int = 12 * 60
     gifts_allowed: bool = True
     timezone: str = "Asia/Shanghai"
+    record_late_days: int = 7  # a record is logged at most this many days after check-out
     ledger_seq: int | None = None
 
     def values(self) -> dict[str, int | bool | str]:
@@ -39,6 +40,7 @@ class Policy:
             "daily_cap_minutes": self.daily_cap_minutes,
             "gifts_allowed": self.gifts_allowed,
             "timezone": self.timezone,
+            "record_late_days": self.record_late_days,
         }
 
 

@@ -35,10 +35,12 @@ from care.errors import (
     InvalidConfirmationCode,
     InvalidDuration,
     InvalidSignature,
+    LateRecord,
     MemberNotActive,
     NotARelative,
     NotEligible,
     NotPriorityElder,
+    OutsideRequest,
     OverlappingRecord,
     SelfVerification,
     WrongState,
@@ -71,6 +73,11 @@ from ledger.postings import ISSUANCE, POOL, REDEMPTION, hold_account, system_acc
 from ledger.sequencer import AppendResult
 
 MAX_RECORD_MINUTES = 24 * 60
+# A record for a request may start this long before its window and end this long after it,
+# and run this many minutes over the request's (service rarely keeps to the minute).
+WINDOW_SLACK = timedelta(hours=2)
+EXTRA_MINUTES = 60
+EARLIEST, LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
 CODE_TTL = timedelta(minutes=30)
 CODE_DIGITS = 6
 
@@ -149,11 +156,18 @@ def _text(value: str | None, field: str, max_length: int, required: bool = True)
 
 
 def _aware(value: datetime, field: str) -> datetime:
+    """A time given with its zone, in UTC, within the years a time bank can mean."""
     if value.tzinfo is None:
         raise InvalidInput(
             f"{field} needs a time zone (e.g. 2026-11-25T09:00:00+08:00)", field=field
         )
-    return value.astimezone(UTC)
+    try:
+        utc_value = value.astimezone(UTC)
+    except OverflowError:
+        utc_value = None
+    if utc_value is None or not EARLIEST <= utc_value < LATEST:
+        raise InvalidInput(f"{field} must be between the years 2000 and 2199", field=field)
+    return utc_value
 
 
 class CareService:
@@ -197,6 +211,8 @@ class CareService:
                 raise InvalidInput(f"{key} must be {expected.__name__}", field=key)
             if isinstance(value, int) and not isinstance(value, bool) and value < 0:
                 raise InvalidInput(f"{key} must not be negative", field=key)
+            if key == "record_late_days" and isinstance(value, int) and not 1 <= value <= 366:
+                raise InvalidInput("record_late_days must be 1-366", field=key)
         if "timezone" in changes:
             try:
                 ZoneInfo(str(changes["timezone"]))
@@ -666,6 +682,12 @@ class CareService:
                 zh="服务时长不能超过签到与签退之间的时间",
             )
         policy = self.policy(elder.bank_id)
+        if end < now - timedelta(days=policy.record_late_days):
+            raise LateRecord(
+                f"the service ended more than {policy.record_late_days} days ago; "
+                "ask the organisation to record it",
+                field="check_out",
+            )
         org_id = elder.org_id
         with self.store.snapshot() as tx:
             kind = self._type_by_code(tx, elder.bank_id, service_code)
@@ -680,6 +702,7 @@ class CareService:
                     raise InvalidInput(
                         "the record must match its request's elder and service", field="request_id"
                     )
+                _within_request(request, start, end, minutes)
                 org_id = request.org_id
         if org_id is None:
             raise InvalidInput("the elder belongs to no organisation", field="elder_id")
@@ -1483,6 +1506,24 @@ class CareService:
             ) from exc
         except EntryError as exc:
             raise CareError(str(exc), field=exc.field) from exc
+
+
+def _within_request(request: ServiceRequest, start: datetime, end: datetime, minutes: int) -> None:
+    """A record for a request keeps to its window (± ``WINDOW_SLACK``) and its minutes
+    (+ at most ``EXTRA_MINUTES``)."""
+    if start < request.window_start - WINDOW_SLACK or end > request.window_end + WINDOW_SLACK:
+        raise OutsideRequest(
+            f"the service must fall within the request's window "
+            f"{request.window_start:%Y-%m-%d %H:%M}–{request.window_end:%H:%M} UTC "
+            f"(± {WINDOW_SLACK.seconds // 3600} h)",
+            field="check_in",
+        )
+    if minutes > request.minutes + EXTRA_MINUTES:
+        raise OutsideRequest(
+            f"the request is for {request.minutes} minutes; a record of it may hold at most "
+            f"{request.minutes + EXTRA_MINUTES}",
+            field="minutes",
+        )
 
 
 def _require_active(member: Member, field: str) -> None:

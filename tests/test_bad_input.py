@@ -1,0 +1,170 @@
+"""Bad input is a 4xx problem naming the field, never a 500: bodies over the limit (refused
+before they are held in memory), JSON nested too deep, times at the edge of the calendar, and
+records that stray from their request or come too late. Each next to the same call succeeding."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from audit.trail import AuditTrail
+from tests.accounts_world import World
+from tests.test_workflow import hours_ago, log_record, ok, refused
+from tests.test_workflow import world as world
+
+__all__ = ["world"]
+
+REGISTER = {
+    "bank_id": "b1",
+    "username": "someone-new",
+    "password": "a long enough password",
+    "personal": {"name": "新人", "phone": "13700001234"},
+}
+
+
+def _register(w: World, **body: Any) -> Any:
+    return w.client.post("/v1/register", json={**REGISTER, "org_id": w.ids["org_a"], **body})
+
+
+def _events(w: World, action: str) -> list[Any]:
+    trail: AuditTrail = w.client.app.state.audit
+    return [e for e in trail.events(bank_id=None, limit=1000) if e.action == action]
+
+
+def test_json_nested_too_deep_is_a_400_with_an_audit_event(world: World) -> None:
+    w = world
+    deep = "[" * 1100 + "]" * 1100
+    response = w.client.post(
+        "/v1/register", content=deep, headers={"content-type": "application/json"}
+    )
+    body = refused(response, 400, "invalid-parameter")
+    assert body["field"] == "body"
+    assert [e.status for e in _events(w, "POST /v1/register")] == [400]
+    # strings full of brackets are not nesting
+    assert _register(w, username="brackets", personal={"name": "[" * 40, "phone": "13700001235"})
+    ok(_register(w), 201)
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read(world: World) -> None:
+    w = world
+    app = w.client.app
+    chunk = b" " * 4096
+    handed_out = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal handed_out
+        handed_out += 1
+        return {"type": "http.request", "body": chunk, "more_body": handed_out < 100_000}
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/register",
+        "raw_path": b"/v1/register",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json"), (b"host", b"testserver")],
+        "client": ("127.0.0.1", 1234),
+        "server": ("testserver", 80),
+        "state": {},
+    }
+    w.client.blocking_portal.call(app, scope, receive, send)  # a 400 MB body, streamed
+    assert sent[0]["status"] == 413
+    assert handed_out <= 64 * 1024 // len(chunk) + 2  # stopped at the limit, not at the end
+    # declared too large: refused without reading a byte
+    response = w.client.post(
+        "/v1/register",
+        content=b"{}",
+        headers={"content-type": "application/json", "content-length": str(10**9)},
+    )
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/problem+json"
+    assert [e.status for e in _events(w, "POST /v1/register")] == [413, 413]
+    ok(_register(w), 201)
+
+
+def _request(w: World, start: str, end: str) -> Any:
+    return w.client.post(
+        "/v1/requests",
+        headers=w.as_("elder-a"),
+        json={
+            "elder_id": w.ids["elder-a"],
+            "service_code": "meal",
+            "minutes": 30,
+            "window_start": start,
+            "window_end": end,
+        },
+    )
+
+
+def test_times_at_the_edge_of_the_calendar_are_400s(world: World) -> None:
+    w = world
+    for start, end, field in (
+        ("0001-01-01T00:00:00+14:00", "0001-01-01T02:00:00+14:00", "window_start"),
+        (hours_ago(1), "9999-12-31T23:00:00-12:00", "window_end"),
+        ("1900-01-01T00:00:00+08:00", hours_ago(1), "window_start"),
+    ):
+        body = refused(_request(w, start, end), 400, "invalid-input")
+        assert body["field"] == field
+    ok(_request(w, hours_ago(3), hours_ago(1)), 201)
+    for check_in, check_out in (
+        ("0001-01-01T00:00:00+14:00", hours_ago(1)),
+        (hours_ago(2), "9999-12-31T23:00:00-12:00"),
+    ):
+        response = w.client.post(
+            "/v1/records",
+            headers=w.as_("vol-a"),
+            json={
+                "elder_id": w.ids["elder-a"],
+                "service_code": "meal",
+                "check_in": check_in,
+                "check_out": check_out,
+            },
+        )
+        assert response.status_code == 400, response.text
+
+
+def test_a_record_keeps_to_its_request_and_is_not_logged_late(world: World) -> None:
+    w = world
+    request = ok(_request(w, hours_ago(6), hours_ago(5)), 201)  # 30 minutes, 6-5 h ago
+    ok(w.client.post(f"/v1/requests/{request['id']}/claim", headers=w.as_("vol-a")))
+    # nearly five hours within the (widened) window, for a 30-minute request
+    body = refused(
+        log_record(w, "vol-a", "elder-a", 7.9, 3.1, request_id=request["id"]),
+        422,
+        "outside-request",
+    )
+    assert body["field"] == "minutes"
+    # an hour of service a day before the window
+    body = refused(
+        log_record(w, "vol-a", "elder-a", 30, 29, request_id=request["id"]),
+        422,
+        "outside-request",
+    )
+    assert body["field"] == "check_in"
+    # 20 days and 25 years back
+    body = refused(log_record(w, "vol-a", "elder-a", 20 * 24, 20 * 24 - 1), 422, "late-record")
+    assert body["field"] == "check_out"
+    refused(log_record(w, "vol-a", "elder-a", 25 * 365 * 24, 25 * 365 * 24 - 1), 422, "late-record")
+    # within the window and a little over its minutes: accepted
+    ok(log_record(w, "vol-a", "elder-a", 6.2, 5.4, request_id=request["id"]), 201)
+    # six days back is within the default week
+    ok(log_record(w, "vol-a", "elder-a", 6 * 24, 6 * 24 - 1), 201)
+    # the bank can widen the window: a policy value
+    policy = ok(
+        w.client.post("/v1/policy", headers=w.as_("b1-admin"), json={"record_late_days": 30})
+    )
+    assert policy["record_late_days"] == 30
+    ok(log_record(w, "vol-a", "elder-a", 20 * 24, 20 * 24 - 1), 201)
+    refused(
+        w.client.post("/v1/policy", headers=w.as_("b1-admin"), json={"record_late_days": 0}),
+        400,
+        "invalid-input",
+    )
