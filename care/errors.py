@@ -18,6 +18,7 @@ The hierarchy::
     ├── MemberNotActive               member-not-active       成员尚未通过审核或已停用
     ├── LateRecord                    late-record             服务记录提交过晚
     ├── OutsideRequest                outside-request         服务记录超出需求的时间或时长
+    ├── TooManyCodeAttempts           too-many-code-attempts (429)  确认码尝试次数过多
     └── WrongState                    wrong-state (409)       当前状态不允许此操作
 
 Generic refusals (not found, forbidden, bad input) reuse ``accounts.errors``.
@@ -125,3 +126,12 @@ class OutsideRequest(CareError):
 
     slug = "outside-request"
     zh = "服务记录超出需求的时间范围或服务时长"
+
+
+class TooManyCodeAttempts(CareError):
+    """Confirmation codes are six digits: guesses are limited per record, per person trying
+    and per elder whose codes are tried (``care.service.CODE_LIMITS``)."""
+
+    slug = "too-many-code-attempts"
+    status = 429
+    zh = "确认码错误次数过多，请稍后再试或由老人、家属或工作人员确认"

@@ -43,6 +43,7 @@ from care.errors import (
     OutsideRequest,
     OverlappingRecord,
     SelfVerification,
+    TooManyCodeAttempts,
     WrongState,
 )
 from care.model import (
@@ -66,7 +67,7 @@ from care.storage import (
     to_request,
     to_type,
 )
-from ledger.entry import Entry, EntryRequest, Posting, canonical_json
+from ledger.entry import Ceiling, Entry, EntryRequest, Posting, canonical_json
 from ledger.errors import EntryError
 from ledger.errors import InsufficientBalance as LedgerInsufficient
 from ledger.postings import ISSUANCE, POOL, REDEMPTION, hold_account, system_account
@@ -80,6 +81,10 @@ EXTRA_MINUTES = 60
 EARLIEST, LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
 CODE_TTL = timedelta(minutes=30)
 CODE_DIGITS = 6
+# Wrong confirmation codes allowed (key prefix: failures, window in seconds): a record's code
+# confirmation locks after 5 (the elder's side or staff confirm it instead), a person trying
+# codes and an elder whose codes are tried get 10 an hour. 10 guesses in 10^6 codes.
+CODE_LIMITS = {"code-record": (5, 86400), "code-by": (10, 3600), "code-elder": (10, 3600)}
 
 
 class Ledger(Protocol):
@@ -744,14 +749,7 @@ class CareService:
             request_id=request_id,
         )
         now = self.clock()
-        fields, volunteer, elder, kind = draft.fields, draft.volunteer, draft.elder, draft.kind
-        start, end, minutes, org_id, policy = (
-            draft.start,
-            draft.end,
-            draft.minutes,
-            draft.org_id,
-            draft.policy,
-        )
+        fields, elder, start, policy = draft.fields, draft.elder, draft.start, draft.policy
         if (device_key_id is None) != (signature is None):
             raise InvalidInput("send device_key_id and signature together", field="signature")
         if device_key_id is not None and signature is not None:
@@ -761,9 +759,37 @@ class CareService:
                 )
             except TokenInvalid as exc:
                 raise InvalidSignature(str(exc), field="signature") from exc
-        digest = record_digest(fields)
         zone = ZoneInfo(policy.timezone)
         day_start = datetime.combine(start.astimezone(zone).date(), datetime.min.time(), zone)
+        code_keys = _code_keys(None, principal.user_id, elder.id)
+        try:
+            record_id = self._insert_record(
+                principal, draft, day_start, confirmation_code, code_keys, device_key_id, signature
+            )
+        except InvalidConfirmationCode:
+            self._count_wrong_code(code_keys, now)
+            raise
+        record = self._record(record_id)
+        if record.status is RecordStatus.CONFIRMED and record.request_id is not None:
+            self._redeem(record)
+        return record
+
+    def _insert_record(
+        self,
+        principal: Principal,
+        draft: RecordDraft,
+        day_start: datetime,
+        confirmation_code: str | None,
+        code_keys: list[str],
+        device_key_id: str | None,
+        signature: str | None,
+    ) -> str:
+        """The record's row in one write: overlap, daily cap, request and code checked inside."""
+        now = self.clock()
+        volunteer, elder, kind = draft.volunteer, draft.elder, draft.kind
+        start, end, minutes, org_id = draft.start, draft.end, draft.minutes, draft.org_id
+        policy, request_id = draft.policy, draft.fields["request"] or None
+        digest = record_digest(draft.fields)
         with self.store.transaction() as tx:
             overlap = tx.first(
                 service_records,
@@ -805,6 +831,7 @@ class CareService:
             record_id = new_id()
             confirmation = None
             if confirmation_code is not None:
+                _refuse_if_throttled(tx, code_keys, now)
                 confirmation = self._take_code(tx, elder.id, confirmation_code, now, record_id)
                 if confirmation == principal.user_id:
                     raise SelfVerification(
@@ -841,10 +868,7 @@ class CareService:
                 )
                 if request_id is not None:
                     _complete_request(tx, request_id)
-        record = self._record(record_id)
-        if record.status is RecordStatus.CONFIRMED and record.request_id is not None:
-            self._redeem(record)
-        return record
+        return record_id
 
     def _record(self, record_id: str) -> ServiceRecord:
         with self.store.snapshot() as tx:
@@ -944,14 +968,28 @@ class CareService:
         tx.update(confirmation_codes, row.id, used_at=now, record_id=record_id)
         return str(row.created_by)
 
-    def _confirm_with_code(self, record: ServiceRecord, code: str, by: str | None) -> ServiceRecord:
+    def _count_wrong_code(self, keys: list[str], now: datetime) -> None:
+        """Count a wrong code against ``keys``, after the refused write rolled back."""
         with self.store.transaction() as tx:
-            creator = self._take_code(tx, record.elder_id, code, self.clock(), record.id)
-            if creator in (by, record.created_by):  # refused: the code stays unused
-                raise SelfVerification(
-                    "a code you created yourself cannot confirm your own service",
-                    field="confirmation_code",
-                )
+            for key in keys:
+                tx.throttle(key, now, CODE_LIMITS[key.split(":", 1)[0]][1])
+
+    def _confirm_with_code(self, record: ServiceRecord, code: str, by: str | None) -> ServiceRecord:
+        now = self.clock()
+        keys = _code_keys(record.id, by, record.elder_id)
+        with self.store.snapshot() as tx:
+            _refuse_if_throttled(tx, keys, now)
+        try:
+            with self.store.transaction() as tx:
+                creator = self._take_code(tx, record.elder_id, code, now, record.id)
+                if creator in (by, record.created_by):  # refused: the code stays unused
+                    raise SelfVerification(
+                        "a code you created yourself cannot confirm your own service",
+                        field="confirmation_code",
+                    )
+        except InvalidConfirmationCode:
+            self._count_wrong_code(keys, now)
+            raise
         return self._mark_confirmed(record, creator, ConfirmedAs.CODE)
 
     def _mark_confirmed(self, record: ServiceRecord, by: str, as_: ConfirmedAs) -> ServiceRecord:
@@ -1058,17 +1096,19 @@ class CareService:
         with self.store.snapshot() as tx:
             kind = to_type(tx.get(service_types, record.service_type_id))
         amount = weighted(record.minutes, kind.weight_permille)
-        held = self.ledger.balances(
-            [volunteer.ledger_account, hold_account(volunteer.ledger_account)]
+        # The stored-time cap is applied by the log's writer against the balances of the
+        # moment: deposits verified together cannot pass it together. The excess goes to the
+        # pool, and the entry's to_pool says how much.
+        member = volunteer.ledger_account
+        cap = Ceiling(
+            member,
+            (member, hold_account(member)),
+            policy.stored_cap_minutes,
+            system_account(record.bank_id, POOL),
+            "to_pool",
         )
-        stored = sum(held.values())
-        to_member = max(0, min(amount, policy.stored_cap_minutes - stored))
-        to_pool = amount - to_member
         postings = [Posting(system_account(record.bank_id, ISSUANCE), -amount)]
-        if to_member:
-            postings.append(Posting(volunteer.ledger_account, to_member))
-        if to_pool:
-            postings.append(Posting(system_account(record.bank_id, POOL), to_pool))
+        postings.append(Posting(member, amount))
         signatures = [{"role": "verifier", "by": verifier}]
         if record.device_key_id and record.device_signature:
             signatures.insert(
@@ -1091,9 +1131,10 @@ class CareService:
                     "confirmed_by": record.confirmed_by or "",
                     "confirmed_as": str(record.confirmed_as),
                     "verified_by": verifier,
-                    "to_pool": to_pool,
+                    "to_pool": 0,
                 },
                 tuple(signatures),
+                cap,
             )
         )
         with self.store.transaction() as tx:
@@ -1524,6 +1565,27 @@ def _within_request(request: ServiceRequest, start: datetime, end: datetime, min
             f"{request.minutes + EXTRA_MINUTES}",
             field="minutes",
         )
+
+
+def _code_keys(record_id: str | None, by: str | None, elder_id: str) -> list[str]:
+    keys = [f"code-by:{by or 'anonymous'}", f"code-elder:{elder_id}"]
+    return ([f"code-record:{record_id}"] if record_id else []) + keys
+
+
+def _refuse_if_throttled(tx: Tx, keys: list[str], now: datetime) -> None:
+    for key in keys:
+        limit, window = CODE_LIMITS[key.split(":", 1)[0]]
+        if tx.throttle_count(key, now, window) >= limit:
+            if key.startswith("code-record:"):
+                raise TooManyCodeAttempts(
+                    f"{limit} wrong codes for this record: the elder, their family or staff "
+                    "confirm it instead",
+                    field="confirmation_code",
+                )
+            raise TooManyCodeAttempts(
+                f"{limit} wrong confirmation codes within {window // 60} minutes; try again later",
+                field="confirmation_code",
+            )
 
 
 def _require_active(member: Member, field: str) -> None:

@@ -10,6 +10,7 @@ is refused before encoding; a property test checks the equality against the ``rf
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
 from collections.abc import Mapping
@@ -74,14 +75,44 @@ class Posting:
 
 
 @dataclass(frozen=True)
+class Ceiling:
+    """A credit to ``account`` that may take it (with ``counted``, e.g. its hold account) only
+    up to ``limit``: the writer sends the excess to ``overflow`` and writes the excess into
+    ``body[note]``. It is applied against the balances inside the append, so credits racing
+    each other cannot pass the limit together (a check before the append could not see them).
+    """
+
+    account: str
+    counted: tuple[str, ...]
+    limit: int
+    overflow: str
+    note: str
+
+    def apply(self, request: EntryRequest, balances: Mapping[str, int]) -> EntryRequest:
+        credit = sum(p.minutes for p in request.postings if p.account == self.account)
+        room = max(0, self.limit - sum(balances.get(a, 0) for a in self.counted))
+        kept = min(credit, room)
+        excess = (
+            credit - kept + sum(p.minutes for p in request.postings if p.account == self.overflow)
+        )
+        postings = [p for p in request.postings if p.account not in (self.account, self.overflow)]
+        postings += [Posting(self.account, kept)] if kept else []
+        postings += [Posting(self.overflow, excess)] if excess else []
+        body = {**request.body, self.note: excess}
+        return dataclasses.replace(request, postings=tuple(postings), body=body, ceiling=None)
+
+
+@dataclass(frozen=True)
 class EntryRequest:
-    """What a caller asks the log to append. ``body`` and ``signatures`` are plain JSON."""
+    """What a caller asks the log to append. ``body`` and ``signatures`` are plain JSON;
+    ``ceiling`` (not part of the entry) is applied by the writer before the entry is made."""
 
     kind: str
     id: str
     postings: tuple[Posting, ...] = ()
     body: Mapping[str, JSON] = field(default_factory=dict)
     signatures: tuple[Mapping[str, str], ...] = ()
+    ceiling: Ceiling | None = None
 
     def validate(self) -> None:
         """Shape checks that need no state. Raises MalformedEntry naming the field."""

@@ -111,7 +111,10 @@ class BatchWriter:
         reversal_targets = sorted({t for r in requests if (t := _reverses(r)) is not None})
         originals = db.entries_by_seq(reversal_targets)
         already_reversed = db.reversed_seqs(reversal_targets)
-        accounts = sorted({p.account for r in requests for p in r.postings})
+        accounts = sorted(
+            {p.account for r in requests for p in r.postings}
+            | {a for r in requests if r.ceiling for a in (*r.ceiling.counted, r.ceiling.overflow)}
+        )
         balances = db.balances(accounts)
 
         results: list[AppendResult | EntryError] = []
@@ -131,6 +134,8 @@ class BatchWriter:
                 if replay is not None:
                     results.append(replay)
                     continue
+                if request.ceiling is not None:
+                    request = request.ceiling.apply(request, balances)
                 request.validate()
                 check_postings(request)
                 target = _reverses(request)
@@ -283,8 +288,20 @@ def _copy(frontier: Frontier) -> Frontier:
 
 
 def _same_content(a: EntryRequest, b: EntryRequest) -> bool:
-    """Byte equality of the canonical forms (Python's ``True == 1`` must not make a match)."""
-    return canonical_json(a.content()) == canonical_json(b.content())
+    """Byte equality of the canonical forms (Python's ``True == 1`` must not make a match).
+    With a ceiling, the postings and its note depend on the balances of the moment: the
+    rest must match."""
+    ceiling = a.ceiling or b.ceiling
+    if ceiling is None:
+        return canonical_json(a.content()) == canonical_json(b.content())
+    return canonical_json(_uncapped(a, ceiling.note)) == canonical_json(_uncapped(b, ceiling.note))
+
+
+def _uncapped(request: EntryRequest, note: str) -> dict[str, object]:
+    content = request.content()
+    del content["postings"]
+    content["body"] = {k: v for k, v in request.body.items() if k != note}
+    return content
 
 
 def _reverses(request: EntryRequest) -> int | None:

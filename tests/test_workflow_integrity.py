@@ -400,3 +400,100 @@ def _entries(w: World) -> Iterator[Any]:
     size = w.log.size()
     for leaf in w.log.leaves(0, size):
         yield Entry.from_leaf(leaf.data)
+
+
+def _code(w: World) -> str:
+    return str(
+        ok(
+            w.client.post(
+                f"/v1/members/{w.ids['elder-a']}/confirmation-codes", headers=w.as_("family-a")
+            ),
+            201,
+        )["code"]
+    )
+
+
+def _wrong(code: str) -> str:
+    return f"{(int(code) + 1) % 1_000_000:06d}"
+
+
+def test_confirmation_codes_cannot_be_guessed(world: World) -> None:
+    w = world
+    record = ok(log_record(w, "vol-a", "elder-a", 3, 2), 201)
+    code = _code(w)
+    confirm = f"/v1/records/{record['id']}/confirm"
+    for _ in range(5):
+        refused(
+            w.client.post(
+                confirm, headers=w.as_("vol-a"), json={"confirmation_code": _wrong(code)}
+            ),
+            422,
+            "invalid-confirmation-code",
+        )
+    # the record's code confirmation is locked now, even for the right code ...
+    body = refused(
+        w.client.post(confirm, headers=w.as_("vol-a"), json={"confirmation_code": code}),
+        429,
+        "too-many-code-attempts",
+    )
+    assert body["field"] == "confirmation_code"
+    # ... and the elder confirms it herself
+    assert ok(w.client.post(confirm, headers=w.as_("elder-a"), json={}))["status"] == "confirmed"
+
+
+def test_a_code_guesser_is_stopped_across_records(world: World) -> None:
+    w = world
+    code = _code(w)
+    for n in range(10):  # wrong codes sent with new records
+        refused(
+            log_record(w, "vol-a", "elder-a", 30 - n, 29.5 - n, confirmation_code=_wrong(code)),
+            422,
+            "invalid-confirmation-code",
+        )
+    refused(
+        log_record(w, "vol-a", "elder-a", 15, 14.5, confirmation_code=code),
+        429,
+        "too-many-code-attempts",
+    )
+    # the code itself was never used up: the elder's family can still confirm a logged record
+    record = ok(log_record(w, "vol-a", "elder-a", 15, 14.5), 201)
+    assert (
+        ok(
+            w.client.post(f"/v1/records/{record['id']}/confirm", headers=w.as_("family-a"), json={})
+        )["status"]
+        == "confirmed"
+    )
+
+
+def test_parallel_verifications_never_pass_the_stored_time_cap(world: World) -> None:
+    w = world
+    ok(w.client.post("/v1/policy", headers=w.as_("b1-admin"), json={"stored_cap_minutes": 160}))
+    records = []
+    for n in range(12):
+        record = ok(log_record(w, "vol-a", "elder-a", 30 - n, 29 - n), 201)
+        ok(w.client.post(f"/v1/records/{record['id']}/confirm", headers=w.as_("elder-a"), json={}))
+        records.append(record["id"])
+    barrier = threading.Barrier(len(records))
+
+    def verify(record_id: str) -> None:
+        barrier.wait()
+        w.client.post(f"/v1/records/{record_id}/verify", headers=w.as_("staff-a-2fa"))
+
+    threads = [threading.Thread(target=verify, args=(r,)) for r in records]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    verified = [ok(w.client.get(f"/v1/records/{r}", headers=w.as_("vol-a"))) for r in records]
+    assert all(r["status"] == "verified" for r in verified)
+    assert balance(w, "vol-a") == (160, 0)  # the cap, not 12 × 60
+    deposits = [
+        e
+        for e in _entries(w)
+        if e.request.kind == "deposit" and e.request.id.startswith("deposit:")
+    ]
+    assert sum(int(str(e.request.body["to_pool"])) for e in deposits) == 12 * 60 - 160
+    for entry in deposits:  # each entry's to_pool is its pool posting
+        pooled = sum(p.minutes for p in entry.request.postings if p.account == "b1:pool")
+        assert entry.request.body["to_pool"] == pooled
+    assert w.log.verify().ok
