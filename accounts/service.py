@@ -87,6 +87,9 @@ USERNAME = re.compile(r"^[A-Za-z0-9._@+-]{3,64}$")
 MAX_PAGE = 200
 
 
+REVEAL_REASON_MIN = 4  # "家访" says too little; "安排上门家访" says why
+
+
 class LedgerPort(Protocol):
     """What accounts needs of the log: append an entry (idempotent by id)."""
 
@@ -905,8 +908,12 @@ class AccountsService:
                     "only the member's organisation staff or a bank admin see full personal data"
                 )
             reason = _text(reveal_reason, "reveal_reason", 500)
-            if len(reason) < 2:
-                raise InvalidInput("say why you need the full personal data", field="reveal_reason")
+            if len(reason) < REVEAL_REASON_MIN:
+                raise InvalidInput(
+                    f"say why you need the full personal data ({REVEAL_REASON_MIN} characters "
+                    "at least)",
+                    field="reveal_reason",
+                )
             self._record_access(principal, member_id, access, reason)
             revealed = True
         personal = self._personal_view(member_id, personal_row, revealed)
@@ -1180,6 +1187,16 @@ class AccountsService:
             user = tx.first(users, users.c.username == username)
             if user is None or user.bank_id != principal.bank_id:
                 raise NotFound(f"no user {username}", field="username")
+            if row.status != MemberStatus.ACTIVE or not row.is_elder:
+                raise InvalidInput("proxies act for an active elder", field="member_id")
+            own = tx.first(members, members.c.user_id == user.id)
+            if user.disabled_at is not None or own is None or own.status != MemberStatus.ACTIVE:
+                raise InvalidInput(
+                    "only an active member (approved by their organisation) becomes a proxy",
+                    field="username",
+                )
+            if self._proxy_grants(tx, user.id, member_id):
+                return  # already their proxy
             self._grant(
                 tx,
                 user.id,
@@ -1189,6 +1206,29 @@ class AccountsService:
                 member_id,
                 principal.user_id,
             )
+
+    def revoke_proxy(self, principal: Principal, member_id: str, username: str) -> None:
+        """Staff of the elder's organisation, or the elder, end a family member's proxy."""
+        with self.store.transaction() as tx:
+            row = self._visible_member_row(tx, principal, member_id)
+            if self._access(principal, row) not in ("self", "staff", "admin"):
+                raise Forbidden("only the elder or their organisation's staff revoke a proxy")
+            user = tx.first(users, users.c.username == username)
+            grants = self._proxy_grants(tx, user.id, member_id) if user is not None else []
+            if not grants:
+                raise NotFound(f"{username} is not a proxy of this member", field="username")
+            for grant in grants:
+                tx.update(role_grants, grant.id, revoked_at=self.clock())
+
+    @staticmethod
+    def _proxy_grants(tx: Tx, user_id: str, member_id: str) -> list[Any]:
+        return tx.find(
+            role_grants,
+            role_grants.c.user_id == user_id,
+            role_grants.c.member_id == member_id,
+            role_grants.c.role == str(Role.FAMILY_PROXY),
+            role_grants.c.revoked_at.is_(None),
+        )
 
     # ================================================================ device keys
 

@@ -462,8 +462,24 @@ class MemberController(Controller):
         member_id: Id,
         data: JSONBody[ProxyIn],
     ) -> None:
-        """Staff let a family member's login act for this elder."""
+        """Staff let a family member's login act for this elder (an active member's)."""
         accounts_service(state).grant_proxy(principal, member_id, data.username)
+
+    @post(
+        "/{member_id:str}/proxies/revoke",
+        status_code=HTTP_204_NO_CONTENT,
+        sync_to_thread=True,
+        responses=problems(400, 401, 403, 404),
+    )
+    def revoke_proxy(
+        self,
+        state: State,
+        principal: NamedDependency[Principal],
+        member_id: Id,
+        data: JSONBody[ProxyIn],
+    ) -> None:
+        """The elder or their organisation's staff end a family member's proxy."""
+        accounts_service(state).revoke_proxy(principal, member_id, data.username)
 
 
 class RelativeController(Controller):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any
+from urllib.parse import parse_qs
 
 from anyio import to_thread
 from litestar.enums import ScopeType
@@ -41,7 +42,14 @@ def _is_audited(scope: Scope) -> bool:
         return False
     if method in ("POST", "PUT", "PATCH", "DELETE"):
         return True
-    return method == "GET" and b"reveal_reason=" in scope.get("query_string", b"")
+    return method == "GET" and _asks_reveal(scope.get("query_string", b""))
+
+
+def _asks_reveal(query: bytes) -> bool:
+    """Whether the query carries ``reveal_reason`` in any spelling the app decodes
+    (``reveal%5Freason`` included): what the handler will see, not the raw text."""
+    names = parse_qs(query.decode("latin-1"), keep_blank_values=True)
+    return "reveal_reason" in names
 
 
 def _actor(

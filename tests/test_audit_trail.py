@@ -149,3 +149,24 @@ def test_shutdown_seals_the_trail(settings: Settings, log: Log) -> None:
     last = seals(log)[-1]
     assert last.count == count  # type: ignore[attr-defined]
     assert base64.b64encode(last.head)  # type: ignore[attr-defined]
+
+
+def test_a_reveal_is_recorded_however_the_query_spells_it(world: World) -> None:
+    w = world
+    elder = w.ids["elder-a"]
+    for query, status in (
+        ("reveal_reason=%E5%AE%B6%E8%AE%BF", 400),  # 家访: too short to say why
+        ("reveal%5Freason=%E5%AE%89%E6%8E%92%E4%B8%8A%E9%97%A8%E5%AE%B6%E8%AE%BF", 200),
+        ("reveal_reason=%E5%AE%89%E6%8E%92%E4%B8%8A%E9%97%A8%E5%AE%B6%E8%AE%BF", 200),
+    ):
+        response = w.client.get(f"/v1/members/{elder}?{query}", headers=w.as_("staff-a"))
+        assert response.status_code == status, (query, response.text)
+        if status == 200:
+            assert response.json()["personal_masked"] is False
+        else:
+            assert response.json()["field"] == "reveal_reason"
+    reveals = [e for e in trail(w).all_events() if e.action == "GET /v1/members/{member_id}"]
+    assert [e.status for e in reveals] == [400, 200, 200]
+    # a masked read is not a reveal and is not an event
+    assert w.client.get(f"/v1/members/{elder}", headers=w.as_("staff-a")).status_code == 200
+    assert len([e for e in trail(w).all_events() if e.action.startswith("GET")]) == 3

@@ -497,3 +497,64 @@ def test_parallel_verifications_never_pass_the_stored_time_cap(world: World) -> 
         pooled = sum(p.minutes for p in entry.request.postings if p.account == "b1:pool")
         assert entry.request.body["to_pool"] == pooled
     assert w.log.verify().ok
+
+
+def test_proxies_are_active_members_and_can_be_revoked(world: World) -> None:
+    w = world
+    elder = w.ids["elder-a"]
+    proxies = f"/v1/members/{elder}/proxies"
+    # a pending registration does not become anyone's proxy
+    registered = w.client.post(
+        "/v1/register",
+        json={
+            "bank_id": "b1",
+            "org_id": w.ids["org_a"],
+            "username": "pending-son",
+            "password": PASSWORD,
+            "personal": {"name": "待审核", "phone": "13700006666"},
+        },
+    )
+    assert registered.status_code == 201, registered.text
+    body = refused(
+        w.client.post(proxies, headers=w.as_("staff-a"), json={"username": "pending-son"}),
+        400,
+        "invalid-input",
+    )
+    assert body["field"] == "username"
+    # an active member does
+    assert (
+        w.client.post(proxies, headers=w.as_("staff-a"), json={"username": "vol-b"}).status_code
+        == 204
+    )
+    son = _login(w, "vol-b")
+    assert w.client.get(f"/v1/members/{elder}/balance", headers=son).status_code == 200
+    # the elder ends it herself; then it is gone at once
+    revoke = f"{proxies}/revoke"
+    assert (
+        w.client.post(revoke, headers=w.as_("elder-a"), json={"username": "vol-b"}).status_code
+        == 204
+    )
+    assert w.client.get(f"/v1/members/{elder}/balance", headers=son).status_code == 404
+    refused(
+        w.client.post(revoke, headers=w.as_("elder-a"), json={"username": "vol-b"}),
+        404,
+        "not-found",
+    )
+    # staff can revoke too; someone else cannot
+    assert (
+        w.client.post(proxies, headers=w.as_("staff-a"), json={"username": "vol-b"}).status_code
+        == 204
+    )
+    refused(
+        w.client.post(revoke, headers=w.as_("vol-a"), json={"username": "vol-b"}), 404, "not-found"
+    )
+    assert (
+        w.client.post(revoke, headers=w.as_("staff-a"), json={"username": "vol-b"}).status_code
+        == 204
+    )
+    events = [
+        e
+        for e in w.client.app.state.audit.all_events()
+        if e.action == "POST /v1/members/{member_id}/proxies/revoke"
+    ]
+    assert [e.status for e in events] == [204, 404, 404, 204]
