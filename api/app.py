@@ -167,10 +167,10 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
             description=(
                 "Elderly-care time bank: a signed, append-only ledger of volunteer hours. "
                 "Errors are RFC 9457 application/problem+json. "
-                "POSTs under /v1 (except login and logout) accept an optional Idempotency-Key "
+                "POSTs under /v1 (except login and logout) accept an Idempotency-Key "
                 "header: a retry with the same key and body replays the stored response "
                 "(Idempotent-Replayed: true); another body gets 422, a retry while the first "
-                "is running 409."
+                "is running 409. Gifts, donations and grants require it (428 without)."
             ),
             path="/schema",
             components=Components(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import secrets
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -18,6 +17,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from accounts.model import Principal
 from api.accounts_routes import AUTH, Id
+from api.problems import IdempotencyKeyRequired
 from api.schemas import Input, problems
 from care.model import Policy, ServiceRecord, ServiceRequest, ServiceType
 from care.service import CareService
@@ -33,10 +33,10 @@ def care(state: State) -> CareService:
 
 
 def entry_key(request: Request[Any, Any, Any]) -> str:
-    """The client's Idempotency-Key, folded into a ledger-safe id; random without one."""
+    """The client's Idempotency-Key, folded into a ledger-safe id; 428 without one."""
     key = request.headers.get("idempotency-key")
     if not key:
-        return secrets.token_hex(8)
+        raise IdempotencyKeyRequired
     return hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
@@ -326,7 +326,8 @@ class HistoryOut(msgspec.Struct):
 
 
 P = NamedDependency[Principal]
-ERR = problems(400, 401, 403, 404, 409, 422)
+ERR = problems(400, 401, 403, 404, 409, 422, 429)
+KEYED = problems(400, 401, 403, 404, 409, 422, 428)  # minutes moved by the client's key
 
 
 class CatalogueController(Controller):
@@ -456,7 +457,7 @@ class RecordController(Controller):
     def draft(self, state: State, principal: P, data: JSONBody[DraftIn]) -> DraftOut:
         """Check a record before logging it and get the canonical bytes the phone signs with
         its device key; nothing is stored. The phone can read ``fields`` to see what it signs."""
-        draft = care(state).draft_record(
+        draft = care(state).draft_for_signing(
             principal,
             elder_id=data.elder_id,
             service_code=data.service_code,
@@ -515,33 +516,34 @@ class TransferController(Controller):
         code, expires = care(state).create_confirmation_code(principal, member_id)
         return CodeOut(code, expires)
 
-    @post("/gifts", status_code=HTTP_201_CREATED, sync_to_thread=True, responses=ERR)
+    @post("/gifts", status_code=HTTP_201_CREATED, sync_to_thread=True, responses=KEYED)
     def gift(
         self, request: Request[Any, Any, State], principal: P, data: JSONBody[GiftIn]
     ) -> EntryOut:
-        """Gift minutes to a confirmed direct relative (转赠)."""
+        """Gift minutes to a confirmed direct relative (转赠). Requires Idempotency-Key."""
         return entry_out(
             care(request.app.state).gift(
                 principal, data.from_member_id, data.to_member_id, data.minutes, entry_key(request)
             )
         )
 
-    @post("/donations", status_code=HTTP_201_CREATED, sync_to_thread=True, responses=ERR)
+    @post("/donations", status_code=HTTP_201_CREATED, sync_to_thread=True, responses=KEYED)
     def donate(
         self, request: Request[Any, Any, State], principal: P, data: JSONBody[DonationIn]
     ) -> EntryOut:
-        """Donate minutes to the bank's pool (公益池)."""
+        """Donate minutes to the bank's pool (公益池). Requires Idempotency-Key."""
         return entry_out(
             care(request.app.state).donate(
                 principal, data.from_member_id, data.minutes, entry_key(request)
             )
         )
 
-    @post("/grants", status_code=HTTP_201_CREATED, sync_to_thread=True, responses=ERR)
+    @post("/grants", status_code=HTTP_201_CREATED, sync_to_thread=True, responses=KEYED)
     def grant(
         self, request: Request[Any, Any, State], principal: P, data: JSONBody[GrantIn]
     ) -> EntryOut:
-        """Bank admins grant pool minutes to a priority elder, with a reason."""
+        """Bank admins grant pool minutes to a priority elder, with a reason. Requires
+        Idempotency-Key."""
         return entry_out(
             care(request.app.state).grant(
                 principal, data.elder_id, data.minutes, data.reason, entry_key(request)

@@ -46,6 +46,28 @@ def problem(
     return Response(body, status_code=status, media_type=PROBLEM_JSON)
 
 
+class IdempotencyKeyRequired(Exception):
+    """A POST that moves minutes by a key the client chooses (gifts, donations, grants) came
+    without ``Idempotency-Key``: a retry of it could post twice."""
+
+
+def _key_required(request: Request[Any, Any, Any], _: IdempotencyKeyRequired) -> Response[Any]:
+    english = "send an Idempotency-Key header: this request moves minutes, and the key keeps a "
+    english += "retry from posting twice"
+    chinese = "此操作会转移时间，请附带 Idempotency-Key 请求头，以免重试时重复记账"
+    zh = request.headers.get("accept-language", "").lower().startswith("zh")
+    response = problem(
+        428,
+        "idempotency-key-required",
+        "Idempotency key required",
+        chinese if zh else english,
+        "Idempotency-Key",
+    )
+    assert isinstance(response.content, dict)
+    response.content["detail_en"], response.content["detail_zh"] = english, chinese
+    return response
+
+
 def _missing_parameter(detail: str) -> str | None:
     match = re.search(r"Missing required \w+ parameter '([^']+)'", detail)
     return match.group(1) if match else None
@@ -163,6 +185,7 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     AccountsError: _accounts,
     CareError: _care,
     HTTPException: _http,
+    IdempotencyKeyRequired: _key_required,
     RecursionError: _too_deep,
     Exception: _internal,
 }

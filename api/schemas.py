@@ -63,6 +63,7 @@ def problems(*statuses: int) -> dict[int, ResponseSpec]:
         404: "No such object in the caller's scope",
         409: "Conflicts with the object's state",
         422: "Well-formed but refused by a rule",
+        428: "Idempotency-Key header missing (required: this POST moves minutes)",
         429: "Too many attempts",
     }
     return {

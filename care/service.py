@@ -422,7 +422,8 @@ class CareService:
 
     def get_request(self, principal: Principal, request_id: str) -> ServiceRequest:
         with self.store.snapshot() as tx:
-            return self._visible_request(tx, principal, request_id)[0]
+            request, role = self._visible_request(tx, principal, request_id)
+        return _for_viewer(request, role)
 
     def list_requests(self, principal: Principal, status: str | None) -> list[ServiceRequest]:
         if principal.is_partner:
@@ -447,7 +448,25 @@ class CareService:
             conditions.append(or_(*mine))
         with self.store.snapshot() as tx:
             rows = tx.find(service_requests, *conditions, order=[service_requests.c.window_start])
-        return [to_request(r) for r in rows[:500]]
+        requests = [to_request(r) for r in rows[:500]]
+        return [_for_viewer(r, self._role_in(principal, r)) for r in requests]
+
+    @staticmethod
+    def _role_in(principal: Principal, request: ServiceRequest) -> str:
+        """How a caller who may list ``request`` relates to it (as ``_visible_request``)."""
+        if principal.is_bank_admin:
+            return "admin"
+        if request.org_id in principal.orgs():
+            return "staff"
+        if (
+            principal.acting_member_id == request.elder_id
+            or request.elder_id in principal.proxied_members()
+        ):
+            return "elder"
+        acting = principal.acting_member_id
+        if acting is not None and acting == request.volunteer_id:
+            return "volunteer"
+        return "candidate"
 
     def assign(self, principal: Principal, request_id: str, volunteer_id: str) -> ServiceRequest:
         """Staff dispatch a request to a volunteer (线下派单)."""
@@ -723,6 +742,35 @@ class CareService:
             "request": request_id or "",
         }
         return RecordDraft(fields, volunteer, elder, kind, start, end, minutes, org_id, policy)
+
+    def draft_for_signing(
+        self,
+        principal: Principal,
+        *,
+        elder_id: str,
+        service_code: str,
+        check_in: datetime,
+        check_out: datetime,
+        minutes: int | None,
+        request_id: str | None,
+    ) -> RecordDraft:
+        """``draft_record`` for a phone: its fields carry the elder's ledger account, which
+        links to every public entry of hers, so a volunteer gets them only for a request
+        assigned to them (a record without a request is logged unsigned)."""
+        if request_id is None:
+            raise Forbidden(
+                "drafts to sign are given for a request assigned to you: send request_id",
+                field="request_id",
+            )
+        return self.draft_record(
+            principal,
+            elder_id=elder_id,
+            service_code=service_code,
+            check_in=check_in,
+            check_out=check_out,
+            minutes=minutes,
+            request_id=request_id,
+        )
 
     def log_record(
         self,
@@ -1547,6 +1595,12 @@ class CareService:
             ) from exc
         except EntryError as exc:
             raise CareError(str(exc), field=exc.field) from exc
+
+
+def _for_viewer(request: ServiceRequest, role: str) -> ServiceRequest:
+    """Notes ("复查心脏") are for the elder's side, staff and the assigned volunteer; a
+    volunteer browsing open requests sees the service, the time and the area, not them."""
+    return request if role != "candidate" else replace(request, notes=None)
 
 
 def _within_request(request: ServiceRequest, start: datetime, end: datetime, minutes: int) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from audit.trail import AuditTrail
+from ledger.entry import EntryRequest, Posting
 from tests.accounts_world import World
 from tests.test_workflow import hours_ago, log_record, ok, refused
 from tests.test_workflow import world as world
@@ -168,3 +169,36 @@ def test_a_record_keeps_to_its_request_and_is_not_logged_late(world: World) -> N
         400,
         "invalid-input",
     )
+
+
+def test_moving_minutes_needs_an_idempotency_key(world: World) -> None:
+    w = world
+    w.log.append(
+        EntryRequest(
+            "deposit",
+            "fund-vol-a",
+            (Posting("b1:issuance", -100), Posting(w.ids["vol-a-account"], 100)),
+            {"record": "funding for the test", "minutes": 100, "weight": 1000},
+        )
+    )
+    donation = {"from_member_id": w.ids["vol-a"], "minutes": 5}
+    body = refused(
+        w.client.post(
+            "/v1/donations", headers={**w.as_("vol-a"), "Accept-Language": "zh-CN"}, json=donation
+        ),
+        428,
+        "idempotency-key-required",
+    )
+    assert body["field"] == "Idempotency-Key" and "Idempotency-Key" in body["detail_zh"]
+    keyed = {**w.as_("vol-a"), "Idempotency-Key": "donate-5-once"}
+    first = ok(w.client.post("/v1/donations", headers=keyed, json=donation), 201)
+    again = w.client.post("/v1/donations", headers=keyed, json=donation)
+    assert again.status_code == 201 and again.json()["seq"] == first["seq"]
+    assert again.headers["idempotent-replayed"] == "true"
+    for path, payload, who in (
+        ("/v1/gifts", {**donation, "to_member_id": w.ids["vol-b"]}, "vol-a"),
+        ("/v1/grants", {"elder_id": w.ids["elder-a"], "minutes": 5, "reason": "x"}, "b1-admin"),
+    ):
+        refused(
+            w.client.post(path, headers=w.as_(who), json=payload), 428, "idempotency-key-required"
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -94,6 +95,11 @@ def refused(response: Any, status: int, slug: str) -> dict[str, Any]:
 def balance(w: World, member: str, who: str = "b1-admin") -> tuple[int, int]:
     b = ok(w.client.get(f"/v1/members/{w.ids[member]}/balance", headers=w.as_(who)))
     return b["available_minutes"], b["reserved_minutes"]
+
+
+def keyed(headers: dict[str, str]) -> dict[str, str]:
+    """``headers`` with a fresh Idempotency-Key (required on gifts, donations, grants)."""
+    return {**headers, "Idempotency-Key": secrets.token_hex(8)}
 
 
 def hours_ago(h: float) -> str:
@@ -247,7 +253,7 @@ def test_the_life_of_an_hour(world: World) -> None:
     ok(
         w.client.post(
             "/v1/donations",
-            headers=w.as_("vol-a"),
+            headers=keyed(w.as_("vol-a")),
             json={"from_member_id": w.ids["vol-a"], "minutes": 20},
         ),
         201,
@@ -255,7 +261,7 @@ def test_the_life_of_an_hour(world: World) -> None:
     grant = ok(
         w.client.post(
             "/v1/grants",
-            headers=w.as_("b1-admin"),
+            headers=keyed(w.as_("b1-admin")),
             json={"elder_id": w.ids["elder-a"], "minutes": 15, "reason": "独居高龄, 冬季关爱"},
         ),
         201,
@@ -451,7 +457,7 @@ def test_every_rule_refuses(world: World) -> None:
     body = refused(
         w.client.post(
             "/v1/gifts",
-            headers={**w.as_("vol-a"), "Accept-Language": "zh-CN"},
+            headers=keyed({**w.as_("vol-a"), "Accept-Language": "zh-CN"}),
             json={"from_member_id": w.ids["vol-a"], "to_member_id": w.ids["vol-b"], "minutes": 1},
         ),
         422,
@@ -461,7 +467,7 @@ def test_every_rule_refuses(world: World) -> None:
     refused(
         w.client.post(
             "/v1/donations",
-            headers=w.as_("vol-a"),
+            headers=keyed(w.as_("vol-a")),
             json={"from_member_id": w.ids["vol-a"], "minutes": 5},
         ),
         422,
@@ -470,7 +476,7 @@ def test_every_rule_refuses(world: World) -> None:
     refused(
         w.client.post(
             "/v1/donations",
-            headers=w.as_("vol-b"),
+            headers=keyed(w.as_("vol-b")),
             json={"from_member_id": w.ids["vol-a"], "minutes": 5},
         ),
         404,
@@ -479,7 +485,7 @@ def test_every_rule_refuses(world: World) -> None:
     refused(
         w.client.post(
             "/v1/grants",
-            headers=w.as_("b1-admin"),
+            headers=keyed(w.as_("b1-admin")),
             json={"elder_id": w.ids["young-elder"], "minutes": 5, "reason": "x"},
         ),
         422,
@@ -488,7 +494,7 @@ def test_every_rule_refuses(world: World) -> None:
     refused(
         w.client.post(
             "/v1/grants",
-            headers=w.as_("staff-a"),
+            headers=keyed(w.as_("staff-a")),
             json={"elder_id": w.ids["elder-a"], "minutes": 5, "reason": "x"},
         ),
         403,
@@ -534,7 +540,7 @@ def test_every_rule_refuses(world: World) -> None:
     refused(
         w.client.post(
             "/v1/gifts",
-            headers=w.as_("vol-a"),
+            headers=keyed(w.as_("vol-a")),
             json={"from_member_id": w.ids["vol-a"], "to_member_id": w.ids["elder-a"], "minutes": 1},
         ),
         422,
@@ -616,7 +622,7 @@ def test_concurrent_redemptions_never_overdraw(world: World) -> None:
     ok(
         w.client.post(
             "/v1/grants",
-            headers=w.as_("b1-admin"),
+            headers=keyed(w.as_("b1-admin")),
             json={"elder_id": w.ids["elder-a"], "minutes": 100, "reason": "winter care"},
         ),
         201,
@@ -662,7 +668,7 @@ def _redemption_with_record(w: World) -> tuple[dict[str, Any], dict[str, Any]]:
     who logs its record (not yet confirmed)."""
     w.log.append(_pool_seed(60))
     grant = {"elder_id": w.ids["elder-a"], "minutes": 60, "reason": "winter care"}
-    ok(w.client.post("/v1/grants", headers=w.as_("b1-admin"), json=grant), 201)
+    ok(w.client.post("/v1/grants", headers=keyed(w.as_("b1-admin")), json=grant), 201)
     meal = ok(
         w.client.post(
             "/v1/requests",
@@ -753,7 +759,7 @@ def test_a_proxy_cannot_gift_the_elders_minutes_to_themselves(world: World) -> N
     ok(
         w.client.post(
             "/v1/grants",
-            headers=w.as_("b1-admin"),
+            headers=keyed(w.as_("b1-admin")),
             json={"elder_id": w.ids["elder-a"], "minutes": 50, "reason": "winter care"},
         ),
         201,
@@ -763,7 +769,7 @@ def test_a_proxy_cannot_gift_the_elders_minutes_to_themselves(world: World) -> N
     refused(
         w.client.post(
             "/v1/gifts",
-            headers=w.as_("family-a"),
+            headers=keyed(w.as_("family-a")),
             json={
                 "from_member_id": w.ids["elder-a"],
                 "to_member_id": w.ids["family-a"],
@@ -832,6 +838,25 @@ def test_a_phone_signs_the_draft_the_server_returns(world: World) -> None:
         "check_in": hours_ago(3),
         "check_out": hours_ago(2),
     }
+    # The draft carries the elder's ledger account: only for a request assigned to the
+    # volunteer (this test used to draft without one; the privacy rule changed that).
+    refused(w.client.post("/v1/records/draft", headers=w.as_("vol-a"), json=body), 403, "forbidden")
+    request = ok(
+        w.client.post(
+            "/v1/requests",
+            headers=w.as_("elder-a"),
+            json={
+                "elder_id": w.ids["elder-a"],
+                "service_code": "meal",
+                "minutes": 60,
+                "window_start": hours_ago(3),
+                "window_end": hours_ago(2),
+            },
+        ),
+        201,
+    )
+    ok(w.client.post(f"/v1/requests/{request['id']}/claim", headers=w.as_("vol-a")))
+    body["request_id"] = request["id"]
     draft = ok(w.client.post("/v1/records/draft", headers=w.as_("vol-a"), json=body))
     canonical = base64.b64decode(draft["canonical"])
     assert canonical == canonical_json(draft["fields"]) and draft["fields"]["minutes"] == 60
@@ -854,7 +879,7 @@ def test_a_pending_reversal_can_be_turned_down(world: World) -> None:
     grant = ok(
         w.client.post(
             "/v1/grants",
-            headers=w.as_("b1-admin"),
+            headers=keyed(w.as_("b1-admin")),
             json={"elder_id": w.ids["elder-a"], "minutes": 10, "reason": "winter care"},
         ),
         201,

@@ -558,3 +558,33 @@ def test_proxies_are_active_members_and_can_be_revoked(world: World) -> None:
         if e.action == "POST /v1/members/{member_id}/proxies/revoke"
     ]
     assert [e.status for e in events] == [204, 404, 404, 204]
+
+
+def test_request_notes_reach_only_the_people_serving_the_elder(world: World) -> None:
+    w = world
+    request = ok(
+        w.client.post(
+            "/v1/requests",
+            headers=w.as_("elder-a"),
+            json={
+                "elder_id": w.ids["elder-a"],
+                "service_code": "meal",
+                "minutes": 30,
+                "window_start": hours_ago(-1),
+                "window_end": hours_ago(-2),
+                "notes": "复查心脏",
+            },
+        ),
+        201,
+    )
+    path = f"/v1/requests/{request['id']}"
+
+    def notes(who: str) -> list[Any]:
+        one = ok(w.client.get(path, headers=w.as_(who)))["notes"]
+        listed = [r["notes"] for r in ok(w.client.get("/v1/requests", headers=w.as_(who)))]
+        return [one, *listed]
+
+    assert notes("vol-b") == [None, None]  # a volunteer browsing open requests
+    assert notes("elder-a")[0] == "复查心脏" and notes("staff-a")[0] == "复查心脏"
+    ok(w.client.post(f"{path}/claim", headers=w.as_("vol-b")))
+    assert notes("vol-b") == ["复查心脏", "复查心脏"]  # now assigned to them
