@@ -392,6 +392,50 @@ class AccountsService:
         passwords.check_policy(new, row.username, field="new_password")
         with self.store.transaction() as tx:
             tx.update(users, user_id, password_hash=passwords.hash_password(new))
+            # Whoever knew the old password is logged out everywhere but here.
+            self._end_sessions(tx, user_id, keep=principal.session_id)
+
+    def _end_sessions(self, tx: Tx, user_id: str, keep: str | None = None) -> int:
+        live = tx.find(sessions, sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None))
+        ended = [s for s in live if s.id != keep]
+        for s in ended:
+            tx.update(sessions, s.id, revoked_at=self.clock())
+        return len(ended)
+
+    def set_disabled(self, principal: Principal, user_id: str, disabled: bool) -> User:
+        """A bank admin (any login of the bank), or an organisation's admin (its staff and
+        the logins of its members), disables or enables a login; disabling ends its
+        sessions at once. Nobody disables themselves."""
+        with self.store.transaction() as tx:
+            row = tx.get(users, user_id) if isinstance(user_id, str) else None
+            if row is None or row.bank_id != principal.bank_id or principal.is_partner:
+                raise NotFound(f"no user {user_id}")
+            if row.id == principal.user_id:
+                raise Forbidden("you cannot disable or enable yourself")
+            if not principal.is_bank_admin:
+                admin_of = principal.orgs(Role.ORG_ADMIN)
+                staff_orgs = {
+                    g.org_id
+                    for g in tx.find(
+                        role_grants,
+                        role_grants.c.user_id == row.id,
+                        role_grants.c.revoked_at.is_(None),
+                    )
+                }
+                member = tx.first(members, members.c.user_id == row.id)
+                orgs = staff_orgs | ({member.org_id} if member is not None else set())
+                if not admin_of & orgs:
+                    raise Forbidden("only a bank admin or the admin of their organisation")
+                if any(
+                    g.role == str(Role.BANK_ADMIN)
+                    for g in tx.find(role_grants, role_grants.c.user_id == row.id)
+                ):
+                    raise Forbidden("only a bank admin disables a bank admin")
+            tx.update(users, row.id, disabled_at=self.clock() if disabled else None)
+            if disabled:
+                self._end_sessions(tx, row.id)
+            updated = tx.get(users, row.id)
+        return _user_record(updated)
 
     def begin_totp(self, principal: Principal, secret: str | None = None) -> tuple[str, str]:
         """Start enrolment: returns (secret, otpauth URI); active after ``confirm_totp``.

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import msgspec
 from litestar import Controller, Request, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from accounts.model import Principal
+from accounts.model import Principal, User
 from accounts.service import PersonalInput
 from api.auth import accounts_service, client_address, provide_principal
 from api.schemas import (
@@ -270,6 +271,48 @@ class OrgController(Controller):
         self, state: State, principal: NamedDependency[Principal], org_id: Id, user_id: Id
     ) -> None:
         accounts_service(state).revoke_staff(principal, org_id, user_id)
+
+
+class UserStatusOut(msgspec.Struct):
+    id: str
+    username: str
+    disabled: bool
+
+
+class UserController(Controller):
+    """Logins (users) as such: disable and enable, for admins."""
+
+    path = "/v1/users"
+    tags = ["accounts"]
+    dependencies = AUTH
+
+    @staticmethod
+    def _out(user: User) -> UserStatusOut:
+        return UserStatusOut(user.id, user.username, user.disabled)
+
+    @post(
+        "/{user_id:str}/disable",
+        status_code=HTTP_200_OK,
+        sync_to_thread=True,
+        responses=problems(400, 401, 403, 404),
+    )
+    def disable(
+        self, state: State, principal: NamedDependency[Principal], user_id: Id
+    ) -> UserStatusOut:
+        """Disable a login: it cannot log in, and its sessions end at once."""
+        return self._out(accounts_service(state).set_disabled(principal, user_id, True))
+
+    @post(
+        "/{user_id:str}/enable",
+        status_code=HTTP_200_OK,
+        sync_to_thread=True,
+        responses=problems(400, 401, 403, 404),
+    )
+    def enable(
+        self, state: State, principal: NamedDependency[Principal], user_id: Id
+    ) -> UserStatusOut:
+        """Let a disabled login log in again (its old sessions stay ended)."""
+        return self._out(accounts_service(state).set_disabled(principal, user_id, False))
 
 
 class RegistrationController(Controller):
@@ -544,6 +587,7 @@ ACCOUNT_CONTROLLERS = [
     MeController,
     BankController,
     OrgController,
+    UserController,
     RegistrationController,
     MemberController,
     RelativeController,

@@ -84,6 +84,7 @@ def cmd_migrate(_: argparse.Namespace) -> int:
 
 def cmd_seed(args: argparse.Namespace) -> int:
     from api.app import Services
+    from api.cli_admin import record_operator
     from api.demo import DemoExists, login_help, seed_demo_bank
 
     if not args.demo:
@@ -100,8 +101,10 @@ def cmd_seed(args: argparse.Namespace) -> int:
             print(login_help())
             return 0
         count = seed_demo_bank(services.accounts, services.care, services.log, args.entries)
+        record_operator(services, args, "seed --demo", 0, "demo")
     except DemoExists as exc:
         print(f"timebank seed: {exc}", file=sys.stderr)
+        record_operator(services, args, "seed --demo", 1, None)
         return 1
     finally:
         services.close()

@@ -6,11 +6,40 @@ Secrets (one-time passwords, tokens) are printed once to stdout and never logged
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 
 from accounts.errors import AccountsError
 from accounts.model import Grant, OrgKind, Principal, Role
 from api.app import Services
+
+
+def operator_name(args: argparse.Namespace) -> str:
+    """Who runs an operator command: ``--as NAME``, else the OS user."""
+    named = getattr(args, "as_", None)
+    if named:
+        return str(named)[:48]
+    try:
+        return getpass.getuser()[:48]
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def record_operator(
+    services: Services, args: argparse.Namespace, action: str, status: int, bank: str | None
+) -> None:
+    """Operator commands go into the audit trail like API calls (never their secrets)."""
+    keys = ("id", "user", "username", "bank", "org")
+    objects = [str(v) for k in keys if (v := getattr(args, k, None))]
+    services.audit.record(
+        actor=f"operator:{operator_name(args)}",
+        role="operator",
+        action=f"CLI timebank {action}",
+        objects=objects,
+        client="cli",
+        status=status,
+        bank_id=bank,
+    )
 
 
 def _run(args: argparse.Namespace, action: str) -> int:
@@ -19,6 +48,7 @@ def _run(args: argparse.Namespace, action: str) -> int:
     settings = settings_from_env()
     services = Services.open(settings, open_log(settings))
     accounts = services.accounts
+    status = 1
     try:
         if action == "create-bank":
             bank = accounts.create_bank(args.id, args.name)
@@ -34,6 +64,16 @@ def _run(args: argparse.Namespace, action: str) -> int:
                     f"one-time password (shown once; change it after first login): "
                     f"{new.one_time_password}"
                 )
+        elif action in ("disable-user", "enable-user"):
+            user = accounts.user_by_username(args.user)
+            if user is None:
+                print(f"timebank admin {action}: no user {args.user}", file=sys.stderr)
+                return 1
+            changed = accounts.set_disabled(
+                _operator(user.bank_id), user.id, action == "disable-user"
+            )
+            state = "disabled (its sessions ended)" if changed.disabled else "enabled"
+            print(f"user {changed.username} {state}")
         elif action == "repair":
             done = services.care.repair()
             for line in done:
@@ -43,11 +83,14 @@ def _run(args: argparse.Namespace, action: str) -> int:
             result = accounts.issue_token(args.user)
             print(result.token)
             print(f"expires {result.expires_at.isoformat()}", file=sys.stderr)
+        status = 0
     except AccountsError as exc:
         where = f" ({exc.field})" if exc.field else ""
         print(f"timebank admin {action}: {exc}{where}", file=sys.stderr)
         return 1
     finally:
+        bank_id = getattr(args, "bank", None) or getattr(args, "id", None)
+        record_operator(services, args, f"admin {action}", status, bank_id)
         services.close()
     return 0
 
@@ -59,6 +102,12 @@ def _operator(bank_id: str) -> Principal:
 
 def register_admin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     admin = sub.add_parser("admin", help="operator commands: banks, organisations, users, tokens")
+    admin.add_argument(
+        "--as",
+        dest="as_",
+        metavar="NAME",
+        help="who runs the command, for the audit trail (default: the OS user)",
+    )
     admin_sub = admin.add_subparsers(dest="admin_command", required=True)
 
     bank = admin_sub.add_parser("create-bank", help="create a bank (a district or city programme)")
@@ -86,6 +135,11 @@ def register_admin_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     token = admin_sub.add_parser("issue-token", help="issue a session token for a user")
     token.add_argument("--user", required=True, help="username")
     token.set_defaults(func=lambda a: _run(a, "issue-token"))
+
+    for verb, what in (("disable", "disable a login and end its sessions"), ("enable", "enable")):
+        toggle = admin_sub.add_parser(f"{verb}-user", help=f"{what} (a user of any bank)")
+        toggle.add_argument("--user", required=True, help="username")
+        toggle.set_defaults(func=lambda a, action=f"{verb}-user": _run(a, action))
 
     repair = admin_sub.add_parser(
         "repair",

@@ -21,6 +21,7 @@ from api.problems import EXCEPTION_HANDLERS, problem
 from audit.witness import (
     MAX_REQUEST_BYTES,
     SIZE_CONTENT_TYPE,
+    RateLimited,
     SizeConflict,
     Witness,
     WitnessError,
@@ -35,7 +36,10 @@ def _witness(state: State) -> Witness:
 def _refusal(_: Request[Any, Any, Any], exc: WitnessError) -> Response[Any]:
     if isinstance(exc, SizeConflict):
         return Response(f"{exc.size}\n", status_code=409, media_type=SIZE_CONTENT_TYPE)
-    return problem(exc.status, exc.slug, "Checkpoint refused", str(exc))
+    response = problem(exc.status, exc.slug, "Checkpoint refused", str(exc))
+    if isinstance(exc, RateLimited):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 @post("/add-checkpoint", status_code=200, media_type=MediaType.TEXT)

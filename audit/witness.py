@@ -31,6 +31,7 @@ import base64
 import binascii
 import fcntl
 import logging
+import math
 import os
 import stat
 import threading
@@ -100,6 +101,41 @@ class SizeConflict(WitnessError):
 class BadProof(WitnessError):
     status = 422
     slug = "witness-bad-proof"
+
+
+class RateLimited(WitnessError):
+    """429: a log sent more checkpoints than ``RATE_PER_SECOND`` (burst ``BURST``)."""
+
+    status = 429
+    slug = "witness-rate-limited"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+# A log appends in batches and submits its newest checkpoint after each: a few a second at
+# most. The budget is per log (origin), spent only by requests its key signed, so a flood of
+# one log's old checkpoints cannot keep the witness busy, nor starve another log.
+RATE_PER_SECOND = 10.0
+BURST = 64
+
+
+class TokenBucket:
+    """``rate`` requests a second on average, ``burst`` at once; not thread-safe alone."""
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens, self.at = float(burst), now
+
+    def take(self, now: float) -> float:
+        """0 if a request may pass now, else the seconds until one may."""
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
 
 
 class WitnessStateError(LedgerError):
@@ -306,6 +342,7 @@ class Witness:
         self.state = state
         self.clock = clock
         self._locks = {origin: threading.Lock() for origin in logs}
+        self._buckets = {origin: TokenBucket(RATE_PER_SECOND, BURST, clock()) for origin in logs}
         for origin in logs:  # fail at start, not on the first request, if state is corrupt
             state.load(origin)
 
@@ -333,6 +370,13 @@ class Witness:
             raise UntrustedSignature(
                 f"the checkpoint carries no valid signature by a trusted key for "
                 f"{checkpoint.origin!r}"
+            )
+        with self._locks[checkpoint.origin]:
+            wait = self._buckets[checkpoint.origin].take(self.clock())
+        if wait:
+            raise RateLimited(
+                f"too many checkpoints from {checkpoint.origin!r}; retry in {wait:.1f} s",
+                max(1, math.ceil(wait)),
             )
         if request.old_size > checkpoint.size:
             raise MalformedRequest(

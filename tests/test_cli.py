@@ -165,3 +165,40 @@ def test_serve_a_seeded_demo_over_real_http(env: dict[str, str]) -> None:
         server.terminate()
         output = server.communicate(timeout=30)[0]
     assert "GET /v1/log" not in output  # no access log (client addresses) by default
+
+
+def test_operator_commands_are_in_the_audit_trail(env: dict[str, str]) -> None:
+    from audit.trail import AuditTrail
+
+    assert run(env, "migrate").returncode == 0
+    made = run(env, "admin", "--as", "王工", "create-bank", "--id", "qinhuai", "--name", "秦淮区")
+    assert made.returncode == 0, made.stderr
+    again = run(env, "admin", "create-bank", "--id", "qinhuai", "--name", "秦淮区")
+    assert again.returncode == 1  # exists: refused, and recorded as refused
+    user = run(
+        env,
+        "admin",
+        "create-user",
+        "--bank",
+        "qinhuai",
+        "--username",
+        "qh-admin",
+        "--role",
+        "bank_admin",
+    )
+    assert user.returncode == 0, user.stderr
+    trail = AuditTrail(env["TIMEBANK_DATABASE_URL"])
+    try:
+        events = [e for e in trail.all_events() if e.role == "operator"]
+    finally:
+        trail.dispose()
+    assert [(e.action, e.status) for e in events] == [
+        ("CLI timebank admin create-bank", 0),
+        ("CLI timebank admin create-bank", 1),
+        ("CLI timebank admin create-user", 0),
+    ]
+    assert events[0].actor == "operator:王工" and events[0].bank_id == "qinhuai"
+    assert events[2].actor.startswith("operator:") and "qh-admin" in events[2].objects
+    # the one-time password printed to the operator is nowhere in the trail
+    password = next(w for w in user.stdout.split() if w.startswith("tbo_"))
+    assert all(password not in " ".join(e.objects) for e in events)

@@ -337,3 +337,48 @@ def test_successful_logins_do_not_count_towards_the_client_limit(world: World) -
     )
     for _ in range(6):
         assert service.login("vol-a", PASSWORD, None, "kiosk").token
+
+
+def test_changing_the_password_ends_every_other_session(world: World) -> None:
+    tokens = [login(world, "vol-a", PASSWORD)[1]["token"] for _ in range(3)]
+    here, *elsewhere = ({"Authorization": f"Bearer {t}"} for t in tokens)
+    changed = world.client.post(
+        "/v1/auth/password",
+        headers=here,
+        json={"old_password": PASSWORD, "new_password": "a brand new passphrase"},
+    )
+    assert changed.status_code == 204, changed.text
+    assert world.client.get("/v1/me", headers=here).status_code == 200  # this one goes on
+    for headers in elsewhere:
+        assert world.client.get("/v1/me", headers=headers).status_code == 401
+
+
+def test_admins_disable_and_enable_logins(world: World) -> None:
+    vol = {"Authorization": f"Bearer {login(world, 'vol-a', PASSWORD)[1]['token']}"}
+    user = world.ids["vol-a-user"]
+    # an organisation admin of another organisation, and the volunteer, cannot
+    assert world.client.post(f"/v1/users/{user}/disable", headers=vol).status_code == 403
+    response = world.client.post(f"/v1/users/{user}/disable", headers=world.as_("admin-a"))
+    assert response.status_code == 200 and response.json()["disabled"] is True
+    assert world.client.get("/v1/me", headers=vol).status_code == 401  # sessions ended
+    assert login(world, "vol-a", PASSWORD)[0] == 401
+    enabled = world.client.post(f"/v1/users/{user}/enable", headers=world.as_("b1-admin"))
+    assert enabled.status_code == 200 and enabled.json()["disabled"] is False
+    assert login(world, "vol-a", PASSWORD)[0] == 200
+    staff_b = world.ids["staff-b"]  # org B's staff: not org A's admin's to disable
+    assert (
+        world.client.post(f"/v1/users/{staff_b}/disable", headers=world.as_("admin-a")).status_code
+        == 403
+    )
+    admin = world.ids["b1-admin"]
+    assert (
+        world.client.post(f"/v1/users/{admin}/disable", headers=world.as_("b1-admin")).status_code
+        == 403
+    )
+    other_bank = world.ids["b2-admin"]
+    assert (
+        world.client.post(
+            f"/v1/users/{other_bank}/disable", headers=world.as_("b1-admin")
+        ).status_code
+        == 404
+    )

@@ -588,3 +588,34 @@ def test_witness_configuration_from_the_environment(witness_signer: Signer) -> N
     ):
         with pytest.raises(ConfigError):
             Settings.from_env(bad)
+
+
+def test_a_log_that_floods_the_witness_is_slowed_down(
+    tmp_path: Path, log_signer: Signer, witness_signer: Signer
+) -> None:
+    from audit.witness import BURST, RATE_PER_SECOND
+
+    now = [1_000_000.0]
+    state = WitnessState(tmp_path / "witness")
+    witness = Witness(
+        witness_signer, parse_log_keys([log_signer.verifier.to_text()]), state, lambda: now[0]
+    )
+    log = FakeLog(log_signer)
+    log.grow(5)
+    try:
+        with TestClient(create_witness_app(witness)) as client:
+            answers = [post(client, log.request(0)).status_code for _ in range(BURST)]
+            assert answers == [200] + [409] * (BURST - 1)  # processed: cosigned, then conflicts
+            flooded = post(client, log.request(5))
+            assert flooded.status_code == 429
+            assert flooded.headers["content-type"] == "application/problem+json"
+            assert int(flooded.headers["retry-after"]) >= 1
+            # a stranger's signature is refused as before and spends nothing of the budget
+            stranger = FakeLog(Signer.generate(ORIGIN))
+            stranger.grow(5)
+            assert post(client, stranger.request(0)).status_code == 403
+            now[0] += 1.5 / RATE_PER_SECOND  # a little more than one request's worth of time
+            assert post(client, log.request(5)).status_code == 200
+            assert post(client, log.request(5)).status_code == 429
+    finally:
+        state.close()
