@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 DEMO_ENTRIES ?= 2000
 
-.PHONY: run test lint typecheck imports unit bench bench-http clean
+.PHONY: run test lint typecheck imports unit bench bench-http clean browser-deps vendor i18n-extract i18n-update i18n-compile
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,8 +37,41 @@ typecheck: $(VENV)/.installed-dev
 imports: $(VENV)/.installed-dev
 	$(BIN)/lint-imports
 
-unit: $(VENV)/.installed-dev
+unit: $(VENV)/.installed-dev node_modules/.installed
 	$(BIN)/pytest -n 2 --dist loadgroup
+
+# The browser tests drive Debian's Chromium (never `playwright install`) and inject axe-core
+# from npm. CI (.ci/run) installs the Debian packages; `make browser-deps` does the same here.
+browser-deps:
+	apt-get install -y chromium fonts-noto-cjk
+
+node_modules/.installed: package.json package-lock.json
+	npm ci
+	touch $@
+
+# Browser files served by the app are committed under web/static/vendor; this refreshes them
+# from the pinned npm packages (package-lock.json). Review the diff before committing.
+vendor: node_modules/.installed
+	cp node_modules/htmx.org/dist/htmx.min.js web/static/vendor/htmx.min.js
+	cp node_modules/htmx.org/LICENSE web/static/vendor/htmx.LICENSE
+	cp node_modules/@noble/ed25519/index.js web/static/vendor/noble-ed25519.js
+	cp node_modules/@noble/ed25519/LICENSE web/static/vendor/noble-ed25519.LICENSE
+	cp node_modules/swagger-ui-dist/swagger-ui-bundle.js node_modules/swagger-ui-dist/swagger-ui.css \
+	   node_modules/swagger-ui-dist/LICENSE node_modules/swagger-ui-dist/NOTICE web/static/vendor/swagger-ui/
+
+# Translations: extract the messages, merge them into each catalog, then translate the new
+# entries in web/locale/<lang>/LC_MESSAGES/messages.po. The app compiles the .po files in
+# memory when it starts; i18n-compile writes .mo files only to check that they compile.
+i18n-extract: $(VENV)/.installed-dev
+	$(BIN)/pybabel extract -F babel.cfg -k N_ --no-location --sort-output --omit-header \
+	  -o web/locale/messages.pot .
+
+i18n-update: $(VENV)/.installed-dev
+	$(BIN)/pybabel update -i web/locale/messages.pot -d web/locale --no-fuzzy-matching \
+	  --omit-header --ignore-obsolete
+
+i18n-compile: $(VENV)/.installed-dev
+	$(BIN)/pybabel compile -d web/locale --statistics
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/pip install --quiet -e '.[bench]'

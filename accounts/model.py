@@ -23,6 +23,8 @@ class Role(enum.StrEnum):
 
 
 STAFF_ROLES = frozenset({Role.ORG_STAFF, Role.ORG_ADMIN})
+# Roles that act on other people's records: their sessions are kept short.
+DESK_ROLES = STAFF_ROLES | {Role.BANK_ADMIN, Role.AUDITOR}
 
 
 class OrgKind(enum.StrEnum):
@@ -106,6 +108,10 @@ class Principal:
         return {g.member_id for g in self.grants if g.role is Role.FAMILY_PROXY and g.member_id}
 
     @property
+    def works_at_a_desk(self) -> bool:
+        return any(g.role in DESK_ROLES for g in self.grants)
+
+    @property
     def is_bank_admin(self) -> bool:
         return self.has(Role.BANK_ADMIN)
 
@@ -129,6 +135,7 @@ class Organisation:
     kind: OrgKind
     created_at: datetime
     created_by: str | None
+    phone: str | None = None  # shown on every page as "call the centre"
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,7 @@ from ledger.sequencer import AppendResult
 
 BANK_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 USERNAME = re.compile(r"^[A-Za-z0-9._@+-]{3,64}$")
+ORG_PHONE = re.compile(r"^\+?[0-9][0-9 -]{1,30}[0-9]$")
 MAX_PAGE = 200
 
 
@@ -99,6 +100,7 @@ class LedgerPort(Protocol):
 @dataclass(frozen=True)
 class SecurityPolicy:
     session_ttl: timedelta = timedelta(hours=12)
+    desk_session_ttl: timedelta = timedelta(hours=4)  # staff, admins and auditors
     account_failures_before_lock: int = 5
     account_lock_base: timedelta = timedelta(seconds=30)
     account_lock_max: timedelta = timedelta(minutes=15)
@@ -284,8 +286,10 @@ class AccountsService:
     def _open_session(self, tx: Tx, row: Any, second_factor: bool) -> LoginResult:
         token = new_secret(SESSION_PREFIX)
         now = self.clock()
-        expires = now + self.policy.session_ttl
         session_id = new_id()
+        principal = self._principal(tx, row, second_factor, session_id)
+        ttl = self.policy.desk_session_ttl if principal.works_at_a_desk else self.policy.session_ttl
+        expires = now + ttl
         tx.insert(
             sessions,
             id=session_id,
@@ -295,7 +299,7 @@ class AccountsService:
             expires_at=expires,
             second_factor=second_factor,
         )
-        return LoginResult(token, expires, self._principal(tx, row, second_factor, session_id))
+        return LoginResult(token, expires, principal)
 
     def authenticate(self, token: str) -> Principal:
         if token.startswith(PARTNER_PREFIX):
@@ -501,13 +505,17 @@ class AccountsService:
             raise NotFound(f"no bank {bank_id}")
         return Bank(row.id, row.name, utc(row.created_at) or self.clock())
 
-    def create_org(self, principal: Principal, name: str, kind: str) -> Organisation:
+    def create_org(
+        self, principal: Principal, name: str, kind: str, phone: str | None = None
+    ) -> Organisation:
         if not principal.is_bank_admin:
             raise Forbidden("only a bank administrator creates organisations")
         name = _text(name, "name", 200)
         org_kind = _enum(OrgKind, kind, "kind")
+        if phone is not None and not ORG_PHONE.match(phone):
+            raise InvalidInput("phone: digits, spaces, '+' and '-', 3 to 32", field="phone")
         org = Organisation(
-            new_id(), principal.bank_id, name, org_kind, self.clock(), principal.user_id
+            new_id(), principal.bank_id, name, org_kind, self.clock(), principal.user_id, phone
         )
         with self.store.transaction() as tx:
             if tx.get(banks, principal.bank_id) is None:
@@ -524,6 +532,7 @@ class AccountsService:
                 kind=str(org_kind),
                 created_at=org.created_at,
                 created_by=org.created_by,
+                phone=org.phone,
             )
         return org
 
@@ -537,6 +546,15 @@ class AccountsService:
                 order=[organisations.c.name],
             )
         return [_org(r) for r in rows]
+
+    def organisations_taking_volunteers(self) -> list[tuple[Bank, Organisation]]:
+        """Public: the banks and organisations someone signing up may choose from."""
+        with self.store.snapshot() as tx:
+            bank_names = {
+                b.id: Bank(b.id, b.name, utc(b.created_at) or _now()) for b in tx.find(banks)
+            }
+            rows = tx.find(organisations, order=[organisations.c.bank_id, organisations.c.name])
+        return [(bank_names[r.bank_id], _org(r)) for r in rows if r.bank_id in bank_names]
 
     def get_org(self, principal: Principal, org_id: str) -> Organisation:
         _user(principal)
@@ -1427,7 +1445,13 @@ def _enum(kind: Any, value: Any, field: str) -> Any:
 
 def _org(r: Any) -> Organisation:
     return Organisation(
-        r.id, r.bank_id, r.name, OrgKind(r.kind), utc(r.created_at) or _now(), r.created_by
+        r.id,
+        r.bank_id,
+        r.name,
+        OrgKind(r.kind),
+        utc(r.created_at) or _now(),
+        r.created_by,
+        r.phone,
     )
 
 

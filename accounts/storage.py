@@ -63,6 +63,7 @@ organisations = Table(
     Column("kind", String(32), nullable=False),
     Column("created_at", TS, nullable=False),
     Column("created_by", String(ID), nullable=True),
+    Column("phone", String(32), nullable=True),  # the centre's public number, not personal data
     UniqueConstraint("bank_id", "name", name="uq_organisations_bank_name"),
 )
 

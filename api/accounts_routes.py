@@ -227,7 +227,9 @@ class OrgController(Controller):
     ) -> OrgOut:
         """Bank admins create organisations (kind: community_centre, service_station,
         social_organisation)."""
-        return org_out(accounts_service(state).create_org(principal, data.name, data.kind))
+        return org_out(
+            accounts_service(state).create_org(principal, data.name, data.kind, data.phone)
+        )
 
     @get("/{org_id:str}", sync_to_thread=True, responses=problems(400, 401, 404))
     def org(self, state: State, principal: NamedDependency[Principal], org_id: Id) -> OrgOut:

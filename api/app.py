@@ -12,7 +12,9 @@ from typing import Any
 
 from litestar import Litestar, get
 from litestar.datastructures import State
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from accounts.protection import (
@@ -37,6 +39,9 @@ from care.service import CareService
 from ledger.config import ConfigError, Settings
 from ledger.log import Log
 from migrations.runner import upgrade
+from web.app import LocalSwaggerUI, web_routes
+from web.pages import TEMPLATES
+from web.security import BrowserCSRFMiddleware, SecurityHeadersMiddleware, csrf_config
 
 
 @dataclass
@@ -130,6 +135,7 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
     A ``log`` passed in (tests) is used as is and left open on shutdown.
     """
     settings = settings or Settings.from_env()
+    csrf = csrf_config(settings.data_dir)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -155,10 +161,17 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
             *ACCOUNT_CONTROLLERS,
             *CARE_CONTROLLERS,
             AuditController,
+            *web_routes(),
         ],
         lifespan=[lifespan],
-        middleware=[AuditMiddleware(), IdempotencyMiddleware()],
+        middleware=[
+            SecurityHeadersMiddleware,
+            AuditMiddleware(),  # buffers the body, so the CSRF check can read forms after it
+            DefineMiddleware(BrowserCSRFMiddleware, config=csrf),
+            IdempotencyMiddleware(),
+        ],
         request_max_body_size=MAX_BODY,  # JSON bodies here are a few hundred bytes
+        template_config=TEMPLATES,
         exception_handlers=EXCEPTION_HANDLERS,
         plugins=[InputSchemaPlugin()],
         openapi_config=OpenAPIConfig(
@@ -173,6 +186,11 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
                 "is running 409. Gifts, donations and grants require it (428 without)."
             ),
             path="/schema",
+            render_plugins=[
+                LocalSwaggerUI(path=["/", "/swagger"]),
+                JsonRenderPlugin(),
+                YamlRenderPlugin(),
+            ],
             components=Components(
                 security_schemes={
                     "bearer": SecurityScheme(

@@ -21,6 +21,7 @@ from accounts.service import AccountsService
 from api.auth import PRINCIPAL_STATE_KEY, authenticate
 from api.idempotency import read_body, replaying, send_problem
 from audit.trail import AuditTrail
+from web.security import session_cookie_token
 
 log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
@@ -38,8 +39,10 @@ def _header(scope: Scope, name: bytes) -> str:
 def _is_audited(scope: Scope) -> bool:
     method = scope.get("method", "")
     path = str(scope.get("path", ""))
-    if not path.startswith("/v1/") or path.startswith("/v1/log/"):
+    if path.startswith(("/v1/log/", "/static/", "/schema")):
         return False
+    if not path.startswith("/v1/"):  # the web app's forms change the same things
+        return method == "POST"
     if method in ("POST", "PUT", "PATCH", "DELETE"):
         return True
     return method == "GET" and _asks_reveal(scope.get("query_string", b""))
@@ -57,6 +60,8 @@ def _actor(
 ) -> tuple[str, str, str | None, str | None]:
     """(actor id, role, bank, member id of the actor) from the credentials sent."""
     header = _header(scope, b"authorization")
+    if not header and (cookie := session_cookie_token(scope["headers"])):
+        header = f"Bearer {cookie}"
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         known = scope.get("state", {}).get(PRINCIPAL_STATE_KEY)
@@ -180,7 +185,11 @@ class AuditMiddleware(ASGIMiddleware):
         trail: AuditTrail = state.audit
         accounts: AccountsService = state.accounts
         try:
-            body = json.loads(raw) if raw and len(raw) <= MAX_BODY else {}
+            if _header(scope, b"content-type").startswith("application/x-www-form-urlencoded"):
+                form = parse_qs(raw.decode("utf-8", "replace")) if len(raw) <= MAX_BODY else {}
+                body = {k: v[0] for k, v in form.items() if k != "password"}
+            else:
+                body = json.loads(raw) if raw and len(raw) <= MAX_BODY else {}
         except ValueError:
             body = {}
         body = body if isinstance(body, dict) else {}

@@ -1,6 +1,7 @@
 """Who is calling: ``Authorization: Bearer <token>`` for people, the same header with a
-``tbk_`` partner API key for partner platforms. Handlers ask for ``principal`` and get one, or
-the request ends with a 401 problem before the handler runs."""
+``tbk_`` partner API key for partner platforms, or the web app's session cookie (whose unsafe
+requests passed the CSRF check in ``web.security``). Handlers ask for ``principal`` and get one,
+or the request ends with a 401 problem before the handler runs."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from litestar.datastructures import State
 from accounts.errors import TokenInvalid
 from accounts.model import Principal
 from accounts.service import AccountsService
+from web.session import session_token
 
 
 def accounts_service(state: State) -> AccountsService:
@@ -24,6 +26,8 @@ def accounts_service(state: State) -> AccountsService:
 
 def bearer_token(request: Request[object, object, State]) -> str:
     header = request.headers.get("authorization", "")
+    if not header and (cookie := session_token(request)):
+        return cookie
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise TokenInvalid("send Authorization: Bearer <token>", field="Authorization")

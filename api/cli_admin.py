@@ -54,7 +54,7 @@ def _run(args: argparse.Namespace, action: str) -> int:
             bank = accounts.create_bank(args.id, args.name)
             print(f"created bank {bank.id} ({bank.name})")
         elif action == "create-org":
-            org = accounts.create_org(_operator(args.bank), args.name, args.kind)
+            org = accounts.create_org(_operator(args.bank), args.name, args.kind, args.phone)
             print(f"created organisation {org.id} ({org.name}, {org.kind}) in bank {org.bank_id}")
         elif action == "create-user":
             new = accounts.create_user(args.bank, args.username, Role(args.role), args.org)
@@ -119,6 +119,7 @@ def register_admin_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     org.add_argument("--bank", required=True)
     org.add_argument("--name", required=True)
     org.add_argument("--kind", required=True, choices=[str(k) for k in OrgKind])
+    org.add_argument("--phone", help="the centre's public number, shown on every page")
     org.set_defaults(func=lambda a: _run(a, "create-org"))
 
     user = admin_sub.add_parser("create-user", help="create a staff, admin or auditor login")

@@ -94,8 +94,12 @@ def seed_demo_bank(
         DEMO_BANK, "admin", Role.BANK_ADMIN, None, admin_login.password
     )
     admin = accounts.principal_for_user(admin_user.user.id)
-    centre = accounts.create_org(admin, "鼓楼社区服务中心", str(OrgKind.COMMUNITY_CENTRE))
-    station = accounts.create_org(admin, "安康养老服务站", str(OrgKind.SERVICE_STATION))
+    centre = accounts.create_org(
+        admin, "鼓楼社区服务中心", str(OrgKind.COMMUNITY_CENTRE), phone="025-8321 0000"
+    )
+    station = accounts.create_org(
+        admin, "安康养老服务站", str(OrgKind.SERVICE_STATION), phone="025-8321 0001"
+    )
     accounts.create_org(admin, "夕阳红志愿者协会", str(OrgKind.SOCIAL_ORGANISATION))
     accounts.create_user(DEMO_BANK, "auditor", Role.AUDITOR, None, by_name["auditor"].password)
     centre_admin = accounts.create_user(

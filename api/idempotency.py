@@ -64,6 +64,7 @@ from accounts.storage import TS, utc
 from api.auth import PRINCIPAL_STATE_KEY, authenticate
 from api.problems import PROBLEM_JSON, problem
 from ledger.storage import metadata
+from web.security import session_cookie_token
 
 KEY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -286,7 +287,10 @@ def _caller(scope: Scope) -> str | None:
     principal is left in the request's state for the handler: one authentication a request."""
     values = [v for k, v in scope["headers"] if k.lower() == b"authorization"]
     if not values:
-        return "anonymous"
+        cookie = session_cookie_token(headers)
+        if cookie is None:
+            return "anonymous"
+        values = [b"Bearer " + cookie.encode("latin-1")]
     scheme, _, token = values[0].decode("latin-1").partition(" ")
     if len(values) != 1 or scheme.lower() != "bearer" or not token.strip():
         return None

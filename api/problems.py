@@ -27,6 +27,8 @@ from accounts.errors import (
 )
 from care.errors import CareError
 from ledger.errors import EntryError, ProofRequestError
+from web.i18n import LANGUAGE_COOKIE, describe, gettext_for, negotiate
+from web.pages import error_page
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger(__name__)
@@ -46,6 +48,13 @@ def problem(
     return Response(body, status_code=status, media_type=PROBLEM_JSON)
 
 
+def language(request: Request[Any, Any, Any]) -> str:
+    """The caller's language: the web app's toggle, then Accept-Language, else English."""
+    return negotiate(
+        request.cookies.get(LANGUAGE_COOKIE), request.headers.get("accept-language"), "en"
+    )
+
+
 class IdempotencyKeyRequired(Exception):
     """A POST that moves minutes by a key the client chooses (gifts, donations, grants) came
     without ``Idempotency-Key``: a retry of it could post twice."""
@@ -55,7 +64,7 @@ def _key_required(request: Request[Any, Any, Any], _: IdempotencyKeyRequired) ->
     english = "send an Idempotency-Key header: this request moves minutes, and the key keeps a "
     english += "retry from posting twice"
     chinese = "此操作会转移时间，请附带 Idempotency-Key 请求头，以免重试时重复记账"
-    zh = request.headers.get("accept-language", "").lower().startswith("zh")
+    zh = language(request) == "zh-CN"
     response = problem(
         428,
         "idempotency-key-required",
@@ -83,7 +92,9 @@ def _body_field(message: str) -> str | None:
     return path or None
 
 
-def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
+def _validation(
+    request: Request[Any, Any, Any], exc: ValidationException
+) -> Response[dict[str, Any]]:
     items = exc.extra if isinstance(exc.extra, list) else []
     first = items[0] if items and isinstance(items[0], dict) else {}
     message = str(first.get("message") or exc.detail)
@@ -95,7 +106,12 @@ def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response
     if "JSON is malformed" in message or "Expected JSON" in message:
         field = field or "body"
     detail = f"{field}: {message}" if field else str(message)
-    return problem(HTTP_400_BAD_REQUEST, "invalid-parameter", "Invalid parameter", detail, field)
+    lang = language(request)
+    if lang != "en":
+        _ = gettext_for(lang)
+        detail = _("%(field)s is not valid (%(message)s)", field=field or "body", message=message)
+    title = gettext_for(lang)("Invalid parameter")
+    return problem(HTTP_400_BAD_REQUEST, "invalid-parameter", title, detail, field)
 
 
 def _proof_request(_: Request[Any, Any, Any], exc: ProofRequestError) -> Response[dict[str, Any]]:
@@ -115,7 +131,7 @@ def _entry(_: Request[Any, Any, Any], exc: EntryError) -> Response[dict[str, Any
     return problem(status, slug, "Entry refused", str(exc), exc.field)
 
 
-def _accounts(_: Request[Any, Any, Any], exc: AccountsError) -> Response[dict[str, Any]]:
+def _accounts(request: Request[Any, Any, Any], exc: AccountsError) -> Response[dict[str, Any]]:
     status = 400
     if isinstance(exc, LoginThrottled):
         status = 429
@@ -127,8 +143,8 @@ def _accounts(_: Request[Any, Any, Any], exc: AccountsError) -> Response[dict[st
         status = 404
     elif isinstance(exc, Conflict):
         status = 409
-    title = exc.slug.replace("-", " ").capitalize()
-    response = problem(status, exc.slug, title, str(exc), exc.field)
+    title, detail = describe(exc.slug, str(exc), language(request))
+    response = problem(status, exc.slug, title, detail, exc.field)
     if isinstance(exc, LoginThrottled):
         response.headers["Retry-After"] = str(exc.retry_after)
     elif status == 401:
@@ -137,8 +153,8 @@ def _accounts(_: Request[Any, Any, Any], exc: AccountsError) -> Response[dict[st
 
 
 def _care(request: Request[Any, Any, Any], exc: CareError) -> Response[dict[str, Any]]:
-    """Domain refusals carry both languages; ``detail`` follows Accept-Language."""
-    chinese = request.headers.get("accept-language", "").lower().startswith("zh")
+    """Domain refusals carry both languages; ``detail`` follows the caller's language."""
+    chinese = language(request) == "zh-CN"
     title = exc.slug.replace("-", " ").capitalize()
     response = problem(exc.status, exc.slug, title, exc.zh if chinese else str(exc), exc.field)
     assert isinstance(response.content, dict)
@@ -147,14 +163,18 @@ def _care(request: Request[Any, Any, Any], exc: CareError) -> Response[dict[str,
     return response
 
 
-def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    if not request.url.path.startswith("/v1/") and "text/html" in request.headers.get("accept", ""):
+        return error_page(request, exc)  # a browser outside the API gets a page
+    _ = gettext_for(language(request))
     if exc.status_code == HTTP_400_BAD_REQUEST:  # e.g. a body that is not JSON at all
         detail = f"body: {exc.detail}"
         return problem(
-            HTTP_400_BAD_REQUEST, "invalid-parameter", "Invalid parameter", detail, "body"
+            HTTP_400_BAD_REQUEST, "invalid-parameter", _("Invalid parameter"), detail, "body"
         )
-    slug = "not-found" if isinstance(exc, NotFoundException) else f"http-{exc.status_code}"
-    return problem(exc.status_code, slug, str(exc.detail), str(exc.detail))
+    if isinstance(exc, NotFoundException):
+        return problem(exc.status_code, "not-found", _("Not Found"), _(str(exc.detail)))
+    return problem(exc.status_code, f"http-{exc.status_code}", str(exc.detail), str(exc.detail))
 
 
 def _too_deep(_: Request[Any, Any, Any], exc: RecursionError) -> Response[dict[str, Any]]:
@@ -170,11 +190,12 @@ def _too_deep(_: Request[Any, Any, Any], exc: RecursionError) -> Response[dict[s
 
 def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     log.error("internal error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+    _ = gettext_for(language(request))
     return problem(
         HTTP_500_INTERNAL_SERVER_ERROR,
         "internal",
-        "Internal error",
-        "The server failed; nothing was written.",
+        _("Internal error"),
+        _("The server failed; nothing was written."),
     )
 
 

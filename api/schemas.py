@@ -134,6 +134,7 @@ class BankOut(msgspec.Struct):
 class OrgIn(Input):
     name: str
     kind: str
+    phone: str | None = None
 
 
 class OrgOut(msgspec.Struct):
@@ -142,10 +143,11 @@ class OrgOut(msgspec.Struct):
     name: str
     kind: str
     created_at: datetime
+    phone: str | None = None
 
 
 def org_out(org: Organisation) -> OrgOut:
-    return OrgOut(org.id, org.bank_id, org.name, str(org.kind), org.created_at)
+    return OrgOut(org.id, org.bank_id, org.name, str(org.kind), org.created_at, org.phone)
 
 
 class StaffIn(Input):

@@ -1,0 +1,75 @@
+"""The web app's routes, mounted at ``/`` beside the JSON API at ``/v1`` (``api.app`` composes
+them). Static files are the committed ones under ``web/static`` (vendored from npm by
+``make vendor``); nothing is fetched from anywhere else."""
+
+from __future__ import annotations
+
+import html
+import logging
+import mimetypes
+from pathlib import Path
+from typing import Any
+
+from litestar import Request, Response, Router
+from litestar.datastructures import State
+from litestar.exceptions import HTTPException
+from litestar.openapi.plugins import OpenAPIRenderPlugin
+from litestar.static_files import create_static_files_router
+from litestar.types import ControllerRouterHandler, ExceptionHandlersMap
+
+from accounts.errors import AccountsError
+from care.errors import CareError
+from web.i18n import gettext_for
+from web.pages import PAGE_HANDLERS, error_page, language_of, render
+
+STATIC_DIR = Path(__file__).parent / "static"
+mimetypes.add_type("application/manifest+json", ".webmanifest")
+log = logging.getLogger(__name__)
+
+
+def internal_page(request: Request[Any, Any, State], exc: Exception) -> Response[Any]:
+    log.error("internal error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+    _ = gettext_for(language_of(request))
+    return render(
+        request,
+        "error.html",
+        status=500,
+        title=_("Internal error"),
+        detail=_("The server failed; nothing was written."),
+    )
+
+
+PAGE_ERRORS: ExceptionHandlersMap = {
+    AccountsError: error_page,
+    CareError: error_page,
+    HTTPException: error_page,
+    Exception: internal_page,
+}
+
+
+def web_routes() -> list[ControllerRouterHandler]:
+    pages = Router(path="/", route_handlers=PAGE_HANDLERS, exception_handlers=PAGE_ERRORS)
+    static = create_static_files_router(
+        path="/static",
+        directories=[STATIC_DIR],
+        include_in_schema=False,
+        cache_control=None,
+    )
+    return [pages, static]
+
+
+class LocalSwaggerUI(OpenAPIRenderPlugin):
+    """Swagger UI for ``/schema`` from the vendored ``swagger-ui-dist`` files: no inline
+    script, no CDN, no favicon or validator fetched from elsewhere."""
+
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        url = html.escape(self.get_openapi_json_route(request), quote=True)
+        return (
+            "<!doctype html><html lang=en><head><meta charset=utf-8>"
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            "<title>Timebank API</title>"
+            '<link rel="stylesheet" href="/static/vendor/swagger-ui/swagger-ui.css">'
+            '<script src="/static/vendor/swagger-ui/swagger-ui-bundle.js" defer></script>'
+            '<script src="/static/schema.js" defer></script></head>'
+            f'<body><main id="swagger-ui" data-url="{url}"></main></body></html>'
+        ).encode()

@@ -1,0 +1,169 @@
+"""Languages of the pages and of problem messages: zh-CN first, English complete.
+
+The catalogs are gettext ``.po`` files under ``web/locale`` (``make i18n-extract i18n-update``
+keeps them in step with the code). They are compiled in memory when first used, so a fresh clone
+needs no build step and a stale ``.mo`` can never be served.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.support import NullTranslations, Translations
+
+LOCALE_DIR = Path(__file__).parent / "locale"
+LANGUAGES = {"zh-CN": "zh_CN", "en": "en"}  # the HTML tag → the catalog's locale
+DEFAULT_LANGUAGE = "zh-CN"
+LANGUAGE_COOKIE = "tb_lang"
+
+Gettext = Callable[..., str]
+
+
+def negotiate(
+    cookie: str | None, accept_language: str | None, default: str = DEFAULT_LANGUAGE
+) -> str:
+    """The toggle's choice (a cookie) first, then the browser's Accept-Language, then
+    ``default`` (zh-CN for pages; the API keeps English for clients that say nothing)."""
+    if cookie in LANGUAGES:
+        return cookie
+    ranked: list[tuple[float, int, str]] = []
+    for position, part in enumerate((accept_language or "").split(",")):
+        tag, _, params = part.strip().partition(";")
+        quality = 1.0
+        if params.strip().startswith("q="):
+            try:
+                quality = float(params.strip()[2:])
+            except ValueError:
+                quality = 0.0
+        ranked.append((-quality, position, tag.strip().lower()))
+    for quality, _, tag in sorted(ranked):
+        if quality == 0:
+            continue
+        if tag.startswith("zh"):
+            return "zh-CN"
+        if tag.startswith("en"):
+            return "en"
+    return default
+
+
+@cache
+def translations(language: str) -> NullTranslations:
+    po = LOCALE_DIR / LANGUAGES.get(language, "zh_CN") / "LC_MESSAGES" / "messages.po"
+    if not po.exists():
+        return NullTranslations()
+    with po.open("rb") as handle:
+        catalog = read_po(handle)
+    buffer = io.BytesIO()
+    write_mo(buffer, catalog)
+    buffer.seek(0)
+    return Translations(buffer)
+
+
+def gettext_for(language: str) -> Gettext:
+    """``_("text %(name)s", name=…)``: translate, then fill in the named values."""
+    catalog = translations(language)
+
+    def gettext(msgid: str, /, **values: Any) -> str:
+        text = catalog.gettext(msgid)
+        return text % values if values else text
+
+    return gettext
+
+
+def N_(message: str) -> str:
+    """Marks a message for the catalog (``pybabel extract -k N_``); translated where shown."""
+    return message
+
+
+# Titles of problems by slug, in English; the catalog translates them.
+TITLES = {
+    "invalid-input": N_("Invalid input"),
+    "invalid-parameter": N_("Invalid parameter"),
+    "weak-password": N_("Weak password"),
+    "not-found": N_("Not found"),
+    "forbidden": N_("Forbidden"),
+    "second-factor-required": N_("Second factor required"),
+    "conflict": N_("Conflict"),
+    "unauthenticated": N_("Unauthenticated"),
+    "invalid-credentials": N_("Invalid credentials"),
+    "token-invalid": N_("Token invalid"),
+    "login-throttled": N_("Login throttled"),
+    "internal": N_("Internal error"),
+    "csrf": N_("The form has expired"),
+}
+
+# The domain's English messages people meet on the pages and at the API's door, as patterns:
+# the named groups are filled into the translated text. A message not listed here is shown
+# in English after its translated title, never dropped.
+MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), text)
+    for pattern, text in (
+        (r"wrong username or password", N_("wrong username or password")),
+        (r"wrong or reused one-time code", N_("wrong or reused one-time code")),
+        (
+            r"too many login attempts; try again in (?P<seconds>\d+) seconds",
+            N_("too many login attempts; try again in %(seconds)s seconds"),
+        ),
+        (r"unknown or revoked token", N_("unknown or revoked token; log in again")),
+        (r"token expired; log in again", N_("your login has expired; log in again")),
+        (r"account disabled", N_("this account is disabled")),
+        (r"send Authorization: Bearer <token>", N_("log in first")),
+        (r"current password is wrong", N_("current password is wrong")),
+        (
+            r"password must be at least (?P<n>\d+) characters",
+            N_("password must be at least %(n)s characters"),
+        ),
+        (
+            r"password must be at most (?P<n>\d+) characters",
+            N_("password must be at most %(n)s characters"),
+        ),
+        (r"password is too common; choose another", N_("password is too common; choose another")),
+        (r"password must not be the username", N_("password must not be the username")),
+        (
+            r"username must be 3-64 letters, digits or \._@\+-",
+            N_("username must be 3-64 letters, digits or ._@+-"),
+        ),
+        (r"username (?P<name>\S+) is taken", N_("username %(name)s is taken")),
+        (r"(?P<field>[a-z_.]+) must not be empty", N_("%(field)s must not be empty")),
+        (
+            r"a member with this (?P<field>\w+) is already registered",
+            N_("a member with this %(field)s is already registered"),
+        ),
+        (r"no organisation \S+ in bank \S+", N_("no such organisation")),
+        (r"no such page", N_("no such page")),
+        (r"the form has expired", N_("the form has expired; please try again")),
+    )
+)
+FIELDS = {
+    "username": N_("username"),
+    "password": N_("password"),
+    "name": N_("name"),
+    "phone": N_("phone"),
+    "old_password": N_("current password"),
+    "new_password": N_("new password"),
+}
+
+
+def describe(slug: str, message: str, language: str) -> tuple[str, str]:
+    """(title, detail) of a refusal in ``language``: known messages fully translated, others in
+    English after the translated title."""
+    _ = gettext_for(language)
+    title = _(TITLES.get(slug, slug.replace("-", " ").capitalize()))
+    for pattern, text in MESSAGES:
+        match = pattern.fullmatch(message)
+        if match:
+            values = {
+                k: _(FIELDS[v]) if k == "field" and v in FIELDS else v
+                for k, v in match.groupdict().items()
+            }
+            return title, _(text, **values)
+    if language == "en" or title == message:
+        return title, message
+    return title, f"{title}: {message}"

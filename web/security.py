@@ -1,0 +1,105 @@
+"""Browser-facing protections: a strict Content-Security-Policy on every response, and CSRF
+checks on every unsafe request that a browser could send with the session cookie.
+
+API clients that authenticate with ``Authorization: Bearer`` and carry no session cookie are not
+exposed to CSRF (a browser never attaches that header cross-site), so ``/v1`` requests without the
+cookie pass; everything else (every form, and the pages' own calls to ``/v1``) needs the token.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterable
+from http.cookies import CookieError, SimpleCookie
+from pathlib import Path
+
+from litestar.config.csrf import CSRFConfig
+from litestar.datastructures import MutableScopeHeaders
+from litestar.enums import ScopeType
+from litestar.middleware.csrf import CSRFMiddleware
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from accounts.protection import load_or_create_data_key
+
+SESSION_COOKIE = "tb_session"
+CSRF_COOKIE = "tb_csrf"
+CSRF_HEADER = "x-csrftoken"
+
+_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; manifest-src 'self'; worker-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+# Swagger UI sets style attributes from its scripts; its scripts are still only our own files.
+_CSP_SCHEMA = _CSP.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
+_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+    "x-frame-options": "DENY",
+    "permissions-policy": "camera=(self), geolocation=(), microphone=()",
+}
+
+
+class SecurityHeadersMiddleware:
+    """Adds the CSP and friends to every HTTP response (pages, static files, API, schema)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await self.app(scope, receive, send)
+            return
+        policy = _CSP_SCHEMA if scope["path"].startswith("/schema") else _CSP
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableScopeHeaders.from_message(message)
+                headers["content-security-policy"] = policy
+                for name, value in _HEADERS.items():
+                    headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def session_cookie_token(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The session token of the web app's cookie in raw ASGI headers (for middleware)."""
+    for name, value in headers:
+        if name.lower() == b"cookie":
+            cookie: SimpleCookie = SimpleCookie()
+            try:
+                cookie.load(value.decode("latin-1"))
+            except CookieError:  # a malformed cookie header carries no session either
+                continue
+            if SESSION_COOKIE in cookie and cookie[SESSION_COOKIE].value:
+                return cookie[SESSION_COOKIE].value
+    return None
+
+
+class BrowserCSRFMiddleware(CSRFMiddleware):
+    """Litestar's double-submit CSRF check, skipped only for cookie-less ``/v1`` calls."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == ScopeType.HTTP
+            and scope["path"].startswith(("/v1/", "/schema"))
+            and session_cookie_token(scope["headers"]) is None
+        ):
+            await self.app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+def csrf_config(data_dir: Path) -> CSRFConfig:
+    """The CSRF secret lives beside the data key (``web.key``), so tokens survive restarts."""
+    key = load_or_create_data_key(data_dir / "web.key")
+    secret = base64.b64encode(hashlib.sha256(b"timebank csrf\0" + key).digest()).decode()
+    return CSRFConfig(
+        secret=secret,
+        cookie_name=CSRF_COOKIE,
+        header_name=CSRF_HEADER,
+        cookie_samesite="lax",
+        cookie_httponly=True,  # pages hand the token to their scripts in a <meta> tag
+    )
