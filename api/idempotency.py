@@ -287,7 +287,7 @@ def _caller(scope: Scope) -> str | None:
     principal is left in the request's state for the handler: one authentication a request."""
     values = [v for k, v in scope["headers"] if k.lower() == b"authorization"]
     if not values:
-        cookie = session_cookie_token(headers)
+        cookie = session_cookie_token(scope["headers"])
         if cookie is None:
             return "anonymous"
         values = [b"Bearer " + cookie.encode("latin-1")]

@@ -77,7 +77,7 @@ def start_demo_server(data_dir: Path, entries: int = 60) -> Iterator[DemoServer]
         deadline = time.monotonic() + 60
         while True:
             try:
-                with urllib.request.urlopen(f"{server.url}/healthz", timeout=2):  # noqa: S310
+                with urllib.request.urlopen(f"{server.url}/healthz", timeout=2):
                     break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
