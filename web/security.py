@@ -13,12 +13,15 @@ import hashlib
 from collections.abc import Iterable
 from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
+from typing import Any
 
+from litestar import Request
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
-from litestar.middleware.csrf import CSRFMiddleware
+from litestar.middleware.csrf import CSRFMiddleware, generate_csrf_token
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.utils.scope.state import ScopeState
 
 from accounts.protection import load_or_create_data_key
 
@@ -88,6 +91,14 @@ class BrowserCSRFMiddleware(CSRFMiddleware):
             and session_cookie_token(scope["headers"]) is None
         ):
             await self.app(scope, receive, send)
+            return
+        if scope["type"] == ScopeType.HTTP and scope["method"] in self.config.safe_methods:
+            # As the base class does for safe methods, without parsing a body a GET may carry.
+            request: Request[Any, Any, Any] = scope["litestar_app"].request_class(scope=scope)
+            cookie = request.cookies.get(self.config.cookie_name)
+            token = cookie or generate_csrf_token(secret=self.config.secret)
+            ScopeState.from_scope(scope).csrf_token = token
+            await self.app(scope, receive, self.create_send_wrapper(send, token, cookie))
             return
         await super().__call__(scope, receive, send)
 
