@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 DEMO_ENTRIES ?= 2000
 
-.PHONY: run test lint typecheck imports unit bench bench-http clean browser-deps vendor i18n-extract i18n-update i18n-compile
+.PHONY: run test lint typecheck imports unit bench bench-http clean browser-deps vendor i18n-extract i18n-update i18n-compile screenshots bench-web
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,11 +59,19 @@ vendor: node_modules/.installed
 	cp node_modules/swagger-ui-dist/swagger-ui-bundle.js node_modules/swagger-ui-dist/swagger-ui.css \
 	   node_modules/swagger-ui-dist/LICENSE node_modules/swagger-ui-dist/NOTICE web/static/vendor/swagger-ui/
 
+# Screenshots of the main pages at 360 px in both languages, for docs/webapp.md.
+screenshots: $(VENV)/.installed-dev node_modules/.installed
+	$(BIN)/python -m tests.web_screenshots
+
+# Page weight and render time of the web app on the demo (JSON on stdout; docs/performance.md).
+bench-web: $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/web_pages.py
+
 # Translations: extract the messages, merge them into each catalog, then translate the new
 # entries in web/locale/<lang>/LC_MESSAGES/messages.po. The app compiles the .po files in
 # memory when it starts; i18n-compile writes .mo files only to check that they compile.
 i18n-extract: $(VENV)/.installed-dev
-	$(BIN)/pybabel extract -F babel.cfg -k N_ --no-location --sort-output --omit-header \
+	$(BIN)/pybabel extract -F babel.cfg -k N_ -k translate:2 --no-location --sort-output --omit-header \
 	  -o web/locale/messages.pot .
 
 i18n-update: $(VENV)/.installed-dev

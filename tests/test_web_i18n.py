@@ -27,6 +27,8 @@ def extracted(tmp_path: Path) -> set[str]:
             "babel.cfg",
             "-k",
             "N_",
+            "-k",
+            "translate:2",
             "-o",
             str(pot),
             ".",

@@ -10,10 +10,11 @@ import mimetypes
 from pathlib import Path
 from typing import Any
 
-from litestar import Request, Response, Router
+from litestar import Request, Response, Router, get
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.openapi.plugins import OpenAPIRenderPlugin
+from litestar.response import File
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler, ExceptionHandlersMap
 
@@ -21,6 +22,7 @@ from accounts.errors import AccountsError
 from care.errors import CareError
 from web.i18n import gettext_for
 from web.pages import PAGE_HANDLERS, error_page, language_of, render
+from web.volunteer import VOLUNTEER_HANDLERS
 
 STATIC_DIR = Path(__file__).parent / "static"
 mimetypes.add_type("application/manifest+json", ".webmanifest")
@@ -47,8 +49,23 @@ PAGE_ERRORS: ExceptionHandlersMap = {
 }
 
 
+@get("/sw.js", include_in_schema=False)
+async def service_worker() -> File:
+    """At the root, so that it may control every page of the app."""
+    return File(
+        STATIC_DIR / "sw.js",
+        media_type="text/javascript",
+        content_disposition_type="inline",
+        headers={"cache-control": "no-cache"},
+    )
+
+
 def web_routes() -> list[ControllerRouterHandler]:
-    pages = Router(path="/", route_handlers=PAGE_HANDLERS, exception_handlers=PAGE_ERRORS)
+    pages = Router(
+        path="/",
+        route_handlers=[*PAGE_HANDLERS, *VOLUNTEER_HANDLERS, service_worker],
+        exception_handlers=PAGE_ERRORS,
+    )
     static = create_static_files_router(
         path="/static",
         directories=[STATIC_DIR],

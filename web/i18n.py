@@ -164,6 +164,8 @@ def describe(slug: str, message: str, language: str) -> tuple[str, str]:
                 for k, v in match.groupdict().items()
             }
             return title, _(text, **values)
+    if (translated := _(message)) != message:  # a message of the web app itself
+        return title, translated
     if language == "en" or title == message:
         return title, message
     return title, f"{title}: {message}"

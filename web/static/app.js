@@ -7,3 +7,8 @@
     if (meta) { event.detail.headers["X-CSRFToken"] = meta.content; }
   });
 }());
+
+// The app shell works offline once the service worker has been installed.
+if ("serviceWorker" in navigator && window.isSecureContext) {
+  navigator.serviceWorker.register("/sw.js").catch(function () { /* pages work without it */ });
+}

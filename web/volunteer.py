@@ -1,0 +1,491 @@
+"""The volunteer's pages: tasks to do and requests to claim, the visit (check in, check out,
+the elder's code; signed on the phone by ``static/visit.js``), my hours with receipts as QR
+codes, and giving minutes to a relative or the pool. Each action calls the same service
+method as its ``/v1`` route, so the rules and refusals are the API's."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+import segno
+from litestar import Request, Response, get, post
+from litestar.datastructures import State
+from litestar.params import PathParameter, QueryParameter
+from litestar.response import Redirect, Template
+
+from accounts.errors import AccountsError, InvalidInput
+from accounts.model import Principal, RelativeStatus, Role
+from care.errors import CareError
+from care.model import RecordStatus, RequestStatus, ServiceRequest, ServiceType
+from care.service import CareService
+from web.i18n import N_, gettext_for
+from web.pages import Form, language_of, member_status, refusal, render, to_login
+from web.session import accounts_of, viewer
+
+HISTORY_LIMIT = 50
+RequestId = Annotated[str, PathParameter(max_length=64)]
+RecordId = Annotated[str, PathParameter(max_length=64)]
+Seq = Annotated[int, PathParameter(ge=0)]
+# Words for what the history and the gift form show; the catalog translates them.
+WORDS = (
+    N_("deposit"),
+    N_("correction"),
+    N_("gift"),
+    N_("donation"),
+    N_("grant"),
+    N_("redemption"),
+    N_("reserve"),
+    N_("release"),
+    N_("refund"),
+    N_("reversal"),
+    N_("spouse"),
+    N_("parent"),
+    N_("child"),
+    N_("grandparent"),
+    N_("grandchild"),
+    N_("sibling"),
+)
+
+
+def care_of(request: Request[Any, Any, State]) -> CareService:
+    service: CareService = request.app.state.care
+    return service
+
+
+def volunteer_or_page(request: Request[Any, Any, State]) -> Principal | Response[Any]:
+    """The caller as an approved volunteer, or the page that says why not (403 for a
+    pending or rejected sign-up, the login page for nobody)."""
+    principal = viewer(request)
+    if principal is None:
+        return to_login(request)
+    if principal.has(Role.VOLUNTEER) and principal.acting_member_id is not None:
+        return principal
+    status = member_status(request, principal)
+    if status is not None and status.value in ("pending", "rejected"):
+        return render(
+            request, "pending.html", principal, status=403, rejected=status.value == "rejected"
+        )
+    return render(
+        request,
+        "error.html",
+        principal,
+        status=403,
+        title=translate(request, "Not allowed"),
+        detail=translate(request, "These pages are for approved volunteers."),
+    )
+
+
+def translate(request: Request[Any, Any, Any], message: str, **values: Any) -> str:
+    return gettext_for(language_of(request))(message, **values)
+
+
+@dataclass(frozen=True)
+class Task:
+    request: ServiceRequest
+    service: str
+    when: str
+    elder: str
+
+
+def _types(care: CareService, principal: Principal) -> dict[str, ServiceType]:
+    return {t.id: t for t in care.catalogue(principal, include_inactive=True)}
+
+
+def _when(request: Request[Any, Any, State], start: datetime, end: datetime, zone: str) -> str:
+    local = ZoneInfo(zone)
+    a, b = start.astimezone(local), end.astimezone(local)
+    if language_of(request) == "zh-CN":
+        return f"{a.month}月{a.day}日 {a:%H:%M}–{b:%H:%M}"
+    return f"{a:%d %b} {a:%H:%M}–{b:%H:%M}"
+
+
+def _elder_name(request: Request[Any, Any, State], principal: Principal, elder_id: str) -> str:
+    """The elder's masked name where the volunteer may see it, else a short reference."""
+    try:
+        view = accounts_of(request).get_member(principal, elder_id)
+        name = view.personal.get("name")
+        if isinstance(name, str) and name:
+            return name
+    except AccountsError:
+        pass
+    return f"…{elder_id[-4:]}"
+
+
+def _task(
+    request: Request[Any, Any, State],
+    principal: Principal,
+    item: ServiceRequest,
+    types: dict[str, ServiceType],
+    zone: str,
+) -> Task:
+    kind = types.get(item.service_type_id)
+    name = "?"
+    if kind is not None:
+        name = kind.name_zh if language_of(request) == "zh-CN" else kind.name_en
+    return Task(
+        item,
+        name,
+        _when(request, item.window_start, item.window_end, zone),
+        _elder_name(request, principal, item.elder_id),
+    )
+
+
+def hours_text(request: Request[Any, Any, State], minutes: int) -> str:
+    sign = "-" if minutes < 0 else ""
+    h, m = divmod(abs(minutes), 60)
+    return translate(request, "%(sign)s%(h)s h %(m)s min", sign=sign, h=h, m=m)
+
+
+# ---------------------------------------------------------------- tasks
+
+
+@get("/volunteer", sync_to_thread=True, include_in_schema=False)
+def tasks(
+    request: Request[Any, Any, State], done: Annotated[str | None, QueryParameter()] = None
+) -> Response[Any]:
+    who = volunteer_or_page(request)
+    if not isinstance(who, Principal):
+        return who
+    return _tasks_page(request, who, sent=done == "1")
+
+
+def _tasks_page(
+    request: Request[Any, Any, State], principal: Principal, **context: Any
+) -> Template:
+    return render(
+        request,
+        "volunteer/tasks.html",
+        principal,
+        **_tasks_context(request, principal),
+        **context,
+    )
+
+
+def _tasks_context(request: Request[Any, Any, State], principal: Principal) -> dict[str, Any]:
+    care = care_of(request)
+    types = _types(care, principal)
+    zone = care.policy(principal.bank_id).timezone
+    me = principal.acting_member_id
+    assigned = [
+        _task(request, principal, r, types, zone)
+        for r in care.list_requests(principal, RequestStatus.ASSIGNED.value)
+        if r.volunteer_id == me
+    ]
+    claimable = [
+        _task(request, principal, r, types, zone)
+        for r in care.list_requests(principal, RequestStatus.OPEN.value)
+        if r.elder_id != me
+    ][:30]
+    waiting = [
+        r for r in care.list_records(principal, RecordStatus.LOGGED.value) if r.volunteer_id == me
+    ]
+    return {"assigned": assigned, "claimable": claimable, "waiting": waiting}
+
+
+@post("/volunteer/requests/{request_id:str}/claim", sync_to_thread=True, include_in_schema=False)
+def claim(request: Request[Any, Any, State], request_id: RequestId) -> Response[Any]:
+    who = volunteer_or_page(request)
+    if not isinstance(who, Principal):
+        return who
+    try:
+        care_of(request).claim(who, request_id)
+    except (AccountsError, CareError) as exc:
+        return refusal(request, exc, "error.html", who, title=translate(request, "Not allowed"))
+    return Redirect(f"/volunteer/visit/{request_id}", status_code=303)
+
+
+@post("/volunteer/requests/{request_id:str}/withdraw", sync_to_thread=True, include_in_schema=False)
+def withdraw(request: Request[Any, Any, State], request_id: RequestId) -> Response[Any]:
+    who = volunteer_or_page(request)
+    if not isinstance(who, Principal):
+        return who
+    try:
+        care_of(request).withdraw(who, request_id)
+    except (AccountsError, CareError) as exc:
+        return refusal(request, exc, "error.html", who, title=translate(request, "Not allowed"))
+    return Redirect("/volunteer", status_code=303)
+
+
+# ---------------------------------------------------------------- the visit
+
+
+@get("/volunteer/visit/{request_id:str}", sync_to_thread=True, include_in_schema=False)
+def visit(request: Request[Any, Any, State], request_id: RequestId) -> Response[Any]:
+    who = volunteer_or_page(request)
+    if not isinstance(who, Principal):
+        return who
+    return _visit_page(request, who, request_id)
+
+
+def _visit_page(
+    request: Request[Any, Any, State], principal: Principal, request_id: str, **context: Any
+) -> Template:
+    return render(
+        request,
+        "volunteer/visit.html",
+        principal,
+        **_visit_context(request, principal, request_id),
+        **context,
+    )
+
+
+def _visit_context(
+    request: Request[Any, Any, State], principal: Principal, request_id: str
+) -> dict[str, Any]:
+    care = care_of(request)
+    item = care.get_request(principal, request_id)
+    types = _types(care, principal)
+    zone = care.policy(principal.bank_id).timezone
+    task = _task(request, principal, item, types, zone)
+    kind = types.get(item.service_type_id)
+    return {
+        "task": task,
+        "service_code": kind.code if kind else "",
+        "mine": item.volunteer_id == principal.acting_member_id
+        and item.status is RequestStatus.ASSIGNED,
+    }
+
+
+def _instant(text: str, field: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidInput(f"{field} is not a time", field=field) from exc
+    if moment.tzinfo is None:
+        raise InvalidInput(f"{field} is not a time", field=field)
+    return moment
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@post("/volunteer/visit/{request_id:str}/check-in", sync_to_thread=True, include_in_schema=False)
+def check_in(request: Request[Any, Any, State], request_id: RequestId) -> Response[Any]:
+    """Without JavaScript: the page comes back carrying the check-in time in its form."""
+    who = volunteer_or_page(request)
+    if not isinstance(who, Principal):
+        return who
+    return _visit_page(request, who, request_id, checked_in=_now())
+
+
+@post("/volunteer/visit/{request_id:str}/record", sync_to_thread=True, include_in_schema=False)
+def record(request: Request[Any, Any, State], request_id: RequestId, data: Form) -> Response[Any]:
+    """Without JavaScript: check out now and log the record (unsigned: no device key)."""
+    who = volunteer_or_page(request)
+    if not isinstance(who, Principal):
+        return who
+    care = care_of(request)
+    try:
+        item = care.get_request(who, request_id)
+        kind = _types(care, who).get(item.service_type_id)
+        care.log_record(
+            who,
+            elder_id=item.elder_id,
+            service_code=kind.code if kind else "",
+            check_in=_instant(data.get("check_in", ""), "check_in"),
+            check_out=datetime.now(UTC).replace(microsecond=0),
+            minutes=None,
+            request_id=request_id,
+            device_key_id=None,
+            signature=None,
+            confirmation_code=data.get("confirmation_code", "").strip() or None,
+        )
+    except (AccountsError, CareError) as exc:
+        return refusal(
+            request,
+            exc,
+            "volunteer/visit.html",
+            who,
+            checked_in=data.get("check_in", ""),
+            **_visit_context(request, who, request_id),
+        )
+    return Redirect("/volunteer?done=1", status_code=303)
+
+
+@post("/volunteer/records/{record_id:str}/code", sync_to_thread=True, include_in_schema=False)
+def enter_code(request: Request[Any, Any, State], record_id: RecordId, data: Form) -> Response[Any]:
+    """The elder's 6-digit code, entered after the record was logged."""
+    who = volunteer_or_page(request)
+    if not isinstance(who, Principal):
+        return who
+    try:
+        care_of(request).confirm(who, record_id, data.get("confirmation_code", "").strip())
+    except (AccountsError, CareError) as exc:
+        return refusal(
+            request,
+            exc,
+            "volunteer/tasks.html",
+            who,
+            error_record=record_id,
+            **_tasks_context(request, who),
+        )
+    return Redirect("/volunteer?done=1", status_code=303)
+
+
+# ---------------------------------------------------------------- my hours
+
+
+@get("/volunteer/hours", sync_to_thread=True, include_in_schema=False)
+def hours(request: Request[Any, Any, State]) -> Response[Any]:
+    who = volunteer_or_page(request)
+    if not isinstance(who, Principal):
+        return who
+    care = care_of(request)
+    member_id = who.acting_member_id or ""
+    balance = care.balance(who, member_id)
+    history = care.history(who, member_id, HISTORY_LIMIT, None)
+    return render(
+        request,
+        "volunteer/hours.html",
+        who,
+        available=hours_text(request, balance.available),
+        reserved=hours_text(request, balance.reserved) if balance.reserved else None,
+        history=[(item, hours_text(request, item.minutes)) for item in history],
+    )
+
+
+@get("/volunteer/hours/{seq:int}", sync_to_thread=True, include_in_schema=False)
+def receipt_page(request: Request[Any, Any, State], seq: Seq) -> Response[Any]:
+    who = volunteer_or_page(request)
+    if not isinstance(who, Principal):
+        return who
+    text = care_of(request).receipt(who, who.acting_member_id or "", seq)
+    try:
+        qr = segno.make(text, error="l", micro=False).svg_inline(
+            scale=3, dark="#000", light="#fff", omitsize=True
+        )
+    except segno.DataOverflowError:
+        qr = None
+    return render(request, "volunteer/receipt.html", who, seq=seq, qr=qr, receipt=text)
+
+
+@get("/volunteer/hours/{seq:int}/receipt.txt", sync_to_thread=True, include_in_schema=False)
+def receipt_file(request: Request[Any, Any, State], seq: Seq) -> Response[Any]:
+    who = volunteer_or_page(request)
+    if not isinstance(who, Principal):
+        return who
+    text = care_of(request).receipt(who, who.acting_member_id or "", seq)
+    return Response(
+        text,
+        media_type="text/plain; charset=utf-8",
+        headers={
+            "content-disposition": f'attachment; filename="timebank-receipt-{seq}.txt"',
+            "cache-control": "no-store",
+        },
+    )
+
+
+# ---------------------------------------------------------------- giving
+
+
+def _minutes(data: dict[str, str]) -> int:
+    try:
+        h = int(data.get("hours") or 0)
+        m = int(data.get("minutes") or 0)
+    except ValueError as exc:
+        raise InvalidInput(N_("hours and minutes are whole numbers"), field="minutes") from exc
+    total = h * 60 + m
+    if h < 0 or m < 0 or total <= 0:
+        raise InvalidInput(N_("give at least one minute"), field="minutes")
+    return total
+
+
+def _relatives(request: Request[Any, Any, State], principal: Principal) -> list[tuple[str, str]]:
+    me = principal.acting_member_id or ""
+    links = accounts_of(request).list_relatives(principal, me)
+    return [
+        (other, f"{translate(request, link.relation.value)} …{other[-4:]}")
+        for link in links
+        if link.status is RelativeStatus.CONFIRMED
+        for other in [link.relative_id if link.member_id == me else link.member_id]
+    ]
+
+
+@get("/volunteer/give", sync_to_thread=True, include_in_schema=False)
+def give_page(request: Request[Any, Any, State]) -> Response[Any]:
+    who = volunteer_or_page(request)
+    if not isinstance(who, Principal):
+        return who
+    return _give(request, who)
+
+
+def _give(request: Request[Any, Any, State], principal: Principal, **context: Any) -> Template:
+    balance = care_of(request).balance(principal, principal.acting_member_id or "")
+    return render(
+        request,
+        "volunteer/give.html",
+        principal,
+        relatives=_relatives(request, principal),
+        available=hours_text(request, balance.available),
+        **context,
+    )
+
+
+@post("/volunteer/give", sync_to_thread=True, include_in_schema=False)
+def give(request: Request[Any, Any, State], data: Form) -> Response[Any]:
+    """Two steps: the first post shows what will happen and the balance after; the second,
+    carrying the same one-time key, does it (a repeated post gives nothing twice)."""
+    who = volunteer_or_page(request)
+    if not isinstance(who, Principal):
+        return who
+    care = care_of(request)
+    me = who.acting_member_id or ""
+    to = data.get("to", "pool")
+    try:
+        minutes = _minutes(data)
+        if to != "pool" and to not in dict(_relatives(request, who)):
+            raise InvalidInput(N_("choose one of your confirmed relatives"), field="to")
+        if data.get("confirmed") != "1":
+            balance = care.balance(who, me)
+            return _give(
+                request,
+                who,
+                confirm={
+                    "to": to,
+                    "to_text": dict(_relatives(request, who)).get(to)
+                    or translate(request, "the pool for elders in need"),
+                    "hours": data.get("hours") or "0",
+                    "minutes": data.get("minutes") or "0",
+                    "amount": hours_text(request, minutes),
+                    "after": hours_text(request, balance.available - minutes),
+                    "key": secrets.token_hex(16),
+                },
+            )
+        key = data.get("key", "")
+        if not key.isalnum() or len(key) > 64:
+            raise InvalidInput(N_("the confirmation expired; start again"), field="key")
+        if to == "pool":
+            care.donate(who, me, minutes, f"web-{key}")
+        else:
+            care.gift(who, me, to, minutes, f"web-{key}")
+    except (AccountsError, CareError) as exc:
+        return refusal(
+            request,
+            exc,
+            "volunteer/give.html",
+            who,
+            relatives=_relatives(request, who),
+            available=hours_text(request, care.balance(who, me).available),
+        )
+    return Redirect("/volunteer/hours", status_code=303)
+
+
+VOLUNTEER_HANDLERS = [
+    tasks,
+    claim,
+    withdraw,
+    visit,
+    check_in,
+    record,
+    enter_code,
+    hours,
+    receipt_page,
+    receipt_file,
+    give_page,
+    give,
+]
