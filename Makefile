@@ -88,7 +88,7 @@ bench: $(VENV)/.installed-dev
 # HTTP throughput against the framework's ceiling (wrk from Debian; see benchmarks/README.md)
 bench-http: $(VENV)/.installed-dev
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-	$(BIN)/python benchmarks/http.py $(BENCH_HTTP_ARGS)
+	$(BIN)/python benchmarks/http_load.py $(BENCH_HTTP_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,6 +1,6 @@
 """The framework's ceiling: one trivial Litestar route on the same uvicorn as ``timebank serve``.
 
-``benchmarks/http.py`` serves this next to the real app, in the same run, so that every HTTP
+``benchmarks/http_load.py`` serves this next to the real app, in the same run, so that every HTTP
 figure can be read as a fraction of what the stack itself allows on this machine.
 """
 

@@ -11,24 +11,20 @@ Targets: every page ≤ 100 KB, p95 ≤ 30 ms.
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
-# benchmarks/http.py would shadow the standard library's http package that httpx imports.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import re  # noqa: E402
-import socket  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from typing import Any  # noqa: E402
-
-import httpx  # noqa: E402
+import httpx
 
 TIMEBANK = Path(sys.executable).with_name("timebank")
 ASSET = re.compile(r'<(?:script[^>]*\bsrc|link[^>]*rel="stylesheet"[^>]*\bhref)="(/static/[^"]+)"')

@@ -22,19 +22,11 @@ Each figure carries requests/s of 2xx answers, p50/p99 latency, errors (non-2xx,
 errors, timeouts), and the server's CPU (cores busy, from /proc). ``ratios`` divides each read
 by the ceiling of the same run. Nothing asserts a timing; ``targets`` only says met or missed.
 
-    python benchmarks/http.py --help
-    python benchmarks/http.py --quick            # a smoke run (about a minute)
+    python benchmarks/http_load.py --help
+    python benchmarks/http_load.py --quick            # a smoke run (about a minute)
 """
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# Run as a script, this file's folder comes first on sys.path and its name would hide the
-# standard library's ``http`` package (which urllib needs): drop the folder, keep the root.
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import argparse
 import contextlib
@@ -47,6 +39,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -54,6 +47,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
