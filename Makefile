@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 DEMO_ENTRIES ?= 2000
 
-.PHONY: run test lint typecheck imports unit bench bench-http clean browser-deps vendor i18n-extract i18n-update i18n-compile screenshots bench-web
+.PHONY: run test lint typecheck imports unit bench bench-http clean browser-deps vendor i18n-extract i18n-update i18n-compile screenshots bench-web reliability
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -80,6 +80,12 @@ i18n-update: $(VENV)/.installed-dev
 
 i18n-compile: $(VENV)/.installed-dev
 	$(BIN)/pybabel compile -d web/locale --statistics
+
+# The crash figure in docs/reliability.md: 500 SIGKILLs of a writer, `timebank verify` after each.
+CRASH_KILLS ?= 500
+reliability: $(VENV)/.installed-dev
+	TIMEBANK_CRASH_KILLS=$(CRASH_KILLS) TIMEBANK_CRASH_VERIFY_EACH=1 \
+	$(BIN)/pytest tests/test_crash.py -n 0 -s -k any_moment $(RELIABILITY_ARGS)
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/pip install --quiet -e '.[bench]'

@@ -39,7 +39,10 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parent.parent
 ORIGIN = "timebank.test/crash"
-KILLS = 24
+# `make reliability` raises the count (TIMEBANK_CRASH_KILLS=500) and runs `timebank verify`
+# after every kill (TIMEBANK_CRASH_VERIFY_EACH=1); `make test` keeps a short run.
+KILLS = int(os.environ.get("TIMEBANK_CRASH_KILLS", "24"))
+VERIFY_EACH = os.environ.get("TIMEBANK_CRASH_VERIFY_EACH") == "1"
 THREADS = 4
 WAIT_LIMIT = 120.0  # seconds; only a guard against a hung writer, never an assertion on speed
 MODES = ("spawn", "open", "acks", "acks", "stream", "stream")
@@ -187,6 +190,17 @@ def _check(
     return committed
 
 
+def _cli_verify(env: dict[str, str], size: int, where: str) -> None:
+    """`timebank verify`, the operator's own check, passes and counts every committed entry."""
+    cli = Path(sys.executable).with_name("timebank")
+    cmd = [str(cli)] if cli.exists() else [sys.executable, "-m", "api.cli"]
+    done = subprocess.run(
+        [*cmd, "verify"], cwd=REPO, env=env, capture_output=True, text=True, timeout=WAIT_LIMIT
+    )
+    assert done.returncode == 0, f"{where}: timebank verify:\n{done.stdout}{done.stderr}"
+    assert done.stdout.startswith(f"OK: {size} entries"), f"{where}: {done.stdout}"
+
+
 def _seed() -> int:
     fixed = os.environ.get("TIMEBANK_CRASH_SEED")
     return int(fixed) if fixed else random.SystemRandom().randrange(2**32)
@@ -223,6 +237,8 @@ def test_a_kill_at_any_moment_loses_nothing_acknowledged(
         acks = writer.acks()
         killed_with_acks += bool(acks)
         committed = _check(settings, writer, committed, where)
+        if VERIFY_EACH and committed:
+            _cli_verify(env, len(committed), where)
         print(f"  run {run:2d}: {mode:6s} {moment:28s} acks={len(acks):4d} size={len(committed)}")
 
     # A last writer retries what the last killed one lost, appends a little, and exits cleanly.
@@ -238,13 +254,7 @@ def test_a_kill_at_any_moment_loses_nothing_acknowledged(
     committed = _check(Settings.from_env(env), writer, committed, f"seed={seed} final run")
     assert len(committed) >= 5 * THREADS
 
-    cli = Path(sys.executable).with_name("timebank")
-    cmd = [str(cli)] if cli.exists() else [sys.executable, "-m", "api.cli"]
-    done = subprocess.run(
-        [*cmd, "verify"], cwd=REPO, env=env, capture_output=True, text=True, timeout=WAIT_LIMIT
-    )
-    assert done.returncode == 0, f"seed={seed}: timebank verify:\n{done.stdout}{done.stderr}"
-    assert done.stdout.startswith(f"OK: {len(committed)} entries"), done.stdout
+    _cli_verify(env, len(committed), f"seed={seed} final run")
 
     assert killed_with_acks > 0 and key_creations > 0
     print(
