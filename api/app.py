@@ -33,7 +33,7 @@ from api.care_routes import CARE_CONTROLLERS
 from api.idempotency import OPENAPI_KEY_PARAMETER, OPENAPI_REPLAYED_HEADER, IdempotencyMiddleware
 from api.log_routes import LogController
 from api.problems import EXCEPTION_HANDLERS
-from api.schemas import InputSchemaPlugin
+from api.schemas import InputSchemaPlugin, StrictJSONRequest
 from audit.trail import AuditTrail
 from care.service import CareService
 from ledger.config import ConfigError, Settings
@@ -174,6 +174,7 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
         template_config=TEMPLATES,
         exception_handlers=EXCEPTION_HANDLERS,
         plugins=[InputSchemaPlugin()],
+        request_class=StrictJSONRequest,
         openapi_config=OpenAPIConfig(
             title="Timebank",
             version="0.1.0",

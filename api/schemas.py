@@ -9,6 +9,8 @@ from typing import Any
 import msgspec
 from litestar._openapi.schema_generation import SchemaCreator
 from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
+from litestar.connection import Request
+from litestar.exceptions import ValidationException
 from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import Schema
 from litestar.typing import FieldDefinition
@@ -26,6 +28,26 @@ from accounts.service import MemberView
 
 class Input(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Base of request bodies: unknown fields are an error, not silently dropped."""
+
+
+class StrictJSONRequest(Request[Any, Any, Any]):
+    """Bodies are checked strictly: ``"60"`` and ``60.0`` are not integers, ``0`` not a boolean.
+
+    Litestar converts a body to its route's type with msgspec's lax rules (``strict=False``,
+    needed for path and query strings); the body is checked against that type strictly first.
+    """
+
+    async def json(self) -> Any:
+        value = await super().json()
+        data = self.route_handler.parsed_data_field
+        if data is not None and not data.is_union and data.is_subclass_of(Input):
+            try:
+                msgspec.convert(value, type=data.annotation, strict=True)
+            except msgspec.ValidationError as exc:
+                raise ValidationException(
+                    str(exc), extra=[{"message": str(exc), "key": "data", "source": "body"}]
+                ) from None
+        return value
 
 
 class InputSchemaPlugin(StructSchemaPlugin):

@@ -8,8 +8,8 @@ fuzzing phases, positive and negative, and every response must pass:
 
 - ``not_a_server_error``: bad input is a 4xx, never a 5xx;
 - the conformance checks: status code, content type, headers and body are the documented ones;
-- ``negative_data_rejection``: input that breaks the schema is refused with a 4xx (one known
-  exception, lax JSON scalars, is spelled out below and kept visible by an xfail);
+- ``negative_data_rejection``: input that breaks the schema is refused with a 4xx (JSON scalars
+  included: ``"60"`` and ``60.0`` are not integers, ``0`` and ``"true"`` not booleans);
 - :func:`problem_details`: every 4xx is ``application/problem+json`` with ``type``, ``title``,
   ``status`` (the HTTP status) and ``detail``, and an ``invalid-parameter`` names its ``field``.
 
@@ -23,7 +23,6 @@ own and its operations run in one xdist group, in a fixed order, so a run is det
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -34,16 +33,12 @@ from typing import Any
 
 import httpx
 import hypothesis
-import msgspec
 import pytest
 import schemathesis
 from hypothesis import HealthCheck
-from litestar import Litestar
-from litestar.routes import HTTPRoute
 from litestar.testing import TestClient
 from schemathesis import APIOperation, CheckContext, GenerationMode, Response
 from schemathesis import Case as AnyCase
-from schemathesis.core.failures import AcceptedNegativeData, FailureGroup
 
 from accounts.errors import AuthenticationError
 from api.app import create_app
@@ -130,50 +125,6 @@ CHECKS = [
     schemathesis.checks.negative_data_rejection,
     problem_details,
 ]
-
-
-# ------------------------------------------------------------------ known issue: lax JSON scalars
-#
-# Litestar converts request bodies with msgspec's lax rules (``strict=False``), so a JSON body
-# that breaks the documented types only by a scalar msgspec coerces (``0``/``1`` or ``"true"``
-# for a boolean, ``"60"`` or ``60.0`` for an integer) is accepted: ``POST /v1/policy`` with
-# ``{"gifts_allowed": 0}`` answers 200. ``negative_data_rejection`` lets exactly those cases
-# pass (decoding the bytes sent strictly fails, laxly succeeds); every other schema-breaking
-# input must still be refused. ``test_lax_json_scalars_are_refused`` is the reminder: it starts
-# passing (and fails as XPASS) once bodies are decoded strictly; then delete this tolerance.
-
-
-def body_types(app: Litestar) -> dict[str, Any]:
-    """``"POST /v1/policy"`` → the type a route decodes its JSON body into."""
-    types: dict[str, Any] = {}
-    for route in app.routes:
-        if not isinstance(route, HTTPRoute):
-            continue
-        path = re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)
-        for handler in route.route_handlers:
-            data = handler.parsed_fn_signature.parameters.get("data")
-            if data is not None:
-                types.update(
-                    {f"{method} {path}": data.annotation for method in handler.http_methods}
-                )
-    return types
-
-
-def accepted_only_by_lax_decoding(case: Case, sent: bytes, types: dict[str, Any]) -> bool:
-    target = types.get(f"{case.method.upper()} {case.path}")
-    if target is None:
-        return False
-    try:
-        msgspec.json.decode(sent, type=target, strict=True)
-    except msgspec.ValidationError:
-        try:
-            msgspec.json.decode(sent, type=target, strict=False)
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            return False
-        return True
-    except msgspec.DecodeError:
-        return False
-    return False
 
 
 # ------------------------------------------------------------------ the worlds under test
@@ -337,14 +288,7 @@ def run_case(w: World, case: Case, caller: str | None) -> None:
     aim(case, known_values(w))
     headers = {"Authorization": f"Bearer {token_for(w, caller, case)}"} if caller else {}
     response = send(w, case, headers)
-    try:
-        case.validate_response(response, checks=CHECKS, headers=headers)
-    except FailureGroup as group:
-        lax = all(isinstance(f, AcceptedNegativeData) for f in group.exceptions)
-        if not lax or not accepted_only_by_lax_decoding(
-            case, response.request.content, body_types(w.client.app)
-        ):
-            raise
+    case.validate_response(response, checks=CHECKS, headers=headers)
 
 
 # One world, one xdist group and one fixed order of operations per caller: runs repeat exactly.
@@ -361,11 +305,22 @@ def test_api(case: Case, caller: str | None, worlds: Callable[[str], World]) -> 
     run_case(worlds(caller or "anonymous"), case, caller)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="Litestar decodes JSON bodies laxly (see 'known issue' above)"
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"gifts_allowed": 0}, "gifts_allowed"),
+        ({"gifts_allowed": "true"}, "gifts_allowed"),
+        ({"redemption_age": "60"}, "redemption_age"),
+        ({"redemption_age": 60.0}, "redemption_age"),
+    ],
 )
-def test_lax_json_scalars_are_refused(worlds: Callable[[str], World]) -> None:
-    w = worlds("known-issue")
-    for body in ({"gifts_allowed": 0}, {"redemption_age": "60"}):
-        response = w.client.post("/v1/policy", headers=w.as_(ADMIN), json=body)
-        assert response.status_code == 400, (body, response.text)
+def test_json_scalars_are_decoded_strictly(
+    body: dict[str, Any], field: str, worlds: Callable[[str], World]
+) -> None:
+    """Litestar's lax conversion would take these; the app refuses them, naming the field."""
+    w = worlds("strict-json")
+    response = w.client.post("/v1/policy", headers=w.as_(ADMIN), json=body)
+    assert response.status_code == 400, (body, response.text)
+    assert response.json()["field"] == field
+    strict = {"gifts_allowed": True} if field == "gifts_allowed" else {"redemption_age": 60}
+    assert w.client.post("/v1/policy", headers=w.as_(ADMIN), json=strict).status_code == 200
