@@ -1095,9 +1095,7 @@ class CareService:
             raise Forbidden("only staff of the record's organisation verify it")
         self.accounts.require_second_factor(principal)
         if record.status is not RecordStatus.CONFIRMED:
-            raise WrongState(
-                f"record is {record.status}; it must be confirmed by the served side first"
-            )
+            raise WrongState(_why_not_verifiable(record.status))
         if record.confirmed_by == principal.user_id:
             raise SelfVerification(
                 "whoever confirmed the service for the elder cannot also verify it"
@@ -1702,3 +1700,12 @@ def _positive(minutes: int) -> None:
 
 def _age(born: date, today: date) -> int:
     return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+
+
+def _why_not_verifiable(status: RecordStatus) -> str:
+    """Tells staff what to do next: a verified record has already deposited its minutes."""
+    if status is RecordStatus.VERIFIED:
+        return "record is already verified; its minutes were deposited"
+    if status is RecordStatus.REJECTED:
+        return "record is rejected; it cannot be verified"
+    return f"record is {status}; it must be confirmed by the served side first"

@@ -207,6 +207,13 @@ def test_the_life_of_an_hour(world: World) -> None:
     verified = ok(w.client.post(f"/v1/records/{record['id']}/verify", headers=w.as_("staff-a-2fa")))
     assert verified["status"] == "verified" and verified["deposit_minutes"] == 90
     assert balance(w, "vol-a") == (90, 0)
+    again = refused(
+        w.client.post(f"/v1/records/{record['id']}/verify", headers=w.as_("staff-a-2fa")),
+        409,
+        "wrong-state",
+    )
+    assert again["detail_en"] == "record is already verified; its minutes were deposited"
+    assert balance(w, "vol-a") == (90, 0)
     deposit = json.loads(w.log.leaves(verified["deposit_seq"], verified["deposit_seq"] + 1)[0].data)
     assert deposit["kind"] == "deposit" and deposit["body"]["record"] == record["digest"]
     assert deposit["signatures"][0] == {"role": "volunteer", "key": device["id"], "sig": signature}
