@@ -99,12 +99,16 @@ def verified_hour(w: World) -> int:
     )
     principal = w.accounts.principal_for_user(w.ids["staff-a"])
     secret, _ = w.accounts.begin_totp(principal)
-    now = int(datetime.now(UTC).timestamp() // 30)
-    w.accounts.confirm_totp(principal, totp.code_at(secret, now - 1))
+    step = int(datetime.now(UTC).timestamp() // 30)  # this step to enrol, the next to log in
+    w.accounts.confirm_totp(principal, totp.code_at(secret, step))
     staff = ok(
         w.client.post(
             "/v1/auth/login",
-            json={"username": "staff-a", "password": PASSWORD, "totp": totp.code_at(secret, now)},
+            json={
+                "username": "staff-a",
+                "password": PASSWORD,
+                "totp": totp.code_at(secret, step + 1),
+            },
         )
     )["token"]
     start = (datetime.now(UTC) - timedelta(hours=3)).replace(microsecond=0)

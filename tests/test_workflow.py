@@ -69,11 +69,13 @@ def world(settings: Settings, log: Log) -> Iterator[World]:
 def _totp_session(w: World, who: str) -> str:
     principal = w.accounts.principal_for_user(w.ids[who])
     secret, _ = w.accounts.begin_totp(principal)
-    now = datetime.now(UTC).timestamp()
-    w.accounts.confirm_totp(principal, totp.code_at(secret, int(now // 30) - 1))
+    # Enrol with this step's code and log in with the next one: both stay within the accepted
+    # drift even when a 30-second boundary passes in between (the previous step's code did not).
+    step = int(datetime.now(UTC).timestamp() // 30)
+    w.accounts.confirm_totp(principal, totp.code_at(secret, step))
     login = w.client.post(
         "/v1/auth/login",
-        json={"username": who, "password": PASSWORD, "totp": totp.code_at(secret, int(now // 30))},
+        json={"username": who, "password": PASSWORD, "totp": totp.code_at(secret, step + 1)},
     )
     assert login.status_code == 200, login.text
     return str(login.json()["token"])
