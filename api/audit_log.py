@@ -18,7 +18,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from accounts.errors import AccountsError
 from accounts.model import Principal
 from accounts.service import AccountsService
-from api.auth import PRINCIPAL_STATE_KEY, authenticate
+from api.auth import ON_BEHALF_STATE_KEY, PRINCIPAL_STATE_KEY, authenticate
 from api.idempotency import read_body, replaying, send_problem
 from audit.trail import AuditTrail
 from web.security import session_cookie_token
@@ -195,8 +195,13 @@ class AuditMiddleware(ASGIMiddleware):
         body = body if isinstance(body, dict) else {}
         try:
             actor, role, bank, member = _actor(accounts, scope, body)
-            on_behalf = next(
-                (str(body[f]) for f in ON_BEHALF_FIELDS if isinstance(body.get(f), str)), None
+            told = scope.get("state", {}).get(ON_BEHALF_STATE_KEY)
+            on_behalf = (
+                told
+                if isinstance(told, str)
+                else next(
+                    (str(body[f]) for f in ON_BEHALF_FIELDS if isinstance(body.get(f), str)), None
+                )
             )
             objects = [str(v) for v in scope.get("path_params", {}).values()]
             client = scope.get("client") or ("unknown", 0)

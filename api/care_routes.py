@@ -17,6 +17,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from accounts.model import Principal
 from api.accounts_routes import AUTH, Id
+from api.auth import ON_BEHALF_STATE_KEY
 from api.problems import IdempotencyKeyRequired
 from api.schemas import Input, problems
 from care.model import Policy, ServiceRecord, ServiceRequest, ServiceType
@@ -483,10 +484,17 @@ class RecordController(Controller):
 
     @post("/{record_id:str}/confirm", status_code=HTTP_200_OK, sync_to_thread=True, responses=ERR)
     def confirm(
-        self, state: State, principal: P, record_id: Id, data: JSONBody[ConfirmIn]
+        self,
+        request: Request[Any, Any, State],
+        principal: P,
+        record_id: Id,
+        data: JSONBody[ConfirmIn],
     ) -> RecordOut:
         """The served side confirms (elder, family, staff for the elder, or a code)."""
-        return record_out(care(state).confirm(principal, record_id, data.confirmation_code))
+        record = care(request.app.state).confirm(principal, record_id, data.confirmation_code)
+        if record.elder_id != principal.member_id:  # a proxy or staff acted for the elder
+            request.scope["state"][ON_BEHALF_STATE_KEY] = record.elder_id
+        return record_out(record)
 
     @post("/{record_id:str}/verify", status_code=HTTP_200_OK, sync_to_thread=True, responses=ERR)
     def verify(self, state: State, principal: P, record_id: Id) -> RecordOut:

@@ -588,3 +588,20 @@ def test_request_notes_reach_only_the_people_serving_the_elder(world: World) -> 
     assert notes("elder-a")[0] == "复查心脏" and notes("staff-a")[0] == "复查心脏"
     ok(w.client.post(f"{path}/claim", headers=w.as_("vol-b")))
     assert notes("vol-b") == ["复查心脏", "复查心脏"]  # now assigned to them
+
+
+def test_a_confirmation_for_the_elder_names_her_in_the_audit_trail(world: World) -> None:
+    w = world
+    by_staff = ok(log_record(w, "vol-a", "elder-a", 5, 4), 201)
+    by_herself = ok(log_record(w, "vol-a", "elder-a", 3, 2), 201)
+    for record, who in ((by_staff, "staff-a"), (by_herself, "elder-a")):
+        ok(w.client.post(f"/v1/records/{record['id']}/confirm", headers=w.as_(who), json={}))
+    events = [
+        e
+        for e in w.client.app.state.audit.all_events()
+        if e.action == "POST /v1/records/{record_id}/confirm"
+    ]
+    assert [(e.objects, e.on_behalf) for e in events] == [
+        ((by_staff["id"],), w.ids["elder-a"]),  # staff acted for her
+        ((by_herself["id"],), None),  # she confirmed herself
+    ]
