@@ -1042,20 +1042,15 @@ class CareService:
 
     def _mark_confirmed(self, record: ServiceRecord, by: str, as_: ConfirmedAs) -> ServiceRecord:
         with self.store.transaction() as tx:
-            changed = tx.conn.execute(
-                update(service_records)
-                .where(
-                    service_records.c.id == record.id,
-                    service_records.c.status == RecordStatus.LOGGED.value,
-                )
-                .values(
-                    status=RecordStatus.CONFIRMED.value,
-                    confirmed_by=by,
-                    confirmed_as=as_.value,
-                    confirmed_at=self.clock(),
-                )
-            ).rowcount
-            if changed != 1:
+            if not _move_record(
+                tx,
+                record.id,
+                RecordStatus.LOGGED,
+                status=RecordStatus.CONFIRMED.value,
+                confirmed_by=by,
+                confirmed_as=as_.value,
+                confirmed_at=self.clock(),
+            ):
                 raise WrongState("record was confirmed or rejected meanwhile")
             if record.request_id is not None:
                 _complete_request(tx, record.request_id)
@@ -1105,19 +1100,15 @@ class CareService:
         # verified (and is refused) instead of rejecting a record whose deposit is posted.
         verifier = principal.user_id or ""
         with self.store.transaction() as tx:
-            changed = tx.conn.execute(
-                update(service_records)
-                .where(
-                    service_records.c.id == record.id,
-                    service_records.c.status == RecordStatus.CONFIRMED.value,
-                )
-                .values(
-                    status=RecordStatus.VERIFIED.value,
-                    verified_by=verifier,
-                    verified_at=self.clock(),
-                )
-            ).rowcount
-        if changed != 1:
+            moved = _move_record(
+                tx,
+                record.id,
+                RecordStatus.CONFIRMED,
+                status=RecordStatus.VERIFIED.value,
+                verified_by=verifier,
+                verified_at=self.clock(),
+            )
+        if not moved:
             raise WrongState("record was verified or rejected meanwhile")
         try:
             self._post_deposit(record, verifier)
@@ -1184,15 +1175,10 @@ class CareService:
             )
         )
         with self.store.transaction() as tx:
-            changed = tx.conn.execute(
-                update(service_records)
-                .where(
-                    service_records.c.id == record.id,
-                    service_records.c.status == RecordStatus.VERIFIED.value,
-                )
-                .values(deposit_seq=result.seq, deposit_minutes=amount)
-            ).rowcount
-        if changed != 1:
+            noted = _move_record(
+                tx, record.id, RecordStatus.VERIFIED, deposit_seq=result.seq, deposit_minutes=amount
+            )
+        if not noted:
             raise WrongState(f"record {record.id} left 'verified' while its deposit was posted")
 
     def reject(self, principal: Principal, record_id: str, reason: str) -> ServiceRecord:
@@ -1206,20 +1192,15 @@ class CareService:
             raise WrongState(f"record is {record.status}")
         refund: ServiceRequest | None = None
         with self.store.transaction() as tx:
-            changed = tx.conn.execute(
-                update(service_records)
-                .where(
-                    service_records.c.id == record.id,
-                    service_records.c.status == record.status.value,
-                )
-                .values(
-                    status=RecordStatus.REJECTED.value,
-                    rejected_reason=text,
-                    verified_by=principal.user_id,
-                    verified_at=self.clock(),
-                )
-            ).rowcount
-            if changed != 1:
+            if not _move_record(
+                tx,
+                record.id,
+                record.status,
+                status=RecordStatus.REJECTED.value,
+                rejected_reason=text,
+                verified_by=principal.user_id,
+                verified_at=self.clock(),
+            ):
                 raise WrongState("record was verified or rejected meanwhile")
             if record.request_id is not None:
                 request = _locked_request(tx, record.request_id)
@@ -1269,9 +1250,13 @@ class CareService:
                     service_records.c.deposit_seq.is_(None),
                 )
             ]
+        kinds = ("reserve", "release", "redeem", "refund")
+        wanted = [f"{k}:{r.id}" for r in requests for k in kinds]
+        posted: dict[str, Entry] = {}
+        for start in range(0, len(wanted), 1000):  # a bounded IN list per read
+            posted.update(self.ledger.entries_by_id(wanted[start : start + 1000]))
         for request in requests:
-            ids = [f"{kind}:{request.id}" for kind in ("reserve", "release", "redeem", "refund")]
-            posted = self.ledger.entries_by_id(ids)
+            ids = [f"{kind}:{request.id}" for kind in kinds]
             reserve = posted.get(ids[0])
             if reserve is None or ids[1] in posted or ids[2] in posted:
                 continue
@@ -1644,6 +1629,18 @@ def _require_active(member: Member, field: str) -> None:
     """The one rule every use case applies: only approved members take part."""
     if member.status is not MemberStatus.ACTIVE:
         raise MemberNotActive(f"member {member.id} is {member.status}, not active", field=field)
+
+
+def _move_record(tx: Tx, record_id: str, expected: RecordStatus, **values: Any) -> bool:
+    """Change a record only if it is still ``expected``: whether it was (the compare-and-set
+    that keeps racing confirmations, verifications and rejections from overwriting each
+    other)."""
+    changed = tx.conn.execute(
+        update(service_records)
+        .where(service_records.c.id == record_id, service_records.c.status == expected.value)
+        .values(**values)
+    ).rowcount
+    return bool(changed == 1)
 
 
 def _locked_request(tx: Tx, request_id: str) -> ServiceRequest:
