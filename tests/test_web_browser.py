@@ -51,7 +51,7 @@ def sign_up_pending(page: Page) -> None:
 
 def pages_for(who: str | None) -> list[str]:
     if who is None:
-        return ["/login", "/register", "/no-such-page"]
+        return ["/login", "/register", "/transparency", "/no-such-page"]
     if who == "volunteer":
         return ["/", "/account", "/volunteer", "/volunteer/hours", "/volunteer/give"]
     return ["/", "/account", "/volunteer"]  # the last one refuses them, with a page

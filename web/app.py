@@ -22,6 +22,7 @@ from accounts.errors import AccountsError
 from care.errors import CareError
 from web.i18n import gettext_for
 from web.pages import PAGE_HANDLERS, error_page, language_of, render
+from web.public import PUBLIC_HANDLERS
 from web.volunteer import VOLUNTEER_HANDLERS
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -63,7 +64,7 @@ async def service_worker() -> File:
 def web_routes() -> list[ControllerRouterHandler]:
     pages = Router(
         path="/",
-        route_handlers=[*PAGE_HANDLERS, *VOLUNTEER_HANDLERS, service_worker],
+        route_handlers=[*PAGE_HANDLERS, *VOLUNTEER_HANDLERS, *PUBLIC_HANDLERS, service_worker],
         exception_handlers=PAGE_ERRORS,
     )
     static = create_static_files_router(

@@ -1,0 +1,172 @@
+"""The public transparency page in a real browser: the latest checkpoint and the log's key
+without a login, and the receipt checker that verifies in the browser. A real receipt verifies;
+a changed index, a changed entry byte, a wrong key and a forged signature are refused with the
+reason; and every answer is the one ``timebank audit receipt`` gives for the same file. Without
+JavaScript the server runs the auditor's check and says so. axe-core on every state of the
+page, both languages."""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page
+
+from ledger.note import Signer
+from tests.web_browser import (
+    DemoServer,
+    Watch,
+    axe_violations,
+    launch_chromium,
+    phone_context,
+    start_demo_server,
+)
+
+pytestmark = pytest.mark.xdist_group("browser")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
+    yield from start_demo_server(tmp_path_factory.mktemp("public-demo"))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    yield from launch_chromium()
+
+
+def fetch(server: DemoServer, path: str) -> str:
+    with urllib.request.urlopen(server.url + path, timeout=10) as answer:
+        return str(answer.read().decode())
+
+
+def deposit_receipt(server: DemoServer) -> tuple[int, str]:
+    """A real receipt, as the server serves it, for the first deposit of the demo log."""
+    size = int(json.loads(fetch(server, "/healthz"))["tree_size"])
+    leaves = json.loads(fetch(server, f"/v1/log/leaves?start={max(size - 60, 0)}&end={size}"))
+    for leaf in leaves["leaves"]:
+        entry = json.loads(base64.b64decode(leaf["data"]))
+        if entry["kind"] == "deposit":
+            return int(leaf["index"]), fetch(server, f"/v1/log/receipt?index={leaf['index']}")
+    raise AssertionError("the demo log has no deposit")
+
+
+def variants(server: DemoServer) -> dict[str, tuple[str, str]]:
+    """name -> (receipt text, verifier key): the real one and four that must be refused."""
+    key = fetch(server, "/v1/log/key").strip()
+    index, real = deposit_receipt(server)
+    lines = real.split("\n")
+    extra_line = next(i for i, line in enumerate(lines) if line.startswith("extra "))
+    leaf = base64.b64decode(lines[extra_line][6:])
+    changed = leaf.replace(b'"time":"20', b'"time":"19', 1)
+    assert changed != leaf
+    entry_changed = list(lines)
+    entry_changed[extra_line] = "extra " + base64.b64encode(changed).decode()
+    signature_line = next(i for i, line in enumerate(lines) if line.startswith("— "))
+    name, sig = lines[signature_line][2:].split(" ")
+    raw = bytearray(base64.b64decode(sig))
+    raw[10] ^= 0x01  # a bit of the Ed25519 signature, after the 4-byte key id
+    forged = list(lines)
+    forged[signature_line] = f"— {name} {base64.b64encode(bytes(raw)).decode()}"
+    wrong_key = Signer.generate(key.split("+")[0]).verifier.to_text()
+    return {
+        "real": (real, key),
+        "index": (real.replace(f"\nindex {index}\n", f"\nindex {index + 1}\n"), key),
+        "entry": ("\n".join(entry_changed), key),
+        "key": (real, wrong_key),
+        "signature": ("\n".join(forged), key),
+    }
+
+
+EXPECTED = {
+    "real": set(),
+    "index": {"seq", "inclusion"},
+    "entry": {"inclusion"},
+    "key": {"unsigned"},
+    "signature": {"signature"},
+}
+
+
+def check_in_browser(page: Page, receipt: str, key: str) -> tuple[str, set[str], str]:
+    page.fill("#receipt", receipt)
+    page.fill("#key", key)
+    page.click("#receipt-form button[type=submit]")
+    result = page.locator("#browser-result")
+    result.wait_for()
+    reasons = set((result.get_attribute("data-reasons") or "").split())
+    return str(result.get_attribute("data-verdict")), reasons, result.inner_text()
+
+
+def cli_verdict(server: DemoServer, tmp: Path, name: str, receipt: str, key: str) -> str:
+    path = tmp / f"{name}.txt"
+    path.write_text(receipt, encoding="utf-8")
+    done = server.cli("audit", "receipt", str(path), "--key", key)
+    assert done.returncode in (0, 1), done.stderr
+    return "ok" if done.returncode == 0 else "refused"
+
+
+@pytest.mark.parametrize("lang", ["zh-CN", "en"])
+def test_receipts_checked_in_the_browser_agree_with_the_cli(
+    server: DemoServer, browser: Browser, lang: str, tmp_path: Path
+) -> None:
+    context = phone_context(browser, server, lang)
+    page = context.new_page()
+    watch = Watch(server.url)
+    watch.attach(page)
+    checks: list[str] = []
+    page.on("request", lambda r: checks.append(r.url) if r.method == "POST" else None)
+    page.goto("/login")
+    page.click("a[href='/transparency']")
+    assert page.locator("#log-key").inner_text().strip() == fetch(server, "/v1/log/key").strip()
+    assert int(page.locator("#tree-size").inner_text()) >= 60
+    page.wait_for_selector("#receipt-form[data-ready='1']")
+    found = {}
+    for name, (receipt, key) in variants(server).items():
+        verdict, reasons, text = check_in_browser(page, receipt, key)
+        assert verdict == cli_verdict(server, tmp_path, name, receipt, key), (name, text)
+        assert verdict == ("ok" if name == "real" else "refused"), (name, text)
+        assert reasons == EXPECTED[name], (name, text)
+        if name == "real":
+            assert ("存入" if lang == "zh-CN" else "deposit") in text
+            assert ("服务器" if lang == "zh-CN" else "server was not") in text
+        violations = axe_violations(page)
+        if violations:
+            found[name] = violations
+    assert checks == []  # nothing was sent to the server to check
+    assert watch.foreign == [] and watch.csp == []
+    assert found == {}, json.dumps(found, ensure_ascii=False, indent=1)
+    context.close()
+
+
+def test_the_no_javascript_check_is_the_servers_and_says_so(
+    server: DemoServer, browser: Browser
+) -> None:
+    context = browser.new_context(java_script_enabled=False, base_url=server.url, locale="en")
+    context.add_cookies([{"name": "tb_lang", "value": "en", "url": server.url}])
+    page = context.new_page()
+    cases = variants(server)
+    for name in ("real", "signature"):
+        receipt, key = cases[name]
+        page.goto("/transparency")
+        page.fill("#receipt", receipt)
+        page.fill("#key", key)
+        page.click("#receipt-form button[type=submit]")
+        result = page.locator("#server-result").inner_text()
+        assert "ran on the server" in result
+        assert ("The receipt is valid." in result) == (name == "real"), result
+    context.close()
+
+
+def test_a_garbled_paste_is_refused_with_the_reason(server: DemoServer, browser: Browser) -> None:
+    context = phone_context(browser, server, "en")
+    page = context.new_page()
+    page.goto("/transparency")
+    page.wait_for_selector("#receipt-form[data-ready='1']")
+    verdict, reasons, text = check_in_browser(page, "hello", page.input_value("#key"))
+    assert (verdict, reasons) == ("refused", {"format"})
+    assert "not a c2sp.org/tlog-proof@v1 receipt" in text
+    context.close()
