@@ -593,6 +593,22 @@ class TransferController(Controller):
         return reversal_out(care(state).approve_reversal(principal, reversal_id))
 
 
+class PoolOut(msgspec.Struct):
+    bank: str
+    minutes: int
+
+
+class PoolController(Controller):
+    path = "/v1/pool"
+    tags = ["balances"]
+    dependencies = AUTH
+
+    @get("/", sync_to_thread=True, responses=problems(401, 403))
+    def pool(self, state: State, principal: P) -> PoolOut:
+        """The bank's pool (公益池) balance, for bank admins and auditors."""
+        return PoolOut(principal.bank_id, care(state).pool_balance(principal))
+
+
 class BalanceController(Controller):
     path = "/v1/members/{member_id:str}"
     tags = ["balances"]
@@ -652,5 +668,6 @@ CARE_CONTROLLERS = [
     RequestController,
     RecordController,
     TransferController,
+    PoolController,
     BalanceController,
 ]

@@ -1516,6 +1516,14 @@ class CareService:
             member.id, held[member.ledger_account], held[hold_account(member.ledger_account)]
         )
 
+    def pool_balance(self, principal: Principal) -> int:
+        """Minutes in the bank's pool (公益池): what grants to priority elders can draw on.
+        For bank administrators, who grant from it, and auditors."""
+        if not (principal.is_bank_admin or principal.has(Role.AUDITOR)):
+            raise Forbidden("the pool's balance is for bank administrators and auditors")
+        pool = system_account(principal.bank_id, POOL)
+        return self.ledger.balances([pool])[pool]
+
     def _readable_member(self, principal: Principal, member_id: str) -> Member:
         if principal.is_partner:
             if "read_points" not in principal.partner_scopes:
