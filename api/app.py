@@ -147,6 +147,7 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
         app.state.accounts = services.accounts
         app.state.care = services.care
         app.state.audit = services.audit
+        app.state.data_dir = settings.data_dir
         app.state.principals = PrincipalCache()
         services.start_sealing(seal_interval(os.environ))
         try:

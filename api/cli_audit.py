@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from audit import last_run
 from audit.auditor import (
     AuditError,
     AuditReport,
@@ -24,6 +25,7 @@ from audit.witness import (
     load_witness_key,
     parse_log_keys,
 )
+from ledger.config import Settings
 from ledger.errors import LedgerError
 
 # ---------------------------------------------------------------- audit
@@ -102,6 +104,12 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     except (AuditError, OSError) as exc:
         print(f"timebank audit verify: {exc}", file=sys.stderr)
         return 2
+    if args.record:
+        data_dir = Settings.from_env().data_dir
+        recorded = last_run.record(
+            data_dir, report.ok, args.url or str(Path(args.bundle).resolve()), list(report.lines())
+        )
+        print(f"recorded for the auditors' page: {recorded}", file=sys.stderr)
     return _print(report)
 
 
@@ -244,6 +252,12 @@ def register_audit_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
         "--require-audit",
         action="store_true",
         help="fail if there are no audit events to check (exported or run without --token)",
+    )
+    verify.add_argument(
+        "--record",
+        action="store_true",
+        help="also keep the result in $TIMEBANK_DATA_DIR for the auditors' web page "
+        "(run it on the server)",
     )
     _add_policy(verify)
     verify.set_defaults(func=cmd_audit_verify)
