@@ -20,6 +20,8 @@ from litestar.types import ControllerRouterHandler, ExceptionHandlersMap
 
 from accounts.errors import AccountsError
 from care.errors import CareError
+from web.auditor import AUDITOR_HANDLERS
+from web.console import CONSOLE_HANDLERS
 from web.i18n import gettext_for
 from web.pages import PAGE_HANDLERS, error_page, language_of, render
 from web.public import PUBLIC_HANDLERS
@@ -64,7 +66,14 @@ async def service_worker() -> File:
 def web_routes() -> list[ControllerRouterHandler]:
     pages = Router(
         path="/",
-        route_handlers=[*PAGE_HANDLERS, *VOLUNTEER_HANDLERS, *PUBLIC_HANDLERS, service_worker],
+        route_handlers=[
+            *PAGE_HANDLERS,
+            *VOLUNTEER_HANDLERS,
+            *PUBLIC_HANDLERS,
+            *CONSOLE_HANDLERS,
+            *AUDITOR_HANDLERS,
+            service_worker,
+        ],
         exception_handlers=PAGE_ERRORS,
     )
     static = create_static_files_router(

@@ -155,6 +155,10 @@ def home(request: Request[Any, Any, State]) -> Template | Redirect:
     status = member_status(request, principal)
     if status is MemberStatus.PENDING or status is MemberStatus.REJECTED:
         return render(request, "pending.html", principal, rejected=status is MemberStatus.REJECTED)
+    if principal.is_bank_admin:  # the bank's console (web/console.py)
+        return Redirect("/console", status_code=303)
+    if principal.has(Role.AUDITOR):  # the auditor's page (web/auditor.py)
+        return Redirect("/audit", status_code=303)
     return render(request, "home.html", principal)
 
 
