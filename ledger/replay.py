@@ -66,6 +66,21 @@ class Problem:
         return None
 
 
+@dataclass
+class Findings:
+    """Every problem a check found, in order. The base of the operator's ``ledger.verify``
+    report and the auditor's report, so both say ``ok`` and list problems the same way."""
+
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def add(self, where: str, message: str) -> None:
+        self.problems.append(Problem(where, message))
+
+
 # ---------------------------------------------------------------- decoding leaves fast
 
 _FIELDS = frozenset({"v", "seq", "prev", "time", "kind", "id", "postings", "body", "signatures"})

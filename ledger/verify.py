@@ -20,32 +20,26 @@ Checks, each reported with where it failed (``seq N``, ``checkpoint N``, ``node 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ledger.entry import Posting
 from ledger.errors import LedgerError
 from ledger.merkle import EMPTY_ROOT, node_hash
 from ledger.note import Checkpoint, Note, Verifier
-from ledger.replay import Problem, Replay
+from ledger.replay import Findings, Problem, Replay
 from ledger.storage import LedgerStore, Snapshot
 
 __all__ = ["Problem", "Report", "format_report", "verify_store"]
 
 
 @dataclass
-class Report:
+class Report(Findings):
+    """The operator's check of its own store (``timebank verify``)."""
+
     entries: int = 0
     checkpoints: int = 0
     accounts: int = 0
     root: bytes = EMPTY_ROOT
-    problems: list[Problem] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def add(self, where: str, message: str) -> None:
-        self.problems.append(Problem(where, message))
 
     def summary(self) -> str:
         if self.ok:
