@@ -78,9 +78,9 @@ from accounts.storage import (
     utc,
 )
 from accounts.tokens import PARTNER_PREFIX, SESSION_PREFIX, new_id, new_secret, secret_hash
+from ledger import AppendResult
 from ledger.entry import EntryRequest
 from ledger.postings import member_account
-from ledger.sequencer import AppendResult
 
 BANK_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 USERNAME = re.compile(r"^[A-Za-z0-9._@+-]{3,64}$")

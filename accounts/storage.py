@@ -35,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Row
 
-from ledger.storage import make_engines, metadata
+from database import Database, metadata, opened
 
 ID = 32
 
@@ -320,16 +320,16 @@ class Tx:
 
 
 class AccountsStore:
-    def __init__(self, url: str) -> None:
-        self.writer, self.reader = make_engines(url)
+    def __init__(self, database: Database | str) -> None:
+        self.database, self._owned = opened(database)
+        self.writer, self.reader = self.database.writer, self.database.reader
         # Bumped by every write transaction, committed or not: what a reader caches from
         # these tables (who a token is) is stale once this moved.
         self.writes = 0
 
     def dispose(self) -> None:
-        self.writer.dispose()
-        if self.reader is not self.writer:
-            self.reader.dispose()
+        if self._owned:
+            self.database.dispose()
 
     def holds_personal_data(self) -> bool:
         with self.snapshot() as tx:

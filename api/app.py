@@ -33,7 +33,7 @@ from api.care_routes import CARE_CONTROLLERS
 from api.idempotency import OPENAPI_KEY_PARAMETER, OPENAPI_REPLAYED_HEADER, IdempotencyMiddleware
 from api.log_routes import LogController
 from api.problems import EXCEPTION_HANDLERS
-from api.schemas import InputSchemaPlugin, StrictJSONRequest
+from api.schemas import StrictJSONRequest, document_strict_inputs
 from audit.trail import AuditTrail
 from care.service import CareService
 from ledger.config import ConfigError, Settings
@@ -57,7 +57,8 @@ class Services:
     @classmethod
     def open(cls, settings: Settings, log: Log | None = None) -> Services:
         log = log or Log.open(settings)
-        store = AccountsStore(settings.database_url)
+        database = log.store.database  # one pool per process, shared by every store
+        store = AccountsStore(database)
         key_path = data_key_path(settings.data_dir)
         if not key_path.exists() and store.holds_personal_data():
             raise DataKeyError(
@@ -66,7 +67,7 @@ class Services:
             )
         protector = Protector(load_or_create_data_key(key_path))
         accounts = AccountsService(store, protector, log)
-        audit = AuditTrail(settings.database_url)
+        audit = AuditTrail(database)
         return cls(log, accounts, CareService(store, accounts, log), audit)
 
     def start_sealing(self, every_seconds: float) -> None:
@@ -139,6 +140,7 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        document_strict_inputs(app.openapi_schema)
         if log is None and settings.is_sqlite:
             settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             upgrade(settings.database_url)
@@ -174,7 +176,6 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
         request_max_body_size=MAX_BODY,  # JSON bodies here are a few hundred bytes
         template_config=TEMPLATES,
         exception_handlers=EXCEPTION_HANDLERS,
-        plugins=[InputSchemaPlugin()],
         request_class=StrictJSONRequest,
         openapi_config=OpenAPIConfig(
             title="Timebank",

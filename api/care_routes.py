@@ -22,8 +22,8 @@ from api.problems import IdempotencyKeyRequired
 from api.schemas import Input, problems
 from care.model import Policy, ServiceRecord, ServiceRequest, ServiceType
 from care.service import CareService
+from ledger import AppendResult
 from ledger.entry import canonical_json
-from ledger.sequencer import AppendResult
 
 Minutes = Annotated[int, msgspec.Meta(ge=1, le=10**9)]
 

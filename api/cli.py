@@ -10,44 +10,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from accounts.protection import DataKeyError
-from ledger.config import ConfigError, Settings
+from api.cli_setup import open_log, require_migrated, settings_from_env
 from ledger.errors import LedgerError
 from ledger.keys import load_signing_key
-from ledger.log import Log
 from ledger.note import Verifier
 from ledger.verify import format_report
 
 if TYPE_CHECKING:
-    from ledger.storage import LedgerStore
-
-
-def settings_from_env() -> Settings:
-    try:
-        return Settings.from_env()
-    except ConfigError as exc:
-        raise SystemExit(f"timebank: configuration error: {exc}") from exc
-
-
-def require_migrated(url: str) -> None:
-    from migrations.runner import current_revision, head_revision
-
-    current, head = current_revision(url), head_revision()
-    if current != head:
-        raise SystemExit(
-            f"timebank: the database is at revision {current or 'none'}, not {head}; "
-            "run `timebank migrate` first"
-        )
-
-
-def open_log(settings: Settings) -> Log:
-    """The log, migrating a SQLite database on the way (PostgreSQL must be migrated)."""
-    from migrations.runner import upgrade
-
-    if settings.is_sqlite:
-        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        upgrade(settings.database_url)
-    require_migrated(settings.database_url)
-    return Log.open(settings)
+    from ledger import LedgerStore
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -136,8 +106,7 @@ def cmd_key_show(_: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Read-only: creates no key, no directory and no database."""
-    from ledger.storage import LedgerStore
-    from ledger.verify import verify_store
+    from ledger import LedgerStore, verify_store
 
     settings = settings_from_env()
     if settings.is_sqlite and not Path(settings.database_url.removeprefix("sqlite:///")).exists():

@@ -7,13 +7,10 @@ from datetime import date, datetime
 from typing import Any
 
 import msgspec
-from litestar._openapi.schema_generation import SchemaCreator
-from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
 from litestar.connection import Request
 from litestar.exceptions import ValidationException
 from litestar.openapi import ResponseSpec
-from litestar.openapi.spec import Schema
-from litestar.typing import FieldDefinition
+from litestar.openapi.spec import OpenAPI, Schema
 
 from accounts.model import (
     DeviceKey,
@@ -50,21 +47,21 @@ class StrictJSONRequest(Request[Any, Any, Any]):
         return value
 
 
-class InputSchemaPlugin(StructSchemaPlugin):
+def document_strict_inputs(openapi: OpenAPI) -> None:
     """Documents request bodies as they are decoded: ``additionalProperties: false``.
 
-    Litestar's struct plugin (not exported publicly) ignores ``forbid_unknown_fields``.
+    Litestar's generator ignores msgspec's ``forbid_unknown_fields``; the generated document
+    is corrected once, at startup, before it is first served.
     """
-
-    def is_plugin_supported_field(self, field_definition: FieldDefinition) -> bool:
-        return not field_definition.is_union and field_definition.is_subclass_of(Input)
-
-    def to_openapi_schema(
-        self, field_definition: FieldDefinition, schema_creator: SchemaCreator
-    ) -> Schema:
-        schema = super().to_openapi_schema(field_definition, schema_creator)
-        schema.additional_properties = False
-        return schema
+    strict: set[str] = set()
+    pending = [Input]
+    while pending:
+        cls = pending.pop()
+        strict.add(cls.__name__)
+        pending.extend(cls.__subclasses__())
+    for schema in ((openapi.components and openapi.components.schemas) or {}).values():
+        if isinstance(schema, Schema) and schema.title in strict:
+            schema.additional_properties = False
 
 
 class Problem(msgspec.Struct, kw_only=True):

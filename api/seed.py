@@ -7,10 +7,10 @@ import random
 from collections.abc import Iterator
 from concurrent.futures import Future
 
+from ledger import AppendResult
 from ledger.entry import EntryRequest, Posting
 from ledger.log import Log
 from ledger.postings import ISSUANCE, POOL, REDEMPTION, system_account
-from ledger.sequencer import AppendResult
 
 DEMO_BANK = "demo"
 # The demo bank's catalogue: (code, Chinese name, English name, category, weight per mille)

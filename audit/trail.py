@@ -37,9 +37,9 @@ from sqlalchemy import (
     text,
 )
 
+from database import Database, metadata, opened
+from ledger import AppendResult
 from ledger.entry import EntryRequest, canonical_json
-from ledger.sequencer import AppendResult
-from ledger.storage import make_engines, metadata
 
 DOMAIN = b"timebank-audit-v1\n"
 ZERO = bytes(32)
@@ -139,14 +139,14 @@ def outcome_of(status: int) -> str:
 
 
 class AuditTrail:
-    def __init__(self, url: str) -> None:
-        self.writer, self.reader = make_engines(url)
-        self.is_sqlite = url.startswith("sqlite")
+    def __init__(self, database: Database | str) -> None:
+        self.database, self._owned = opened(database)
+        self.writer, self.reader = self.database.writer, self.database.reader
+        self.is_sqlite = self.database.is_sqlite
 
     def dispose(self) -> None:
-        self.writer.dispose()
-        if self.reader is not self.writer:
-            self.reader.dispose()
+        if self._owned:
+            self.database.dispose()
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:

@@ -67,11 +67,11 @@ from care.storage import (
     to_request,
     to_type,
 )
+from ledger import AppendResult
 from ledger.entry import Ceiling, Entry, EntryRequest, Posting, canonical_json
 from ledger.errors import EntryError
 from ledger.errors import InsufficientBalance as LedgerInsufficient
 from ledger.postings import ISSUANCE, POOL, REDEMPTION, hold_account, system_account
-from ledger.sequencer import AppendResult
 
 MAX_RECORD_MINUTES = 24 * 60
 # A record for a request may start this long before its window and end this long after it,

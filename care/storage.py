@@ -33,7 +33,7 @@ from care.model import (
     ServiceRequest,
     ServiceType,
 )
-from ledger.storage import metadata
+from database import metadata
 
 ID = 32
 TS = DateTime(timezone=True)

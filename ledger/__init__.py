@@ -1,1 +1,25 @@
-"""The Timebank log: canonical entries, hash chain, RFC 6962 tree, signed checkpoints, postings."""
+"""The Timebank log: canonical entries, hash chain, RFC 6962 tree, signed checkpoints, postings.
+
+The ledger's public API is what this package exports; other packages import these names (or
+the pure modules ``entry``, ``postings``, ``merkle``, ``note``, ``replay``, ``keys``,
+``config``, ``errors``), never ``ledger.storage`` or ``ledger.sequencer``, which are how the
+log is kept, not what it promises (an import-linter contract says so).
+"""
+
+from ledger.entry import Entry, EntryRequest, Posting
+from ledger.log import Log
+from ledger.sequencer import AppendResult
+from ledger.storage import LedgerStore
+from ledger.verify import Report, format_report, verify_store
+
+__all__ = [
+    "AppendResult",
+    "Entry",
+    "EntryRequest",
+    "LedgerStore",
+    "Log",
+    "Posting",
+    "Report",
+    "format_report",
+    "verify_store",
+]

@@ -4,8 +4,8 @@ Log tables (``log_*``) are append-only: migrations add triggers that reject UPDA
 (and TRUNCATE on PostgreSQL). ``ledger_balances`` is a cache of the postings that the
 verifier recomputes from the log.
 
-Writers serialize on the database: SQLite ``BEGIN IMMEDIATE`` (WAL, ``synchronous=FULL``),
-PostgreSQL a transaction-scoped advisory lock. Readers use ordinary snapshot transactions.
+Writers serialize on the database (``database``): SQLite ``BEGIN IMMEDIATE``, PostgreSQL a
+transaction-scoped advisory lock (``PG_WRITER_LOCK``, taken here).
 """
 
 from __future__ import annotations
@@ -19,17 +19,13 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Connection,
-    Engine,
     Index,
     Integer,
     LargeBinary,
-    MetaData,
     String,
     Table,
     Text,
     and_,
-    create_engine,
-    event,
     func,
     or_,
     select,
@@ -37,11 +33,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.pool import NullPool
 
+from database import Database, metadata, opened
 from ledger.merkle import NodeId
-
-metadata = MetaData()
 
 log_entries = Table(
     "log_entries",
@@ -114,34 +108,6 @@ APPEND_ONLY_TABLES = (
 PG_WRITER_LOCK = 0x7469_6D65_6261_6E6B  # "timebank" as a 64-bit advisory lock key
 
 
-def make_engines(url: str) -> tuple[Engine, Engine]:
-    """(writer, reader) engines. On SQLite the writer begins IMMEDIATE; the reader deferred."""
-    if url.startswith("sqlite"):
-        return _sqlite_engine(url, "BEGIN IMMEDIATE"), _sqlite_engine(url, "BEGIN")
-    engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
-    return engine, engine
-
-
-def _sqlite_engine(url: str, begin: str) -> Engine:
-    engine = create_engine(url, poolclass=NullPool if ":memory:" in url else None)
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA busy_timeout = 30000")
-        cur.execute("PRAGMA journal_mode = WAL")
-        cur.execute("PRAGMA synchronous = FULL")
-        cur.execute("PRAGMA foreign_keys = ON")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql(begin)
-
-    return engine
-
-
 @dataclass(frozen=True)
 class StoredEntry:
     seq: int
@@ -163,15 +129,15 @@ class Head:
 
 
 class LedgerStore:
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.writer, self.reader = make_engines(url)
-        self.is_sqlite = url.startswith("sqlite")
+    def __init__(self, database: Database | str) -> None:
+        self.database, self._owned = opened(database)
+        self.url = self.database.url
+        self.writer, self.reader = self.database.writer, self.database.reader
+        self.is_sqlite = self.database.is_sqlite
 
     def dispose(self) -> None:
-        self.writer.dispose()
-        if self.reader is not self.writer:
-            self.reader.dispose()
+        if self._owned:
+            self.database.dispose()
 
     @contextmanager
     def write(self) -> Iterator[Snapshot]:

@@ -16,7 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, text
 
-from ledger.storage import make_engines
+from database import make_engines
 
 MIGRATION_LOCK = 0x7462_6D69_6772_6174  # "tbmigrat"
 HERE = Path(__file__).resolve().parent

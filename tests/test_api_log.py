@@ -71,6 +71,10 @@ def test_healthz_and_openapi(client: TestClient) -> None:  # type: ignore[type-a
         "/v1/log/proof/consistency",
         "/healthz",
     } <= set(schema["paths"])
+    # Request bodies are documented as they are decoded: unknown fields are refused.
+    schemas = schema["components"]["schemas"]
+    for name in ("LoginIn", "RequestIn", "GiftIn"):
+        assert schemas[name]["additionalProperties"] is False, name
 
 
 @pytest.mark.parametrize(

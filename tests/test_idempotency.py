@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, insert, select, update
 
 from accounts.storage import member_flags, members, organisations
-from api.idempotency import (
+from idempotency.store import (
     MalformedKey,
     idempotency_keys,
     key_id,

@@ -1,0 +1,70 @@
+"""The database a process shares: one pair of engines and one table metadata for every store.
+
+The ledger, accounts, care, audit-trail and idempotency stores each keep their own tables and
+SQL, but a process opens the database once (``Database``) and hands it to each of them, so a
+PostgreSQL server sees one pool per process, not one per store.
+
+Writers serialize on the database: SQLite ``BEGIN IMMEDIATE`` (WAL, ``synchronous=FULL``),
+PostgreSQL a transaction-scoped advisory lock taken by the ledger. Readers use ordinary
+snapshot transactions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event
+from sqlalchemy.pool import NullPool
+
+metadata = MetaData()
+"""Every table of Timebank, registered by the stores' modules (migrations import them all)."""
+
+
+def make_engines(url: str) -> tuple[Engine, Engine]:
+    """(writer, reader) engines. On SQLite the writer begins IMMEDIATE; the reader deferred."""
+    if url.startswith("sqlite"):
+        return _sqlite_engine(url, "BEGIN IMMEDIATE"), _sqlite_engine(url, "BEGIN")
+    engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return engine, engine
+
+
+def _sqlite_engine(url: str, begin: str) -> Engine:
+    engine = create_engine(url, poolclass=NullPool if ":memory:" in url else None)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA busy_timeout = 30000")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = FULL")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql(begin)
+
+    return engine
+
+
+class Database:
+    """One database URL opened once: the writer and reader engines every store uses."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.writer, self.reader = make_engines(url)
+        self.is_sqlite = url.startswith("sqlite")
+
+    def dispose(self) -> None:
+        self.writer.dispose()
+        if self.reader is not self.writer:
+            self.reader.dispose()
+
+
+def opened(source: Database | str) -> tuple[Database, bool]:
+    """The database a store uses, and whether the store opened it (and so must dispose of it):
+    a store given a URL opens its own; a store given a ``Database`` shares it with its owner."""
+    if isinstance(source, Database):
+        return source, False
+    return Database(source), True

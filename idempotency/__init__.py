@@ -1,0 +1,1 @@
+"""Idempotency keys for state-changing requests: stored once, replayed on retry."""

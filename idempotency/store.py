@@ -1,0 +1,205 @@
+"""The idempotency keys' store: which (caller, method, path, key) ran with which request
+fingerprint, and its response sealed with the data key (bodies carry personal data and
+one-time secrets). Only hashes of keys are stored. The HTTP side is ``api.idempotency``."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from sqlalchemy import (
+    Column,
+    Engine,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    delete,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+from accounts.protection import Protector
+from accounts.storage import TS, utc
+from database import metadata
+
+KEY_HEADER = "Idempotency-Key"
+
+
+MAX_KEY_LENGTH = 200
+
+
+KEY_TTL = timedelta(hours=24)
+
+
+ABANDONED_AFTER = timedelta(minutes=10)
+
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    # sha256 of (caller, method, path, key): the key itself is never stored
+    Column("id", String(64), primary_key=True),
+    # keyed hash of (method, path, query, canonical body); bodies hold passwords
+    Column("fingerprint", String(64), nullable=False),
+    # which run holds the key; only that run may complete or release it
+    Column("lease", String(32), nullable=False),
+    Column("created_at", TS, nullable=False, index=True),
+    Column("completed_at", TS, nullable=True),
+    Column("status_code", Integer, nullable=True),  # NULL while in progress
+    Column("response_sealed", LargeBinary, nullable=True),
+)
+
+
+class MalformedKey(ValueError):
+    pass
+
+
+def parse_key(values: list[bytes]) -> str:
+    """The one ``Idempotency-Key`` value, or ``MalformedKey`` saying what is wrong."""
+    if len(values) != 1:
+        raise MalformedKey(f"send one {KEY_HEADER} header, not {len(values)}")
+    raw = values[0]
+    if not raw.strip():
+        raise MalformedKey(f"{KEY_HEADER} is empty")
+    if len(raw) > MAX_KEY_LENGTH:
+        raise MalformedKey(f"{KEY_HEADER} is longer than {MAX_KEY_LENGTH} characters")
+    if any(byte < 0x20 or byte > 0x7E for byte in raw):
+        raise MalformedKey(f"{KEY_HEADER} must be printable ASCII")
+    return raw.decode("ascii")
+
+
+def key_id(caller: str, method: str, path: str, key: str) -> str:
+    """The row id of ``key`` sent by ``caller`` to ``method path``."""
+    scope = json.dumps([caller, method.upper(), path, key], separators=(",", ":"))
+    return hashlib.sha256(scope.encode()).hexdigest()
+
+
+def canonical_body(body: bytes) -> bytes:
+    """JSON bodies re-encoded with sorted keys and no spaces; anything else as sent."""
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return b"raw:" + body
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return b"json:" + canonical.encode()
+
+
+def request_fingerprint(
+    protector: Protector, method: str, path: str, query: bytes, body: bytes
+) -> str:
+    """Keyed hash of the request: equal requests match; bodies (passwords) stay unguessable."""
+    digest = hashlib.sha256()
+    for part in (method.upper().encode(), path.encode(), query, canonical_body(body)):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return protector.blind_index("idempotency-request", digest.hexdigest())
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What to do with a request: ``run`` it (holding ``lease``), ``replay`` ``stored``, or
+    refuse it because the key is ``in_progress`` or was ``reused`` for another request."""
+
+    outcome: Literal["run", "replay", "in_progress", "reused"]
+    lease: str = ""
+    stored: StoredResponse | None = None
+
+
+class IdempotencyStore:
+    """The ``idempotency_keys`` rows, each operation in its own short write transaction."""
+
+    def __init__(self, engine: Engine, protector: Protector, now: datetime) -> None:
+        self.engine = engine
+        self.protector = protector
+        self.now = now
+
+    def claim(self, row_id: str, fingerprint: str) -> Claim:
+        for attempt in range(3):
+            try:
+                return self._claim(row_id, fingerprint)
+            except IntegrityError:  # a concurrent first request inserted the row; look again
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _claim(self, row_id: str, fingerprint: str) -> Claim:
+        t = idempotency_keys
+        lease = secrets.token_hex(16)
+        fresh = {
+            "fingerprint": fingerprint,
+            "lease": lease,
+            "created_at": self.now,
+            "completed_at": None,
+            "status_code": None,
+            "response_sealed": None,
+        }
+        with self.engine.begin() as conn:
+            row = conn.execute(select(t).where(t.c.id == row_id).with_for_update()).first()
+            if row is None:
+                conn.execute(insert(t).values(id=row_id, **fresh))
+                return Claim("run", lease)
+            created = utc(row.created_at)
+            assert created is not None
+            age = self.now - created
+            expired = age >= KEY_TTL
+            abandoned = row.status_code is None and age >= ABANDONED_AFTER
+            if expired or abandoned:
+                conn.execute(update(t).where(t.c.id == row_id).values(**fresh))
+                return Claim("run", lease)
+            if row.status_code is None:
+                return Claim("in_progress")
+            if row.fingerprint != fingerprint:
+                return Claim("reused")
+            return Claim("replay", stored=self._open(row_id, row.status_code, row.response_sealed))
+
+    def complete(self, row_id: str, lease: str, response: StoredResponse) -> None:
+        t = idempotency_keys
+        sealed = self._seal(row_id, response)
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(t)
+                .where(t.c.id == row_id, t.c.lease == lease, t.c.status_code.is_(None))
+                .values(status_code=response.status, response_sealed=sealed, completed_at=self.now)
+            )
+
+    def release(self, row_id: str, lease: str) -> None:
+        t = idempotency_keys
+        with self.engine.begin() as conn:
+            conn.execute(
+                delete(t).where(t.c.id == row_id, t.c.lease == lease, t.c.status_code.is_(None))
+            )
+
+    def purge(self) -> int:
+        """Delete keys older than ``KEY_TTL``; returns how many."""
+        t = idempotency_keys
+        with self.engine.begin() as conn:
+            result = conn.execute(delete(t).where(t.c.created_at < self.now - KEY_TTL))
+            return int(result.rowcount)
+
+    def _seal(self, row_id: str, response: StoredResponse) -> bytes:
+        document = {
+            "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in response.headers],
+            "body": base64.b64encode(response.body).decode("ascii"),
+        }
+        return self.protector.seal(json.dumps(document), row_id, "idempotent-response")
+
+    def _open(self, row_id: str, status: int, sealed: bytes | None) -> StoredResponse:
+        assert sealed is not None
+        document = json.loads(self.protector.open(bytes(sealed), row_id, "idempotent-response"))
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in document["headers"]]
+        return StoredResponse(int(status), headers, base64.b64decode(document["body"]))
