@@ -130,7 +130,7 @@ class OutsideRequest(CareError):
 
 class TooManyCodeAttempts(CareError):
     """Confirmation codes are six digits: guesses are limited per record, per person trying
-    and per elder whose codes are tried (``care.service.CODE_LIMITS``)."""
+    and per elder whose codes are tried (``care.codes.CODE_LIMITS``)."""
 
     slug = "too-many-code-attempts"
     status = 429

@@ -1,0 +1,234 @@
+"""The ground every care use case stands on: the ledger it appends to (its ``Ledger``
+interface), who may see which request or record, input checks, and how a ledger refusal
+becomes a care error (once, in ``CareBase._append``)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from typing import Any, Protocol
+
+from accounts.errors import Forbidden, InvalidInput, NotFound
+from accounts.model import Member, MemberStatus, Principal, Role
+from accounts.service import AccountsService
+from accounts.storage import AccountsStore, Tx
+from care.errors import (
+    CareError,
+    InsufficientBalance,
+    MemberNotActive,
+)
+from care.model import (
+    RequestStatus,
+    ServiceRecord,
+    ServiceRequest,
+)
+from care.storage import (
+    service_records,
+    service_requests,
+    to_record,
+    to_request,
+)
+from ledger import AppendResult
+from ledger.entry import Entry, EntryRequest, canonical_json
+from ledger.errors import EntryError
+from ledger.errors import InsufficientBalance as LedgerInsufficient
+
+EARLIEST, LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
+
+
+class Ledger(Protocol):
+    """What the workflow needs of the log."""
+
+    def append(self, request: EntryRequest) -> AppendResult: ...
+
+    def balances(self, accounts: list[str]) -> dict[str, int]: ...
+
+    def history(
+        self, accounts: list[str], limit: int = 50, before_seq: int | None = None
+    ) -> list[Entry]: ...
+
+    def entry(self, seq: int) -> Entry | None: ...
+
+    def entries_by_id(self, ids: list[str]) -> dict[str, Entry]: ...
+
+    def receipt(self, index: int) -> str: ...
+
+
+def weighted(minutes: int, weight_permille: int) -> int:
+    """Deposit value: minutes × weight, rounded half up to a whole minute (integers only)."""
+    return (minutes * weight_permille + 500) // 1000
+
+
+def record_digest(fields: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(fields)).hexdigest()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def checked_text(
+    value: str | None, field: str, max_length: int, required: bool = True
+) -> str | None:
+    if value is None or not value.strip():
+        if required:
+            raise InvalidInput(f"{field} must not be empty", field=field)
+        return None
+    value = value.strip()
+    if len(value) > max_length:
+        raise InvalidInput(f"{field} must be at most {max_length} characters", field=field)
+    return value
+
+
+def aware(value: datetime, field: str) -> datetime:
+    """A time given with its zone, in UTC, within the years a time bank can mean."""
+    if value.tzinfo is None:
+        raise InvalidInput(
+            f"{field} needs a time zone (e.g. 2026-11-25T09:00:00+08:00)", field=field
+        )
+    try:
+        utc_value = value.astimezone(UTC)
+    except OverflowError:
+        utc_value = None
+    if utc_value is None or not EARLIEST <= utc_value < LATEST:
+        raise InvalidInput(f"{field} must be between the years 2000 and 2199", field=field)
+    return utc_value
+
+
+def require_active(member: Member, field: str) -> None:
+    """The one rule every use case applies: only approved members take part."""
+    if member.status is not MemberStatus.ACTIVE:
+        raise MemberNotActive(f"member {member.id} is {member.status}, not active", field=field)
+
+
+def opaque(account: str) -> str:
+    """The random part of a ledger account: entry ids never carry internal member ids."""
+    return account.rsplit(":", 1)[-1]
+
+
+def require_bank_admin(principal: Principal) -> None:
+    if not principal.is_bank_admin:
+        raise Forbidden("only a bank administrator may do this")
+
+
+def positive(minutes: int) -> None:
+    if not isinstance(minutes, int) or isinstance(minutes, bool) or not 1 <= minutes <= 10**9:
+        raise InvalidInput("minutes must be a positive whole number", field="minutes")
+
+
+def age(born: date, today: date) -> int:
+    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+
+
+class CareBase:
+    """The base of the care use cases: the stores, the ledger and the clock, and the lookups with
+    their access checks that every use case shares."""
+
+    def __init__(
+        self,
+        store: AccountsStore,
+        accounts: AccountsService,
+        ledger: Ledger,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self.store = store
+        self.accounts = accounts
+        self.ledger = ledger
+        self.clock = clock
+
+    def _visible_request(
+        self, tx: Tx, principal: Principal, request_id: str
+    ) -> tuple[ServiceRequest, str]:
+        row = tx.get(service_requests, request_id) if isinstance(request_id, str) else None
+        if row is None or row.bank_id != principal.bank_id or principal.is_partner:
+            raise NotFound(f"no request {request_id}")
+        request = to_request(row)
+        if principal.is_bank_admin:
+            return request, "admin"
+        if request.org_id in principal.orgs():
+            return request, "staff"
+        if (
+            principal.acting_member_id == request.elder_id
+            or request.elder_id in principal.proxied_members()
+        ):
+            return request, "elder"
+        acting = principal.acting_member_id
+        if acting is not None and acting == request.volunteer_id:
+            return request, "volunteer"
+        if request.status is RequestStatus.OPEN and principal.has(Role.VOLUNTEER):
+            return request, "candidate"
+        raise NotFound(f"no request {request_id}")
+
+    def _acting_volunteer(self, principal: Principal, what: str) -> Member:
+        """The caller as an active volunteer: a pending, rejected or disabled one is told so."""
+        if principal.member_id is not None and not principal.member_active:
+            raise MemberNotActive(
+                "your registration is not approved (or was rejected or disabled)",
+                field="member",
+                zh="您的注册尚未通过审核（或已被拒绝、停用）",
+            )
+        if principal.acting_member_id is None or not principal.has(Role.VOLUNTEER):
+            raise Forbidden(f"only an approved volunteer {what}")
+        volunteer = self.accounts.member(principal.acting_member_id)
+        require_active(volunteer, "member")
+        return volunteer
+
+    def _bank_member(
+        self, principal: Principal, member_id: str, field: str = "volunteer_id"
+    ) -> Member:
+        try:
+            member = self.accounts.member(member_id) if isinstance(member_id, str) else None
+        except NotFound:
+            member = None
+        if member is None or member.bank_id != principal.bank_id:
+            raise NotFound(f"no member {member_id}", field=field)
+        return member
+
+    def _record(self, record_id: str) -> ServiceRecord:
+        with self.store.snapshot() as tx:
+            row = tx.get(service_records, record_id)
+        assert row is not None
+        return to_record(row)
+
+    def _visible_record(self, principal: Principal, record_id: str) -> tuple[ServiceRecord, str]:
+        with self.store.snapshot() as tx:
+            row = tx.get(service_records, record_id) if isinstance(record_id, str) else None
+        if row is None or row.bank_id != principal.bank_id or principal.is_partner:
+            raise NotFound(f"no record {record_id}")
+        record = to_record(row)
+        if principal.acting_member_id == record.volunteer_id:
+            return record, "volunteer"
+        if principal.acting_member_id == record.elder_id:
+            return record, "elder"
+        if record.elder_id in principal.proxied_members():
+            return record, "family"
+        if record.org_id in principal.orgs():
+            return record, "staff"
+        if principal.is_bank_admin:
+            return record, "admin"
+        if principal.has(Role.AUDITOR):
+            return record, "auditor"
+        raise NotFound(f"no record {record_id}")
+
+    def _readable_member(self, principal: Principal, member_id: str) -> Member:
+        if principal.is_partner:
+            if "read_points" not in principal.partner_scopes:
+                raise Forbidden("this key may not read points")
+            member = self._bank_member(principal, member_id)
+            return member
+        member, access = self.accounts.member_access(principal, member_id)
+        if access == "auditor" or access in ("self", "proxy", "staff", "admin"):
+            return member
+        raise NotFound(f"no member {member_id}")
+
+    def _append(self, request: EntryRequest) -> AppendResult:
+        try:
+            return self.ledger.append(request)
+        except LedgerInsufficient as exc:
+            raise InsufficientBalance(
+                f"not enough minutes: {exc.balance} available, {-exc.change} needed",
+                field="minutes",
+            ) from exc
+        except EntryError as exc:
+            raise CareError(str(exc), field=exc.field) from exc

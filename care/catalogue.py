@@ -1,0 +1,198 @@
+"""The bank's catalogue (service types and weights) and policy (caps, windows, overdraft): each
+change is a ``policy`` entry in the log, so an auditor sees what weight applied when."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+
+from accounts.errors import InvalidInput, NotFound
+from accounts.model import Member, Principal
+from accounts.storage import Tx
+from accounts.tokens import new_id
+from care.base import CareBase, age, checked_text, require_bank_admin
+from care.errors import (
+    NotEligible,
+)
+from care.model import (
+    Category,
+    Policy,
+    ServiceType,
+)
+from care.storage import (
+    bank_policies,
+    service_types,
+    to_type,
+)
+from ledger.entry import EntryRequest
+
+
+class Catalogue(CareBase):
+    """Catalogue and policy, and the eligibility rules they set."""
+
+    def policy(self, bank_id: str) -> Policy:
+        with self.store.snapshot() as tx:
+            row = tx.conn.execute(
+                select(bank_policies)
+                .where(bank_policies.c.bank_id == bank_id)
+                .order_by(bank_policies.c.version.desc())
+                .limit(1)
+            ).first()
+        if row is None:
+            return Policy()
+        known = set(Policy().values())
+        values = {k: v for k, v in json.loads(row.values_json).items() if k in known}
+        return Policy(version=row.version, ledger_seq=row.ledger_seq, **values)
+
+    def set_policy(self, principal: Principal, changes: dict[str, Any]) -> Policy:
+        require_bank_admin(principal)
+        current = self.policy(principal.bank_id)
+        allowed = set(current.values())
+        for key, value in changes.items():
+            if key not in allowed:
+                raise InvalidInput(f"unknown policy field {key}", field=key)
+            expected = type(current.values()[key])
+            if type(value) is not expected:
+                raise InvalidInput(f"{key} must be {expected.__name__}", field=key)
+            if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+                raise InvalidInput(f"{key} must not be negative", field=key)
+            if key == "record_late_days" and isinstance(value, int) and not 1 <= value <= 366:
+                raise InvalidInput("record_late_days must be 1-366", field=key)
+        if "timezone" in changes:
+            try:
+                ZoneInfo(str(changes["timezone"]))
+            except (KeyError, ValueError) as exc:
+                raise InvalidInput("unknown time zone", field="timezone") from exc
+        version = current.version + 1
+        new = replace(current, version=version, ledger_seq=None, **changes)
+        result = self.ledger.append(
+            EntryRequest(
+                "policy",
+                f"policy:{principal.bank_id}:{version}",
+                body={
+                    "bank": principal.bank_id,
+                    "version": version,
+                    "set_by": principal.user_id or "",
+                    **new.values(),
+                },
+            )
+        )
+        with self.store.transaction() as tx:
+            tx.insert(
+                bank_policies,
+                bank_id=principal.bank_id,
+                version=version,
+                values_json=json.dumps(new.values()),
+                set_by=principal.user_id,
+                set_at=self.clock(),
+                ledger_seq=result.seq,
+            )
+        return replace(new, ledger_seq=result.seq)
+
+    def catalogue(self, principal: Principal, include_inactive: bool = False) -> list[ServiceType]:
+        with self.store.snapshot() as tx:
+            conditions = [service_types.c.bank_id == principal.bank_id]
+            if not include_inactive:
+                conditions.append(service_types.c.active.is_(True))
+            rows = tx.find(service_types, *conditions, order=[service_types.c.code])
+        return [to_type(r) for r in rows]
+
+    def upsert_service_type(
+        self,
+        principal: Principal,
+        code: str,
+        name_zh: str,
+        name_en: str,
+        category: str,
+        weight_permille: int,
+        active: bool = True,
+    ) -> ServiceType:
+        """Create or change a service type; the change is a policy entry in the log and
+        applies to records verified after it."""
+        require_bank_admin(principal)
+        if (
+            not code
+            or len(code) > 32
+            or not code.replace("-", "").replace("_", "").isalnum()
+            or not code.isascii()
+        ):
+            raise InvalidInput("code must be 1-32 ASCII letters, digits, '-' or '_'", field="code")
+        try:
+            kind = Category(category)
+        except ValueError as exc:
+            allowed = ", ".join(c.value for c in Category)
+            raise InvalidInput(f"category must be one of: {allowed}", field="category") from exc
+        if not 100 <= weight_permille <= 5000:
+            raise InvalidInput(
+                "weight_permille must be between 100 and 5000", field="weight_permille"
+            )
+        zh = checked_text(name_zh, "name_zh", 100)
+        en = checked_text(name_en, "name_en", 100)
+        with self.store.snapshot() as tx:
+            existing = tx.first(
+                service_types,
+                service_types.c.bank_id == principal.bank_id,
+                service_types.c.code == code,
+            )
+        version = (existing.version + 1) if existing else 1
+        result = self.ledger.append(
+            EntryRequest(
+                "policy",
+                f"service:{principal.bank_id}:{code}:{version}",
+                body={
+                    "bank": principal.bank_id,
+                    "service": code,
+                    "version": version,
+                    "category": kind.value,
+                    "weight": weight_permille,
+                    "active": active,
+                    "name_zh": zh or "",
+                    "name_en": en or "",
+                    "set_by": principal.user_id or "",
+                },
+            )
+        )
+        now = self.clock()
+        with self.store.transaction() as tx:
+            values = dict(
+                name_zh=zh,
+                name_en=en,
+                category=kind.value,
+                weight_permille=weight_permille,
+                active=active,
+                version=version,
+                ledger_seq=result.seq,
+                updated_by=principal.user_id,
+                updated_at=now,
+            )
+            if existing:
+                tx.update(service_types, existing.id, **values)
+                type_id = existing.id
+            else:
+                type_id = new_id()
+                tx.insert(service_types, id=type_id, bank_id=principal.bank_id, code=code, **values)
+            return to_type(tx.get(service_types, type_id))
+
+    def _type_by_code(self, tx: Tx, bank_id: str, code: str) -> ServiceType:
+        row = tx.first(
+            service_types, service_types.c.bank_id == bank_id, service_types.c.code == code
+        )
+        if row is None or not row.active:
+            raise NotFound(f"no active service type {code!r}", field="service_code")
+        return to_type(row)
+
+    def _require_eligible(self, member: Member) -> None:
+        policy = self.policy(member.bank_id)
+        born = self.accounts.birth_date(member.id)
+        today = self.clock().astimezone(ZoneInfo(policy.timezone)).date()
+        if born is not None and age(born, today) >= policy.redemption_age:
+            return
+        if self.accounts.active_flags(member.id):
+            return
+        raise NotEligible(
+            f"redemption needs age {policy.redemption_age} or a priority flag", field="elder_id"
+        )

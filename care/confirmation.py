@@ -1,0 +1,91 @@
+"""Confirmation: the served side (the elder, a proxy, or staff for an elder without a phone)
+says the service happened, with one button or a code; a paid request is redeemed then."""
+
+from __future__ import annotations
+
+from accounts.errors import Forbidden
+from accounts.model import Principal
+from care.base import require_active
+from care.codes import code_throttle_keys, refuse_if_throttled
+from care.errors import (
+    InvalidConfirmationCode,
+    SelfVerification,
+    WrongState,
+)
+from care.model import (
+    ConfirmedAs,
+    RecordStatus,
+    ServiceRecord,
+)
+from care.records import Records
+from care.repo import complete_request, move_record
+
+
+class Confirmation(Records):
+    """Confirming a record, by the elder's side or with a code."""
+
+    def confirm(
+        self, principal: Principal, record_id: str, code: str | None = None
+    ) -> ServiceRecord:
+        """The served side confirms: the elder, a family proxy, staff acting for the elder, or
+        the volunteer passing on a code the elder's side gave them."""
+        record, role = self._visible_record(principal, record_id)
+        if record.status is not RecordStatus.LOGGED:
+            raise WrongState(f"record is {record.status}")
+        self._require_record_members_active(record)
+        if code is not None:
+            return self._confirm_with_code(record, code, principal.user_id)
+        if role == "volunteer" or principal.member_id == record.volunteer_id:
+            raise SelfVerification(
+                "a volunteer cannot confirm their own record; ask the elder for a code"
+            )
+        as_ = {
+            "elder": ConfirmedAs.ELDER,
+            "family": ConfirmedAs.FAMILY,
+            "staff": ConfirmedAs.STAFF_FOR_ELDER,
+            "admin": ConfirmedAs.STAFF_FOR_ELDER,
+        }.get(role)
+        if as_ is None:
+            raise Forbidden("the elder, their family or the organisation's staff confirm services")
+        return self._mark_confirmed(record, principal.user_id or "", as_)
+
+    def _require_record_members_active(self, record: ServiceRecord) -> None:
+        require_active(self.accounts.member(record.volunteer_id), "volunteer_id")
+        require_active(self.accounts.member(record.elder_id), "elder_id")
+
+    def _confirm_with_code(self, record: ServiceRecord, code: str, by: str | None) -> ServiceRecord:
+        now = self.clock()
+        keys = code_throttle_keys(record.id, by, record.elder_id)
+        with self.store.snapshot() as tx:
+            refuse_if_throttled(tx, keys, now)
+        try:
+            with self.store.transaction() as tx:
+                creator = self._take_code(tx, record.elder_id, code, now, record.id)
+                if creator in (by, record.created_by):  # refused: the code stays unused
+                    raise SelfVerification(
+                        "a code you created yourself cannot confirm your own service",
+                        field="confirmation_code",
+                    )
+        except InvalidConfirmationCode:
+            self._count_wrong_code(keys, now)
+            raise
+        return self._mark_confirmed(record, creator, ConfirmedAs.CODE)
+
+    def _mark_confirmed(self, record: ServiceRecord, by: str, as_: ConfirmedAs) -> ServiceRecord:
+        with self.store.transaction() as tx:
+            if not move_record(
+                tx,
+                record.id,
+                RecordStatus.LOGGED,
+                status=RecordStatus.CONFIRMED.value,
+                confirmed_by=by,
+                confirmed_as=as_.value,
+                confirmed_at=self.clock(),
+            ):
+                raise WrongState("record was confirmed or rejected meanwhile")
+            if record.request_id is not None:
+                complete_request(tx, record.request_id)
+        confirmed = self._record(record.id)
+        if confirmed.request_id is not None:
+            self._redeem(confirmed)
+        return confirmed

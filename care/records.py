@@ -1,0 +1,365 @@
+"""Service records: a volunteer logs a visit (signed by a device key, or unsigned from a
+form), checked against its request's window, the daily cap and the lateness limit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, or_, select
+
+from accounts.errors import Forbidden, InvalidInput, TokenInvalid
+from accounts.model import Member, Principal, Role
+from accounts.storage import utc
+from accounts.tokens import new_id
+from care.base import aware, record_digest, require_active
+from care.codes import Codes, code_throttle_keys, refuse_if_throttled
+from care.errors import (
+    DailyCapExceeded,
+    FutureRecord,
+    InvalidConfirmationCode,
+    InvalidDuration,
+    InvalidSignature,
+    LateRecord,
+    OutsideRequest,
+    OverlappingRecord,
+    SelfVerification,
+    WrongState,
+)
+from care.model import (
+    ConfirmedAs,
+    Policy,
+    RecordStatus,
+    RequestStatus,
+    ServiceRecord,
+    ServiceRequest,
+    ServiceType,
+)
+from care.repo import complete_request, live_record, locked_request
+from care.requests import MAX_RECORD_MINUTES
+from care.storage import (
+    service_records,
+    to_record,
+)
+from ledger.entry import canonical_json
+
+# A record for a request may start this long before its window and end this long after it,
+# and run this many minutes over the request's (service rarely keeps to the minute).
+WINDOW_SLACK = timedelta(hours=2)
+
+
+EXTRA_MINUTES = 60
+
+
+@dataclass(frozen=True)
+class RecordDraft:
+    fields: dict[str, Any]
+    volunteer: Member
+    elder: Member
+    kind: ServiceType
+    start: datetime
+    end: datetime
+    minutes: int
+    org_id: str
+    policy: Policy
+
+
+def _within_request(request: ServiceRequest, start: datetime, end: datetime, minutes: int) -> None:
+    """A record for a request keeps to its window (± ``WINDOW_SLACK``) and its minutes
+    (+ at most ``EXTRA_MINUTES``)."""
+    if start < request.window_start - WINDOW_SLACK or end > request.window_end + WINDOW_SLACK:
+        raise OutsideRequest(
+            f"the service must fall within the request's window "
+            f"{request.window_start:%Y-%m-%d %H:%M}–{request.window_end:%H:%M} UTC "
+            f"(± {WINDOW_SLACK.seconds // 3600} h)",
+            field="check_in",
+        )
+    if minutes > request.minutes + EXTRA_MINUTES:
+        raise OutsideRequest(
+            f"the request is for {request.minutes} minutes; a record of it may hold at most "
+            f"{request.minutes + EXTRA_MINUTES}",
+            field="minutes",
+        )
+
+
+class Records(Codes):
+    """Drafting and logging service records, and reading them."""
+
+    def draft_record(
+        self,
+        principal: Principal,
+        *,
+        elder_id: str,
+        service_code: str,
+        check_in: datetime,
+        check_out: datetime,
+        minutes: int | None,
+        request_id: str | None,
+    ) -> RecordDraft:
+        """Check a record the volunteer is about to log and give its canonical fields: the
+        bytes a phone signs with its device key (``canonical_json(fields)``)."""
+        volunteer = self._acting_volunteer(principal, "logs service records")
+        elder = self._bank_member(principal, elder_id)
+        if not elder.is_elder:
+            raise InvalidInput("services are given to an elder", field="elder_id")
+        require_active(elder, "elder_id")
+        if elder.id == volunteer.id:
+            raise SelfVerification("a volunteer cannot record a service to themselves")
+        start, end = aware(check_in, "check_in"), aware(check_out, "check_out")
+        now = self.clock()
+        if end > now + timedelta(minutes=5) or start > now:
+            raise FutureRecord(
+                "a service can be recorded only after it happened", field="check_out"
+            )
+        if end <= start:
+            raise InvalidDuration(
+                "check_out must be after check_in", field="check_out", zh="签退时间必须晚于签到时间"
+            )
+        span = int((end - start).total_seconds() // 60)
+        minutes = span if minutes is None else minutes
+        if not 1 <= minutes <= min(span, MAX_RECORD_MINUTES):
+            raise InvalidDuration(
+                f"minutes must be between 1 and the {span} minutes between check-in and check-out",
+                field="minutes",
+                zh="服务时长不能超过签到与签退之间的时间",
+            )
+        policy = self.policy(elder.bank_id)
+        if end < now - timedelta(days=policy.record_late_days):
+            raise LateRecord(
+                f"the service ended more than {policy.record_late_days} days ago; "
+                "ask the organisation to record it",
+                field="check_out",
+            )
+        org_id = elder.org_id
+        with self.store.snapshot() as tx:
+            kind = self._type_by_code(tx, elder.bank_id, service_code)
+            if request_id is not None:
+                request, _ = self._visible_request(tx, principal, request_id)
+                if (
+                    request.volunteer_id != volunteer.id
+                    or request.status is not RequestStatus.ASSIGNED
+                ):
+                    raise WrongState("the request is not assigned to you", field="request_id")
+                if request.elder_id != elder.id or request.service_type_id != kind.id:
+                    raise InvalidInput(
+                        "the record must match its request's elder and service", field="request_id"
+                    )
+                _within_request(request, start, end, minutes)
+                org_id = request.org_id
+        if org_id is None:
+            raise InvalidInput("the elder belongs to no organisation", field="elder_id")
+        fields = {
+            "bank": elder.bank_id,
+            "volunteer": volunteer.ledger_account,
+            "elder": elder.ledger_account,
+            "org": org_id,
+            "service": kind.code,
+            "check_in": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "check_out": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "minutes": minutes,
+            "request": request_id or "",
+        }
+        return RecordDraft(fields, volunteer, elder, kind, start, end, minutes, org_id, policy)
+
+    def draft_for_signing(
+        self,
+        principal: Principal,
+        *,
+        elder_id: str,
+        service_code: str,
+        check_in: datetime,
+        check_out: datetime,
+        minutes: int | None,
+        request_id: str | None,
+    ) -> RecordDraft:
+        """``draft_record`` for a phone: its fields carry the elder's ledger account, which
+        links to every public entry of hers, so a volunteer gets them only for a request
+        assigned to them (a record without a request is logged unsigned)."""
+        if request_id is None:
+            raise Forbidden(
+                "drafts to sign are given for a request assigned to you: send request_id",
+                field="request_id",
+            )
+        return self.draft_record(
+            principal,
+            elder_id=elder_id,
+            service_code=service_code,
+            check_in=check_in,
+            check_out=check_out,
+            minutes=minutes,
+            request_id=request_id,
+        )
+
+    def log_record(
+        self,
+        principal: Principal,
+        *,
+        elder_id: str,
+        service_code: str,
+        check_in: datetime,
+        check_out: datetime,
+        minutes: int | None,
+        request_id: str | None,
+        device_key_id: str | None,
+        signature: str | None,
+        confirmation_code: str | None,
+    ) -> ServiceRecord:
+        """The volunteer records a service they gave."""
+        draft = self.draft_record(
+            principal,
+            elder_id=elder_id,
+            service_code=service_code,
+            check_in=check_in,
+            check_out=check_out,
+            minutes=minutes,
+            request_id=request_id,
+        )
+        now = self.clock()
+        fields, elder, start, policy = draft.fields, draft.elder, draft.start, draft.policy
+        if (device_key_id is None) != (signature is None):
+            raise InvalidInput("send device_key_id and signature together", field="signature")
+        if device_key_id is not None and signature is not None:
+            try:
+                self.accounts.check_device_signature(
+                    principal.user_id or "", device_key_id, canonical_json(fields), signature
+                )
+            except TokenInvalid as exc:
+                raise InvalidSignature(str(exc), field="signature") from exc
+        zone = ZoneInfo(policy.timezone)
+        day_start = datetime.combine(start.astimezone(zone).date(), datetime.min.time(), zone)
+        code_keys = code_throttle_keys(None, principal.user_id, elder.id)
+        try:
+            record_id = self._insert_record(
+                principal, draft, day_start, confirmation_code, code_keys, device_key_id, signature
+            )
+        except InvalidConfirmationCode:
+            self._count_wrong_code(code_keys, now)
+            raise
+        record = self._record(record_id)
+        if record.status is RecordStatus.CONFIRMED and record.request_id is not None:
+            self._redeem(record)
+        return record
+
+    def _insert_record(
+        self,
+        principal: Principal,
+        draft: RecordDraft,
+        day_start: datetime,
+        confirmation_code: str | None,
+        code_keys: list[str],
+        device_key_id: str | None,
+        signature: str | None,
+    ) -> str:
+        """The record's row in one write: overlap, daily cap, request and code checked inside."""
+        now = self.clock()
+        volunteer, elder, kind = draft.volunteer, draft.elder, draft.kind
+        start, end, minutes, org_id = draft.start, draft.end, draft.minutes, draft.org_id
+        policy, request_id = draft.policy, draft.fields["request"] or None
+        digest = record_digest(draft.fields)
+        with self.store.transaction() as tx:
+            overlap = tx.first(
+                service_records,
+                service_records.c.volunteer_id == volunteer.id,
+                service_records.c.status != RecordStatus.REJECTED.value,
+                service_records.c.check_in < end,
+                service_records.c.check_out > start,
+            )
+            if overlap is not None:
+                span_text = f"{utc(overlap.check_in)} – {utc(overlap.check_out)}"
+                raise OverlappingRecord(
+                    f"overlaps record {overlap.id} ({span_text})", field="check_in"
+                )
+            logged = tx.conn.execute(
+                select(func.coalesce(func.sum(service_records.c.minutes), 0)).where(
+                    service_records.c.volunteer_id == volunteer.id,
+                    service_records.c.status != RecordStatus.REJECTED.value,
+                    service_records.c.check_in >= day_start.astimezone(UTC),
+                    service_records.c.check_in < (day_start + timedelta(days=1)).astimezone(UTC),
+                )
+            ).scalar_one()
+            if int(logged) + minutes > policy.daily_cap_minutes:
+                cap = policy.daily_cap_minutes
+                raise DailyCapExceeded(
+                    f"{logged} minutes already logged that day; the cap is {cap}",
+                    field="minutes",
+                )
+            if request_id is not None:
+                request = locked_request(tx, request_id)
+                if (
+                    request.status is not RequestStatus.ASSIGNED
+                    or request.volunteer_id != volunteer.id
+                ):
+                    raise WrongState("the request is not assigned to you", field="request_id")
+                if live_record(tx, request_id) is not None:
+                    raise WrongState(
+                        "a record for this request was logged already", field="request_id"
+                    )
+            record_id = new_id()
+            confirmation = None
+            if confirmation_code is not None:
+                refuse_if_throttled(tx, code_keys, now)
+                confirmation = self._take_code(tx, elder.id, confirmation_code, now, record_id)
+                if confirmation == principal.user_id:
+                    raise SelfVerification(
+                        "a code you created yourself cannot confirm your own service",
+                        field="confirmation_code",
+                    )
+            tx.insert(
+                service_records,
+                id=record_id,
+                bank_id=elder.bank_id,
+                request_id=request_id,
+                volunteer_id=volunteer.id,
+                elder_id=elder.id,
+                org_id=org_id,
+                service_type_id=kind.id,
+                check_in=start,
+                check_out=end,
+                minutes=minutes,
+                digest=digest,
+                device_key_id=device_key_id,
+                device_signature=signature,
+                status=RecordStatus.LOGGED.value,
+                created_by=principal.user_id or "",
+                created_at=now,
+            )
+            if confirmation is not None:
+                tx.update(
+                    service_records,
+                    record_id,
+                    status=RecordStatus.CONFIRMED.value,
+                    confirmed_by=confirmation,
+                    confirmed_as=ConfirmedAs.CODE.value,
+                    confirmed_at=now,
+                )
+                if request_id is not None:
+                    complete_request(tx, request_id)
+        return record_id
+
+    def get_record(self, principal: Principal, record_id: str) -> ServiceRecord:
+        return self._visible_record(principal, record_id)[0]
+
+    def list_records(self, principal: Principal, status: str | None) -> list[ServiceRecord]:
+        if principal.is_partner:
+            raise Forbidden("partner keys cannot read service records")
+        conditions: list[Any] = [service_records.c.bank_id == principal.bank_id]
+        if status is not None:
+            try:
+                conditions.append(service_records.c.status == RecordStatus(status).value)
+            except ValueError as exc:
+                raise InvalidInput("unknown status", field="status") from exc
+        if not (principal.is_bank_admin or principal.has(Role.AUDITOR)):
+            mine: list[Any] = [service_records.c.org_id.in_(principal.orgs())]
+            if principal.acting_member_id:
+                mine += [
+                    service_records.c.volunteer_id == principal.acting_member_id,
+                    service_records.c.elder_id == principal.acting_member_id,
+                ]
+            if principal.proxied_members():
+                mine.append(service_records.c.elder_id.in_(principal.proxied_members()))
+            conditions.append(or_(*mine))
+        with self.store.snapshot() as tx:
+            rows = tx.find(service_records, *conditions, order=[service_records.c.check_in])
+        return [to_record(r) for r in rows[-500:]]

@@ -1,0 +1,318 @@
+"""Requests and dispatch: an elder (or a proxy, or staff) asks, staff assign or a volunteer
+claims, and a paid request's minutes are held, released or redeemed (two-phase redemption)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import or_, update
+
+from accounts.errors import Forbidden, InvalidInput
+from accounts.model import Member, MemberStatus, Principal, Role
+from accounts.tokens import new_id
+from care.base import aware, checked_text, require_active, weighted
+from care.catalogue import Catalogue
+from care.errors import (
+    SelfVerification,
+    WrongState,
+)
+from care.model import (
+    RequestStatus,
+    ServiceRecord,
+    ServiceRequest,
+)
+from care.repo import live_record, locked_request
+from care.storage import (
+    service_requests,
+    service_types,
+    to_request,
+    to_type,
+)
+from ledger.entry import EntryRequest, Posting
+from ledger.postings import REDEMPTION, hold_account, system_account
+
+MAX_RECORD_MINUTES = 24 * 60
+
+
+def _for_viewer(request: ServiceRequest, role: str) -> ServiceRequest:
+    """Notes ("复查心脏") are for the elder's side, staff and the assigned volunteer; a
+    volunteer browsing open requests sees the service, the time and the area, not them."""
+    return request if role != "candidate" else replace(request, notes=None)
+
+
+class Requests(Catalogue):
+    """Requests: asking, dispatch, giving back, cancelling, and the hold behind a paid request."""
+
+    def create_request(
+        self,
+        principal: Principal,
+        elder_id: str,
+        service_code: str,
+        window_start: datetime,
+        window_end: datetime,
+        minutes: int,
+        notes: str | None,
+        redeem: bool,
+    ) -> ServiceRequest:
+        elder, access = self.accounts.member_access(principal, elder_id)
+        if access not in ("self", "proxy", "staff", "admin"):
+            raise Forbidden(
+                "an elder, their family proxy or staff acting for them requests services"
+            )
+        if not elder.is_elder or elder.status is not MemberStatus.ACTIVE:
+            raise InvalidInput("services are requested for an active elder", field="elder_id")
+        start, end = aware(window_start, "window_start"), aware(window_end, "window_end")
+        if end <= start:
+            raise InvalidInput("window_end must be after window_start", field="window_end")
+        window = int((end - start).total_seconds() // 60)
+        if not 1 <= minutes <= min(window, MAX_RECORD_MINUTES):
+            raise InvalidInput(
+                f"minutes must be 1-{min(window, MAX_RECORD_MINUTES)} (the time window)",
+                field="minutes",
+            )
+        if elder.org_id is None:
+            raise InvalidInput("the elder belongs to no organisation", field="elder_id")
+        if redeem:
+            self._require_eligible(elder)
+        with self.store.transaction() as tx:
+            kind = self._type_by_code(tx, elder.bank_id, service_code)
+            request_id = new_id()
+            tx.insert(
+                service_requests,
+                id=request_id,
+                bank_id=elder.bank_id,
+                elder_id=elder.id,
+                org_id=elder.org_id,
+                service_type_id=kind.id,
+                window_start=start,
+                window_end=end,
+                minutes=minutes,
+                notes=checked_text(notes, "notes", 500, required=False),
+                redeem=redeem,
+                status=str(RequestStatus.OPEN),
+                requested_by=principal.user_id or "",
+                acting_for=access != "self",
+                hold_minutes=0,
+                created_at=self.clock(),
+            )
+            return to_request(tx.get(service_requests, request_id))
+
+    def get_request(self, principal: Principal, request_id: str) -> ServiceRequest:
+        with self.store.snapshot() as tx:
+            request, role = self._visible_request(tx, principal, request_id)
+        return _for_viewer(request, role)
+
+    def list_requests(self, principal: Principal, status: str | None) -> list[ServiceRequest]:
+        if principal.is_partner:
+            raise Forbidden("partner keys cannot read requests")
+        conditions: list[Any] = [service_requests.c.bank_id == principal.bank_id]
+        if status is not None:
+            try:
+                conditions.append(service_requests.c.status == RequestStatus(status).value)
+            except ValueError as exc:
+                raise InvalidInput("unknown status", field="status") from exc
+        if not principal.is_bank_admin:
+            mine: list[Any] = [service_requests.c.org_id.in_(principal.orgs())]
+            if principal.acting_member_id:
+                mine += [
+                    service_requests.c.elder_id == principal.acting_member_id,
+                    service_requests.c.volunteer_id == principal.acting_member_id,
+                ]
+            if principal.proxied_members():
+                mine.append(service_requests.c.elder_id.in_(principal.proxied_members()))
+            if principal.has(Role.VOLUNTEER):
+                mine.append(service_requests.c.status == RequestStatus.OPEN.value)
+            conditions.append(or_(*mine))
+        with self.store.snapshot() as tx:
+            rows = tx.find(service_requests, *conditions, order=[service_requests.c.window_start])
+        requests = [to_request(r) for r in rows[:500]]
+        return [_for_viewer(r, self._role_in(principal, r)) for r in requests]
+
+    @staticmethod
+    def _role_in(principal: Principal, request: ServiceRequest) -> str:
+        """How a caller who may list ``request`` relates to it (as ``_visible_request``)."""
+        if principal.is_bank_admin:
+            return "admin"
+        if request.org_id in principal.orgs():
+            return "staff"
+        if (
+            principal.acting_member_id == request.elder_id
+            or request.elder_id in principal.proxied_members()
+        ):
+            return "elder"
+        acting = principal.acting_member_id
+        if acting is not None and acting == request.volunteer_id:
+            return "volunteer"
+        return "candidate"
+
+    def assign(self, principal: Principal, request_id: str, volunteer_id: str) -> ServiceRequest:
+        """Staff dispatch a request to a volunteer (线下派单)."""
+        with self.store.snapshot() as tx:
+            request, role = self._visible_request(tx, principal, request_id)
+        if role not in ("staff", "admin"):
+            raise Forbidden("only staff of the elder's organisation dispatch requests")
+        volunteer = self._bank_member(principal, volunteer_id)
+        return self._accept(request, volunteer, principal.user_id or "")
+
+    def claim(self, principal: Principal, request_id: str) -> ServiceRequest:
+        """A volunteer takes an open request (线上点单)."""
+        volunteer = self._acting_volunteer(principal, "claims requests")
+        with self.store.snapshot() as tx:
+            request, _ = self._visible_request(tx, principal, request_id)
+        return self._accept(request, volunteer, principal.user_id or "")
+
+    def _accept(self, request: ServiceRequest, volunteer: Member, by: str) -> ServiceRequest:
+        """Open → assigned. A redemption's minutes are held at the first assignment and stay
+        held while the request is withdrawn and taken again; they leave the hold only by the
+        redemption (the service happened) or the release (the request was cancelled)."""
+        if request.status is not RequestStatus.OPEN:
+            raise WrongState(f"request is {request.status}, not open")
+        if not volunteer.is_volunteer:
+            raise InvalidInput("the request must go to a volunteer", field="volunteer_id")
+        require_active(volunteer, "volunteer_id")
+        if volunteer.id == request.elder_id:
+            raise SelfVerification("a member cannot serve their own request")
+        elder = self.accounts.member(request.elder_id)
+        require_active(elder, "elder_id")
+        hold = request.hold_minutes
+        placed = False
+        if request.redeem and not hold:
+            self._require_eligible(elder)
+            with self.store.snapshot() as tx:
+                kind = to_type(tx.get(service_types, request.service_type_id))
+            hold = weighted(request.minutes, kind.weight_permille)
+            placed = True
+            self._append(
+                EntryRequest(
+                    "reserve",
+                    f"reserve:{request.id}",
+                    (
+                        Posting(elder.ledger_account, -hold),
+                        Posting(hold_account(elder.ledger_account), hold),
+                    ),
+                    {
+                        "request": request.id,
+                        "service": kind.code,
+                        "minutes": request.minutes,
+                        "weight": kind.weight_permille,
+                    },
+                )
+            )
+        with self.store.transaction() as tx:
+            changed = tx.conn.execute(
+                update(service_requests)
+                .where(
+                    service_requests.c.id == request.id,
+                    service_requests.c.status == RequestStatus.OPEN.value,
+                )
+                .values(
+                    status=RequestStatus.ASSIGNED.value,
+                    volunteer_id=volunteer.id,
+                    assigned_by=by,
+                    hold_minutes=hold,
+                )
+            ).rowcount
+            now = to_request(tx.get(service_requests, request.id))
+        if changed != 1:
+            if placed and now.status is RequestStatus.CANCELLED:
+                # Cancelled between our reserve and our update: the canceller saw no hold.
+                self._release(now, hold)
+            raise WrongState(f"request was {now.status} meanwhile", zh="该需求已被他人接单或已取消")
+        return now
+
+    def _release(self, request: ServiceRequest, minutes: int) -> None:
+        """Give a cancelled request's held minutes back (idempotent: one id per request)."""
+        elder = self.accounts.member(request.elder_id)
+        self._append(
+            EntryRequest(
+                "release",
+                f"release:{request.id}",
+                (
+                    Posting(hold_account(elder.ledger_account), -minutes),
+                    Posting(elder.ledger_account, minutes),
+                ),
+                {"request": request.id},
+            )
+        )
+
+    def withdraw(self, principal: Principal, request_id: str) -> ServiceRequest:
+        """The assigned volunteer (or staff) gives a request back: it is open again for
+        another volunteer, its held minutes stay held."""
+        with self.store.snapshot() as tx:
+            request, role = self._visible_request(tx, principal, request_id)
+        if role not in ("volunteer", "staff", "admin"):
+            raise Forbidden("only the assigned volunteer or staff give a request back")
+        with self.store.transaction() as tx:
+            current = locked_request(tx, request.id)
+            if current.status is not RequestStatus.ASSIGNED:
+                raise WrongState(f"request is {current.status}, not assigned")
+            if live_record(tx, request.id) is not None:
+                raise WrongState(
+                    "a service record was logged for this request; staff reject it first",
+                    zh="该需求已有服务记录，须先由工作人员驳回记录",
+                )
+            tx.conn.execute(
+                update(service_requests)
+                .where(service_requests.c.id == request.id)
+                .values(status=RequestStatus.OPEN.value, volunteer_id=None, assigned_by=None)
+            )
+            return to_request(tx.get(service_requests, request.id))
+
+    def cancel(self, principal: Principal, request_id: str, reason: str) -> ServiceRequest:
+        """The elder's side or staff cancel; held minutes go back to the elder. A request
+        whose service was recorded cannot be cancelled until staff reject that record: the
+        service is either paid or its minutes released, never neither."""
+        text = checked_text(reason, "reason", 500)
+        with self.store.snapshot() as tx:
+            request, role = self._visible_request(tx, principal, request_id)
+        if role == "volunteer":
+            raise Forbidden(
+                "a volunteer gives a request back with POST /v1/requests/{id}/withdraw; "
+                "only the elder's side or staff cancel it"
+            )
+        if role not in ("elder", "staff", "admin"):
+            raise Forbidden("only the elder's side or staff cancel a request")
+        with self.store.transaction() as tx:
+            current = locked_request(tx, request.id)
+            if current.status not in (RequestStatus.OPEN, RequestStatus.ASSIGNED):
+                raise WrongState(f"request is {current.status}")
+            if live_record(tx, request.id) is not None:
+                raise WrongState(
+                    "a service record was logged for this request; staff reject it first",
+                    zh="该需求已有服务记录，须先由工作人员驳回记录",
+                )
+            tx.update(
+                service_requests,
+                request.id,
+                status=RequestStatus.CANCELLED.value,
+                cancelled_by=principal.user_id,
+                cancel_reason=text,
+            )
+            cancelled = to_request(tx.get(service_requests, request.id))
+        if cancelled.hold_minutes:
+            self._release(cancelled, cancelled.hold_minutes)
+        return cancelled
+
+    def _redeem(self, record: ServiceRecord) -> None:
+        """The service of a request happened (its request is completed, in the transaction
+        that confirmed the record): post the held redemption. Idempotent, one id a request."""
+        assert record.request_id is not None
+        with self.store.snapshot() as tx:
+            request = to_request(tx.get(service_requests, record.request_id))
+        if request.status is RequestStatus.COMPLETED and request.hold_minutes:
+            elder = self.accounts.member(request.elder_id)
+            with self.store.snapshot() as tx:
+                kind = to_type(tx.get(service_types, request.service_type_id))
+            self._append(
+                EntryRequest(
+                    "redemption",
+                    f"redeem:{request.id}",
+                    (
+                        Posting(hold_account(elder.ledger_account), -request.hold_minutes),
+                        Posting(system_account(elder.bank_id, REDEMPTION), request.hold_minutes),
+                    ),
+                    {"request": request.id, "record": record.digest, "service": kind.code},
+                )
+            )

@@ -1,0 +1,160 @@
+"""Reversals: one bank admin asks for an entry to be undone with a reason, a second approves;
+the reversal entry names the entry it reverses, and the workflow follows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import update
+
+from accounts.errors import Conflict, InvalidInput, NotFound
+from accounts.model import Principal
+from accounts.tokens import new_id
+from care.base import checked_text, require_bank_admin
+from care.errors import (
+    SelfVerification,
+    WrongState,
+)
+from care.model import (
+    RecordStatus,
+)
+from care.repo import row_dict
+from care.storage import (
+    reversal_requests,
+    service_records,
+)
+from care.transfers import Transfers
+from ledger.entry import Entry, EntryRequest, Posting
+
+
+class Reversals(Transfers):
+    """Two-admin reversals."""
+
+    def request_reversal(self, principal: Principal, seq: int, reason: str) -> dict[str, Any]:
+        require_bank_admin(principal)
+        text = checked_text(reason, "reason", 500)
+        entry = self.ledger.entry(seq) if seq >= 0 else None
+        if (
+            entry is None
+            or not entry.request.postings
+            or not all(
+                p.account.startswith(f"{principal.bank_id}:") for p in entry.request.postings
+            )
+        ):
+            raise NotFound(f"no entry {seq} that moved minutes in this bank", field="seq")
+        if entry.request.kind in ("reversal", "reserve", "release"):
+            raise InvalidInput(f"a {entry.request.kind} cannot be reversed", field="seq")
+        reversal_id = new_id()
+        with self.store.transaction() as tx:
+            if tx.first(
+                reversal_requests,
+                reversal_requests.c.entry_seq == seq,
+                reversal_requests.c.status.in_(["pending", "approved"]),
+            ):
+                raise Conflict(f"entry {seq} already has a reversal request", field="seq")
+            tx.insert(
+                reversal_requests,
+                id=reversal_id,
+                bank_id=principal.bank_id,
+                entry_seq=seq,
+                reason=text,
+                status="pending",
+                requested_by=principal.user_id or "",
+                requested_at=self.clock(),
+            )
+            return row_dict(tx.get(reversal_requests, reversal_id))
+
+    def list_reversals(self, principal: Principal, status: str | None) -> list[dict[str, Any]]:
+        require_bank_admin(principal)
+        conditions: list[Any] = [reversal_requests.c.bank_id == principal.bank_id]
+        if status is not None:
+            conditions.append(reversal_requests.c.status == status)
+        with self.store.snapshot() as tx:
+            rows = tx.find(reversal_requests, *conditions, order=[reversal_requests.c.requested_at])
+        return [row_dict(r) for r in rows]
+
+    def reject_reversal(self, principal: Principal, reversal_id: str) -> dict[str, Any]:
+        """A bank admin turns down (or its requester withdraws) a pending reversal."""
+        require_bank_admin(principal)
+        with self.store.transaction() as tx:
+            row = tx.get(reversal_requests, reversal_id)
+            if row is None or row.bank_id != principal.bank_id:
+                raise NotFound(f"no reversal request {reversal_id}")
+            if row.status != "pending":
+                raise WrongState(f"reversal request is {row.status}")
+            tx.update(
+                reversal_requests,
+                row.id,
+                status="rejected",
+                decided_by=principal.user_id,
+                decided_at=self.clock(),
+            )
+            return row_dict(tx.get(reversal_requests, row.id))
+
+    def approve_reversal(self, principal: Principal, reversal_id: str) -> dict[str, Any]:
+        """A second bank admin approves; only then is the reversing entry appended."""
+        require_bank_admin(principal)
+        with self.store.snapshot() as tx:
+            row = tx.get(reversal_requests, reversal_id)
+        if row is None or row.bank_id != principal.bank_id:
+            raise NotFound(f"no reversal request {reversal_id}")
+        if row.status != "pending":
+            raise WrongState(f"reversal request is {row.status}")
+        if row.requested_by == principal.user_id:
+            raise SelfVerification(
+                "a second administrator must approve a reversal", zh="冲正须由另一位管理员批准"
+            )
+        entry = self.ledger.entry(int(row.entry_seq))
+        assert entry is not None
+        result = self._append(
+            EntryRequest(
+                "reversal",
+                f"reversal:{row.id}",
+                tuple(Posting(p.account, -p.minutes) for p in entry.request.postings),
+                {
+                    "reverses": int(row.entry_seq),
+                    "reason": row.reason,
+                    "requested_by": row.requested_by,
+                    "approved_by": principal.user_id or "",
+                },
+            )
+        )
+        self._after_reversal(entry, int(row.entry_seq), row.id)
+        with self.store.transaction() as tx:
+            tx.update(
+                reversal_requests,
+                row.id,
+                status="approved",
+                decided_by=principal.user_id,
+                decided_at=self.clock(),
+                reversal_seq=result.seq,
+            )
+            return row_dict(tx.get(reversal_requests, row.id))
+
+    def _after_reversal(self, entry: Entry, seq: int, reversal_id: str) -> None:
+        """Keep the workflow true to the log: a reversed deposit's record is no longer
+        verified, and minutes a reversed redemption put back on hold are released."""
+        if entry.request.kind == "deposit":
+            with self.store.transaction() as tx:
+                tx.conn.execute(
+                    update(service_records)
+                    .where(service_records.c.deposit_seq == seq)
+                    .values(
+                        status=RecordStatus.REJECTED.value,
+                        rejected_reason=f"deposit {seq} reversed ({reversal_id})",
+                    )
+                )
+        for posting in entry.request.postings:
+            if posting.account.split(":")[1] == "hold" and posting.minutes < 0:
+                member = posting.account.replace(":hold:", ":member:")
+                self._append(
+                    EntryRequest(
+                        "release",
+                        f"release:reversal:{reversal_id}",
+                        (
+                            Posting(posting.account, posting.minutes),
+                            Posting(member, -posting.minutes),
+                        ),
+                        {"reversal": reversal_id},
+                    )
+                )

@@ -1,0 +1,96 @@
+"""Moving stored time: gifts to a confirmed relative, donations to the pool, and pool grants
+to priority elders by a bank admin. Each carries the caller's key as its entry id."""
+
+from __future__ import annotations
+
+from accounts.errors import Forbidden
+from accounts.model import Principal
+from care.base import checked_text, opaque, positive, require_active, require_bank_admin
+from care.errors import (
+    GiftsDisabled,
+    NotARelative,
+    NotPriorityElder,
+)
+from care.verification import Verification
+from ledger import AppendResult
+from ledger.entry import EntryRequest, Posting
+from ledger.postings import POOL, system_account
+
+
+class Transfers(Verification):
+    """Gifts, donations and pool grants."""
+
+    def gift(
+        self, principal: Principal, from_id: str, to_id: str, minutes: int, key: str
+    ) -> AppendResult:
+        giver, access = self.accounts.member_access(principal, from_id)
+        if access not in ("self", "proxy"):
+            raise Forbidden("only the member or their family proxy gives their minutes")
+        receiver = self._bank_member(principal, to_id, field="to_member_id")
+        require_active(giver, "from_member_id")
+        require_active(receiver, "to_member_id")
+        if access == "proxy" and receiver.id == principal.member_id:
+            raise Forbidden("a family proxy cannot give the elder's minutes to themselves")
+        if not self.policy(giver.bank_id).gifts_allowed:
+            raise GiftsDisabled("gifts are switched off in this bank's policy")
+        if not self.accounts.are_confirmed_relatives(giver.id, receiver.id):
+            raise NotARelative("gifts go only to a confirmed direct relative", field="to_member_id")
+        positive(minutes)
+        return self._append(
+            EntryRequest(
+                "gift",
+                f"gift:{opaque(giver.ledger_account)}:{key}",
+                (
+                    Posting(giver.ledger_account, -minutes),
+                    Posting(receiver.ledger_account, minutes),
+                ),
+                {"by": principal.user_id or "", "relation": "confirmed"},
+            )
+        )
+
+    def donate(self, principal: Principal, from_id: str, minutes: int, key: str) -> AppendResult:
+        donor, access = self.accounts.member_access(principal, from_id)
+        if access not in ("self", "proxy"):
+            raise Forbidden("only the member or their family proxy donates their minutes")
+        require_active(donor, "from_member_id")
+        positive(minutes)
+        return self._append(
+            EntryRequest(
+                "donation",
+                f"donation:{opaque(donor.ledger_account)}:{key}",
+                (
+                    Posting(donor.ledger_account, -minutes),
+                    Posting(system_account(donor.bank_id, POOL), minutes),
+                ),
+                {"by": principal.user_id or ""},
+            )
+        )
+
+    def grant(
+        self, principal: Principal, elder_id: str, minutes: int, reason: str, key: str
+    ) -> AppendResult:
+        require_bank_admin(principal)
+        elder, _ = self.accounts.member_access(principal, elder_id)
+        require_active(elder, "elder_id")
+        flags = self.accounts.active_flags(elder.id)
+        if not elder.is_elder or not flags:
+            raise NotPriorityElder(
+                "pool minutes go to elders flagged as priority", field="elder_id"
+            )
+        text = checked_text(reason, "reason", 500)
+        positive(minutes)
+        return self._append(
+            EntryRequest(
+                "grant",
+                f"grant:{opaque(elder.ledger_account)}:{key}",
+                (
+                    Posting(system_account(elder.bank_id, POOL), -minutes),
+                    Posting(elder.ledger_account, minutes),
+                ),
+                {
+                    "reason": text or "",
+                    "priority": True,
+                    "by": principal.user_id or "",
+                },
+            )
+        )

@@ -1,0 +1,252 @@
+"""Verification: staff of the record's organisation (with a second factor, never the one who
+confirmed) verify a confirmed record and its minutes × weight are deposited; or reject it,
+refunding a paid request. ``repair`` finishes what a crash left between the two steps."""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+
+from accounts.errors import Forbidden
+from accounts.model import Principal
+from care.base import checked_text, weighted
+from care.confirmation import Confirmation
+from care.errors import (
+    SelfVerification,
+    WrongState,
+)
+from care.model import (
+    RecordStatus,
+    RequestStatus,
+    ServiceRecord,
+    ServiceRequest,
+)
+from care.repo import locked_request, move_record
+from care.storage import (
+    service_records,
+    service_requests,
+    service_types,
+    to_record,
+    to_request,
+    to_type,
+)
+from ledger.entry import Ceiling, Entry, EntryRequest, Posting
+from ledger.postings import ISSUANCE, POOL, REDEMPTION, hold_account, system_account
+
+
+def _why_not_verifiable(status: RecordStatus) -> str:
+    """Tells staff what to do next: a verified record has already deposited its minutes."""
+    if status is RecordStatus.VERIFIED:
+        return "record is already verified; its minutes were deposited"
+    if status is RecordStatus.REJECTED:
+        return "record is rejected; it cannot be verified"
+    return f"record is {status}; it must be confirmed by the served side first"
+
+
+class Verification(Confirmation):
+    """Verifying and rejecting records; deposits, refunds and repair."""
+
+    def verify(self, principal: Principal, record_id: str) -> ServiceRecord:
+        """The organisation verifies: one ledger entry deposits minutes × weight."""
+        record, _ = self._visible_record(principal, record_id)
+        if principal.member_id == record.volunteer_id:
+            raise SelfVerification("a volunteer cannot verify their own record")
+        if record.org_id not in principal.orgs():
+            raise Forbidden("only staff of the record's organisation verify it")
+        self.accounts.require_second_factor(principal)
+        if record.status is not RecordStatus.CONFIRMED:
+            raise WrongState(_why_not_verifiable(record.status))
+        if record.confirmed_by == principal.user_id:
+            raise SelfVerification(
+                "whoever confirmed the service for the elder cannot also verify it"
+            )
+        self._require_record_members_active(record)
+        # Confirmed → verified first, so that a reject racing this verify finds the record
+        # verified (and is refused) instead of rejecting a record whose deposit is posted.
+        verifier = principal.user_id or ""
+        with self.store.transaction() as tx:
+            moved = move_record(
+                tx,
+                record.id,
+                RecordStatus.CONFIRMED,
+                status=RecordStatus.VERIFIED.value,
+                verified_by=verifier,
+                verified_at=self.clock(),
+            )
+        if not moved:
+            raise WrongState("record was verified or rejected meanwhile")
+        try:
+            self._post_deposit(record, verifier)
+        except Exception:
+            with self.store.transaction() as tx:  # nothing was posted: confirmed again
+                tx.conn.execute(
+                    update(service_records)
+                    .where(
+                        service_records.c.id == record.id,
+                        service_records.c.deposit_seq.is_(None),
+                    )
+                    .values(status=RecordStatus.CONFIRMED.value, verified_by=None, verified_at=None)
+                )
+            raise
+        return self._record(record.id)
+
+    def _post_deposit(self, record: ServiceRecord, verifier: str) -> None:
+        """Append a verified record's deposit and note its seq on the record (idempotent:
+        ``deposit:<record>``; also what the repair of an interrupted verification runs)."""
+        volunteer = self.accounts.member(record.volunteer_id)
+        policy = self.policy(record.bank_id)
+        with self.store.snapshot() as tx:
+            kind = to_type(tx.get(service_types, record.service_type_id))
+        amount = weighted(record.minutes, kind.weight_permille)
+        # The stored-time cap is applied by the log's writer against the balances of the
+        # moment: deposits verified together cannot pass it together. The excess goes to the
+        # pool, and the entry's to_pool says how much.
+        member = volunteer.ledger_account
+        cap = Ceiling(
+            member,
+            (member, hold_account(member)),
+            policy.stored_cap_minutes,
+            system_account(record.bank_id, POOL),
+            "to_pool",
+        )
+        postings = [Posting(system_account(record.bank_id, ISSUANCE), -amount)]
+        postings.append(Posting(member, amount))
+        signatures = [{"role": "verifier", "by": verifier}]
+        if record.device_key_id and record.device_signature:
+            signatures.insert(
+                0,
+                {"role": "volunteer", "key": record.device_key_id, "sig": record.device_signature},
+            )
+        result = self._append(
+            EntryRequest(
+                "deposit",
+                f"deposit:{record.id}",
+                tuple(postings),
+                {
+                    "record": record.digest,
+                    "service": kind.code,
+                    "minutes": record.minutes,
+                    "weight": kind.weight_permille,
+                    "policy": policy.version,
+                    "service_version": kind.version,
+                    "org": record.org_id,
+                    "confirmed_by": record.confirmed_by or "",
+                    "confirmed_as": str(record.confirmed_as),
+                    "verified_by": verifier,
+                    "to_pool": 0,
+                },
+                tuple(signatures),
+                cap,
+            )
+        )
+        with self.store.transaction() as tx:
+            noted = move_record(
+                tx, record.id, RecordStatus.VERIFIED, deposit_seq=result.seq, deposit_minutes=amount
+            )
+        if not noted:
+            raise WrongState(f"record {record.id} left 'verified' while its deposit was posted")
+
+    def reject(self, principal: Principal, record_id: str, reason: str) -> ServiceRecord:
+        text = checked_text(reason, "reason", 500)
+        record, role = self._visible_record(principal, record_id)
+        if principal.member_id == record.volunteer_id:
+            raise SelfVerification("a volunteer cannot reject their own record")
+        if role not in ("staff", "admin"):
+            raise Forbidden("only staff of the record's organisation reject it")
+        if record.status not in (RecordStatus.LOGGED, RecordStatus.CONFIRMED):
+            raise WrongState(f"record is {record.status}")
+        refund: ServiceRequest | None = None
+        with self.store.transaction() as tx:
+            if not move_record(
+                tx,
+                record.id,
+                record.status,
+                status=RecordStatus.REJECTED.value,
+                rejected_reason=text,
+                verified_by=principal.user_id,
+                verified_at=self.clock(),
+            ):
+                raise WrongState("record was verified or rejected meanwhile")
+            if record.request_id is not None:
+                request = locked_request(tx, record.request_id)
+                if request.status is RequestStatus.COMPLETED:
+                    # The confirmation had completed (and paid) the request: the service did
+                    # not happen as recorded, so the request is cancelled and paid back.
+                    tx.update(
+                        service_requests,
+                        request.id,
+                        status=RequestStatus.CANCELLED.value,
+                        cancelled_by=principal.user_id,
+                        cancel_reason="service record rejected",
+                    )
+                    refund = request
+        if refund is not None and refund.hold_minutes:
+            self._refund(refund, record)
+        return self._record(record.id)
+
+    def _refund(self, request: ServiceRequest, record: ServiceRecord) -> None:
+        """Give back a redemption whose record staff rejected (idempotent: one id a request)."""
+        elder = self.accounts.member(request.elder_id)
+        self._append(
+            EntryRequest(
+                "refund",
+                f"refund:{request.id}",
+                (
+                    Posting(system_account(elder.bank_id, REDEMPTION), -request.hold_minutes),
+                    Posting(elder.ledger_account, request.hold_minutes),
+                ),
+                {"request": request.id, "record": record.digest},
+            )
+        )
+
+    def repair(self) -> list[str]:
+        """Finish every step a killed process left half done (see ``care.holds``); returns
+        what it did. Safe to run at any time and any number of times."""
+        done: list[str] = []
+        with self.store.snapshot() as tx:
+            requests = [to_request(r) for r in tx.find(service_requests, service_requests.c.redeem)]
+            unposted = [
+                to_record(r)
+                for r in tx.find(
+                    service_records,
+                    service_records.c.status == RecordStatus.VERIFIED.value,
+                    service_records.c.deposit_seq.is_(None),
+                )
+            ]
+        kinds = ("reserve", "release", "redeem", "refund")
+        wanted = [f"{k}:{r.id}" for r in requests for k in kinds]
+        posted: dict[str, Entry] = {}
+        for start in range(0, len(wanted), 1000):  # a bounded IN list per read
+            posted.update(self.ledger.entries_by_id(wanted[start : start + 1000]))
+        for request in requests:
+            ids = [f"{kind}:{request.id}" for kind in kinds]
+            reserve = posted.get(ids[0])
+            if reserve is None or ids[1] in posted or ids[2] in posted:
+                continue
+            held = sum(p.minutes for p in reserve.request.postings if p.minutes > 0)
+            if request.status is RequestStatus.CANCELLED:
+                self._release(request, held)
+                done.append(f"released {held} minutes held for cancelled request {request.id}")
+            elif request.status is RequestStatus.COMPLETED:
+                record = self._completed_record(request.id)
+                if record is not None:
+                    self._redeem(record)
+                    done.append(f"redeemed {held} minutes of completed request {request.id}")
+            elif request.hold_minutes != held:
+                with self.store.transaction() as tx:
+                    tx.update(service_requests, request.id, hold_minutes=held)
+                done.append(f"request {request.id} now holds the {held} minutes reserved for it")
+        for record in unposted:
+            self._post_deposit(record, record.verified_by or "")
+            done.append(f"posted the deposit of verified record {record.id}")
+        return done
+
+    def _completed_record(self, request_id: str) -> ServiceRecord | None:
+        with self.store.snapshot() as tx:
+            row = tx.first(
+                service_records,
+                service_records.c.request_id == request_id,
+                service_records.c.status.in_(
+                    [RecordStatus.CONFIRMED.value, RecordStatus.VERIFIED.value]
+                ),
+            )
+        return to_record(row) if row is not None else None
