@@ -1,0 +1,201 @@
+"""The ground of the accounts use cases: the store, the data key, the ledger port, the clock
+and the security policy; creating users and granting roles; input checks shared by all."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from accounts import passwords
+from accounts.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+)
+from accounts.model import (
+    STAFF_ROLES,
+    Bank,
+    Principal,
+    Role,
+    User,
+)
+from accounts.protection import (
+    Protector,
+)
+from accounts.storage import (
+    AccountsStore,
+    Tx,
+    banks,
+    organisations,
+    role_grants,
+    users,
+)
+from accounts.tokens import new_id, new_secret
+from ledger import AppendResult
+from ledger.entry import EntryRequest
+
+BANK_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+
+
+USERNAME = re.compile(r"^[A-Za-z0-9._@+-]{3,64}$")
+
+
+MAX_PAGE = 200
+
+
+class LedgerPort(Protocol):
+    """What accounts needs of the log: append an entry (idempotent by id)."""
+
+    def append(self, request: EntryRequest) -> AppendResult: ...
+
+
+@dataclass(frozen=True)
+class SecurityPolicy:
+    session_ttl: timedelta = timedelta(hours=12)
+    desk_session_ttl: timedelta = timedelta(hours=4)  # staff, admins and auditors
+    account_failures_before_lock: int = 5
+    account_lock_base: timedelta = timedelta(seconds=30)
+    account_lock_max: timedelta = timedelta(minutes=15)
+    client_attempts_per_window: int = 20
+    client_window_seconds: int = 300
+
+
+@dataclass(frozen=True)
+class NewUser:
+    user: User
+    one_time_password: str | None
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def user_id_of(principal: Principal) -> str:
+    if principal.user_id is None:
+        raise Forbidden("this needs a personal login, not an API key")
+    return principal.user_id
+
+
+def clean_text(value: Any, field: str, max_length: int) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput(f"{field} must not be empty", field=field)
+    value = value.strip()
+    if len(value) > max_length:
+        raise InvalidInput(f"{field} must be at most {max_length} characters", field=field)
+    if any(ord(c) < 0x20 for c in value):
+        raise InvalidInput(f"{field} must not contain control characters", field=field)
+    return str(value)
+
+
+def parse_enum(kind: Any, value: Any, field: str) -> Any:
+    try:
+        return kind(value)
+    except ValueError as exc:
+        allowed = ", ".join(str(v) for v in kind)
+        raise InvalidInput(f"{field} must be one of: {allowed}", field=field) from exc
+
+
+class AccountsBase:
+    """The base of the accounts use cases: what they share, and how users and grants are made."""
+
+    def __init__(
+        self,
+        store: AccountsStore,
+        protector: Protector,
+        ledger: LedgerPort,
+        clock: Callable[[], datetime] = utc_now,
+        policy: SecurityPolicy | None = None,
+    ) -> None:
+        self.store = store
+        self.protector = protector
+        self.ledger = ledger
+        self.clock = clock
+        self.policy = policy or SecurityPolicy()
+
+    def create_bank(self, bank_id: str, name: str) -> Bank:
+        if not BANK_ID.match(bank_id):
+            raise InvalidInput("bank id must be 1-32 of a-z, 0-9 and '-'", field="bank_id")
+        name = clean_text(name, "name", 200)
+        now = self.clock()
+        with self.store.transaction() as tx:
+            if tx.get(banks, bank_id):
+                raise Conflict(f"bank {bank_id} already exists", field="bank_id")
+            tx.insert(banks, id=bank_id, name=name, created_at=now)
+        return Bank(bank_id, name, now)
+
+    def create_user(
+        self,
+        bank_id: str,
+        username: str,
+        role: Role,
+        org_id: str | None = None,
+        password: str | None = None,
+        granted_by: str | None = None,
+    ) -> NewUser:
+        """An operator creates a login with one role; prints a one-time password if none given."""
+        with self.store.transaction() as tx:
+            if not tx.get(banks, bank_id):
+                raise NotFound(f"no bank {bank_id}", field="bank_id")
+            if role in STAFF_ROLES:
+                org = tx.get(organisations, org_id) if org_id else None
+                if org is None or org.bank_id != bank_id:
+                    raise InvalidInput(f"{role} needs --org of bank {bank_id}", field="org_id")
+            elif org_id is not None:
+                raise InvalidInput(f"{role} is not an organisation role", field="org_id")
+            if role in (Role.VOLUNTEER, Role.ELDER, Role.FAMILY_PROXY):
+                raise InvalidInput(
+                    "volunteers, elders and family members are registered as members",
+                    field="role",
+                )
+            new = self._new_user(tx, bank_id, username, password)
+            self._grant(tx, new.user.id, role, bank_id, org_id, None, granted_by)
+        return new
+
+    def _new_user(self, tx: Tx, bank_id: str, username: str, password: str | None) -> NewUser:
+        if not isinstance(username, str) or not USERNAME.match(username):
+            raise InvalidInput("username must be 3-64 letters, digits or ._@+-", field="username")
+        if tx.first(users, users.c.username == username):
+            raise Conflict(f"username {username} is taken", field="username")
+        one_time = None
+        if password is None:
+            one_time = new_secret("tbo_")
+            password = one_time
+        else:
+            passwords.check_policy(password, username)
+        user = User(new_id(), bank_id, username, self.clock())
+        tx.insert(
+            users,
+            id=user.id,
+            bank_id=bank_id,
+            username=username,
+            password_hash=passwords.hash_password(password),
+            created_at=user.created_at,
+            failed_logins=0,
+        )
+        return NewUser(user, one_time)
+
+    def _grant(
+        self,
+        tx: Tx,
+        user_id: str,
+        role: Role,
+        bank_id: str,
+        org_id: str | None,
+        member_id: str | None,
+        granted_by: str | None,
+    ) -> None:
+        tx.insert(
+            role_grants,
+            id=new_id(),
+            user_id=user_id,
+            role=str(role),
+            bank_id=bank_id,
+            org_id=org_id,
+            member_id=member_id,
+            granted_by=granted_by,
+            granted_at=self.clock(),
+        )
