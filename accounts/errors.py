@@ -1,4 +1,4 @@
-"""Errors raised by accounts.
+"""Errors raised by accounts (the statuses below are the web layer's, ``web.statuses``).
 
 The hierarchy::
 

@@ -19,16 +19,13 @@ from litestar.types import ExceptionHandlersMap
 
 from accounts.errors import (
     AccountsError,
-    AuthenticationError,
-    Conflict,
-    Forbidden,
     LoginThrottled,
-    NotFound,
 )
 from care.errors import CareError
 from ledger.errors import EntryError, ProofRequestError
 from web.i18n import LANGUAGE_COOKIE, describe, gettext_for, negotiate
 from web.pages import error_page
+from web.statuses import status_of
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger(__name__)
@@ -127,22 +124,11 @@ def _entry(_: Request[Any, Any, Any], exc: EntryError) -> Response[dict[str, Any
         "UnbalancedPostings": "unbalanced-postings",
         "PostingRuleViolation": "posting-rule",
     }.get(type(exc).__name__, "invalid-entry")
-    status = 409 if slug == "id-conflict" else 422
-    return problem(status, slug, "Entry refused", str(exc), exc.field)
+    return problem(status_of(exc), slug, "Entry refused", str(exc), exc.field)
 
 
 def _accounts(request: Request[Any, Any, Any], exc: AccountsError) -> Response[dict[str, Any]]:
-    status = 400
-    if isinstance(exc, LoginThrottled):
-        status = 429
-    elif isinstance(exc, AuthenticationError):
-        status = 401
-    elif isinstance(exc, Forbidden):
-        status = 403
-    elif isinstance(exc, NotFound):
-        status = 404
-    elif isinstance(exc, Conflict):
-        status = 409
+    status = status_of(exc)
     title, detail = describe(exc.slug, str(exc), language(request))
     response = problem(status, exc.slug, title, detail, exc.field)
     if isinstance(exc, LoginThrottled):
@@ -156,7 +142,7 @@ def _care(request: Request[Any, Any, Any], exc: CareError) -> Response[dict[str,
     """Domain refusals carry both languages; ``detail`` follows the caller's language."""
     chinese = language(request) == "zh-CN"
     title = exc.slug.replace("-", " ").capitalize()
-    response = problem(exc.status, exc.slug, title, exc.zh if chinese else str(exc), exc.field)
+    response = problem(status_of(exc), exc.slug, title, exc.zh if chinese else str(exc), exc.field)
     assert isinstance(response.content, dict)
     response.content["detail_en"] = str(exc)
     response.content["detail_zh"] = exc.zh
@@ -195,7 +181,7 @@ def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[
         HTTP_500_INTERNAL_SERVER_ERROR,
         "internal",
         _("Internal error"),
-        _("The server failed; nothing was written."),
+        _("The server failed. The change may or may not have been saved: check before trying again."),
     )
 
 

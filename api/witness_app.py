@@ -26,6 +26,7 @@ from audit.witness import (
     Witness,
     WitnessError,
 )
+from web.statuses import status_of
 
 
 def _witness(state: State) -> Witness:
@@ -36,7 +37,7 @@ def _witness(state: State) -> Witness:
 def _refusal(_: Request[Any, Any, Any], exc: WitnessError) -> Response[Any]:
     if isinstance(exc, SizeConflict):
         return Response(f"{exc.size}\n", status_code=409, media_type=SIZE_CONTENT_TYPE)
-    response = problem(exc.status, exc.slug, "Checkpoint refused", str(exc))
+    response = problem(status_of(exc), exc.slug, "Checkpoint refused", str(exc))
     if isinstance(exc, RateLimited):
         response.headers["Retry-After"] = str(exc.retry_after)
     return response

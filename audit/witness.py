@@ -63,9 +63,9 @@ SIZE_CONTENT_TYPE = "text/x.tlog.size"
 
 
 class WitnessError(Exception):
-    """The witness refuses a request; ``status`` is the HTTP status the protocol requires."""
+    """The witness refuses a request (``web.statuses`` gives the HTTP status the protocol
+    requires for each)."""
 
-    status = 400
     slug = "witness-bad-request"
 
     def __init__(self, message: str) -> None:
@@ -73,24 +73,20 @@ class WitnessError(Exception):
 
 
 class MalformedRequest(WitnessError):
-    status = 400
     slug = "witness-bad-request"
 
 
 class UntrustedSignature(WitnessError):
-    status = 403
     slug = "witness-untrusted-signature"
 
 
 class UnknownLog(WitnessError):
-    status = 404
     slug = "witness-unknown-log"
 
 
 class SizeConflict(WitnessError):
     """409: the body is the witness's current size for the origin."""
 
-    status = 409
     slug = "witness-size-conflict"
 
     def __init__(self, message: str, size: int) -> None:
@@ -99,14 +95,12 @@ class SizeConflict(WitnessError):
 
 
 class BadProof(WitnessError):
-    status = 422
     slug = "witness-bad-proof"
 
 
 class RateLimited(WitnessError):
     """429: a log sent more checkpoints than ``RATE_PER_SECOND`` (burst ``BURST``)."""
 
-    status = 429
     slug = "witness-rate-limited"
 
     def __init__(self, message: str, retry_after: int) -> None:

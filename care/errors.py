@@ -21,7 +21,8 @@ The hierarchy::
     ├── TooManyCodeAttempts           too-many-code-attempts (429)  确认码尝试次数过多
     └── WrongState                    wrong-state (409)       当前状态不允许此操作
 
-Generic refusals (not found, forbidden, bad input) reuse ``accounts.errors``.
+Generic refusals (not found, forbidden, bad input) reuse ``accounts.errors``. The statuses in
+parentheses are the web layer's (``web.statuses``); the domain raises no HTTP status.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 class CareError(Exception):
     slug = "care-rule"
-    status = 422
     zh = "操作被拒绝"
 
     def __init__(self, message: str, *, field: str | None = None, zh: str | None = None) -> None:
@@ -101,7 +101,6 @@ class InvalidConfirmationCode(CareError):
 
 class WrongState(CareError):
     slug = "wrong-state"
-    status = 409
     zh = "当前状态不允许此操作"
 
 
@@ -133,5 +132,4 @@ class TooManyCodeAttempts(CareError):
     and per elder whose codes are tried (``care.codes.CODE_LIMITS``)."""
 
     slug = "too-many-code-attempts"
-    status = 429
     zh = "确认码错误次数过多，请稍后再试或由老人、家属或工作人员确认"

@@ -18,12 +18,13 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
 from litestar.template.config import TemplateConfig
 
-from accounts.errors import AccountsError, AuthenticationError, Forbidden, LoginThrottled
+from accounts.errors import AccountsError, AuthenticationError
 from accounts.model import MemberStatus, Principal, Role
 from accounts.service import PersonalInput
 from care.errors import CareError
 from web.i18n import LANGUAGE_COOKIE, LANGUAGES, describe, gettext_for, negotiate
 from web.session import accounts_of, clear_session, session_cookie, viewer
+from web.statuses import status_of
 
 TEMPLATES = TemplateConfig(
     directory=Path(__file__).parent / "templates", engine=JinjaTemplateEngine
@@ -121,23 +122,12 @@ def refusal(
     language = language_of(request)
     if isinstance(exc, CareError):
         message = exc.zh if language == "zh-CN" else str(exc)
-        status = exc.status
     else:
         _, message = describe(exc.slug, str(exc), language)
-        status = _status(exc)
+    status = status_of(exc)
     return render(
         request, template, principal, status=status, error=message, error_field=exc.field, **context
     )
-
-
-def _status(exc: AccountsError) -> int:
-    if isinstance(exc, LoginThrottled):
-        return 429
-    if isinstance(exc, AuthenticationError):
-        return 401
-    if isinstance(exc, Forbidden):
-        return 403
-    return {"not-found": 404, "conflict": 409}.get(exc.slug, 400)
 
 
 def to_login(request: Request[Any, Any, Any]) -> Redirect:
@@ -293,12 +283,12 @@ def error_page(request: Request[Any, Any, State], exc: Exception) -> Response[An
         return to_login(request)
     if isinstance(exc, CareError):
         status, title, detail = (
-            exc.status,
+            status_of(exc),
             _("Not allowed"),
             exc.zh if language == "zh-CN" else str(exc),
         )
     elif isinstance(exc, AccountsError):
-        status = _status(exc)
+        status = status_of(exc)
         title, detail = describe(exc.slug, str(exc), language)
     elif isinstance(exc, PermissionDeniedException) and "CSRF" in str(exc.detail):
         status, (title, detail) = 403, describe("csrf", "the form has expired", language)
