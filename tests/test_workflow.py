@@ -94,6 +94,33 @@ def refused(response: Any, status: int, slug: str) -> dict[str, Any]:
     return body
 
 
+class Refusals:
+    """``refused`` that keeps going: every refusal that did not come as expected is collected
+    and reported together by ``check``, so one wrong answer does not hide the others."""
+
+    def __init__(self) -> None:
+        self.misses: list[str] = []
+
+    def __call__(self, response: Any, status: int, slug: str) -> dict[str, Any]:
+        try:
+            return refused(response, status, slug)
+        except AssertionError:
+            request = response.request
+            self.misses.append(
+                f"{request.method} {request.url.path}: expected {status} {slug}, "
+                f"got {response.status_code} {response.text[:300]}"
+            )
+            body: dict[str, Any] = (
+                response.json() if response.headers.get("content-type", "").endswith("json") else {}
+            )
+            return body
+
+    def check(self) -> None:
+        assert not self.misses, f"{len(self.misses)} refusals went wrong:\n" + "\n".join(
+            self.misses
+        )
+
+
 def balance(w: World, member: str, who: str = "b1-admin") -> tuple[int, int]:
     b = ok(w.client.get(f"/v1/members/{w.ids[member]}/balance", headers=w.as_(who)))
     return b["available_minutes"], b["reserved_minutes"]
@@ -413,6 +440,7 @@ def test_the_life_of_an_hour(world: World) -> None:
 
 def test_every_rule_refuses(world: World) -> None:
     w = world
+    refused = Refusals()  # reports every refusal that went wrong, not only the first
     refused(log_record(w, "vol-a", "elder-a", -1, -2), 422, "future-record")
     refused(log_record(w, "vol-a", "elder-a", 5, 4, minutes=90), 422, "invalid-duration")
     refused(log_record(w, "vol-a", "elder-a", 5, 6), 422, "invalid-duration")
@@ -587,6 +615,7 @@ def test_every_rule_refuses(world: World) -> None:
         404,
         "not-found",
     )
+    refused.check()
     assert w.log.verify().ok
 
 
