@@ -181,7 +181,7 @@ def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[
         HTTP_500_INTERNAL_SERVER_ERROR,
         "internal",
         _("Internal error"),
-        _("The server failed. The change may or may not have been saved: check before trying again."),
+        _("Server error: check whether the change was saved before trying again."),
     )
 
 

@@ -40,7 +40,7 @@ def internal_page(request: Request[Any, Any, State], exc: Exception) -> Response
         "error.html",
         status=500,
         title=_("Internal error"),
-        detail=_("The server failed. The change may or may not have been saved: check before trying again."),
+        detail=_("Server error: check whether the change was saved before trying again."),
     )
 
 
