@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from accounts import passwords
 from accounts.errors import (
@@ -35,8 +35,7 @@ from accounts.storage import (
     users,
 )
 from accounts.tokens import new_id, new_secret
-from ledger import AppendResult
-from ledger.entry import EntryRequest
+from ledger import LedgerPort
 
 BANK_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 
@@ -45,12 +44,6 @@ USERNAME = re.compile(r"^[A-Za-z0-9._@+-]{3,64}$")
 
 
 MAX_PAGE = 200
-
-
-class LedgerPort(Protocol):
-    """What accounts needs of the log: append an entry (idempotent by id)."""
-
-    def append(self, request: EntryRequest) -> AppendResult: ...
 
 
 @dataclass(frozen=True)
@@ -80,15 +73,28 @@ def user_id_of(principal: Principal) -> str:
     return principal.user_id
 
 
-def clean_text(value: Any, field: str, max_length: int) -> str:
+def clean_text(value: Any, field: str, max_length: int, *, multiline: bool = False) -> str:
+    """Trimmed, non-empty text of at most ``max_length`` characters, without control
+    characters (names, reasons); ``multiline`` text (notes) may also hold line breaks and tabs.
+    The one rule for free text, shared by accounts and care."""
     if not isinstance(value, str) or not value.strip():
         raise InvalidInput(f"{field} must not be empty", field=field)
     value = value.strip()
     if len(value) > max_length:
         raise InvalidInput(f"{field} must be at most {max_length} characters", field=field)
-    if any(ord(c) < 0x20 for c in value):
+    allowed = "\n\r\t" if multiline else ""
+    if any(ord(c) < 0x20 and c not in allowed for c in value):
         raise InvalidInput(f"{field} must not contain control characters", field=field)
     return str(value)
+
+
+def optional_text(
+    value: Any, field: str, max_length: int, *, multiline: bool = False
+) -> str | None:
+    """``clean_text``, or None when nothing (or only blanks) was given."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return clean_text(value, field, max_length, multiline=multiline)
 
 
 def parse_enum(kind: Any, value: Any, field: str) -> Any:

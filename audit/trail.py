@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -38,7 +38,7 @@ from sqlalchemy import (
 )
 
 from database import Database, metadata, opened
-from ledger import AppendResult
+from ledger import AppendResult, LedgerPort
 from ledger.entry import EntryRequest, canonical_json
 
 DOMAIN = b"timebank-audit-v1\n"
@@ -130,10 +130,6 @@ class Seal:
     head: bytes
 
 
-class Appender(Protocol):
-    def append(self, request: EntryRequest) -> AppendResult: ...
-
-
 def outcome_of(status: int) -> str:
     return "ok" if status < 400 else ("failed" if status >= 500 else "refused")
 
@@ -203,7 +199,7 @@ class AuditTrail:
             ).first()
         return (last.seq + 1, bytes(last.hash)) if last else (0, ZERO)
 
-    def seal(self, ledger: Appender) -> AppendResult | None:
+    def seal(self, ledger: LedgerPort) -> AppendResult | None:
         """Seal the chain into the log; nothing to do if no event came since the last seal."""
         count, head = self.head()
         if count == 0:

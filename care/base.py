@@ -1,4 +1,4 @@
-"""The ground every care use case stands on: the ledger it appends to (its ``Ledger``
+"""The ground every care use case stands on: the ledger it appends to (its ``LedgerPort``
 interface), who may see which request or record, input checks, and how a ledger refusal
 becomes a care error (once, in ``CareBase._append``)."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from datetime import UTC, date, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from accounts.errors import Forbidden, InvalidInput, NotFound
 from accounts.model import Member, MemberStatus, Principal, Role
@@ -29,30 +29,12 @@ from care.storage import (
     to_record,
     to_request,
 )
-from ledger import AppendResult
-from ledger.entry import Entry, EntryRequest, canonical_json
+from ledger import AppendResult, LedgerPort
+from ledger.entry import EntryRequest, canonical_json
 from ledger.errors import EntryError
 from ledger.errors import InsufficientBalance as LedgerInsufficient
 
 EARLIEST, LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
-
-
-class Ledger(Protocol):
-    """What the workflow needs of the log."""
-
-    def append(self, request: EntryRequest) -> AppendResult: ...
-
-    def balances(self, accounts: list[str]) -> dict[str, int]: ...
-
-    def history(
-        self, accounts: list[str], limit: int = 50, before_seq: int | None = None
-    ) -> list[Entry]: ...
-
-    def entry(self, seq: int) -> Entry | None: ...
-
-    def entries_by_id(self, ids: list[str]) -> dict[str, Entry]: ...
-
-    def receipt(self, index: int) -> str: ...
 
 
 def weighted(minutes: int, weight_permille: int) -> int:
@@ -66,19 +48,6 @@ def record_digest(fields: dict[str, Any]) -> str:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def checked_text(
-    value: str | None, field: str, max_length: int, required: bool = True
-) -> str | None:
-    if value is None or not value.strip():
-        if required:
-            raise InvalidInput(f"{field} must not be empty", field=field)
-        return None
-    value = value.strip()
-    if len(value) > max_length:
-        raise InvalidInput(f"{field} must be at most {max_length} characters", field=field)
-    return value
 
 
 def aware(value: datetime, field: str) -> datetime:
@@ -129,7 +98,7 @@ class CareBase:
         self,
         store: AccountsStore,
         accounts: AccountsService,
-        ledger: Ledger,
+        ledger: LedgerPort,
         clock: Callable[[], datetime] = _now,
     ) -> None:
         self.store = store

@@ -10,11 +10,12 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from accounts.base import clean_text
 from accounts.errors import InvalidInput, NotFound
 from accounts.model import Member, Principal
 from accounts.storage import Tx
 from accounts.tokens import new_id
-from care.base import CareBase, age, checked_text, require_bank_admin
+from care.base import CareBase, age, require_bank_admin
 from care.errors import (
     NotEligible,
 )
@@ -130,8 +131,8 @@ class Catalogue(CareBase):
             raise InvalidInput(
                 "weight_permille must be between 100 and 5000", field="weight_permille"
             )
-        zh = checked_text(name_zh, "name_zh", 100)
-        en = checked_text(name_en, "name_en", 100)
+        zh = clean_text(name_zh, "name_zh", 100)
+        en = clean_text(name_en, "name_en", 100)
         with self.store.snapshot() as tx:
             existing = tx.first(
                 service_types,

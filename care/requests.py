@@ -9,10 +9,11 @@ from typing import Any
 
 from sqlalchemy import or_, update
 
+from accounts.base import clean_text, optional_text
 from accounts.errors import Forbidden, InvalidInput
 from accounts.model import Member, MemberStatus, Principal, Role
 from accounts.tokens import new_id
-from care.base import aware, checked_text, require_active, weighted
+from care.base import aware, require_active, weighted
 from care.catalogue import Catalogue
 from care.errors import (
     SelfVerification,
@@ -89,7 +90,7 @@ class Requests(Catalogue):
                 window_start=start,
                 window_end=end,
                 minutes=minutes,
-                notes=checked_text(notes, "notes", 500, required=False),
+                notes=optional_text(notes, "notes", 500, multiline=True),
                 redeem=redeem,
                 status=str(RequestStatus.OPEN),
                 requested_by=principal.user_id or "",
@@ -264,7 +265,7 @@ class Requests(Catalogue):
         """The elder's side or staff cancel; held minutes go back to the elder. A request
         whose service was recorded cannot be cancelled until staff reject that record: the
         service is either paid or its minutes released, never neither."""
-        text = checked_text(reason, "reason", 500)
+        text = clean_text(reason, "reason", 500)
         with self.store.snapshot() as tx:
             request, role = self._visible_request(tx, principal, request_id)
         if role == "volunteer":

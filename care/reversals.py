@@ -7,10 +7,11 @@ from typing import Any
 
 from sqlalchemy import update
 
+from accounts.base import clean_text
 from accounts.errors import Conflict, InvalidInput, NotFound
 from accounts.model import Principal
 from accounts.tokens import new_id
-from care.base import checked_text, require_bank_admin
+from care.base import require_bank_admin
 from care.errors import (
     SelfVerification,
     WrongState,
@@ -32,7 +33,7 @@ class Reversals(Transfers):
 
     def request_reversal(self, principal: Principal, seq: int, reason: str) -> dict[str, Any]:
         require_bank_admin(principal)
-        text = checked_text(reason, "reason", 500)
+        text = clean_text(reason, "reason", 500)
         entry = self.ledger.entry(seq) if seq >= 0 else None
         if (
             entry is None

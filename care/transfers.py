@@ -3,9 +3,10 @@ to priority elders by a bank admin. Each carries the caller's key as its entry i
 
 from __future__ import annotations
 
+from accounts.base import clean_text
 from accounts.errors import Forbidden
 from accounts.model import Principal
-from care.base import checked_text, opaque, positive, require_active, require_bank_admin
+from care.base import opaque, positive, require_active, require_bank_admin
 from care.errors import (
     GiftsDisabled,
     NotARelative,
@@ -77,7 +78,7 @@ class Transfers(Verification):
             raise NotPriorityElder(
                 "pool minutes go to elders flagged as priority", field="elder_id"
             )
-        text = checked_text(reason, "reason", 500)
+        text = clean_text(reason, "reason", 500)
         positive(minutes)
         return self._append(
             EntryRequest(

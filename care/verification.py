@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from sqlalchemy import update
 
+from accounts.base import clean_text
 from accounts.errors import Forbidden
 from accounts.model import Principal
-from care.base import checked_text, weighted
+from care.base import weighted
 from care.confirmation import Confirmation
 from care.errors import (
     SelfVerification,
@@ -146,7 +147,7 @@ class Verification(Confirmation):
             raise WrongState(f"record {record.id} left 'verified' while its deposit was posted")
 
     def reject(self, principal: Principal, record_id: str, reason: str) -> ServiceRecord:
-        text = checked_text(reason, "reason", 500)
+        text = clean_text(reason, "reason", 500)
         record, role = self._visible_record(principal, record_id)
         if principal.member_id == record.volunteer_id:
             raise SelfVerification("a volunteer cannot reject their own record")

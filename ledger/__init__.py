@@ -8,6 +8,7 @@ log is kept, not what it promises (an import-linter contract says so).
 
 from ledger.entry import Entry, EntryRequest, Posting
 from ledger.log import Log
+from ledger.port import LedgerPort
 from ledger.sequencer import AppendResult
 from ledger.storage import LedgerStore
 from ledger.verify import Report, format_report, verify_store
@@ -16,6 +17,7 @@ __all__ = [
     "AppendResult",
     "Entry",
     "EntryRequest",
+    "LedgerPort",
     "LedgerStore",
     "Log",
     "Posting",

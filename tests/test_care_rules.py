@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import migrations.models  # noqa: F401 - registers every table on the shared metadata
+from accounts.errors import InvalidInput
 from accounts.model import Principal, Role
 from accounts.protection import Protector
 from accounts.service import AccountsService, PersonalInput
@@ -220,3 +221,25 @@ def test_a_deposits_receipt_is_checked_by_the_auditor_with_the_key_alone(bank: B
     assert verify_receipt(receipt, policy).ok
     forged = receipt.replace(f"index {verified.deposit_seq}", "index 0")
     assert not verify_receipt(forged, policy).ok
+
+
+def test_free_text_follows_one_rule_notes_may_span_lines(bank: Bank) -> None:
+    start = datetime.now(UTC) + timedelta(days=1)
+    request = bank.care.create_request(
+        bank.people["elder"],
+        bank.members["elder"],
+        "nursing",
+        start,
+        start + timedelta(hours=3),
+        60,
+        "  复查心脏\n带上药盒  ",
+        False,
+    )
+    assert request.notes == "复查心脏\n带上药盒"
+    with pytest.raises(InvalidInput) as refused:
+        bank.care.cancel(bank.people["elder"], request.id, "不需要\x07了")
+    assert refused.value.field == "reason"
+    with pytest.raises(InvalidInput):
+        bank.care.cancel(bank.people["elder"], request.id, "两行\n理由")
+    cancelled = bank.care.cancel(bank.people["elder"], request.id, "家人来照顾")
+    assert cancelled.status is RequestStatus.CANCELLED

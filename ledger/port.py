@@ -1,0 +1,31 @@
+"""What the services need of the log, as one interface: ``ledger.log.Log`` provides it, and
+so does the tests' in-memory ledger (``tests/fake_ledger.py``)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ledger.entry import Entry, EntryRequest
+from ledger.sequencer import AppendResult
+
+
+class LedgerPort(Protocol):
+    def append(self, request: EntryRequest) -> AppendResult:
+        """Append once per id: the same content again is a replay, other content refused."""
+        ...
+
+    def balances(self, accounts: list[str]) -> dict[str, int]: ...
+
+    def history(
+        self, accounts: list[str], limit: int = 50, before_seq: int | None = None
+    ) -> list[Entry]:
+        """Entries that moved minutes on ``accounts``, newest first."""
+        ...
+
+    def entry(self, seq: int) -> Entry | None: ...
+
+    def entries_by_id(self, ids: list[str]) -> dict[str, Entry]: ...
+
+    def receipt(self, index: int) -> str:
+        """A C2SP tlog-proof of entry ``index`` against the checkpoint served now."""
+        ...
