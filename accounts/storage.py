@@ -240,9 +240,15 @@ class Tx:
     def get(self, table: Table, row_id: str) -> Row[Any] | None:
         return self.conn.execute(select(table).where(table.c.id == row_id)).first()
 
-    def find(self, table: Table, *conditions: Any, order: Sequence[Any] = ()) -> list[Row[Any]]:
+    def find(
+        self,
+        table: Table,
+        *conditions: Any,
+        order: Sequence[Any] = (),
+        limit: int | None = None,
+    ) -> list[Row[Any]]:
         stmt = select(table).where(and_(*conditions)) if conditions else select(table)
-        return list(self.conn.execute(stmt.order_by(*order)))
+        return list(self.conn.execute(stmt.order_by(*order).limit(limit)))
 
     def first(self, table: Table, *conditions: Any) -> Row[Any] | None:
         return self.conn.execute(select(table).where(and_(*conditions))).first()

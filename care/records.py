@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 
 from accounts.errors import Forbidden, InvalidInput, TokenInvalid
 from accounts.model import Member, Principal, Role
@@ -37,7 +37,7 @@ from care.model import (
     ServiceRequest,
     ServiceType,
 )
-from care.repo import complete_request, live_record, locked_request
+from care.repo import complete_request, listed, live_record, locked_request
 from care.requests import MAX_RECORD_MINUTES
 from care.storage import (
     service_records,
@@ -344,22 +344,14 @@ class Records(Codes):
     def list_records(self, principal: Principal, status: str | None) -> list[ServiceRecord]:
         if principal.is_partner:
             raise Forbidden("partner keys cannot read service records")
-        conditions: list[Any] = [service_records.c.bank_id == principal.bank_id]
-        if status is not None:
-            try:
-                conditions.append(service_records.c.status == RecordStatus(status).value)
-            except ValueError as exc:
-                raise InvalidInput("unknown status", field="status") from exc
-        if not (principal.is_bank_admin or principal.has(Role.AUDITOR)):
-            mine: list[Any] = [service_records.c.org_id.in_(principal.orgs())]
-            if principal.acting_member_id:
-                mine += [
-                    service_records.c.volunteer_id == principal.acting_member_id,
-                    service_records.c.elder_id == principal.acting_member_id,
-                ]
-            if principal.proxied_members():
-                mine.append(service_records.c.elder_id.in_(principal.proxied_members()))
-            conditions.append(or_(*mine))
         with self.store.snapshot() as tx:
-            rows = tx.find(service_records, *conditions, order=[service_records.c.check_in])
-        return [to_record(r) for r in rows[-500:]]
+            rows = listed(
+                tx,
+                service_records,
+                principal,
+                status=status,
+                statuses=RecordStatus,
+                by=service_records.c.check_in,
+                sees_all=principal.is_bank_admin or principal.has(Role.AUDITOR),
+            )
+        return [to_record(r) for r in rows]

@@ -1,14 +1,17 @@
-"""The workflow's compare-and-set and locking statements, shared by the use cases: a state
-change happens only if the row is still in the state the rule saw."""
+"""The workflow's shared statements: compare-and-set and locking (a state change happens only
+if the row is still in the state the rule saw), and the one way requests and records are
+listed for a caller."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Column, Row, Table, or_, select, update
 
-from accounts.errors import NotFound
+from accounts.errors import InvalidInput, NotFound
+from accounts.model import Principal
 from accounts.storage import Tx, utc
 from care.errors import (
     WrongState,
@@ -72,3 +75,41 @@ def complete_request(tx: Tx, request_id: str) -> None:
 def row_dict(row: Any) -> dict[str, Any]:
     assert row is not None
     return {k: utc(v) if isinstance(v, datetime) else v for k, v in row._mapping.items()}
+
+
+LIST_LIMIT = 500  # rows a list answers with: the newest, so a busy year never hides today
+
+
+def listed(
+    tx: Tx,
+    table: Table,
+    principal: Principal,
+    *,
+    status: str | None,
+    statuses: type[StrEnum],
+    by: Column[Any],
+    sees_all: bool,
+    also: tuple[Any, ...] = (),
+) -> list[Row[Any]]:
+    """The rows of ``table`` in the caller's bank that the caller may list (all of them when
+    ``sees_all``; else those of their organisations, where they are the elder or the
+    volunteer, their proxied elders', and ``also``), with ``status`` if given: the newest
+    ``LIST_LIMIT`` by ``by``, oldest first."""
+    conditions: list[Any] = [table.c.bank_id == principal.bank_id]
+    if status is not None:
+        try:
+            conditions.append(table.c.status == statuses(status).value)
+        except ValueError as exc:
+            raise InvalidInput("unknown status", field="status") from exc
+    if not sees_all:
+        mine: list[Any] = [table.c.org_id.in_(principal.orgs()), *also]
+        if principal.acting_member_id:
+            mine += [
+                table.c.elder_id == principal.acting_member_id,
+                table.c.volunteer_id == principal.acting_member_id,
+            ]
+        if principal.proxied_members():
+            mine.append(table.c.elder_id.in_(principal.proxied_members()))
+        conditions.append(or_(*mine))
+    rows = tx.find(table, *conditions, order=[by.desc(), table.c.id.desc()], limit=LIST_LIMIT)
+    return rows[::-1]

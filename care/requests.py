@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import or_, update
+from sqlalchemy import update
 
 from accounts.base import clean_text, optional_text
 from accounts.errors import Forbidden, InvalidInput
@@ -24,7 +23,7 @@ from care.model import (
     ServiceRecord,
     ServiceRequest,
 )
-from care.repo import live_record, locked_request
+from care.repo import listed, live_record, locked_request
 from care.storage import (
     service_requests,
     service_types,
@@ -108,27 +107,19 @@ class Requests(Catalogue):
     def list_requests(self, principal: Principal, status: str | None) -> list[ServiceRequest]:
         if principal.is_partner:
             raise Forbidden("partner keys cannot read requests")
-        conditions: list[Any] = [service_requests.c.bank_id == principal.bank_id]
-        if status is not None:
-            try:
-                conditions.append(service_requests.c.status == RequestStatus(status).value)
-            except ValueError as exc:
-                raise InvalidInput("unknown status", field="status") from exc
-        if not principal.is_bank_admin:
-            mine: list[Any] = [service_requests.c.org_id.in_(principal.orgs())]
-            if principal.acting_member_id:
-                mine += [
-                    service_requests.c.elder_id == principal.acting_member_id,
-                    service_requests.c.volunteer_id == principal.acting_member_id,
-                ]
-            if principal.proxied_members():
-                mine.append(service_requests.c.elder_id.in_(principal.proxied_members()))
-            if principal.has(Role.VOLUNTEER):
-                mine.append(service_requests.c.status == RequestStatus.OPEN.value)
-            conditions.append(or_(*mine))
+        open_ones = (service_requests.c.status == RequestStatus.OPEN.value,)
         with self.store.snapshot() as tx:
-            rows = tx.find(service_requests, *conditions, order=[service_requests.c.window_start])
-        requests = [to_request(r) for r in rows[:500]]
+            rows = listed(
+                tx,
+                service_requests,
+                principal,
+                status=status,
+                statuses=RequestStatus,
+                by=service_requests.c.window_start,
+                sees_all=principal.is_bank_admin,
+                also=open_ones if principal.has(Role.VOLUNTEER) else (),
+            )
+        requests = [to_request(r) for r in rows]
         return [_for_viewer(r, self._role_in(principal, r)) for r in requests]
 
     @staticmethod

@@ -23,6 +23,7 @@ from audit.auditor import Policy as AuditPolicy
 from audit.auditor import verify_receipt
 from care.errors import MemberNotActive, NotARelative, SelfVerification, WrongState
 from care.model import RecordStatus, RequestStatus, ServiceRecord
+from care.repo import LIST_LIMIT
 from care.service import CareService
 from database import Database, metadata
 from tests.fake_ledger import FakeLedger
@@ -243,3 +244,24 @@ def test_free_text_follows_one_rule_notes_may_span_lines(bank: Bank) -> None:
         bank.care.cancel(bank.people["elder"], request.id, "两行\n理由")
     cancelled = bank.care.cancel(bank.people["elder"], request.id, "家人来照顾")
     assert cancelled.status is RequestStatus.CANCELLED
+
+
+def test_lists_answer_with_the_newest_rows_so_a_busy_year_never_hides_today(bank: Bank) -> None:
+    first = datetime.now(UTC) + timedelta(hours=1)
+    made = [
+        bank.care.create_request(
+            bank.people["staff"],
+            bank.members["elder"],
+            "nursing",
+            first + timedelta(hours=i),
+            first + timedelta(hours=i + 2),
+            60,
+            None,
+            False,
+        ).id
+        for i in range(LIST_LIMIT + 2)
+    ]
+    listed = [r.id for r in bank.care.list_requests(bank.people["staff"], None)]
+    assert listed == made[2:]  # the newest LIST_LIMIT, oldest first
+    assert [r.id for r in bank.care.list_requests(bank.people["elder"], "open")] == made[2:]
+    assert bank.care.list_requests(bank.people["vol"], "assigned") == []
