@@ -14,7 +14,6 @@ from litestar import Litestar, get
 from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from accounts.protection import (
@@ -33,7 +32,7 @@ from api.care_routes import CARE_CONTROLLERS
 from api.idempotency import OPENAPI_KEY_PARAMETER, OPENAPI_REPLAYED_HEADER, IdempotencyMiddleware
 from api.log_routes import LogController
 from api.problems import EXCEPTION_HANDLERS
-from api.schemas import StrictJSONRequest, document_strict_inputs
+from api.schemas import StrictJsonRenderPlugin, StrictJSONRequest, StrictYamlRenderPlugin
 from audit.trail import AuditTrail
 from care.service import CareService
 from ledger.config import ConfigError, Settings
@@ -140,7 +139,6 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        document_strict_inputs(app.openapi_schema)
         if log is None and settings.is_sqlite:
             settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             upgrade(settings.database_url)
@@ -191,8 +189,8 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
             path="/schema",
             render_plugins=[
                 LocalSwaggerUI(path=["/", "/swagger"]),
-                JsonRenderPlugin(),
-                YamlRenderPlugin(),
+                StrictJsonRenderPlugin(),
+                StrictYamlRenderPlugin(),
             ],
             components=Components(
                 security_schemes={

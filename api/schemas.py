@@ -10,7 +10,7 @@ import msgspec
 from litestar.connection import Request
 from litestar.exceptions import ValidationException
 from litestar.openapi import ResponseSpec
-from litestar.openapi.spec import OpenAPI, Schema
+from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
 
 from accounts.model import (
     DeviceKey,
@@ -47,21 +47,32 @@ class StrictJSONRequest(Request[Any, Any, Any]):
         return value
 
 
-def document_strict_inputs(openapi: OpenAPI) -> None:
+def strict_inputs(openapi_schema: dict[str, Any]) -> dict[str, Any]:
     """Documents request bodies as they are decoded: ``additionalProperties: false``.
 
-    Litestar's generator ignores msgspec's ``forbid_unknown_fields``; the generated document
-    is corrected once, at startup, before it is first served.
+    Litestar's generator ignores msgspec's ``forbid_unknown_fields``; the JSON and YAML
+    documents are corrected as they are served (the first time: the dict is cached).
     """
     strict: set[str] = set()
-    pending = [Input]
+    pending: list[type[Input]] = [Input]
     while pending:
         cls = pending.pop()
         strict.add(cls.__name__)
         pending.extend(cls.__subclasses__())
-    for schema in ((openapi.components and openapi.components.schemas) or {}).values():
-        if isinstance(schema, Schema) and schema.title in strict:
-            schema.additional_properties = False
+    for component in openapi_schema.get("components", {}).get("schemas", {}).values():
+        if isinstance(component, dict) and component.get("title") in strict:
+            component["additionalProperties"] = False
+    return openapi_schema
+
+
+class StrictJsonRenderPlugin(JsonRenderPlugin):
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        return super().render(request, strict_inputs(openapi_schema))
+
+
+class StrictYamlRenderPlugin(YamlRenderPlugin):
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        return super().render(request, strict_inputs(openapi_schema))
 
 
 class Problem(msgspec.Struct, kw_only=True):

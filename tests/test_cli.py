@@ -131,11 +131,12 @@ def test_serve_a_seeded_demo_over_real_http(env: dict[str, str]) -> None:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
+        for _ in range(600):  # a loaded CI machine may take a while to start the server
             try:
                 urllib.request.urlopen(f"{base}/healthz", timeout=1)
                 break
             except OSError:
+                assert server.poll() is None, "timebank serve exited"
                 time.sleep(0.1)
         verifier = Verifier.from_text(urllib.request.urlopen(f"{base}/v1/log/key").read().decode())
         note = urllib.request.urlopen(f"{base}/v1/log/checkpoint").read().decode()
