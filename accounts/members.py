@@ -271,10 +271,11 @@ class Members(Organisations):
 
     def _log_approval(self, member: MemberRecord) -> None:
         """The signed record that an organisation admitted this (opaque) account."""
+        entry_id = f"approval:{member.ledger_account.rsplit(':', 1)[-1]}"
         self.ledger.append(
             EntryRequest(
                 kind="approval",
-                id=f"approval:{member.ledger_account.rsplit(':', 1)[-1]}",
+                id=entry_id,
                 body={
                     "account": member.ledger_account,
                     "roles": [
@@ -286,7 +287,7 @@ class Members(Organisations):
                         if on
                     ],
                     "org": member.org_id or "",
-                    "approved_by": member.approved_by or "",
+                    "approved_by": self.protector.pseudonym(entry_id, member.approved_by or ""),
                     "assisted": member.assisted,
                 },
             )

@@ -8,6 +8,8 @@
   derived from the data key, over the normalised value. Equal values match; the index reveals
   nothing without the key.
 * Responses carry masked values (``138****1234``) unless the caller's role needs the full one.
+* The public log names the people who acted by per-entry pseudonyms (``pseudonym``), never by
+  their user ids.
 """
 
 from __future__ import annotations
@@ -91,6 +93,21 @@ class Protector:
         nonce, body = sealed[1 : 1 + NONCE_BYTES], sealed[1 + NONCE_BYTES :]
         aad = f"{member_id}/{field}".encode()
         return AESGCM(self.data_key).decrypt(nonce, body, aad).decode()
+
+    @property
+    def _pseudonym_key(self) -> bytes:
+        return hmac.new(self.data_key, b"timebank log pseudonym v1", hashlib.sha256).digest()
+
+    def pseudonym(self, entry_id: str, person: str) -> str:
+        """How the public log names a person who acted in entry ``entry_id``: ``p:`` and 20 hex
+        digits of a keyed hash. The same person gets the same name within an entry (so an
+        auditor sees that whoever confirmed did not also verify) and unrelated names across
+        entries, none of them an id that other APIs hand out; the bank, holding the data key,
+        can still say who it was. Nobody (``""``) stays nobody."""
+        if not person:
+            return ""
+        mac = hmac.new(self._pseudonym_key, f"{entry_id}\x00{person}".encode(), hashlib.sha256)
+        return "p:" + mac.hexdigest()[:20]
 
     def blind_index(self, kind: str, normalised: str) -> str:
         mac = hmac.new(self._index_key, f"{kind}:{normalised}".encode(), hashlib.sha256)

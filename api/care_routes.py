@@ -20,7 +20,14 @@ from api.accounts_routes import AUTH, Id
 from api.auth import ON_BEHALF_STATE_KEY
 from api.problems import IdempotencyKeyRequired
 from api.schemas import Input, problems
-from care.model import Policy, ServiceRecord, ServiceRequest, ServiceType
+from care.model import (
+    GrantReason,
+    Policy,
+    ReversalReason,
+    ServiceRecord,
+    ServiceRequest,
+    ServiceType,
+)
 from care.service import CareService
 from ledger import AppendResult
 from ledger.entry import canonical_json
@@ -273,7 +280,8 @@ class DonationIn(Input):
 class GrantIn(Input):
     elder_id: str
     minutes: Minutes
-    reason: str
+    reason: str  # free text, kept off the public log (sealed)
+    reason_code: GrantReason = GrantReason.OTHER  # what the log says
 
 
 class EntryOut(msgspec.Struct):
@@ -290,13 +298,15 @@ def entry_out(r: AppendResult) -> EntryOut:
 
 class ReversalIn(Input):
     seq: Annotated[int, msgspec.Meta(ge=0, le=2**53 - 1)]
-    reason: str
+    reason: str  # free text, for the bank's administrators only
+    reason_code: ReversalReason = ReversalReason.OTHER  # what the reversal entry says
 
 
 class ReversalOut(msgspec.Struct):
     id: str
     entry_seq: int
     reason: str
+    reason_code: str
     status: str
     requested_by: str
     requested_at: datetime
@@ -554,14 +564,21 @@ class TransferController(Controller):
         Idempotency-Key."""
         return entry_out(
             care(request.app.state).grant(
-                principal, data.elder_id, data.minutes, data.reason, entry_key(request)
+                principal,
+                data.elder_id,
+                data.minutes,
+                data.reason,
+                entry_key(request),
+                reason_code=data.reason_code,
             )
         )
 
     @post("/reversals", status_code=HTTP_201_CREATED, sync_to_thread=True, responses=ERR)
     def reversal(self, state: State, principal: P, data: JSONBody[ReversalIn]) -> ReversalOut:
         """A bank admin asks to reverse an entry; a second admin must approve."""
-        return reversal_out(care(state).request_reversal(principal, data.seq, data.reason))
+        return reversal_out(
+            care(state).request_reversal(principal, data.seq, data.reason, data.reason_code)
+        )
 
     @get("/reversals", sync_to_thread=True, responses=problems(400, 401, 403))
     def reversals(

@@ -106,6 +106,11 @@ class CareBase:
         self.ledger = ledger
         self.clock = clock
 
+    def _who(self, entry_id: str, user_id: str | None) -> str:
+        """A person as the public log names them in entry ``entry_id`` (a per-entry pseudonym,
+        ``accounts.protection.Protector.pseudonym``)."""
+        return self.accounts.protector.pseudonym(entry_id, user_id or "")
+
     def _visible_request(
         self, tx: Tx, principal: Principal, request_id: str
     ) -> tuple[ServiceRequest, str]:

@@ -70,14 +70,15 @@ class Catalogue(CareBase):
                 raise InvalidInput("unknown time zone", field="timezone") from exc
         version = current.version + 1
         new = replace(current, version=version, ledger_seq=None, **changes)
+        entry_id = f"policy:{principal.bank_id}:{version}"
         result = self.ledger.append(
             EntryRequest(
                 "policy",
-                f"policy:{principal.bank_id}:{version}",
+                entry_id,
                 body={
                     "bank": principal.bank_id,
                     "version": version,
-                    "set_by": principal.user_id or "",
+                    "set_by": self._who(entry_id, principal.user_id),
                     **new.values(),
                 },
             )
@@ -140,10 +141,11 @@ class Catalogue(CareBase):
                 service_types.c.code == code,
             )
         version = (existing.version + 1) if existing else 1
+        entry_id = f"service:{principal.bank_id}:{code}:{version}"
         result = self.ledger.append(
             EntryRequest(
                 "policy",
-                f"service:{principal.bank_id}:{code}:{version}",
+                entry_id,
                 body={
                     "bank": principal.bank_id,
                     "service": code,
@@ -153,7 +155,7 @@ class Catalogue(CareBase):
                     "active": active,
                     "name_zh": zh or "",
                     "name_en": en or "",
-                    "set_by": principal.user_id or "",
+                    "set_by": self._who(entry_id, principal.user_id),
                 },
             )
         )

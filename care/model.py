@@ -79,6 +79,29 @@ class ConfirmedAs(enum.StrEnum):
     CODE = "code"
 
 
+class GrantReason(enum.StrEnum):
+    """Why pool minutes were granted, as the public log says it: a code that tells nothing of
+    the elder (the free-text reason is kept off the log, sealed)."""
+
+    REGULAR_SUPPORT = "regular_support"  # 定期补贴
+    EMERGENCY_SUPPORT = "emergency_support"  # 紧急援助
+    FESTIVAL_CARE = "festival_care"  # 节日慰问
+    BANK_DECISION = "bank_decision"  # 银行决定
+    OTHER = "other"  # 其他
+
+
+class ReversalReason(enum.StrEnum):
+    """Why an entry was reversed, as the public log says it (the free text stays with the
+    reversal request, readable by the bank's administrators only)."""
+
+    DUPLICATE = "duplicate"  # 重复记录
+    WRONG_MINUTES = "wrong_minutes"  # 时长有误
+    WRONG_MEMBER = "wrong_member"  # 记错成员
+    NOT_SERVED = "not_served"  # 服务未发生
+    MISTAKE = "mistake"  # 操作失误
+    OTHER = "other"  # 其他
+
+
 @dataclass(frozen=True)
 class ServiceRequest:
     id: str

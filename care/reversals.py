@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import update
 
-from accounts.base import clean_text
+from accounts.base import clean_text, parse_enum
 from accounts.errors import Conflict, InvalidInput, NotFound
 from accounts.model import Principal
 from accounts.tokens import new_id
@@ -18,6 +18,7 @@ from care.errors import (
 )
 from care.model import (
     RecordStatus,
+    ReversalReason,
 )
 from care.repo import row_dict
 from care.storage import (
@@ -31,9 +32,18 @@ from ledger.entry import Entry, EntryRequest, Posting
 class Reversals(Transfers):
     """Two-admin reversals."""
 
-    def request_reversal(self, principal: Principal, seq: int, reason: str) -> dict[str, Any]:
+    def request_reversal(
+        self,
+        principal: Principal,
+        seq: int,
+        reason: str,
+        reason_code: str = ReversalReason.OTHER,
+    ) -> dict[str, Any]:
+        """Ask for entry ``seq`` to be undone. The reason's code goes into the reversal entry;
+        the free text stays with this request, for the bank's administrators."""
         require_bank_admin(principal)
         text = clean_text(reason, "reason", 500)
+        code = parse_enum(ReversalReason, reason_code, "reason_code")
         entry = self.ledger.entry(seq) if seq >= 0 else None
         if (
             entry is None
@@ -59,6 +69,7 @@ class Reversals(Transfers):
                 bank_id=principal.bank_id,
                 entry_seq=seq,
                 reason=text,
+                reason_code=code.value,
                 status="pending",
                 requested_by=principal.user_id or "",
                 requested_at=self.clock(),
@@ -107,16 +118,17 @@ class Reversals(Transfers):
             )
         entry = self.ledger.entry(int(row.entry_seq))
         assert entry is not None
+        entry_id = f"reversal:{row.id}"
         result = self._append(
             EntryRequest(
                 "reversal",
-                f"reversal:{row.id}",
+                entry_id,
                 tuple(Posting(p.account, -p.minutes) for p in entry.request.postings),
                 {
                     "reverses": int(row.entry_seq),
-                    "reason": row.reason,
-                    "requested_by": row.requested_by,
-                    "approved_by": principal.user_id or "",
+                    "reason": row.reason_code,
+                    "requested_by": self._who(entry_id, row.requested_by),
+                    "approved_by": self._who(entry_id, principal.user_id),
                 },
             )
         )

@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Table,
     Text,
@@ -140,12 +141,25 @@ reversal_requests = Table(
     Column("bank_id", String(ID), ForeignKey("banks.id"), nullable=False),
     Column("entry_seq", BigInteger, nullable=False),
     Column("reason", String(500), nullable=False),
+    Column("reason_code", String(32), nullable=False, server_default="other"),
     Column("status", String(16), nullable=False),
     Column("requested_by", String(ID), nullable=False),
     Column("requested_at", TS, nullable=False),
     Column("decided_by", String(ID), nullable=True),
     Column("decided_at", TS, nullable=True),
     Column("reversal_seq", BigInteger, nullable=True),
+)
+
+# Free text that belongs with a ledger entry but not in the public log (a grant's reason), sealed
+# with the data key under the entry's id.
+entry_notes = Table(
+    "entry_notes",
+    metadata,
+    Column("entry_id", String(128), primary_key=True),
+    Column("bank_id", String(ID), ForeignKey("banks.id"), nullable=False),
+    Column("note_sealed", LargeBinary, nullable=False),
+    Column("written_by", String(ID), nullable=False),
+    Column("written_at", TS, nullable=False),
 )
 
 Index(

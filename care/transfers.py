@@ -3,7 +3,7 @@ to priority elders by a bank admin. Each carries the caller's key as its entry i
 
 from __future__ import annotations
 
-from accounts.base import clean_text
+from accounts.base import clean_text, parse_enum
 from accounts.errors import Forbidden
 from accounts.model import Principal
 from care.base import opaque, positive, require_active, require_bank_admin
@@ -12,6 +12,8 @@ from care.errors import (
     NotARelative,
     NotPriorityElder,
 )
+from care.model import GrantReason
+from care.storage import entry_notes
 from care.verification import Verification
 from ledger import AppendResult
 from ledger.entry import EntryRequest, Posting
@@ -37,15 +39,16 @@ class Transfers(Verification):
         if not self.accounts.are_confirmed_relatives(giver.id, receiver.id):
             raise NotARelative("gifts go only to a confirmed direct relative", field="to_member_id")
         positive(minutes)
+        entry_id = f"gift:{opaque(giver.ledger_account)}:{key}"
         return self._append(
             EntryRequest(
                 "gift",
-                f"gift:{opaque(giver.ledger_account)}:{key}",
+                entry_id,
                 (
                     Posting(giver.ledger_account, -minutes),
                     Posting(receiver.ledger_account, minutes),
                 ),
-                {"by": principal.user_id or "", "relation": "confirmed"},
+                {"by": self._who(entry_id, principal.user_id), "relation": "confirmed"},
             )
         )
 
@@ -55,21 +58,30 @@ class Transfers(Verification):
             raise Forbidden("only the member or their family proxy donates their minutes")
         require_active(donor, "from_member_id")
         positive(minutes)
+        entry_id = f"donation:{opaque(donor.ledger_account)}:{key}"
         return self._append(
             EntryRequest(
                 "donation",
-                f"donation:{opaque(donor.ledger_account)}:{key}",
+                entry_id,
                 (
                     Posting(donor.ledger_account, -minutes),
                     Posting(system_account(donor.bank_id, POOL), minutes),
                 ),
-                {"by": principal.user_id or ""},
+                {"by": self._who(entry_id, principal.user_id)},
             )
         )
 
     def grant(
-        self, principal: Principal, elder_id: str, minutes: int, reason: str, key: str
+        self,
+        principal: Principal,
+        elder_id: str,
+        minutes: int,
+        reason: str,
+        key: str,
+        reason_code: str = GrantReason.OTHER,
     ) -> AppendResult:
+        """Pool minutes to a priority elder. The log says only the reason's code; the free
+        text (which names people and conditions) is sealed off the log under the entry id."""
         require_bank_admin(principal)
         elder, _ = self.accounts.member_access(principal, elder_id)
         require_active(elder, "elder_id")
@@ -79,19 +91,30 @@ class Transfers(Verification):
                 "pool minutes go to elders flagged as priority", field="elder_id"
             )
         text = clean_text(reason, "reason", 500)
+        code = parse_enum(GrantReason, reason_code, "reason_code")
         positive(minutes)
-        return self._append(
+        entry_id = f"grant:{opaque(elder.ledger_account)}:{key}"
+        result = self._append(
             EntryRequest(
                 "grant",
-                f"grant:{opaque(elder.ledger_account)}:{key}",
+                entry_id,
                 (
                     Posting(system_account(elder.bank_id, POOL), -minutes),
                     Posting(elder.ledger_account, minutes),
                 ),
-                {
-                    "reason": text or "",
-                    "priority": True,
-                    "by": principal.user_id or "",
-                },
+                {"reason": code.value, "by": self._who(entry_id, principal.user_id)},
             )
         )
+        with self.store.transaction() as tx:
+            if (
+                tx.first(entry_notes, entry_notes.c.entry_id == entry_id) is None
+            ):  # a replay keeps it
+                tx.insert(
+                    entry_notes,
+                    entry_id=entry_id,
+                    bank_id=elder.bank_id,
+                    note_sealed=self.accounts.protector.seal(text, entry_id, "note"),
+                    written_by=principal.user_id or "",
+                    written_at=self.clock(),
+                )
+        return result

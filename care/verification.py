@@ -111,7 +111,11 @@ class Verification(Confirmation):
         )
         postings = [Posting(system_account(record.bank_id, ISSUANCE), -amount)]
         postings.append(Posting(member, amount))
-        signatures = [{"role": "verifier", "by": verifier}]
+        entry_id = f"deposit:{record.id}"
+        # People are named by per-entry pseudonyms: the auditor still sees that the one who
+        # confirmed did not verify, and the verifier's signature is the verifier's.
+        verified_by = self._who(entry_id, verifier)
+        signatures = [{"role": "verifier", "by": verified_by}]
         if record.device_key_id and record.device_signature:
             signatures.insert(
                 0,
@@ -120,7 +124,7 @@ class Verification(Confirmation):
         result = self._append(
             EntryRequest(
                 "deposit",
-                f"deposit:{record.id}",
+                entry_id,
                 tuple(postings),
                 {
                     "record": record.digest,
@@ -130,9 +134,9 @@ class Verification(Confirmation):
                     "policy": policy.version,
                     "service_version": kind.version,
                     "org": record.org_id,
-                    "confirmed_by": record.confirmed_by or "",
+                    "confirmed_by": self._who(entry_id, record.confirmed_by),
                     "confirmed_as": str(record.confirmed_as),
-                    "verified_by": verifier,
+                    "verified_by": verified_by,
                     "to_pool": 0,
                 },
                 tuple(signatures),
