@@ -56,6 +56,16 @@ class SecurityPolicy:
     client_attempts_per_window: int = 20
     client_window_seconds: int = 300
 
+    def lock_after(self, failures: int) -> timedelta | None:
+        """How long a name stays locked after ``failures`` failed logins in a row: none before
+        ``account_failures_before_lock``, then doubling from ``account_lock_base`` up to
+        ``account_lock_max`` (an attacker can slow a victim's logins, never lock her out)."""
+        over = failures - self.account_failures_before_lock
+        if over < 0:
+            return None
+        lock: timedelta = self.account_lock_base * (2 ** min(over, 16))
+        return min(lock, self.account_lock_max)
+
 
 @dataclass(frozen=True)
 class NewUser:

@@ -62,6 +62,9 @@ class Sessions(AccountsBase):
     ) -> LoginResult:
         now = self.clock()
         client_key = hashlib.sha256(f"client:{client}".encode()).hexdigest()
+        # A username nobody has is locked out exactly as a real one would be, so the answers
+        # (401, then 429 with the same Retry-After) do not tell which names exist.
+        name_key = hashlib.sha256(f"name:{username}".encode()).hexdigest()
         with self.store.transaction() as tx:
             failures = tx.throttle_count(client_key, now, self.policy.client_window_seconds)
             if failures >= self.policy.client_attempts_per_window:
@@ -69,7 +72,12 @@ class Sessions(AccountsBase):
             row = (
                 tx.first(users, users.c.username == username) if isinstance(username, str) else None
             )
-            locked_until = utc(row.locked_until) if row is not None else None
+            if row is not None:
+                locked_until = utc(row.locked_until)
+            else:
+                failures, last = tx.name_failures(name_key)
+                lock = self.policy.lock_after(failures)
+                locked_until = last + lock if last is not None and lock is not None else None
             if locked_until is not None and locked_until > now:
                 raise LoginThrottled(int((locked_until - now).total_seconds()) + 1)
         ok = passwords.verify_password(row.password_hash if row else None, password)
@@ -79,6 +87,8 @@ class Sessions(AccountsBase):
                 tx.throttle(client_key, now, self.policy.client_window_seconds)
                 if row is not None:
                     self._count_failure(tx, row.id, now)
+                else:
+                    tx.count_name_failure(name_key, now)
                 failure = InvalidCredentials("wrong username or password")
             elif row.totp_sealed is None and totp_code is not None:
                 failure = InvalidInput("this account has no second factor enrolled", field="totp")
@@ -111,13 +121,8 @@ class Sessions(AccountsBase):
         row = tx.get(users, user_id)
         assert row is not None
         failures = int(row.failed_logins or 0) + 1
-        locked_until = None
-        over = failures - self.policy.account_failures_before_lock
-        if over >= 0:
-            lock = min(
-                self.policy.account_lock_base * (2 ** min(over, 16)), self.policy.account_lock_max
-            )
-            locked_until = now + lock
+        lock = self.policy.lock_after(failures)
+        locked_until = now + lock if lock is not None else None
         tx.update(users, row.id, failed_logins=failures, locked_until=locked_until)
 
     def _open_session(self, tx: Tx, row: Any, second_factor: bool) -> LoginResult:

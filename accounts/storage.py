@@ -315,6 +315,23 @@ class Tx:
         )
         return int(row.attempts) + 1
 
+    def name_failures(self, name_key: str) -> tuple[int, datetime | None]:
+        """Failed logins in a row under a username nobody has, and when the last one was."""
+        row = self.first(login_throttle, login_throttle.c.client_key == name_key)
+        return (int(row.attempts), utc(row.window_start)) if row else (0, None)
+
+    def count_name_failure(self, name_key: str, now: datetime) -> None:
+        """One more failed login under a username nobody has (``window_start`` holds the
+        time of the last one, as ``users.locked_until`` follows the last for a real user)."""
+        if self.first(login_throttle, login_throttle.c.client_key == name_key) is None:
+            self.insert(login_throttle, client_key=name_key, window_start=now, attempts=1)
+            return
+        self.conn.execute(
+            update(login_throttle)
+            .where(login_throttle.c.client_key == name_key)
+            .values(attempts=login_throttle.c.attempts + 1, window_start=now)
+        )
+
     def throttle_count(self, client_key: str, now: datetime, window_seconds: int) -> int:
         """Failures counted for ``client_key`` in its current window (0 once it has passed)."""
         row = self.first(login_throttle, login_throttle.c.client_key == client_key)

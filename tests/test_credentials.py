@@ -167,6 +167,30 @@ def test_lockout_over_http_gives_429_with_retry_after(world: World) -> None:
     assert response.json()["type"] == "urn:timebank:problem:login-throttled"
 
 
+def test_an_unknown_name_is_locked_out_as_a_real_one_is(
+    world: World, clocked: tuple[AccountsService, Clock]
+) -> None:
+    """Lockout used to answer 429 only for names that exist: it told which names do."""
+    service, clock = clocked
+
+    def answers(username: str) -> list[str]:
+        seen = []
+        for attempt in range(7):
+            try:
+                service.login(username, "wrong password!", None, f"client-{username}-{attempt}")
+            except LoginThrottled as exc:
+                seen.append(f"429 retry after {exc.retry_after}")
+            except InvalidCredentials:
+                seen.append("401")
+        return seen
+
+    real, unknown = answers("vol-a"), answers("nobody-by-that-name")
+    assert real == unknown
+    assert real[:5] == ["401"] * 5 and real[5].startswith("429")
+    clock.advance(seconds=31)  # the lock runs out for both alike
+    assert answers("vol-a")[0] == answers("nobody-by-that-name")[0] == "401"
+
+
 def test_per_client_rate_limit(world: World) -> None:
     service = AccountsService(
         world.accounts.store,
