@@ -55,6 +55,23 @@ WORDS = {
     "service_station": N_("service station"),
     "social_organisation": N_("social organisation"),
 }
+# What the public ledger says of a grant or a reversal: a code from a fixed list
+# (docs/privacy.md); the administrator's own words stay with the bank.
+GRANT_REASONS = {
+    "regular_support": N_("Regular support"),
+    "emergency_support": N_("Emergency support"),
+    "festival_care": N_("Festival care"),
+    "bank_decision": N_("Decision of the bank"),
+    "other": N_("Other"),
+}
+REVERSAL_REASONS = {
+    "duplicate": N_("Recorded twice"),
+    "wrong_minutes": N_("Wrong minutes"),
+    "wrong_member": N_("Wrong member"),
+    "not_served": N_("The service did not happen"),
+    "mistake": N_("A mistake in operation"),
+    "other": N_("Other"),
+}
 
 
 def care_of(request: Request[Any, Any, State]) -> CareService:
@@ -260,6 +277,7 @@ def _priority_elders(request: Request[Any, Any, State], who: Principal) -> list[
 def _pool(request: Request[Any, Any, State], who: Principal, **context: Any) -> dict[str, Any]:
     return {
         "words": WORDS,
+        "codes": GRANT_REASONS,
         "pool": care_of(request).pool_balance(who),
         "elders": _priority_elders(request, who),
         "key": secrets.token_hex(16),
@@ -289,7 +307,12 @@ def grant(request: Request[Any, Any, State], data: Form) -> Response[Any]:
         if not key.isalnum() or len(key) > 64:
             raise InvalidInput(N_("the form expired; start again"), field="key")
         result = care_of(request).grant(
-            who, data.get("elder_id", ""), _int(data, "minutes"), data.get("reason", ""), key
+            who,
+            data.get("elder_id", ""),
+            _int(data, "minutes"),
+            data.get("reason", ""),
+            key,
+            reason_code=data.get("reason_code", "other"),
         )
     except Failure as exc:
         return refusal(request, exc, "console/pool.html", who, **_pool(request, who, form=data))
@@ -325,7 +348,13 @@ def _reversals(request: Request[Any, Any, State], who: Principal, **context: Any
             )
         )
     done = [r for r in care.list_reversals(who, None) if r["status"] != "pending"][-10:]
-    return {"words": WORDS, "pending": pending, "done": done, **context}
+    return {
+        "words": WORDS,
+        "codes": REVERSAL_REASONS,
+        "pending": pending,
+        "done": done,
+        **context,
+    }
 
 
 @get("/console/reversals", sync_to_thread=True, include_in_schema=False)
@@ -344,7 +373,9 @@ def request_reversal(request: Request[Any, Any, State], data: Form) -> Response[
     if not isinstance(who, Principal):
         return who
     try:
-        care_of(request).request_reversal(who, _int(data, "seq"), data.get("reason", ""))
+        care_of(request).request_reversal(
+            who, _int(data, "seq"), data.get("reason", ""), data.get("reason_code", "other")
+        )
     except Failure as exc:
         return refusal(
             request, exc, "console/reversals.html", who, **_reversals(request, who, form=data)
