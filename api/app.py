@@ -29,10 +29,15 @@ from api.audit_log import MAX_BODY, AuditMiddleware
 from api.audit_routes import AuditController
 from api.auth import PrincipalCache
 from api.care_routes import CARE_CONTROLLERS
-from api.idempotency import OPENAPI_KEY_PARAMETER, OPENAPI_REPLAYED_HEADER, IdempotencyMiddleware
+from api.idempotency import (
+    OPENAPI_KEY_PARAMETER,
+    OPENAPI_REPLAYED_HEADER,
+    IdempotencyMiddleware,
+    applies_to,
+)
 from api.log_routes import LogController
 from api.problems import EXCEPTION_HANDLERS
-from api.schemas import StrictJsonRenderPlugin, StrictJSONRequest, StrictYamlRenderPlugin
+from api.schemas import DocumentedJsonRenderPlugin, DocumentedYamlRenderPlugin, StrictJSONRequest
 from audit.trail import AuditTrail
 from care.service import CareService
 from ledger.config import ConfigError, Settings
@@ -189,8 +194,8 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
             path="/schema",
             render_plugins=[
                 LocalSwaggerUI(path=["/", "/swagger"]),
-                StrictJsonRenderPlugin(),
-                StrictYamlRenderPlugin(),
+                DocumentedJsonRenderPlugin(applies_to),
+                DocumentedYamlRenderPlugin(applies_to),
             ],
             components=Components(
                 security_schemes={

@@ -21,8 +21,11 @@ from api.auth import ON_BEHALF_STATE_KEY
 from api.problems import IdempotencyKeyRequired
 from api.schemas import Input, problems
 from care.model import (
+    REVERSAL_STATUSES,
     GrantReason,
     Policy,
+    RecordStatus,
+    RequestStatus,
     ReversalReason,
     ServiceRecord,
     ServiceRequest,
@@ -406,7 +409,10 @@ class RequestController(Controller):
         self,
         state: State,
         principal: P,
-        status: Annotated[str | None, Parameter(max_length=16)] = None,
+        status: Annotated[
+            str | None,
+            Parameter(max_length=16, schema_extra={"enum": [str(v) for v in RequestStatus]}),
+        ] = None,
     ) -> list[RequestOut]:
         return [request_out(r) for r in care(state).list_requests(principal, status)]
 
@@ -484,7 +490,10 @@ class RecordController(Controller):
         self,
         state: State,
         principal: P,
-        status: Annotated[str | None, Parameter(max_length=16)] = None,
+        status: Annotated[
+            str | None,
+            Parameter(max_length=16, schema_extra={"enum": [str(v) for v in RecordStatus]}),
+        ] = None,
     ) -> list[RecordOut]:
         return [record_out(r) for r in care(state).list_records(principal, status)]
 
@@ -585,7 +594,9 @@ class TransferController(Controller):
         self,
         state: State,
         principal: P,
-        status: Annotated[str | None, Parameter(max_length=16)] = None,
+        status: Annotated[
+            str | None, Parameter(max_length=16, schema_extra={"enum": list(REVERSAL_STATUSES)})
+        ] = None,
     ) -> list[ReversalOut]:
         """Reversal requests of the bank (``status=pending`` for those awaiting approval)."""
         return [reversal_out(r) for r in care(state).list_reversals(principal, status)]

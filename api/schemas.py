@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
 import msgspec
+from litestar import Litestar
 from litestar.connection import Request
 from litestar.exceptions import ValidationException
 from litestar.openapi import ResponseSpec
@@ -48,11 +50,8 @@ class StrictJSONRequest(Request[Any, Any, Any]):
 
 
 def strict_inputs(openapi_schema: dict[str, Any]) -> dict[str, Any]:
-    """Documents request bodies as they are decoded: ``additionalProperties: false``.
-
-    Litestar's generator ignores msgspec's ``forbid_unknown_fields``; the JSON and YAML
-    documents are corrected as they are served (the first time: the dict is cached).
-    """
+    """Documents request bodies as they are decoded: ``additionalProperties: false``
+    (Litestar's generator ignores msgspec's ``forbid_unknown_fields``)."""
     strict: set[str] = set()
     pending: list[type[Input]] = [Input]
     while pending:
@@ -65,14 +64,84 @@ def strict_inputs(openapi_schema: dict[str, Any]) -> dict[str, Any]:
     return openapi_schema
 
 
-class StrictJsonRenderPlugin(JsonRenderPlugin):
-    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
-        return super().render(request, strict_inputs(openapi_schema))
+def document_operations(
+    openapi_schema: dict[str, Any], app: Litestar, idempotent: Callable[[str, str], bool]
+) -> dict[str, Any]:
+    """Says per operation what the app does: ``security: bearer`` on every operation whose
+    handler depends on the caller (``principal``), and the ``Idempotency-Key`` header on every
+    POST that honours it (``idempotent(method, path)``), required where the operation answers
+    428 without it."""
+    authenticated: set[tuple[str, str]] = set()
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", ()):
+            if "principal" in handler.resolve_dependencies():
+                authenticated.update((m.lower(), route.path_format) for m in handler.http_methods)
+    for path, item in openapi_schema.get("paths", {}).items():
+        for method, operation in item.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            if (method, path) in authenticated:
+                operation["security"] = [{"bearer": []}]
+            documented = any(  # the document is cached: complete it once
+                p.get("name") == "Idempotency-Key" or p.get("$ref") == _KEY_REF
+                for p in operation.get("parameters", [])
+            )
+            if idempotent(method, path) and not documented:
+                required = "428" in operation["responses"]
+                key: dict[str, Any] = (
+                    {**_KEY_PARAMETER, "required": True} if required else {"$ref": _KEY_REF}
+                )
+                operation.setdefault("parameters", []).append(key)
+                for status, description in _KEY_ANSWERS.items():
+                    operation["responses"].setdefault(status, _problem_response(description))
+    return strict_inputs(openapi_schema)
 
 
-class StrictYamlRenderPlugin(YamlRenderPlugin):
+_KEY_ANSWERS = {  # what the idempotency layer itself answers (docs/idempotency.md)
+    "400": "Malformed Idempotency-Key",
+    "409": "A request with this Idempotency-Key is still running",
+    "422": "This Idempotency-Key was used for a different request",
+}
+
+
+def _problem_response(description: str) -> dict[str, Any]:
+    problem = {"schema": {"$ref": "#/components/schemas/Problem"}}
+    return {"description": description, "content": {"application/problem+json": problem}}
+
+
+_KEY_REF = "#/components/parameters/IdempotencyKey"
+_KEY_PARAMETER: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "description": "Required: this POST moves minutes, and a retry must not move them twice.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[ -~]+$"},
+}
+
+
+class DocumentedJsonRenderPlugin(JsonRenderPlugin):
+    """The JSON document, completed by ``document_operations`` before it is first served."""
+
+    def __init__(self, idempotent: Callable[[str, str], bool]) -> None:
+        super().__init__()
+        self.idempotent = idempotent
+
     def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
-        return super().render(request, strict_inputs(openapi_schema))
+        return super().render(
+            request, document_operations(openapi_schema, request.app, self.idempotent)
+        )
+
+
+class DocumentedYamlRenderPlugin(YamlRenderPlugin):
+    """The YAML document, completed as the JSON one."""
+
+    def __init__(self, idempotent: Callable[[str, str], bool]) -> None:
+        super().__init__()
+        self.idempotent = idempotent
+
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        return super().render(
+            request, document_operations(openapi_schema, request.app, self.idempotent)
+        )
 
 
 class Problem(msgspec.Struct, kw_only=True):

@@ -79,6 +79,9 @@ class ConfirmedAs(enum.StrEnum):
     CODE = "code"
 
 
+REVERSAL_STATUSES = ("pending", "approved", "rejected")
+
+
 class GrantReason(enum.StrEnum):
     """Why pool minutes were granted, as the public log says it: a code that tells nothing of
     the elder (the free-text reason is kept off the log, sealed)."""

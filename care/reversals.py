@@ -17,6 +17,7 @@ from care.errors import (
     WrongState,
 )
 from care.model import (
+    REVERSAL_STATUSES,
     RecordStatus,
     ReversalReason,
 )
@@ -80,6 +81,8 @@ class Reversals(Transfers):
         require_bank_admin(principal)
         conditions: list[Any] = [reversal_requests.c.bank_id == principal.bank_id]
         if status is not None:
+            if status not in REVERSAL_STATUSES:
+                raise InvalidInput("unknown status", field="status")
             conditions.append(reversal_requests.c.status == status)
         with self.store.snapshot() as tx:
             rows = tx.find(reversal_requests, *conditions, order=[reversal_requests.c.requested_at])

@@ -324,3 +324,19 @@ def test_the_openapi_document_mentions_the_header(world: World) -> None:
     assert (parameter["name"], parameter["in"], parameter["required"]) == (KEY, "header", False)
     assert parameter["schema"]["maxLength"] == 200
     assert "IdempotentReplayed" in schema["components"]["headers"]
+    # Each operation says what it takes: the bearer token where the handler needs a caller,
+    # the key where the middleware honours it (required where a missing key is a 428).
+    paths = schema["paths"]
+    gift = paths["/v1/gifts"]["post"]
+    assert gift["security"] == [{"bearer": []}]
+    keys = [p for p in gift["parameters"] if p.get("name") == KEY]
+    assert len(keys) == 1 and keys[0]["required"] is True and "428" in gift["responses"]
+    again = world.client.get("/schema/openapi.json").json()["paths"]  # served twice, same
+    org = again["/v1/orgs"]["post"]
+    assert org["parameters"] == [{"$ref": "#/components/parameters/IdempotencyKey"}]
+    assert {"400", "409", "422"} <= set(org["responses"])
+    login = paths["/v1/auth/login"]["post"]
+    assert "security" not in login and KEY not in json.dumps(login.get("parameters", []))
+    assert "security" not in paths["/v1/log/checkpoint"]["get"]
+    statuses = [p for p in paths["/v1/requests"]["get"]["parameters"] if p["name"] == "status"]
+    assert statuses[0]["schema"]["enum"][:2] == ["open", "assigned"]
