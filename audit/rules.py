@@ -19,7 +19,7 @@ from ledger.postings import ISSUANCE, POOL, parse_account
 RECORD_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
-_DEPOSIT, _SEAL = b'"kind":"deposit"', b'"kind":"seal"'
+_DEPOSIT, _SEAL, _REVERSAL = b'"kind":"deposit"', b'"kind":"seal"', b'"kind":"reversal"'
 
 
 Extra = tuple[tuple[str, ...], tuple[int, bytes] | None]
@@ -126,12 +126,13 @@ def _seal_claim(body: Mapping[str, Any]) -> tuple[int, bytes] | str:
 
 
 def leaf_rules(leaf: bytes) -> Extra | None:
-    """The auditor's own per-leaf checks (deposits, seals); None for every other leaf.
+    """The auditor's own per-leaf checks (deposits, seals, reversals); None for every other
+    leaf.
 
     Runs in worker processes next to ``ledger.replay.decode``, on the plain JSON (the replay
     decides whether the leaf is a valid, canonical entry, and reports it if not): a leaf whose
     fields do not even have the right shapes is left to the replay alone."""
-    if _DEPOSIT not in leaf and _SEAL not in leaf:
+    if _DEPOSIT not in leaf and _SEAL not in leaf and _REVERSAL not in leaf:
         return None
     try:
         raw = json.loads(leaf)
@@ -145,6 +146,17 @@ def leaf_rules(leaf: bytes) -> Extra | None:
     if kind == "seal":
         claim = _seal_claim(body)
         return ((claim,), None) if isinstance(claim, str) else ((), claim)
+    if kind == "reversal":
+        asked, approved = body.get("requested_by"), body.get("approved_by")
+        if isinstance(asked, str) and asked and asked == approved:
+            return (
+                (
+                    f"reversal was requested and approved by the same administrator {asked} "
+                    "(a second one must approve)",
+                ),
+                None,
+            )
+        return None
     if (
         kind != "deposit"
         or not isinstance(signatures, list)

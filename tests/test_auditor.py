@@ -482,7 +482,7 @@ def test_double_entry_rules_are_checked_on_a_self_consistent_forgery(
             "reversal",
             "r1",
             (Posting(ISSUANCE, 60), Posting(a, -60)),
-            {"reverses": 0, "reason": "x"},
+            {"reverses": 0, "reason": "x", "requested_by": "p:one", "approved_by": "p:one"},
         ),
         EntryRequest(
             "reversal",
@@ -498,6 +498,7 @@ def test_double_entry_rules_are_checked_on_a_self_consistent_forgery(
     assert f"seq 1: account {a} falls to -40 minutes, below its floor 0" in text
     assert "seq 2: a gift may not debit a issuance account" in text
     assert "seq 4: reverses entry 0 again (already by seq 3)" in text
+    assert "seq 3: reversal was requested and approved by the same administrator p:one" in text
     assert "seq 5: postings sum to +1, not 0" in text
     assert "signed root" not in text  # the operator signed it all: only the rules catch it
 
