@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import sys
 import tempfile
 import urllib.request
@@ -30,8 +32,18 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as data:
         for server in start_demo_server(Path(data), entries=300):
-            with urllib.request.urlopen(server.url + "/v1/log/receipt?index=250") as answer:
-                receipt = answer.read().decode()
+            with urllib.request.urlopen(server.url + "/healthz") as got:
+                size = int(json.loads(got.read())["tree_size"])
+            path = f"/v1/log/leaves?start={size - 100}&end={size}"
+            with urllib.request.urlopen(server.url + path) as got:
+                leaves = json.loads(got.read())["leaves"]
+            moved = [
+                leaf["index"]
+                for leaf in leaves
+                if json.loads(base64.b64decode(leaf["data"]))["kind"] in ("deposit", "gift")
+            ]
+            with urllib.request.urlopen(f"{server.url}/v1/log/receipt?index={moved[0]}") as got:
+                receipt = got.read().decode()
             for browser in launch_chromium():
                 for lang in ("zh-CN", "en"):
                     context = phone_context(browser, server, lang)
@@ -57,7 +69,7 @@ def main() -> None:
                     page.goto("/console/pool")
                     shoot(page, "console-pool", lang)
                     page.goto("/console/reversals")
-                    page.fill("#seq", "250" if lang == "zh-CN" else "251")
+                    page.fill("#seq", str(moved[1] if lang == "zh-CN" else moved[2]))
                     page.fill("#reason", "entered twice")
                     page.click("#reversal-form button[type=submit]")
                     shoot(page, "console-reversals", lang)

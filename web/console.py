@@ -74,6 +74,15 @@ REVERSAL_REASONS = {
 }
 
 
+# The services' refusals of the console's and the trail's callers, translated for the pages
+# and the API alike (``web.i18n.describe`` looks a message up in the catalog).
+REFUSALS = (
+    N_("only a bank administrator may do this"),
+    N_("the audit trail is for auditors"),
+    N_("the pool's balance is for bank administrators and auditors"),
+)
+
+
 def care_of(request: Request[Any, Any, State]) -> CareService:
     service: CareService = request.app.state.care
     return service
