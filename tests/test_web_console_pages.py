@@ -130,7 +130,9 @@ def test_the_console_refuses_whom_the_api_refuses(world: World) -> None:  # noqa
     w = world
     for who in ("vol-a", "staff-a", "auditor"):
         w.client.cookies.clear()
-        api = w.client.get("/v1/reversals?status=pending", headers=w.as_(who))
+        api = w.client.get(  # in the page's language (zh-CN, the default)
+            "/v1/reversals?status=pending", headers={**w.as_(who), "accept-language": "zh-CN"}
+        )
         assert api.status_code == 403
         browser = as_browser(w, who)
         for path in ("/console", "/console/catalogue", "/console/pool", "/console/orgs"):
