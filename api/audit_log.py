@@ -18,10 +18,11 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from accounts.errors import AccountsError
 from accounts.model import Principal
 from accounts.service import AccountsService
-from api.auth import ON_BEHALF_STATE_KEY, PRINCIPAL_STATE_KEY, authenticate
+from api.auth import PRINCIPAL_STATE_KEY, authenticate
 from api.idempotency import read_body, replaying, send_problem
 from audit.trail import AuditTrail
 from web.security import session_cookie_token
+from web.session import ON_BEHALF_STATE_KEY
 
 log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024

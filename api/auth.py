@@ -35,8 +35,6 @@ def bearer_token(request: Request[object, object, State]) -> str:
 
 
 PRINCIPAL_STATE_KEY = "timebank.principal"
-# A handler that learns whom the caller acted for (not in the body) tells the audit trail here.
-ON_BEHALF_STATE_KEY = "timebank.on_behalf"
 PRINCIPAL_CACHE_SECONDS = 2.0
 PRINCIPAL_CACHE_ENTRIES = 10_000
 

@@ -17,7 +17,6 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from accounts.model import Principal
 from api.accounts_routes import AUTH, Id
-from api.auth import ON_BEHALF_STATE_KEY
 from api.problems import IdempotencyKeyRequired
 from api.schemas import Input, problems
 from care.model import (
@@ -34,6 +33,7 @@ from care.model import (
 from care.service import CareService
 from ledger import AppendResult
 from ledger.entry import canonical_json
+from web.session import ON_BEHALF_STATE_KEY
 
 Minutes = Annotated[int, msgspec.Meta(ge=1, le=10**9)]
 

@@ -13,7 +13,12 @@ import re
 from typing import Any
 
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.exceptions import (
+    HTTPException,
+    NotFoundException,
+    PermissionDeniedException,
+    ValidationException,
+)
 from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ExceptionHandlersMap
 
@@ -153,6 +158,10 @@ def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     if not request.url.path.startswith("/v1/") and "text/html" in request.headers.get("accept", ""):
         return error_page(request, exc)  # a browser outside the API gets a page
     _ = gettext_for(language(request))
+    if isinstance(exc, PermissionDeniedException) and "CSRF" in str(exc.detail):
+        # A page's own call to /v1 whose form token went stale: in the page's language.
+        title, detail = describe("csrf", "the form has expired", language(request))
+        return problem(exc.status_code, "http-403", title, detail)
     if exc.status_code == HTTP_400_BAD_REQUEST:  # e.g. a body that is not JSON at all
         detail = f"body: {exc.detail}"
         return problem(

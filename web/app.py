@@ -22,6 +22,7 @@ from accounts.errors import AccountsError
 from care.errors import CareError
 from web.auditor import AUDITOR_HANDLERS
 from web.console import CONSOLE_HANDLERS
+from web.elder import ELDER_HANDLERS
 from web.i18n import gettext_for
 from web.pages import PAGE_HANDLERS, error_page, language_of, render
 from web.public import PUBLIC_HANDLERS
@@ -72,6 +73,7 @@ def web_routes() -> list[ControllerRouterHandler]:
             *PUBLIC_HANDLERS,
             *CONSOLE_HANDLERS,
             *AUDITOR_HANDLERS,
+            *ELDER_HANDLERS,
             service_worker,
         ],
         exception_handlers=PAGE_ERRORS,

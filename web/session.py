@@ -17,6 +17,10 @@ from accounts.model import Principal
 from accounts.service import AccountsService, LoginResult
 from web.security import SESSION_COOKIE
 
+# A handler that learns whom the caller acted for (not in the body) tells the audit trail here
+# (``api.audit_log`` reads it; the API's handlers and the web app's pages both set it).
+ON_BEHALF_STATE_KEY = "timebank.on_behalf"
+
 
 def accounts_of(request: Request[Any, Any, State]) -> AccountsService:
     service: AccountsService = request.app.state.accounts

@@ -1,0 +1,209 @@
+"""The elder's and her family's forms without a browser, on both databases: asking with a check
+step (the stored time afterwards shown first), one-button confirmation by a proxy named in the
+audit event's ``on_behalf``, a code to read out, cancelling with a reason from the list, the
+switcher between two elders, and each refusal next to the same thing done by someone allowed."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from tests.accounts_world import World
+from tests.test_web_volunteer_pages import as_browser, form_post
+from tests.test_workflow import (
+    log_record,
+    ok,
+    world,  # noqa: F401 - the workflow's world, with a catalogue
+)
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def today() -> str:
+    return datetime.now(SHANGHAI).date().isoformat()
+
+
+def api_post(w: World, path: str, who: str, body: dict[str, Any] | None = None) -> Any:
+    """A call through the JSON API with a bearer token, without the page's cookies."""
+    saved = dict(w.client.cookies)
+    w.client.cookies.clear()
+    try:
+        return w.client.post(path, headers=w.as_(who), json=body or {})
+    finally:
+        w.client.cookies.update(saved)
+
+
+def requests_of(w: World, elder: str) -> list[dict[str, Any]]:
+    return [
+        r
+        for r in ok(w.client.get("/v1/requests", headers=w.as_("staff-a")))
+        if r["elder_id"] == w.ids[elder]
+    ]
+
+
+def ask(w: World, who: str, elder: str, **fields: str) -> Any:
+    form = {"day": today(), "part": "any", "minutes": "60", "pay": "no", **fields}
+    base = f"/elder/{w.ids[elder]}"
+    return form_post(w.client, f"{base}/ask/meal", f"{base}/ask/meal", **form)
+
+
+def test_an_elder_asks_and_sees_the_stored_time_afterwards_before_confirming(world: World) -> None:  # noqa: F811
+    w = world
+    page = as_browser(w, "elder-a")
+    landing = page.get("/elder", follow_redirects=False)
+    assert landing.headers["location"] == f"/elder/{w.ids['elder-a']}"
+    menu = page.get(f"/elder/{w.ids['elder-a']}/ask")
+    assert "助餐" in menu.text and "/static/services.svg#meals" in menu.text
+    refused = ask(w, "elder-a", "elder-a", part="midnight")
+    assert refused.status_code == 400
+    assert 'role="alert"' in refused.text
+    assert requests_of(w, "elder-a") == []
+    check = ask(w, "elder-a", "elder-a", pay="yes")
+    assert check.status_code == 200, check.text
+    assert "请核对" in check.text and 'id="after"' in check.text
+    assert requests_of(w, "elder-a") == []  # nothing asked before the second step
+    done = ask(w, "elder-a", "elder-a", pay="yes", confirmed="1")
+    assert done.status_code == 303, done.text
+    [asked] = requests_of(w, "elder-a")
+    assert asked["redeem"] is True and asked["minutes"] == 60 and not asked["acting_for"]
+    start = datetime.fromisoformat(asked["window_start"]).astimezone(SHANGHAI)
+    assert (start.date().isoformat(), start.hour) == (today(), 0)  # the bank's day, all of it
+    listed = page.get(done.headers["location"])
+    assert "等待志愿者接单" in listed.text
+
+
+def test_a_proxy_acts_for_her_elder_and_is_refused_for_another(world: World) -> None:  # noqa: F811
+    w = world
+    page = as_browser(w, "family-a")
+    assert page.get(f"/elder/{w.ids['elder-a']}").status_code == 200
+    assert page.get(f"/elder/{w.ids['elder-b']}").status_code == 404
+    assert ask(w, "family-a", "elder-b", confirmed="1").status_code == 404
+    assert requests_of(w, "elder-b") == []
+    assert ask(w, "family-a", "elder-a", confirmed="1").status_code == 303
+    [asked] = requests_of(w, "elder-a")
+    assert asked["acting_for"] is True
+    events = [
+        e for e in w.client.app.state.audit.all_events() if e.action.startswith("POST /elder/")
+    ]
+    assert [(e.status, e.on_behalf) for e in events] == [
+        (404, w.ids["elder-b"]),
+        (303, w.ids["elder-a"]),
+    ]
+
+
+def test_one_button_confirms_and_the_audit_event_names_the_elder(world: World) -> None:  # noqa: F811
+    w = world
+    mine = ok(log_record(w, "vol-a", "elder-a", 3, 2), 201)
+    other = ok(log_record(w, "vol-b", "elder-b", 3, 2), 201)
+    own = ok(log_record(w, "vol-a", "elder-a", 5, 4), 201)
+    page = as_browser(w, "family-a")
+    base = f"/elder/{w.ids['elder-a']}"
+    waiting = page.get(f"{base}/confirm")
+    assert f"{base}/records/{mine['id']}/confirm" in waiting.text
+    assert other["id"] not in waiting.text
+    refused = form_post(page, f"{base}/records/{other['id']}/confirm", f"{base}/confirm")
+    assert refused.status_code == 404
+    confirmed = form_post(page, f"{base}/records/{mine['id']}/confirm", f"{base}/confirm")
+    assert confirmed.status_code == 303, confirmed.text
+    record = ok(w.client.get(f"/v1/records/{mine['id']}", headers=w.as_("staff-a")))
+    assert record["status"] == "confirmed" and record["confirmed_as"] == "family"
+    assert ok(w.client.get(f"/v1/records/{other['id']}", headers=w.as_("staff-b")))["status"] == (
+        "logged"
+    )
+    [event] = [
+        e
+        for e in w.client.app.state.audit.all_events()
+        if e.action == "POST /elder/{member_id}/records/{record_id}/confirm" and e.status == 303
+    ]
+    assert event.on_behalf == w.ids["elder-a"]
+    assert mine["id"] in event.objects
+    # The elder herself confirming is not "on behalf" of anyone.
+    page = as_browser(w, "elder-a")
+    assert form_post(page, f"{base}/records/{own['id']}/confirm", f"{base}/confirm").is_redirect
+    last = [e for e in w.client.app.state.audit.all_events() if own["id"] in e.objects]
+    assert last[-1].on_behalf is None
+
+
+def test_a_code_from_the_page_confirms_the_volunteers_record(world: World) -> None:  # noqa: F811
+    w = world
+    record = ok(log_record(w, "vol-a", "elder-a", 3, 2), 201)
+    page = as_browser(w, "elder-a")
+    base = f"/elder/{w.ids['elder-a']}"
+    shown = form_post(page, f"{base}/code", f"{base}/confirm")
+    assert shown.status_code == 200, shown.text
+    digits = shown.text.split('id="code" aria-label="')[1].split('"')[0].replace(" ", "")
+    assert len(digits) == 6 and digits.isdigit()
+    volunteer = as_browser(w, "vol-a")
+    entered = form_post(
+        volunteer, f"/volunteer/records/{record['id']}/code", "/volunteer", confirmation_code=digits
+    )
+    assert entered.status_code == 303
+    after = ok(w.client.get(f"/v1/records/{record['id']}", headers=w.as_("staff-a")))
+    assert after["status"] == "confirmed" and after["confirmed_as"] == "code"
+
+
+def test_cancelling_takes_a_reason_from_the_list(world: World) -> None:  # noqa: F811
+    w = world
+    as_browser(w, "elder-a")
+    ask(w, "elder-a", "elder-a", confirmed="1")
+    [asked] = requests_of(w, "elder-a")
+    base = f"/elder/{w.ids['elder-a']}"
+    path = f"{base}/requests/{asked['id']}/cancel"
+    assert "时间不合适" in w.client.get(path).text
+    no_reason = form_post(w.client, path, path, reason="because")
+    assert no_reason.status_code == 400
+    stranger = as_browser(w, "vol-b")
+    assert form_post(stranger, path, "/account", reason="time").status_code == 404
+    page = as_browser(w, "elder-a")
+    done = form_post(page, path, path, reason="time")
+    assert done.status_code == 303
+    [cancelled] = requests_of(w, "elder-a")
+    assert (cancelled["status"], cancelled["cancel_reason"]) == ("cancelled", "时间不合适")
+    assert "已取消" in page.get(f"{base}/requests").text
+
+
+def test_a_family_with_two_elders_switches_between_them(world: World) -> None:  # noqa: F811
+    w = world
+    granted = api_post(
+        w, f"/v1/members/{w.ids['young-elder']}/proxies", "staff-a", {"username": "family-a"}
+    )
+    assert granted.status_code == 204, granted.text
+    page = as_browser(w, "family-a")
+    chooser = page.get("/elder")
+    assert chooser.status_code == 200
+    for elder in ("elder-a", "young-elder"):
+        assert f'href="/elder/{w.ids[elder]}"' in chooser.text
+        own = page.get(f"/elder/{w.ids[elder]}")
+        assert own.status_code == 200 and 'href="/elder"' in own.text  # the switch
+    assert ask(w, "family-a", "young-elder", confirmed="1").status_code == 303
+    assert ask(w, "family-a", "elder-a", confirmed="1").status_code == 303
+    assert len(requests_of(w, "young-elder")) == len(requests_of(w, "elder-a")) == 1
+    lone = as_browser(w, "elder-a")
+    assert lone.get("/elder", follow_redirects=False).status_code == 303
+    assert as_browser(w, "vol-a").get("/elder").status_code == 403
+
+
+def test_the_form_expired_answers_follow_the_page_language(world: World) -> None:  # noqa: F811
+    w = world
+    page = as_browser(w, "elder-a")
+    base = f"/elder/{w.ids['elder-a']}"
+    for lang, words in (("zh-CN", "页面已过期"), ("en", "The form has expired")):
+        page.cookies.set("tb_lang", lang)
+        stale = page.post(
+            f"{base}/code",
+            data={"_csrf_token": "not-the-token"},
+            headers={"accept": "text/html"},
+            follow_redirects=False,
+        )
+        assert stale.status_code == 403
+        assert words in stale.text and f'lang="{lang}"' in stale.text
+        # The page's own calls to /v1 with the cookie and a stale token: a problem, translated.
+        called = page.post(
+            f"/v1/members/{w.ids['elder-a']}/confirmation-codes",
+            headers={"X-CSRFToken": "stale"},
+        )
+        assert called.status_code == 403
+        assert called.json()["title"] == words
+    fresh = form_post(page, f"{base}/code", f"{base}/confirm")
+    assert fresh.status_code == 200
