@@ -50,7 +50,7 @@ REASONS = (
 STATES = {
     RequestStatus.OPEN: N_("Waiting for a volunteer"),
     RequestStatus.ASSIGNED: N_("A volunteer is coming"),
-    RequestStatus.COMPLETED: N_("Done"),
+    RequestStatus.COMPLETED: N_("Completed"),
     RequestStatus.CANCELLED: N_("Cancelled"),
 }
 # One icon a category (web/static/services.svg); emergencies go to the phone, not a form.

@@ -1,0 +1,268 @@
+"""The elder's pages and her family's in a real browser (Chromium, 360 × 740): the life of an
+hour with the elder asking and confirming on her own page, a family proxy switching between
+two elders and acting for each (refused for an elder she does not act for), and on every new
+page in both languages at the smallest and largest text size: axe-core's WCAG 2.2 A/AA (0
+violations), 7:1 contrast (axe's enhanced-contrast rule) and the 长辈版 numbers measured."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from tests.test_web_volunteer import PASSWORDS, Api, iso, records_of, visit
+from tests.web_browser import (
+    AXE,
+    DemoServer,
+    Watch,
+    axe_violations,
+    launch_chromium,
+    login,
+    phone_context,
+    start_demo_server,
+)
+
+pytestmark = pytest.mark.xdist_group("browser")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
+    yield from start_demo_server(tmp_path_factory.mktemp("web-elder"))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    yield from launch_chromium()
+
+
+def member_id(server: DemoServer, username: str) -> str:
+    return str(Api(server, username).get("/v1/me")["member"]["id"])
+
+
+def ask_on_the_page(page: Page, service: str, part: str, pay: str = "no") -> None:
+    """From the elder's home: the service's big button, the first day offered (today), a part
+    of the day, then the check step and "yes"."""
+    page.click("a.button.primary[href$='/ask']")
+    page.click(f"a.tile[href$='/ask/{service}']")
+    page.check(f"input[name=part][value={part}]")
+    page.check(f"input[name=pay][value={pay}]")
+    page.click("form.stack button[type=submit]")
+    expect(page.locator("dl.facts")).to_be_visible()
+    page.click("form.stack button.primary")
+    page.wait_for_url("**/requests?asked=1")
+
+
+def newest_request(server: DemoServer, elder: str) -> dict[str, Any]:
+    staff = Api(server, "centre-staff")
+    mine = [r for r in staff.get("/v1/requests") if r["elder_id"] == elder]
+    return max(mine, key=lambda r: str(r["created_at"]))
+
+
+def test_the_life_of_an_hour_through_the_elders_page(server: DemoServer, browser: Browser) -> None:
+    elder_id = member_id(server, "elder")
+    context = phone_context(browser, server, "zh-CN")
+    page = context.new_page()
+    watch = Watch(server.url)
+    watch.attach(page)
+    login(page, "elder", PASSWORDS["elder"])
+    page.goto("/elder")
+    page.wait_for_url(f"**/elder/{elder_id}")
+    ask_on_the_page(page, "company", "any")
+    asked = newest_request(server, elder_id)
+    assert (asked["status"], asked["acting_for"]) == ("open", False)
+    assert "等待志愿者接单" in page.locator(".cards").inner_text()
+
+    # The centre's staff dispatch it (their desk pages are another part of the work).
+    volunteer_id = member_id(server, "volunteer")
+    Api(server, "centre-staff").post(
+        f"/v1/requests/{asked['id']}/assign", {"volunteer_id": volunteer_id}
+    )
+    helper = phone_context(browser, server, "zh-CN").new_page()
+    login(helper, "volunteer", PASSWORDS["volunteer"])
+    helper.goto("/volunteer/hours")
+    before = helper.locator("#balance").inner_text()
+    visit(helper, asked["id"], checked_in_hours_ago=1)
+    helper.click("#check-out-form button")
+    helper.wait_for_url("**/volunteer?done=1")
+    [record] = records_of(server, asked["id"])
+    assert record["status"] == "logged" and record["signed_by_device"]
+
+    # "Did the volunteer come?": one big button on her page.
+    page.goto(f"/elder/{elder_id}")
+    page.click(f"a[href='/elder/{elder_id}/confirm']")
+    page.click(f"form[action$='/records/{record['id']}/confirm'] button")
+    expect(page.locator(".ok")).to_contain_text("服务已确认")
+    assert axe_violations(page) == []
+    verified = Api(server, "centre-staff", totp=True).post(f"/v1/records/{record['id']}/verify")
+    assert (verified["status"], verified["confirmed_as"]) == ("verified", "elder")
+
+    helper.goto("/volunteer/hours")
+    assert helper.locator("#balance").inner_text() != before
+    assert helper.locator(f"a[href='/volunteer/hours/{verified['deposit_seq']}']").count() == 1
+    page.goto(f"/elder/{elder_id}/requests")
+    assert "已完成" in page.locator(".cards").inner_text()
+    assert watch.foreign == [] and watch.csp == []
+    context.close()
+
+
+def test_a_family_switches_between_two_elders_and_acts_for_each(
+    server: DemoServer, browser: Browser
+) -> None:
+    first = member_id(server, "elder")
+    staff = Api(server, "centre-staff")
+    org = staff.get("/v1/me")["roles"][0]["org_id"]
+    second = staff.post(
+        "/v1/members",
+        {"org_id": org, "personal": {"name": "王秀兰", "phone": "13900009876"}, "is_elder": True},
+        status=201,
+    )["member"]["id"]
+    answer = staff.http.post(f"/v1/members/{second}/proxies", json={"username": "family"})
+    assert answer.status_code == 204, answer.text
+    stranger = staff.post(
+        "/v1/members",
+        {"org_id": org, "personal": {"name": "赵大爷", "phone": "13900005432"}, "is_elder": True},
+        status=201,
+    )["member"]["id"]
+
+    context = phone_context(browser, server, "en")
+    page = context.new_page()
+    login(page, "family", PASSWORDS["family"])
+    assert page.locator("a[href='/volunteer']").count() == 1  # her own volunteer pages too
+    page.click("a[href='/elder']")
+    assert page.locator("h1").inner_text() == "Whom are you helping?"
+    assert axe_violations(page) == []
+    names = page.locator("main a.big").all_inner_texts()
+    assert "王*英" in names and "王*兰" in names  # masked, as a proxy may see them
+    for elder, part in ((first, "morning"), (second, "afternoon")):
+        page.goto("/elder")
+        page.click(f"a[href='/elder/{elder}']")
+        assert "For 王*" in page.locator(".for").inner_text()
+        ask_on_the_page(page, "meal", part)
+        asked = newest_request(server, elder)
+        assert asked["acting_for"] is True
+        page.click(f"a[href='/elder/{elder}']")
+    assert (
+        newest_request(server, first)["window_start"]
+        != newest_request(server, second)["window_start"]
+    )
+    # The switch on each page; and an elder she does not act for is refused.
+    page.goto(f"/elder/{second}/requests")
+    page.click(".for a[href='/elder']")
+    page.wait_for_url("**/elder")
+    refused = page.goto(f"/elder/{stranger}")
+    assert refused is not None and refused.status == 404
+    assert axe_violations(page) == []
+    trail = Api(server, "auditor").get("/v1/audit/events", action="POST /elder/", limit=1000)
+    done_for = {e["on_behalf"] for e in trail}
+    assert {first, second} <= done_for
+    context.close()
+
+
+def enhanced_contrast(page: Page) -> list[Any]:
+    """axe-core's 7:1 rule (WCAG AAA 1.4.6), the 长辈版 floor for body text."""
+    if not page.evaluate("() => typeof window.axe !== 'undefined'"):
+        page.evaluate(AXE.read_text(encoding="utf-8"))
+    result = page.evaluate(
+        "() => window.axe.run(document, {runOnly: {type: 'rule',"
+        " values: ['color-contrast-enhanced']}})"
+    )
+    return [[n["target"] for n in v["nodes"]] for v in result["violations"]]
+
+
+MEASURE = """() => {
+  const shown = e => (e.offsetParent !== null || getComputedStyle(e).position === 'fixed')
+    && !e.classList.contains('skip');
+  const text = [...document.querySelectorAll('main p, main li, main label, main dd, main legend')]
+    .filter(shown).map(e => parseFloat(getComputedStyle(e).fontSize));
+  const lines = [...document.querySelectorAll('main p, main label, main dd')].filter(shown)
+    .map(e => { const s = getComputedStyle(e); return parseFloat(s.lineHeight) / parseFloat(s.fontSize); });
+  const targets = [...document.querySelectorAll(
+      'a, button, select, input:not([type=radio]):not([type=hidden]), label.choice')]
+    .filter(shown).map(e => [e.outerHTML.slice(0, 80), e.getBoundingClientRect()])
+    .filter(([, r]) => r.width < 60 || r.height < 60).map(([h]) => h);
+  const icons = [...document.querySelectorAll('main svg.icon')]
+    .filter(i => !(i.parentElement.innerText || '').trim()).length;
+  return {smallest: Math.min(...text), line: Math.min(...lines), small: targets, bare: icons};
+}"""
+
+
+def elder_pages(page: Page, server: DemoServer, elder_id: str) -> Iterator[str]:
+    """Each page of the elder's (the two posted steps included), yielded once it is shown."""
+    base = f"/elder/{elder_id}"
+    for path in ("", "/ask", "/ask/meal", "/confirm", "/requests", "/time"):
+        page.goto(base + path)
+        yield base + path
+    page.goto(base + "/ask/meal")
+    page.click("form.stack button[type=submit]")
+    expect(page.locator("dl.facts")).to_be_visible()
+    yield base + "/ask/meal (the check step)"
+    page.goto(base + "/confirm")
+    page.click(f"form[action='{base}/code'] button")
+    expect(page.locator("#code")).to_be_visible()
+    yield base + "/code"
+    open_one = next(r for r in Api(server, "elder").get("/v1/requests") if r["status"] == "open")
+    page.goto(f"{base}/requests/{open_one['id']}/cancel")
+    yield base + "/requests/…/cancel"
+
+
+@pytest.mark.parametrize("lang", ["zh-CN", "en"])
+def test_every_elder_page_passes_axe_and_the_elder_numbers(
+    server: DemoServer, browser: Browser, lang: str
+) -> None:
+    elder_id = member_id(server, "elder")
+    elder = Api(server, "elder")
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+    elder.post(
+        "/v1/requests",
+        {
+            "elder_id": elder_id,
+            "service_code": "meal",
+            "window_start": iso(tomorrow),
+            "window_end": iso(tomorrow + timedelta(hours=2)),
+            "minutes": 60,
+        },
+        status=201,
+    )
+    now = datetime.now(UTC) - timedelta(hours=2 if lang == "en" else 0)  # no overlap
+    Api(server, "volunteer").post(
+        "/v1/records",
+        {
+            "elder_id": elder_id,
+            "service_code": "clean",
+            "check_in": iso(now - timedelta(hours=5)),
+            "check_out": iso(now - timedelta(hours=4)),
+        },
+        status=201,
+    )
+    found: dict[str, Any] = {}
+    for size in ("1", "3"):
+        context = phone_context(browser, server, lang, tb_size=size)
+        page = context.new_page()
+        watch = Watch(server.url)
+        watch.attach(page)
+        login(page, "elder", PASSWORDS["elder"])
+        for shown in elder_pages(page, server, elder_id):
+            where = f"{shown} size={size}"
+            assert page.evaluate("document.documentElement.lang") == lang
+            if violations := axe_violations(page):
+                found[f"axe {where}"] = violations
+            if low := enhanced_contrast(page):
+                found[f"7:1 {where}"] = low
+            numbers = page.evaluate(MEASURE)
+            floor = 20 if size == "1" else 30
+            if numbers["smallest"] < floor:
+                found[f"font {where}"] = numbers["smallest"]
+            if numbers["line"] < 1.3:
+                found[f"line {where}"] = numbers["line"]
+            if numbers["small"]:
+                found[f"targets {where}"] = numbers["small"]
+            if numbers["bare"]:
+                found[f"icons without words {where}"] = numbers["bare"]
+            assert page.locator("footer.call a[href^='tel:']").count() == 1
+        assert watch.foreign == [] and watch.csp == []
+        context.close()
+    assert found == {}, json.dumps(found, ensure_ascii=False, indent=1)
