@@ -29,11 +29,21 @@ import httpx
 TIMEBANK = Path(sys.executable).with_name("timebank")
 ASSET = re.compile(r'<(?:script[^>]*\bsrc|link[^>]*rel="stylesheet"[^>]*\bhref)="(/static/[^"]+)"')
 IMPORT = re.compile(r'import\("(/static/[^"]+)"\)')
+SPRITE = re.compile(r'<use href="(/static/[^"#]+)#')  # the elder's pages' icons
 PAGES = {
     None: ["/login", "/register"],
     "volunteer": ["/", "/volunteer", "/volunteer/hours", "/volunteer/give", "/account"],
-    "elder": ["/", "/account"],
-    "family": ["/"],
+    "elder": [
+        "/",
+        "/account",
+        "/elder/{me}",
+        "/elder/{me}/ask",
+        "/elder/{me}/ask/meal",
+        "/elder/{me}/confirm",
+        "/elder/{me}/requests",
+        "/elder/{me}/time",
+    ],
+    "family": ["/", "/elder/{elder}", "/elder/{elder}/requests"],
     "centre-staff": ["/"],
 }
 PASSWORDS = {
@@ -69,7 +79,7 @@ def timed(client: httpx.Client, path: str, samples: int) -> dict[str, float]:
 
 def weight(client: httpx.Client, html: str) -> dict[str, Any]:
     assets, seen = {}, set()
-    queue = ASSET.findall(html)
+    queue = ASSET.findall(html) + SPRITE.findall(html)
     while queue:
         path = queue.pop()
         if path in seen:
@@ -92,6 +102,13 @@ def login(client: httpx.Client, username: str) -> None:
         data={"username": username, "password": PASSWORDS[username], "_csrf_token": token[1]},
     )
     assert done.status_code == 303, done.text
+
+
+def who_is(client: httpx.Client) -> dict[str, str]:
+    """``{me}`` and ``{elder}`` (whom a family proxy acts for) in the pages' paths."""
+    me = client.get("/v1/me").json()
+    proxied = [g["member_id"] for g in me["roles"] if g["role"] == "family_proxy"]
+    return {"me": (me.get("member") or {}).get("id", ""), "elder": next(iter(proxied), "")}
 
 
 def main() -> None:
@@ -124,13 +141,17 @@ def main() -> None:
                 floor = timed(anonymous, "/healthz", args.samples)
             for who, paths in PAGES.items():
                 with httpx.Client(base_url=base, headers={"accept-language": "zh-CN"}) as client:
+                    ids = {"me": "", "elder": ""}
                     if who is not None:
                         login(client, who)
-                    for path in paths:
+                        ids = who_is(client)
+                    for path in (p.format(**ids) for p in paths):
                         html = client.get(path).text
                         entry = {**weight(client, html), **timed(client, path, args.samples)}
                         entry["p95_over_healthz"] = round(entry["p95_ms"] / floor["p95_ms"], 1)
-                        results[f"{who or 'anonymous'} {path}"] = entry
+                        shown = path.replace(ids["me"] or "-", "{me}")
+                        shown = shown.replace(ids["elder"] or "-", "{elder}")
+                        results[f"{who or 'anonymous'} {shown}"] = entry
         finally:
             server.terminate()
             server.wait(timeout=20)

@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
@@ -85,7 +86,14 @@ def test_the_life_of_an_hour_through_the_elders_page(server: DemoServer, browser
     login(helper, "volunteer", PASSWORDS["volunteer"])
     helper.goto("/volunteer/hours")
     before = helper.locator("#balance").inner_text()
+    shanghai = ZoneInfo("Asia/Shanghai")
+    around = {
+        f"{(datetime.now(UTC) - timedelta(hours=1, minutes=m)).astimezone(shanghai):%H:%M}"
+        for m in (0, -1)
+    }
     visit(helper, asked["id"], checked_in_hours_ago=1)
+    shown = helper.locator("#visit-state").inner_text()
+    assert any(t in shown for t in around), (shown, around)  # the bank's time, not the phone's
     helper.click("#check-out-form button")
     helper.wait_for_url("**/volunteer?done=1")
     [record] = records_of(server, asked["id"])

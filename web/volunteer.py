@@ -245,6 +245,7 @@ def _visit_context(
     return {
         "task": task,
         "service_code": kind.code if kind else "",
+        "zone": zone,
         "mine": item.volunteer_id == principal.acting_member_id
         and item.status is RequestStatus.ASSIGNED,
     }

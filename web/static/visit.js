@@ -142,9 +142,19 @@ async function flush() {
   return outcome;
 }
 
+// The time in the bank's time zone (the one the visit's window is shown in), not the phone's.
+function shownTime(time) {
+  const zone = document.getElementById("visit")?.dataset.zone;
+  try {
+    return new Date(time).toLocaleTimeString(lang, zone ? { timeZone: zone } : {});
+  } catch {  // an unknown zone name: the phone's own
+    return new Date(time).toLocaleTimeString(lang);
+  }
+}
+
 function showCheckedIn(time) {
   const state = document.getElementById("visit-state");
-  state.textContent = (texts.checkedIn || "%(time)s").replace("%(time)s", new Date(time).toLocaleTimeString(lang));
+  state.textContent = (texts.checkedIn || "%(time)s").replace("%(time)s", shownTime(time));
   document.getElementById("check-in-form")?.setAttribute("hidden", "");
   document.getElementById("check-out-form").hidden = false;
   document.getElementById("signing-note").hidden = false;
