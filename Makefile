@@ -43,7 +43,7 @@ unit: $(VENV)/.installed-dev node_modules/.installed
 # The browser tests drive Debian's Chromium (never `playwright install`) and inject axe-core
 # from npm. CI (.ci/run) installs the Debian packages; `make browser-deps` does the same here.
 browser-deps:
-	apt-get install -y chromium fonts-noto-cjk
+	apt-get install -y chromium fonts-noto-cjk poppler-utils
 
 node_modules/.installed: package.json package-lock.json
 	npm ci
@@ -62,6 +62,7 @@ vendor: node_modules/.installed
 # Screenshots of the main pages at 360 px in both languages, for docs/webapp.md.
 screenshots: $(VENV)/.installed-dev node_modules/.installed
 	$(BIN)/python -m tests.web_screenshots
+	$(BIN)/python -m tests.web_desk_screenshots
 
 # Page weight and render time of the web app on the demo (JSON on stdout; docs/performance.md).
 bench-web: $(VENV)/.installed-dev

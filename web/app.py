@@ -23,6 +23,10 @@ from care.errors import CareError
 from web.auditor import AUDITOR_HANDLERS
 from web.console import CONSOLE_HANDLERS
 from web.elder import ELDER_HANDLERS
+from web.desk import DESK_HANDLERS
+from web.desk_paper import PAPER_HANDLERS
+from web.desk_people import PEOPLE_HANDLERS
+from web.desk_staff import STAFF_HANDLERS
 from web.i18n import gettext_for
 from web.pages import PAGE_HANDLERS, error_page, language_of, render
 from web.public import PUBLIC_HANDLERS
@@ -74,6 +78,10 @@ def web_routes() -> list[ControllerRouterHandler]:
             *CONSOLE_HANDLERS,
             *AUDITOR_HANDLERS,
             *ELDER_HANDLERS,
+            *DESK_HANDLERS,
+            *PEOPLE_HANDLERS,
+            *PAPER_HANDLERS,
+            *STAFF_HANDLERS,
             service_worker,
         ],
         exception_handlers=PAGE_ERRORS,

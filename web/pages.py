@@ -149,6 +149,8 @@ def home(request: Request[Any, Any, State]) -> Template | Redirect:
         return Redirect("/console", status_code=303)
     if principal.has(Role.AUDITOR):  # the auditor's page (web/auditor.py)
         return Redirect("/audit", status_code=303)
+    if principal.orgs():  # organisation staff and admins work at their desk
+        return Redirect("/desk", status_code=303)
     return render(request, "home.html", principal)
 
 

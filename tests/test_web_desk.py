@@ -1,0 +1,436 @@
+"""The organisation's desk without a browser, on both databases: staff land on their desk,
+a volunteer gets the API's refusal of the dispatch board next to staff using it, a request
+asked for an elder is dispatched, reassigned and cancelled, a record is confirmed for the
+elder (``staff_for_elder``, the audit event names her) and verified by another staff member
+after a TOTP step-up, and the people pages register, reveal (recorded), flag and approve."""
+
+from __future__ import annotations
+
+import html
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from accounts import totp
+from tests.accounts_world import PASSWORD, World
+from tests.test_workflow import world  # noqa: F401 - the workflow's world, with a catalogue
+from tests.web_helpers import browser_login, csrf_token
+from web.security import SESSION_COOKIE
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def yesterday() -> datetime:
+    """Yesterday in the bank's time zone: a fixed 09:00-11:00 window never crosses midnight."""
+    return (datetime.now(SHANGHAI) - timedelta(days=1)).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    )
+
+
+def as_browser(w: World, username: str, password: str = PASSWORD) -> Any:
+    w.client.cookies.clear()
+    assert browser_login(w.client, username, password).status_code == 303
+    return w.client
+
+
+def form_post(client: Any, path: str, page: str, **data: str) -> Any:
+    token = csrf_token(client, page)
+    return client.post(path, data={**data, "_csrf_token": token}, follow_redirects=False)
+
+
+def api(w: World) -> Any:
+    w.client.cookies.clear()
+    return w.client
+
+
+def ask_on_page(w: World) -> str:
+    """Staff ask for a meal for elder-a, yesterday 09:00-11:00, on her desk page."""
+    staff = as_browser(w, "staff-a")
+    page = f"/desk/people/{w.ids['elder-a']}"
+    asked = form_post(
+        staff,
+        f"{page}/request",
+        page,
+        service_code="meal",
+        day=yesterday().date().isoformat(),
+        start="09:00",
+        end="11:00",
+        minutes="60",
+        notes="湖南路12号",
+    )
+    assert asked.status_code == 303, asked.text
+    match = re.fullmatch(r"/desk/dispatch/(\w+)", asked.headers["location"])
+    assert match
+    return match.group(1)
+
+
+def test_staff_land_on_their_desk_and_others_do_not(world: World) -> None:  # noqa: F811
+    w = world
+    staff = as_browser(w, "staff-a")
+    landing = staff.get("/", follow_redirects=False)
+    assert (landing.status_code, landing.headers["location"]) == (303, "/desk")
+    desk = staff.get("/desk")
+    assert desk.status_code == 200
+    assert 'href="/desk/dispatch"' in desk.text
+    volunteer = as_browser(w, "vol-a")
+    assert volunteer.get("/", follow_redirects=False).status_code == 200
+
+
+def test_a_volunteer_gets_the_apis_answer_on_the_dispatch_board(world: World) -> None:  # noqa: F811
+    w = world
+    request_id = ask_on_page(w)
+    refused_api = api(w).post(
+        f"/v1/requests/{request_id}/assign",
+        headers={**w.as_("vol-a"), "accept-language": "en"},
+        json={"volunteer_id": w.ids["vol-a"]},
+    )
+    assert refused_api.status_code == 403
+    detail = refused_api.json()["detail"]
+    volunteer = as_browser(w, "vol-a")
+    w.client.cookies.set("tb_lang", "en")
+    for path in ("/desk", "/desk/dispatch", f"/desk/dispatch/{request_id}", "/desk/records"):
+        refused = volunteer.get(path)
+        assert refused.status_code == 403, path
+        assert detail in html.unescape(refused.text), path
+    posted = form_post(
+        volunteer,
+        f"/desk/dispatch/{request_id}/assign",
+        "/volunteer",
+        volunteer_id=w.ids["vol-a"],
+    )
+    assert posted.status_code == 403
+    assert api(w).get(f"/v1/requests/{request_id}", headers=w.as_("staff-a")).json()["status"] == (
+        "open"
+    )
+    # The same board and the same assignment work for the elder's organisation's staff.
+    staff = as_browser(w, "staff-a")
+    assert staff.get("/desk/dispatch").status_code == 200
+    assert form_post(
+        staff,
+        f"/desk/dispatch/{request_id}/assign",
+        "/desk/dispatch",
+        volunteer_id=w.ids["vol-a"],
+    ).headers["location"] == ("/desk/dispatch?done=assigned")
+    # Staff of another organisation do not see the request at all (as the API: 404).
+    other = as_browser(w, "staff-b")
+    assert other.get(f"/desk/dispatch/{request_id}").status_code == 404
+    assert request_id not in other.get("/desk/dispatch").text
+
+
+def test_dispatch_suggests_reassigns_and_cancels(world: World) -> None:  # noqa: F811
+    w = world
+    request_id = ask_on_page(w)
+    staff = as_browser(w, "staff-a")
+    board = staff.get("/desk/dispatch").text
+    assert f'id="req-{request_id}"' in board
+    assert "王*英" in board and "王秀英" not in board  # the elder's name stays masked
+    assert "南京市鼓****" in board  # her area
+    page = staff.get(f"/desk/dispatch/{request_id}").text
+    for volunteer in ("vol-a", "family-a"):
+        assert f'value="{w.ids[volunteer]}"' in page
+    assert "0 / 720" in page  # nothing recorded or assigned that day, of a 720-minute cap
+    assigned = form_post(
+        staff, f"/desk/dispatch/{request_id}/assign", "/desk/dispatch", volunteer_id=""
+    )
+    assert assigned.status_code == 400
+    form_post(
+        staff,
+        f"/desk/dispatch/{request_id}/assign",
+        "/desk/dispatch",
+        volunteer_id=w.ids["vol-a"],
+    )
+    # A second request in the same window: vol-a is busy then, with 60 minutes that day.
+    second = ask_on_page(w)
+    staff = as_browser(w, "staff-a")
+    page = staff.get(f"/desk/dispatch/{second}").text
+    vol_a = page.index(f'value="{w.ids["vol-a"]}"')
+    family = page.index(f'value="{w.ids["family-a"]}"')
+    assert family < vol_a, "the free volunteer comes first"
+    assert "60 / 720" in page[vol_a : vol_a + 600]
+    reassigned = form_post(
+        staff,
+        f"/desk/dispatch/{request_id}/assign",
+        f"/desk/dispatch/{request_id}",
+        volunteer_id=w.ids["family-a"],
+    )
+    assert reassigned.status_code == 303
+    now = api(w).get(f"/v1/requests/{request_id}", headers=w.as_("staff-a")).json()
+    assert (now["status"], now["volunteer_id"]) == ("assigned", w.ids["family-a"])
+    staff = as_browser(w, "staff-a")
+    no_reason = form_post(
+        staff, f"/desk/dispatch/{request_id}/cancel", f"/desk/dispatch/{request_id}", reason=""
+    )
+    assert no_reason.status_code == 400
+    assert 'aria-invalid="true"' in no_reason.text
+    cancelled = form_post(
+        staff,
+        f"/desk/dispatch/{request_id}/cancel",
+        f"/desk/dispatch/{request_id}",
+        reason="老人住院",
+    )
+    assert cancelled.status_code == 303
+    now = api(w).get(f"/v1/requests/{request_id}", headers=w.as_("staff-a")).json()
+    assert (now["status"], now["cancel_reason"]) == ("cancelled", "老人住院")
+
+
+def served(w: World, request_id: str, volunteer: str = "vol-a") -> str:
+    """The volunteer serves the request and logs the record through the API."""
+    day = yesterday()
+    logged = api(w).post(
+        "/v1/records",
+        headers=w.as_(volunteer),
+        json={
+            "elder_id": w.ids["elder-a"],
+            "service_code": "meal",
+            "check_in": (day + timedelta(hours=9, minutes=30)).astimezone(UTC).isoformat(),
+            "check_out": (day + timedelta(hours=10, minutes=30)).astimezone(UTC).isoformat(),
+            "request_id": request_id,
+        },
+    )
+    assert logged.status_code == 201, logged.text
+    return str(logged.json()["id"])
+
+
+def enrol_totp(w: World, who: str) -> tuple[str, int]:
+    principal = w.accounts.principal_for_user(w.ids[who])
+    secret, _ = w.accounts.begin_totp(principal)
+    step = int(datetime.now(UTC).timestamp() // 30)
+    w.accounts.confirm_totp(principal, totp.code_at(secret, step))
+    return secret, step
+
+
+def test_confirm_for_the_elder_then_another_staff_verifies_after_step_up(world: World) -> None:  # noqa: F811
+    w = world
+    request_id = ask_on_page(w)
+    staff = as_browser(w, "staff-a")
+    form_post(
+        staff,
+        f"/desk/dispatch/{request_id}/assign",
+        "/desk/dispatch",
+        volunteer_id=w.ids["vol-a"],
+    )
+    record_id = served(w, request_id)
+    staff = as_browser(w, "staff-a")
+    records = staff.get("/desk/records").text
+    assert f"/desk/records/{record_id}/confirm" in records
+    assert "不能" in records and 'id="rule"' in records  # the rule is on the page
+    confirmed = form_post(staff, f"/desk/records/{record_id}/confirm", "/desk/records")
+    assert confirmed.headers["location"] == "/desk/records?done=confirmed"
+    record = api(w).get(f"/v1/records/{record_id}", headers=w.as_("staff-a")).json()
+    assert (record["status"], record["confirmed_as"]) == ("confirmed", "staff_for_elder")
+    [event] = [
+        e
+        for e in w.client.app.state.audit.all_events()
+        if e.action == "POST /desk/records/{record_id}/confirm"
+    ]
+    assert (event.objects, event.on_behalf, event.status) == ((record_id,), w.ids["elder-a"], 303)
+
+    # Whoever confirmed cannot verify: the page says so, and the service refuses even with TOTP.
+    staff = as_browser(w, "staff-a")
+    page = staff.get("/desk/records").text
+    assert f"/desk/records/{record_id}/verify" not in page
+    w.client.cookies.set(SESSION_COOKIE, w.tokens["staff-a-2fa"])  # a session opened with TOTP
+    assert f"/desk/records/{record_id}/verify" not in staff.get("/desk/records").text
+    refused = form_post(staff, f"/desk/records/{record_id}/verify", "/desk/records")
+    assert refused.status_code == 422
+    assert "不能" in refused.text
+
+    # Another staff member: without a second factor the page asks for the code first.
+    other = as_browser(w, "admin-a")
+    page = other.get("/desk/records").text
+    assert 'action="/desk/step-up"' in page
+    assert f"/desk/records/{record_id}/verify" not in page
+    too_soon = form_post(other, f"/desk/records/{record_id}/verify", "/desk/records")
+    assert too_soon.status_code == 403
+    secret, step = enrol_totp(w, "admin-a")
+    wrong = form_post(other, "/desk/step-up", "/desk/records", password=PASSWORD, totp="000000")
+    assert wrong.status_code == 401
+    stepped = form_post(
+        other,
+        "/desk/step-up",
+        "/desk/records",
+        password=PASSWORD,
+        totp=totp.code_at(secret, step + 1),
+        next="/desk/records#to-verify",
+    )
+    assert stepped.status_code == 303, stepped.text
+    assert stepped.headers["location"] == "/desk/records#to-verify"
+    page = other.get("/desk/records").text
+    assert f"/desk/records/{record_id}/verify" in page
+    verified = form_post(other, f"/desk/records/{record_id}/verify", "/desk/records")
+    assert verified.headers["location"] == "/desk/records?done=verified"
+    record = api(w).get(f"/v1/records/{record_id}", headers=w.as_("staff-a")).json()
+    assert record["status"] == "verified" and record["deposit_seq"] is not None
+
+
+def test_reject_needs_a_reason(world: World) -> None:  # noqa: F811
+    w = world
+    request_id = ask_on_page(w)
+    staff = as_browser(w, "staff-a")
+    form_post(
+        staff, f"/desk/dispatch/{request_id}/assign", "/desk/dispatch", volunteer_id=w.ids["vol-a"]
+    )
+    record_id = served(w, request_id)
+    staff = as_browser(w, "staff-a")
+    empty = form_post(staff, f"/desk/records/{record_id}/reject", "/desk/records", reason="")
+    assert empty.status_code == 400
+    done = form_post(staff, f"/desk/records/{record_id}/reject", "/desk/records", reason="未上门")
+    assert done.headers["location"] == "/desk/records?done=rejected"
+    record = api(w).get(f"/v1/records/{record_id}", headers=w.as_("staff-a")).json()
+    assert (record["status"], record["rejected_reason"]) == ("rejected", "未上门")
+
+
+def test_people_register_reveal_flag_approve_and_proxy(world: World) -> None:  # noqa: F811
+    w = world
+    staff = as_browser(w, "staff-a")
+    registered = form_post(
+        staff,
+        "/desk/people/new",
+        "/desk/people/new",
+        org_id=w.ids["org_a"],
+        kind="elder",
+        name="钱桂兰",
+        birth_date="1938-05-06",
+        address="南京市鼓楼区宁海路5号",
+    )
+    assert registered.status_code == 303, registered.text
+    member_id = registered.headers["location"].split("/")[3].split("?")[0]
+    member = api(w).get(f"/v1/members/{member_id}", headers=w.as_("staff-a")).json()
+    assert member["status"] == "active" and member["assisted"] and member["is_elder"]
+    staff = as_browser(w, "staff-a")
+    page = staff.get(f"/desk/people/{member_id}").text
+    assert "钱*兰" in page and "宁海路5号" not in page
+    short = form_post(
+        staff, f"/desk/people/{member_id}/reveal", f"/desk/people/{member_id}", reveal_reason="看"
+    )
+    assert short.status_code == 400 and "宁海路5号" not in short.text
+    shown = form_post(
+        staff,
+        f"/desk/people/{member_id}/reveal",
+        f"/desk/people/{member_id}",
+        reveal_reason="安排上门送餐",
+    )
+    assert shown.status_code == 200 and "钱桂兰" in shown.text and "宁海路5号" in shown.text
+    seen = w.accounts.access_records(w.principal("b1-admin"), member_id)
+    assert [(r["actor"], r["reason"]) for r in seen] == [(w.ids["staff-a"], "安排上门送餐")]
+    assert [
+        e.status
+        for e in w.client.app.state.audit.all_events()
+        if e.action == "POST /desk/people/{member_id}/reveal"
+    ] == [400, 200]
+    flagged = form_post(
+        staff,
+        f"/desk/people/{member_id}/flags",
+        f"/desk/people/{member_id}",
+        flag="living_alone",
+        note="子女在外地",
+    )
+    assert flagged.status_code == 303
+    assert "living_alone" in {str(f) for f in w.accounts.active_flags(member_id)}
+    again = form_post(
+        staff,
+        f"/desk/people/{member_id}/flags",
+        f"/desk/people/{member_id}",
+        flag="living_alone",
+    )
+    assert again.status_code == 409
+    # A pending sign-up is approved; a relative link confirmed; a proxy granted.
+    assert "陈*" in staff.get("/desk/people").text
+    approved = form_post(
+        staff, f"/desk/people/{w.ids['pending-a']}/decide", "/desk/people", decision="approve"
+    )
+    assert approved.headers["location"] == "/desk/people?done=approved"
+    assert w.accounts.member(w.ids["pending-a"]).status.value == "active"
+    elder_page = f"/desk/people/{w.ids['elder-a']}"
+    confirmed = form_post(
+        staff, f"{elder_page}/relatives/{w.ids['link-a']}", elder_page, decision="confirm"
+    )
+    assert confirmed.status_code == 303
+    assert w.accounts.are_confirmed_relatives(w.ids["family-a"], w.ids["elder-a"])
+    granted = form_post(
+        staff,
+        f"/desk/people/{member_id}/proxies",
+        f"/desk/people/{member_id}",
+        username="family-a",
+        action="grant",
+    )
+    assert granted.status_code == 303
+    assert member_id in w.accounts.principal_for_user(w.ids["family-a-user"]).proxied_members()
+    revoked = form_post(
+        staff,
+        f"/desk/people/{member_id}/proxies",
+        f"/desk/people/{member_id}",
+        username="family-a",
+        action="revoke",
+    )
+    assert revoked.status_code == 303
+    # Another organisation's staff cannot open her page (as the API: 404).
+    assert as_browser(w, "staff-b").get(f"/desk/people/{member_id}").status_code == 404
+
+
+def test_the_slip_and_the_statement_on_paper(world: World) -> None:  # noqa: F811
+    w = world
+    request_id = ask_on_page(w)
+    staff = as_browser(w, "staff-a")
+    form_post(
+        staff, f"/desk/dispatch/{request_id}/assign", "/desk/dispatch", volunteer_id=w.ids["vol-a"]
+    )
+    slip = staff.get(f"/desk/requests/{request_id}/slip")
+    assert slip.status_code == 200
+    for text in ("服务单", "王*英", "助餐", "李*强", "湖南路12号", "<svg"):
+        assert text in slip.text, text
+    assert as_browser(w, "staff-b").get(f"/desk/requests/{request_id}/slip").status_code == 404
+    assert as_browser(w, "vol-a").get(f"/desk/requests/{request_id}/slip").status_code == 403
+    # The elder paid for a meal with stored time? Here: a volunteer's month, with deposits.
+    record_id = served(w, request_id)
+    api(w).post(f"/v1/records/{record_id}/confirm", headers=w.as_("elder-a"), json={})
+    verified = api(w).post(f"/v1/records/{record_id}/verify", headers=w.as_("staff-a-2fa"))
+    assert verified.status_code == 200, verified.text
+    staff = as_browser(w, "staff-a")
+    month = yesterday().strftime("%Y-%m")
+    page = staff.get(f"/desk/people/{w.ids['vol-a']}/statement?month={month}")
+    assert page.status_code == 200
+    assert "1:00" in page.text and "<svg" in page.text
+    assert staff.get(f"/desk/people/{w.ids['vol-a']}/statement?month=2026-13").status_code == 400
+
+
+def test_staff_logins_and_enrolling_totp(world: World) -> None:  # noqa: F811
+    w = world
+    admin = as_browser(w, "admin-a")
+    org = w.ids["org_a"]
+    assert 'action="/desk/staff/' in admin.get("/desk/staff").text
+    created = form_post(
+        admin, f"/desk/staff/{org}", "/desk/staff", username="new-staff", role="org_staff"
+    )
+    assert created.status_code == 200
+    one_time = re.search(r'id="one-time">([^<]+)<', created.text)
+    assert one_time, created.text
+    user = w.accounts.user_by_username("new-staff")
+    assert user is not None
+    taken = form_post(
+        admin, f"/desk/staff/{org}", "/desk/staff", username="new-staff", role="org_staff"
+    )
+    assert taken.status_code == 409
+    # Plain staff see the list but cannot add or revoke (the service refuses, as the API).
+    staff = as_browser(w, "staff-a")
+    assert f'action="/desk/staff/{org}"' not in staff.get("/desk/staff").text
+    refused = form_post(staff, f"/desk/staff/{org}/{user.id}/revoke", "/desk/staff")
+    assert refused.status_code == 403
+    admin = as_browser(w, "admin-a")
+    revoked = form_post(admin, f"/desk/staff/{org}/{user.id}/revoke", "/desk/staff")
+    assert revoked.headers["location"] == "/desk/staff?done=revoked"
+    assert not w.accounts.principal_for_user(user.id).orgs()
+    # Enrolling one's own second factor with the QR code's key.
+    started = form_post(admin, "/desk/totp", "/desk/totp")
+    secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', started.text)
+    assert secret and "<svg" in started.text
+    wrong = form_post(admin, "/desk/totp/confirm", "/desk/totp", code="000000")
+    assert wrong.status_code == 400
+    step = int(datetime.now(UTC).timestamp() // 30)
+    done = form_post(
+        admin, "/desk/totp/confirm", "/desk/totp", code=totp.code_at(secret.group(1), step)
+    )
+    assert done.headers["location"] == "/desk/totp?done=enrolled"
+    user_a = w.accounts.user_by_username("admin-a")
+    assert user_a is not None and user_a.totp_enabled
