@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 DEMO_ENTRIES ?= 2000
 
-.PHONY: run test lint typecheck imports unit bench bench-http clean browser-deps vendor i18n-extract i18n-update i18n-compile screenshots bench-web reliability
+.PHONY: run test docs-check lint typecheck imports unit bench bench-http clean browser-deps vendor i18n-extract i18n-update i18n-compile screenshots bench-web reliability
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ run: $(VENV)/.installed
 	$(BIN)/timebank serve --host $(HOST) --port $(PORT)
 
 test: lint typecheck imports unit
+
+# The README's and the walk-throughs' commands, run against a fresh demo (docs/README.md);
+# also part of `make unit` (tests/test_docs_run.py).
+docs-check: $(VENV)/.installed-dev
+	$(BIN)/python -m tests.docs_runner
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -24,6 +24,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.app import create_app
+    from api.http_protocol import ProblemHttpToolsProtocol
 
     settings = settings_from_env()
     if not settings.is_sqlite:
@@ -37,6 +38,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         log_level="info",
         access_log=args.access_log,  # off by default: it records client addresses
+        http=ProblemHttpToolsProtocol,  # a request line it cannot parse gets a problem too
     )
     return 0
 

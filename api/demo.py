@@ -46,8 +46,8 @@ DEMO_LOGINS = (
 DEMO_STAFF_TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"  # noqa: S105 - published demo
 
 
-def current_demo_code() -> str:
-    return code_at(DEMO_STAFF_TOTP_SECRET, int(time.time() // 30))
+def current_demo_code(steps_back: int = 0) -> str:
+    return code_at(DEMO_STAFF_TOTP_SECRET, int(time.time() // 30) - steps_back)
 
 
 class DemoExists(RuntimeError):
@@ -110,7 +110,9 @@ def seed_demo_bank(
     )
     staff = accounts.principal_for_user(staff_user.user.id)
     accounts.begin_totp(staff, DEMO_STAFF_TOTP_SECRET)
-    accounts.confirm_totp(staff, current_demo_code())
+    # Enrolled with the previous step's code (accepted for clock drift), so that the code
+    # `timebank demo-totp` prints right after seeding has not been used yet.
+    accounts.confirm_totp(staff, current_demo_code(steps_back=1))
     for code, zh, en, category, weight in CATALOGUE:
         care.upsert_service_type(admin, code, zh, en, category, weight)
 

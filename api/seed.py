@@ -31,6 +31,9 @@ CATALOGUE = (
 # random sequence, and every balance it leads to, stays the same).
 DEMO_GIVERS = ("p:demo-giver-1", "p:demo-giver-2", "p:demo-giver-3", "p:demo-giver-4")
 SERVICE_WEIGHTS = tuple((code, weight) for code, _, _, _, weight in CATALOGUE)
+# Past grants never take the pool below this, so that a bank administrator trying the demo
+# (docs/workflow.md, section 8) has pool minutes to grant.
+POOL_RESERVE = 600
 
 
 def weighted_minutes(minutes: int, weight_per_mille: int) -> int:
@@ -128,9 +131,9 @@ def demo_requests(
             yield EntryRequest(
                 "donation", f"demo-{n}", (Posting(donor, -amount), Posting(pool, amount)), {}
             )
-        elif roll < 0.88 and pool_balance >= 60:
+        elif roll < 0.88 and pool_balance >= POOL_RESERVE + 60:
             elder = rng.choice(members)
-            amount = rng.randint(30, min(pool_balance, 240))
+            amount = rng.randint(30, min(pool_balance - POOL_RESERVE, 240))
             pool_balance -= amount
             balances[elder] += amount
             yield EntryRequest(

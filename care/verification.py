@@ -58,7 +58,8 @@ class Verification(Confirmation):
             raise WrongState(_why_not_verifiable(record.status))
         if record.confirmed_by == principal.user_id:
             raise SelfVerification(
-                "whoever confirmed the service for the elder cannot also verify it"
+                "whoever confirmed the service for the elder cannot also verify it",
+                zh="为老人确认服务的人不能再审核这条记录",
             )
         self._require_record_members_active(record)
         # Confirmed → verified first, so that a reject racing this verify finds the record

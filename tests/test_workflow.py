@@ -936,3 +936,21 @@ def test_a_pending_reversal_can_be_turned_down(world: World) -> None:
         "wrong-state",
     )
     assert balance(w, "elder-a") == (10, 0)
+
+
+def test_a_gift_to_a_member_of_another_bank_is_not_found_naming_to_member_id(
+    world: World,
+) -> None:
+    w = world
+    w.log.append(_pool_seed(50))
+    grant = {"elder_id": w.ids["elder-a"], "minutes": 50, "reason": "winter care"}
+    ok(w.client.post("/v1/grants", headers=keyed(w.as_("b1-admin")), json=grant), 201)
+    ok(w.client.post(f"/v1/relatives/{w.ids['link-a']}/confirm", headers=w.as_("staff-a")))
+    gift = {"from_member_id": w.ids["elder-a"], "to_member_id": w.ids["elder-c"], "minutes": 10}
+    problem = refused(
+        w.client.post("/v1/gifts", headers=keyed(w.as_("elder-a")), json=gift), 404, "not-found"
+    )
+    assert problem["field"] == "to_member_id"
+    gift["to_member_id"] = w.ids["family-a"]  # a confirmed relative in her own bank
+    ok(w.client.post("/v1/gifts", headers=keyed(w.as_("elder-a")), json=gift), 201)
+    assert balance(w, "elder-a") == (40, 0)

@@ -1,0 +1,525 @@
+"""Run the shell examples of the docs against a fresh demo and compare what they print.
+
+The walk-throughs say "every command below was run"; this keeps it true. For each document it
+seeds a fresh demo exactly as ``make run`` does (``timebank migrate``, ``timebank seed --demo``
+with the Makefile's ``DEMO_ENTRIES``), starts the real ``timebank serve`` on a free port, and
+runs the document's ``sh`` blocks in order in one ``bash`` session. A block followed by a
+``text`` or ``json`` block (only blank lines between) must print what that block shows;
+a block without one must print nothing. ``sh no-run`` blocks are shown, never run.
+
+Expected output may hold placeholders for what differs on every run (see ``PLACEHOLDERS``
+and docs/README.md): ``<id>``, ``<hash>``, ``<key>``, ``<time>``, ``<date>``, ``<n>``,
+``<code>``, ``...`` (any text within a line) and a line of only ``...`` (any lines).
+``json`` blocks are compared as JSON values (key order and layout ignored).
+
+``python -m tests.docs_runner [DOC…]`` runs documents from the command line (``make
+docs-check``); ``--update`` writes the actual output into mismatching blocks, keeping the
+expected lines (and their placeholders) that still match, for a human to review.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from functools import cache, lru_cache
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = ROOT / ".venv"
+DOCS = (
+    "README.md",
+    "docs/workflow.md",
+    "docs/partners.md",
+)
+# Ports the docs use, served on free ports during a run (and written back in the output).
+DOC_PORTS = (8000, 8001)
+BLOCK_TIMEOUT = 120.0
+
+# What a placeholder in expected output matches: each exactly one token of its kind.
+PLACEHOLDERS: dict[str, str] = {
+    "<id>": r"[0-9a-f]{16}(?:[0-9a-f]{16})?",  # object ids: 16 hex digits (device keys: 32)
+    "<hash>": r"(?:[0-9a-f]{64}|[A-Za-z0-9+/]{43}=)",  # SHA-256, hex or base64
+    "<key>": r"[A-Za-z0-9+/_=-]{16,}",  # tokens, passwords, keys, signatures
+    "<time>": r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)?",
+    "<date>": r"\d{4}-\d\d-\d\d",
+    "<n>": r"-?\d+",  # sequence numbers, sizes, counts
+    "<code>": r"\d{6}",  # TOTP and confirmation codes
+}
+ELLIPSES = ("...", "…")
+_TOKEN = re.compile("|".join(re.escape(p) for p in (*PLACEHOLDERS, *ELLIPSES)))
+_SENTINEL = "@@placeholder@@"
+
+
+@dataclass(frozen=True)
+class Block:
+    """One ``sh`` block and the output block under it (if any)."""
+
+    path: str
+    line: int  # 1-based line of the opening fence
+    code: str
+    run: bool
+    expected: str | None = None
+    kind: str | None = None  # "text" or "json"
+    expected_line: int = 0  # first line of the expected text
+    expected_end: int = 0  # line of the closing fence
+
+
+@dataclass
+class Mismatch:
+    block: Block
+    actual: str
+    diff: str
+
+    def report(self) -> str:
+        where = (
+            f"the output differs from the {self.block.kind} block at line "
+            f"{self.block.expected_line}"
+            if self.block.kind
+            else "it printed something, and no text or json block under it says what"
+        )
+        return (
+            f"{self.block.path}:{self.block.line}: {where}\n"
+            f"--- the block\n{self.block.code.rstrip()}\n"
+            f"--- expected\n{(self.block.expected or '').rstrip()}\n"
+            f"--- actual\n{self.actual.rstrip()}\n"
+            f"--- diff (expected → actual)\n{self.diff}"
+        )
+
+
+@dataclass
+class Result:
+    path: str
+    blocks: int = 0
+    mismatches: list[Mismatch] = field(default_factory=list)
+
+
+_FENCE = re.compile(r"^(`{3,})\s*([^`]*)$")
+
+
+def extract(markdown: str, path: str = "<doc>") -> list[Block]:
+    """The ``sh`` blocks of a document, each with the ``text``/``json`` block right under it."""
+    lines = markdown.split("\n")
+    fences: list[tuple[int, int, str, list[str], str]] = []  # start, end, lang, flags, body
+    i = 0
+    while i < len(lines):
+        match = _FENCE.match(lines[i])
+        if not match:
+            i += 1
+            continue
+        ticks, info = match.group(1), match.group(2).split()
+        end = i + 1
+        while end < len(lines) and lines[end].rstrip() != ticks:
+            end += 1
+        body = "\n".join(lines[i + 1 : end])
+        fences.append((i, end, info[0] if info else "", info[1:], body + "\n" if body else ""))
+        i = end + 1
+    blocks: list[Block] = []
+    for n, (start, end, lang, flags, body) in enumerate(fences):
+        if lang != "sh":
+            continue
+        run = "no-run" not in flags
+        following = fences[n + 1] if n + 1 < len(fences) else None
+        if (
+            following is not None
+            and following[2] in ("text", "json")
+            and all(not line.strip() for line in lines[end + 1 : following[0]])
+        ):
+            blocks.append(
+                Block(
+                    path,
+                    start + 1,
+                    body,
+                    run,
+                    following[4],
+                    following[2],
+                    following[0] + 2,
+                    following[1] + 1,
+                )
+            )
+        else:
+            blocks.append(Block(path, start + 1, body, run))
+    return blocks
+
+
+@lru_cache(maxsize=4096)
+def line_pattern(expected: str) -> re.Pattern[str]:
+    """A regex for one expected line: literal text, placeholders as their patterns."""
+    parts: list[str] = []
+    position = 0
+    for match in _TOKEN.finditer(expected):
+        parts.append(re.escape(expected[position : match.start()]))
+        token = match.group(0)
+        parts.append(".*?" if token in ELLIPSES else PLACEHOLDERS[token])
+        position = match.end()
+    parts.append(re.escape(expected[position:]))
+    return re.compile("".join(parts))
+
+
+def _is_gap(line: str) -> bool:
+    return line.strip() in ELLIPSES
+
+
+def line_matches(expected: str, actual: str) -> bool:
+    return line_pattern(expected.rstrip()).fullmatch(actual.rstrip()) is not None
+
+
+def lines_match(expected: Sequence[str], actual: Sequence[str]) -> bool:
+    """Whether the actual lines fit the expected ones (a line of ``...`` stands for any lines)."""
+
+    @cache
+    def fits(i: int, j: int) -> bool:
+        if i == len(expected):
+            return j == len(actual)
+        if _is_gap(expected[i]):
+            return any(fits(i + 1, k) for k in range(j, len(actual) + 1))
+        return j < len(actual) and line_matches(expected[i], actual[j]) and fits(i + 1, j + 1)
+
+    return fits(0, 0)
+
+
+def _alignment(expected: Sequence[str], actual: Sequence[str]) -> dict[int, int]:
+    """Pairs (actual line → expected line) of a longest common subsequence under matching."""
+    rows, cols = len(expected), len(actual)
+    best = [[0] * (cols + 1) for _ in range(rows + 1)]
+    for i in range(rows - 1, -1, -1):
+        for j in range(cols - 1, -1, -1):
+            if not _is_gap(expected[i]) and line_matches(expected[i], actual[j]):
+                best[i][j] = best[i + 1][j + 1] + 1
+            else:
+                best[i][j] = max(best[i + 1][j], best[i][j + 1])
+    pairs: dict[int, int] = {}
+    i = j = 0
+    while i < rows and j < cols:
+        if not _is_gap(expected[i]) and line_matches(expected[i], actual[j]):
+            pairs[j] = i
+            i, j = i + 1, j + 1
+        elif best[i + 1][j] >= best[i][j + 1]:
+            i += 1
+        else:
+            j += 1
+    return pairs
+
+
+def readable_diff(expected: Sequence[str], actual: Sequence[str]) -> str:
+    """A unified diff in which lines that match their placeholders count as equal."""
+    pairs = _alignment(expected, actual)
+    shown = [expected[pairs[j]] if j in pairs else line for j, line in enumerate(actual)]
+    diff = difflib.unified_diff(list(expected), shown, "expected", "actual", n=2, lineterm="")
+    return "\n".join(diff)
+
+
+# ``--update`` writes new lines with these put in: a suggestion for a human to review.
+_SUGGEST = (
+    (re.compile(PLACEHOLDERS["<time>"]), "<time>"),
+    (re.compile(r"\b[0-9a-f]{64}\b"), "<hash>"),
+    (re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{43}="), "<hash>"),
+    (re.compile(r"\btb[sok]_[A-Za-z0-9_-]{20,}"), "<key>"),
+    (re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{60,}={0,2}"), "<key>"),
+    (re.compile(r"\b[0-9a-f]{32}\b|\b(?=[0-9a-f]*[a-f])[0-9a-f]{16}\b"), "<id>"),
+    (re.compile(r'("(?:\w+_)?seq"|"tree_size"|"reverses"|"index")(: ?)-?\d+'), r"\1\2<n>"),
+    (re.compile(r'("code"|"code_now")(: ?)"\d{6}"'), r'\1\2"<code>"'),
+    (re.compile(r"/receipts/\d+"), "/receipts/<n>"),
+)
+
+
+def suggest(line: str) -> str:
+    for pattern, placeholder in _SUGGEST:
+        line = pattern.sub(placeholder, line)
+    return line
+
+
+def merged(expected: Sequence[str], actual: Sequence[str]) -> list[str]:
+    """``--update``: the actual lines, keeping the expected line wherever it still matches."""
+    pairs = _alignment(expected, actual)
+    return [expected[pairs[j]] if j in pairs else suggest(line) for j, line in enumerate(actual)]
+
+
+def _json_values(text: str) -> list[object]:
+    decoder = json.JSONDecoder()
+    values: list[object] = []
+    position = 0
+    while True:
+        while position < len(text) and text[position].isspace():
+            position += 1
+        if position == len(text):
+            return values
+        value, position = decoder.raw_decode(text, position)
+        values.append(value)
+
+
+_BARE = re.compile(r'("(?:[^"\\]|\\.)*")|(<(?:id|hash|key|time|date|n|code)>)')
+
+
+def _expected_json(text: str) -> list[object]:
+    """Parse expected JSON in which placeholders may stand bare, where a number would be."""
+
+    def quote(match: re.Match[str]) -> str:
+        if match.group(1):
+            return match.group(1)
+        return json.dumps(_SENTINEL + match.group(2))
+
+    return _json_values(_BARE.sub(quote, text))
+
+
+def _render(values: list[object]) -> list[str]:
+    text = "\n".join(json.dumps(v, indent=2, sort_keys=True, ensure_ascii=False) for v in values)
+    return re.sub(rf'"{re.escape(_SENTINEL)}(<\w+>)"', r"\1", text).split("\n")
+
+
+def compare(block: Block, actual: str) -> Mismatch | None:
+    """None if ``actual`` is what the block's expected output says, else the mismatch."""
+    actual_lines = _lines(actual)
+    if block.kind == "json":
+        assert block.expected is not None
+        expected_lines = _render(_expected_json(block.expected))
+        try:
+            shown = _render(_json_values(actual))
+        except ValueError:
+            shown = actual_lines
+        if lines_match(expected_lines, shown):
+            return None
+        return Mismatch(block, actual, readable_diff(expected_lines, shown))
+    expected_lines = _lines(block.expected or "")
+    if lines_match(expected_lines, actual_lines):
+        return None
+    return Mismatch(block, actual, readable_diff(expected_lines, actual_lines))
+
+
+def _lines(text: str) -> list[str]:
+    stripped = "\n".join(line.rstrip() for line in text.rstrip().split("\n"))
+    return stripped.split("\n") if stripped.strip() else []
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def demo_entries() -> int:
+    """The Makefile's DEMO_ENTRIES: the runner seeds exactly what ``make run`` seeds."""
+    match = re.search(r"^DEMO_ENTRIES \?= (\d+)$", (ROOT / "Makefile").read_text(), re.M)
+    assert match, "Makefile has no DEMO_ENTRIES"
+    return int(match.group(1))
+
+
+@dataclass
+class Demo:
+    """A fresh demo in a scratch directory that looks like a checkout after ``make run``."""
+
+    home: Path  # the scratch "repository": .venv links to the real one, ./var holds the data
+    ports: dict[int, int]
+    env: dict[str, str]
+
+
+def _clean_env(home: Path) -> dict[str, str]:
+    keep = ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR", "SYSTEMROOT")
+    env = {k: v for k, v in os.environ.items() if k in keep}
+    env.update(HOME=str(home / "home"), LANG="C.UTF-8", TERM="dumb", PYTHONHASHSEED="0")
+    env["TIMEBANK_AUDIT_SEAL_SECONDS"] = "2"  # seal the audit trail within seconds, not a minute
+    return env
+
+
+@contextmanager
+def fresh_demo() -> Iterator[Demo]:
+    """Migrate, seed and serve a demo as ``make run`` does, on free ports; stop it after."""
+    scratch = Path(tempfile.mkdtemp(prefix="timebank-docs-"))
+    (scratch / "home").mkdir()
+    (scratch / ".venv").symlink_to(VENV)
+    env = _clean_env(scratch)
+    ports = {port: free_port() for port in DOC_PORTS}
+    timebank = str(VENV / "bin" / "timebank")
+    log_path = scratch / "server.log"
+    for args in (["migrate"], ["seed", "--demo", "--if-empty", "--entries", str(demo_entries())]):
+        done = subprocess.run(
+            [timebank, *args], cwd=scratch, env=env, capture_output=True, text=True, timeout=300
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"timebank {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            [timebank, "serve", "--host", "127.0.0.1", "--port", str(ports[8000])],
+            cwd=scratch,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{ports[8000]}/healthz", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(log_path.read_text()) from None
+                time.sleep(0.2)
+        yield Demo(scratch, ports, env)
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+class Shell:
+    """One bash session: variables, functions and the directory carry from block to block."""
+
+    def __init__(self, cwd: Path, env: dict[str, str]) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="timebank-blocks-"))
+        self.process = subprocess.Popen(
+            ["bash", "--noprofile", "--norc"],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.count = 0
+
+    def run(self, code: str, timeout: float = BLOCK_TIMEOUT) -> str:
+        """Run ``code`` as if typed; returns what it printed (stdout and stderr)."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.count += 1
+        script = self.dir / f"block-{self.count}.sh"
+        script.write_text(code)
+        marker = f"--- end of block {uuid.uuid4().hex} ---"
+        self.process.stdin.write(
+            f"source {script} </dev/null\nprintf '\\n%s\\n' '{marker}'\n".encode()
+        )
+        self.process.stdin.flush()
+        wanted = f"\n{marker}\n".encode()
+        received = b""
+        deadline = time.monotonic() + timeout
+        fd = self.process.stdout.fileno()
+        while wanted not in received:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"the block did not finish in {timeout:.0f} s:\n{code}")
+            ready, _, _ = select.select([fd], [], [], left)
+            if ready:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    raise RuntimeError(f"the shell ended during the block:\n{code}\n{received!r}")
+                received += chunk
+        return received[: received.index(wanted)].decode(errors="replace")
+
+    def close(self) -> None:
+        with suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        self.process.wait(timeout=10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _to_ports(text: str, ports: dict[int, int]) -> str:
+    for doc_port, port in ports.items():
+        text = re.sub(rf"(127\.0\.0\.1|localhost):{doc_port}\b", rf"\g<1>:{port}", text)
+    return text
+
+
+def _from_ports(text: str, ports: dict[int, int]) -> str:
+    for doc_port, port in ports.items():
+        text = re.sub(rf"(127\.0\.0\.1|localhost):{port}\b", rf"\g<1>:{doc_port}", text)
+    return text
+
+
+def run_blocks(
+    blocks: Sequence[Block], path: str, demo: Demo | None = None
+) -> tuple[Result, list[str]]:
+    """Run the blocks in one shell against a demo (a fresh one unless given); the result and
+    every block's output."""
+    if demo is None:
+        with fresh_demo() as fresh:
+            return run_blocks(blocks, path, fresh)
+    result = Result(path)
+    outputs: list[str] = []
+    shell = Shell(demo.home, demo.env)
+    try:
+        for block in blocks:
+            if not block.run:
+                outputs.append("")
+                continue
+            actual = _from_ports(shell.run(_to_ports(block.code, demo.ports)), demo.ports)
+            actual = actual.replace(str(demo.home / "home"), "~")
+            outputs.append(actual)
+            result.blocks += 1
+            mismatch = compare(block, actual)
+            if mismatch is not None:
+                result.mismatches.append(mismatch)
+    finally:
+        shell.close()
+    return result, outputs
+
+
+def run_document(path: str) -> Result:
+    text = (ROOT / path).read_text()
+    return run_blocks(extract(text, path), path)[0]
+
+
+def update_document(path: str) -> Result:
+    """Run a document and write the actual output into the blocks that do not match."""
+    text = (ROOT / path).read_text()
+    blocks = extract(text, path)
+    result, outputs = run_blocks(blocks, path)
+    lines = text.split("\n")
+    failing = {id(m.block) for m in result.mismatches}
+    for block, actual in sorted(zip(blocks, outputs, strict=True), key=lambda pair: -pair[0].line):
+        if id(block) not in failing or block.expected is None:
+            continue
+        new = merged(_lines(block.expected), _lines(actual))  # as printed, in its layout
+        lines[block.expected_line - 1 : block.expected_end - 1] = new
+    (ROOT / path).write_text("\n".join(lines))
+    return result
+
+
+REQUIRED_TOOLS = ("bash", "curl", "jq", "openssl", "base64", "date")
+
+
+def missing_tools() -> list[str]:
+    """The commands the docs use that this machine lacks."""
+    return [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
+
+
+def existing_docs() -> list[str]:
+    return [doc for doc in DOCS if (ROOT / doc).exists()]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("docs", nargs="*", help="documents (default: all that exist)")
+    parser.add_argument("--update", action="store_true", help="write actual output into them")
+    args = parser.parse_args(argv)
+    failed = 0
+    for path in args.docs or existing_docs():
+        result = update_document(path) if args.update else run_document(path)
+        for mismatch in result.mismatches:
+            print(mismatch.report(), end="\n\n")
+        state = f"{len(result.mismatches)} mismatches" if result.mismatches else "OK"
+        print(f"{path}: {result.blocks} blocks run, {state}")
+        failed += bool(result.mismatches)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
