@@ -28,6 +28,7 @@ import select
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -45,6 +46,8 @@ VENV = ROOT / ".venv"
 DOCS = (
     "README.md",
     "docs/workflow.md",
+    "docs/accounts.md",
+    "docs/auditing.md",
     "docs/partners.md",
 )
 # Ports the docs use, served on free ports during a run (and written back in the output).
@@ -352,6 +355,9 @@ def fresh_demo() -> Iterator[Demo]:
         )
         if done.returncode != 0:
             raise RuntimeError(f"timebank {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+    with sqlite3.connect(scratch / "var" / "timebank.db") as db:
+        (entries,) = db.execute("SELECT count(*) FROM log_entries").fetchone()
+        (events,) = db.execute("SELECT count(*) FROM audit_events").fetchone()
     with log_path.open("w") as log:
         server = subprocess.Popen(
             [timebank, "serve", "--host", "127.0.0.1", "--port", str(ports[8000])],
@@ -371,6 +377,8 @@ def fresh_demo() -> Iterator[Demo]:
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(log_path.read_text()) from None
                 time.sleep(0.2)
+        if events:  # the seed's audit event: wait for its seal, so that every run starts alike
+            _wait_for_size(f"http://127.0.0.1:{ports[8000]}", entries + 1, deadline)
         yield Demo(scratch, ports, env)
     finally:
         server.send_signal(signal.SIGINT)
@@ -380,6 +388,15 @@ def fresh_demo() -> Iterator[Demo]:
             server.kill()
             server.wait()
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _wait_for_size(url: str, size: int, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=2) as answer:
+            if json.load(answer)["tree_size"] >= size:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"the demo's log did not reach {size} entries (the seal of the seed)")
 
 
 class Shell:
