@@ -22,11 +22,11 @@ from accounts.errors import AccountsError
 from care.errors import CareError
 from web.auditor import AUDITOR_HANDLERS
 from web.console import CONSOLE_HANDLERS
-from web.elder import ELDER_HANDLERS
 from web.desk import DESK_HANDLERS
 from web.desk_paper import PAPER_HANDLERS
 from web.desk_people import PEOPLE_HANDLERS
 from web.desk_staff import STAFF_HANDLERS
+from web.elder import ELDER_HANDLERS
 from web.i18n import gettext_for
 from web.pages import PAGE_HANDLERS, error_page, language_of, render
 from web.public import PUBLIC_HANDLERS

@@ -19,9 +19,9 @@ from litestar.response import Redirect, Template
 
 from accounts.errors import AccountsError, InvalidInput
 from accounts.model import Principal, Role
+from care.base import weighted
 from care.errors import CareError
 from care.model import Category, RecordStatus, RequestStatus, ServiceRequest, ServiceType
-from care.service import weighted
 from web.i18n import N_
 from web.pages import Form, language_of, refusal, render, to_login
 from web.session import ON_BEHALF_STATE_KEY, accounts_of, viewer
