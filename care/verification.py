@@ -157,7 +157,9 @@ class Verification(Confirmation):
         if principal.member_id == record.volunteer_id:
             raise SelfVerification("a volunteer cannot reject their own record")
         if role not in ("staff", "admin"):
-            raise Forbidden("only staff of the record's organisation reject it")
+            raise Forbidden(
+                "only staff of the record's organisation, or a bank administrator, reject it"
+            )
         if record.status not in (RecordStatus.LOGGED, RecordStatus.CONFIRMED):
             raise WrongState(f"record is {record.status}")
         refund: ServiceRequest | None = None
