@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 DEMO_ENTRIES ?= 2000
 
-.PHONY: run test docs-check lint typecheck imports unit bench bench-http clean browser-deps vendor i18n-extract i18n-update i18n-compile screenshots bench-web reliability
+.PHONY: run test docs-check lint typecheck imports unit bench bench-http clean browser-deps vendor i18n-extract i18n-update i18n-compile screenshots bench-web reliability reliability-races reliability-retries fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -92,6 +92,25 @@ CRASH_KILLS ?= 500
 reliability: $(VENV)/.installed-dev
 	TIMEBANK_CRASH_KILLS=$(CRASH_KILLS) TIMEBANK_CRASH_VERIFY_EACH=1 \
 	$(BIN)/pytest tests/test_crash.py -n 0 -s -k any_moment $(RELIABILITY_ARGS)
+
+# The racing-redemptions figure: 10,000 redemptions a database (make test runs a few hundred).
+RACE_REDEMPTIONS ?= 10000
+reliability-races: $(VENV)/.installed-dev
+	TIMEBANK_RACE_REDEMPTIONS=$(RACE_REDEMPTIONS) \
+	$(BIN)/pytest tests/test_redemption_races.py -n 0 -s $(RELIABILITY_ARGS)
+
+# The retried-keys figure: 10,000 keys a database, each sent three times (make test: 300).
+RETRIED_KEYS ?= 10000
+reliability-retries: $(VENV)/.installed-dev
+	TIMEBANK_RETRIED_KEYS=$(RETRIED_KEYS) \
+	$(BIN)/pytest tests/test_retried_keys.py -n 0 -s $(RELIABILITY_ARGS)
+
+# The long fuzzing run of docs/reliability.md: schemathesis as every role of the test world,
+# FUZZ_EXAMPLES cases an operation (make test: 20, as a bank admin and anonymously).
+FUZZ_EXAMPLES ?= 400
+fuzz: $(VENV)/.installed-dev
+	TIMEBANK_FUZZ_ROLES=all TIMEBANK_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) \
+	$(BIN)/pytest tests/test_schemathesis.py -n 2 --dist loadgroup -q -k test_api $(FUZZ_ARGS)
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/pip install --quiet -e '.[bench]'

@@ -201,7 +201,7 @@ class BankController(Controller):
     tags = ["banks"]
     dependencies = AUTH
 
-    @get("/{bank_id:str}", sync_to_thread=True, responses=problems(400, 401, 404))
+    @get("/{bank_id:str}", sync_to_thread=True, responses=problems(400, 401, 403, 404))
     def bank(self, state: State, principal: NamedDependency[Principal], bank_id: Id) -> BankOut:
         bank = accounts_service(state).get_bank(principal, bank_id)
         return BankOut(bank.id, bank.name, bank.created_at)
@@ -212,7 +212,7 @@ class OrgController(Controller):
     tags = ["organisations"]
     dependencies = AUTH
 
-    @get("/", sync_to_thread=True, responses=problems(401))
+    @get("/", sync_to_thread=True, responses=problems(401, 403))
     def orgs(self, state: State, principal: NamedDependency[Principal]) -> list[OrgOut]:
         return [org_out(o) for o in accounts_service(state).list_orgs(principal)]
 
@@ -231,7 +231,7 @@ class OrgController(Controller):
             accounts_service(state).create_org(principal, data.name, data.kind, data.phone)
         )
 
-    @get("/{org_id:str}", sync_to_thread=True, responses=problems(400, 401, 404))
+    @get("/{org_id:str}", sync_to_thread=True, responses=problems(400, 401, 403, 404))
     def org(self, state: State, principal: NamedDependency[Principal], org_id: Id) -> OrgOut:
         return org_out(accounts_service(state).get_org(principal, org_id))
 

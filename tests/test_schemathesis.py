@@ -288,6 +288,8 @@ def send(w: World, case: Case, headers: dict[str, str]) -> httpx.Response:
 
 
 def token_for(w: World, caller: str, case: Case) -> str:
+    if caller == "partner":  # a partner key: no session to end or to renew
+        return w.tokens[caller]
     if f"{case.method.upper()} {case.path}" in SESSION_ENDING:
         return w.accounts.issue_token(caller).token
     try:
@@ -305,9 +307,15 @@ def run_case(w: World, case: Case, caller: str | None) -> None:
 
 
 # One world, one xdist group and one fixed order of operations per caller: runs repeat exactly.
+# ``make fuzz`` adds every other role of the world (TIMEBANK_FUZZ_ROLES=all) for the long run.
+OTHER_ROLES = ["staff-a", "admin-a", "auditor", "vol-a", "elder-a", "family-a", "partner"]
 CALLERS = [
     pytest.param(ADMIN, id="bank-admin", marks=pytest.mark.xdist_group("schemathesis-admin")),
     pytest.param(None, id="anonymous", marks=pytest.mark.xdist_group("schemathesis-anonymous")),
+    *(
+        pytest.param(role, id=role, marks=pytest.mark.xdist_group(f"schemathesis-{role}"))
+        for role in (OTHER_ROLES if os.environ.get("TIMEBANK_FUZZ_ROLES") == "all" else [])
+    ),
 ]
 
 
