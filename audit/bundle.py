@@ -196,6 +196,7 @@ def verify_bundle(
             hashes += leaf[0]
     _check_hash(report, manifest, LEAVES_FILE, digest.hexdigest())
     replay.finish(lambda seqs: _bundle_originals(leaves_path, seqs, bytes(hashes)))
+    rules.finish(replay.balances)
     report.entries = replay.size
     if checkpoint is not None:
         check_root(report, checkpoint, replay)

@@ -16,6 +16,7 @@ from typing import Any
 
 from audit.bundle import check_root, compare_keys, write_atomic
 from audit.client import LogClient, fetch
+from audit.holds import HoldBook
 from audit.parallel import decode_leaves, default_workers, in_chunks, map_chunks
 from audit.report import AuditError, AuditReport, Policy, check_checkpoint
 from audit.rules import LeafRules
@@ -43,6 +44,7 @@ class AuditState:
     checkpoint: str  # the last verified signed checkpoint, as served (with cosignatures)
     replay: ReplayState
     seal: Seal | None = None  # the last seal entry in the replayed leaves
+    holds: HoldBook | None = None  # open holds (None in a state saved before holds were kept)
 
     def to_json(self) -> dict[str, Any]:
         seal = self.seal
@@ -58,6 +60,7 @@ class AuditState:
                 "count": seal.count,
                 "head": base64.b64encode(seal.head).decode(),
             },
+            "holds": None if self.holds is None else self.holds.to_json(),
             "saved_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
 
@@ -88,6 +91,8 @@ class AuditState:
                 )
                 if not 0 <= state.seal.ledger_seq < remembered.size or len(state.seal.head) != 32:
                     raise ValueError("its audit seal is not one of the verified entries")
+            if data.get("holds") is not None:
+                state.holds = HoldBook.from_json(data["holds"])
         except (KeyError, TypeError, ValueError, LedgerError) as exc:
             raise AuditError(f"the state file {path} is damaged: {exc}") from exc
         return state
@@ -154,6 +159,7 @@ def verify_online(
         return report
     resume = (
         state is not None
+        and state.holds is not None  # an older state: replay everything once to build them
         and remembered is not None
         and not full
         and not forked
@@ -168,8 +174,11 @@ def verify_online(
         problems=report.problems,
     )
     rules = LeafRules(report)
-    if resume and state is not None and state.seal is not None:
-        rules.seals.append(state.seal)
+    if resume and state is not None:
+        if state.seal is not None:
+            rules.seals.append(state.seal)
+        if state.holds is not None:
+            rules.holds = state.holds
     hashes = bytearray()
     if workers is None:
         workers = default_workers(checkpoint.size - start)
@@ -182,6 +191,7 @@ def verify_online(
         replay.finish(
             lambda seqs: _online_originals(client, seqs, start, bytes(hashes), checkpoint)
         )
+        rules.finish(replay.balances)
     except AuditError as exc:
         report.add("log", str(exc))
         return report
@@ -215,7 +225,9 @@ def verify_online(
         )
     if report.ok and state_path is not None:
         last_seal = rules.seals[-1] if rules.seals else None
-        AuditState(policy.key.to_text(), served_text, replay.state(), last_seal).save(state_path)
+        AuditState(policy.key.to_text(), served_text, replay.state(), last_seal, rules.holds).save(
+            state_path
+        )
     return report
 
 

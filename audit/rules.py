@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from audit.holds import HOLD_KINDS, HoldBook, HoldEvent, hold_event
 from audit.report import AuditReport
 from audit.trail import Seal
 from ledger.entry import EntryRequest
@@ -19,13 +20,14 @@ from ledger.postings import ISSUANCE, POOL, parse_account
 RECORD_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
-_DEPOSIT, _SEAL, _REVERSAL = b'"kind":"deposit"', b'"kind":"seal"', b'"kind":"reversal"'
+_MARKERS = tuple(f'"kind":"{kind}"'.encode() for kind in ("deposit", "seal", *sorted(HOLD_KINDS)))
 
 
-Extra = tuple[tuple[str, ...], tuple[int, bytes] | None]
+Extra = tuple[tuple[str, ...], tuple[int, bytes] | None, HoldEvent | None]
 
-"""What the auditor checks in a leaf beyond the replay: problems of a deposit, and what a seal
-claims (audit count, head). Plain tuples, so worker processes send them cheaply."""
+"""What the auditor checks in a leaf beyond the replay: problems of a deposit, what a seal
+claims (audit count, head), and what the leaf did to a hold. Plain tuples, so worker processes
+send them cheaply."""
 
 
 def _text_field(body: Mapping[str, Any], name: str) -> str | None:
@@ -126,13 +128,13 @@ def _seal_claim(body: Mapping[str, Any]) -> tuple[int, bytes] | str:
 
 
 def leaf_rules(leaf: bytes) -> Extra | None:
-    """The auditor's own per-leaf checks (deposits, seals, reversals); None for every other
-    leaf.
+    """The auditor's own per-leaf checks (deposits, seals, reversals, holds); None for every
+    other leaf.
 
     Runs in worker processes next to ``ledger.replay.decode``, on the plain JSON (the replay
     decides whether the leaf is a valid, canonical entry, and reports it if not): a leaf whose
     fields do not even have the right shapes is left to the replay alone."""
-    if _DEPOSIT not in leaf and _SEAL not in leaf and _REVERSAL not in leaf:
+    if not any(marker in leaf for marker in _MARKERS):
         return None
     try:
         raw = json.loads(leaf)
@@ -145,49 +147,66 @@ def leaf_rules(leaf: bytes) -> Extra | None:
         return None
     if kind == "seal":
         claim = _seal_claim(body)
-        return ((claim,), None) if isinstance(claim, str) else ((), claim)
+        return ((claim,), None, None) if isinstance(claim, str) else ((), claim, None)
+    postings = _postings(raw.get("postings"))
+    if postings is None:
+        return None
+    found: tuple[str, ...] = ()
     if kind == "reversal":
         asked, approved = body.get("requested_by"), body.get("approved_by")
         if isinstance(asked, str) and asked and asked == approved:
-            return (
-                (
-                    f"reversal was requested and approved by the same administrator {asked} "
-                    "(a second one must approve)",
-                ),
-                None,
+            found = (
+                f"reversal was requested and approved by the same administrator {asked} "
+                "(a second one must approve)",
             )
+    if kind in HOLD_KINDS:
+        event = hold_event(str(kind), body, postings)
+        return (found, None, event) if found or event else None
+    if kind != "deposit" or not isinstance(signatures, list):
         return None
-    if (
-        kind != "deposit"
-        or not isinstance(signatures, list)
-        or not isinstance(raw.get("postings"), list)
-    ):
-        return None
-    postings = []
-    for posting in raw["postings"]:
-        account = posting.get("account") if isinstance(posting, dict) else None
-        minutes = posting.get("minutes") if isinstance(posting, dict) else None
-        if not isinstance(account, str) or ":" not in account or type(minutes) is not int:
-            return None
-        postings.append((account, minutes))
     if not all(isinstance(sig, dict) for sig in signatures):
         return None
-    found = _deposit_problems(body, signatures, postings)
-    return (tuple(found), None) if found else None
+    problems = _deposit_problems(body, signatures, postings)
+    return (tuple(problems), None, None) if problems else None
+
+
+def _postings(raw: Any) -> list[tuple[str, int]] | None:
+    """(account, minutes) pairs, or None when they do not even have the right shapes (the
+    replay reports such a leaf)."""
+    if not isinstance(raw, list):
+        return None
+    postings = []
+    for posting in raw:
+        account = posting.get("account") if isinstance(posting, dict) else None
+        minutes = posting.get("minutes") if isinstance(posting, dict) else None
+        if not isinstance(account, str) or account.count(":") < 1 or type(minutes) is not int:
+            return None
+        postings.append((account, minutes))
+    return postings
 
 
 @dataclass
 class LeafRules:
-    """Collects what :func:`leaf_rules` found, in leaf order, into the report."""
+    """Collects what :func:`leaf_rules` found, in leaf order, into the report; keeps the book
+    of holds (``audit.holds``) from leaf to leaf."""
 
     report: AuditReport
     seals: list[Seal] = field(default_factory=list)
+    holds: HoldBook = field(default_factory=HoldBook)
 
     def apply(self, position: int, extra: Extra | None) -> None:
         if extra is None:
             return
-        problems, claim = extra
+        problems, claim, event = extra
         for message in problems:
             self.report.add(f"seq {position}", message)
         if claim is not None:
             self.seals.append(Seal(position, claim[0], claim[1]))
+        if event is not None:
+            for message in self.holds.apply(position, event):
+                self.report.add(f"seq {position}", message)
+
+    def finish(self, balances: Mapping[str, int]) -> None:
+        """After the last leaf: every hold account against its open requests."""
+        for message in self.holds.finish(balances):
+            self.report.add("holds", message)

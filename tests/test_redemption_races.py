@@ -43,8 +43,10 @@ from tests.test_workflow import _totp_session
 REDEMPTIONS = int(os.environ.get("TIMEBANK_RACE_REDEMPTIONS", "240"))
 ELDERS = 6  # few elders, so many redemptions race for each balance
 VOLUNTEERS = max(4, REDEMPTIONS // 250)  # each volunteer's visits fit in the last days
-FUNDS = 8 * 15  # each elder's stored time: 8 visits of 15 minutes, far less than asked
 MINUTES = 15
+# Each elder's stored time pays for about a third of what she will ask: balances run short
+# while the races go on, at every size.
+FUNDS = MINUTES * max(8, REDEMPTIONS // (ELDERS * 3))
 
 
 @pytest.fixture(params=BACKENDS)
