@@ -109,6 +109,18 @@ class Protector:
         mac = hmac.new(self._pseudonym_key, f"{entry_id}\x00{person}".encode(), hashlib.sha256)
         return "p:" + mac.hexdigest()[:20]
 
+    @property
+    def _reference_key(self) -> bytes:
+        return hmac.new(self.data_key, b"timebank log reference v1", hashlib.sha256).digest()
+
+    def reference(self, kind: str, object_id: str) -> str:
+        """How the public log names a request or a record: 20 hex digits of a keyed hash, the
+        same in every entry about that object (so an auditor pairs a hold with its release)
+        but not the id that other APIs hand out, so knowing a request's id does not find the
+        elder's account in the log."""
+        mac = hmac.new(self._reference_key, f"{kind}\x00{object_id}".encode(), hashlib.sha256)
+        return mac.hexdigest()[:20]
+
     def blind_index(self, kind: str, normalised: str) -> str:
         mac = hmac.new(self._index_key, f"{kind}:{normalised}".encode(), hashlib.sha256)
         return mac.hexdigest()

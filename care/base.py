@@ -111,6 +111,13 @@ class CareBase:
         ``accounts.protection.Protector.pseudonym``)."""
         return self.accounts.protector.pseudonym(entry_id, user_id or "")
 
+    def _request_ref(self, request_id: str) -> str:
+        """How the log names a request (``Protector.reference``). A request held before the log
+        used references keeps its plain id in every entry of its life: its reserve says which."""
+        if self.ledger.entries_by_id([f"reserve:{request_id}"]):
+            return request_id
+        return self.accounts.protector.reference("request", request_id)
+
     def _visible_request(
         self, tx: Tx, principal: Principal, request_id: str
     ) -> tuple[ServiceRequest, str]:

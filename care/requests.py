@@ -176,16 +176,17 @@ class Requests(Catalogue):
                 kind = to_type(tx.get(service_types, request.service_type_id))
             hold = weighted(request.minutes, kind.weight_permille)
             placed = True
+            ref = self._request_ref(request.id)
             self._append(
                 EntryRequest(
                     "reserve",
-                    f"reserve:{request.id}",
+                    f"reserve:{ref}",
                     (
                         Posting(elder.ledger_account, -hold),
                         Posting(hold_account(elder.ledger_account), hold),
                     ),
                     {
-                        "request": request.id,
+                        "request": ref,
                         "service": kind.code,
                         "minutes": request.minutes,
                         "weight": kind.weight_permille,
@@ -217,15 +218,16 @@ class Requests(Catalogue):
     def _release(self, request: ServiceRequest, minutes: int) -> None:
         """Give a cancelled request's held minutes back (idempotent: one id per request)."""
         elder = self.accounts.member(request.elder_id)
+        ref = self._request_ref(request.id)
         self._append(
             EntryRequest(
                 "release",
-                f"release:{request.id}",
+                f"release:{ref}",
                 (
                     Posting(hold_account(elder.ledger_account), -minutes),
                     Posting(elder.ledger_account, minutes),
                 ),
-                {"request": request.id},
+                {"request": ref},
             )
         )
 
@@ -297,14 +299,15 @@ class Requests(Catalogue):
             elder = self.accounts.member(request.elder_id)
             with self.store.snapshot() as tx:
                 kind = to_type(tx.get(service_types, request.service_type_id))
+            ref = self._request_ref(request.id)
             self._append(
                 EntryRequest(
                     "redemption",
-                    f"redeem:{request.id}",
+                    f"redeem:{ref}",
                     (
                         Posting(hold_account(elder.ledger_account), -request.hold_minutes),
                         Posting(system_account(elder.bank_id, REDEMPTION), request.hold_minutes),
                     ),
-                    {"request": request.id, "record": record.digest, "service": kind.code},
+                    {"request": ref, "record": record.digest, "service": kind.code},
                 )
             )

@@ -77,7 +77,7 @@ class Verification(Confirmation):
         if not moved:
             raise WrongState("record was verified or rejected meanwhile")
         try:
-            self._post_deposit(record, verifier)
+            self._post_deposit(record, verifier, f"deposit:{self._record_ref(record.id)}")
         except Exception:
             with self.store.transaction() as tx:  # nothing was posted: confirmed again
                 tx.conn.execute(
@@ -91,9 +91,13 @@ class Verification(Confirmation):
             raise
         return self._record(record.id)
 
-    def _post_deposit(self, record: ServiceRecord, verifier: str) -> None:
-        """Append a verified record's deposit and note its seq on the record (idempotent:
-        ``deposit:<record>``; also what the repair of an interrupted verification runs)."""
+    def _record_ref(self, record_id: str) -> str:
+        """How the log names a record (``Protector.reference``), in its deposit's id."""
+        return self.accounts.protector.reference("record", record_id)
+
+    def _post_deposit(self, record: ServiceRecord, verifier: str, entry_id: str) -> None:
+        """Append a verified record's deposit as ``entry_id`` and note its seq on the record
+        (idempotent by that id; also what the repair of an interrupted verification runs)."""
         volunteer = self.accounts.member(record.volunteer_id)
         policy = self.policy(record.bank_id)
         with self.store.snapshot() as tx:
@@ -112,7 +116,6 @@ class Verification(Confirmation):
         )
         postings = [Posting(system_account(record.bank_id, ISSUANCE), -amount)]
         postings.append(Posting(member, amount))
-        entry_id = f"deposit:{record.id}"
         # People are named by per-entry pseudonyms: the auditor still sees that the one who
         # confirmed did not verify, and the verifier's signature is the verifier's.
         verified_by = self._who(entry_id, verifier)
@@ -194,15 +197,16 @@ class Verification(Confirmation):
     def _refund(self, request: ServiceRequest, record: ServiceRecord) -> None:
         """Give back a redemption whose record staff rejected (idempotent: one id a request)."""
         elder = self.accounts.member(request.elder_id)
+        ref = self._request_ref(request.id)
         self._append(
             EntryRequest(
                 "refund",
-                f"refund:{request.id}",
+                f"refund:{ref}",
                 (
                     Posting(system_account(elder.bank_id, REDEMPTION), -request.hold_minutes),
                     Posting(elder.ledger_account, request.hold_minutes),
                 ),
-                {"request": request.id, "record": record.digest},
+                {"request": ref, "record": record.digest},
             )
         )
 
@@ -221,12 +225,17 @@ class Verification(Confirmation):
                 )
             ]
         kinds = ("reserve", "release", "redeem", "refund")
-        wanted = [f"{k}:{r.id}" for r in requests for k in kinds]
+        # A request is named by its reference in the log, or by its plain id if it was held
+        # before the log used references (``_request_ref``); look for both.
+        refs = {r.id: self.accounts.protector.reference("request", r.id) for r in requests}
+        wanted = [f"{k}:{name}" for r in requests for name in (r.id, refs[r.id]) for k in kinds]
+        wanted += [f"deposit:{name}" for r in unposted for name in (r.id, self._record_ref(r.id))]
         posted: dict[str, Entry] = {}
         for start in range(0, len(wanted), 1000):  # a bounded IN list per read
             posted.update(self.ledger.entries_by_id(wanted[start : start + 1000]))
         for request in requests:
-            ids = [f"{kind}:{request.id}" for kind in kinds]
+            name = request.id if f"reserve:{request.id}" in posted else refs[request.id]
+            ids = [f"{kind}:{name}" for kind in kinds]
             reserve = posted.get(ids[0])
             if reserve is None or ids[1] in posted or ids[2] in posted:
                 continue
@@ -244,7 +253,9 @@ class Verification(Confirmation):
                     tx.update(service_requests, request.id, hold_minutes=held)
                 done.append(f"request {request.id} now holds the {held} minutes reserved for it")
         for record in unposted:
-            self._post_deposit(record, record.verified_by or "")
+            legacy = f"deposit:{record.id}"  # a deposit appended before the log used references
+            entry_id = legacy if legacy in posted else f"deposit:{self._record_ref(record.id)}"
+            self._post_deposit(record, record.verified_by or "", entry_id)
             done.append(f"posted the deposit of verified record {record.id}")
         return done
 

@@ -9,7 +9,7 @@ a block without one must print nothing. ``sh no-run`` blocks are shown, never ru
 
 Expected output may hold placeholders for what differs on every run (see ``PLACEHOLDERS``
 and docs/README.md): ``<id>``, ``<hash>``, ``<key>``, ``<time>``, ``<date>``, ``<n>``,
-``<code>``, ``<who>``, ``...`` (any text within a line) and a line of only ``...`` (any lines).
+``<code>``, ``<who>``, ``<ref>``, ``...`` (any text within a line) and a line of only ``...`` (any lines).
 ``json`` blocks are compared as JSON values (key order and layout ignored).
 
 ``python -m tests.docs_runner [DOC…]`` runs documents from the command line (``make
@@ -64,6 +64,7 @@ PLACEHOLDERS: dict[str, str] = {
     "<n>": r"-?\d+",  # sequence numbers, sizes, counts
     "<code>": r"\d{6}",  # TOTP and confirmation codes
     "<who>": r"p:[0-9a-f]{20}",  # who acted, as the public log names them (docs/privacy.md)
+    "<ref>": r"[0-9a-f]{20}",  # a request or record, as the public log names it (formats.md)
 }
 ELLIPSES = ("...", "…")
 _TOKEN = re.compile("|".join(re.escape(p) for p in (*PLACEHOLDERS, *ELLIPSES)))
@@ -233,6 +234,7 @@ _SUGGEST = (
     (re.compile(PLACEHOLDERS["<time>"]), "<time>"),
     (re.compile(PLACEHOLDERS["<who>"]), "<who>"),
     (re.compile(r"\b[0-9a-f]{64}\b"), "<hash>"),
+    (re.compile(r"\b(?=[0-9a-f]*[a-f])[0-9a-f]{20}\b"), "<ref>"),
     (re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{43}="), "<hash>"),
     (re.compile(r"\btb[sok]_[A-Za-z0-9_-]{20,}"), "<key>"),
     (re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{60,}={0,2}"), "<key>"),

@@ -106,6 +106,15 @@ def test_no_personal_data_and_no_api_ids_reach_the_public_log(world: World) -> N
     }
     asked_back = ok(w.client.post("/v1/reversals", headers=w.as_("b1-admin"), json=reversal), 201)
     ok(w.client.post(f"/v1/reversals/{asked_back['id']}/approve", headers=w.as_("b1-admin2")))
+    # A paid request: its reserve and redemption name it by a keyed reference, not its id.
+    grant = {"elder_id": w.ids["elder-a"], "minutes": 60, "reason": "x", "reason_code": "other"}
+    ok(w.client.post("/v1/grants", headers=keyed(w.as_("b1-admin")), json=grant), 201)
+    meal = {**request, "elder_id": w.ids["elder-a"], "minutes": 30, "notes": None, "redeem": True}
+    meal |= {"window_start": hours_ago(4), "window_end": hours_ago(2)}
+    paid = ok(w.client.post("/v1/requests", headers=w.as_("elder-a"), json=meal), 201)
+    ok(w.client.post(f"/v1/requests/{paid['id']}/claim", headers=w.as_("vol-a")))
+    served = ok(log_record(w, "vol-a", "elder-a", 3.5, 3, request_id=paid["id"]), 201)
+    ok(w.client.post(f"/v1/records/{served['id']}/confirm", headers=w.as_("elder-a"), json={}))
     key = Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     public = base64.b64encode(key).decode()
     device = {"public_key": public, "name": SECRETS["device"]}
@@ -114,7 +123,7 @@ def test_no_personal_data_and_no_api_ids_reach_the_public_log(world: World) -> N
     text = leaves_text(w)
     entries = [json.loads(line) for line in text.split("\n")]
     kinds = {e["kind"] for e in entries}
-    assert {"deposit", "grant", "reversal", "approval", "policy"} <= kinds
+    assert {"deposit", "grant", "reversal", "approval", "policy", "reserve", "redemption"} <= kinds
     for what, secret in SECRETS.items():
         assert secret not in text, f"{what} reached the public log"
     for fragment in (SECRETS["phone"][-8:], "欧阳", "肺癌"):
@@ -122,6 +131,8 @@ def test_no_personal_data_and_no_api_ids_reach_the_public_log(world: World) -> N
     # No id that the API hands out names a person in the log: user ids, member ids.
     people = {v for k, v in w.ids.items() if not k.startswith("org") and "account" not in k}
     people |= {elder}
+    # … nor requests and records: who knows a request's id must not find the elder's account.
+    people |= {asked["id"], paid["id"], record["id"], verified["id"], served["id"]}
     leaked = sorted(p for p in people if p in text)
     assert not leaked, f"ids other APIs hand out are in the log: {leaked}"
     # What the log does say, the auditor can still check: codes, and who acted as pseudonyms.
@@ -131,8 +142,9 @@ def test_no_personal_data_and_no_api_ids_reach_the_public_log(world: World) -> N
     reversal_entry = next(e for e in entries if e["kind"] == "reversal")
     body = reversal_entry["body"]
     assert body["reason"] == "wrong_member" and body["requested_by"] != body["approved_by"]
-    deposit_entry = next(e for e in entries if e["id"] == f"deposit:{verified['id']}")
-    assert deposit["deposit_seq"] == deposit_entry["seq"]
+    deposit_entry = next(e for e in entries if e["seq"] == deposit["deposit_seq"])
+    reference = w.accounts.protector.reference("record", verified["id"])
+    assert deposit_entry["id"] == f"deposit:{reference}"
     d = deposit_entry["body"]
     assert d["confirmed_by"].startswith("p:") and d["confirmed_by"] != d["verified_by"]
     assert deposit_entry["signatures"][-1] == {"role": "verifier", "by": d["verified_by"]}

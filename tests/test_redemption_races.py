@@ -215,10 +215,11 @@ def _check(w: World, cast: Cast, request_ids: list[str]) -> Counter[str]:
     orphans = hold_discrepancies(w.accounts.store, lambda accs: w.log.balances(list(accs)))
     assert orphans == [], orphans
     kinds = ("reserve", "release", "redeem", "refund")
-    posted = w.log.entries_by_id([f"{k}:{r}" for r in request_ids for k in kinds])
+    ref = {r: w.accounts.protector.reference("request", r) for r in request_ids}
+    posted = w.log.entries_by_id([f"{k}:{ref[r]}" for r in request_ids for k in kinds])
     outcomes: Counter[str] = Counter()
     for rid in request_ids:
-        has = {k for k in kinds if f"{k}:{rid}" in posted}
+        has = {k for k in kinds if f"{k}:{ref[rid]}" in posted}
         status = _care(w).get_request(cast.staff, rid).status
         if "reserve" not in has:
             assert has == set(), (rid, status, has)

@@ -15,7 +15,7 @@ from sqlalchemy import update
 
 from care.holds import hold_discrepancies
 from care.service import CareService
-from care.storage import service_records
+from care.storage import service_records, service_requests
 from ledger.entry import EntryRequest, Posting
 from ledger.postings import hold_account
 from tests.accounts_world import PASSWORD, World
@@ -198,7 +198,8 @@ def test_rejecting_the_record_of_a_paid_redemption_pays_the_elder_back(world: Wo
     refunds = [
         e
         for e in _entries(w)
-        if e.request.kind == "refund" and e.request.id == f"refund:{meal['id']}"
+        if e.request.kind == "refund"
+        and e.request.id == f"refund:{w.accounts.protector.reference('request', meal['id'])}"
     ]
     assert len(refunds) == 1 and refunds[0].request.body["record"] == record["digest"]
     assert w.log.verify().ok
@@ -336,6 +337,40 @@ def test_repair_releases_a_hold_a_killed_claim_left_behind(world: World) -> None
     assert w.log.verify().ok
 
 
+def test_a_hold_placed_before_the_log_used_references_keeps_its_old_name(world: World) -> None:
+    """Entries written before requests were named by keyed references say ``reserve:<id>``:
+    the rest of such a request's life (here its release) must use the same name, or the
+    auditor could not pair them, and nothing is released twice."""
+    w = world
+    _fund_elder(w, 100)
+    request = _open_redemption(w)
+    w.log.append(  # what a claim of the older version appended
+        EntryRequest(
+            "reserve",
+            f"reserve:{request['id']}",
+            (
+                Posting(w.ids["elder-a-account"], -10),
+                Posting(hold_account(w.ids["elder-a-account"]), 10),
+            ),
+            {"request": request["id"], "service": "meal", "minutes": 10, "weight": 1000},
+        )
+    )
+    with w.accounts.store.transaction() as tx:
+        tx.conn.execute(
+            update(service_requests)
+            .where(service_requests.c.id == request["id"])
+            .values(status="assigned", volunteer_id=w.ids["vol-a"], hold_minutes=10)
+        )
+    cancel = f"/v1/requests/{request['id']}/cancel"
+    ok(w.client.post(cancel, headers=w.as_("elder-a"), json={"reason": "x"}))
+    keyed_name = w.accounts.protector.reference("request", request["id"])
+    posted = w.log.entries_by_id([f"release:{request['id']}", f"release:{keyed_name}"])
+    assert list(posted) == [f"release:{request['id']}"]
+    assert posted[f"release:{request['id']}"].request.body == {"request": request["id"]}
+    assert balance(w, "elder-a") == (100, 0) and _holds_agree(w) == []
+    assert _care(w).repair() == []
+
+
 def test_repair_posts_the_deposit_of_a_verification_killed_midway(world: World) -> None:
     w = world
     record = ok(log_record(w, "vol-a", "elder-a", 3, 2), 201)
@@ -389,7 +424,8 @@ def test_a_reject_after_verification_started_is_refused(world: World) -> None:
         for t in threads:
             t.join()
         final = ok(w.client.get(f"/v1/records/{rec['id']}", headers=w.as_("vol-a")))
-        deposits = [e for e in _entries(w) if e.request.id == f"deposit:{rec['id']}"]
+        reference = w.accounts.protector.reference("record", rec["id"])
+        deposits = [e for e in _entries(w) if e.request.id == f"deposit:{reference}"]
         assert (final["status"] == "verified") == (len(deposits) == 1), final
         assert final["status"] in ("verified", "rejected")
 
