@@ -200,7 +200,7 @@ class IdempotencyMiddleware(ASGIMiddleware):
         if caller is None:  # the handler answers 401, or runs unprotected on an open route
             await next_app(scope, replay_receive, send)
             return
-        store = IdempotencyStore(accounts.store.writer, accounts.protector, accounts.clock())
+        store = IdempotencyStore(accounts.store.database, accounts.protector, accounts.clock())
         await self._purge_if_due(store)
         row_id = key_id(caller, method, path, key)
         fingerprint = request_fingerprint(

@@ -16,8 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -34,7 +33,6 @@ from sqlalchemy import (
     Text,
     func,
     select,
-    text,
 )
 
 from database import Database, metadata, opened
@@ -43,7 +41,6 @@ from ledger.entry import EntryRequest, canonical_json
 
 DOMAIN = b"timebank-audit-v1\n"
 ZERO = bytes(32)
-AUDIT_LOCK = 0x7462_6175_6469_7421  # "tbaudit!"
 
 audit_events = Table(
     "audit_events",
@@ -144,13 +141,6 @@ class AuditTrail:
         if self._owned:
             self.database.dispose()
 
-    @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        with self.writer.begin() as conn:
-            if not self.is_sqlite:
-                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": AUDIT_LOCK})
-            yield conn
-
     def record(
         self,
         *,
@@ -164,8 +154,11 @@ class AuditTrail:
         on_behalf: str | None = None,
         device_key: str | None = None,
     ) -> AuditEvent:
-        """Append one event to the chain (serialized, durable before it returns)."""
-        with self._write() as conn:
+        """Append one event to the chain (serialized, durable before it returns; committed
+        together with the other requests' events and keys of the moment, ``database.group``)."""
+
+        def append(conn: Connection) -> AuditEvent:
+            # one batch at a time, on PostgreSQL under the group's lock: the chain stays a chain
             last = conn.execute(
                 select(audit_events.c.seq, audit_events.c.hash)
                 .order_by(audit_events.c.seq.desc())
@@ -187,7 +180,9 @@ class AuditTrail:
                 prev=bytes(last.hash) if last else ZERO,
             )
             conn.execute(audit_events.insert(), [_row(event)])
-        return event
+            return event
+
+        return self.database.group.run(append)
 
     def head(self) -> tuple[int, bytes]:
         """(count, hash of the last event) — what a seal commits to."""

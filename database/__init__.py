@@ -6,7 +6,9 @@ PostgreSQL server sees one pool per process, not one per store.
 
 Writers serialize on the database: SQLite ``BEGIN IMMEDIATE`` (WAL, ``synchronous=FULL``),
 PostgreSQL a transaction-scoped advisory lock taken by the ledger. Readers use ordinary
-snapshot transactions.
+snapshot transactions. The small writes every request makes beside the ledger (its
+Idempotency-Key and its audit event) are group-committed (``Database.group``,
+``database.group``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, MetaData, create_engine, event
 from sqlalchemy.pool import NullPool
+
+from database.group import GroupCommit
 
 metadata = MetaData()
 """Every table of Timebank, registered by the stores' modules (migrations import them all)."""
@@ -55,6 +59,7 @@ class Database:
         self.url = url
         self.writer, self.reader = make_engines(url)
         self.is_sqlite = url.startswith("sqlite")
+        self.group = GroupCommit(self.writer, serialize=not self.is_sqlite)
 
     def dispose(self) -> None:
         self.writer.dispose()

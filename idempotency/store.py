@@ -14,7 +14,7 @@ from typing import Literal
 
 from sqlalchemy import (
     Column,
-    Engine,
+    Connection,
     Integer,
     LargeBinary,
     String,
@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 
 from accounts.protection import Protector
 from accounts.storage import TS, utc
-from database import metadata
+from database import Database, metadata
 
 KEY_HEADER = "Idempotency-Key"
 
@@ -121,10 +121,12 @@ class Claim:
 
 
 class IdempotencyStore:
-    """The ``idempotency_keys`` rows, each operation in its own short write transaction."""
+    """The ``idempotency_keys`` rows. A claim, a completion and a release each commit before
+    they return, group-committed with the other requests' keys and audit events of the moment
+    (``database.group``)."""
 
-    def __init__(self, engine: Engine, protector: Protector, now: datetime) -> None:
-        self.engine = engine
+    def __init__(self, database: Database, protector: Protector, now: datetime) -> None:
+        self.database = database
         self.protector = protector
         self.now = now
 
@@ -148,7 +150,8 @@ class IdempotencyStore:
             "status_code": None,
             "response_sealed": None,
         }
-        with self.engine.begin() as conn:
+
+        def claim(conn: Connection) -> Claim:
             row = conn.execute(select(t).where(t.c.id == row_id).with_for_update()).first()
             if row is None:
                 conn.execute(insert(t).values(id=row_id, **fresh))
@@ -167,27 +170,31 @@ class IdempotencyStore:
                 return Claim("reused")
             return Claim("replay", stored=self._open(row_id, row.status_code, row.response_sealed))
 
+        return self.database.group.run(claim)
+
     def complete(self, row_id: str, lease: str, response: StoredResponse) -> None:
         t = idempotency_keys
         sealed = self._seal(row_id, response)
-        with self.engine.begin() as conn:
-            conn.execute(
+        self.database.group.run(
+            lambda conn: conn.execute(
                 update(t)
                 .where(t.c.id == row_id, t.c.lease == lease, t.c.status_code.is_(None))
                 .values(status_code=response.status, response_sealed=sealed, completed_at=self.now)
             )
+        )
 
     def release(self, row_id: str, lease: str) -> None:
         t = idempotency_keys
-        with self.engine.begin() as conn:
-            conn.execute(
+        self.database.group.run(
+            lambda conn: conn.execute(
                 delete(t).where(t.c.id == row_id, t.c.lease == lease, t.c.status_code.is_(None))
             )
+        )
 
     def purge(self) -> int:
         """Delete keys older than ``KEY_TTL``; returns how many."""
         t = idempotency_keys
-        with self.engine.begin() as conn:
+        with self.database.writer.begin() as conn:
             result = conn.execute(delete(t).where(t.c.created_at < self.now - KEY_TTL))
             return int(result.rowcount)
 

@@ -1,0 +1,99 @@
+"""Group commit (``database.group``): concurrent callers share transactions, each caller gets
+its own result or its own error, and nothing a caller was told is committed is missing."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, func, select
+
+from database import Database
+from tests.conftest import BACKENDS, make_database, require_pg
+
+scratch = MetaData()
+notes = Table(
+    "group_commit_notes",
+    scratch,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("text", String(40), nullable=False),
+)
+
+
+@pytest.fixture(params=BACKENDS)
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    if request.param == "postgresql":
+        require_pg()
+    for url in make_database(request.param, request, tmp_path):
+        db = Database(url)
+        scratch.create_all(db.writer)
+        try:
+            yield db
+        finally:
+            scratch.drop_all(db.writer)
+            db.dispose()
+
+
+def _insert(n: int) -> Callable[[Connection], int]:
+    def work(conn: Connection) -> int:
+        conn.execute(notes.insert().values(id=n, text=f"note {n}"))
+        return n * 10
+
+    return work
+
+
+def test_concurrent_callers_share_transactions_and_each_gets_its_own_answer(
+    database: Database,
+) -> None:
+    group = database.group
+    start = threading.Barrier(16)
+
+    def call(n: int) -> int:
+        if n < 16:
+            start.wait()
+        return group.run(_insert(n))
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(call, range(400)))
+    assert answers == [n * 10 for n in range(400)]
+    with database.reader.begin() as conn:
+        assert conn.execute(select(func.count()).select_from(notes)).scalar_one() == 400
+    assert group.jobs == 400
+    assert group.batches < 400  # callers waiting on the lock were committed together
+
+
+def test_a_failing_piece_fails_alone(database: Database) -> None:
+    group = database.group
+    group.run(_insert(1))
+    start = threading.Barrier(8)
+    outcomes: dict[int, str] = {}
+
+    def call(n: int) -> None:
+        start.wait()
+        try:
+            group.run(_insert(1 if n == 3 else 100 + n))
+            outcomes[n] = "ok"
+        except Exception as exc:
+            outcomes[n] = type(exc).__name__
+
+    threads = [threading.Thread(target=call, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes[3] == "IntegrityError"  # id 1 exists: this caller's insert fails …
+    assert all(outcomes[n] == "ok" for n in range(8) if n != 3)  # … and only this one
+    with database.reader.begin() as conn:
+        ids = set(conn.execute(select(notes.c.id)).scalars())
+    assert ids == {1} | {100 + n for n in range(8) if n != 3}
+
+
+def test_a_lone_caller_commits_at_once(database: Database) -> None:
+    group = database.group
+    assert group.run(_insert(7)) == 70
+    with database.reader.begin() as conn:
+        assert conn.execute(select(notes.c.text).where(notes.c.id == 7)).scalar_one() == "note 7"
+    assert (group.batches, group.jobs) == (1, 1)
