@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from accounts.protection import DataKeyError
 from api.cli_setup import open_log, require_migrated, settings_from_env
@@ -29,17 +29,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = settings_from_env()
     if not settings.is_sqlite:
         require_migrated(settings.database_url)
+    elif args.workers > 1:  # migrate once, before the workers start (each would otherwise)
+        from migrations.runner import upgrade
+
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        upgrade(settings.database_url)
     print(f"Timebank serving http://{args.host}:{args.port}  (log {settings.log_origin})")
     print(f"  checkpoint: http://{args.host}:{args.port}/v1/log/checkpoint")
     print(f"  API schema: http://{args.host}:{args.port}/schema")
-    uvicorn.run(
-        create_app(settings),
-        host=args.host,
-        port=args.port,
-        log_level="info",
-        access_log=args.access_log,  # off by default: it records client addresses
-        http=ProblemHttpToolsProtocol,  # a request line it cannot parse gets a problem too
-    )
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "log_level": "info",
+        "access_log": args.access_log,  # off by default: it records client addresses
+        "http": ProblemHttpToolsProtocol,  # a request line it cannot parse gets a problem too
+    }
+    if args.workers > 1:
+        # Each worker process opens the app from the same environment; they share the
+        # database, and each batch of the log's sequencer re-reads the head under the
+        # database's lock (docs/performance.md, "Several worker processes").
+        uvicorn.run("api.app:create_app", factory=True, workers=args.workers, **options)
+    else:
+        uvicorn.run(create_app(settings), **options)
     return 0
 
 
@@ -164,6 +175,14 @@ def register_ledger_commands(sub: argparse._SubParsersAction[argparse.ArgumentPa
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument(
         "--access-log", action="store_true", help="log each request (records client addresses)"
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        choices=range(1, 65),
+        metavar="N",
+        help="worker processes (default 1); one per core is the usual choice",
     )
     serve.set_defaults(func=cmd_serve)
 
