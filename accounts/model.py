@@ -178,6 +178,27 @@ class Flag:
 
 
 @dataclass(frozen=True)
+class ProxyGrant:
+    """A family member acting for an elder: their login, their own member record (if
+    any) and who granted it when."""
+
+    username: str
+    member_id: str | None
+    granted_by: str | None
+    granted_at: datetime
+
+
+@dataclass(frozen=True)
+class ProxyCandidate:
+    """A confirmed relative of an elder whom staff may make her proxy: member, login, and
+    how the two are related (as declared, from either side)."""
+
+    member_id: str
+    username: str
+    relation: Relation
+
+
+@dataclass(frozen=True)
 class RelativeLink:
     id: str
     member_id: str

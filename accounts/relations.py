@@ -18,12 +18,14 @@ from accounts.model import (
     MemberStatus,
     Principal,
     PriorityFlag,
+    ProxyCandidate,
+    ProxyGrant,
     Relation,
     RelativeLink,
     RelativeStatus,
     Role,
 )
-from accounts.rows import flag_of_row, relative_of_row
+from accounts.rows import flag_of_row, proxy_of_row, relative_of_row
 from accounts.storage import (
     Tx,
     member_flags,
@@ -226,6 +228,59 @@ class Relations(Members):
                 raise NotFound(f"{username} is not a proxy of this member", field="username")
             for grant in grants:
                 tx.update(role_grants, grant.id, revoked_at=self.clock())
+
+    def list_proxies(self, principal: Principal, member_id: str) -> list[ProxyGrant]:
+        """The family members acting for an elder now, oldest grant first: for the elder
+        and the staff who grant and revoke them."""
+        with self.store.snapshot() as tx:
+            row = self._visible_member_row(tx, principal, member_id)
+            if self._access(principal, row) not in ("self", "staff", "admin"):
+                raise Forbidden("only the elder or their organisation's staff see their proxies")
+            grants = tx.find(
+                role_grants,
+                role_grants.c.member_id == member_id,
+                role_grants.c.role == str(Role.FAMILY_PROXY),
+                role_grants.c.revoked_at.is_(None),
+                order=[role_grants.c.granted_at],
+            )
+            found = []
+            for grant in grants:
+                user = tx.get(users, grant.user_id)
+                own = tx.first(members, members.c.user_id == grant.user_id)
+                if user is not None:
+                    found.append(
+                        proxy_of_row(grant, user.username, own.id if own is not None else None)
+                    )
+        return found
+
+    def proxy_candidates(self, principal: Principal, member_id: str) -> list[ProxyCandidate]:
+        """Whom staff may make an elder's proxy in one step: her confirmed relatives who are
+        active members with a login and do not act for her yet (``grant_proxy``'s rules)."""
+        with self.store.snapshot() as tx:
+            row = self._visible_member_row(tx, principal, member_id)
+            if self._access(principal, row) not in ("staff", "admin"):
+                raise Forbidden("only staff of the member's organisation grant family proxies")
+            links = tx.find(
+                relatives,
+                relatives.c.status == str(RelativeStatus.CONFIRMED),
+                (relatives.c.member_id == member_id) | (relatives.c.relative_id == member_id),
+                order=[relatives.c.declared_at],
+            )
+            found = []
+            for link in links:
+                other_id = link.relative_id if link.member_id == member_id else link.member_id
+                other = tx.get(members, other_id)
+                user = tx.get(users, other.user_id) if other and other.user_id else None
+                if (
+                    other is None
+                    or user is None
+                    or other.status != MemberStatus.ACTIVE
+                    or user.disabled_at is not None
+                    or self._proxy_grants(tx, user.id, member_id)
+                ):
+                    continue
+                found.append(ProxyCandidate(other.id, user.username, Relation(link.relation)))
+        return found
 
     @staticmethod
     def _proxy_grants(tx: Tx, user_id: str, member_id: str) -> list[Any]:

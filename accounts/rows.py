@@ -14,6 +14,7 @@ from accounts.model import (
     PartnerKey,
     PartnerScope,
     PriorityFlag,
+    ProxyGrant,
     Relation,
     RelativeLink,
     RelativeStatus,
@@ -77,6 +78,10 @@ def flag_of_row(r: Any) -> Flag:
         r.cleared_by,
         utc(r.cleared_at),
     )
+
+
+def proxy_of_row(grant: Any, username: str, member_id: str | None) -> ProxyGrant:
+    return ProxyGrant(username, member_id, grant.granted_by, utc(grant.granted_at) or utc_now())
 
 
 def relative_of_row(r: Any) -> RelativeLink:

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from accounts.errors import Forbidden, InvalidInput, TokenInvalid
 from accounts.model import Member, Principal, Role
-from accounts.storage import utc
+from accounts.storage import Tx, utc
 from accounts.tokens import new_id
 from care.base import aware, record_digest, require_active
 from care.codes import Codes, code_throttle_keys, refuse_if_throttled
@@ -41,7 +41,9 @@ from care.repo import complete_request, listed, live_record, locked_request
 from care.requests import MAX_RECORD_MINUTES
 from care.storage import (
     service_records,
+    service_requests,
     to_record,
+    to_request,
 )
 from ledger.entry import canonical_json
 
@@ -82,6 +84,32 @@ def _within_request(request: ServiceRequest, start: datetime, end: datetime, min
             f"{request.minutes + EXTRA_MINUTES}",
             field="minutes",
         )
+
+
+def minutes_toward_cap(tx: Tx, volunteer_ids: list[str], day_start: datetime) -> dict[str, int]:
+    """The daily cap's count: each volunteer's minutes in records that are not rejected and
+    began on the day starting at ``day_start`` (the bank's time zone), in every organisation
+    of the bank."""
+    rows = tx.conn.execute(
+        select(service_records.c.volunteer_id, func.sum(service_records.c.minutes))
+        .where(
+            service_records.c.volunteer_id.in_(volunteer_ids),
+            service_records.c.status != RecordStatus.REJECTED.value,
+            service_records.c.check_in >= day_start.astimezone(UTC),
+            service_records.c.check_in < (day_start + timedelta(days=1)).astimezone(UTC),
+        )
+        .group_by(service_records.c.volunteer_id)
+    ).all()
+    return {volunteer_id: int(total) for volunteer_id, total in rows}
+
+
+@dataclass(frozen=True)
+class DayLoad:
+    """Volunteers' load on a request's day across the whole bank, for dispatching it."""
+
+    logged: dict[str, int]  # minutes toward the daily cap (``minutes_toward_cap``)
+    assigned: dict[str, int]  # minutes of other requests assigned to them that day
+    busy: set[str]  # assigned another request overlapping the request's window
 
 
 class Records(Codes):
@@ -271,15 +299,8 @@ class Records(Codes):
                 raise OverlappingRecord(
                     f"overlaps record {overlap.id} ({span_text})", field="check_in"
                 )
-            logged = tx.conn.execute(
-                select(func.coalesce(func.sum(service_records.c.minutes), 0)).where(
-                    service_records.c.volunteer_id == volunteer.id,
-                    service_records.c.status != RecordStatus.REJECTED.value,
-                    service_records.c.check_in >= day_start.astimezone(UTC),
-                    service_records.c.check_in < (day_start + timedelta(days=1)).astimezone(UTC),
-                )
-            ).scalar_one()
-            if int(logged) + minutes > policy.daily_cap_minutes:
+            logged = minutes_toward_cap(tx, [volunteer.id], day_start).get(volunteer.id, 0)
+            if logged + minutes > policy.daily_cap_minutes:
                 cap = policy.daily_cap_minutes
                 raise DailyCapExceeded(
                     f"{logged} minutes already logged that day; the cap is {cap}",
@@ -340,6 +361,35 @@ class Records(Codes):
 
     def get_record(self, principal: Principal, record_id: str) -> ServiceRecord:
         return self._visible_record(principal, record_id)[0]
+
+    def day_load(self, principal: Principal, request_id: str, volunteer_ids: list[str]) -> DayLoad:
+        """For staff dispatching a request: each volunteer's minutes on its day in every
+        organisation of the bank, counted as the daily cap counts them, plus what they are
+        assigned that day. Totals only: no other organisation's request or record is shown."""
+        with self.store.snapshot() as tx:
+            request, role = self._visible_request(tx, principal, request_id)
+            if role not in ("staff", "admin"):
+                raise Forbidden("only staff of the elder's organisation dispatch requests")
+            zone = ZoneInfo(self.policy(principal.bank_id).timezone)
+            day = request.window_start.astimezone(zone).date()
+            day_start = datetime.combine(day, datetime.min.time(), zone)
+            logged = minutes_toward_cap(tx, volunteer_ids, day_start)
+            others = tx.find(
+                service_requests,
+                service_requests.c.bank_id == principal.bank_id,
+                service_requests.c.status == RequestStatus.ASSIGNED.value,
+                service_requests.c.volunteer_id.in_(volunteer_ids),
+                service_requests.c.id != request.id,
+            )
+        assigned: dict[str, int] = {}
+        busy: set[str] = set()
+        for other in map(to_request, others):
+            volunteer = other.volunteer_id or ""
+            if other.window_start.astimezone(zone).date() == day:
+                assigned[volunteer] = assigned.get(volunteer, 0) + other.minutes
+            if other.window_start < request.window_end and request.window_start < other.window_end:
+                busy.add(volunteer)
+        return DayLoad(logged, assigned, busy)
 
     def list_records(self, principal: Principal, status: str | None) -> list[ServiceRecord]:
         if principal.is_partner:

@@ -174,6 +174,38 @@ def test_dispatch_suggests_reassigns_and_cancels(world: World) -> None:  # noqa:
     assert (now["status"], now["cancel_reason"]) == ("cancelled", "老人住院")
 
 
+def test_the_load_counts_the_volunteers_minutes_in_the_whole_bank(world: World) -> None:  # noqa: F811
+    """The daily cap counts a volunteer's minutes in every organisation, so the board does:
+    vol-a's hour for an elder of organisation B (which staff of A cannot list) shows as load
+    on A's dispatch page for a request that day, with the cap beside it."""
+    w = world
+    request_id = ask_on_page(w)
+    staff = as_browser(w, "staff-a")
+    before = staff.get(f"/desk/dispatch/{request_id}").text
+    vol_a = before.index(f'value="{w.ids["vol-a"]}"')
+    assert "0 / 720" in before[vol_a : vol_a + 600]
+    day = yesterday()
+    elsewhere = api(w).post(
+        "/v1/records",
+        headers=w.as_("vol-a"),
+        json={
+            "elder_id": w.ids["elder-b"],
+            "service_code": "meal",
+            "check_in": (day + timedelta(hours=14)).astimezone(UTC).isoformat(),
+            "check_out": (day + timedelta(hours=15, minutes=30)).astimezone(UTC).isoformat(),
+        },
+    )
+    assert elsewhere.status_code == 201, elsewhere.text
+    staff = as_browser(w, "staff-a")
+    assert elsewhere.json()["id"] not in staff.get("/desk/records").text
+    after = staff.get(f"/desk/dispatch/{request_id}").text
+    vol_a = after.index(f'value="{w.ids["vol-a"]}"')
+    family = after.index(f'value="{w.ids["family-a"]}"')
+    assert "90 / 720" in after[vol_a : vol_a + 600]
+    assert "0 / 720" in after[family : family + 600]
+    assert family < vol_a, "equally free, the less loaded volunteer comes first"
+
+
 def served(w: World, request_id: str, volunteer: str = "vol-a") -> str:
     """The volunteer serves the request and logs the record through the API."""
     day = yesterday()
@@ -367,6 +399,78 @@ def test_people_register_reveal_flag_approve_and_proxy(world: World) -> None:  #
     assert revoked.status_code == 303
     # Another organisation's staff cannot open her page (as the API: 404).
     assert as_browser(w, "staff-b").get(f"/desk/people/{member_id}").status_code == 404
+
+
+def test_relatives_declared_and_proxies_listed_granted_and_revoked(world: World) -> None:  # noqa: F811
+    """From an elder's desk page: declare a relative found by phone (pending until confirmed),
+    confirm it, make the confirmed relative her proxy in one step, see the proxy listed and
+    end it; every post recorded in the audit trail. A volunteer posting the same is refused."""
+    w = world
+    staff = as_browser(w, "staff-a")
+    registered = form_post(
+        staff,
+        "/desk/people/new",
+        "/desk/people/new",
+        org_id=w.ids["org_a"],
+        kind="elder",
+        name="钱桂兰",
+        phone="13800012345",
+    )
+    elder = registered.headers["location"].split("/")[3].split("?")[0]
+    page = f"/desk/people/{elder}"
+    assert "family-a" not in staff.get(page).text  # nobody acts for her, nobody to propose
+    refused = as_browser(w, "vol-a")
+    assert (
+        form_post(
+            refused, f"{page}/relatives", "/volunteer", relative_search="13800003333"
+        ).status_code
+        == 403
+    )
+    staff = as_browser(w, "staff-a")
+    unknown = form_post(staff, f"{page}/relatives", page, relative_search="13900000000")
+    assert unknown.status_code == 400 and 'aria-invalid="true"' in unknown.text
+    declared = form_post(
+        staff, f"{page}/relatives", page, relative_search="13800003333", relation="child"
+    )
+    assert declared.headers["location"] == f"{page}?done=relative-declared"
+    again = form_post(
+        staff, f"{page}/relatives", page, relative_search="13800003333", relation="child"
+    )
+    assert again.status_code == 409
+    [link] = w.accounts.list_relatives(w.principal("staff-a"), elder)
+    assert (link.member_id, link.relative_id, link.status.value) == (
+        elder,
+        w.ids["family-a"],
+        "pending",
+    )
+    assert 'value="family-a"' not in staff.get(page).text  # not confirmed yet: no proposal
+    form_post(staff, f"{page}/relatives/{link.id}", page, decision="confirm")
+    proposed = staff.get(page).text
+    assert '<option value="family-a">' in proposed and "王*国" in proposed
+    granted = form_post(staff, f"{page}/proxies", page, username="family-a", action="grant")
+    assert granted.headers["location"] == f"{page}?done=proxy-granted"
+    assert elder in w.accounts.principal_for_user(w.ids["family-a-user"]).proxied_members()
+    listed = staff.get(page).text
+    assert '<input type="hidden" name="username" value="family-a">' in listed
+    assert '<option value="family-a">' not in listed  # acts for her already
+    revoked = form_post(staff, f"{page}/proxies", page, username="family-a", action="revoke")
+    assert revoked.headers["location"] == f"{page}?done=proxy-revoked"
+    assert elder not in w.accounts.principal_for_user(w.ids["family-a-user"]).proxied_members()
+    assert '<input type="hidden" name="username" value="family-a">' not in staff.get(page).text
+    assert w.accounts.list_proxies(w.principal("staff-a"), elder) == []
+    assert [
+        (e.action, e.status)
+        for e in w.client.app.state.audit.all_events()
+        if e.action.startswith("POST /desk/people/{member_id}/")
+        and e.action != "POST /desk/people/{member_id}/relatives/{link_id}"
+    ] == [
+        ("POST /desk/people/{member_id}/relatives", 403),
+        ("POST /desk/people/{member_id}/relatives", 400),
+        ("POST /desk/people/{member_id}/relatives", 303),
+        ("POST /desk/people/{member_id}/relatives", 409),
+        ("POST /desk/people/{member_id}/proxies", 303),
+        ("POST /desk/people/{member_id}/proxies", 303),
+    ]
 
 
 def test_the_slip_and_the_statement_on_paper(world: World) -> None:  # noqa: F811

@@ -209,19 +209,17 @@ class Suggestion:
     member_id: str
     name: str
     free: bool
-    load: int  # minutes recorded or assigned on the request's day
+    load: int  # minutes on the request's day in the whole bank: logged, and assigned
 
 
 def suggestions(
     request: Request[Any, Any, State], principal: Principal, item: ServiceRequest
 ) -> tuple[list[Suggestion], int]:
     """Volunteers of the caller's organisations, free in the request's window first, then the
-    least loaded on its day (records logged or verified, and requests assigned to them), with
-    the bank's daily cap beside them."""
+    least loaded on its day, with the bank's daily cap beside them. The load is the bank's
+    (``CareService.day_load``): minutes the daily cap counts, in every organisation, and
+    requests assigned to them that day, so a volunteer busy elsewhere is not sent past it."""
     care = care_of(request)
-    policy = care.policy(principal.bank_id)
-    local = ZoneInfo(policy.timezone)
-    day = item.window_start.astimezone(local).date()
     volunteers = [
         v
         for v in accounts_of(request).list_members(principal, None, 200, 0)
@@ -229,32 +227,18 @@ def suggestions(
         and v.member.status is MemberStatus.ACTIVE
         and v.member.id != item.elder_id
     ]
-    load: dict[str, int] = {}
-    busy: set[str] = set()
-    for record in care.list_records(principal, None):
-        if (
-            record.status is not RecordStatus.REJECTED
-            and record.check_in.astimezone(local).date() == day
-        ):
-            load[record.volunteer_id] = load.get(record.volunteer_id, 0) + record.minutes
-    for other in care.list_requests(principal, RequestStatus.ASSIGNED.value):
-        if other.volunteer_id is None or other.id == item.id:
-            continue
-        if other.window_start.astimezone(local).date() == day:
-            load[other.volunteer_id] = load.get(other.volunteer_id, 0) + other.minutes
-        if other.window_start < item.window_end and item.window_start < other.window_end:
-            busy.add(other.volunteer_id)
+    load = care.day_load(principal, item.id, [v.member.id for v in volunteers])
     found = [
         Suggestion(
             v.member.id,
             str(v.personal.get("name") or f"…{v.member.id[-4:]}"),
-            v.member.id not in busy,
-            load.get(v.member.id, 0),
+            v.member.id not in load.busy,
+            load.logged.get(v.member.id, 0) + load.assigned.get(v.member.id, 0),
         )
         for v in volunteers
     ]
     found.sort(key=lambda s: (not s.free, s.load, s.name))
-    return found, policy.daily_cap_minutes
+    return found, care.policy(principal.bank_id).daily_cap_minutes
 
 
 @get("/desk/dispatch/{request_id:str}", sync_to_thread=True, include_in_schema=False)

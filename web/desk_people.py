@@ -15,7 +15,7 @@ from litestar.params import QueryParameter
 from litestar.response import Redirect, Template
 
 from accounts.errors import AccountsError, InvalidInput
-from accounts.model import MemberStatus, Principal, PriorityFlag
+from accounts.model import MemberStatus, Principal, PriorityFlag, Relation
 from accounts.service import MemberView, PersonalInput
 from care.errors import CareError
 from web.desk import ItemId, Names, care_of, service_name, staff_or_refusal, translate
@@ -170,7 +170,13 @@ def _person(
         other = link.relative_id if link.member_id == member_id else link.member_id
         links.append((link, names.name(other)))
     types = [(t.code, service_name(request, t)) for t in care.catalogue(principal) if t.active]
+    elder = view.member.is_elder and view.member.status is MemberStatus.ACTIVE
+    proxies = accounts.list_proxies(principal, member_id) if elder else []
+    candidates = accounts.proxy_candidates(principal, member_id) if elder else []
     return {
+        "proxies": [(p, names.name(p.member_id) if p.member_id else "") for p in proxies],
+        "candidates": [(c, names.name(c.member_id)) for c in candidates],
+        "relations": [r.value for r in Relation],
         "view": view,
         "fields": [(label, view.personal.get(key)) for key, label in PERSONAL_FIELDS],
         "flags": [f for f in view.flags if f.cleared_at is None],
@@ -297,6 +303,32 @@ def decide_relative(
     return Redirect(f"/desk/people/{member_id}?done=relative", status_code=303)
 
 
+@post("/desk/people/{member_id:str}/relatives", sync_to_thread=True, include_in_schema=False)
+def declare_relative(
+    request: Request[Any, Any, State], member_id: ItemId, data: Form
+) -> Response[Any]:
+    """Staff declare a relative found by phone or ID number among their members
+    (``POST /v1/members/{id}/relatives``); it waits for a confirmation like any other."""
+    who = staff_or_refusal(request)
+    if not isinstance(who, Principal):
+        return who
+    accounts = accounts_of(request)
+    search = data.get("relative_search", "").strip()
+    try:
+        if not search:
+            raise InvalidInput(N_("give the relative's phone or ID number"), field="relative")
+        found = [v for v in accounts.list_members(who, search, 2, 0) if v.member.id != member_id]
+        if len(found) != 1:
+            raise InvalidInput(
+                N_("no member of your organisation has this phone or ID number"),
+                field="relative",
+            )
+        accounts.declare_relative(who, member_id, found[0].member.id, data.get("relation", ""))
+    except AccountsError as exc:
+        return _person_refusal(request, who, member_id, exc, "declare", search=search)
+    return Redirect(f"/desk/people/{member_id}?done=relative-declared", status_code=303)
+
+
 @post("/desk/people/{member_id:str}/proxies", sync_to_thread=True, include_in_schema=False)
 def proxies(request: Request[Any, Any, State], member_id: ItemId, data: Form) -> Response[Any]:
     who = staff_or_refusal(request)
@@ -370,6 +402,7 @@ PEOPLE_HANDLERS = [
     set_flag,
     clear_flag,
     decide_relative,
+    declare_relative,
     proxies,
     ask_for_service,
 ]
