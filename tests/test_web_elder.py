@@ -13,7 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Route, expect
 
 from tests.test_web_volunteer import PASSWORDS, Api, iso, records_of, visit
 from tests.web_browser import (
@@ -167,6 +167,78 @@ def test_a_family_switches_between_two_elders_and_acts_for_each(
     trail = Api(server, "auditor").get("/v1/audit/events", action="POST /elder/", limit=1000)
     done_for = {e["on_behalf"] for e in trail}
     assert {first, second} <= done_for
+    context.close()
+
+
+def lose_the_first_answer(page: Page, path: str) -> list[int]:
+    """The first post to ``path`` reaches the server, but its answer is lost (the page stays
+    where it was, as on a weak network), so the elder taps again; the statuses the server
+    gave each post, in order."""
+    statuses: list[int] = []
+
+    def first_answer_lost(route: Route) -> None:
+        answer = route.fetch(max_redirects=0)
+        statuses.append(answer.status)
+        if len(statuses) == 1:
+            route.fulfill(status=204)  # no content: the browser stays on the page
+        else:
+            route.fulfill(response=answer)
+
+    page.route(f"**{path}", first_answer_lost)
+    return statuses
+
+
+def test_a_second_tap_asks_and_confirms_once(server: DemoServer, browser: Browser) -> None:
+    """The ask form's "yes" and "yes, the volunteer came", each tapped again after a lost
+    answer: the second post carries the same one-time key, so one request is made and one
+    confirmation recorded, and the second tap lands where the first would have."""
+    elder_id = member_id(server, "elder")
+    context = phone_context(browser, server, "zh-CN")
+    page = context.new_page()
+    login(page, "elder", PASSWORDS["elder"])
+    staff = Api(server, "centre-staff")
+    before = [r["id"] for r in staff.get("/v1/requests") if r["elder_id"] == elder_id]
+    page.goto(f"/elder/{elder_id}/ask/meal")
+    page.check("input[name=part][value=evening]")
+    page.click("form.stack button[type=submit]")
+    expect(page.locator("dl.facts")).to_be_visible()
+    statuses = lose_the_first_answer(page, f"/elder/{elder_id}/ask/meal")
+    page.click("form.stack button.primary")
+    page.wait_for_timeout(500)
+    assert statuses == [303] and "/ask/meal" in page.url
+    page.click("form.stack button.primary")
+    page.wait_for_url("**/requests?asked=1")
+    assert statuses == [303, 303]
+    after = [r["id"] for r in staff.get("/v1/requests") if r["elder_id"] == elder_id]
+    assert len(after) == len(before) + 1
+
+    now = datetime.now(UTC)
+    record = Api(server, "volunteer").post(
+        "/v1/records",
+        {
+            "elder_id": elder_id,
+            "service_code": "meal",
+            "check_in": iso(now - timedelta(hours=9)),
+            "check_out": iso(now - timedelta(hours=8, minutes=30)),
+        },
+        status=201,
+    )
+    path = f"/elder/{elder_id}/records/{record['id']}/confirm"
+    page.goto(f"/elder/{elder_id}/confirm")
+    statuses = lose_the_first_answer(page, path)
+    button = page.locator(f"form[action='{path}'] button")
+    button.click()
+    page.wait_for_timeout(500)
+    assert statuses == [303]
+    button.click()
+    expect(page.locator(".ok")).to_contain_text("服务已确认")
+    assert statuses == [303, 303]  # not a refusal: the record was already confirmed
+    confirmed = staff.get(f"/v1/records/{record['id']}")
+    assert (confirmed["status"], confirmed["confirmed_as"]) == ("confirmed", "elder")
+    trail = Api(server, "auditor").get(
+        "/v1/audit/events", action="POST /elder/{member_id}/records/", limit=1000
+    )
+    assert [e["status"] for e in trail if record["id"] in e["objects"]] == [303, 303]
     context.close()
 
 

@@ -5,6 +5,8 @@ switcher between two elders, and each refusal next to the same thing done by som
 
 from __future__ import annotations
 
+import re
+import secrets
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -18,6 +20,8 @@ from tests.test_workflow import (
 )
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+ONCE = "0" * 32  # a form's one-time key; the page makes a fresh one each time it renders
+ONCE_INPUT = re.compile(r'name="once" value="(\w+)"')
 
 
 def today() -> str:
@@ -43,7 +47,10 @@ def requests_of(w: World, elder: str) -> list[dict[str, Any]]:
 
 
 def ask(w: World, who: str, elder: str, **fields: str) -> Any:
+    """The ask form; its check step (``confirmed``) carries the one-time key the page made."""
     form = {"day": today(), "part": "any", "minutes": "60", "pay": "no", **fields}
+    if fields.get("confirmed") == "1":
+        form.setdefault("once", secrets.token_hex(16))
     base = f"/elder/{w.ids[elder]}"
     return form_post(w.client, f"{base}/ask/meal", f"{base}/ask/meal", **form)
 
@@ -102,9 +109,11 @@ def test_one_button_confirms_and_the_audit_event_names_the_elder(world: World) -
     waiting = page.get(f"{base}/confirm")
     assert f"{base}/records/{mine['id']}/confirm" in waiting.text
     assert other["id"] not in waiting.text
-    refused = form_post(page, f"{base}/records/{other['id']}/confirm", f"{base}/confirm")
+    refused = form_post(page, f"{base}/records/{other['id']}/confirm", f"{base}/confirm", once=ONCE)
     assert refused.status_code == 404
-    confirmed = form_post(page, f"{base}/records/{mine['id']}/confirm", f"{base}/confirm")
+    confirmed = form_post(
+        page, f"{base}/records/{mine['id']}/confirm", f"{base}/confirm", once=ONCE
+    )
     assert confirmed.status_code == 303, confirmed.text
     record = ok(w.client.get(f"/v1/records/{mine['id']}", headers=w.as_("staff-a")))
     assert record["status"] == "confirmed" and record["confirmed_as"] == "family"
@@ -120,9 +129,49 @@ def test_one_button_confirms_and_the_audit_event_names_the_elder(world: World) -
     assert mine["id"] in event.objects
     # The elder herself confirming is not "on behalf" of anyone.
     page = as_browser(w, "elder-a")
-    assert form_post(page, f"{base}/records/{own['id']}/confirm", f"{base}/confirm").is_redirect
+    assert form_post(
+        page, f"{base}/records/{own['id']}/confirm", f"{base}/confirm", once=ONCE
+    ).is_redirect
     last = [e for e in w.client.app.state.audit.all_events() if own["id"] in e.objects]
     assert last[-1].on_behalf is None
+
+
+def test_a_form_posted_twice_asks_and_confirms_once(world: World) -> None:  # noqa: F811
+    """A double tap or a resent page: the second post of the same form (the same one-time key
+    the page made) answers with the first post's page and changes nothing; a new render of the
+    form gets a new key and asks again."""
+    w = world
+    record = ok(log_record(w, "vol-a", "elder-a", 3, 2), 201)
+    page = as_browser(w, "elder-a")
+    check = ask(w, "elder-a", "elder-a")
+    match = ONCE_INPUT.search(check.text)
+    assert match
+    first = ask(w, "elder-a", "elder-a", confirmed="1", once=match.group(1))
+    second = ask(w, "elder-a", "elder-a", confirmed="1", once=match.group(1))
+    assert first.status_code == second.status_code == 303
+    assert first.headers["location"] == second.headers["location"]
+    assert len(requests_of(w, "elder-a")) == 1
+    changed = ask(w, "elder-a", "elder-a", confirmed="1", once=match.group(1), minutes="120")
+    assert changed.status_code == 409  # the key came back with other answers
+    missing = ask(w, "elder-a", "elder-a", confirmed="1", once="")
+    assert missing.status_code == 400
+    again = ONCE_INPUT.search(ask(w, "elder-a", "elder-a").text)
+    assert again and again.group(1) != match.group(1)
+    assert ask(w, "elder-a", "elder-a", confirmed="1", once=again.group(1)).status_code == 303
+    assert len(requests_of(w, "elder-a")) == 2
+    # "Yes, the volunteer came", twice: one confirmation, the same thank-you page both times.
+    base = f"/elder/{w.ids['elder-a']}"
+    waiting = page.get(f"{base}/confirm").text
+    key = ONCE_INPUT.search(waiting)
+    assert key
+    path = f"{base}/records/{record['id']}/confirm"
+    tapped = [form_post(page, path, f"{base}/confirm", once=key.group(1)) for _ in range(2)]
+    assert [t.headers.get("location") for t in tapped] == [f"{base}/confirm?done=1"] * 2
+    after = ok(w.client.get(f"/v1/records/{record['id']}", headers=w.as_("staff-a")))
+    assert (after["status"], after["confirmed_as"]) == ("confirmed", "elder")
+    # Without the key the second tap would be refused: the record is no longer waiting.
+    refused = form_post(page, path, f"{base}/confirm", once=secrets.token_hex(16))
+    assert refused.status_code == 409
 
 
 def test_a_code_from_the_page_confirms_the_volunteers_record(world: World) -> None:  # noqa: F811

@@ -23,6 +23,7 @@ from care.base import weighted
 from care.errors import CareError
 from care.model import Category, RecordStatus, RequestStatus, ServiceRequest, ServiceType
 from web.i18n import N_
+from web.once import new_once_key, once
 from web.pages import Form, language_of, refusal, render, to_login
 from web.session import ON_BEHALF_STATE_KEY, accounts_of, viewer
 from web.volunteer import HISTORY_LIMIT, care_of, hours_text, translate
@@ -330,7 +331,7 @@ def ask_post(
 ) -> Response[Any]:
     """Two steps: the first post shows the request, what it costs and the stored time after;
     the second (``confirmed``) asks (``CareService.create_request``, as ``POST
-    /v1/requests``)."""
+    /v1/requests``), once for the check step's one-time key however often it is posted."""
     who = subject_or_page(request, member_id)
     if not isinstance(who, Subject):
         return who
@@ -361,13 +362,20 @@ def ask_post(
                     "now": hours_text(request, balance.available),
                     "after": hours_text(request, balance.available - cost),
                     "short": redeem and balance.available < cost,
+                    "once": new_once_key(),
                 },
                 **context,
             )
-        care.create_request(who.principal, member_id, kind.code, start, end, minutes, None, redeem)
+
+        def asked() -> Response[Any]:
+            care.create_request(
+                who.principal, member_id, kind.code, start, end, minutes, None, redeem
+            )
+            return Redirect(f"/elder/{member_id}/requests?asked=1", status_code=303)
+
+        return once(request, who.principal, data, asked)
     except (AccountsError, CareError) as exc:
         return refused(request, exc, who, "elder/when.html", form=form, **context)
-    return Redirect(f"/elder/{member_id}/requests?asked=1", status_code=303)
 
 
 # ---------------------------------------------------------------- did the volunteer come?
@@ -399,7 +407,7 @@ def _waiting(request: Request[Any, Any, State], who: Subject) -> dict[str, Any]:
         for r in care.list_records(who.principal, RecordStatus.LOGGED.value)
         if r.elder_id == who.elder.id
     ]
-    return {"records": records}
+    return {"records": records, "once": new_once_key()}
 
 
 @post(
@@ -408,20 +416,25 @@ def _waiting(request: Request[Any, Any, State], who: Subject) -> dict[str, Any]:
     include_in_schema=False,
 )
 def confirm(
-    request: Request[Any, Any, State], member_id: MemberId, record_id: ItemId
+    request: Request[Any, Any, State], member_id: MemberId, record_id: ItemId, data: Form
 ) -> Response[Any]:
     """One button: ``CareService.confirm`` without a code, as ``POST /v1/records/{id}/confirm``
-    (a family proxy's confirmation names the elder in the audit event's ``on_behalf``)."""
+    (a family proxy's confirmation names the elder in the audit event's ``on_behalf``). The
+    form's one-time key makes a double tap or a resent page confirm once and say so."""
     who = subject_or_page(request, member_id)
     if not isinstance(who, Subject):
         return who
-    try:
+
+    def confirmed() -> Response[Any]:
         record = care_of(request).confirm(who.principal, record_id, None)
+        if record.elder_id != who.principal.member_id:
+            request.scope["state"][ON_BEHALF_STATE_KEY] = record.elder_id
+        return Redirect(f"/elder/{member_id}/confirm?done=1", status_code=303)
+
+    try:
+        return once(request, who.principal, data, confirmed)
     except (AccountsError, CareError) as exc:
         return refused(request, exc, who, "elder/confirm.html", **_waiting(request, who))
-    if record.elder_id != who.principal.member_id:
-        request.scope["state"][ON_BEHALF_STATE_KEY] = record.elder_id
-    return Redirect(f"/elder/{member_id}/confirm?done=1", status_code=303)
 
 
 @post("/elder/{member_id:str}/code", sync_to_thread=True, include_in_schema=False)
