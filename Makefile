@@ -61,6 +61,8 @@ vendor: node_modules/.installed
 	cp node_modules/htmx.org/LICENSE web/static/vendor/htmx.LICENSE
 	cp node_modules/@noble/ed25519/index.js web/static/vendor/noble-ed25519.js
 	cp node_modules/@noble/ed25519/LICENSE web/static/vendor/noble-ed25519.LICENSE
+	cp node_modules/jsqr/dist/jsQR.js web/static/vendor/jsqr.js
+	cp node_modules/jsqr/LICENSE web/static/vendor/jsqr.LICENSE
 	cp node_modules/swagger-ui-dist/swagger-ui-bundle.js node_modules/swagger-ui-dist/swagger-ui.css \
 	   node_modules/swagger-ui-dist/LICENSE node_modules/swagger-ui-dist/NOTICE web/static/vendor/swagger-ui/
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import segno
 from playwright.sync_api import Browser, Page
 
 from ledger.note import Signer
@@ -169,4 +170,58 @@ def test_a_garbled_paste_is_refused_with_the_reason(server: DemoServer, browser:
     verdict, reasons, text = check_in_browser(page, "hello", page.input_value("#key"))
     assert (verdict, reasons) == ("refused", {"format"})
     assert "not a c2sp.org/tlog-proof@v1 receipt" in text
+    context.close()
+
+
+def qr_png(receipt: str, path: Path) -> Path:
+    """The receipt's QR code as a picture, made as the "My hours" page makes it (segno)."""
+    segno.make(receipt, error="l", micro=False).save(str(path), kind="png", scale=4, border=4)
+    return path
+
+
+@pytest.mark.parametrize("lang", ["zh-CN", "en"])
+def test_a_picture_of_a_receipts_qr_code_is_read_and_checked(
+    server: DemoServer, browser: Browser, lang: str, tmp_path: Path
+) -> None:
+    """Choosing a picture of a receipt's QR code (a photo or a screenshot) reads it in the
+    browser with the vendored jsQR and checks it: the real receipt verifies, one with a
+    changed entry byte or a forged signature is refused with the reason the CLI gives; a
+    picture without a code says so. Nothing is posted, nothing is fetched from elsewhere."""
+    context = phone_context(browser, server, lang)
+    page = context.new_page()
+    watch = Watch(server.url)
+    watch.attach(page)
+    posted: list[str] = []
+    page.on("request", lambda r: posted.append(r.url) if r.method == "POST" else None)
+    page.goto("/transparency")
+    page.wait_for_selector("#receipt-form[data-ready='1']")
+    picker = page.locator("#receipt-image")
+    assert picker.is_visible()
+    assert (picker.get_attribute("accept"), picker.get_attribute("capture")) == (
+        "image/*",
+        "environment",
+    )
+    assert axe_violations(page) == []
+    cases = variants(server)
+    for name in ("real", "entry", "signature"):
+        receipt, key = cases[name]
+        page.fill("#receipt", "")
+        page.fill("#key", key)
+        page.locator("#result").evaluate("e => e.replaceChildren()")
+        picker.set_input_files(str(qr_png(receipt, tmp_path / f"{name}.png")))
+        result = page.locator("#browser-result")
+        result.wait_for()
+        assert page.input_value("#receipt") == receipt  # the text the code carries
+        verdict = result.get_attribute("data-verdict")
+        reasons = set((result.get_attribute("data-reasons") or "").split())
+        assert verdict == cli_verdict(server, tmp_path, name, receipt, key), name
+        assert (verdict, reasons) == ("ok" if name == "real" else "refused", EXPECTED[name])
+        assert axe_violations(page) == [], name
+    page.screenshot(
+        path=str(tmp_path / "no-code.png"), clip={"x": 0, "y": 0, "width": 200, "height": 200}
+    )
+    picker.set_input_files(str(tmp_path / "no-code.png"))
+    page.locator("#scan-result").wait_for()
+    assert ("没有" if lang == "zh-CN" else "No QR code") in page.inner_text("#scan-result")
+    assert posted == [] and watch.foreign == [] and watch.csp == []
     context.close()

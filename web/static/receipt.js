@@ -8,6 +8,7 @@
 //      to the checkpoint's signed root.
 //
 // Ed25519 comes from WebCrypto where the browser has it, else the vendored @noble/ed25519.
+// A receipt's QR code in a photo or screenshot is read by the vendored jsQR (below).
 // WebCrypto needs a secure context (https:// or http://127.0.0.1); elsewhere the form posts
 // to the server, which then says that it did the check.
 "use strict";
@@ -314,4 +315,52 @@ form.addEventListener("submit", async (event) => {
   }
   show(result);
 });
+// ------------------------------------------------------------------ scanning a receipt's QR
+
+// A photo or a screenshot of a receipt's QR code (the one "My hours" shows), read in the
+// browser by the vendored jsQR (loaded only when a picture is chosen: it is larger than the
+// page) and checked as if its text had been pasted. The picture never leaves the phone.
+const picture = document.getElementById("receipt-image");
+const LONGEST_SIDE = 2000; // enough for the densest receipt code; a phone photo is larger
+
+async function readQr(file) {
+  if (!window.jsQR) { await import("/static/vendor/jsqr.js"); } // UMD: it sets window.jsQR
+  const bitmap = await createImageBitmap(file);
+  const scale = Math.min(1, LONGEST_SIDE / Math.max(bitmap.width, bitmap.height));
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.round(bitmap.width * scale);
+  canvas.height = Math.round(bitmap.height * scale);
+  const context = canvas.getContext("2d", { willReadFrequently: true });
+  context.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  bitmap.close();
+  const pixels = context.getImageData(0, 0, canvas.width, canvas.height);
+  const found = window.jsQR(pixels.data, pixels.width, pixels.height);
+  return found ? new TextDecoder("utf-8").decode(new Uint8Array(found.binaryData)) : null;
+}
+
+if (picture) {
+  picture.closest("[hidden]")?.removeAttribute("hidden"); // of use only with JavaScript
+  picture.addEventListener("change", async () => {
+    const file = picture.files[0];
+    if (!file) { return; }
+    out.replaceChildren(paragraph(texts.reading));
+    let text = null;
+    try {
+      text = await readQr(file);
+    } catch (error) {
+      text = null; // not a picture the browser can open
+    }
+    picture.value = "";
+    if (text === null) {
+      const box = paragraph(texts.noQr);
+      box.className = "error";
+      box.id = "scan-result";
+      out.replaceChildren(box);
+      return;
+    }
+    form.elements.receipt.value = text;
+    form.requestSubmit();
+  });
+}
+
 form.dataset.ready = "1";
