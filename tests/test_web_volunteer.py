@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Error as PlaywrightError
 
 from accounts.totp import code_at
 from api.demo import DEMO_LOGINS, DEMO_STAFF_TOTP_SECRET
@@ -209,6 +210,47 @@ def test_an_offline_check_out_is_sent_once_when_back_online(
              .objectStore('outbox').count(); r.onsuccess = () => done(r.result); }; })"""
     )
     assert outbox == 0
+    context.close()
+
+
+def test_the_app_shell_and_the_last_pages_load_offline_with_the_queue_intact(
+    server: DemoServer, browser: Browser
+) -> None:
+    """After a first visit the service worker has the app shell and the last copy of the
+    visit page: with no signal, reloading it shows the page (styles and scripts from the
+    cache) and the check-out waiting to send; back online, it is sent once."""
+    request_id = dispatched_request(server, hours_ago=12)
+    context = phone_context(browser, server, "en")
+    page = context.new_page()
+    login(page, "volunteer", PASSWORDS["volunteer"])
+    page.goto("/volunteer")
+    assert page.evaluate("window.isSecureContext")
+    page.evaluate(
+        """() => navigator.serviceWorker.ready.then(() => navigator.serviceWorker.controller
+             ? true : new Promise(done => navigator.serviceWorker.addEventListener(
+               'controllerchange', () => done(true))))"""
+    )
+    visit(page, request_id, checked_in_hours_ago=11)  # the visit page, fetched through it
+    shell = page.evaluate("caches.open('timebank-shell-v1').then(c => c.keys())")
+    assert len(shell) == 7
+
+    context.set_offline(True)
+    page.click("#check-out-form button")
+    expect(page.locator("#queue")).to_contain_text("Waiting to send: 1")
+    answer = page.reload()
+    assert answer is not None and answer.from_service_worker
+    expect(page.locator("#check-out-form")).to_be_attached()
+    expect(page.locator("#queue")).to_contain_text("Waiting to send: 1")
+    styled = page.evaluate("getComputedStyle(document.body).fontFamily")
+    assert styled and styled != "Times New Roman"  # app.css came from the cache
+    with pytest.raises(PlaywrightError, match="ERR_FAILED"):
+        page.goto("/volunteer/hours")  # never visited: no copy, and no signal
+    assert records_of(server, request_id) == []
+
+    context.set_offline(False)
+    page.goto(f"/volunteer/visit/{request_id}")
+    expect(page.locator("#queue")).to_be_hidden(timeout=30000)
+    assert len(records_of(server, request_id)) == 1
     context.close()
 
 
