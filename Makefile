@@ -109,7 +109,7 @@ reliability-retries: $(VENV)/.installed-dev
 
 # The long fuzzing run of docs/reliability.md: schemathesis as every role of the test world,
 # FUZZ_EXAMPLES cases an operation (make test: 20, as a bank admin and anonymously).
-FUZZ_EXAMPLES ?= 400
+FUZZ_EXAMPLES ?= 60
 fuzz: $(VENV)/.installed-dev
 	TIMEBANK_FUZZ_ROLES=all TIMEBANK_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) \
 	$(BIN)/pytest tests/test_schemathesis.py -n 2 --dist loadgroup -q -k test_api $(FUZZ_ARGS)
