@@ -54,13 +54,18 @@ class DemoServer:
         )
 
 
-def start_demo_server(data_dir: Path, entries: int = 60) -> Iterator[DemoServer]:
+def start_demo_server(
+    data_dir: Path, entries: int = 60, database_url: str | None = None
+) -> Iterator[DemoServer]:
+    """The demo served on a free port: on SQLite in ``data_dir``, or on ``database_url``."""
     env = {
         **os.environ,
         "TIMEBANK_DATA_DIR": str(data_dir),
         "TIMEBANK_AUDIT_SEAL_SECONDS": "3600",
     }
     env.pop("TIMEBANK_DATABASE_URL", None)
+    if database_url is not None:
+        env["TIMEBANK_DATABASE_URL"] = database_url
     port = free_port()
     server = DemoServer(f"http://127.0.0.1:{port}", env, data_dir / "server.log")
     for args in (("migrate",), ("seed", "--demo", "--entries", str(entries))):
