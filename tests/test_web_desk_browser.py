@@ -207,6 +207,11 @@ def test_a_centres_day(server: DemoServer, browser: Browser, lang: str, tmp_path
     page.goto(elder_page)
     page.goto("/desk/people")
     check_2.axe("people")
+    # The demo elder's page lists her family proxy, with the button that ends it.
+    demo_elder = Api(server, "elder").get("/v1/me")["member"]["id"]
+    page.goto(f"/desk/people/{demo_elder}")
+    assert page.locator("input[type=hidden][name=username][value=family]").count() == 1
+    check_2.axe("an elder with a family proxy")
     for path in ("/desk/staff", "/desk/totp"):
         page.goto(path)
         check_2.axe(path)
