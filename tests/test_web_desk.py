@@ -12,7 +12,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from accounts import totp
+from accounts.errors import Forbidden, NotFound
+from care.service import CareService
 from tests.accounts_world import PASSWORD, World
 from tests.test_workflow import world  # noqa: F401 - the workflow's world, with a catalogue
 from tests.web_helpers import browser_login, csrf_token
@@ -204,6 +208,28 @@ def test_the_load_counts_the_volunteers_minutes_in_the_whole_bank(world: World) 
     assert "90 / 720" in after[vol_a : vol_a + 600]
     assert "0 / 720" in after[family : family + 600]
     assert family < vol_a, "equally free, the less loaded volunteer comes first"
+
+
+def test_the_bank_wide_load_and_an_elders_proxies_are_for_her_staff(world: World) -> None:  # noqa: F811
+    """``day_load`` and ``list_proxies`` show other organisations' totals and who acts for an
+    elder: the elder's organisation's staff get them, a volunteer, a proxy and another
+    organisation's staff do not."""
+    w = world
+    request_id = ask_on_page(w)
+    care: CareService = w.client.app.state.care
+    volunteers = [w.ids["vol-a"], w.ids["vol-b"]]
+    assert care.day_load(w.principal("staff-a"), request_id, volunteers).logged == {}
+    with pytest.raises(Forbidden):
+        care.day_load(w.principal("vol-a"), request_id, volunteers)
+    with pytest.raises(NotFound):
+        care.day_load(w.principal("staff-b"), request_id, volunteers)
+    [proxy] = w.accounts.list_proxies(w.principal("staff-a"), w.ids["elder-a"])
+    assert (proxy.username, proxy.member_id) == ("family-a", w.ids["family-a"])
+    assert w.accounts.list_proxies(w.principal("elder-a"), w.ids["elder-a"]) == [proxy]
+    with pytest.raises(Forbidden):
+        w.accounts.list_proxies(w.principal("family-a"), w.ids["elder-a"])
+    with pytest.raises(NotFound):
+        w.accounts.list_proxies(w.principal("staff-b"), w.ids["elder-a"])
 
 
 def served(w: World, request_id: str, volunteer: str = "vol-a") -> str:
