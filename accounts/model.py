@@ -63,8 +63,12 @@ class PriorityFlag(enum.StrEnum):
 
 
 class PartnerScope(enum.StrEnum):
+    """What a partner key may ask of a member; a consent link grants a subset of these."""
+
     READ_POINTS = "read_points"
+    READ_STATEMENT = "read_statement"
     RECEIVE_WEBHOOKS = "receive_webhooks"
+    REQUEST_EXCHANGE = "request_exchange"
 
 
 @dataclass(frozen=True)

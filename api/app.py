@@ -36,6 +36,7 @@ from api.idempotency import (
     applies_to,
 )
 from api.log_routes import LogController
+from api.partner_routes import PARTNER_CONTROLLERS
 from api.problems import EXCEPTION_HANDLERS
 from api.schemas import DocumentedJsonRenderPlugin, DocumentedYamlRenderPlugin, StrictJSONRequest
 from audit.trail import AuditTrail
@@ -43,6 +44,7 @@ from care.service import CareService
 from ledger.config import ConfigError, Settings
 from ledger.log import Log
 from migrations.runner import upgrade
+from partners.links import PartnerLinks
 from web.app import LocalSwaggerUI, web_routes
 from web.pages import TEMPLATES
 from web.security import BrowserCSRFMiddleware, SecurityHeadersMiddleware, csrf_config
@@ -56,6 +58,7 @@ class Services:
     accounts: AccountsService
     care: CareService
     audit: AuditTrail
+    partners: PartnerLinks
     sealer: Sealer | None = None
 
     @classmethod
@@ -72,7 +75,8 @@ class Services:
         protector = Protector(load_or_create_data_key(key_path))
         accounts = AccountsService(store, protector, log)
         audit = AuditTrail(database)
-        return cls(log, accounts, CareService(store, accounts, log), audit)
+        partners = PartnerLinks(store, accounts, log)
+        return cls(log, accounts, CareService(store, accounts, log), audit, partners)
 
     def start_sealing(self, every_seconds: float) -> None:
         self.sealer = Sealer(self.audit, self.log, every_seconds)
@@ -152,6 +156,7 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
         app.state.accounts = services.accounts
         app.state.care = services.care
         app.state.audit = services.audit
+        app.state.partners = services.partners
         app.state.data_dir = settings.data_dir
         app.state.principals = PrincipalCache()
         services.start_sealing(seal_interval(os.environ))
@@ -166,6 +171,7 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
             LogController,
             *ACCOUNT_CONTROLLERS,
             *CARE_CONTROLLERS,
+            *PARTNER_CONTROLLERS,
             AuditController,
             *web_routes(),
         ],

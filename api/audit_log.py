@@ -46,6 +46,8 @@ def _is_audited(scope: Scope) -> bool:
         return method == "POST"
     if method in ("POST", "PUT", "PATCH", "DELETE"):
         return True
+    if method == "GET" and path.startswith("/v1/partner/members/"):
+        return True  # a partner reading a member through a consent link: every use is recorded
     return method == "GET" and _asks_reveal(scope.get("query_string", b""))
 
 

@@ -193,11 +193,8 @@ class CareBase:
         raise NotFound(f"no record {record_id}")
 
     def _readable_member(self, principal: Principal, member_id: str) -> Member:
-        if principal.is_partner:
-            if "read_points" not in principal.partner_scopes:
-                raise Forbidden("this key may not read points")
-            member = self._bank_member(principal, member_id)
-            return member
+        if principal.is_partner:  # partners read through consent links (partners.links)
+            raise NotFound(f"no member {member_id}")
         member, access = self.accounts.member_access(principal, member_id)
         if access == "auditor" or access in ("self", "proxy", "staff", "admin"):
             return member

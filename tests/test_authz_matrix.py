@@ -259,6 +259,26 @@ def _partner_key_b1(w: World) -> dict[str, str]:
     return {"key": key.id}
 
 
+def _link_request(w: World) -> dict[str, str]:
+    """A consent request the matrix's partner key made, not decided yet."""
+    asked = _ok(
+        w.client.post(
+            "/v1/partner/link-requests",
+            headers=w.as_("partner"),
+            json={"scopes": ["read_points"], "valid_days": 30},
+        ),
+        201,
+    )
+    return {"link": asked["id"]}
+
+
+def _vol_b_link(w: World) -> dict[str, str]:
+    """The partner's request, approved by vol-b: the link and the handle it gave."""
+    link = _link_request(w)["link"]
+    approved = _ok(w.client.post(f"/v1/links/{link}/approve", headers=w.as_("vol-b"), json={}))
+    return {"link": link, "handle": approved["handle"]}
+
+
 def _reversal(w: World) -> dict[str, str]:
     donation = _ok(
         w.client.post(
@@ -621,8 +641,8 @@ ROWS: list[Row] = [
         "/v1/members/{vol-b}/balance",
         "vol-b",
         200,
-        allowed=STAFF_B | BANK_ADMINS | {"auditor", "partner"},
-        notes="a partner key with read_points reads balances in its bank",
+        allowed=STAFF_B | BANK_ADMINS | {"auditor"},
+        notes="partner keys read points by handle, through a consent link",
     ),
     Row(
         "GET",
@@ -639,6 +659,36 @@ ROWS: list[Row] = [
         _vol_b_receipt,
         allowed=STAFF_B | BANK_ADMINS | {"auditor"},
     ),
+    # consent links and the partner's reads (issue 13; other partners in test_partner_links.py)
+    Row("GET", "/v1/partner/link-requests/{link}", "partner", 200, _link_request),
+    Row("GET", "/v1/partner/members/{handle}/points", "partner", 200, _vol_b_link),
+    Row("GET", "/v1/links/{link}", "vol-b", 200, _vol_b_link, allowed=STAFF_B | BANK_ADMINS),
+    Row(
+        "POST",
+        "/v1/links/{link}/approve",
+        "vol-b",
+        200,
+        _link_request,
+        body={"member_id": "{vol-b}"},
+        notes="consent is the member's or their proxy's: staff and admins are refused too",
+    ),
+    Row(
+        "POST",
+        "/v1/links/{link}/decline",
+        "vol-b",
+        200,
+        _link_request,
+        body={"member_id": "{vol-b}"},
+    ),
+    Row(
+        "POST",
+        "/v1/links/{link}/revoke",
+        "vol-b",
+        200,
+        _vol_b_link,
+        allowed=STAFF_B | BANK_ADMINS,
+    ),
+    Row("GET", "/v1/members/{vol-b}/links", "vol-b", 200, allowed=STAFF_B | BANK_ADMINS),
 ]
 
 # Routes that reach no object of someone else's, with the reason.
@@ -654,6 +704,8 @@ NOT_OBJECT_ACCESS: dict[str, str] = {
     "POST /v1/members": "registers a new member into the caller's organisation",
     "POST /v1/orgs": "creates an organisation in the caller's bank (bank admins)",
     "POST /v1/partner-keys": "creates a key in the caller's bank (bank admins)",
+    "POST /v1/partner/link-requests": "a partner key asks in its own name; people get 403 "
+    "(test_partner_links.py)",
     "POST /v1/catalogue": "the caller's bank's catalogue (bank admins; role refusals in "
     "test_workflow.py)",
     "POST /v1/policy": "the caller's bank's policy (bank admins; role refusals in test_workflow.py)",

@@ -28,6 +28,7 @@ from web.desk_people import PEOPLE_HANDLERS
 from web.desk_staff import STAFF_HANDLERS
 from web.elder import ELDER_HANDLERS
 from web.i18n import gettext_for
+from web.links import LINK_HANDLERS
 from web.pages import PAGE_HANDLERS, error_page, language_of, render
 from web.public import PUBLIC_HANDLERS
 from web.volunteer import VOLUNTEER_HANDLERS
@@ -82,6 +83,7 @@ def web_routes() -> list[ControllerRouterHandler]:
             *PEOPLE_HANDLERS,
             *PAPER_HANDLERS,
             *STAFF_HANDLERS,
+            *LINK_HANDLERS,
             service_worker,
         ],
         exception_handlers=PAGE_ERRORS,

@@ -1,0 +1,198 @@
+"""Consent links and the partner's read API: ``/v1/partner/…`` for partner keys, ``/v1/links``
+and ``/v1/members/{id}/links`` for the people who consent. Every rule is in
+``partners.links``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, get, post
+from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.params import JSONBody, Parameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+
+from accounts.model import Principal
+from api.accounts_routes import AUTH, Id
+from api.schemas import Input, problems
+from partners.links import PartnerLink, PartnerLinks
+from web.session import ON_BEHALF_STATE_KEY
+
+P = NamedDependency[Principal]
+Handle = Annotated[str, Parameter(min_length=1, max_length=40)]
+
+
+def partners(state: State) -> PartnerLinks:
+    service: PartnerLinks = state.partners
+    return service
+
+
+class LinkRequestIn(Input):
+    scopes: list[str]
+    valid_days: Annotated[int, msgspec.Meta(ge=1, le=366)] = 365
+
+
+class LinkDecisionIn(Input):
+    member_id: str | None = None  # a family proxy names the elder; a member may omit it
+
+
+class LinkOut(msgspec.Struct):
+    id: str
+    partner: str
+    partner_key_id: str
+    scopes: list[str]
+    valid_days: int
+    status: str  # pending, active, expired, lapsed, declined, revoked
+    requested_at: datetime
+    approve_url: str
+    handle: str | None
+    member_id: str | None
+    decided_at: datetime | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+def link_out(link: PartnerLink, now: datetime, member_id: bool) -> LinkOut:
+    """``member_id`` only for the people on the member's side: a partner sees the handle."""
+    return LinkOut(
+        link.id,
+        link.partner_name,
+        link.partner_key_id,
+        sorted(link.scopes),
+        link.valid_days,
+        link.state(now),
+        link.requested_at,
+        f"/links/{link.id}",
+        link.handle,
+        link.member_id if member_id else None,
+        link.decided_at,
+        link.expires_at,
+        link.revoked_at,
+    )
+
+
+class PointsOut(msgspec.Struct):
+    handle: str
+    available_minutes: int
+    reserved_minutes: int
+
+
+class PartnerSideController(Controller):
+    path = "/v1/partner"
+    tags = ["partners"]
+    dependencies = AUTH
+
+    @post(
+        "/link-requests",
+        status_code=HTTP_201_CREATED,
+        sync_to_thread=True,
+        responses=problems(400, 401, 403),
+    )
+    def ask(self, state: State, principal: P, data: JSONBody[LinkRequestIn]) -> LinkOut:
+        """A pending consent request; send the person to ``approve_url`` to decide it."""
+        service = partners(state)
+        link = service.request(principal, data.scopes, data.valid_days)
+        return link_out(link, service.clock(), member_id=False)
+
+    @get(
+        "/link-requests/{link_id:str}", sync_to_thread=True, responses=problems(400, 401, 403, 404)
+    )
+    def read(self, state: State, principal: P, link_id: Id) -> LinkOut:
+        """The partner's own request: its status, and the member's handle once approved."""
+        service = partners(state)
+        return link_out(service.partner_link(principal, link_id), service.clock(), False)
+
+    @get(
+        "/members/{handle:str}/points",
+        sync_to_thread=True,
+        responses=problems(400, 401, 403, 404),
+    )
+    def points(
+        self, state: State, principal: P, handle: Handle, request: Request[Any, Any, Any]
+    ) -> PointsOut:
+        """Available and held minutes of a linked member (``read_points``); recorded in the
+        audit trail as a use of the link."""
+        points = partners(state).points(principal, handle)
+        request.scope["state"][ON_BEHALF_STATE_KEY] = points.member_id
+        return PointsOut(points.handle, points.available, points.reserved)
+
+
+class LinkController(Controller):
+    path = "/v1"
+    tags = ["partners"]
+    dependencies = AUTH
+
+    @get("/links/{link_id:str}", sync_to_thread=True, responses=problems(400, 401, 403, 404))
+    def link(self, state: State, principal: P, link_id: Id) -> LinkOut:
+        """A consent request as the person deciding it sees it (partner, scopes, days)."""
+        service = partners(state)
+        return link_out(service.pending(principal, link_id), service.clock(), True)
+
+    @post(
+        "/links/{link_id:str}/approve",
+        status_code=HTTP_200_OK,
+        sync_to_thread=True,
+        responses=problems(400, 401, 403, 404, 409),
+    )
+    def approve(
+        self,
+        state: State,
+        principal: P,
+        link_id: Id,
+        request: Request[Any, Any, Any],
+        data: JSONBody[LinkDecisionIn | None] = None,
+    ) -> LinkOut:
+        """Grant exactly the scopes asked, for the days asked: the member, or a family proxy
+        naming the elder in ``member_id``."""
+        service = partners(state)
+        link = service.approve(principal, link_id, data.member_id if data else None)
+        request.scope["state"][ON_BEHALF_STATE_KEY] = link.member_id
+        return link_out(link, service.clock(), True)
+
+    @post(
+        "/links/{link_id:str}/decline",
+        status_code=HTTP_200_OK,
+        sync_to_thread=True,
+        responses=problems(400, 401, 403, 404, 409),
+    )
+    def decline(
+        self,
+        state: State,
+        principal: P,
+        link_id: Id,
+        data: JSONBody[LinkDecisionIn | None] = None,
+    ) -> LinkOut:
+        service = partners(state)
+        link = service.decline(principal, link_id, data.member_id if data else None)
+        return link_out(link, service.clock(), True)
+
+    @post(
+        "/links/{link_id:str}/revoke",
+        status_code=HTTP_200_OK,
+        sync_to_thread=True,
+        responses=problems(400, 401, 403, 404, 409),
+    )
+    def revoke(
+        self, state: State, principal: P, link_id: Id, request: Request[Any, Any, Any]
+    ) -> LinkOut:
+        """End a link now: the member, their proxy, their organisation's staff or an admin."""
+        service = partners(state)
+        link = service.revoke(principal, link_id)
+        request.scope["state"][ON_BEHALF_STATE_KEY] = link.member_id
+        return link_out(link, service.clock(), True)
+
+    @get(
+        "/members/{member_id:str}/links",
+        sync_to_thread=True,
+        responses=problems(400, 401, 403, 404),
+    )
+    def links(self, state: State, principal: P, member_id: Id) -> list[LinkOut]:
+        """A member's consent links, newest first."""
+        service = partners(state)
+        now = service.clock()
+        return [link_out(link, now, True) for link in service.links_of(principal, member_id)]
+
+
+PARTNER_CONTROLLERS = [PartnerSideController, LinkController]
