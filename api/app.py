@@ -75,8 +75,9 @@ class Services:
         protector = Protector(load_or_create_data_key(key_path))
         accounts = AccountsService(store, protector, log)
         audit = AuditTrail(database)
-        partners = PartnerLinks(store, accounts, log)
-        return cls(log, accounts, CareService(store, accounts, log), audit, partners)
+        care = CareService(store, accounts, log)
+        partners = PartnerLinks(store, accounts, log, care.policy)
+        return cls(log, accounts, care, audit, partners)
 
     def start_sealing(self, every_seconds: float) -> None:
         self.sealer = Sealer(self.audit, self.log, every_seconds)

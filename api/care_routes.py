@@ -96,6 +96,10 @@ class PolicyIn(Input):
     gifts_allowed: bool | None = None
     timezone: str | None = None
     record_late_days: int | None = None
+    points_unit: str | None = None
+    points_per_hour: int | None = None
+    star_levels: bool | None = None
+    star_hours: str | None = None
 
 
 class PolicyOut(msgspec.Struct):
@@ -106,6 +110,10 @@ class PolicyOut(msgspec.Struct):
     gifts_allowed: bool
     timezone: str
     record_late_days: int
+    points_unit: str
+    points_per_hour: int
+    star_levels: bool
+    star_hours: str
     ledger_seq: int | None
 
 
@@ -118,6 +126,10 @@ def policy_out(p: Policy) -> PolicyOut:
         p.gifts_allowed,
         p.timezone,
         p.record_late_days,
+        p.points_unit,
+        p.points_per_hour,
+        p.star_levels,
+        p.star_hours,
         p.ledger_seq,
     )
 

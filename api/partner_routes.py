@@ -75,8 +75,14 @@ def link_out(link: PartnerLink, now: datetime, member_id: bool) -> LinkOut:
 
 class PointsOut(msgspec.Struct):
     handle: str
-    available_minutes: int
-    reserved_minutes: int
+    available_minutes: int  # may be spent now
+    reserved_minutes: int  # held for requests the member asked for
+    verified_minutes: int  # all service ever verified into the account (docs/partners.md)
+    points: float  # verified minutes in the bank's unit
+    points_unit: str  # minutes, hours or points
+    star_level: int | None  # 0–5, None when the bank does not show star levels
+    star_name: str | None  # 一星 … 五星
+    next_star_hours: int | None
 
 
 class PartnerSideController(Controller):
@@ -116,7 +122,18 @@ class PartnerSideController(Controller):
         audit trail as a use of the link."""
         points = partners(state).points(principal, handle)
         request.scope["state"][ON_BEHALF_STATE_KEY] = points.member_id
-        return PointsOut(points.handle, points.available, points.reserved)
+        shown = points.standing
+        return PointsOut(
+            points.handle,
+            points.available,
+            points.reserved,
+            shown.verified_minutes,
+            float(shown.points),
+            shown.points_unit,
+            shown.star_level,
+            shown.star_name,
+            shown.next_star_hours,
+        )
 
 
 class LinkController(Controller):

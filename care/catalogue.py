@@ -20,9 +20,11 @@ from care.errors import (
     NotEligible,
 )
 from care.model import (
+    POINTS_UNITS,
     Category,
     Policy,
     ServiceType,
+    star_thresholds,
 )
 from care.storage import (
     bank_policies,
@@ -63,6 +65,17 @@ class Catalogue(CareBase):
                 raise InvalidInput(f"{key} must not be negative", field=key)
             if key == "record_late_days" and isinstance(value, int) and not 1 <= value <= 366:
                 raise InvalidInput("record_late_days must be 1-366", field=key)
+        if "points_unit" in changes and changes["points_unit"] not in POINTS_UNITS:
+            raise InvalidInput(
+                f"points_unit is one of {', '.join(POINTS_UNITS)}", field="points_unit"
+            )
+        if "points_per_hour" in changes and not 1 <= changes["points_per_hour"] <= 10_000:
+            raise InvalidInput("points_per_hour must be 1-10000", field="points_per_hour")
+        if "star_hours" in changes:
+            try:
+                star_thresholds(changes["star_hours"])
+            except ValueError as exc:
+                raise InvalidInput(str(exc), field="star_hours") from exc
         if "timezone" in changes:
             try:
                 ZoneInfo(str(changes["timezone"]))

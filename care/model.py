@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import pairwise
 
 
 class Category(enum.StrEnum):
@@ -31,6 +32,10 @@ class Policy:
     gifts_allowed: bool = True
     timezone: str = "Asia/Shanghai"
     record_late_days: int = 7  # a record is logged at most this many days after check-out
+    points_unit: str = "hours"  # how verified service is shown as points: POINTS_UNITS
+    points_per_hour: int = 10  # points for one verified hour, when points_unit is "points"
+    star_levels: bool = False  # show star levels (一星 … 五星) to volunteers and partners
+    star_hours: str = "100,300,600,1000,1500"  # cumulative verified hours for 一星 … 五星
     ledger_seq: int | None = None
 
     def values(self) -> dict[str, int | bool | str]:
@@ -41,7 +46,30 @@ class Policy:
             "gifts_allowed": self.gifts_allowed,
             "timezone": self.timezone,
             "record_late_days": self.record_late_days,
+            "points_unit": self.points_unit,
+            "points_per_hour": self.points_per_hour,
+            "star_levels": self.star_levels,
+            "star_hours": self.star_hours,
         }
+
+    @property
+    def star_thresholds(self) -> tuple[int, ...]:
+        return star_thresholds(self.star_hours)
+
+
+POINTS_UNITS = ("minutes", "hours", "points")
+STARS = 5
+
+
+def star_thresholds(text: str) -> tuple[int, ...]:
+    """``"100,300,600,1000,1500"`` → the hours of each star, five rising whole numbers."""
+    try:
+        hours = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError("star_hours is five whole numbers of hours, comma-separated") from None
+    if len(hours) != STARS or hours[0] <= 0 or any(a >= b for a, b in pairwise(hours)):
+        raise ValueError("star_hours is five rising numbers of hours, the first above 0")
+    return hours
 
 
 @dataclass(frozen=True)

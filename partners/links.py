@@ -28,8 +28,10 @@ from accounts.model import Member, PartnerScope, Principal
 from accounts.service import AccountsService
 from accounts.storage import AccountsStore, Tx, partner_keys, utc
 from accounts.tokens import new_id
+from care.model import Policy
 from ledger import LedgerPort
 from ledger.postings import hold_account
+from partners.points import Standing, standing, verified_minutes
 from partners.storage import partner_links
 
 REQUEST_LIFETIME = timedelta(hours=24)  # a request nobody approved in a day lapses
@@ -101,6 +103,7 @@ class MemberPoints:
     member_id: str  # for the audit trail; the partner is shown the handle only
     available: int
     reserved: int
+    standing: Standing
 
 
 class PartnerLinks:
@@ -111,11 +114,13 @@ class PartnerLinks:
         store: AccountsStore,
         accounts: AccountsService,
         ledger: LedgerPort,
+        policy: Callable[[str], Policy],
         clock: Callable[[], datetime] = _now,
     ) -> None:
         self.store = store
         self.accounts = accounts
         self.ledger = ledger
+        self.policy = policy
         self.clock = clock
 
     # ------------------------------------------------------------------ the partner's side
@@ -179,11 +184,27 @@ class PartnerLinks:
         return self.accounts.member(link.member_id)
 
     def points(self, principal: Principal, handle: str) -> MemberPoints:
-        """The member's available and held minutes, through a link granting ``read_points``."""
+        """The member's available and held minutes, verified service as points and star level,
+        through a link granting ``read_points``."""
         member = self.member_for(principal, handle, PartnerScope.READ_POINTS)
         held = hold_account(member.ledger_account)
         balances = self.ledger.balances([member.ledger_account, held])
-        return MemberPoints(handle, member.id, balances[member.ledger_account], balances[held])
+        return MemberPoints(
+            handle,
+            member.id,
+            balances[member.ledger_account],
+            balances[held],
+            self._standing(member),
+        )
+
+    def standing_of(self, principal: Principal, member_id: str) -> Standing:
+        """A member's points and star level, for the member, their proxy, staff and admins."""
+        self._access(principal, member_id)
+        return self._standing(self.accounts.member(member_id))
+
+    def _standing(self, member: Member) -> Standing:
+        minutes = verified_minutes(self.ledger, member.ledger_account)
+        return standing(self.policy(member.bank_id), minutes)
 
     # ------------------------------------------------------------------ the person's side
 

@@ -22,6 +22,7 @@ from accounts.model import Principal, RelativeStatus, Role
 from care.errors import CareError
 from care.model import RecordStatus, RequestStatus, ServiceRequest, ServiceType
 from care.service import CareService
+from partners.links import PartnerLinks
 from web.i18n import N_, gettext_for
 from web.pages import Form, language_of, member_status, refusal, render, to_login
 from web.session import accounts_of, viewer
@@ -48,6 +49,14 @@ WORDS = (
     N_("grandparent"),
     N_("grandchild"),
     N_("sibling"),
+)
+# The star levels of cumulative verified service (partners.points), as the page names them.
+STAR_WORDS = (
+    N_("One star"),
+    N_("Two stars"),
+    N_("Three stars"),
+    N_("Four stars"),
+    N_("Five stars"),
 )
 
 
@@ -340,10 +349,15 @@ def hours(request: Request[Any, Any, State]) -> Response[Any]:
     member_id = who.acting_member_id or ""
     balance = care.balance(who, member_id)
     history = care.history(who, member_id, HISTORY_LIMIT, None)
+    partners: PartnerLinks = request.app.state.partners
+    shown = partners.standing_of(who, member_id)
     return render(
         request,
         "volunteer/hours.html",
         who,
+        standing=shown if shown.star_level is not None else None,
+        verified=hours_text(request, shown.verified_minutes),
+        star=STAR_WORDS[shown.star_level - 1] if shown.star_level else None,
         available=hours_text(request, balance.available),
         reserved=hours_text(request, balance.reserved) if balance.reserved else None,
         history=[(item, hours_text(request, item.minutes)) for item in history],
