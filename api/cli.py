@@ -83,7 +83,13 @@ def cmd_seed(args: argparse.Namespace) -> int:
             print(f"database already holds {services.log.size()} entries; not seeding")
             print(login_help())
             return 0
-        count = seed_demo_bank(services.accounts, services.care, services.log, args.entries)
+        count = seed_demo_bank(
+            services.accounts,
+            services.care,
+            services.log,
+            args.entries,
+            partners=services.partners,
+        )
         record_operator(services, args, "seed --demo", 0, "demo")
     except DemoExists as exc:
         print(f"timebank seed: {exc}", file=sys.stderr)

@@ -11,12 +11,13 @@ import time
 from dataclasses import dataclass
 from datetime import date
 
-from accounts.model import OrgKind, PriorityFlag, Relation, Role
+from accounts.model import OrgKind, Principal, PriorityFlag, Relation, Role, User
 from accounts.service import AccountsService, PersonalInput
 from accounts.totp import code_at
 from api.seed import CATALOGUE, DEMO_BANK, seed_ledger
 from care.service import CareService
 from ledger.log import Log
+from partners.links import PartnerLinks
 
 SURNAMES = "王李张刘陈杨黄赵周吴徐孙马朱胡郭何林高罗"
 GIVEN = "秀英桂兰玉梅建国志强海燕丽娟明华德福淑珍国庆文静晓东春生秋菊"
@@ -46,6 +47,13 @@ DEMO_LOGINS = (
 DEMO_STAFF_TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"  # noqa: S105 - published demo
 
 
+# The demo's partner platform, linked to the demo volunteer and (by her son) the demo elder. Its
+# key is published like the TOTP secret above: a real bank's keys are random and shown once.
+DEMO_PARTNER_NAME = "鼓楼区智慧养老服务平台 (demo)"
+DEMO_PARTNER_KEY = "tbk_demo-district-platform-2026"
+DEMO_PARTNER_SCOPES = ("read_points", "read_statement")
+
+
 def current_demo_code(steps_back: int = 0) -> str:
     return code_at(DEMO_STAFF_TOTP_SECRET, int(time.time() // 30) - steps_back)
 
@@ -60,6 +68,10 @@ def login_help() -> str:
     lines.append(
         f"  centre-staff verifies hours with a TOTP code from the published demo secret "
         f"{DEMO_STAFF_TOTP_SECRET}: timebank demo-totp prints the current code"
+    )
+    lines.append(
+        f"  partner key {DEMO_PARTNER_KEY}: {DEMO_PARTNER_NAME}, linked to volunteer and elder "
+        "(docs/partners.md)"
     )
     return "\n".join(lines)
 
@@ -81,7 +93,12 @@ def _person(rng: random.Random, n: int, elder: bool) -> PersonalInput:
 
 
 def seed_demo_bank(
-    accounts: AccountsService, care: CareService, log: Log, entries: int, members: int = 300
+    accounts: AccountsService,
+    care: CareService,
+    log: Log,
+    entries: int,
+    members: int = 300,
+    partners: PartnerLinks | None = None,
 ) -> int:
     """Create the demo bank and its history; returns the number of ledger entries appended."""
     if log.size() != 0:
@@ -154,6 +171,9 @@ def seed_demo_bank(
     link = accounts.declare_relative(staff, family.member.id, elder.member.id, str(Relation.PARENT))
     accounts.decide_relative(staff, link.id, confirm=True)
 
+    partners = partners or PartnerLinks(accounts.store, accounts, log, care.policy)
+    _link_demo_partner(accounts, partners, admin, volunteer.user, family.user, elder.member.id)
+
     ledger_members = [
         volunteer.member.ledger_account,
         family.member.ledger_account,
@@ -178,3 +198,23 @@ def seed_demo_bank(
     return seed_ledger(
         log, entries, ledger_members, centre.id, staff_user.user.id, centre_admin.user.id
     )
+
+
+def _link_demo_partner(
+    accounts: AccountsService,
+    partners: PartnerLinks,
+    admin: Principal,
+    volunteer: User | None,
+    family: User | None,
+    elder_id: str,
+) -> None:
+    """The district platform's key, and its links: the volunteer approves her own, the elder's
+    son approves his mother's as her family proxy (a year each, read points and statements)."""
+    accounts.create_partner_key(
+        admin, DEMO_PARTNER_NAME, DEMO_PARTNER_SCOPES, published_secret=DEMO_PARTNER_KEY
+    )
+    platform = accounts.authenticate(DEMO_PARTNER_KEY)
+    for user, member_id in ((volunteer, None), (family, elder_id)):
+        assert user is not None  # both were registered with a login
+        asked = partners.request(platform, DEMO_PARTNER_SCOPES, 365)
+        partners.approve(accounts.principal_for_user(user.id), asked.id, member_id)

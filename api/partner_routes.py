@@ -102,6 +102,13 @@ class PartnerSideController(Controller):
         link = service.request(principal, data.scopes, data.valid_days)
         return link_out(link, service.clock(), member_id=False)
 
+    @get("/links", sync_to_thread=True, responses=problems(401, 403))
+    def mine(self, state: State, principal: P) -> list[LinkOut]:
+        """The partner's requests and links, newest first, with each member's handle."""
+        service = partners(state)
+        now = service.clock()
+        return [link_out(link, now, False) for link in service.partner_links(principal)]
+
     @get(
         "/link-requests/{link_id:str}", sync_to_thread=True, responses=problems(400, 401, 403, 404)
     )

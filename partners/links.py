@@ -161,6 +161,18 @@ class PartnerLinks:
             raise NotFound(f"no link {link_id}")
         return link
 
+    def partner_links(self, principal: Principal) -> list[PartnerLink]:
+        """Every request and link of the calling partner key, newest first."""
+        if not principal.is_partner:
+            raise Forbidden("only a partner key lists its links")
+        with self.store.snapshot() as tx:
+            rows = tx.find(
+                partner_links,
+                partner_links.c.partner_key_id == principal.partner_key_id,
+                order=[partner_links.c.requested_at.desc()],
+            )
+            return [self._with_partner(tx, r) for r in rows]
+
     def member_for(self, principal: Principal, handle: str, scope: PartnerScope) -> Member:
         """The member behind ``handle`` for this partner, if a live link grants ``scope``."""
         if not principal.is_partner:

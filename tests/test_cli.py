@@ -47,6 +47,7 @@ def test_seed_verify_key_and_admin_commands(env: dict[str, str], tmp_path: Path)
     seeded = run(env, "seed", "--demo", "--entries", "300")
     assert seeded.returncode == 0, seeded.stderr
     assert "demo-admin-2026" in seeded.stdout
+    assert "tbk_demo-district-platform-2026" in seeded.stdout  # the demo's partner platform
     again = run(env, "seed", "--demo", "--if-empty")
     assert again.returncode == 0 and "not seeding" in again.stdout
     key = run(env, "key", "show")

@@ -97,6 +97,15 @@ def test_a_partner_reads_points_only_through_an_approved_link(world: World) -> N
     # … until the member links it too, under a handle of its own
     own = _linked(w, "school", "vol-b", ["read_points"])["handle"]
     assert own != handle and _ok(_points(w, "school", own))["available_minutes"] == 40
+    # each partner lists its own links only, with their handles
+    district = {
+        link["id"]: link["handle"]
+        for link in _ok(w.client.get("/v1/partner/links", headers=w.as_("district")))
+    }
+    school = _ok(w.client.get("/v1/partner/links", headers=w.as_("school")))
+    assert district[asked["id"]] == handle and asked["id"] not in {link["id"] for link in school}
+    assert own in {link["handle"] for link in school}
+    assert w.client.get("/v1/partner/links", headers=w.as_("vol-b")).status_code == 403
     # a person's login is not a partner key
     assert _points(w, "vol-b", handle).status_code == 403
 
