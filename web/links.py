@@ -72,22 +72,18 @@ def _who_may_decide(
     return choices
 
 
-def _link_page(
-    request: Request[Any, Any, State], principal: Principal, link: PartnerLink, **context: Any
-) -> Response[Any]:
-    service = links_of(request)
-    return render(
-        request,
-        "links/link.html",
-        principal,
-        link=link,
-        state=link.state(service.clock()),
-        scopes=[SCOPE_WORDS[s] for s in sorted(link.scopes)],
-        statuses=STATUS_WORDS,
-        choices=_who_may_decide(request, principal),
-        expires=_date(link.expires_at),
-        **context,
-    )
+def _link_context(
+    request: Request[Any, Any, State], principal: Principal, link: PartnerLink
+) -> dict[str, Any]:
+    """What the link page shows, whether it is shown fresh or after a refused decision."""
+    return {
+        "link": link,
+        "state": link.state(links_of(request).clock()),
+        "scopes": [SCOPE_WORDS[s] for s in sorted(link.scopes)],
+        "statuses": STATUS_WORDS,
+        "choices": _who_may_decide(request, principal),
+        "expires": _date(link.expires_at),
+    }
 
 
 @get("/links/{link_id:str}", sync_to_thread=True, include_in_schema=False)
@@ -95,7 +91,8 @@ def link_page(request: Request[Any, Any, State], link_id: LinkId) -> Response[An
     principal = viewer(request)
     if principal is None:
         return to_login(request)
-    return _link_page(request, principal, links_of(request).pending(principal, link_id))
+    link = links_of(request).pending(principal, link_id)
+    return render(request, "links/link.html", principal, **_link_context(request, principal, link))
 
 
 def _decide(
@@ -114,16 +111,7 @@ def _decide(
             service.decline(principal, link_id, member_id)
     except AccountsError as exc:
         return refusal(
-            request,
-            exc,
-            "links/link.html",
-            principal,
-            link=link,
-            state=link.state(service.clock()),
-            scopes=[SCOPE_WORDS[s] for s in sorted(link.scopes)],
-            statuses=STATUS_WORDS,
-            choices=_who_may_decide(request, principal),
-            expires=_date(link.expires_at),
+            request, exc, "links/link.html", principal, **_link_context(request, principal, link)
         )
     return Redirect("/links", status_code=303)
 
