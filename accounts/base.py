@@ -34,7 +34,7 @@ from accounts.storage import (
     role_grants,
     users,
 )
-from accounts.tokens import new_id, new_secret
+from accounts.tokens import ONE_TIME_PREFIX, new_id, new_secret
 from ledger import LedgerPort
 
 BANK_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
@@ -55,6 +55,10 @@ class SecurityPolicy:
     account_lock_max: timedelta = timedelta(minutes=15)
     client_attempts_per_window: int = 20
     client_window_seconds: int = 300
+    # A one-time password an administrator issued works this long, only to choose a new one.
+    one_time_password_ttl: timedelta = timedelta(hours=72)
+    # A TOTP enrolment code an administrator issued works this long, once.
+    enrolment_code_ttl: timedelta = timedelta(hours=72)
 
     def lock_after(self, failures: int) -> timedelta | None:
         """How long a name stays locked after ``failures`` failed logins in a row: none before
@@ -178,11 +182,12 @@ class AccountsBase:
             raise Conflict(f"username {username} is taken", field="username")
         one_time = None
         if password is None:
-            one_time = new_secret("tbo_")
+            one_time = new_secret(ONE_TIME_PREFIX)
             password = one_time
         else:
             passwords.check_policy(password, username)
         user = User(new_id(), bank_id, username, self.clock())
+        one_time_until = user.created_at + self.policy.one_time_password_ttl if one_time else None
         tx.insert(
             users,
             id=user.id,
@@ -191,6 +196,7 @@ class AccountsBase:
             password_hash=passwords.hash_password(password),
             created_at=user.created_at,
             failed_logins=0,
+            one_time_until=one_time_until,
         )
         return NewUser(user, one_time)
 

@@ -7,7 +7,9 @@ The hierarchy::
     │   └── WeakPassword        too short or a common password
     ├── NotFound                no such object, or the caller may not know it exists (404)
     ├── Forbidden               the caller is known but may not do this (403)
-    │   └── SecondFactorRequired   the action needs a session opened with TOTP
+    │   ├── SecondFactorRequired   the action needs a session opened with TOTP
+    │   ├── EnrolmentCodeRequired  enrolling TOTP needs an administrator's enrolment code
+    │   └── PasswordChangeRequired a one-time password must be changed before anything else
     ├── Conflict                the object is not in a state that allows this (409)
     └── AuthenticationError     who the caller is could not be established (401)
         ├── InvalidCredentials  wrong username or password (never says which)
@@ -44,6 +46,14 @@ class Forbidden(AccountsError):
 
 class SecondFactorRequired(Forbidden):
     slug = "second-factor-required"
+
+
+class EnrolmentCodeRequired(Forbidden):
+    slug = "enrolment-code-required"
+
+
+class PasswordChangeRequired(Forbidden):
+    slug = "password-change-required"
 
 
 class Conflict(AccountsError):

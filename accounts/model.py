@@ -94,6 +94,9 @@ class Principal:
     partner_scopes: frozenset[str] = field(default_factory=frozenset)
     session_id: str | None = None
     member_active: bool = False  # the caller's member record is approved (status active)
+    # Logged in with a one-time password not yet changed: no roles until it is changed.
+    password_change_due: bool = False
+    one_time_session: bool = False  # the session was opened with a one-time password
 
     @property
     def acting_member_id(self) -> str | None:

@@ -90,6 +90,11 @@ class Sessions(AccountsBase):
                 else:
                     tx.count_name_failure(name_key, now)
                 failure = InvalidCredentials("wrong username or password")
+            elif (one_time_until := utc(row.one_time_until)) is not None and one_time_until <= now:
+                failure = InvalidCredentials(
+                    "this one-time password has expired; ask your administrator for a new one",
+                    field="password",
+                )
             elif row.totp_sealed is None and totp_code is not None:
                 failure = InvalidInput("this account has no second factor enrolled", field="totp")
             else:
@@ -129,8 +134,10 @@ class Sessions(AccountsBase):
         token = new_secret(SESSION_PREFIX)
         now = self.clock()
         session_id = new_id()
-        principal = self._principal(tx, row, second_factor, session_id)
-        ttl = self.policy.desk_session_ttl if principal.works_at_a_desk else self.policy.session_ttl
+        one_time = row.one_time_until is not None
+        principal = self._principal(tx, row, second_factor, session_id, one_time)
+        short = principal.works_at_a_desk or one_time
+        ttl = self.policy.desk_session_ttl if short else self.policy.session_ttl
         expires = now + ttl
         tx.insert(
             sessions,
@@ -140,6 +147,7 @@ class Sessions(AccountsBase):
             created_at=now,
             expires_at=expires,
             second_factor=second_factor,
+            one_time=one_time,
         )
         return LoginResult(token, expires, principal)
 
@@ -158,7 +166,9 @@ class Sessions(AccountsBase):
             row = tx.get(users, session.user_id)
             if row is None or row.disabled_at is not None:
                 raise TokenInvalid("account disabled")
-            return self._principal(tx, row, bool(session.second_factor), session.id)
+            return self._principal(
+                tx, row, bool(session.second_factor), session.id, bool(session.one_time)
+            )
 
     def _authenticate_partner(self, key: str) -> Principal:
         with self.store.snapshot() as tx:
@@ -174,8 +184,24 @@ class Sessions(AccountsBase):
             )
 
     def _principal(
-        self, tx: Tx, row: Any, second_factor: bool, session_id: str | None
+        self,
+        tx: Tx,
+        row: Any,
+        second_factor: bool,
+        session_id: str | None,
+        one_time_session: bool = False,
     ) -> Principal:
+        if row.one_time_until is not None:
+            # Whoever holds a one-time password may only replace it (and enrol TOTP): no role
+            # works until the password is the person's own.
+            return Principal(
+                user_id=row.id,
+                bank_id=row.bank_id,
+                grants=(),
+                session_id=session_id,
+                password_change_due=True,
+                one_time_session=one_time_session,
+            )
         grants = tuple(
             Grant(Role(g.role), g.bank_id, g.org_id, g.member_id)
             for g in tx.find(
@@ -196,6 +222,7 @@ class Sessions(AccountsBase):
             member_active=member is not None and member.status == MemberStatus.ACTIVE,
             second_factor=second_factor,
             session_id=session_id,
+            one_time_session=one_time_session,
         )
 
     def user_by_username(self, username: str) -> User | None:
@@ -237,7 +264,9 @@ class Sessions(AccountsBase):
             raise InvalidInput("current password is wrong", field="old_password")
         passwords.check_policy(new, row.username, field="new_password")
         with self.store.transaction() as tx:
-            tx.update(users, user_id, password_hash=passwords.hash_password(new))
+            tx.update(
+                users, user_id, password_hash=passwords.hash_password(new), one_time_until=None
+            )
             # Whoever knew the old password is logged out everywhere but here.
             self._end_sessions(tx, user_id, keep=principal.session_id)
 
@@ -253,32 +282,39 @@ class Sessions(AccountsBase):
         the logins of its members), disables or enables a login; disabling ends its
         sessions at once. Nobody disables themselves."""
         with self.store.transaction() as tx:
-            row = tx.get(users, user_id) if isinstance(user_id, str) else None
-            if row is None or row.bank_id != principal.bank_id or principal.is_partner:
-                raise NotFound(f"no user {user_id}")
-            if row.id == principal.user_id:
-                raise Forbidden("you cannot disable or enable yourself")
-            if not principal.is_bank_admin:
-                admin_of = principal.orgs(Role.ORG_ADMIN)
-                staff_orgs = {
-                    g.org_id
-                    for g in tx.find(
-                        role_grants,
-                        role_grants.c.user_id == row.id,
-                        role_grants.c.revoked_at.is_(None),
-                    )
-                }
-                member = tx.first(members, members.c.user_id == row.id)
-                orgs = staff_orgs | ({member.org_id} if member is not None else set())
-                if not admin_of & orgs:
-                    raise Forbidden("only a bank admin or the admin of their organisation")
-                if any(
-                    g.role == str(Role.BANK_ADMIN)
-                    for g in tx.find(role_grants, role_grants.c.user_id == row.id)
-                ):
-                    raise Forbidden("only a bank admin disables a bank admin")
+            row = self._administered_user(tx, principal, user_id, "disable or enable")
             tx.update(users, row.id, disabled_at=self.clock() if disabled else None)
             if disabled:
                 self._end_sessions(tx, row.id)
             updated = tx.get(users, row.id)
         return user_of_row(updated)
+
+    def _administered_user(self, tx: Tx, principal: Principal, user_id: str, what: str) -> Any:
+        """The login ``principal`` administers: any of the bank for a bank admin; for an
+        organisation's admin, its staff and its members' logins, bank admins excepted. Nobody
+        administers their own login."""
+        row = tx.get(users, user_id) if isinstance(user_id, str) else None
+        if row is None or row.bank_id != principal.bank_id or principal.is_partner:
+            raise NotFound(f"no user {user_id}")
+        if row.id == principal.user_id:
+            raise Forbidden(f"you cannot {what} your own login")
+        if not principal.is_bank_admin:
+            admin_of = principal.orgs(Role.ORG_ADMIN)
+            staff_orgs = {
+                g.org_id
+                for g in tx.find(
+                    role_grants,
+                    role_grants.c.user_id == row.id,
+                    role_grants.c.revoked_at.is_(None),
+                )
+            }
+            member = tx.first(members, members.c.user_id == row.id)
+            orgs = staff_orgs | ({member.org_id} if member is not None else set())
+            if not admin_of & orgs:
+                raise Forbidden("only a bank admin or the admin of their organisation")
+            if any(
+                g.role == str(Role.BANK_ADMIN)
+                for g in tx.find(role_grants, role_grants.c.user_id == row.id)
+            ):
+                raise Forbidden(f"only a bank admin may {what} a bank admin's login")
+        return row

@@ -81,6 +81,12 @@ users = Table(
     Column("totp_last_step", Integer, nullable=True),
     Column("failed_logins", Integer, nullable=False, default=0),
     Column("locked_until", TS, nullable=True),
+    # Set while the password is a one-time password an administrator issued: it works until
+    # then, and only to change it (and enrol TOTP).
+    Column("one_time_until", TS, nullable=True),
+    # A TOTP enrolment code an administrator issued (its hash) and until when it works.
+    Column("enrolment_code_hash", String(64), nullable=True),
+    Column("enrolment_code_until", TS, nullable=True),
 )
 
 role_grants = Table(
@@ -168,6 +174,7 @@ sessions = Table(
     Column("expires_at", TS, nullable=False),
     Column("revoked_at", TS, nullable=True),
     Column("second_factor", Boolean, nullable=False),
+    Column("one_time", Boolean, nullable=False, default=False),  # opened with a one-time password
 )
 
 device_keys = Table(

@@ -22,6 +22,7 @@ from api.schemas import (
     DecisionIn,
     DeviceIn,
     DeviceOut,
+    EnrolmentCodeOut,
     FlagIn,
     FlagOut,
     GrantOut,
@@ -44,6 +45,7 @@ from api.schemas import (
     StaffIn,
     StaffOut,
     TotpConfirmIn,
+    TotpStartIn,
     TotpStartOut,
     device_out,
     flag_out,
@@ -91,6 +93,7 @@ class AuthController(Controller):
             p.user_id or "",
             sorted({str(g.role) for g in p.grants}),
             p.second_factor,
+            p.password_change_due,
         )
 
     @post(
@@ -144,6 +147,7 @@ class MeController(Controller):
             second_factor=principal.second_factor,
             partner_key_id=principal.partner_key_id,
             partner_scopes=sorted(principal.partner_scopes) if principal.is_partner else None,
+            password_change_due=principal.password_change_due,
         )
 
     @post(
@@ -152,9 +156,16 @@ class MeController(Controller):
         sync_to_thread=True,
         responses=problems(401, 403, 409),
     )
-    def totp_start(self, state: State, principal: NamedDependency[Principal]) -> TotpStartOut:
-        """Begin TOTP enrolment; scan the URI, then confirm with a code."""
-        secret, uri = accounts_service(state).begin_totp(principal)
+    def totp_start(
+        self,
+        state: State,
+        principal: NamedDependency[Principal],
+        data: JSONBody[TotpStartIn | None] = None,
+    ) -> TotpStartOut:
+        """Begin TOTP enrolment with the enrolment code an administrator issued (not needed in
+        a session opened with a one-time password); scan the URI, then confirm with a code."""
+        code = data.enrolment_code if data is not None else None
+        secret, uri = accounts_service(state).begin_totp(principal, code)
         return TotpStartOut(secret, uri)
 
     @post(
@@ -315,6 +326,20 @@ class UserController(Controller):
     ) -> UserStatusOut:
         """Let a disabled login log in again (its old sessions stay ended)."""
         return self._out(accounts_service(state).set_disabled(principal, user_id, False))
+
+    @post(
+        "/{user_id:str}/totp-reset",
+        status_code=HTTP_201_CREATED,
+        sync_to_thread=True,
+        responses=problems(400, 401, 403, 404),
+    )
+    def totp_reset(
+        self, state: State, principal: NamedDependency[Principal], user_id: Id
+    ) -> EnrolmentCodeOut:
+        """Issue a TOTP enrolment code for a login (shown once): any second factor it had is
+        removed and its sessions end; its owner enrols again with the code."""
+        code, until = accounts_service(state).issue_enrolment_code(principal, user_id)
+        return EnrolmentCodeOut(code, until)
 
 
 class RegistrationController(Controller):

@@ -13,7 +13,7 @@ from datetime import datetime
 from litestar import Request
 from litestar.datastructures import State
 
-from accounts.errors import TokenInvalid
+from accounts.errors import PasswordChangeRequired, TokenInvalid
 from accounts.model import Principal
 from accounts.service import AccountsService
 from web.session import session_token
@@ -85,14 +85,24 @@ def authenticate(state: State, token: str) -> Principal:
     return cache.authenticate(accounts_service(state), token)
 
 
+# What a login still on its one-time password may do: see itself, choose its own password,
+# enrol its second factor, log out.
+WHILE_PASSWORD_CHANGE_DUE = frozenset(
+    {"/v1/me", "/v1/auth/password", "/v1/me/totp", "/v1/me/totp/confirm", "/v1/auth/logout"}
+)
+
+
 def provide_principal(request: Request[object, object, State]) -> Principal:
     """The caller; the idempotency layer may have authenticated this very request already."""
     token = bearer_token(request)
     known = request.scope["state"].get(PRINCIPAL_STATE_KEY)
-    if isinstance(known, Principal):
-        return known
-    principal = authenticate(request.app.state, token)
+    principal = known if isinstance(known, Principal) else authenticate(request.app.state, token)
     request.scope["state"][PRINCIPAL_STATE_KEY] = principal  # the audit trail reuses it
+    if principal.password_change_due and request.url.path not in WHILE_PASSWORD_CHANGE_DUE:
+        # The principal holds no role anyway; this says why, and what to do.
+        raise PasswordChangeRequired(
+            "change your one-time password first (POST /v1/auth/password)", field="password"
+        )
     return principal
 
 

@@ -74,6 +74,14 @@ def _run(args: argparse.Namespace, action: str) -> int:
             )
             state = "disabled (its sessions ended)" if changed.disabled else "enabled"
             print(f"user {changed.username} {state}")
+        elif action == "reset-totp":
+            user = accounts.user_by_username(args.user)
+            if user is None:
+                print(f"timebank admin {action}: no user {args.user}", file=sys.stderr)
+                return 1
+            code, until = accounts.issue_enrolment_code(_operator(user.bank_id), user.id)
+            print(f"second factor of {user.username} reset; its sessions ended")
+            print(f"enrolment code (shown once; works once until {until.isoformat()}): {code}")
         elif action == "repair":
             done = services.care.repair()
             for line in done:
@@ -141,6 +149,14 @@ def register_admin_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
         toggle = admin_sub.add_parser(f"{verb}-user", help=f"{what} (a user of any bank)")
         toggle.add_argument("--user", required=True, help="username")
         toggle.set_defaults(func=lambda a, action=f"{verb}-user": _run(a, action))
+
+    reset = admin_sub.add_parser(
+        "reset-totp",
+        help="issue a TOTP enrolment code for a login (removes its second factor, ends its "
+        "sessions); the code is printed once",
+    )
+    reset.add_argument("--user", required=True, help="username")
+    reset.set_defaults(func=lambda a: _run(a, "reset-totp"))
 
     repair = admin_sub.add_parser(
         "repair",

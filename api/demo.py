@@ -126,7 +126,11 @@ def seed_demo_bank(
         DEMO_BANK, "centre-staff", Role.ORG_STAFF, centre.id, by_name["centre-staff"].password
     )
     staff = accounts.principal_for_user(staff_user.user.id)
-    accounts.begin_totp(staff, DEMO_STAFF_TOTP_SECRET)
+    # As on a real desk: the centre's admin issues an enrolment code, the staff member enrols.
+    enrolment_code, _ = accounts.issue_enrolment_code(
+        accounts.principal_for_user(centre_admin.user.id), staff_user.user.id
+    )
+    accounts.begin_totp(staff, enrolment_code, DEMO_STAFF_TOTP_SECRET)
     # Enrolled with the previous step's code (accepted for clock drift), so that the code
     # `timebank demo-totp` prints right after seeding has not been used yet.
     accounts.confirm_totp(staff, current_demo_code(steps_back=1))

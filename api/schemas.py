@@ -186,6 +186,7 @@ class LoginOut(msgspec.Struct):
     user_id: str
     roles: list[str]
     second_factor: bool
+    password_change_due: bool = False  # a one-time password: change it before anything else
 
 
 class PasswordChangeIn(Input):
@@ -200,6 +201,15 @@ class TotpStartOut(msgspec.Struct):
 
 class TotpConfirmIn(Input):
     code: str
+
+
+class TotpStartIn(Input):
+    enrolment_code: str | None = None
+
+
+class EnrolmentCodeOut(msgspec.Struct):
+    enrolment_code: str
+    expires_at: datetime
 
 
 class GrantOut(msgspec.Struct):
@@ -378,6 +388,7 @@ class MeOut(msgspec.Struct):
     second_factor: bool
     partner_key_id: str | None = None
     partner_scopes: list[str] | None = None
+    password_change_due: bool = False
 
 
 class RelativeIn(Input):

@@ -32,6 +32,14 @@ class World:
     def principal(self, who: str) -> Principal:
         return self.accounts.authenticate(self.tokens[who])
 
+    def enrolment_code(self, who: str) -> str:
+        """The TOTP enrolment code bank b1's admin issues for ``who``."""
+        admin = self.accounts.principal_for_user(self.ids["b1-admin"])
+        user = self.accounts.user_by_username(who)
+        assert user is not None, who
+        code, _ = self.accounts.issue_enrolment_code(admin, user.id)
+        return code
+
 
 def person(name: str, phone: str, **kw: Any) -> PersonalInput:
     return PersonalInput(name=name, phone=phone, **kw)

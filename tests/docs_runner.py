@@ -236,7 +236,7 @@ _SUGGEST = (
     (re.compile(r"\b[0-9a-f]{64}\b"), "<hash>"),
     (re.compile(r"\b(?=[0-9a-f]*[a-f])[0-9a-f]{20}\b"), "<ref>"),
     (re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{43}="), "<hash>"),
-    (re.compile(r"\btb[sok]_[A-Za-z0-9_-]{20,}"), "<key>"),
+    (re.compile(r"\btb[soke]_[A-Za-z0-9_-]{20,}"), "<key>"),
     (re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{60,}={0,2}"), "<key>"),
     (re.compile(r"\b[0-9a-f]{32}\b|\b(?=[0-9a-f]*[a-f])[0-9a-f]{16}\b"), "<id>"),
     (re.compile(r'("(?:\w+_)?seq"|"tree_size"|"reverses"|"index")(: ?)-?\d+'), r"\1\2<n>"),

@@ -98,7 +98,7 @@ def verified_hour(w: World) -> int:
         )
     )
     principal = w.accounts.principal_for_user(w.ids["staff-a"])
-    secret, _ = w.accounts.begin_totp(principal)
+    secret, _ = w.accounts.begin_totp(principal, w.enrolment_code("staff-a"))
     step = int(datetime.now(UTC).timestamp() // 30)  # this step to enrol, the next to log in
     w.accounts.confirm_totp(principal, totp.code_at(secret, step))
     staff = ok(

@@ -500,6 +500,7 @@ ROWS: list[Row] = [
     ),
     Row("POST", "/v1/users/{user}/disable", "b1-admin", 200, _staff_b, allowed=BANK_ADMINS),
     Row("POST", "/v1/users/{user}/enable", "b1-admin", 200, _staff_b, allowed=BANK_ADMINS),
+    Row("POST", "/v1/users/{user}/totp-reset", "b1-admin", 201, _staff_b, allowed=BANK_ADMINS),
     Row(
         "POST",
         "/v1/partner-keys/{key}/revoke",

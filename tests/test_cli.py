@@ -109,6 +109,11 @@ def test_seed_verify_key_and_admin_commands(env: dict[str, str], tmp_path: Path)
     assert no_org.returncode == 1 and "org" in no_org.stderr
     token = run(env, "admin", "issue-token", "--user", "hn-staff")
     assert token.returncode == 0 and token.stdout.startswith("tbs_")
+    reset = run(env, "admin", "reset-totp", "--user", "hn-staff")
+    assert reset.returncode == 0, reset.stderr
+    assert "enrolment code" in reset.stdout and "tbe_" in reset.stdout
+    unknown = run(env, "admin", "reset-totp", "--user", "nobody-here")
+    assert unknown.returncode == 1 and "no user" in unknown.stderr
     duplicate = run(env, "admin", "create-bank", "--id", "gulou", "--name", "again")
     assert duplicate.returncode == 1 and "already exists" in duplicate.stderr
 

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from accounts import totp
 from accounts.errors import (
+    EnrolmentCodeRequired,
     InvalidCredentials,
     LoginThrottled,
     SecondFactorRequired,
@@ -207,7 +208,25 @@ def test_per_client_rate_limit(world: World) -> None:
 
 
 def test_totp_enrolment_and_second_factor_login(world: World) -> None:
-    start = world.client.post("/v1/me/totp", headers=world.as_("staff-a"))
+    # The password alone (a session token) does not enrol a phone ...
+    alone = world.client.post("/v1/me/totp", headers=world.as_("staff-a"))
+    assert alone.status_code == 403, alone.text
+    assert alone.json()["type"] == "urn:timebank:problem:enrolment-code-required"
+    assert alone.json()["field"] == "enrolment_code"
+    # ... the organisation's admin issues an enrolment code, shown once.
+    issued = world.client.post(
+        f"/v1/users/{world.ids['staff-a']}/totp-reset", headers=world.as_("admin-a")
+    )
+    assert issued.status_code == 201, issued.text
+    code = issued.json()["enrolment_code"]
+    assert code.startswith("tbe_")
+    wrong_code = world.client.post(
+        "/v1/me/totp", headers=world.as_("staff-a"), json={"enrolment_code": code + "x"}
+    )
+    assert wrong_code.status_code == 403
+    start = world.client.post(
+        "/v1/me/totp", headers=world.as_("staff-a"), json={"enrolment_code": code}
+    )
     assert start.status_code == 201
     secret = start.json()["secret"]
     assert start.json()["otpauth_uri"].startswith("otpauth://totp/")
@@ -317,7 +336,8 @@ def test_staff_created_with_one_time_password(world: World) -> None:
     assert created.status_code == 201
     one_time = created.json()["one_time_password"]
     status, body = login(world, "new-staff", one_time)
-    assert status == 200 and body["roles"] == ["org_staff"]
+    # No role until the one-time password is changed.
+    assert status == 200 and body["roles"] == [] and body["password_change_due"] is True
     headers = {"Authorization": f"Bearer {body['token']}"}
     changed = world.client.post(
         "/v1/auth/password",
@@ -406,3 +426,110 @@ def test_admins_disable_and_enable_logins(world: World) -> None:
         ).status_code
         == 404
     )
+
+
+def test_who_may_issue_an_enrolment_code(world: World) -> None:
+    """An organisation's admin for its staff, a bank admin for anyone of the bank; plain staff,
+    oneself, another bank and an organisation admin over a bank admin are refused. Each refusal
+    stands next to the same call by someone allowed, succeeding."""
+
+    def issue(who: str, target: str) -> int:
+        return world.client.post(
+            f"/v1/users/{world.ids[target]}/totp-reset", headers=world.as_(who)
+        ).status_code
+
+    assert issue("staff-b", "staff-a") == 403
+    assert issue("admin-a", "staff-a") == 201
+    assert issue("admin-a", "admin-a") == 403
+    assert issue("b1-admin", "admin-a") == 201
+    assert issue("admin-a", "b1-admin") == 403
+    assert issue("b2-admin", "staff-a") == 404
+    assert issue("b1-admin", "staff-a") == 201
+
+
+def test_a_reset_removes_the_phone_and_ends_the_sessions(world: World) -> None:
+    issued = world.client.post(
+        f"/v1/users/{world.ids['staff-a']}/totp-reset", headers=world.as_("admin-a")
+    ).json()
+    secret = world.client.post(
+        "/v1/me/totp",
+        headers=world.as_("staff-a"),
+        json={"enrolment_code": issued["enrolment_code"]},
+    ).json()["secret"]
+    step = int(datetime.now(UTC).timestamp() // 30)
+    confirmed = world.client.post(
+        "/v1/me/totp/confirm",
+        headers=world.as_("staff-a"),
+        json={"code": totp.code_at(secret, step)},
+    )
+    assert confirmed.status_code == 204
+    session = login(world, "staff-a", PASSWORD)[1]["token"]
+    assert world.client.get("/v1/me", headers={"Authorization": f"Bearer {session}"}).is_success
+    reset = world.client.post(
+        f"/v1/users/{world.ids['staff-a']}/totp-reset", headers=world.as_("admin-a")
+    )
+    assert reset.status_code == 201
+    after = world.client.get("/v1/me", headers={"Authorization": f"Bearer {session}"})
+    assert after.status_code == 401  # whoever holds the lost phone is out
+    user = world.accounts.user_by_username("staff-a")
+    assert user is not None and not user.totp_enabled
+
+
+def test_an_enrolment_code_expires(world: World, clocked: tuple[AccountsService, Clock]) -> None:
+    service, clock = clocked
+    admin = service.principal_for_user(world.ids["admin-a"])
+    staff = service.principal_for_user(world.ids["staff-a"])
+    code, until = service.issue_enrolment_code(admin, world.ids["staff-a"])
+    assert until == clock.now + SecurityPolicy().enrolment_code_ttl
+    clock.advance(hours=72, seconds=1)
+    with pytest.raises(EnrolmentCodeRequired):
+        service.begin_totp(staff, code)
+    code, _ = service.issue_enrolment_code(admin, world.ids["staff-a"])
+    assert service.begin_totp(staff, code)[0]
+
+
+def test_a_one_time_password_must_be_changed_first(world: World) -> None:
+    created = world.client.post(
+        f"/v1/orgs/{world.ids['org_a']}/staff",
+        headers=world.as_("admin-a"),
+        json={"username": "new-staff", "role": "org_staff"},
+    )
+    assert created.status_code == 201, created.text
+    one_time = created.json()["one_time_password"]
+    status, body = login(world, "new-staff", one_time)
+    assert status == 200
+    token = {"Authorization": f"Bearer {body['token']}"}
+    me = world.client.get("/v1/me", headers=token)
+    assert me.status_code == 200 and me.json()["password_change_due"] is True
+    assert me.json()["roles"] == []
+    refused = world.client.get(f"/v1/orgs/{world.ids['org_a']}/staff", headers=token)
+    assert refused.status_code == 403
+    assert refused.json()["type"] == "urn:timebank:problem:password-change-required"
+    changed = world.client.post(
+        "/v1/auth/password",
+        headers=token,
+        json={"old_password": one_time, "new_password": "my own new passphrase"},
+    )
+    assert changed.status_code == 204, changed.text
+    allowed = world.client.get(f"/v1/orgs/{world.ids['org_a']}/staff", headers=token)
+    assert allowed.status_code == 200, allowed.text
+    # The session opened with the administrator's one-time password enrols TOTP without a code
+    # (the one-time password was that proof) ...
+    assert world.client.post("/v1/me/totp", headers=token).status_code == 201
+    # ... a session opened with the person's own password does not.
+    own = login(world, "new-staff", "my own new passphrase")[1]["token"]
+    assert login(world, "new-staff", one_time)[0] == 401
+    refused_enrol = world.client.post("/v1/me/totp", headers={"Authorization": f"Bearer {own}"})
+    assert refused_enrol.status_code == 403
+
+
+def test_a_one_time_password_expires(world: World, clocked: tuple[AccountsService, Clock]) -> None:
+    service, clock = clocked
+    admin = service.principal_for_user(world.ids["admin-a"])
+    early = service.create_staff(admin, world.ids["org_a"], "early", "org_staff", None)
+    late = service.create_staff(admin, world.ids["org_a"], "late", "org_staff", None)
+    assert early.one_time_password and late.one_time_password
+    assert service.login("early", early.one_time_password, None, "10.0.0.1").principal
+    clock.advance(hours=72, seconds=1)
+    with pytest.raises(InvalidCredentials, match="expired"):
+        service.login("late", late.one_time_password, None, "10.0.0.1")

@@ -49,19 +49,35 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
 
 
 @pytest.fixture(scope="module")
-def second_admin(server: DemoServer) -> tuple[str, str]:
+def browser() -> Iterator[Browser]:
+    yield from launch_chromium()
+
+
+@pytest.fixture(scope="module")
+def second_admin(server: DemoServer, browser: Browser) -> tuple[str, str]:
     made = server.cli(
         "admin", "create-user", "--bank", "demo", "--username", "admin-two", "--role", "bank_admin"
     )
     assert made.returncode == 0, made.stderr
     password = re.search(r"one-time password[^:]*: (\S+)", made.stdout)
     assert password, made.stdout
-    return "admin-two", password.group(1)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    yield from launch_chromium()
+    one_time, own = password.group(1), "admin two passphrase"
+    # The first login with the one-time password lands on My account, which asks for a password
+    # of one's own before anything else.
+    page = open_page(browser, server, "en", "admin-two", one_time)
+    assert page.url.endswith("/account"), page.url
+    assert page.locator("p.notice").count() == 1
+    page.goto("/console")
+    assert page.locator("#pool-balance").count() == 0  # no role yet
+    page.goto("/account")
+    page.fill("#old_password", one_time)
+    page.fill("#new_password", own)
+    page.click("form[action='/account/password'] button[type=submit]")
+    assert page.locator("p.ok").count() == 1
+    page.goto("/console")
+    assert page.locator("#pool-balance").count() == 1
+    page.context.close()
+    return "admin-two", own
 
 
 def open_page(browser: Browser, server: DemoServer, lang: str, who: str, password: str) -> Page:

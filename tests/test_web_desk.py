@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from accounts import totp
-from accounts.errors import Forbidden, NotFound
+from accounts.errors import Forbidden, NotFound, TokenInvalid
 from care.service import CareService
 from tests.accounts_world import PASSWORD, World
 from tests.test_workflow import world  # noqa: F401 - the workflow's world, with a catalogue
@@ -252,7 +252,7 @@ def served(w: World, request_id: str, volunteer: str = "vol-a") -> str:
 
 def enrol_totp(w: World, who: str) -> tuple[str, int]:
     principal = w.accounts.principal_for_user(w.ids[who])
-    secret, _ = w.accounts.begin_totp(principal)
+    secret, _ = w.accounts.begin_totp(principal, w.enrolment_code(who))
     step = int(datetime.now(UTC).timestamp() // 30)
     w.accounts.confirm_totp(principal, totp.code_at(secret, step))
     return secret, step
@@ -551,16 +551,38 @@ def test_staff_logins_and_enrolling_totp(world: World) -> None:  # noqa: F811
     revoked = form_post(admin, f"/desk/staff/{org}/{user.id}/revoke", "/desk/staff")
     assert revoked.headers["location"] == "/desk/staff?done=revoked"
     assert not w.accounts.principal_for_user(user.id).orgs()
-    # Enrolling one's own second factor with the QR code's key.
-    started = form_post(admin, "/desk/totp", "/desk/totp")
+    # A password alone does not enrol a second factor: the form asks for an enrolment code.
+    page = admin.get("/desk/totp").text
+    assert 'name="enrolment_code"' in page
+    refused = form_post(admin, "/desk/totp", "/desk/totp", enrolment_code="tbe_guessed")
+    assert refused.status_code == 403 and 'id="totp-secret"' not in refused.text
+    # Plain staff cannot issue one; the organisation's admin can (staff-a had a second factor:
+    # it is removed and staff-a's sessions end, as for a lost phone).
+    staff = as_browser(w, "staff-a")
+    denied = form_post(staff, f"/desk/staff/{org}/{w.ids['admin-a']}/totp-reset", "/desk/staff")
+    assert denied.status_code == 403 and 'id="enrolment-code"' not in denied.text
+    admin = as_browser(w, "admin-a")
+    issued = form_post(admin, f"/desk/staff/{org}/{w.ids['staff-a']}/totp-reset", "/desk/staff")
+    assert issued.status_code == 200, issued.text
+    code = re.search(r'id="enrolment-code">([^<]+)<', issued.text)
+    assert code, issued.text
+    with pytest.raises(TokenInvalid):  # the sessions opened with the lost phone ended
+        w.accounts.authenticate(w.tokens["staff-a-2fa"])
+    # Enrolling one's own second factor with the code, then the QR code's key.
+    staff = as_browser(w, "staff-a")
+    started = form_post(staff, "/desk/totp", "/desk/totp", enrolment_code=code.group(1))
     secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', started.text)
     assert secret and "<svg" in started.text
-    wrong = form_post(admin, "/desk/totp/confirm", "/desk/totp", code="000000")
+    wrong = form_post(staff, "/desk/totp/confirm", "/desk/totp", code="000000")
     assert wrong.status_code == 400
     step = int(datetime.now(UTC).timestamp() // 30)
     done = form_post(
-        admin, "/desk/totp/confirm", "/desk/totp", code=totp.code_at(secret.group(1), step)
+        staff, "/desk/totp/confirm", "/desk/totp", code=totp.code_at(secret.group(1), step)
     )
     assert done.headers["location"] == "/desk/totp?done=enrolled"
-    user_a = w.accounts.user_by_username("admin-a")
+    user_a = w.accounts.user_by_username("staff-a")
     assert user_a is not None and user_a.totp_enabled
+    # The code is used up: the admin cannot enrol with it.
+    admin = as_browser(w, "admin-a")
+    reused = form_post(admin, "/desk/totp", "/desk/totp", enrolment_code=code.group(1))
+    assert reused.status_code == 403

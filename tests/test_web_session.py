@@ -72,11 +72,12 @@ def test_cookie_calls_to_the_api_need_the_csrf_header(world: World) -> None:
     client = fresh_client(world)
     browser_login(client, "vol-a", PASSWORD)
     assert client.get("/v1/me").json()["user"]["username"] == "vol-a"
-    refused = client.post("/v1/me/totp")
-    assert refused.status_code == 403
+    enrol = {"enrolment_code": world.enrolment_code("vol-a")}
+    refused = client.post("/v1/me/totp", json=enrol)
+    assert refused.status_code == 403 and "form has expired" in refused.text
     token = csrf_token(client, "/account")
-    allowed = client.post("/v1/me/totp", headers={"X-CSRFToken": token})
-    assert allowed.status_code == 201
+    allowed = client.post("/v1/me/totp", json=enrol, headers={"X-CSRFToken": token})
+    assert allowed.status_code == 201, allowed.text
     # Bearer clients without the cookie are unchanged: no CSRF token needed.
     api = fresh_client(world)
     login = api.post("/v1/auth/login", json={"username": "vol-a", "password": PASSWORD})

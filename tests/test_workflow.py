@@ -68,7 +68,7 @@ def world(settings: Settings, log: Log) -> Iterator[World]:
 
 def _totp_session(w: World, who: str) -> str:
     principal = w.accounts.principal_for_user(w.ids[who])
-    secret, _ = w.accounts.begin_totp(principal)
+    secret, _ = w.accounts.begin_totp(principal, w.enrolment_code(who))
     # Enrol with this step's code and log in with the next one: both stay within the accepted
     # drift even when a 30-second boundary passes in between (the previous step's code did not).
     step = int(datetime.now(UTC).timestamp() // 30)

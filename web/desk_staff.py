@@ -90,6 +90,35 @@ def revoke_staff(
     return Redirect("/desk/staff?done=revoked", status_code=303)
 
 
+@post(
+    "/desk/staff/{org_id:str}/{user_id:str}/totp-reset",
+    sync_to_thread=True,
+    include_in_schema=False,
+)
+def reset_totp(request: Request[Any, Any, State], org_id: ItemId, user_id: ItemId) -> Response[Any]:
+    """An enrolment code for a staff login (``POST /v1/users/{id}/totp-reset``), shown once."""
+    who = staff_or_refusal(request)
+    if not isinstance(who, Principal):
+        return who
+    accounts = accounts_of(request)
+    try:
+        code, _until = accounts.issue_enrolment_code(who, user_id)
+    except AccountsError as exc:
+        return refusal(
+            request, exc, "desk/staff.html", who, error_org=org_id, **_staff(request, who)
+        )
+    listed = _staff(request, who)
+    names = {user.id: user.username for o in listed["orgs"] for user, _role in o["staff"]}
+    return render(
+        request,
+        "desk/staff.html",
+        who,
+        enrolment_code=code,
+        reset_for=names.get(user_id, user_id),
+        **listed,
+    )
+
+
 # ---------------------------------------------------------------- my second factor
 
 
@@ -115,15 +144,19 @@ def totp_page(
 
 
 @post("/desk/totp", sync_to_thread=True, include_in_schema=False)
-def begin_totp(request: Request[Any, Any, State]) -> Response[Any]:
-    """Start enrolment (``POST /v1/me/totp``): the secret as a QR code and as text."""
+def begin_totp(request: Request[Any, Any, State], data: Form) -> Response[Any]:
+    """Start enrolment (``POST /v1/me/totp``) with the administrator's enrolment code: the
+    secret as a QR code and as text."""
     who = staff_or_refusal(request)
     if not isinstance(who, Principal):
         return who
+    code = data.get("enrolment_code", "").strip() or None
     try:
-        secret, uri = accounts_of(request).begin_totp(who)
+        secret, uri = accounts_of(request).begin_totp(who, code)
     except AccountsError as exc:
-        return refusal(request, exc, "desk/totp.html", who, enrolled=True)
+        user, _ = accounts_of(request).me(who)
+        enrolled = bool(user and user.totp_enabled)
+        return refusal(request, exc, "desk/totp.html", who, enrolled=enrolled)
     return _totp_page(request, who, secret=secret, qr=qr_svg(uri, 4))
 
 
@@ -140,4 +173,12 @@ def confirm_totp(request: Request[Any, Any, State], data: Form) -> Response[Any]
     return Redirect("/desk/totp?done=enrolled", status_code=303)
 
 
-STAFF_HANDLERS = [staff, add_staff, revoke_staff, totp_page, begin_totp, confirm_totp]
+STAFF_HANDLERS = [
+    staff,
+    add_staff,
+    revoke_staff,
+    reset_totp,
+    totp_page,
+    begin_totp,
+    confirm_totp,
+]

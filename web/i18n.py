@@ -90,6 +90,8 @@ TITLES = {
     "not-found": N_("Not found"),
     "forbidden": N_("Forbidden"),
     "second-factor-required": N_("Second factor required"),
+    "enrolment-code-required": N_("Enrolment code required"),
+    "password-change-required": N_("Password change required"),
     "conflict": N_("Conflict"),
     "unauthenticated": N_("Unauthenticated"),
     "invalid-credentials": N_("Invalid credentials"),
@@ -116,6 +118,26 @@ MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"account disabled", N_("this account is disabled")),
         (r"send Authorization: Bearer <token>", N_("log in first")),
         (r"current password is wrong", N_("current password is wrong")),
+        (
+            r"this one-time password has expired; ask your administrator for a new one",
+            N_("this one-time password has expired; ask your administrator for a new one"),
+        ),
+        (
+            r"change your one-time password first \(POST /v1/auth/password\)",
+            N_("change your one-time password first (POST /v1/auth/password)"),
+        ),
+        (
+            r"enrolling a second factor needs the enrolment code your administrator issued",
+            N_("enrolling a second factor needs the enrolment code your administrator issued"),
+        ),
+        (
+            r"you cannot reset the second factor of your own login",
+            N_("you cannot reset your own second factor; ask another administrator"),
+        ),
+        (
+            r"you cannot disable or enable your own login",
+            N_("you cannot disable or enable your own login"),
+        ),
         (
             r"password must be at least (?P<n>\d+) characters",
             N_("password must be at least %(n)s characters"),

@@ -142,6 +142,8 @@ def home(request: Request[Any, Any, State]) -> Template | Redirect:
     principal = viewer(request)
     if principal is None:
         return to_login(request)
+    if principal.password_change_due:  # a one-time password: nothing else until it is changed
+        return Redirect("/account", status_code=303)
     status = member_status(request, principal)
     if status is MemberStatus.PENDING or status is MemberStatus.REJECTED:
         return render(request, "pending.html", principal, rejected=status is MemberStatus.REJECTED)
