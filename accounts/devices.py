@@ -1,5 +1,10 @@
 """Device keys: a volunteer's phone registers an Ed25519 public key and signs the records it
-logs; the server checks those signatures."""
+logs; the server checks those signatures.
+
+Each registration and revocation is also a ``device`` entry of the public log (the key id, the
+public key, the volunteer's ledger account, ``register`` or ``revoke``; never the phone's name),
+so that an auditor checks every deposit's device signature against the key the volunteer had at
+the time, without asking the server."""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from accounts.base import clean_text, user_id_of
 from accounts.errors import (
     Conflict,
+    Forbidden,
     InvalidInput,
     NotFound,
     TokenInvalid,
@@ -24,8 +30,11 @@ from accounts.model import (
 from accounts.relations import Relations
 from accounts.rows import device_of_row
 from accounts.storage import (
+    Tx,
     device_keys,
+    members,
 )
+from ledger.entry import EntryRequest
 
 
 def device_key_id(public_key: bytes) -> str:
@@ -50,6 +59,13 @@ class Devices(Relations):
         key = DeviceKey(
             device_key_id(raw), user_id, raw, clean_text(name, "name", 100), self.clock()
         )
+        with self.store.snapshot() as tx:
+            account = self._signing_account(tx, principal)
+            if tx.get(device_keys, key.id):
+                raise Conflict("this key is already registered", field="public_key")
+        # The public record first: if the insert below fails, a retry appends the same entry
+        # again, which the log takes as the same append (its id derives from the key).
+        self._log_device(key, account, "register")
         with self.store.transaction() as tx:
             if tx.get(device_keys, key.id):
                 raise Conflict("this key is already registered", field="public_key")
@@ -73,14 +89,51 @@ class Devices(Relations):
 
     def revoke_device(self, principal: Principal, key_id: str) -> DeviceKey:
         user_id = user_id_of(principal)
-        with self.store.transaction() as tx:
-            row = tx.get(device_keys, key_id)
+        with self.store.snapshot() as tx:
+            row = tx.get(device_keys, key_id) if isinstance(key_id, str) else None
             if row is None or row.user_id != user_id:
                 raise NotFound(f"no device key {key_id}")
             if row.revoked_at is not None:
                 raise Conflict("device key is already revoked")
+            member = tx.first(members, members.c.user_id == user_id)
+        if member is not None:
+            self._log_device(device_of_row(row), member.ledger_account, "revoke")
+        with self.store.transaction() as tx:
             tx.update(device_keys, key_id, revoked_at=self.clock())
             return device_of_row(tx.get(device_keys, key_id))
+
+    def device_key_revoked(self, key_id: str) -> bool:
+        """Whether the phone key ``key_id`` has been revoked (or never existed)."""
+        with self.store.snapshot() as tx:
+            row = tx.get(device_keys, key_id)
+        return row is None or row.revoked_at is not None
+
+    @staticmethod
+    def _signing_account(tx: Tx, principal: Principal) -> str:
+        """The ledger account a phone key signs for: the caller's own, as an active volunteer
+        (device keys sign the service records volunteers log, nothing else)."""
+        member = tx.get(members, principal.acting_member_id) if principal.acting_member_id else None
+        if member is None or not member.is_volunteer:
+            raise Forbidden(
+                "device keys sign service records: only an active volunteer registers one",
+                field="public_key",
+            )
+        return str(member.ledger_account)
+
+    def _log_device(self, key: DeviceKey, account: str, action: str) -> None:
+        entry_id = f"device:{key.id}" if action == "register" else f"device-revoked:{key.id}"
+        self.ledger.append(
+            EntryRequest(
+                kind="device",
+                id=entry_id,
+                body={
+                    "key": key.id,
+                    "public_key": base64.b64encode(key.public_key).decode(),
+                    "account": account,
+                    "action": action,
+                },
+            )
+        )
 
     def check_device_signature(
         self, user_id: str, key_id: str, message: bytes, signature_b64: str

@@ -19,6 +19,7 @@ from accounts.model import Principal
 from api.accounts_routes import AUTH, Id
 from api.problems import IdempotencyKeyRequired
 from api.schemas import Input, problems
+from care.base import record_digest
 from care.model import (
     REVERSAL_STATUSES,
     GrantReason,
@@ -32,7 +33,7 @@ from care.model import (
 )
 from care.service import CareService
 from ledger import AppendResult
-from ledger.entry import canonical_json
+from ledger.entry import record_signing_message
 from web.session import ON_BEHALF_STATE_KEY
 
 Minutes = Annotated[int, msgspec.Meta(ge=1, le=10**9)]
@@ -219,7 +220,8 @@ class DraftIn(Input):
 
 class DraftOut(msgspec.Struct):
     fields: dict[str, Any]
-    canonical: str  # base64 of the RFC 8785 bytes to sign
+    digest: str  # hex SHA-256 of the fields' RFC 8785 bytes: the record's digest
+    to_sign: str  # base64 of the bytes a phone signs (``ledger.entry.record_signing_message``)
 
 
 class ConfirmIn(Input):
@@ -466,7 +468,7 @@ class RecordController(Controller):
     @post("/", status_code=HTTP_201_CREATED, sync_to_thread=True, responses=ERR)
     def create(self, state: State, principal: P, data: JSONBody[RecordIn]) -> RecordOut:
         """A volunteer records a service. From a phone, ``signature`` is the device key's
-        Ed25519 signature (base64) over the canonical record (see docs/workflow.md)."""
+        Ed25519 signature (base64) over the record's signing message (see docs/workflow.md)."""
         return record_out(
             care(state).log_record(
                 principal,
@@ -484,8 +486,9 @@ class RecordController(Controller):
 
     @post("/draft", status_code=HTTP_200_OK, sync_to_thread=True, responses=ERR)
     def draft(self, state: State, principal: P, data: JSONBody[DraftIn]) -> DraftOut:
-        """Check a record before logging it and get the canonical bytes the phone signs with
-        its device key; nothing is stored. The phone can read ``fields`` to see what it signs."""
+        """Check a record before logging it and get the bytes the phone signs with its device
+        key (the record's digest, prefixed); nothing is stored. The phone can read ``fields``
+        and recompute the digest to see what it signs."""
         draft = care(state).draft_for_signing(
             principal,
             elder_id=data.elder_id,
@@ -495,7 +498,9 @@ class RecordController(Controller):
             minutes=data.minutes,
             request_id=data.request_id,
         )
-        return DraftOut(draft.fields, base64.b64encode(canonical_json(draft.fields)).decode())
+        digest = record_digest(draft.fields)
+        message = record_signing_message(digest)
+        return DraftOut(draft.fields, digest, base64.b64encode(message).decode())
 
     @get("/", sync_to_thread=True, responses=problems(400, 401, 403))
     def list(

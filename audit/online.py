@@ -16,6 +16,7 @@ from typing import Any
 
 from audit.bundle import check_root, compare_keys, write_atomic
 from audit.client import LogClient, fetch
+from audit.devices import DeviceBook
 from audit.holds import HoldBook
 from audit.parallel import decode_leaves, default_workers, in_chunks, map_chunks
 from audit.report import AuditError, AuditReport, Policy, check_checkpoint
@@ -45,6 +46,7 @@ class AuditState:
     replay: ReplayState
     seal: Seal | None = None  # the last seal entry in the replayed leaves
     holds: HoldBook | None = None  # open holds (None in a state saved before holds were kept)
+    devices: DeviceBook | None = None  # device keys (None in a state saved before they were)
 
     def to_json(self) -> dict[str, Any]:
         seal = self.seal
@@ -61,6 +63,7 @@ class AuditState:
                 "head": base64.b64encode(seal.head).decode(),
             },
             "holds": None if self.holds is None else self.holds.to_json(),
+            "devices": None if self.devices is None else self.devices.to_json(),
             "saved_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
 
@@ -93,6 +96,8 @@ class AuditState:
                     raise ValueError("its audit seal is not one of the verified entries")
             if data.get("holds") is not None:
                 state.holds = HoldBook.from_json(data["holds"])
+            if data.get("devices") is not None:
+                state.devices = DeviceBook.from_json(data["devices"])
         except (KeyError, TypeError, ValueError, LedgerError) as exc:
             raise AuditError(f"the state file {path} is damaged: {exc}") from exc
         return state
@@ -159,7 +164,9 @@ def verify_online(
         return report
     resume = (
         state is not None
-        and state.holds is not None  # an older state: replay everything once to build them
+        # an older state: replay everything once to build the books
+        and state.holds is not None
+        and state.devices is not None
         and remembered is not None
         and not full
         and not forked
@@ -179,6 +186,8 @@ def verify_online(
             rules.seals.append(state.seal)
         if state.holds is not None:
             rules.holds = state.holds
+        if state.devices is not None:
+            rules.devices = state.devices
     hashes = bytearray()
     if workers is None:
         workers = default_workers(checkpoint.size - start)
@@ -225,9 +234,14 @@ def verify_online(
         )
     if report.ok and state_path is not None:
         last_seal = rules.seals[-1] if rules.seals else None
-        AuditState(policy.key.to_text(), served_text, replay.state(), last_seal, rules.holds).save(
-            state_path
-        )
+        AuditState(
+            policy.key.to_text(),
+            served_text,
+            replay.state(),
+            last_seal,
+            rules.holds,
+            rules.devices,
+        ).save(state_path)
     return report
 
 

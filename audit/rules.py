@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from audit.devices import DeviceBook, DeviceFact, device_fact, signature_fact
 from audit.holds import HOLD_KINDS, HoldBook, HoldEvent, hold_event
 from audit.report import AuditReport
 from audit.trail import Seal
@@ -20,14 +21,16 @@ from ledger.postings import ISSUANCE, POOL, parse_account
 RECORD_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
-_MARKERS = tuple(f'"kind":"{kind}"'.encode() for kind in ("deposit", "seal", *sorted(HOLD_KINDS)))
+_MARKERS = tuple(
+    f'"kind":"{kind}"'.encode() for kind in ("deposit", "device", "seal", *sorted(HOLD_KINDS))
+)
 
 
-Extra = tuple[tuple[str, ...], tuple[int, bytes] | None, HoldEvent | None]
+Extra = tuple[tuple[str, ...], tuple[int, bytes] | None, HoldEvent | None, DeviceFact | None]
 
 """What the auditor checks in a leaf beyond the replay: problems of a deposit, what a seal
-claims (audit count, head), and what the leaf did to a hold. Plain tuples, so worker processes
-send them cheaply."""
+claims (audit count, head), what the leaf did to a hold, and what it says about a device key.
+Plain tuples, so worker processes send them cheaply."""
 
 
 def _text_field(body: Mapping[str, Any], name: str) -> str | None:
@@ -128,8 +131,8 @@ def _seal_claim(body: Mapping[str, Any]) -> tuple[int, bytes] | str:
 
 
 def leaf_rules(leaf: bytes) -> Extra | None:
-    """The auditor's own per-leaf checks (deposits, seals, reversals, holds); None for every
-    other leaf.
+    """The auditor's own per-leaf checks (deposits and their device signatures, device keys,
+    seals, reversals, holds); None for every other leaf.
 
     Runs in worker processes next to ``ledger.replay.decode``, on the plain JSON (the replay
     decides whether the leaf is a valid, canonical entry, and reports it if not): a leaf whose
@@ -147,7 +150,10 @@ def leaf_rules(leaf: bytes) -> Extra | None:
         return None
     if kind == "seal":
         claim = _seal_claim(body)
-        return ((claim,), None, None) if isinstance(claim, str) else ((), claim, None)
+        return ((claim,), None, None, None) if isinstance(claim, str) else ((), claim, None, None)
+    if kind == "device":
+        fact = device_fact(body)
+        return ((fact,), None, None, None) if isinstance(fact, str) else ((), None, None, fact)
     postings = _postings(raw.get("postings"))
     if postings is None:
         return None
@@ -161,13 +167,14 @@ def leaf_rules(leaf: bytes) -> Extra | None:
             )
     if kind in HOLD_KINDS:
         event = hold_event(str(kind), body, postings)
-        return (found, None, event) if found or event else None
+        return (found, None, event, None) if found or event else None
     if kind != "deposit" or not isinstance(signatures, list):
         return None
     if not all(isinstance(sig, dict) for sig in signatures):
         return None
     problems = _deposit_problems(body, signatures, postings)
-    return (tuple(problems), None, None) if problems else None
+    signed = signature_fact(body, signatures, postings)
+    return (tuple(problems), None, None, signed) if problems or signed else None
 
 
 def _postings(raw: Any) -> list[tuple[str, int]] | None:
@@ -187,23 +194,27 @@ def _postings(raw: Any) -> list[tuple[str, int]] | None:
 
 @dataclass
 class LeafRules:
-    """Collects what :func:`leaf_rules` found, in leaf order, into the report; keeps the book
-    of holds (``audit.holds``) from leaf to leaf."""
+    """Collects what :func:`leaf_rules` found, in leaf order, into the report; keeps the books
+    of holds (``audit.holds``) and device keys (``audit.devices``) from leaf to leaf."""
 
     report: AuditReport
     seals: list[Seal] = field(default_factory=list)
     holds: HoldBook = field(default_factory=HoldBook)
+    devices: DeviceBook = field(default_factory=DeviceBook)
 
     def apply(self, position: int, extra: Extra | None) -> None:
         if extra is None:
             return
-        problems, claim, event = extra
+        problems, claim, event, device = extra
         for message in problems:
             self.report.add(f"seq {position}", message)
         if claim is not None:
             self.seals.append(Seal(position, claim[0], claim[1]))
         if event is not None:
             for message in self.holds.apply(position, event):
+                self.report.add(f"seq {position}", message)
+        if device is not None:
+            for message in self.devices.apply(position, device):
                 self.report.add(f"seq {position}", message)
 
     def finish(self, balances: Mapping[str, int]) -> None:

@@ -45,7 +45,7 @@ from care.storage import (
     to_record,
     to_request,
 )
-from ledger.entry import canonical_json
+from ledger.entry import record_signing_message
 
 # A record for a request may start this long before its window and end this long after it,
 # and run this many minutes over the request's (service rarely keeps to the minute).
@@ -126,8 +126,8 @@ class Records(Codes):
         minutes: int | None,
         request_id: str | None,
     ) -> RecordDraft:
-        """Check a record the volunteer is about to log and give its canonical fields: the
-        bytes a phone signs with its device key (``canonical_json(fields)``)."""
+        """Check a record the volunteer is about to log and give its canonical fields; a phone
+        signs ``record_signing_message`` of their digest with its device key."""
         volunteer = self._acting_volunteer(principal, "logs service records")
         elder = self._bank_member(principal, elder_id)
         if not elder.is_elder:
@@ -251,7 +251,10 @@ class Records(Codes):
         if device_key_id is not None and signature is not None:
             try:
                 self.accounts.check_device_signature(
-                    principal.user_id or "", device_key_id, canonical_json(fields), signature
+                    principal.user_id or "",
+                    device_key_id,
+                    record_signing_message(record_digest(fields)),
+                    signature,
                 )
             except TokenInvalid as exc:
                 raise InvalidSignature(str(exc), field="signature") from exc

@@ -12,6 +12,7 @@ from accounts.model import Principal
 from care.base import weighted
 from care.confirmation import Confirmation
 from care.errors import (
+    InvalidSignature,
     SelfVerification,
     WrongState,
 )
@@ -62,6 +63,15 @@ class Verification(Confirmation):
                 zh="为老人确认服务的人不能再审核这条记录",
             )
         self._require_record_members_active(record)
+        if record.device_key_id and self.accounts.device_key_revoked(record.device_key_id):
+            # Whoever held the phone before it was revoked could have signed it: the auditor
+            # refuses a deposit signed by a key revoked before it, and so does the desk.
+            raise InvalidSignature(
+                "the phone key that signed this record has been revoked since; reject the "
+                "record, and the volunteer logs it again",
+                field="record",
+                zh="签署这条记录的手机密钥已被撤销；请驳回记录，由志愿者重新登记",
+            )
         # Confirmed → verified first, so that a reject racing this verify finds the record
         # verified (and is refused) instead of rejecting a record whose deposit is posted.
         verifier = principal.user_id or ""

@@ -57,6 +57,17 @@ def _check_value(value: JSON, path: str) -> None:
     raise MalformedEntry(f"{path}: {type(value).__name__} is not a JSON value", field=path)
 
 
+RECORD_SIGNING_PREFIX = b"timebank-record/v1\n"
+
+
+def record_signing_message(record_digest: str) -> bytes:
+    """What a volunteer's phone signs for a service record: a fixed prefix, then the record's
+    digest (hex SHA-256 of its canonical fields, the deposit's ``body.record``). Signing the
+    digest rather than the fields lets an auditor check the signature from the public log alone,
+    against the device key the log published, without the record's private fields."""
+    return RECORD_SIGNING_PREFIX + record_digest.encode("ascii")
+
+
 def canonical_json(value: JSON) -> bytes:
     """RFC 8785 canonical JSON of ``value``; MalformedEntry if it holds something we refuse."""
     _check_value(value, "$")

@@ -92,6 +92,8 @@ KIND_RULES: Mapping[str, KindRule] = {
     "seal": NO_POSTINGS,
     "registration": NO_POSTINGS,
     "approval": NO_POSTINGS,
+    # A volunteer's phone key registered or revoked: the auditor checks device signatures.
+    "device": NO_POSTINGS,
 }
 
 

@@ -275,6 +275,34 @@ def test_device_keys_sign_and_can_be_revoked(world: World) -> None:
         world.accounts.check_device_signature(world.ids["vol-a-user"], key_id, message, signature)
     listed = world.client.get("/v1/me/devices", headers=world.as_("vol-a")).json()
     assert [d["id"] for d in listed] == [key_id]
+    # Both steps are public: the key, its volunteer's ledger account, never the phone's name.
+    found = world.log.entries_by_id([f"device:{key_id}", f"device-revoked:{key_id}"])
+    account = world.accounts.member(world.ids["vol-a"]).ledger_account
+    public_b64 = base64.b64encode(public).decode()
+    for entry_id, action in (
+        (f"device:{key_id}", "register"),
+        (f"device-revoked:{key_id}", "revoke"),
+    ):
+        entry = found[entry_id].request
+        assert entry.kind == "device" and entry.postings == ()
+        assert dict(entry.body) == {
+            "key": key_id,
+            "public_key": public_b64,
+            "account": account,
+            "action": action,
+        }
+
+
+def test_only_an_active_volunteer_registers_a_device_key(world: World) -> None:
+    def register(who: str) -> int:
+        public = (
+            Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        )
+        body = {"public_key": base64.b64encode(public).decode(), "name": "phone"}
+        return world.client.post("/v1/me/devices", headers=world.as_(who), json=body).status_code
+
+    assert register("staff-a") == 403  # device keys sign service records
+    assert register("vol-b") == 201
 
 
 @pytest.mark.parametrize("key", ["", "not base64!", base64.b64encode(b"short").decode()])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import secrets
 import threading
@@ -18,7 +19,7 @@ from accounts import totp
 from accounts.model import Role
 from accounts.service import PersonalInput
 from ledger.config import Settings
-from ledger.entry import EntryRequest, Posting, canonical_json
+from ledger.entry import EntryRequest, Posting, canonical_json, record_signing_message
 from ledger.log import Log
 from ledger.merkle import leaf_hash, verify_inclusion
 from ledger.note import TlogProof, open_checkpoint
@@ -204,7 +205,8 @@ def test_the_life_of_an_hour(world: World) -> None:
         "minutes": 60,
         "request": request["id"],
     }
-    signature = base64.b64encode(phone.sign(canonical_json(fields))).decode()
+    digest = hashlib.sha256(canonical_json(fields)).hexdigest()
+    signature = base64.b64encode(phone.sign(record_signing_message(digest))).decode()
     record = ok(
         w.client.post(
             "/v1/records",
@@ -894,10 +896,12 @@ def test_a_phone_signs_the_draft_the_server_returns(world: World) -> None:
     ok(w.client.post(f"/v1/requests/{request['id']}/claim", headers=w.as_("vol-a")))
     body["request_id"] = request["id"]
     draft = ok(w.client.post("/v1/records/draft", headers=w.as_("vol-a"), json=body))
-    canonical = base64.b64decode(draft["canonical"])
-    assert canonical == canonical_json(draft["fields"]) and draft["fields"]["minutes"] == 60
+    to_sign = base64.b64decode(draft["to_sign"])
+    digest = hashlib.sha256(canonical_json(draft["fields"])).hexdigest()
+    assert draft["digest"] == digest and to_sign == b"timebank-record/v1\n" + digest.encode()
+    assert draft["fields"]["minutes"] == 60
     assert w.client.get("/v1/records", headers=w.as_("vol-a")).json() == []  # nothing stored
-    signature = base64.b64encode(phone.sign(canonical)).decode()
+    signature = base64.b64encode(phone.sign(to_sign)).decode()
     record = ok(
         w.client.post(
             "/v1/records",
@@ -907,6 +911,74 @@ def test_a_phone_signs_the_draft_the_server_returns(world: World) -> None:
         201,
     )
     assert record["signed_by_device"] == key
+
+
+def test_a_record_signed_by_a_phone_revoked_since_is_not_verified(world: World) -> None:
+    """Whoever held the phone before it was revoked could have signed: the desk refuses such a
+    record (the auditor would refuse its deposit), while one signed by a live key verifies."""
+    w = world
+    phone = Ed25519PrivateKey.generate()
+    public = base64.b64encode(
+        phone.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    ).decode()
+    key = ok(
+        w.client.post(
+            "/v1/me/devices", headers=w.as_("vol-a"), json={"public_key": public, "name": "phone"}
+        ),
+        201,
+    )["id"]
+
+    def signed_and_confirmed(start: int) -> str:
+        window = {"window_start": hours_ago(start), "window_end": hours_ago(start - 1)}
+        request = ok(
+            w.client.post(
+                "/v1/requests",
+                headers=w.as_("elder-a"),
+                json={"elder_id": w.ids["elder-a"], "service_code": "meal", "minutes": 60} | window,
+            ),
+            201,
+        )
+        ok(w.client.post(f"/v1/requests/{request['id']}/claim", headers=w.as_("vol-a")))
+        body = {
+            "elder_id": w.ids["elder-a"],
+            "service_code": "meal",
+            "check_in": window["window_start"],
+            "check_out": window["window_end"],
+            "request_id": request["id"],
+        }
+        draft = ok(w.client.post("/v1/records/draft", headers=w.as_("vol-a"), json=body))
+        signature = base64.b64encode(phone.sign(base64.b64decode(draft["to_sign"]))).decode()
+        record = ok(
+            w.client.post(
+                "/v1/records",
+                headers=w.as_("vol-a"),
+                json={**body, "device_key_id": key, "signature": signature},
+            ),
+            201,
+        )
+        ok(w.client.post(f"/v1/records/{record['id']}/confirm", headers=w.as_("elder-a"), json={}))
+        return str(record["id"])
+
+    live, later = signed_and_confirmed(6), signed_and_confirmed(3)
+    verified = ok(w.client.post(f"/v1/records/{live}/verify", headers=w.as_("staff-a-2fa")))
+    deposit = w.log.entry(verified["deposit_seq"])
+    assert deposit is not None
+    assert deposit.request.signatures[0] == {
+        "role": "volunteer",
+        "key": key,
+        "sig": deposit.request.signatures[0]["sig"],
+    }
+    ok(w.client.post(f"/v1/me/devices/{key}/revoke", headers=w.as_("vol-a")))
+    problem = refused(
+        w.client.post(f"/v1/records/{later}/verify", headers=w.as_("staff-a-2fa")),
+        422,
+        "invalid-signature",
+    )
+    assert problem["field"] == "record"
+    rejected = w.client.post(
+        f"/v1/records/{later}/reject", headers=w.as_("staff-a"), json={"reason": "phone lost"}
+    )
+    assert ok(rejected)["status"] == "rejected"
 
 
 def test_a_pending_reversal_can_be_turned_down(world: World) -> None:

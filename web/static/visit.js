@@ -4,7 +4,7 @@
 // The device key is made here on first use: WebCrypto Ed25519 (private key non-extractable)
 // where the browser has it, else the vendored @noble/ed25519. Its public half is registered
 // with POST /v1/me/devices; the private half never leaves this phone. Each record is checked
-// by POST /v1/records/draft, whose canonical bytes are signed here, then sent to
+// by POST /v1/records/draft, whose signing bytes (the record digest, prefixed) are signed here, then sent to
 // POST /v1/records with an Idempotency-Key kept beside it in IndexedDB, so a retry after a
 // lost answer never logs it twice.
 "use strict";
@@ -101,7 +101,7 @@ async function sign(key, bytes) {
 async function send(item) {
   const draft = await api("/v1/records/draft", item.draft);
   const key = await deviceKey();
-  const signature = await sign(key, unb64(draft.canonical));
+  const signature = await sign(key, unb64(draft.to_sign));
   return api("/v1/records", { ...item.draft, ...item.extra, device_key_id: key.id, signature },
     { "idempotency-key": item.key });
 }
