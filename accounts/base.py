@@ -175,6 +175,13 @@ class AccountsBase:
             self._grant(tx, new.user.id, role, bank_id, org_id, None, granted_by)
         return new
 
+    @staticmethod
+    def _check_new_login(username: str, password: str) -> None:
+        """What a new login's name and password must be, whoever else exists."""
+        if not isinstance(username, str) or not USERNAME.match(username):
+            raise InvalidInput("username must be 3-64 letters, digits or ._@+-", field="username")
+        passwords.check_policy(password, username)
+
     def _new_user(self, tx: Tx, bank_id: str, username: str, password: str | None) -> NewUser:
         if not isinstance(username, str) or not USERNAME.match(username):
             raise InvalidInput("username must be 3-64 letters, digits or ._@+-", field="username")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
+from accounts import passwords
 from accounts.base import MAX_PAGE, clean_text
 from accounts.errors import (
     Conflict,
@@ -100,14 +101,25 @@ class Members(Organisations):
         username: str,
         password: str,
         personal: PersonalInput,
-    ) -> NewMember:
-        """A volunteer signs up on a phone; the organisation they chose approves them later."""
+    ) -> NewMember | None:
+        """A volunteer signs up on a phone; the organisation they chose approves them later.
+
+        The answer does not tell a stranger which usernames exist: every check that does not
+        depend on the name comes first, and a name already taken stores nothing and returns
+        None (after the same password hashing as a registration), which the API answers exactly
+        as a registration. Nobody logs in before approval (``Sessions.login``), so logging in
+        does not tell either; the centre calls the person and sorts a taken name out."""
         with self.store.transaction() as tx:
             org = tx.get(organisations, org_id)
             if tx.get(banks, bank_id) is None:
                 raise NotFound(f"no bank {bank_id}", field="bank_id")
             if org is None or org.bank_id != bank_id:
                 raise NotFound(f"no organisation {org_id} in bank {bank_id}", field="org_id")
+            self._check_new_login(username, password)
+            self._personal_columns(new_id(), personal)  # the same refusals for any name
+            if tx.first(users, users.c.username == username):
+                passwords.hash_password(password)  # the same work as a registration
+                return None
             new = self._new_user(tx, bank_id, username, password)
             member = self._insert_member(
                 tx,

@@ -83,7 +83,11 @@ class Sessions(AccountsBase):
         ok = passwords.verify_password(row.password_hash if row else None, password)
         failure: AccountsError | None = None
         with self.store.transaction() as tx:
-            if row is None or row.disabled_at is not None or not ok:
+            if ok and row is not None and self._awaiting_approval(tx, row.id):
+                # Not before an organisation approved the member: else registering a name and
+                # logging in with it would tell whether the name existed (``self_register``).
+                failure = InvalidCredentials("wrong username or password")
+            elif row is None or row.disabled_at is not None or not ok:
                 tx.throttle(client_key, now, self.policy.client_window_seconds)
                 if row is not None:
                     self._count_failure(tx, row.id, now)
@@ -119,6 +123,12 @@ class Sessions(AccountsBase):
         if failure is not None:
             raise failure
         return result
+
+    @staticmethod
+    def _awaiting_approval(tx: Tx, user_id: str) -> bool:
+        """The login belongs to a member not (or not yet) approved by their organisation."""
+        member = tx.first(members, members.c.user_id == user_id)
+        return member is not None and member.status != MemberStatus.ACTIVE
 
     def _count_failure(self, tx: Tx, user_id: str, now: datetime) -> None:
         """Lock an account for a short, growing, capped time: an attacker can slow a victim's

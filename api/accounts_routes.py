@@ -11,7 +11,12 @@ from litestar import Controller, Request, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody, Parameter
-from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
+from litestar.status_codes import (
+    HTTP_200_OK,
+    HTTP_201_CREATED,
+    HTTP_202_ACCEPTED,
+    HTTP_204_NO_CONTENT,
+)
 
 from accounts.model import Principal, User
 from accounts.service import PersonalInput
@@ -40,6 +45,7 @@ from api.schemas import (
     PersonalIn,
     ProxyIn,
     RegisterIn,
+    RegistrationOut,
     RelativeIn,
     RelativeOut,
     StaffIn,
@@ -346,17 +352,17 @@ class RegistrationController(Controller):
     path = "/v1/register"
     tags = ["members"]
 
-    @post("/", status_code=HTTP_201_CREATED, sync_to_thread=True, responses=problems(400, 404, 409))
-    def register(self, state: State, data: JSONBody[RegisterIn]) -> NewMemberOut:
-        """A volunteer signs up; the chosen organisation must approve before they serve."""
-        service = accounts_service(state)
-        new = service.self_register(
+    @post("/", status_code=HTTP_202_ACCEPTED, sync_to_thread=True, responses=problems(400, 404))
+    def register(self, state: State, data: JSONBody[RegisterIn]) -> RegistrationOut:
+        """A volunteer signs up; the chosen organisation approves them (and calls them) before
+        they log in. The answer is the same whether the username was free or taken."""
+        accounts_service(state).self_register(
             data.bank_id, data.org_id, data.username, data.password, _personal(data.personal)
         )
-        assert new.user is not None
-        principal = service.principal_for_user(new.user.id)
-        return NewMemberOut(
-            member_out(service.get_member(principal, new.member.id)), user_out(new.user)
+        return RegistrationOut(
+            "received",
+            "the organisation checks every new volunteer and calls the phone number given; "
+            "log in with this username and password once it has approved you",
         )
 
 

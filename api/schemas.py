@@ -376,6 +376,11 @@ def member_out(view: MemberView) -> MemberOut:
     )
 
 
+class RegistrationOut(msgspec.Struct):
+    status: str  # "received", whether the username was free or taken
+    detail: str
+
+
 class NewMemberOut(msgspec.Struct):
     member: MemberOut
     user: UserOut | None

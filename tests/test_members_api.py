@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -35,14 +36,18 @@ def test_self_registration_is_pending_until_its_org_approves(world: World) -> No
             "personal": {"name": "新志愿者", "phone": "139 0000 1234"},
         },
     )
-    assert response.status_code == 201, response.text
-    member = response.json()["member"]
-    assert member["status"] == "pending" and member["assisted"] is False
-    assert member["personal"]["phone"] == "13900001234"  # their own data, unmasked
+    assert response.status_code == 202, response.text
+    assert response.json()["status"] == "received"
     login = world.client.post(
         "/v1/auth/login", json={"username": "new-vol", "password": "a fine long password"}
     )
-    assert login.json()["roles"] == []  # no volunteer role until approved
+    assert login.status_code == 401  # no login until approved
+    user = world.accounts.user_by_username("new-vol")
+    assert user is not None
+    member_id = world.accounts.principal_for_user(user.id).member_id
+    member = world.client.get(f"/v1/members/{member_id}", headers=world.as_("staff-a")).json()
+    assert member["status"] == "pending" and member["assisted"] is False
+    assert member["personal"]["phone"] == "139****1234"  # staff see it masked
     other = world.client.post(f"/v1/members/{member['id']}/approve", headers=world.as_("staff-b"))
     assert other.status_code == 404
     approved = world.client.post(
@@ -424,9 +429,11 @@ def test_malformed_json_is_a_400(world: World, body: str) -> None:
 
 
 def test_pending_members_cannot_register_elders(world: World) -> None:
-    token = world.client.post(
+    refused = world.client.post(
         "/v1/auth/login", json={"username": "pending-a", "password": PASSWORD}
-    ).json()["token"]
+    )
+    assert refused.status_code == 401  # no login before approval
+    token = world.accounts.issue_token("pending-a").token  # an operator's token, then
     response = world.client.post(
         "/v1/members",
         headers={"Authorization": f"Bearer {token}"},
@@ -450,4 +457,49 @@ def test_self_registration_does_not_reveal_registered_phones(world: World) -> No
             "personal": {"name": "某人", "phone": "13800002222"},
         },
     )
-    assert response.status_code == 201  # staff see the duplicate when they approve
+    assert response.status_code == 202  # staff see the duplicate when they approve
+
+
+def test_registration_answers_alike_for_taken_and_free_usernames(world: World) -> None:
+    """Registering does not tell a stranger which usernames exist: a taken name gets the same
+    answer as a free one (and stores nothing), and neither can log in before approval."""
+
+    def register(username: str) -> Any:
+        return world.client.post(
+            "/v1/register",
+            json={
+                "bank_id": "b1",
+                "org_id": world.ids["org_a"],
+                "username": username,
+                "password": "a fine long password",
+                "personal": {"name": "某人", "phone": "13800003333"},
+            },
+        )
+
+    taken, free = register("vol-a"), register("brand-new-name")
+    assert (taken.status_code, taken.json()) == (free.status_code, free.json())
+    assert taken.status_code == 202
+    assert world.client.get("/v1/me", headers=world.as_("vol-a")).status_code == 200  # untouched
+    logins = [
+        world.client.post(
+            "/v1/auth/login", json={"username": name, "password": "a fine long password"}
+        )
+        for name in ("vol-a", "brand-new-name")
+    ]
+    assert [r.status_code for r in logins] == [401, 401]
+    assert logins[0].json()["detail"] == logins[1].json()["detail"]
+    # Refusals that do not depend on the name are the same for both.
+    weak = [
+        world.client.post(
+            "/v1/register",
+            json={
+                "bank_id": "b1",
+                "org_id": world.ids["org_a"],
+                "username": name,
+                "password": "short",
+                "personal": {"name": "某人"},
+            },
+        ).json()
+        for name in ("vol-a", "another-new-name")
+    ]
+    assert weak[0] == weak[1] and weak[0]["field"] == "password"

@@ -170,7 +170,11 @@ def test_pending_volunteer_is_told_why(server: DemoServer, browser: Browser) -> 
     page.fill("#username", "pending-en")
     page.fill("#password", "pending volunteer pw")
     page.click("form.stack button[type=submit]")
-    assert page.locator("h1").inner_text() == "Waiting for approval"
+    assert page.locator("h1").inner_text() == "Registration received"
+    assert axe_violations(page) == []
+    login(page, "pending-en", "pending volunteer pw")  # not before the centre approves
+    assert page.locator("#error").count() == 1
+    assert "once your organisation has approved you" in page.locator("p.hint").inner_text()
     context.close()
 
 

@@ -3,6 +3,7 @@ languages, and the pending volunteer's page — through the real app on both dat
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -167,26 +168,37 @@ def test_api_problems_follow_the_callers_language(world: World) -> None:
     assert invalid["title"] == "参数无效"
 
 
-def test_pending_volunteer_sees_a_clear_page(world: World) -> None:
-    client = fresh_client(world)
-    token = csrf_token(client, "/register")
+def test_a_new_volunteer_is_told_what_happens_next(world: World) -> None:
+    """Signing up shows the same page whether the username was free or taken, and logging in
+    waits for the organisation's approval (the login page says so)."""
     org = world.ids["org_a"]
-    signed_up = client.post(
-        "/register",
-        data={
-            "organisation": f"b1/{org}",
-            "name": "新志愿者",
-            "phone": "13900009999",
-            "username": "newcomer",
-            "password": "a long enough password",
-            "_csrf_token": token,
-        },
-        follow_redirects=False,
-    )
-    assert signed_up.status_code == 303
-    home = client.get("/")
-    assert "等待审核" in home.text
-    assert 'href="/volunteer"' not in home.text
+
+    def sign_up(username: str) -> Any:
+        client = fresh_client(world)
+        token = csrf_token(client, "/register")
+        return client.post(
+            "/register",
+            data={
+                "organisation": f"b1/{org}",
+                "name": "新志愿者",
+                "phone": "13900009999",
+                "username": username,
+                "password": "a long enough password",
+                "_csrf_token": token,
+            },
+            follow_redirects=False,
+        )
+
+    free, taken = sign_up("newcomer"), sign_up("vol-a")
+    assert free.status_code == taken.status_code == 200
+    assert "已收到报名" in free.text and "newcomer" in free.text
+    tokens = re.compile(r"[0-9a-f]{40,}")  # each page's own CSRF token
+    assert tokens.sub("", free.text).replace("newcomer", "vol-a") == tokens.sub("", taken.text)
+    client = fresh_client(world)
+    refused = browser_login(client, "newcomer", "a long enough password")
+    assert refused.status_code == 401 and "审核通过后" in refused.text
+    approved = browser_login(fresh_client(world), "vol-a", PASSWORD)
+    assert approved.status_code == 303
 
 
 def test_open_redirects_are_refused(world: World) -> None:

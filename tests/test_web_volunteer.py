@@ -264,9 +264,14 @@ def test_a_pending_volunteer_is_refused_with_a_clear_page(
     page.fill("#username", "waiting-vol")
     page.fill("#password", "waiting volunteer pw")
     page.click("form.stack button[type=submit]")
-    response = page.goto("/volunteer")
-    assert response is not None and response.status == 403
-    assert page.locator("h1").inner_text() == "等待审核"
+    assert page.locator("h1").inner_text() == "已收到报名"
+    assert axe_violations(page) == []
+    # Not logged in, and no login before the organisation approves: the volunteer's pages
+    # send them to log in, where the refusal says why.
+    page.goto("/volunteer")
+    assert "/login" in page.url
+    login(page, "waiting-vol", "waiting volunteer pw")
+    assert page.locator("#error").count() == 1 and page.locator("p.hint").count() == 1
     assert axe_violations(page) == []
     # The same page an approved volunteer gets, for contrast.
     other = phone_context(browser, server, "zh-CN").new_page()

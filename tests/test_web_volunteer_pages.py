@@ -11,6 +11,7 @@ from accounts.service import PersonalInput
 from tests.accounts_world import PASSWORD, World
 from tests.test_workflow import world  # noqa: F401 - the workflow's world, with a catalogue
 from tests.web_helpers import browser_login, csrf_token
+from web.security import SESSION_COOKIE
 
 
 def iso(hours_ago: float) -> str:
@@ -50,7 +51,11 @@ def test_claim_refused_to_a_pending_sign_up_and_done_by_a_volunteer(world: World
     w.accounts.self_register(
         "b1", w.ids["org_a"], "pending-web", PASSWORD, PersonalInput("新人", "13700001234")
     )
-    pending = as_browser(w, "pending-web")
+    w.client.cookies.clear()
+    assert browser_login(w.client, "pending-web", PASSWORD).status_code == 401  # not yet
+    # A session opened another way (an operator's token) is refused on every page all the same.
+    pending = w.client
+    pending.cookies.set(SESSION_COOKIE, w.accounts.issue_token("pending-web").token)
     refused = form_post(pending, f"/volunteer/requests/{request_id}/claim", "/account")
     assert refused.status_code == 403
     assert "等待审核" in refused.text

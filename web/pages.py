@@ -238,25 +238,18 @@ def register(request: Request[Any, Any, State], data: Form) -> Template | Redire
     bank_id, _, org_id = data.get("organisation", "").partition("/")
     form = {k: data.get(k, "") for k in ("organisation", "name", "phone", "username")}
     try:
-        new = accounts_of(request).self_register(
+        accounts_of(request).self_register(
             bank_id,
             org_id,
             form["username"].strip(),
             data.get("password", ""),
             PersonalInput(name=form["name"], phone=form["phone"].strip() or None),
         )
-        assert new.user is not None
-        result = accounts_of(request).login(
-            new.user.username,
-            data.get("password", ""),
-            None,
-            request.client.host if request.client else "unknown",
-        )
     except AccountsError as exc:
         return refusal(request, exc, "register.html", form=form, **_register_choices(request))
-    response = Redirect("/", status_code=303)
-    response.cookies.append(session_cookie(request, result))
-    return response
+    # The same page whether the name was free or taken (``self_register``); logging in waits
+    # for the organisation's approval.
+    return render(request, "pending.html", None, received=form["username"].strip())
 
 
 @post("/prefs", include_in_schema=False)
