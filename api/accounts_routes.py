@@ -160,7 +160,7 @@ class MeController(Controller):
         "/totp",
         status_code=HTTP_201_CREATED,
         sync_to_thread=True,
-        responses=problems(401, 403, 409),
+        responses=problems(400, 401, 403, 409),
     )
     def totp_start(
         self,
