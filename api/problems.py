@@ -28,7 +28,7 @@ from accounts.errors import (
 )
 from care.errors import CareError
 from ledger.errors import EntryError, ProofRequestError
-from web.i18n import LANGUAGE_COOKIE, describe, gettext_for, negotiate
+from web.i18n import LANGUAGE_COOKIE, describe, describe_decoding, gettext_for, negotiate
 from web.pages import error_page
 from web.statuses import status_of
 
@@ -111,7 +111,11 @@ def _validation(
     lang = language(request)
     if lang != "en":
         _ = gettext_for(lang)
-        detail = _("%(field)s is not valid (%(message)s)", field=field or "body", message=message)
+        detail = _(
+            "%(field)s is not valid (%(message)s)",
+            field=field or "body",
+            message=describe_decoding(message, lang),
+        )
     title = gettext_for(lang)("Invalid parameter")
     return problem(HTTP_400_BAD_REQUEST, "invalid-parameter", title, detail, field)
 

@@ -345,3 +345,33 @@ def test_json_scalars_are_decoded_strictly(
     assert response.json()["field"] == field
     strict = {"gifts_allowed": True} if field == "gifts_allowed" else {"redemption_age": 60}
     assert w.client.post("/v1/policy", headers=w.as_(ADMIN), json=strict).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "zh"),
+    [
+        (
+            {"redemption_age": "60"},
+            "参数 redemption_age 无效（应为整数 / 空值（null），收到的是文本）",
+        ),
+        ({"gifts_allowed": 1}, "应为true 或 false / 空值（null），收到的是整数"),
+        ({"redemption_age": 60, "extra": 1}, "不允许的字段 extra"),
+    ],
+)
+def test_strict_json_refusals_speak_the_callers_language(
+    body: dict[str, Any], zh: str, worlds: Callable[[str], World]
+) -> None:
+    """The same refusal in English (the decoder's words) and in Chinese (translated, type names
+    included), next to the same call succeeding once the value has the right type."""
+    w = worlds("strict-json")
+    english = w.client.post("/v1/policy", headers=w.as_(ADMIN), json=body).json()
+    chinese = w.client.post(
+        "/v1/policy", headers={**w.as_(ADMIN), "Accept-Language": "zh-CN"}, json=body
+    ).json()
+    assert english["status"] == chinese["status"] == 400
+    assert english["field"] == chinese["field"]
+    assert zh in chinese["detail"] and "Expected" not in chinese["detail"]
+    assert "Expected" in english["detail"] or "unknown field" in english["detail"]
+    assert w.client.post(
+        "/v1/policy", headers=w.as_(ADMIN), json={"redemption_age": 60, "gifts_allowed": True}
+    ).is_success

@@ -191,3 +191,64 @@ def describe(slug: str, message: str, language: str) -> tuple[str, str]:
     if language == "en" or title == message:
         return title, message
     return title, f"{title}: {message}"
+
+
+# The JSON decoder's messages (msgspec's, strict), for callers who asked for another language
+# than English; the type names in them are translated too. A message not listed stays as it is.
+DECODED_TYPES = {
+    "int": N_("an integer"),
+    "float": N_("a number"),
+    "str": N_("text"),
+    "bool": N_("true or false"),
+    "array": N_("a list"),
+    "object": N_("an object"),
+    "null": N_("null"),
+    "datetime": N_("a date and time"),
+    "date": N_("a date"),
+}
+DECODING_MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), text)
+    for pattern, text in (
+        (
+            r"Expected `(?P<want>[^`]+)`, got `(?P<got>[^`]+)`.*",
+            N_("expected %(want)s, got %(got)s"),
+        ),
+        (
+            r"Expected `(?P<want>[^`]+)` of length (?P<op>[<>]=?) (?P<n>\d+).*",
+            N_("expected %(want)s of length %(op)s %(n)s"),
+        ),
+        (
+            r"Expected `(?P<want>[^`]+)` (?P<op>[<>]=?) (?P<n>-?[0-9.]+).*",
+            N_("expected %(want)s %(op)s %(n)s"),
+        ),
+        (
+            r"Object missing required field `(?P<name>[^`]+)`.*",
+            N_("the required field %(name)s is missing"),
+        ),
+        (r"Object contains unknown field `(?P<name>[^`]+)`.*", N_("unknown field %(name)s")),
+        (r"Invalid enum value (?P<value>.+)", N_("%(value)s is not one of the allowed values")),
+        (r"(JSON is malformed|Input data was truncated).*", N_("the body is not valid JSON")),
+        (r"Invalid RFC3339 encoded datetime.*", N_("expected a date and time (RFC 3339)")),
+    )
+)
+
+
+def describe_decoding(message: str, language: str) -> str:
+    """The decoder's ``message`` in ``language`` (English: as the decoder said it)."""
+    if language == "en":
+        return message
+    _ = gettext_for(language)
+    for pattern, text in DECODING_MESSAGES:
+        match = pattern.fullmatch(message)
+        if match:
+            values = {
+                k: _type_words(v, _) if k in ("want", "got") else v
+                for k, v in match.groupdict().items()
+            }
+            return _(text, **values)
+    return message
+
+
+def _type_words(types: str, _: Gettext) -> str:
+    """``int | null`` → the words for each type, joined by a slash."""
+    return " / ".join(_(DECODED_TYPES.get(t, t)) for t in types.split(" | "))
