@@ -1,6 +1,5 @@
-"""Members and their personal data: registration (self, assisted, by staff), approval (a
-ledger ``approval`` entry), masked views, reveals with a reason (each recorded), search by
-blind index."""
+"""Members and their personal data: registration (self, assisted, by staff) and approval (a
+ledger ``approval`` entry). How members are read is ``accounts.member_views``."""
 
 from __future__ import annotations
 
@@ -9,57 +8,37 @@ from datetime import date
 from typing import Any
 
 from accounts import passwords
-from accounts.base import MAX_PAGE, clean_text
+from accounts.base import clean_text
 from accounts.errors import (
     Conflict,
     Forbidden,
     InvalidInput,
     NotFound,
 )
+from accounts.member_views import MemberViews
+from accounts.model import Member as MemberRecord
 from accounts.model import (
-    Flag,
     MemberStatus,
     Principal,
     Role,
     User,
 )
-from accounts.model import Member as MemberRecord
-from accounts.orgs import Organisations
 from accounts.protection import (
-    mask_address,
-    mask_id_number,
-    mask_name,
-    mask_phone,
     normalise_id_number,
     normalise_phone,
 )
-from accounts.rows import flag_of_row, member_of_row, user_of_row
+from accounts.rows import member_of_row
 from accounts.storage import (
     Tx,
     banks,
-    member_flags,
     member_personal,
     members,
     organisations,
-    pii_access,
     users,
-    utc,
 )
 from accounts.tokens import new_id
 from ledger.entry import EntryRequest
 from ledger.postings import member_account
-
-REVEAL_REASON_MIN = 4  # "家访" says too little; "安排上门家访" says why
-
-
-@dataclass(frozen=True)
-class MemberView:
-    """A member as one caller may see it: personal data masked unless ``revealed``."""
-
-    member: MemberRecord
-    personal: dict[str, Any]
-    revealed: bool
-    flags: tuple[Flag, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -81,18 +60,8 @@ class PersonalInput:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class Members(Organisations):
-    """Registering, approving and reading members, with personal data masked by default."""
-
-    def me(self, principal: Principal) -> tuple[User | None, MemberView | None]:
-        if principal.user_id is None:
-            return None, None
-        with self.store.snapshot() as tx:
-            row = tx.get(users, principal.user_id)
-            assert row is not None
-            user = user_of_row(row)
-        view = self.get_member(principal, principal.member_id) if principal.member_id else None
-        return user, view
+class Members(MemberViews):
+    """Registering and approving members."""
 
     def self_register(
         self,
@@ -347,192 +316,3 @@ class Members(Organisations):
                     approved_at=now,
                 )
             return member_of_row(tx.get(members, member_id))
-
-    def _visible_member_row(self, tx: Tx, principal: Principal, member_id: str) -> Any:
-        """The member row if the caller may know it exists; NotFound otherwise."""
-        row = tx.get(members, member_id) if isinstance(member_id, str) else None
-        if row is None or row.bank_id != principal.bank_id or self._access(principal, row) is None:
-            raise NotFound(f"no member {member_id}")
-        return row
-
-    @staticmethod
-    def _access(principal: Principal, row: Any) -> str | None:
-        """How the caller relates to a member: self, proxy, staff, admin, auditor, or None."""
-        if principal.is_partner:
-            return None
-        if principal.member_id == row.id:
-            return "self"  # care refuses a member who is not active (care.errors.MemberNotActive)
-        if principal.is_bank_admin:
-            return "admin"
-        if row.org_id in principal.orgs():
-            return "staff"
-        if row.id in principal.proxied_members():
-            return "proxy"
-        if principal.has(Role.AUDITOR):
-            return "auditor"
-        return None
-
-    def member_access(self, principal: Principal, member_id: str) -> tuple[MemberRecord, str]:
-        """The member and how the caller relates to them (self, proxy, staff, admin,
-        auditor); NotFound when the caller may not know the member exists."""
-        with self.store.snapshot() as tx:
-            row = self._visible_member_row(tx, principal, member_id)
-        access = self._access(principal, row)
-        assert access is not None
-        return member_of_row(row), access
-
-    def member(self, member_id: str) -> MemberRecord:
-        """A member by id, without access checks: for other services that checked already."""
-        with self.store.snapshot() as tx:
-            row = tx.get(members, member_id)
-        if row is None:
-            raise NotFound(f"no member {member_id}")
-        return member_of_row(row)
-
-    def birth_date(self, member_id: str) -> date | None:
-        with self.store.snapshot() as tx:
-            row = tx.personal(member_id)
-        return row.birth_date if row is not None else None
-
-    def get_member(
-        self, principal: Principal, member_id: str, reveal_reason: str | None = None
-    ) -> MemberView:
-        with self.store.snapshot() as tx:
-            row = self._visible_member_row(tx, principal, member_id)
-            access = self._access(principal, row)
-            personal_row = tx.personal(member_id)
-            flags = tuple(
-                flag_of_row(f)
-                for f in tx.find(
-                    member_flags,
-                    member_flags.c.member_id == member_id,
-                    order=[member_flags.c.set_at],
-                )
-            )
-        revealed = access == "self"
-        if reveal_reason is not None and access != "self":
-            if access not in ("staff", "admin"):
-                raise Forbidden(
-                    "only the member's organisation staff or a bank admin see full personal data"
-                )
-            reason = clean_text(reveal_reason, "reveal_reason", 500)
-            if len(reason) < REVEAL_REASON_MIN:
-                raise InvalidInput(
-                    f"say why you need the full personal data ({REVEAL_REASON_MIN} characters "
-                    "at least)",
-                    field="reveal_reason",
-                )
-            self._record_access(principal, member_id, access, reason)
-            revealed = True
-        personal = self._personal_view(member_id, personal_row, revealed)
-        if access == "auditor":
-            personal = {"birth_year": personal.get("birth_year")}
-        return MemberView(
-            member_of_row(row), personal, revealed, flags if access != "auditor" else ()
-        )
-
-    def _record_access(self, principal: Principal, member_id: str, role: str, reason: str) -> None:
-        with self.store.transaction() as tx:
-            tx.insert(
-                pii_access,
-                id=new_id(),
-                at=self.clock(),
-                actor_user_id=principal.user_id or "",
-                actor_role=role,
-                member_id=member_id,
-                fields="name phone id_number address birth_date health_notes",
-                reason=reason,
-            )
-
-    def access_records(self, principal: Principal, member_id: str) -> list[dict[str, Any]]:
-        """Who saw a member's full personal data: for the member, bank admins and auditors."""
-        with self.store.snapshot() as tx:
-            row = self._visible_member_row(tx, principal, member_id)
-            if self._access(principal, row) not in ("self", "admin", "auditor"):
-                raise Forbidden("access records are for the member, bank admins and auditors")
-            rows = tx.find(pii_access, pii_access.c.member_id == member_id, order=[pii_access.c.at])
-        return [
-            {
-                "at": utc(r.at),
-                "actor": r.actor_user_id,
-                "role": r.actor_role,
-                "reason": r.reason,
-                "fields": r.fields.split(),
-            }
-            for r in rows
-        ]
-
-    def _personal_view(self, member_id: str, row: Any, revealed: bool) -> dict[str, Any]:
-        if row is None:
-            return {}
-        opened = {
-            name: self.protector.open(getattr(row, f"{name}_sealed"), member_id, name)
-            if getattr(row, f"{name}_sealed") is not None
-            else None
-            for name in ("phone", "id_number", "address")
-        }
-        health = (
-            self.protector.open(row.health_sealed, member_id, "health_notes")
-            if row.health_sealed is not None
-            else None
-        )
-        birth: date | None = row.birth_date
-        if revealed:
-            return {
-                "name": row.name,
-                **opened,
-                "birth_date": birth.isoformat() if birth else None,
-                "birth_year": birth.year if birth else None,
-                "health_notes": health,
-            }
-        return {
-            "name": mask_name(row.name),
-            "phone": mask_phone(opened["phone"]),
-            "id_number": mask_id_number(opened["id_number"]),
-            "address": mask_address(opened["address"]),
-            "birth_year": birth.year if birth else None,
-            "health_notes": "***" if health else None,
-        }
-
-    def list_members(
-        self, principal: Principal, search: str | None, limit: int, offset: int
-    ) -> list[MemberView]:
-        """Members in the caller's scope; ``search`` matches a phone or ID number exactly."""
-        if principal.is_partner:
-            raise Forbidden("partner keys cannot list members")
-        staff_view = principal.is_bank_admin or bool(principal.orgs())
-        if not (staff_view or principal.has(Role.AUDITOR)):
-            raise Forbidden("member lists are for organisation staff, bank admins and auditors")
-        if not 1 <= limit <= MAX_PAGE:
-            raise InvalidInput(f"limit must be 1-{MAX_PAGE}", field="limit")
-        if offset < 0:
-            raise InvalidInput("offset must not be negative", field="offset")
-        indexes = None
-        if search is not None:
-            if not staff_view:
-                raise Forbidden("auditors do not search by personal data")
-            indexes = self._search_indexes(search)
-        scope = (
-            None if (principal.is_bank_admin or principal.has(Role.AUDITOR)) else principal.orgs()
-        )
-        with self.store.snapshot() as tx:
-            rows = tx.members_in_scope(principal.bank_id, scope, indexes, limit, offset)
-            personal_rows = {r.id: tx.personal(r.id) for r in rows}
-        views = []
-        for r in rows:
-            personal = self._personal_view(r.id, personal_rows[r.id], revealed=False)
-            if not staff_view:
-                personal = {"birth_year": personal.get("birth_year")}
-            views.append(MemberView(member_of_row(r), personal, False))
-        return views
-
-    def _search_indexes(self, search: str) -> list[str]:
-        indexes = []
-        for kind, normalise in (("phone", normalise_phone), ("id", normalise_id_number)):
-            try:
-                indexes.append(self.protector.blind_index(kind, normalise(search, "search")))
-            except InvalidInput:
-                continue
-        if not indexes:
-            raise InvalidInput("search must be a phone or ID number", field="search")
-        return indexes

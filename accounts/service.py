@@ -13,7 +13,8 @@ them, the one object the API, the pages and the care workflow hold.
 from __future__ import annotations
 
 from accounts.base import SecurityPolicy
-from accounts.members import MemberView, PersonalInput
+from accounts.member_views import MemberView
+from accounts.members import PersonalInput
 from accounts.partners import Partners
 from accounts.sessions import LoginResult
 

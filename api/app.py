@@ -35,7 +35,9 @@ from api.idempotency import (
     IdempotencyMiddleware,
     applies_to,
 )
+from api.ledger_routes import LEDGER_CONTROLLERS
 from api.log_routes import LogController
+from api.members_routes import MEMBER_CONTROLLERS
 from api.partner_routes import PARTNER_CONTROLLERS
 from api.problems import EXCEPTION_HANDLERS
 from api.schemas import DocumentedJsonRenderPlugin, DocumentedYamlRenderPlugin, StrictJSONRequest
@@ -171,7 +173,9 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
             healthz,
             LogController,
             *ACCOUNT_CONTROLLERS,
+            *MEMBER_CONTROLLERS,
             *CARE_CONTROLLERS,
+            *LEDGER_CONTROLLERS,
             *PARTNER_CONTROLLERS,
             AuditController,
             *web_routes(),

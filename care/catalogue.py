@@ -8,8 +8,6 @@ from dataclasses import replace
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
-
 from accounts.base import clean_text
 from accounts.errors import InvalidInput, NotFound
 from accounts.model import Member, Principal
@@ -26,6 +24,7 @@ from care.model import (
     ServiceType,
     star_thresholds,
 )
+from care.repo import latest_policy
 from care.storage import (
     bank_policies,
     service_types,
@@ -39,12 +38,7 @@ class Catalogue(CareBase):
 
     def policy(self, bank_id: str) -> Policy:
         with self.store.snapshot() as tx:
-            row = tx.conn.execute(
-                select(bank_policies)
-                .where(bank_policies.c.bank_id == bank_id)
-                .order_by(bank_policies.c.version.desc())
-                .limit(1)
-            ).first()
+            row = latest_policy(tx, bank_id)
         if row is None:
             return Policy()
         known = set(Policy().values())

@@ -15,11 +15,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
-from sqlalchemy import select
-
-from accounts.storage import AccountsStore, members
+from accounts.storage import AccountsStore
 from care.model import RequestStatus
-from care.storage import service_requests
+from care.repo import redeeming_requests
 from ledger.postings import hold_account
 
 OPEN_STATES = (RequestStatus.OPEN.value, RequestStatus.ASSIGNED.value)
@@ -30,15 +28,7 @@ def hold_discrepancies(
 ) -> list[str]:
     """Every elder whose hold account differs from the minutes their open requests hold."""
     with store.snapshot() as tx:
-        rows = tx.conn.execute(
-            select(
-                members.c.ledger_account,
-                service_requests.c.status,
-                service_requests.c.hold_minutes,
-            )
-            .join(members, members.c.id == service_requests.c.elder_id)
-            .where(service_requests.c.redeem.is_(True))
-        ).all()
+        rows = redeeming_requests(tx)
     expected: dict[str, int] = defaultdict(int)
     for row in rows:
         expected[row.ledger_account] += row.hold_minutes if row.status in OPEN_STATES else 0

@@ -4,15 +4,13 @@ form), checked against its request's window, the daily cap and the lateness limi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
-
 from accounts.errors import Forbidden, InvalidInput, TokenInvalid
 from accounts.model import Member, Principal, Role
-from accounts.storage import Tx, utc
+from accounts.storage import utc
 from accounts.tokens import new_id
 from care.base import aware, record_digest, require_active
 from care.codes import Codes, code_throttle_keys, refuse_if_throttled
@@ -37,7 +35,13 @@ from care.model import (
     ServiceRequest,
     ServiceType,
 )
-from care.repo import complete_request, listed, live_record, locked_request
+from care.repo import (
+    complete_request,
+    listed,
+    live_record,
+    locked_request,
+    minutes_toward_cap,
+)
 from care.requests import MAX_RECORD_MINUTES
 from care.storage import (
     service_records,
@@ -84,23 +88,6 @@ def _within_request(request: ServiceRequest, start: datetime, end: datetime, min
             f"{request.minutes + EXTRA_MINUTES}",
             field="minutes",
         )
-
-
-def minutes_toward_cap(tx: Tx, volunteer_ids: list[str], day_start: datetime) -> dict[str, int]:
-    """The daily cap's count: each volunteer's minutes in records that are not rejected and
-    began on the day starting at ``day_start`` (the bank's time zone), in every organisation
-    of the bank."""
-    rows = tx.conn.execute(
-        select(service_records.c.volunteer_id, func.sum(service_records.c.minutes))
-        .where(
-            service_records.c.volunteer_id.in_(volunteer_ids),
-            service_records.c.status != RecordStatus.REJECTED.value,
-            service_records.c.check_in >= day_start.astimezone(UTC),
-            service_records.c.check_in < (day_start + timedelta(days=1)).astimezone(UTC),
-        )
-        .group_by(service_records.c.volunteer_id)
-    ).all()
-    return {volunteer_id: int(total) for volunteer_id, total in rows}
 
 
 @dataclass(frozen=True)

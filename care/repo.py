@@ -4,15 +4,15 @@ listed for a caller."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Column, Row, Table, or_, select, update
+from sqlalchemy import Column, Row, Table, func, or_, select, update
 
 from accounts.errors import InvalidInput, NotFound
 from accounts.model import Principal
-from accounts.storage import Tx, utc
+from accounts.storage import Tx, members, utc
 from care.errors import (
     WrongState,
 )
@@ -22,6 +22,7 @@ from care.model import (
     ServiceRequest,
 )
 from care.storage import (
+    bank_policies,
     service_records,
     service_requests,
     to_request,
@@ -38,6 +39,77 @@ def move_record(tx: Tx, record_id: str, expected: RecordStatus, **values: Any) -
         .values(**values)
     ).rowcount
     return bool(changed == 1)
+
+
+def move_request(tx: Tx, request_id: str, expected: RequestStatus | None, **values: Any) -> bool:
+    """Change a request only if it is still ``expected`` (any state when None): whether it
+    was (the compare-and-set that keeps a claim and a cancel from both winning)."""
+    conditions = [service_requests.c.id == request_id]
+    if expected is not None:
+        conditions.append(service_requests.c.status == expected.value)
+    changed = tx.conn.execute(update(service_requests).where(*conditions).values(**values))
+    return bool(changed.rowcount == 1)
+
+
+def undo_verification(tx: Tx, record_id: str) -> None:
+    """A verified record whose deposit was not posted is confirmed again."""
+    tx.conn.execute(
+        update(service_records)
+        .where(service_records.c.id == record_id, service_records.c.deposit_seq.is_(None))
+        .values(status=RecordStatus.CONFIRMED.value, verified_by=None, verified_at=None)
+    )
+
+
+def reject_deposited(tx: Tx, deposit_seq: int, reason: str) -> None:
+    """The record whose deposit is ``deposit_seq`` (reversed) is rejected with ``reason``."""
+    tx.conn.execute(
+        update(service_records)
+        .where(service_records.c.deposit_seq == deposit_seq)
+        .values(status=RecordStatus.REJECTED.value, rejected_reason=reason)
+    )
+
+
+def minutes_toward_cap(tx: Tx, volunteer_ids: list[str], day_start: datetime) -> dict[str, int]:
+    """The daily cap's count: each volunteer's minutes in records that are not rejected and
+    began on the day starting at ``day_start`` (the bank's time zone), in every organisation
+    of the bank."""
+    rows = tx.conn.execute(
+        select(service_records.c.volunteer_id, func.sum(service_records.c.minutes))
+        .where(
+            service_records.c.volunteer_id.in_(volunteer_ids),
+            service_records.c.status != RecordStatus.REJECTED.value,
+            service_records.c.check_in >= day_start.astimezone(UTC),
+            service_records.c.check_in < (day_start + timedelta(days=1)).astimezone(UTC),
+        )
+        .group_by(service_records.c.volunteer_id)
+    ).all()
+    return {volunteer_id: int(total) for volunteer_id, total in rows}
+
+
+def latest_policy(tx: Tx, bank_id: str) -> Any:
+    """The bank's newest policy row, or None (the defaults apply)."""
+    return tx.conn.execute(
+        select(bank_policies)
+        .where(bank_policies.c.bank_id == bank_id)
+        .order_by(bank_policies.c.version.desc())
+        .limit(1)
+    ).first()
+
+
+def redeeming_requests(tx: Tx) -> list[Any]:
+    """Every request that pays with stored time: its elder's ledger account, its state and the
+    minutes it holds (``care.holds`` compares them with the hold accounts)."""
+    return list(
+        tx.conn.execute(
+            select(
+                members.c.ledger_account,
+                service_requests.c.status,
+                service_requests.c.hold_minutes,
+            )
+            .join(members, members.c.id == service_requests.c.elder_id)
+            .where(service_requests.c.redeem.is_(True))
+        ).all()
+    )
 
 
 def locked_request(tx: Tx, request_id: str) -> ServiceRequest:

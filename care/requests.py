@@ -6,8 +6,6 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-from sqlalchemy import update
-
 from accounts.base import clean_text, optional_text
 from accounts.errors import Forbidden, InvalidInput
 from accounts.model import Member, MemberStatus, Principal, Role
@@ -23,7 +21,7 @@ from care.model import (
     ServiceRecord,
     ServiceRequest,
 )
-from care.repo import listed, live_record, locked_request
+from care.repo import listed, live_record, locked_request, move_request
 from care.storage import (
     service_requests,
     service_types,
@@ -194,21 +192,17 @@ class Requests(Catalogue):
                 )
             )
         with self.store.transaction() as tx:
-            changed = tx.conn.execute(
-                update(service_requests)
-                .where(
-                    service_requests.c.id == request.id,
-                    service_requests.c.status == RequestStatus.OPEN.value,
-                )
-                .values(
-                    status=RequestStatus.ASSIGNED.value,
-                    volunteer_id=volunteer.id,
-                    assigned_by=by,
-                    hold_minutes=hold,
-                )
-            ).rowcount
+            changed = move_request(
+                tx,
+                request.id,
+                RequestStatus.OPEN,
+                status=RequestStatus.ASSIGNED.value,
+                volunteer_id=volunteer.id,
+                assigned_by=by,
+                hold_minutes=hold,
+            )
             now = to_request(tx.get(service_requests, request.id))
-        if changed != 1:
+        if not changed:
             if placed and now.status is RequestStatus.CANCELLED:
                 # Cancelled between our reserve and our update: the canceller saw no hold.
                 self._release(now, hold)
@@ -247,10 +241,13 @@ class Requests(Catalogue):
                     "a service record was logged for this request; staff reject it first",
                     zh="该需求已有服务记录，须先由工作人员驳回记录",
                 )
-            tx.conn.execute(
-                update(service_requests)
-                .where(service_requests.c.id == request.id)
-                .values(status=RequestStatus.OPEN.value, volunteer_id=None, assigned_by=None)
+            move_request(
+                tx,
+                request.id,
+                None,
+                status=RequestStatus.OPEN.value,
+                volunteer_id=None,
+                assigned_by=None,
             )
             return to_request(tx.get(service_requests, request.id))
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import update
-
 from accounts.base import clean_text, parse_enum
 from accounts.errors import Conflict, InvalidInput, NotFound
 from accounts.model import Principal
@@ -18,13 +16,11 @@ from care.errors import (
 )
 from care.model import (
     REVERSAL_STATUSES,
-    RecordStatus,
     ReversalReason,
 )
-from care.repo import row_dict
+from care.repo import reject_deposited, row_dict
 from care.storage import (
     reversal_requests,
-    service_records,
 )
 from care.transfers import Transfers
 from ledger.entry import Entry, EntryRequest, Posting
@@ -152,14 +148,7 @@ class Reversals(Transfers):
         verified, and minutes a reversed redemption put back on hold are released."""
         if entry.request.kind == "deposit":
             with self.store.transaction() as tx:
-                tx.conn.execute(
-                    update(service_records)
-                    .where(service_records.c.deposit_seq == seq)
-                    .values(
-                        status=RecordStatus.REJECTED.value,
-                        rejected_reason=f"deposit {seq} reversed ({reversal_id})",
-                    )
-                )
+                reject_deposited(tx, seq, f"deposit {seq} reversed ({reversal_id})")
         for posting in entry.request.postings:
             if posting.account.split(":")[1] == "hold" and posting.minutes < 0:
                 member = posting.account.replace(":hold:", ":member:")

@@ -4,8 +4,6 @@ refunding a paid request. ``repair`` finishes what a crash left between the two 
 
 from __future__ import annotations
 
-from sqlalchemy import update
-
 from accounts.base import clean_text
 from accounts.errors import Forbidden
 from accounts.model import Principal
@@ -22,7 +20,7 @@ from care.model import (
     ServiceRecord,
     ServiceRequest,
 )
-from care.repo import locked_request, move_record
+from care.repo import locked_request, move_record, undo_verification
 from care.storage import (
     service_records,
     service_requests,
@@ -90,14 +88,7 @@ class Verification(Confirmation):
             self._post_deposit(record, verifier, f"deposit:{self._record_ref(record.id)}")
         except Exception:
             with self.store.transaction() as tx:  # nothing was posted: confirmed again
-                tx.conn.execute(
-                    update(service_records)
-                    .where(
-                        service_records.c.id == record.id,
-                        service_records.c.deposit_seq.is_(None),
-                    )
-                    .values(status=RecordStatus.CONFIRMED.value, verified_by=None, verified_at=None)
-                )
+                undo_verification(tx, record.id)
             raise
         return self._record(record.id)
 

@@ -22,11 +22,14 @@ from accounts.errors import AccountsError
 from care.errors import CareError
 from web.auditor import AUDITOR_HANDLERS
 from web.console import CONSOLE_HANDLERS
+from web.console_minutes import MINUTES_HANDLERS
 from web.desk import DESK_HANDLERS
 from web.desk_paper import PAPER_HANDLERS
 from web.desk_people import PEOPLE_HANDLERS
 from web.desk_staff import STAFF_HANDLERS
 from web.elder import ELDER_HANDLERS
+from web.elder_ask import ASK_HANDLERS
+from web.elder_visits import VISIT_HANDLERS
 from web.i18n import gettext_for
 from web.links import LINK_HANDLERS
 from web.pages import PAGE_HANDLERS, error_page, language_of, render
@@ -77,8 +80,11 @@ def web_routes() -> list[ControllerRouterHandler]:
             *VOLUNTEER_HANDLERS,
             *PUBLIC_HANDLERS,
             *CONSOLE_HANDLERS,
+            *MINUTES_HANDLERS,
             *AUDITOR_HANDLERS,
             *ELDER_HANDLERS,
+            *ASK_HANDLERS,
+            *VISIT_HANDLERS,
             *DESK_HANDLERS,
             *PEOPLE_HANDLERS,
             *PAPER_HANDLERS,

@@ -1,7 +1,6 @@
 """The bank administrators' console (民政 / the bank's admins): the catalogue and the policy
-(each change shows the ledger entry it made), the pool and grants to priority elders,
-reversals (requested by one administrator, approved by another), partner keys and
-organisations.
+(each change shows the ledger entry it made), partner keys and organisations, and what the
+console's pages share; the pool, grants and reversals are ``web.console_minutes``.
 
 Every page calls the same service method as its ``/v1`` route, so the rules, the refusals
 (a volunteer or staff member opening the console gets the API's 403) and the audit events
@@ -10,7 +9,6 @@ to verify hours (the staff desk)."""
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -95,7 +93,7 @@ def log_of(request: Request[Any, Any, State]) -> Log:
     return log
 
 
-def _console(
+def console_page(
     request: Request[Any, Any, State], template: str, principal: Principal, **context: Any
 ) -> Template:
     return render(request, f"console/{template}", principal, words=WORDS, **context)
@@ -120,24 +118,24 @@ def made(request: Request[Any, Any, State], seq: int | None) -> Made | None:
     return Made(seq, entry.request.kind, leaves[0].data.decode())
 
 
-def _int(data: dict[str, str], field: str) -> int:
+def form_int(data: dict[str, str], field: str) -> int:
     text = data.get(field, "").strip()
     if not text.lstrip("-").isdigit() or len(text) > 16:
         raise InvalidInput(f"{field} must be a whole number", field=field)
     return int(text)
 
 
-def _admin(request: Request[Any, Any, State]) -> Principal | Redirect:
+def admin_or_login(request: Request[Any, Any, State]) -> Principal | Redirect:
     """The caller, or the login page. Everyone but a bank administrator then gets the
-    services' own refusal (403, in the page's language): see ``_require_admin``."""
+    services' own refusal (403, in the page's language): see ``require_admin``."""
     principal = viewer(request)
     if principal is None:
         return to_login(request)
-    _require_admin(request, principal)
+    require_admin(request, principal)
     return principal
 
 
-def _require_admin(request: Request[Any, Any, State], principal: Principal) -> None:
+def require_admin(request: Request[Any, Any, State], principal: Principal) -> None:
     """Every console page answers a caller who is not a bank administrator as
     ``GET /v1/reversals`` does (the same service call, the same 403 and message)."""
     care_of(request).list_reversals(principal, "pending")
@@ -151,12 +149,12 @@ Failure = (AccountsError, CareError)
 
 @get("/console", sync_to_thread=True, include_in_schema=False)
 def overview(request: Request[Any, Any, State]) -> Response[Any]:
-    who = _admin(request)
+    who = admin_or_login(request)
     if not isinstance(who, Principal):
         return who
     care = care_of(request)
     pending = care.list_reversals(who, "pending")
-    return _console(
+    return console_page(
         request,
         "overview.html",
         who,
@@ -188,7 +186,7 @@ def _catalogue(
 
 @get("/console/catalogue", sync_to_thread=True, include_in_schema=False)
 def catalogue(request: Request[Any, Any, State], entry: EntryParam = None) -> Response[Any]:
-    who = _admin(request)
+    who = admin_or_login(request)
     if not isinstance(who, Principal):
         return who
     return _catalogue(request, who, made=made(request, entry))
@@ -197,7 +195,7 @@ def catalogue(request: Request[Any, Any, State], entry: EntryParam = None) -> Re
 @post("/console/catalogue", sync_to_thread=True, include_in_schema=False)
 def change_service_type(request: Request[Any, Any, State], data: Form) -> Response[Any]:
     """The same ``upsert_service_type`` as ``POST /v1/catalogue``: a policy entry in the log."""
-    who = _admin(request)
+    who = admin_or_login(request)
     if not isinstance(who, Principal):
         return who
     care = care_of(request)
@@ -210,7 +208,7 @@ def change_service_type(request: Request[Any, Any, State], data: Form) -> Respon
             data.get("name_zh", current.name_zh if current else "").strip(),
             data.get("name_en", current.name_en if current else "").strip(),
             data.get("category", str(current.category) if current else ""),
-            _int(data, "weight_permille"),
+            form_int(data, "weight_permille"),
             data.get("active") == "1",
         )
     except Failure as exc:
@@ -232,11 +230,11 @@ def change_service_type(request: Request[Any, Any, State], data: Form) -> Respon
 
 @get("/console/policy", sync_to_thread=True, include_in_schema=False)
 def policy(request: Request[Any, Any, State], entry: EntryParam = None) -> Response[Any]:
-    who = _admin(request)
+    who = admin_or_login(request)
     if not isinstance(who, Principal):
         return who
     care = care_of(request)
-    return _console(
+    return console_page(
         request, "policy.html", who, policy=care.policy(who.bank_id), made=made(request, entry)
     )
 
@@ -244,13 +242,13 @@ def policy(request: Request[Any, Any, State], entry: EntryParam = None) -> Respo
 @post("/console/policy", sync_to_thread=True, include_in_schema=False)
 def change_policy(request: Request[Any, Any, State], data: Form) -> Response[Any]:
     """The same ``set_policy`` as ``POST /v1/policy``, with only the values that changed."""
-    who = _admin(request)
+    who = admin_or_login(request)
     if not isinstance(who, Principal):
         return who
     care = care_of(request)
     current = care.policy(who.bank_id)
     try:
-        wanted: dict[str, Any] = {name: _int(data, name) for name in POLICY_NUMBERS}
+        wanted: dict[str, Any] = {name: form_int(data, name) for name in POLICY_NUMBERS}
         wanted["gifts_allowed"] = data.get("gifts_allowed") == "1"
         wanted["timezone"] = data.get("timezone", "").strip()
         changes = {k: v for k, v in wanted.items() if current.values()[k] != v}
@@ -265,165 +263,6 @@ def change_policy(request: Request[Any, Any, State], data: Form) -> Response[Any
 # ---------------------------------------------------------------- the pool and grants
 
 
-@dataclass(frozen=True)
-class PriorityElder:
-    id: str
-    name: str
-    flags: list[str]
-
-
-def _priority_elders(request: Request[Any, Any, State], who: Principal) -> list[PriorityElder]:
-    accounts = accounts_of(request)
-    found = []
-    for view in accounts.list_members(who, None, 200, 0):
-        if not view.member.is_elder:
-            continue
-        flags = sorted(str(f) for f in accounts.active_flags(view.member.id))
-        if flags:
-            name = view.personal.get("name")
-            found.append(PriorityElder(view.member.id, str(name or "…"), flags))
-    return found
-
-
-def _pool(request: Request[Any, Any, State], who: Principal, **context: Any) -> dict[str, Any]:
-    return {
-        "words": WORDS,
-        "codes": GRANT_REASONS,
-        "pool": care_of(request).pool_balance(who),
-        "elders": _priority_elders(request, who),
-        "key": secrets.token_hex(16),
-        **context,
-    }
-
-
-@get("/console/pool", sync_to_thread=True, include_in_schema=False)
-def pool(request: Request[Any, Any, State], entry: EntryParam = None) -> Response[Any]:
-    who = _admin(request)
-    if not isinstance(who, Principal):
-        return who
-    return render(
-        request, "console/pool.html", who, **_pool(request, who, made=made(request, entry))
-    )
-
-
-@post("/console/pool/grant", sync_to_thread=True, include_in_schema=False)
-def grant(request: Request[Any, Any, State], data: Form) -> Response[Any]:
-    """The same ``grant`` as ``POST /v1/grants``; the form's one-time key is the
-    Idempotency-Key, so posting the form twice grants once."""
-    who = _admin(request)
-    if not isinstance(who, Principal):
-        return who
-    key = data.get("key", "")
-    try:
-        if not key.isalnum() or len(key) > 64:
-            raise InvalidInput(N_("the form expired; start again"), field="key")
-        result = care_of(request).grant(
-            who,
-            data.get("elder_id", ""),
-            _int(data, "minutes"),
-            data.get("reason", ""),
-            key,
-            reason_code=data.get("reason_code", "other"),
-        )
-    except Failure as exc:
-        return refusal(request, exc, "console/pool.html", who, **_pool(request, who, form=data))
-    return Redirect(f"/console/pool?entry={result.seq}", status_code=303)
-
-
-# ---------------------------------------------------------------- reversals
-
-
-@dataclass(frozen=True)
-class Pending:
-    id: str
-    seq: int
-    reason: str
-    requested_by: str
-    mine: bool
-    entry: str
-
-
-def _reversals(request: Request[Any, Any, State], who: Principal, **context: Any) -> dict[str, Any]:
-    care = care_of(request)
-    pending = []
-    for row in care.list_reversals(who, "pending"):
-        found = made(request, int(row["entry_seq"]))
-        pending.append(
-            Pending(
-                str(row["id"]),
-                int(row["entry_seq"]),
-                str(row["reason"]),
-                str(row["requested_by"]),
-                row["requested_by"] == who.user_id,
-                found.leaf if found else "",
-            )
-        )
-    done = [r for r in care.list_reversals(who, None) if r["status"] != "pending"][-10:]
-    return {
-        "words": WORDS,
-        "codes": REVERSAL_REASONS,
-        "pending": pending,
-        "done": done,
-        **context,
-    }
-
-
-@get("/console/reversals", sync_to_thread=True, include_in_schema=False)
-def reversals(request: Request[Any, Any, State], entry: EntryParam = None) -> Response[Any]:
-    who = _admin(request)
-    if not isinstance(who, Principal):
-        return who
-    context = _reversals(request, who, made=made(request, entry))
-    return render(request, "console/reversals.html", who, **context)
-
-
-@post("/console/reversals", sync_to_thread=True, include_in_schema=False)
-def request_reversal(request: Request[Any, Any, State], data: Form) -> Response[Any]:
-    """The same ``request_reversal`` as ``POST /v1/reversals``."""
-    who = _admin(request)
-    if not isinstance(who, Principal):
-        return who
-    try:
-        care_of(request).request_reversal(
-            who, _int(data, "seq"), data.get("reason", ""), data.get("reason_code", "other")
-        )
-    except Failure as exc:
-        return refusal(
-            request, exc, "console/reversals.html", who, **_reversals(request, who, form=data)
-        )
-    return Redirect("/console/reversals", status_code=303)
-
-
-@post("/console/reversals/{reversal_id:str}/approve", sync_to_thread=True, include_in_schema=False)
-def approve_reversal(request: Request[Any, Any, State], reversal_id: Id) -> Response[Any]:
-    """The same ``approve_reversal`` as ``POST /v1/reversals/{id}/approve``: the page offers no
-    approve button to the administrator who asked, and the service refuses them as well."""
-    who = _admin(request)
-    if not isinstance(who, Principal):
-        return who
-    try:
-        done = care_of(request).approve_reversal(who, reversal_id)
-    except Failure as exc:
-        return refusal(request, exc, "console/reversals.html", who, **_reversals(request, who))
-    return Redirect(f"/console/reversals?entry={done['reversal_seq']}", status_code=303)
-
-
-@post("/console/reversals/{reversal_id:str}/reject", sync_to_thread=True, include_in_schema=False)
-def reject_reversal(request: Request[Any, Any, State], reversal_id: Id) -> Response[Any]:
-    """Turn down (or, for the administrator who asked, withdraw) a pending reversal."""
-    who = _admin(request)
-    if not isinstance(who, Principal):
-        return who
-    try:
-        care_of(request).reject_reversal(who, reversal_id)
-    except Failure as exc:
-        return refusal(request, exc, "console/reversals.html", who, **_reversals(request, who))
-    return Redirect("/console/reversals", status_code=303)
-
-
-# ---------------------------------------------------------------- partner keys
-
-
 def _partners(request: Request[Any, Any, State], who: Principal, **context: Any) -> dict[str, Any]:
     return {
         "words": WORDS,
@@ -435,7 +274,7 @@ def _partners(request: Request[Any, Any, State], who: Principal, **context: Any)
 
 @get("/console/partners", sync_to_thread=True, include_in_schema=False)
 def partners(request: Request[Any, Any, State]) -> Response[Any]:
-    who = _admin(request)
+    who = admin_or_login(request)
     if not isinstance(who, Principal):
         return who
     return render(request, "console/partners.html", who, **_partners(request, who))
@@ -444,7 +283,7 @@ def partners(request: Request[Any, Any, State]) -> Response[Any]:
 @post("/console/partners", sync_to_thread=True, include_in_schema=False)
 def create_partner_key(request: Request[Any, Any, State], data: Form) -> Response[Any]:
     """The same ``create_partner_key`` as ``POST /v1/partner-keys``; the secret is shown once."""
-    who = _admin(request)
+    who = admin_or_login(request)
     if not isinstance(who, Principal):
         return who
     scopes = [s.value for s in PartnerScope if data.get(f"scope_{s.value}") == "1"]
@@ -463,7 +302,7 @@ def create_partner_key(request: Request[Any, Any, State], data: Form) -> Respons
 
 @post("/console/partners/{key_id:str}/revoke", sync_to_thread=True, include_in_schema=False)
 def revoke_partner_key(request: Request[Any, Any, State], key_id: Id) -> Response[Any]:
-    who = _admin(request)
+    who = admin_or_login(request)
     if not isinstance(who, Principal):
         return who
     try:
@@ -487,7 +326,7 @@ def _orgs(request: Request[Any, Any, State], who: Principal, **context: Any) -> 
 
 @get("/console/orgs", sync_to_thread=True, include_in_schema=False)
 def organisations(request: Request[Any, Any, State]) -> Response[Any]:
-    who = _admin(request)
+    who = admin_or_login(request)
     if not isinstance(who, Principal):
         return who
     return render(request, "console/orgs.html", who, **_orgs(request, who))
@@ -496,7 +335,7 @@ def organisations(request: Request[Any, Any, State]) -> Response[Any]:
 @post("/console/orgs", sync_to_thread=True, include_in_schema=False)
 def create_org(request: Request[Any, Any, State], data: Form) -> Response[Any]:
     """The same ``create_org`` as ``POST /v1/orgs``."""
-    who = _admin(request)
+    who = admin_or_login(request)
     if not isinstance(who, Principal):
         return who
     phone = data.get("phone", "").strip() or None
@@ -513,12 +352,6 @@ CONSOLE_HANDLERS = [
     change_service_type,
     policy,
     change_policy,
-    pool,
-    grant,
-    reversals,
-    request_reversal,
-    approve_reversal,
-    reject_reversal,
     partners,
     create_partner_key,
     revoke_partner_key,

@@ -1,0 +1,199 @@
+"""Minutes over HTTP: confirmation codes, gifts, donations, grants and reversals, the pool,
+balances, history and receipts. Every rule is in ``care.service``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, MediaType, Request, get, post
+from litestar.datastructures import State
+from litestar.params import JSONBody, Parameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+
+from api.accounts_routes import AUTH, Id
+from api.care_routes import ERR, KEYED, P, care, entry_key
+from api.care_schemas import (
+    BalanceOut,
+    CodeOut,
+    DonationIn,
+    EntryOut,
+    GiftIn,
+    GrantIn,
+    HistoryOut,
+    ReversalIn,
+    ReversalOut,
+    entry_out,
+    reversal_out,
+)
+from api.schemas import problems
+from care.model import (
+    REVERSAL_STATUSES,
+)
+
+
+class TransferController(Controller):
+    path = "/v1"
+    tags = ["transfers"]
+    dependencies = AUTH
+
+    @post(
+        "/members/{member_id:str}/confirmation-codes",
+        status_code=HTTP_201_CREATED,
+        sync_to_thread=True,
+        responses=ERR,
+    )
+    def code(self, state: State, principal: P, member_id: Id) -> CodeOut:
+        """A one-time code (30 minutes) the elder's side gives the volunteer to confirm."""
+        code, expires = care(state).create_confirmation_code(principal, member_id)
+        return CodeOut(code, expires)
+
+    @post("/gifts", status_code=HTTP_201_CREATED, sync_to_thread=True, responses=KEYED)
+    def gift(
+        self, request: Request[Any, Any, State], principal: P, data: JSONBody[GiftIn]
+    ) -> EntryOut:
+        """Gift minutes to a confirmed direct relative (转赠). Requires Idempotency-Key."""
+        return entry_out(
+            care(request.app.state).gift(
+                principal, data.from_member_id, data.to_member_id, data.minutes, entry_key(request)
+            )
+        )
+
+    @post("/donations", status_code=HTTP_201_CREATED, sync_to_thread=True, responses=KEYED)
+    def donate(
+        self, request: Request[Any, Any, State], principal: P, data: JSONBody[DonationIn]
+    ) -> EntryOut:
+        """Donate minutes to the bank's pool (公益池). Requires Idempotency-Key."""
+        return entry_out(
+            care(request.app.state).donate(
+                principal, data.from_member_id, data.minutes, entry_key(request)
+            )
+        )
+
+    @post("/grants", status_code=HTTP_201_CREATED, sync_to_thread=True, responses=KEYED)
+    def grant(
+        self, request: Request[Any, Any, State], principal: P, data: JSONBody[GrantIn]
+    ) -> EntryOut:
+        """Bank admins grant pool minutes to a priority elder, with a reason. Requires
+        Idempotency-Key."""
+        return entry_out(
+            care(request.app.state).grant(
+                principal,
+                data.elder_id,
+                data.minutes,
+                data.reason,
+                entry_key(request),
+                reason_code=data.reason_code,
+            )
+        )
+
+    @post("/reversals", status_code=HTTP_201_CREATED, sync_to_thread=True, responses=ERR)
+    def reversal(self, state: State, principal: P, data: JSONBody[ReversalIn]) -> ReversalOut:
+        """A bank admin asks to reverse an entry; a second admin must approve."""
+        return reversal_out(
+            care(state).request_reversal(principal, data.seq, data.reason, data.reason_code)
+        )
+
+    @get("/reversals", sync_to_thread=True, responses=problems(400, 401, 403))
+    def reversals(
+        self,
+        state: State,
+        principal: P,
+        status: Annotated[
+            str | None, Parameter(max_length=16, schema_extra={"enum": list(REVERSAL_STATUSES)})
+        ] = None,
+    ) -> list[ReversalOut]:
+        """Reversal requests of the bank (``status=pending`` for those awaiting approval)."""
+        return [reversal_out(r) for r in care(state).list_reversals(principal, status)]
+
+    @post(
+        "/reversals/{reversal_id:str}/reject",
+        status_code=HTTP_200_OK,
+        sync_to_thread=True,
+        responses=ERR,
+    )
+    def reject_reversal(self, state: State, principal: P, reversal_id: Id) -> ReversalOut:
+        """Turn down, or withdraw, a pending reversal request."""
+        return reversal_out(care(state).reject_reversal(principal, reversal_id))
+
+    @post(
+        "/reversals/{reversal_id:str}/approve",
+        status_code=HTTP_200_OK,
+        sync_to_thread=True,
+        responses=ERR,
+    )
+    def approve(self, state: State, principal: P, reversal_id: Id) -> ReversalOut:
+        return reversal_out(care(state).approve_reversal(principal, reversal_id))
+
+
+class PoolOut(msgspec.Struct):
+    bank: str
+    minutes: int
+
+
+class PoolController(Controller):
+    path = "/v1/pool"
+    tags = ["balances"]
+    dependencies = AUTH
+
+    @get("/", sync_to_thread=True, responses=problems(401, 403))
+    def pool(self, state: State, principal: P) -> PoolOut:
+        """The bank's pool (公益池) balance, for bank admins and auditors."""
+        return PoolOut(principal.bank_id, care(state).pool_balance(principal))
+
+
+class BalanceController(Controller):
+    path = "/v1/members/{member_id:str}"
+    tags = ["balances"]
+    dependencies = AUTH
+
+    @get("/balance", sync_to_thread=True, responses=problems(400, 401, 403, 404))
+    def balance(self, state: State, principal: P, member_id: Id) -> BalanceOut:
+        """Available and reserved minutes (partner keys with read_points may read this)."""
+        b = care(state).balance(principal, member_id)
+        return BalanceOut(b.member_id, b.available, b.reserved)
+
+    @get("/history", sync_to_thread=True, responses=problems(400, 401, 403, 404))
+    def history(
+        self,
+        state: State,
+        principal: P,
+        member_id: Id,
+        limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
+        before: Annotated[int | None, Parameter(ge=0, le=2**53 - 1)] = None,
+    ) -> list[HistoryOut]:
+        """Entries that moved this member's minutes, newest first, each with its receipt URL."""
+        items = care(state).history(principal, member_id, limit, before)
+        return [
+            HistoryOut(
+                i.seq,
+                i.time,
+                i.kind,
+                i.minutes,
+                i.counterpart,
+                i.service,
+                i.record,
+                f"/v1/members/{member_id}/receipts/{i.seq}",
+            )
+            for i in items
+        ]
+
+    @get(
+        "/receipts/{seq:int}",
+        media_type=MediaType.TEXT,
+        sync_to_thread=True,
+        responses=problems(400, 401, 403, 404),
+    )
+    def receipt(
+        self,
+        state: State,
+        principal: P,
+        member_id: Id,
+        seq: Annotated[int, Parameter(ge=0, le=2**53 - 1)],
+    ) -> str:
+        """A C2SP tlog-proof that entry ``seq`` is in the log, checkable offline with
+        ``timebank audit receipt FILE --key VKEY``."""
+        return care(state).receipt(principal, member_id, seq)
+
+
+LEDGER_CONTROLLERS = [TransferController, PoolController, BalanceController]

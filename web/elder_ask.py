@@ -1,0 +1,174 @@
+"""The elder's pages, asking for a service: the catalogue as big buttons, then a day, a part of
+the day and whether to pay with stored time, shown before confirming (``web.elder``)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from litestar import Request, Response, get, post
+from litestar.datastructures import State
+from litestar.response import Redirect
+
+from accounts.errors import AccountsError, InvalidInput
+from accounts.model import Principal
+from care.base import weighted
+from care.errors import CareError
+from care.model import ServiceType
+from web.elder import (
+    DAYS_AHEAD,
+    ICONS,
+    LENGTHS,
+    PARTS,
+    Code,
+    MemberId,
+    Subject,
+    day_words,
+    page,
+    refused,
+    service_name,
+    subject_or_page,
+    when_words,
+    zone_of,
+)
+from web.i18n import N_
+from web.once import new_once_key, once
+from web.pages import Form
+from web.volunteer import care_of, hours_text
+
+
+def _catalogue(request: Request[Any, Any, State], principal: Principal) -> list[ServiceType]:
+    return [t for t in care_of(request).catalogue(principal) if t.category.value in ICONS]
+
+
+@get("/elder/{member_id:str}/ask", sync_to_thread=True, include_in_schema=False)
+def ask(request: Request[Any, Any, State], member_id: MemberId) -> Response[Any]:
+    who = subject_or_page(request, member_id)
+    if not isinstance(who, Subject):
+        return who
+    services = [
+        (t.code, service_name(request, t), ICONS[t.category.value])
+        for t in _catalogue(request, who.principal)
+    ]
+    return page(request, who, "elder/ask.html", services=services)
+
+
+def _kind(request: Request[Any, Any, State], principal: Principal, code: str) -> ServiceType:
+    kind = next((t for t in _catalogue(request, principal) if t.code == code), None)
+    if kind is None:
+        raise InvalidInput(N_("choose a service from the list"), field="service_code")
+    return kind
+
+
+def _days(request: Request[Any, Any, State], zone: ZoneInfo) -> list[tuple[str, str]]:
+    today = datetime.now(zone).date()
+    return [
+        (day.isoformat(), day_words(request, day, today))
+        for day in (today + timedelta(days=n) for n in range(DAYS_AHEAD))
+    ]
+
+
+def _ask_context(
+    request: Request[Any, Any, State], subject: Subject, kind: ServiceType
+) -> dict[str, Any]:
+    zone = zone_of(request, subject.principal)
+    return {
+        "kind": kind,
+        "service": service_name(request, kind),
+        "icon": ICONS[kind.category.value],
+        "days": _days(request, zone),
+        "parts": [(key, words) for key, words, _, _ in PARTS],
+        "lengths": LENGTHS,
+    }
+
+
+@get("/elder/{member_id:str}/ask/{code:str}", sync_to_thread=True, include_in_schema=False)
+def ask_when(request: Request[Any, Any, State], member_id: MemberId, code: Code) -> Response[Any]:
+    who = subject_or_page(request, member_id)
+    if not isinstance(who, Subject):
+        return who
+    kind = _kind(request, who.principal, code)
+    return page(request, who, "elder/when.html", form={}, **_ask_context(request, who, kind))
+
+
+def _window(zone: ZoneInfo, day_text: str, part: str) -> tuple[datetime, datetime]:
+    """The chosen day and part of the day as a window, from today to a week ahead."""
+    try:
+        day = date.fromisoformat(day_text)
+    except ValueError as exc:
+        raise InvalidInput(N_("choose a day"), field="day") from exc
+    today = datetime.now(zone).date()
+    if not today <= day < today + timedelta(days=DAYS_AHEAD):
+        raise InvalidInput(N_("choose a day"), field="day")
+    found = next(((first, last) for key, _, first, last in PARTS if key == part), None)
+    if found is None:
+        raise InvalidInput(N_("choose a part of the day"), field="part")
+    first, last = found
+    start = datetime.combine(day, time(first), zone)
+    return start, start + timedelta(hours=last - first)
+
+
+def _length(text: str) -> int:
+    if text not in {str(m) for m, _ in LENGTHS}:
+        raise InvalidInput(N_("choose how long"), field="minutes")
+    return int(text)
+
+
+@post("/elder/{member_id:str}/ask/{code:str}", sync_to_thread=True, include_in_schema=False)
+def ask_post(
+    request: Request[Any, Any, State], member_id: MemberId, code: Code, data: Form
+) -> Response[Any]:
+    """Two steps: the first post shows the request, what it costs and the stored time after;
+    the second (``confirmed``) asks (``CareService.create_request``, as ``POST
+    /v1/requests``), once for the check step's one-time key however often it is posted."""
+    who = subject_or_page(request, member_id)
+    if not isinstance(who, Subject):
+        return who
+    care = care_of(request)
+    form = {k: data.get(k, "") for k in ("day", "part", "minutes", "pay")}
+    kind = _kind(request, who.principal, code)  # a refusal page of its own (error_page)
+    context = _ask_context(request, who, kind)
+    try:
+        zone = zone_of(request, who.principal)
+        start, end = _window(zone, form["day"], form["part"])
+        minutes = _length(form["minutes"])
+        if form["pay"] not in ("yes", "no"):
+            raise InvalidInput(N_("say whether to pay with stored time"), field="pay")
+        redeem = form["pay"] == "yes"
+        if data.get("confirmed") != "1":
+            balance = care.balance(who.principal, member_id)
+            cost = weighted(minutes, kind.weight_permille)
+            return page(
+                request,
+                who,
+                "elder/when.html",
+                form=form,
+                check={
+                    "when": when_words(request, zone, start, end),
+                    "length": hours_text(request, minutes),
+                    "pay": redeem,
+                    "cost": hours_text(request, cost),
+                    "now": hours_text(request, balance.available),
+                    "after": hours_text(request, balance.available - cost),
+                    "short": redeem and balance.available < cost,
+                    "once": new_once_key(),
+                },
+                **context,
+            )
+
+        def asked() -> Response[Any]:
+            care.create_request(
+                who.principal, member_id, kind.code, start, end, minutes, None, redeem
+            )
+            return Redirect(f"/elder/{member_id}/requests?asked=1", status_code=303)
+
+        return once(request, who.principal, data, asked)
+    except (AccountsError, CareError) as exc:
+        return refused(request, exc, who, "elder/when.html", form=form, **context)
+
+
+# ---------------------------------------------------------------- did the volunteer come?
+
+
+ASK_HANDLERS = [ask, ask_when, ask_post]

@@ -1,0 +1,252 @@
+"""The elder's pages after asking: "did the volunteer come?" (one button, or a code to read
+out), her requests and cancelling one, and her stored time and what it paid for
+(``web.elder``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from litestar import Request, Response, get, post
+from litestar.datastructures import State
+from litestar.params import QueryParameter
+from litestar.response import Redirect
+
+from accounts.errors import AccountsError, InvalidInput
+from care.errors import CareError
+from care.model import RecordStatus, RequestStatus, ServiceRequest
+from web.elder import (
+    REASONS,
+    STATES,
+    ItemId,
+    MemberId,
+    Subject,
+    page,
+    refused,
+    service_name,
+    service_names,
+    subject_or_page,
+    when_words,
+    zone_of,
+)
+from web.i18n import N_
+from web.once import new_once_key, once
+from web.pages import Form
+from web.session import ON_BEHALF_STATE_KEY
+from web.volunteer import HISTORY_LIMIT, care_of, hours_text, translate
+
+
+@get("/elder/{member_id:str}/confirm", sync_to_thread=True, include_in_schema=False)
+def confirm_page(
+    request: Request[Any, Any, State],
+    member_id: MemberId,
+    done: Annotated[str | None, QueryParameter()] = None,
+) -> Response[Any]:
+    who = subject_or_page(request, member_id)
+    if not isinstance(who, Subject):
+        return who
+    return page(request, who, "elder/confirm.html", done=done == "1", **_waiting(request, who))
+
+
+def _waiting(request: Request[Any, Any, State], who: Subject) -> dict[str, Any]:
+    care = care_of(request)
+    zone = zone_of(request, who.principal)
+    names = service_names(request, who.principal)
+    records = [
+        {
+            "id": r.id,
+            "service": service_name(request, names.get(r.service_type_id)),
+            "when": when_words(request, zone, r.check_in, r.check_out),
+            "length": hours_text(request, r.minutes),
+        }
+        for r in care.list_records(who.principal, RecordStatus.LOGGED.value)
+        if r.elder_id == who.elder.id
+    ]
+    return {"records": records, "once": new_once_key()}
+
+
+@post(
+    "/elder/{member_id:str}/records/{record_id:str}/confirm",
+    sync_to_thread=True,
+    include_in_schema=False,
+)
+def confirm(
+    request: Request[Any, Any, State], member_id: MemberId, record_id: ItemId, data: Form
+) -> Response[Any]:
+    """One button: ``CareService.confirm`` without a code, as ``POST /v1/records/{id}/confirm``
+    (a family proxy's confirmation names the elder in the audit event's ``on_behalf``). The
+    form's one-time key makes a double tap or a resent page confirm once and say so."""
+    who = subject_or_page(request, member_id)
+    if not isinstance(who, Subject):
+        return who
+
+    def confirmed() -> Response[Any]:
+        record = care_of(request).confirm(who.principal, record_id, None)
+        if record.elder_id != who.principal.member_id:
+            request.scope["state"][ON_BEHALF_STATE_KEY] = record.elder_id
+        return Redirect(f"/elder/{member_id}/confirm?done=1", status_code=303)
+
+    try:
+        return once(request, who.principal, data, confirmed)
+    except (AccountsError, CareError) as exc:
+        return refused(request, exc, who, "elder/confirm.html", **_waiting(request, who))
+
+
+@post("/elder/{member_id:str}/code", sync_to_thread=True, include_in_schema=False)
+def code(request: Request[Any, Any, State], member_id: MemberId) -> Response[Any]:
+    """A code to read to the volunteer (``POST /v1/members/{id}/confirmation-codes``); shown
+    once, on the answer to this post."""
+    who = subject_or_page(request, member_id)
+    if not isinstance(who, Subject):
+        return who
+    made, expires = care_of(request).create_confirmation_code(who.principal, member_id)
+    until = expires.astimezone(zone_of(request, who.principal))
+    return page(request, who, "elder/code.html", code=made, until=f"{until:%H:%M}")
+
+
+# ---------------------------------------------------------------- requests and cancelling
+
+
+@dataclass(frozen=True)
+class Asked:
+    request: ServiceRequest
+    service: str
+    when: str
+    state: str
+    cancellable: bool
+
+
+@get("/elder/{member_id:str}/requests", sync_to_thread=True, include_in_schema=False)
+def requests(
+    request: Request[Any, Any, State],
+    member_id: MemberId,
+    asked: Annotated[str | None, QueryParameter()] = None,
+    cancelled: Annotated[str | None, QueryParameter()] = None,
+) -> Response[Any]:
+    who = subject_or_page(request, member_id)
+    if not isinstance(who, Subject):
+        return who
+    care = care_of(request)
+    zone = zone_of(request, who.principal)
+    names = service_names(request, who.principal)
+    mine = sorted(
+        (r for r in care.list_requests(who.principal, None) if r.elder_id == member_id),
+        key=lambda r: r.window_start,
+        reverse=True,
+    )
+    items = [
+        Asked(
+            r,
+            service_name(request, names.get(r.service_type_id)),
+            when_words(request, zone, r.window_start, r.window_end),
+            translate(request, STATES[r.status]),
+            r.status in (RequestStatus.OPEN, RequestStatus.ASSIGNED),
+        )
+        for r in mine[:50]
+    ]
+    return page(
+        request,
+        who,
+        "elder/requests.html",
+        items=items,
+        asked=asked == "1",
+        cancelled=cancelled == "1",
+    )
+
+
+def _cancel_context(
+    request: Request[Any, Any, State], who: Subject, request_id: str
+) -> dict[str, Any]:
+    care = care_of(request)
+    item = care.get_request(who.principal, request_id)
+    if item.elder_id != who.elder.id:
+        raise InvalidInput(N_("this request is not for this person"), field="request_id")
+    names = service_names(request, who.principal)
+    zone = zone_of(request, who.principal)
+    return {
+        "item": item,
+        "service": service_name(request, names.get(item.service_type_id)),
+        "when": when_words(request, zone, item.window_start, item.window_end),
+        "reasons": REASONS,
+    }
+
+
+@get(
+    "/elder/{member_id:str}/requests/{request_id:str}/cancel",
+    sync_to_thread=True,
+    include_in_schema=False,
+)
+def cancel_page(
+    request: Request[Any, Any, State], member_id: MemberId, request_id: ItemId
+) -> Response[Any]:
+    who = subject_or_page(request, member_id)
+    if not isinstance(who, Subject):
+        return who
+    return page(request, who, "elder/cancel.html", **_cancel_context(request, who, request_id))
+
+
+@post(
+    "/elder/{member_id:str}/requests/{request_id:str}/cancel",
+    sync_to_thread=True,
+    include_in_schema=False,
+)
+def cancel(
+    request: Request[Any, Any, State], member_id: MemberId, request_id: ItemId, data: Form
+) -> Response[Any]:
+    """With a reason from the list (``CareService.cancel``, as ``POST
+    /v1/requests/{id}/cancel``); the reason is kept in the page's language."""
+    who = subject_or_page(request, member_id)
+    if not isinstance(who, Subject):
+        return who
+    context = _cancel_context(request, who, request_id)
+    try:
+        words = dict(REASONS).get(data.get("reason", ""))
+        if words is None:
+            raise InvalidInput(N_("choose a reason"), field="reason")
+        care_of(request).cancel(who.principal, request_id, translate(request, words))
+    except (AccountsError, CareError) as exc:
+        return refused(request, exc, who, "elder/cancel.html", **context)
+    return Redirect(f"/elder/{member_id}/requests?cancelled=1", status_code=303)
+
+
+# ---------------------------------------------------------------- stored time
+
+
+def _local(stamp: str, zone: ZoneInfo) -> str:
+    """A log entry's UTC time stamp in the bank's time zone."""
+    moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return f"{moment.astimezone(zone):%Y-%m-%d %H:%M}"
+
+
+@get("/elder/{member_id:str}/time", sync_to_thread=True, include_in_schema=False)
+def stored_time(request: Request[Any, Any, State], member_id: MemberId) -> Response[Any]:
+    """Stored time in large text and what it was spent on (``balance``, ``history``)."""
+    who = subject_or_page(request, member_id)
+    if not isinstance(who, Subject):
+        return who
+    care = care_of(request)
+    balance = care.balance(who.principal, member_id)
+    codes = {t.code: t for t in service_names(request, who.principal).values()}
+    zone = zone_of(request, who.principal)
+    history = [
+        {
+            "amount": hours_text(request, item.minutes),
+            "kind": item.kind,
+            "service": service_name(request, codes.get(item.service)) if item.service else None,
+            "time": _local(item.time, zone),
+        }
+        for item in care.history(who.principal, member_id, HISTORY_LIMIT, None)
+    ]
+    return page(
+        request,
+        who,
+        "elder/time.html",
+        available=hours_text(request, balance.available),
+        reserved=hours_text(request, balance.reserved) if balance.reserved else None,
+        history=history,
+    )
+
+
+VISIT_HANDLERS = [confirm_page, confirm, code, requests, cancel_page, cancel, stored_time]
