@@ -7,6 +7,7 @@ import random
 from collections.abc import Iterator
 from concurrent.futures import Future
 
+from care.base import weighted
 from ledger import AppendResult
 from ledger.entry import EntryRequest, Posting
 from ledger.log import Log
@@ -34,11 +35,6 @@ SERVICE_WEIGHTS = tuple((code, weight) for code, _, _, _, weight in CATALOGUE)
 # Past grants never take the pool below this, so that a bank administrator trying the demo
 # (docs/workflow.md, section 8) has pool minutes to grant.
 POOL_RESERVE = 600
-
-
-def weighted_minutes(minutes: int, weight_per_mille: int) -> int:
-    """Deposit for a service: minutes × weight, rounded half up to a whole minute."""
-    return (minutes * weight_per_mille + 500) // 1000
 
 
 def demo_requests(
@@ -86,7 +82,7 @@ def demo_requests(
             member = rng.choice(members)
             service, weight = rng.choice(SERVICE_WEIGHTS)
             minutes = rng.choice((30, 45, 60, 90, 120, 180))
-            amount = weighted_minutes(minutes, weight)
+            amount = weighted(minutes, weight)
             record = hashlib.sha256(f"demo-record-{n}".encode()).hexdigest()
             balances[member] += amount
             deposits.append((n, member, amount))

@@ -101,6 +101,7 @@ def _deposit_problems(
     roles = [(parse_account(account)[1], moved) for account, moved in postings]
     issued = -sum(moved for role, moved in roles if role == ISSUANCE)
     if minutes is not None and weight is not None:
+        # Recomputed here on purpose: the auditor does not trust care.base.weighted.
         expected = (minutes * weight + 500) // 1000
         if issued != expected:
             problems.append(

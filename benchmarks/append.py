@@ -52,6 +52,7 @@ from typing import Any
 import psycopg
 import sqlalchemy
 
+from care.base import weighted
 from ledger.entry import EntryRequest, Posting
 from ledger.log import Log
 from ledger.merkle import leaf_hash, verify_inclusion
@@ -91,7 +92,7 @@ def deposit(tag: str, n: int, accounts: int) -> EntryRequest:
     """A verified-service deposit like the demo seed's: two postings, a small body."""
     service, weight = SERVICES[n % len(SERVICES)]
     minutes = 30 + 15 * (n % 8)
-    amount = (minutes * weight + 500) // 1000
+    amount = weighted(minutes, weight)
     member = f"{BANK}:member:{(n * 2_654_435_761) % accounts:016x}"
     return EntryRequest(
         "deposit",

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from audit.auditor import BUNDLE_FORMAT, Policy, verify_bundle
+from care.base import weighted
 from ledger.merkle import Frontier
 from ledger.note import Checkpoint, Signer, Verifier, sign_checkpoint
 
@@ -92,7 +93,7 @@ def build_bundle(directory: Path, entries: int, seed: int = 2026) -> Verifier:
             elif roll < 0.6 or balances[giver] < 60:
                 minutes = rng.choice((30, 45, 60, 90, 120))
                 weight = rng.choice((1000, 1100, 1300, 1500))
-                amount = (minutes * weight + 500) // 1000
+                amount = weighted(minutes, weight)
                 kind, postings = "deposit", [(issuance, -amount), (giver, amount)]
                 body = {
                     "record": f"{rng.getrandbits(256):064x}",

@@ -200,16 +200,23 @@ def test_cancelling_takes_a_reason_from_the_list(world: World) -> None:  # noqa:
     base = f"/elder/{w.ids['elder-a']}"
     path = f"{base}/requests/{asked['id']}/cancel"
     assert "时间不合适" in w.client.get(path).text
-    no_reason = form_post(w.client, path, path, reason="because")
+    no_reason = form_post(w.client, path, path, reason="because", once=secrets.token_hex(16))
     assert no_reason.status_code == 400
     stranger = as_browser(w, "vol-b")
     assert form_post(stranger, path, "/account", reason="time").status_code == 404
     page = as_browser(w, "elder-a")
-    done = form_post(page, path, path, reason="time")
-    assert done.status_code == 303
+    key = ONCE_INPUT.search(page.get(path).text)
+    assert key
+    # "Yes, cancel it", tapped twice: one cancellation, the same page both times.
+    tapped = [form_post(page, path, path, reason="time", once=key.group(1)) for _ in range(2)]
+    assert [t.status_code for t in tapped] == [303, 303]
+    assert tapped[0].headers["location"] == tapped[1].headers["location"]
     [cancelled] = requests_of(w, "elder-a")
     assert (cancelled["status"], cancelled["cancel_reason"]) == ("cancelled", "时间不合适")
     assert "已取消" in page.get(f"{base}/requests").text
+    # Without the key the second tap would be refused: the request is cancelled already.
+    again = form_post(page, path, "/account", reason="time", once=secrets.token_hex(16))
+    assert again.status_code == 409
 
 
 def test_a_family_with_two_elders_switches_between_them(world: World) -> None:  # noqa: F811

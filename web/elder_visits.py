@@ -170,6 +170,7 @@ def _cancel_context(
         "service": service_name(request, names.get(item.service_type_id)),
         "when": when_words(request, zone, item.window_start, item.window_end),
         "reasons": REASONS,
+        "once": new_once_key(),
     }
 
 
@@ -196,19 +197,24 @@ def cancel(
     request: Request[Any, Any, State], member_id: MemberId, request_id: ItemId, data: Form
 ) -> Response[Any]:
     """With a reason from the list (``CareService.cancel``, as ``POST
-    /v1/requests/{id}/cancel``); the reason is kept in the page's language."""
+    /v1/requests/{id}/cancel``); the reason is kept in the page's language. The form's one-time
+    key makes a double tap or a resent page cancel once and say so."""
     who = subject_or_page(request, member_id)
     if not isinstance(who, Subject):
         return who
     context = _cancel_context(request, who, request_id)
-    try:
+
+    def cancelled() -> Response[Any]:
         words = dict(REASONS).get(data.get("reason", ""))
         if words is None:
             raise InvalidInput(N_("choose a reason"), field="reason")
         care_of(request).cancel(who.principal, request_id, translate(request, words))
+        return Redirect(f"/elder/{member_id}/requests?cancelled=1", status_code=303)
+
+    try:
+        return once(request, who.principal, data, cancelled)
     except (AccountsError, CareError) as exc:
         return refused(request, exc, who, "elder/cancel.html", **context)
-    return Redirect(f"/elder/{member_id}/requests?cancelled=1", status_code=303)
 
 
 # ---------------------------------------------------------------- stored time
