@@ -16,6 +16,7 @@ import binascii
 import hashlib
 import struct
 from dataclasses import dataclass
+from functools import cached_property
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -137,17 +138,22 @@ class Signer:
         seed = base64.b64encode(bytes([ED25519]) + self.seed).decode()
         return f"PRIVATE+KEY+{self.name}+{kid}+{seed}"
 
-    @property
-    def public_key(self) -> bytes:
-        public = Ed25519PrivateKey.from_private_bytes(self.seed).public_key()
-        return public.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    # The key object and what derives from it are made once per signer, not once per
+    # checkpoint (the sequencer signs one per batch).
+    @cached_property
+    def _private_key(self) -> Ed25519PrivateKey:
+        return Ed25519PrivateKey.from_private_bytes(self.seed)
 
-    @property
+    @cached_property
+    def public_key(self) -> bytes:
+        return self._private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+    @cached_property
     def verifier(self) -> Verifier:
         return Verifier(self.name, self.key_type, self.public_key)
 
     def sign(self, message: bytes) -> bytes:
-        return Ed25519PrivateKey.from_private_bytes(self.seed).sign(message)
+        return self._private_key.sign(message)
 
     def signature_line(self, text: str) -> str:
         """The note signature line over ``text`` (type 0x01 keys only)."""
