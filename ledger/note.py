@@ -138,6 +138,10 @@ class Signer:
         seed = base64.b64encode(bytes([ED25519]) + self.seed).decode()
         return f"PRIVATE+KEY+{self.name}+{kid}+{seed}"
 
+    def __reduce__(self) -> tuple[type[Signer], tuple[str, bytes, int]]:
+        """Pickled as its fields: the cached key object below does not pickle."""
+        return (Signer, (self.name, self.seed, self.key_type))
+
     # The key object and what derives from it are made once per signer, not once per
     # checkpoint (the sequencer signs one per batch).
     @cached_property

@@ -125,3 +125,15 @@ def test_tlog_proof_round_trip() -> None:
     assert TlogProof.parse(proof.render()) == proof
     with pytest.raises(NoteError):
         TlogProof.parse("c2sp.org/tlog-proof@v1\nindex x\n\ncp")
+
+
+def test_a_signer_that_has_signed_still_pickles() -> None:
+    """The signer keeps its key object once made; pickling (worker processes) keeps working."""
+    import pickle
+
+    from ledger.note import Signer
+
+    signer = Signer.generate("timebank.test/pickle")
+    signature = signer.sign(b"checkpoint")
+    again = pickle.loads(pickle.dumps(signer))
+    assert again == signer and again.sign(b"checkpoint") == signature
