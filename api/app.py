@@ -47,6 +47,7 @@ from ledger.config import ConfigError, Settings
 from ledger.log import Log
 from migrations.runner import upgrade
 from partners.links import PartnerLinks
+from partners.webhooks import HostPolicy, Outbox
 from web.app import LocalSwaggerUI, web_routes
 from web.pages import TEMPLATES
 from web.security import BrowserCSRFMiddleware, SecurityHeadersMiddleware, csrf_config
@@ -61,6 +62,7 @@ class Services:
     care: CareService
     audit: AuditTrail
     partners: PartnerLinks
+    outbox: Outbox
     sealer: Sealer | None = None
 
     @classmethod
@@ -77,9 +79,10 @@ class Services:
         protector = Protector(load_or_create_data_key(key_path))
         accounts = AccountsService(store, protector, log)
         audit = AuditTrail(database)
-        care = CareService(store, accounts, log)
-        partners = PartnerLinks(store, accounts, log, care.policy)
-        return cls(log, accounts, care, audit, partners)
+        outbox = Outbox(store, protector, HostPolicy.from_env(os.environ))
+        care = CareService(store, accounts, log, events=outbox)
+        partners = PartnerLinks(store, accounts, log, care.policy, outbox=outbox)
+        return cls(log, accounts, care, audit, partners, outbox)
 
     def start_sealing(self, every_seconds: float) -> None:
         self.sealer = Sealer(self.audit, self.log, every_seconds)
@@ -160,6 +163,7 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
         app.state.care = services.care
         app.state.audit = services.audit
         app.state.partners = services.partners
+        app.state.outbox = services.outbox
         app.state.data_dir = settings.data_dir
         app.state.principals = PrincipalCache()
         services.start_sealing(seal_interval(os.environ))

@@ -5,9 +5,9 @@ becomes a care error (once, in ``CareBase._append``)."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from accounts.errors import Forbidden, InvalidInput, NotFound
 from accounts.model import Member, MemberStatus, Principal, Role
@@ -90,6 +90,15 @@ def age(born: date, today: date) -> int:
     return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
 
 
+class MemberEvents(Protocol):
+    """Where care announces what happened to a member (the webhook outbox,
+    ``partners.webhooks.Outbox``): called inside the transaction that makes it so."""
+
+    def member_event(
+        self, tx: Tx, member_id: str, event_type: str, data: Mapping[str, Any]
+    ) -> None: ...
+
+
 class CareBase:
     """The base of the care use cases: the stores, the ledger and the clock, and the lookups with
     their access checks that every use case shares."""
@@ -100,11 +109,13 @@ class CareBase:
         accounts: AccountsService,
         ledger: LedgerPort,
         clock: Callable[[], datetime] = _now,
+        events: MemberEvents | None = None,
     ) -> None:
         self.store = store
         self.accounts = accounts
         self.ledger = ledger
         self.clock = clock
+        self.events = events
 
     def _who(self, entry_id: str, user_id: str | None) -> str:
         """A person as the public log names them in entry ``entry_id`` (a per-entry pseudonym,

@@ -152,6 +152,19 @@ class Verification(Confirmation):
             noted = move_record(
                 tx, record.id, RecordStatus.VERIFIED, deposit_seq=result.seq, deposit_minutes=amount
             )
+            if noted and self.events is not None:
+                self.events.member_event(
+                    tx,
+                    volunteer.id,
+                    "deposit.verified",
+                    {
+                        "record_id": record.id,
+                        "entry_id": entry_id,
+                        "minutes": amount,
+                        "seq": result.seq,
+                        "receipt_url": f"/v1/log/receipt?index={result.seq}",
+                    },
+                )
         if not noted:
             raise WrongState(f"record {record.id} left 'verified' while its deposit was posted")
 

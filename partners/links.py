@@ -33,6 +33,7 @@ from ledger import LedgerPort
 from ledger.postings import hold_account
 from partners.points import Standing, standing, verified_minutes
 from partners.storage import partner_links
+from partners.webhooks import Outbox
 
 REQUEST_LIFETIME = timedelta(hours=24)  # a request nobody approved in a day lapses
 MAX_VALID_DAYS = 366
@@ -116,12 +117,14 @@ class PartnerLinks:
         ledger: LedgerPort,
         policy: Callable[[str], Policy],
         clock: Callable[[], datetime] = _now,
+        outbox: Outbox | None = None,
     ) -> None:
         self.store = store
         self.accounts = accounts
         self.ledger = ledger
         self.policy = policy
         self.clock = clock
+        self.outbox = outbox
 
     # ------------------------------------------------------------------ the partner's side
 
@@ -302,6 +305,13 @@ class PartnerLinks:
                 revoked_by=principal.user_id,
                 revoked_at=self.clock(),
             )
+            if self.outbox is not None:
+                self.outbox.partner_event(
+                    tx,
+                    link.partner_key_id,
+                    "link.revoked",
+                    {"link_id": link.id, "handle": link.handle},
+                )
             return self._load(tx, link_id)
 
     def handle(self, partner_key_id: str, member_id: str) -> str:

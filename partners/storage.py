@@ -1,10 +1,26 @@
-"""The consent links table. Links live in the accounts store's database and are written through
-its transactions (``accounts.storage.Tx``), so a link and the member it names change together."""
+"""The consent links and webhook tables. They live in the accounts store's database and are
+written through its transactions (``accounts.storage.Tx``): a link and the member it names
+change together, and an event enters the webhook outbox in the transaction of its change."""
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, ForeignKey, Index, Integer, String, Table
+from typing import Any
 
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    update,
+)
+
+from accounts.storage import Tx
 from database import metadata
 
 ID = 32
@@ -30,3 +46,51 @@ partner_links = Table(
 )
 Index("ix_partner_links_partner_handle", partner_links.c.partner_key_id, partner_links.c.handle)
 Index("ix_partner_links_member", partner_links.c.member_id)
+
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("bank_id", String(ID), ForeignKey("banks.id"), nullable=False),
+    Column("partner_key_id", String(ID), ForeignKey("partner_keys.id"), nullable=False),
+    Column("url", String(500), nullable=False),
+    Column("scheme", String(8), nullable=False),  # v1 (HMAC-SHA256) or v1a (Ed25519)
+    Column("secret", LargeBinary, nullable=False),  # sealed (accounts.protection.Protector)
+    Column("public_key", String(60), nullable=True),  # whpk_…, for v1a
+    Column("enabled", Boolean, nullable=False),
+    Column("disabled_reason", String(200), nullable=True),
+    Column("created_by", String(ID), nullable=False),
+    Column("created_at", TS, nullable=False),
+)
+Index("ix_webhook_endpoints_partner", webhook_endpoints.c.partner_key_id)
+
+webhook_outbox = Table(
+    "webhook_outbox",
+    metadata,
+    Column("id", String(40), primary_key=True),  # msg_…, the webhook-id header
+    Column("endpoint_id", String(ID), ForeignKey("webhook_endpoints.id"), nullable=False),
+    Column("event_type", String(40), nullable=False),
+    Column("payload", Text, nullable=False),  # the exact body sent, JSON
+    Column("status", String(16), nullable=False),  # pending, delivered, dead
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", TS, nullable=False),
+    Column("last_error", String(300), nullable=True),
+    Column("created_at", TS, nullable=False),
+    Column("delivered_at", TS, nullable=True),
+)
+Index("ix_webhook_outbox_due", webhook_outbox.c.status, webhook_outbox.c.next_attempt_at)
+
+
+def claim_message(tx: Tx, msg_id: str, seen: int, **values: Any) -> bool:
+    """Change an outbox row only if it is still pending after ``seen`` attempts: whether it
+    was (two workers never send one attempt twice)."""
+    changed = tx.conn.execute(
+        update(webhook_outbox)
+        .where(
+            webhook_outbox.c.id == msg_id,
+            webhook_outbox.c.status == "pending",
+            webhook_outbox.c.attempts == seen,
+        )
+        .values(**values)
+    ).rowcount
+    return bool(changed == 1)

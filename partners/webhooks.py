@@ -1,0 +1,292 @@
+"""Signed webhooks to partner platforms (Standard Webhooks).
+
+A bank admin registers an endpoint for a partner key: a URL and a signing scheme, ``v1``
+(HMAC-SHA256 with a ``whsec_`` secret) or ``v1a`` (Ed25519: the bank keeps the ``whsk_`` key,
+the partner verifies with the ``whpk_`` public key). The secret is sealed with the data key like
+members' personal data.
+
+Events enter the outbox (``webhook_outbox``) inside the transaction of the state change that
+causes them (``Outbox.member_event``, ``Outbox.partner_event``): a change rolled back leaves no
+event, a committed one leaves its event for the delivery worker (``partners.delivery``). A
+member event goes to each partner whose consent link with the member is active, unexpired and
+grants ``receive_webhooks``, and names the member by that partner's handle only.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+import json
+import secrets
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from accounts.errors import Forbidden, InvalidInput, NotFound
+from accounts.model import PartnerScope, Principal
+from accounts.protection import Protector
+from accounts.storage import AccountsStore, Tx, partner_keys, utc
+from accounts.tokens import new_id
+from partners.storage import partner_links, webhook_endpoints, webhook_outbox
+
+SCHEMES = ("v1", "v1a")
+EVENT_TYPES = ("deposit.verified", "link.revoked")
+SECRET_FIELD = "webhook_secret"  # noqa: S105 (the name sealing binds to, not a secret)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def signed_content(msg_id: str, timestamp: int, body: bytes) -> bytes:
+    """What both schemes sign: ``id.timestamp.body``."""
+    return f"{msg_id}.{timestamp}.".encode() + body
+
+
+def signature(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` header value for ``secret`` (``whsec_…`` or ``whsk_…``)."""
+    content = signed_content(msg_id, timestamp, body)
+    if secret.startswith("whsec_"):
+        key = base64.b64decode(secret.removeprefix("whsec_"))
+        return "v1," + _b64(hmac.new(key, content, hashlib.sha256).digest())
+    seed = base64.b64decode(secret.removeprefix("whsk_"))
+    return "v1a," + _b64(Ed25519PrivateKey.from_private_bytes(seed).sign(content))
+
+
+def new_secret(scheme: str) -> tuple[str, str | None]:
+    """A fresh signing secret and, for ``v1a``, its ``whpk_`` public key."""
+    if scheme == "v1":
+        return "whsec_" + _b64(secrets.token_bytes(32)), None
+    key = Ed25519PrivateKey.generate()
+    seed = key.private_bytes_raw()
+    public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return "whsk_" + _b64(seed), "whpk_" + _b64(public)
+
+
+@dataclass(frozen=True)
+class HostPolicy:
+    """Where webhooks may go: ``https`` to the hosts the admin allowed; plain ``http`` and
+    loopback addresses only when ``allow_loopback`` (tests, a receiver on the same machine)."""
+
+    allowed_hosts: frozenset[str]
+    allow_loopback: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> HostPolicy:
+        """``TIMEBANK_WEBHOOK_HOSTS`` (comma-separated host names) and
+        ``TIMEBANK_WEBHOOK_ALLOW_LOOPBACK`` (``1`` in tests only)."""
+        hosts = env.get("TIMEBANK_WEBHOOK_HOSTS", "")
+        return cls(
+            frozenset(h.strip().lower() for h in hosts.split(",") if h.strip()),
+            env.get("TIMEBANK_WEBHOOK_ALLOW_LOOPBACK", "") == "1",
+        )
+
+    def check(self, url: str) -> None:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        loopback = host == "localhost" or _is_loopback(host)
+        if loopback and not self.allow_loopback:
+            raise InvalidInput("webhooks to loopback addresses are not allowed", field="url")
+        if parts.scheme != "https" and not (loopback and parts.scheme == "http"):
+            raise InvalidInput("a webhook URL must use https", field="url")
+        if not loopback and host not in self.allowed_hosts:
+            raise InvalidInput(
+                f"the host {host or '(none)'} is not among the allowed webhook hosts", field="url"
+            )
+        if parts.username or parts.password or parts.fragment:
+            raise InvalidInput("a webhook URL carries no credentials or fragment", field="url")
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    id: str
+    bank_id: str
+    partner_key_id: str
+    url: str
+    scheme: str
+    public_key: str | None
+    enabled: bool
+    disabled_reason: str | None
+    created_at: datetime
+
+
+def _endpoint(r: Any) -> Endpoint:
+    created = utc(r.created_at)
+    assert created is not None
+    return Endpoint(
+        r.id,
+        r.bank_id,
+        r.partner_key_id,
+        r.url,
+        r.scheme,
+        r.public_key,
+        bool(r.enabled),
+        r.disabled_reason,
+        created,
+    )
+
+
+class Outbox:
+    """Endpoints and the events queued for them."""
+
+    def __init__(
+        self,
+        store: AccountsStore,
+        protector: Protector,
+        hosts: HostPolicy,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self.store = store
+        self.protector = protector
+        self.hosts = hosts
+        self.clock = clock
+
+    # ------------------------------------------------------------------ endpoints
+
+    def add_endpoint(
+        self, principal: Principal, partner_key_id: str, url: str, scheme: str
+    ) -> tuple[Endpoint, str]:
+        """A bank admin registers ``url`` for a partner key of the bank holding
+        ``receive_webhooks``; returns the endpoint and its secret, shown this once."""
+        self._require_admin(principal)
+        if scheme not in SCHEMES:
+            raise InvalidInput("scheme is v1 or v1a", field="scheme")
+        if not isinstance(url, str) or len(url) > 500:
+            raise InvalidInput("give the endpoint's URL (at most 500 characters)", field="url")
+        self.hosts.check(url)
+        secret, public = new_secret(scheme)
+        endpoint_id = new_id()
+        with self.store.transaction() as tx:
+            key = tx.get(partner_keys, partner_key_id)
+            if key is None or key.bank_id != principal.bank_id:
+                raise NotFound(f"no partner key {partner_key_id}", field="partner_key_id")
+            if PartnerScope.RECEIVE_WEBHOOKS not in key.scopes.split():
+                raise InvalidInput(
+                    "the partner key does not hold receive_webhooks", field="partner_key_id"
+                )
+            tx.insert(
+                webhook_endpoints,
+                id=endpoint_id,
+                bank_id=principal.bank_id,
+                partner_key_id=partner_key_id,
+                url=url,
+                scheme=scheme,
+                secret=self.protector.seal(secret, endpoint_id, SECRET_FIELD),
+                public_key=public,
+                enabled=True,
+                created_by=principal.user_id or "",
+                created_at=self.clock(),
+            )
+            row = tx.get(webhook_endpoints, endpoint_id)
+        return _endpoint(row), secret
+
+    def endpoints(self, principal: Principal) -> list[Endpoint]:
+        self._require_admin(principal)
+        with self.store.snapshot() as tx:
+            rows = tx.find(
+                webhook_endpoints,
+                webhook_endpoints.c.bank_id == principal.bank_id,
+                order=[webhook_endpoints.c.created_at],
+            )
+        return [_endpoint(r) for r in rows]
+
+    def set_enabled(self, principal: Principal, endpoint_id: str, enabled: bool) -> Endpoint:
+        self._require_admin(principal)
+        with self.store.transaction() as tx:
+            row = tx.get(webhook_endpoints, endpoint_id)
+            if row is None or row.bank_id != principal.bank_id:
+                raise NotFound(f"no webhook endpoint {endpoint_id}")
+            reason = None if enabled else "disabled by an administrator"
+            tx.update(webhook_endpoints, endpoint_id, enabled=enabled, disabled_reason=reason)
+            return _endpoint(tx.get(webhook_endpoints, endpoint_id))
+
+    def secret_of(self, endpoint_id: str) -> str:
+        with self.store.snapshot() as tx:
+            row = tx.get(webhook_endpoints, endpoint_id)
+        if row is None:
+            raise NotFound(f"no webhook endpoint {endpoint_id}")
+        return self.protector.open(row.secret, endpoint_id, SECRET_FIELD)
+
+    @staticmethod
+    def _require_admin(principal: Principal) -> None:
+        if principal.is_partner or not principal.is_bank_admin:
+            raise Forbidden("only a bank administrator manages webhook endpoints")
+
+    # ------------------------------------------------------------------ events
+
+    def member_event(
+        self, tx: Tx, member_id: str, event_type: str, data: Mapping[str, Any]
+    ) -> None:
+        """Queue ``event_type`` about a member, in ``tx``, for every partner the member linked
+        with ``receive_webhooks``: the payload names the member by that partner's handle."""
+        now = self.clock()
+        handles: dict[str, str] = {}
+        for link in tx.find(
+            partner_links,
+            partner_links.c.member_id == member_id,
+            partner_links.c.status == "active",
+        ):
+            expires = utc(link.expires_at)
+            if expires is not None and now >= expires:
+                continue
+            if PartnerScope.RECEIVE_WEBHOOKS in link.scopes.split() and link.handle:
+                handles[link.partner_key_id] = link.handle
+        for key_id, handle in handles.items():
+            self.partner_event(tx, key_id, event_type, {"handle": handle, **data})
+
+    def partner_event(
+        self, tx: Tx, partner_key_id: str, event_type: str, data: Mapping[str, Any]
+    ) -> None:
+        """Queue ``event_type`` for each enabled endpoint of a live partner key that holds
+        ``receive_webhooks``, in ``tx``."""
+        key = tx.get(partner_keys, partner_key_id)
+        if key is None or key.revoked_at is not None:
+            return
+        if PartnerScope.RECEIVE_WEBHOOKS not in key.scopes.split():
+            return
+        now = self.clock()
+        for endpoint in self._live_endpoints(tx, partner_key_id):
+            msg_id = "msg_" + new_id()
+            body = {
+                "type": event_type,
+                "timestamp": now.isoformat().replace("+00:00", "Z"),
+                "data": dict(data),
+            }
+            tx.insert(
+                webhook_outbox,
+                id=msg_id,
+                endpoint_id=endpoint,
+                event_type=event_type,
+                payload=json.dumps(body, separators=(",", ":"), sort_keys=True),
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+
+    @staticmethod
+    def _live_endpoints(tx: Tx, partner_key_id: str) -> Iterable[str]:
+        rows = tx.find(
+            webhook_endpoints,
+            webhook_endpoints.c.partner_key_id == partner_key_id,
+            webhook_endpoints.c.enabled.is_(True),
+        )
+        return [r.id for r in rows]

@@ -1,0 +1,354 @@
+"""Signed webhooks (issue 13): events enter the outbox with the change that causes them and reach
+a real receiver on 127.0.0.1, signed (``v1`` checked with the ``standardwebhooks`` package,
+``v1a`` with PyNaCl), exactly once after deduplication by ``webhook-id``, through a receiver
+that fails, throttles, goes away or is gone for good, and through a worker that dies between
+sending and marking."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from accounts.errors import Conflict, InvalidInput
+from accounts.storage import AccountsStore
+from partners.delivery import SCHEDULE, Delivery, Reply, http_send
+from partners.storage import webhook_endpoints, webhook_outbox
+from partners.webhooks import HostPolicy, Outbox
+from tests.accounts_world import World
+from tests.conftest import BACKENDS
+from tests.partners_world import partners_world
+from tests.test_authz_matrix import _verified_record
+
+
+class Receiver:
+    """A partner's webhook receiver: answers what it is told to, verifies every signature and
+    keeps what it received, by ``webhook-id``."""
+
+    def __init__(self) -> None:
+        self.answers: list[tuple[int, dict[str, str]]] = []  # scripted, then 204
+        self.received: list[dict[str, Any]] = []
+        self.secrets: dict[str, str] = {}  # path → whsec_… or whpk_…
+        self.bad: list[str] = []
+        self.port = 0
+        self.server: ThreadingHTTPServer | None = None
+        self.start()
+
+    def start(self) -> None:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["content-length"]))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                receiver.check(self.path, body, headers)
+                receiver.received.append(
+                    {"id": headers["webhook-id"], "path": self.path, "body": json.loads(body)}
+                )
+                status, extra = receiver.answers.pop(0) if receiver.answers else (204, {})
+                self.send_response(status)
+                for name, value in extra.items():
+                    self.send_header(name, value)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        assert self.server is not None
+        self.server.shutdown()
+        self.server.server_close()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def check(self, path: str, body: bytes, headers: dict[str, str]) -> None:
+        secret = self.secrets[path]
+        try:
+            if secret.startswith("whsec_"):
+                Webhook(secret).verify(body, headers)
+            else:
+                key = VerifyKey(base64.b64decode(secret.removeprefix("whpk_")))
+                signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
+                scheme, sig = headers["webhook-signature"].split(",", 1)
+                assert scheme == "v1a"
+                key.verify(signed, base64.b64decode(sig))
+        except (WebhookVerificationError, BadSignatureError, AssertionError) as exc:
+            self.bad.append(f"{path}: {exc!r}")
+
+    def unique(self, path: str) -> dict[str, dict[str, Any]]:
+        return {m["id"]: m["body"] for m in self.received if m["path"] == path}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def catch_up(self) -> None:
+        """To the real time, when the app (on the real clock) has queued events."""
+        self.now = max(self.now, datetime.now(UTC))
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
+    for w in partners_world(request, tmp_path_factory):
+        admin = w.accounts.principal_for_user(w.ids["b1-admin"])
+        key, secret = w.accounts.create_partner_key(
+            admin, "district service platform", ["read_points", "receive_webhooks"]
+        )
+        w.tokens["platform"] = secret
+        w.ids["platform"] = key.id
+        yield w
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.stop()
+
+
+def _store(w: World) -> AccountsStore:
+    return w.accounts.store
+
+
+def _outbox(w: World, clock: Clock) -> Outbox:
+    """The app's outbox, which care and the links write to; endpoints to loopback allowed."""
+    outbox: Outbox = w.client.app.state.outbox
+    return Outbox(_store(w), outbox.protector, HostPolicy(frozenset(), allow_loopback=True), clock)
+
+
+def _endpoint(w: World, receiver: Receiver, path: str, scheme: str, clock: Clock) -> str:
+    admin = w.accounts.principal_for_user(w.ids["b1-admin"])
+    endpoint, secret = _outbox(w, clock).add_endpoint(
+        admin, w.ids["platform"], receiver.url(path), scheme
+    )
+    receiver.secrets[path] = (endpoint.public_key or "") if scheme == "v1a" else secret
+    return endpoint.id
+
+
+def _link(w: World, partner: str, who: str, scopes: list[str]) -> dict[str, Any]:
+    asked = w.client.post(
+        "/v1/partner/link-requests",
+        headers=w.as_(partner),
+        json={"scopes": scopes, "valid_days": 30},
+    ).json()
+    response = w.client.post(f"/v1/links/{asked['id']}/approve", headers=w.as_(who), json={})
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def _messages(w: World, endpoint_id: str) -> list[Any]:
+    with _store(w).snapshot() as tx:
+        return tx.find(webhook_outbox, webhook_outbox.c.endpoint_id == endpoint_id)
+
+
+def _disable_all(w: World) -> None:
+    """Each test starts with no live endpoint (the world is shared by the module)."""
+    with _store(w).transaction() as tx:
+        for row in tx.find(webhook_endpoints):
+            tx.update(webhook_endpoints, row.id, enabled=False)
+
+
+def _drain(delivery: Delivery, clock: Clock, rounds: int = 40) -> None:
+    """Run the worker, moving the clock to the next due time, until nothing is pending."""
+    for _ in range(rounds):
+        delivery.run_once()
+        with delivery.store.snapshot() as tx:
+            pending = tx.find(webhook_outbox, webhook_outbox.c.status == "pending")
+        if not pending:
+            return
+        due = min(r.next_attempt_at.replace(tzinfo=UTC) for r in pending)
+        clock.now = max(clock.now, due)
+    raise AssertionError("messages still pending")
+
+
+def test_committed_events_arrive_signed_and_once_through_failures(
+    world: World, receiver: Receiver
+) -> None:
+    w = world
+    _disable_all(w)
+    clock = Clock()
+    hmac_id = _endpoint(w, receiver, "/hmac", "v1", clock)
+    ed_id = _endpoint(w, receiver, "/ed25519", "v1a", clock)
+    link = _link(w, "platform", "vol-b", ["read_points", "receive_webhooks"])
+    school = _link(w, "school", "vol-b", ["read_points"])
+    handle = link["handle"]
+
+    record = _verified_record(w)  # the deposit commits with its event, one per endpoint
+    for endpoint_id in (hmac_id, ed_id):
+        (message,) = _messages(w, endpoint_id)
+        assert message.event_type == "deposit.verified"
+        data = json.loads(message.payload)["data"]
+        assert data["handle"] == handle
+        assert data["record_id"] == record["id"]
+        assert w.ids["vol-b"] not in message.payload  # the member id never leaves
+        assert data["receipt_url"] == f"/v1/log/receipt?index={data['seq']}"
+    assert school["handle"] not in json.dumps([m.payload for m in _messages(w, hmac_id)])
+
+    clock.catch_up()
+    delivery = Delivery(_store(w), _outbox(w, clock), clock=clock, jitter=lambda: 0.5)
+    receiver.answers = [(500, {}), (429, {"Retry-After": "900"})]
+    delivery.run_once()  # attempt 1 of both: 500 and 429
+    assert len(receiver.received) == 2
+    clock.advance(SCHEDULE[1] + 1)
+    delivery.run_once()  # the one that got 500 is retried after 5 s; the throttled one waits
+    assert len(receiver.received) == 3
+    clock.advance(600)
+    assert delivery.run_once() == 0  # 900 s asked, more than the schedule's 5 min
+    clock.advance(301)
+    assert delivery.run_once() == 1
+
+    # The link is revoked while the receiver is down: the event waits and arrives later.
+    receiver.stop()
+    revoked = w.client.post(f"/v1/links/{link['id']}/revoke", headers=w.as_("vol-b"))
+    assert revoked.status_code == 200, revoked.text
+    assert delivery.run_once() == 2
+    assert {m.last_error.split(":")[0] for m in _messages(w, hmac_id) if m.last_error} >= {
+        "ConnectionRefusedError"
+    }
+    receiver.start()  # back on the same port
+    _drain(delivery, clock)
+
+    assert receiver.bad == []
+    for path, endpoint_id in (("/hmac", hmac_id), ("/ed25519", ed_id)):
+        got = receiver.unique(path)
+        committed = _messages(w, endpoint_id)
+        assert set(got) == {m.id for m in committed}
+        assert sorted(b["type"] for b in got.values()) == ["deposit.verified", "link.revoked"]
+        assert all(m.status == "delivered" and m.attempts <= len(SCHEDULE) for m in committed)
+    # after the revocation, a new deposit tells this partner nothing
+    _verified_record(w)
+    assert len(_messages(w, hmac_id)) == 2
+
+
+def test_nothing_is_queued_for_a_change_rolled_back(world: World, receiver: Receiver) -> None:
+    w = world
+    _disable_all(w)
+    clock = Clock()
+    endpoint_id = _endpoint(w, receiver, "/rollback", "v1", clock)
+    link = _link(w, "platform", "vol-b", ["receive_webhooks"])
+
+    def revoke_that_fails() -> None:
+        with _store(w).transaction() as tx:
+            w.client.app.state.outbox.partner_event(
+                tx, w.ids["platform"], "link.revoked", {"link_id": link["id"]}
+            )
+            raise Conflict("the revocation failed after its event was written")
+
+    with pytest.raises(Conflict):
+        revoke_that_fails()
+    assert _messages(w, endpoint_id) == []
+    clock.catch_up()
+    Delivery(_store(w), _outbox(w, clock), clock=clock).run_once()
+    assert receiver.received == []
+
+
+def test_gone_disables_the_endpoint(world: World, receiver: Receiver) -> None:
+    w = world
+    _disable_all(w)
+    clock = Clock()
+    gone_id = _endpoint(w, receiver, "/gone", "v1", clock)
+    _link(w, "platform", "vol-b", ["receive_webhooks"])
+    _verified_record(w)
+    receiver.answers = [(410, {})]
+    _drain(Delivery(_store(w), _outbox(w, clock), clock=clock), clock)
+    (gone,) = _messages(w, gone_id)
+    assert (gone.status, gone.attempts, gone.last_error) == ("dead", 1, "410 Gone")
+    with _store(w).snapshot() as tx:
+        assert tx.get(webhook_endpoints, gone_id).enabled is False
+    _verified_record(w)  # nothing more is queued for a disabled endpoint
+    assert len(_messages(w, gone_id)) == 1
+    assert len(receiver.received) == 1
+
+
+def test_after_the_last_attempt_a_dead_letter_and_its_replay(
+    world: World, receiver: Receiver
+) -> None:
+    w = world
+    _disable_all(w)
+    clock = Clock()
+    endpoint_id = _endpoint(w, receiver, "/failing", "v1a", clock)
+    _link(w, "platform", "vol-b", ["receive_webhooks"])
+    _verified_record(w)
+    delivery = Delivery(_store(w), _outbox(w, clock), clock=clock)
+    receiver.answers = [(500, {})] * len(SCHEDULE)
+    _drain(delivery, clock)
+    (dead,) = _messages(w, endpoint_id)
+    assert (dead.status, dead.attempts, dead.last_error) == ("dead", len(SCHEDULE), "HTTP 500")
+    assert len(receiver.received) == len(SCHEDULE)  # bounded: immediately, then 7 retries
+    # the schedule: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h between attempts (±10 %)
+    delivery.replay(dead.id)
+    _drain(delivery, clock)
+    (delivered,) = _messages(w, endpoint_id)
+    assert (delivered.status, delivered.attempts) == ("delivered", 1)
+    assert set(receiver.unique("/failing")) == {dead.id}
+    assert receiver.bad == []
+    with pytest.raises(Conflict):
+        delivery.replay(dead.id)  # delivered, not dead
+
+
+class Crash(BaseException):
+    """The worker process dying: nothing in the worker catches it."""
+
+
+def test_a_worker_dying_between_send_and_mark_sends_again(world: World, receiver: Receiver) -> None:
+    w = world
+    _disable_all(w)
+    clock = Clock()
+    endpoint_id = _endpoint(w, receiver, "/crash", "v1", clock)
+    _link(w, "platform", "vol-b", ["receive_webhooks"])
+    _verified_record(w)
+
+    def send_then_die(url: str, headers: dict[str, str], body: bytes) -> Reply:
+        http_send(url, headers, body)
+        raise Crash
+
+    clock.catch_up()
+    with pytest.raises(Crash):
+        Delivery(_store(w), _outbox(w, clock), send_then_die, clock=clock).run_once()
+    (message,) = _messages(w, endpoint_id)
+    assert (message.status, message.attempts) == ("pending", 1)
+    _drain(Delivery(_store(w), _outbox(w, clock), clock=clock), clock)  # a new worker
+    assert [m["id"] for m in receiver.received] == [message.id, message.id]
+    assert set(receiver.unique("/crash")) == {message.id}  # once after dedup
+    assert receiver.bad == []
+
+
+def test_webhooks_go_only_where_the_admin_allowed() -> None:
+    strict = HostPolicy(frozenset({"hooks.district.example"}))
+    strict.check("https://hooks.district.example/timebank")
+    for url in (
+        "http://hooks.district.example/timebank",  # not https
+        "https://evil.example/timebank",  # not allowed
+        "https://127.0.0.1/timebank",  # loopback
+        "http://localhost:8080/x",
+        "https://[::1]/x",
+        "https://user:pw@hooks.district.example/x",
+    ):
+        with pytest.raises(InvalidInput) as caught:
+            strict.check(url)
+        assert caught.value.field == "url"
+    HostPolicy(frozenset(), allow_loopback=True).check("http://127.0.0.1:9/x")
