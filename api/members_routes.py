@@ -30,6 +30,7 @@ from api.schemas import (
     NewMemberOut,
     PersonalIn,
     ProxyIn,
+    ProxyOut,
     RegisterIn,
     RegistrationOut,
     RelativeIn,
@@ -229,6 +230,17 @@ class MemberController(Controller):
                 principal, member_id, data.relative_id, data.relation
             )
         )
+
+    @get("/{member_id:str}/proxies", sync_to_thread=True, responses=problems(400, 401, 403, 404))
+    def proxies(
+        self, state: State, principal: NamedDependency[Principal], member_id: Id
+    ) -> list[ProxyOut]:
+        """The family members acting for this elder now, oldest grant first (the elder and
+        her organisation's staff)."""
+        return [
+            ProxyOut(p.username, p.member_id, p.granted_by, p.granted_at)
+            for p in accounts_service(state).list_proxies(principal, member_id)
+        ]
 
     @post(
         "/{member_id:str}/proxies",

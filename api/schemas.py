@@ -431,6 +431,13 @@ class ProxyIn(Input):
     username: str
 
 
+class ProxyOut(msgspec.Struct):
+    username: str
+    member_id: str | None  # the family member's own member record, if any
+    granted_by: str | None
+    granted_at: datetime
+
+
 class AccessRecordOut(msgspec.Struct):
     at: datetime
     actor: str

@@ -441,6 +441,14 @@ ROWS: list[Row] = [
         allowed=STAFF_B | BANK_ADMINS,
     ),
     Row(
+        "GET",
+        "/v1/members/{member}/proxies",
+        "staff-b",
+        200,
+        _proxy_b,
+        allowed=STAFF_B | BANK_ADMINS,
+    ),
+    Row(
         "POST",
         "/v1/members/{member}/proxies/revoke",
         "staff-b",

@@ -592,6 +592,11 @@ def test_proxies_are_active_members_and_can_be_revoked(world: World) -> None:
         w.client.post(proxies, headers=w.as_("staff-a"), json={"username": "vol-b"}).status_code
         == 204
     )
+    # the elder and her staff see who acts for her; the proxy's own volunteer peer does not
+    for who in ("elder-a", "staff-a"):
+        listed = ok(w.client.get(proxies, headers=w.as_(who)))
+        assert ("vol-b", w.ids["vol-b"]) in [(p["username"], p["member_id"]) for p in listed]
+    refused(w.client.get(proxies, headers=w.as_("vol-a")), 404, "not-found")
     refused(
         w.client.post(revoke, headers=w.as_("vol-a"), json={"username": "vol-b"}), 404, "not-found"
     )
@@ -599,6 +604,8 @@ def test_proxies_are_active_members_and_can_be_revoked(world: World) -> None:
         w.client.post(revoke, headers=w.as_("staff-a"), json={"username": "vol-b"}).status_code
         == 204
     )
+    after = ok(w.client.get(proxies, headers=w.as_("elder-a")))
+    assert "vol-b" not in [p["username"] for p in after]
     events = [
         e
         for e in w.client.app.state.audit.all_events()
