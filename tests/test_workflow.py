@@ -858,18 +858,24 @@ def test_reversing_a_redemption_releases_its_hold_and_a_reversed_deposit_unverif
     assert w.log.verify().ok
 
 
-def test_a_phone_signs_the_draft_the_server_returns(world: World) -> None:
-    w = world
+def register_phone(w: World, who: str) -> tuple[Ed25519PrivateKey, str]:
+    """A phone's key pair, its public half registered for ``who``: (private key, key id)."""
     phone = Ed25519PrivateKey.generate()
     public = base64.b64encode(
         phone.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     ).decode()
     key = ok(
         w.client.post(
-            "/v1/me/devices", headers=w.as_("vol-a"), json={"public_key": public, "name": "phone"}
+            "/v1/me/devices", headers=w.as_(who), json={"public_key": public, "name": "phone"}
         ),
         201,
     )["id"]
+    return phone, str(key)
+
+
+def test_a_phone_signs_the_draft_the_server_returns(world: World) -> None:
+    w = world
+    phone, key = register_phone(w, "vol-a")
     body = {
         "elder_id": w.ids["elder-a"],
         "service_code": "meal",
@@ -917,16 +923,7 @@ def test_a_record_signed_by_a_phone_revoked_since_is_not_verified(world: World) 
     """Whoever held the phone before it was revoked could have signed: the desk refuses such a
     record (the auditor would refuse its deposit), while one signed by a live key verifies."""
     w = world
-    phone = Ed25519PrivateKey.generate()
-    public = base64.b64encode(
-        phone.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    ).decode()
-    key = ok(
-        w.client.post(
-            "/v1/me/devices", headers=w.as_("vol-a"), json={"public_key": public, "name": "phone"}
-        ),
-        201,
-    )["id"]
+    phone, key = register_phone(w, "vol-a")
 
     def signed_and_confirmed(start: int) -> str:
         window = {"window_start": hours_ago(start), "window_end": hours_ago(start - 1)}
