@@ -41,6 +41,7 @@ from api.members_routes import MEMBER_CONTROLLERS
 from api.partner_routes import PARTNER_CONTROLLERS
 from api.problems import EXCEPTION_HANDLERS
 from api.schemas import DocumentedJsonRenderPlugin, DocumentedYamlRenderPlugin, StrictJSONRequest
+from api.webhook_routes import WEBHOOK_CONTROLLERS
 from audit.trail import AuditTrail
 from care.service import CareService
 from ledger.config import ConfigError, Settings
@@ -181,6 +182,7 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
             *CARE_CONTROLLERS,
             *LEDGER_CONTROLLERS,
             *PARTNER_CONTROLLERS,
+            *WEBHOOK_CONTROLLERS,
             AuditController,
             *web_routes(),
         ],

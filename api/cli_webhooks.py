@@ -44,7 +44,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     services = _services()
     try:
-        Delivery(services.accounts.store, services.outbox).replay(args.id)
+        services.outbox.replay(None, args.id)
     except AccountsError as exc:
         print(f"timebank webhooks replay: {exc}", file=sys.stderr)
         return 1

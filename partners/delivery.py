@@ -7,7 +7,7 @@ disables the endpoint (its messages become dead letters); ``429`` and ``503`` wa
 what ``Retry-After`` asks; anything else (another status, a refused or timed-out connection) is
 retried on the schedule — immediately, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and 10 h, each
 with ±10 % jitter — and after the last attempt the message is a dead letter, which
-``replay`` queues again.
+``Outbox.replay`` queues again.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from accounts.errors import Conflict, InvalidInput, NotFound
+from accounts.errors import InvalidInput
 from accounts.storage import AccountsStore
 from partners.storage import claim_message, webhook_endpoints, webhook_outbox
 from partners.webhooks import Outbox, signature
@@ -181,23 +181,6 @@ class Delivery:
         except (OSError, http.client.HTTPException) as exc:
             return None, f"{type(exc).__name__}: {exc}"[:300]
         return reply, f"HTTP {reply.status}"
-
-    def replay(self, msg_id: str) -> None:
-        """Queue a dead letter again, from its first attempt."""
-        with self.store.transaction() as tx:
-            row = tx.get(webhook_outbox, msg_id)
-            if row is None:
-                raise NotFound(f"no webhook message {msg_id}")
-            if row.status != "dead":
-                raise Conflict(f"message {msg_id} is {row.status}, not dead")
-            tx.update(
-                webhook_outbox,
-                msg_id,
-                status="pending",
-                attempts=0,
-                next_attempt_at=self.clock(),
-                last_error=None,
-            )
 
     def run(self, stop: threading.Event, idle_seconds: float = 1.0) -> None:
         """Deliver until ``stop`` is set, waiting ``idle_seconds`` when nothing was due."""

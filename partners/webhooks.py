@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from accounts.errors import Forbidden, InvalidInput, NotFound
+from accounts.errors import Conflict, Forbidden, InvalidInput, NotFound
 from accounts.model import PartnerScope, Principal
 from accounts.protection import Protector
 from accounts.storage import AccountsStore, Tx, partner_keys, utc
@@ -144,6 +144,33 @@ def _endpoint(r: Any) -> Endpoint:
     )
 
 
+@dataclass(frozen=True)
+class Message:
+    id: str
+    endpoint_id: str
+    event_type: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+def _message(r: Any) -> Message:
+    return Message(
+        r.id,
+        r.endpoint_id,
+        r.event_type,
+        r.status,
+        r.attempts,
+        r.next_attempt_at.replace(tzinfo=r.next_attempt_at.tzinfo or UTC),
+        r.last_error,
+        r.created_at.replace(tzinfo=r.created_at.tzinfo or UTC),
+        utc(r.delivered_at),
+    )
+
+
 class Outbox:
     """Endpoints and the events queued for them."""
 
@@ -163,9 +190,10 @@ class Outbox:
 
     def add_endpoint(
         self, principal: Principal, partner_key_id: str, url: str, scheme: str
-    ) -> tuple[Endpoint, str]:
+    ) -> tuple[Endpoint, str | None]:
         """A bank admin registers ``url`` for a partner key of the bank holding
-        ``receive_webhooks``; returns the endpoint and its secret, shown this once."""
+        ``receive_webhooks``; returns the endpoint and, for ``v1``, its ``whsec_`` secret, shown
+        this once (for ``v1a`` the partner needs only the endpoint's public key)."""
         self._require_admin(principal)
         if scheme not in SCHEMES:
             raise InvalidInput("scheme is v1 or v1a", field="scheme")
@@ -196,7 +224,7 @@ class Outbox:
                 created_at=self.clock(),
             )
             row = tx.get(webhook_endpoints, endpoint_id)
-        return _endpoint(row), secret
+        return _endpoint(row), secret if public is None else None
 
     def endpoints(self, principal: Principal) -> list[Endpoint]:
         self._require_admin(principal)
@@ -211,12 +239,53 @@ class Outbox:
     def set_enabled(self, principal: Principal, endpoint_id: str, enabled: bool) -> Endpoint:
         self._require_admin(principal)
         with self.store.transaction() as tx:
-            row = tx.get(webhook_endpoints, endpoint_id)
-            if row is None or row.bank_id != principal.bank_id:
-                raise NotFound(f"no webhook endpoint {endpoint_id}")
+            self._own_endpoint(tx, principal, endpoint_id)
             reason = None if enabled else "disabled by an administrator"
             tx.update(webhook_endpoints, endpoint_id, enabled=enabled, disabled_reason=reason)
             return _endpoint(tx.get(webhook_endpoints, endpoint_id))
+
+    def messages(self, principal: Principal, endpoint_id: str, limit: int = 100) -> list[Message]:
+        """An endpoint's latest messages, newest first (dead letters among them)."""
+        self._require_admin(principal)
+        with self.store.snapshot() as tx:
+            self._own_endpoint(tx, principal, endpoint_id)
+            rows = tx.find(
+                webhook_outbox,
+                webhook_outbox.c.endpoint_id == endpoint_id,
+                order=[webhook_outbox.c.created_at.desc()],
+                limit=limit,
+            )
+        return [_message(r) for r in rows]
+
+    def replay(self, principal: Principal | None, msg_id: str) -> Message:
+        """Queue a dead letter again, from its first attempt: for a bank admin, a message of
+        the bank's; for the operator (``principal`` None), any."""
+        if principal is not None:
+            self._require_admin(principal)
+        with self.store.transaction() as tx:
+            row = tx.get(webhook_outbox, msg_id)
+            if row is not None and principal is not None:
+                self._own_endpoint(tx, principal, row.endpoint_id)
+            if row is None:
+                raise NotFound(f"no webhook message {msg_id}")
+            if row.status != "dead":
+                raise Conflict(f"message {msg_id} is {row.status}, not dead")
+            tx.update(
+                webhook_outbox,
+                msg_id,
+                status="pending",
+                attempts=0,
+                next_attempt_at=self.clock(),
+                last_error=None,
+            )
+            return _message(tx.get(webhook_outbox, msg_id))
+
+    @staticmethod
+    def _own_endpoint(tx: Tx, principal: Principal, endpoint_id: str) -> Any:
+        row = tx.get(webhook_endpoints, endpoint_id)
+        if row is None or row.bank_id != principal.bank_id:
+            raise NotFound(f"no webhook endpoint {endpoint_id}")
+        return row
 
     def secret_of(self, endpoint_id: str) -> str:
         with self.store.snapshot() as tx:

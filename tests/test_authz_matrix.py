@@ -33,6 +33,8 @@ from accounts.model import Role
 from accounts.service import PersonalInput
 from ledger.config import Settings
 from ledger.log import Log
+from partners.delivery import Delivery
+from partners.webhooks import HostPolicy, Outbox
 from tests.accounts_world import PASSWORD, World, build_world
 from tests.conftest import BACKENDS, make_database, require_pg
 from tests.test_workflow import _totp_session
@@ -257,6 +259,31 @@ def _partner_key_b1(w: World) -> dict[str, str]:
     admin = w.accounts.principal_for_user(w.ids["b1-admin"])
     key, _ = w.accounts.create_partner_key(admin, "meal platform", ["read_points"])
     return {"key": key.id}
+
+
+def _webhook_endpoint_b1(w: World) -> dict[str, str]:
+    admin = w.accounts.principal_for_user(w.ids["b1-admin"])
+    key, _ = w.accounts.create_partner_key(admin, "district platform", ["receive_webhooks"])
+    outbox = Outbox(
+        w.accounts.store, w.accounts.protector, HostPolicy(frozenset({"hooks.example"}))
+    )
+    endpoint, _ = outbox.add_endpoint(admin, key.id, "https://hooks.example/timebank", "v1")
+    return {"endpoint": endpoint.id, "key": key.id}
+
+
+def _dead_letter_b1(w: World) -> dict[str, str]:
+    """A message whose endpoint was switched off before it went: a dead letter."""
+    made = _webhook_endpoint_b1(w)
+    outbox: Outbox = w.client.app.state.outbox
+    with w.accounts.store.transaction() as tx:
+        outbox.partner_event(tx, made["key"], "link.revoked", {"link_id": "l", "handle": "h"})
+    admin = w.accounts.principal_for_user(w.ids["b1-admin"])
+    outbox.set_enabled(admin, made["endpoint"], False)
+    Delivery(w.accounts.store, outbox).run_once()
+    (message,) = outbox.messages(admin, made["endpoint"])
+    assert message.status == "dead", message
+    outbox.set_enabled(admin, made["endpoint"], True)
+    return {"message": message.id}
 
 
 def _link_request(w: World) -> dict[str, str]:
@@ -518,6 +545,39 @@ ROWS: list[Row] = [
         allowed=BANK_ADMINS,
     ),
     Row("POST", "/v1/me/devices/{device}/revoke", "vol-b", 200, _device_b),
+    # webhook endpoints and their messages (bank admins)
+    Row(
+        "POST",
+        "/v1/webhook-endpoints/{endpoint}/disable",
+        "b1-admin",
+        200,
+        _webhook_endpoint_b1,
+        allowed=BANK_ADMINS,
+    ),
+    Row(
+        "POST",
+        "/v1/webhook-endpoints/{endpoint}/enable",
+        "b1-admin",
+        200,
+        _webhook_endpoint_b1,
+        allowed=BANK_ADMINS,
+    ),
+    Row(
+        "GET",
+        "/v1/webhook-endpoints/{endpoint}/messages",
+        "b1-admin",
+        200,
+        _webhook_endpoint_b1,
+        allowed=BANK_ADMINS,
+    ),
+    Row(
+        "POST",
+        "/v1/webhook-messages/{message}/replay",
+        "b1-admin",
+        200,
+        _dead_letter_b1,
+        allowed=BANK_ADMINS,
+    ),
     # requests and dispatch
     Row(
         "GET",
@@ -713,6 +773,8 @@ NOT_OBJECT_ACCESS: dict[str, str] = {
     "POST /v1/members": "registers a new member into the caller's organisation",
     "POST /v1/orgs": "creates an organisation in the caller's bank (bank admins)",
     "POST /v1/partner-keys": "creates a key in the caller's bank (bank admins)",
+    "POST /v1/webhook-endpoints": "creates an endpoint in the caller's bank for a key of its own "
+    "(bank admins; another bank's key is a 404 in test_webhooks.py)",
     "POST /v1/partner/link-requests": "a partner key asks in its own name; people get 403 "
     "(test_partner_links.py)",
     "POST /v1/catalogue": "the caller's bank's catalogue (bank admins; role refusals in "

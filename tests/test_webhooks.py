@@ -113,6 +113,14 @@ class Clock:
 def world(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[World]:
+    with pytest.MonkeyPatch.context() as env:  # the app's setting, read when it opens
+        env.setenv("TIMEBANK_WEBHOOK_HOSTS", "hooks.district.example")
+        yield from _world(request, tmp_path_factory)
+
+
+def _world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
     for w in partners_world(request, tmp_path_factory):
         admin = w.accounts.principal_for_user(w.ids["b1-admin"])
         key, secret = w.accounts.create_partner_key(
@@ -300,14 +308,14 @@ def test_after_the_last_attempt_a_dead_letter_and_its_replay(
     assert (dead.status, dead.attempts, dead.last_error) == ("dead", len(SCHEDULE), "HTTP 500")
     assert len(receiver.received) == len(SCHEDULE)  # bounded: immediately, then 7 retries
     # the schedule: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h between attempts (±10 %)
-    delivery.replay(dead.id)
+    _outbox(w, clock).replay(None, dead.id)
     _drain(delivery, clock)
     (delivered,) = _messages(w, endpoint_id)
     assert (delivered.status, delivered.attempts) == ("delivered", 1)
     assert set(receiver.unique("/failing")) == {dead.id}
     assert receiver.bad == []
     with pytest.raises(Conflict):
-        delivery.replay(dead.id)  # delivered, not dead
+        _outbox(w, clock).replay(None, dead.id)  # delivered, not dead
 
 
 class Crash(BaseException):
@@ -352,3 +360,39 @@ def test_webhooks_go_only_where_the_admin_allowed() -> None:
             strict.check(url)
         assert caught.value.field == "url"
     HostPolicy(frozenset(), allow_loopback=True).check("http://127.0.0.1:9/x")
+
+
+def test_a_bank_admin_manages_endpoints_through_the_api(world: World) -> None:
+    w = world
+    body = {"partner_key_id": w.ids["platform"], "url": "https://hooks.district.example/tb"}
+    for who, status in (("staff-b", 403), ("vol-b", 403), ("platform", 403), ("b2-admin", 404)):
+        response = w.client.post("/v1/webhook-endpoints", headers=w.as_(who), json=body)
+        assert response.status_code == status, (who, response.text)
+        assert response.headers["content-type"].startswith("application/problem+json")
+    for bad, field in (
+        ({**body, "url": "http://hooks.district.example/tb"}, "url"),
+        ({**body, "url": "https://other.example/tb"}, "url"),
+        ({**body, "url": "https://127.0.0.1/tb"}, "url"),
+        ({**body, "scheme": "v2"}, "scheme"),
+        ({**body, "partner_key_id": w.ids["school"]}, "partner_key_id"),  # no receive_webhooks
+    ):
+        response = w.client.post("/v1/webhook-endpoints", headers=w.as_("b1-admin"), json=bad)
+        assert response.status_code == 400, response.text
+        assert response.json()["field"] == field, response.text
+    made = w.client.post(
+        "/v1/webhook-endpoints", headers=w.as_("b1-admin"), json={**body, "scheme": "v1"}
+    )
+    assert made.status_code == 201, made.text
+    endpoint = made.json()
+    assert endpoint["secret"].startswith("whsec_") and endpoint["public_key"] is None
+    ed = w.client.post("/v1/webhook-endpoints", headers=w.as_("b1-admin"), json=body).json()
+    assert ed["scheme"] == "v1a" and ed["secret"] is None and ed["public_key"].startswith("whpk_")
+    listed = w.client.get("/v1/webhook-endpoints", headers=w.as_("b1-admin")).json()
+    assert {endpoint["id"], ed["id"]} <= {e["id"] for e in listed}
+    assert all("secret" not in e or e["secret"] is None for e in listed)
+    off = w.client.post(
+        f"/v1/webhook-endpoints/{endpoint['id']}/disable", headers=w.as_("b1-admin")
+    ).json()
+    assert (off["enabled"], off["disabled_reason"]) == (False, "disabled by an administrator")
+    for e in (endpoint, ed):
+        w.client.post(f"/v1/webhook-endpoints/{e['id']}/disable", headers=w.as_("b1-admin"))
