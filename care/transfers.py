@@ -117,4 +117,17 @@ class Transfers(Verification):
                     written_by=principal.user_id or "",
                     written_at=self.clock(),
                 )
+                if self.events is not None:  # with the note: once, a replay keeps both
+                    self.events.member_event(
+                        tx,
+                        elder.id,
+                        "transfer.posted",
+                        {
+                            "kind": "grant",
+                            "entry_id": entry_id,
+                            "minutes": minutes,
+                            "seq": result.seq,
+                            "receipt_url": f"/v1/log/receipt?index={result.seq}",
+                        },
+                    )
         return result

@@ -37,7 +37,6 @@ from accounts.tokens import new_id
 from partners.storage import partner_links, webhook_endpoints, webhook_outbox
 
 SCHEMES = ("v1", "v1a")
-EVENT_TYPES = ("deposit.verified", "link.revoked")
 SECRET_FIELD = "webhook_secret"  # noqa: S105 (the name sealing binds to, not a secret)
 
 

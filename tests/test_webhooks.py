@@ -157,13 +157,13 @@ def _endpoint(w: World, receiver: Receiver, path: str, scheme: str, clock: Clock
     return endpoint.id
 
 
-def _link(w: World, partner: str, who: str, scopes: list[str]) -> dict[str, Any]:
+def _link(w: World, partner: str, who: str, scopes: list[str], **body: str) -> dict[str, Any]:
     asked = w.client.post(
         "/v1/partner/link-requests",
         headers=w.as_(partner),
         json={"scopes": scopes, "valid_days": 30},
     ).json()
-    response = w.client.post(f"/v1/links/{asked['id']}/approve", headers=w.as_(who), json={})
+    response = w.client.post(f"/v1/links/{asked['id']}/approve", headers=w.as_(who), json=body)
     assert response.status_code == 200, response.text
     return dict(response.json())
 
@@ -396,3 +396,24 @@ def test_a_bank_admin_manages_endpoints_through_the_api(world: World) -> None:
     assert (off["enabled"], off["disabled_reason"]) == (False, "disabled by an administrator")
     for e in (endpoint, ed):
         w.client.post(f"/v1/webhook-endpoints/{e['id']}/disable", headers=w.as_("b1-admin"))
+
+
+def test_a_pool_grant_reaches_the_elders_partner_once(world: World, receiver: Receiver) -> None:
+    w = world
+    _disable_all(w)
+    clock = Clock()
+    endpoint_id = _endpoint(w, receiver, "/grants", "v1", clock)
+    link = _link(w, "platform", "family-a", ["receive_webhooks"], member_id=w.ids["elder-a"])
+    body = {"elder_id": w.ids["elder-a"], "minutes": 2, "reason": "winter", "reason_code": "other"}
+    headers = {**w.as_("b1-admin"), "Idempotency-Key": f"grant-{endpoint_id}"}
+    for _ in range(2):  # a retried grant posts once and tells once
+        posted = w.client.post("/v1/grants", headers=headers, json=body)
+        assert posted.status_code == 201, posted.text
+    (message,) = _messages(w, endpoint_id)
+    assert message.event_type == "transfer.posted"
+    data = json.loads(message.payload)["data"]
+    assert (data["handle"], data["kind"], data["minutes"]) == (link["handle"], "grant", 2)
+    assert w.ids["elder-a"] not in message.payload
+    _drain(Delivery(_store(w), _outbox(w, clock), clock=clock), clock)
+    assert set(receiver.unique("/grants")) == {message.id}
+    assert receiver.bad == []
