@@ -47,6 +47,7 @@ from care.service import CareService
 from ledger.config import ConfigError, Settings
 from ledger.log import Log
 from migrations.runner import upgrade
+from partners.delivery import Delivery
 from partners.links import PartnerLinks
 from partners.webhooks import HostPolicy, Outbox
 from web.app import LocalSwaggerUI, web_routes
@@ -65,6 +66,7 @@ class Services:
     partners: PartnerLinks
     outbox: Outbox
     sealer: Sealer | None = None
+    deliverer: Deliverer | None = None
 
     @classmethod
     def open(cls, settings: Settings, log: Log | None = None) -> Services:
@@ -89,7 +91,14 @@ class Services:
         self.sealer = Sealer(self.audit, self.log, every_seconds)
         self.sealer.start()
 
+    def start_delivering(self) -> None:
+        """The webhook delivery worker in this process (``timebank serve`` by default)."""
+        self.deliverer = Deliverer(Delivery(self.accounts.store, self.outbox))
+        self.deliverer.start()
+
     def close(self, close_log: bool = True) -> None:
+        if self.deliverer is not None:
+            self.deliverer.stop()
         if self.sealer is not None:
             self.sealer.stop()  # seals once more on the way out
         self.accounts.store.dispose()
@@ -123,6 +132,40 @@ class Sealer:
             self.trail.seal(self.log)
         except Exception as exc:  # retried at the next tick; never blocks requests
             logging.getLogger(__name__).error("audit seal failed: %s", type(exc).__name__)
+
+
+class Deliverer:
+    """Runs the webhook delivery worker (``partners.delivery``) until stopped."""
+
+    IDLE_SECONDS = 1.0
+
+    def __init__(self, delivery: Delivery) -> None:
+        self.delivery = delivery
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="webhook-delivery", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                attempted = self.delivery.run_once()
+            except Exception as exc:  # the database away for a moment: tried again
+                logging.getLogger(__name__).error("webhook delivery failed: %s", type(exc).__name__)
+                attempted = 0
+            if attempted == 0:
+                self._stop.wait(self.IDLE_SECONDS)
+
+
+def delivers_webhooks(env: Mapping[str, str]) -> bool:
+    """``TIMEBANK_WEBHOOK_WORKER=1`` (set by ``timebank serve`` unless given): the app delivers
+    webhooks itself; ``0`` leaves it to ``timebank webhooks run``."""
+    return env.get("TIMEBANK_WEBHOOK_WORKER", "0") == "1"
 
 
 @get("/healthz", sync_to_thread=True, tags=["ops"])
@@ -168,6 +211,8 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
         app.state.data_dir = settings.data_dir
         app.state.principals = PrincipalCache()
         services.start_sealing(seal_interval(os.environ))
+        if delivers_webhooks(os.environ):
+            services.start_delivering()
         try:
             yield
         finally:

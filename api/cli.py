@@ -27,6 +27,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from api.http_protocol import ProblemHttpToolsProtocol
 
     settings = settings_from_env()
+    # Each process delivers webhooks too, unless the operator runs `timebank webhooks run`
+    # apart (TIMEBANK_WEBHOOK_WORKER=0); workers claim each attempt, so none is sent twice.
+    os.environ.setdefault("TIMEBANK_WEBHOOK_WORKER", "1")
     if not settings.is_sqlite:
         require_migrated(settings.database_url)
     elif args.workers > 1:  # migrate once, before the workers start (each would otherwise)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import signal
 import sys
 import threading
@@ -30,11 +31,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     delivery = Delivery(services.accounts.store, services.outbox)
-    print("timebank webhooks: delivering (stop with Ctrl-C)", flush=True)
     try:
         if args.once:
             print(f"attempted {delivery.run_once()} message(s)")
         else:
+            print("timebank webhooks: delivering (stop with Ctrl-C)", flush=True)
             delivery.run(stop, args.idle)
     finally:
         services.close()
@@ -43,15 +44,33 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     services = _services()
+    status = 1
     try:
         services.outbox.replay(None, args.id)
+        status = 0
     except AccountsError as exc:
         print(f"timebank webhooks replay: {exc}", file=sys.stderr)
         return 1
     finally:
+        services.audit.record(  # like every operator command (api.cli_admin)
+            actor=f"operator:{_operator()}",
+            role="operator",
+            action="CLI timebank webhooks replay",
+            objects=[args.id],
+            client="cli",
+            status=status,
+            bank_id=None,
+        )
         services.close()
     print(f"message {args.id} queued again")
     return 0
+
+
+def _operator() -> str:
+    try:
+        return getpass.getuser()[:48]
+    except (KeyError, OSError):
+        return "unknown"
 
 
 def register_webhook_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

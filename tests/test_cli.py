@@ -209,3 +209,23 @@ def test_operator_commands_are_in_the_audit_trail(env: dict[str, str]) -> None:
     # the one-time password printed to the operator is nowhere in the trail
     password = next(w for w in user.stdout.split() if w.startswith("tbo_"))
     assert all(password not in " ".join(e.objects) for e in events)
+
+
+def test_webhook_worker_and_replay_commands(env: dict[str, str]) -> None:
+    from audit.trail import AuditTrail
+
+    assert run(env, "migrate").returncode == 0
+    once = run(env, "webhooks", "run", "--once")
+    assert once.returncode == 0, once.stderr
+    assert once.stdout.strip() == "attempted 0 message(s)"
+    missing = run(env, "webhooks", "replay", "msg_nothing")
+    assert missing.returncode == 1
+    assert "no webhook message msg_nothing" in missing.stderr
+    trail = AuditTrail(env["TIMEBANK_DATABASE_URL"])
+    try:
+        events = [e for e in trail.all_events() if e.role == "operator"]
+    finally:
+        trail.dispose()
+    assert [(e.action, e.status, e.objects) for e in events] == [
+        ("CLI timebank webhooks replay", 1, ("msg_nothing",))
+    ]
