@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -113,9 +114,26 @@ class Clock:
 def world(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[World]:
-    with pytest.MonkeyPatch.context() as env:  # the app's setting, read when it opens
-        env.setenv("TIMEBANK_WEBHOOK_HOSTS", "hooks.district.example")
-        yield from _world(request, tmp_path_factory)
+    yield from _started(
+        {"TIMEBANK_WEBHOOK_HOSTS": "hooks.district.example"}, request, tmp_path_factory
+    )
+
+
+def _started(
+    settings: dict[str, str],
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[World]:
+    """The world, its app started with ``settings`` in the environment (read when it opens)
+    and the environment restored at once, so no other app of the session sees them."""
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in settings.items():
+            env.setenv(name, value)
+        worlds = _world(request, tmp_path_factory)
+        w = next(worlds)
+    yield w
+    for _ in worlds:  # closes the app and the log
+        pass
 
 
 def _world(
@@ -417,3 +435,49 @@ def test_a_pool_grant_reaches_the_elders_partner_once(world: World, receiver: Re
     _drain(Delivery(_store(w), _outbox(w, clock), clock=clock), clock)
     assert set(receiver.unique("/grants")) == {message.id}
     assert receiver.bad == []
+
+
+@pytest.fixture(scope="module", params=["sqlite"])  # the thread is the same on PostgreSQL
+def serving_world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
+    """An app that delivers webhooks itself, as ``timebank serve`` does by default."""
+    yield from _started(
+        {"TIMEBANK_WEBHOOK_WORKER": "1", "TIMEBANK_WEBHOOK_ALLOW_LOOPBACK": "1"},
+        request,
+        tmp_path_factory,
+    )
+
+
+def test_the_app_delivers_webhooks_itself(serving_world: World, receiver: Receiver) -> None:
+    w = serving_world
+    made = w.client.post(
+        "/v1/webhook-endpoints",
+        headers=w.as_("b1-admin"),
+        json={"partner_key_id": w.ids["platform"], "url": receiver.url("/served")},
+    ).json()
+    receiver.secrets["/served"] = made["public_key"]
+    link = _link(w, "platform", "vol-b", ["receive_webhooks"])
+    revoked = w.client.post(f"/v1/links/{link['id']}/revoke", headers=w.as_("vol-b"))
+    assert revoked.status_code == 200, revoked.text
+    for _ in range(100):
+        if receiver.received:
+            break
+        time.sleep(0.05)
+    (got,) = receiver.received
+    assert got["body"]["type"] == "link.revoked"
+    assert got["body"]["data"] == {"link_id": link["id"], "handle": link["handle"]}
+    assert receiver.bad == []
+    messages = w.client.get(
+        f"/v1/webhook-endpoints/{made['id']}/messages", headers=w.as_("b1-admin")
+    ).json()
+    for _ in range(100):  # marked just after the receiver answered
+        if messages[0]["status"] == "delivered":
+            break
+        time.sleep(0.05)
+        messages = w.client.get(
+            f"/v1/webhook-endpoints/{made['id']}/messages", headers=w.as_("b1-admin")
+        ).json()
+    assert [(m["id"], m["status"], m["attempts"]) for m in messages] == [
+        (got["id"], "delivered", 1)
+    ]
