@@ -176,15 +176,18 @@ class AccountsBase:
         return new
 
     @staticmethod
-    def _check_new_login(username: str, password: str) -> None:
-        """What a new login's name and password must be, whoever else exists."""
+    def _check_username(username: str) -> None:
         if not isinstance(username, str) or not USERNAME.match(username):
             raise InvalidInput("username must be 3-64 letters, digits or ._@+-", field="username")
+
+    @classmethod
+    def _check_new_login(cls, username: str, password: str) -> None:
+        """What a new login's name and password must be, whoever else exists."""
+        cls._check_username(username)
         passwords.check_policy(password, username)
 
     def _new_user(self, tx: Tx, bank_id: str, username: str, password: str | None) -> NewUser:
-        if not isinstance(username, str) or not USERNAME.match(username):
-            raise InvalidInput("username must be 3-64 letters, digits or ._@+-", field="username")
+        self._check_username(username)
         if tx.first(users, users.c.username == username):
             raise Conflict(f"username {username} is taken", field="username")
         one_time = None

@@ -73,10 +73,10 @@ class Members(MemberViews):
     ) -> NewMember | None:
         """A volunteer signs up on a phone; the organisation they chose approves them later.
 
-        The answer does not tell a stranger which usernames exist: every check that does not
-        depend on the name comes first, and a name already taken stores nothing and returns
-        None (after the same password hashing as a registration), which the API answers exactly
-        as a registration. Nobody logs in before approval (``Sessions.login``), so logging in
+        The answer does not tell a stranger which usernames exist: a name already taken meets
+        the refusals a free one would, in the same order, then stores nothing and returns None
+        (after the same password hashing as a registration), which the API answers exactly as a
+        registration. Nobody logs in before approval (``Sessions.login``), so logging in
         does not tell either; the centre calls the person and sorts a taken name out."""
         with self.store.transaction() as tx:
             org = tx.get(organisations, org_id)
@@ -84,10 +84,11 @@ class Members(MemberViews):
                 raise NotFound(f"no bank {bank_id}", field="bank_id")
             if org is None or org.bank_id != bank_id:
                 raise NotFound(f"no organisation {org_id} in bank {bank_id}", field="org_id")
-            self._check_new_login(username, password)
-            self._personal_columns(new_id(), personal)  # the same refusals for any name
             if tx.first(users, users.c.username == username):
-                passwords.hash_password(password)  # the same work as a registration
+                # The refusals a free name would meet, in the same order, then the same work.
+                self._check_new_login(username, password)
+                self._personal_columns(new_id(), personal)
+                passwords.hash_password(password)
                 return None
             new = self._new_user(tx, bank_id, username, password)
             member = self._insert_member(
