@@ -61,14 +61,14 @@ class Devices(Relations):
         )
         with self.store.snapshot() as tx:
             account = self._signing_account(tx, principal)
-            if tx.get(device_keys, key.id):
-                raise Conflict("this key is already registered", field="public_key")
+            if (known := self._registered(tx, key, user_id)) is not None:
+                return known
         # The public record first: if the insert below fails, a retry appends the same entry
         # again, which the log takes as the same append (its id derives from the key).
         self._log_device(key, account, "register")
         with self.store.transaction() as tx:
-            if tx.get(device_keys, key.id):
-                raise Conflict("this key is already registered", field="public_key")
+            if (known := self._registered(tx, key, user_id)) is not None:
+                return known
             tx.insert(
                 device_keys,
                 id=key.id,
@@ -107,6 +107,21 @@ class Devices(Relations):
         with self.store.snapshot() as tx:
             row = tx.get(device_keys, key_id)
         return row is None or row.revoked_at is not None
+
+    @staticmethod
+    def _registered(tx: Tx, key: DeviceKey, user_id: str) -> DeviceKey | None:
+        """The key as registered already by this volunteer: a phone whose first answer was lost
+        (or two of its pages online at once) registers again and must get its key back, not a
+        refusal that would cost it the records waiting to be sent. A revoked key stays revoked,
+        and a key of someone else's is theirs."""
+        row = tx.get(device_keys, key.id)
+        if row is None:
+            return None
+        if row.user_id != user_id:
+            raise Conflict("this key is already registered", field="public_key")
+        if row.revoked_at is not None:
+            raise Conflict("this key was revoked: the phone makes a new one", field="public_key")
+        return device_of_row(row)
 
     @staticmethod
     def _signing_account(tx: Tx, principal: Principal) -> str:

@@ -260,6 +260,11 @@ def test_device_keys_sign_and_can_be_revoked(world: World) -> None:
     )
     assert added.status_code == 201, added.text
     key_id = added.json()["id"]
+    body = {"public_key": base64.b64encode(public).decode(), "name": "my phone"}
+    again = world.client.post("/v1/me/devices", headers=world.as_("vol-a"), json=body)
+    assert again.status_code == 201 and again.json() == added.json()  # a lost answer, retried
+    theirs = world.client.post("/v1/me/devices", headers=world.as_("vol-b"), json=body)
+    assert theirs.status_code == 409 and theirs.json()["field"] == "public_key"
     message = b"service record canonical bytes"
     signature = base64.b64encode(private.sign(message)).decode()
     world.accounts.check_device_signature(world.ids["vol-a-user"], key_id, message, signature)
@@ -275,6 +280,8 @@ def test_device_keys_sign_and_can_be_revoked(world: World) -> None:
         world.accounts.check_device_signature(world.ids["vol-a-user"], key_id, message, signature)
     listed = world.client.get("/v1/me/devices", headers=world.as_("vol-a")).json()
     assert [d["id"] for d in listed] == [key_id]
+    revived = world.client.post("/v1/me/devices", headers=world.as_("vol-a"), json=body)
+    assert revived.status_code == 409 and "revoked" in revived.json()["detail"]
     # Both steps are public: the key, its volunteer's ledger account, never the phone's name.
     found = world.log.entries_by_id([f"device:{key_id}", f"device-revoked:{key_id}"])
     account = world.accounts.member(world.ids["vol-a"]).ledger_account

@@ -45,6 +45,7 @@ const nowText = () => new Date().toISOString().replace(/\.\d+Z$/, "Z");
 
 class Offline extends Error {}
 class Refused extends Error {}
+class KeyRefused extends Error {}  // the phone's key, not the record: the record stays queued
 
 async function api(path, body, headers = {}) {
   let response;
@@ -84,7 +85,12 @@ async function deviceKey() {
   if (key && key.id) { return key; }
   key = key || await makeKey();
   await store("keys", "readwrite", (s) => s.put(key, "device"));  // kept even if offline
-  const device = await api("/v1/me/devices", { public_key: key.publicKey, name: "phone browser" });
+  let device;
+  try {
+    device = await api("/v1/me/devices", { public_key: key.publicKey, name: "phone browser" });
+  } catch (error) {
+    throw error instanceof Refused ? new KeyRefused(error.message) : error;
+  }
   key.id = device.id;
   await store("keys", "readwrite", (s) => s.put(key, "device"));
   return key;
@@ -127,6 +133,11 @@ async function flush() {
         await send(item);
       } catch (error) {
         if (error instanceof Offline) { outcome = "waiting"; break; }
+        if (error instanceof KeyRefused) {
+          await showQueue(`${texts.keyRefused || ""} ${error.message}`);
+          outcome = "refused";
+          break;
+        }
         await store("outbox", "readwrite", (s) => s.delete(item.key));
         await showQueue(`${texts.refused || ""} ${error.message}`);
         outcome = "refused";
@@ -139,6 +150,11 @@ async function flush() {
     flushing = false;
   }
   if (outcome !== "refused") { await showQueue(); }
+  if (outcome === "waiting" && navigator.onLine) {
+    // Online but not through: the server was busy, or another page of this phone is sending the
+    // same record right now (its answer tells this one "in progress"). Try again shortly.
+    setTimeout(flush, 3000);
+  }
   return outcome;
 }
 
