@@ -48,6 +48,7 @@ from ledger.config import ConfigError, Settings
 from ledger.log import Log
 from migrations.runner import upgrade
 from partners.delivery import Delivery
+from partners.exchanges import Exchanges
 from partners.links import PartnerLinks
 from partners.webhooks import HostPolicy, Outbox
 from web.app import LocalSwaggerUI, web_routes
@@ -65,6 +66,7 @@ class Services:
     audit: AuditTrail
     partners: PartnerLinks
     outbox: Outbox
+    exchanges: Exchanges
     sealer: Sealer | None = None
     deliverer: Deliverer | None = None
 
@@ -85,7 +87,7 @@ class Services:
         outbox = Outbox(store, protector, HostPolicy.from_env(os.environ))
         care = CareService(store, accounts, log, events=outbox)
         partners = PartnerLinks(store, accounts, log, care.policy, outbox=outbox)
-        return cls(log, accounts, care, audit, partners, outbox)
+        return cls(log, accounts, care, audit, partners, outbox, Exchanges(partners, log))
 
     def start_sealing(self, every_seconds: float) -> None:
         self.sealer = Sealer(self.audit, self.log, every_seconds)
@@ -207,6 +209,7 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
         app.state.care = services.care
         app.state.audit = services.audit
         app.state.partners = services.partners
+        app.state.exchanges = services.exchanges
         app.state.outbox = services.outbox
         app.state.data_dir = settings.data_dir
         app.state.principals = PrincipalCache()

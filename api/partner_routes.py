@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, Parameter
@@ -17,6 +17,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from accounts.model import Principal
 from api.accounts_routes import AUTH, Id
 from api.schemas import Input, problems
+from partners.exchanges import Exchange, Exchanges
 from partners.links import PartnerLink, PartnerLinks
 from web.session import ON_BEHALF_STATE_KEY
 
@@ -70,6 +71,52 @@ def link_out(link: PartnerLink, now: datetime, member_id: bool) -> LinkOut:
         link.decided_at,
         link.expires_at,
         link.revoked_at,
+    )
+
+
+def exchanges(state: State) -> Exchanges:
+    service: Exchanges = state.exchanges
+    return service
+
+
+class ExchangeIn(Input):
+    handle: Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
+    minutes: int
+    reference: str  # the partner's own id of the order: asking again with it is idempotent
+    description: str
+
+
+class ExchangeOut(msgspec.Struct):
+    id: str
+    partner: str
+    handle: str
+    reference: str
+    description: str
+    minutes: int
+    status: str  # pending, confirming, confirmed, declined, cancelled, expired
+    requested_at: datetime
+    expires_at: datetime
+    decided_at: datetime | None
+    seq: int | None  # the exchange entry's seq in the log, once confirmed
+    receipt_url: str | None
+    member_id: str | None  # for the people on the member's side only
+
+
+def exchange_out(exchange: Exchange, now: datetime, member_id: bool) -> ExchangeOut:
+    return ExchangeOut(
+        exchange.id,
+        exchange.partner_name,
+        exchange.handle,
+        exchange.reference,
+        exchange.description,
+        exchange.minutes,
+        exchange.state(now),
+        exchange.requested_at,
+        exchange.expires_at,
+        exchange.decided_at,
+        exchange.seq,
+        f"/v1/log/receipt?index={exchange.seq}" if exchange.seq is not None else None,
+        exchange.member_id if member_id else None,
     )
 
 
@@ -141,6 +188,110 @@ class PartnerSideController(Controller):
             shown.star_name,
             shown.next_star_hours,
         )
+
+    @post(
+        "/exchanges",
+        status_code=HTTP_201_CREATED,
+        sync_to_thread=True,
+        responses=problems(400, 401, 403, 404, 409),
+    )
+    def ask_exchange(
+        self,
+        state: State,
+        principal: P,
+        data: JSONBody[ExchangeIn],
+        request: Request[Any, Any, Any],
+    ) -> Response[ExchangeOut]:
+        """A pending exchange of a linked member's minutes (``request_exchange``) for the
+        service described; 201 when new, 200 with the same exchange when ``reference`` was
+        asked before with the same content."""
+        service = exchanges(state)
+        exchange, created = service.request(
+            principal, data.handle, data.minutes, data.reference, data.description
+        )
+        request.scope["state"][ON_BEHALF_STATE_KEY] = exchange.member_id
+        return Response(
+            exchange_out(exchange, service.clock(), False),
+            status_code=HTTP_201_CREATED if created else HTTP_200_OK,
+        )
+
+    @get(
+        "/exchanges/{exchange_id:str}", sync_to_thread=True, responses=problems(400, 401, 403, 404)
+    )
+    def read_exchange(self, state: State, principal: P, exchange_id: Id) -> ExchangeOut:
+        """The partner's own exchange: its status, and the entry's seq once confirmed."""
+        service = exchanges(state)
+        return exchange_out(
+            service.partner_exchange(principal, exchange_id), service.clock(), False
+        )
+
+    @post(
+        "/exchanges/{exchange_id:str}/cancel",
+        status_code=HTTP_200_OK,
+        sync_to_thread=True,
+        responses=problems(400, 401, 403, 404, 409),
+    )
+    def cancel_exchange(
+        self, state: State, principal: P, exchange_id: Id, request: Request[Any, Any, Any]
+    ) -> ExchangeOut:
+        """Withdraw a pending exchange: nothing is posted."""
+        service = exchanges(state)
+        exchange = service.cancel(principal, exchange_id)
+        request.scope["state"][ON_BEHALF_STATE_KEY] = exchange.member_id
+        return exchange_out(exchange, service.clock(), False)
+
+
+class ExchangeController(Controller):
+    path = "/v1"
+    tags = ["partners"]
+    dependencies = AUTH
+
+    @get(
+        "/members/{member_id:str}/exchanges",
+        sync_to_thread=True,
+        responses=problems(400, 401, 403, 404),
+    )
+    def of_member(self, state: State, principal: P, member_id: Id) -> list[ExchangeOut]:
+        """A member's exchanges, newest first (pending ones to confirm or decline)."""
+        service = exchanges(state)
+        now = service.clock()
+        return [exchange_out(e, now, True) for e in service.exchanges_of(principal, member_id)]
+
+    @get(
+        "/exchanges/{exchange_id:str}", sync_to_thread=True, responses=problems(400, 401, 403, 404)
+    )
+    def exchange(self, state: State, principal: P, exchange_id: Id) -> ExchangeOut:
+        service = exchanges(state)
+        return exchange_out(service.exchange(principal, exchange_id), service.clock(), True)
+
+    @post(
+        "/exchanges/{exchange_id:str}/confirm",
+        status_code=HTTP_200_OK,
+        sync_to_thread=True,
+        responses=problems(400, 401, 403, 404, 409),
+    )
+    def confirm(
+        self, state: State, principal: P, exchange_id: Id, request: Request[Any, Any, Any]
+    ) -> ExchangeOut:
+        """The member, or a family proxy for an elder: the minutes move to the partner."""
+        service = exchanges(state)
+        exchange = service.confirm(principal, exchange_id)
+        request.scope["state"][ON_BEHALF_STATE_KEY] = exchange.member_id
+        return exchange_out(exchange, service.clock(), True)
+
+    @post(
+        "/exchanges/{exchange_id:str}/decline",
+        status_code=HTTP_200_OK,
+        sync_to_thread=True,
+        responses=problems(400, 401, 403, 404, 409),
+    )
+    def decline(
+        self, state: State, principal: P, exchange_id: Id, request: Request[Any, Any, Any]
+    ) -> ExchangeOut:
+        service = exchanges(state)
+        exchange = service.decline(principal, exchange_id)
+        request.scope["state"][ON_BEHALF_STATE_KEY] = exchange.member_id
+        return exchange_out(exchange, service.clock(), True)
 
 
 class LinkController(Controller):
@@ -219,4 +370,4 @@ class LinkController(Controller):
         return [link_out(link, now, True) for link in service.links_of(principal, member_id)]
 
 
-PARTNER_CONTROLLERS = [PartnerSideController, LinkController]
+PARTNER_CONTROLLERS = [PartnerSideController, LinkController, ExchangeController]

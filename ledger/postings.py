@@ -7,11 +7,13 @@ Account ids are opaque and carry no personal data: ``<bank>:<role>[:<opaque id>]
 * ``<bank>:issuance``     where service hours come from; runs negative by design
 * ``<bank>:pool``         the donation pool (公益池); never below zero
 * ``<bank>:redemption``   where redeemed hours go; never below zero
+* ``<bank>:clearing:<id>`` a partner platform's clearing account: the minutes members spent on
+  services the partner delivered (``exchange``); never below zero, and nothing leaves it
 
 Hours are created only by ``deposit`` (a verified service) and ``correction`` (an admin fix
 with a reason) — the only kinds allowed to debit ``issuance`` — and leave members only by
-redemption, gift, donation or a correcting reversal. There is no account that could pay out
-cash, and no kind that could move hours there.
+redemption, exchange, gift, donation or a correcting reversal. There is no account that could
+pay out cash, and no kind that could move hours there.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ HOLD = "hold"
 ISSUANCE = "issuance"
 POOL = "pool"
 REDEMPTION = "redemption"
+CLEARING = "clearing"
 SYSTEM_ROLES = (ISSUANCE, POOL, REDEMPTION)
 
 
@@ -41,6 +44,11 @@ def hold_account(member: str) -> str:
     if role != MEMBER:
         raise ValueError(f"{member} is not a member account")
     return f"{bank}:{HOLD}:{opaque}"
+
+
+def clearing_account(bank: str, partner_key_id: str) -> str:
+    """A partner platform's clearing account (one per partner key)."""
+    return f"{bank}:{CLEARING}:{partner_key_id}"
 
 
 def system_account(bank: str, role: str) -> str:
@@ -79,12 +87,15 @@ KIND_RULES: Mapping[str, KindRule] = {
     # Two-phase redemption: reserve when a request is accepted, then redeem or release.
     "reserve": _rule({MEMBER}, {HOLD}),
     "release": _rule({HOLD}, {MEMBER}),
+    # A member's minutes spent on a service a partner platform delivers, confirmed by the
+    # member: into the partner's clearing account, which pays out nothing.
+    "exchange": _rule({MEMBER}, {CLEARING}),
     # A redemption paid back because staff rejected the record of its service.
     "refund": _rule({REDEMPTION}, {MEMBER}),
     # A reversal must be the exact negation of the entry it names; see ``check_reversal``.
     "reversal": _rule(
-        {MEMBER, HOLD, ISSUANCE, POOL, REDEMPTION},
-        {MEMBER, HOLD, ISSUANCE, POOL, REDEMPTION},
+        {MEMBER, HOLD, ISSUANCE, POOL, REDEMPTION, CLEARING},
+        {MEMBER, HOLD, ISSUANCE, POOL, REDEMPTION, CLEARING},
         reason_required=True,
     ),
     # Entries that record facts without moving minutes.

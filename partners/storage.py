@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -47,6 +48,35 @@ partner_links = Table(
 Index("ix_partner_links_partner_handle", partner_links.c.partner_key_id, partner_links.c.handle)
 Index("ix_partner_links_member", partner_links.c.member_id)
 
+partner_exchanges = Table(
+    "partner_exchanges",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("bank_id", String(ID), ForeignKey("banks.id"), nullable=False),
+    Column("partner_key_id", String(ID), ForeignKey("partner_keys.id"), nullable=False),
+    Column("link_id", String(ID), ForeignKey("partner_links.id"), nullable=False),
+    Column("member_id", String(ID), ForeignKey("members.id"), nullable=False),
+    Column("handle", String(40), nullable=False),
+    Column("reference", String(64), nullable=False),  # the partner's, unique per partner key
+    Column("description", String(300), nullable=False),
+    Column("minutes", Integer, nullable=False),
+    # pending, confirming (claimed, its entry being appended), confirmed, declined, cancelled
+    Column("status", String(16), nullable=False),
+    Column("requested_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=False),
+    Column("decided_by", String(ID), nullable=True),
+    Column("decided_at", TS, nullable=True),
+    Column("entry_id", String(128), nullable=True),
+    Column("seq", BigInteger, nullable=True),
+)
+Index(
+    "ix_partner_exchanges_reference",
+    partner_exchanges.c.partner_key_id,
+    partner_exchanges.c.reference,
+    unique=True,
+)
+Index("ix_partner_exchanges_member", partner_exchanges.c.member_id)
+
 webhook_endpoints = Table(
     "webhook_endpoints",
     metadata,
@@ -79,6 +109,17 @@ webhook_outbox = Table(
     Column("delivered_at", TS, nullable=True),
 )
 Index("ix_webhook_outbox_due", webhook_outbox.c.status, webhook_outbox.c.next_attempt_at)
+
+
+def move_exchange(tx: Tx, exchange_id: str, seen: str, **values: Any) -> bool:
+    """Change an exchange only if its status is still ``seen``: whether it was (of two racing
+    decisions one wins, and a confirmation claims an exchange before posting it)."""
+    changed = tx.conn.execute(
+        update(partner_exchanges)
+        .where(partner_exchanges.c.id == exchange_id, partner_exchanges.c.status == seen)
+        .values(**values)
+    ).rowcount
+    return bool(changed == 1)
 
 
 def claim_message(tx: Tx, msg_id: str, seen: int, **values: Any) -> bool:

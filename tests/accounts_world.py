@@ -181,7 +181,9 @@ def build_world(settings: Settings, log: Log) -> Iterator[World]:
             "vol-b",
         ):
             w.tokens[who] = accounts.issue_token(who).token
-        key, secret = accounts.create_partner_key(admin1, "city platform", ["read_points"])
+        key, secret = accounts.create_partner_key(
+            admin1, "city platform", ["read_points", "request_exchange"]
+        )
         w.ids["partner-key"] = key.id
         w.tokens["partner"] = secret
         key2, _ = accounts.create_partner_key(admin2, "other platform", ["read_points"])

@@ -306,6 +306,33 @@ def _vol_b_link(w: World) -> dict[str, str]:
     return {"link": link, "handle": approved["handle"]}
 
 
+def _vol_b_exchange(w: World) -> dict[str, str]:
+    """A pending exchange of 1 minute the partner asked of vol-b through a link vol-b approved."""
+    asked = _ok(
+        w.client.post(
+            "/v1/partner/link-requests",
+            headers=w.as_("partner"),
+            json={"scopes": ["request_exchange"], "valid_days": 30},
+        ),
+        201,
+    )
+    link = _ok(w.client.post(f"/v1/links/{asked['id']}/approve", headers=w.as_("vol-b"), json={}))
+    exchange = _ok(
+        w.client.post(
+            "/v1/partner/exchanges",
+            headers=w.as_("partner"),
+            json={
+                "handle": link["handle"],
+                "minutes": 1,
+                "reference": secrets.token_hex(8),
+                "description": "a meal delivered",
+            },
+        ),
+        201,
+    )
+    return {"exchange": exchange["id"]}
+
+
 def _reversal(w: World) -> dict[str, str]:
     donation = _ok(
         w.client.post(
@@ -758,6 +785,27 @@ ROWS: list[Row] = [
         allowed=STAFF_B | BANK_ADMINS,
     ),
     Row("GET", "/v1/members/{vol-b}/links", "vol-b", 200, allowed=STAFF_B | BANK_ADMINS),
+    # exchanges a partner asks of a linked member (issue 13; more in test_partner_exchanges.py)
+    Row("GET", "/v1/partner/exchanges/{exchange}", "partner", 200, _vol_b_exchange),
+    Row("POST", "/v1/partner/exchanges/{exchange}/cancel", "partner", 200, _vol_b_exchange),
+    Row("GET", "/v1/members/{vol-b}/exchanges", "vol-b", 200, allowed=STAFF_B | BANK_ADMINS),
+    Row(
+        "GET",
+        "/v1/exchanges/{exchange}",
+        "vol-b",
+        200,
+        _vol_b_exchange,
+        allowed=STAFF_B | BANK_ADMINS,
+    ),
+    Row(
+        "POST",
+        "/v1/exchanges/{exchange}/confirm",
+        "vol-b",
+        200,
+        _vol_b_exchange,
+        notes="the member or their proxy decides: staff and admins see it but are refused",
+    ),
+    Row("POST", "/v1/exchanges/{exchange}/decline", "vol-b", 200, _vol_b_exchange),
 ]
 
 # Routes that reach no object of someone else's, with the reason.
@@ -777,6 +825,9 @@ NOT_OBJECT_ACCESS: dict[str, str] = {
     "(bank admins; another bank's key is a 404 in test_webhooks.py)",
     "POST /v1/partner/link-requests": "a partner key asks in its own name; people get 403 "
     "(test_partner_links.py)",
+    "POST /v1/partner/exchanges": "a partner key asks in its own name of a handle it was given; "
+    "another partner's handle is a 404, a link without request_exchange a 403 "
+    "(test_partner_exchanges.py)",
     "POST /v1/catalogue": "the caller's bank's catalogue (bank admins; role refusals in "
     "test_workflow.py)",
     "POST /v1/policy": "the caller's bank's policy (bank admins; role refusals in test_workflow.py)",

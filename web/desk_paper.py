@@ -28,6 +28,7 @@ KINDS = {
     "reserve": N_("Held for a request"),
     "release": N_("Hold released"),
     "refund": N_("Refund"),
+    "exchange": N_("Spent at a partner platform"),
     "gift": N_("Gift"),
     "donation": N_("Donation to the pool"),
     "grant": N_("Grant from the pool"),

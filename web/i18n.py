@@ -160,6 +160,18 @@ MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         ),
         (r"no organisation \S+ in bank \S+", N_("no such organisation")),
         (r"no such page", N_("no such page")),
+        (
+            r"the exchange is (?P<state>[a-z]+), not pending",
+            N_("this exchange is no longer pending (%(state)s)"),
+        ),
+        (
+            r"only the member, or a family proxy for an elder, decides an exchange",
+            N_("only the member, or a family proxy for an elder, decides an exchange"),
+        ),
+        (
+            r"the consent link of this exchange is no longer active",
+            N_("the consent link of this exchange is no longer active"),
+        ),
         (r"the form has expired", N_("the form has expired; please try again")),
     )
 )

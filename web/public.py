@@ -38,6 +38,7 @@ KINDS = (
     N_("reserve"),
     N_("release"),
     N_("refund"),
+    N_("exchange"),
     N_("reversal"),
     N_("policy"),
     N_("seal"),

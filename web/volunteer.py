@@ -42,6 +42,7 @@ WORDS = (
     N_("reserve"),
     N_("release"),
     N_("refund"),
+    N_("exchange"),
     N_("reversal"),
     N_("spouse"),
     N_("parent"),
