@@ -4,6 +4,8 @@ refunding a paid request. ``repair`` finishes what a crash left between the two 
 
 from __future__ import annotations
 
+from typing import Any
+
 from accounts.base import clean_text
 from accounts.errors import Forbidden
 from accounts.model import Principal
@@ -92,6 +94,29 @@ class Verification(Confirmation):
             raise
         return self._record(record.id)
 
+    def _paid_redemption(self, record: ServiceRecord) -> tuple[str, dict[str, Any]] | None:
+        """The elder and the ``redemption.completed`` event of the redemption this record paid
+        (its request completed and its ``redeem`` entry posted), if it paid one."""
+        if record.request_id is None:
+            return None
+        with self.store.snapshot() as tx:
+            request = to_request(tx.get(service_requests, record.request_id))
+        if request.status is not RequestStatus.COMPLETED or not request.redeem:
+            return None
+        entry_id = f"redeem:{self._request_ref(request.id)}"
+        entry = self.ledger.entries_by_id([entry_id]).get(entry_id)
+        if entry is None:
+            return None
+        minutes = sum(p.minutes for p in entry.request.postings if p.minutes > 0)
+        return request.elder_id, {
+            "request_id": request.id,
+            "record_id": record.id,
+            "entry_id": entry_id,
+            "minutes": minutes,
+            "seq": entry.seq,
+            "receipt_url": f"/v1/log/receipt?index={entry.seq}",
+        }
+
     def _record_ref(self, record_id: str) -> str:
         """How the log names a record (``Protector.reference``), in its deposit's id."""
         return self.accounts.protector.reference("record", record_id)
@@ -148,6 +173,7 @@ class Verification(Confirmation):
                 cap,
             )
         )
+        paid = self._paid_redemption(record)
         with self.store.transaction() as tx:
             noted = move_record(
                 tx, record.id, RecordStatus.VERIFIED, deposit_seq=result.seq, deposit_minutes=amount
@@ -165,6 +191,8 @@ class Verification(Confirmation):
                         "receipt_url": f"/v1/log/receipt?index={result.seq}",
                     },
                 )
+            if noted and self.events is not None and paid is not None:
+                self.events.member_event(tx, paid[0], "redemption.completed", paid[1])
         if not noted:
             raise WrongState(f"record {record.id} left 'verified' while its deposit was posted")
 

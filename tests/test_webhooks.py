@@ -22,13 +22,14 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from accounts.errors import Conflict, InvalidInput
 from accounts.storage import AccountsStore
+from ledger.entry import EntryRequest, Posting
 from partners.delivery import SCHEDULE, Delivery, Reply, http_send
 from partners.storage import webhook_endpoints, webhook_outbox
 from partners.webhooks import HostPolicy, Outbox
 from tests.accounts_world import World
 from tests.conftest import BACKENDS
 from tests.partners_world import partners_world
-from tests.test_authz_matrix import _verified_record
+from tests.test_authz_matrix import _fresh_elder_b, _slot, _verified_record
 
 
 class Receiver:
@@ -434,6 +435,141 @@ def test_a_pool_grant_reaches_the_elders_partner_once(world: World, receiver: Re
     assert w.ids["elder-a"] not in message.payload
     _drain(Delivery(_store(w), _outbox(w, clock), clock=clock), clock)
     assert set(receiver.unique("/grants")) == {message.id}
+    assert receiver.bad == []
+
+
+def _meal_endpoint(w: World, receiver: Receiver, clock: Clock) -> str:
+    """A partner key asking exchanges and receiving events, with a ``v1`` endpoint."""
+    admin = w.accounts.principal_for_user(w.ids["b1-admin"])
+    if "meals" not in w.ids:
+        key, secret = w.accounts.create_partner_key(
+            admin, "meal platform", ["request_exchange", "receive_webhooks"]
+        )
+        w.ids["meals"], w.tokens["meals"] = key.id, secret
+    endpoint, secret = _outbox(w, clock).add_endpoint(
+        admin, w.ids["meals"], receiver.url("/meals"), "v1"
+    )
+    receiver.secrets["/meals"] = secret
+    return endpoint.id
+
+
+def _ok(response: Any, status: int = 200) -> Any:
+    assert response.status_code == status, response.text
+    return response.json()
+
+
+def test_a_confirmed_exchange_tells_its_partner_once(world: World, receiver: Receiver) -> None:
+    w = world
+    _disable_all(w)
+    clock = Clock()
+    endpoint_id = _meal_endpoint(w, receiver, clock)
+    handle = _link(w, "meals", "vol-b", ["request_exchange"])["handle"]
+    asked = []
+    for reference in ("meal-cancelled", "meal-confirmed"):
+        body = {"handle": handle, "minutes": 1, "reference": reference, "description": "lunch"}
+        asked.append(
+            _ok(w.client.post("/v1/partner/exchanges", headers=w.as_("meals"), json=body), 201)
+        )
+    cancel = f"/v1/partner/exchanges/{asked[0]['id']}/cancel"
+    _ok(w.client.post(cancel, headers=w.as_("meals")))
+    assert _messages(w, endpoint_id) == []  # asking and cancelling tell nothing
+    confirm = f"/v1/exchanges/{asked[1]['id']}/confirm"
+    confirmed = _ok(w.client.post(confirm, headers=w.as_("vol-b")))
+    assert w.client.post(confirm, headers=w.as_("vol-b")).status_code == 409
+    (message,) = _messages(w, endpoint_id)
+    assert message.event_type == "exchange.confirmed"
+    data = json.loads(message.payload)["data"]
+    assert data == {
+        "exchange_id": asked[1]["id"],
+        "reference": "meal-confirmed",
+        "handle": handle,
+        "minutes": 1,
+        "seq": confirmed["seq"],
+        "receipt_url": f"/v1/log/receipt?index={confirmed['seq']}",
+    }
+    assert w.ids["vol-b"] not in message.payload
+    _drain(Delivery(_store(w), _outbox(w, clock), clock=clock), clock)
+    assert set(receiver.unique("/meals")) == {message.id}
+    assert receiver.bad == []
+
+
+def test_a_paid_redemption_tells_the_elders_partner_when_verified(
+    world: World, receiver: Receiver
+) -> None:
+    w = world
+    _disable_all(w)
+    clock = Clock()
+    endpoint_id = _meal_endpoint(w, receiver, clock)
+    staff_b = w.accounts.principal_for_user(w.ids["staff-b"])
+    elder = _fresh_elder_b(w)
+    w.accounts.grant_proxy(staff_b, elder, "vol-b")
+    w.accounts.set_flag(staff_b, elder, "living_alone", None)
+    handle = _link(w, "meals", "vol-b", ["receive_webhooks"], member_id=elder)["handle"]
+    account = w.accounts.member(elder).ledger_account
+    w.log.append(
+        EntryRequest(
+            "deposit",
+            f"test-fund:{elder}",
+            (Posting(f"{account.split(':')[0]}:issuance", -60), Posting(account, 60)),
+        )
+    )
+    check_in, check_out = _slot()
+    request = _ok(
+        w.client.post(
+            "/v1/requests",
+            headers=w.as_("staff-b"),
+            json={
+                "elder_id": elder,
+                "service_code": "meal",
+                "minutes": 30,
+                "window_start": check_in.isoformat(),
+                "window_end": check_out.isoformat(),
+                "redeem": True,
+            },
+        ),
+        201,
+    )
+    _ok(
+        w.client.post(
+            f"/v1/requests/{request['id']}/assign",
+            headers=w.as_("staff-b"),
+            json={"volunteer_id": w.ids["vol-b"]},
+        )
+    )
+    record = _ok(
+        w.client.post(
+            "/v1/records",
+            headers=w.as_("vol-b"),
+            json={
+                "elder_id": elder,
+                "service_code": "meal",
+                "request_id": request["id"],
+                "check_in": request["window_start"],
+                "check_out": request["window_end"],
+            },
+        ),
+        201,
+    )
+    confirm = f"/v1/records/{record['id']}/confirm"
+    _ok(w.client.post(confirm, headers=w.as_("staff-b"), json={}))
+    assert _messages(w, endpoint_id) == []  # paid, not yet verified: nothing yet
+    _ok(w.client.post(f"/v1/records/{record['id']}/verify", headers=w.as_("staff-b2")))
+    (message,) = [m for m in _messages(w, endpoint_id) if m.event_type == "redemption.completed"]
+    data = json.loads(message.payload)["data"]
+    ref = w.accounts.protector.reference("request", request["id"])
+    redeemed = w.log.entries_by_id([f"redeem:{ref}"])[f"redeem:{ref}"]
+    assert data == {
+        "handle": handle,
+        "request_id": request["id"],
+        "record_id": record["id"],
+        "entry_id": f"redeem:{ref}",
+        "minutes": 30,
+        "seq": redeemed.seq,
+        "receipt_url": f"/v1/log/receipt?index={redeemed.seq}",
+    }
+    assert elder not in message.payload
+    _drain(Delivery(_store(w), _outbox(w, clock), clock=clock), clock)
+    assert message.id in receiver.unique("/meals")
     assert receiver.bad == []
 
 
