@@ -162,7 +162,7 @@ MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"no such page", N_("no such page")),
         (
             r"the exchange is (?P<state>[a-z]+), not pending",
-            N_("this exchange is no longer pending (%(state)s)"),
+            N_("the exchange is %(state)s, not pending"),
         ),
         (
             r"only the member, or a family proxy for an elder, decides an exchange",
