@@ -95,7 +95,9 @@ class Services:
 
     def start_delivering(self) -> None:
         """The webhook delivery worker in this process (``timebank serve`` by default)."""
-        self.deliverer = Deliverer(Delivery(self.accounts.store, self.outbox))
+        self.deliverer = Deliverer(
+            Delivery(self.accounts.store, self.outbox, checkpoint=self.log.size)
+        )
         self.deliverer.start()
 
     def close(self, close_log: bool = True) -> None:

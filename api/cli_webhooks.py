@@ -30,7 +30,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    delivery = Delivery(services.accounts.store, services.outbox)
+    delivery = Delivery(services.accounts.store, services.outbox, checkpoint=services.log.size)
     try:
         if args.once:
             print(f"attempted {delivery.run_once()} message(s)")

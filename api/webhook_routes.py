@@ -31,6 +31,7 @@ class EndpointIn(Input):
     partner_key_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     url: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
     scheme: str = "v1a"  # v1a (Ed25519, as the spec prefers) or v1 (HMAC-SHA256)
+    events: list[str] | None = None  # None: every event but checkpoint.published
 
 
 class EndpointOut(msgspec.Struct):
@@ -42,6 +43,7 @@ class EndpointOut(msgspec.Struct):
     enabled: bool
     disabled_reason: str | None
     created_at: datetime
+    events: list[str] | None  # None: every event but checkpoint.published
     secret: str | None = None  # whsec_…, for v1: shown once, when the endpoint is made
 
 
@@ -55,6 +57,7 @@ def endpoint_out(endpoint: Endpoint, secret: str | None = None) -> EndpointOut:
         endpoint.enabled,
         endpoint.disabled_reason,
         endpoint.created_at,
+        list(endpoint.events) if endpoint.events is not None else None,
         secret,
     )
 
@@ -105,7 +108,7 @@ class WebhookEndpointController(Controller):
         """Send a partner key's events to ``url`` (https, an allowed host), signed by
         ``scheme``; a v1 secret is shown once."""
         endpoint, secret = outbox(state).add_endpoint(
-            principal, data.partner_key_id, data.url, data.scheme
+            principal, data.partner_key_id, data.url, data.scheme, data.events
         )
         return endpoint_out(endpoint, secret)
 

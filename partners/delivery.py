@@ -88,7 +88,11 @@ class Delivery:
         send: Sender = http_send,
         clock: Callable[[], datetime] = _now,
         jitter: Callable[[], float] = random.random,
+        checkpoint: Callable[[], int] | None = None,
     ) -> None:
+        """``checkpoint``: the size of the log's latest signed checkpoint, published to the
+        endpoints subscribed to ``checkpoint.published`` before each round."""
+        self.checkpoint = checkpoint
         self.store = store
         self.outbox = outbox
         self.send = send
@@ -102,6 +106,8 @@ class Delivery:
 
     def run_once(self, limit: int = 100) -> int:
         """Attempt every message due now (at most ``limit``); how many were attempted."""
+        if self.checkpoint is not None:
+            self.outbox.publish_checkpoint(self.checkpoint())
         now = self.clock()
         with self.store.snapshot() as tx:
             due = tx.find(

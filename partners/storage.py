@@ -89,6 +89,10 @@ webhook_endpoints = Table(
     Column("public_key", String(60), nullable=True),  # whpk_…, for v1a
     Column("enabled", Boolean, nullable=False),
     Column("disabled_reason", String(200), nullable=True),
+    # Space-separated event types the endpoint takes; NULL: every event but those only sent
+    # on subscription (checkpoint.published, see partners.webhooks.OPT_IN).
+    Column("events", String(300), nullable=True),
+    Column("checkpoint_size", BigInteger, nullable=True),  # the last tree size published to it
     Column("created_by", String(ID), nullable=False),
     Column("created_at", TS, nullable=False),
 )
@@ -118,6 +122,21 @@ def move_exchange(tx: Tx, exchange_id: str, seen: str, **values: Any) -> bool:
         update(partner_exchanges)
         .where(partner_exchanges.c.id == exchange_id, partner_exchanges.c.status == seen)
         .values(**values)
+    ).rowcount
+    return bool(changed == 1)
+
+
+def advance_checkpoint(tx: Tx, endpoint_id: str, seen: int | None, size: int) -> bool:
+    """Note that ``size`` was published to an endpoint, only if ``seen`` is still its last one:
+    whether it was (of two workers one publishes each new checkpoint)."""
+    last = webhook_endpoints.c.checkpoint_size
+    changed = tx.conn.execute(
+        update(webhook_endpoints)
+        .where(
+            webhook_endpoints.c.id == endpoint_id,
+            last.is_(None) if seen is None else last == seen,
+        )
+        .values(checkpoint_size=size)
     ).rowcount
     return bool(changed == 1)
 

@@ -20,7 +20,7 @@ import hmac
 import ipaddress
 import json
 import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -34,9 +34,23 @@ from accounts.model import PartnerScope, Principal
 from accounts.protection import Protector
 from accounts.storage import AccountsStore, Tx, partner_keys, utc
 from accounts.tokens import new_id
-from partners.storage import partner_links, webhook_endpoints, webhook_outbox
+from partners.storage import (
+    advance_checkpoint,
+    partner_links,
+    webhook_endpoints,
+    webhook_outbox,
+)
 
 SCHEMES = ("v1", "v1a")
+EVENT_TYPES = (
+    "deposit.verified",
+    "redemption.completed",
+    "transfer.posted",
+    "exchange.confirmed",
+    "link.revoked",
+    "checkpoint.published",
+)
+OPT_IN = frozenset({"checkpoint.published"})  # sent only to endpoints that list it
 SECRET_FIELD = "webhook_secret"  # noqa: S105 (the name sealing binds to, not a secret)
 
 
@@ -125,6 +139,12 @@ class Endpoint:
     enabled: bool
     disabled_reason: str | None
     created_at: datetime
+    events: tuple[str, ...] | None = None  # None: every event but the opt-in ones
+
+    def takes(self, event_type: str) -> bool:
+        if self.events is None:
+            return event_type not in OPT_IN
+        return event_type in self.events
 
 
 def _endpoint(r: Any) -> Endpoint:
@@ -140,6 +160,7 @@ def _endpoint(r: Any) -> Endpoint:
         bool(r.enabled),
         r.disabled_reason,
         created,
+        tuple(r.events.split()) if r.events is not None else None,
     )
 
 
@@ -188,7 +209,12 @@ class Outbox:
     # ------------------------------------------------------------------ endpoints
 
     def add_endpoint(
-        self, principal: Principal, partner_key_id: str, url: str, scheme: str
+        self,
+        principal: Principal,
+        partner_key_id: str,
+        url: str,
+        scheme: str,
+        events: Sequence[str] | None = None,
     ) -> tuple[Endpoint, str | None]:
         """A bank admin registers ``url`` for a partner key of the bank holding
         ``receive_webhooks``; returns the endpoint and, for ``v1``, its ``whsec_`` secret, shown
@@ -199,6 +225,10 @@ class Outbox:
         if not isinstance(url, str) or len(url) > 500:
             raise InvalidInput("give the endpoint's URL (at most 500 characters)", field="url")
         self.hosts.check(url)
+        if events is not None:
+            unknown = sorted(set(events) - set(EVENT_TYPES))
+            if unknown or not events:
+                raise InvalidInput(f"events are some of {', '.join(EVENT_TYPES)}", field="events")
         secret, public = new_secret(scheme)
         endpoint_id = new_id()
         with self.store.transaction() as tx:
@@ -219,6 +249,7 @@ class Outbox:
                 secret=self.protector.seal(secret, endpoint_id, SECRET_FIELD),
                 public_key=public,
                 enabled=True,
+                events=" ".join(sorted(set(events))) if events is not None else None,
                 created_by=principal.user_id or "",
                 created_at=self.clock(),
             )
@@ -330,31 +361,58 @@ class Outbox:
             return
         if PartnerScope.RECEIVE_WEBHOOKS not in key.scopes.split():
             return
-        now = self.clock()
         for endpoint in self._live_endpoints(tx, partner_key_id):
-            msg_id = "msg_" + new_id()
-            body = {
-                "type": event_type,
-                "timestamp": now.isoformat().replace("+00:00", "Z"),
-                "data": dict(data),
-            }
-            tx.insert(
-                webhook_outbox,
-                id=msg_id,
-                endpoint_id=endpoint,
-                event_type=event_type,
-                payload=json.dumps(body, separators=(",", ":"), sort_keys=True),
-                status="pending",
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-            )
+            if endpoint.takes(event_type):
+                self._queue(tx, endpoint.id, event_type, data)
+
+    def publish_checkpoint(self, size: int) -> int:
+        """Queue ``checkpoint.published`` for the log's tree of ``size`` entries to each enabled
+        endpoint subscribed to it (of a live key holding ``receive_webhooks``) that was not told
+        this size yet, each in the transaction noting it; how many were queued."""
+        queued = 0
+        with self.store.snapshot() as tx:
+            rows = tx.find(webhook_endpoints, webhook_endpoints.c.enabled.is_(True))
+        for row in rows:
+            endpoint = _endpoint(row)
+            if not endpoint.takes("checkpoint.published") or (row.checkpoint_size or 0) >= size:
+                continue
+            with self.store.transaction() as tx:
+                key = tx.get(partner_keys, endpoint.partner_key_id)
+                if key is None or key.revoked_at is not None:
+                    continue
+                if PartnerScope.RECEIVE_WEBHOOKS not in key.scopes.split():
+                    continue
+                if advance_checkpoint(tx, endpoint.id, row.checkpoint_size, size):
+                    data = {"tree_size": size, "checkpoint_url": "/v1/log/checkpoint"}
+                    self._queue(tx, endpoint.id, "checkpoint.published", data)
+                    queued += 1
+        return queued
+
+    def _queue(self, tx: Tx, endpoint_id: str, event_type: str, data: Mapping[str, Any]) -> None:
+        now = self.clock()
+        msg_id = "msg_" + new_id()
+        body = {
+            "type": event_type,
+            "timestamp": now.isoformat().replace("+00:00", "Z"),
+            "data": dict(data),
+        }
+        tx.insert(
+            webhook_outbox,
+            id=msg_id,
+            endpoint_id=endpoint_id,
+            event_type=event_type,
+            payload=json.dumps(body, separators=(",", ":"), sort_keys=True),
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
 
     @staticmethod
-    def _live_endpoints(tx: Tx, partner_key_id: str) -> Iterable[str]:
+    def _live_endpoints(tx: Tx, partner_key_id: str) -> Iterable[Endpoint]:
         rows = tx.find(
             webhook_endpoints,
             webhook_endpoints.c.partner_key_id == partner_key_id,
             webhook_endpoints.c.enabled.is_(True),
         )
-        return [r.id for r in rows]
+        return [_endpoint(r) for r in rows]

@@ -573,6 +573,48 @@ def test_a_paid_redemption_tells_the_elders_partner_when_verified(
     assert receiver.bad == []
 
 
+def test_a_new_checkpoint_is_published_to_subscribed_endpoints_once(
+    world: World, receiver: Receiver
+) -> None:
+    w = world
+    _disable_all(w)
+    clock = Clock()
+    admin = w.accounts.principal_for_user(w.ids["b1-admin"])
+    outbox = _outbox(w, clock)
+    with pytest.raises(InvalidInput) as refused:
+        outbox.add_endpoint(admin, w.ids["platform"], receiver.url("/x"), "v1", ["nope"])
+    assert refused.value.field == "events"
+    subscribed, secret = outbox.add_endpoint(
+        admin, w.ids["platform"], receiver.url("/log"), "v1", ["checkpoint.published"]
+    )
+    receiver.secrets["/log"] = secret
+    default_id = _endpoint(w, receiver, "/default", "v1", clock)
+    delivery = Delivery(_store(w), _outbox(w, clock), clock=clock, checkpoint=w.log.size)
+
+    def told() -> list[int]:
+        return [
+            json.loads(m.payload)["data"]["tree_size"]
+            for m in sorted(_messages(w, subscribed.id), key=lambda m: m.created_at)
+        ]
+
+    delivery.run_once()
+    first = w.log.size()
+    assert told() == [first]
+    delivery.run_once()  # nothing appended: nothing new to tell
+    assert told() == [first]
+    _verified_record(w)  # the log grows
+    grown = w.log.size()
+    assert grown > first
+    _drain(delivery, clock)
+    assert told() == [first, grown]
+    assert "checkpoint.published" not in {m.event_type for m in _messages(w, default_id)}
+    got = receiver.unique("/log")
+    assert sorted(b["data"]["tree_size"] for b in got.values()) == [first, grown]
+    assert {b["type"] for b in got.values()} == {"checkpoint.published"}
+    assert next(iter(got.values()))["data"]["checkpoint_url"] == "/v1/log/checkpoint"
+    assert receiver.bad == []
+
+
 @pytest.fixture(scope="module", params=["sqlite"])  # the thread is the same on PostgreSQL
 def serving_world(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
