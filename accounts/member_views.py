@@ -163,6 +163,24 @@ class MemberViews(Organisations):
                 reason=reason,
             )
 
+    def masked_names(
+        self, principal: Principal, member_ids: list[str]
+    ) -> dict[str, tuple[str, str]]:
+        """Masked name and masked address (the area) of members the caller, as staff, sees:
+        lists of people to act on (reports.coverage) show no more than a member page does
+        unrevealed, and reveal nothing (no access record)."""
+        found: dict[str, tuple[str, str]] = {}
+        with self.store.snapshot() as tx:
+            for member_id in member_ids:
+                row = tx.get(members, member_id)
+                if row is None or row.bank_id != principal.bank_id:
+                    continue
+                if self._access(principal, row) not in ("staff", "admin"):
+                    continue
+                view = self._personal_view(member_id, tx.personal(member_id), revealed=False)
+                found[member_id] = (str(view.get("name") or ""), str(view.get("address") or ""))
+        return found
+
     def access_records(self, principal: Principal, member_id: str) -> list[dict[str, Any]]:
         """Who saw a member's full personal data: for the member, bank admins and auditors."""
         with self.store.snapshot() as tx:

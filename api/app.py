@@ -41,6 +41,7 @@ from api.members_routes import MEMBER_CONTROLLERS
 from api.partner_routes import PARTNER_CONTROLLERS
 from api.problems import EXCEPTION_HANDLERS
 from api.schemas import DocumentedJsonRenderPlugin, DocumentedYamlRenderPlugin, StrictJSONRequest
+from api.stats_routes import STATS_CONTROLLERS
 from api.webhook_routes import WEBHOOK_CONTROLLERS
 from audit.trail import AuditTrail
 from care.service import CareService
@@ -51,6 +52,7 @@ from partners.delivery import Delivery
 from partners.exchanges import Exchanges
 from partners.links import PartnerLinks
 from partners.webhooks import HostPolicy, Outbox
+from reports.coverage import VisitCoverage
 from web.app import LocalSwaggerUI, web_routes
 from web.pages import TEMPLATES
 from web.security import BrowserCSRFMiddleware, SecurityHeadersMiddleware, csrf_config
@@ -67,6 +69,7 @@ class Services:
     partners: PartnerLinks
     outbox: Outbox
     exchanges: Exchanges
+    coverage: VisitCoverage
     sealer: Sealer | None = None
     deliverer: Deliverer | None = None
 
@@ -87,7 +90,8 @@ class Services:
         outbox = Outbox(store, protector, HostPolicy.from_env(os.environ))
         care = CareService(store, accounts, log, events=outbox)
         partners = PartnerLinks(store, accounts, log, care.policy, outbox=outbox)
-        return cls(log, accounts, care, audit, partners, outbox, Exchanges(partners, log))
+        coverage = VisitCoverage(store, accounts, care.policy)
+        return cls(log, accounts, care, audit, partners, outbox, Exchanges(partners, log), coverage)
 
     def start_sealing(self, every_seconds: float) -> None:
         self.sealer = Sealer(self.audit, self.log, every_seconds)
@@ -213,6 +217,7 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
         app.state.partners = services.partners
         app.state.exchanges = services.exchanges
         app.state.outbox = services.outbox
+        app.state.coverage = services.coverage
         app.state.data_dir = settings.data_dir
         app.state.principals = PrincipalCache()
         services.start_sealing(seal_interval(os.environ))
@@ -232,6 +237,7 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
             *CARE_CONTROLLERS,
             *LEDGER_CONTROLLERS,
             *PARTNER_CONTROLLERS,
+            *STATS_CONTROLLERS,
             *WEBHOOK_CONTROLLERS,
             AuditController,
             *web_routes(),

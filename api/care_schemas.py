@@ -68,6 +68,8 @@ class PolicyIn(Input):
     points_per_hour: int | None = None
     star_levels: bool | None = None
     star_hours: str | None = None
+    visit_services: str | None = None
+    coverage_flags: str | None = None
 
 
 class PolicyOut(msgspec.Struct):
@@ -82,6 +84,8 @@ class PolicyOut(msgspec.Struct):
     points_per_hour: int
     star_levels: bool
     star_hours: str
+    visit_services: str
+    coverage_flags: str
     ledger_seq: int | None
 
 
@@ -98,6 +102,8 @@ def policy_out(p: Policy) -> PolicyOut:
         p.points_per_hour,
         p.star_levels,
         p.star_hours,
+        p.visit_services,
+        p.coverage_flags,
         p.ledger_seq,
     )
 

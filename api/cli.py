@@ -221,6 +221,7 @@ def register_ledger_commands(sub: argparse._SubParsersAction[argparse.ArgumentPa
 def build_parser() -> argparse.ArgumentParser:
     from api.cli_admin import register_admin_commands
     from api.cli_audit import register_audit_commands
+    from api.cli_reports import register_report_commands
     from api.cli_webhooks import register_webhook_commands
 
     parser = argparse.ArgumentParser(prog="timebank", description=__doc__)
@@ -229,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_admin_commands(sub)
     register_audit_commands(sub)
     register_webhook_commands(sub)
+    register_report_commands(sub)
     return parser
 
 

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from accounts.base import clean_text
 from accounts.errors import InvalidInput, NotFound
-from accounts.model import Member, Principal
+from accounts.model import Member, Principal, PriorityFlag
 from accounts.storage import Tx
 from accounts.tokens import new_id
 from care.base import CareBase, age, require_bank_admin
@@ -22,6 +22,7 @@ from care.model import (
     Category,
     Policy,
     ServiceType,
+    codes_of,
     star_thresholds,
 )
 from care.repo import latest_policy
@@ -70,6 +71,7 @@ class Catalogue(CareBase):
                 star_thresholds(changes["star_hours"])
             except ValueError as exc:
                 raise InvalidInput(str(exc), field="star_hours") from exc
+        self._check_coverage_choice(principal.bank_id, changes)
         if "timezone" in changes:
             try:
                 ZoneInfo(str(changes["timezone"]))
@@ -101,6 +103,26 @@ class Catalogue(CareBase):
                 ledger_seq=result.seq,
             )
         return replace(new, ledger_seq=result.seq)
+
+    def _check_coverage_choice(self, bank_id: str, changes: dict[str, Any]) -> None:
+        """``visit_services`` names services of the catalogue, ``coverage_flags`` priority
+        flags; both comma-separated, empty for all."""
+        if "visit_services" in changes:
+            with self.store.snapshot() as tx:
+                rows = tx.find(service_types, service_types.c.bank_id == bank_id)
+            unknown = codes_of(changes["visit_services"]) - {r.code for r in rows}
+            if unknown:
+                raise InvalidInput(
+                    f"visit_services names no service {', '.join(sorted(unknown))}",
+                    field="visit_services",
+                )
+            changes["visit_services"] = ",".join(sorted(codes_of(changes["visit_services"])))
+        if "coverage_flags" in changes:
+            unknown = codes_of(changes["coverage_flags"]) - {f.value for f in PriorityFlag}
+            if unknown:
+                allowed = ", ".join(f.value for f in PriorityFlag)
+                raise InvalidInput(f"coverage_flags are some of: {allowed}", field="coverage_flags")
+            changes["coverage_flags"] = ",".join(sorted(codes_of(changes["coverage_flags"])))
 
     def catalogue(self, principal: Principal, include_inactive: bool = False) -> list[ServiceType]:
         with self.store.snapshot() as tx:

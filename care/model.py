@@ -36,6 +36,10 @@ class Policy:
     points_per_hour: int = 10  # points for one verified hour, when points_unit is "points"
     star_levels: bool = False  # show star levels (一星 … 五星) to volunteers and partners
     star_hours: str = "100,300,600,1000,1500"  # cumulative verified hours for 一星 … 五星
+    # Visit coverage (reports.coverage): the services that count as a visit and the priority
+    # flags that make an elder one to visit, comma-separated codes; empty means all of them.
+    visit_services: str = ""
+    coverage_flags: str = ""
     ledger_seq: int | None = None
 
     def values(self) -> dict[str, int | bool | str]:
@@ -50,11 +54,27 @@ class Policy:
             "points_per_hour": self.points_per_hour,
             "star_levels": self.star_levels,
             "star_hours": self.star_hours,
+            "visit_services": self.visit_services,
+            "coverage_flags": self.coverage_flags,
         }
 
     @property
     def star_thresholds(self) -> tuple[int, ...]:
         return star_thresholds(self.star_hours)
+
+    @property
+    def visit_service_codes(self) -> frozenset[str]:
+        """The service codes that count as a visit; empty: every service."""
+        return codes_of(self.visit_services)
+
+    @property
+    def coverage_flag_names(self) -> frozenset[str]:
+        """The priority flags that make an elder one to visit; empty: any flag."""
+        return codes_of(self.coverage_flags)
+
+
+def codes_of(text: str) -> frozenset[str]:
+    return frozenset(part.strip() for part in text.split(",") if part.strip())
 
 
 POINTS_UNITS = ("minutes", "hours", "points")

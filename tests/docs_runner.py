@@ -49,6 +49,7 @@ DOCS = (
     "docs/accounts.md",
     "docs/auditing.md",
     "docs/partners.md",
+    "docs/statistics.md",
 )
 # Ports the docs use, served on free ports during a run (and written back in the output).
 DOC_PORTS = (8000, 8001)

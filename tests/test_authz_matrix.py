@@ -806,6 +806,15 @@ ROWS: list[Row] = [
         notes="the member or their proxy decides: staff and admins see it but are refused",
     ),
     Row("POST", "/v1/exchanges/{exchange}/decline", "vol-b", 200, _vol_b_exchange),
+    # statistics (issue 14; the figures themselves in test_stats_coverage.py)
+    Row(
+        "GET",
+        "/v1/stats/coverage?org_id={org_b}",
+        "staff-b",
+        200,
+        allowed=BANK_ADMINS | {"staff-b2", "auditor"},
+        notes="another bank's admin: 404; org A's staff: 403; people and partners: 403",
+    ),
 ]
 
 # Routes that reach no object of someone else's, with the reason.

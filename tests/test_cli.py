@@ -229,3 +229,30 @@ def test_webhook_worker_and_replay_commands(env: dict[str, str]) -> None:
     assert [(e.action, e.status, e.objects) for e in events] == [
         ("CLI timebank webhooks replay", 1, ("msg_nothing",))
     ]
+
+
+def test_report_coverage_prints_the_months_figures_and_is_recorded(env: dict[str, str]) -> None:
+    from audit.trail import AuditTrail
+
+    assert run(env, "migrate").returncode == 0
+    assert run(env, "seed", "--demo", "--entries", "300").returncode == 0
+    table = run(env, "report", "--as", "李审计", "coverage", "--bank", "demo")
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].startswith("visit coverage 20") and "Asia/Shanghai" in lines[0]
+    figures = json.loads(run(env, "report", "coverage", "--bank", "demo", "--json").stdout)
+    total = figures["total"]
+    assert total["priority_elders"] == 47 and figures["unvisited"] == []  # counts only
+    assert lines[-1].split()[:3] == [str(total["visited"]), "/", "47"]
+    assert lines[-1].endswith("total")
+    wrong = run(env, "report", "coverage", "--bank", "demo", "--month", "2026-13")
+    assert wrong.returncode == 1 and "month must be YYYY-MM" in wrong.stderr
+    trail = AuditTrail(env["TIMEBANK_DATABASE_URL"])
+    try:
+        events = [e for e in trail.all_events() if e.action.startswith("CLI timebank report")]
+    finally:
+        trail.dispose()
+    assert [(e.action, e.status) for e in events] == [("CLI timebank report coverage", 0)] * 2 + [
+        ("CLI timebank report coverage", 1)
+    ]
+    assert events[0].actor == "operator:李审计" and events[0].bank_id == "demo"

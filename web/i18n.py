@@ -160,6 +160,21 @@ MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         ),
         (r"no organisation \S+ in bank \S+", N_("no such organisation")),
         (r"no such page", N_("no such page")),
+        (r"month must be YYYY-MM", N_("month must be YYYY-MM")),
+        (r"month is in the future", N_("month is in the future")),
+        (
+            r"visit coverage is for staff, bank admins and auditors",
+            N_("visit coverage is for staff, bank admins and auditors"),
+        ),
+        (
+            r"visit coverage of another organisation",
+            N_("visit coverage of another organisation"),
+        ),
+        (
+            r"visit_services names no service (?P<codes>.+)",
+            N_("visit_services names no service %(codes)s"),
+        ),
+        (r"coverage_flags are some of: (?P<flags>.+)", N_("coverage_flags are some of: %(flags)s")),
         (
             r"the exchange is (?P<state>[a-z]+), not pending",
             N_("the exchange is %(state)s, not pending"),

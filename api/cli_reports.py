@@ -1,0 +1,67 @@
+"""``timebank report …``: the statistics from the command line, for the operator (counts only:
+the lists of people are for staff, in the web app and the API)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import msgspec
+
+from accounts.errors import AccountsError
+from accounts.model import Grant, Principal, Role
+from api.app import Services
+from api.cli_admin import record_operator
+from api.stats_routes import coverage_out
+
+
+def _auditor(bank_id: str) -> Principal:
+    """The operator reads statistics as an auditor would: figures, no personal data."""
+    return Principal(user_id=None, bank_id=bank_id, grants=(Grant(Role.AUDITOR, bank_id),))
+
+
+def cmd_coverage(args: argparse.Namespace) -> int:
+    from api.cli_setup import open_log, settings_from_env
+
+    settings = settings_from_env()
+    services = Services.open(settings, open_log(settings))
+    status = 1
+    try:
+        coverage = services.coverage.coverage(_auditor(args.bank), args.month, args.org)
+        if args.json:
+            print(json.dumps(msgspec.to_builtins(coverage_out(coverage)), ensure_ascii=False))
+        else:
+            state = "live" if coverage.live else "final"
+            print(f"visit coverage {coverage.month} ({coverage.timezone}, {state})")
+            print("  visited / priority elders    rate  organisation")
+            for row in (*coverage.organisations, coverage.total):
+                rate = "-" if row.rate is None else f"{row.rate:.1%}"
+                name = row.org_name or ("total" if row is coverage.total else "(none)")
+                print(f"  {row.visited:>6} / {row.priority_elders:<6} {rate:>7}  {name}")
+        status = 0
+    except AccountsError as exc:
+        print(f"timebank report coverage: {exc}", file=sys.stderr)
+    finally:
+        record_operator(services, args, "report coverage", status, args.bank)
+        services.close()
+    return status
+
+
+def register_report_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    report = sub.add_parser("report", help="statistics: visit coverage")
+    report.add_argument(
+        "--as",
+        dest="as_",
+        metavar="NAME",
+        help="who runs the command, for the audit trail (default: the OS user)",
+    )
+    report_sub = report.add_subparsers(dest="report_command", required=True)
+    coverage = report_sub.add_parser(
+        "coverage", help="priority elders visited in a month, per organisation"
+    )
+    coverage.add_argument("--bank", required=True)
+    coverage.add_argument("--month", help="YYYY-MM in the bank's time zone (default: this month)")
+    coverage.add_argument("--org", help="one organisation's id")
+    coverage.add_argument("--json", action="store_true", help="the API's JSON document")
+    coverage.set_defaults(func=cmd_coverage)

@@ -1,0 +1,182 @@
+"""Visit coverage (特殊困难老年人月探访率): of the priority elders of a month, how many had a
+verified visit in it, per organisation and for the bank, and who has not been visited yet.
+
+Definitions (docs/statistics.md):
+
+* the month is a calendar month in the bank's time zone (policy ``timezone``);
+* a *priority elder* of the month is an active elder (approved before the month ended) with a
+  priority flag in force at some moment of the month, of the flags the policy's
+  ``coverage_flags`` names (empty: any flag); an elder flagged mid-month counts, and so does one
+  whose flag was cleared mid-month;
+* *visited*: at least one verified service record whose check-in falls in the month, of the
+  services the policy's ``visit_services`` names (empty: any); a rejected record, or one whose
+  deposit was reversed, is not a visit;
+* an elder counts in the organisation they belong to now.
+
+A month is *live* until ``record_late_days`` after it ended: records of its last days may still
+be logged and verified, so its figures may still rise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from accounts.errors import Forbidden, InvalidInput, NotFound
+from accounts.model import Principal, Role
+from accounts.service import AccountsService
+from accounts.storage import AccountsStore, utc
+from care.model import Policy
+from reports.repo import last_visits, organisation_names, priority_elders, visited_elders
+
+
+@dataclass(frozen=True)
+class OrgCoverage:
+    org_id: str | None  # None: elders of no organisation
+    org_name: str
+    priority_elders: int
+    visited: int
+
+    @property
+    def rate(self) -> float | None:
+        """Visited over priority elders, 0–1; None when there is no one to visit."""
+        return self.visited / self.priority_elders if self.priority_elders else None
+
+
+@dataclass(frozen=True)
+class Unvisited:
+    """A priority elder not yet visited this month, as staff may see them (masked)."""
+
+    member_id: str
+    org_id: str | None
+    name: str
+    area: str
+    flags: tuple[str, ...]
+    last_visit: datetime | None
+
+
+@dataclass(frozen=True)
+class Coverage:
+    bank_id: str
+    month: str  # YYYY-MM
+    timezone: str
+    start: datetime  # UTC
+    end: datetime  # UTC, exclusive
+    live: bool
+    flags: tuple[str, ...]  # the flags counted; () = any
+    services: tuple[str, ...]  # the services counted as a visit; () = any
+    organisations: tuple[OrgCoverage, ...]
+    total: OrgCoverage  # over the organisations shown
+    unvisited: tuple[Unvisited, ...]  # empty for auditors: counts only
+
+
+def month_bounds(month: str, zone: str) -> tuple[datetime, datetime]:
+    """``YYYY-MM`` in ``zone`` → its [start, end) in UTC."""
+    try:
+        first = datetime.strptime(month, "%Y-%m").date()
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput("month must be YYYY-MM", field="month") from exc
+    following = date(first.year + first.month // 12, first.month % 12 + 1, 1)
+    local = ZoneInfo(zone)
+    start = datetime(first.year, first.month, 1, tzinfo=local)
+    end = datetime(following.year, following.month, 1, tzinfo=local)
+    return start.astimezone(UTC), end.astimezone(UTC)
+
+
+class VisitCoverage:
+    """Computes coverage for bank admins (every organisation), organisation staff (theirs) and
+    auditors (counts only)."""
+
+    def __init__(
+        self,
+        store: AccountsStore,
+        accounts: AccountsService,
+        policy: Callable[[str], Policy],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store, self.accounts, self.policy, self.clock = store, accounts, policy, clock
+
+    def coverage(self, principal: Principal, month: str | None, org_id: str | None) -> Coverage:
+        scope = self._scope(principal, org_id)
+        policy = self.policy(principal.bank_id)
+        now = self.clock()
+        month = month or now.astimezone(ZoneInfo(policy.timezone)).strftime("%Y-%m")
+        start, end = month_bounds(month, policy.timezone)
+        if start > now:
+            raise InvalidInput("month is in the future", field="month")
+        flags, services = policy.coverage_flag_names, policy.visit_service_codes
+        with self.store.snapshot() as tx:
+            elders = priority_elders(tx, principal.bank_id, start, end, flags)
+            if scope is not None:
+                elders = {m: v for m, v in elders.items() if v[0] in scope}
+            visited = visited_elders(tx, principal.bank_id, start, end, services) & set(elders)
+            names = organisation_names(tx, principal.bank_id)
+            missing = sorted(set(elders) - visited)
+            lasts = last_visits(tx, missing, end, services) if self._lists(principal) else {}
+        shown = sorted(scope) if scope is not None else sorted(names)  # every one, even at 0
+        per_org: dict[str | None, list[int]] = {o: [0, 0] for o in shown}
+        for member_id, (org, _) in elders.items():
+            counts = per_org.setdefault(org, [0, 0])
+            counts[0] += 1
+            counts[1] += member_id in visited
+        rows = tuple(
+            sorted(
+                (
+                    OrgCoverage(org, names.get(org, "") if org else "", total, seen)
+                    for org, (total, seen) in per_org.items()
+                ),
+                key=lambda row: (row.org_id is None, row.org_name, row.org_id or ""),
+            )
+        )
+        total = OrgCoverage(None, "", len(elders), len(visited))
+        unvisited: tuple[Unvisited, ...] = ()
+        if self._lists(principal):
+            masked = self.accounts.masked_names(principal, missing)
+            unvisited = tuple(
+                Unvisited(
+                    m,
+                    elders[m][0],
+                    *masked.get(m, ("", "")),
+                    tuple(sorted(elders[m][1])),
+                    utc(lasts.get(m)),
+                )
+                for m in missing
+            )
+        return Coverage(
+            principal.bank_id,
+            month,
+            policy.timezone,
+            start,
+            end,
+            now < end + timedelta(days=policy.record_late_days),
+            tuple(sorted(flags)),
+            tuple(sorted(services)),
+            rows,
+            total,
+            unvisited,
+        )
+
+    @staticmethod
+    def _lists(principal: Principal) -> bool:
+        return principal.is_bank_admin or bool(principal.orgs())
+
+    def _scope(self, principal: Principal, org_id: str | None) -> set[str] | None:
+        """The organisations the caller sees (None: all of the bank)."""
+        if principal.is_partner:
+            raise Forbidden("visit coverage is for staff, bank admins and auditors")
+        if principal.is_bank_admin or principal.has(Role.AUDITOR):
+            if org_id is None:
+                return None
+            if org_id not in {o.id for o in self.accounts.list_orgs(principal)}:
+                raise NotFound(f"no organisation {org_id}")
+            return {org_id}
+        mine = principal.orgs()
+        if not mine:
+            raise Forbidden("visit coverage is for staff, bank admins and auditors")
+        if org_id is None:
+            return mine
+        if org_id not in mine:
+            raise Forbidden("visit coverage of another organisation", field="org_id")
+        return {org_id}
