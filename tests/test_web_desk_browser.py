@@ -260,3 +260,41 @@ def test_a_volunteer_gets_the_apis_answer_on_the_board(
         page.wait_for_load_state("networkidle")
         assert axe_violations(page) == [], who  # the board at 360 px, and the refusal
         context.close()
+
+
+def test_the_visits_page_shows_the_months_coverage_and_who_is_still_to_visit(
+    server: DemoServer, browser: Browser, lang: str
+) -> None:
+    """The figures of GET /v1/stats/coverage, in a table with the elders still to visit; the
+    same page refused to a volunteer; a month that is not one is refused in the page's
+    language, with the field marked."""
+    figures = Api(server, "centre-admin").get("/v1/stats/coverage")
+    centre = figures["organisations"]
+    assert len(centre) == 1 and centre[0]["priority_elders"] > centre[0]["visited"] > 0
+    context = browser.new_context(viewport=DESKTOP, locale=lang, base_url=server.url)
+    context.add_cookies([{"name": "tb_lang", "value": lang, "url": server.url}])
+    page = context.new_page()
+    check = Checked(page, server)
+    login(page, "centre-admin", PASSWORDS["centre-admin"])
+    tile = page.locator("a[href='/desk/visits#unvisited'] .big-number")
+    assert tile.inner_text() == str(centre[0]["priority_elders"] - centre[0]["visited"])
+    page.click("a[href='/desk/visits#unvisited']")
+    check.axe("visits")
+    cells = page.locator("table.figures tbody tr").first.locator("td").all_inner_texts()
+    assert cells[:2] == [str(centre[0]["priority_elders"]), str(centre[0]["visited"])]
+    cards = page.locator("#unvisited + ul.cards > li")
+    assert cards.count() == len(figures["unvisited"]) > 0
+    first = figures["unvisited"][0]
+    assert first["name"] in cards.first.inner_text()
+    answer = page.goto("/desk/visits?month=2026-13")
+    assert answer is not None and answer.status == 400
+    assert page.get_attribute("#month", "aria-invalid") == "true"
+    assert ("YYYY-MM 格式" if lang == "zh-CN" else "month must be YYYY-MM") in page.inner_text(
+        "#error"
+    )
+    check.axe("visits, refused")
+    check.done()
+    volunteer = browser.new_context(viewport=DESKTOP, locale=lang, base_url=server.url).new_page()
+    login(volunteer, "volunteer", PASSWORDS["volunteer"])
+    refused = volunteer.goto("/desk/visits")
+    assert refused is not None and refused.status == 403

@@ -27,6 +27,7 @@ from web.desk import DESK_HANDLERS
 from web.desk_paper import PAPER_HANDLERS
 from web.desk_people import PEOPLE_HANDLERS
 from web.desk_staff import STAFF_HANDLERS
+from web.desk_visits import VISITS_HANDLERS
 from web.elder import ELDER_HANDLERS
 from web.elder_ask import ASK_HANDLERS
 from web.elder_visits import VISIT_HANDLERS
@@ -88,6 +89,7 @@ def web_routes() -> list[ControllerRouterHandler]:
             *DESK_HANDLERS,
             *PEOPLE_HANDLERS,
             *PAPER_HANDLERS,
+            *VISITS_HANDLERS,
             *STAFF_HANDLERS,
             *LINK_HANDLERS,
             service_worker,

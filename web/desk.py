@@ -136,6 +136,7 @@ def desk_home(request: Request[Any, Any, State]) -> Response[Any]:
             "confirmed": len(confirmed),
             "pending": len(pending),
         },
+        coverage=request.app.state.coverage.coverage(who, None, None).total,
     )
 
 
