@@ -14,6 +14,7 @@ from litestar.testing import TestClient
 from playwright.sync_api import Browser
 
 from api.demo import DEMO_LOGINS
+from ledger.entry import EntryRequest, Posting
 from tests.accounts_world import PASSWORD, World
 from tests.partners_world import partners_world
 from tests.web_browser import (
@@ -102,6 +103,68 @@ def test_staff_see_the_request_but_cannot_decide_it(world: World) -> None:
     assert w.client.get(f"/v1/links/{link}", headers=w.as_("vol-a")).json()["status"] == "active"
 
 
+def test_a_proxy_confirms_and_declines_exchanges_on_the_page(world: World) -> None:
+    w = world
+    w.client.cookies.clear()  # a browser session's cookie makes every POST need a CSRF token
+    admin = w.accounts.principal_for_user(w.ids["b1-admin"])
+    _, meals = w.accounts.create_partner_key(admin, "助餐服务商", ["request_exchange"])
+    headers = {"Authorization": f"Bearer {meals}"}
+    asked = w.client.post(
+        "/v1/partner/link-requests",
+        headers=headers,
+        json={"scopes": ["request_exchange"], "valid_days": 30},
+    ).json()
+    handle = w.client.post(
+        f"/v1/links/{asked['id']}/approve",
+        headers=w.as_("family-a"),
+        json={"member_id": w.ids["elder-a"]},
+    ).json()["handle"]
+    account = w.accounts.member(w.ids["elder-a"]).ledger_account
+    w.log.append(
+        EntryRequest(
+            "deposit",
+            "test-fund:web-exchange",
+            (Posting(f"{account.split(':')[0]}:issuance", -5), Posting(account, 5)),
+        )
+    )
+    ids = []
+    for reference, description in (("web-1", "午餐送餐"), ("web-2", "助浴")):
+        made = w.client.post(
+            "/v1/partner/exchanges",
+            headers=headers,
+            json={
+                "handle": handle,
+                "minutes": 5,
+                "reference": reference,
+                "description": description,
+            },
+        )
+        assert made.status_code == 201, made.text
+        ids.append(made.json()["id"])
+    assert w.client.get("/exchanges", follow_redirects=False).status_code == 303  # log in
+    assert browser_login(w.client, "family-a", PASSWORD).status_code == 303
+    page = w.client.get("/exchanges")
+    assert page.status_code == 200 and "午餐送餐" in page.text and "确认并支付" in page.text
+    # without the CSRF token nothing is confirmed
+    forged = w.client.post(f"/exchanges/{ids[0]}/confirm", follow_redirects=False)
+    assert forged.status_code == 403
+    done = post_form(w.client, f"/exchanges/{ids[0]}/confirm", {}, "/exchanges")
+    assert done.status_code == 303 and done.headers["location"] == "/exchanges"
+    declined = post_form(w.client, f"/exchanges/{ids[1]}/decline", {}, "/exchanges")
+    assert declined.status_code == 303
+    states = [
+        w.client.get(f"/v1/exchanges/{i}", headers=w.as_("family-a")).json()["status"] for i in ids
+    ]
+    assert states == ["confirmed", "declined"]
+    assert w.log.balances([account])[account] == 0
+    # confirming again is refused on the page, with the reason
+    again = post_form(w.client, f"/exchanges/{ids[0]}/confirm", {}, "/exchanges")
+    assert again.status_code == 409 and 'role="alert"' in again.text
+    # another member sees none of them, and cannot confirm one
+    assert browser_login(w.client, "vol-a", PASSWORD).status_code == 303
+    assert "午餐送餐" not in w.client.get("/exchanges").text
+
+
 # ---------------------------------------------------------------- in a browser
 
 
@@ -135,9 +198,11 @@ def test_consent_pages_pass_axe(server: DemoServer, browser: Browser, lang: str)
         server,
         "/v1/partner-keys",
         admin,
-        {"name": "鼓楼区智慧养老服务平台", "scopes": ["read_points"]},
+        {"name": "鼓楼区智慧养老服务平台", "scopes": ["read_points", "request_exchange"]},
     )["key"]
-    link = _http(server, "/v1/partner/link-requests", key, {"scopes": ["read_points"]})["id"]
+    link = _http(
+        server, "/v1/partner/link-requests", key, {"scopes": ["read_points", "request_exchange"]}
+    )["id"]
     context = phone_context(browser, server, lang)
     page = context.new_page()
     watch = Watch(server.url)
@@ -150,6 +215,29 @@ def test_consent_pages_pass_axe(server: DemoServer, browser: Browser, lang: str)
     page.wait_for_load_state()
     assert page.url.endswith("/links")
     assert axe_violations(page) == []
+    with urllib.request.urlopen(
+        urllib.request.Request(
+            f"{server.url}/v1/partner/link-requests/{link}",
+            headers={"Authorization": f"Bearer {key}"},
+        ),
+        timeout=30,
+    ) as response:
+        handle = json.loads(response.read())["handle"]
+    body = {"handle": handle, "minutes": 10, "reference": f"axe-{lang}", "description": "午餐送餐"}
+    exchange = _http(server, "/v1/partner/exchanges", key, body)["id"]
+    page.goto("/exchanges")
+    assert "午餐送餐" in page.content()
+    assert axe_violations(page) == []
+    # the family member linked for himself and has no minutes: refused, with the reason
+    page.click(f"form[action='/exchanges/{exchange}/confirm'] button[type=submit]")
+    page.wait_for_load_state()
+    assert page.locator("[role=alert]").count() == 1
+    assert axe_violations(page) == []
+    page.click(f"form[action='/exchanges/{exchange}/decline'] button[type=submit]")
+    page.wait_for_load_state()
+    assert page.url.endswith("/exchanges")
+    assert f"/exchanges/{exchange}/confirm" not in page.content()
+    page.goto("/links")
     page.click(f"form[action='/links/{link}/revoke'] button[type=submit]")
     page.wait_for_load_state()
     assert f"/links/{link}/revoke" not in page.content()

@@ -31,6 +31,7 @@ from web.desk_visits import VISITS_HANDLERS
 from web.elder import ELDER_HANDLERS
 from web.elder_ask import ASK_HANDLERS
 from web.elder_visits import VISIT_HANDLERS
+from web.exchanges import EXCHANGE_HANDLERS
 from web.i18n import gettext_for
 from web.links import LINK_HANDLERS
 from web.pages import PAGE_HANDLERS, error_page, language_of, render
@@ -92,6 +93,7 @@ def web_routes() -> list[ControllerRouterHandler]:
             *VISITS_HANDLERS,
             *STAFF_HANDLERS,
             *LINK_HANDLERS,
+            *EXCHANGE_HANDLERS,
             service_worker,
         ],
         exception_handlers=PAGE_ERRORS,
