@@ -23,6 +23,7 @@ from care.service import CareService
 from database import Database
 from ledger.config import Settings
 from ledger.log import Log
+from reports.charts import Bar, rate_bars
 from reports.coverage import VisitCoverage, month_bounds
 from tests.accounts_world import World, build_world
 from tests.fake_ledger import FakeLedger
@@ -280,3 +281,17 @@ def test_the_api_answers_staff_and_refuses_bad_months_in_the_callers_language(
     assert bad.status_code == 400
     assert bad.headers["content-type"] == "application/problem+json"
     assert bad.json()["field"] == "month" and "格式" in bad.json()["detail"]
+
+
+def test_a_chart_is_the_same_bytes_for_the_same_figures_and_holds_no_script() -> None:
+    bars = [Bar("中心<a>", 2 / 3, "66.7 %"), Bar("站", 0.0, "0.0 %"), Bar("协会", None, "—")]
+    svg = rate_bars("探访 & 覆盖", "描述", bars)
+    assert svg == rate_bars("探访 & 覆盖", "描述", list(bars))  # deterministic
+    assert "<script" not in svg and "on" + "load" not in svg
+    assert '<title id="chart-title">探访 &amp; 覆盖</title>' in svg
+    assert "中心&lt;a&gt;" in svg and "<a>" not in svg  # labels are text, never markup
+    filled = [line for line in svg.splitlines() if 'class="bar"' in line]
+    assert len(filled) == 2 and 'width="200"' in filled[0] and 'width="0"' in filled[1]
+    assert rate_bars("t", "d", [Bar("x", 0.5, "50 %")]) != rate_bars(
+        "t", "d", [Bar("x", 0.6, "60 %")]
+    )

@@ -280,6 +280,9 @@ def test_the_visits_page_shows_the_months_coverage_and_who_is_still_to_visit(
     assert tile.inner_text() == str(centre[0]["priority_elders"] - centre[0]["visited"])
     page.click("a[href='/desk/visits#unvisited']")
     check.axe("visits")
+    chart = page.locator("svg.chart")
+    assert figures["month"] in chart.locator("title").text_content()
+    assert chart.locator("rect.bar").count() == 2  # the centre and the total (both above 0)
     cells = page.locator("table.figures tbody tr").first.locator("td").all_inner_texts()
     assert cells[:2] == [str(centre[0]["priority_elders"]), str(centre[0]["visited"])]
     cards = page.locator("#unvisited + ul.cards > li")

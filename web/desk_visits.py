@@ -13,9 +13,11 @@ from litestar.params import QueryParameter
 
 from accounts.errors import AccountsError
 from accounts.model import Principal
-from reports.coverage import VisitCoverage
-from web.desk import staff_or_refusal
+from reports.charts import Bar, rate_bars
+from reports.coverage import Coverage, VisitCoverage
+from web.desk import staff_or_refusal, translate
 from web.desk_people import FLAG_LABELS
+from web.i18n import N_
 from web.pages import refusal, render
 
 Month = Annotated[str | None, QueryParameter(max_length=7)]
@@ -41,6 +43,8 @@ def visits(request: Request[Any, Any, State], month: Month = None) -> Response[A
         "desk/visits.html",
         who,
         coverage=coverage,
+        chart=_chart(request, coverage),
+        percent=percent,
         month=coverage.month,
         flag_labels=FLAG_LABELS,
         last_visits={
@@ -48,6 +52,35 @@ def visits(request: Request[Any, Any, State], month: Month = None) -> Response[A
             for u in coverage.unvisited
             if u.last_visit is not None
         },
+    )
+
+
+def percent(rate: float | None) -> str:
+    return "—" if rate is None else f"{rate * 100:.1f} %"
+
+
+def _chart(request: Request[Any, Any, State], coverage: Coverage) -> str:
+    """The table's rates as bars, the total last; the line at the end is 100 %."""
+    rows = [*coverage.organisations, coverage.total]
+    bars = [
+        Bar(
+            row.org_name
+            or translate(request, N_("Total") if row is coverage.total else N_("No organisation")),
+            row.rate,
+            percent(row.rate),
+        )
+        for row in rows
+    ]
+    return rate_bars(
+        translate(request, N_("Priority elders visited in %(month)s"), month=coverage.month),
+        translate(
+            request,
+            N_(
+                "The share of priority elders visited, per organisation and in total; the line "
+                "at the end marks 100 %, the national target. The same figures are in the table."
+            ),
+        ),
+        bars,
     )
 
 
