@@ -15,7 +15,13 @@ from litestar.params import Parameter
 from accounts.model import Principal
 from api.accounts_routes import AUTH
 from api.schemas import problems
-from reports.coverage import Coverage, OrgCoverage, VisitCoverage
+from reports.coverage import (
+    UNVISITED_LIMIT,
+    UNVISITED_MAX,
+    Coverage,
+    OrgCoverage,
+    VisitCoverage,
+)
 
 P = NamedDependency[Principal]
 
@@ -53,7 +59,8 @@ class CoverageOut(msgspec.Struct):
     services: list[str]
     organisations: list[OrgCoverageOut]
     total: OrgCoverageOut
-    unvisited: list[UnvisitedOut]
+    unvisited: list[UnvisitedOut]  # never visited first, then the oldest last visit
+    unvisited_total: int
 
 
 def _org(o: OrgCoverage) -> OrgCoverageOut:
@@ -77,6 +84,7 @@ def coverage_out(c: Coverage) -> CoverageOut:
             UnvisitedOut(u.member_id, u.org_id, u.name, u.area, list(u.flags), u.last_visit)
             for u in c.unvisited
         ],
+        c.unvisited_total,
     )
 
 
@@ -92,10 +100,12 @@ class StatsController(Controller):
         principal: P,
         month: Annotated[str | None, Parameter(max_length=7, description="YYYY-MM")] = None,
         org_id: Annotated[str | None, Parameter(max_length=32)] = None,
+        limit: Annotated[int, Parameter(ge=1, le=UNVISITED_MAX)] = UNVISITED_LIMIT,
     ) -> CoverageOut:
         """Visit coverage of priority elders for a month (default: this one) in the bank's time
-        zone: per organisation and in total, and for staff the elders not yet visited."""
-        return coverage_out(coverage_service(state).coverage(principal, month, org_id))
+        zone: per organisation and in total, and for staff the elders not yet visited (the
+        ``limit`` longest without a visit; ``unvisited_total`` counts them all)."""
+        return coverage_out(coverage_service(state).coverage(principal, month, org_id, limit))
 
 
 STATS_CONTROLLERS = [StatsController]

@@ -194,7 +194,7 @@ def main() -> None:
     parser.add_argument("--visited", type=int, default=90_000)
     parser.add_argument("--orgs", type=int, default=50)
     parser.add_argument("--samples", type=int, default=5)
-    parser.add_argument("--postgres", help="also on this PostgreSQL database URL (emptied first)")
+    parser.add_argument("--postgres", help="also on this PostgreSQL database URL (an empty one)")
     args = parser.parse_args()
     report: dict[str, Any] = {
         "elders": args.elders,

@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 from accounts.errors import Forbidden, InvalidInput, NotFound
 from accounts.model import Principal, Role
 from accounts.service import AccountsService
-from accounts.storage import AccountsStore, utc
+from accounts.storage import AccountsStore
 from care.model import Policy
 from reports.repo import last_visits, organisation_names, priority_elders, visited_elders
 
@@ -69,7 +69,8 @@ class Coverage:
     services: tuple[str, ...]  # the services counted as a visit; () = any
     organisations: tuple[OrgCoverage, ...]
     total: OrgCoverage  # over the organisations shown
-    unvisited: tuple[Unvisited, ...]  # empty for auditors: counts only
+    unvisited: tuple[Unvisited, ...]  # the longest without a visit first; none for auditors
+    unvisited_total: int  # priority elders not visited (all of them, listed or not)
 
 
 def month_bounds(month: str, zone: str) -> tuple[datetime, datetime]:
@@ -85,6 +86,9 @@ def month_bounds(month: str, zone: str) -> tuple[datetime, datetime]:
     return start.astimezone(UTC), end.astimezone(UTC)
 
 
+UNVISITED_LIMIT, UNVISITED_MAX = 200, 1000
+
+
 class VisitCoverage:
     """Computes coverage for bank admins (every organisation), organisation staff (theirs) and
     auditors (counts only)."""
@@ -98,7 +102,17 @@ class VisitCoverage:
     ) -> None:
         self.store, self.accounts, self.policy, self.clock = store, accounts, policy, clock
 
-    def coverage(self, principal: Principal, month: str | None, org_id: str | None) -> Coverage:
+    def coverage(
+        self,
+        principal: Principal,
+        month: str | None,
+        org_id: str | None,
+        limit: int = UNVISITED_LIMIT,
+    ) -> Coverage:
+        """``limit``: how many of the elders not yet visited to list (never visited first, then
+        the oldest last visit), 1 to ``UNVISITED_MAX``."""
+        if not 1 <= limit <= UNVISITED_MAX:
+            raise InvalidInput(f"limit must be 1-{UNVISITED_MAX}", field="limit")
         scope = self._scope(principal, org_id)
         policy = self.policy(principal.bank_id)
         now = self.clock()
@@ -133,16 +147,17 @@ class VisitCoverage:
         total = OrgCoverage(None, "", len(elders), len(visited))
         unvisited: tuple[Unvisited, ...] = ()
         if self._lists(principal):
-            masked = self.accounts.masked_names(principal, missing)
+            first = sorted(missing, key=lambda m: (m in lasts, lasts.get(m) or end, m))[:limit]
+            masked = self.accounts.masked_names(principal, first)
             unvisited = tuple(
                 Unvisited(
                     m,
                     elders[m][0],
                     *masked.get(m, ("", "")),
                     tuple(sorted(elders[m][1])),
-                    utc(lasts.get(m)),
+                    lasts.get(m),
                 )
-                for m in missing
+                for m in first
             )
         return Coverage(
             principal.bank_id,
@@ -156,6 +171,7 @@ class VisitCoverage:
             rows,
             total,
             unvisited,
+            len(missing),
         )
 
     @staticmethod

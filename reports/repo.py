@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import and_, func, or_, select
 
@@ -63,25 +63,27 @@ def visited_elders(
 def last_visits(
     tx: Tx, elder_ids: Iterable[str], before: datetime, services: Iterable[str]
 ) -> dict[str, datetime]:
-    """Each elder's latest verified visit that began before ``before``."""
-    ids = sorted(elder_ids)
-    if not ids:
-        return {}
-    stmt = (
-        select(service_records.c.elder_id, func.max(service_records.c.check_in))
-        .where(
-            service_records.c.elder_id.in_(ids),
-            service_records.c.status == "verified",
-            service_records.c.check_in < before,
+    """Each elder's latest verified visit that began before ``before`` (in UTC)."""
+    ids, codes = sorted(elder_ids), sorted(services)
+    found: dict[str, datetime] = {}
+    for at in range(0, len(ids), 5000):  # within every database's limit of bound values
+        stmt = (
+            select(service_records.c.elder_id, func.max(service_records.c.check_in))
+            .where(
+                service_records.c.elder_id.in_(ids[at : at + 5000]),
+                service_records.c.status == "verified",
+                service_records.c.check_in < before,
+            )
+            .group_by(service_records.c.elder_id)
         )
-        .group_by(service_records.c.elder_id)
-    )
-    codes = sorted(services)
-    if codes:
-        stmt = stmt.join(
-            service_types, service_types.c.id == service_records.c.service_type_id
-        ).where(service_types.c.code.in_(codes))
-    return {elder: at for elder, at in tx.conn.execute(stmt) if at is not None}
+        if codes:
+            stmt = stmt.join(
+                service_types, service_types.c.id == service_records.c.service_type_id
+            ).where(service_types.c.code.in_(codes))
+        for elder, last in tx.conn.execute(stmt):
+            if last is not None:  # SQLite hands back naive UTC
+                found[elder] = last if last.tzinfo else last.replace(tzinfo=UTC)
+    return found
 
 
 def organisation_names(tx: Tx, bank_id: str) -> dict[str, str]:

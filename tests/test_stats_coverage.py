@@ -191,6 +191,14 @@ def test_coverage_counts_each_rule_of_the_definition(month: Month) -> None:
     assert e2.last_visit == local(2026, 2, 28, 23, 30)
     assert e2.name != "长者e2" and e2.name.startswith("长") and "****" in e2.area  # masked
     assert unvisited[month.ids["e7"]].last_visit is None
+    assert c.unvisited_total == 5 and c.unvisited[-1].member_id == month.ids["e2"]  # the last
+    first = month.coverage.coverage(month.people["admin"], "2026-03", None, limit=4)
+    assert first.unvisited_total == 5 and {u.member_id for u in first.unvisited} == {
+        month.ids[k]
+        for k in ("e5", "e6", "e7", "e10")  # never visited first
+    }
+    with pytest.raises(InvalidInput):
+        month.coverage.coverage(month.people["admin"], "2026-03", None, limit=0)
     assert c.live  # records of the month's last days may still arrive (record_late_days)
     month.clock.now = local(2026, 4, 9)
     assert not month.coverage.coverage(month.people["admin"], "2026-03", None).live
