@@ -186,17 +186,7 @@ class Exchanges:
     def cancel(self, principal: Principal, exchange_id: str) -> Exchange:
         """The partner withdraws a pending exchange: nothing is posted."""
         exchange = self.partner_exchange(principal, exchange_id)
-        self._require_pending(exchange)
-        with self.store.transaction() as tx:
-            if not move_exchange(
-                tx,
-                exchange.id,
-                ExchangeStatus.PENDING,
-                status=ExchangeStatus.CANCELLED,
-                decided_at=self.clock(),
-            ):
-                raise Conflict(f"the exchange is {self._load(tx, exchange.id).status}, not pending")
-            return self._load(tx, exchange.id)
+        return self._close(exchange, status=ExchangeStatus.CANCELLED, decided_at=self.clock())
 
     # ------------------------------------------------------------------ the member's side
 
@@ -296,16 +286,19 @@ class Exchanges:
 
     def decline(self, principal: Principal, exchange_id: str) -> Exchange:
         exchange = self._deciding(principal, exchange_id)
+        return self._close(
+            exchange,
+            status=ExchangeStatus.DECLINED,
+            decided_by=principal.user_id,
+            decided_at=self.clock(),
+        )
+
+    def _close(self, exchange: Exchange, **values: Any) -> Exchange:
+        """End a pending exchange without posting anything (cancelled or declined), only if it
+        is still pending when the row is written."""
         self._require_pending(exchange)
         with self.store.transaction() as tx:
-            if not move_exchange(
-                tx,
-                exchange.id,
-                ExchangeStatus.PENDING,
-                status=ExchangeStatus.DECLINED,
-                decided_by=principal.user_id,
-                decided_at=self.clock(),
-            ):
+            if not move_exchange(tx, exchange.id, ExchangeStatus.PENDING, **values):
                 raise Conflict(f"the exchange is {self._load(tx, exchange.id).status}, not pending")
             return self._load(tx, exchange.id)
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Select, func, or_, select
 
 from accounts.storage import Tx, member_flags, members, organisations
 from care.storage import service_records, service_types
@@ -52,19 +53,14 @@ def visited_elders(
             service_records.c.check_in < end,
         )
     )
-    codes = sorted(services)
-    if codes:
-        stmt = stmt.join(
-            service_types, service_types.c.id == service_records.c.service_type_id
-        ).where(service_types.c.code.in_(codes))
-    return {row[0] for row in tx.conn.execute(stmt)}
+    return {row[0] for row in tx.conn.execute(_of_services(stmt, services))}
 
 
 def last_visits(
     tx: Tx, elder_ids: Iterable[str], before: datetime, services: Iterable[str]
 ) -> dict[str, datetime]:
     """Each elder's latest verified visit that began before ``before`` (in UTC)."""
-    ids, codes = sorted(elder_ids), sorted(services)
+    ids, codes = sorted(elder_ids), list(services)
     found: dict[str, datetime] = {}
     for at in range(0, len(ids), 5000):  # within every database's limit of bound values
         stmt = (
@@ -76,11 +72,7 @@ def last_visits(
             )
             .group_by(service_records.c.elder_id)
         )
-        if codes:
-            stmt = stmt.join(
-                service_types, service_types.c.id == service_records.c.service_type_id
-            ).where(service_types.c.code.in_(codes))
-        for elder, last in tx.conn.execute(stmt):
+        for elder, last in tx.conn.execute(_of_services(stmt, codes)):
             if last is not None:  # SQLite hands back naive UTC
                 found[elder] = last if last.tzinfo else last.replace(tzinfo=UTC)
     return found
@@ -88,8 +80,16 @@ def last_visits(
 
 def organisation_names(tx: Tx, bank_id: str) -> dict[str, str]:
     rows = tx.conn.execute(
-        select(organisations.c.id, organisations.c.name).where(
-            and_(organisations.c.bank_id == bank_id)
-        )
+        select(organisations.c.id, organisations.c.name).where(organisations.c.bank_id == bank_id)
     )
     return {org_id: name for org_id, name in rows}
+
+
+def _of_services(stmt: Select[Any], services: Iterable[str]) -> Select[Any]:
+    """``stmt`` over service records, narrowed to ``services``' codes (empty: all of them)."""
+    codes = sorted(services)
+    if not codes:
+        return stmt
+    return stmt.join(service_types, service_types.c.id == service_records.c.service_type_id).where(
+        service_types.c.code.in_(codes)
+    )

@@ -17,7 +17,7 @@ from accounts.model import Principal
 from care.errors import CareError
 from partners.exchanges import Exchanges
 from web.i18n import N_
-from web.links import _date, _who_may_decide
+from web.links import day_of, who_may_decide
 from web.pages import refusal, render, to_login
 from web.session import viewer
 
@@ -42,14 +42,14 @@ def _rows(request: Request[Any, Any, State], principal: Principal) -> list[dict[
     service = exchanges_of(request)
     now = service.clock()
     rows = []
-    for member_id, name in _who_may_decide(request, principal):
+    for member_id, name in who_may_decide(request, principal):
         for exchange in service.exchanges_of(principal, member_id):
             rows.append(
                 {
                     "exchange": exchange,
                     "who": name,
                     "state": exchange.state(now),
-                    "expires": _date(exchange.expires_at),
+                    "expires": day_of(exchange.expires_at),
                 }
             )
     return rows

@@ -55,11 +55,11 @@ def _name(request: Request[Any, Any, State], principal: Principal, member_id: st
     return name if isinstance(name, str) and name else f"…{member_id[-4:]}"
 
 
-def _date(moment: datetime | None) -> str:
+def day_of(moment: datetime | None) -> str:
     return moment.astimezone(ZONE).strftime("%Y-%m-%d") if moment else ""
 
 
-def _who_may_decide(
+def who_may_decide(
     request: Request[Any, Any, State], principal: Principal
 ) -> list[tuple[str, str]]:
     """(member id, name) of everyone the caller decides for: themselves and their elders."""
@@ -81,8 +81,8 @@ def _link_context(
         "state": link.state(links_of(request).clock()),
         "scopes": [SCOPE_WORDS[s] for s in sorted(link.scopes)],
         "statuses": STATUS_WORDS,
-        "choices": _who_may_decide(request, principal),
-        "expires": _date(link.expires_at),
+        "choices": who_may_decide(request, principal),
+        "expires": day_of(link.expires_at),
     }
 
 
@@ -131,7 +131,7 @@ def _rows(request: Request[Any, Any, State], principal: Principal) -> list[dict[
     service = links_of(request)
     now = service.clock()
     rows = []
-    for member_id, name in _who_may_decide(request, principal):
+    for member_id, name in who_may_decide(request, principal):
         for link in service.links_of(principal, member_id):
             rows.append(
                 {
@@ -139,7 +139,7 @@ def _rows(request: Request[Any, Any, State], principal: Principal) -> list[dict[
                     "who": name,
                     "state": link.state(now),
                     "scopes": [SCOPE_WORDS[s] for s in sorted(link.scopes)],
-                    "expires": _date(link.expires_at),
+                    "expires": day_of(link.expires_at),
                 }
             )
     return rows
