@@ -297,6 +297,13 @@ def test_the_visits_page_shows_the_months_coverage_and_who_is_still_to_visit(
     )
     check.axe("visits, refused")
     check.done()
+    phone = phone_context(browser, server, lang).new_page()  # a staff member on a phone
+    phone_check = Checked(phone, server)
+    login(phone, "centre-admin", PASSWORDS["centre-admin"])
+    phone.goto("/desk/visits")
+    phone_check.axe("visits on a phone")
+    phone_check.done()
+    assert phone.evaluate("document.documentElement.scrollWidth") <= phone.viewport_size["width"]
     volunteer = browser.new_context(viewport=DESKTOP, locale=lang, base_url=server.url).new_page()
     login(volunteer, "volunteer", PASSWORDS["volunteer"])
     refused = volunteer.goto("/desk/visits")
