@@ -53,6 +53,7 @@ from partners.exchanges import Exchanges
 from partners.links import PartnerLinks
 from partners.webhooks import HostPolicy, Outbox
 from reports.coverage import VisitCoverage
+from reports.signals import SupervisionSignals
 from web.app import LocalSwaggerUI, web_routes
 from web.pages import TEMPLATES
 from web.security import BrowserCSRFMiddleware, SecurityHeadersMiddleware, csrf_config
@@ -70,6 +71,7 @@ class Services:
     outbox: Outbox
     exchanges: Exchanges
     coverage: VisitCoverage
+    signals: SupervisionSignals
     sealer: Sealer | None = None
     deliverer: Deliverer | None = None
 
@@ -91,7 +93,9 @@ class Services:
         care = CareService(store, accounts, log, events=outbox)
         partners = PartnerLinks(store, accounts, log, care.policy, outbox=outbox)
         coverage = VisitCoverage(store, accounts, care.policy)
-        return cls(log, accounts, care, audit, partners, outbox, Exchanges(partners, log), coverage)
+        signals = SupervisionSignals(store, accounts, log, care.policy)
+        exchanges = Exchanges(partners, log)
+        return cls(log, accounts, care, audit, partners, outbox, exchanges, coverage, signals)
 
     def start_sealing(self, every_seconds: float) -> None:
         self.sealer = Sealer(self.audit, self.log, every_seconds)
@@ -218,6 +222,7 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
         app.state.exchanges = services.exchanges
         app.state.outbox = services.outbox
         app.state.coverage = services.coverage
+        app.state.signals = services.signals
         app.state.data_dir = settings.data_dir
         app.state.principals = PrincipalCache()
         services.start_sealing(seal_interval(os.environ))

@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -187,23 +189,26 @@ def seed_demo_bank(
     ]
     centre_volunteers: list[str] = []
     centre_priority: list[str] = []
+    opened = datetime.now(UTC) - timedelta(days=365)
     for n in range(members):
         is_elder = rng.random() < 0.45
         org = centre if rng.random() < 0.6 else station
         org_staff = staff if org is centre else admin
-        new = accounts.register_member(
-            org_staff,
-            org.id,
-            _person(rng, n, is_elder),
-            volunteer=not is_elder or rng.random() < 0.2,
-            elder=is_elder,
-        )
+        with _as_of(accounts, opened + timedelta(days=365 * n / members)):
+            new = accounts.register_member(
+                org_staff,
+                org.id,
+                _person(rng, n, is_elder),
+                volunteer=not is_elder or rng.random() < 0.2,
+                elder=is_elder,
+            )
         ledger_members.append(new.member.ledger_account)
         if new.member.is_volunteer and org is centre:
             centre_volunteers.append(new.member.id)
         if is_elder and rng.random() < 0.3:
             flag = rng.choice([str(f) for f in PriorityFlag])
-            accounts.set_flag(org_staff, new.member.id, flag, None)
+            with _as_of(accounts, opened + timedelta(days=365 * n / members)):
+                accounts.set_flag(org_staff, new.member.id, flag, None)
             if org is centre:
                 centre_priority.append(new.member.id)
     # Past months: centre-admin confirmed for the elders, centre-staff verified.
@@ -217,6 +222,18 @@ def seed_demo_bank(
         dataclasses.replace(staff, second_factor=True),
         centre_priority,
     )
+
+
+@contextmanager
+def _as_of(accounts: AccountsService, at: datetime) -> Iterator[None]:
+    """Register as of ``at``: the demo's members joined over the bank's first year, one or two
+    a day, as in a real bank (a year of sign-ups on one day would be a supervision signal)."""
+    running = accounts.clock
+    accounts.clock = lambda: at
+    try:
+        yield
+    finally:
+        accounts.clock = running
 
 
 def _volunteer_principals(accounts: AccountsService, member_ids: list[str]) -> list[Principal]:
@@ -241,7 +258,8 @@ def _visit_this_month(
     elders: list[str],
 ) -> int:
     """Two in three of the centre's priority elders visited this month (an hour of company,
-    confirmed by the centre's admin for the elder, verified by its staff), so that the current
+    confirmed with the elder's printed code or by the centre's admin for her, verified by its
+    staff), so that the current
     month's visit coverage (docs/statistics.md) has visits and elders still to visit. Nothing
     in the first hours of a month, when the visits fall at the end of the month before (the
     log is the same size either way). Returns the deposits made."""
@@ -254,6 +272,10 @@ def _visit_this_month(
         if n % 3 == 2:
             continue
         check_in = now - timedelta(hours=2 + (n % room if room >= 1 else n))
+        # Most elders read the code on the card the centre printed for them; for one in four
+        # the centre's admin confirms on her behalf (staff_for_elder).
+        by_card = n % 6 != 1
+        card = care.create_confirmation_code(confirmer, elder_id)[0] if by_card else None
         record = care.log_record(
             volunteers[n % len(volunteers)],
             elder_id=elder_id,
@@ -264,9 +286,10 @@ def _visit_this_month(
             request_id=None,
             device_key_id=None,
             signature=None,
-            confirmation_code=None,
+            confirmation_code=card,
         )
-        care.confirm(confirmer, record.id)
+        if not by_card:
+            care.confirm(confirmer, record.id)
         care.verify(verifier, record.id)
         deposits += 1
     return deposits

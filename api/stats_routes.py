@@ -22,6 +22,7 @@ from reports.coverage import (
     OrgCoverage,
     VisitCoverage,
 )
+from reports.signals import Signal, Signals, SupervisionSignals, Thresholds, thresholds_from
 
 P = NamedDependency[Principal]
 
@@ -88,6 +89,76 @@ def coverage_out(c: Coverage) -> CoverageOut:
     )
 
 
+def signals_service(state: State) -> SupervisionSignals:
+    service: SupervisionSignals = state.signals
+    return service
+
+
+class ThresholdsOut(msgspec.Struct):
+    days: int
+    near_cap_percent: int
+    near_cap_days: int
+    pair_factor: int
+    pair_min_minutes: int
+    staff_share_percent: int
+    staff_min_confirmations: int
+    late_hours: int
+    stored_cap_percent: int
+    burst_factor: int
+    burst_min: int
+
+
+class SignalOut(msgspec.Struct):
+    kind: str
+    org_id: str | None
+    subjects: list[str]  # member ids, a pair (volunteer, elder), a staff user id, or a day
+    names: list[str]  # masked, for bank administrators; empty for auditors
+    measured: int
+    threshold: int
+    unit: str
+    records: list[str]
+
+
+class SignalsOut(msgspec.Struct):
+    bank_id: str
+    timezone: str
+    start: datetime
+    end: datetime
+    thresholds: ThresholdsOut
+    signals: list[SignalOut]
+
+
+def _signal(s: Signal) -> SignalOut:
+    return SignalOut(
+        s.kind.value,
+        s.org_id,
+        list(s.subjects),
+        list(s.names),
+        s.measured,
+        s.threshold,
+        s.unit,
+        list(s.records),
+    )
+
+
+def signals_out(found: Signals) -> SignalsOut:
+    return SignalsOut(
+        found.bank_id,
+        found.timezone,
+        found.start,
+        found.end,
+        _thresholds_struct(found.thresholds),
+        [_signal(s) for s in found.signals],
+    )
+
+
+def _thresholds_struct(t: Thresholds) -> ThresholdsOut:
+    return ThresholdsOut(**{name: getattr(t, name) for name in ThresholdsOut.__struct_fields__})
+
+
+Whole = Annotated[int | None, Parameter(ge=0, le=10**7)]
+
+
 class StatsController(Controller):
     path = "/v1/stats"
     tags = ["statistics"]
@@ -106,6 +177,45 @@ class StatsController(Controller):
         zone: per organisation and in total, and for staff the elders not yet visited (the
         ``limit`` longest without a visit; ``unvisited_total`` counts them all)."""
         return coverage_out(coverage_service(state).coverage(principal, month, org_id, limit))
+
+    @get("/signals", sync_to_thread=True, responses=problems(400, 401, 403))
+    def signals(
+        self,
+        state: State,
+        principal: P,
+        until: Annotated[
+            datetime | None, Parameter(description="the window's end (default: now)")
+        ] = None,
+        days: Whole = None,
+        near_cap_percent: Whole = None,
+        near_cap_days: Whole = None,
+        pair_factor: Whole = None,
+        pair_min_minutes: Whole = None,
+        staff_share_percent: Whole = None,
+        staff_min_confirmations: Whole = None,
+        late_hours: Whole = None,
+        stored_cap_percent: Whole = None,
+        burst_factor: Whole = None,
+        burst_min: Whole = None,
+    ) -> SignalsOut:
+        """Supervision signals of the last ``days`` up to ``until`` (default: now), each with
+        the records behind it: never a verdict. Every threshold has a default
+        (docs/statistics.md); bank administrators see masked names, auditors ids only."""
+        given = {
+            "days": days,
+            "near_cap_percent": near_cap_percent,
+            "near_cap_days": near_cap_days,
+            "pair_factor": pair_factor,
+            "pair_min_minutes": pair_min_minutes,
+            "staff_share_percent": staff_share_percent,
+            "staff_min_confirmations": staff_min_confirmations,
+            "late_hours": late_hours,
+            "stored_cap_percent": stored_cap_percent,
+            "burst_factor": burst_factor,
+            "burst_min": burst_min,
+        }
+        thresholds = thresholds_from(given.items())
+        return signals_out(signals_service(state).signals(principal, thresholds, until))
 
 
 STATS_CONTROLLERS = [StatsController]

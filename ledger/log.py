@@ -200,6 +200,12 @@ class Log:
             found = db.balances(accounts)
         return {a: found.get(a, 0) for a in accounts}
 
+    def balances_after(self, points: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """Each (account, seq)'s balance just after entry ``seq`` (statistics: how close a
+        deposit took its account to the stored-time cap)."""
+        with self.store.read() as db:
+            return db.balances_after(points)
+
     def history(
         self, accounts: list[str], limit: int = 50, before_seq: int | None = None
     ) -> list[Entry]:

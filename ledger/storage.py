@@ -263,6 +263,19 @@ class Snapshot:
         )
         return {r.account: int(r.minutes) for r in rows}
 
+    def balances_after(self, points: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """Each (account, seq)'s balance just after entry ``seq``: the sum of its postings up to
+        and including it (one indexed range sum per point)."""
+        found: dict[tuple[str, int], int] = {}
+        for account, seq in sorted(set(points)):
+            total = self.conn.execute(
+                select(func.coalesce(func.sum(log_postings.c.minutes), 0)).where(
+                    log_postings.c.account == account, log_postings.c.seq <= seq
+                )
+            ).scalar_one()
+            found[(account, seq)] = int(total)
+        return found
+
     def leaves(self, start: int, end: int) -> list[tuple[int, bytes]]:
         rows = self.conn.execute(
             select(log_entries.c.seq, log_entries.c.leaf)

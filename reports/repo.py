@@ -6,9 +6,9 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Row, Select, func, or_, select
 
-from accounts.storage import Tx, member_flags, members, organisations
+from accounts.storage import Tx, member_flags, members, organisations, users
 from care.storage import service_records, service_types
 
 
@@ -93,3 +93,74 @@ def _of_services(stmt: Select[Any], services: Iterable[str]) -> Select[Any]:
     return stmt.join(service_types, service_types.c.id == service_records.c.service_type_id).where(
         service_types.c.code.in_(codes)
     )
+
+
+def records_logged(tx: Tx, bank_id: str, start: datetime, end: datetime) -> list[Row[Any]]:
+    """Service records (not rejected) whose check-in falls in [start, end): what volunteers
+    logged, verified or not yet."""
+    c = service_records.c
+    stmt = select(
+        c.id, c.org_id, c.volunteer_id, c.elder_id, c.check_in, c.check_out, c.minutes, c.created_at
+    ).where(c.bank_id == bank_id, c.status != "rejected", c.check_in >= start, c.check_in < end)
+    return list(tx.conn.execute(stmt.order_by(c.check_in, c.id)))
+
+
+def records_confirmed(tx: Tx, bank_id: str, start: datetime, end: datetime) -> list[Row[Any]]:
+    """Records confirmed in [start, end), with who confirmed them and as what."""
+    c = service_records.c
+    stmt = select(c.id, c.org_id, c.confirmed_by, c.confirmed_as).where(
+        c.bank_id == bank_id, c.confirmed_at >= start, c.confirmed_at < end
+    )
+    return list(tx.conn.execute(stmt.order_by(c.confirmed_at, c.id)))
+
+
+def records_logged_between(tx: Tx, bank_id: str, start: datetime, end: datetime) -> list[Row[Any]]:
+    """Records written into Timebank in [start, end), whenever the service was."""
+    c = service_records.c
+    stmt = select(c.id, c.org_id, c.volunteer_id, c.check_out, c.created_at).where(
+        c.bank_id == bank_id, c.created_at >= start, c.created_at < end
+    )
+    return list(tx.conn.execute(stmt.order_by(c.created_at, c.id)))
+
+
+def deposits_verified(tx: Tx, bank_id: str, start: datetime, end: datetime) -> list[Row[Any]]:
+    """Records verified in [start, end) whose deposit is in the log, with the volunteer's
+    ledger account."""
+    c = service_records.c
+    stmt = (
+        select(c.id, c.org_id, c.volunteer_id, c.deposit_seq, members.c.ledger_account)
+        .join(members, members.c.id == c.volunteer_id)
+        .where(
+            c.bank_id == bank_id,
+            c.verified_at >= start,
+            c.verified_at < end,
+            c.deposit_seq.is_not(None),
+        )
+    )
+    return list(tx.conn.execute(stmt.order_by(c.deposit_seq)))
+
+
+def members_registered(tx: Tx, bank_id: str, start: datetime, end: datetime) -> list[Row[Any]]:
+    """Members created in [start, end), whatever became of them."""
+    c = members.c
+    stmt = select(c.id, c.org_id, c.created_at).where(
+        c.bank_id == bank_id, c.created_at >= start, c.created_at < end
+    )
+    return list(tx.conn.execute(stmt.order_by(c.created_at, c.id)))
+
+
+def member_orgs(tx: Tx, member_ids: Iterable[str]) -> dict[str, str | None]:
+    ids = sorted(set(member_ids))
+    found: dict[str, str | None] = {}
+    for at in range(0, len(ids), 5000):
+        rows = tx.conn.execute(
+            select(members.c.id, members.c.org_id).where(members.c.id.in_(ids[at : at + 5000]))
+        )
+        found.update({member_id: org_id for member_id, org_id in rows})
+    return found
+
+
+def usernames(tx: Tx, user_ids: Iterable[str]) -> dict[str, str]:
+    ids = sorted(set(user_ids))
+    rows = tx.conn.execute(select(users.c.id, users.c.username).where(users.c.id.in_(ids)))
+    return {user_id: name for user_id, name in rows}

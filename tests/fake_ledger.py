@@ -66,6 +66,17 @@ class FakeLedger:
     def balances(self, accounts: list[str]) -> dict[str, int]:
         return {a: self.balance_of.get(a, 0) for a in accounts}
 
+    def balances_after(self, points: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        return {
+            (account, seq): sum(
+                p.minutes
+                for e in self.entries[: seq + 1]
+                for p in e.request.postings
+                if p.account == account
+            )
+            for account, seq in points
+        }
+
     def history(
         self, accounts: list[str], limit: int = 50, before_seq: int | None = None
     ) -> list[Entry]:

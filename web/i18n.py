@@ -163,6 +163,15 @@ MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"month must be YYYY-MM", N_("month must be YYYY-MM")),
         (r"month is in the future", N_("month is in the future")),
         (
+            r"(?P<field>[a-z_]+) must be (?P<low>\d+)-(?P<high>\d+)",
+            N_("%(field)s must be %(low)s-%(high)s"),
+        ),
+        (
+            r"supervision signals are for bank administrators and auditors",
+            N_("supervision signals are for bank administrators and auditors"),
+        ),
+        (r"until needs a time zone", N_("until needs a time zone")),
+        (
             r"visit coverage is for staff, bank admins and auditors",
             N_("visit coverage is for staff, bank admins and auditors"),
         ),
