@@ -53,6 +53,7 @@ from partners.exchanges import Exchanges
 from partners.links import PartnerLinks
 from partners.webhooks import HostPolicy, Outbox
 from reports.coverage import VisitCoverage
+from reports.exports import Exports
 from reports.signals import SupervisionSignals
 from web.app import LocalSwaggerUI, web_routes
 from web.pages import TEMPLATES
@@ -72,6 +73,7 @@ class Services:
     exchanges: Exchanges
     coverage: VisitCoverage
     signals: SupervisionSignals
+    exports: Exports
     sealer: Sealer | None = None
     deliverer: Deliverer | None = None
 
@@ -95,7 +97,10 @@ class Services:
         coverage = VisitCoverage(store, accounts, care.policy)
         signals = SupervisionSignals(store, accounts, log, care.policy)
         exchanges = Exchanges(partners, log)
-        return cls(log, accounts, care, audit, partners, outbox, exchanges, coverage, signals)
+        exports = Exports(store, accounts, coverage, care.policy)
+        return cls(
+            log, accounts, care, audit, partners, outbox, exchanges, coverage, signals, exports
+        )
 
     def start_sealing(self, every_seconds: float) -> None:
         self.sealer = Sealer(self.audit, self.log, every_seconds)
@@ -223,6 +228,7 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
         app.state.outbox = services.outbox
         app.state.coverage = services.coverage
         app.state.signals = services.signals
+        app.state.exports = services.exports
         app.state.data_dir = settings.data_dir
         app.state.principals = PrincipalCache()
         services.start_sealing(seal_interval(os.environ))

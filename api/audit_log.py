@@ -48,6 +48,8 @@ def _is_audited(scope: Scope) -> bool:
         return True
     if method == "GET" and path.startswith("/v1/partner/members/"):
         return True  # a partner reading a member through a consent link: every use is recorded
+    if method == "GET" and path.startswith("/v1/exports/"):
+        return True  # every export leaves the building: recorded, refused or not
     return method == "GET" and _asks_reveal(scope.get("query_string", b""))
 
 
@@ -130,6 +132,17 @@ def _nested_deeper_than(body: bytes, limit: int) -> bool:
     return False
 
 
+def _export_objects(query: bytes) -> list[str]:
+    """What an export was of, for its audit event: the month, the organisation, and the
+    recipient the file was sealed to (the key's first 11 characters, as ``X-Sealed-To``)."""
+    given = parse_qs(query.decode("latin-1"))
+    found = [f"{name}:{given[name][0][:32]}" for name in ("month", "org_id") if name in given]
+    if "recipient_key" in given:
+        key = given["recipient_key"][0].replace("+", "-").replace("/", "_")
+        found.append(f"sealed-to:{key[:11]}")
+    return found
+
+
 class AuditMiddleware(ASGIMiddleware):
     scopes = (ScopeType.HTTP,)
 
@@ -207,6 +220,8 @@ class AuditMiddleware(ASGIMiddleware):
                 )
             )
             objects = [str(v) for v in scope.get("path_params", {}).values()]
+            if str(scope.get("path", "")).startswith("/v1/exports/"):
+                objects += _export_objects(scope.get("query_string", b""))
             client = scope.get("client") or ("unknown", 0)
             trail.record(
                 actor=actor,

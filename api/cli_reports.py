@@ -4,16 +4,20 @@ the lists of people are for staff, in the web app and the API)."""
 from __future__ import annotations
 
 import argparse
+import base64
 import json
+import os
 import sys
 
 import msgspec
+from nacl.public import PrivateKey
 
 from accounts.errors import AccountsError
 from accounts.model import Grant, Principal, Role
 from api.app import Services
 from api.cli_admin import record_operator
 from api.stats_routes import coverage_out
+from reports.csvfile import opened
 
 
 def _auditor(bank_id: str) -> Principal:
@@ -48,8 +52,41 @@ def cmd_coverage(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_export_key(args: argparse.Namespace) -> int:
+    """A recipient's key pair for sealed exports: the private half into a file only its owner
+    reads, the public half printed to hand to the bank's staff."""
+    private = PrivateKey.generate()
+    try:
+        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        print(f"timebank report export-key: {args.out} exists; not overwritten", file=sys.stderr)
+        return 1
+    with os.fdopen(fd, "w") as handle:
+        handle.write(base64.b64encode(bytes(private)).decode("ascii") + "\n")
+    print(base64.b64encode(bytes(private.public_key)).decode("ascii"))
+    return 0
+
+
+def cmd_open(args: argparse.Namespace) -> int:
+    """Open a sealed export with the recipient's private key file."""
+    try:
+        with open(args.key, encoding="ascii") as handle:
+            private = PrivateKey(base64.b64decode(handle.read().strip(), validate=True))
+        with open(args.file, "rb") as handle:
+            document = opened(private, handle.read())
+    except (OSError, ValueError, TypeError) as exc:
+        print(f"timebank report open: {exc}", file=sys.stderr)
+        return 1
+    if args.out:
+        with open(args.out, "wb") as out:
+            out.write(document)
+    else:
+        sys.stdout.buffer.write(document)
+    return 0
+
+
 def register_report_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    report = sub.add_parser("report", help="statistics: visit coverage")
+    report = sub.add_parser("report", help="statistics: visit coverage, sealed exports")
     report.add_argument(
         "--as",
         dest="as_",
@@ -65,3 +102,13 @@ def register_report_commands(sub: argparse._SubParsersAction[argparse.ArgumentPa
     coverage.add_argument("--org", help="one organisation's id")
     coverage.add_argument("--json", action="store_true", help="the API's JSON document")
     coverage.set_defaults(func=cmd_coverage)
+    key = report_sub.add_parser(
+        "export-key", help="make a key pair to receive sealed exports (prints the public key)"
+    )
+    key.add_argument("--out", required=True, help="file for the private key (mode 600)")
+    key.set_defaults(func=cmd_export_key)
+    opener = report_sub.add_parser("open", help="open a sealed export with your private key")
+    opener.add_argument("file", help="the .csv.sealed file")
+    opener.add_argument("--key", required=True, help="the private key file from export-key")
+    opener.add_argument("--out", help="write the CSV here (default: standard output)")
+    opener.set_defaults(func=cmd_open)

@@ -87,6 +87,7 @@ def month_bounds(month: str, zone: str) -> tuple[datetime, datetime]:
 
 
 UNVISITED_LIMIT, UNVISITED_MAX = 200, 1000
+COVERAGE_REFUSAL = "visit coverage is for staff, bank admins and auditors"
 
 
 class VisitCoverage:
@@ -107,13 +108,13 @@ class VisitCoverage:
         principal: Principal,
         month: str | None,
         org_id: str | None,
-        limit: int = UNVISITED_LIMIT,
+        limit: int | None = UNVISITED_LIMIT,
     ) -> Coverage:
         """``limit``: how many of the elders not yet visited to list (never visited first, then
-        the oldest last visit), 1 to ``UNVISITED_MAX``."""
-        if not 1 <= limit <= UNVISITED_MAX:
+        the oldest last visit), 1 to ``UNVISITED_MAX``; None, for an export: all of them."""
+        if limit is not None and not 1 <= limit <= UNVISITED_MAX:
             raise InvalidInput(f"limit must be 1-{UNVISITED_MAX}", field="limit")
-        scope = self._scope(principal, org_id)
+        scope = organisations_seen(self.accounts, principal, org_id, COVERAGE_REFUSAL)
         policy = self.policy(principal.bank_id)
         now = self.clock()
         month = month or now.astimezone(ZoneInfo(policy.timezone)).strftime("%Y-%m")
@@ -178,21 +179,25 @@ class VisitCoverage:
     def _lists(principal: Principal) -> bool:
         return principal.is_bank_admin or bool(principal.orgs())
 
-    def _scope(self, principal: Principal, org_id: str | None) -> set[str] | None:
-        """The organisations the caller sees (None: all of the bank)."""
-        if principal.is_partner:
-            raise Forbidden("visit coverage is for staff, bank admins and auditors")
-        if principal.is_bank_admin or principal.has(Role.AUDITOR):
-            if org_id is None:
-                return None
-            if org_id not in {o.id for o in self.accounts.list_orgs(principal)}:
-                raise NotFound(f"no organisation {org_id}")
-            return {org_id}
-        mine = principal.orgs()
-        if not mine:
-            raise Forbidden("visit coverage is for staff, bank admins and auditors")
+
+def organisations_seen(
+    accounts: AccountsService, principal: Principal, org_id: str | None, refusal: str
+) -> set[str] | None:
+    """The organisations whose statistics the caller sees (None: all of the bank), narrowed to
+    ``org_id``: bank admins and auditors any, staff theirs; ``refusal`` for everyone else."""
+    if principal.is_partner:
+        raise Forbidden(refusal)
+    if principal.is_bank_admin or principal.has(Role.AUDITOR):
         if org_id is None:
-            return mine
-        if org_id not in mine:
-            raise Forbidden("visit coverage of another organisation", field="org_id")
+            return None
+        if org_id not in {o.id for o in accounts.list_orgs(principal)}:
+            raise NotFound(f"no organisation {org_id}")
         return {org_id}
+    mine = principal.orgs()
+    if not mine:
+        raise Forbidden(refusal)
+    if org_id is None:
+        return mine
+    if org_id not in mine:
+        raise Forbidden("statistics of another organisation", field="org_id")
+    return {org_id}

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, func, or_, select
+from sqlalchemy import Row, Select, and_, func, or_, select
 
 from accounts.storage import Tx, member_flags, members, organisations, users
 from care.storage import service_records, service_types
@@ -164,3 +164,43 @@ def usernames(tx: Tx, user_ids: Iterable[str]) -> dict[str, str]:
     ids = sorted(set(user_ids))
     rows = tx.conn.execute(select(users.c.id, users.c.username).where(users.c.id.in_(ids)))
     return {user_id: name for user_id, name in rows}
+
+
+def records_page(
+    tx: Tx,
+    bank_id: str,
+    start: datetime,
+    end: datetime,
+    orgs: set[str] | None,
+    after: tuple[datetime, str] | None,
+    size: int,
+) -> list[Row[Any]]:
+    """The next ``size`` service records with check-in in [start, end) of ``orgs`` (None: all),
+    in (check-in, id) order after ``after``: one page of an export."""
+    c = service_records.c
+    stmt = (
+        select(
+            c.id,
+            c.org_id,
+            c.volunteer_id,
+            c.elder_id,
+            c.check_in,
+            c.check_out,
+            c.minutes,
+            c.status,
+            c.confirmed_as,
+            c.verified_at,
+            c.deposit_seq,
+            c.deposit_minutes,
+            service_types.c.code,
+            service_types.c.name_zh,
+        )
+        .join(service_types, service_types.c.id == c.service_type_id)
+        .where(c.bank_id == bank_id, c.check_in >= start, c.check_in < end)
+    )
+    if orgs is not None:
+        stmt = stmt.where(c.org_id.in_(sorted(orgs)))
+    if after is not None:
+        at, record_id = after
+        stmt = stmt.where(or_(c.check_in > at, and_(c.check_in == at, c.id > record_id)))
+    return list(tx.conn.execute(stmt.order_by(c.check_in, c.id).limit(size)))

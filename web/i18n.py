@@ -172,12 +172,33 @@ MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         ),
         (r"until needs a time zone", N_("until needs a time zone")),
         (
+            r"(?P<field>[a-z_]+) must be an ISO 8601 time",
+            N_("%(field)s must be an ISO 8601 time"),
+        ),
+        (
+            r"the elders to visit are for staff and bank admins",
+            N_("the elders to visit are for staff and bank admins"),
+        ),
+        (
+            r"names in an export are for staff and bank admins",
+            N_("names in an export are for staff and bank admins"),
+        ),
+        (
+            r"this export holds personal data: give the recipient's public key",
+            N_("this export holds personal data: give the recipient's public key"),
+        ),
+        (r"recipient_key is not base64", N_("recipient_key is not base64")),
+        (
+            r"recipient_key must be a 32-byte X25519 public key",
+            N_("recipient_key must be a 32-byte X25519 public key"),
+        ),
+        (
             r"visit coverage is for staff, bank admins and auditors",
             N_("visit coverage is for staff, bank admins and auditors"),
         ),
         (
-            r"visit coverage of another organisation",
-            N_("visit coverage of another organisation"),
+            r"statistics of another organisation",
+            N_("statistics of another organisation"),
         ),
         (
             r"visit_services names no service (?P<codes>.+)",
