@@ -29,7 +29,15 @@ from accounts.model import Principal, Role
 from accounts.service import AccountsService
 from accounts.storage import AccountsStore
 from care.model import Policy
-from reports.repo import last_visits, organisation_names, priority_elders, visited_elders
+from reports.repo import (
+    FrozenMonth,
+    freeze_month,
+    frozen_month,
+    last_visits,
+    organisation_names,
+    priority_elders,
+    visited_elders,
+)
 
 
 @dataclass(frozen=True)
@@ -121,15 +129,31 @@ class VisitCoverage:
         start, end = month_bounds(month, policy.timezone)
         if start > now:
             raise InvalidInput("month is in the future", field="month")
-        flags, services = policy.coverage_flag_names, policy.visit_service_codes
-        with self.store.snapshot() as tx:
-            elders = priority_elders(tx, principal.bank_id, start, end, flags)
-            if scope is not None:
-                elders = {m: v for m, v in elders.items() if v[0] in scope}
-            visited = visited_elders(tx, principal.bank_id, start, end, services) & set(elders)
-            names = organisation_names(tx, principal.bank_id)
+        live = now < end + timedelta(days=policy.record_late_days)
+        lists = self._lists(principal)
+        if live:
+            flags, services = policy.coverage_flag_names, policy.visit_service_codes
+            with self.store.snapshot() as tx:
+                elders = priority_elders(tx, principal.bank_id, start, end, flags)
+                if scope is not None:
+                    elders = {m: v for m, v in elders.items() if v[0] in scope}
+                visited = visited_elders(tx, principal.bank_id, start, end, services) & set(elders)
+                names = organisation_names(tx, principal.bank_id)
+                missing = sorted(set(elders) - visited)
+                lasts = last_visits(tx, missing, end, services) if lists else {}
+        else:
+            month_of = self._frozen(principal.bank_id, month, start, end, policy, now)
+            flags, services = month_of.flags, month_of.services
+            elders = {
+                m: (e.org_id, set(e.flags))
+                for m, e in month_of.elders.items()
+                if scope is None or e.org_id in scope
+            }
+            visited = {m for m in elders if month_of.elders[m].visited}
             missing = sorted(set(elders) - visited)
-            lasts = last_visits(tx, missing, end, services) if self._lists(principal) else {}
+            lasts = {m: at for m in missing if (at := month_of.elders[m].last_visit) is not None}
+            with self.store.snapshot() as tx:
+                names = organisation_names(tx, principal.bank_id)
         shown = sorted(scope) if scope is not None else sorted(names)  # every one, even at 0
         per_org: dict[str | None, list[int]] = {o: [0, 0] for o in shown}
         for member_id, (org, _) in elders.items():
@@ -147,7 +171,7 @@ class VisitCoverage:
         )
         total = OrgCoverage(None, "", len(elders), len(visited))
         unvisited: tuple[Unvisited, ...] = ()
-        if self._lists(principal):
+        if lists:
             first = sorted(missing, key=lambda m: (m in lasts, lasts.get(m) or end, m))[:limit]
             masked = self.accounts.masked_names(principal, first)
             unvisited = tuple(
@@ -166,7 +190,7 @@ class VisitCoverage:
             policy.timezone,
             start,
             end,
-            now < end + timedelta(days=policy.record_late_days),
+            live,
             tuple(sorted(flags)),
             tuple(sorted(services)),
             rows,
@@ -174,6 +198,35 @@ class VisitCoverage:
             unvisited,
             len(missing),
         )
+
+    def _frozen(
+        self,
+        bank_id: str,
+        month: str,
+        start: datetime,
+        end: datetime,
+        policy: Policy,
+        now: datetime,
+    ) -> FrozenMonth:
+        """The final ``month`` as frozen the first time it was asked for after it became final
+        (frozen now, for the whole bank, with the policy's choices in force now, if not yet).
+        Two requests freezing at once: one insert wins, both read what it wrote."""
+        found = self._read_frozen(bank_id, month)
+        if found is not None:
+            return found
+        flags, services = policy.coverage_flag_names, policy.visit_service_codes
+        with self.store.snapshot() as tx:
+            elders = priority_elders(tx, bank_id, start, end, flags)
+            visited = visited_elders(tx, bank_id, start, end, services) & set(elders)
+            lasts = last_visits(tx, sorted(set(elders) - visited), end, services)
+        freeze_month(self.store, bank_id, month, flags, services, now, elders, visited, lasts)
+        frozen = self._read_frozen(bank_id, month)
+        assert frozen is not None
+        return frozen
+
+    def _read_frozen(self, bank_id: str, month: str) -> FrozenMonth | None:
+        with self.store.snapshot() as tx:
+            return frozen_month(tx, bank_id, month)
 
     @staticmethod
     def _lists(principal: Principal) -> bool:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, and_, func, or_, select
+from sqlalchemy import Row, Select, and_, func, insert, or_, select
+from sqlalchemy.exc import IntegrityError
 
-from accounts.storage import Tx, member_flags, members, organisations, users
+from accounts.storage import AccountsStore, Tx, member_flags, members, organisations, users
 from care.storage import service_records, service_types
+from reports.storage import coverage_elders, coverage_months
 
 
 def priority_elders(
@@ -204,3 +207,103 @@ def records_page(
         at, record_id = after
         stmt = stmt.where(or_(c.check_in > at, and_(c.check_in == at, c.id > record_id)))
     return list(tx.conn.execute(stmt.order_by(c.check_in, c.id).limit(size)))
+
+
+@dataclass(frozen=True)
+class FrozenElder:
+    org_id: str | None
+    flags: tuple[str, ...]
+    visited: bool
+    last_visit: datetime | None
+
+
+@dataclass(frozen=True)
+class FrozenMonth:
+    flags: frozenset[str]
+    services: frozenset[str]
+    elders: dict[str, FrozenElder]
+
+
+def freeze_month(
+    store: AccountsStore,
+    bank_id: str,
+    month: str,
+    flags: Iterable[str],
+    services: Iterable[str],
+    at: datetime,
+    elders: dict[str, tuple[str | None, set[str]]],
+    visited: set[str],
+    lasts: dict[str, datetime],
+) -> None:
+    """Write a final month's coverage once: the primary keys refuse a second freezing, and a
+    month frozen meanwhile by another request is left as that one wrote it."""
+    try:
+        with store.transaction() as tx:
+            _write_frozen(tx, bank_id, month, flags, services, at, elders, visited, lasts)
+    except IntegrityError:
+        pass
+
+
+def _write_frozen(
+    tx: Tx,
+    bank_id: str,
+    month: str,
+    flags: Iterable[str],
+    services: Iterable[str],
+    at: datetime,
+    elders: dict[str, tuple[str | None, set[str]]],
+    visited: set[str],
+    lasts: dict[str, datetime],
+) -> None:
+    tx.insert(
+        coverage_months,
+        bank_id=bank_id,
+        month=month,
+        flags=",".join(sorted(flags)),
+        services=",".join(sorted(services)),
+        frozen_at=at,
+    )
+    rows = [
+        {
+            "bank_id": bank_id,
+            "month": month,
+            "member_id": member_id,
+            "org_id": org_id,
+            "flags": ",".join(sorted(member_flags_of)),
+            "visited": member_id in visited,
+            "last_visit": lasts.get(member_id),
+        }
+        for member_id, (org_id, member_flags_of) in sorted(elders.items())
+    ]
+    if rows:
+        tx.conn.execute(insert(coverage_elders), rows)
+
+
+def frozen_month(tx: Tx, bank_id: str, month: str) -> FrozenMonth | None:
+    head = tx.first(
+        coverage_months, coverage_months.c.bank_id == bank_id, coverage_months.c.month == month
+    )
+    if head is None:
+        return None
+    c = coverage_elders.c
+    rows = tx.conn.execute(
+        select(c.member_id, c.org_id, c.flags, c.visited, c.last_visit).where(
+            c.bank_id == bank_id, c.month == month
+        )
+    )
+    elders = {
+        r.member_id: FrozenElder(
+            r.org_id,
+            tuple(f for f in r.flags.split(",") if f),
+            bool(r.visited),
+            (r.last_visit if r.last_visit.tzinfo else r.last_visit.replace(tzinfo=UTC))
+            if r.last_visit is not None
+            else None,
+        )
+        for r in rows
+    }
+    return FrozenMonth(_codes(head.flags), _codes(head.services), elders)
+
+
+def _codes(text: str) -> frozenset[str]:
+    return frozenset(code for code in text.split(",") if code)

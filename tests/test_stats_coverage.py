@@ -5,16 +5,20 @@ Real SQLite and PostgreSQL (the ``db_url`` fixture), the in-memory ledger, a clo
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import update
 
 from accounts.errors import Forbidden, InvalidInput, NotFound
+from accounts.storage import members
 from ledger.config import Settings
 from ledger.log import Log
 from reports.charts import Bar, rate_bars
 from reports.coverage import month_bounds
+from reports.storage import coverage_elders, coverage_months
 from tests.accounts_world import World, build_world
 from tests.stats_world import Month, local, open_month
 
@@ -195,3 +199,64 @@ def test_a_chart_is_the_same_bytes_for_the_same_figures_and_holds_no_script() ->
     assert rate_bars("t", "d", [Bar("x", 0.5, "50 %")]) != rate_bars(
         "t", "d", [Bar("x", 0.6, "60 %")]
     )
+
+
+def test_a_final_month_is_frozen_as_first_computed_and_later_changes_leave_it(
+    month: Month,
+) -> None:
+    m = month
+    build_march(m)
+    m.clock.now = local(2026, 4, 7, 23, 59)  # within 7 days after March: still live
+    live = m.coverage.coverage(m.people["admin"], "2026-03", None)
+    assert live.live
+    m.clock.now = local(2026, 4, 8)  # final from here
+    first = m.coverage.coverage(m.people["admin"], "2026-03", None)
+    assert not first.live and (first.total.priority_elders, first.total.visited) == (8, 3)
+    # Afterwards: e1's visit is reversed, the policy counts other flags, e9 moves to a.
+    e1_record = m.care.list_records(m.people["admin"], None)
+    seq = next(
+        r.deposit_seq
+        for r in e1_record
+        if r.elder_id == m.ids["e1"] and r.check_in == local(2026, 3, 1, 0, 30)
+    )
+    assert seq is not None
+    reversal = m.care.request_reversal(m.people["admin"], seq, "logged by mistake")
+    m.care.approve_reversal(m.people["admin2"], reversal["id"])
+    m.care.set_policy(m.people["admin"], {"coverage_flags": "disabled"})
+    with m.accounts.store.transaction() as tx:
+        tx.conn.execute(
+            update(members).where(members.c.id == m.ids["e9"]).values(org_id=m.ids["a"])
+        )
+    again = m.coverage.coverage(m.people["admin"], "2026-03", None)
+    assert again == first  # the same figures, list and flags as when it was frozen
+    staff_b = m.coverage.coverage(m.people["staff-b"], "2026-03", None)
+    assert (staff_b.total.priority_elders, staff_b.total.visited) == (4, 1)  # e9 still at b
+    # February was never asked for while live: frozen now, with today's policy and data
+    february = m.coverage.coverage(m.people["admin"], "2026-02", None)
+    assert february.flags == ("disabled",) and not february.live
+    # A live month follows the data: April counts with the new policy
+    m.clock.now = local(2026, 4, 9, 12)
+    april = m.coverage.coverage(m.people["admin"], "2026-04", None)
+    assert april.live and april.flags == ("disabled",)
+
+
+def test_two_requests_freezing_a_month_at_once_agree(month: Month) -> None:
+    m = month
+    build_march(m)
+    m.clock.now = local(2026, 4, 20)
+    start = threading.Barrier(4)
+    answers: list[tuple[int, int]] = []
+
+    def ask() -> None:
+        start.wait()
+        c = m.coverage.coverage(m.people["admin"], "2026-03", None)
+        answers.append((c.total.priority_elders, c.total.visited))
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert answers == [(8, 3)] * 4
+    with m.accounts.store.snapshot() as tx:
+        assert tx.count(coverage_months) == 1 and tx.count(coverage_elders) == 8
