@@ -7,6 +7,7 @@ opening the dispatch board gets the API's answer, next to staff using it."""
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import shutil
@@ -18,6 +19,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from nacl.public import PrivateKey, SealedBox
 from playwright.sync_api import Browser, Page
 
 from accounts.totp import code_at
@@ -289,6 +291,23 @@ def test_the_visits_page_shows_the_months_coverage_and_who_is_still_to_visit(
     assert cards.count() == len(figures["unvisited"]) > 0
     first = figures["unvisited"][0]
     assert first["name"] in cards.first.inner_text()
+    with page.expect_download() as csv_download:
+        page.click("a[href^='/v1/exports/coverage.csv']")
+    coverage_csv = Path(csv_download.value.path()).read_bytes()
+    assert coverage_csv.startswith(b"\xef\xbb\xbf") and b"\r\n" in coverage_csv
+    header = coverage_csv.decode("utf-8-sig").splitlines()[0]
+    assert header == (
+        "机构,重点老人,已探访,探访率"
+        if lang == "zh-CN"
+        else "organisation,priority elders,visited,rate"
+    )
+    key = PrivateKey.generate()
+    page.fill("#recipient_key", base64.b64encode(bytes(key.public_key)).decode())
+    with page.expect_download() as sealed_download:
+        page.click("#sealed-export button")
+    box = Path(sealed_download.value.path()).read_bytes()
+    listed = SealedBox(key).decrypt(box).decode("utf-8-sig").splitlines()
+    assert len(listed) == 1 + len(figures["unvisited"])  # the header and every one not visited
     answer = page.goto("/desk/visits?month=2026-13")
     assert answer is not None and answer.status == 400
     assert page.get_attribute("#month", "aria-invalid") == "true"
@@ -307,4 +326,60 @@ def test_the_visits_page_shows_the_months_coverage_and_who_is_still_to_visit(
     volunteer = browser.new_context(viewport=DESKTOP, locale=lang, base_url=server.url).new_page()
     login(volunteer, "volunteer", PASSWORDS["volunteer"])
     refused = volunteer.goto("/desk/visits")
+    assert refused is not None and refused.status == 403
+
+
+def test_the_signals_page_shows_what_the_api_finds_to_admins_and_auditors(
+    server: DemoServer, browser: Browser, lang: str
+) -> None:
+    """The demo's month is quiet with the default thresholds; lowered ones on the page show
+    the signal the API shows (the centre's admin confirming for elders), with its records, to
+    the bank admin by name and to the auditor by id; a volunteer gets the API's 403; a number
+    that is not one is refused in the page's language with the field marked."""
+    lowered = "staff_share_percent=20&staff_min_confirmations=5"
+    api = Api(server, "admin").get(
+        "/v1/stats/signals", staff_share_percent=20, staff_min_confirmations=5
+    )
+    (expected,) = api["signals"]
+    context = browser.new_context(viewport=DESKTOP, locale=lang, base_url=server.url)
+    context.add_cookies([{"name": "tb_lang", "value": lang, "url": server.url}])
+    page = context.new_page()
+    check = Checked(page, server)
+    login(page, "admin", PASSWORDS["admin"])
+    page.goto("/console")
+    page.click("nav a[href='/signals']")
+    check.axe("signals, quiet")
+    assert page.locator("#signals").inner_text() == (
+        "按这些阈值，此时间范围内没有监管信号。"
+        if lang == "zh-CN"
+        else "No signal in this window with these thresholds."
+    )
+    page.click("#thresholds summary")
+    page.fill("#t-staff_share_percent", "20")
+    page.fill("#t-staff_min_confirmations", "5")
+    submit(page, "#thresholds button")
+    check.axe("signals, one")
+    card = page.locator("#signals li.signal")
+    assert card.count() == 1
+    text = card.inner_text()
+    assert "centre-admin" in text and str(expected["measured"]) in text
+    card.locator("details summary").first.click()
+    assert card.locator("ul.ids li").count() == len(expected["records"])
+    answer = page.goto("/signals?days=abc")
+    assert answer is not None and answer.status == 400
+    assert page.get_attribute("#t-days", "aria-invalid") == "true"
+    assert ("须为整数" if lang == "zh-CN" else "days must be a whole number") in page.inner_text(
+        "#error"
+    )
+    check.axe("signals, refused")
+    check.done()
+    auditor = browser.new_context(viewport=DESKTOP, locale=lang, base_url=server.url).new_page()
+    login(auditor, "auditor", PASSWORDS["auditor"])
+    auditor.goto(f"/signals?{lowered}")
+    shown = auditor.locator("#signals li.signal")
+    assert shown.count() == 1 and "centre-admin" not in shown.inner_text()
+    assert expected["subjects"][0] in shown.inner_text()
+    volunteer = browser.new_context(viewport=DESKTOP, locale=lang, base_url=server.url).new_page()
+    login(volunteer, "volunteer", PASSWORDS["volunteer"])
+    refused = volunteer.goto("/signals")
     assert refused is not None and refused.status == 403

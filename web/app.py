@@ -36,6 +36,7 @@ from web.i18n import gettext_for
 from web.links import LINK_HANDLERS
 from web.pages import PAGE_HANDLERS, error_page, language_of, render
 from web.public import PUBLIC_HANDLERS
+from web.signals import SIGNALS_HANDLERS
 from web.volunteer import VOLUNTEER_HANDLERS
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -91,6 +92,7 @@ def web_routes() -> list[ControllerRouterHandler]:
             *PEOPLE_HANDLERS,
             *PAPER_HANDLERS,
             *VISITS_HANDLERS,
+            *SIGNALS_HANDLERS,
             *STAFF_HANDLERS,
             *LINK_HANDLERS,
             *EXCHANGE_HANDLERS,

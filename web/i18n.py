@@ -172,6 +172,10 @@ MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         ),
         (r"until needs a time zone", N_("until needs a time zone")),
         (
+            r"(?P<field>[a-z_]+) must be a whole number",
+            N_("%(field)s must be a whole number"),
+        ),
+        (
             r"(?P<field>[a-z_]+) must be an ISO 8601 time",
             N_("%(field)s must be an ISO 8601 time"),
         ),
