@@ -42,6 +42,9 @@ from partners.storage import move_exchange, partner_exchanges, partner_links
 LIFETIME = timedelta(hours=48)  # a pending exchange nobody decided in two days expires
 MAX_MINUTES = 100_000
 REFERENCE = re.compile(r"^[A-Za-z0-9._:/-]{1,64}$")
+# The reference goes into the public log: a mainland mobile number or a resident ID number
+# in it would be personal data there for ever (docs/privacy.md).
+PERSONAL_NUMBER = re.compile(r"(?<!\d)(1[3-9]\d{9}|\d{17}[\dXx])(?![\dXx])")
 
 
 class ExchangeStatus(enum.StrEnum):
@@ -134,6 +137,12 @@ class Exchanges:
         if not isinstance(reference, str) or not REFERENCE.match(reference):
             raise InvalidInput(
                 "reference is 1 to 64 letters, digits or . _ : / -", field="reference"
+            )
+        if PERSONAL_NUMBER.search(reference):
+            raise InvalidInput(
+                "reference looks like a phone or ID number; the public ledger carries it: "
+                "use your own order number",
+                field="reference",
             )
         text = description.strip() if isinstance(description, str) else ""
         if not 1 <= len(text) <= 300 or any(ord(c) < 32 for c in text):

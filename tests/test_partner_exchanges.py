@@ -174,6 +174,22 @@ def test_a_partner_asks_and_the_member_confirms_once(world: World) -> None:
     assert w.log.verify().ok
 
 
+def test_a_reference_that_looks_like_a_phone_or_id_number_is_refused(world: World) -> None:
+    """The reference goes into the public log: never a mainland mobile or a resident ID."""
+    w = world
+    handle = _linked(w, "meals", "vol-b", ["read_points", "request_exchange"])
+    for personal in (
+        "13912345678",
+        "tel-13912345678",
+        "32010219800101123X",
+        "id:320102198001011234",
+    ):
+        refused = _ok(_ask(w, handle, 5, personal), 400)
+        assert refused["field"] == "reference" and "phone or ID" in refused["detail"]
+    for fine in ("order-20261205-0001", "ORD:1391234567", "139123456789012"):
+        assert _ok(_ask(w, handle, 5, fine), 201)["reference"] == fine
+
+
 def test_a_cancelled_declined_or_expired_exchange_posts_nothing(world: World) -> None:
     w = world
     account = w.ids["vol-b-account"]

@@ -172,6 +172,14 @@ MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         ),
         (r"until needs a time zone", N_("until needs a time zone")),
         (
+            r"reference looks like a phone or ID number; the public ledger carries it: use your "
+            r"own order number",
+            N_(
+                "reference looks like a phone or ID number; the public ledger carries it: use "
+                "your own order number"
+            ),
+        ),
+        (
             r"(?P<field>[a-z_]+) must be a whole number",
             N_("%(field)s must be a whole number"),
         ),
