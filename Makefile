@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 DEMO_ENTRIES ?= 2000
 
-.PHONY: run test docs-check lint typecheck imports unit bench bench-http bench-stats clean browser-deps vendor i18n-extract i18n-update i18n-compile screenshots bench-web reliability reliability-races reliability-retries fuzz
+.PHONY: run test docs-check lint typecheck imports unit bench bench-http bench-stats bench-webhooks clean browser-deps vendor i18n-extract i18n-update i18n-compile screenshots bench-web reliability reliability-races reliability-retries fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -121,6 +121,10 @@ bench: $(VENV)/.installed-dev
 # Live visit coverage of 10^5 elders against one hand-written SQL count (docs/performance.md)
 bench-stats: $(VENV)/.installed-dev
 	PYTHONPATH=. $(BIN)/python benchmarks/coverage.py $(BENCH_STATS_ARGS)
+
+# Webhook delivery to a local receiver and the outbox's cost in a write (docs/performance.md).
+bench-webhooks: $(VENV)/.installed-dev
+	PYTHONPATH=. $(BIN)/python benchmarks/webhooks.py $(BENCH_WEBHOOKS_ARGS)
 
 # HTTP throughput against the framework's ceiling (wrk from Debian; see benchmarks/README.md)
 bench-http: $(VENV)/.installed-dev

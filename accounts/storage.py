@@ -238,7 +238,9 @@ class Tx:
         self.conn = conn
 
     def insert(self, table: Table, **values: Any) -> None:
-        self.conn.execute(insert(table).values(**values))
+        # The values as parameters, not in the statement: one cached compiled form per table
+        # and column set, nothing built per row (inserts sit inside every write).
+        self.conn.execute(insert(table), values)
 
     def update(self, table: Table, row_id: str, **values: Any) -> int:
         result = self.conn.execute(update(table).where(table.c.id == row_id).values(**values))

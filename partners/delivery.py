@@ -17,6 +17,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -32,6 +33,7 @@ from partners.webhooks import Outbox, signature
 SCHEDULE = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
 JITTER = 0.1
 TIMEOUT_SECONDS = 10.0
+PARALLEL = 16  # sends in flight at once in a round
 MAX_RETRY_AFTER = timedelta(hours=10)
 
 
@@ -48,21 +50,44 @@ class Reply:
 Sender = Callable[[str, dict[str, str], bytes], Reply]
 
 
+_connections = threading.local()  # each sending thread keeps one connection per origin
+
+
 def http_send(url: str, headers: dict[str, str], body: bytes) -> Reply:
-    """POST ``body`` to ``url`` without following redirects."""
+    """POST ``body`` to ``url`` without following redirects, on a kept-alive connection of
+    this thread's (a new one when the kept one was closed by the receiver)."""
     parts = urlsplit(url)
-    connection_class = (
-        http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    origin = (parts.scheme, parts.hostname or "", parts.port)
+    kept: dict[tuple[str, str, int | None], http.client.HTTPConnection] = getattr(
+        _connections, "by_origin", {}
     )
-    conn = connection_class(parts.hostname or "", parts.port, timeout=TIMEOUT_SECONDS)
-    try:
-        path = parts.path or "/"
-        conn.request("POST", f"{path}?{parts.query}" if parts.query else path, body, headers)
-        response = conn.getresponse()
-        response.read(65536)
+    _connections.by_origin = kept
+    path = parts.path or "/"
+    target = f"{path}?{parts.query}" if parts.query else path
+    while True:
+        conn = kept.pop(origin, None)
+        reused = conn is not None
+        if conn is None:
+            connection_class = (
+                http.client.HTTPSConnection
+                if parts.scheme == "https"
+                else http.client.HTTPConnection
+            )
+            conn = connection_class(origin[1], parts.port, timeout=TIMEOUT_SECONDS)
+        try:
+            conn.request("POST", target, body, headers)
+            response = conn.getresponse()
+            response.read(65536)
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            if reused:
+                continue  # the receiver closed a kept connection: once more on a new one
+            raise
+        if response.isclosed() and not response.will_close:
+            kept[origin] = conn  # read to the end: the connection can carry the next one
+        else:
+            conn.close()
         return Reply(response.status, response.getheader("Retry-After"))
-    finally:
-        conn.close()
 
 
 def retry_after(value: str | None, now: datetime) -> timedelta | None:
@@ -78,6 +103,16 @@ def retry_after(value: str | None, now: datetime) -> timedelta | None:
         except (TypeError, ValueError):
             return None
     return min(max(wait, timedelta(0)), MAX_RETRY_AFTER)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A message taken for one attempt, with its endpoint and the endpoint's secret."""
+
+    row: Any
+    endpoint: Any
+    secret: str
+    attempt: int
 
 
 class Delivery:
@@ -104,8 +139,10 @@ class Delivery:
         base = SCHEDULE[attempt]
         return timedelta(seconds=base * (1 + JITTER * (2 * self.jitter() - 1)))
 
-    def run_once(self, limit: int = 100) -> int:
-        """Attempt every message due now (at most ``limit``); how many were attempted."""
+    def run_once(self, limit: int = 500) -> int:
+        """Attempt every message due now (at most ``limit``); how many were attempted. The
+        round claims them in one transaction, sends up to ``PARALLEL`` at once, then marks
+        every outcome in one transaction."""
         if self.checkpoint is not None:
             self.outbox.publish_checkpoint(self.checkpoint())
         now = self.clock()
@@ -117,54 +154,76 @@ class Delivery:
                 order=[webhook_outbox.c.next_attempt_at],
                 limit=limit,
             )
-        attempted = 0
-        for row in due:
-            attempted += self._attempt(row)
-        return attempted
+        if not due:
+            return 0
+        claimed = self._claim(due, now)
+        if len(claimed) <= 1:
+            outcomes = [self._post(c) for c in claimed]
+        else:
+            with ThreadPoolExecutor(min(PARALLEL, len(claimed))) as pool:
+                outcomes = list(pool.map(self._post, claimed))
+        self._mark(claimed, outcomes, now)
+        return len(claimed)
 
-    def _attempt(self, row: Any) -> int:
-        now = self.clock()
-        attempt = row.attempts + 1
-        last = attempt >= len(SCHEDULE)
+    def _claim(self, due: list[Any], now: datetime) -> list[Claimed]:
+        """Take each message for this attempt (the lease: if this worker dies before marking,
+        it is due again then); messages of a disabled endpoint become dead letters."""
+        claimed: list[Claimed] = []
+        endpoints: dict[str, tuple[Any, str] | None] = {}
         with self.store.transaction() as tx:
-            endpoint = tx.get(webhook_endpoints, row.endpoint_id)
-            if endpoint is None or not endpoint.enabled:
-                claim_message(
-                    tx, row.id, row.attempts, status="dead", last_error="endpoint disabled"
-                )
-                return 0
-            # The lease: if this worker dies before marking, the message is due again then.
-            lease = now + (timedelta(hours=1) if last else self._delay(attempt))
-            if not claim_message(tx, row.id, row.attempts, attempts=attempt, next_attempt_at=lease):
-                return 0  # another worker took it
-        reply, error = self._post(endpoint, row)
-        with self.store.transaction() as tx:
-            if reply is not None and 200 <= reply.status < 300:
-                claim_message(tx, row.id, attempt, status="delivered", delivered_at=self.clock())
-                return 1
-            if reply is not None and reply.status == 410:
-                tx.update(
-                    webhook_endpoints,
-                    endpoint.id,
-                    enabled=False,
-                    disabled_reason="the receiver answered 410 Gone",
-                )
-                claim_message(tx, row.id, attempt, status="dead", last_error="410 Gone")
-                return 1
-            if last:
-                claim_message(tx, row.id, attempt, status="dead", last_error=error)
-                return 1
-            after = self._delay(attempt)
-            if reply is not None and reply.status in (429, 503):
-                asked = retry_after(reply.retry_after, now)
-                if asked is not None:
-                    after = max(after, asked)
-            claim_message(
-                tx, row.id, attempt, next_attempt_at=self.clock() + after, last_error=error
-            )
-        return 1
+            for row in due:
+                if row.endpoint_id not in endpoints:
+                    found = tx.get(webhook_endpoints, row.endpoint_id)
+                    endpoints[row.endpoint_id] = (
+                        (found, self.outbox.open_secret(found))
+                        if found is not None and found.enabled
+                        else None
+                    )
+                endpoint = endpoints[row.endpoint_id]
+                if endpoint is None:
+                    claim_message(
+                        tx, row.id, row.attempts, status="dead", last_error="endpoint disabled"
+                    )
+                    continue
+                attempt = row.attempts + 1
+                last = attempt >= len(SCHEDULE)
+                lease = now + (timedelta(hours=1) if last else self._delay(attempt))
+                if claim_message(tx, row.id, row.attempts, attempts=attempt, next_attempt_at=lease):
+                    claimed.append(Claimed(row, endpoint[0], endpoint[1], attempt))
+        return claimed  # a message another worker took is not in it
 
-    def _post(self, endpoint: Any, row: Any) -> tuple[Reply | None, str]:
+    def _mark(
+        self, claimed: list[Claimed], outcomes: list[tuple[Reply | None, str]], now: datetime
+    ) -> None:
+        with self.store.transaction() as tx:
+            for c, (reply, error) in zip(claimed, outcomes, strict=True):
+                row, attempt = c.row, c.attempt
+                if reply is not None and 200 <= reply.status < 300:
+                    claim_message(
+                        tx, row.id, attempt, status="delivered", delivered_at=self.clock()
+                    )
+                elif reply is not None and reply.status == 410:
+                    tx.update(
+                        webhook_endpoints,
+                        c.endpoint.id,
+                        enabled=False,
+                        disabled_reason="the receiver answered 410 Gone",
+                    )
+                    claim_message(tx, row.id, attempt, status="dead", last_error="410 Gone")
+                elif attempt >= len(SCHEDULE):
+                    claim_message(tx, row.id, attempt, status="dead", last_error=error)
+                else:
+                    after = self._delay(attempt)
+                    if reply is not None and reply.status in (429, 503):
+                        asked = retry_after(reply.retry_after, now)
+                        if asked is not None:
+                            after = max(after, asked)
+                    claim_message(
+                        tx, row.id, attempt, next_attempt_at=self.clock() + after, last_error=error
+                    )
+
+    def _post(self, claimed: Claimed) -> tuple[Reply | None, str]:
+        row, endpoint = claimed.row, claimed.endpoint
         body = row.payload.encode()
         # The real time of sending, whatever clock schedules: the receiver compares it with
         # its own clock to refuse replays.
@@ -174,9 +233,7 @@ class Delivery:
             "user-agent": "timebank-webhooks/1",
             "webhook-id": row.id,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": signature(
-                self.outbox.secret_of(endpoint.id), row.id, timestamp, body
-            ),
+            "webhook-signature": signature(claimed.secret, row.id, timestamp, body),
         }
         try:
             self.outbox.hosts.check(endpoint.url)

@@ -18,10 +18,11 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    select,
     update,
 )
 
-from accounts.storage import Tx
+from accounts.storage import Tx, partner_keys
 from database import metadata
 
 ID = 32
@@ -154,3 +155,30 @@ def claim_message(tx: Tx, msg_id: str, seen: int, **values: Any) -> bool:
         .values(**values)
     ).rowcount
     return bool(changed == 1)
+
+
+def member_receivers(tx: Tx, member_id: str) -> list[Any]:
+    """In one query: the member's active links, each joined to its partner key (not revoked)
+    and that key's enabled endpoints — who may hear of a change to this member. The caller
+    checks the scopes and the link's expiry."""
+    links, endpoints = partner_links.c, webhook_endpoints.c
+    stmt = (
+        select(
+            links.partner_key_id,
+            links.handle,
+            links.scopes.label("link_scopes"),
+            links.expires_at,
+            partner_keys.c.scopes.label("key_scopes"),
+            endpoints.id.label("endpoint_id"),
+            endpoints.events,
+        )
+        .join(partner_keys, partner_keys.c.id == links.partner_key_id)
+        .join(webhook_endpoints, endpoints.partner_key_id == links.partner_key_id)
+        .where(
+            links.member_id == member_id,
+            links.status == "active",
+            partner_keys.c.revoked_at.is_(None),
+            endpoints.enabled.is_(True),
+        )
+    )
+    return list(tx.conn.execute(stmt.order_by(endpoints.id)))

@@ -36,7 +36,7 @@ from accounts.storage import AccountsStore, Tx, partner_keys, utc
 from accounts.tokens import new_id
 from partners.storage import (
     advance_checkpoint,
-    partner_links,
+    member_receivers,
     webhook_endpoints,
     webhook_outbox,
 )
@@ -142,9 +142,15 @@ class Endpoint:
     events: tuple[str, ...] | None = None  # None: every event but the opt-in ones
 
     def takes(self, event_type: str) -> bool:
-        if self.events is None:
-            return event_type not in OPT_IN
-        return event_type in self.events
+        return takes(self.events, event_type)
+
+
+def takes(events: tuple[str, ...] | None, event_type: str) -> bool:
+    """Whether an endpoint subscribed to ``events`` (None: every event but the opt-in ones)
+    gets ``event_type``."""
+    if events is None:
+        return event_type not in OPT_IN
+    return event_type in events
 
 
 def _endpoint(r: Any) -> Endpoint:
@@ -317,12 +323,9 @@ class Outbox:
             raise NotFound(f"no webhook endpoint {endpoint_id}")
         return row
 
-    def secret_of(self, endpoint_id: str) -> str:
-        with self.store.snapshot() as tx:
-            row = tx.get(webhook_endpoints, endpoint_id)
-        if row is None:
-            raise NotFound(f"no webhook endpoint {endpoint_id}")
-        return self.protector.open(row.secret, endpoint_id, SECRET_FIELD)
+    def open_secret(self, endpoint_row: Any) -> str:
+        """The signing secret (``whsec_…`` or the Ed25519 seed) of an endpoint's row."""
+        return self.protector.open(endpoint_row.secret, endpoint_row.id, SECRET_FIELD)
 
     @staticmethod
     def _require_admin(principal: Principal) -> None:
@@ -335,21 +338,23 @@ class Outbox:
         self, tx: Tx, member_id: str, event_type: str, data: Mapping[str, Any]
     ) -> None:
         """Queue ``event_type`` about a member, in ``tx``, for every partner the member linked
-        with ``receive_webhooks``: the payload names the member by that partner's handle."""
+        with ``receive_webhooks``: the payload names the member by that partner's handle.
+        One query finds them (this runs inside every deposit, grant and gift)."""
         now = self.clock()
-        handles: dict[str, str] = {}
-        for link in tx.find(
-            partner_links,
-            partner_links.c.member_id == member_id,
-            partner_links.c.status == "active",
-        ):
-            expires = utc(link.expires_at)
+        told: set[str] = set()  # one message an endpoint, however many links name the member
+        for r in member_receivers(tx, member_id):
+            if r.endpoint_id in told:
+                continue
+            expires = utc(r.expires_at)
             if expires is not None and now >= expires:
                 continue
-            if PartnerScope.RECEIVE_WEBHOOKS in link.scopes.split() and link.handle:
-                handles[link.partner_key_id] = link.handle
-        for key_id, handle in handles.items():
-            self.partner_event(tx, key_id, event_type, {"handle": handle, **data})
+            wanted = PartnerScope.RECEIVE_WEBHOOKS
+            if wanted not in r.link_scopes.split() or wanted not in r.key_scopes.split():
+                continue
+            events = tuple(r.events.split()) if r.events is not None else None
+            if r.handle and takes(events, event_type):
+                told.add(r.endpoint_id)
+                self._queue(tx, r.endpoint_id, event_type, {"handle": r.handle, **data})
 
     def partner_event(
         self, tx: Tx, partner_key_id: str, event_type: str, data: Mapping[str, Any]
