@@ -54,6 +54,7 @@ from partners.links import PartnerLinks
 from partners.webhooks import HostPolicy, Outbox
 from reports.coverage import VisitCoverage
 from reports.exports import Exports
+from reports.halfyear import HalfYearReports
 from reports.signals import SupervisionSignals
 from web.app import LocalSwaggerUI, web_routes
 from web.pages import TEMPLATES
@@ -74,6 +75,7 @@ class Services:
     coverage: VisitCoverage
     signals: SupervisionSignals
     exports: Exports
+    reports: HalfYearReports
     sealer: Sealer | None = None
     deliverer: Deliverer | None = None
 
@@ -98,8 +100,19 @@ class Services:
         signals = SupervisionSignals(store, accounts, log, care.policy)
         exchanges = Exchanges(partners, log)
         exports = Exports(store, accounts, coverage, care.policy)
+        reports = HalfYearReports(store, log, care.policy, coverage)
         return cls(
-            log, accounts, care, audit, partners, outbox, exchanges, coverage, signals, exports
+            log,
+            accounts,
+            care,
+            audit,
+            partners,
+            outbox,
+            exchanges,
+            coverage,
+            signals,
+            exports,
+            reports,
         )
 
     def start_sealing(self, every_seconds: float) -> None:
@@ -229,6 +242,7 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
         app.state.coverage = services.coverage
         app.state.signals = services.signals
         app.state.exports = services.exports
+        app.state.reports = services.reports
         app.state.data_dir = settings.data_dir
         app.state.principals = PrincipalCache()
         services.start_sealing(seal_interval(os.environ))

@@ -123,6 +123,19 @@ def cmd_audit_receipt(args: argparse.Namespace) -> int:
     return _print(verify_receipt(text, policy))
 
 
+def cmd_audit_report(args: argparse.Namespace) -> int:
+    from audit.client import LogClient
+    from reports.recompute import verify_report
+
+    try:
+        policy = _policy(args)
+        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+        return _print(verify_report(data, LogClient(args.url, args.timeout), policy))
+    except (AuditError, OSError) as exc:
+        print(f"timebank audit report: {exc}", file=sys.stderr)
+        return 2
+
+
 def _add_policy(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--key", required=True, help="the log's verifier key (text, or a file holding it)"
@@ -266,6 +279,18 @@ def register_audit_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     receipt.add_argument("file", metavar="FILE", help="the receipt (- for standard input)")
     _add_policy(receipt)
     receipt.set_defaults(func=cmd_audit_receipt)
+
+    report = audit_sub.add_parser(
+        "report",
+        help="recompute a published half-yearly report's public figures from the log",
+    )
+    report.add_argument(
+        "file", metavar="FILE", help="the document (GET /v1/reports/{id}/document; - for stdin)"
+    )
+    report.add_argument("--url", required=True, help="the log's base URL")
+    report.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    _add_policy(report)
+    report.set_defaults(func=cmd_audit_report)
 
     witness = sub.add_parser("witness", help="run a transparency-log witness (C2SP tlog-witness)")
     witness_sub = witness.add_subparsers(dest="witness_command", required=True)

@@ -85,8 +85,60 @@ def cmd_open(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_halfyear(args: argparse.Namespace) -> int:
+    from api.cli_setup import open_log, settings_from_env
+
+    settings = settings_from_env()
+    services = Services.open(settings, open_log(settings))
+    status = 1
+    try:
+        if args.publish:
+            admin = Principal(
+                user_id=None, bank_id=args.bank, grants=(Grant(Role.BANK_ADMIN, args.bank),)
+            )
+            published = services.reports.publish(admin, args.half)
+            data, sha256, size = published.data, published.sha256, published.tree_size
+            where = (
+                f"published as report {published.id}, entry {published.entry_id} "
+                f"(seq {published.seq})"
+            )
+        else:
+            computed = services.reports.compute(_auditor(args.bank), args.half)
+            data, sha256 = computed.data, computed.sha256
+            size = computed.document["checkpoint"]["size"]
+            where = "not published (--publish publishes it)"
+        if args.json:
+            sys.stdout.write(data.decode("utf-8") + "\n")
+        else:
+            document = json.loads(data)
+            public = document["public"]
+            print(f"half-yearly report {args.half} of {args.bank} ({document['timezone']})")
+            print(f"  computed at checkpoint {size}; SHA-256 {sha256}")
+            print(f"  {where}")
+            print("  minutes by kind:")
+            for kind, minutes in public["minutes_by_kind"].items():
+                print(f"    {kind:<12} {minutes:>10}")
+            liability = public["liability"]
+            print(
+                f"  stored at the end: {liability['minutes']} minutes "
+                f"({liability['members_holding']} members); months to redeem at the half's "
+                f"rate: {liability['months_to_redeem'] or '-'}"
+            )
+            pool = public["pool"]
+            print(f"  pool: in {pool['in']}, out {pool['out']}, balance {pool['balance']}")
+        status = 0
+    except AccountsError as exc:
+        print(f"timebank report halfyear: {exc}", file=sys.stderr)
+    finally:
+        record_operator(services, args, "report halfyear", status, args.bank)
+        services.close()
+    return status
+
+
 def register_report_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    report = sub.add_parser("report", help="statistics: visit coverage, sealed exports")
+    report = sub.add_parser(
+        "report", help="statistics: visit coverage, sealed exports, half-yearly reports"
+    )
     report.add_argument(
         "--as",
         dest="as_",
@@ -112,3 +164,15 @@ def register_report_commands(sub: argparse._SubParsersAction[argparse.ArgumentPa
     opener.add_argument("--key", required=True, help="the private key file from export-key")
     opener.add_argument("--out", help="write the CSV here (default: standard output)")
     opener.set_defaults(func=cmd_open)
+    halfyear = report_sub.add_parser(
+        "halfyear", help="the half-yearly report; --publish anchors it in the log"
+    )
+    halfyear.add_argument("--bank", required=True)
+    halfyear.add_argument("--half", required=True, help="YYYY-H1 or YYYY-H2 (ended)")
+    halfyear.add_argument(
+        "--publish", action="store_true", help="store it and append its report entry"
+    )
+    halfyear.add_argument(
+        "--json", action="store_true", help="the document's canonical bytes, as hashed"
+    )
+    halfyear.set_defaults(func=cmd_halfyear)

@@ -3,22 +3,25 @@ in ``reports``."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, get
+from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
+from litestar.enums import MediaType
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import JSONBody, Parameter
 from litestar.response import Stream
+from litestar.status_codes import HTTP_201_CREATED
 
 from accounts.errors import InvalidInput
 from accounts.model import Principal
-from api.accounts_routes import AUTH
+from api.accounts_routes import AUTH, Id
 from api.problems import language
-from api.schemas import problems
+from api.schemas import Input, problems
 from reports.coverage import (
     UNVISITED_LIMIT,
     UNVISITED_MAX,
@@ -36,6 +39,7 @@ from reports.exports import (
     Export,
     Exports,
 )
+from reports.halfyear import HalfYearReports, Published
 from reports.signals import Signal, Signals, SupervisionSignals, Thresholds, thresholds_from
 from web.i18n import N_, gettext_for
 
@@ -369,4 +373,82 @@ class ExportsController(Controller):
         return _file(exports_service(state).records_csv(principal, month, org_id, key, header))
 
 
-STATS_CONTROLLERS = [StatsController, ExportsController]
+def reports_service(state: State) -> HalfYearReports:
+    service: HalfYearReports = state.reports
+    return service
+
+
+class PublishIn(Input):
+    half: Annotated[str, msgspec.Meta(max_length=16)]  # YYYY-H1 or YYYY-H2
+
+
+class ReportOut(msgspec.Struct):
+    id: str
+    bank_id: str
+    half: str
+    sha256: str  # hex SHA-256 of the document's canonical bytes (GET …/document)
+    tree_size: int  # the checkpoint the public part was computed at
+    entry_id: str  # the log's report entry
+    seq: int | None
+    published_at: datetime
+    document: dict[str, Any]
+
+
+def report_out(report: Published) -> ReportOut:
+    return ReportOut(
+        report.id,
+        report.bank_id,
+        report.half,
+        report.sha256,
+        report.tree_size,
+        report.entry_id,
+        report.seq,
+        report.published_at,
+        json.loads(report.data),
+    )
+
+
+class ReportsController(Controller):
+    """Half-yearly reports: published by a bank administrator, public to everyone."""
+
+    path = "/v1/reports"
+    tags = ["statistics"]
+
+    @post(
+        "/",
+        dependencies=AUTH,
+        status_code=HTTP_201_CREATED,
+        sync_to_thread=True,
+        responses=problems(400, 401, 403, 409),
+    )
+    def publish(self, state: State, principal: P, data: JSONBody[PublishIn]) -> ReportOut:
+        """Compute the report of a half year that has ended (``YYYY-H1``: January–June in the
+        bank's time zone) at the log's latest checkpoint, store it and anchor its SHA-256 in
+        the log with a ``report`` entry (bank administrators; a half published already is a
+        409)."""
+        return report_out(reports_service(state).publish(principal, data.half))
+
+    @get("/", sync_to_thread=True)
+    def list_reports(self, state: State) -> list[ReportOut]:
+        """Every published report (public: aggregate figures, no personal data)."""
+        return [report_out(r) for r in reports_service(state).list()]
+
+    @get("/{report_id:str}", sync_to_thread=True, responses=problems(404))
+    def get_report(self, state: State, report_id: Id) -> ReportOut:
+        """One published report, with its document."""
+        return report_out(reports_service(state).get(report_id))
+
+    @get(
+        "/{report_id:str}/document",
+        sync_to_thread=True,
+        media_type=MediaType.JSON,
+        responses=problems(404),
+    )
+    def document(self, state: State, report_id: Id) -> Response[bytes]:
+        """The document's canonical bytes exactly as hashed into the log: the file
+        ``timebank audit report`` checks."""
+        report = reports_service(state).get(report_id)
+        return Response(report.data, media_type=MediaType.JSON)
+
+
+STATS_CONTROLLERS = [StatsController, ExportsController, ReportsController]

@@ -140,6 +140,12 @@ class Log:
             latest = db.latest_checkpoint()
         return latest[0] if latest else 0
 
+    def checkpoint_at(self, size: int) -> str | None:
+        """The signed checkpoint of ``size`` as the log stored it (its own signature only), or
+        None when the log signed none of that size."""
+        with self.store.read() as db:
+            return db.checkpoint_note(size)
+
     def leaves(self, start: int, end: int) -> list[Leaf]:
         """Leaves [start, end) of the signed tree; a page may be shorter than asked."""
         with self.store.read() as db:

@@ -105,6 +105,9 @@ KIND_RULES: Mapping[str, KindRule] = {
     "approval": NO_POSTINGS,
     # A volunteer's phone key registered or revoked: the auditor checks device signatures.
     "device": NO_POSTINGS,
+    # A half-yearly report published by a bank administrator: the SHA-256 of its document and
+    # the checkpoint its public part was computed at (reports/halfyear.py).
+    "report": NO_POSTINGS,
 }
 
 

@@ -7,7 +7,7 @@ import audit.trail  # noqa: F401 - registers audit_events
 import care.storage  # noqa: F401 - registers the workflow tables
 import idempotency.store  # noqa: F401 - registers idempotency_keys
 import ledger  # noqa: F401 - registers the log tables (ledger.storage)
-import reports.storage  # noqa: F401 - registers the frozen coverage tables
+import reports.storage  # noqa: F401 - registers the frozen coverage tables, published_reports
 from database import metadata as target_metadata
 
 __all__ = ["target_metadata"]

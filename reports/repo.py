@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from accounts.storage import AccountsStore, Tx, member_flags, members, organisations, users
 from care.storage import service_records, service_types
-from reports.storage import coverage_elders, coverage_months
+from reports.storage import coverage_elders, coverage_months, published_reports
 
 
 def priority_elders(
@@ -307,3 +307,86 @@ def frozen_month(tx: Tx, bank_id: str, month: str) -> FrozenMonth | None:
 
 def _codes(text: str) -> frozenset[str]:
     return frozenset(code for code in text.split(",") if code)
+
+
+# ---------------------------------------------------------------- half-yearly reports
+
+
+def insert_report(tx: Tx, **values: Any) -> bool:
+    """Store a report about to be published; False when the bank's half already has one (the
+    unique index decides between racing publishers). Run in a transaction of its own."""
+    try:
+        with tx.conn.begin_nested():
+            tx.conn.execute(published_reports.insert().values(**values))
+    except IntegrityError:
+        return False
+    return True
+
+
+def report_of_half(tx: Tx, bank_id: str, half: str) -> Row[Any] | None:
+    c = published_reports.c
+    return tx.conn.execute(
+        select(published_reports).where(c.bank_id == bank_id, c.half == half)
+    ).first()
+
+
+def report_by_id(tx: Tx, report_id: str) -> Row[Any] | None:
+    c = published_reports.c
+    return tx.conn.execute(
+        select(published_reports).where(c.id == report_id, c.status == "published")
+    ).first()
+
+
+def reports_published(tx: Tx) -> list[Row[Any]]:
+    c = published_reports.c
+    stmt = select(published_reports).where(c.status == "published")
+    return list(tx.conn.execute(stmt.order_by(c.bank_id, c.half)))
+
+
+def mark_published(tx: Tx, report_id: str, seq: int) -> None:
+    c = published_reports.c
+    tx.conn.execute(
+        published_reports.update().where(c.id == report_id).values(status="published", seq=seq)
+    )
+
+
+def members_by_role(
+    tx: Tx, bank_id: str, start: datetime, end: datetime
+) -> dict[str, dict[str, int]]:
+    """Members registered in [start, end) and active members at ``end`` (approved by then and
+    active now), as volunteers and as elders (one member may be both)."""
+    c = members.c
+    out = {"registered": {"volunteers": 0, "elders": 0}, "active": {"volunteers": 0, "elders": 0}}
+    rows = tx.conn.execute(
+        select(c.is_volunteer, c.is_elder, c.created_at, c.status, c.approved_at).where(
+            c.bank_id == bank_id, c.created_at < end
+        )
+    )
+    for is_volunteer, is_elder, created, status, approved in rows:
+        created = created if created.tzinfo else created.replace(tzinfo=UTC)
+        approved = approved and (approved if approved.tzinfo else approved.replace(tzinfo=UTC))
+        groups = ["registered"] if created >= start else []
+        if status == "active" and (approved or created) < end:
+            groups.append("active")
+        for group in groups:
+            out[group]["volunteers"] += bool(is_volunteer)
+            out[group]["elders"] += bool(is_elder)
+    return out
+
+
+def serving_members(tx: Tx, bank_id: str, start: datetime, end: datetime) -> dict[str, int]:
+    """Volunteers and elders with a verified service record whose check-in is in [start, end)."""
+    c = service_records.c
+    where = (
+        c.bank_id == bank_id,
+        c.status == "verified",
+        c.check_in >= start,
+        c.check_in < end,
+    )
+    volunteers = tx.conn.execute(
+        select(func.count(func.distinct(c.volunteer_id))).where(*where)
+    ).scalar_one()
+    elders = tx.conn.execute(
+        select(func.count(func.distinct(c.elder_id))).where(*where)
+    ).scalar_one()
+    return {"volunteers": int(volunteers), "elders": int(elders)}

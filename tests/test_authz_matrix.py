@@ -815,10 +815,22 @@ ROWS: list[Row] = [
         allowed=BANK_ADMINS | {"staff-b2", "auditor"},
         notes="another bank's admin: 404; org A's staff: 403; people and partners: 403",
     ),
+    Row(
+        "POST",
+        "/v1/reports",
+        "b1-admin",
+        201,
+        body={"half": "2026-H1"},
+        allowed=frozenset({"b1-admin2", "b2-admin"}),
+        notes="publishes the caller's bank's report: b1's second admin would find it published "
+        "(409), b2's admin publishes b2's own; the figures in test_halfyear.py",
+    ),
 ]
 
 # Routes that reach no object of someone else's, with the reason.
 NOT_OBJECT_ACCESS: dict[str, str] = {
+    "GET /v1/reports/{report_id}": "public: a published report is a public document",
+    "GET /v1/reports/{report_id}/document": "public: a published report's canonical bytes",
     "POST /v1/auth/login": "public: the credentials are the object",
     "POST /v1/auth/logout": "the caller's own session",
     "POST /v1/auth/logout-all": "the caller's own sessions",
