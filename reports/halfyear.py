@@ -106,7 +106,7 @@ class HalfYearReports:
         """The report of ``half`` for the caller's bank, at the log's latest checkpoint (bank
         administrators and auditors)."""
         if not (principal.is_bank_admin or principal.has(Role.AUDITOR)):
-            raise Forbidden("half-yearly reports are computed by bank administrators")
+            raise Forbidden("half-yearly reports are computed by bank administrators and auditors")
         bank = principal.bank_id
         zone = self.policy(bank).timezone
         try:

@@ -256,3 +256,26 @@ def test_report_coverage_prints_the_months_figures_and_is_recorded(env: dict[str
         ("CLI timebank report coverage", 1)
     ]
     assert events[0].actor == "operator:李审计" and events[0].bank_id == "demo"
+
+
+def test_report_halfyear_prints_publishes_once_and_is_recorded(env: dict[str, str]) -> None:
+    assert run(env, "migrate").returncode == 0
+    assert run(env, "seed", "--demo", "--entries", "300").returncode == 0
+    table = run(env, "report", "halfyear", "--bank", "demo", "--half", "2026-H1")
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.startswith("half-yearly report 2026-H1 of demo (Asia/Shanghai)\n")
+    assert "not published (--publish publishes it)" in table.stdout
+    document = json.loads(
+        run(env, "report", "halfyear", "--bank", "demo", "--half", "2026-H1", "--json").stdout
+    )
+    assert document["format"] == "timebank-halfyear-report/v1" and document["half"] == "2026-H1"
+    published = run(env, "report", "halfyear", "--bank", "demo", "--half", "2026-H1", "--publish")
+    assert published.returncode == 0, published.stderr
+    assert (
+        "published as report" in published.stdout
+        and "entry report:demo:2026-H1" in published.stdout
+    )
+    again = run(env, "report", "halfyear", "--bank", "demo", "--half", "2026-H1", "--publish")
+    assert again.returncode == 1 and "2026-H1 is published already" in again.stderr
+    bad = run(env, "report", "halfyear", "--bank", "demo", "--half", "2026-H9")
+    assert bad.returncode == 1 and "half must be YYYY-H1 or YYYY-H2" in bad.stderr

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from litestar import Litestar
+from litestar.testing import TestClient
 
 from accounts.errors import Conflict, Forbidden, InvalidInput
 from accounts.model import Role
@@ -330,3 +331,49 @@ def test_cli_audit_report(
     assert main(["audit", "report", str(path), "--url", url, "--key", key]) == 1
     out = capsys.readouterr().out
     assert "public.pool.balance: the document says 1, the log gives 0" in out
+
+
+def test_the_routes(settings: Settings, log: Log) -> None:
+    """Publishing over HTTP: bank administrators only, problems naming ``half`` in the caller's
+    language, 409 for a half published already; the published report is public."""
+    app = create_app(settings, log=log)
+    with TestClient(app) as client:
+        accounts = app.state.accounts
+        accounts.create_bank("t", "Bank T")
+        for name, role in (("t-admin", Role.BANK_ADMIN), ("t-auditor", Role.AUDITOR)):
+            accounts.create_user("t", name, role, None, "correct horse battery")
+        log.append(deposit("d1", member(1), 90))
+        admin = {"Authorization": f"Bearer {accounts.issue_token('t-admin').token}"}
+        auditor = {"Authorization": f"Bearer {accounts.issue_token('t-auditor').token}"}
+        assert client.post("/v1/reports", json={"half": "2026-H1"}).status_code == 401
+        refused = client.post("/v1/reports", headers=auditor, json={"half": "2026-H1"})
+        assert refused.status_code == 403
+        for half, detail, zh in (
+            ("2026-H3", "half must be YYYY-H1 or YYYY-H2", "half 应为 YYYY-H1 或 YYYY-H2"),
+            ("2030-H1", "2030-H1 has not ended yet", "2030-H1 尚未结束"),
+        ):
+            bad = client.post("/v1/reports", headers=admin, json={"half": half})
+            assert (
+                bad.status_code == 400 and bad.headers["content-type"] == "application/problem+json"
+            )
+            assert (bad.json()["field"], bad.json()["detail"]) == ("half", detail)
+            chinese = client.post(
+                "/v1/reports", headers={**admin, "Accept-Language": "zh-CN"}, json={"half": half}
+            )
+            assert chinese.json()["detail"].startswith(zh), chinese.json()
+        assert client.post("/v1/reports", headers=admin, json={}).status_code == 400
+        made = client.post("/v1/reports", headers=admin, json={"half": "2026-H1"})
+        assert made.status_code == 201, made.text
+        report = made.json()
+        assert report["half"] == "2026-H1" and report["document"]["bank"] == "t"
+        again = client.post("/v1/reports", headers=admin, json={"half": "2026-H1"})
+        assert again.status_code == 409 and again.json()["field"] == "half"
+        assert report["id"] in again.json()["detail"]
+        public = client.get(f"/v1/reports/{report['id']}")  # no login
+        assert public.status_code == 200 and public.json()["sha256"] == report["sha256"]
+        document = client.get(f"/v1/reports/{report['id']}/document")
+        assert hashlib.sha256(document.content).hexdigest() == report["sha256"]
+        assert [r["id"] for r in client.get("/v1/reports").json()] == [report["id"]]
+        missing = client.get("/v1/reports/0000000000000000")
+        assert missing.status_code == 404
+        assert missing.headers["content-type"] == "application/problem+json"

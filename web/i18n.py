@@ -229,6 +229,23 @@ MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"the consent link of this exchange is no longer active",
             N_("the consent link of this exchange is no longer active"),
         ),
+        (r"half must be YYYY-H1 or YYYY-H2", N_("half must be YYYY-H1 or YYYY-H2")),
+        (r"(?P<half>\S+) has not ended yet", N_("%(half)s has not ended yet")),
+        (
+            r"(?P<half>\S+) is published already \(report (?P<id>\S+)\)",
+            N_("%(half)s is published already (report %(id)s)"),
+        ),
+        (r"(?P<half>\S+) is being published already", N_("%(half)s is being published already")),
+        (
+            r"half-yearly reports are published by bank administrators",
+            N_("half-yearly reports are published by bank administrators"),
+        ),
+        (
+            r"half-yearly reports are computed by bank administrators and auditors",
+            N_("half-yearly reports are computed by bank administrators and auditors"),
+        ),
+        (r"no published report (?P<id>\S+)", N_("no published report %(id)s")),
+        (r"the log has no signed checkpoint yet", N_("the log has no signed checkpoint yet")),
         (r"the form has expired", N_("the form has expired; please try again")),
     )
 )
