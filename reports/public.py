@@ -9,9 +9,10 @@ the one ratio, months of redemption capacity, is a decimal string with one digit
 
 from __future__ import annotations
 
+import json
 import re
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -131,51 +132,76 @@ class PublicFigures:
         return self
 
     def add(self, entry: Entry) -> None:
-        time = entry.time
+        request = entry.request
+        postings = [(p.account, p.minutes) for p in request.postings]
+        self.add_fields(entry.time, request.kind, postings, request.body)
+
+    def add_leaf(self, leaf: bytes) -> None:
+        """A leaf's bytes, read for the fields the figures need (checking a leaf in full is the
+        audit's work: ``timebank audit verify``). ValueError if those fields are malformed."""
+        at = leaf.rfind(b'"time":"')  # the entry's own: after it only "v" (keys are sorted)
+        if at >= 0 and leaf[at + 8 : at + 35].decode("ascii", "replace") >= self.end:
+            return  # after the half: no figure needs it
+        raw = json.loads(leaf)
+        try:
+            time, kind, body = raw["time"], raw["kind"], raw["body"]
+            postings = [(p["account"], p["minutes"]) for p in raw["postings"]]
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"the entry lacks {exc}") from exc
+        if not (isinstance(time, str) and isinstance(kind, str) and isinstance(body, dict)):
+            raise ValueError("the entry's time, kind or body is malformed")
+        if not all(isinstance(a, str) and type(m) is int for a, m in postings):
+            raise ValueError("the entry's postings are malformed")
+        self.add_fields(time, kind, postings, body)
+
+    def add_fields(
+        self,
+        time: str,
+        kind: str,
+        postings: Sequence[tuple[str, int]],
+        body: Mapping[str, Any],
+    ) -> None:
         if time >= self.end:
             return
-        request = entry.request
-        postings = request.postings
-        if postings and not postings[0].account.startswith(self.prefix):
+        if postings and not postings[0][0].startswith(self.prefix):
             return  # another bank's entry (one bank's postings never mix, ledger/postings.py)
         if not postings:
-            if request.kind != "registration" and self.start <= time and _of_bank(entry, self):
-                self.entries[request.kind] = self.entries.get(request.kind, 0) + 1
+            bank = body.get("bank")
+            if kind != "registration" and self.start <= time and bank in (None, self.bank):
+                self.entries[kind] = self.entries.get(kind, 0) + 1
             return
-        kind = request.kind
         in_half = self.start <= time
         if in_half:
-            moved = sum(p.minutes for p in postings if p.minutes > 0)
+            moved = sum(m for _, m in postings if m > 0)
             self.minutes[kind] = self.minutes.get(kind, 0) + moved
             self.entries[kind] = self.entries.get(kind, 0) + 1
             if kind == "deposit":
-                self._deposit(entry, moved)
+                self._deposit(body, moved)
         own_move = kind in ("reserve", "release")
-        for p in postings:
-            account = p.account
+        skip = len(self.prefix)
+        for account, minutes in postings:
             if account == self.pool:
-                self.pool_balance += p.minutes
+                self.pool_balance += minutes
                 if in_half:
-                    if p.minutes > 0:
-                        self.pool_in += p.minutes
+                    if minutes > 0:
+                        self.pool_in += minutes
                     else:
-                        self.pool_out -= p.minutes
+                        self.pool_out -= minutes
                 continue
             if own_move:
                 continue  # between a member and their own hold: the minutes stay stored
-            role, _, opaque = account[len(self.prefix) :].partition(":")
+            role, _, opaque = account[skip:].partition(":")
             if role not in ("member", "hold"):
                 continue
             lots = self.owners.get(opaque)
             if lots is None:
                 lots = self.owners[opaque] = _Lots()
-            if p.minutes > 0:
-                lots.credit(time, p.minutes)
+            if minutes > 0:
+                lots.credit(time, minutes)
             else:
-                lots.debit(-p.minutes)
+                lots.debit(-minutes)
 
-    def _deposit(self, entry: Entry, credited: int) -> None:
-        body = entry.request.body
+    def _deposit(self, body: Mapping[str, Any], credited: int) -> None:
         served = body.get("minutes")
         served = served if type(served) is int else 0
         for key, book in ((body.get("service"), self.services), (body.get("org"), self.orgs)):
@@ -221,13 +247,6 @@ class PublicFigures:
             },
             "pool": {"in": self.pool_in, "out": self.pool_out, "balance": self.pool_balance},
         }
-
-
-def _of_bank(entry: Entry, figures: PublicFigures) -> bool:
-    """An entry without postings counts for the bank its id or body names (policy, report…);
-    a log holds one bank in every deployment, so the others are counted too."""
-    bank = entry.request.body.get("bank")
-    return bank is None or bank == figures.bank
 
 
 def flatten(figures: Any, prefix: str = "") -> dict[str, Any]:

@@ -189,6 +189,10 @@ def test_each_public_figure_on_a_hand_built_log() -> None:
         "months_to_redeem": "19.2",
     }
     assert figures["pool"] == {"in": 15, "out": 15, "balance": 0}
+    from_leaves = PublicFigures("t", start, end)  # the server's and the auditor's path
+    for entry in hand_built_entries():
+        from_leaves.add_leaf(entry.leaf())
+    assert from_leaves.figures() == figures
 
 
 def test_the_half_before_sees_only_its_entries() -> None:
