@@ -23,6 +23,21 @@ class Bar:
 
 def rate_bars(title: str, description: str, bars: Sequence[Bar]) -> str:
     """Horizontal bars from 0 to 100 %, one row per bar, with a line at 100 %."""
+    return _bars(title, description, bars, target=True)
+
+
+def amount_bars(title: str, description: str, amounts: Sequence[tuple[str, int, str]]) -> str:
+    """Horizontal bars of whole amounts (label, amount, text), the largest filling the width;
+    no target line."""
+    largest = max((amount for _, amount, _ in amounts), default=0)
+    bars = [
+        Bar(label, amount / largest if largest > 0 else 0.0, text)
+        for label, amount, text in amounts
+    ]
+    return _bars(title, description, bars, target=False)
+
+
+def _bars(title: str, description: str, bars: Sequence[Bar], target: bool) -> str:
     width = LABEL_WIDTH + BAR_WIDTH + VALUE_WIDTH
     height = ROW_HEIGHT * max(len(bars), 1) + 8
     parts = [
@@ -52,9 +67,10 @@ def rate_bars(title: str, description: str, bars: Sequence[Bar]) -> str:
         parts.append(
             f'<text x="{LABEL_WIDTH + BAR_WIDTH + 8}" y="{middle + 5}">{escape(bar.text)}</text>'
         )
-    parts.append(
-        f'<line x1="{LABEL_WIDTH + BAR_WIDTH}" y1="0" x2="{LABEL_WIDTH + BAR_WIDTH}" '
-        f'y2="{height}" class="target"/>'
-    )
+    if target:
+        parts.append(
+            f'<line x1="{LABEL_WIDTH + BAR_WIDTH}" y1="0" x2="{LABEL_WIDTH + BAR_WIDTH}" '
+            f'y2="{height}" class="target"/>'
+        )
     parts.append("</svg>")
     return "\n".join(parts)

@@ -26,6 +26,7 @@ from ledger.config import Settings
 from ledger.entry import ZERO_HASH, Entry, EntryRequest, Posting, canonical_json
 from ledger.log import Log
 from ledger.merkle import leaf_hash
+from reports.charts import amount_bars
 from reports.halfyear import HalfYearReports
 from reports.public import BadHalf, PublicFigures, half_bounds, months_to_redeem
 from reports.recompute import verify_report
@@ -381,3 +382,42 @@ def test_the_routes(settings: Settings, log: Log) -> None:
         missing = client.get("/v1/reports/0000000000000000")
         assert missing.status_code == 404
         assert missing.headers["content-type"] == "application/problem+json"
+
+
+def test_the_public_statistics_page(settings: Settings, log: Log) -> None:
+    """No login: the published reports, one chart (no script, a title and a description) and
+    the same numbers in a table; the chart is the same bytes for the same figures."""
+    app = create_app(settings, log=log)
+    with TestClient(app) as client:
+        empty = client.get("/statistics")
+        assert empty.status_code == 200 and 'id="no-reports"' in empty.text
+        app.state.accounts.create_bank("t", "Bank T")
+        app.state.accounts.create_user(
+            "t", "t-admin", Role.BANK_ADMIN, None, "correct horse battery"
+        )
+        log.append(deposit("d1", member(1), 90))
+        log.append(gift("g2", member(1), member(2), 15))
+        reports: HalfYearReports = app.state.reports
+        reports.clock = lambda: AFTER_H2
+        published = reports.publish(principal(app, "t-admin"), "2026-H2")
+        page = client.get("/statistics")
+        assert page.status_code == 200
+        html = page.text
+        svg = html[html.index("<svg") : html.index("</svg>") + 6]
+        assert "<script" not in svg and "<title" in svg and "<desc" in svg
+        assert ">2026-H2 存入</text>" in svg and ">90</text>" in svg  # Chinese by default
+        table = html[html.index('id="minutes"') : html.index("</table>")]
+        assert '<th scope="row">2026-H2</th><td>90</td><td>0</td><td>0</td><td>15</td>' in table
+        assert published.sha256 in html
+        assert f'href="/v1/reports/{published.id}/document"' in html
+        assert client.get("/statistics").text == html  # the same figures, the same bytes
+        english = client.get("/statistics", headers={"Accept-Language": "en"}).text
+        assert ">2026-H2 deposited</text>" in english
+
+
+def test_amount_bars_are_deterministic_and_scaled() -> None:
+    first = amount_bars("t", "d", [("a", 50, "50"), ("b", 100, "100"), ("c", 0, "0")])
+    assert first == amount_bars("t", "d", [("a", 50, "50"), ("b", 100, "100"), ("c", 0, "0")])
+    assert 'width="150" height="20" class="bar"' in first  # half of the largest
+    assert 'width="300" height="20" class="bar"' in first
+    assert 'class="target"' not in first

@@ -23,6 +23,8 @@ from audit.auditor import AuditError, Policy, read_key, verify_receipt
 from ledger.errors import LedgerError
 from ledger.log import Log
 from ledger.note import Checkpoint, Note, Verifier, check_cosignature
+from reports.charts import amount_bars
+from reports.halfyear import HalfYearReports
 from web.i18n import N_, gettext_for
 from web.pages import Form, language_of, render
 from web.session import viewer
@@ -43,6 +45,7 @@ KINDS = (
     N_("policy"),
     N_("seal"),
     N_("approval"),
+    N_("report"),
 )
 # The reasons the browser gives for refusing a receipt; receipt.js picks them by name.
 REASONS = {
@@ -151,4 +154,72 @@ def check_on_server(request: Request[Any, Any, State], data: Form) -> Response[A
     )
 
 
-PUBLIC_HANDLERS = [transparency, check_on_server]
+# The figures of a half-yearly report the statistics page charts, in this order.
+CHARTED = (
+    ("deposit", N_("deposited")),
+    ("redemption", N_("redeemed")),
+    ("exchange", N_("exchanged")),
+    ("gift", N_("gifted")),
+    ("donation", N_("donated")),
+    ("grant", N_("granted")),
+    ("reversal", N_("reversed")),
+)
+
+
+@dataclass(frozen=True)
+class ReportView:
+    id: str
+    half: str
+    bank: str
+    sha256: str
+    seq: int | None
+    tree_size: int
+    published: str
+    document: dict[str, Any]
+
+
+@get("/statistics", sync_to_thread=True, include_in_schema=False)
+def statistics(request: Request[Any, Any, State]) -> Response[Any]:
+    """The published half-yearly reports (no login): the minutes of each half by kind as a
+    chart and the same numbers as a table, stored time and its age, the attested figures."""
+    _ = gettext_for(language_of(request))
+    service: HalfYearReports = request.app.state.reports
+    views = [
+        ReportView(
+            r.id,
+            r.half,
+            r.bank_id,
+            r.sha256,
+            r.seq,
+            r.tree_size,
+            r.published_at.strftime("%Y-%m-%d %H:%M UTC"),
+            json.loads(r.data),
+        )
+        for r in sorted(service.list(), key=lambda r: (r.half, r.bank_id), reverse=True)
+    ]
+    chart = None
+    if views:
+        chart = amount_bars(
+            _("Minutes by kind, per half year"),
+            _("Minutes of each kind in each published half year, as in the table below."),
+            [
+                (
+                    f"{v.half} {_(label)}",
+                    v.document["public"]["minutes_by_kind"].get(kind, 0),
+                    str(v.document["public"]["minutes_by_kind"].get(kind, 0)),
+                )
+                for v in views
+                for kind, label in CHARTED
+            ],
+        )
+    return render(
+        request,
+        "public/statistics.html",
+        viewer(request),
+        reports=views,
+        chart=chart,
+        charted=CHARTED,
+    )
+
+
+PUBLIC_HANDLERS = [transparency, check_on_server, statistics]
