@@ -433,7 +433,7 @@ class ReportsController(Controller):
         """Every published report (public: aggregate figures, no personal data)."""
         return [report_out(r) for r in reports_service(state).list()]
 
-    @get("/{report_id:str}", sync_to_thread=True, responses=problems(404))
+    @get("/{report_id:str}", sync_to_thread=True, responses=problems(400, 404))
     def get_report(self, state: State, report_id: Id) -> ReportOut:
         """One published report, with its document."""
         return report_out(reports_service(state).get(report_id))
@@ -442,7 +442,7 @@ class ReportsController(Controller):
         "/{report_id:str}/document",
         sync_to_thread=True,
         media_type=MediaType.JSON,
-        responses=problems(404),
+        responses=problems(400, 404),
     )
     def document(self, state: State, report_id: Id) -> Response[bytes]:
         """The document's canonical bytes exactly as hashed into the log: the file
