@@ -5,10 +5,11 @@ served over HTTP, recomputed by the auditor, and the tampered variants failing b
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from litestar.testing import TestClient
 
 from accounts.errors import Conflict, Forbidden, InvalidInput
 from accounts.model import Role
+from accounts.service import PersonalInput
 from api.app import create_app
 from api.cli import main
 from audit.client import LogClient
@@ -421,3 +423,83 @@ def test_amount_bars_are_deterministic_and_scaled() -> None:
     assert 'width="150" height="20" class="bar"' in first  # half of the largest
     assert 'width="300" height="20" class="bar"' in first
     assert 'class="target"' not in first
+
+
+def test_the_workflow_on_both_databases(settings: Settings, log: Log) -> None:
+    """Real records through the care workflow: a verified visit counts, a rejected record never
+    made a deposit, a reversed deposit stays deposited and its reversal counts as reversed; the
+    attested figures count the members and the verified records only."""
+    app = create_app(settings, log=log)
+    with TestClient(app):
+        accounts, care = app.state.accounts, app.state.care
+        accounts.create_bank("b1", "Bank 1")
+        ids: dict[str, str] = {}
+        people: dict[str, Any] = {}
+        for name in ("admin", "admin2"):
+            user = accounts.create_user("b1", name, Role.BANK_ADMIN, None, "correct horse battery")
+            people[name] = accounts.principal_for_user(user.user.id)
+        ids["org"] = accounts.create_org(people["admin"], "中心", "community_centre").id
+        for name in ("staff", "staff2"):
+            user = accounts.create_user(
+                "b1", name, Role.ORG_STAFF, ids["org"], "correct horse battery"
+            )
+            people[name] = dataclasses.replace(
+                accounts.principal_for_user(user.user.id), second_factor=True
+            )
+        care.upsert_service_type(people["admin"], "nursing", "护理", "nursing", "nursing", 1000)
+        for key, volunteer, elder in (
+            ("vol", True, False),
+            ("e1", False, True),
+            ("e2", False, True),
+        ):
+            new = accounts.register_member(
+                people["staff"],
+                ids["org"],
+                PersonalInput(f"成员{key}", f"1390000{len(ids):04d}", birth_date=date(1950, 1, 1)),
+                volunteer=volunteer,
+                elder=elder,
+                username=f"member-{key}",
+                password="correct horse battery",
+            )
+            ids[key] = new.member.id
+            people[key] = accounts.principal_for_user(new.user.id)
+        start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=10)
+
+        def record(elder: str, hours: int) -> str:
+            made = care.log_record(
+                people["vol"],
+                elder_id=ids[elder],
+                service_code="nursing",
+                check_in=start + timedelta(hours=hours),
+                check_out=start + timedelta(hours=hours + 1),
+                minutes=None,
+                request_id=None,
+                device_key_id=None,
+                signature=None,
+                confirmation_code=None,
+            )
+            care.confirm(people[elder], made.id)
+            return str(made.id)
+
+        care.verify(people["staff"], record("e1", 0))
+        reversed_record = record("e2", 2)
+        care.verify(people["staff"], reversed_record)
+        care.reject(people["staff"], record("e2", 4), "no such visit")
+        seq = care.get_record(people["admin"], reversed_record).deposit_seq
+        reversal = care.request_reversal(people["admin"], seq, "logged by mistake")
+        care.approve_reversal(people["admin2"], reversal["id"])
+
+        reports: HalfYearReports = app.state.reports
+        reports.clock = lambda: AFTER_H2
+        document = reports.compute(people["admin"], "2026-H2").document
+        public, attested = document["public"], document["attested"]
+        assert public["minutes_by_kind"]["deposit"] == 120
+        assert public["minutes_by_kind"]["reversal"] == 60
+        assert public["services"] == {"nursing": {"deposits": 2, "served": 120, "deposited": 120}}
+        assert public["organisations"] == {
+            ids["org"]: {"deposits": 2, "served": 120, "deposited": 120}
+        }
+        assert public["liability"]["minutes"] == 60
+        assert public["liability"]["members_holding"] == 1
+        assert attested["members"]["registered"] == {"volunteers": 1, "elders": 2}
+        assert attested["members"]["serving"] == {"volunteers": 1, "elders": 1}
