@@ -32,6 +32,7 @@ from reports.charts import amount_bars
 from reports.halfyear import HalfYearReports
 from reports.public import BadHalf, PublicFigures, half_bounds, months_to_redeem
 from reports.recompute import verify_report
+from reports.repo import insert_report
 from tests.helpers import ISSUANCE, POOL, REDEMPTION, deposit, gift, member
 from tests.test_witness import serve
 
@@ -503,3 +504,39 @@ def test_the_workflow_on_both_databases(settings: Settings, log: Log) -> None:
         assert public["liability"]["members_holding"] == 1
         assert attested["members"]["registered"] == {"volunteers": 1, "elders": 2}
         assert attested["members"]["serving"] == {"volunteers": 1, "elders": 1}
+
+
+def test_an_interrupted_publication_is_finished_by_the_next(
+    app: Litestar, log: Log, url: str
+) -> None:
+    """The document was stored but the process stopped before its entry was appended: the
+    next publish appends the stored document's entry (not a new computation) and finishes."""
+    reports = world(app, log)
+    admin = principal(app, "t-admin")
+    computed = reports.compute(admin, "2026-H2")
+    size = computed.document["checkpoint"]["size"]
+    with app.state.accounts.store.transaction() as tx:
+        assert insert_report(
+            tx,
+            id="0123456789abcdef",
+            bank_id="t",
+            half="2026-H2",
+            sha256=computed.sha256,
+            tree_size=size,
+            document=computed.data,
+            status="pending",
+            entry_id="report:t:2026-H2",
+            seq=None,
+            published_by="",
+            published_at=AFTER_H2,
+        )
+    assert reports.list() == []  # not published until its entry is in the log
+    log.append(deposit("d4", member(4), 10))  # the log moved on meanwhile
+    finished = reports.publish(admin, "2026-H2")
+    assert (finished.id, finished.sha256, finished.tree_size) == (
+        "0123456789abcdef",
+        computed.sha256,
+        size,
+    )
+    assert finished.data == computed.data
+    assert verify_report(finished.data, LogClient(url), Policy(log.signer.verifier)).ok
