@@ -46,11 +46,13 @@ from api.webhook_routes import WEBHOOK_CONTROLLERS
 from audit.trail import AuditTrail
 from care.service import CareService
 from ledger.config import ConfigError, Settings
+from ledger.keys import load_or_create_signing_key
 from ledger.log import Log
 from migrations.runner import upgrade
 from partners.delivery import Delivery
 from partners.exchanges import Exchanges
 from partners.links import PartnerLinks
+from partners.statements import SignedDocuments
 from partners.webhooks import HostPolicy, Outbox
 from reports.coverage import VisitCoverage
 from reports.exports import Exports
@@ -74,6 +76,7 @@ class Services:
     coverage: VisitCoverage
     signals: SupervisionSignals
     exports: Exports
+    documents: SignedDocuments
     sealer: Sealer | None = None
     deliverer: Deliverer | None = None
 
@@ -98,8 +101,22 @@ class Services:
         signals = SupervisionSignals(store, accounts, log, care.policy)
         exchanges = Exchanges(partners, log)
         exports = Exports(store, accounts, coverage, care.policy)
+        statement_key = load_or_create_signing_key(
+            settings.statement_key_file, settings.statement_key_name
+        )
+        documents = SignedDocuments(partners, log, statement_key)
         return cls(
-            log, accounts, care, audit, partners, outbox, exchanges, coverage, signals, exports
+            log,
+            accounts,
+            care,
+            audit,
+            partners,
+            outbox,
+            exchanges,
+            coverage,
+            signals,
+            exports,
+            documents,
         )
 
     def start_sealing(self, every_seconds: float) -> None:
@@ -229,6 +246,7 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
         app.state.coverage = services.coverage
         app.state.signals = services.signals
         app.state.exports = services.exports
+        app.state.documents = services.documents
         app.state.data_dir = settings.data_dir
         app.state.principals = PrincipalCache()
         services.start_sealing(seal_interval(os.environ))
