@@ -212,7 +212,8 @@ def _check_entries(
 def _check_statement_totals(
     document: dict[str, Any], entries: list[tuple[dict[str, Any], Entry]], report: AuditReport
 ) -> None:
-    minutes = [int(item["minutes"]) for item, _ in entries]
+    own = own_accounts(document["account"])
+    minutes = [sum(p.minutes for p in e.request.postings if p.account in own) for _, e in entries]
     expected = {
         "entries": len(entries),
         "credited": sum(m for m in minutes if m > 0),
