@@ -29,6 +29,7 @@ MAX_BODY = 64 * 1024
 MAX_JSON_DEPTH = 32  # our bodies nest 3 deep; the JSON decoders recurse per level
 ON_BEHALF_FIELDS = ("elder_id", "from_member_id", "member_id")
 STATEMENT_PATHS = ("/statement", "/certificate")
+WEB_DOCUMENT_PAGES = frozenset({"/volunteer/certificate"})  # each page issues a signed document
 
 
 def _header(scope: Scope, name: bytes) -> str:
@@ -44,7 +45,7 @@ def _is_audited(scope: Scope) -> bool:
     if path.startswith(("/v1/log/", "/static/", "/schema")):
         return False
     if not path.startswith("/v1/"):  # the web app's forms change the same things
-        return method == "POST"
+        return method == "POST" or (method == "GET" and path in WEB_DOCUMENT_PAGES)
     if method in ("POST", "PUT", "PATCH", "DELETE"):
         return True
     if method == "GET" and path.startswith("/v1/partner/members/"):

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import json
+import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,9 +22,10 @@ from audit.report import Policy
 from audit.statement import signed_bytes, verify_document
 from ledger.note import Verifier
 from partners.statements import SignedDocuments
-from tests.accounts_world import World
+from tests.accounts_world import PASSWORD, World
 from tests.conftest import BACKENDS
 from tests.partners_world import partners_world
+from tests.web_helpers import browser_login
 
 Doc = dict[str, Any]
 
@@ -295,3 +298,33 @@ def test_every_statement_issued_is_in_the_audit_trail(world: World) -> None:
     assert any(e["action"].endswith("/statement") and e["status"] == 403 for e in events), (
         "refusals are recorded too"
     )
+
+
+def test_the_volunteer_prints_a_certificate_from_the_web_app(world: World) -> None:
+    """The page shows the certificate, downloads the very document it shows (its SHA-256 in
+    the QR code), and the download verifies; each page issued is in the audit trail."""
+    w = world
+    w.client.cookies.clear()
+    try:
+        assert browser_login(w.client, "vol-b", PASSWORD).status_code == 303
+        page = w.client.get("/volunteer/certificate")
+        assert page.status_code == 200 and "赵*" in page.text, page.text
+        match = re.search(r'href="data:application/json;base64,([^"]+)"', page.text)
+        assert match is not None
+        data = base64.b64decode(match.group(1))
+        assert f"SHA-256 {hashlib.sha256(data).hexdigest()}" in page.text
+        document = json.loads(data)
+        assert document["format"] == "timebank-certificate/v1" and _problems(w, document) == []
+        full = w.client.get("/volunteer/certificate?name=full")
+        assert full.status_code == 200 and "赵敏" in full.text
+        refused = w.client.get("/volunteer/certificate?name=nickname")
+        assert refused.status_code == 400 and "昵称" in refused.text and "赵*" in refused.text
+    finally:
+        w.client.cookies.clear()
+    events = _ok(
+        w.client.get(
+            "/v1/audit/events?action=GET%20/volunteer/certificate&limit=100",
+            headers=w.as_("auditor"),
+        )
+    )
+    assert [e["status"] for e in events][-3:] == [200, 200, 400], events
