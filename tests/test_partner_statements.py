@@ -99,6 +99,8 @@ def test_a_statement_verifies_offline_and_adds_up(world: World, tmp_path: Path) 
     bad["totals"]["net"] = 400
     path.write_text(json.dumps(bad, ensure_ascii=False), "utf-8")
     assert main(args) == 1
+    missing = [*args[:4], str(tmp_path / "no-such.vkey"), *args[5:]]
+    assert main(missing) == 2  # a usage error, not a verdict
 
     # a period with nothing in it: an empty, signed statement
     empty = _ok(
