@@ -32,5 +32,6 @@ class LedgerPort(Protocol):
         ...
 
     def receipts(self, indexes: Sequence[int]) -> list[str]:
-        """Receipts of each of ``indexes``, all against one checkpoint."""
+        """Receipts of ``indexes``, all against one checkpoint; none for an index it does not
+        cover yet."""
         ...

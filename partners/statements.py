@@ -141,10 +141,11 @@ class SignedDocuments:
         first, last = self._period(member, start, end)
         low, high = period_bounds(first.isoformat(), last.isoformat())
         own = own_accounts(member.ledger_account)
-        entries = self._entries(list(own), low, high)
-        minutes = [_minutes(e, own) for e in entries]
         document = self._head(STATEMENT, member, first, last)
-        document["entries"], document["checkpoint"] = self._with_receipts(entries, own)
+        entries, document["entries"], document["checkpoint"] = self._with_receipts(
+            self._entries(list(own), low, high), own
+        )
+        minutes = [_minutes(e, own) for e in entries]
         document["totals"] = {
             "entries": len(entries),
             "credited": sum(m for m in minutes if m > 0),
@@ -164,8 +165,9 @@ class SignedDocuments:
         first, last = self._period(member, start, end)
         low, high = period_bounds(first.isoformat(), last.isoformat())
         account = member.ledger_account
-        entries = [e for e in self._entries([account], "", high) if self._is_service(e)]
         own = own_accounts(account)
+        service = [e for e in self._entries([account], "", high) if self._is_service(e)]
+        entries, items, checkpoint = self._with_receipts(service, own)
         cumulative = sum(_minutes(e, (account,)) for e in entries)
         in_period = sum(_minutes(e, (account,)) for e in entries if e.time >= low)
         policy = self.links.policy(member.bank_id)
@@ -177,7 +179,7 @@ class SignedDocuments:
             "name_shown": str(shown),
             "organisation": self._organisation(member),
         }
-        document["entries"], document["checkpoint"] = self._with_receipts(entries, own)
+        document["entries"], document["checkpoint"] = items, checkpoint
         document["service"] = {
             "cumulative_minutes": cumulative,
             "cumulative_hours": hours_text(cumulative),
@@ -229,11 +231,17 @@ class SignedDocuments:
 
     def _with_receipts(
         self, entries: list[Entry], own: tuple[str, ...]
-    ) -> tuple[list[dict[str, Any]], str]:
-        """Each entry with its leaf and inclusion proof, all in one checkpoint."""
-        proofs = [TlogProof.parse(r) for r in self.ledger.receipts([e.seq for e in entries])]
+    ) -> tuple[list[Entry], list[dict[str, Any]], str]:
+        """Each entry with its leaf and inclusion proof, all in one checkpoint: the entries
+        that checkpoint covers (one appended a moment ago waits for the next statement)."""
+        proofs = {
+            proof.index: proof
+            for proof in map(TlogProof.parse, self.ledger.receipts([e.seq for e in entries]))
+        }
+        covered = [e for e in entries if e.seq in proofs]
         items = []
-        for entry, proof in zip(entries, proofs, strict=True):
+        for entry in covered:
+            proof = proofs[entry.seq]
             assert proof.extra is not None
             items.append(
                 {
@@ -246,7 +254,8 @@ class SignedDocuments:
                     "proof": [base64.b64encode(h).decode() for h in proof.hashes],
                 }
             )
-        return items, proofs[0].checkpoint if proofs else ""
+        checkpoint = proofs[covered[0].seq].checkpoint if covered else ""
+        return covered, items, checkpoint
 
     def _sign(self, document: dict[str, Any]) -> dict[str, Any]:
         signature = self.signer.sign(signed_bytes(document))

@@ -115,6 +115,7 @@ class FakeLedger:
                 i, tuple(self.tree.inclusion_proof(i, size)), checkpoint, self.entries[i].leaf()
             ).render()
             for i in indexes
+            if 0 <= i < size
         ]
 
     def kinds(self) -> list[str]:

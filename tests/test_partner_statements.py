@@ -20,7 +20,7 @@ import pytest
 from api.cli import main
 from audit.report import Policy
 from audit.statement import signed_bytes, verify_document
-from ledger.note import Verifier
+from ledger.note import TlogProof, Verifier
 from partners.statements import SignedDocuments
 from tests.accounts_world import PASSWORD, World
 from tests.conftest import BACKENDS
@@ -330,3 +330,14 @@ def test_the_volunteer_prints_a_certificate_from_the_web_app(world: World) -> No
         )
     )
     assert [e["status"] for e in events][-3:] == [200, 200, 400], events
+
+
+def test_receipts_come_in_one_checkpoint_and_only_for_what_it_covers(world: World) -> None:
+    """A statement's entries share one checkpoint; an entry the served checkpoint does not cover
+    yet (appended since, or awaiting the witnesses' quorum) gets no receipt and waits."""
+    w = world
+    size = w.log.size()
+    receipts = w.log.receipts([0, size - 1, size + 10_000, size + 20_000])
+    assert len(receipts) == 2
+    first, last = (TlogProof.parse(r) for r in receipts)
+    assert (first.index, last.index) == (0, size - 1) and first.checkpoint == last.checkpoint
