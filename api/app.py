@@ -46,11 +46,13 @@ from api.webhook_routes import WEBHOOK_CONTROLLERS
 from audit.trail import AuditTrail
 from care.service import CareService
 from ledger.config import ConfigError, Settings
+from ledger.keys import load_or_create_signing_key
 from ledger.log import Log
 from migrations.runner import upgrade
 from partners.delivery import Delivery
 from partners.exchanges import Exchanges
 from partners.links import PartnerLinks
+from partners.statements import SignedDocuments
 from partners.webhooks import HostPolicy, Outbox
 from reports.coverage import VisitCoverage
 from reports.exports import Exports
@@ -76,6 +78,7 @@ class Services:
     signals: SupervisionSignals
     exports: Exports
     reports: HalfYearReports
+    documents: SignedDocuments
     sealer: Sealer | None = None
     deliverer: Deliverer | None = None
 
@@ -101,6 +104,10 @@ class Services:
         exchanges = Exchanges(partners, log)
         exports = Exports(store, accounts, coverage, care.policy)
         reports = HalfYearReports(store, log, care.policy, coverage)
+        statement_key = load_or_create_signing_key(
+            settings.statement_key_file, settings.statement_key_name
+        )
+        documents = SignedDocuments(partners, log, statement_key)
         return cls(
             log,
             accounts,
@@ -113,6 +120,7 @@ class Services:
             signals,
             exports,
             reports,
+            documents,
         )
 
     def start_sealing(self, every_seconds: float) -> None:
@@ -243,6 +251,7 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
         app.state.signals = services.signals
         app.state.exports = services.exports
         app.state.reports = services.reports
+        app.state.documents = services.documents
         app.state.data_dir = settings.data_dir
         app.state.principals = PrincipalCache()
         services.start_sealing(seal_interval(os.environ))

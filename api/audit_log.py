@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
 MAX_JSON_DEPTH = 32  # our bodies nest 3 deep; the JSON decoders recurse per level
 ON_BEHALF_FIELDS = ("elder_id", "from_member_id", "member_id")
+STATEMENT_PATHS = ("/statement", "/certificate")
+WEB_DOCUMENT_PAGES = frozenset({"/volunteer/certificate"})  # each page issues a signed document
 
 
 def _header(scope: Scope, name: bytes) -> str:
@@ -43,13 +45,15 @@ def _is_audited(scope: Scope) -> bool:
     if path.startswith(("/v1/log/", "/static/", "/schema")):
         return False
     if not path.startswith("/v1/"):  # the web app's forms change the same things
-        return method == "POST"
+        return method == "POST" or (method == "GET" and path in WEB_DOCUMENT_PAGES)
     if method in ("POST", "PUT", "PATCH", "DELETE"):
         return True
     if method == "GET" and path.startswith("/v1/partner/members/"):
         return True  # a partner reading a member through a consent link: every use is recorded
     if method == "GET" and path.startswith("/v1/exports/"):
         return True  # every export leaves the building: recorded, refused or not
+    if method == "GET" and path.startswith("/v1/members/") and path.endswith(STATEMENT_PATHS):
+        return True  # every signed statement or certificate issued is recorded
     return method == "GET" and _asks_reveal(scope.get("query_string", b""))
 
 

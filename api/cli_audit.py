@@ -18,6 +18,7 @@ from audit.auditor import (
     verify_online,
     verify_receipt,
 )
+from audit.statement import verify_document
 from audit.witness import (
     Witness,
     WitnessState,
@@ -134,6 +135,17 @@ def cmd_audit_report(args: argparse.Namespace) -> int:
     except (AuditError, OSError) as exc:
         print(f"timebank audit report: {exc}", file=sys.stderr)
         return 2
+
+
+def cmd_audit_statement(args: argparse.Namespace) -> int:
+    try:
+        policy = _policy(args)
+        statement_key = read_key(args.statement_key)
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8")
+    except (AuditError, OSError, UnicodeDecodeError) as exc:
+        print(f"timebank audit statement: {exc}", file=sys.stderr)
+        return 2
+    return _print(verify_document(text, statement_key, policy))
 
 
 def _add_policy(parser: argparse.ArgumentParser) -> None:
@@ -291,6 +303,18 @@ def register_audit_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     report.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
     _add_policy(report)
     report.set_defaults(func=cmd_audit_report)
+
+    statement = audit_sub.add_parser(
+        "statement", help="check a signed statement or certificate offline"
+    )
+    statement.add_argument("file", metavar="FILE", help="the JSON document (- for standard input)")
+    statement.add_argument(
+        "--statement-key",
+        required=True,
+        help="the bank's statement key, GET /v1/statements/key (text, or a file holding it)",
+    )
+    _add_policy(statement)
+    statement.set_defaults(func=cmd_audit_statement)
 
     witness = sub.add_parser("witness", help="run a transparency-log witness (C2SP tlog-witness)")
     witness_sub = witness.add_subparsers(dest="witness_command", required=True)

@@ -15,12 +15,22 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from accounts.model import Grant, OrgKind, Principal, PriorityFlag, Relation, Role, User
+from accounts.model import (
+    Grant,
+    Member,
+    OrgKind,
+    Principal,
+    PriorityFlag,
+    Relation,
+    Role,
+    User,
+)
 from accounts.service import AccountsService, PersonalInput
 from accounts.totp import code_at
 from api.seed import CATALOGUE, DEMO_BANK, seed_ledger
 from care.service import CareService
 from ledger.log import Log
+from partners.exchanges import Exchanges
 from partners.links import PartnerLinks
 
 SURNAMES = "王李张刘陈杨黄赵周吴徐孙马朱胡郭何林高罗"
@@ -55,7 +65,11 @@ DEMO_STAFF_TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"  # noqa: S105 - publ
 # key is published like the TOTP secret above: a real bank's keys are random and shown once.
 DEMO_PARTNER_NAME = "鼓楼区智慧养老服务平台 (demo)"
 DEMO_PARTNER_KEY = "tbk_demo-district-platform-2026"
-DEMO_PARTNER_SCOPES = ("read_points", "read_statement")
+DEMO_PARTNER_SCOPES = ("read_points", "read_statement", "request_exchange")
+# The one exchange the demo platform asked and the elder's son confirmed: a meal, paid in minutes.
+DEMO_EXCHANGE_MINUTES = 30
+DEMO_EXCHANGE_REFERENCE = "demo-meal-0001"
+DEMO_EXCHANGE_DESCRIPTION = "助餐：午餐送餐上门一次 (demo)"
 
 
 def current_demo_code(steps_back: int = 0) -> str:
@@ -215,6 +229,7 @@ def seed_demo_bank(
     appended = seed_ledger(
         log, entries, ledger_members, centre.id, staff_user.user.id, centre_admin.user.id
     )
+    appended += _demo_exchange(accounts, partners, log, family.user, elder.member)
     return appended + _visit_this_month(
         care,
         _volunteer_principals(accounts, centre_volunteers),
@@ -222,6 +237,29 @@ def seed_demo_bank(
         dataclasses.replace(staff, second_factor=True),
         centre_priority,
     )
+
+
+def _demo_exchange(
+    accounts: AccountsService,
+    partners: PartnerLinks,
+    log: Log,
+    family: User | None,
+    elder: Member,
+) -> int:
+    """The platform asks for a meal for the elder, paid with her minutes; her son confirms it
+    as her proxy: one ``exchange`` entry, shown on /exchanges. Skipped (0) when a small seed
+    left her fewer minutes than the meal costs."""
+    if log.balance(elder.ledger_account) < DEMO_EXCHANGE_MINUTES:
+        return 0
+    assert family is not None
+    exchanges = Exchanges(partners, log)
+    platform = accounts.authenticate(DEMO_PARTNER_KEY)
+    handle = partners.handle(platform.partner_key_id or "", elder.id)
+    exchange, _ = exchanges.request(
+        platform, handle, DEMO_EXCHANGE_MINUTES, DEMO_EXCHANGE_REFERENCE, DEMO_EXCHANGE_DESCRIPTION
+    )
+    exchanges.confirm(accounts.principal_for_user(family.id), exchange.id)
+    return 1
 
 
 @contextmanager
@@ -304,7 +342,8 @@ def _link_demo_partner(
     elder_id: str,
 ) -> None:
     """The district platform's key, and its links: the volunteer approves her own, the elder's
-    son approves his mother's as her family proxy (a year each, read points and statements)."""
+    son approves his mother's as her family proxy (a year each: read points and statements,
+    request exchanges)."""
     accounts.create_partner_key(
         admin, DEMO_PARTNER_NAME, DEMO_PARTNER_SCOPES, published_secret=DEMO_PARTNER_KEY
     )

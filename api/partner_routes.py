@@ -8,10 +8,10 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from litestar.params import JSONBody, Parameter
+from litestar.params import JSONBody, Parameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from accounts.model import Principal
@@ -19,10 +19,33 @@ from api.accounts_routes import AUTH, Id
 from api.schemas import Input, problems
 from partners.exchanges import Exchange, Exchanges
 from partners.links import PartnerLink, PartnerLinks
+from partners.statements import SignedDocument, SignedDocuments
 from web.session import ON_BEHALF_STATE_KEY
 
 P = NamedDependency[Principal]
 Handle = Annotated[str, Parameter(min_length=1, max_length=40)]
+From = Annotated[
+    str | None,
+    QueryParameter(query="from", max_length=40, description="first day (UTC), YYYY-MM-DD"),
+]
+To = Annotated[
+    str | None,
+    QueryParameter(query="to", max_length=40, description="last day (UTC), YYYY-MM-DD"),
+]
+NameShownParam = Annotated[
+    str, QueryParameter(query="name", description="masked (default), full or nickname")
+]
+Nickname = Annotated[str | None, QueryParameter(query="nickname", max_length=40)]
+
+
+def documents(state: State) -> SignedDocuments:
+    service: SignedDocuments = state.documents
+    return service
+
+
+def _document(request: Request[Any, Any, Any], signed: SignedDocument) -> dict[str, Any]:
+    request.scope["state"][ON_BEHALF_STATE_KEY] = signed.member_id
+    return signed.document
 
 
 def partners(state: State) -> PartnerLinks:
@@ -188,6 +211,42 @@ class PartnerSideController(Controller):
             shown.star_name,
             shown.next_star_hours,
         )
+
+    @get(
+        "/members/{handle:str}/statement",
+        sync_to_thread=True,
+        responses=problems(400, 401, 403, 404),
+    )
+    def statement(
+        self,
+        state: State,
+        principal: P,
+        handle: Handle,
+        request: Request[Any, Any, Any],
+        start: From = None,
+        end: To = None,
+    ) -> dict[str, Any]:
+        """A linked member's signed statement for a period (``read_statement``;
+        docs/partners.md#statements-and-certificates); recorded as a use of the link."""
+        return _document(request, documents(state).partner_statement(principal, handle, start, end))
+
+    @get(
+        "/members/{handle:str}/certificate",
+        sync_to_thread=True,
+        responses=problems(400, 401, 403, 404),
+    )
+    def certificate(
+        self,
+        state: State,
+        principal: P,
+        handle: Handle,
+        request: Request[Any, Any, Any],
+        start: From = None,
+        end: To = None,
+    ) -> dict[str, Any]:
+        """A linked member's signed service certificate (志愿服务证明), name masked."""
+        service = documents(state)
+        return _document(request, service.partner_certificate(principal, handle, start, end))
 
     @post(
         "/exchanges",
@@ -370,4 +429,69 @@ class LinkController(Controller):
         return [link_out(link, now, True) for link in service.links_of(principal, member_id)]
 
 
-PARTNER_CONTROLLERS = [PartnerSideController, LinkController, ExchangeController]
+class StatementController(Controller):
+    path = "/v1"
+    tags = ["partners"]
+    dependencies = AUTH
+
+    @get(
+        "/members/{member_id:str}/statement",
+        sync_to_thread=True,
+        responses=problems(400, 401, 403, 404),
+    )
+    def statement(
+        self,
+        state: State,
+        principal: P,
+        member_id: Id,
+        request: Request[Any, Any, Any],
+        start: From = None,
+        end: To = None,
+    ) -> dict[str, Any]:
+        """The member's statement for a period, signed by the bank: each entry with its
+        receipt; for the member, their proxy, their organisation's staff and bank admins."""
+        return _document(request, documents(state).statement(principal, member_id, start, end))
+
+    @get(
+        "/members/{member_id:str}/certificate",
+        sync_to_thread=True,
+        responses=problems(400, 401, 403, 404),
+    )
+    def certificate(
+        self,
+        state: State,
+        principal: P,
+        member_id: Id,
+        request: Request[Any, Any, Any],
+        start: From = None,
+        end: To = None,
+        name: NameShownParam = "masked",
+        nickname: Nickname = None,
+    ) -> dict[str, Any]:
+        """The member's service certificate (志愿服务证明), signed by the bank: the name as
+        the member chooses (``masked``, ``full`` — the member or proxy only — or
+        ``nickname``), organisation, verified hours, star level."""
+        service = documents(state)
+        return _document(
+            request, service.certificate(principal, member_id, start, end, name, nickname)
+        )
+
+
+class StatementKeyController(Controller):
+    path = "/v1/statements"
+    tags = ["partners"]
+
+    @get("/key", media_type=MediaType.TEXT, sync_to_thread=False)
+    def key(self, state: State) -> str:
+        """The bank's statement key (``<origin>/statements+<hex id>+<base64 key>``), which
+        signs statements and certificates; check one with ``timebank audit statement``."""
+        return documents(state).key + "\n"
+
+
+PARTNER_CONTROLLERS = [
+    PartnerSideController,
+    LinkController,
+    ExchangeController,
+    StatementController,
+    StatementKeyController,
+]

@@ -26,6 +26,18 @@ class Settings:
     member_overdraft_minutes: int = 0
     witnesses: tuple[WitnessEndpoint, ...] = ()  # TIMEBANK_WITNESSES (ledger.witnessing)
     witness_quorum: int = 0  # TIMEBANK_WITNESS_QUORUM
+    # The bank's key for signed statements and certificates (partners.statements); kept like
+    # the log's key, next to it by default. TIMEBANK_STATEMENT_KEY_FILE.
+    statement_key: Path | None = None
+
+    @property
+    def statement_key_file(self) -> Path:
+        return self.statement_key or self.data_dir / "statement.key"
+
+    @property
+    def statement_key_name(self) -> str:
+        """The statement key's name: the log's origin, then ``/statements``."""
+        return f"{self.log_origin}/statements"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -41,6 +53,7 @@ class Settings:
             raise ConfigError("TIMEBANK_LOG_ORIGIN must be printable ASCII without spaces or '+'")
         key_file = env.get("TIMEBANK_SIGNING_KEY_FILE")
         signing_key_file = Path(key_file).expanduser() if key_file else data_dir / "signing.key"
+        statement_key = env.get("TIMEBANK_STATEMENT_KEY_FILE")
         try:
             witnesses = parse_witnesses(env.get("TIMEBANK_WITNESSES", ""))
         except WitnessConfigError as exc:
@@ -58,6 +71,7 @@ class Settings:
             signing_key_file,
             witnesses=witnesses,
             witness_quorum=int(quorum_text),
+            statement_key=Path(statement_key).expanduser() if statement_key else None,
         )
 
     @property

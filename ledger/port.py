@@ -3,6 +3,7 @@ so does the tests' in-memory ledger (``tests/fake_ledger.py``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from ledger.entry import Entry, EntryRequest
@@ -28,4 +29,9 @@ class LedgerPort(Protocol):
 
     def receipt(self, index: int) -> str:
         """A C2SP tlog-proof of entry ``index`` against the checkpoint served now."""
+        ...
+
+    def receipts(self, indexes: Sequence[int]) -> list[str]:
+        """Receipts of ``indexes``, all against one checkpoint; none for an index it does not
+        cover yet."""
         ...

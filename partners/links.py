@@ -348,6 +348,11 @@ class PartnerLinks:
             raise Conflict(f"the request is {state}, not pending")
         return link
 
+    def access(self, principal: Principal, member_id: str) -> str:
+        """How the caller relates to the member (self, proxy, staff, admin); a partner key
+        finds no member by id (404), anyone else unrelated is refused."""
+        return self._access(principal, member_id)
+
     def _access(self, principal: Principal, member_id: str) -> str:
         if principal.is_partner:
             raise NotFound(f"no member {member_id}")

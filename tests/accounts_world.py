@@ -182,7 +182,7 @@ def build_world(settings: Settings, log: Log) -> Iterator[World]:
         ):
             w.tokens[who] = accounts.issue_token(who).token
         key, secret = accounts.create_partner_key(
-            admin1, "city platform", ["read_points", "request_exchange"]
+            admin1, "city platform", ["read_points", "read_statement", "request_exchange"]
         )
         w.ids["partner-key"] = key.id
         w.tokens["partner"] = secret

@@ -11,6 +11,7 @@ cover the real log.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -103,6 +104,19 @@ class FakeLedger:
         )
         proof = tuple(self.tree.inclusion_proof(index, size))
         return TlogProof(index, proof, checkpoint, self.entries[index].leaf()).render()
+
+    def receipts(self, indexes: Sequence[int]) -> list[str]:
+        size = self.tree.size
+        checkpoint = sign_checkpoint(
+            Checkpoint(self.signer.name, size, self.tree.root(size)), self.signer
+        )
+        return [
+            TlogProof(
+                i, tuple(self.tree.inclusion_proof(i, size)), checkpoint, self.entries[i].leaf()
+            ).render()
+            for i in indexes
+            if 0 <= i < size
+        ]
 
     def kinds(self) -> list[str]:
         return [e.request.kind for e in self.entries]

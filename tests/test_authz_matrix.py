@@ -306,6 +306,20 @@ def _vol_b_link(w: World) -> dict[str, str]:
     return {"link": link, "handle": approved["handle"]}
 
 
+def _vol_b_statement_link(w: World) -> dict[str, str]:
+    """The partner's link with read_statement, approved by vol-b: the handle it gave."""
+    asked = _ok(
+        w.client.post(
+            "/v1/partner/link-requests",
+            headers=w.as_("partner"),
+            json={"scopes": ["read_statement"], "valid_days": 30},
+        ),
+        201,
+    )
+    link = _ok(w.client.post(f"/v1/links/{asked['id']}/approve", headers=w.as_("vol-b"), json={}))
+    return {"handle": link["handle"]}
+
+
 def _vol_b_exchange(w: World) -> dict[str, str]:
     """A pending exchange of 1 minute the partner asked of vol-b through a link vol-b approved."""
     asked = _ok(
@@ -806,6 +820,18 @@ ROWS: list[Row] = [
         notes="the member or their proxy decides: staff and admins see it but are refused",
     ),
     Row("POST", "/v1/exchanges/{exchange}/decline", "vol-b", 200, _vol_b_exchange),
+    # signed statements and certificates (issue 13; more in test_partner_statements.py)
+    Row(
+        "GET",
+        "/v1/members/{vol-b}/statement",
+        "vol-b",
+        200,
+        allowed=STAFF_B | BANK_ADMINS,
+        notes="the member, their proxy, their organisation's staff and bank admins",
+    ),
+    Row("GET", "/v1/members/{vol-b}/certificate", "vol-b", 200, allowed=STAFF_B | BANK_ADMINS),
+    Row("GET", "/v1/partner/members/{handle}/statement", "partner", 200, _vol_b_statement_link),
+    Row("GET", "/v1/partner/members/{handle}/certificate", "partner", 200, _vol_b_statement_link),
     # statistics (issue 14; the figures themselves in test_stats_coverage.py)
     Row(
         "GET",
@@ -833,6 +859,7 @@ NOT_OBJECT_ACCESS: dict[str, str] = {
     "GET /v1/reports/{report_id}/document": "public: a published report's canonical bytes",
     "POST /v1/auth/login": "public: the credentials are the object",
     "POST /v1/auth/logout": "the caller's own session",
+    "GET /v1/statements/key": "public: the bank's statement verifier key",
     "POST /v1/auth/logout-all": "the caller's own sessions",
     "POST /v1/auth/password": "the caller's own password",
     "POST /v1/register": "public self-registration into a named organisation",

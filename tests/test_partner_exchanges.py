@@ -12,12 +12,22 @@ import random
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from accounts.errors import AccountsError
+from api.app import Services
+from api.cli_setup import open_log
+from api.demo import (
+    DEMO_EXCHANGE_MINUTES,
+    DEMO_EXCHANGE_REFERENCE,
+    DEMO_PARTNER_NAME,
+    seed_demo_bank,
+)
 from care.errors import CareError
+from ledger.config import Settings
 from ledger.entry import EntryRequest, Posting
 from ledger.postings import clearing_account
 from partners.exchanges import Exchanges
@@ -290,3 +300,37 @@ def test_racing_confirmations_never_overdraw_and_post_once(world: World) -> None
         assert final < 30
     assert "InsufficientBalance" in refusals  # the balance ran short: the race was real
     assert w.log.verify().ok
+
+
+def test_the_demo_has_one_confirmed_exchange_of_the_demo_platform(tmp_path: Path) -> None:
+    """``timebank seed --demo`` (as ``make run``): the platform asked a meal of the elder's
+    minutes and her son confirmed it; it is on his /exchanges page and in the log."""
+    settings = Settings.from_env(
+        {"TIMEBANK_DATA_DIR": str(tmp_path / "data"), "TIMEBANK_LOG_ORIGIN": "timebank.test/demo"}
+    )
+    services = Services.open(settings, open_log(settings))
+    try:
+        seed_demo_bank(
+            services.accounts,
+            services.care,
+            services.log,
+            2000,
+            members=40,
+            partners=services.partners,
+        )
+        son = services.accounts.user_by_username("family")
+        assert son is not None
+        family = services.accounts.principal_for_user(son.id)
+        (elder_id,) = family.proxied_members()
+        (exchange,) = services.exchanges.exchanges_of(family, elder_id)
+        assert (exchange.status, exchange.minutes, exchange.reference) == (
+            "confirmed",
+            DEMO_EXCHANGE_MINUTES,
+            DEMO_EXCHANGE_REFERENCE,
+        )
+        assert exchange.partner_name == DEMO_PARTNER_NAME and exchange.seq is not None
+        entry = services.log.entry(exchange.seq)
+        assert entry is not None and entry.request.kind == "exchange"
+        assert entry.request.body["reference"] == DEMO_EXCHANGE_REFERENCE
+    finally:
+        services.close()

@@ -53,7 +53,14 @@ def pages_for(who: str | None) -> list[str]:
     if who is None:
         return ["/login", "/register", "/transparency", "/no-such-page"]
     if who == "volunteer":
-        return ["/", "/account", "/volunteer", "/volunteer/hours", "/volunteer/give"]
+        return [
+            "/",
+            "/account",
+            "/volunteer",
+            "/volunteer/hours",
+            "/volunteer/give",
+            "/volunteer/certificate",
+        ]
     return ["/", "/account", "/volunteer"]  # the last one refuses them, with a page
 
 

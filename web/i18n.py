@@ -246,6 +246,28 @@ MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         ),
         (r"no published report (?P<id>\S+)", N_("no published report %(id)s")),
         (r"the log has no signed checkpoint yet", N_("the log has no signed checkpoint yet")),
+        (
+            r"the period cannot end after today \(UTC\)",
+            N_("the period cannot end after today (UTC)"),
+        ),
+        (r"the period starts after it ends", N_("the period starts after it ends")),
+        (
+            r"(?P<field>from|to) is a day, YYYY-MM-DD",
+            N_("%(field)s is a day, YYYY-MM-DD"),
+        ),
+        (
+            r"more than (?P<count>\d+) entries in the period: ask for a shorter one",
+            N_("more than %(count)s entries in the period: ask for a shorter one"),
+        ),
+        (
+            r"only the member, or their family proxy, shows the full name",
+            N_("only the member, or their family proxy, shows the full name"),
+        ),
+        (r"name is masked, full or nickname", N_("name is masked, full or nickname")),
+        (
+            r"give a nickname of 1 to (?P<count>\d+) printable characters",
+            N_("give a nickname of 1 to %(count)s printable characters"),
+        ),
         (r"the form has expired", N_("the form has expired; please try again")),
     )
 )

@@ -26,7 +26,10 @@ ZONE = ZoneInfo("Asia/Shanghai")
 # What each scope lets the partner do, in the words the page shows.
 SCOPE_WORDS = {
     "read_points": N_("See your time balance: the minutes you may spend and those held"),
-    "read_statement": N_("Read your statement of verified hours"),
+    "read_statement": N_(
+        "Read your statement of verified hours and your service certificate, signed by the "
+        "bank (they name your account in the public log, so the platform can find its entries)"
+    ),
     "receive_webhooks": N_("Be told when your minutes change"),
     "request_exchange": N_("Ask to spend your minutes on its services (you confirm each one)"),
 }

@@ -5,6 +5,9 @@ method as its ``/v1`` route, so the rules and refusals are the API's."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,9 +26,10 @@ from care.errors import CareError
 from care.model import RecordStatus, RequestStatus, ServiceRequest, ServiceType
 from care.service import CareService
 from partners.links import PartnerLinks
+from partners.statements import SignedDocument, SignedDocuments
 from web.i18n import N_, gettext_for
 from web.pages import Form, language_of, member_status, refusal, render, to_login
-from web.session import accounts_of, viewer
+from web.session import ON_BEHALF_STATE_KEY, accounts_of, viewer
 
 HISTORY_LIMIT = 50
 RequestId = Annotated[str, PathParameter(max_length=64)]
@@ -396,6 +400,53 @@ def receipt_file(request: Request[Any, Any, State], seq: Seq) -> Response[Any]:
     )
 
 
+# ---------------------------------------------------------------- my certificate
+
+NameChoice = Annotated[str, QueryParameter(query="name", max_length=10)]
+NicknameText = Annotated[str | None, QueryParameter(query="nickname", max_length=40)]
+
+
+@get("/volunteer/certificate", sync_to_thread=True, include_in_schema=False)
+def certificate_page(
+    request: Request[Any, Any, State], name: NameChoice = "masked", nickname: NicknameText = None
+) -> Response[Any]:
+    """My service certificate (志愿服务证明), signed by the bank: the name as I choose to show
+    it; the page prints (to paper or PDF) with a QR code of the SHA-256 of the signed JSON,
+    which downloads from the same page. Each one issued is in the audit trail."""
+    who = volunteer_or_page(request)
+    if not isinstance(who, Principal):
+        return who
+    documents: SignedDocuments = request.app.state.documents
+    member_id = who.acting_member_id or ""
+    try:
+        issued = documents.certificate(who, member_id, None, None, name, nickname)
+    except AccountsError as exc:
+        issued = documents.certificate(who, member_id, None, None)
+        return refusal(
+            request, exc, "volunteer/certificate.html", who, **_certificate(request, issued)
+        )
+    request.scope["state"][ON_BEHALF_STATE_KEY] = issued.member_id
+    return render(request, "volunteer/certificate.html", who, **_certificate(request, issued))
+
+
+def _certificate(request: Request[Any, Any, State], issued: SignedDocument) -> dict[str, Any]:
+    document = issued.document
+    data = (json.dumps(document, ensure_ascii=False, indent=1) + "\n").encode()
+    digest = hashlib.sha256(data).hexdigest()
+    service = document["service"]
+    return {
+        "doc": document,
+        "name_choice": document["member"]["name_shown"],
+        "hours": hours_text(request, service["cumulative_minutes"]),
+        "star": STAR_WORDS[service["star_level"] - 1] if service["star_level"] else None,
+        "digest": digest,
+        "qr": segno.make(f"sha256:{digest}", error="m", micro=False).svg_inline(
+            scale=3, dark="#000", light="#fff", omitsize=True
+        ),
+        "download": "data:application/json;base64," + base64.b64encode(data).decode(),
+    }
+
+
 # ---------------------------------------------------------------- giving
 
 
@@ -502,6 +553,7 @@ VOLUNTEER_HANDLERS = [
     hours,
     receipt_page,
     receipt_file,
+    certificate_page,
     give_page,
     give,
 ]

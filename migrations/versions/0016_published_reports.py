@@ -1,7 +1,7 @@
 """Published half-yearly reports: the document as hashed into the log's report entry.
 
-Revision ID: 0015_published_reports
-Revises: 0017_coverage_frozen
+Revision ID: 0016_published_reports
+Revises: 0015_coverage_frozen
 Create Date: 2026-12-05 17:10:00
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0015_published_reports"
-down_revision: str | None = "0017_coverage_frozen"
+revision: str = "0016_published_reports"
+down_revision: str | None = "0015_coverage_frozen"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

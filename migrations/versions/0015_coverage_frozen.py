@@ -1,6 +1,6 @@
 """Final months of visit coverage, frozen as computed once the month could no longer change.
 
-Revision ID: 0017_coverage_frozen
+Revision ID: 0015_coverage_frozen
 Revises: 0014_webhook_subscriptions
 Create Date: 2026-12-05 17:00:00
 """
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0017_coverage_frozen"
+revision: str = "0015_coverage_frozen"
 down_revision: str | None = "0014_webhook_subscriptions"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
