@@ -18,6 +18,7 @@ import segno
 from playwright.sync_api import Browser, Page
 
 from ledger.note import Signer
+from tests.test_web_volunteer import Api
 from tests.web_browser import (
     DemoServer,
     Watch,
@@ -224,4 +225,102 @@ def test_a_picture_of_a_receipts_qr_code_is_read_and_checked(
     page.locator("#scan-result").wait_for()
     assert ("没有" if lang == "zh-CN" else "No QR code") in page.inner_text("#scan-result")
     assert posted == [] and watch.foreign == [] and watch.csp == []
+    context.close()
+
+
+def signed_documents(server: DemoServer) -> dict[str, tuple[str, str]]:
+    """name -> (document JSON, statement key): the demo elder's statement (her son asks) and
+    certificate, and changed copies that must be refused."""
+    api = Api(server, "family")
+    elder = next(g["member_id"] for g in api.get("/v1/me")["roles"] if g["role"] == "family_proxy")
+    statement = api.get(f"/v1/members/{elder}/statement", **{"from": "2026-01-01"})
+    assert statement["entries"], "the demo elder has entries (the demo's exchange)"
+    certificate = api.get(f"/v1/members/{elder}/certificate")
+    key = fetch(server, "/v1/statements/key").strip()
+    minutes = json.loads(json.dumps(statement))
+    minutes["entries"][0]["minutes"] += 1
+    totals = json.loads(json.dumps(statement))
+    totals["totals"]["net"] += 60
+    forged = json.loads(json.dumps(statement))
+    raw = bytearray(base64.b64decode(forged["signature"]["value"]))
+    raw[3] ^= 0x01
+    forged["signature"]["value"] = base64.b64encode(bytes(raw)).decode()
+    other = Signer.generate(key.split("+")[0]).verifier.to_text()
+    text = lambda document: json.dumps(document, ensure_ascii=False)  # noqa: E731
+    return {
+        "statement": (text(statement), key),
+        "certificate": (text(certificate), key),
+        "minutes": (text(minutes), key),
+        "totals": (text(totals), key),
+        "signature": (text(forged), key),
+        "key": (text(statement), other),
+    }
+
+
+STATEMENT_EXPECTED = {
+    "statement": set(),
+    "certificate": set(),
+    "minutes": {"signature-bad", "entry"},
+    "totals": {"signature-bad", "totals"},
+    "signature": {"signature-bad"},
+    "key": {"signature-key", "signature-bad"},
+}
+
+
+@pytest.mark.parametrize("lang", ["zh-CN", "en"])
+def test_statements_checked_in_the_browser_agree_with_the_cli(
+    server: DemoServer, browser: Browser, lang: str, tmp_path: Path
+) -> None:
+    context = phone_context(browser, server, lang)
+    page = context.new_page()
+    watch = Watch(server.url)
+    watch.attach(page)
+    posts: list[str] = []
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+    page.goto("/transparency")
+    page.wait_for_selector("#statement-form[data-ready='1']")
+    assert page.input_value("#statement-key") == fetch(server, "/v1/statements/key").strip()
+    log_key = fetch(server, "/v1/log/key").strip()
+    found = {}
+    for name, (document, key) in signed_documents(server).items():
+        page.fill("#statement", document)
+        page.fill("#statement-key", key)
+        page.click("#statement-form button[type=submit]")
+        result = page.locator("#statement-verdict")
+        result.wait_for()
+        verdict = result.get_attribute("data-verdict")
+        reasons = set((result.get_attribute("data-reasons") or "").split())
+        path = tmp_path / f"{name}.json"
+        path.write_text(document, encoding="utf-8")
+        done = server.cli("audit", "statement", str(path), "--statement-key", key, "--key", log_key)
+        assert done.returncode in (0, 1), done.stderr
+        assert verdict == ("ok" if done.returncode == 0 else "refused"), (name, done.stdout)
+        assert reasons == STATEMENT_EXPECTED[name], (name, result.inner_text())
+        if not reasons:
+            assert ("服务器" if lang == "zh-CN" else "server was not") in result.inner_text()
+        violations = axe_violations(page)
+        if violations:
+            found[name] = violations
+        result.evaluate("node => node.remove()")
+    assert posts == []  # the browser checked: nothing was sent
+    assert watch.foreign == [] and watch.csp == []
+    assert found == {}, json.dumps(found, ensure_ascii=False, indent=1)
+    context.close()
+
+
+def test_without_javascript_the_server_checks_a_statement_and_says_so(
+    server: DemoServer, browser: Browser
+) -> None:
+    context = browser.new_context(java_script_enabled=False, base_url=server.url, locale="en")
+    context.add_cookies([{"name": "tb_lang", "value": "en", "url": server.url}])
+    page = context.new_page()
+    cases = signed_documents(server)
+    for name in ("statement", "signature"):
+        document, _ = cases[name]
+        page.goto("/transparency")
+        page.fill("#statement", document)
+        page.click("#statement-form button[type=submit]")
+        result = page.locator("#statement-server-result").inner_text()
+        assert "ran on the server" in result
+        assert ("The document is valid." in result) == (name == "statement"), result
     context.close()

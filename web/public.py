@@ -20,9 +20,11 @@ from litestar import Request, Response, get, post
 from litestar.datastructures import State
 
 from audit.auditor import AuditError, Policy, read_key, verify_receipt
+from audit.statement import verify_document
 from ledger.errors import LedgerError
 from ledger.log import Log
 from ledger.note import Checkpoint, Note, Verifier, check_cosignature
+from partners.statements import SignedDocuments
 from reports.charts import amount_bars
 from reports.halfyear import HalfYearReports
 from web.i18n import N_, gettext_for
@@ -30,6 +32,7 @@ from web.pages import Form, language_of, render
 from web.session import viewer
 
 MAX_RECEIPT = 256 * 1024
+MAX_DOCUMENT = 8 * 1024 * 1024  # a statement of 2,000 entries with their proofs
 KINDS = (
     N_("deposit"),
     N_("correction"),
@@ -61,6 +64,23 @@ REASONS = {
     "origin": N_("The checkpoint is for the log %(detail)s, not for this key's log."),
     "inclusion": N_("The entry is not in the signed tree: %(detail)s"),
     "postings": N_("The entry breaks the ledger's rules: %(detail)s"),
+}
+
+# Why the page's browser check refused a statement or certificate (web/static/statement.js).
+STATEMENT_REASONS = {
+    "document": N_("This is not a signed statement or certificate: %(detail)s"),
+    "format": N_("A field is not valid base64: %(detail)s"),
+    "key": N_("A key is not a verifier key (name+id+key): %(detail)s"),
+    "signature-missing": N_("The document carries no signature."),
+    "signature-key": N_("The document names the key %(detail)s, not the statement key above."),
+    "signature-bad": N_(
+        "The bank's signature does not verify with the statement key: the document was "
+        "changed or forged."
+    ),
+    "checkpoint": N_("The document's checkpoint is refused: %(detail)s"),
+    "inclusion": N_("An entry is not in the signed tree: %(detail)s"),
+    "entry": N_("%(detail)s"),
+    "totals": N_("The totals do not add up: %(detail)s"),
 }
 
 
@@ -121,6 +141,10 @@ def _context(request: Request[Any, Any, State]) -> dict[str, Any]:
         "witnesses": [v.to_text() for v in _witness_keys(log)],
         "reasons_json": json.dumps({k: _(v) for k, v in REASONS.items()}, ensure_ascii=False),
         "kinds_json": json.dumps({k: _(k) for k in KINDS}, ensure_ascii=False),
+        "statement_key": documents_of(request).key,
+        "statement_reasons_json": json.dumps(
+            {k: _(v) for k, v in STATEMENT_REASONS.items()}, ensure_ascii=False
+        ),
     }
 
 
@@ -152,6 +176,38 @@ def check_on_server(request: Request[Any, Any, State], data: Form) -> Response[A
         chosen_key=key_text,
         **_context(request),
     )
+
+
+@post("/transparency/statement", sync_to_thread=True, include_in_schema=False)
+def check_statement_on_server(request: Request[Any, Any, State], data: Form) -> Response[Any]:
+    """Without JavaScript: the server runs ``timebank audit statement``'s check, says so."""
+    text = data.get("statement", "")[:MAX_DOCUMENT]
+    statement_key = data.get("statement-key", "").strip() or documents_of(request).key
+    log_key = data.get("statement-log-key", "").strip() or log_of(request).verifier_key
+    lines: list[str]
+    try:
+        if "+" not in statement_key or "+" not in log_key:
+            raise AuditError("bad key")
+        report = verify_document(text, read_key(statement_key), Policy(read_key(log_key)))
+        ok, lines = report.ok, list(report.lines())
+    except (AuditError, LedgerError) as exc:
+        ok, lines = False, [str(exc)]
+    return render(
+        request,
+        "public/transparency.html",
+        viewer(request),
+        status=200 if ok else 422,
+        statement_check={"ok": ok, "lines": lines},
+        statement=text,
+        chosen_statement_key=statement_key,
+        chosen_log_key=log_key,
+        **_context(request),
+    )
+
+
+def documents_of(request: Request[Any, Any, State]) -> SignedDocuments:
+    documents: SignedDocuments = request.app.state.documents
+    return documents
 
 
 # The figures of a half-yearly report the statistics page charts, in this order.
@@ -222,4 +278,4 @@ def statistics(request: Request[Any, Any, State]) -> Response[Any]:
     )
 
 
-PUBLIC_HANDLERS = [transparency, check_on_server, statistics]
+PUBLIC_HANDLERS = [transparency, check_on_server, check_statement_on_server, statistics]
