@@ -280,6 +280,8 @@ def test_every_statement_issued_is_in_the_audit_trail(world: World) -> None:
     _ok(w.client.get(f"/v1/members/{vol_b}/certificate", headers=w.as_("staff-b")))
     refused = w.client.get(f"/v1/members/{vol_b}/statement", headers=w.as_("auditor"))
     assert refused.status_code == 403  # auditors check the log, not a member's statement
+    handle = _linked(w, "district", "vol-b", ["read_statement"])  # this test's own partner read
+    _ok(w.client.get(f"/v1/partner/members/{handle}/statement", headers=w.as_("district")))
     events = [
         event
         for prefix in ("GET%20/v1/members/", "GET%20/v1/partner/members/")
