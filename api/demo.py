@@ -283,7 +283,9 @@ def _seed(
         joined[who.n] = new.member.id
 
     # Past months: centre-admin confirmed for the elders, centre-staff verified.
-    history_end = now - timedelta(days=HISTORY_END_DAYS)
+    # A whole number of days from the opening, so the history's layout (which seq is which
+    # entry) is the same whatever the hour of seeding.
+    history_end = opened + timedelta(days=HISTORY_DAYS - HISTORY_END_DAYS)
     appended = _history(
         log,
         clock,
