@@ -4,9 +4,9 @@ import it without importing ``api.cli``, which registers them."""
 
 from __future__ import annotations
 
+from ledger import Clock, utc_now
 from ledger.config import ConfigError, Settings
 from ledger.log import Log
-from ledger.sequencer import Clock, utc_now
 
 
 def settings_from_env() -> Settings:
