@@ -356,8 +356,9 @@ def _history(
     verifier: str,
     confirmer: str,
 ) -> int:
-    """The bank's months from ``opened`` to ``until``: the newcomers join one or two a day
-    (each before the history first credits or debits her), and the ``entries`` of
+    """The bank's months from ``opened`` to ``until``: the newcomers join spread over them, or
+    earlier when the history first credits or debits one of them (so more join in the first
+    months, never more than a handful a day: no registration burst), and the ``entries`` of
     ``api.seed.demo_requests`` are written day after day, each day's as one batch stamped at
     that day. Returns the entries appended (approvals not counted)."""
     slots = [f"slot:{i}" for i in range(3 + len(newcomers))]
