@@ -71,7 +71,7 @@ def cmd_migrate(_: argparse.Namespace) -> int:
 def cmd_seed(args: argparse.Namespace) -> int:
     from api.app import Services
     from api.cli_admin import record_operator
-    from api.demo import DemoExists, login_help, seed_demo_bank
+    from api.demo import DemoClock, DemoExists, login_help, seed_demo_bank
 
     if not args.demo:
         print("timebank seed: only --demo is supported", file=sys.stderr)
@@ -80,7 +80,8 @@ def cmd_seed(args: argparse.Namespace) -> int:
         print("timebank seed: --entries must be between 1 and 10000000", file=sys.stderr)
         return 2
     settings = settings_from_env()
-    services = Services.open(settings, open_log(settings))
+    # The demo's history is written on its own clock, months in the past (api/demo.py).
+    services = Services.open(settings, open_log(settings, clock=DemoClock()))
     try:
         if args.if_empty and services.log.size() > 0:
             print(f"database already holds {services.log.size()} entries; not seeding")
@@ -92,6 +93,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
             services.log,
             args.entries,
             partners=services.partners,
+            reports=services.reports,
         )
         record_operator(services, args, "seed --demo", 0, "demo")
     except DemoExists as exc:

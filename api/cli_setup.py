@@ -4,6 +4,7 @@ import it without importing ``api.cli``, which registers them."""
 
 from __future__ import annotations
 
+from ledger import Clock, utc_now
 from ledger.config import ConfigError, Settings
 from ledger.log import Log
 
@@ -26,12 +27,13 @@ def require_migrated(url: str) -> None:
         )
 
 
-def open_log(settings: Settings) -> Log:
-    """The log, migrating a SQLite database on the way (PostgreSQL must be migrated)."""
+def open_log(settings: Settings, clock: Clock = utc_now) -> Log:
+    """The log, migrating a SQLite database on the way (PostgreSQL must be migrated); ``clock``
+    stamps the entries it appends (the demo seed's is set in the past)."""
     from migrations.runner import upgrade
 
     if settings.is_sqlite:
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         upgrade(settings.database_url)
     require_migrated(settings.database_url)
-    return Log.open(settings)
+    return Log.open(settings, clock)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -27,11 +27,15 @@ from accounts.model import (
 )
 from accounts.service import AccountsService, PersonalInput
 from accounts.totp import code_at
-from api.seed import CATALOGUE, DEMO_BANK, seed_ledger
+from api.seed import CATALOGUE, DEMO_BANK, demo_requests
 from care.service import CareService
+from ledger import AppendResult
+from ledger.entry import EntryRequest, Posting
 from ledger.log import Log
 from partners.exchanges import Exchanges
 from partners.links import PartnerLinks
+from reports.halfyear import HalfYearReports
+from reports.public import log_time
 
 SURNAMES = "王李张刘陈杨黄赵周吴徐孙马朱胡郭何林高罗"
 GIVEN = "秀英桂兰玉梅建国志强海燕丽娟明华德福淑珍国庆文静晓东春生秋菊"
@@ -110,6 +114,49 @@ def _person(rng: random.Random, n: int, elder: bool) -> PersonalInput:
     )
 
 
+class DemoClock:
+    """The demo seed's clock: set in the past while the seed writes the bank's history, the
+    real time once ``at`` is None. The log stamps entries with it (``Log.open(settings,
+    clock=DemoClock())``) and the seed lends it to the accounts and care services, so members,
+    flags and ledger entries share one time line. The log never goes back in time, so the seed
+    moves it forward only."""
+
+    def __init__(self) -> None:
+        self.at: datetime | None = None
+
+    def now(self) -> datetime:
+        return self.at or datetime.now(UTC)
+
+    def __call__(self) -> str:
+        return log_time(self.now())
+
+
+@dataclass(frozen=True)
+class _Newcomer:
+    """A member the demo registers over the months, drawn in order so the demo's random sequence
+    stays the same whatever the order they join in."""
+
+    n: int
+    elder: bool
+    at_centre: bool
+    personal: PersonalInput
+    volunteer: bool
+    flag: str | None
+
+
+# The demo's history: about 18 months (the two half years before the current one, whole, on
+# any day), up to two days ago; this month's visits, the exchange and the reports are real time.
+HISTORY_DAYS = 550
+HISTORY_END_DAYS = 2
+
+
+def last_two_halves(today: date) -> tuple[str, str]:
+    """The two most recent half years that have ended on ``today``, the older first."""
+    if today.month <= 6:
+        return f"{today.year - 1}-H1", f"{today.year - 1}-H2"
+    return f"{today.year - 1}-H2", f"{today.year}-H1"
+
+
 def seed_demo_bank(
     accounts: AccountsService,
     care: CareService,
@@ -117,11 +164,42 @@ def seed_demo_bank(
     entries: int,
     members: int = 300,
     partners: PartnerLinks | None = None,
+    reports: HalfYearReports | None = None,
 ) -> int:
-    """Create the demo bank and its history; returns the number of ledger entries appended."""
+    """Create the demo bank and its history; returns the number of ledger entries appended.
+
+    ``log`` must be opened with a ``DemoClock`` (``Log.open(settings, clock=DemoClock())``):
+    the bank opens about 18 months ago and its members and ledger history follow month after
+    month; what happens this month is real time. With ``reports``, the bank's administrator
+    then publishes the two half years that have ended."""
     if log.size() != 0:
         raise DemoExists("the database already has entries; the demo seed only fills an empty one")
+    clock = log.clock
+    if not isinstance(clock, DemoClock):
+        raise TypeError("the demo seed needs a log opened with a DemoClock")
+    running = accounts.clock, care.clock
+    accounts.clock = care.clock = clock.now
+    try:
+        return _seed(accounts, care, log, clock, entries, members, partners, reports)
+    finally:
+        clock.at = None
+        accounts.clock, care.clock = running
+
+
+def _seed(
+    accounts: AccountsService,
+    care: CareService,
+    log: Log,
+    clock: DemoClock,
+    entries: int,
+    members: int,
+    partners: PartnerLinks | None,
+    reports: HalfYearReports | None,
+) -> int:
     rng = random.Random(2026)  # noqa: S311 - reproducible demo data, not secrets
+    now = datetime.now(UTC)
+    opened = (now - timedelta(days=HISTORY_DAYS)).replace(hour=1, minute=0, second=0, microsecond=0)
+    clock.at = opened
     accounts.create_bank(DEMO_BANK, "鼓楼区养老时间银行 (demo)")
     by_name = {d.username: d for d in DEMO_LOGINS}
     admin_login = by_name["admin"]
@@ -144,14 +222,6 @@ def seed_demo_bank(
         DEMO_BANK, "centre-staff", Role.ORG_STAFF, centre.id, by_name["centre-staff"].password
     )
     staff = accounts.principal_for_user(staff_user.user.id)
-    # As on a real desk: the centre's admin issues an enrolment code, the staff member enrols.
-    enrolment_code, _ = accounts.issue_enrolment_code(
-        accounts.principal_for_user(centre_admin.user.id), staff_user.user.id
-    )
-    accounts.begin_totp(staff, enrolment_code, DEMO_STAFF_TOTP_SECRET)
-    # Enrolled with the previous step's code (accepted for clock drift), so that the code
-    # `timebank demo-totp` prints right after seeding has not been used yet.
-    accounts.confirm_totp(staff, current_demo_code(steps_back=1))
     for code, zh, en, category, weight in CATALOGUE:
         care.upsert_service_type(admin, code, zh, en, category, weight)
 
@@ -193,50 +263,177 @@ def seed_demo_bank(
     link = accounts.declare_relative(staff, family.member.id, elder.member.id, str(Relation.PARENT))
     accounts.decide_relative(staff, link.id, confirm=True)
 
+    newcomers = [_newcomer(rng, n) for n in range(members)]
+    accounts_of: dict[str, str] = {
+        "slot:0": volunteer.member.ledger_account,
+        "slot:1": family.member.ledger_account,
+        "slot:2": elder.member.ledger_account,
+    }
+    joined: dict[int, str] = {}  # newcomer n -> member id
+
+    def register(who: _Newcomer) -> None:
+        org = centre if who.at_centre else station
+        org_staff = staff if who.at_centre else admin
+        new = accounts.register_member(
+            org_staff, org.id, who.personal, volunteer=who.volunteer, elder=who.elder
+        )
+        if who.flag is not None:
+            accounts.set_flag(org_staff, new.member.id, who.flag, None)
+        accounts_of[f"slot:{who.n + 3}"] = new.member.ledger_account
+        joined[who.n] = new.member.id
+
+    # Past months: centre-admin confirmed for the elders, centre-staff verified.
+    # A whole number of days from the opening, so the history's layout (which seq is which
+    # entry) is the same whatever the hour of seeding.
+    history_end = opened + timedelta(days=HISTORY_DAYS - HISTORY_END_DAYS)
+    appended = _history(
+        log,
+        clock,
+        entries,
+        newcomers,
+        register,
+        accounts_of,
+        opened,
+        history_end,
+        centre.id,
+        staff_user.user.id,
+        centre_admin.user.id,
+    )
+
+    # This month, in real time.
+    clock.at = None
+    # As on a real desk: the centre's admin issues an enrolment code, the staff member enrols.
+    enrolment_code, _ = accounts.issue_enrolment_code(
+        accounts.principal_for_user(centre_admin.user.id), staff_user.user.id
+    )
+    accounts.begin_totp(staff, enrolment_code, DEMO_STAFF_TOTP_SECRET)
+    # Enrolled with the previous step's code (accepted for clock drift), so that the code
+    # `timebank demo-totp` prints right after seeding has not been used yet.
+    accounts.confirm_totp(staff, current_demo_code(steps_back=1))
     partners = partners or PartnerLinks(accounts.store, accounts, log, care.policy)
     _link_demo_partner(accounts, partners, admin, volunteer.user, family.user, elder.member.id)
-
-    ledger_members = [
-        volunteer.member.ledger_account,
-        family.member.ledger_account,
-        elder.member.ledger_account,
-    ]
-    centre_volunteers: list[str] = []
-    centre_priority: list[str] = []
-    opened = datetime.now(UTC) - timedelta(days=365)
-    for n in range(members):
-        is_elder = rng.random() < 0.45
-        org = centre if rng.random() < 0.6 else station
-        org_staff = staff if org is centre else admin
-        with _as_of(accounts, opened + timedelta(days=365 * n / members)):
-            new = accounts.register_member(
-                org_staff,
-                org.id,
-                _person(rng, n, is_elder),
-                volunteer=not is_elder or rng.random() < 0.2,
-                elder=is_elder,
-            )
-        ledger_members.append(new.member.ledger_account)
-        if new.member.is_volunteer and org is centre:
-            centre_volunteers.append(new.member.id)
-        if is_elder and rng.random() < 0.3:
-            flag = rng.choice([str(f) for f in PriorityFlag])
-            with _as_of(accounts, opened + timedelta(days=365 * n / members)):
-                accounts.set_flag(org_staff, new.member.id, flag, None)
-            if org is centre:
-                centre_priority.append(new.member.id)
-    # Past months: centre-admin confirmed for the elders, centre-staff verified.
-    appended = seed_ledger(
-        log, entries, ledger_members, centre.id, staff_user.user.id, centre_admin.user.id
-    )
+    centre_volunteers = [joined[w.n] for w in newcomers if w.at_centre and w.volunteer]
+    centre_priority = [joined[w.n] for w in newcomers if w.at_centre and w.flag is not None]
     appended += _demo_exchange(accounts, partners, log, family.user, elder.member)
-    return appended + _visit_this_month(
+    appended += _visit_this_month(
         care,
         _volunteer_principals(accounts, centre_volunteers),
         accounts.principal_for_user(centre_admin.user.id),
         dataclasses.replace(staff, second_factor=True),
         centre_priority,
     )
+    if reports is not None:
+        zone = ZoneInfo(care.policy(DEMO_BANK).timezone)
+        for half in last_two_halves(datetime.now(UTC).astimezone(zone).date()):
+            reports.publish(admin, half)
+            appended += 1
+    return appended
+
+
+def _newcomer(rng: random.Random, n: int) -> _Newcomer:
+    """The n-th member the demo registers after its first three, drawn as the demo always drew
+    them."""
+    is_elder = rng.random() < 0.45
+    at_centre = rng.random() < 0.6
+    personal = _person(rng, n, is_elder)
+    volunteer = not is_elder or rng.random() < 0.2
+    flag = None
+    if is_elder and rng.random() < 0.3:
+        flag = rng.choice([str(f) for f in PriorityFlag])
+    return _Newcomer(n, is_elder, at_centre, personal, volunteer, flag)
+
+
+def _history(
+    log: Log,
+    clock: DemoClock,
+    entries: int,
+    newcomers: list[_Newcomer],
+    register: Callable[[_Newcomer], None],
+    accounts_of: dict[str, str],
+    opened: datetime,
+    until: datetime,
+    org: str,
+    verifier: str,
+    confirmer: str,
+) -> int:
+    """The bank's months from ``opened`` to ``until``: the newcomers join spread over them, or
+    earlier when the history first credits or debits one of them (so more join in the first
+    months, never more than a handful a day: no registration burst), and the ``entries`` of
+    ``api.seed.demo_requests`` are written day after day, each day's as one batch stamped at
+    that day. Returns the entries appended (approvals not counted)."""
+    slots = [f"slot:{i}" for i in range(3 + len(newcomers))]
+    requests = list(
+        demo_requests(entries, slots, 0, org=org, verifier=verifier, confirmer=confirmer)
+    )
+    days = max((until - opened).days, 1)
+
+    def day_of(k: int) -> int:
+        return k * days // max(len(requests), 1)
+
+    def at_day(day: int) -> datetime:
+        return opened + timedelta(days=day, hours=1)
+
+    first_use: dict[str, int] = {}
+    for k, request in enumerate(requests):
+        for p in request.postings:
+            first_use.setdefault(p.account, k)
+    span = until - opened
+    events: list[tuple[datetime, int, int]] = []  # (when, 0 join | 1 day of entries, which)
+    for who in newcomers:
+        planned = opened + span * (who.n + 1) / (len(newcomers) + 1)
+        used = first_use.get(f"slot:{who.n + 3}")
+        if used is not None:  # she joins before the history first names her account
+            planned = min(planned, at_day(day_of(used)) - timedelta(minutes=30 + who.n % 60))
+        events.append((max(planned, opened + timedelta(minutes=5)), 0, who.n))
+    by_day: dict[int, list[EntryRequest]] = {}
+    for k, request in enumerate(requests):
+        by_day.setdefault(day_of(k), []).append(request)
+    events += [(at_day(day), 1, day) for day in by_day]
+    events.sort()
+
+    seqs: dict[str, int] = {}  # demo request id -> its seq
+    appended = 0
+    for when, what, which in events:
+        clock.at = max(clock.now(), when)
+        if what == 0:
+            register(newcomers[which])
+            continue
+        pending: list[Future[AppendResult]] = []
+        for request in by_day[which]:
+            placed = _placed(request, accounts_of, requests, seqs)
+            if placed.kind == "reversal":  # it names an earlier seq: all before must be in
+                appended += _drain(pending, seqs)
+                pending = []
+                result = log.append(placed)
+                seqs[result.id] = result.seq
+                appended += 1
+                continue
+            pending.append(log.sequencer.submit(placed))
+        appended += _drain(pending, seqs)
+    return appended
+
+
+def _placed(
+    request: EntryRequest,
+    accounts_of: dict[str, str],
+    requests: list[EntryRequest],
+    seqs: dict[str, int],
+) -> EntryRequest:
+    """``request`` on the members' real accounts; a reversal names its deposit's real seq."""
+    postings = tuple(
+        Posting(accounts_of.get(p.account, p.account), p.minutes) for p in request.postings
+    )
+    body = request.body
+    if request.kind == "reversal":
+        body = {**body, "reverses": seqs[requests[int(body["reverses"])].id]}
+    return dataclasses.replace(request, postings=postings, body=body)
+
+
+def _drain(pending: list[Future[AppendResult]], seqs: dict[str, int]) -> int:
+    for future in pending:
+        result = future.result()
+        seqs[result.id] = result.seq
+    return len(pending)
 
 
 def _demo_exchange(
@@ -260,18 +457,6 @@ def _demo_exchange(
     )
     exchanges.confirm(accounts.principal_for_user(family.id), exchange.id)
     return 1
-
-
-@contextmanager
-def _as_of(accounts: AccountsService, at: datetime) -> Iterator[None]:
-    """Register as of ``at``: the demo's members joined over the bank's first year, one or two
-    a day, as in a real bank (a year of sign-ups on one day would be a supervision signal)."""
-    running = accounts.clock
-    accounts.clock = lambda: at
-    try:
-        yield
-    finally:
-        accounts.clock = running
 
 
 def _volunteer_principals(accounts: AccountsService, member_ids: list[str]) -> list[Principal]:

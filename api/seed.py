@@ -5,12 +5,9 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Iterator
-from concurrent.futures import Future
 
 from care.base import weighted
-from ledger import AppendResult
 from ledger.entry import EntryRequest, Posting
-from ledger.log import Log
 from ledger.postings import ISSUANCE, POOL, REDEMPTION, system_account
 
 DEMO_BANK = "demo"
@@ -149,41 +146,3 @@ def demo_requests(
                 (Posting(elder, -amount), Posting(redemption, amount)),
                 {"service": service},
             )
-
-
-def seed_ledger(
-    log: Log,
-    entries: int,
-    members: list[str],
-    org: str = "demo-org",
-    verifier: str = "demo-staff",
-    confirmer: str = "demo-confirmer",
-) -> int:
-    """Append ``entries`` demo ledger entries over ``members``; returns how many.
-
-    Deposits look like verified service records of ``org`` verified by ``verifier`` (the
-    records themselves are not in the demo's workflow tables: they stand for past months).
-    """
-    appended = 0
-    pending: list[Future[AppendResult]] = []
-    requests = demo_requests(
-        entries, members, log.size(), org=org, verifier=verifier, confirmer=confirmer
-    )
-    for request in requests:
-        if request.kind == "reversal":  # it names an earlier seq: everything before must be in
-            appended += _drain(pending)
-            pending = []
-            log.append(request)
-            appended += 1
-            continue
-        pending.append(log.sequencer.submit(request))
-        if len(pending) >= 2048:
-            appended += _drain(pending)
-            pending = []
-    return appended + _drain(pending)
-
-
-def _drain(pending: list[Future[AppendResult]]) -> int:
-    for future in pending:
-        future.result()
-    return len(pending)

@@ -9,12 +9,13 @@ log is kept, not what it promises (an import-linter contract says so).
 from ledger.entry import Entry, EntryRequest, Posting
 from ledger.log import Log
 from ledger.port import LedgerPort
-from ledger.sequencer import AppendResult
+from ledger.sequencer import AppendResult, Clock, utc_now
 from ledger.storage import LedgerStore
 from ledger.verify import Report, format_report, verify_store
 
 __all__ = [
     "AppendResult",
+    "Clock",
     "Entry",
     "EntryRequest",
     "LedgerPort",
@@ -23,5 +24,6 @@ __all__ = [
     "Posting",
     "Report",
     "format_report",
+    "utc_now",
     "verify_store",
 ]

@@ -19,7 +19,7 @@ from ledger.merkle import (
     nodes_needed,
 )
 from ledger.note import Checkpoint, Note, Signer, TlogProof, sign_checkpoint
-from ledger.sequencer import AppendResult, BatchWriter, Sequencer
+from ledger.sequencer import AppendResult, BatchWriter, Clock, Sequencer, utc_now
 from ledger.storage import LedgerStore, Snapshot
 from ledger.verify import Report, verify_store
 from ledger.witnessing import WitnessEndpoint, Witnessing, served_checkpoint
@@ -43,12 +43,14 @@ class Log:
         witnesses: Sequence[WitnessEndpoint] = (),
         witness_quorum: int = 0,
         witness_timeout: float = 5.0,
+        clock: Clock = utc_now,
     ):
         self.store = store
         self.signer = signer
         self.origin = origin
         self.member_overdraft = member_overdraft
-        self.sequencer = Sequencer(BatchWriter(store, signer, origin, member_overdraft))
+        self.clock = clock  # the append time of new entries (ledger.sequencer.Clock)
+        self.sequencer = Sequencer(BatchWriter(store, signer, origin, member_overdraft, clock))
         # Witnesses (ledger.witnessing): background threads, never on the append path.
         self.witness_quorum = witness_quorum
         self.witnessing = (
@@ -62,7 +64,7 @@ class Log:
         self._served_lock = threading.Lock()
 
     @classmethod
-    def open(cls, settings: Settings) -> Log:
+    def open(cls, settings: Settings, clock: Clock = utc_now) -> Log:
         signer = load_or_create_signing_key(settings.signing_key_file, settings.log_origin)
         return cls(
             LedgerStore(settings.database_url),
@@ -71,6 +73,7 @@ class Log:
             settings.member_overdraft_minutes,
             settings.witnesses,
             settings.witness_quorum,
+            clock=clock,
         )
 
     def close(self) -> None:

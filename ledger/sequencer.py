@@ -17,7 +17,7 @@ import dataclasses
 import logging
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -60,11 +60,21 @@ def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+# The time the log stamps on the entries it appends, as ``utc_now`` writes it. Production uses
+# the real clock; the demo seed passes one set in the past to write a history (api/demo.py).
+Clock = Callable[[], str]
+
+
 class BatchWriter:
     """Appends one batch inside one write transaction. Pure logic over ``LedgerStore`` reads."""
 
     def __init__(
-        self, store: LedgerStore, signer: Signer, origin: str, member_overdraft: int = 0
+        self,
+        store: LedgerStore,
+        signer: Signer,
+        origin: str,
+        member_overdraft: int = 0,
+        clock: Clock = utc_now,
     ) -> None:
         if signer.name != origin:
             raise CheckpointConflict(f"signing key {signer.name!r} is not for origin {origin!r}")
@@ -72,6 +82,7 @@ class BatchWriter:
         self.signer = signer
         self.origin = origin
         self.member_overdraft = member_overdraft
+        self.clock = clock
         self._trusted_checkpoint: str | None = None  # last stored checkpoint known to be ours
         self._frontier: Frontier | None = None  # after our last committed batch
         self._pending_frontier: Frontier | None = None
@@ -125,7 +136,8 @@ class BatchWriter:
         by_id: dict[str, tuple[EntryRequest, AppendResult]] = {}
         touched: dict[str, int] = {}
         prev = head.last_leaf_hash or ZERO_HASH
-        now = max(utc_now(), head.last_time or "")
+        # Time never goes backwards in the log, whatever the clock says.
+        now = max(self.clock(), head.last_time or "")
         next_seq = head.size
 
         for request in requests:

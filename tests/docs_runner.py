@@ -9,7 +9,8 @@ a block without one must print nothing. ``sh no-run`` blocks are shown, never ru
 
 Expected output may hold placeholders for what differs on every run (see ``PLACEHOLDERS``
 and docs/README.md): ``<id>``, ``<hash>``, ``<key>``, ``<time>``, ``<date>``, ``<n>``,
-``<code>``, ``<who>``, ``<ref>``, ``...`` (any text within a line) and a line of only ``...`` (any lines).
+``<half>``, ``<code>``, ``<who>``, ``<ref>``, ``...`` (any text within a line) and a line of only
+``...`` (any lines).
 ``json`` blocks are compared as JSON values (key order and layout ignored).
 
 ``python -m tests.docs_runner [DOC…]`` runs documents from the command line (``make
@@ -63,6 +64,7 @@ PLACEHOLDERS: dict[str, str] = {
     "<time>": r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)?",
     "<date>": r"\d{4}-\d\d-\d\d",
     "<n>": r"-?\d+",  # sequence numbers, sizes, counts
+    "<half>": r"\d{4}-H[12]",  # a half year (the demo's published reports depend on the date)
     "<code>": r"\d{6}",  # TOTP and confirmation codes
     "<who>": r"p:[0-9a-f]{20}",  # who acted, as the public log names them (docs/privacy.md)
     "<ref>": r"[0-9a-f]{20}",  # a request or record, as the public log names it (formats.md)

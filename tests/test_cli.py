@@ -10,10 +10,13 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from api.demo import last_two_halves
 from ledger.merkle import leaf_hash, verify_inclusion
 from ledger.note import Verifier, open_checkpoint
 
@@ -261,21 +264,26 @@ def test_report_coverage_prints_the_months_figures_and_is_recorded(env: dict[str
 def test_report_halfyear_prints_publishes_once_and_is_recorded(env: dict[str, str]) -> None:
     assert run(env, "migrate").returncode == 0
     assert run(env, "seed", "--demo", "--entries", "300").returncode == 0
-    table = run(env, "report", "halfyear", "--bank", "demo", "--half", "2026-H1")
+    # The seed published the last two half years; the one before them has ended too.
+    older, newer = last_two_halves(datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai")).date())
+    year, second = int(older[:4]), older.endswith("H2")
+    half = f"{year}-H1" if second else f"{year - 1}-H2"
+    table = run(env, "report", "halfyear", "--bank", "demo", "--half", half)
     assert table.returncode == 0, table.stderr
-    assert table.stdout.startswith("half-yearly report 2026-H1 of demo (Asia/Shanghai)\n")
+    assert table.stdout.startswith(f"half-yearly report {half} of demo (Asia/Shanghai)\n")
     assert "not published (--publish publishes it)" in table.stdout
     document = json.loads(
-        run(env, "report", "halfyear", "--bank", "demo", "--half", "2026-H1", "--json").stdout
+        run(env, "report", "halfyear", "--bank", "demo", "--half", half, "--json").stdout
     )
-    assert document["format"] == "timebank-halfyear-report/v1" and document["half"] == "2026-H1"
-    published = run(env, "report", "halfyear", "--bank", "demo", "--half", "2026-H1", "--publish")
+    assert document["format"] == "timebank-halfyear-report/v1" and document["half"] == half
+    published = run(env, "report", "halfyear", "--bank", "demo", "--half", half, "--publish")
     assert published.returncode == 0, published.stderr
     assert (
         "published as report" in published.stdout
-        and "entry report:demo:2026-H1" in published.stdout
+        and f"entry report:demo:{half}" in published.stdout
     )
-    again = run(env, "report", "halfyear", "--bank", "demo", "--half", "2026-H1", "--publish")
-    assert again.returncode == 1 and "2026-H1 is published already" in again.stderr
+    for again in (half, newer):
+        refused = run(env, "report", "halfyear", "--bank", "demo", "--half", again, "--publish")
+        assert refused.returncode == 1 and f"{again} is published already" in refused.stderr
     bad = run(env, "report", "halfyear", "--bank", "demo", "--half", "2026-H9")
     assert bad.returncode == 1 and "half must be YYYY-H1 or YYYY-H2" in bad.stderr

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from litestar import Litestar
@@ -22,6 +23,7 @@ from accounts.model import Role
 from accounts.service import PersonalInput
 from api.app import create_app
 from api.cli import main
+from api.demo import DemoClock, last_two_halves, seed_demo_bank
 from audit.client import LogClient
 from audit.report import AuditReport, Policy
 from ledger.config import Settings
@@ -29,8 +31,8 @@ from ledger.entry import ZERO_HASH, Entry, EntryRequest, Posting, canonical_json
 from ledger.log import Log
 from ledger.merkle import leaf_hash
 from reports.charts import amount_bars
-from reports.halfyear import HalfYearReports
-from reports.public import BadHalf, PublicFigures, half_bounds, months_to_redeem
+from reports.halfyear import HalfYearReports, iter_leaves
+from reports.public import BadHalf, PublicFigures, half_bounds, log_time, months_to_redeem
 from reports.recompute import verify_report
 from reports.repo import insert_report
 from tests.helpers import ISSUANCE, POOL, REDEMPTION, deposit, gift, member
@@ -540,3 +542,46 @@ def test_an_interrupted_publication_is_finished_by_the_next(
     )
     assert finished.data == computed.data
     assert verify_report(finished.data, LogClient(url), Policy(log.signer.verifier)).ok
+
+
+def test_the_last_two_half_years_that_have_ended() -> None:
+    assert last_two_halves(date(2026, 12, 5)) == ("2025-H2", "2026-H1")
+    assert last_two_halves(date(2026, 7, 1)) == ("2025-H2", "2026-H1")
+    assert last_two_halves(date(2027, 6, 30)) == ("2026-H1", "2026-H2")
+
+
+def test_the_demo_publishes_the_two_half_years_that_have_ended(settings: Settings) -> None:
+    """``timebank seed --demo`` (as ``make run``): about 18 months of history written on the
+    demo's clock, the two half years that have ended published by its administrator, each
+    recomputed from the log by the auditor's check."""
+    demo_log = Log.open(settings, clock=DemoClock())
+    app = create_app(settings, log=demo_log)
+    try:
+        with serve(app) as url:
+            seed_demo_bank(
+                app.state.accounts,
+                app.state.care,
+                demo_log,
+                2000,
+                members=40,
+                partners=app.state.partners,
+                reports=app.state.reports,
+            )
+            now = datetime.now(UTC)
+            halves = last_two_halves(now.astimezone(ZoneInfo(ZONE)).date())
+            published = app.state.reports.list()
+            assert [r.half for r in published] == list(halves)
+            client, policy = LogClient(url), Policy(demo_log.signer.verifier)
+            for report in published:
+                document = json.loads(report.data)
+                assert document["public"]["minutes_by_kind"]["deposit"] > 0
+                assert document["public"]["liability"]["minutes"] > 0
+                checked = verify_report(report.data, client, policy)
+                assert checked.ok, list(checked.lines())
+    finally:
+        demo_log.close()
+    times = [Entry.from_leaf(leaf).time for leaf in iter_leaves(demo_log, demo_log.size())]
+    assert times == sorted(times)  # never backwards
+    assert times[0] < log_time(now - timedelta(days=540))  # the bank opened ~18 months ago
+    history = [t for t in times if t < log_time(now - timedelta(days=1))]
+    assert len(history) > 2000  # the past entries, the members' approvals, the catalogue

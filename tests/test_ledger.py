@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ledger.config import Settings
 from ledger.entry import EntryRequest, Posting
 from ledger.errors import (
     CheckpointConflict,
@@ -292,3 +293,36 @@ def test_same_id_with_true_instead_of_1_in_body_is_a_conflict(log: Log) -> None:
     log.append(EntryRequest("deposit", "d1", postings, {"record": "r1", "confirmed": 1}))
     with pytest.raises(IdConflict):
         log.append(EntryRequest("deposit", "d1", postings, {"record": "r1", "confirmed": True}))
+
+
+def test_entries_carry_the_time_of_the_clock_the_log_was_opened_with(settings: Settings) -> None:
+    """A clock set in the past (the demo seed's) stamps its times; a clock going backwards never
+    takes the log's time backwards."""
+    times = iter(
+        [
+            "2025-06-01T08:00:00.000000Z",
+            "2025-07-15T09:30:00.000000Z",
+            "2025-07-01T00:00:00.000000Z",  # backwards: the log keeps 15 July
+            "2025-08-02T10:00:00.000000Z",
+        ]
+    )
+    clocked = Log.open(settings, clock=lambda: next(times))
+    try:
+        stamped = [clocked.append(deposit(f"d{i}", member(1), 10)).time for i in range(4)]
+        entries = [clocked.entry(seq) for seq in range(4)]
+    finally:
+        clocked.close()
+    assert stamped == [
+        "2025-06-01T08:00:00.000000Z",
+        "2025-07-15T09:30:00.000000Z",
+        "2025-07-15T09:30:00.000000Z",
+        "2025-08-02T10:00:00.000000Z",
+    ]
+    assert [e.time for e in entries if e is not None] == stamped
+    # The real clock afterwards: later than any of them, so still in order.
+    real = Log.open(settings)
+    try:
+        assert real.append(deposit("d4", member(1), 10)).time > stamped[-1]
+        assert real.verify().ok
+    finally:
+        real.close()

@@ -24,6 +24,7 @@ from api.demo import (
     DEMO_EXCHANGE_MINUTES,
     DEMO_EXCHANGE_REFERENCE,
     DEMO_PARTNER_NAME,
+    DemoClock,
     seed_demo_bank,
 )
 from care.errors import CareError
@@ -308,7 +309,7 @@ def test_the_demo_has_one_confirmed_exchange_of_the_demo_platform(tmp_path: Path
     settings = Settings.from_env(
         {"TIMEBANK_DATA_DIR": str(tmp_path / "data"), "TIMEBANK_LOG_ORIGIN": "timebank.test/demo"}
     )
-    services = Services.open(settings, open_log(settings))
+    services = Services.open(settings, open_log(settings, clock=DemoClock()))
     try:
         seed_demo_bank(
             services.accounts,
