@@ -324,3 +324,24 @@ def test_without_javascript_the_server_checks_a_statement_and_says_so(
         assert "ran on the server" in result
         assert ("The document is valid." in result) == (name == "statement"), result
     context.close()
+
+
+@pytest.mark.parametrize("lang", ["zh-CN", "en"])
+def test_the_statistics_page_on_a_phone(server: DemoServer, browser: Browser, lang: str) -> None:
+    """The demo's two published half years on a 360 px phone: axe finds nothing, nothing
+    scrolls sideways but the wide table (a focusable region), the ages are youngest first."""
+    context = phone_context(browser, server, lang)
+    page = context.new_page()
+    page.goto("/statistics")
+    assert page.locator("section[id^='report-']").count() == 2
+    assert axe_violations(page) == []
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    ages = page.locator("section[id^='report-']").first.locator("table").first
+    assert ages.locator("tbody th").all_inner_texts() == [
+        "0–89",
+        "90–179",
+        "180–364",
+        "365–729",
+        "730+",
+    ]
+    context.close()

@@ -27,6 +27,7 @@ from ledger.note import Checkpoint, Note, Verifier, check_cosignature
 from partners.statements import SignedDocuments
 from reports.charts import amount_bars
 from reports.halfyear import HalfYearReports
+from reports.public import AGE_BUCKETS
 from web.i18n import N_, gettext_for
 from web.pages import Form, language_of, render
 from web.session import viewer
@@ -275,6 +276,7 @@ def statistics(request: Request[Any, Any, State]) -> Response[Any]:
         reports=views,
         chart=chart,
         charted=CHARTED,
+        age_buckets=[name for name, _lowest in AGE_BUCKETS],  # youngest first, as defined
     )
 
 
