@@ -192,9 +192,11 @@ def test_a_reversal_needs_a_second_admin(
     first.goto("/console/reversals")
     first.fill("#seq", str(seq))
     first.fill("#reason", "granted twice by mistake")
-    first.click("#reversal-form button[type=submit]")
+    with first.expect_navigation():  # the page after the post, not the form still showing
+        first.click("#reversal-form button[type=submit]")
     assert first.locator("#error").count() == 0
     card = first.locator(f".card[data-seq='{seq}']")
+    card.wait_for()
     assert card.locator("button.approve").count() == 0  # refused on the page, before sending
     assert card.locator(".self-note").count() == 1
     assert axe_violations(first) == []
