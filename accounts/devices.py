@@ -34,7 +34,7 @@ from accounts.storage import (
     device_keys,
     members,
 )
-from ledger.entry import EntryRequest
+from ledger.kinds import Device
 
 
 def device_key_id(public_key: bytes) -> str:
@@ -137,18 +137,8 @@ class Devices(Relations):
 
     def _log_device(self, key: DeviceKey, account: str, action: str) -> None:
         entry_id = f"device:{key.id}" if action == "register" else f"device-revoked:{key.id}"
-        self.ledger.append(
-            EntryRequest(
-                kind="device",
-                id=entry_id,
-                body={
-                    "key": key.id,
-                    "public_key": base64.b64encode(key.public_key).decode(),
-                    "account": account,
-                    "action": action,
-                },
-            )
-        )
+        public_key = base64.b64encode(key.public_key).decode()
+        self.ledger.append(Device(entry_id, key.id, public_key, account, action).to_request())
 
     def check_device_signature(
         self, user_id: str, key_id: str, message: bytes, signature_b64: str

@@ -37,7 +37,7 @@ from accounts.storage import (
     users,
 )
 from accounts.tokens import new_id
-from ledger.entry import EntryRequest
+from ledger.kinds import Approval
 from ledger.postings import member_account
 
 
@@ -254,26 +254,16 @@ class Members(MemberViews):
     def _log_approval(self, member: MemberRecord) -> None:
         """The signed record that an organisation admitted this (opaque) account."""
         entry_id = f"approval:{member.ledger_account.rsplit(':', 1)[-1]}"
-        self.ledger.append(
-            EntryRequest(
-                kind="approval",
-                id=entry_id,
-                body={
-                    "account": member.ledger_account,
-                    "roles": [
-                        r
-                        for r, on in (
-                            ("volunteer", member.is_volunteer),
-                            ("elder", member.is_elder),
-                        )
-                        if on
-                    ],
-                    "org": member.org_id or "",
-                    "approved_by": self.protector.pseudonym(entry_id, member.approved_by or ""),
-                    "assisted": member.assisted,
-                },
-            )
+        roles = (("volunteer", member.is_volunteer), ("elder", member.is_elder))
+        approval = Approval(
+            id=entry_id,
+            account=member.ledger_account,
+            roles=tuple(role for role, on in roles if on),
+            org=member.org_id or "",
+            approved_by=self.protector.pseudonym(entry_id, member.approved_by or ""),
+            assisted=member.assisted,
         )
+        self.ledger.append(approval.to_request())
 
     def decide_registration(
         self, principal: Principal, member_id: str, approve: bool, reason: str | None

@@ -265,9 +265,9 @@ def _seed(
 
     newcomers = [_newcomer(rng, n) for n in range(members)]
     accounts_of: dict[str, str] = {
-        "slot:0": volunteer.member.ledger_account,
-        "slot:1": family.member.ledger_account,
-        "slot:2": elder.member.ledger_account,
+        _slot(0): volunteer.member.ledger_account,
+        _slot(1): family.member.ledger_account,
+        _slot(2): elder.member.ledger_account,
     }
     joined: dict[int, str] = {}  # newcomer n -> member id
 
@@ -279,7 +279,7 @@ def _seed(
         )
         if who.flag is not None:
             accounts.set_flag(org_staff, new.member.id, who.flag, None)
-        accounts_of[f"slot:{who.n + 3}"] = new.member.ledger_account
+        accounts_of[_slot(who.n + 3)] = new.member.ledger_account
         joined[who.n] = new.member.id
 
     # Past months: centre-admin confirmed for the elders, centre-staff verified.
@@ -361,7 +361,7 @@ def _history(
     months, never more than a handful a day: no registration burst), and the ``entries`` of
     ``api.seed.demo_requests`` are written day after day, each day's as one batch stamped at
     that day. Returns the entries appended (approvals not counted)."""
-    slots = [f"slot:{i}" for i in range(3 + len(newcomers))]
+    slots = [_slot(i) for i in range(3 + len(newcomers))]
     requests = list(
         demo_requests(entries, slots, 0, org=org, verifier=verifier, confirmer=confirmer)
     )
@@ -381,7 +381,7 @@ def _history(
     events: list[tuple[datetime, int, int]] = []  # (when, 0 join | 1 day of entries, which)
     for who in newcomers:
         planned = opened + span * (who.n + 1) / (len(newcomers) + 1)
-        used = first_use.get(f"slot:{who.n + 3}")
+        used = first_use.get(_slot(who.n + 3))
         if used is not None:  # she joins before the history first names her account
             planned = min(planned, at_day(day_of(used)) - timedelta(minutes=30 + who.n % 60))
         events.append((max(planned, opened + timedelta(minutes=5)), 0, who.n))
@@ -411,6 +411,12 @@ def _history(
             pending.append(log.sequencer.submit(placed))
         appended += _drain(pending, seqs)
     return appended
+
+
+def _slot(n: int) -> str:
+    """A stand-in account for the demo's ``n``-th member in the history written before the
+    members exist; ``_placed`` puts their real accounts in."""
+    return f"{DEMO_BANK}:member:slot{n}"
 
 
 def _placed(

@@ -6,9 +6,8 @@ import hashlib
 import random
 from collections.abc import Iterator
 
-from care.base import weighted
-from ledger.entry import EntryRequest, Posting
-from ledger.postings import ISSUANCE, POOL, REDEMPTION, system_account
+from ledger.entry import EntryRequest
+from ledger.kinds import Deposit, Donation, Gift, Grant, Redemption, Reversal
 
 DEMO_BANK = "demo"
 # The demo bank's catalogue: (code, Chinese name, English name, category, weight per mille)
@@ -48,60 +47,49 @@ def demo_requests(
     ``first_seq`` is the seq the first of them will get (the reversal names an earlier one).
     """
     rng = random.Random(seed)  # noqa: S311 - reproducible demo data, not secrets
-    issuance, pool, redemption = (
-        system_account(DEMO_BANK, r) for r in (ISSUANCE, POOL, REDEMPTION)
-    )
     balances = dict.fromkeys(members, 0)
     pool_balance = 0
-    deposits: list[tuple[int, str, int]] = []
+    deposits: list[tuple[int, Deposit]] = []
     reversed_one = False
     for n in range(count):
         roll = rng.random()
         rich = [m for m in rng.sample(members, 8) if balances[m] >= 60]
         if n > 50 and not reversed_one and deposits:
-            position, member, amount = deposits[0]
-            seq = first_seq + position
-            if balances[member] >= amount:
+            position, first = deposits[0]
+            assert first.volunteer is not None
+            if balances[first.volunteer] >= first.amount:
                 reversed_one = True
-                balances[member] -= amount
-                yield EntryRequest(
-                    "reversal",
-                    f"demo-{n}",
-                    (Posting(issuance, amount), Posting(member, -amount)),
-                    {
-                        "reverses": seq,
-                        "reason": "duplicate",
-                        "approved_by": "demo:admin:2",
-                    },
-                )
+                balances[first.volunteer] -= first.amount
+                yield Reversal.of(
+                    first.to_request(),
+                    first_seq + position,
+                    id=f"demo-{n}",
+                    reason="duplicate",
+                    approved_by="demo:admin:2",
+                ).to_request()
                 continue
         if roll < 0.6 or not rich:
             member = rng.choice(members)
             service, weight = rng.choice(SERVICE_WEIGHTS)
             minutes = rng.choice((30, 45, 60, 90, 120, 180))
-            amount = weighted(minutes, weight)
-            record = hashlib.sha256(f"demo-record-{n}".encode()).hexdigest()
-            balances[member] += amount
-            deposits.append((n, member, amount))
-            yield EntryRequest(
-                "deposit",
-                f"demo-{n}",
-                (Posting(issuance, -amount), Posting(member, amount)),
-                {
-                    "record": record,
-                    "service": service,
-                    "minutes": minutes,
-                    "weight": weight,
-                    "policy": 0,
-                    "service_version": 1,
-                    "org": org,
-                    "confirmed_by": confirmer,
-                    "confirmed_as": "staff_for_elder",
-                    "verified_by": verifier,
-                    "to_pool": 0,
-                },
-                ({"role": "verifier", "by": verifier},),
+            deposit = Deposit(
+                id=f"demo-{n}",
+                volunteer=member,
+                bank=DEMO_BANK,
+                record=hashlib.sha256(f"demo-record-{n}".encode()).hexdigest(),
+                service=service,
+                service_version=1,
+                minutes=minutes,
+                weight=weight,
+                policy=0,
+                org=org,
+                confirmed_by=confirmer,
+                confirmed_as="staff_for_elder",
+                verified_by=verifier,
             )
+            balances[member] += deposit.amount
+            deposits.append((n, deposit))
+            yield deposit.to_request()
         elif roll < 0.72:
             giver = rich[0]
             receiver = rng.choice(members)
@@ -110,39 +98,22 @@ def demo_requests(
                 receiver = members[(members.index(giver) + 1) % len(members)]
             balances[giver] -= amount
             balances[receiver] += amount
-            yield EntryRequest(
-                "gift",
-                f"demo-{n}",
-                (Posting(giver, -amount), Posting(receiver, amount)),
-                {"relation": "confirmed", "by": rng.choice(DEMO_GIVERS)},
-            )
+            yield Gift(f"demo-{n}", giver, receiver, amount, rng.choice(DEMO_GIVERS)).to_request()
         elif roll < 0.82:
             donor = rich[0]
             amount = rng.randint(15, min(balances[donor], 120))
             balances[donor] -= amount
             pool_balance += amount
-            yield EntryRequest(
-                "donation", f"demo-{n}", (Posting(donor, -amount), Posting(pool, amount)), {}
-            )
+            yield Donation(f"demo-{n}", donor, amount).to_request()
         elif roll < 0.88 and pool_balance >= POOL_RESERVE + 60:
             elder = rng.choice(members)
             amount = rng.randint(30, min(pool_balance - POOL_RESERVE, 240))
             pool_balance -= amount
             balances[elder] += amount
-            yield EntryRequest(
-                "grant",
-                f"demo-{n}",
-                (Posting(pool, -amount), Posting(elder, amount)),
-                {"reason": "regular_support", "by": "p:demo-admin"},
-            )
+            yield Grant(f"demo-{n}", elder, amount, "regular_support", "p:demo-admin").to_request()
         else:
             elder = rich[0]
             service, _ = rng.choice(SERVICE_WEIGHTS)
             amount = rng.randint(30, min(balances[elder], 180))
             balances[elder] -= amount
-            yield EntryRequest(
-                "redemption",
-                f"demo-{n}",
-                (Posting(elder, -amount), Posting(redemption, amount)),
-                {"service": service},
-            )
+            yield Redemption(f"demo-{n}", elder, amount, service).to_request()

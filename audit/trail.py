@@ -37,7 +37,8 @@ from sqlalchemy import (
 
 from database import Database, metadata, opened
 from ledger import AppendResult, LedgerPort
-from ledger.entry import EntryRequest, canonical_json
+from ledger.entry import canonical_json
+from ledger.kinds import Seal as SealEntry
 
 DOMAIN = b"timebank-audit-v1\n"
 ZERO = bytes(32)
@@ -199,13 +200,7 @@ class AuditTrail:
         count, head = self.head()
         if count == 0:
             return None
-        return ledger.append(
-            EntryRequest(
-                "seal",
-                f"audit-seal:{count}",
-                body={"audit_count": count, "audit_head": base64.b64encode(head).decode()},
-            )
-        )
+        return ledger.append(SealEntry(count, base64.b64encode(head).decode()).to_request())
 
     def events(
         self,

@@ -52,8 +52,8 @@ from typing import Any
 import psycopg
 import sqlalchemy
 
-from care.base import weighted
 from ledger.entry import EntryRequest, Posting
+from ledger.kinds import weighted
 from ledger.log import Log
 from ledger.merkle import leaf_hash, verify_inclusion
 from ledger.note import Signer

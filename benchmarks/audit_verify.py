@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from audit.auditor import BUNDLE_FORMAT, Policy, verify_bundle
-from care.base import weighted
+from ledger.kinds import weighted
 from ledger.merkle import Frontier
 from ledger.note import Checkpoint, Signer, Verifier, sign_checkpoint
 

@@ -37,11 +37,6 @@ from ledger.errors import InsufficientBalance as LedgerInsufficient
 EARLIEST, LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
 
 
-def weighted(minutes: int, weight_permille: int) -> int:
-    """Deposit value: minutes × weight, rounded half up to a whole minute (integers only)."""
-    return (minutes * weight_permille + 500) // 1000
-
-
 def record_digest(fields: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(fields)).hexdigest()
 

@@ -31,7 +31,7 @@ from care.storage import (
     service_types,
     to_type,
 )
-from ledger.entry import EntryRequest
+from ledger.kinds import BankPolicy, CatalogueEntry
 
 
 class Catalogue(CareBase):
@@ -80,18 +80,9 @@ class Catalogue(CareBase):
         version = current.version + 1
         new = replace(current, version=version, ledger_seq=None, **changes)
         entry_id = f"policy:{principal.bank_id}:{version}"
-        result = self.ledger.append(
-            EntryRequest(
-                "policy",
-                entry_id,
-                body={
-                    "bank": principal.bank_id,
-                    "version": version,
-                    "set_by": self._who(entry_id, principal.user_id),
-                    **new.values(),
-                },
-            )
-        )
+        set_by = self._who(entry_id, principal.user_id)
+        entry = BankPolicy(principal.bank_id, version, set_by, new.values())
+        result = self.ledger.append(entry.to_request())
         with self.store.transaction() as tx:
             tx.insert(
                 bank_policies,
@@ -171,23 +162,18 @@ class Catalogue(CareBase):
             )
         version = (existing.version + 1) if existing else 1
         entry_id = f"service:{principal.bank_id}:{code}:{version}"
-        result = self.ledger.append(
-            EntryRequest(
-                "policy",
-                entry_id,
-                body={
-                    "bank": principal.bank_id,
-                    "service": code,
-                    "version": version,
-                    "category": kind.value,
-                    "weight": weight_permille,
-                    "active": active,
-                    "name_zh": zh or "",
-                    "name_en": en or "",
-                    "set_by": self._who(entry_id, principal.user_id),
-                },
-            )
+        catalogued = CatalogueEntry(
+            bank=principal.bank_id,
+            service=code,
+            version=version,
+            category=kind.value,
+            weight=weight_permille,
+            active=active,
+            name_zh=zh or "",
+            name_en=en or "",
+            set_by=self._who(entry_id, principal.user_id),
         )
+        result = self.ledger.append(catalogued.to_request())
         now = self.clock()
         with self.store.transaction() as tx:
             values = dict(

@@ -10,7 +10,7 @@ from accounts.base import clean_text, optional_text
 from accounts.errors import Forbidden, InvalidInput
 from accounts.model import Member, MemberStatus, Principal, Role
 from accounts.tokens import new_id
-from care.base import aware, require_active, weighted
+from care.base import aware, require_active
 from care.catalogue import Catalogue
 from care.errors import (
     SelfVerification,
@@ -28,8 +28,8 @@ from care.storage import (
     to_request,
     to_type,
 )
-from ledger.entry import EntryRequest, Posting
-from ledger.postings import REDEMPTION, hold_account, system_account
+from ledger.kinds import Redemption, Release, Reserve
+from ledger.postings import hold_account
 
 MAX_RECORD_MINUTES = 24 * 60
 
@@ -172,25 +172,18 @@ class Requests(Catalogue):
             self._require_eligible(elder)
             with self.store.snapshot() as tx:
                 kind = to_type(tx.get(service_types, request.service_type_id))
-            hold = weighted(request.minutes, kind.weight_permille)
-            placed = True
             ref = self._request_ref(request.id)
-            self._append(
-                EntryRequest(
-                    "reserve",
-                    f"reserve:{ref}",
-                    (
-                        Posting(elder.ledger_account, -hold),
-                        Posting(hold_account(elder.ledger_account), hold),
-                    ),
-                    {
-                        "request": ref,
-                        "service": kind.code,
-                        "minutes": request.minutes,
-                        "weight": kind.weight_permille,
-                    },
-                )
+            reserve = Reserve(
+                f"reserve:{ref}",
+                elder.ledger_account,
+                ref,
+                kind.code,
+                request.minutes,
+                kind.weight_permille,
             )
+            hold = reserve.amount
+            placed = True
+            self._append(reserve.to_request())
         with self.store.transaction() as tx:
             changed = move_request(
                 tx,
@@ -214,15 +207,7 @@ class Requests(Catalogue):
         elder = self.accounts.member(request.elder_id)
         ref = self._request_ref(request.id)
         self._append(
-            EntryRequest(
-                "release",
-                f"release:{ref}",
-                (
-                    Posting(hold_account(elder.ledger_account), -minutes),
-                    Posting(elder.ledger_account, minutes),
-                ),
-                {"request": ref},
-            )
+            Release(f"release:{ref}", elder.ledger_account, minutes, request=ref).to_request()
         )
 
     def withdraw(self, principal: Principal, request_id: str) -> ServiceRequest:
@@ -297,14 +282,12 @@ class Requests(Catalogue):
             with self.store.snapshot() as tx:
                 kind = to_type(tx.get(service_types, request.service_type_id))
             ref = self._request_ref(request.id)
-            self._append(
-                EntryRequest(
-                    "redemption",
-                    f"redeem:{ref}",
-                    (
-                        Posting(hold_account(elder.ledger_account), -request.hold_minutes),
-                        Posting(system_account(elder.bank_id, REDEMPTION), request.hold_minutes),
-                    ),
-                    {"request": ref, "record": record.digest, "service": kind.code},
-                )
+            redemption = Redemption(
+                f"redeem:{ref}",
+                hold_account(elder.ledger_account),
+                request.hold_minutes,
+                kind.code,
+                request=ref,
+                record=record.digest,
             )
+            self._append(redemption.to_request())

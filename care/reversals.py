@@ -23,7 +23,8 @@ from care.storage import (
     reversal_requests,
 )
 from care.transfers import Transfers
-from ledger.entry import Entry, EntryRequest, Posting
+from ledger.entry import Entry
+from ledger.kinds import Release, Reversal
 
 
 class Reversals(Transfers):
@@ -118,19 +119,15 @@ class Reversals(Transfers):
         entry = self.ledger.entry(int(row.entry_seq))
         assert entry is not None
         entry_id = f"reversal:{row.id}"
-        result = self._append(
-            EntryRequest(
-                "reversal",
-                entry_id,
-                tuple(Posting(p.account, -p.minutes) for p in entry.request.postings),
-                {
-                    "reverses": int(row.entry_seq),
-                    "reason": row.reason_code,
-                    "requested_by": self._who(entry_id, row.requested_by),
-                    "approved_by": self._who(entry_id, principal.user_id),
-                },
-            )
+        reversal = Reversal.of(
+            entry.request,
+            int(row.entry_seq),
+            id=entry_id,
+            reason=row.reason_code,
+            requested_by=self._who(entry_id, row.requested_by),
+            approved_by=self._who(entry_id, principal.user_id),
         )
+        result = self._append(reversal.to_request())
         self._after_reversal(entry, int(row.entry_seq), row.id)
         with self.store.transaction() as tx:
             tx.update(
@@ -152,14 +149,10 @@ class Reversals(Transfers):
         for posting in entry.request.postings:
             if posting.account.split(":")[1] == "hold" and posting.minutes < 0:
                 member = posting.account.replace(":hold:", ":member:")
-                self._append(
-                    EntryRequest(
-                        "release",
-                        f"release:reversal:{reversal_id}",
-                        (
-                            Posting(posting.account, posting.minutes),
-                            Posting(member, -posting.minutes),
-                        ),
-                        {"reversal": reversal_id},
-                    )
+                release = Release(
+                    f"release:reversal:{reversal_id}",
+                    member,
+                    -posting.minutes,
+                    reversal=reversal_id,
                 )
+                self._append(release.to_request())

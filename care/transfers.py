@@ -16,8 +16,7 @@ from care.model import GrantReason
 from care.storage import entry_notes
 from care.verification import Verification
 from ledger import AppendResult
-from ledger.entry import EntryRequest, Posting
-from ledger.postings import POOL, system_account
+from ledger.kinds import Donation, Gift, Grant
 
 
 class Transfers(Verification):
@@ -40,17 +39,9 @@ class Transfers(Verification):
             raise NotARelative("gifts go only to a confirmed direct relative", field="to_member_id")
         positive(minutes)
         entry_id = f"gift:{opaque(giver.ledger_account)}:{key}"
-        return self._append(
-            EntryRequest(
-                "gift",
-                entry_id,
-                (
-                    Posting(giver.ledger_account, -minutes),
-                    Posting(receiver.ledger_account, minutes),
-                ),
-                {"by": self._who(entry_id, principal.user_id), "relation": "confirmed"},
-            )
-        )
+        by = self._who(entry_id, principal.user_id)
+        gift = Gift(entry_id, giver.ledger_account, receiver.ledger_account, minutes, by)
+        return self._append(gift.to_request())
 
     def donate(self, principal: Principal, from_id: str, minutes: int, key: str) -> AppendResult:
         donor, access = self.accounts.member_access(principal, from_id)
@@ -59,17 +50,8 @@ class Transfers(Verification):
         require_active(donor, "from_member_id")
         positive(minutes)
         entry_id = f"donation:{opaque(donor.ledger_account)}:{key}"
-        return self._append(
-            EntryRequest(
-                "donation",
-                entry_id,
-                (
-                    Posting(donor.ledger_account, -minutes),
-                    Posting(system_account(donor.bank_id, POOL), minutes),
-                ),
-                {"by": self._who(entry_id, principal.user_id)},
-            )
-        )
+        by = self._who(entry_id, principal.user_id)
+        return self._append(Donation(entry_id, donor.ledger_account, minutes, by).to_request())
 
     def grant(
         self,
@@ -94,17 +76,9 @@ class Transfers(Verification):
         code = parse_enum(GrantReason, reason_code, "reason_code")
         positive(minutes)
         entry_id = f"grant:{opaque(elder.ledger_account)}:{key}"
-        result = self._append(
-            EntryRequest(
-                "grant",
-                entry_id,
-                (
-                    Posting(system_account(elder.bank_id, POOL), -minutes),
-                    Posting(elder.ledger_account, minutes),
-                ),
-                {"reason": code.value, "by": self._who(entry_id, principal.user_id)},
-            )
-        )
+        by = self._who(entry_id, principal.user_id)
+        grant = Grant(entry_id, elder.ledger_account, minutes, code.value, by)
+        result = self._append(grant.to_request())
         with self.store.transaction() as tx:
             if (
                 tx.first(entry_notes, entry_notes.c.entry_id == entry_id) is None

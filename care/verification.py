@@ -9,7 +9,6 @@ from typing import Any
 from accounts.base import clean_text
 from accounts.errors import Forbidden
 from accounts.model import Principal
-from care.base import weighted
 from care.confirmation import Confirmation
 from care.errors import (
     InvalidSignature,
@@ -31,8 +30,8 @@ from care.storage import (
     to_request,
     to_type,
 )
-from ledger.entry import Ceiling, Entry, EntryRequest, Posting
-from ledger.postings import ISSUANCE, POOL, REDEMPTION, hold_account, system_account
+from ledger.entry import Entry
+from ledger.kinds import Deposit, Refund
 
 
 def _why_not_verifiable(status: RecordStatus) -> str:
@@ -128,51 +127,30 @@ class Verification(Confirmation):
         policy = self.policy(record.bank_id)
         with self.store.snapshot() as tx:
             kind = to_type(tx.get(service_types, record.service_type_id))
-        amount = weighted(record.minutes, kind.weight_permille)
+        # People are named by per-entry pseudonyms: the auditor still sees that the one who
+        # confirmed did not verify, and the verifier's signature is the verifier's.
+        deposit = Deposit(
+            id=entry_id,
+            volunteer=volunteer.ledger_account,
+            bank=record.bank_id,
+            record=record.digest,
+            service=kind.code,
+            service_version=kind.version,
+            minutes=record.minutes,
+            weight=kind.weight_permille,
+            policy=policy.version,
+            org=record.org_id,
+            confirmed_by=self._who(entry_id, record.confirmed_by),
+            confirmed_as=str(record.confirmed_as),
+            verified_by=self._who(entry_id, verifier),
+            device_key=record.device_key_id,
+            device_signature=record.device_signature,
+        )
+        amount = deposit.amount
         # The stored-time cap is applied by the log's writer against the balances of the
         # moment: deposits verified together cannot pass it together. The excess goes to the
         # pool, and the entry's to_pool says how much.
-        member = volunteer.ledger_account
-        cap = Ceiling(
-            member,
-            (member, hold_account(member)),
-            policy.stored_cap_minutes,
-            system_account(record.bank_id, POOL),
-            "to_pool",
-        )
-        postings = [Posting(system_account(record.bank_id, ISSUANCE), -amount)]
-        postings.append(Posting(member, amount))
-        # People are named by per-entry pseudonyms: the auditor still sees that the one who
-        # confirmed did not verify, and the verifier's signature is the verifier's.
-        verified_by = self._who(entry_id, verifier)
-        signatures = [{"role": "verifier", "by": verified_by}]
-        if record.device_key_id and record.device_signature:
-            signatures.insert(
-                0,
-                {"role": "volunteer", "key": record.device_key_id, "sig": record.device_signature},
-            )
-        result = self._append(
-            EntryRequest(
-                "deposit",
-                entry_id,
-                tuple(postings),
-                {
-                    "record": record.digest,
-                    "service": kind.code,
-                    "minutes": record.minutes,
-                    "weight": kind.weight_permille,
-                    "policy": policy.version,
-                    "service_version": kind.version,
-                    "org": record.org_id,
-                    "confirmed_by": self._who(entry_id, record.confirmed_by),
-                    "confirmed_as": str(record.confirmed_as),
-                    "verified_by": verified_by,
-                    "to_pool": 0,
-                },
-                tuple(signatures),
-                cap,
-            )
-        )
+        result = self._append(deposit.to_request(stored_cap=policy.stored_cap_minutes))
         paid = self._paid_redemption(record)
         with self.store.transaction() as tx:
             noted = move_record(
@@ -240,17 +218,10 @@ class Verification(Confirmation):
         """Give back a redemption whose record staff rejected (idempotent: one id a request)."""
         elder = self.accounts.member(request.elder_id)
         ref = self._request_ref(request.id)
-        self._append(
-            EntryRequest(
-                "refund",
-                f"refund:{ref}",
-                (
-                    Posting(system_account(elder.bank_id, REDEMPTION), -request.hold_minutes),
-                    Posting(elder.ledger_account, request.hold_minutes),
-                ),
-                {"request": ref, "record": record.digest},
-            )
+        refund = Refund(
+            f"refund:{ref}", elder.ledger_account, request.hold_minutes, ref, record.digest
         )
+        self._append(refund.to_request())
 
     def repair(self) -> list[str]:
         """Finish every step a killed process left half done (see ``care.holds``); returns

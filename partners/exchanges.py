@@ -32,10 +32,9 @@ from accounts.storage import Tx, utc
 from accounts.tokens import new_id
 from care.errors import InsufficientBalance
 from ledger import LedgerPort
-from ledger.entry import EntryRequest, Posting
 from ledger.errors import EntryError
 from ledger.errors import InsufficientBalance as LedgerInsufficient
-from ledger.postings import clearing_account
+from ledger.kinds import Exchange as ExchangeEntry
 from partners.links import LinkStatus, PartnerLinks
 from partners.storage import move_exchange, partner_exchanges, partner_links
 
@@ -238,21 +237,14 @@ class Exchanges:
                     raise Conflict(f"the exchange is {now_status}, not pending")
         member = self.accounts.member(exchange.member_id)
         entry_id = "exchange:" + self.accounts.protector.reference("exchange", exchange.id)
-        request = EntryRequest(
-            "exchange",
-            entry_id,
-            (
-                Posting(member.ledger_account, -exchange.minutes),
-                Posting(
-                    clearing_account(exchange.bank_id, exchange.partner_key_id), exchange.minutes
-                ),
-            ),
-            {
-                "partner": exchange.partner_key_id,
-                "reference": exchange.reference,
-                "by": self.accounts.protector.pseudonym(entry_id, principal.user_id or ""),
-            },
-        )
+        request = ExchangeEntry(
+            id=entry_id,
+            member=member.ledger_account,
+            partner=exchange.partner_key_id,
+            minutes=exchange.minutes,
+            reference=exchange.reference,
+            by=self.accounts.protector.pseudonym(entry_id, principal.user_id or ""),
+        ).to_request()
         try:
             result = self.ledger.append(request)
         except (LedgerInsufficient, EntryError) as exc:

@@ -13,9 +13,9 @@ from litestar.response import Redirect
 
 from accounts.errors import AccountsError, InvalidInput
 from accounts.model import Principal
-from care.base import weighted
 from care.errors import CareError
 from care.model import ServiceType
+from ledger.kinds import weighted
 from web.elder import (
     DAYS_AHEAD,
     ICONS,
