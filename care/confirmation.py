@@ -3,7 +3,6 @@ says the service happened, with one button or a code; a paid request is redeemed
 
 from __future__ import annotations
 
-from accounts.errors import Forbidden
 from accounts.model import Principal
 from care.base import require_active
 from care.codes import code_throttle_keys, refuse_if_throttled
@@ -18,7 +17,7 @@ from care.model import (
     ServiceRecord,
 )
 from care.records import Records
-from care.repo import complete_request, move_record
+from care.repo import complete_request, save_record
 
 
 class Confirmation(Records):
@@ -35,18 +34,7 @@ class Confirmation(Records):
         self._require_record_members_active(record)
         if code is not None:
             return self._confirm_with_code(record, code, principal.user_id)
-        if role == "volunteer" or principal.member_id == record.volunteer_id:
-            raise SelfVerification(
-                "a volunteer cannot confirm their own record; ask the elder for a code"
-            )
-        as_ = {
-            "elder": ConfirmedAs.ELDER,
-            "family": ConfirmedAs.FAMILY,
-            "staff": ConfirmedAs.STAFF_FOR_ELDER,
-            "admin": ConfirmedAs.STAFF_FOR_ELDER,
-        }.get(role)
-        if as_ is None:
-            raise Forbidden("the elder, their family or the organisation's staff confirm services")
+        as_ = record.confirming_as(role, principal.member_id)
         return self._mark_confirmed(record, principal.user_id or "", as_)
 
     def _require_record_members_active(self, record: ServiceRecord) -> None:
@@ -72,16 +60,9 @@ class Confirmation(Records):
         return self._mark_confirmed(record, creator, ConfirmedAs.CODE)
 
     def _mark_confirmed(self, record: ServiceRecord, by: str, as_: ConfirmedAs) -> ServiceRecord:
+        confirmed = record.confirmed(by, as_, self.clock())
         with self.store.transaction() as tx:
-            if not move_record(
-                tx,
-                record.id,
-                RecordStatus.LOGGED,
-                status=RecordStatus.CONFIRMED.value,
-                confirmed_by=by,
-                confirmed_as=as_.value,
-                confirmed_at=self.clock(),
-            ):
+            if not save_record(tx, record, confirmed):
                 raise WrongState("record was confirmed or rejected meanwhile")
             if record.request_id is not None:
                 complete_request(tx, record.request_id)

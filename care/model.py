@@ -1,11 +1,24 @@
-"""Catalogue, policy, requests and service records: immutable records, no framework code."""
+"""Catalogue, policy, requests and service records: immutable records, no framework code.
+
+A request's and a record's state changes are rules, written here as methods that return the
+changed value or raise the care error saying which rule refused (``WrongState``,
+``SelfVerification``, ``Forbidden``). The use cases in ``care/`` call them, then store the
+change with a compare-and-set on the old status (``care.repo.save_request`` / ``save_record``),
+so a change that raced another one is refused instead of overwriting it. ``role`` is how the
+caller relates to the request or record (``care.base``: ``elder`` for the elder's side,
+``family``, ``volunteer``, ``staff``, ``admin``, ``candidate``).
+"""
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
 from itertools import pairwise
+
+from accounts.errors import Forbidden
+from care.errors import SelfVerification, WrongState
 
 
 class Category(enum.StrEnum):
@@ -127,7 +140,20 @@ class ConfirmedAs(enum.StrEnum):
     CODE = "code"
 
 
+# How the served side's confirmation is written, by the confirming caller's role.
+CONFIRMING_ROLES: Mapping[str, ConfirmedAs] = {
+    "elder": ConfirmedAs.ELDER,
+    "family": ConfirmedAs.FAMILY,
+    "staff": ConfirmedAs.STAFF_FOR_ELDER,
+    "admin": ConfirmedAs.STAFF_FOR_ELDER,
+}
+
 REVERSAL_STATUSES = ("pending", "approved", "rejected")
+
+_HAS_RECORD = (
+    "a service record was logged for this request; staff reject it first",
+    "该需求已有服务记录，须先由工作人员驳回记录",
+)
 
 
 class GrantReason(enum.StrEnum):
@@ -175,6 +201,59 @@ class ServiceRequest:
     cancel_reason: str | None
     created_at: datetime
 
+    def cancelled(
+        self, role: str, by: str | None, reason: str, *, has_record: bool
+    ) -> ServiceRequest:
+        """Open or assigned → cancelled, by the elder's side or staff. A volunteer gives a
+        request back instead (``withdrawn``); a request whose service was recorded is
+        cancelled only after staff reject the record, so the service is paid or its minutes
+        released, never neither."""
+        if role == "volunteer":
+            raise Forbidden(
+                "a volunteer gives a request back with POST /v1/requests/{id}/withdraw; "
+                "only the elder's side or staff cancel it"
+            )
+        if role not in ("elder", "staff", "admin"):
+            raise Forbidden("only the elder's side or staff cancel a request")
+        if self.status not in (RequestStatus.OPEN, RequestStatus.ASSIGNED):
+            raise WrongState(f"request is {self.status}")
+        if has_record:
+            raise WrongState(_HAS_RECORD[0], zh=_HAS_RECORD[1])
+        return replace(self, status=RequestStatus.CANCELLED, cancelled_by=by, cancel_reason=reason)
+
+    def completed(self) -> ServiceRequest:
+        """Assigned → completed, as its record is confirmed; a request cancelled meanwhile
+        refuses the confirmation (its held minutes went back)."""
+        if self.status is not RequestStatus.ASSIGNED:
+            raise WrongState(
+                f"the request of this record is {self.status}; the record cannot be confirmed",
+                zh="该记录对应的需求已取消，不能确认",
+            )
+        return replace(self, status=RequestStatus.COMPLETED)
+
+    def paid_back(self, by: str | None) -> ServiceRequest:
+        """Completed → cancelled, as staff reject the record of its service: it did not happen
+        as recorded, and its redemption is refunded."""
+        if self.status is not RequestStatus.COMPLETED:
+            raise WrongState(f"request is {self.status}, not completed")
+        return replace(
+            self,
+            status=RequestStatus.CANCELLED,
+            cancelled_by=by,
+            cancel_reason="service record rejected",
+        )
+
+    def withdrawn(self, role: str, *, has_record: bool) -> ServiceRequest:
+        """Assigned → open again, given back by its volunteer or staff; its held minutes stay
+        held for the next volunteer."""
+        if role not in ("volunteer", "staff", "admin"):
+            raise Forbidden("only the assigned volunteer or staff give a request back")
+        if self.status is not RequestStatus.ASSIGNED:
+            raise WrongState(f"request is {self.status}, not assigned")
+        if has_record:
+            raise WrongState(_HAS_RECORD[0], zh=_HAS_RECORD[1])
+        return replace(self, status=RequestStatus.OPEN, volunteer_id=None, assigned_by=None)
+
 
 @dataclass(frozen=True)
 class ServiceRecord:
@@ -202,3 +281,78 @@ class ServiceRecord:
     deposit_minutes: int | None
     created_by: str
     created_at: datetime
+
+    def confirming_as(self, role: str, member_id: str | None) -> ConfirmedAs:
+        """How the caller would confirm this record for the served side (without a code):
+        never the volunteer who logged it."""
+        if self.status is not RecordStatus.LOGGED:
+            raise WrongState(f"record is {self.status}")
+        if role == "volunteer" or member_id == self.volunteer_id:
+            raise SelfVerification(
+                "a volunteer cannot confirm their own record; ask the elder for a code"
+            )
+        as_ = CONFIRMING_ROLES.get(role)
+        if as_ is None:
+            raise Forbidden("the elder, their family or the organisation's staff confirm services")
+        return as_
+
+    def confirmed(self, by: str, as_: ConfirmedAs, at: datetime) -> ServiceRecord:
+        """Logged → confirmed by the served side (``by`` created the code, for a code)."""
+        if self.status is not RecordStatus.LOGGED:
+            raise WrongState(f"record is {self.status}")
+        return replace(
+            self,
+            status=RecordStatus.CONFIRMED,
+            confirmed_by=by,
+            confirmed_as=as_,
+            confirmed_at=at,
+        )
+
+    def check_verifier(self, member_id: str | None, orgs: frozenset[str] | set[str]) -> None:
+        """Only staff of the record's organisation verify it, never its volunteer."""
+        if member_id == self.volunteer_id:
+            raise SelfVerification("a volunteer cannot verify their own record")
+        if self.org_id not in orgs:
+            raise Forbidden("only staff of the record's organisation verify it")
+
+    def verified(self, by: str, at: datetime) -> ServiceRecord:
+        """Confirmed → verified (its minutes are deposited next), by someone other than who
+        confirmed it for the elder."""
+        if self.status is not RecordStatus.CONFIRMED:
+            raise WrongState(_why_not_verifiable(self.status))
+        if self.confirmed_by == by:
+            raise SelfVerification(
+                "whoever confirmed the service for the elder cannot also verify it",
+                zh="为老人确认服务的人不能再审核这条记录",
+            )
+        return replace(self, status=RecordStatus.VERIFIED, verified_by=by, verified_at=at)
+
+    def rejected(
+        self, role: str, member_id: str | None, by: str | None, reason: str, at: datetime
+    ) -> ServiceRecord:
+        """Logged or confirmed → rejected by staff of its organisation or a bank administrator
+        (never its volunteer); a verified record is corrected by a reversal instead."""
+        if member_id == self.volunteer_id:
+            raise SelfVerification("a volunteer cannot reject their own record")
+        if role not in ("staff", "admin"):
+            raise Forbidden(
+                "only staff of the record's organisation, or a bank administrator, reject it"
+            )
+        if self.status not in (RecordStatus.LOGGED, RecordStatus.CONFIRMED):
+            raise WrongState(f"record is {self.status}")
+        return replace(
+            self,
+            status=RecordStatus.REJECTED,
+            rejected_reason=reason,
+            verified_by=by,
+            verified_at=at,
+        )
+
+
+def _why_not_verifiable(status: RecordStatus) -> str:
+    """Tells staff what to do next: a verified record has already deposited its minutes."""
+    if status is RecordStatus.VERIFIED:
+        return "record is already verified; its minutes were deposited"
+    if status is RecordStatus.REJECTED:
+        return "record is rejected; it cannot be verified"
+    return f"record is {status}; it must be confirmed by the served side first"

@@ -4,6 +4,8 @@ listed for a caller."""
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -13,12 +15,10 @@ from sqlalchemy import Column, Row, Table, func, or_, select, update
 from accounts.errors import InvalidInput, NotFound
 from accounts.model import Principal
 from accounts.storage import Tx, members, utc
-from care.errors import (
-    WrongState,
-)
 from care.model import (
     RecordStatus,
     RequestStatus,
+    ServiceRecord,
     ServiceRequest,
 )
 from care.storage import (
@@ -49,6 +49,28 @@ def move_request(tx: Tx, request_id: str, expected: RequestStatus | None, **valu
         conditions.append(service_requests.c.status == expected.value)
     changed = tx.conn.execute(update(service_requests).where(*conditions).values(**values))
     return bool(changed.rowcount == 1)
+
+
+def _changed(before: Any, after: Any) -> dict[str, Any]:
+    """The columns a model method changed, as the table stores them (enums by value)."""
+    values = {}
+    for f in dataclasses.fields(before):
+        value = getattr(after, f.name)
+        if value != getattr(before, f.name):
+            values[f.name] = value.value if isinstance(value, enum.Enum) else value
+    return values
+
+
+def save_record(tx: Tx, before: ServiceRecord, after: ServiceRecord) -> bool:
+    """Store what a rule changed (``ServiceRecord.confirmed`` …) if the record is still in
+    ``before``'s status: whether it was."""
+    return move_record(tx, before.id, before.status, **_changed(before, after))
+
+
+def save_request(tx: Tx, before: ServiceRequest, after: ServiceRequest) -> bool:
+    """Store what a rule changed (``ServiceRequest.cancelled`` …) if the request is still in
+    ``before``'s status: whether it was."""
+    return move_request(tx, before.id, before.status, **_changed(before, after))
 
 
 def undo_verification(tx: Tx, record_id: str) -> None:
@@ -136,12 +158,7 @@ def complete_request(tx: Tx, request_id: str) -> None:
     """Assigned → completed, in the transaction that confirms its record; a request that
     was cancelled meanwhile refuses the confirmation (its held minutes went back)."""
     request = locked_request(tx, request_id)
-    if request.status is not RequestStatus.ASSIGNED:
-        raise WrongState(
-            f"the request of this record is {request.status}; the record cannot be confirmed",
-            zh="该记录对应的需求已取消，不能确认",
-        )
-    tx.update(service_requests, request_id, status=RequestStatus.COMPLETED.value)
+    save_request(tx, request, request.completed())
 
 
 def row_dict(row: Any) -> dict[str, Any]:

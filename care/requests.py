@@ -21,7 +21,7 @@ from care.model import (
     ServiceRecord,
     ServiceRequest,
 )
-from care.repo import listed, live_record, locked_request, move_request
+from care.repo import listed, live_record, locked_request, move_request, save_request
 from care.storage import (
     service_requests,
     service_types,
@@ -215,26 +215,12 @@ class Requests(Catalogue):
         another volunteer, its held minutes stay held."""
         with self.store.snapshot() as tx:
             request, role = self._visible_request(tx, principal, request_id)
-        if role not in ("volunteer", "staff", "admin"):
-            raise Forbidden("only the assigned volunteer or staff give a request back")
         with self.store.transaction() as tx:
             current = locked_request(tx, request.id)
-            if current.status is not RequestStatus.ASSIGNED:
-                raise WrongState(f"request is {current.status}, not assigned")
-            if live_record(tx, request.id) is not None:
-                raise WrongState(
-                    "a service record was logged for this request; staff reject it first",
-                    zh="该需求已有服务记录，须先由工作人员驳回记录",
-                )
-            move_request(
-                tx,
-                request.id,
-                None,
-                status=RequestStatus.OPEN.value,
-                volunteer_id=None,
-                assigned_by=None,
-            )
-            return to_request(tx.get(service_requests, request.id))
+            has_record = live_record(tx, request.id) is not None
+            withdrawn = current.withdrawn(role, has_record=has_record)
+            save_request(tx, current, withdrawn)
+            return withdrawn
 
     def cancel(self, principal: Principal, request_id: str, reason: str) -> ServiceRequest:
         """The elder's side or staff cancel; held minutes go back to the elder. A request
@@ -243,30 +229,11 @@ class Requests(Catalogue):
         text = clean_text(reason, "reason", 500)
         with self.store.snapshot() as tx:
             request, role = self._visible_request(tx, principal, request_id)
-        if role == "volunteer":
-            raise Forbidden(
-                "a volunteer gives a request back with POST /v1/requests/{id}/withdraw; "
-                "only the elder's side or staff cancel it"
-            )
-        if role not in ("elder", "staff", "admin"):
-            raise Forbidden("only the elder's side or staff cancel a request")
         with self.store.transaction() as tx:
             current = locked_request(tx, request.id)
-            if current.status not in (RequestStatus.OPEN, RequestStatus.ASSIGNED):
-                raise WrongState(f"request is {current.status}")
-            if live_record(tx, request.id) is not None:
-                raise WrongState(
-                    "a service record was logged for this request; staff reject it first",
-                    zh="该需求已有服务记录，须先由工作人员驳回记录",
-                )
-            tx.update(
-                service_requests,
-                request.id,
-                status=RequestStatus.CANCELLED.value,
-                cancelled_by=principal.user_id,
-                cancel_reason=text,
-            )
-            cancelled = to_request(tx.get(service_requests, request.id))
+            has_record = live_record(tx, request.id) is not None
+            cancelled = current.cancelled(role, principal.user_id, text, has_record=has_record)
+            save_request(tx, current, cancelled)
         if cancelled.hold_minutes:
             self._release(cancelled, cancelled.hold_minutes)
         return cancelled

@@ -7,12 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 from accounts.base import clean_text
-from accounts.errors import Forbidden
 from accounts.model import Principal
 from care.confirmation import Confirmation
 from care.errors import (
     InvalidSignature,
-    SelfVerification,
     WrongState,
 )
 from care.model import (
@@ -21,7 +19,13 @@ from care.model import (
     ServiceRecord,
     ServiceRequest,
 )
-from care.repo import locked_request, move_record, undo_verification
+from care.repo import (
+    locked_request,
+    move_record,
+    save_record,
+    save_request,
+    undo_verification,
+)
 from care.storage import (
     service_records,
     service_requests,
@@ -34,33 +38,16 @@ from ledger.entry import Entry
 from ledger.kinds import Deposit, Refund
 
 
-def _why_not_verifiable(status: RecordStatus) -> str:
-    """Tells staff what to do next: a verified record has already deposited its minutes."""
-    if status is RecordStatus.VERIFIED:
-        return "record is already verified; its minutes were deposited"
-    if status is RecordStatus.REJECTED:
-        return "record is rejected; it cannot be verified"
-    return f"record is {status}; it must be confirmed by the served side first"
-
-
 class Verification(Confirmation):
     """Verifying and rejecting records; deposits, refunds and repair."""
 
     def verify(self, principal: Principal, record_id: str) -> ServiceRecord:
         """The organisation verifies: one ledger entry deposits minutes × weight."""
         record, _ = self._visible_record(principal, record_id)
-        if principal.member_id == record.volunteer_id:
-            raise SelfVerification("a volunteer cannot verify their own record")
-        if record.org_id not in principal.orgs():
-            raise Forbidden("only staff of the record's organisation verify it")
+        record.check_verifier(principal.member_id, principal.orgs())
         self.accounts.require_second_factor(principal)
-        if record.status is not RecordStatus.CONFIRMED:
-            raise WrongState(_why_not_verifiable(record.status))
-        if record.confirmed_by == principal.user_id:
-            raise SelfVerification(
-                "whoever confirmed the service for the elder cannot also verify it",
-                zh="为老人确认服务的人不能再审核这条记录",
-            )
+        verifier = principal.user_id or ""
+        verified = record.verified(verifier, self.clock())
         self._require_record_members_active(record)
         if record.device_key_id and self.accounts.device_key_revoked(record.device_key_id):
             # Whoever held the phone before it was revoked could have signed it: the auditor
@@ -73,16 +60,8 @@ class Verification(Confirmation):
             )
         # Confirmed → verified first, so that a reject racing this verify finds the record
         # verified (and is refused) instead of rejecting a record whose deposit is posted.
-        verifier = principal.user_id or ""
         with self.store.transaction() as tx:
-            moved = move_record(
-                tx,
-                record.id,
-                RecordStatus.CONFIRMED,
-                status=RecordStatus.VERIFIED.value,
-                verified_by=verifier,
-                verified_at=self.clock(),
-            )
+            moved = save_record(tx, record, verified)
         if not moved:
             raise WrongState("record was verified or rejected meanwhile")
         try:
@@ -177,38 +156,17 @@ class Verification(Confirmation):
     def reject(self, principal: Principal, record_id: str, reason: str) -> ServiceRecord:
         text = clean_text(reason, "reason", 500)
         record, role = self._visible_record(principal, record_id)
-        if principal.member_id == record.volunteer_id:
-            raise SelfVerification("a volunteer cannot reject their own record")
-        if role not in ("staff", "admin"):
-            raise Forbidden(
-                "only staff of the record's organisation, or a bank administrator, reject it"
-            )
-        if record.status not in (RecordStatus.LOGGED, RecordStatus.CONFIRMED):
-            raise WrongState(f"record is {record.status}")
+        rejected = record.rejected(role, principal.member_id, principal.user_id, text, self.clock())
         refund: ServiceRequest | None = None
         with self.store.transaction() as tx:
-            if not move_record(
-                tx,
-                record.id,
-                record.status,
-                status=RecordStatus.REJECTED.value,
-                rejected_reason=text,
-                verified_by=principal.user_id,
-                verified_at=self.clock(),
-            ):
+            if not save_record(tx, record, rejected):
                 raise WrongState("record was verified or rejected meanwhile")
             if record.request_id is not None:
                 request = locked_request(tx, record.request_id)
                 if request.status is RequestStatus.COMPLETED:
                     # The confirmation had completed (and paid) the request: the service did
                     # not happen as recorded, so the request is cancelled and paid back.
-                    tx.update(
-                        service_requests,
-                        request.id,
-                        status=RequestStatus.CANCELLED.value,
-                        cancelled_by=principal.user_id,
-                        cancel_reason="service record rejected",
-                    )
+                    save_request(tx, request, request.paid_back(principal.user_id))
                     refund = request
         if refund is not None and refund.hold_minutes:
             self._refund(refund, record)
