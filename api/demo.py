@@ -9,8 +9,6 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
-from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -27,15 +25,13 @@ from accounts.model import (
 )
 from accounts.service import AccountsService, PersonalInput
 from accounts.totp import code_at
-from api.seed import CATALOGUE, DEMO_BANK, demo_requests
+from api.demo_history import DemoClock, history, slot
+from api.seed import CATALOGUE, DEMO_BANK
 from care.service import CareService
-from ledger import AppendResult
-from ledger.entry import EntryRequest, Posting
 from ledger.log import Log
 from partners.exchanges import Exchanges
 from partners.links import PartnerLinks
 from reports.halfyear import HalfYearReports
-from reports.public import log_time
 
 SURNAMES = "王李张刘陈杨黄赵周吴徐孙马朱胡郭何林高罗"
 GIVEN = "秀英桂兰玉梅建国志强海燕丽娟明华德福淑珍国庆文静晓东春生秋菊"
@@ -112,23 +108,6 @@ def _person(rng: random.Random, n: int, elder: bool) -> PersonalInput:
         address=f"南京市鼓楼区{street}{rng.randint(1, 300)}号",
         birth_date=born,
     )
-
-
-class DemoClock:
-    """The demo seed's clock: set in the past while the seed writes the bank's history, the
-    real time once ``at`` is None. The log stamps entries with it (``Log.open(settings,
-    clock=DemoClock())``) and the seed lends it to the accounts and care services, so members,
-    flags and ledger entries share one time line. The log never goes back in time, so the seed
-    moves it forward only."""
-
-    def __init__(self) -> None:
-        self.at: datetime | None = None
-
-    def now(self) -> datetime:
-        return self.at or datetime.now(UTC)
-
-    def __call__(self) -> str:
-        return log_time(self.now())
 
 
 @dataclass(frozen=True)
@@ -265,9 +244,9 @@ def _seed(
 
     newcomers = [_newcomer(rng, n) for n in range(members)]
     accounts_of: dict[str, str] = {
-        _slot(0): volunteer.member.ledger_account,
-        _slot(1): family.member.ledger_account,
-        _slot(2): elder.member.ledger_account,
+        slot(0): volunteer.member.ledger_account,
+        slot(1): family.member.ledger_account,
+        slot(2): elder.member.ledger_account,
     }
     joined: dict[int, str] = {}  # newcomer n -> member id
 
@@ -279,19 +258,19 @@ def _seed(
         )
         if who.flag is not None:
             accounts.set_flag(org_staff, new.member.id, who.flag, None)
-        accounts_of[_slot(who.n + 3)] = new.member.ledger_account
+        accounts_of[slot(who.n + 3)] = new.member.ledger_account
         joined[who.n] = new.member.id
 
     # Past months: centre-admin confirmed for the elders, centre-staff verified.
     # A whole number of days from the opening, so the history's layout (which seq is which
     # entry) is the same whatever the hour of seeding.
     history_end = opened + timedelta(days=HISTORY_DAYS - HISTORY_END_DAYS)
-    appended = _history(
+    appended = history(
         log,
         clock,
         entries,
-        newcomers,
-        register,
+        len(newcomers),
+        lambda n: register(newcomers[n]),
         accounts_of,
         opened,
         history_end,
@@ -341,105 +320,6 @@ def _newcomer(rng: random.Random, n: int) -> _Newcomer:
     if is_elder and rng.random() < 0.3:
         flag = rng.choice([str(f) for f in PriorityFlag])
     return _Newcomer(n, is_elder, at_centre, personal, volunteer, flag)
-
-
-def _history(
-    log: Log,
-    clock: DemoClock,
-    entries: int,
-    newcomers: list[_Newcomer],
-    register: Callable[[_Newcomer], None],
-    accounts_of: dict[str, str],
-    opened: datetime,
-    until: datetime,
-    org: str,
-    verifier: str,
-    confirmer: str,
-) -> int:
-    """The bank's months from ``opened`` to ``until``: the newcomers join spread over them, or
-    earlier when the history first credits or debits one of them (so more join in the first
-    months, never more than a handful a day: no registration burst), and the ``entries`` of
-    ``api.seed.demo_requests`` are written day after day, each day's as one batch stamped at
-    that day. Returns the entries appended (approvals not counted)."""
-    slots = [_slot(i) for i in range(3 + len(newcomers))]
-    requests = list(
-        demo_requests(entries, slots, 0, org=org, verifier=verifier, confirmer=confirmer)
-    )
-    days = max((until - opened).days, 1)
-
-    def day_of(k: int) -> int:
-        return k * days // max(len(requests), 1)
-
-    def at_day(day: int) -> datetime:
-        return opened + timedelta(days=day, hours=1)
-
-    first_use: dict[str, int] = {}
-    for k, request in enumerate(requests):
-        for p in request.postings:
-            first_use.setdefault(p.account, k)
-    span = until - opened
-    events: list[tuple[datetime, int, int]] = []  # (when, 0 join | 1 day of entries, which)
-    for who in newcomers:
-        planned = opened + span * (who.n + 1) / (len(newcomers) + 1)
-        used = first_use.get(_slot(who.n + 3))
-        if used is not None:  # she joins before the history first names her account
-            planned = min(planned, at_day(day_of(used)) - timedelta(minutes=30 + who.n % 60))
-        events.append((max(planned, opened + timedelta(minutes=5)), 0, who.n))
-    by_day: dict[int, list[EntryRequest]] = {}
-    for k, request in enumerate(requests):
-        by_day.setdefault(day_of(k), []).append(request)
-    events += [(at_day(day), 1, day) for day in by_day]
-    events.sort()
-
-    seqs: dict[str, int] = {}  # demo request id -> its seq
-    appended = 0
-    for when, what, which in events:
-        clock.at = max(clock.now(), when)
-        if what == 0:
-            register(newcomers[which])
-            continue
-        pending: list[Future[AppendResult]] = []
-        for request in by_day[which]:
-            placed = _placed(request, accounts_of, requests, seqs)
-            if placed.kind == "reversal":  # it names an earlier seq: all before must be in
-                appended += _drain(pending, seqs)
-                pending = []
-                result = log.append(placed)
-                seqs[result.id] = result.seq
-                appended += 1
-                continue
-            pending.append(log.sequencer.submit(placed))
-        appended += _drain(pending, seqs)
-    return appended
-
-
-def _slot(n: int) -> str:
-    """A stand-in account for the demo's ``n``-th member in the history written before the
-    members exist; ``_placed`` puts their real accounts in."""
-    return f"{DEMO_BANK}:member:slot{n}"
-
-
-def _placed(
-    request: EntryRequest,
-    accounts_of: dict[str, str],
-    requests: list[EntryRequest],
-    seqs: dict[str, int],
-) -> EntryRequest:
-    """``request`` on the members' real accounts; a reversal names its deposit's real seq."""
-    postings = tuple(
-        Posting(accounts_of.get(p.account, p.account), p.minutes) for p in request.postings
-    )
-    body = request.body
-    if request.kind == "reversal":
-        body = {**body, "reverses": seqs[requests[int(body["reverses"])].id]}
-    return dataclasses.replace(request, postings=postings, body=body)
-
-
-def _drain(pending: list[Future[AppendResult]], seqs: dict[str, int]) -> int:
-    for future in pending:
-        result = future.result()
-        seqs[result.id] = result.seq
-    return len(pending)
 
 
 def _demo_exchange(
