@@ -8,6 +8,7 @@ columns sealed by ``accounts.protection``. ``pii_access`` is append-only.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -23,10 +24,13 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    Select,
     String,
     Table,
     UniqueConstraint,
+    Update,
     and_,
+    bindparam,
     func,
     insert,
     or_,
@@ -231,6 +235,19 @@ def utc(value: datetime | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+# Statements by id, built once per table: the id (and an update's values) are parameters, so
+# nothing is constructed per call. Building a statement cost more than running it on the hot
+# paths (a profile of a donation: docs/performance.md).
+@functools.cache
+def _select_by_id(table: Table) -> Select[Any]:
+    return select(table).where(table.c.id == bindparam("b_row_id"))
+
+
+@functools.cache
+def _update_by_id(table: Table) -> Update:
+    return update(table).where(table.c.id == bindparam("b_row_id"))
+
+
 class Tx:
     """Row-level operations inside one transaction."""
 
@@ -243,11 +260,11 @@ class Tx:
         self.conn.execute(insert(table), values)
 
     def update(self, table: Table, row_id: str, **values: Any) -> int:
-        result = self.conn.execute(update(table).where(table.c.id == row_id).values(**values))
+        result = self.conn.execute(_update_by_id(table), {"b_row_id": row_id, **values})
         return int(result.rowcount)
 
     def get(self, table: Table, row_id: str) -> Row[Any] | None:
-        return self.conn.execute(select(table).where(table.c.id == row_id)).first()
+        return self.conn.execute(_select_by_id(table), {"b_row_id": row_id}).first()
 
     def find(
         self,

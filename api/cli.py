@@ -71,7 +71,8 @@ def cmd_migrate(_: argparse.Namespace) -> int:
 def cmd_seed(args: argparse.Namespace) -> int:
     from api.app import Services
     from api.cli_admin import record_operator
-    from api.demo import DemoClock, DemoExists, login_help, seed_demo_bank
+    from api.demo import DemoExists, login_help, seed_demo_bank
+    from api.demo_history import DemoClock
 
     if not args.demo:
         print("timebank seed: only --demo is supported", file=sys.stderr)

@@ -132,6 +132,12 @@ def outcome_of(status: int) -> str:
     return "ok" if status < 400 else ("failed" if status >= 500 else "refused")
 
 
+# The chain's last event: read by every event appended (built once, not per call).
+_LAST_EVENT = (
+    select(audit_events.c.seq, audit_events.c.hash).order_by(audit_events.c.seq.desc()).limit(1)
+)
+
+
 class AuditTrail:
     def __init__(self, database: Database | str) -> None:
         self.database, self._owned = opened(database)
@@ -160,11 +166,7 @@ class AuditTrail:
 
         def append(conn: Connection) -> AuditEvent:
             # one batch at a time, on PostgreSQL under the group's lock: the chain stays a chain
-            last = conn.execute(
-                select(audit_events.c.seq, audit_events.c.hash)
-                .order_by(audit_events.c.seq.desc())
-                .limit(1)
-            ).first()
+            last = conn.execute(_LAST_EVENT).first()
             event = AuditEvent(
                 seq=last.seq + 1 if last else 0,
                 time=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
@@ -188,11 +190,7 @@ class AuditTrail:
     def head(self) -> tuple[int, bytes]:
         """(count, hash of the last event) — what a seal commits to."""
         with self.reader.begin() as conn:
-            last = conn.execute(
-                select(audit_events.c.seq, audit_events.c.hash)
-                .order_by(audit_events.c.seq.desc())
-                .limit(1)
-            ).first()
+            last = conn.execute(_LAST_EVENT).first()
         return (last.seq + 1, bytes(last.hash)) if last else (0, ZERO)
 
     def seal(self, ledger: LedgerPort) -> AppendResult | None:

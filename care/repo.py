@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Column, Row, Table, func, or_, select, update
+from sqlalchemy import Column, Row, Table, bindparam, func, or_, select, update
 
 from accounts.errors import InvalidInput, NotFound
 from accounts.model import Principal
@@ -28,27 +28,32 @@ from care.storage import (
     to_request,
 )
 
+# Compare-and-set by id and status, built once: the values are parameters (docs/performance.md).
+_MOVE_RECORD = update(service_records).where(
+    service_records.c.id == bindparam("b_id"),
+    service_records.c.status == bindparam("b_expected"),
+)
+_MOVE_REQUEST = update(service_requests).where(
+    service_requests.c.id == bindparam("b_id"),
+    service_requests.c.status == bindparam("b_expected"),
+)
+
 
 def move_record(tx: Tx, record_id: str, expected: RecordStatus, **values: Any) -> bool:
     """Change a record only if it is still ``expected``: whether it was (the compare-and-set
     that keeps racing confirmations, verifications and rejections from overwriting each
     other)."""
-    changed = tx.conn.execute(
-        update(service_records)
-        .where(service_records.c.id == record_id, service_records.c.status == expected.value)
-        .values(**values)
-    ).rowcount
-    return bool(changed == 1)
+    params = {"b_id": record_id, "b_expected": expected.value, **values}
+    return bool(tx.conn.execute(_MOVE_RECORD, params).rowcount == 1)
 
 
 def move_request(tx: Tx, request_id: str, expected: RequestStatus | None, **values: Any) -> bool:
     """Change a request only if it is still ``expected`` (any state when None): whether it
     was (the compare-and-set that keeps a claim and a cancel from both winning)."""
-    conditions = [service_requests.c.id == request_id]
-    if expected is not None:
-        conditions.append(service_requests.c.status == expected.value)
-    changed = tx.conn.execute(update(service_requests).where(*conditions).values(**values))
-    return bool(changed.rowcount == 1)
+    if expected is None:
+        return tx.update(service_requests, request_id, **values) == 1
+    params = {"b_id": request_id, "b_expected": expected.value, **values}
+    return bool(tx.conn.execute(_MOVE_REQUEST, params).rowcount == 1)
 
 
 def _changed(before: Any, after: Any) -> dict[str, Any]:

@@ -4,11 +4,18 @@ A state-changing request used to commit three short transactions of its own besi
 entry — its Idempotency-Key claim, the key's completion and its audit event — each one an
 ``fsync`` under the database's single writer lock, so concurrent requests queued on the lock
 one commit at a time (docs/performance.md). ``GroupCommit`` runs the work of concurrent callers
-in **one** transaction: the first caller to arrive leads, takes everything queued, runs each
-piece of work under its own savepoint (a piece that fails is rolled back alone and its caller
-gets the error), commits once, and hands leadership to the next waiting caller. Every caller
+in **one** transaction: the first caller to arrive leads, takes everything queued, runs every
+piece of work, commits once, and hands leadership to the next waiting caller. Every caller
 returns only once the transaction holding its work is durable, exactly as before; a lone
 caller commits at once, as before.
+
+Pieces rarely fail (a key claimed twice, a constraint), so a batch first runs them all in the
+one transaction without savepoints (two statements a piece fewer, which a profile of a
+donation showed as a third of this layer's time). When a piece fails, that transaction is
+rolled back whole, nothing of it committed, and the batch runs again with each piece under its
+own savepoint: the failing piece is rolled back alone and its caller gets its error. A piece
+must therefore be a function of the database alone (running it twice after a rollback is
+running it once).
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ class GroupCommit:
         self._leading = False
         self.batches = 0  # committed batches, for tests and benchmarks
         self.jobs = 0
+        self.retried = 0  # batches run again piece by piece because a piece failed
 
     def run(self, work: Callable[[Connection], R]) -> R:
         """Run ``work(conn)`` inside a write transaction shared with concurrent callers; return
@@ -89,10 +97,49 @@ class GroupCommit:
                     self._leading = False
 
     def _commit(self, batch: list[_Job[Any]]) -> None:
+        failed = self._commit_together(batch)
+        if failed is None:
+            return
+        if len(batch) == 1:  # alone: its error, and nothing else to commit
+            batch[0].error = failed
+            return
+        self.retried += 1
+        self._commit_apart(batch)
+
+    def _begin(self, conn: Connection) -> None:
+        if self.serialize:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_GROUP_LOCK})
+
+    def _commit_together(self, batch: list[_Job[Any]]) -> BaseException | None:
+        """Every piece in one transaction, no savepoints. None when it committed (or when the
+        commit itself failed: then every caller has that error); the error of the piece that
+        failed otherwise, with nothing committed."""
+        failed: BaseException | None = None
+        results: list[Any] = []
         try:
             with self.engine.begin() as conn:
-                if self.serialize:
-                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_GROUP_LOCK})
+                self._begin(conn)
+                for job in batch:
+                    try:
+                        results.append(job.work(conn))
+                    except Exception as exc:
+                        failed = exc
+                        raise
+        except Exception as exc:
+            if failed is not None:
+                return failed
+            for job in batch:  # the commit itself failed: nobody's work is durable
+                job.error = exc
+            return None
+        for job, result in zip(batch, results, strict=True):
+            job.result = result
+        return None
+
+    def _commit_apart(self, batch: list[_Job[Any]]) -> None:
+        """Each piece under its own savepoint, so a failing one is rolled back alone."""
+        try:
+            with self.engine.begin() as conn:
+                self._begin(conn)
                 for job in batch:
                     savepoint = conn.begin_nested()
                     try:

@@ -19,6 +19,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Table,
+    bindparam,
     delete,
     insert,
     select,
@@ -120,6 +121,12 @@ class Claim:
     stored: StoredResponse | None = None
 
 
+# A key's row, locked: read by every keyed request (built once, not per call).
+_CLAIMED = (
+    select(idempotency_keys).where(idempotency_keys.c.id == bindparam("b_id")).with_for_update()
+)
+
+
 class IdempotencyStore:
     """The ``idempotency_keys`` rows. A claim, a completion and a release each commit before
     they return, group-committed with the other requests' keys and audit events of the moment
@@ -152,7 +159,7 @@ class IdempotencyStore:
         }
 
         def claim(conn: Connection) -> Claim:
-            row = conn.execute(select(t).where(t.c.id == row_id).with_for_update()).first()
+            row = conn.execute(_CLAIMED, {"b_id": row_id}).first()
             if row is None:
                 conn.execute(insert(t).values(id=row_id, **fresh))
                 return Claim("run", lease)

@@ -114,6 +114,7 @@ class BatchWriter:
             )
         self._check_our_checkpoint(head.checkpoint_note)
         frontier = self._load_frontier(db, head.size, head.checkpoint_root)
+        signed = _copy(frontier)  # the tree the last checkpoint signed, checked just below
         self._pending_frontier = _copy(frontier)
         if head.checkpoint_root is not None and frontier.root() != head.checkpoint_root:
             raise CheckpointConflict("stored tree does not match the last signed checkpoint")
@@ -207,7 +208,7 @@ class BatchWriter:
         self._pending_frontier = _copy(frontier)
         self._check_consistent(
             db,
-            head.checkpoint_size,
+            signed,
             head.checkpoint_root,
             new_nodes,
             new_entries,
@@ -270,19 +271,23 @@ class BatchWriter:
     def _check_consistent(
         self,
         db: Snapshot,
-        old_size: int,
+        signed: Frontier,
         old_root: bytes | None,
         new_nodes: list[dict[str, object]],
         new_entries: list[dict[str, object]],
         new_size: int,
         new_root: bytes,
     ) -> None:
-        """Refuse to sign a tree that does not extend the last signed checkpoint."""
+        """Refuse to sign a tree that does not extend the last signed checkpoint. ``signed`` is
+        the right edge of that tree (its root was checked against the checkpoint): the proof's
+        old subtrees come from it and the batch's new nodes, the database only for any other."""
+        old_size = signed.size
         if old_size == 0 or old_root is None:
             return
         spans = consistency_spans(old_size, new_size)
         needed = nodes_needed(spans)
-        fresh = {(int(n["level"]), int(n["idx"])): bytes(n["hash"]) for n in new_nodes}  # type: ignore[call-overload]
+        fresh = dict(zip(Frontier.plan(old_size), signed.hashes, strict=True))
+        fresh.update({(int(n["level"]), int(n["idx"])): bytes(n["hash"]) for n in new_nodes})  # type: ignore[call-overload]
         fresh.update({(0, int(e["seq"])): bytes(e["leaf_hash"]) for e in new_entries})  # type: ignore[call-overload]
         known = {nid: fresh[nid] for nid in needed if nid in fresh}
         known.update(db.nodes([nid for nid in needed if nid not in fresh]))

@@ -157,6 +157,19 @@ class LedgerStore:
             yield Snapshot(conn, self.is_sqlite)
 
 
+# Read by every batch of the writer: built once, not per call (docs/performance.md).
+_LAST_ENTRY = (
+    select(log_entries.c.seq, log_entries.c.leaf_hash, log_entries.c.time)
+    .order_by(log_entries.c.seq.desc())
+    .limit(1)
+)
+_LAST_CHECKPOINT = (
+    select(log_checkpoints.c.size, log_checkpoints.c.root, log_checkpoints.c.note)
+    .order_by(log_checkpoints.c.size.desc())
+    .limit(1)
+)
+
+
 class Snapshot:
     """Reads and writes of the log inside one transaction."""
 
@@ -167,16 +180,8 @@ class Snapshot:
     # ------------------------------------------------------------ reads (any connection)
 
     def head(self) -> Head:
-        last = self.conn.execute(
-            select(log_entries.c.seq, log_entries.c.leaf_hash, log_entries.c.time)
-            .order_by(log_entries.c.seq.desc())
-            .limit(1)
-        ).first()
-        cp = self.conn.execute(
-            select(log_checkpoints.c.size, log_checkpoints.c.root, log_checkpoints.c.note)
-            .order_by(log_checkpoints.c.size.desc())
-            .limit(1)
-        ).first()
+        last = self.conn.execute(_LAST_ENTRY).first()
+        cp = self.conn.execute(_LAST_CHECKPOINT).first()
         return Head(
             size=last.seq + 1 if last else 0,
             last_leaf_hash=last.leaf_hash if last else None,

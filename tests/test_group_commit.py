@@ -63,6 +63,54 @@ def test_concurrent_callers_share_transactions_and_each_gets_its_own_answer(
         assert conn.execute(select(func.count()).select_from(notes)).scalar_one() == 400
     assert group.jobs == 400
     assert group.batches < 400  # callers waiting on the lock were committed together
+    assert group.retried == 0  # no piece failed: no batch ran twice
+
+
+def test_a_batch_with_a_failing_piece_runs_again_piece_by_piece(database: Database) -> None:
+    """Seven callers queue behind a leader whose transaction is held open, so they are one
+    batch; one of them fails: the batch runs again with savepoints, and only that one fails."""
+    group = database.group
+    group.run(_insert(1))
+    entered, gate = threading.Event(), threading.Event()
+
+    def held(conn: Connection) -> int:
+        entered.set()
+        gate.wait(10)
+        return _insert(50)(conn)
+
+    outcomes: dict[int, object] = {}
+
+    def call(n: int, work: Callable[[Connection], int]) -> None:
+        try:
+            outcomes[n] = group.run(work)
+        except Exception as exc:
+            outcomes[n] = type(exc).__name__
+
+    leader = threading.Thread(target=call, args=(-1, held))
+    leader.start()
+    assert entered.wait(10)
+    queued = [
+        threading.Thread(target=call, args=(n, _insert(1 if n == 3 else 200 + n))) for n in range(7)
+    ]
+    for t in queued:
+        t.start()
+    for _ in range(1000):  # until all seven wait behind the leader
+        with group._lock:
+            if len(group._queue) == 7:
+                break
+        threading.Event().wait(0.01)
+    gate.set()
+    for t in [leader, *queued]:
+        t.join()
+    assert outcomes == {
+        -1: 500,
+        **{n: (200 + n) * 10 for n in range(7) if n != 3},
+        3: "IntegrityError",
+    }
+    assert group.retried == 1
+    with database.reader.begin() as conn:
+        ids = set(conn.execute(select(notes.c.id)).scalars())
+    assert ids == {1, 50} | {200 + n for n in range(7) if n != 3}
 
 
 def test_a_failing_piece_fails_alone(database: Database) -> None:

@@ -23,7 +23,8 @@ from accounts.model import Role
 from accounts.service import PersonalInput
 from api.app import create_app
 from api.cli import main
-from api.demo import DemoClock, last_two_halves, seed_demo_bank
+from api.demo import last_two_halves, seed_demo_bank
+from api.demo_history import DemoClock
 from audit.client import LogClient
 from audit.report import AuditReport, Policy
 from ledger.config import Settings

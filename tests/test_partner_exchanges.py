@@ -24,9 +24,9 @@ from api.demo import (
     DEMO_EXCHANGE_MINUTES,
     DEMO_EXCHANGE_REFERENCE,
     DEMO_PARTNER_NAME,
-    DemoClock,
     seed_demo_bank,
 )
+from api.demo_history import DemoClock
 from care.errors import CareError
 from ledger.config import Settings
 from ledger.entry import EntryRequest, Posting
