@@ -115,9 +115,10 @@ class Cluster:
         return f"postgresql+psycopg://postgres@127.0.0.1:{port}/timebank"
 
     def start_primary(self, synchronous: bool) -> None:
+        # --no-sync: only initdb's own files; the server below runs with fsync on.
         self.as_postgres(
             self.bindir / "initdb", "-D", self.primary, "--auth=trust", "-U", "postgres",
-            "-E", "UTF8", "--no-instructions",
+            "-E", "UTF8", "--no-instructions", "--no-sync",
         )  # fmt: skip
         with (self.primary / "postgresql.conf").open("a") as conf:
             conf.write(
