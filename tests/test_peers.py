@@ -202,6 +202,7 @@ def test_the_request_key_is_served_publicly_and_matches_the_cli(env: dict[str, s
     assert key.returncode == 0, key.stderr
     verifier = Verifier.from_text(key.stdout)
     assert verifier.name == f"{OWN}/peers"
+    assert oct((Path(env["TIMEBANK_DATA_DIR"]) / "peer.key").stat().st_mode)[-3:] == "600"
     port = _free_port()
     server = subprocess.Popen(
         [TIMEBANK, "serve", "--port", str(port)],
