@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 DEMO_ENTRIES ?= 2000
 
-.PHONY: run test docs-check lint typecheck imports unit bench bench-http bench-stats bench-webhooks clean browser-deps vendor i18n-extract i18n-update i18n-compile screenshots bench-web reliability reliability-races reliability-retries fuzz
+.PHONY: run test docs-check lint typecheck imports unit bench bench-http bench-stats bench-webhooks clean browser-deps vendor i18n-extract i18n-update i18n-compile screenshots bench-web reliability reliability-races reliability-retries reliability-standby fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -106,6 +106,10 @@ RETRIED_KEYS ?= 10000
 reliability-retries: $(VENV)/.installed-dev
 	TIMEBANK_RETRIED_KEYS=$(RETRIED_KEYS) \
 	$(BIN)/pytest tests/test_retried_keys.py -n 0 -s $(RELIABILITY_ARGS)
+
+# Failover to a synchronous PostgreSQL standby under load (docs/operations.md); also in make test.
+reliability-standby: $(VENV)/.installed-dev
+	$(BIN)/pytest tests/test_standby.py -n 0 -s $(RELIABILITY_ARGS)
 
 # The long fuzzing run of docs/reliability.md: schemathesis as every role of the test world,
 # FUZZ_EXAMPLES cases an operation (make test: 20, as a bank admin and anonymously).

@@ -29,6 +29,7 @@ from api.audit_log import MAX_BODY, AuditMiddleware
 from api.audit_routes import AuditController
 from api.auth import PrincipalCache
 from api.care_routes import CARE_CONTROLLERS
+from api.federation_routes import FEDERATION_CONTROLLERS
 from api.idempotency import (
     OPENAPI_KEY_PARAMETER,
     OPENAPI_REPLAYED_HEADER,
@@ -253,6 +254,9 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
         app.state.reports = services.reports
         app.state.documents = services.documents
         app.state.data_dir = settings.data_dir
+        app.state.peer_key = load_or_create_signing_key(
+            settings.peer_key_file, settings.peer_key_name
+        ).verifier.to_text()
         app.state.principals = PrincipalCache()
         services.start_sealing(seal_interval(os.environ))
         if delivers_webhooks(os.environ):
@@ -273,6 +277,7 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
             *PARTNER_CONTROLLERS,
             *STATS_CONTROLLERS,
             *WEBHOOK_CONTROLLERS,
+            *FEDERATION_CONTROLLERS,
             AuditController,
             *web_routes(),
         ],

@@ -224,6 +224,7 @@ def register_ledger_commands(sub: argparse._SubParsersAction[argparse.ArgumentPa
 def build_parser() -> argparse.ArgumentParser:
     from api.cli_admin import register_admin_commands
     from api.cli_audit import register_audit_commands
+    from api.cli_peers import register_peer_commands
     from api.cli_reports import register_report_commands
     from api.cli_webhooks import register_webhook_commands
 
@@ -234,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_audit_commands(sub)
     register_webhook_commands(sub)
     register_report_commands(sub)
+    register_peer_commands(sub)
     return parser
 
 

@@ -29,6 +29,9 @@ class Settings:
     # The bank's key for signed statements and certificates (partners.statements); kept like
     # the log's key, next to it by default. TIMEBANK_STATEMENT_KEY_FILE.
     statement_key: Path | None = None
+    # The bank's key for signing requests to its peers (federation.signing); kept like the
+    # other keys. TIMEBANK_PEER_KEY_FILE.
+    peer_key: Path | None = None
 
     @property
     def statement_key_file(self) -> Path:
@@ -38,6 +41,15 @@ class Settings:
     def statement_key_name(self) -> str:
         """The statement key's name: the log's origin, then ``/statements``."""
         return f"{self.log_origin}/statements"
+
+    @property
+    def peer_key_file(self) -> Path:
+        return self.peer_key or self.data_dir / "peer.key"
+
+    @property
+    def peer_key_name(self) -> str:
+        """The peer-request key's name: the log's origin, then ``/peers``."""
+        return f"{self.log_origin}/peers"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -54,6 +66,7 @@ class Settings:
         key_file = env.get("TIMEBANK_SIGNING_KEY_FILE")
         signing_key_file = Path(key_file).expanduser() if key_file else data_dir / "signing.key"
         statement_key = env.get("TIMEBANK_STATEMENT_KEY_FILE")
+        peer_key = env.get("TIMEBANK_PEER_KEY_FILE")
         try:
             witnesses = parse_witnesses(env.get("TIMEBANK_WITNESSES", ""))
         except WitnessConfigError as exc:
@@ -72,6 +85,7 @@ class Settings:
             witnesses=witnesses,
             witness_quorum=int(quorum_text),
             statement_key=Path(statement_key).expanduser() if statement_key else None,
+            peer_key=Path(peer_key).expanduser() if peer_key else None,
         )
 
     @property

@@ -860,6 +860,7 @@ NOT_OBJECT_ACCESS: dict[str, str] = {
     "POST /v1/auth/login": "public: the credentials are the object",
     "POST /v1/auth/logout": "the caller's own session",
     "GET /v1/statements/key": "public: the bank's statement verifier key",
+    "GET /v1/federation/key": "public: the bank's key for requests to its peers",
     "POST /v1/auth/logout-all": "the caller's own sessions",
     "POST /v1/auth/password": "the caller's own password",
     "POST /v1/register": "public self-registration into a named organisation",

@@ -1,0 +1,114 @@
+"""``timebank peers …``: the district banks this deployment knows (docs/federation.md).
+
+``add`` and ``remove`` go into the audit trail like the other operator commands, also when
+they are refused; ``list`` and ``key`` only read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from api.cli_admin import operator_name
+from api.cli_setup import require_migrated, settings_from_env
+from audit.trail import AuditTrail
+from database import Database
+from federation.peers import PeerError, Peers
+from federation.storage import PeerStore
+from ledger.config import Settings
+from ledger.keys import load_or_create_signing_key
+
+
+def _database(settings: Settings) -> Database:
+    if settings.is_sqlite:
+        from migrations.runner import upgrade
+
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        upgrade(settings.database_url)
+    require_migrated(settings.database_url)
+    return Database(settings.database_url)
+
+
+def _change(args: argparse.Namespace, action: str) -> int:
+    settings = settings_from_env()
+    database = _database(settings)
+    peers = Peers(PeerStore(database), settings.log_origin)
+    who = operator_name(args)
+    status = 1
+    try:
+        if action == "add":
+            peer = peers.add(args.name, args.url, args.origin, args.log_key, args.request_key, who)
+            print(f"peer {peer.name} added: {peer.url} (log {peer.log_origin})")
+        else:
+            peers.remove(args.name)
+            print(f"peer {args.name} removed")
+        status = 0
+    except PeerError as exc:
+        print(f"timebank peers {action}: {exc} (--{exc.field.replace('_', '-')})", file=sys.stderr)
+    finally:
+        AuditTrail(database).record(
+            actor=f"operator:{who}",
+            role="operator",
+            action=f"CLI timebank peers {action}",
+            objects=[str(args.name)[:32]],
+            client="cli",
+            status=status,
+        )
+        database.dispose()
+    return status
+
+
+def cmd_list(_: argparse.Namespace) -> int:
+    settings = settings_from_env()
+    database = _database(settings)
+    try:
+        known = Peers(PeerStore(database), settings.log_origin).list()
+    finally:
+        database.dispose()
+    if not known:
+        print("no peers")
+    for peer in known:
+        print(f"{peer.name}  {peer.url}  log {peer.log_origin}")
+        print(f"  log key:     {peer.log_key.to_text()}")
+        print(f"  request key: {peer.request_key.to_text()}")
+        print(f"  added {peer.added_at.strftime('%Y-%m-%dT%H:%M:%SZ')} by {peer.added_by}")
+    return 0
+
+
+def cmd_key(_: argparse.Namespace) -> int:
+    """This bank's request key, to hand to its peers (created on first use, like the server
+    does; also served at ``GET /v1/federation/key``)."""
+    settings = settings_from_env()
+    signer = load_or_create_signing_key(settings.peer_key_file, settings.peer_key_name)
+    print(signer.verifier.to_text())
+    return 0
+
+
+def register_peer_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    peers = sub.add_parser("peers", help="the district banks this deployment knows as peers")
+    peers.add_argument(
+        "--as",
+        dest="as_",
+        metavar="NAME",
+        help="who runs the command, for the audit trail (default: the OS user)",
+    )
+    peers_sub = peers.add_subparsers(dest="peers_command", required=True)
+
+    add = peers_sub.add_parser("add", help="add a peer bank")
+    add.add_argument("--name", required=True, help="short name, e.g. qinhuai")
+    add.add_argument("--url", required=True, help="its base URL, https://…")
+    add.add_argument("--origin", required=True, help="its log's origin (its checkpoints' 1st line)")
+    add.add_argument("--log-key", required=True, help="its log's verifier key (GET /v1/log/key)")
+    add.add_argument(
+        "--request-key", required=True, help="its request key (GET /v1/federation/key)"
+    )
+    add.set_defaults(func=lambda a: _change(a, "add"))
+
+    remove = peers_sub.add_parser("remove", help="forget a peer bank")
+    remove.add_argument("--name", required=True)
+    remove.set_defaults(func=lambda a: _change(a, "remove"))
+
+    peers_sub.add_parser("list", help="the peers, with their keys").set_defaults(func=cmd_list)
+    peers_sub.add_parser("key", help="this bank's request key, to give to its peers").set_defaults(
+        func=cmd_key
+    )
