@@ -46,6 +46,7 @@ from api.stats_routes import STATS_CONTROLLERS
 from api.webhook_routes import WEBHOOK_CONTROLLERS
 from audit.trail import AuditTrail
 from care.service import CareService
+from federation.witnessing import load_or_create_witness_key, peer_witness, with_peer_witnesses
 from ledger.config import ConfigError, Settings
 from ledger.keys import load_or_create_signing_key
 from ledger.log import Log
@@ -85,7 +86,7 @@ class Services:
 
     @classmethod
     def open(cls, settings: Settings, log: Log | None = None) -> Services:
-        log = log or Log.open(settings)
+        log = log or Log.open(with_peer_witnesses(settings))
         database = log.store.database  # one pool per process, shared by every store
         store = AccountsStore(database)
         key_path = data_key_path(settings.data_dir)
@@ -257,6 +258,12 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
         app.state.peer_key = load_or_create_signing_key(
             settings.peer_key_file, settings.peer_key_name
         ).verifier.to_text()
+        app.state.peer_witness = peer_witness(
+            load_or_create_witness_key(settings.witness_key_file, settings.witness_key_name),
+            services.log.store.database,
+            services.audit,
+            settings.log_origin,
+        )
         app.state.principals = PrincipalCache()
         services.start_sealing(seal_interval(os.environ))
         if delivers_webhooks(os.environ):

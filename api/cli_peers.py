@@ -15,6 +15,8 @@ from audit.trail import AuditTrail
 from database import Database
 from federation.peers import PeerError, Peers
 from federation.storage import PeerStore
+from federation.witness_storage import WitnessedStore
+from federation.witnessing import load_or_create_witness_key
 from ledger.config import Settings
 from ledger.keys import load_or_create_signing_key
 
@@ -37,7 +39,15 @@ def _change(args: argparse.Namespace, action: str) -> int:
     status = 1
     try:
         if action == "add":
-            peer = peers.add(args.name, args.url, args.origin, args.log_key, args.request_key, who)
+            peer = peers.add(
+                args.name,
+                args.url,
+                args.origin,
+                args.log_key,
+                args.request_key,
+                who,
+                witness_key=args.witness_key,
+            )
             print(f"peer {peer.name} added: {peer.url} (log {peer.log_origin})")
         else:
             peers.remove(args.name)
@@ -63,6 +73,8 @@ def cmd_list(_: argparse.Namespace) -> int:
     database = _database(settings)
     try:
         known = Peers(PeerStore(database), settings.log_origin).list()
+        witnessed = WitnessedStore(database)
+        sizes, split = witnessed.sizes(), witnessed.split_views()
     finally:
         database.dispose()
     if not known:
@@ -72,6 +84,16 @@ def cmd_list(_: argparse.Namespace) -> int:
         print(f"  log key:     {peer.log_key.to_text()}")
         print(f"  request key: {peer.request_key.to_text()}")
         print(f"  added {peer.added_at.strftime('%Y-%m-%dT%H:%M:%SZ')} by {peer.added_by}")
+        if peer.witness_key is not None:
+            print(f"  witness key: {peer.witness_key.to_text()} (witnesses our log)")
+        size = sizes.get(peer.log_origin)
+        print(f"  we cosigned: {'nothing yet' if size is None else f'its tree of size {size}'}")
+        views = split.get(peer.log_origin)
+        if views is not None:
+            print(
+                f"  SPLIT VIEW: {views.count} checkpoint(s) refused, last "
+                f"{views.last_seen.strftime('%Y-%m-%dT%H:%M:%SZ')}: {views.last_reason}"
+            )
     return 0
 
 
@@ -80,6 +102,15 @@ def cmd_key(_: argparse.Namespace) -> int:
     does; also served at ``GET /v1/federation/key``)."""
     settings = settings_from_env()
     signer = load_or_create_signing_key(settings.peer_key_file, settings.peer_key_name)
+    print(signer.verifier.to_text())
+    return 0
+
+
+def cmd_witness_key(_: argparse.Namespace) -> int:
+    """This bank's witness key, for its peers' ``--witness-key`` (also served at
+    ``GET /v1/federation/witness/key``)."""
+    settings = settings_from_env()
+    signer = load_or_create_witness_key(settings.witness_key_file, settings.witness_key_name)
     print(signer.verifier.to_text())
     return 0
 
@@ -102,6 +133,10 @@ def register_peer_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
     add.add_argument(
         "--request-key", required=True, help="its request key (GET /v1/federation/key)"
     )
+    add.add_argument(
+        "--witness-key",
+        help="its witness key (GET /v1/federation/witness/key): it then cosigns our checkpoints",
+    )
     add.set_defaults(func=lambda a: _change(a, "add"))
 
     remove = peers_sub.add_parser("remove", help="forget a peer bank")
@@ -112,3 +147,6 @@ def register_peer_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
     peers_sub.add_parser("key", help="this bank's request key, to give to its peers").set_defaults(
         func=cmd_key
     )
+    peers_sub.add_parser(
+        "witness-key", help="this bank's witness key, to give to its peers"
+    ).set_defaults(func=cmd_witness_key)

@@ -34,7 +34,7 @@ def _witness(state: State) -> Witness:
     return witness
 
 
-def _refusal(_: Request[Any, Any, Any], exc: WitnessError) -> Response[Any]:
+def witness_refusal(_: Request[Any, Any, Any], exc: WitnessError) -> Response[Any]:
     if isinstance(exc, SizeConflict):
         return Response(f"{exc.size}\n", status_code=409, media_type=SIZE_CONTENT_TYPE)
     response = problem(status_of(exc), exc.slug, "Checkpoint refused", str(exc))
@@ -71,7 +71,7 @@ def create_witness_app(witness: Witness) -> Litestar:
     return Litestar(
         route_handlers=[add_checkpoint, latest_checkpoint, key],
         state=State({"witness": witness}),
-        exception_handlers={**EXCEPTION_HANDLERS, WitnessError: _refusal},
+        exception_handlers={**EXCEPTION_HANDLERS, WitnessError: witness_refusal},
         request_max_body_size=MAX_REQUEST_BYTES + 4096,
         openapi_config=None,
         debug=False,

@@ -36,9 +36,10 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import quote
 
 from ledger.errors import KeyFormatError, LedgerError, ProofVerificationError
@@ -290,7 +291,9 @@ class WitnessState:
             raise WitnessStateError(f"witness state {path} holds origin {checkpoint.origin!r}")
         return Cosigned(text, checkpoint)
 
-    def save(self, origin: str, note: str) -> None:
+    def save(self, origin: str, note: str, previous: Cosigned | None = None) -> None:
+        """``previous`` is what the witness checked against; this directory's lock already
+        keeps other processes out, so it needs no compare-and-set."""
         path = self._path(origin)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -313,32 +316,66 @@ class WitnessState:
             log.warning("could not keep witness evidence: %s", exc)
 
 
+class WitnessStore(Protocol):
+    """Where a witness keeps what it cosigned: ``WitnessState`` (files) or a database table
+    (``federation.witnessed``). ``save`` must refuse (``SizeConflict``) if the origin's state
+    is no longer ``previous``, unless one process alone can write it."""
+
+    def load(self, origin: str) -> Cosigned | None: ...
+
+    def save(self, origin: str, note: str, previous: Cosigned | None = None) -> None: ...
+
+    def keep_evidence(self, origin: str, reason: str, body: bytes) -> None: ...
+
+
+Logs = Mapping[str, list[Verifier]]
+
+
 # ---------------------------------------------------------------- the witness
 
 
 class Witness:
+    """``logs`` is the fixed set of logs watched, or a function giving the current set (a
+    bank witnessing for its peers, who come and go); each origin's state is in ``state``."""
+
     def __init__(
         self,
         signer: Signer,
-        logs: dict[str, list[Verifier]],
-        state: WitnessState,
+        logs: Logs | Callable[[], Logs],
+        state: WitnessStore,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if signer.key_type != COSIGNATURE_V1:
             raise KeyFormatError("a witness signs with a tlog-cosignature/v1 (0x04) key")
-        if not logs:
-            raise KeyFormatError("a witness needs at least one log key (--log)")
-        for origin in logs:
-            if len(quote(origin, safe="")) > 200:
-                raise KeyFormatError(f"log origin {origin[:40]!r}… is too long")
+        if not callable(logs):
+            if not logs:
+                raise KeyFormatError("a witness needs at least one log key (--log)")
+            for origin in logs:
+                if len(quote(origin, safe="")) > 200:
+                    raise KeyFormatError(f"log origin {origin[:40]!r}… is too long")
         self.signer = signer
-        self.logs = logs
+        self._logs = logs
         self.state = state
         self.clock = clock
-        self._locks = {origin: threading.Lock() for origin in logs}
-        self._buckets = {origin: TokenBucket(RATE_PER_SECOND, BURST, clock()) for origin in logs}
-        for origin in logs:  # fail at start, not on the first request, if state is corrupt
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._buckets: dict[str, TokenBucket] = {}
+        for origin in self.logs:  # fail at start, not on the first request, if state is corrupt
             state.load(origin)
+
+    @property
+    def logs(self) -> Logs:
+        return self._logs() if callable(self._logs) else self._logs
+
+    def _lock(self, origin: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(origin, threading.Lock())
+
+    def _bucket(self, origin: str) -> TokenBucket:
+        with self._guard:
+            if origin not in self._buckets:
+                self._buckets[origin] = TokenBucket(RATE_PER_SECOND, BURST, self.clock())
+            return self._buckets[origin]
 
     @property
     def verifier_key(self) -> str:
@@ -348,7 +385,7 @@ class Witness:
         """The latest checkpoint cosigned for ``origin``, with the cosignature, or None."""
         if origin not in self.logs:
             raise UnknownLog(f"this witness does not watch a log with origin {origin!r}")
-        with self._locks[origin]:
+        with self._lock(origin):
             cosigned = self.state.load(origin)
         return cosigned.note if cosigned else None
 
@@ -365,8 +402,8 @@ class Witness:
                 f"the checkpoint carries no valid signature by a trusted key for "
                 f"{checkpoint.origin!r}"
             )
-        with self._locks[checkpoint.origin]:
-            wait = self._buckets[checkpoint.origin].take(self.clock())
+        with self._lock(checkpoint.origin):
+            wait = self._bucket(checkpoint.origin).take(self.clock())
         if wait:
             raise RateLimited(
                 f"too many checkpoints from {checkpoint.origin!r}; retry in {wait:.1f} s",
@@ -376,7 +413,7 @@ class Witness:
             raise MalformedRequest(
                 f"old size {request.old_size} is larger than the checkpoint size {checkpoint.size}"
             )
-        with self._locks[checkpoint.origin]:
+        with self._lock(checkpoint.origin):
             stored = self.state.load(checkpoint.origin)
             stored_size = stored.checkpoint.size if stored else 0
             if request.old_size != stored_size:
@@ -389,7 +426,7 @@ class Witness:
             timestamp = max(int(self.clock()), _timestamp_of(stored, self.signer))
             line = cosign(note.text, self.signer, timestamp).line()
             kept = Note(note.text, tuple(signatures)).render() + line
-            self.state.save(checkpoint.origin, kept)
+            self.state.save(checkpoint.origin, kept, stored)
         return line
 
     def _check_consistency(

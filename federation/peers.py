@@ -17,11 +17,13 @@ from urllib.parse import urlsplit
 from federation.signing import key_id
 from federation.storage import Duplicate, PeerRow, PeerStore
 from ledger.errors import KeyFormatError, NoteError
-from ledger.note import ED25519, Verifier
+from ledger.note import COSIGNATURE_V1, ED25519, Verifier
 
 NAME = re.compile(r"^[a-z][a-z0-9-]{1,31}$")
 ORIGIN = re.compile(r"^[\x21-\x7e]{1,200}$")
 REQUEST_KEY_SUFFIX = "/peers"
+WITNESS_KEY_SUFFIX = "/witness"
+WITNESS_PATH = "/v1/federation/witness"  # + /add-checkpoint, /key, /checkpoint
 
 
 class PeerError(ValueError):
@@ -41,6 +43,12 @@ class Peer:
     request_key: Verifier
     added_by: str
     added_at: datetime
+    witness_key: Verifier | None = None  # None: not asked to witness our log
+
+    @property
+    def witness_url(self) -> str:
+        """Where the peer's witness takes our checkpoints (tlog-witness submission prefix)."""
+        return self.url + WITNESS_PATH
 
     @property
     def request_key_id(self) -> str:
@@ -51,6 +59,11 @@ class Peer:
 def request_key_name(origin: str) -> str:
     """The name a bank's request key carries: its log's origin, then ``/peers``."""
     return origin + REQUEST_KEY_SUFFIX
+
+
+def witness_key_name(origin: str) -> str:
+    """The name a bank's witness key carries: its log's origin, then ``/witness``."""
+    return origin + WITNESS_KEY_SUFFIX
 
 
 def check_name(name: str) -> str:
@@ -99,14 +112,15 @@ def check_origin(origin: str, own_origin: str) -> str:
     return origin
 
 
-def parse_key(text: str, field: str, name: str) -> Verifier:
-    """An Ed25519 note verifier key named ``name``."""
+def parse_key(text: str, field: str, name: str, key_type: int = ED25519) -> Verifier:
+    """A note verifier key named ``name``: Ed25519, or a cosignature key (``COSIGNATURE_V1``)."""
     try:
         verifier = Verifier.from_text(text)
     except (KeyFormatError, NoteError) as exc:
         raise PeerError(f"{field.replace('_', '-')} is not a verifier key: {exc}", field) from exc
-    if verifier.key_type != ED25519:
-        raise PeerError(f"{field.replace('_', '-')} must be an Ed25519 (0x01) key", field)
+    if verifier.key_type != key_type:
+        wanted = "an Ed25519 (0x01)" if key_type == ED25519 else "a cosignature/v1 (0x04)"
+        raise PeerError(f"{field.replace('_', '-')} must be {wanted} key", field)
     if verifier.name != name:
         raise PeerError(
             f"{field.replace('_', '-')} is named {verifier.name!r}, not {name!r}", field
@@ -130,6 +144,7 @@ class Peers:
         request_key: str,
         added_by: str,
         now: datetime | None = None,
+        witness_key: str | None = None,
     ) -> Peer:
         peer = Peer(
             name=check_name(name),
@@ -139,6 +154,9 @@ class Peers:
             request_key=parse_key(request_key, "request_key", request_key_name(origin)),
             added_by=added_by[:64],
             added_at=now or datetime.now(UTC),
+            witness_key=None
+            if witness_key is None
+            else parse_key(witness_key, "witness_key", witness_key_name(origin), COSIGNATURE_V1),
         )
         self._refuse_duplicate(peer)
         try:
@@ -178,6 +196,7 @@ def _to_row(peer: Peer) -> PeerRow:
         request_key_id=peer.request_key_id,
         added_by=peer.added_by,
         added_at=peer.added_at,
+        witness_key=peer.witness_key.to_text() if peer.witness_key else None,
     )
 
 
@@ -190,4 +209,5 @@ def _from_row(row: PeerRow) -> Peer:
         request_key=Verifier.from_text(row.request_key),
         added_by=row.added_by,
         added_at=row.added_at,
+        witness_key=Verifier.from_text(row.witness_key) if row.witness_key else None,
     )

@@ -23,6 +23,9 @@ federation_peers = Table(
     # verifies the requests the peer signs (federation.signing); looked up by its key id
     Column("request_key", String(300), nullable=False),
     Column("request_key_id", String(250), nullable=False, unique=True),
+    # checks the cosignatures the peer's witness gives our checkpoints (0018; None: the peer
+    # is not asked to witness our log)
+    Column("witness_key", String(300), nullable=True),
     Column("added_by", String(64), nullable=False),
     Column("added_at", TS, nullable=False),
 )
@@ -38,6 +41,7 @@ class PeerRow:
     request_key_id: str
     added_by: str
     added_at: datetime
+    witness_key: str | None = None
 
 
 class Duplicate(Exception):
@@ -81,4 +85,5 @@ def _row(m: RowMapping) -> PeerRow:
         request_key_id=m["request_key_id"],
         added_by=m["added_by"],
         added_at=added_at if added_at.tzinfo else added_at.replace(tzinfo=UTC),  # SQLite
+        witness_key=m["witness_key"],
     )

@@ -32,6 +32,18 @@ class Settings:
     # The bank's key for signing requests to its peers (federation.signing); kept like the
     # other keys. TIMEBANK_PEER_KEY_FILE.
     peer_key: Path | None = None
+    # The key this bank cosigns its peers' checkpoints with (federation.witnessing), type
+    # 0x04. TIMEBANK_WITNESS_KEY_FILE.
+    witness_key: Path | None = None
+
+    @property
+    def witness_key_file(self) -> Path:
+        return self.witness_key or self.data_dir / "witness.key"
+
+    @property
+    def witness_key_name(self) -> str:
+        """The witness key's name: the log's origin, then ``/witness``."""
+        return f"{self.log_origin}/witness"
 
     @property
     def statement_key_file(self) -> Path:
@@ -67,6 +79,7 @@ class Settings:
         signing_key_file = Path(key_file).expanduser() if key_file else data_dir / "signing.key"
         statement_key = env.get("TIMEBANK_STATEMENT_KEY_FILE")
         peer_key = env.get("TIMEBANK_PEER_KEY_FILE")
+        witness_key = env.get("TIMEBANK_WITNESS_KEY_FILE")
         try:
             witnesses = parse_witnesses(env.get("TIMEBANK_WITNESSES", ""))
         except WitnessConfigError as exc:
@@ -86,6 +99,7 @@ class Settings:
             witness_quorum=int(quorum_text),
             statement_key=Path(statement_key).expanduser() if statement_key else None,
             peer_key=Path(peer_key).expanduser() if peer_key else None,
+            witness_key=Path(witness_key).expanduser() if witness_key else None,
         )
 
     @property

@@ -1,0 +1,237 @@
+"""Mutual witnessing: two deployments on loopback, each its peer's witness (docs/federation.md).
+
+A's log submits its checkpoints to B's ``/v1/federation/witness``; B cosigns them with its
+witness key, keeps what it cosigned in its database, and refuses and records a split view.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from litestar import Litestar
+
+from api.app import create_app
+from audit.trail import AuditTrail
+from federation.peers import Peers
+from federation.storage import PeerStore
+from federation.witnessing import load_or_create_witness_key
+from ledger.config import Settings
+from ledger.keys import load_or_create_signing_key
+from ledger.log import Log
+from ledger.note import Checkpoint, Note, Signer, check_cosignature, sign_checkpoint
+from tests.conftest import make_database
+from tests.helpers import deposit, member
+from tests.test_peers import TIMEBANK
+
+
+@dataclass
+class Bank:
+    settings: Settings
+    env: dict[str, str]
+    url: str
+    sock: socket.socket
+    log_signer: Signer
+    witness_signer: Signer
+    request_signer: Signer
+    app: Litestar | None = None
+
+
+def _bank(name: str, db_url: str, tmp_path: Path) -> Bank:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TIMEBANK_")},
+        "TIMEBANK_DATA_DIR": str(tmp_path / name),
+        "TIMEBANK_DATABASE_URL": db_url,
+        "TIMEBANK_LOG_ORIGIN": f"{name}.timebank.test/log",
+    }
+    settings = Settings.from_env(env)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    return Bank(
+        settings,
+        env,
+        f"http://127.0.0.1:{sock.getsockname()[1]}",
+        sock,
+        load_or_create_signing_key(settings.signing_key_file, settings.log_origin),
+        load_or_create_witness_key(settings.witness_key_file, settings.witness_key_name),
+        load_or_create_signing_key(settings.peer_key_file, settings.peer_key_name),
+    )
+
+
+def _add_peer(at: Bank, name: str, peer: Bank) -> None:
+    Peers(PeerStore(at.settings.database_url), at.settings.log_origin).add(
+        name,
+        peer.url,
+        peer.settings.log_origin,
+        peer.log_signer.verifier.to_text(),
+        peer.request_signer.verifier.to_text(),
+        "op",
+        witness_key=peer.witness_signer.verifier.to_text(),
+    )
+
+
+@contextmanager
+def serve(app: Litestar, sock: socket.socket) -> Iterator[None]:
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started or not thread.is_alive())
+    assert thread.is_alive(), "uvicorn did not start"
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(20)
+        sock.close()
+
+
+def wait_for(predicate: Any, limit: float = 30.0) -> None:
+    deadline = time.monotonic() + limit
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.05)
+
+
+def http(method: str, url: str, body: bytes | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url, data=body, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status), response.read().decode()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return int(exc.code), exc.read().decode()
+
+
+@pytest.fixture
+def banks(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[Bank]]:
+    """A (鼓楼) and B (秦淮), each the other's peer and witness, both serving."""
+    with ExitStack() as stack:
+        made = []
+        for name in ("gulou", "qinhuai"):
+            (tmp_path / f"db-{name}").mkdir()
+            url = stack.enter_context(
+                contextmanager(make_database)(backend, request, tmp_path / f"db-{name}")
+            )
+            made.append(_bank(name, url, tmp_path))
+        a, b = made
+        _add_peer(a, "qinhuai", b)
+        _add_peer(b, "gulou", a)
+        for bank in (b, a):
+            bank.app = create_app(bank.settings)
+            stack.enter_context(serve(bank.app, bank.sock))
+        yield made
+
+
+def cosigned_size(bank: Bank, witness: Bank) -> int | None:
+    status, text = http("GET", bank.url + "/v1/log/checkpoint")
+    assert status == 200
+    note = Note.parse(text)
+    assert note.signed_by(bank.log_signer.verifier)
+    if check_cosignature(note, witness.witness_signer.verifier) is None:
+        return None
+    return Checkpoint.parse_body(note.text).size
+
+
+def add_checkpoint(
+    witness: Bank, old: int, note: str, proof: tuple[bytes, ...] = ()
+) -> tuple[int, str]:
+    lines = "".join(base64.b64encode(h).decode() + "\n" for h in proof)
+    body = f"old {old}\n{lines}\n{note}".encode()
+    return http("POST", witness.url + "/v1/federation/witness/add-checkpoint", body)
+
+
+def _append(bank: Bank, app_log: Log, start: int, count: int) -> None:
+    for i in range(start, start + count):
+        app_log.append(deposit(f"{bank.settings.log_origin}-{i}", member(i % 3), 30))
+
+
+def test_each_bank_cosigns_its_peers_checkpoints_and_refuses_a_split_view(
+    banks: list[Bank],
+) -> None:
+    a, b = banks
+    status, key = http("GET", b.url + "/v1/federation/witness/key")
+    assert (status, key.strip()) == (200, b.witness_signer.verifier.to_text())
+
+    assert a.app is not None
+    a_log: Log = a.app.state.log
+    _append(a, a_log, 0, 5)
+    wait_for(lambda: cosigned_size(a, b) == 5)
+    _append(a, a_log, 5, 7)
+    wait_for(lambda: cosigned_size(a, b) == 12)
+    status, text = http(
+        "GET", f"{b.url}/v1/federation/witness/checkpoint?origin=gulou.timebank.test/log"
+    )
+    assert status == 200
+    assert Checkpoint.parse_body(Note.parse(text).text).size == 12
+    assert check_cosignature(Note.parse(text), b.witness_signer.verifier) is not None
+    assert cosigned_size(b, a) is None  # nothing appended on B yet
+
+    # A's key signs another tree of size 12: B refuses it with its size and records it
+    forged = Checkpoint(a.settings.log_origin, 12, hashlib.sha256(b"another history").digest())
+    assert add_checkpoint(b, 12, sign_checkpoint(forged, a.log_signer)) == (409, "12\n")
+    # and a bigger tree no proof makes consistent with what B cosigned
+    larger = Checkpoint(a.settings.log_origin, 20, hashlib.sha256(b"elsewhere").digest())
+    proof = tuple(hashlib.sha256(bytes([i])).digest() for i in range(4))
+    status, text = add_checkpoint(b, 12, sign_checkpoint(larger, a.log_signer), proof)
+    assert status == 422, text
+    status, text = http(
+        "GET", f"{b.url}/v1/federation/witness/checkpoint?origin=gulou.timebank.test/log"
+    )
+    assert Checkpoint.parse_body(Note.parse(text).text).size == 12  # B did not move
+
+    listed = subprocess.run(
+        [TIMEBANK, "peers", "list"], env=b.env, capture_output=True, text=True, timeout=120
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "we cosigned: its tree of size 12" in listed.stdout
+    assert "SPLIT VIEW: 2 checkpoint(s) refused" in listed.stdout
+    assert "bad consistency proof" in listed.stdout
+    trail = AuditTrail(b.settings.database_url)
+    try:
+        events = [
+            e
+            for e in trail.events(bank_id=None, limit=1000)
+            if e.action.startswith("federation split view")
+        ]
+    finally:
+        trail.dispose()
+    assert [(e.actor, e.status) for e in events] == [("peer:gulou", 409), ("peer:gulou", 422)]
+    assert events[0].action == "federation split view: same size, different root"
+
+    listed_a = subprocess.run(
+        [TIMEBANK, "peers", "list"], env=a.env, capture_output=True, text=True, timeout=120
+    )
+    assert "SPLIT VIEW" not in listed_a.stdout
+    assert "we cosigned: nothing yet" in listed_a.stdout
+
+
+def test_only_registered_peers_are_witnessed(banks: list[Bank], tmp_path: Path) -> None:
+    a, b = banks
+    stranger = Signer.generate("jianye.timebank.test/log")
+    root = hashlib.sha256(b"").digest()
+    own = sign_checkpoint(Checkpoint(a.settings.log_origin, 0, root), a.log_signer)
+    assert add_checkpoint(b, 0, own)[0] == 200  # the peer's checkpoint is cosigned
+    theirs = sign_checkpoint(Checkpoint("jianye.timebank.test/log", 0, root), stranger)
+    status, text = add_checkpoint(b, 0, theirs)
+    assert status == 404 and "jianye.timebank.test/log" in text
+    # a peer's origin signed with a key that is not the peer's log key
+    impostor = Signer.generate(a.settings.log_origin)
+    status, _ = add_checkpoint(
+        b, 0, sign_checkpoint(Checkpoint(a.settings.log_origin, 0, root), impostor)
+    )
+    assert status == 403
