@@ -27,9 +27,11 @@ from litestar import Litestar
 
 from api.app import create_app
 from audit.trail import AuditTrail
+from audit.witness import SizeConflict
 from federation.peers import Peers
 from federation.storage import PeerStore
-from federation.witnessing import load_or_create_witness_key
+from federation.witness_storage import WitnessedStore
+from federation.witnessing import WitnessedTable, load_or_create_witness_key
 from ledger.config import Settings
 from ledger.keys import load_or_create_signing_key
 from ledger.log import Log
@@ -235,3 +237,70 @@ def test_only_registered_peers_are_witnessed(banks: list[Bank], tmp_path: Path) 
         b, 0, sign_checkpoint(Checkpoint(a.settings.log_origin, 0, root), impostor)
     )
     assert status == 403
+
+
+def test_an_operator_adds_a_peer_with_its_witness_key(db_url: str, tmp_path: Path) -> None:
+    """``peers add --witness-key`` takes the peer's served witness key and refuses another kind
+    of key, naming the option; ``peers witness-key`` prints what the server publishes."""
+    own = _bank("gulou", db_url, tmp_path)
+    peer = _bank("qinhuai", db_url, tmp_path / "other")
+    own.sock.close()
+    peer.sock.close()
+    printed = subprocess.run(
+        [TIMEBANK, "peers", "witness-key"], env=own.env, capture_output=True, text=True, timeout=60
+    )
+    assert printed.stdout == own.witness_signer.verifier.to_text() + "\n"
+
+    def add(witness_key: str) -> subprocess.CompletedProcess[str]:
+        options = {
+            "name": "qinhuai",
+            "url": peer.url,
+            "origin": peer.settings.log_origin,
+            "log-key": peer.log_signer.verifier.to_text(),
+            "request-key": peer.request_signer.verifier.to_text(),
+            "witness-key": witness_key,
+        }
+        args = [x for k, v in options.items() for x in (f"--{k}", v)]
+        return subprocess.run(
+            [TIMEBANK, "peers", "add", *args],
+            env=own.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    refused = add(peer.log_signer.verifier.to_text())  # its log key, not its witness key
+    assert refused.returncode == 1
+    assert refused.stderr.endswith("(--witness-key)\n"), refused.stderr
+    assert "cosignature/v1 (0x04)" in refused.stderr
+    added = add(peer.witness_signer.verifier.to_text())
+    assert added.returncode == 0, added.stderr
+    listed = subprocess.run(
+        [TIMEBANK, "peers", "list"], env=own.env, capture_output=True, text=True, timeout=60
+    )
+    assert f"  witness key: {peer.witness_signer.verifier.to_text()} (witnesses our log)" in (
+        listed.stdout.splitlines()
+    )
+
+
+def test_two_processes_never_both_move_a_peers_state_on(db_url: str) -> None:
+    """The database state is a compare-and-set: a process that checked against size 3 cannot
+    overwrite the size 5 another process stored meanwhile (409 with the size it holds)."""
+    signer = Signer.generate("qinhuai.timebank.test/log")
+    table = WitnessedTable(WitnessedStore(db_url), lambda origin, reason: None)
+    origin = signer.name
+
+    def note(size: int, seed: bytes) -> str:
+        return sign_checkpoint(Checkpoint(origin, size, hashlib.sha256(seed).digest()), signer)
+
+    table.save(origin, note(3, b"3"))
+    at_three = table.load(origin)
+    assert at_three is not None and at_three.checkpoint.size == 3
+    table.save(origin, note(5, b"5"), at_three)  # the first process moves on
+    with pytest.raises(SizeConflict) as conflict:
+        table.save(origin, note(4, b"4"), at_three)  # the second one checked against size 3
+    assert conflict.value.size == 5
+    with pytest.raises(SizeConflict):
+        table.save(origin, note(4, b"4"))  # nor may anyone start the origin over
+    moved = table.load(origin)
+    assert moved is not None and moved.checkpoint.size == 5
