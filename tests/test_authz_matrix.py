@@ -861,6 +861,10 @@ NOT_OBJECT_ACCESS: dict[str, str] = {
     "POST /v1/auth/logout": "the caller's own session",
     "GET /v1/statements/key": "public: the bank's statement verifier key",
     "GET /v1/federation/key": "public: the bank's key for requests to its peers",
+    "GET /v1/federation/witness/key": "public: the bank's witness key for its peers",
+    "GET /v1/federation/witness/checkpoint": "public: a peer's public checkpoint we cosigned",
+    "POST /v1/federation/witness/add-checkpoint": "a peer log's public checkpoint, signed by "
+    "the peer's log key (tlog-witness); tested in test_peer_witnessing.py",
     "POST /v1/auth/logout-all": "the caller's own sessions",
     "POST /v1/auth/password": "the caller's own password",
     "POST /v1/register": "public self-registration into a named organisation",
