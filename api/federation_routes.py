@@ -12,11 +12,23 @@ from typing import Annotated, Any
 
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.datastructures import State
+from litestar.openapi import ResponseSpec
 from litestar.params import Parameter
 
 from api.problems import problem
+from api.schemas import problems
 from api.witness_app import witness_refusal
-from audit.witness import Witness, WitnessError
+from audit.witness import SIZE_CONTENT_TYPE, Witness, WitnessError
+
+ADD_CHECKPOINT_RESPONSES = {
+    **problems(400, 403, 404, 422, 429),
+    409: ResponseSpec(
+        str,
+        description="Not the size this bank last cosigned for the log, or a different root "
+        "for that size (a split view); the body is that size",
+        media_type=SIZE_CONTENT_TYPE,
+    ),
+}
 
 
 def _witness(state: State) -> Witness:
@@ -49,14 +61,24 @@ class PeerWitnessController(Controller):
         --witness-key``)."""
         return _witness(state).verifier_key + "\n"
 
-    @post("/add-checkpoint", status_code=200, media_type=MediaType.TEXT)
+    @post(
+        "/add-checkpoint",
+        status_code=200,
+        media_type=MediaType.TEXT,
+        responses=ADD_CHECKPOINT_RESPONSES,
+    )
     async def add_checkpoint(self, request: Request[Any, Any, Any], state: State) -> str:
         """Cosign a peer's checkpoint consistent with the last one cosigned for its log:
         tlog-witness ``add-checkpoint`` (400, 403, 404 not a peer, 409, 422, 429)."""
         body = await request.body()
         return await asyncio.to_thread(_witness(state).add_checkpoint, body)
 
-    @get("/checkpoint", media_type=MediaType.TEXT, sync_to_thread=True)
+    @get(
+        "/checkpoint",
+        media_type=MediaType.TEXT,
+        sync_to_thread=True,
+        responses=problems(400, 404),
+    )
     def latest(
         self, state: State, origin: Annotated[str, Parameter(min_length=1, max_length=300)]
     ) -> Response[Any]:
