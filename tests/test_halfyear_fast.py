@@ -7,20 +7,28 @@ without postings of either bank, and entries right at the half-year boundaries."
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from litestar import Litestar
 
+from audit.client import LogClient
+from audit.report import Policy
 from ledger.config import Settings
 from ledger.entry import EntryRequest, Posting, canonical_json
 from ledger.errors import LedgerError
 from ledger.log import Log
 from reports.halfyear import iter_leaves, public_figures
 from reports.public import PublicFigures, half_bounds
+from reports.recompute import verify_report
 from reports.summed import SummedFigures
+from tests.test_halfyear import app, principal, url, world
+
+__all__ = ["app", "url"]  # fixtures of tests/test_halfyear.py used here
 
 ZONE = "Asia/Shanghai"
 HALVES = ("2023-H1", "2023-H2", "2024-H1", "2024-H2", "2025-H1", "2025-H2", "2026-H1")
@@ -174,3 +182,19 @@ def test_the_world_has_what_the_comparison_needs(timed_log: Log, clock: Clock) -
     assert sum(1 for minutes in ages.values() if minutes) >= 3, ages
     assert figures["liability"]["minutes"] > 0
     assert "(none)" in figures["services"] and "meal" in figures["services"]
+
+
+def test_the_auditor_recomputes_in_worker_processes(app: Litestar, log: Log, url: str) -> None:
+    """The published report checks out with its leaves parsed in two processes, and a changed
+    figure is named as it is when one process does everything."""
+    reports = world(app, log)
+    published = reports.publish(principal(app, "t-admin"), "2026-H2")
+    client, policy = LogClient(url), Policy(log.signer.verifier)
+    good = verify_report(published.data, client, policy, workers=2)
+    assert good.ok, list(good.lines())
+    assert good.entries == published.tree_size + 1
+    changed = json.loads(published.data)
+    changed["public"]["liability"]["age"]["days_0_89"] += 1
+    for workers in (1, 2):
+        report = verify_report(canonical_json(changed), client, policy, workers=workers)
+        assert [p.where for p in report.problems] == ["public.liability.age.days_0_89", "sha256"]
