@@ -157,18 +157,19 @@ class Log:
         start: str,
         end: str,
         edges: Sequence[str],
-        skip_bare: Sequence[str],
+        bare_kinds: Sequence[str],
         own_moves: Sequence[str],
     ) -> BankTotals:
         """Sums of ``bank``'s postings in entries [0, size) (``ledger.storage_totals``): moves
-        timed in [start, end), holdings and pool up to ``end``, holdings by age band (a band
+        timed in [start, end) and the leaves of its entries of ``bare_kinds``, holdings and
+        pool up to ``end``, holdings by age band (a band
         per ``edges``, ascending times: a posting timed at or before ``edges[i]`` and after
         ``edges[i - 1]`` is in band i)."""
         with self.store.read() as db:
             lo = first_seq(db.conn, start, size, after=False)
             hi = first_seq(db.conn, end, size, after=False)
             bands = [first_seq(db.conn, edge, size, after=True) for edge in edges]
-            return bank_totals(db.conn, db.is_sqlite, bank, lo, hi, bands, skip_bare, own_moves)
+            return bank_totals(db.conn, db.is_sqlite, bank, lo, hi, bands, bare_kinds, own_moves)
 
     def leaves(self, start: int, end: int) -> list[Leaf]:
         """Leaves [start, end) of the signed tree; a page may be shorter than asked."""

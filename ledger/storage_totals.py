@@ -8,80 +8,82 @@ time bound is the first seq at or after it, found by bisection on the primary ke
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, text
+from sqlalchemy import Connection, String, bindparam, text
 
-# The deposits' body fields grouped by (is it a string, its value) for service and org, with
-# the count, the served minutes (integers only) and the minutes credited.
-_DEPOSITS_SQLITE = """
-SELECT json_type(b, '$.service') = 'text', json_extract(b, '$.service'),
-       json_type(b, '$.org') = 'text', json_extract(b, '$.org'), count(*),
-       sum(CASE WHEN json_type(b, '$.minutes') = 'integer'
-                THEN json_extract(b, '$.minutes') ELSE 0 END),
-       sum(moved)
-FROM (SELECT json_extract(CAST(e.leaf AS TEXT), '$.body') AS b, x.moved AS moved
-      FROM log_entries e JOIN ({moved}) x ON x.seq = e.seq
-      WHERE e.kind = 'deposit' AND e.seq >= :lo AND e.seq < :hi) d
-GROUP BY 1, 2, 3, 4
+# One statement, one pass over each table: ``e`` reads every entry once (a deposit's body
+# fields as one JSON text, the whole leaf of an entry without postings), ``m`` the minutes
+# credited per entry of the bank. Part 0: entries in [lo, hi) by kind and deposit fields (or
+# leaf); part 2: per member or hold account and age band, the minutes credited and the net
+# minutes below hi; part 1: the same for the moves between a member and their own hold, which
+# the caller takes off part 2.
+_TOTALS = """
+WITH e AS MATERIALIZED (
+  SELECT seq, kind,
+         CASE WHEN seq < :lo THEN NULL
+              WHEN kind = 'deposit' THEN {deposit_fields}
+              WHEN kind IN :bare THEN {leaf_text} END AS k
+  FROM log_entries WHERE seq < :hi),
+m AS MATERIALIZED (
+  SELECT seq, sum(minutes) AS moved FROM log_postings {scan}
+  WHERE seq >= :lo AND seq < :hi AND minutes > 0 AND account > :bank_lo AND account < :bank_hi
+  GROUP BY seq)
+SELECT 0 AS part, e.kind AS a, e.k AS b, CAST(NULL AS INTEGER) AS band, count(*) AS c,
+       sum(m.moved) AS d
+FROM e LEFT JOIN m ON m.seq = e.seq
+WHERE e.seq >= :lo AND (m.seq IS NOT NULL OR e.kind IN :bare)
+GROUP BY e.kind, e.k
+UNION ALL
+SELECT 1, p.account, NULL, {band}, sum(CASE WHEN p.minutes > 0 THEN p.minutes ELSE 0 END),
+       sum(p.minutes)
+FROM log_postings p
+WHERE p.seq IN (SELECT seq FROM e WHERE kind IN :own) AND {held}
+GROUP BY p.account, {band}
+UNION ALL
+SELECT 2, p.account, NULL, {band}, sum(CASE WHEN p.minutes > 0 THEN p.minutes ELSE 0 END),
+       sum(p.minutes)
+FROM log_postings p {scan}
+WHERE p.seq < :hi AND {held}
+GROUP BY p.account, {band}
 """
-_DEPOSITS_PG = """
-SELECT jsonb_typeof(b -> 'service') = 'string', b ->> 'service',
-       jsonb_typeof(b -> 'org') = 'string', b ->> 'org', count(*),
-       sum(CASE WHEN jsonb_typeof(b -> 'minutes') = 'number'
-                THEN (b ->> 'minutes')::numeric ELSE 0 END),
-       sum(moved)
-FROM (SELECT (convert_from(e.leaf, 'UTF8')::jsonb) -> 'body' AS b, x.moved AS moved
-      FROM log_entries e JOIN ({moved}) x ON x.seq = e.seq
-      WHERE e.kind = 'deposit' AND e.seq >= :lo AND e.seq < :hi) d
-GROUP BY 1, 2, 3, 4
-"""
-# Minutes credited per entry of the bank in [lo, hi) (every entry that moves minutes has a
-# positive posting, and all postings of an entry belong to one bank).
-_MOVED = """
-SELECT seq, sum(minutes) AS moved FROM log_postings
-WHERE seq >= :lo AND seq < :hi AND minutes > 0 AND account > :bank_lo AND account < :bank_hi
-GROUP BY seq
-"""
-_KINDS = """
-SELECT e.kind, count(*), sum(x.moved) FROM ({moved}) x JOIN log_entries e ON e.seq = x.seq
-GROUP BY e.kind
-"""
-_BARE = """
-SELECT e.leaf FROM log_entries e
-WHERE e.seq >= :lo AND e.seq < :hi AND e.kind NOT IN :skip
-  AND NOT EXISTS (SELECT 1 FROM log_postings p WHERE p.seq = e.seq)
-ORDER BY e.seq
-"""
+_HELD = (
+    "((p.account > :member_lo AND p.account < :member_hi)"
+    " OR (p.account > :hold_lo AND p.account < :hold_hi))"
+)
+_SQLITE = {
+    "deposit_fields": "json_extract(CAST(leaf AS TEXT), '$.body.service', '$.body.org',"
+    " '$.body.minutes')",
+    "leaf_text": "CAST(leaf AS TEXT)",
+    "scan": "NOT INDEXED",  # a scan of the small rows beats the index and a lookup per row
+}
+_POSTGRESQL = {
+    "deposit_fields": "(SELECT json_build_array(r.service, r.org, r.minutes)::text"
+    " FROM json_to_record(convert_from(leaf, 'UTF8')::json -> 'body')"
+    " AS r(service json, org json, minutes json))",
+    "leaf_text": "convert_from(leaf, 'UTF8')",
+    "scan": "",
+}
 _POOL = """
 SELECT coalesce(sum(CASE WHEN seq >= :lo AND minutes > 0 THEN minutes ELSE 0 END), 0),
        coalesce(sum(CASE WHEN seq >= :lo AND minutes < 0 THEN -minutes ELSE 0 END), 0),
        coalesce(sum(minutes), 0)
 FROM log_postings WHERE account = :pool AND seq < :hi
 """
-# Per member or hold account and age band: the minutes credited and the net minutes, leaving
-# out the kinds that move minutes between a member and their own hold.
-_HOLDINGS = """
-SELECT p.account, {band} AS band, sum(CASE WHEN p.minutes > 0 THEN p.minutes ELSE 0 END),
-       sum(p.minutes)
-FROM log_postings p JOIN log_entries e ON e.seq = p.seq
-WHERE p.seq < :hi AND e.kind NOT IN :own
-  AND ((p.account > :member_lo AND p.account < :member_hi)
-       OR (p.account > :hold_lo AND p.account < :hold_hi))
-GROUP BY p.account, band
-"""
 
 
 @dataclass
 class BankTotals:
     """One bank's sums over the log: ``kinds`` (kind → entries, minutes credited) and
-    ``deposits`` in [lo, hi); ``bare``: leaves in [lo, hi) without postings; ``pool`` (in, out
+    ``deposits`` (body's service, org, minutes (None when absent) → count, minutes credited)
+    in [lo, hi); ``bare``: leaves in [lo, hi) of the kinds asked for; ``pool`` (in, out
     in [lo, hi), balance below hi); ``holdings``: account → band → (credited, net) below hi."""
 
     kinds: dict[str, tuple[int, int]] = field(default_factory=dict)
-    deposits: list[tuple[bool, Any, bool, Any, int, int, int]] = field(default_factory=list)
+    deposits: list[tuple[Any, Any, Any, int, int]] = field(default_factory=list)
     bare: list[bytes] = field(default_factory=list)
     pool: tuple[int, int, int] = (0, 0, 0)
     holdings: dict[str, dict[int, tuple[int, int]]] = field(default_factory=dict)
@@ -109,38 +111,55 @@ def bank_totals(
     lo: int,
     hi: int,
     bands: Sequence[int],
-    skip_bare: Sequence[str],
+    bare_kinds: Sequence[str],
     own_moves: Sequence[str],
 ) -> BankTotals:
     """The sums of ``bank``; ``bands``: ascending seqs, a posting's band is the number of them
-    at or below its seq."""
+    at or below its seq; ``bare_kinds``: kinds without postings whose leaves are wanted."""
     # Account ids are ``<bank>:<role>:…`` with no ':' in the bank: a range on the primary key.
-    ranges = {
+    params: dict[str, Any] = {
+        "lo": lo,
+        "hi": hi,
+        "pool": f"{bank}:pool",
         "bank_lo": f"{bank}:",
         "bank_hi": f"{bank};",
         "member_lo": f"{bank}:member:",
         "member_hi": f"{bank}:member;",
         "hold_lo": f"{bank}:hold:",
         "hold_hi": f"{bank}:hold;",
+        "bare": list(bare_kinds) or [""],
+        "own": list(own_moves) or [""],
     }
-    params: dict[str, Any] = {"lo": lo, "hi": hi, "pool": f"{bank}:pool", **ranges}
+    band = " ".join(f"WHEN p.seq < {int(b)} THEN {i}" for i, b in enumerate(bands))
+    band = f"CASE {band} ELSE {len(bands)} END" if bands else "0"
+    sql = _TOTALS.format(band=band, held=_HELD, **(_SQLITE if is_sqlite else _POSTGRESQL))
+    statement = text(sql).bindparams(
+        bindparam("bare", expanding=True, type_=String),
+        bindparam("own", expanding=True, type_=String),
+    )
+    if not is_sqlite:
+        # Hash the million-row aggregates in memory, not in sorted runs on disk; JIT compiling
+        # this one-off statement costs more than it saves.
+        conn.execute(text("SET LOCAL work_mem = '64MB'"))
+        conn.execute(text("SET LOCAL jit = off"))
     totals = BankTotals()
-    run = conn.execute
-    moved = _MOVED
-    for kind, count, minutes in run(text(_KINDS.format(moved=moved)), params):
-        totals.kinds[str(kind)] = (int(count), int(minutes))
-    deposits = (_DEPOSITS_SQLITE if is_sqlite else _DEPOSITS_PG).format(moved=moved)
-    for s_text, service, o_text, org, count, served, credited in run(text(deposits), params):
-        totals.deposits.append(
-            (bool(s_text), service, bool(o_text), org, int(count), int(served), int(credited))
-        )
-    bare = text(_BARE).bindparams(bindparam("skip", expanding=True))
-    totals.bare = [bytes(r[0]) for r in run(bare, {**params, "skip": list(skip_bare)})]
-    pool_in, pool_out, balance = run(text(_POOL), params).one()
+    own: dict[tuple[str, int], tuple[int, int]] = {}  # (account, band) → credited, net
+    all_held: dict[tuple[str, int], tuple[int, int]] = {}
+    for part, a, b, index, c, d in conn.execute(statement, params):
+        if part == 0 and a in bare_kinds:
+            totals.bare.append(str(b).encode())
+        elif part == 0:
+            count, moved = totals.kinds.get(a, (0, 0))
+            totals.kinds[a] = (count + int(c), moved + int(d))
+            if a == "deposit":
+                service, org, minutes = json.loads(b)
+                totals.deposits.append((service, org, minutes, int(c), int(d)))
+        else:
+            held = own if part == 1 else all_held
+            held[(a, int(index))] = (int(c), int(d))
+    for (account, index), (credited, net) in all_held.items():
+        off_credited, off_net = own.get((account, index), (0, 0))
+        totals.holdings.setdefault(account, {})[index] = (credited - off_credited, net - off_net)
+    pool_in, pool_out, balance = conn.execute(text(_POOL), params).one()
     totals.pool = (int(pool_in), int(pool_out), int(balance))
-    band = "CASE " + " ".join(f"WHEN p.seq < {int(b)} THEN {i}" for i, b in enumerate(bands))
-    band += f" ELSE {len(bands)} END"
-    holdings = text(_HOLDINGS.format(band=band)).bindparams(bindparam("own", expanding=True))
-    for account, index, credited, net in run(holdings, {**params, "own": list(own_moves)}):
-        totals.holdings.setdefault(str(account), {})[int(index)] = (int(credited), int(net))
     return totals

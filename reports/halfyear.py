@@ -41,7 +41,7 @@ from reports.repo import (
     reports_published,
     serving_members,
 )
-from reports.summed import NOT_COUNTED, OWN_MOVES, SummedFigures, edges_of
+from reports.summed import BARE_KINDS, OWN_MOVES, SummedFigures, edges_of
 
 FORMAT = "timebank-halfyear-report/v1"
 PAGE = 1000
@@ -96,7 +96,7 @@ def public_figures(
     to ``reports.public.PublicFigures``."""
     edges = edges_of(SummedFigures(bank, start, end))
     totals = log.bank_totals(
-        bank, size, log_time(start), log_time(end), edges, NOT_COUNTED, OWN_MOVES
+        bank, size, log_time(start), log_time(end), edges, BARE_KINDS, OWN_MOVES
     )
     return SummedFigures.from_totals(bank, start, end, totals).figures()
 

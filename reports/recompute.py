@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -24,6 +25,7 @@ from audit.report import AuditReport, Policy, check_checkpoint
 from ledger.entry import canonical_json
 from ledger.errors import LedgerError
 from ledger.merkle import Frontier, leaf_hash
+from ledger.note import Checkpoint
 from ledger.replay import decode_leaf
 from reports.public import BadHalf, flatten, half_bounds, log_time
 from reports.summed import SummedFigures
@@ -47,6 +49,56 @@ def _chunk_figures(
         except ValueError as exc:
             malformed.append((index, str(exc)))
     return [(figures, malformed)]
+
+
+@dataclass
+class Recount:
+    """The figures recomputed from the leaves, the leaves' tree, the ``report`` entries of
+    the half (seq, body) and what was found wrong as (seq, order, where, what)."""
+
+    figures: SummedFigures
+    frontier: Frontier = field(default_factory=Frontier)
+    anchors: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    found: list[tuple[int, int, str, str]] = field(default_factory=list)
+
+
+def recount(
+    leaves: Iterable[tuple[int, bytes]],
+    checkpoint: Checkpoint,
+    bank: str,
+    start: datetime,
+    end: datetime,
+    entry_id: str,
+    workers: int,
+) -> Recount:
+    """Hash every leaf in order and look for the entries ``entry_id``; count the leaves below
+    the anchored checkpoint in ``workers`` processes, a run of leaves each."""
+    counted = Recount(SummedFigures(bank, start, end))
+    frontier, found, marker = counted.frontier, counted.found, entry_id.encode()
+
+    def passed_on() -> Iterator[tuple[int, bytes]]:
+        for index, leaf in leaves:
+            frontier.append(leaf_hash(leaf))
+            if index < checkpoint.size:
+                yield index, leaf
+                if frontier.size == checkpoint.size and frontier.root() != checkpoint.root:
+                    found.append((index, 1, "checkpoint", ROOT_DIFFERS))
+            if marker in leaf:
+                try:
+                    entry = decode_leaf(leaf)
+                except LedgerError as exc:
+                    found.append((index, 2, f"seq {index}", f"malformed entry: {exc}"))
+                    continue
+                if entry.request.kind == "report" and entry.request.id == entry_id:
+                    counted.anchors.append((index, dict(entry.request.body)))
+
+    work = partial(_chunk_figures, bank, start, end)
+    for part, malformed in map_chunks(in_chunks(passed_on()), work, workers):
+        counted.figures.merge(part)
+        found.extend(
+            (index, 0, f"seq {index}", f"malformed entry: {what}") for index, what in malformed
+        )
+    return counted
 
 
 def verify_report(
@@ -111,39 +163,13 @@ def verify_report(
             f"the log serves size {latest.size}, less than the anchored {checkpoint.size}",
         )
         return report
-    figures = SummedFigures(bank, start, end)
-    frontier = Frontier()
-    anchors: list[tuple[int, dict[str, Any]]] = []
-    found: list[tuple[int, int, str, str]] = []  # (seq, order, where, what), reported in order
-    entry_id = f"report:{bank}:{half}"
-    marker = entry_id.encode()
-
-    def counted() -> Iterator[tuple[int, bytes]]:
-        """Hash every leaf in order; pass on those the figures count, to the workers."""
-        for index, leaf in client.iter_leaves(0, latest.size):
-            frontier.append(leaf_hash(leaf))
-            if index < checkpoint.size:
-                yield index, leaf
-                if frontier.size == checkpoint.size and frontier.root() != checkpoint.root:
-                    found.append((index, 1, "checkpoint", ROOT_DIFFERS))
-            if marker in leaf:
-                try:
-                    entry = decode_leaf(leaf)
-                except LedgerError as exc:
-                    found.append((index, 2, f"seq {index}", f"malformed entry: {exc}"))
-                    continue
-                if entry.request.kind == "report" and entry.request.id == entry_id:
-                    anchors.append((index, dict(entry.request.body)))
-
     if workers is None:
         workers = default_workers(checkpoint.size)
-    work = partial(_chunk_figures, bank, start, end)
-    for part, malformed in map_chunks(in_chunks(counted()), work, workers):
-        figures.merge(part)
-        found.extend(
-            (index, 0, f"seq {index}", f"malformed entry: {what}") for index, what in malformed
-        )
-    for _, _, where, what in sorted(found):
+    entry_id = f"report:{bank}:{half}"
+    leaves = client.iter_leaves(0, latest.size)
+    counted = recount(leaves, checkpoint, bank, start, end, entry_id, workers)
+    figures, frontier, anchors = counted.figures, counted.frontier, counted.anchors
+    for _, _, where, what in sorted(counted.found):
         report.add(where, what)
     if frontier.root() != latest.root:
         report.add(

@@ -18,10 +18,14 @@ from datetime import datetime
 
 from ledger import BankTotals
 from ledger.entry import ASCII_KEY
+from ledger.postings import KIND_RULES
 from reports.public import AGE_BUCKETS, UNNAMED, PublicFigures
 
 OWN_MOVES = ("reserve", "release")  # between a member and their own hold: minutes stay stored
-NOT_COUNTED = ("registration",)  # entries without postings the figures leave out
+# Entries without postings the figures count (by their body's bank); registrations are not.
+BARE_KINDS = tuple(
+    kind for kind, rule in KIND_RULES.items() if not rule.needs_postings and kind != "registration"
+)
 
 
 class SummedFigures(PublicFigures):
@@ -87,12 +91,10 @@ class SummedFigures(PublicFigures):
         for kind, (count, minutes) in totals.kinds.items():
             figures.minutes[kind] = figures.minutes.get(kind, 0) + minutes
             figures.entries[kind] = figures.entries.get(kind, 0) + count
-        for s_text, service, o_text, org, count, served, credited in totals.deposits:
-            for is_text, key, book in (
-                (s_text, service, figures.services),
-                (o_text, org, figures.orgs),
-            ):
-                name = key if is_text and isinstance(key, str) and ASCII_KEY.match(key) else UNNAMED
+        for service, org, minutes, count, credited in totals.deposits:
+            served = minutes * count if type(minutes) is int else 0
+            for key, book in ((service, figures.services), (org, figures.orgs)):
+                name = key if isinstance(key, str) and ASCII_KEY.match(key) else UNNAMED
                 row = book.setdefault(name, {"deposits": 0, "served": 0, "deposited": 0})
                 row["deposits"] += count
                 row["served"] += served
