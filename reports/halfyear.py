@@ -28,7 +28,7 @@ from accounts.storage import AccountsStore
 from care.model import Policy
 from ledger.entry import EntryRequest, canonical_json
 from ledger.errors import LedgerError
-from ledger.kinds import Report
+from ledger.kinds import ReportAnchor
 from ledger.log import Log
 from ledger.note import Checkpoint, Note
 from reports.coverage import VisitCoverage
@@ -75,7 +75,7 @@ class Published:
 
 def report_entry(bank: str, half: str, sha256: str, tree_size: int) -> EntryRequest:
     """The ``report`` entry anchoring a document: no postings."""
-    return Report(bank, half, FORMAT, sha256, tree_size).to_request()
+    return ReportAnchor(bank, half, FORMAT, sha256, tree_size).to_request()
 
 
 def iter_leaves(log: Log, size: int) -> Iterator[bytes]:
