@@ -10,8 +10,10 @@ what is verified is the attached document, whose SHA-256 the page's QR code carr
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import zlib
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +46,7 @@ class Ref:
 class Attached:
     name: str
     data: bytes
+    pages: list[str]  # the text each page shows
 
 
 def _literal(data: bytes, at: int) -> tuple[bytes, int]:
@@ -156,16 +159,7 @@ def read_attachment(data: bytes) -> Attached:
     if not isinstance(stream, tuple):
         raise PdfError("pdf attachment", "the attached file has no data")
     header, raw = stream
-    if header.get("/Filter") == "/FlateDecode":
-        try:
-            decompressor = zlib.decompressobj()
-            raw = decompressor.decompress(raw, MAX_ATTACHMENT)
-            if decompressor.unconsumed_tail or not decompressor.eof:
-                raise PdfError("pdf attachment", "the attached file does not decompress whole")
-        except zlib.error as exc:
-            raise PdfError("pdf attachment", f"the attached file is damaged: {exc}") from None
-    elif header.get("/Filter") is not None:
-        raise PdfError("pdf attachment", f"the attached file's filter {header['/Filter']}")
+    raw = _inflate(header, raw, "pdf attachment", "the attached file")
     params = reader.get(header.get("/Params"))
     if isinstance(params, dict):
         if params.get("/Size", len(raw)) != len(raw):
@@ -174,26 +168,94 @@ def read_attachment(data: bytes) -> Attached:
         if checksum is not None and checksum != hashlib.md5(raw, usedforsecurity=False).digest():
             raise PdfError("pdf attachment", "the attached file does not match its /CheckSum")
     name = listed[0].decode("latin-1") if isinstance(listed[0], bytes) else "attachment"
-    return Attached(name, raw)
+    return Attached(name, raw, _pages_text(reader, catalog))
+
+
+def _inflate(header: dict[str, Any], raw: bytes, check: str, what: str) -> bytes:
+    if header.get("/Filter") is None:
+        return raw
+    if header.get("/Filter") != "/FlateDecode":
+        raise PdfError(check, f"{what} has the filter {header['/Filter']}, not /FlateDecode")
+    try:
+        decompressor = zlib.decompressobj()
+        raw = decompressor.decompress(raw, MAX_ATTACHMENT)
+    except zlib.error as exc:
+        raise PdfError(check, f"{what} is damaged: {exc}") from None
+    if decompressor.unconsumed_tail or not decompressor.eof:
+        raise PdfError(check, f"{what} does not decompress whole")
+    return raw
+
+
+SHOWN = re.compile(rb"\((?:\\.|[^\\)])*\) Tj|<[0-9A-F]*> Tj")
+
+
+def _pages_text(reader: _Reader, catalog: dict[str, Any]) -> list[str]:
+    """The text each page shows, one line per text object, as ``partners.pdf`` writes it."""
+    tree = reader.get(catalog.get("/Pages"))
+    kids = reader.get(tree.get("/Kids")) if isinstance(tree, dict) else None
+    pages = []
+    for kid in kids if isinstance(kids, list) else []:
+        page = reader.get(kid)
+        stream = reader.get(page.get("/Contents")) if isinstance(page, dict) else None
+        if not isinstance(stream, tuple):
+            raise PdfError("pdf page", "a page has no content")
+        ops = _inflate(stream[0], stream[1], "pdf page", "a page's content")
+        lines = []
+        for segment in re.findall(rb"BT (.*?) ET", ops, re.S):
+            line = ""
+            for shown in SHOWN.findall(segment):
+                if shown.startswith(b"<"):
+                    line += bytes.fromhex(shown[1:-4].decode()).decode("utf-16-be", "replace")
+                else:
+                    line += re.sub(rb"\\(.)", rb"\1", shown[1:-4]).decode("latin-1")
+            lines.append(line)
+        pages.append("\n".join(lines))
+    return pages
+
+
+def _check_page(document: Any, digest: str, pages: list[str], report: AuditReport) -> None:
+    """The first page shows what the attached document says: its SHA-256 (under the QR code),
+    account and period, and a certificate's name and verified hours. A page changed after
+    the PDF was made, or a PDF not made from this document, fails here."""
+    text = (pages[0] if pages else "").replace("\n", "")  # a long name wraps
+    if not isinstance(document, dict):
+        return
+    period = document.get("period") or {}
+    shown = {
+        "the SHA-256": (digest[:32], digest[32:]),
+        "the account": (str(document.get("account")),),
+        "the period": (str(period.get("from")), str(period.get("to"))),
+    }
+    if isinstance(document.get("member"), dict) and isinstance(document.get("service"), dict):
+        shown["the name"] = (str(document["member"].get("name")),)
+        shown["the verified hours"] = (str(document["service"].get("cumulative_hours")),)
+    for what, parts in shown.items():
+        if not all(part in text for part in parts):
+            report.add("pdf page", f"does not show {what} of the attached document")
+
+
+def _refused(check: str, message: str) -> AuditReport:
+    report = AuditReport()
+    report.what = "PDF of a signed document"
+    report.add(check, message)
+    return report
 
 
 def verify_pdf(data: bytes, statement_key: Verifier, policy: Policy) -> AuditReport:
-    """``verify_document`` on the signed JSON attached to a PDF; a PDF without one, or with a
-    damaged one, fails naming the check."""
+    """``verify_document`` on the signed JSON attached to a PDF, then ``_check_page``; a PDF
+    without one, or with a damaged one, fails naming the check."""
     try:
         attached = read_attachment(data)
         text = attached.data.decode("utf-8")
     except PdfError as exc:
-        report = AuditReport()
-        report.what = "PDF of a signed document"
-        report.add(exc.check, str(exc))
-        return report
+        return _refused(exc.check, str(exc))
     except UnicodeDecodeError as exc:
-        report = AuditReport()
-        report.what = "PDF of a signed document"
-        report.add("pdf attachment", f"is not UTF-8 text: {exc}")
-        return report
+        return _refused("pdf attachment", f"is not UTF-8 text: {exc}")
+    except ValueError as exc:  # a number or a hex string that is not one
+        return _refused("pdf", f"is not a PDF Timebank wrote: {exc}")
     report = verify_document(text, statement_key, policy)
     digest = hashlib.sha256(attached.data).hexdigest()
+    with suppress(ValueError):  # not JSON: verify_document said so
+        _check_page(json.loads(text), digest, attached.pages, report)
     report.what += f"; attached as {attached.name}, SHA-256 {digest} (the page's QR code)"
     return report

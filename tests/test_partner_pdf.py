@@ -20,11 +20,12 @@ from typing import Any
 import pytest
 
 from api.cli import main
-from audit.pdf_attachment import read_attachment
+from audit.pdf_attachment import read_attachment, verify_pdf
+from partners.pdf import Attachment, Page, render
 from tests.accounts_world import PASSWORD, World
 from tests.conftest import BACKENDS
 from tests.partners_world import partners_world
-from tests.test_partner_statements import _linked, _ok, _problems
+from tests.test_partner_statements import _keys, _linked, _ok, _problems
 from tests.web_helpers import browser_login
 from web.document_pdf import document_bytes, document_pdf
 
@@ -137,6 +138,19 @@ def test_the_statement_pdf_lists_the_entries(world: World, tmp_path: Path) -> No
         assert re.search(rf"^\s*{entry['seq']}\s", text, re.M), (entry, text)
     en = _text(_pdf(w, path, "vol-b", "en"), tmp_path)
     assert "Signed statement" in en and "deposit" in en and "0 h 40 min" in en, en
+    key, policy = _keys(w)
+    for language in ("zh-CN", "en"):  # the page shows what the attachment says
+        report = verify_pdf(document_pdf(statement, language), key, policy)
+        assert report.ok, [f"{p.where}: {p.message}" for p in report.problems]
+    long_name = "长" * 20  # a nickname wraps on the page and still matches
+    cert = _ok(
+        w.client.get(
+            f"/v1/members/{w.ids['vol-b']}/certificate?name=nickname&nickname={long_name}",
+            headers=w.as_("vol-b"),
+        )
+    )
+    report = verify_pdf(document_pdf(cert, "zh-CN"), key, policy)
+    assert report.ok, [f"{p.where}: {p.message}" for p in report.problems]
     # a period with nothing in it still prints, and still verifies
     empty = _pdf(w, f"{path}?from=2020-01-01&to=2020-01-31", "vol-b")
     assert "Nothing moved in this period." in _text(empty, tmp_path)
@@ -174,6 +188,15 @@ def test_the_audit_names_what_is_wrong_with_a_pdf(
         path.write_bytes(pdf[:stream_at] + packed + pdf[stream_at + length :])
         code, out = _audit(w, path, capsys)
         assert code == 1 and "/CheckSum" in out, out
+
+    # a page of someone else's making around the genuine attachment: the page check names it
+    page = Page()
+    page.text(60, 700, "志愿服务证明 赵* 100.00 小时", 20)
+    path.write_bytes(
+        render([page], Attachment("timebank-certificate.json", document_bytes(document)))
+    )
+    code, out = _audit(w, path, capsys)
+    assert code == 1 and "pdf page: does not show the SHA-256 of the attached document" in out, out
 
     # no attachment at all: refused, naming the check
     path.write_bytes(pdf.replace(b"/EmbeddedFiles", b"/EmbeddedFilez"))
