@@ -23,6 +23,7 @@ from ledger.note import Verifier
 
 PDF_MAGIC = b"%PDF-"
 MAX_ATTACHMENT = 64 * 1024 * 1024
+MAX_DEPTH = 8  # ours nest 4 deep
 TOKEN = re.compile(
     rb"\s*(?:(<<|>>|\[|\])|(/[^\s/<>\[\]()]*)|(<[0-9A-Fa-f\s]*>)|(\()|"
     rb"(-?\d+(?:\.\d+)?)(?:\s+(\d+)\s+R\b)?|(true|false|null))"
@@ -65,8 +66,10 @@ def _literal(data: bytes, at: int) -> tuple[bytes, int]:
     raise PdfError("pdf", "a string does not end")
 
 
-def _value(data: bytes, at: int) -> tuple[Any, int]:
+def _value(data: bytes, at: int, depth: int = 0) -> tuple[Any, int]:
     """One PDF object at ``at`` (dictionaries, arrays, names, numbers, strings, references)."""
+    if depth > MAX_DEPTH:
+        raise PdfError("pdf", f"objects nest deeper than {MAX_DEPTH} at offset {at}")
     match = TOKEN.match(data, at)
     if match is None:
         raise PdfError("pdf", f"unexpected bytes at offset {at}")
@@ -80,7 +83,7 @@ def _value(data: bytes, at: int) -> tuple[Any, int]:
             if close:
                 end = close.end()
                 break
-            item, end = _value(data, end)
+            item, end = _value(data, end, depth + 1)
             items.append(item)
         if bracket == b"[":
             return items, end
@@ -145,7 +148,17 @@ class _Reader:
 
 
 def read_attachment(data: bytes) -> Attached:
-    """The one file attached to a PDF written by ``partners.pdf``: its name and bytes."""
+    """The one file attached to a PDF written by ``partners.pdf``: its name, its bytes and the
+    text of the pages; anything else raises ``PdfError`` naming the check."""
+    try:
+        return _read_attachment(data)
+    except PdfError:
+        raise
+    except ValueError as exc:  # a number, a hex string or UTF-16 text that is not one
+        raise PdfError("pdf", f"is not a PDF Timebank wrote: {exc}") from None
+
+
+def _read_attachment(data: bytes) -> Attached:
     reader = _Reader(data)
     catalog = reader.get(reader.trailer.get("/Root") if isinstance(reader.trailer, dict) else None)
     names = reader.get(catalog.get("/Names")) if isinstance(catalog, dict) else None
@@ -251,8 +264,6 @@ def verify_pdf(data: bytes, statement_key: Verifier, policy: Policy) -> AuditRep
         return _refused(exc.check, str(exc))
     except UnicodeDecodeError as exc:
         return _refused("pdf attachment", f"is not UTF-8 text: {exc}")
-    except ValueError as exc:  # a number or a hex string that is not one
-        return _refused("pdf", f"is not a PDF Timebank wrote: {exc}")
     report = verify_document(text, statement_key, policy)
     digest = hashlib.sha256(attached.data).hexdigest()
     with suppress(ValueError):  # not JSON: verify_document said so

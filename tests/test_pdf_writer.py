@@ -100,3 +100,23 @@ def test_the_attachment_round_trips_and_damage_is_named(tmp_path: Path) -> None:
         with pytest.raises(PdfError) as refused:
             read_attachment(damaged)
         assert refused.value.check == check, (check, refused.value)
+
+
+def test_no_damage_crashes_the_reader() -> None:
+    """Whatever byte of a PDF is changed, reading it gives the attachment or a PdfError naming
+    the check, never another exception (the auditor's command prints a verdict)."""
+    data = b'{"a": 1}\n'
+    page = Page()
+    page.text(60, 700, "志愿服务证明 (x)", 12)
+    pdf = render([page], Attachment("a.json", data))
+    outcomes = set()
+    for at in range(0, len(pdf), 7):
+        for byte in (0x00, 0x28, 0x5B, 0x3C, 0x39):
+            damaged = pdf[:at] + bytes([byte]) + pdf[at + 1 :]
+            try:
+                outcomes.add(read_attachment(damaged).data == data)
+            except PdfError as exc:
+                outcomes.add(exc.check)
+    assert {"pdf", "pdf attachment", "pdf page", True} <= outcomes, outcomes
+    with pytest.raises(PdfError, match="nest deeper"):
+        read_attachment(pdf.replace(b"/Root", b"/Root " + b"[" * 100, 1))
