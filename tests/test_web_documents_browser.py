@@ -1,7 +1,8 @@
 """The statements and certificates pages in Chromium at 360 × 740, in both languages: the demo's
 family proxy opens his mother's certificate and statement, axe-core finds no WCAG 2.2 A/AA
 violation, the PDF link downloads a PDF whose attached document verifies with ``timebank audit
-statement``; the demo volunteer, who is not her proxy, is refused the same pages."""
+statement`` and in anyone's browser on ``/transparency``; the demo volunteer, who is not her
+proxy, is refused the same pages."""
 
 from __future__ import annotations
 
@@ -89,6 +90,25 @@ def test_the_proxy_downloads_the_elders_certificate_and_others_are_refused(
         str(keys / "log"),
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+    # anyone handed the PDF checks it in their own browser on the public page
+    anyone = phone_context(browser, server, lang)
+    page = anyone.new_page()
+    stripped = tmp_path / "stripped.pdf"
+    stripped.write_bytes(pdf.replace(b"/Type /EmbeddedFile ", b"/Type /EmbeddedFilz "))
+    try:
+        page.goto("/transparency")
+        page.wait_for_selector("#statement-form[data-ready='1']", state="attached")
+        for chosen, verdict, reason in ((saved, "ok", ""), (stripped, "refused", "pdf")):
+            page.evaluate("document.getElementById('statement-result').replaceChildren()")
+            page.set_input_files("#statement-file", str(chosen))
+            box = page.wait_for_selector("#statement-verdict")
+            assert box is not None
+            assert box.get_attribute("data-verdict") == verdict, box.inner_text()
+            assert box.get_attribute("data-reasons") == reason, box.inner_text()
+        assert axe_violations(page) == []
+    finally:
+        anyone.close()
 
     # the volunteer is not her proxy: the same pages are refused
     other = phone_context(browser, server, lang)
