@@ -28,6 +28,7 @@ from web.desk_paper import PAPER_HANDLERS
 from web.desk_people import PEOPLE_HANDLERS
 from web.desk_staff import STAFF_HANDLERS
 from web.desk_visits import VISITS_HANDLERS
+from web.documents import DOCUMENT_HANDLERS
 from web.elder import ELDER_HANDLERS
 from web.elder_ask import ASK_HANDLERS
 from web.elder_visits import VISIT_HANDLERS
@@ -81,6 +82,7 @@ def web_routes() -> list[ControllerRouterHandler]:
         route_handlers=[
             *PAGE_HANDLERS,
             *VOLUNTEER_HANDLERS,
+            *DOCUMENT_HANDLERS,
             *PUBLIC_HANDLERS,
             *CONSOLE_HANDLERS,
             *MINUTES_HANDLERS,

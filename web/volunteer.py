@@ -5,9 +5,6 @@ method as its ``/v1`` route, so the rules and refusals are the API's."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +24,8 @@ from care.model import RecordStatus, RequestStatus, ServiceRequest, ServiceType
 from care.service import CareService
 from partners.links import PartnerLinks
 from partners.statements import SignedDocument, SignedDocuments
+from web.document_pdf import STAR_WORDS
+from web.documents import certificate_context
 from web.i18n import N_, gettext_for
 from web.pages import Form, language_of, member_status, refusal, render, to_login
 from web.session import ON_BEHALF_STATE_KEY, accounts_of, viewer
@@ -54,14 +53,6 @@ WORDS = (
     N_("grandparent"),
     N_("grandchild"),
     N_("sibling"),
-)
-# The star levels of cumulative verified service (partners.points), as the page names them.
-STAR_WORDS = (
-    N_("One star"),
-    N_("Two stars"),
-    N_("Three stars"),
-    N_("Four stars"),
-    N_("Five stars"),
 )
 
 
@@ -430,21 +421,7 @@ def certificate_page(
 
 
 def _certificate(request: Request[Any, Any, State], issued: SignedDocument) -> dict[str, Any]:
-    document = issued.document
-    data = (json.dumps(document, ensure_ascii=False, indent=1) + "\n").encode()
-    digest = hashlib.sha256(data).hexdigest()
-    service = document["service"]
-    return {
-        "doc": document,
-        "name_choice": document["member"]["name_shown"],
-        "hours": hours_text(request, service["cumulative_minutes"]),
-        "star": STAR_WORDS[service["star_level"] - 1] if service["star_level"] else None,
-        "digest": digest,
-        "qr": segno.make(f"sha256:{digest}", error="m", micro=False).svg_inline(
-            scale=3, dark="#000", light="#fff", omitsize=True
-        ),
-        "download": "data:application/json;base64," + base64.b64encode(data).decode(),
-    }
+    return certificate_context(request, issued, "/volunteer/certificate", "/volunteer/hours")
 
 
 # ---------------------------------------------------------------- giving
