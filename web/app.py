@@ -39,6 +39,7 @@ from web.pages import PAGE_HANDLERS, error_page, language_of, render
 from web.public import PUBLIC_HANDLERS
 from web.signals import SIGNALS_HANDLERS
 from web.volunteer import VOLUNTEER_HANDLERS
+from web.volunteer_give import GIVE_HANDLERS
 
 STATIC_DIR = Path(__file__).parent / "static"
 mimetypes.add_type("application/manifest+json", ".webmanifest")
@@ -82,6 +83,7 @@ def web_routes() -> list[ControllerRouterHandler]:
         route_handlers=[
             *PAGE_HANDLERS,
             *VOLUNTEER_HANDLERS,
+            *GIVE_HANDLERS,
             *DOCUMENT_HANDLERS,
             *PUBLIC_HANDLERS,
             *CONSOLE_HANDLERS,
