@@ -29,6 +29,7 @@ from api.audit_log import MAX_BODY, AuditMiddleware
 from api.audit_routes import AuditController
 from api.auth import PrincipalCache
 from api.care_routes import CARE_CONTROLLERS
+from api.document_pdf_routes import DocumentPdfController
 from api.federation_routes import FEDERATION_CONTROLLERS
 from api.idempotency import (
     OPENAPI_KEY_PARAMETER,
@@ -282,6 +283,7 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
             *CARE_CONTROLLERS,
             *LEDGER_CONTROLLERS,
             *PARTNER_CONTROLLERS,
+            DocumentPdfController,
             *STATS_CONTROLLERS,
             *WEBHOOK_CONTROLLERS,
             *FEDERATION_CONTROLLERS,

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
 MAX_JSON_DEPTH = 32  # our bodies nest 3 deep; the JSON decoders recurse per level
 ON_BEHALF_FIELDS = ("elder_id", "from_member_id", "member_id")
-STATEMENT_PATHS = ("/statement", "/certificate")
+STATEMENT_PATHS = ("/statement", "/certificate", "/statement.pdf", "/certificate.pdf")
 WEB_DOCUMENT_PAGES = frozenset({"/volunteer/certificate"})  # each page issues a signed document
 
 
@@ -48,7 +48,7 @@ def _is_audited(scope: Scope) -> bool:
     if path.startswith(("/v1/log/", "/v1/federation/witness/", "/static/", "/schema")):
         return False
     if not path.startswith("/v1/"):  # the web app's forms change the same things
-        return method == "POST" or (method == "GET" and path in WEB_DOCUMENT_PAGES)
+        return method == "POST" or (method == "GET" and _is_document_page(path))
     if method in ("POST", "PUT", "PATCH", "DELETE"):
         return True
     if method == "GET" and path.startswith("/v1/partner/members/"):
@@ -58,6 +58,13 @@ def _is_audited(scope: Scope) -> bool:
     if method == "GET" and path.startswith("/v1/members/") and path.endswith(STATEMENT_PATHS):
         return True  # every signed statement or certificate issued is recorded
     return method == "GET" and _asks_reveal(scope.get("query_string", b""))
+
+
+def _is_document_page(path: str) -> bool:
+    """A web page that issues a signed statement or certificate (each one is recorded)."""
+    return path in WEB_DOCUMENT_PAGES or (
+        path.startswith("/documents/") and path.endswith(STATEMENT_PATHS)
+    )
 
 
 def _asks_reveal(query: bytes) -> bool:

@@ -18,6 +18,7 @@ from audit.auditor import (
     verify_online,
     verify_receipt,
 )
+from audit.pdf_attachment import PDF_MAGIC, verify_pdf
 from audit.statement import verify_document
 from audit.witness import (
     Witness,
@@ -141,7 +142,10 @@ def cmd_audit_statement(args: argparse.Namespace) -> int:
     try:
         policy = _policy(args)
         statement_key = read_key(args.statement_key)
-        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8")
+        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+        if data.startswith(PDF_MAGIC):  # the PDF of one: check the signed JSON it carries
+            return _print(verify_pdf(data, statement_key, policy))
+        text = data.decode("utf-8")
     except (AuditError, OSError, UnicodeDecodeError) as exc:
         print(f"timebank audit statement: {exc}", file=sys.stderr)
         return 2
@@ -307,7 +311,9 @@ def register_audit_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     statement = audit_sub.add_parser(
         "statement", help="check a signed statement or certificate offline"
     )
-    statement.add_argument("file", metavar="FILE", help="the JSON document (- for standard input)")
+    statement.add_argument(
+        "file", metavar="FILE", help="the JSON document or its PDF (- for standard input)"
+    )
     statement.add_argument(
         "--statement-key",
         required=True,

@@ -45,6 +45,7 @@ from accounts.errors import AccountsError
 from accounts.service import AccountsService
 from api.auth import PRINCIPAL_STATE_KEY, authenticate
 from api.problems import PROBLEM_JSON, problem
+from database.group import Pending
 from idempotency.store import (
     KEY_HEADER,
     MAX_KEY_LENGTH,
@@ -263,14 +264,28 @@ class IdempotencyMiddleware(ASGIMiddleware):
         status = int(start["status"])
         headers: list[tuple[bytes, bytes]] = list(start.get("headers", []))
         response = StoredResponse(status, headers, b"".join(chunks))
+        pending: Pending[Any] | None = None
         if status < 500:
             kept = [(k, v) for k, v in headers if k.lower() in STORED_HEADERS]
             stored = StoredResponse(status, kept, response.body)
-            if not await _quietly(store.complete, row_id, lease, stored):
+            try:
+                pending = await anyio.to_thread.run_sync(
+                    store.complete_later, row_id, lease, stored
+                )
+            except Exception as exc:
+                log.error("idempotency storage failed in complete: %s", type(exc).__name__)
                 await _quietly(store.release, row_id, lease)
         else:
             await _quietly(store.release, row_id, lease)
-        await send({"type": "http.response.start", "status": status, "headers": headers})
+        try:
+            # The audit layer writes its event as the response starts: in the same batch of
+            # the group commit as the key's completion, submitted just above.
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+        finally:
+            # The client has the whole response only once the completion is durable.
+            with anyio.CancelScope(shield=True):
+                if pending is not None and not await _quietly(pending.wait):
+                    await _quietly(store.release, row_id, lease)
         await send({"type": "http.response.body", "body": response.body, "more_body": False})
 
     async def _purge_if_due(self, store: IdempotencyStore) -> None:

@@ -45,11 +45,11 @@ def decode_leaves(leaves: list[bytes]) -> list[tuple[Fields, Extra | None]]:
     return [(cast(Fields, tuple(decode(leaf))), leaf_rules(leaf)) for leaf in leaves]
 
 
-def in_chunks(items: Iterable[T]) -> Iterator[list[T]]:
+def in_chunks(items: Iterable[T], size: int = CHUNK_LINES) -> Iterator[list[T]]:
     chunk: list[T] = []
     for item in items:
         chunk.append(item)
-        if len(chunk) == CHUNK_LINES:
+        if len(chunk) == size:
             yield chunk
             chunk = []
     if chunk:

@@ -48,6 +48,7 @@ BANK = "bench"
 ORIGIN = "bench.timebank.local/audit"
 TARGET_SECONDS = 30.0
 TARGET_ENTRIES = 1_000_000
+SERVICES = ("meal", "cleaning", "companionship", "escort", "nursing", "shopping", "repair")
 
 
 def log(message: str) -> None:
@@ -58,8 +59,17 @@ def _canonical(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def build_bundle(directory: Path, entries: int, seed: int = 2026) -> Verifier:
-    """Write a valid bundle of ``entries`` leaves; returns the log's verifier key."""
+def build_bundle(
+    directory: Path,
+    entries: int,
+    seed: int = 2026,
+    first: int = 1_700_000_000,
+    seconds_per_ten: int = 1,
+    services: bool = False,
+) -> Verifier:
+    """Write a valid bundle of ``entries`` leaves; returns the log's verifier key. Entry
+    ``seq`` is timed ``first + seq * seconds_per_ten // 10`` (Unix time); with ``services``
+    deposits name a service and an organisation, as the log's deposits do."""
     rng = random.Random(seed)
     signer = Signer.generate(ORIGIN)
     members = [f"{BANK}:member:{rng.getrandbits(64):016x}" for _ in range(5000)]
@@ -74,7 +84,7 @@ def build_bundle(directory: Path, entries: int, seed: int = 2026) -> Verifier:
     started = time.perf_counter()
     with open(directory / "leaves.txt", "wb") as out:
         for seq in range(entries):
-            stamp = 1_700_000_000 + seq // 10
+            stamp = first + seq * seconds_per_ten // 10
             when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(stamp)) + ".000000Z"
             roll = rng.random()
             giver = members[rng.randrange(len(members))]
@@ -103,6 +113,9 @@ def build_bundle(directory: Path, entries: int, seed: int = 2026) -> Verifier:
                     "confirmed_as": "elder",
                     "verified_by": "u-staff",
                 }
+                if services:
+                    body["service"] = SERVICES[seq % len(SERVICES)]
+                    body["org"] = f"org-{seq % 12:02d}"
                 sigs = [{"by": "u-staff", "role": "verifier"}]
                 balances[giver] += amount
                 if len(deposits) < 64:

@@ -40,9 +40,21 @@ class _Job(Generic[R]):
     work: Callable[[Connection], R]
     wake: threading.Event = field(default_factory=threading.Event)  # finished, or to lead
     finished: bool = False
+    waiting: bool = False  # its caller waits for it (and may be handed leadership)
     lead: bool = False  # handed leadership while waiting
     result: Any = None
     error: BaseException | None = None
+
+
+@dataclass(frozen=True)
+class Pending(Generic[R]):
+    """Work submitted to a group commit; ``wait`` returns its result once it is durable."""
+
+    group: GroupCommit
+    job: _Job[R]
+
+    def wait(self) -> R:
+        return self.group._wait(self.job)
 
 
 class GroupCommit:
@@ -62,11 +74,24 @@ class GroupCommit:
     def run(self, work: Callable[[Connection], R]) -> R:
         """Run ``work(conn)`` inside a write transaction shared with concurrent callers; return
         its result once committed (or raise its error, or the commit's)."""
+        return self.submit(work).wait()
+
+    def submit(self, work: Callable[[Connection], R]) -> Pending[R]:
+        """Queue ``work`` without waiting for it: it is committed in the batch of whichever
+        caller leads next (a request's last two writes, the key's completion and its audit
+        event, then share one transaction), at the latest when ``Pending.wait`` is called.
+        Nothing may be told the work is durable before ``wait`` returns."""
         job: _Job[R] = _Job(work)
         with self._lock:
             self._queue.append(job)
-            lead = not self._leading
-            self._leading = True
+        return Pending(self, job)
+
+    def _wait(self, job: _Job[R]) -> R:
+        with self._lock:
+            job.waiting = True
+            lead = not job.finished and not self._leading
+            if lead:
+                self._leading = True
         while not job.finished:
             if lead:
                 self._commit_next_batch()
@@ -90,9 +115,13 @@ class GroupCommit:
                 for job in batch:
                     job.finished = True
                     job.wake.set()
-                if self._queue:  # hand over: the oldest waiting caller leads the next batch
-                    self._queue[0].lead = True
-                    self._queue[0].wake.set()
+                # Hand over to the oldest caller that waits (a submitted job whose caller does
+                # not wait yet cannot lead: it is committed by the next leader, or leads when
+                # its caller waits).
+                heir = next((job for job in self._queue if job.waiting), None)
+                if heir is not None:
+                    heir.lead = True
+                    heir.wake.set()
                 else:
                     self._leading = False
 

@@ -10,7 +10,7 @@ import json
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import (
     Column,
@@ -25,11 +25,13 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 
 from accounts.protection import Protector
 from accounts.storage import TS, utc
 from database import Database, metadata
+from database.group import Pending
 
 KEY_HEADER = "Idempotency-Key"
 
@@ -127,6 +129,14 @@ _CLAIMED = (
 )
 
 
+# A claimed key's response, stored once: only by the lease that claimed it.
+_COMPLETE = update(idempotency_keys).where(
+    idempotency_keys.c.id == bindparam("b_id"),
+    idempotency_keys.c.lease == bindparam("b_lease"),
+    idempotency_keys.c.status_code.is_(None),
+)
+
+
 class IdempotencyStore:
     """The ``idempotency_keys`` rows. A claim, a completion and a release each commit before
     they return, group-committed with the other requests' keys and audit events of the moment
@@ -180,15 +190,23 @@ class IdempotencyStore:
         return self.database.group.run(claim)
 
     def complete(self, row_id: str, lease: str, response: StoredResponse) -> None:
-        t = idempotency_keys
+        self.complete_later(row_id, lease, response).wait()
+
+    def complete_later(
+        self, row_id: str, lease: str, response: StoredResponse
+    ) -> Pending[CursorResult[Any]]:
+        """Store the response under the key, committed with the next batch of the group (the
+        request's audit event, written as the response starts); durable once ``wait``
+        returns, which must happen before the client has the whole response."""
         sealed = self._seal(row_id, response)
-        self.database.group.run(
-            lambda conn: conn.execute(
-                update(t)
-                .where(t.c.id == row_id, t.c.lease == lease, t.c.status_code.is_(None))
-                .values(status_code=response.status, response_sealed=sealed, completed_at=self.now)
-            )
-        )
+        values = {
+            "b_id": row_id,
+            "b_lease": lease,
+            "status_code": response.status,
+            "response_sealed": sealed,
+            "completed_at": self.now,
+        }
+        return self.database.group.submit(lambda conn: conn.execute(_COMPLETE, values))
 
     def release(self, row_id: str, lease: str) -> None:
         t = idempotency_keys

@@ -11,10 +11,12 @@ from ledger.log import Log
 from ledger.port import LedgerPort
 from ledger.sequencer import AppendResult, Clock, utc_now
 from ledger.storage import LedgerStore
+from ledger.storage_totals import BankTotals
 from ledger.verify import Report, format_report, verify_store
 
 __all__ = [
     "AppendResult",
+    "BankTotals",
     "Clock",
     "Entry",
     "EntryRequest",

@@ -21,6 +21,7 @@ from ledger.merkle import (
 from ledger.note import Checkpoint, Note, Signer, TlogProof, sign_checkpoint
 from ledger.sequencer import AppendResult, BatchWriter, Clock, Sequencer, utc_now
 from ledger.storage import LedgerStore, Snapshot
+from ledger.storage_totals import BankTotals, bank_totals, first_seq
 from ledger.verify import Report, verify_store
 from ledger.witnessing import WitnessEndpoint, Witnessing, served_checkpoint
 
@@ -148,6 +149,27 @@ class Log:
         None when the log signed none of that size."""
         with self.store.read() as db:
             return db.checkpoint_note(size)
+
+    def bank_totals(
+        self,
+        bank: str,
+        size: int,
+        start: str,
+        end: str,
+        edges: Sequence[str],
+        bare_kinds: Sequence[str],
+        own_moves: Sequence[str],
+    ) -> BankTotals:
+        """Sums of ``bank``'s postings in entries [0, size) (``ledger.storage_totals``): moves
+        timed in [start, end) and the leaves of its entries of ``bare_kinds``, holdings and
+        pool up to ``end``, holdings by age band (a band
+        per ``edges``, ascending times: a posting timed at or before ``edges[i]`` and after
+        ``edges[i - 1]`` is in band i)."""
+        with self.store.read() as db:
+            lo = first_seq(db.conn, start, size, after=False)
+            hi = first_seq(db.conn, end, size, after=False)
+            bands = [first_seq(db.conn, edge, size, after=True) for edge in edges]
+            return bank_totals(db.conn, db.is_sqlite, bank, lo, hi, bands, bare_kinds, own_moves)
 
     def leaves(self, start: int, end: int) -> list[Leaf]:
         """Leaves [start, end) of the signed tree; a page may be shorter than asked."""

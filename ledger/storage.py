@@ -10,6 +10,7 @@ transaction-scoped advisory lock (``PG_WRITER_LOCK``, taken here).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Dialect
 
 from database import Database, metadata, opened
 from ledger.merkle import NodeId
@@ -168,6 +170,20 @@ _LAST_CHECKPOINT = (
     .order_by(log_checkpoints.c.size.desc())
     .limit(1)
 )
+
+
+@functools.cache
+def _compiled(table: Table, dialect: Dialect, upsert: bool = False) -> tuple[str, tuple[str, ...]]:
+    """An insert into ``table`` compiled once for the database: its SQL in the driver's own
+    parameter style, and the order of its parameters when the style is positional (empty when
+    they are named). ``upsert``: on a clash of the primary key, the new values win."""
+    stmt: Any = (sqlite_insert if dialect.name == "sqlite" else pg_insert)(table)
+    if upsert:
+        keys = [c for c in table.columns if c.primary_key]
+        values = {c.name: stmt.excluded[c.name] for c in table.columns if not c.primary_key}
+        stmt = stmt.on_conflict_do_update(index_elements=keys, set_=values)
+    compiled = stmt.compile(dialect=dialect, column_keys=[c.name for c in table.columns])
+    return compiled.string, tuple(compiled.positiontup or ())
 
 
 class Snapshot:
@@ -389,23 +405,31 @@ class Snapshot:
         reversals: Sequence[Mapping[str, Any]],
         checkpoint: Mapping[str, Any],
     ) -> None:
-        if entries:
-            self.conn.execute(log_entries.insert(), list(entries))
-        if postings:
-            self.conn.execute(log_postings.insert(), list(postings))
-        if nodes:
-            self.conn.execute(log_nodes.insert(), list(nodes))
-        if reversals:
-            self.conn.execute(log_reversals.insert(), list(reversals))
-        self.conn.execute(log_checkpoints.insert(), [dict(checkpoint)])
+        for table, rows in (
+            (log_entries, entries),
+            (log_postings, postings),
+            (log_nodes, nodes),
+            (log_reversals, reversals),
+            (log_checkpoints, [checkpoint]),
+        ):
+            if rows:
+                self._insert_many(table, rows)
+
+    def _insert_many(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+        """One driver ``executemany`` of a statement rendered once per table and database: the
+        writer's batches skip SQLAlchemy's per-row parameter processing (the values are plain
+        ints, strings and bytes already)."""
+        self._driver_many(_compiled(table, self.conn.dialect), rows)
+
+    def _driver_many(
+        self, compiled: tuple[str, tuple[str, ...]], rows: Sequence[Mapping[str, Any]]
+    ) -> None:
+        sql, order = compiled
+        params = [tuple(row[c] for c in order) for row in rows] if order else list(rows)
+        self.conn.exec_driver_sql(sql, params)
 
     def upsert_balances(self, balances: Mapping[str, int]) -> None:
         if not balances:
             return
         rows = [{"account": a, "minutes": m} for a, m in balances.items()]
-        stmt: Any = (sqlite_insert if self.is_sqlite else pg_insert)(ledger_balances)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[ledger_balances.c.account],
-            set_={"minutes": stmt.excluded.minutes},
-        )
-        self.conn.execute(stmt, rows)
+        self._driver_many(_compiled(ledger_balances, self.conn.dialect, upsert=True), rows)

@@ -191,15 +191,18 @@ class PublicFigures:
             if own_move:
                 continue  # between a member and their own hold: the minutes stay stored
             role, _, opaque = account[skip:].partition(":")
-            if role not in ("member", "hold"):
-                continue
-            lots = self.owners.get(opaque)
-            if lots is None:
-                lots = self.owners[opaque] = _Lots()
-            if minutes > 0:
-                lots.credit(time, minutes)
-            else:
-                lots.debit(-minutes)
+            if role in ("member", "hold"):
+                self._held(opaque, time, minutes)
+
+    def _held(self, owner: str, time: str, minutes: int) -> None:
+        """A posting on ``owner``'s member or hold account (not between the two)."""
+        lots = self.owners.get(owner)
+        if lots is None:
+            lots = self.owners[owner] = _Lots()
+        if minutes > 0:
+            lots.credit(time, minutes)
+        else:
+            lots.debit(-minutes)
 
     def _deposit(self, body: Mapping[str, Any], credited: int) -> None:
         served = body.get("minutes")
@@ -214,13 +217,18 @@ class PublicFigures:
             row["served"] += served
             row["deposited"] += credited
 
-    def figures(self) -> dict[str, Any]:
-        ages = dict.fromkeys((name for name, _ in AGE_BUCKETS), 0)
-        # Bucket limits as log times: a lot dated at or before ``edge`` is at least that old.
-        edges = [
+    def age_edges(self) -> list[tuple[str, str]]:
+        """Bucket limits as log times, oldest first: a lot dated at or before ``edge`` is at
+        least that old (the last, ``days_0_89``, is the half's end)."""
+        return [
             (name, log_time(self.end_moment - timedelta(days=days)))
             for name, days in reversed(AGE_BUCKETS)
         ]
+
+    def holdings(self) -> tuple[int, int, dict[str, int]]:
+        """(liability, members holding, minutes by age) from the lots."""
+        ages = dict.fromkeys((name for name, _ in AGE_BUCKETS), 0)
+        edges = self.age_edges()
         liability = holders = 0
         for lots in self.owners.values():
             stored = sum(minutes for _, minutes in lots.lots) - lots.debt
@@ -231,6 +239,10 @@ class PublicFigures:
                     if time <= edge:
                         ages[name] += minutes
                         break
+        return liability, holders, ages
+
+    def figures(self) -> dict[str, Any]:
+        liability, holders, ages = self.holdings()
         spent = self.minutes["redemption"] + self.minutes["exchange"] - self.minutes["refund"]
         return {
             "minutes_by_kind": dict(sorted(self.minutes.items())),

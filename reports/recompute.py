@@ -12,25 +12,103 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
 from typing import Any
 
 from audit.bundle import compare_keys
 from audit.client import LogClient
+from audit.parallel import default_workers, in_chunks, map_chunks
 from audit.report import AuditReport, Policy, check_checkpoint
 from ledger.entry import canonical_json
 from ledger.errors import LedgerError
 from ledger.merkle import Frontier, leaf_hash
+from ledger.note import Checkpoint
 from ledger.replay import decode_leaf
-from reports.public import BadHalf, PublicFigures, flatten, half_bounds, log_time
+from reports.public import BadHalf, flatten, half_bounds, log_time
+from reports.summed import SummedFigures
 
 FORMAT = "timebank-halfyear-report/v1"
+# Leaves per worker task: each task's partial figures hold every member it saw, and merging
+# them costs about as much as counting a few thousand leaves, so tasks are large.
+FIGURE_CHUNK = 25_000
+ROOT_DIFFERS = "the log's leaves do not hash to the anchored checkpoint's root"
 
 
 def _describe(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
-def verify_report(data: bytes, client: LogClient, policy: Policy) -> AuditReport:
+def _chunk_figures(
+    bank: str, start: datetime, end: datetime, leaves: list[tuple[int, bytes]]
+) -> list[tuple[SummedFigures, list[tuple[int, str]]]]:
+    """The figures of a run of leaves and the malformed ones; runs in worker processes."""
+    figures, malformed = SummedFigures(bank, start, end), []
+    for index, leaf in leaves:
+        try:
+            figures.add_leaf(leaf)
+        except ValueError as exc:
+            malformed.append((index, str(exc)))
+    return [(figures, malformed)]
+
+
+@dataclass
+class Recount:
+    """The figures recomputed from the leaves, the leaves' tree, the ``report`` entries of
+    the half (seq, body) and what was found wrong as (seq, order, where, what)."""
+
+    figures: SummedFigures
+    frontier: Frontier = field(default_factory=Frontier)
+    anchors: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    found: list[tuple[int, int, str, str]] = field(default_factory=list)
+
+
+def recount(
+    leaves: Iterable[tuple[int, bytes]],
+    checkpoint: Checkpoint,
+    bank: str,
+    start: datetime,
+    end: datetime,
+    entry_id: str,
+    workers: int,
+) -> Recount:
+    """Hash every leaf in order and look for the entries ``entry_id``; count the leaves below
+    the anchored checkpoint in ``workers`` processes, a run of leaves each."""
+    counted = Recount(SummedFigures(bank, start, end))
+    frontier, found, marker = counted.frontier, counted.found, entry_id.encode()
+
+    def passed_on() -> Iterator[tuple[int, bytes]]:
+        for index, leaf in leaves:
+            frontier.append(leaf_hash(leaf))
+            if index < checkpoint.size:
+                yield index, leaf
+                if frontier.size == checkpoint.size and frontier.root() != checkpoint.root:
+                    found.append((index, 1, "checkpoint", ROOT_DIFFERS))
+            if marker in leaf:
+                try:
+                    entry = decode_leaf(leaf)
+                except LedgerError as exc:
+                    found.append((index, 2, f"seq {index}", f"malformed entry: {exc}"))
+                    continue
+                if entry.request.kind == "report" and entry.request.id == entry_id:
+                    counted.anchors.append((index, dict(entry.request.body)))
+
+    work = partial(_chunk_figures, bank, start, end)
+    for part, malformed in map_chunks(in_chunks(passed_on(), FIGURE_CHUNK), work, workers):
+        counted.figures.merge(part)
+        found.extend(
+            (index, 0, f"seq {index}", f"malformed entry: {what}") for index, what in malformed
+        )
+    return counted
+
+
+def verify_report(
+    data: bytes, client: LogClient, policy: Policy, workers: int | None = None
+) -> AuditReport:
+    """``workers``: processes parsing the leaves (default: one per CPU, up to 4, for large
+    logs); the figures are sums, so parts of the log are counted in any order."""
     report = AuditReport()
     try:
         document = json.loads(data.decode("utf-8"))
@@ -88,29 +166,14 @@ def verify_report(data: bytes, client: LogClient, policy: Policy) -> AuditReport
             f"the log serves size {latest.size}, less than the anchored {checkpoint.size}",
         )
         return report
-    figures = PublicFigures(bank, start, end)
-    frontier = Frontier()
-    anchors: list[tuple[int, dict[str, Any]]] = []
+    if workers is None:
+        workers = default_workers(checkpoint.size)
     entry_id = f"report:{bank}:{half}"
-    for index, leaf in client.iter_leaves(0, latest.size):
-        frontier.append(leaf_hash(leaf))
-        if index < checkpoint.size:
-            try:
-                figures.add_leaf(leaf)
-            except ValueError as exc:
-                report.add(f"seq {index}", f"malformed entry: {exc}")
-            if frontier.size == checkpoint.size and frontier.root() != checkpoint.root:
-                report.add(
-                    "checkpoint", "the log's leaves do not hash to the anchored checkpoint's root"
-                )
-        if entry_id.encode() in leaf:
-            try:
-                entry = decode_leaf(leaf)
-            except LedgerError as exc:
-                report.add(f"seq {index}", f"malformed entry: {exc}")
-                continue
-            if entry.request.kind == "report" and entry.request.id == entry_id:
-                anchors.append((index, dict(entry.request.body)))
+    leaves = client.iter_leaves(0, latest.size)
+    counted = recount(leaves, checkpoint, bank, start, end, entry_id, workers)
+    figures, frontier, anchors = counted.figures, counted.frontier, counted.anchors
+    for _, _, where, what in sorted(counted.found):
+        report.add(where, what)
     if frontier.root() != latest.root:
         report.add(
             "served checkpoint", "the log's leaves do not hash to the served checkpoint's root"

@@ -832,6 +832,13 @@ ROWS: list[Row] = [
     Row("GET", "/v1/members/{vol-b}/certificate", "vol-b", 200, allowed=STAFF_B | BANK_ADMINS),
     Row("GET", "/v1/partner/members/{handle}/statement", "partner", 200, _vol_b_statement_link),
     Row("GET", "/v1/partner/members/{handle}/certificate", "partner", 200, _vol_b_statement_link),
+    # the same as PDF (the signed JSON attached; more in test_partner_pdf.py)
+    Row("GET", "/v1/members/{vol-b}/statement.pdf", "vol-b", 200, allowed=STAFF_B | BANK_ADMINS),
+    Row("GET", "/v1/members/{vol-b}/certificate.pdf", "vol-b", 200, allowed=STAFF_B | BANK_ADMINS),
+    Row("GET", "/v1/partner/members/{handle}/statement.pdf", "partner", 200, _vol_b_statement_link),
+    Row(
+        "GET", "/v1/partner/members/{handle}/certificate.pdf", "partner", 200, _vol_b_statement_link
+    ),
     # statistics (issue 14; the figures themselves in test_stats_coverage.py)
     Row(
         "GET",

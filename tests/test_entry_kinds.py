@@ -26,7 +26,7 @@ from ledger.kinds import (
     Redemption,
     Refund,
     Release,
-    Report,
+    ReportAnchor,
     Reserve,
     Reversal,
     Seal,
@@ -135,7 +135,9 @@ typed_values = st.one_of(
     ),
     st.builds(Device, entry_id, opaque, words, member, st.sampled_from(["register", "revoke"])),
     st.builds(Seal, st.integers(0, 10**6), words),
-    st.builds(Report, st.just(BANK), st.just("2026-H1"), words, digest, st.integers(1, 10**6)),
+    st.builds(
+        ReportAnchor, st.just(BANK), st.just("2026-H1"), words, digest, st.integers(1, 10**6)
+    ),
 )
 
 
@@ -194,7 +196,7 @@ SAMPLES: list[Any] = [
     Approval("a:1", "b1:member:aa", ("elder",), "o", "p:1", True),
     Device("v:1", "k", "pub", "b1:member:aa", "register"),
     Seal(3, "head"),
-    Report(BANK, "2026-H1", "f", "ab" * 32, 9),
+    ReportAnchor(BANK, "2026-H1", "f", "ab" * 32, 9),
 ]
 
 

@@ -145,3 +145,43 @@ def test_a_lone_caller_commits_at_once(database: Database) -> None:
     with database.reader.begin() as conn:
         assert conn.execute(select(notes.c.text).where(notes.c.id == 7)).scalar_one() == "note 7"
     assert (group.batches, group.jobs) == (1, 1)
+
+
+def test_submitted_work_is_committed_with_the_next_callers_batch(database: Database) -> None:
+    """A request's key completion is submitted, then its audit event runs: one batch."""
+    group = database.group
+    pending = group.submit(_insert(5))
+    assert group.run(_insert(6)) == 60
+    assert (group.batches, group.jobs) == (1, 2)  # both in the one transaction
+    assert pending.job.finished
+    assert pending.wait() == 50  # durable already: waiting commits nothing more
+    assert group.batches == 1
+
+
+def test_submitted_work_alone_is_committed_by_its_wait(database: Database) -> None:
+    group = database.group
+    pending = group.submit(_insert(8))
+    assert group.batches == 0  # nothing runs until someone leads
+    assert pending.wait() == 80
+    with database.reader.begin() as conn:
+        assert conn.execute(select(notes.c.text).where(notes.c.id == 8)).scalar_one() == "note 8"
+
+
+def test_callers_that_submit_then_wait_and_callers_that_run_never_wait_on_each_other(
+    database: Database,
+) -> None:
+    """As the idempotency layer does: submit, let another write run (the audit event), wait.
+    Mixed with plain callers, on many threads: every piece commits, nobody hangs."""
+    group = database.group
+
+    def request(n: int) -> tuple[int, int]:
+        pending = group.submit(_insert(2 * n))
+        other = group.run(_insert(2 * n + 1))
+        return pending.wait(), other
+
+    with ThreadPoolExecutor(max_workers=24) as pool:
+        answers = list(pool.map(request, range(300)))
+    assert answers == [(20 * n, 20 * n + 10) for n in range(300)]
+    with database.reader.begin() as conn:
+        assert conn.execute(select(func.count()).select_from(notes)).scalar_one() == 600
+    assert group.jobs == 600 and group.batches < 600

@@ -28,6 +28,7 @@ from web.desk_paper import PAPER_HANDLERS
 from web.desk_people import PEOPLE_HANDLERS
 from web.desk_staff import STAFF_HANDLERS
 from web.desk_visits import VISITS_HANDLERS
+from web.documents import DOCUMENT_HANDLERS
 from web.elder import ELDER_HANDLERS
 from web.elder_ask import ASK_HANDLERS
 from web.elder_visits import VISIT_HANDLERS
@@ -38,6 +39,7 @@ from web.pages import PAGE_HANDLERS, error_page, language_of, render
 from web.public import PUBLIC_HANDLERS
 from web.signals import SIGNALS_HANDLERS
 from web.volunteer import VOLUNTEER_HANDLERS
+from web.volunteer_give import GIVE_HANDLERS
 
 STATIC_DIR = Path(__file__).parent / "static"
 mimetypes.add_type("application/manifest+json", ".webmanifest")
@@ -81,6 +83,8 @@ def web_routes() -> list[ControllerRouterHandler]:
         route_handlers=[
             *PAGE_HANDLERS,
             *VOLUNTEER_HANDLERS,
+            *GIVE_HANDLERS,
+            *DOCUMENT_HANDLERS,
             *PUBLIC_HANDLERS,
             *CONSOLE_HANDLERS,
             *MINUTES_HANDLERS,

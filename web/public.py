@@ -82,6 +82,7 @@ STATEMENT_REASONS = {
     "inclusion": N_("An entry is not in the signed tree: %(detail)s"),
     "entry": N_("%(detail)s"),
     "totals": N_("The totals do not add up: %(detail)s"),
+    "pdf": N_("This PDF carries no signed statement or certificate: %(detail)s"),
 }
 
 

@@ -1,14 +1,10 @@
 """The volunteer's pages: tasks to do and requests to claim, the visit (check in, check out,
 the elder's code; signed on the phone by ``static/visit.js``), my hours with receipts as QR
-codes, and giving minutes to a relative or the pool. Each action calls the same service
+codes (giving minutes away: ``web.volunteer_give``). Each action calls the same service
 method as its ``/v1`` route, so the rules and refusals are the API's."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
-import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -21,12 +17,14 @@ from litestar.params import PathParameter, QueryParameter
 from litestar.response import Redirect, Template
 
 from accounts.errors import AccountsError, InvalidInput
-from accounts.model import Principal, RelativeStatus, Role
+from accounts.model import Principal, Role
 from care.errors import CareError
 from care.model import RecordStatus, RequestStatus, ServiceRequest, ServiceType
 from care.service import CareService
 from partners.links import PartnerLinks
 from partners.statements import SignedDocument, SignedDocuments
+from web.document_pdf import STAR_WORDS
+from web.documents import certificate_context
 from web.i18n import N_, gettext_for
 from web.pages import Form, language_of, member_status, refusal, render, to_login
 from web.session import ON_BEHALF_STATE_KEY, accounts_of, viewer
@@ -54,14 +52,6 @@ WORDS = (
     N_("grandparent"),
     N_("grandchild"),
     N_("sibling"),
-)
-# The star levels of cumulative verified service (partners.points), as the page names them.
-STAR_WORDS = (
-    N_("One star"),
-    N_("Two stars"),
-    N_("Three stars"),
-    N_("Four stars"),
-    N_("Five stars"),
 )
 
 
@@ -430,116 +420,10 @@ def certificate_page(
 
 
 def _certificate(request: Request[Any, Any, State], issued: SignedDocument) -> dict[str, Any]:
-    document = issued.document
-    data = (json.dumps(document, ensure_ascii=False, indent=1) + "\n").encode()
-    digest = hashlib.sha256(data).hexdigest()
-    service = document["service"]
-    return {
-        "doc": document,
-        "name_choice": document["member"]["name_shown"],
-        "hours": hours_text(request, service["cumulative_minutes"]),
-        "star": STAR_WORDS[service["star_level"] - 1] if service["star_level"] else None,
-        "digest": digest,
-        "qr": segno.make(f"sha256:{digest}", error="m", micro=False).svg_inline(
-            scale=3, dark="#000", light="#fff", omitsize=True
-        ),
-        "download": "data:application/json;base64," + base64.b64encode(data).decode(),
-    }
+    return certificate_context(request, issued, "/volunteer/certificate", "/volunteer/hours")
 
 
 # ---------------------------------------------------------------- giving
-
-
-def _minutes(data: dict[str, str]) -> int:
-    try:
-        h = int(data.get("hours") or 0)
-        m = int(data.get("minutes") or 0)
-    except ValueError as exc:
-        raise InvalidInput(N_("hours and minutes are whole numbers"), field="minutes") from exc
-    total = h * 60 + m
-    if h < 0 or m < 0 or total <= 0:
-        raise InvalidInput(N_("give at least one minute"), field="minutes")
-    return total
-
-
-def _relatives(request: Request[Any, Any, State], principal: Principal) -> list[tuple[str, str]]:
-    me = principal.acting_member_id or ""
-    links = accounts_of(request).list_relatives(principal, me)
-    return [
-        (other, f"{translate(request, link.relation.value)} …{other[-4:]}")
-        for link in links
-        if link.status is RelativeStatus.CONFIRMED
-        for other in [link.relative_id if link.member_id == me else link.member_id]
-    ]
-
-
-@get("/volunteer/give", sync_to_thread=True, include_in_schema=False)
-def give_page(request: Request[Any, Any, State]) -> Response[Any]:
-    who = volunteer_or_page(request)
-    if not isinstance(who, Principal):
-        return who
-    return _give(request, who)
-
-
-def _give(request: Request[Any, Any, State], principal: Principal, **context: Any) -> Template:
-    balance = care_of(request).balance(principal, principal.acting_member_id or "")
-    return render(
-        request,
-        "volunteer/give.html",
-        principal,
-        relatives=_relatives(request, principal),
-        available=hours_text(request, balance.available),
-        **context,
-    )
-
-
-@post("/volunteer/give", sync_to_thread=True, include_in_schema=False)
-def give(request: Request[Any, Any, State], data: Form) -> Response[Any]:
-    """Two steps: the first post shows what will happen and the balance after; the second,
-    carrying the same one-time key, does it (a repeated post gives nothing twice)."""
-    who = volunteer_or_page(request)
-    if not isinstance(who, Principal):
-        return who
-    care = care_of(request)
-    me = who.acting_member_id or ""
-    to = data.get("to", "pool")
-    try:
-        minutes = _minutes(data)
-        if to != "pool" and to not in dict(_relatives(request, who)):
-            raise InvalidInput(N_("choose one of your confirmed relatives"), field="to")
-        if data.get("confirmed") != "1":
-            balance = care.balance(who, me)
-            return _give(
-                request,
-                who,
-                confirm={
-                    "to": to,
-                    "to_text": dict(_relatives(request, who)).get(to)
-                    or translate(request, "the pool for elders in need"),
-                    "hours": data.get("hours") or "0",
-                    "minutes": data.get("minutes") or "0",
-                    "amount": hours_text(request, minutes),
-                    "after": hours_text(request, balance.available - minutes),
-                    "key": secrets.token_hex(16),
-                },
-            )
-        key = data.get("key", "")
-        if not key.isalnum() or len(key) > 64:
-            raise InvalidInput(N_("the confirmation expired; start again"), field="key")
-        if to == "pool":
-            care.donate(who, me, minutes, f"web-{key}")
-        else:
-            care.gift(who, me, to, minutes, f"web-{key}")
-    except (AccountsError, CareError) as exc:
-        return refusal(
-            request,
-            exc,
-            "volunteer/give.html",
-            who,
-            relatives=_relatives(request, who),
-            available=hours_text(request, care.balance(who, me).available),
-        )
-    return Redirect("/volunteer/hours", status_code=303)
 
 
 VOLUNTEER_HANDLERS = [
@@ -554,6 +438,4 @@ VOLUNTEER_HANDLERS = [
     receipt_page,
     receipt_file,
     certificate_page,
-    give_page,
-    give,
 ]

@@ -17,7 +17,7 @@ Kinds and their types::
     release     Release            refund      Refund             exchange    Exchange
     gift        Gift               donation    Donation           grant       Grant
     reversal    Reversal           approval    Approval           device      Device
-    seal        Seal               report      Report
+    seal        Seal               report      ReportAnchor
     policy      BankPolicy (id policy:<bank>:<version>), CatalogueEntry (id service:…)
 """
 
@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ledger.entry import EntryRequest
-from ledger.kinds.facts import Approval, BankPolicy, CatalogueEntry, Device, Report, Seal
+from ledger.kinds.facts import Approval, BankPolicy, CatalogueEntry, Device, ReportAnchor, Seal
 from ledger.kinds.fields import weighted
 from ledger.kinds.service import Deposit, Exchange, Redemption, Refund, Release, Reserve
 from ledger.kinds.transfers import Donation, Gift, Grant, Reversal
@@ -47,7 +47,7 @@ Typed = (
     | Approval
     | Device
     | Seal
-    | Report
+    | ReportAnchor
 )
 
 _TYPES: tuple[type[Typed], ...] = (
@@ -64,7 +64,7 @@ _TYPES: tuple[type[Typed], ...] = (
     Approval,
     Device,
     Seal,
-    Report,
+    ReportAnchor,
 )
 _BY_KIND: Mapping[str, type[Typed]] = {t.kind: t for t in _TYPES}
 
@@ -91,7 +91,7 @@ __all__ = [
     "Redemption",
     "Refund",
     "Release",
-    "Report",
+    "ReportAnchor",
     "Reserve",
     "Reversal",
     "Seal",

@@ -193,7 +193,7 @@ class Seal:
 
 
 @dataclass(frozen=True)
-class Report:
+class ReportAnchor:
     """A half-yearly report's document anchored: its SHA-256 and the checkpoint size its public
     figures were computed at."""
 

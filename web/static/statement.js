@@ -17,6 +17,7 @@ import {
   Refusal, canonical, concat, decodeEntry, ed25519Verify, equal, fill, parseKey, parseNote,
   rootFromProof, sha256, unb64, verifiedWith,
 } from "/static/tlog.js";
+import { documentText } from "/static/pdfattach.js";
 
 const PREFIX = "timebank-signed-document/v1\n";
 const STATEMENT = "timebank-statement/v1";
@@ -251,6 +252,20 @@ form.addEventListener("submit", async (event) => {
     result = { document: null, entries: [], problems: [error] };
   }
   show(result);
+});
+
+// A PDF or JSON file chosen: its document goes into the box and is checked at once.
+document.getElementById("statement-file").addEventListener("change", async (event) => {
+  const file = event.target.files[0];
+  if (!file) { return; }
+  try {
+    form.elements.statement.value = await documentText(new Uint8Array(await file.arrayBuffer()));
+  } catch (error) {
+    if (!(error instanceof Refusal)) { throw error; }
+    show({ document: null, entries: [], problems: [error] });
+    return;
+  }
+  form.requestSubmit();
 });
 
 form.dataset.ready = "1";

@@ -1,0 +1,126 @@
+"""The statements and certificates pages in Chromium at 360 × 740, in both languages: the demo's
+family proxy opens his mother's certificate and statement, axe-core finds no WCAG 2.2 A/AA
+violation, the PDF link downloads a PDF whose attached document verifies with ``timebank audit
+statement`` and in anyone's browser on ``/transparency``; the demo volunteer, who is not her
+proxy, is refused the same pages."""
+
+from __future__ import annotations
+
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser
+
+from api.demo import DEMO_LOGINS
+from audit.pdf_attachment import read_attachment
+from tests.web_browser import (
+    DemoServer,
+    Watch,
+    axe_violations,
+    launch_chromium,
+    login,
+    phone_context,
+    start_demo_server,
+)
+
+pytestmark = pytest.mark.xdist_group("browser")
+PASSWORDS = {d.username: d.password for d in DEMO_LOGINS}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
+    yield from start_demo_server(tmp_path_factory.mktemp("web-documents"))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    yield from launch_chromium()
+
+
+@pytest.mark.parametrize("lang", ["zh-CN", "en"])
+def test_the_proxy_downloads_the_elders_certificate_and_others_are_refused(
+    server: DemoServer, browser: Browser, lang: str, tmp_path: Path
+) -> None:
+    context = phone_context(browser, server, lang)
+    page = context.new_page()
+    watch = Watch(server.url)
+    watch.attach(page)
+    try:
+        login(page, "family", PASSWORDS["family"])
+        page.goto("/")
+        page.click("a[href='/documents']")
+        assert page.url.endswith("/documents")
+        assert axe_violations(page) == []
+        links = page.locator("a[href$='/certificate']")
+        assert links.count() == 2  # himself and his mother
+        elder_certificate = str(links.nth(1).get_attribute("href"))
+        page.goto(elder_certificate + "?name=full")
+        assert "王秀英" in page.inner_text("#cert-name")
+        assert axe_violations(page) == []
+        with page.expect_download() as download:
+            page.click("#cert-pdf")
+        saved = tmp_path / "certificate.pdf"
+        download.value.save_as(saved)
+        pdf = saved.read_bytes()
+        assert pdf.startswith(b"%PDF-1.7") and b"timebank-certificate.json" in pdf
+        statement_page = elder_certificate.replace("/certificate", "/statement")
+        page.goto(statement_page)
+        assert page.locator("#statement-pdf").count() == 1
+        assert axe_violations(page) == []
+        assert watch.foreign == [] and watch.csp == []
+    finally:
+        context.close()
+
+    # the PDF's attachment verifies with the bank's published keys
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    for name, path in (("statement", "/v1/statements/key"), ("log", "/v1/log/key")):
+        with urllib.request.urlopen(server.url + path, timeout=10) as response:
+            (keys / name).write_bytes(response.read())
+    assert read_attachment(pdf).name == "timebank-certificate.json"
+    done = server.cli(
+        "audit",
+        "statement",
+        str(saved),
+        "--statement-key",
+        str(keys / "statement"),
+        "--key",
+        str(keys / "log"),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    # anyone handed the PDF checks it in their own browser on the public page
+    anyone = phone_context(browser, server, lang)
+    page = anyone.new_page()
+    stripped = tmp_path / "stripped.pdf"
+    stripped.write_bytes(pdf.replace(b"/Type /EmbeddedFile ", b"/Type /EmbeddedFilz "))
+    try:
+        page.goto("/transparency")
+        page.wait_for_selector("#statement-form[data-ready='1']", state="attached")
+        for chosen, verdict, reason in ((saved, "ok", ""), (stripped, "refused", "pdf")):
+            page.evaluate("document.getElementById('statement-result').replaceChildren()")
+            page.set_input_files("#statement-file", str(chosen))
+            box = page.wait_for_selector("#statement-verdict")
+            assert box is not None
+            assert box.get_attribute("data-verdict") == verdict, box.inner_text()
+            assert box.get_attribute("data-reasons") == reason, box.inner_text()
+        assert axe_violations(page) == []
+    finally:
+        anyone.close()
+
+    # the volunteer is not her proxy: the same pages are refused
+    other = phone_context(browser, server, lang)
+    page = other.new_page()
+    try:
+        login(page, "volunteer", PASSWORDS["volunteer"])
+        for path in (elder_certificate, statement_page):
+            response = page.goto(path)
+            assert response is not None and response.status == 404, path
+        assert axe_violations(page) == []
+        own = page.goto("/documents")
+        assert own is not None and own.status == 200
+        assert page.locator("a[href$='/certificate']").count() == 1  # only himself
+    finally:
+        other.close()
