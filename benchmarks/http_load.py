@@ -518,7 +518,7 @@ def deposit_path(
     run: str,
 ) -> dict[str, Any]:
     """Records logged, confirmed by the elder, verified by staff with TOTP: phase by phase."""
-    from api.demo import current_demo_code
+    from demo.bank import current_demo_code
 
     admin = client.login("admin", "demo-admin-2026")
     # One-minute records, one after another: let a volunteer log a whole day of them.

@@ -61,7 +61,7 @@ def utc_now() -> str:
 
 
 # The time the log stamps on the entries it appends, as ``utc_now`` writes it. Production uses
-# the real clock; the demo seed passes one set in the past to write a history (api/demo.py).
+# the real clock; the demo seed passes one set in the past to write a history (demo/bank.py).
 Clock = Callable[[], str]
 
 

@@ -15,7 +15,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from litestar.testing import TestClient
 
-from api.cli import main
 from audit.auditor import (
     BUNDLE_FILES,
     AuditReport,
@@ -26,6 +25,7 @@ from audit.auditor import (
     verify_online,
     verify_receipt,
 )
+from cli.main import main
 from ledger.config import Settings
 from ledger.entry import ZERO_HASH, Entry, EntryRequest, Posting, canonical_json
 from ledger.errors import LedgerError

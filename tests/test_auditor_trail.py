@@ -19,7 +19,6 @@ from sqlalchemy import create_engine, delete, insert
 
 from accounts import totp
 from api.app import create_app
-from api.cli import main
 from audit.auditor import (
     EVENTS_FILE,
     AuditReport,
@@ -30,6 +29,7 @@ from audit.auditor import (
     verify_online,
 )
 from audit.trail import ZERO, AuditEvent, AuditTrail, audit_events
+from cli.main import main
 from ledger.config import Settings
 from ledger.entry import EntryRequest, Posting
 from ledger.log import Log

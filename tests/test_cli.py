@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from api.demo import last_two_halves
+from demo.bank import last_two_halves
 from ledger.merkle import leaf_hash, verify_inclusion
 from ledger.note import Verifier, open_checkpoint
 

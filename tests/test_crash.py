@@ -193,7 +193,7 @@ def _check(
 def _cli_verify(env: dict[str, str], size: int, where: str) -> None:
     """`timebank verify`, the operator's own check, passes and counts every committed entry."""
     cli = Path(sys.executable).with_name("timebank")
-    cmd = [str(cli)] if cli.exists() else [sys.executable, "-m", "api.cli"]
+    cmd = [str(cli)] if cli.exists() else [sys.executable, "-m", "cli.main"]
     done = subprocess.run(
         [*cmd, "verify"], cwd=REPO, env=env, capture_output=True, text=True, timeout=WAIT_LIMIT
     )

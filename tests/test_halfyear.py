@@ -22,11 +22,11 @@ from accounts.errors import Conflict, Forbidden, InvalidInput
 from accounts.model import Role
 from accounts.service import PersonalInput
 from api.app import create_app
-from api.cli import main
-from api.demo import last_two_halves, seed_demo_bank
-from api.demo_history import DemoClock
 from audit.client import LogClient
 from audit.report import AuditReport, Policy
+from cli.main import main
+from demo.bank import last_two_halves, seed_demo_bank
+from demo.history import DemoClock
 from ledger.config import Settings
 from ledger.entry import ZERO_HASH, Entry, EntryRequest, Posting, canonical_json
 from ledger.log import Log

@@ -19,15 +19,15 @@ import pytest
 
 from accounts.errors import AccountsError
 from api.app import Services
-from api.cli_setup import open_log
-from api.demo import (
+from care.errors import CareError
+from cli.base import open_log
+from demo.bank import (
     DEMO_EXCHANGE_MINUTES,
     DEMO_EXCHANGE_REFERENCE,
     DEMO_PARTNER_NAME,
     seed_demo_bank,
 )
-from api.demo_history import DemoClock
-from care.errors import CareError
+from demo.history import DemoClock
 from ledger.config import Settings
 from ledger.entry import EntryRequest, Posting
 from ledger.postings import clearing_account

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from api.cli import main
 from audit.pdf_attachment import read_attachment, verify_pdf
+from cli.main import main
 from partners.pdf import Attachment, Page, render
 from tests.accounts_world import PASSWORD, World
 from tests.conftest import BACKENDS

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from api.cli import main
 from audit.report import Policy
 from audit.statement import signed_bytes, verify_document
+from cli.main import main
 from ledger.note import TlogProof, Verifier
 from partners.statements import SignedDocuments
 from tests.accounts_world import PASSWORD, World

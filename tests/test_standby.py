@@ -242,7 +242,7 @@ def _env(tmp_path: Path, url: str) -> dict[str, str]:
 
 def _timebank(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "api.cli", *args],
+        [sys.executable, "-m", "cli.main", *args],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=WAIT_LIMIT,
     )  # fmt: skip
 

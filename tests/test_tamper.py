@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from api.cli import main
+from cli.main import main
 from ledger.config import Settings
 from ledger.entry import canonical_json
 from ledger.log import Log

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page
 
-from api.demo import DEMO_LOGINS
+from demo.bank import DEMO_LOGINS
 from tests.web_browser import (
     DemoServer,
     Watch,

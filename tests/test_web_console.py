@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page
 
-from api.demo import DEMO_LOGINS
+from demo.bank import DEMO_LOGINS
 from tests.web_browser import (
     DemoServer,
     Watch,

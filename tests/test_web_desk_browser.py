@@ -23,7 +23,7 @@ from nacl.public import PrivateKey, SealedBox
 from playwright.sync_api import Browser, Page
 
 from accounts.totp import code_at
-from api.demo import DEMO_LOGINS, DEMO_STAFF_TOTP_SECRET
+from demo.bank import DEMO_LOGINS, DEMO_STAFF_TOTP_SECRET
 from tests.test_web_volunteer import Api
 from tests.web_browser import (
     DemoServer,

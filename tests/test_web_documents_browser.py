@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser
 
-from api.demo import DEMO_LOGINS
 from audit.pdf_attachment import read_attachment
+from demo.bank import DEMO_LOGINS
 from tests.web_browser import (
     DemoServer,
     Watch,

@@ -13,7 +13,7 @@ import pytest
 from litestar.testing import TestClient
 from playwright.sync_api import Browser
 
-from api.demo import DEMO_LOGINS
+from demo.bank import DEMO_LOGINS
 from ledger.entry import EntryRequest, Posting
 from tests.accounts_world import PASSWORD, World
 from tests.partners_world import partners_world

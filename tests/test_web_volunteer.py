@@ -16,7 +16,7 @@ from playwright.sync_api import Browser, Page, expect
 from playwright.sync_api import Error as PlaywrightError
 
 from accounts.totp import code_at
-from api.demo import DEMO_LOGINS, DEMO_STAFF_TOTP_SECRET
+from demo.bank import DEMO_LOGINS, DEMO_STAFF_TOTP_SECRET
 from tests.web_browser import (
     DemoServer,
     Watch,

@@ -365,7 +365,7 @@ def test_rollback_race_never_moves_the_witness_back(make_witness: Any, log_signe
 def test_keygen_writes_a_private_key_and_prints_the_cosignature_key(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from api.cli import main
+    from cli.main import main
 
     out = tmp_path / "keys" / "witness.key"
     assert main(["witness", "keygen", "--name", "witness.test/w9", "--out", str(out)]) == 0

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from playwright.sync_api import Page
 
-from api.demo import DEMO_LOGINS
+from demo.bank import DEMO_LOGINS
 from tests.web_browser import launch_chromium, login, phone_context, start_demo_server
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "screenshots"

@@ -1,5 +1,5 @@
-"""The demo bank's months of history: ``api.seed.demo_requests`` written day after day on a
-clock set in the past, with the demo's members joining along the way (``api.demo`` seeds the
+"""The demo bank's months of history: ``demo.seed.demo_requests`` written day after day on a
+clock set in the past, with the demo's members joining along the way (``demo.bank`` seeds the
 rest: people, organisations, this month, the partner and the reports)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 
-from api.seed import DEMO_BANK, demo_requests
+from demo.seed import DEMO_BANK, demo_requests
 from ledger import AppendResult
 from ledger.entry import EntryRequest, Posting
 from ledger.log import Log
@@ -49,7 +49,7 @@ def history(
     """The bank's months from ``opened`` to ``until``: the newcomers join spread over them, or
     earlier when the history first credits or debits one of them (so more join in the first
     months, never more than a handful a day: no registration burst), and the ``entries`` of
-    ``api.seed.demo_requests`` are written day after day, each day's as one batch stamped at
+    ``demo.seed.demo_requests`` are written day after day, each day's as one batch stamped at
     that day. Returns the entries appended (approvals not counted)."""
     slots = [slot(i) for i in range(3 + newcomers)]
     requests = list(

@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from api.cli_admin import operator_name
-from api.cli_setup import require_migrated, settings_from_env
 from audit.trail import AuditTrail
+from cli.admin import operator_name
+from cli.base import require_migrated, settings_from_env
 from database import Database
 from federation.peers import PeerError, Peers
 from federation.storage import PeerStore

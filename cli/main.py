@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from accounts.protection import DataKeyError
-from api.cli_setup import open_log, require_migrated, settings_from_env
+from cli.base import open_log, require_migrated, settings_from_env
 from ledger.errors import LedgerError
 from ledger.keys import load_signing_key
 from ledger.note import Verifier
@@ -70,9 +70,9 @@ def cmd_migrate(_: argparse.Namespace) -> int:
 
 def cmd_seed(args: argparse.Namespace) -> int:
     from api.app import Services
-    from api.cli_admin import record_operator
-    from api.demo import DemoExists, login_help, seed_demo_bank
-    from api.demo_history import DemoClock
+    from cli.admin import record_operator
+    from demo.bank import DemoExists, login_help, seed_demo_bank
+    from demo.history import DemoClock
 
     if not args.demo:
         print("timebank seed: only --demo is supported", file=sys.stderr)
@@ -81,7 +81,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
         print("timebank seed: --entries must be between 1 and 10000000", file=sys.stderr)
         return 2
     settings = settings_from_env()
-    # The demo's history is written on its own clock, months in the past (api/demo.py).
+    # The demo's history is written on its own clock, months in the past (demo/bank.py).
     services = Services.open(settings, open_log(settings, clock=DemoClock()))
     try:
         if args.if_empty and services.log.size() > 0:
@@ -109,7 +109,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
 
 def cmd_demo_totp(_: argparse.Namespace) -> int:
-    from api.demo import current_demo_code
+    from demo.bank import current_demo_code
 
     print(current_demo_code())
     return 0
@@ -222,11 +222,11 @@ def register_ledger_commands(sub: argparse._SubParsersAction[argparse.ArgumentPa
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from api.cli_admin import register_admin_commands
-    from api.cli_audit import register_audit_commands
-    from api.cli_peers import register_peer_commands
-    from api.cli_reports import register_report_commands
-    from api.cli_webhooks import register_webhook_commands
+    from cli.admin import register_admin_commands
+    from cli.audit import register_audit_commands
+    from cli.peers import register_peer_commands
+    from cli.reports import register_report_commands
+    from cli.webhooks import register_webhook_commands
 
     parser = argparse.ArgumentParser(prog="timebank", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)

@@ -15,8 +15,8 @@ from nacl.public import PrivateKey
 from accounts.errors import AccountsError
 from accounts.model import Grant, Principal, Role
 from api.app import Services
-from api.cli_admin import record_operator
 from api.stats_routes import coverage_out
+from cli.admin import record_operator
 from reports.csvfile import opened
 
 
@@ -26,7 +26,7 @@ def _auditor(bank_id: str) -> Principal:
 
 
 def cmd_coverage(args: argparse.Namespace) -> int:
-    from api.cli_setup import open_log, settings_from_env
+    from cli.base import open_log, settings_from_env
 
     settings = settings_from_env()
     services = Services.open(settings, open_log(settings))
@@ -86,7 +86,7 @@ def cmd_open(args: argparse.Namespace) -> int:
 
 
 def cmd_halfyear(args: argparse.Namespace) -> int:
-    from api.cli_setup import open_log, settings_from_env
+    from cli.base import open_log, settings_from_env
 
     settings = settings_from_env()
     services = Services.open(settings, open_log(settings))

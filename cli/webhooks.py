@@ -15,7 +15,7 @@ from partners.delivery import Delivery
 
 
 def _services() -> Services:
-    from api.cli_setup import open_log, settings_from_env
+    from cli.base import open_log, settings_from_env
 
     settings = settings_from_env()
     return Services.open(settings, open_log(settings))
@@ -52,7 +52,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"timebank webhooks replay: {exc}", file=sys.stderr)
         return 1
     finally:
-        services.audit.record(  # like every operator command (api.cli_admin)
+        services.audit.record(  # like every operator command (cli.admin)
             actor=f"operator:{_operator()}",
             role="operator",
             action="CLI timebank webhooks replay",

@@ -1,6 +1,6 @@
 """What every operator command needs first: the settings from the environment and a migrated
-database. Its own module so that the command groups (``api.cli_admin``, ``api.cli_audit``)
-import it without importing ``api.cli``, which registers them."""
+database. Its own module so that the command groups (``cli.admin``, ``cli.audit``)
+import it without importing ``cli.main``, which registers them."""
 
 from __future__ import annotations
 

@@ -43,7 +43,7 @@ def record_operator(
 
 
 def _run(args: argparse.Namespace, action: str) -> int:
-    from api.cli_setup import open_log, settings_from_env
+    from cli.base import open_log, settings_from_env
 
     settings = settings_from_env()
     services = Services.open(settings, open_log(settings))

@@ -25,9 +25,9 @@ from accounts.model import (
 )
 from accounts.service import AccountsService, PersonalInput
 from accounts.totp import code_at
-from api.demo_history import DemoClock, history, slot
-from api.seed import CATALOGUE, DEMO_BANK
 from care.service import CareService
+from demo.history import DemoClock, history, slot
+from demo.seed import CATALOGUE, DEMO_BANK
 from ledger.log import Log
 from partners.exchanges import Exchanges
 from partners.links import PartnerLinks
