@@ -20,6 +20,7 @@ import re
 import tempfile
 import unicodedata
 from collections.abc import Iterable, Iterator
+from contextlib import suppress
 from datetime import datetime
 from itertools import chain
 from typing import Any
@@ -52,9 +53,13 @@ def xlsx_chunks(
     _widths(sheet, names, first[0] if first else [])
     sheet.freeze_panes = "A2"  # the header stays in sight while scrolling a long month
     bold = Font(bold=True)
-    sheet.append([_cell(sheet, name, bold) for name in names])
-    for row in chain(first, rows):
-        sheet.append([_cell(sheet, value) for value in row])
+    try:
+        sheet.append([_cell(sheet, name, bold) for name in names])
+        for row in chain(first, rows):
+            sheet.append([_cell(sheet, value) for value in row])
+    except BaseException:
+        _discard(sheet)
+        raise
     with tempfile.TemporaryFile() as out:
         workbook.save(out)
         out.seek(0)
@@ -64,6 +69,17 @@ def xlsx_chunks(
 
 def xlsx_bytes(header: Iterable[str], rows: Iterable[Iterable[Cell]], title: str) -> bytes:
     return b"".join(xlsx_chunks(header, rows, title))
+
+
+def _discard(sheet: WriteOnlyWorksheet) -> None:
+    """openpyxl removes the rows' temporary file when it saves, or when the process exits: an
+    export that fails half-way (the database gone) must not leave it behind in a server."""
+    with suppress(Exception):
+        sheet.close()  # ends openpyxl's row writer, which would otherwise end at a random GC
+    writer = getattr(sheet, "_writer", None)
+    if writer is not None:
+        with suppress(OSError, ValueError):
+            writer.cleanup()
 
 
 def _first(rows: Iterator[Iterable[Cell]]) -> list[Iterable[Cell]]:

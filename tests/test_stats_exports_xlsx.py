@@ -8,9 +8,11 @@ from __future__ import annotations
 import base64
 import io
 import re
+import tempfile
 import zipfile
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -23,7 +25,7 @@ import reports.exports
 from accounts.errors import Forbidden
 from ledger.config import Settings
 from ledger.log import Log
-from reports.csvfile import neutralised, opened
+from reports.csvfile import Cell, neutralised, opened
 from reports.exports import Export, Exports
 from reports.xlsxfile import MEDIA_TYPE, xlsx_bytes
 from tests.accounts_world import World, build_world
@@ -81,6 +83,24 @@ def test_formula_text_stays_text_and_numbers_and_times_keep_their_type() -> None
     assert [sheet.cell(last, i).value for i in (1, 2, 3)] == ["鼓楼社区服务中心", 0.6667, None]
     assert sheet.freeze_panes == "A2"
     assert sheet.column_dimensions["C"].width >= 19  # a time is not shown as ####
+
+
+def test_a_workbook_leaves_no_temporary_file_made_or_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where openpyxl keeps the rows
+
+    def failing() -> Iterator[list[Cell]]:
+        yield ["中心a", 1, None]
+        raise ConnectionError("the database went away")
+
+    with pytest.raises(ConnectionError):
+        xlsx_bytes(HEADER, failing(), "2026-03")
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == []
+    made = xlsx_bytes(HEADER, [["中心a", 1, None]] * 3, "2026-03")
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert len(values(made)) == 4 and left == []
 
 
 def as_csv_cell(value: object) -> str:
