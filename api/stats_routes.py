@@ -8,19 +8,17 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.enums import MediaType
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, Parameter
-from litestar.response import Stream
 from litestar.status_codes import HTTP_201_CREATED
 
 from accounts.errors import InvalidInput
 from accounts.model import Principal
 from api.accounts_routes import AUTH, Id
-from api.problems import language
+from api.export_routes import ExportsController
 from api.schemas import Input, problems
 from reports.coverage import (
     UNVISITED_LIMIT,
@@ -29,19 +27,8 @@ from reports.coverage import (
     OrgCoverage,
     VisitCoverage,
 )
-from reports.csvfile import attachment
-from reports.csvfile import recipient_key as parsed_recipient_key
-from reports.exports import (
-    COVERAGE_COLUMNS,
-    NAMED_RECORD_COLUMNS,
-    RECORD_COLUMNS,
-    UNVISITED_COLUMNS,
-    Export,
-    Exports,
-)
 from reports.halfyear import HalfYearReports, Published
 from reports.signals import Signal, Signals, SupervisionSignals, Thresholds, thresholds_from
-from web.i18n import N_, gettext_for
 
 P = NamedDependency[Principal]
 
@@ -248,129 +235,6 @@ class StatsController(Controller):
         thresholds = thresholds_from(given.items())
         end = _instant(until, "until") if until is not None else None
         return signals_out(signals_service(state).signals(principal, thresholds, end))
-
-
-def exports_service(state: State) -> Exports:
-    service: Exports = state.exports
-    return service
-
-
-# The exports' column headers, translated into the caller's language (docs/statistics.md).
-HEADERS = {
-    "organisation": N_("organisation"),
-    "priority_elders": N_("priority elders"),
-    "visited": N_("visited"),
-    "rate": N_("rate"),
-    "member_id": N_("member id"),
-    "name": N_("name (masked)"),
-    "area": N_("area"),
-    "flags": N_("flags"),
-    "last_visit": N_("last visit"),
-    "record_id": N_("record id"),
-    "service_code": N_("service code"),
-    "service": N_("service"),
-    "check_in": N_("check-in"),
-    "check_out": N_("check-out"),
-    "minutes": N_("minutes"),
-    "status": N_("status"),
-    "confirmed_as": N_("confirmed as"),
-    "verified_at": N_("verified at"),
-    "deposit_seq": N_("deposit entry"),
-    "deposit_minutes": N_("minutes deposited"),
-    "volunteer": N_("volunteer (masked)"),
-    "elder": N_("elder (masked)"),
-}
-
-
-def _header(request: Request[Any, Any, Any], columns: tuple[str, ...]) -> list[str]:
-    translate = gettext_for(language(request))
-    return [translate(HEADERS[c]) for c in columns]
-
-
-def _file(export: Export) -> Stream:
-    headers = {"Content-Disposition": attachment(export.filename), "Cache-Control": "no-store"}
-    if export.sealed_to is not None:
-        headers["X-Sealed-To"] = export.sealed_to
-    return Stream(export.chunks, media_type=export.media_type, headers=headers)
-
-
-Month = Annotated[str | None, Parameter(max_length=7, description="YYYY-MM")]
-OrgId = Annotated[str | None, Parameter(max_length=32)]
-RecipientKey = Annotated[
-    str | None,
-    Parameter(max_length=64, description="the recipient's X25519 public key, base64 (32 bytes)"),
-]
-CSV_FILE = {200: ResponseSpec(None, description="the CSV file (UTF-8 with BOM, CRLF)")}
-SEALED_FILE = {
-    200: ResponseSpec(None, description="the CSV file in a libsodium sealed box to recipient_key")
-}
-
-
-class ExportsController(Controller):
-    """CSV exports of the statistics; every one is in the audit trail (docs/statistics.md)."""
-
-    path = "/v1/exports"
-    tags = ["statistics"]
-    dependencies = AUTH
-
-    @get(
-        "/coverage.csv",
-        sync_to_thread=True,
-        responses={**CSV_FILE, **problems(400, 401, 403, 404)},
-    )
-    def coverage_csv(
-        self,
-        request: Request[Any, Any, Any],
-        state: State,
-        principal: P,
-        month: Month = None,
-        org_id: OrgId = None,
-    ) -> Stream:
-        """A month's visit coverage per organisation and in total, as CSV: counts only."""
-        header = _header(request, COVERAGE_COLUMNS)
-        return _file(exports_service(state).coverage_csv(principal, month, org_id, header))
-
-    @get(
-        "/unvisited.csv",
-        sync_to_thread=True,
-        responses={**SEALED_FILE, **problems(400, 401, 403, 404)},
-    )
-    def unvisited_csv(
-        self,
-        request: Request[Any, Any, Any],
-        state: State,
-        principal: P,
-        month: Month = None,
-        org_id: OrgId = None,
-        recipient_key: RecipientKey = None,
-    ) -> Stream:
-        """The month's priority elders not yet visited (masked): personal data, so the file is
-        sealed to ``recipient_key`` and opens only with its private key."""
-        key = parsed_recipient_key(recipient_key)
-        header = _header(request, UNVISITED_COLUMNS)
-        found = exports_service(state).unvisited_csv(principal, month, org_id, key, header)
-        return _file(found)
-
-    @get(
-        "/records.csv",
-        sync_to_thread=True,
-        responses={**CSV_FILE, **problems(400, 401, 403, 404)},
-    )
-    def records_csv(
-        self,
-        request: Request[Any, Any, Any],
-        state: State,
-        principal: P,
-        month: Month = None,
-        org_id: OrgId = None,
-        recipient_key: RecipientKey = None,
-    ) -> Stream:
-        """A month's service records as CSV, streamed; no one is named. With ``recipient_key``
-        the volunteers' and elders' masked names are added and the file is sealed to it."""
-        key = parsed_recipient_key(recipient_key) if recipient_key is not None else None
-        columns = RECORD_COLUMNS if key is None else NAMED_RECORD_COLUMNS
-        header = _header(request, columns)
-        return _file(exports_service(state).records_csv(principal, month, org_id, key, header))
 
 
 def reports_service(state: State) -> HalfYearReports:

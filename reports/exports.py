@@ -1,4 +1,5 @@
-"""What the statistics export, to whom (the file format is ``reports.csvfile``):
+"""What the statistics export, to whom (the file formats are ``reports.csvfile`` and
+``reports.xlsxfile``: each export comes as either, with the same columns and rows):
 
 * ``coverage``: a month's visit coverage per organisation and in total — counts only, plain CSV,
   for whoever sees the coverage (bank admins, staff for theirs, auditors);
@@ -14,9 +15,10 @@ own (times in the bank's time zone, service names in Chinese as the catalogue ha
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from nacl.public import PublicKey
@@ -32,8 +34,13 @@ from reports.coverage import (
     month_bounds,
     organisations_seen,
 )
-from reports.csvfile import Cell, csv_bytes, csv_lines, key_fingerprint, sealed
+from reports.csvfile import Cell, csv_lines, key_fingerprint, sealed
 from reports.repo import organisation_names, records_page
+from reports.xlsxfile import MEDIA_TYPE as XLSX_MEDIA_TYPE
+from reports.xlsxfile import xlsx_chunks
+
+Form = Literal["csv", "xlsx"]
+MEDIA_TYPES: dict[Form, str] = {"csv": "text/csv", "xlsx": XLSX_MEDIA_TYPE}
 
 PAGE = 1000  # records read per query while streaming
 
@@ -78,24 +85,31 @@ class Exports:
         self.store, self.accounts, self.coverage = store, accounts, coverage
         self.policy, self.clock = policy, clock
 
-    def coverage_csv(
-        self, principal: Principal, month: str | None, org_id: str | None, header: list[str]
+    def coverage_export(
+        self,
+        principal: Principal,
+        month: str | None,
+        org_id: str | None,
+        header: list[str],
+        form: Form = "csv",
     ) -> Export:
         c = self.coverage.coverage(principal, month, org_id, limit=1)
         rows: list[list[Cell]] = [
             [o.org_name, o.priority_elders, o.visited, _rate(o.rate)] for o in c.organisations
         ]
         rows.append(["", c.total.priority_elders, c.total.visited, _rate(c.total.rate)])
-        name = f"探访覆盖率-visit-coverage-{c.month}.csv"
-        return Export(name, "text/csv", iter([csv_bytes(header, rows)]), None)
+        name = f"探访覆盖率-visit-coverage-{c.month}.{form}"
+        document = _document(form, header, rows, c.month)
+        return Export(name, MEDIA_TYPES[form], iter([document]), None)
 
-    def unvisited_csv(
+    def unvisited_export(
         self,
         principal: Principal,
         month: str | None,
         org_id: str | None,
         key: PublicKey,
         header: list[str],
+        form: Form = "csv",
     ) -> Export:
         if not (principal.is_bank_admin or principal.orgs()):
             raise Forbidden("the elders to visit are for staff and bank admins")
@@ -114,17 +128,18 @@ class Exports:
             ]
             for u in c.unvisited
         ]
-        document = csv_bytes(header, rows)
-        name = f"待探访老人-unvisited-{c.month}.csv.sealed"
+        document = _document(form, header, rows, c.month)
+        name = f"待探访老人-unvisited-{c.month}.{form}.sealed"
         return _sealed(name, key, document)
 
-    def records_csv(
+    def records_export(
         self,
         principal: Principal,
         month: str | None,
         org_id: str | None,
         key: PublicKey | None,
         header: list[str],
+        form: Form = "csv",
     ) -> Export:
         orgs = organisations_seen(self.accounts, principal, org_id, COVERAGE_REFUSAL)
         if key is not None and not (principal.is_bank_admin or principal.orgs()):
@@ -136,10 +151,10 @@ class Exports:
         with self.store.snapshot() as tx:
             names = organisation_names(tx, principal.bank_id)
         rows = self._record_rows(principal, start, end, orgs, names, zone, named=key is not None)
+        name = f"服务记录-service-records-{month}.{form}"
         if key is None:
-            name = f"服务记录-service-records-{month}.csv"
-            return Export(name, "text/csv", csv_lines(header, rows), None)
-        return _sealed(f"服务记录-service-records-{month}.csv.sealed", key, csv_bytes(header, rows))
+            return Export(name, MEDIA_TYPES[form], _chunks(form, header, rows, month), None)
+        return _sealed(f"{name}.sealed", key, _document(form, header, rows, month))
 
     def _record_rows(
         self,
@@ -189,6 +204,17 @@ class Exports:
                 yield row
             last = page[-1]
             after = (last.check_in, last.id)
+
+
+def _chunks(
+    form: Form, header: list[str], rows: Iterable[list[Cell]], title: str
+) -> Iterator[bytes]:
+    """The file, made as its rows come (a CSV line by line, a workbook on a temporary file)."""
+    return csv_lines(header, rows) if form == "csv" else xlsx_chunks(header, rows, title)
+
+
+def _document(form: Form, header: list[str], rows: Iterable[list[Cell]], title: str) -> bytes:
+    return b"".join(_chunks(form, header, rows, title))
 
 
 def _rate(rate: float | None) -> float | None:

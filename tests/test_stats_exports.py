@@ -133,7 +133,7 @@ def test_the_records_export_is_the_month_in_the_banks_time_zone_page_by_page(
     m = month
     records = build(m)
     monkeypatch.setattr(reports.exports, "PAGE", 2)  # four records: two full pages, one empty
-    export = exports_of(m).records_csv(m.people["admin"], "2026-03", None, None, HEADER)
+    export = exports_of(m).records_export(m.people["admin"], "2026-03", None, None, HEADER)
     assert export.filename == "服务记录-service-records-2026-03.csv" and export.sealed_to is None
     rows = read(text_of(export))[1:]
     assert [r[0] for r in rows] == [*records[:2], records[3], records[2]]  # by check-in
@@ -143,9 +143,9 @@ def test_the_records_export_is_the_month_in_the_banks_time_zone_page_by_page(
     assert first[7:9] == ["verified", "elder"] and first[11] == "60"
     assert rows[2][7] == "rejected" and rows[2][10] == ""
     assert len(first) == len(reports.exports.RECORD_COLUMNS)
-    staff = exports_of(m).records_csv(m.people["staff-b"], "2026-03", None, None, HEADER)
+    staff = exports_of(m).records_export(m.people["staff-b"], "2026-03", None, None, HEADER)
     assert [r[0] for r in read(text_of(staff))[1:]] == [records[2]]  # their organisation only
-    auditor = exports_of(m).records_csv(m.people["auditor"], "2026-03", None, None, HEADER)
+    auditor = exports_of(m).records_export(m.people["auditor"], "2026-03", None, None, HEADER)
     assert len(read(text_of(auditor))) == 5
 
 
@@ -154,19 +154,19 @@ def test_names_and_the_elders_to_visit_are_sealed_and_for_staff_and_admins(month
     build(m)
     key = PrivateKey.generate()
     exports = exports_of(m)
-    named = exports.records_csv(m.people["staff-a"], "2026-03", None, key.public_key, HEADER)
+    named = exports.records_export(m.people["staff-a"], "2026-03", None, key.public_key, HEADER)
     assert named.filename.endswith(".csv.sealed") and named.media_type == "application/octet-stream"
     rows = read(opened(key, text_of(named)))[1:]
     assert len(rows) == 3 and all(r[-2].startswith("志") and r[-1].startswith("长") for r in rows)
     assert all("志愿者" not in r and "长者e1" not in r for r in rows)  # masked, never whole
-    unvisited = exports.unvisited_csv(m.people["admin"], "2026-03", None, key.public_key, HEADER)
+    unvisited = exports.unvisited_export(m.people["admin"], "2026-03", None, key.public_key, HEADER)
     listed = read(opened(key, text_of(unvisited)))[1:]
     assert {r[0] for r in listed} == {m.ids["e2"], m.ids["e4"]}  # e2's record was rejected
     assert {r[4] for r in listed} == {"disabled", "advanced_age"}
     for refused in (
-        lambda: exports.unvisited_csv(m.people["auditor"], "2026-03", None, key.public_key, []),
-        lambda: exports.records_csv(m.people["auditor"], "2026-03", None, key.public_key, []),
-        lambda: exports.unvisited_csv(m.people["vol"], "2026-03", None, key.public_key, []),
+        lambda: exports.unvisited_export(m.people["auditor"], "2026-03", None, key.public_key, []),
+        lambda: exports.records_export(m.people["auditor"], "2026-03", None, key.public_key, []),
+        lambda: exports.unvisited_export(m.people["vol"], "2026-03", None, key.public_key, []),
     ):
         with pytest.raises(Forbidden):
             refused()
@@ -175,7 +175,7 @@ def test_names_and_the_elders_to_visit_are_sealed_and_for_staff_and_admins(month
 def test_the_coverage_export_has_the_figures_of_the_coverage(month: Month) -> None:
     m = month
     build(m)
-    export = exports_of(m).coverage_csv(m.people["admin"], "2026-03", None, HEADER)
+    export = exports_of(m).coverage_export(m.people["admin"], "2026-03", None, HEADER)
     rows = read(text_of(export))
     assert rows[1:] == [
         ["中心a", "2", "1", "0.5"],
@@ -183,9 +183,9 @@ def test_the_coverage_export_has_the_figures_of_the_coverage(month: Month) -> No
         ["", "4", "2", "0.5"],
     ]
     with pytest.raises(Forbidden):
-        exports_of(m).coverage_csv(m.people["staff-a"], "2026-03", m.ids["b"], HEADER)
+        exports_of(m).coverage_export(m.people["staff-a"], "2026-03", m.ids["b"], HEADER)
     with pytest.raises(InvalidInput):
-        exports_of(m).records_csv(m.people["admin"], "2026-13", None, None, HEADER)
+        exports_of(m).records_export(m.people["admin"], "2026-13", None, None, HEADER)
 
 
 @pytest.fixture

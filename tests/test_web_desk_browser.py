@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import json
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import openpyxl
 import pytest
 from nacl.public import PrivateKey, SealedBox
 from playwright.sync_api import Browser, Page
@@ -301,13 +303,27 @@ def test_the_visits_page_shows_the_months_coverage_and_who_is_still_to_visit(
         if lang == "zh-CN"
         else "organisation,priority elders,visited,rate"
     )
+    with page.expect_download() as xlsx_download:
+        page.click("a[href^='/v1/exports/coverage.xlsx']")
+    assert xlsx_download.value.suggested_filename.endswith(".xlsx")
+    sheet = openpyxl.load_workbook(io.BytesIO(Path(xlsx_download.value.path()).read_bytes())).active
+    assert sheet is not None
+    sheet_rows = list(sheet.iter_rows(values_only=True))
+    assert list(sheet_rows[0]) == header.split(",")
+    assert sheet_rows[1][1:3] == (centre[0]["priority_elders"], centre[0]["visited"])
     key = PrivateKey.generate()
     page.fill("#recipient_key", base64.b64encode(bytes(key.public_key)).decode())
     with page.expect_download() as sealed_download:
-        page.click("#sealed-export button")
+        page.click("#sealed-export button[type=submit]:not([formaction])")
     box = Path(sealed_download.value.path()).read_bytes()
     listed = SealedBox(key).decrypt(box).decode("utf-8-sig").splitlines()
     assert len(listed) == 1 + len(figures["unvisited"])  # the header and every one not visited
+    with page.expect_download() as sealed_xlsx:
+        page.click("#sealed-export button[formaction='/v1/exports/unvisited.xlsx']")
+    assert sealed_xlsx.value.suggested_filename.endswith(".xlsx.sealed")
+    document = SealedBox(key).decrypt(Path(sealed_xlsx.value.path()).read_bytes())
+    sealed_sheet = openpyxl.load_workbook(io.BytesIO(document)).active
+    assert sealed_sheet is not None and sealed_sheet.max_row == 1 + len(figures["unvisited"])
     answer = page.goto("/desk/visits?month=2026-13")
     assert answer is not None and answer.status == 400
     assert page.get_attribute("#month", "aria-invalid") == "true"
