@@ -1,16 +1,22 @@
 """CSV exports of the statistics (reports.csvfile, reports.exports, /v1/exports/…): files a
 spreadsheet on Windows opens with Chinese intact and no formula run, streamed page by page,
 sealed to the recipient when they carry personal data, and every export in the audit trail.
-Real SQLite and PostgreSQL; the CSV read back with Python's csv module."""
+Real SQLite and PostgreSQL; the CSV read back with Python's csv module and by a spreadsheet,
+LibreOffice Calc (``calc_reads``)."""
 
 from __future__ import annotations
 
 import base64
 import csv
 import io
+import os
+import shutil
+import subprocess
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 
+import openpyxl
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -241,3 +247,81 @@ def test_over_http_files_come_translated_sealed_and_recorded(world: World) -> No
         ["month:2026-03", f"sealed-to:{public[:11]}"],
     ) in events
     assert (auditor, "GET /v1/exports/unvisited.csv", 403, [f"sealed-to:{public[:11]}"]) in events
+
+
+def calc_reads(tmp_path: Path, document: bytes) -> list[list[object]]:
+    """The CSV as LibreOffice Calc imports it (told the file is UTF-8, as its import dialog
+    asks; Excel reads the BOM), through a real conversion to XLSX read back by openpyxl:
+    (value, cell type) per cell, so a formula would show as type 'f'."""
+    soffice = shutil.which("soffice")
+    if soffice is None:
+        message = "LibreOffice Calc (Debian's libreoffice-calc-nogui) is not installed"
+        if os.environ.get("CI"):
+            pytest.fail(message + "; CI requires it", pytrace=False)
+        pytest.skip(message)
+    source = tmp_path / "export.csv"
+    source.write_bytes(document)
+    subprocess.run(
+        [
+            soffice,
+            f"-env:UserInstallation=file://{tmp_path / 'profile'}",  # one profile per test
+            "--headless",
+            "--norestore",
+            "--infilter=CSV:44,34,76,1",  # comma, double quote, UTF-8, from line 1
+            "--convert-to",
+            "xlsx",
+            "--outdir",
+            str(tmp_path),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    sheet = openpyxl.load_workbook(tmp_path / "export.xlsx").active
+    assert sheet is not None
+    return [[(cell.value, cell.data_type) for cell in row] for row in sheet.iter_rows()]
+
+
+def test_libreoffice_calc_reads_chinese_numbers_and_formula_lookalikes_as_written(
+    tmp_path: Path,
+) -> None:
+    document = csv_bytes(
+        ["机构", "人数", "备注"],
+        [
+            ["鼓楼社区服务中心", 33, '=HYPERLINK("http://x","点我")'],
+            ['说"好",再见', -5, "+1+1"],
+            ["@SUM(A1)", 60, "-2+3"],
+        ],
+    )
+    cells = calc_reads(tmp_path, document)
+    assert cells[0] == [("机构", "s"), ("人数", "s"), ("备注", "s")]  # the BOM is not a character
+    assert cells[1] == [
+        ("鼓楼社区服务中心", "s"),
+        (33, "n"),
+        ('\'=HYPERLINK("http://x","点我")', "s"),  # text, shown with its apostrophe: no formula
+    ]
+    assert cells[2] == [('说"好",再见', "s"), (-5, "n"), ("'+1+1", "s")]
+    assert cells[3] == [("'@SUM(A1)", "s"), (60, "n"), ("'-2+3", "s")]
+    # The same cell not neutralised is a formula to Calc: what the apostrophe prevents.
+    (tmp_path / "raw").mkdir()
+    raw = calc_reads(tmp_path / "raw", BOM.encode() + b"a\r\n=1+1\r\n")
+    assert raw[1] == [("=1+1", "f")]
+
+
+def test_libreoffice_calc_reads_the_records_export_as_the_csv_module_does(
+    month: Month, tmp_path: Path
+) -> None:
+    m = month
+    build(m)
+    export = exports_of(m).records_export(m.people["admin"], "2026-03", None, None, HEADER)
+    document = text_of(export)
+    rows = read(document)
+    cells = calc_reads(tmp_path, document)
+    assert len(cells) == len(rows) == 5
+    for row, calc in zip(rows, cells, strict=True):
+        assert all(kind != "f" for _, kind in calc)  # nothing became a formula
+        shown = ["" if value is None else str(value) for value, _ in calc]
+        width = max(len(row), len(shown))  # a sheet is a rectangle: short rows end in blanks
+        assert shown + [""] * (width - len(shown)) == row + [""] * (width - len(row))
+    assert cells[1][1] == ("中心a", "s") and cells[1][6] == (60, "n")
