@@ -9,11 +9,18 @@ Account ids are opaque and carry no personal data: ``<bank>:<role>[:<opaque id>]
 * ``<bank>:redemption``   where redeemed hours go; never below zero
 * ``<bank>:clearing:<id>`` a partner platform's clearing account: the minutes members spent on
   services the partner delivered (``exchange``); never below zero, and nothing leaves it
+* ``<bank>:due_to:<peer>`` minutes members of this bank sent to peer bank ``<peer>``
+  (``transfer_out``): what this bank owes the peer; never below zero, and only a
+  ``transfer_void`` takes minutes out of it (back to the member who sent them)
+* ``<bank>:due_from:<peer>`` minutes members received from peer bank ``<peer>``
+  (``transfer_in``): what the peer owes this bank; runs negative by design, no kind credits it
 
 Hours are created only by ``deposit`` (a verified service) and ``correction`` (an admin fix
 with a reason) — the only kinds allowed to debit ``issuance`` — and leave members only by
-redemption, exchange, gift, donation or a correcting reversal. There is no account that could
-pay out cash, and no kind that could move hours there.
+redemption, exchange, gift, donation, a transfer to a peer bank or a correcting reversal. Between
+banks, ``due_from:<peer>`` is the one other account that may go negative, and only by a
+``transfer_in`` that quotes the peer's ``transfer_out`` (federation.transfers checks its proof).
+There is no account that could pay out cash, and no kind that could move hours there.
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ ISSUANCE = "issuance"
 POOL = "pool"
 REDEMPTION = "redemption"
 CLEARING = "clearing"
+DUE_TO = "due_to"
+DUE_FROM = "due_from"
 SYSTEM_ROLES = (ISSUANCE, POOL, REDEMPTION)
 
 
@@ -49,6 +58,16 @@ def hold_account(member: str) -> str:
 def clearing_account(bank: str, partner_key_id: str) -> str:
     """A partner platform's clearing account (one per partner key)."""
     return f"{bank}:{CLEARING}:{partner_key_id}"
+
+
+def due_to_account(bank: str, peer: str) -> str:
+    """What ``bank`` owes peer bank ``peer`` (the peer's name in this deployment)."""
+    return f"{bank}:{DUE_TO}:{peer}"
+
+
+def due_from_account(bank: str, peer: str) -> str:
+    """What peer bank ``peer`` owes ``bank``."""
+    return f"{bank}:{DUE_FROM}:{peer}"
 
 
 def system_account(bank: str, role: str) -> str:
@@ -98,6 +117,15 @@ KIND_RULES: Mapping[str, KindRule] = {
         {MEMBER, HOLD, ISSUANCE, POOL, REDEMPTION, CLEARING},
         reason_required=True,
     ),
+    # 通存通兑 between district banks (docs/federation.md#transfers): minutes leave a member for
+    # a peer bank and are held in ``due_to:<peer>``; the peer credits its member from
+    # ``due_from:<us>``; a refused or expired transfer is voided back to the member.
+    "transfer_out": _rule({MEMBER}, {DUE_TO}),
+    "transfer_in": _rule({DUE_FROM}, {MEMBER}),
+    "transfer_void": _rule({DUE_TO}, {MEMBER}),
+    # The peer's proof of its transfer_in, received: the minutes stay in due_to:<peer> (what
+    # this bank owes the peer) until a settlement between the two banks (later work).
+    "transfer_settled": NO_POSTINGS,
     # Entries that record facts without moving minutes.
     "policy": NO_POSTINGS,
     "seal": NO_POSTINGS,
@@ -109,6 +137,9 @@ KIND_RULES: Mapping[str, KindRule] = {
     # the checkpoint its public part was computed at (reports/halfyear.py).
     "report": NO_POSTINGS,
 }
+
+
+_ONE_TRANSFER = ("transfer_out", "transfer_in", "transfer_void")
 
 
 def check_postings(request: EntryRequest) -> None:
@@ -142,6 +173,11 @@ def check_postings(request: EntryRequest) -> None:
                 f"a {request.kind} may not {direction} a {role} account",
                 field=f"postings[{i}]",
             )
+    if request.kind in _ONE_TRANSFER and len(request.postings) != 2:
+        raise PostingRuleViolation(
+            f"a {request.kind} moves minutes between one member and one peer account",
+            field="postings",
+        )
     if request.kind in ("reserve", "release"):
         owners = {p.account.split(":")[2] for p in request.postings}
         if len(owners) != 1:
@@ -168,11 +204,11 @@ def check_reversal(request: EntryRequest, original: EntryRequest | None, seq: in
 
 
 def floor_of(account: str, member_overdraft: int) -> int | None:
-    """Lowest balance allowed for ``account``; None for no floor (issuance)."""
+    """Lowest balance allowed for ``account``; None for no floor (issuance, due_from)."""
     role = parse_account(account)[1]
     if role == MEMBER:
         return -member_overdraft
-    if role == ISSUANCE:
+    if role in (ISSUANCE, DUE_FROM):
         return None
     return 0
 

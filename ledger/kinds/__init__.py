@@ -18,6 +18,8 @@ Kinds and their types::
     gift        Gift               donation    Donation           grant       Grant
     reversal    Reversal           approval    Approval           device      Device
     seal        Seal               report      ReportAnchor
+    transfer_out TransferOut       transfer_in TransferIn
+    transfer_settled TransferSettled   transfer_void TransferVoid   (ledger.kinds.interbank)
     policy      BankPolicy (id policy:<bank>:<version>), CatalogueEntry (id service:…)
 """
 
@@ -28,6 +30,7 @@ from collections.abc import Mapping
 from ledger.entry import EntryRequest
 from ledger.kinds.facts import Approval, BankPolicy, CatalogueEntry, Device, ReportAnchor, Seal
 from ledger.kinds.fields import weighted
+from ledger.kinds.interbank import TransferIn, TransferOut, TransferSettled, TransferVoid
 from ledger.kinds.service import Deposit, Exchange, Redemption, Refund, Release, Reserve
 from ledger.kinds.transfers import Donation, Gift, Grant, Reversal
 
@@ -48,6 +51,10 @@ Typed = (
     | Device
     | Seal
     | ReportAnchor
+    | TransferOut
+    | TransferIn
+    | TransferSettled
+    | TransferVoid
 )
 
 _TYPES: tuple[type[Typed], ...] = (
@@ -65,6 +72,10 @@ _TYPES: tuple[type[Typed], ...] = (
     Device,
     Seal,
     ReportAnchor,
+    TransferOut,
+    TransferIn,
+    TransferSettled,
+    TransferVoid,
 )
 _BY_KIND: Mapping[str, type[Typed]] = {t.kind: t for t in _TYPES}
 
@@ -95,6 +106,10 @@ __all__ = [
     "Reserve",
     "Reversal",
     "Seal",
+    "TransferIn",
+    "TransferOut",
+    "TransferSettled",
+    "TransferVoid",
     "Typed",
     "read",
     "weighted",
