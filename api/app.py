@@ -44,9 +44,14 @@ from api.partner_routes import PARTNER_CONTROLLERS
 from api.problems import EXCEPTION_HANDLERS
 from api.schemas import DocumentedJsonRenderPlugin, DocumentedYamlRenderPlugin, StrictJSONRequest
 from api.stats_routes import STATS_CONTROLLERS
+from api.transfer_routes import TRANSFER_CONTROLLERS
 from api.webhook_routes import WEBHOOK_CONTROLLERS
 from audit.trail import AuditTrail
 from care.service import CareService
+from federation.peers import Peers
+from federation.storage import PeerStore
+from federation.transfer_http import signed_poster
+from federation.transfers import Receiving, Sending, utc_clock
 from federation.witnessing import load_or_create_witness_key, peer_witness, with_peer_witnesses
 from ledger.config import ConfigError, Settings
 from ledger.keys import load_or_create_signing_key
@@ -256,9 +261,16 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
         app.state.reports = services.reports
         app.state.documents = services.documents
         app.state.data_dir = settings.data_dir
-        app.state.peer_key = load_or_create_signing_key(
-            settings.peer_key_file, settings.peer_key_name
-        ).verifier.to_text()
+        peer_signer = load_or_create_signing_key(settings.peer_key_file, settings.peer_key_name)
+        app.state.peer_key = peer_signer.verifier.to_text()
+        peers = Peers(PeerStore(services.log.store.database), settings.log_origin)
+        app.state.peers = peers
+        app.state.transfers_sending = Sending(
+            services.log, services.accounts, peers, signed_poster(peer_signer), utc_clock
+        )
+        app.state.transfers_receiving = Receiving(
+            services.log, services.accounts, settings.log_origin, utc_clock
+        )
         app.state.peer_witness = peer_witness(
             load_or_create_witness_key(settings.witness_key_file, settings.witness_key_name),
             services.log.store.database,
@@ -287,6 +299,7 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
             *STATS_CONTROLLERS,
             *WEBHOOK_CONTROLLERS,
             *FEDERATION_CONTROLLERS,
+            *TRANSFER_CONTROLLERS,
             AuditController,
             *web_routes(),
         ],

@@ -164,6 +164,7 @@ def problems(*statuses: int) -> dict[int, ResponseSpec]:
         422: "Well-formed but refused by a rule",
         428: "Idempotency-Key header missing (required: this POST moves minutes)",
         429: "Too many attempts",
+        503: "A peer bank could not be reached; retry the same request (same Idempotency-Key)",
     }
     return {
         s: ResponseSpec(Problem, description=descriptions[s], media_type="application/problem+json")

@@ -716,6 +716,16 @@ ROWS: list[Row] = [
     ),
     Row(
         "POST",
+        "/v1/peer-transfers",
+        "vol-b",
+        422,
+        body={"from_member_id": "{vol-b}", "peer": "nowhere", "to_member_id": "x", "minutes": 1},
+        keyed=True,
+        notes="the owner passes the member check and reaches the peer's (422 unknown-peer: this "
+        "world has no peer bank); transfers that settle are in test_peer_transfers.py",
+    ),
+    Row(
+        "POST",
         "/v1/grants",
         "b1-admin",
         201,
@@ -872,6 +882,8 @@ NOT_OBJECT_ACCESS: dict[str, str] = {
     "GET /v1/federation/witness/checkpoint": "public: a peer's public checkpoint we cosigned",
     "POST /v1/federation/witness/add-checkpoint": "a peer log's public checkpoint, signed by "
     "the peer's log key (tlog-witness); tested in test_peer_witnessing.py",
+    "POST /v1/federation/transfers": "a peer bank's delivery of its transfer_out, signed by "
+    "the peer's request key (RFC 9421); unsigned or forged: 401/422 in test_peer_transfers.py",
     "POST /v1/auth/logout-all": "the caller's own sessions",
     "POST /v1/auth/password": "the caller's own password",
     "POST /v1/register": "public self-registration into a named organisation",

@@ -26,6 +26,7 @@ from audit.witness import (
     WitnessError,
 )
 from care.errors import CareError, TooManyCodeAttempts, WrongState
+from federation.transfers import PeerUnavailable
 from ledger.errors import EntryError, IdConflict
 
 STATUSES: dict[type[Exception], int] = {
@@ -41,6 +42,8 @@ STATUSES: dict[type[Exception], int] = {
     CareError: 422,
     WrongState: 409,
     TooManyCodeAttempts: 429,
+    # federation: a peer bank that did not answer (the transfer stays held; retry)
+    PeerUnavailable: 503,
     # ledger: an entry the log will not append
     EntryError: 422,
     IdConflict: 409,

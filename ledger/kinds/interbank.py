@@ -53,8 +53,9 @@ def _peer_of(account: str, role: str) -> str:
 
 @dataclass(frozen=True)
 class TransferOut:
-    """Minutes leaving ``member`` for member ``to`` (R's opaque account id) of peer bank
-    ``peer``, held in ``due_to:<peer>`` until R's proof arrives or ``expires`` passes."""
+    """Minutes leaving ``member`` for a member of peer bank ``peer``, held in
+    ``due_to:<peer>`` until R's proof arrives or ``expires`` passes. ``to`` commits to R's
+    member (SHA-256 of ``<transfer>:<member id>``, federation.transfers): R checks it."""
 
     kind: ClassVar[str] = "transfer_out"
     transfer: str

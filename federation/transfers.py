@@ -1,0 +1,346 @@
+"""Transfers between two district banks' logs (通存通兑), two-phase and idempotent.
+
+The sending bank H appends ``transfer_out`` and sends the receiving bank R its tlog-proof with
+the receiving member's id in R (a signed request, ``federation.signing``); R checks the proof
+against H's log key, appends ``transfer_in`` under an id derived from H's entry and answers with
+its own tlog-proof; H checks that and appends ``transfer_settled``, or ``transfer_void`` when R
+refuses. Every entry id is derived, so any step retried gives the same result and never a second
+credit. H's log names R's member only by a commitment, SHA-256 of ``<transfer>:<member id>``:
+R checks it, H's public log learns nothing. docs/federation.md#transfers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from accounts.errors import Forbidden, NotFound
+from accounts.model import MemberStatus, Principal
+from accounts.service import AccountsService
+from care.errors import CareError, InsufficientBalance
+from federation.peers import Peer, Peers
+from ledger import AppendResult
+from ledger.entry import Entry, EntryRequest
+from ledger.errors import EntryError, LedgerError
+from ledger.errors import InsufficientBalance as LedgerInsufficient
+from ledger.kinds import TransferIn, TransferOut, TransferSettled, TransferVoid
+from ledger.log import Log
+from ledger.merkle import leaf_hash, verify_inclusion
+from ledger.note import TlogProof, open_checkpoint
+
+HOLD = timedelta(hours=24)  # how long a transfer_out waits for the peer before it may be voided
+PATH = "/v1/federation/transfers"  # where a peer takes a transfer (signed, RFC 9421)
+# R's refusals after which H voids: final answers about this transfer, never "try later"
+FINAL_REFUSALS = ("unknown-member", "wrong-member", "not-for-us", "expired", "bad-transfer")
+
+
+class TransferRefused(CareError):
+    """A transfer this bank will not make or take; ``slug`` says why (FINAL_REFUSALS)."""
+
+    slug = "transfer-refused"
+    zh = "跨行转移被拒绝"
+
+    def __init__(self, slug: str, message: str, zh: str, field: str) -> None:
+        super().__init__(message, field=field, zh=zh)
+        self.slug = slug
+
+
+class PeerUnavailable(CareError):
+    """The peer did not answer, or answered with something we cannot trust: the transfer
+    stays pending (its minutes held) and the same request may be retried."""
+
+    slug = "peer-unavailable"
+    zh = "对方时间银行暂时无法完成转移，请稍后重试"
+
+
+def transfer_name(member_account: str, key: str) -> str:
+    """The transfer's 32 hex digits, derived from the member and the client's key."""
+    return hashlib.sha256(f"transfer\n{member_account}\n{key}".encode()).hexdigest()[:32]
+
+
+def commitment(transfer: str, member_id: str) -> str:
+    """What H's log says of R's member: a hash only R (which knows the id) can check."""
+    return hashlib.sha256(f"{transfer}:{member_id}".encode()).hexdigest()
+
+
+def utc_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def log_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def open_proof(text: str, peer: Peer, field: str) -> Entry:
+    """The entry a peer's tlog-proof proves is in the peer's log (its key, its origin)."""
+    try:
+        proof = TlogProof.parse(text)
+        checkpoint, _ = open_checkpoint(proof.checkpoint, peer.log_key, peer.log_origin)
+        if proof.extra is None:
+            raise LedgerError("the proof carries no entry")
+        verify_inclusion(
+            leaf_hash(proof.extra), proof.index, checkpoint.size, proof.hashes, checkpoint.root
+        )
+        entry = Entry.from_leaf(proof.extra)
+    except LedgerError as exc:
+        raise TransferRefused(
+            "bad-transfer",
+            f"the proof does not hold against {peer.name}'s log: {exc}",
+            "转移凭证无法通过对方日志的验证",
+            field,
+        ) from exc
+    if entry.seq != proof.index:
+        raise TransferRefused(
+            "bad-transfer", "the proof's entry is not at its index", "凭证与条目不符", field
+        )
+    return entry
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Where a transfer stands in the sending bank's log."""
+
+    transfer: str
+    status: str  # settled, void or pending
+    out_seq: int
+    minutes: int
+    peer: str
+    closed_seq: int | None = None  # the transfer_settled or transfer_void
+    peer_index: int | None = None  # the peer's transfer_in
+    reason: str | None = None  # why a void or a pending transfer is so
+
+
+Post = Callable[[Peer, str, bytes], tuple[int, dict[str, object]]]
+
+
+class Receiving:
+    """R's side: take a peer's ``transfer_out`` and credit the member it names, once."""
+
+    def __init__(
+        self, log: Log, accounts: AccountsService, origin: str, clock: Callable[[], datetime]
+    ) -> None:
+        self.log, self.accounts, self.origin, self.clock = log, accounts, origin, clock
+
+    def receive(self, peer: Peer, proof: str, to_member_id: str) -> str:
+        """Our tlog-proof of the ``transfer_in`` for the proven ``transfer_out``."""
+        entry = open_proof(proof, peer, "proof")
+        try:
+            out = TransferOut.from_entry(entry.request)
+        except LedgerError as exc:
+            raise TransferRefused(
+                "bad-transfer", f"the entry is not a transfer_out: {exc}", "条目不是转出", "proof"
+            ) from exc
+        if out.to_origin != self.origin:
+            raise TransferRefused(
+                "not-for-us", f"the transfer is for {out.to_origin}", "转移不是给本行的", "proof"
+            )
+        if commitment(out.transfer, to_member_id) != out.to:
+            raise TransferRefused(
+                "wrong-member",
+                "the member id is not the one the transfer names",
+                "会员编号与转移不符",
+                "to_member_id",
+            )
+        leaf = leaf_hash(entry.leaf()).hex()
+        earlier = f"transfer-in:{peer.name}:{entry.seq}"
+        if self.log.entries_by_id([earlier]):  # a retry: the same answer, even after expiry
+            return self._receipt(earlier)
+        if out.expires < log_time(self.clock()):
+            raise TransferRefused(
+                "expired", f"the transfer expired at {out.expires}", "转移已过期", "proof"
+            )
+        try:
+            member = self.accounts.member(to_member_id)
+        except NotFound:
+            member = None
+        if member is None or member.status is not MemberStatus.ACTIVE:
+            raise TransferRefused(
+                "unknown-member",
+                f"no active member {to_member_id} in this bank",
+                "本行没有该会员或会员未激活",
+                "to_member_id",
+            )
+        credit = TransferIn(
+            out.transfer,
+            member.ledger_account,
+            peer.name,
+            out.minutes,
+            peer.log_origin,
+            entry.seq,
+            leaf,
+        )
+        self.log.append(credit.to_request())
+        return self._receipt(credit.id)
+
+    def _receipt(self, entry_id: str) -> str:
+        seq = self.log.entries_by_id([entry_id])[entry_id].seq
+        return self.log.receipt(seq)
+
+
+class Sending:
+    """H's side: hold a member's minutes for a peer, deliver them, settle or void."""
+
+    def __init__(
+        self,
+        log: Log,
+        accounts: AccountsService,
+        peers: Peers,
+        post: Post,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.log, self.accounts, self.peers, self.post, self.clock = (
+            log,
+            accounts,
+            peers,
+            post,
+            clock,
+        )
+
+    def send(
+        self,
+        principal: Principal,
+        from_member_id: str,
+        peer_name: str,
+        to_member_id: str,
+        minutes: int,
+        key: str,
+    ) -> Outcome:
+        """Move ``minutes`` of the member to member ``to_member_id`` of bank ``peer_name``.
+        The same ``key`` with the same request finishes the same transfer, never a second."""
+        member, access = self.accounts.member_access(principal, from_member_id)
+        if access not in ("self", "proxy"):
+            raise Forbidden("only the member or their family proxy sends their minutes")
+        if member.status is not MemberStatus.ACTIVE:
+            raise CareError(f"member {member.id} is not active", field="from_member_id")
+        if not isinstance(minutes, int) or minutes <= 0:
+            raise CareError("minutes must be a positive whole number", field="minutes")
+        peer = next((p for p in self.peers.list() if p.name == peer_name), None)
+        if peer is None:
+            raise TransferRefused(
+                "unknown-peer", f"no peer bank {peer_name}", "没有该对方银行", "peer"
+            )
+        transfer = transfer_name(member.ledger_account, key)
+        out_id = f"transfer-out:{transfer}"
+        held = self.log.entries_by_id([out_id]).get(out_id)
+        if held is None:
+            out = TransferOut(
+                transfer,
+                member.ledger_account,
+                peer.name,
+                minutes,
+                peer.log_origin,
+                commitment(transfer, to_member_id),
+                log_time(self.clock() + HOLD),
+                self.accounts.protector.pseudonym(out_id, principal.user_id or ""),
+            )
+            self._append(out.to_request())
+        return self.finish(transfer, to_member_id)
+
+    def finish(self, transfer: str, to_member_id: str) -> Outcome:
+        """Deliver a held transfer and close it; a closed one is only read back."""
+        out_id = f"transfer-out:{transfer}"
+        found = self.log.entries_by_id([out_id]).get(out_id)
+        if found is None:
+            raise TransferRefused(
+                "unknown-transfer", f"no transfer {transfer}", "没有该转移", "transfer"
+            )
+        out = TransferOut.from_entry(found.request)
+        done = self._closed(out, found.seq)
+        if done is not None:
+            return done
+        peer = next((p for p in self.peers.list() if p.name == out.peer), None)
+        if peer is None:
+            return self._pending(out, found.seq, f"peer {out.peer} is no longer registered")
+        if commitment(transfer, to_member_id) != out.to:
+            raise TransferRefused(
+                "wrong-member",
+                "not the member this transfer names",
+                "会员编号与转移不符",
+                "to_member_id",
+            )
+        body = json.dumps({"proof": self.log.receipt(found.seq), "to_member_id": to_member_id})
+        try:
+            status, answer = self.post(peer, PATH, body.encode())
+        except OSError as exc:
+            return self._pending(out, found.seq, f"{peer.name} did not answer: {exc}")
+        if status == 200 and isinstance(answer.get("proof"), str):
+            return self._settle(out, found, peer, str(answer["proof"]))
+        slug = answer.get("type", "")
+        refused = isinstance(slug, str) and slug.rsplit(":", 1)[-1] in FINAL_REFUSALS
+        if status == 422 and refused:
+            void = TransferVoid.of(out, found.seq, "refused")
+            result = self._append(void.to_request())
+            return Outcome(
+                transfer,
+                "void",
+                found.seq,
+                out.minutes,
+                out.peer,
+                result.seq,
+                None,
+                str(slug).rsplit(":", 1)[-1],
+            )
+        return self._pending(out, found.seq, f"{peer.name} answered {status}")
+
+    def _settle(self, out: TransferOut, found: Entry, peer: Peer, proof: str) -> Outcome:
+        try:
+            entry = open_proof(proof, peer, "proof")
+            credit = TransferIn.from_entry(entry.request)
+        except (TransferRefused, LedgerError) as exc:
+            return self._pending(out, found.seq, f"{peer.name}'s proof does not hold: {exc}")
+        quoted = (credit.transfer, credit.from_origin, credit.from_index, credit.from_leaf_hash)
+        ours = (out.transfer, self.log.origin, found.seq, leaf_hash(found.leaf()).hex())
+        if quoted != ours or credit.minutes != out.minutes:
+            return self._pending(out, found.seq, f"{peer.name}'s transfer_in quotes another entry")
+        settled = TransferSettled(
+            out.transfer, found.seq, peer.log_origin, entry.seq, leaf_hash(entry.leaf()).hex()
+        )
+        result = self._append(settled.to_request())
+        return Outcome(
+            out.transfer, "settled", found.seq, out.minutes, out.peer, result.seq, entry.seq
+        )
+
+    def _closed(self, out: TransferOut, out_seq: int) -> Outcome | None:
+        ids = [f"transfer-settled:{out.transfer}", f"transfer-void:{out.transfer}"]
+        found = self.log.entries_by_id(ids)
+        if ids[0] in found:
+            settled = TransferSettled.from_entry(found[ids[0]].request)
+            return Outcome(
+                out.transfer,
+                "settled",
+                out_seq,
+                out.minutes,
+                out.peer,
+                found[ids[0]].seq,
+                settled.to_index,
+            )
+        if ids[1] in found:
+            void = TransferVoid.from_entry(found[ids[1]].request)
+            return Outcome(
+                out.transfer,
+                "void",
+                out_seq,
+                out.minutes,
+                out.peer,
+                found[ids[1]].seq,
+                None,
+                void.reason,
+            )
+        return None
+
+    def _pending(self, out: TransferOut, out_seq: int, reason: str) -> Outcome:
+        return Outcome(out.transfer, "pending", out_seq, out.minutes, out.peer, None, None, reason)
+
+    def _append(self, request: EntryRequest) -> AppendResult:
+        try:
+            return self.log.append(request)
+        except LedgerInsufficient as exc:
+            raise InsufficientBalance(
+                f"not enough minutes: {exc.balance} available, {-exc.change} needed",
+                field="minutes",
+            ) from exc
+        except EntryError as exc:
+            raise CareError(str(exc), field=exc.field) from exc

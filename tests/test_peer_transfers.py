@@ -1,0 +1,248 @@
+"""Transfers between two district banks (通存通兑, docs/federation.md#transfers): two whole
+apps on loopback over real HTTP, each with its own database (SQLite and PostgreSQL) and keys.
+
+A member of 鼓楼 sends minutes to a member of 秦淮: both logs hold their half and verify, each
+side's tlog-proof checks out against the other's key; the same request again credits once; an
+unknown receiving member is refused and the minutes come back; a forged proof and an unsigned
+request are refused next to the genuine, signed ones accepted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from accounts.model import Role
+from accounts.service import AccountsService, PersonalInput
+from api.app import create_app
+from federation.peers import Peer, Peers
+from federation.signing import sign_request
+from federation.storage import PeerStore
+from federation.transfers import PATH, commitment, open_proof
+from ledger.entry import EntryRequest, Posting
+from ledger.kinds import TransferIn, TransferOut
+from ledger.log import Log
+from ledger.note import TlogProof
+from tests.conftest import make_database
+from tests.test_peer_witnessing import Bank, _bank, serve
+
+PASSWORD = "correct horse battery"
+
+
+def _add_peer(at: Bank, name: str, peer: Bank) -> None:
+    """A peer without a witness key: the logs serve their checkpoints at once."""
+    Peers(PeerStore(at.settings.database_url), at.settings.log_origin).add(
+        name,
+        peer.url,
+        peer.settings.log_origin,
+        peer.log_signer.verifier.to_text(),
+        peer.request_signer.verifier.to_text(),
+        "op",
+    )
+
+
+@dataclasses.dataclass
+class Side:
+    bank: Bank
+    log: Log
+    member_id: str
+    account: str
+    token: str
+
+
+def _side(bank: Bank, name: str, minutes: int) -> Side:
+    assert bank.app is not None
+    accounts: AccountsService = bank.app.state.accounts
+    log: Log = bank.app.state.log
+    accounts.create_bank(name, name)
+    admin = accounts.create_user(name, f"{name}-admin", Role.BANK_ADMIN, None, PASSWORD)
+    principal = accounts.principal_for_user(admin.user.id)
+    org = accounts.create_org(principal, "Centre", "community_centre")
+    new = accounts.register_member(
+        principal,
+        org.id,
+        PersonalInput(name="王秀英", phone="13800002222"),
+        volunteer=True,
+        elder=False,
+        username=f"{name}-vol",
+        password=PASSWORD,
+    )
+    account = new.member.ledger_account
+    if minutes:
+        log.append(
+            EntryRequest(
+                "deposit",
+                f"seed-{name}",
+                (Posting(f"{name}:issuance", -minutes), Posting(account, minutes)),
+                {"record": "seed", "minutes": minutes, "weight": 1000},
+            )
+        )
+    token = accounts.issue_token(f"{name}-vol").token
+    return Side(bank, log, new.member.id, account, token)
+
+
+@pytest.fixture
+def pair(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[Side]]:
+    """鼓楼 (120 minutes for its member) and 秦淮, each the other's peer, both serving."""
+    with ExitStack() as stack:
+        made = []
+        for name in ("gulou", "qinhuai"):
+            (tmp_path / f"db-{name}").mkdir()
+            url = stack.enter_context(
+                contextmanager(make_database)(backend, request, tmp_path / f"db-{name}")
+            )
+            made.append(_bank(name, url, tmp_path))
+        h, r = made
+        _add_peer(h, "qinhuai", r)
+        _add_peer(r, "gulou", h)
+        for bank in (r, h):
+            bank.app = create_app(bank.settings)
+            stack.enter_context(serve(bank.app, bank.sock))
+        yield [_side(h, "gulou", 120), _side(r, "qinhuai", 0)]
+
+
+def send(h: Side, to_member_id: str, minutes: int, key: str) -> tuple[int, dict[str, Any]]:
+    body = {
+        "from_member_id": h.member_id,
+        "peer": "qinhuai",
+        "to_member_id": to_member_id,
+        "minutes": minutes,
+    }
+    status, text = http_json(h.bank.url + "/v1/peer-transfers", body, h.token, key)
+    return status, json.loads(text)
+
+
+def http_json(url: str, body: dict[str, Any], token: str, key: str) -> tuple[int, str]:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {token}",
+            "Idempotency-Key": key,
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=20) as response:
+            return int(response.status), response.read().decode()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return int(exc.code), exc.read().decode()
+
+
+def _peer(at: Side, name: str) -> Peer:
+    """The peer ``name`` as ``at`` registered it (its log key and origin)."""
+    peers = Peers(PeerStore(at.bank.settings.database_url), at.bank.settings.log_origin)
+    return next(p for p in peers.list() if p.name == name)
+
+
+def test_a_transfer_settles_on_both_sides_and_a_retry_credits_once(pair: list[Side]) -> None:
+    h, r = pair
+    status, outcome = send(h, r.member_id, 45, "move-1")
+    assert status == 201, outcome
+    assert outcome["status"] == "settled"
+    assert h.log.balance(h.account) == 75
+    assert h.log.balance("gulou:due_to:qinhuai") == 45
+    assert r.log.balance(r.account) == 45
+    assert r.log.balance("qinhuai:due_from:gulou") == -45
+    # each side's entry is proven by the other's tlog-proof, checked against the other's key
+    out = h.log.entry(outcome["out_seq"])
+    credit = r.log.entry(outcome["peer_index"])
+    assert out is not None and credit is not None
+    assert TransferOut.from_entry(out.request).minutes == 45
+    quoted = TransferIn.from_entry(credit.request)
+    assert (quoted.from_origin, quoted.from_index) == ("gulou.timebank.test/log", out.seq)
+    assert open_proof(r.log.receipt(credit.seq), _peer(h, "qinhuai"), "proof") == credit
+    assert open_proof(h.log.receipt(out.seq), _peer(r, "gulou"), "proof") == out
+    # the same request again (a client that lost the answer): the same transfer, no new credit
+    again_status, again = send(h, r.member_id, 45, "move-1")
+    assert again_status == 201 and again == outcome
+    assert (h.log.balance(h.account), r.log.balance(r.account)) == (75, 45)
+    # a new key is a new transfer
+    status, second = send(h, r.member_id, 10, "move-2")
+    assert status == 201 and second["status"] == "settled"
+    assert (h.log.balance(h.account), r.log.balance(r.account)) == (65, 55)
+    assert h.log.verify().ok and r.log.verify().ok
+    kinds = [h.log.entry(s).request.kind for s in range(h.log.size())]  # type: ignore[union-attr]
+    assert kinds.count("transfer_out") == 2 and kinds.count("transfer_settled") == 2
+
+
+def test_a_refused_transfer_is_voided_and_the_minutes_come_back(pair: list[Side]) -> None:
+    h, r = pair
+    status, outcome = send(h, "no-such-member", 30, "move-3")
+    assert status == 201, outcome
+    assert (outcome["status"], outcome["reason"]) == ("void", "unknown-member")
+    assert h.log.balance(h.account) == 120
+    assert h.log.balance("gulou:due_to:qinhuai") == 0
+    assert r.log.balance("qinhuai:due_from:gulou") == 0
+    again_status, again = send(h, "no-such-member", 30, "move-3")
+    assert (again_status, again) == (201, outcome)
+    assert h.log.balance(h.account) == 120
+    # next to it, the same member sending to an existing member is credited
+    status, ok = send(h, r.member_id, 30, "move-4")
+    assert (status, ok["status"]) == (201, "settled")
+    assert r.log.balance(r.account) == 30
+
+
+def _deliver(h: Side, r: Side, body: bytes, signed: bool = True) -> tuple[int, str]:
+    headers = {"Content-Type": "application/json"}
+    if signed:
+        headers |= sign_request(h.bank.request_signer, "POST", PATH, body)
+    request = urllib.request.Request(r.bank.url + PATH, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=20) as response:
+            return int(response.status), response.read().decode()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return int(exc.code), exc.read().decode()
+
+
+def test_a_forged_proof_or_an_unsigned_delivery_is_refused_next_to_the_genuine_one(
+    pair: list[Side],
+) -> None:
+    h, r = pair
+    # a transfer_out appended in 鼓楼 by its own code, not yet delivered
+    out = TransferOut(
+        "ab" * 16,
+        h.account,
+        "qinhuai",
+        20,
+        "qinhuai.timebank.test/log",
+        commitment("ab" * 16, r.member_id),
+        "2099-01-01T00:00:00.000000Z",
+        "p",
+    )
+    seq = h.log.append(out.to_request()).seq
+    genuine = h.log.receipt(seq)
+    # forged: the same proof with the entry's minutes raised to 2000
+    proof = TlogProof.parse(genuine)
+    assert proof.extra is not None
+    forged_leaf = proof.extra.replace(b'"minutes":20', b'"minutes":2000').replace(
+        b'"minutes":-20', b'"minutes":-2000'
+    )
+    forged = dataclasses.replace(proof, extra=forged_leaf).render()
+    for text in (forged, genuine[:-20] + "A" * 20):
+        body = json.dumps({"proof": text, "to_member_id": r.member_id}).encode()
+        status, answer = _deliver(h, r, body)
+        assert status == 422, answer
+        assert json.loads(answer)["type"].endswith("bad-transfer")
+    body = json.dumps({"proof": genuine, "to_member_id": r.member_id}).encode()
+    status, answer = _deliver(h, r, body, signed=False)
+    assert status == 401, answer
+    assert r.log.balance(r.account) == 0
+    status, answer = _deliver(h, r, body)
+    assert status == 200, answer
+    assert r.log.balance(r.account) == 20
+    # the same delivery again: the same proof, no second credit
+    again_status, again = _deliver(h, r, body)
+    assert (again_status, again) == (200, answer)
+    assert r.log.balance(r.account) == 20
