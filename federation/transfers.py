@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -24,9 +25,10 @@ from care.errors import CareError, InsufficientBalance
 from federation.peers import Peer, Peers
 from ledger import AppendResult
 from ledger.entry import Entry, EntryRequest
-from ledger.errors import EntryError, LedgerError
+from ledger.errors import EntryError, IdConflict, LedgerError
 from ledger.errors import InsufficientBalance as LedgerInsufficient
-from ledger.kinds import TransferIn, TransferOut, TransferSettled, TransferVoid
+from ledger.kinds import TransferIn, TransferOut, TransferRefusal, TransferSettled, TransferVoid
+from ledger.kinds.interbank import REFUSALS
 from ledger.log import Log
 from ledger.merkle import leaf_hash, verify_inclusion
 from ledger.note import TlogProof, open_checkpoint
@@ -34,7 +36,23 @@ from ledger.note import TlogProof, open_checkpoint
 HOLD = timedelta(hours=24)  # how long a transfer_out waits for the peer before it may be voided
 PATH = "/v1/federation/transfers"  # where a peer takes a transfer (signed, RFC 9421)
 # R's refusals after which H voids: final answers about this transfer, never "try later"
-FINAL_REFUSALS = ("unknown-member", "wrong-member", "not-for-us", "expired", "bad-transfer")
+FINAL_REFUSALS = REFUSALS  # a bad proof is not final: R records nothing for it
+
+
+REFUSAL_TEXT = {  # slug: (English, Chinese, the field at fault)
+    "not-for-us": ("the transfer is for another bank's log", "转移不是给本行的", "proof"),
+    "wrong-member": (
+        "the member id is not the one the transfer names",
+        "会员编号与转移不符",
+        "to_member_id",
+    ),
+    "expired": ("the transfer expired before it arrived", "转移已过期", "proof"),
+    "unknown-member": (
+        "no active member with this id here",
+        "本行没有该会员或会员未激活",
+        "to_member_id",
+    ),
+}
 
 
 class TransferRefused(CareError):
@@ -125,7 +143,10 @@ class Receiving:
         self.log, self.accounts, self.origin, self.clock = log, accounts, origin, clock
 
     def receive(self, peer: Peer, proof: str, to_member_id: str) -> str:
-        """Our tlog-proof of the ``transfer_in`` for the proven ``transfer_out``."""
+        """Our tlog-proof of the ``transfer_in`` for the proven ``transfer_out``, or
+        ``TransferRefused``. Each of the peer's entries gets one answer, kept in our log (a
+        ``transfer_in`` or a ``transfer_refused`` under the same derived id): a repeat gets it
+        again, whatever changed since (the member registered, the hold expired)."""
         entry = open_proof(proof, peer, "proof")
         try:
             out = TransferOut.from_entry(entry.request)
@@ -133,51 +154,51 @@ class Receiving:
             raise TransferRefused(
                 "bad-transfer", f"the entry is not a transfer_out: {exc}", "条目不是转出", "proof"
             ) from exc
-        if out.to_origin != self.origin:
-            raise TransferRefused(
-                "not-for-us", f"the transfer is for {out.to_origin}", "转移不是给本行的", "proof"
-            )
-        if commitment(out.transfer, to_member_id) != out.to:
-            raise TransferRefused(
-                "wrong-member",
-                "the member id is not the one the transfer names",
-                "会员编号与转移不符",
-                "to_member_id",
-            )
         leaf = leaf_hash(entry.leaf()).hex()
-        earlier = f"transfer-in:{peer.name}:{entry.seq}"
-        if self.log.entries_by_id([earlier]):  # a retry: the same answer, even after expiry
-            return self._receipt(earlier)
+        answer_id = f"transfer-in:{peer.name}:{entry.seq}"
+        if answer_id not in self.log.entries_by_id([answer_id]):
+            reason, member_account = self._check(out, to_member_id)
+            if reason is not None:
+                answer: EntryRequest = TransferRefusal(
+                    out.transfer, peer.name, peer.log_origin, entry.seq, leaf, reason
+                ).to_request()
+            else:
+                answer = TransferIn(
+                    out.transfer,
+                    member_account,
+                    peer.name,
+                    out.minutes,
+                    peer.log_origin,
+                    entry.seq,
+                    leaf,
+                ).to_request()
+            with suppress(IdConflict):  # a concurrent delivery answered first: it stands
+                self.log.append(answer)
+        return self._answer(answer_id)
+
+    def _check(self, out: TransferOut, to_member_id: str) -> tuple[str | None, str]:
+        """(why we refuse, or None; the member's account)."""
+        if out.to_origin != self.origin:
+            return "not-for-us", ""
+        if commitment(out.transfer, to_member_id) != out.to:
+            return "wrong-member", ""
         if out.expires < log_time(self.clock()):
-            raise TransferRefused(
-                "expired", f"the transfer expired at {out.expires}", "转移已过期", "proof"
-            )
+            return "expired", ""
         try:
             member = self.accounts.member(to_member_id)
         except NotFound:
-            member = None
-        if member is None or member.status is not MemberStatus.ACTIVE:
-            raise TransferRefused(
-                "unknown-member",
-                f"no active member {to_member_id} in this bank",
-                "本行没有该会员或会员未激活",
-                "to_member_id",
-            )
-        credit = TransferIn(
-            out.transfer,
-            member.ledger_account,
-            peer.name,
-            out.minutes,
-            peer.log_origin,
-            entry.seq,
-            leaf,
-        )
-        self.log.append(credit.to_request())
-        return self._receipt(credit.id)
+            return "unknown-member", ""
+        if member.status is not MemberStatus.ACTIVE:
+            return "unknown-member", ""
+        return None, member.ledger_account
 
-    def _receipt(self, entry_id: str) -> str:
-        seq = self.log.entries_by_id([entry_id])[entry_id].seq
-        return self.log.receipt(seq)
+    def _answer(self, entry_id: str) -> str:
+        found = self.log.entries_by_id([entry_id])[entry_id]
+        if found.request.kind == TransferRefusal.kind:
+            reason = TransferRefusal.from_entry(found.request).reason
+            message, zh, field = REFUSAL_TEXT[reason]
+            raise TransferRefused(reason, message, zh, field)
+        return self.log.receipt(found.seq)
 
 
 class Sending:

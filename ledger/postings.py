@@ -126,6 +126,9 @@ KIND_RULES: Mapping[str, KindRule] = {
     # The peer's proof of its transfer_in, received: the minutes stay in due_to:<peer> (what
     # this bank owes the peer) until a settlement between the two banks (later work).
     "transfer_settled": NO_POSTINGS,
+    # The receiving bank's final refusal of a peer's transfer_out, under the id its transfer_in
+    # would have had: one answer per peer entry, so a late repeat cannot credit after a void.
+    "transfer_refused": NO_POSTINGS,
     # Entries that record facts without moving minutes.
     "policy": NO_POSTINGS,
     "seal": NO_POSTINGS,

@@ -56,6 +56,9 @@ class Side:
     member_id: str
     account: str
     token: str
+    accounts: AccountsService
+    admin_user_id: str
+    org_id: str
 
 
 def _side(bank: Bank, name: str, minutes: int) -> Side:
@@ -86,7 +89,7 @@ def _side(bank: Bank, name: str, minutes: int) -> Side:
             )
         )
     token = accounts.issue_token(f"{name}-vol").token
-    return Side(bank, log, new.member.id, account, token)
+    return Side(bank, log, new.member.id, account, token, accounts, admin.user.id, org.id)
 
 
 @pytest.fixture
@@ -246,3 +249,31 @@ def test_a_forged_proof_or_an_unsigned_delivery_is_refused_next_to_the_genuine_o
     again_status, again = _deliver(h, r, body)
     assert (again_status, again) == (200, answer)
     assert r.log.balance(r.account) == 20
+
+
+def test_a_refusal_stands_when_the_member_is_approved_later(pair: list[Side]) -> None:
+    """秦淮 keeps its refusal in its log (transfer_refused, under the id its transfer_in would
+    have had): the same delivery again, once the member is active, is refused again and credits
+    nothing, as 鼓楼 has voided it; a new transfer to the now active member settles."""
+    h, r = pair
+    late = r.accounts.self_register(
+        "qinhuai", r.org_id, "late", PASSWORD, PersonalInput(name="郑新", phone="13800001010")
+    )
+    assert late is not None
+    status, outcome = send(h, late.member.id, 25, "move-5")
+    assert (status, outcome["status"], outcome["reason"]) == (201, "void", "unknown-member")
+    admin = r.accounts.principal_for_user(r.admin_user_id)
+    r.accounts.decide_registration(admin, late.member.id, True, None)
+    account = late.member.ledger_account
+    proof = h.log.receipt(outcome["out_seq"])
+    body = json.dumps({"proof": proof, "to_member_id": late.member.id}).encode()
+    status, answer = _deliver(h, r, body)
+    assert status == 422 and json.loads(answer)["type"].endswith("unknown-member"), answer
+    assert r.log.balance(account) == 0
+    assert h.log.balance(h.account) == 120
+    refused = r.log.entries_by_id([f"transfer-in:gulou:{outcome['out_seq']}"])
+    assert [e.request.kind for e in refused.values()] == ["transfer_refused"]
+    status, settled = send(h, late.member.id, 25, "move-6")
+    assert (status, settled["status"]) == (201, "settled")
+    assert r.log.balance(account) == 25
+    assert r.log.verify().ok

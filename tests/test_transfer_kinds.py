@@ -14,7 +14,15 @@ from hypothesis import strategies as st
 
 from ledger.entry import ACCOUNT, EntryRequest, Posting, canonical_json
 from ledger.errors import InsufficientBalance, MalformedEntry, PostingRuleViolation
-from ledger.kinds import TransferIn, TransferOut, TransferSettled, TransferVoid, Typed, read
+from ledger.kinds import (
+    TransferIn,
+    TransferOut,
+    TransferRefusal,
+    TransferSettled,
+    TransferVoid,
+    Typed,
+    read,
+)
 from ledger.log import Log
 from ledger.postings import (
     KIND_RULES,
@@ -42,8 +50,18 @@ voids = st.builds(
     TransferVoid, hexes, account, peer, minutes, index, st.sampled_from(["refused", "expired"])
 )
 
+refusals = st.builds(
+    TransferRefusal,
+    hexes,
+    peer,
+    st.just("h.test/log"),
+    index,
+    leaf,
+    st.sampled_from(["unknown-member", "wrong-member", "not-for-us", "expired"]),
+)
 
-@given(st.one_of(outs, ins, settled, voids))
+
+@given(st.one_of(outs, ins, settled, voids, refusals))
 def test_every_transfer_entry_is_accepted_and_reads_back_as_itself(value: Typed) -> None:
     request = value.to_request()
     request.validate()

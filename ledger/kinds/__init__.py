@@ -19,7 +19,8 @@ Kinds and their types::
     reversal    Reversal           approval    Approval           device      Device
     seal        Seal               report      ReportAnchor
     transfer_out TransferOut       transfer_in TransferIn
-    transfer_settled TransferSettled   transfer_void TransferVoid   (ledger.kinds.interbank)
+    transfer_settled TransferSettled   transfer_void TransferVoid
+    transfer_refused TransferRefusal   (all five in ledger.kinds.interbank)
     policy      BankPolicy (id policy:<bank>:<version>), CatalogueEntry (id service:…)
 """
 
@@ -30,7 +31,13 @@ from collections.abc import Mapping
 from ledger.entry import EntryRequest
 from ledger.kinds.facts import Approval, BankPolicy, CatalogueEntry, Device, ReportAnchor, Seal
 from ledger.kinds.fields import weighted
-from ledger.kinds.interbank import TransferIn, TransferOut, TransferSettled, TransferVoid
+from ledger.kinds.interbank import (
+    TransferIn,
+    TransferOut,
+    TransferRefusal,
+    TransferSettled,
+    TransferVoid,
+)
 from ledger.kinds.service import Deposit, Exchange, Redemption, Refund, Release, Reserve
 from ledger.kinds.transfers import Donation, Gift, Grant, Reversal
 
@@ -55,6 +62,7 @@ Typed = (
     | TransferIn
     | TransferSettled
     | TransferVoid
+    | TransferRefusal
 )
 
 _TYPES: tuple[type[Typed], ...] = (
@@ -76,6 +84,7 @@ _TYPES: tuple[type[Typed], ...] = (
     TransferIn,
     TransferSettled,
     TransferVoid,
+    TransferRefusal,
 )
 _BY_KIND: Mapping[str, type[Typed]] = {t.kind: t for t in _TYPES}
 
@@ -108,6 +117,7 @@ __all__ = [
     "Seal",
     "TransferIn",
     "TransferOut",
+    "TransferRefusal",
     "TransferSettled",
     "TransferVoid",
     "Typed",

@@ -8,6 +8,10 @@ step finds the entry it already wrote instead of writing a second one:
     R  transfer_in       transfer-in:<H>:<H's index>    due_from:<H> → member
     H  transfer_settled  transfer-settled:<transfer>    no postings: R's proof received
     H  transfer_void     transfer-void:<transfer>       due_to:<R> → member, the minutes back
+    R  transfer_refused  transfer-in:<H>:<H's index>    no postings: R's final refusal
+
+A ``transfer_refused`` takes the id R's ``transfer_in`` would have had, so R answers each of
+H's entries once, a credit or a refusal, and a repeat after a refusal cannot credit.
 
 ``<R>`` and ``<H>`` are the peer names each deployment gave the other. Bodies carry log
 origins, indexes, leaf hashes, expiry times and opaque account ids: no personal data.
@@ -28,6 +32,7 @@ from ledger.postings import DUE_FROM, DUE_TO, MEMBER, due_from_account, due_to_a
 TRANSFER = re.compile(r"^[0-9a-f]{32}$")
 LEAF_HASH = re.compile(r"^[0-9a-f]{64}$")
 VOID_REASONS = ("refused", "expired")
+REFUSALS = ("unknown-member", "wrong-member", "not-for-us", "expired")
 
 
 def _transfer(body: Mapping[str, JSON], name: str = "transfer") -> str:
@@ -248,4 +253,53 @@ class TransferVoid:
             raise MalformedEntry("a transfer_void's id is transfer-void:<transfer>", field="id")
         if made.reason not in VOID_REASONS:
             raise MalformedEntry(f"body.reason is one of {VOID_REASONS}", field="body.reason")
+        return made
+
+
+@dataclass(frozen=True)
+class TransferRefusal:
+    """The receiving bank's final refusal of peer ``peer``'s ``transfer_out`` at
+    ``from_index``; ``reason`` is a code (REFUSALS). Written only for a proven entry."""
+
+    kind: ClassVar[str] = "transfer_refused"
+    transfer: str
+    peer: str
+    from_origin: str
+    from_index: int
+    from_leaf_hash: str
+    reason: str
+
+    @property
+    def id(self) -> str:
+        return f"transfer-in:{self.peer}:{self.from_index}"
+
+    def to_request(self) -> EntryRequest:
+        body: dict[str, JSON] = {
+            "transfer": self.transfer,
+            "from_origin": self.from_origin,
+            "from_index": self.from_index,
+            "from_leaf_hash": self.from_leaf_hash,
+            "reason": self.reason,
+        }
+        return EntryRequest(self.kind, self.id, (), body)
+
+    @classmethod
+    def from_entry(cls, request: EntryRequest) -> Self:
+        of_kind(request, cls.kind)
+        body = request.body
+        parts = request.id.split(":")
+        if len(parts) != 3 or parts[0] != "transfer-in" or request.postings:
+            raise MalformedEntry("a transfer_refused is transfer-in:<peer>:<index>", field="id")
+        made = cls(
+            _transfer(body),
+            parts[1],
+            text(body, "from_origin"),
+            whole(body, "from_index"),
+            _leaf_hash(body, "from_leaf_hash"),
+            text(body, "reason"),
+        )
+        if request.id != made.id:
+            raise MalformedEntry("a transfer_refused is transfer-in:<peer>:<index>", field="id")
+        if made.reason not in REFUSALS:
+            raise MalformedEntry(f"body.reason is one of {REFUSALS}", field="body.reason")
         return made
