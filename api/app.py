@@ -51,6 +51,7 @@ from care.service import CareService
 from federation.peers import Peers
 from federation.storage import PeerStore
 from federation.transfer_http import signed_poster
+from federation.transfer_storage import TransferStore
 from federation.transfers import Receiving, Sending, utc_clock
 from federation.witnessing import load_or_create_witness_key, peer_witness, with_peer_witnesses
 from ledger.config import ConfigError, Settings
@@ -266,7 +267,12 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
         peers = Peers(PeerStore(services.log.store.database), settings.log_origin)
         app.state.peers = peers
         app.state.transfers_sending = Sending(
-            services.log, services.accounts, peers, signed_poster(peer_signer), utc_clock
+            services.log,
+            services.accounts,
+            peers,
+            signed_poster(peer_signer),
+            TransferStore(services.log.store.database),
+            utc_clock,
         )
         app.state.transfers_receiving = Receiving(
             services.log, services.accounts, settings.log_origin, utc_clock

@@ -15,10 +15,14 @@ from cli.base import require_migrated, settings_from_env
 from database import Database
 from federation.peers import PeerError, Peers
 from federation.storage import PeerStore
+from federation.transfer_http import signed_poster
+from federation.transfer_storage import TransferStore
+from federation.transfers import Delivering
 from federation.witness_storage import WitnessedStore
-from federation.witnessing import load_or_create_witness_key
+from federation.witnessing import load_or_create_witness_key, with_peer_witnesses
 from ledger.config import Settings
 from ledger.keys import load_or_create_signing_key
+from ledger.log import Log
 
 
 def _database(settings: Settings) -> Database:
@@ -115,6 +119,44 @@ def cmd_witness_key(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_transfers_retry(args: argparse.Namespace) -> int:
+    """Deliver again every transfer still held (docs/federation.md#transfers): settled, voided
+    or still pending, one line each; exit status 1 while any is still pending."""
+    settings = settings_from_env()
+    database = _database(settings)
+    database.dispose()
+    log = Log.open(with_peer_witnesses(settings))
+    who = operator_name(args)
+    outcomes = []
+    try:
+        signer = load_or_create_signing_key(settings.peer_key_file, settings.peer_key_name)
+        store_db = log.store.database
+        delivering = Delivering(
+            log,
+            Peers(PeerStore(store_db), settings.log_origin),
+            signed_poster(signer),
+            TransferStore(store_db),
+        )
+        outcomes = delivering.retry()
+        for o in outcomes:
+            why = f" ({o.reason})" if o.reason else ""
+            print(f"{o.transfer}  {o.peer}  {o.minutes} min  {o.status}{why}")
+        if not outcomes:
+            print("no transfer is held")
+        status = 1 if any(o.status == "pending" for o in outcomes) else 0
+        AuditTrail(store_db).record(
+            actor=f"operator:{who}",
+            role="operator",
+            action="CLI timebank peers transfers retry",
+            objects=[o.transfer for o in outcomes][:20],
+            client="cli",
+            status=status,
+        )
+    finally:
+        log.close()
+    return status
+
+
 def register_peer_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     peers = sub.add_parser("peers", help="the district banks this deployment knows as peers")
     peers.add_argument(
@@ -150,3 +192,8 @@ def register_peer_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
     peers_sub.add_parser(
         "witness-key", help="this bank's witness key, to give to its peers"
     ).set_defaults(func=cmd_witness_key)
+    transfers = peers_sub.add_parser("transfers", help="transfers to peer banks")
+    transfers_sub = transfers.add_subparsers(dest="transfers_command", required=True)
+    transfers_sub.add_parser(
+        "retry", help="deliver again the transfers still held (their peer was down)"
+    ).set_defaults(func=cmd_transfers_retry)

@@ -23,6 +23,7 @@ from accounts.model import MemberStatus, Principal
 from accounts.service import AccountsService
 from care.errors import CareError, InsufficientBalance
 from federation.peers import Peer, Peers
+from federation.transfer_storage import TransferStore
 from ledger import AppendResult
 from ledger.entry import Entry, EntryRequest
 from ledger.errors import EntryError, IdConflict, LedgerError
@@ -201,64 +202,26 @@ class Receiving:
         return self.log.receipt(found.seq)
 
 
-class Sending:
-    """H's side: hold a member's minutes for a peer, deliver them, settle or void."""
+class Delivering:
+    """H's side after the hold: deliver a transfer to its peer and settle or void it. The
+    operator's ``timebank peers transfers retry`` uses this part alone."""
 
-    def __init__(
-        self,
-        log: Log,
-        accounts: AccountsService,
-        peers: Peers,
-        post: Post,
-        clock: Callable[[], datetime],
-    ) -> None:
-        self.log, self.accounts, self.peers, self.post, self.clock = (
-            log,
-            accounts,
-            peers,
-            post,
-            clock,
-        )
+    def __init__(self, log: Log, peers: Peers, post: Post, store: TransferStore) -> None:
+        self.log, self.peers, self.post, self.store = log, peers, post, store
 
-    def send(
-        self,
-        principal: Principal,
-        from_member_id: str,
-        peer_name: str,
-        to_member_id: str,
-        minutes: int,
-        key: str,
-    ) -> Outcome:
-        """Move ``minutes`` of the member to member ``to_member_id`` of bank ``peer_name``.
-        The same ``key`` with the same request finishes the same transfer, never a second."""
-        member, access = self.accounts.member_access(principal, from_member_id)
-        if access not in ("self", "proxy"):
-            raise Forbidden("only the member or their family proxy sends their minutes")
-        if member.status is not MemberStatus.ACTIVE:
-            raise CareError(f"member {member.id} is not active", field="from_member_id")
-        if not isinstance(minutes, int) or minutes <= 0:
-            raise CareError("minutes must be a positive whole number", field="minutes")
-        peer = next((p for p in self.peers.list() if p.name == peer_name), None)
-        if peer is None:
-            raise TransferRefused(
-                "unknown-peer", f"no peer bank {peer_name}", "没有该对方银行", "peer"
+    def retry(self) -> list[Outcome]:
+        """Deliver again every transfer still held (its peer was down, or its answer could
+        not be checked); the closed ones are left as they are."""
+        outcomes = []
+        for transfer, to_member_id in self.store.all():
+            found = self.log.entries_by_id([f"transfer-out:{transfer}"]).get(
+                f"transfer-out:{transfer}"
             )
-        transfer = transfer_name(member.ledger_account, key)
-        out_id = f"transfer-out:{transfer}"
-        held = self.log.entries_by_id([out_id]).get(out_id)
-        if held is None:
-            out = TransferOut(
-                transfer,
-                member.ledger_account,
-                peer.name,
-                minutes,
-                peer.log_origin,
-                commitment(transfer, to_member_id),
-                log_time(self.clock() + HOLD),
-                self.accounts.protector.pseudonym(out_id, principal.user_id or ""),
-            )
-            self._append(out.to_request())
-        return self.finish(transfer, to_member_id)
+            if found is None:  # remembered, but the hold itself was refused (not enough minutes)
+                continue
+            if self._closed(TransferOut.from_entry(found.request), found.seq) is None:
+                outcomes.append(self.finish(transfer, to_member_id))
+        return outcomes
 
     def finish(self, transfer: str, to_member_id: str) -> Outcome:
         """Deliver a held transfer and close it; a closed one is only read back."""
@@ -365,3 +328,60 @@ class Sending:
             ) from exc
         except EntryError as exc:
             raise CareError(str(exc), field=exc.field) from exc
+
+
+class Sending(Delivering):
+    """H's side: hold a member's minutes for a peer, deliver them, settle or void."""
+
+    def __init__(
+        self,
+        log: Log,
+        accounts: AccountsService,
+        peers: Peers,
+        post: Post,
+        store: TransferStore,
+        clock: Callable[[], datetime],
+    ) -> None:
+        super().__init__(log, peers, post, store)
+        self.accounts, self.clock = accounts, clock
+
+    def send(
+        self,
+        principal: Principal,
+        from_member_id: str,
+        peer_name: str,
+        to_member_id: str,
+        minutes: int,
+        key: str,
+    ) -> Outcome:
+        """Move ``minutes`` of the member to member ``to_member_id`` of bank ``peer_name``.
+        The same ``key`` with the same request finishes the same transfer, never a second."""
+        member, access = self.accounts.member_access(principal, from_member_id)
+        if access not in ("self", "proxy"):
+            raise Forbidden("only the member or their family proxy sends their minutes")
+        if member.status is not MemberStatus.ACTIVE:
+            raise CareError(f"member {member.id} is not active", field="from_member_id")
+        if not isinstance(minutes, int) or minutes <= 0:
+            raise CareError("minutes must be a positive whole number", field="minutes")
+        peer = next((p for p in self.peers.list() if p.name == peer_name), None)
+        if peer is None:
+            raise TransferRefused(
+                "unknown-peer", f"no peer bank {peer_name}", "没有该对方银行", "peer"
+            )
+        transfer = transfer_name(member.ledger_account, key)
+        out_id = f"transfer-out:{transfer}"
+        held = self.log.entries_by_id([out_id]).get(out_id)
+        if held is None:
+            out = TransferOut(
+                transfer,
+                member.ledger_account,
+                peer.name,
+                minutes,
+                peer.log_origin,
+                commitment(transfer, to_member_id),
+                log_time(self.clock() + HOLD),
+                self.accounts.protector.pseudonym(out_id, principal.user_id or ""),
+            )
+            self.store.remember(transfer, peer.name, to_member_id)
+            self._append(out.to_request())
+        return self.finish(transfer, to_member_id)

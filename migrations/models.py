@@ -6,6 +6,7 @@ import accounts.storage  # noqa: F401 - registers the accounts tables on the sha
 import audit.trail  # noqa: F401 - registers audit_events
 import care.storage  # noqa: F401 - registers the workflow tables
 import federation.storage
+import federation.transfer_storage
 import federation.witness_storage  # noqa: F401 - registers the mutual witnessing tables
 import idempotency.store  # noqa: F401 - registers idempotency_keys
 import ledger  # noqa: F401 - registers the log tables (ledger.storage)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ from ledger.log import Log
 from ledger.note import TlogProof
 from tests.conftest import make_database
 from tests.test_peer_witnessing import Bank, _bank, serve
+from tests.test_peers import run
 
 PASSWORD = "correct horse battery"
 
@@ -277,3 +279,49 @@ def test_a_refusal_stands_when_the_member_is_approved_later(pair: list[Side]) ->
     assert (status, settled["status"]) == (201, "settled")
     assert r.log.balance(account) == 25
     assert r.log.verify().ok
+
+
+def test_a_transfer_held_while_the_peer_is_down_is_finished_by_the_retry_command(
+    pair: list[Side], tmp_path: Path
+) -> None:
+    """秦淮 unreachable (鼓楼 has it at a port nobody listens on): the minutes stay held and the
+    member gets 503; once the peer is reachable, ``timebank peers transfers retry`` delivers
+    and settles it, once."""
+    h, r = pair
+    peers = Peers(PeerStore(h.bank.settings.database_url), h.bank.settings.log_origin)
+    real = next(p for p in peers.list() if p.name == "qinhuai")
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    dead_url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    closed.close()
+
+    def register(url: str) -> None:
+        peers.remove("qinhuai")
+        peers.add(
+            "qinhuai",
+            url,
+            real.log_origin,
+            real.log_key.to_text(),
+            real.request_key.to_text(),
+            "op",
+        )
+
+    register(dead_url)
+    status, problem = send(h, r.member_id, 40, "move-7")
+    assert status == 503 and problem["type"].endswith("peer-unavailable"), problem
+    assert (h.log.balance(h.account), h.log.balance("gulou:due_to:qinhuai")) == (80, 40)
+    assert r.log.balance(r.account) == 0
+    retried = run(h.bank.env, "peers", "transfers", "retry")
+    assert retried.returncode == 1 and " pending " in retried.stdout, retried
+    register(real.url)
+    retried = run(h.bank.env, "peers", "transfers", "retry")
+    assert retried.returncode == 0, retried.stderr
+    assert "qinhuai  40 min  settled" in retried.stdout
+    assert (h.log.balance(h.account), r.log.balance(r.account)) == (80, 40)
+    again = run(h.bank.env, "peers", "transfers", "retry")
+    assert (again.returncode, again.stdout) == (0, "no transfer is held\n")
+    # the member's own retry now reads the settled transfer back
+    status, outcome = send(h, r.member_id, 40, "move-7")
+    assert (status, outcome["status"]) == (201, "settled")
+    assert r.log.balance(r.account) == 40
+    assert h.log.verify().ok and r.log.verify().ok
