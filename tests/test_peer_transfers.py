@@ -285,8 +285,9 @@ def test_a_transfer_held_while_the_peer_is_down_is_finished_by_the_retry_command
     pair: list[Side], tmp_path: Path
 ) -> None:
     """秦淮 unreachable (鼓楼 has it at a port nobody listens on): the minutes stay held and the
-    member gets 503; once the peer is reachable, ``timebank peers transfers retry`` delivers
-    and settles it, once."""
+    member gets 503; a delivery whose answer was lost credits 秦淮; once the peer is reachable,
+    ``timebank peers transfers retry`` delivers again, gets the same proof and settles: one
+    credit in 秦淮, one settlement in 鼓楼."""
     h, r = pair
     peers = Peers(PeerStore(h.bank.settings.database_url), h.bank.settings.log_origin)
     real = next(p for p in peers.list() if p.name == "qinhuai")
@@ -313,6 +314,12 @@ def test_a_transfer_held_while_the_peer_is_down_is_finished_by_the_retry_command
     assert r.log.balance(r.account) == 0
     retried = run(h.bank.env, "peers", "transfers", "retry")
     assert retried.returncode == 1 and " pending " in retried.stdout, retried
+    # a delivery whose answer was lost (鼓楼 killed after sending, say): 秦淮 has credited
+    held = h.log.entries_by_id(["transfer-out:" + retried.stdout.split()[0]])
+    (out,) = held.values()
+    body = json.dumps({"proof": h.log.receipt(out.seq), "to_member_id": r.member_id}).encode()
+    assert _deliver(h, r, body)[0] == 200
+    assert r.log.balance(r.account) == 40
     register(real.url)
     retried = run(h.bank.env, "peers", "transfers", "retry")
     assert retried.returncode == 0, retried.stderr
