@@ -117,7 +117,7 @@ class PeerDeliveryController(Controller):
     path = PATH
     tags = ["federation"]
 
-    @post("/", status_code=200, responses=problems(400, 401, 422))
+    @post("/", status_code=200, responses=problems(400, 401, 422, 503))
     async def deliver(self, request: Request[Any, Any, State], state: State) -> Response[Any]:
         """A peer's ``transfer_out`` with its tlog-proof and the receiving member's id here;
         answered with our tlog-proof of the ``transfer_in`` (the same one on every retry).

@@ -26,7 +26,7 @@ from federation.peers import Peer, Peers
 from federation.transfer_storage import TransferStore
 from ledger import AppendResult
 from ledger.entry import Entry, EntryRequest
-from ledger.errors import EntryError, IdConflict, LedgerError
+from ledger.errors import EntryError, IdConflict, LedgerError, ProofRequestError
 from ledger.errors import InsufficientBalance as LedgerInsufficient
 from ledger.kinds import TransferIn, TransferOut, TransferRefusal, TransferSettled, TransferVoid
 from ledger.kinds.interbank import REFUSALS
@@ -199,7 +199,12 @@ class Receiving:
             reason = TransferRefusal.from_entry(found.request).reason
             message, zh, field = REFUSAL_TEXT[reason]
             raise TransferRefused(reason, message, zh, field)
-        return self.log.receipt(found.seq)
+        try:
+            return self.log.receipt(found.seq)
+        except ProofRequestError as exc:  # the served checkpoint awaits its witnesses' quorum
+            raise PeerUnavailable(
+                f"credited, but our signed tree does not cover it yet: {exc}", field="proof"
+            ) from exc
 
 
 class Delivering:
@@ -245,7 +250,11 @@ class Delivering:
                 "会员编号与转移不符",
                 "to_member_id",
             )
-        body = json.dumps({"proof": self.log.receipt(found.seq), "to_member_id": to_member_id})
+        try:
+            receipt = self.log.receipt(found.seq)
+        except ProofRequestError:  # the served checkpoint awaits its witnesses' quorum
+            return self._pending(out, found.seq, "our signed tree does not cover it yet")
+        body = json.dumps({"proof": receipt, "to_member_id": to_member_id})
         try:
             status, answer = self.post(peer, PATH, body.encode())
         except OSError as exc:

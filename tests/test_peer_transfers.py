@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import socket
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -39,8 +40,9 @@ from tests.test_peers import run
 PASSWORD = "correct horse battery"
 
 
-def _add_peer(at: Bank, name: str, peer: Bank) -> None:
-    """A peer without a witness key: the logs serve their checkpoints at once."""
+def _add_peer(at: Bank, name: str, peer: Bank, witness: bool = False) -> None:
+    """A peer, without a witness key unless ``witness``: then the peer cosigns our
+    checkpoints and, with a quorum, our log serves only cosigned ones."""
     Peers(PeerStore(at.settings.database_url), at.settings.log_origin).add(
         name,
         peer.url,
@@ -48,6 +50,7 @@ def _add_peer(at: Bank, name: str, peer: Bank) -> None:
         peer.log_signer.verifier.to_text(),
         peer.request_signer.verifier.to_text(),
         "op",
+        witness_key=peer.witness_signer.verifier.to_text() if witness else None,
     )
 
 
@@ -97,6 +100,21 @@ def _side(bank: Bank, name: str, minutes: int) -> Side:
 @pytest.fixture
 def pair(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[Side]]:
     """鼓楼 (120 minutes for its member) and 秦淮, each the other's peer, both serving."""
+    yield from _pair(backend, request, tmp_path, witnessed=False)
+
+
+@pytest.fixture
+def witnessed_pair(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[list[Side]]:
+    """The same, each the other's witness with a quorum of 1: a log serves a checkpoint (and
+    so a tlog-proof) only once the peer has cosigned it."""
+    yield from _pair(backend, request, tmp_path, witnessed=True)
+
+
+def _pair(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path, witnessed: bool
+) -> Iterator[list[Side]]:
     with ExitStack() as stack:
         made = []
         for name in ("gulou", "qinhuai"):
@@ -106,10 +124,11 @@ def pair(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
             )
             made.append(_bank(name, url, tmp_path))
         h, r = made
-        _add_peer(h, "qinhuai", r)
-        _add_peer(r, "gulou", h)
+        _add_peer(h, "qinhuai", r, witnessed)
+        _add_peer(r, "gulou", h, witnessed)
         for bank in (r, h):
-            bank.app = create_app(bank.settings)
+            settings = dataclasses.replace(bank.settings, witness_quorum=1 if witnessed else 0)
+            bank.app = create_app(settings)
             stack.enter_context(serve(bank.app, bank.sock))
         yield [_side(h, "gulou", 120), _side(r, "qinhuai", 0)]
 
@@ -332,3 +351,25 @@ def test_a_transfer_held_while_the_peer_is_down_is_finished_by_the_retry_command
     assert (status, outcome["status"]) == (201, "settled")
     assert r.log.balance(r.account) == 40
     assert h.log.verify().ok and r.log.verify().ok
+
+
+def test_with_a_witness_quorum_a_transfer_settles_once_the_checkpoints_are_cosigned(
+    witnessed_pair: list[Side],
+) -> None:
+    """Each log serves only checkpoints its peer cosigned, so a fresh entry has no tlog-proof
+    at first: the transfer answers 503 (held) until both entries are covered, and the member's
+    retries with the same key then settle it, one credit."""
+    h, r = witnessed_pair
+    answers = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status, outcome = send(h, r.member_id, 15, "move-8")
+        answers.append(status)
+        if status != 503:
+            break
+        time.sleep(0.2)
+    assert answers[-1] == 201 and outcome["status"] == "settled", (answers, outcome)
+    assert set(answers[:-1]) <= {503}
+    assert (h.log.balance(h.account), r.log.balance(r.account)) == (105, 15)
+    assert h.log.balance("gulou:due_to:qinhuai") == 15
+    assert r.log.balance("qinhuai:due_from:gulou") == -15
