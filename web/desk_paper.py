@@ -34,6 +34,9 @@ KINDS = {
     "grant": N_("Grant from the pool"),
     "reversal": N_("Reversal"),
     "correction": N_("Correction"),
+    "transfer_out": N_("Sent to another district's bank"),
+    "transfer_in": N_("Received from another district's bank"),
+    "transfer_void": N_("Transfer to another bank returned"),
 }
 
 
