@@ -16,6 +16,7 @@ from audit.holds import HOLD_KINDS, HoldBook, HoldEvent, hold_event
 from audit.report import AuditReport
 from audit.trail import Seal
 from ledger.entry import EntryRequest
+from ledger.kinds import DepositClaims
 from ledger.postings import ISSUANCE, POOL, parse_account
 
 RECORD_DIGEST = re.compile(r"[0-9a-f]{64}")
@@ -33,13 +34,12 @@ claims (audit count, head), what the leaf did to a hold, and what it says about 
 Plain tuples, so worker processes send them cheaply."""
 
 
-def _text_field(body: Mapping[str, Any], name: str) -> str | None:
-    value = body.get(name)
-    return value if isinstance(value, str) and value.strip() else None
+def _filled(value: str | None) -> str | None:
+    return value if value is not None and value.strip() else None
 
 
-def _positive(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+def _positive(value: int | None) -> int | None:
+    return value if value is not None and value > 0 else None
 
 
 def deposit_problems(request: EntryRequest) -> list[str]:
@@ -61,18 +61,19 @@ def _deposit_problems(
     signatures: Sequence[Mapping[str, Any]],
     postings: Sequence[tuple[str, int]],
 ) -> list[str]:
+    # Read through the deposit's own type (ledger.kinds), judged by the auditor's rules.
+    claims = DepositClaims.of(body, signatures)
     problems = []
-    record = body.get("record")
-    if not isinstance(record, str) or not RECORD_DIGEST.fullmatch(record):
+    if claims.record is None or not RECORD_DIGEST.fullmatch(claims.record):
         problems.append(
             "deposit does not refer to a record: body.record is not a SHA-256 digest "
             "(64 lower-case hex digits)"
         )
-    confirmed_by = _text_field(body, "confirmed_by")
-    verified_by = _text_field(body, "verified_by")
+    confirmed_by = _filled(claims.confirmed_by)
+    verified_by = _filled(claims.verified_by)
     if confirmed_by is None:
         problems.append("deposit does not say who confirmed the service (body.confirmed_by)")
-    if _text_field(body, "confirmed_as") is None:
+    if _filled(claims.confirmed_as) is None:
         problems.append("deposit does not say how the service was confirmed (body.confirmed_as)")
     if verified_by is None:
         problems.append("deposit does not say who verified the record (body.verified_by)")
@@ -81,7 +82,7 @@ def _deposit_problems(
             f"deposit was confirmed and verified by the same user {confirmed_by} "
             "(two different people must)"
         )
-    signers = [s.get("by") for s in signatures if s.get("role") == "verifier"]
+    signers = claims.verifier_signers
     if not any(signers):
         problems.append(
             'deposit carries no verifier signature (a signatures item {"role": "verifier", '
@@ -92,10 +93,10 @@ def _deposit_problems(
             f"deposit's verifier signature is by {', '.join(str(b) for b in signers)}, "
             f"not by body.verified_by {verified_by}"
         )
-    for sig in signatures:
-        if sig.get("role") == "volunteer" and not (sig.get("key") and sig.get("sig")):
+    for key, sig in claims.device_signatures:
+        if not (key and sig):
             problems.append("deposit's volunteer signature lacks its device key or signature")
-    minutes, weight = _positive(body.get("minutes")), _positive(body.get("weight"))
+    minutes, weight = _positive(claims.minutes), _positive(claims.weight)
     if minutes is None or weight is None:
         problems.append("deposit's body.minutes and body.weight are not positive integers")
     roles = [(parse_account(account)[1], moved) for account, moved in postings]
@@ -108,9 +109,9 @@ def _deposit_problems(
                 f"deposit issues {issued} minutes, but {minutes} minutes at weight "
                 f"{weight}‰ are {expected}"
             )
-    to_pool = body.get("to_pool")
+    to_pool = claims.to_pool
     pooled = sum(moved for role, moved in roles if role == POOL)
-    if isinstance(to_pool, int) and not isinstance(to_pool, bool) and pooled != to_pool:
+    if to_pool is not None and pooled != to_pool:
         problems.append(
             f"deposit credits the pool {pooled} minutes, but body.to_pool says {to_pool}"
         )

@@ -18,6 +18,7 @@ from ledger.kinds import (
     BankPolicy,
     CatalogueEntry,
     Deposit,
+    DepositClaims,
     Device,
     Donation,
     Exchange,
@@ -233,3 +234,36 @@ def test_a_donation_whose_postings_do_not_reach_the_pool_is_refused() -> None:
         Donation.from_entry(elsewhere)
     assert refused.value.field == "postings"
     assert Donation.from_entry(to_pool).donor == "b1:member:aa"
+
+
+@given(deposits())
+def test_a_deposits_claims_are_its_fields_as_the_auditor_reads_them(deposit: Deposit) -> None:
+    request = deposit.to_request()
+    claims = DepositClaims.of(request.body, request.signatures)
+    assert (claims.record, claims.minutes, claims.weight, claims.to_pool) == (
+        deposit.record,
+        deposit.minutes,
+        deposit.weight,
+        deposit.to_pool,
+    )
+    assert (claims.confirmed_by, claims.confirmed_as, claims.verified_by) == (
+        deposit.confirmed_by,
+        deposit.confirmed_as,
+        deposit.verified_by,
+    )
+    assert claims.verifier_signers == (deposit.verified_by,)
+    signed = deposit.device_key and deposit.device_signature
+    assert claims.device_signatures == (
+        ((deposit.device_key, deposit.device_signature),) if signed else ()
+    )
+
+
+def test_claims_keep_what_a_deposit_refuses_as_none_where_it_is_missing_or_mistyped() -> None:
+    body = {"record": 7, "minutes": True, "weight": "1000", "confirmed_by": "p:1", "to_pool": 0}
+    claims = DepositClaims.of(body, ({"role": "volunteer", "key": "k"},))
+    assert (claims.record, claims.minutes, claims.weight) == (None, None, None)
+    assert (claims.confirmed_by, claims.confirmed_as, claims.to_pool) == ("p:1", None, 0)
+    assert claims.verifier_signers == () and claims.device_signatures == (("k", None),)
+    refused = EntryRequest("deposit", "d:1", (), body)
+    with pytest.raises(MalformedEntry):
+        Deposit.from_entry(refused)

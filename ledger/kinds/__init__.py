@@ -8,8 +8,9 @@ the extras ignored. docs/formats.md#bodies is this module in prose.
 
 The log itself accepts any JSON body (its rules are about postings, ``ledger.postings``); these
 types are how the rest of the code writes and reads bodies. Nothing writes ``correction`` or
-``registration`` today, so they have no type. The auditor (``audit.rules``) keeps its own
-recomputation of the deposit rules on purpose: it must not trust the code it checks.
+``registration`` today, so they have no type. The auditor (``audit.rules``) reads deposits
+through ``DepositClaims``, the same fields as ``Deposit`` read without refusing any, and judges
+them by its own recomputation of the rules on purpose: it must not trust the code it checks.
 
 Kinds and their types::
 
@@ -38,7 +39,15 @@ from ledger.kinds.interbank import (
     TransferSettled,
     TransferVoid,
 )
-from ledger.kinds.service import Deposit, Exchange, Redemption, Refund, Release, Reserve
+from ledger.kinds.service import (
+    Deposit,
+    DepositClaims,
+    Exchange,
+    Redemption,
+    Refund,
+    Release,
+    Reserve,
+)
 from ledger.kinds.transfers import Donation, Gift, Grant, Reversal
 
 Typed = (
@@ -103,6 +112,7 @@ __all__ = [
     "BankPolicy",
     "CatalogueEntry",
     "Deposit",
+    "DepositClaims",
     "Device",
     "Donation",
     "Exchange",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Self
 
@@ -122,6 +122,52 @@ class Deposit:
             to_pool=whole(body, "to_pool", default=0),
             device_key=device.get("key"),
             device_signature=device.get("sig"),
+        )
+
+
+def _claimed_text(body: Mapping[str, JSON], name: str) -> str | None:
+    value = body.get(name)
+    return value if isinstance(value, str) else None
+
+
+def _claimed_int(body: Mapping[str, JSON], name: str) -> int | None:
+    value = body.get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+@dataclass(frozen=True)
+class DepositClaims:
+    """A deposit read before anyone trusts it: each field of :class:`Deposit`'s body and
+    signatures as the entry holds it, None where it is missing or of another type. The auditor
+    reads deposits through it and judges them by its own rules (``audit.rules``), naming every
+    problem; ``Deposit.from_entry`` refuses such a body at its first bad field instead."""
+
+    record: str | None
+    minutes: int | None
+    weight: int | None
+    confirmed_by: str | None
+    confirmed_as: str | None
+    verified_by: str | None
+    to_pool: int | None
+    verifier_signers: tuple[JSON, ...]  # ``by`` of each {"role": "verifier"} signature
+    device_signatures: tuple[tuple[JSON, JSON], ...]  # (key, sig) of each volunteer's one
+
+    @classmethod
+    def of(
+        cls, body: Mapping[str, JSON], signatures: Sequence[Mapping[str, JSON]]
+    ) -> DepositClaims:
+        return cls(
+            record=_claimed_text(body, "record"),
+            minutes=_claimed_int(body, "minutes"),
+            weight=_claimed_int(body, "weight"),
+            confirmed_by=_claimed_text(body, "confirmed_by"),
+            confirmed_as=_claimed_text(body, "confirmed_as"),
+            verified_by=_claimed_text(body, "verified_by"),
+            to_pool=_claimed_int(body, "to_pool"),
+            verifier_signers=tuple(s.get("by") for s in signatures if s.get("role") == "verifier"),
+            device_signatures=tuple(
+                (s.get("key"), s.get("sig")) for s in signatures if s.get("role") == "volunteer"
+            ),
         )
 
 
