@@ -59,6 +59,7 @@ def test_the_proxy_downloads_the_elders_certificate_and_others_are_refused(
         page.goto(elder_certificate + "?name=full")
         assert "王秀英" in page.inner_text("#cert-name")
         assert axe_violations(page) == []
+        assert page.evaluate("document.documentElement.scrollWidth") <= 360  # no sideways scroll
         with page.expect_download() as download:
             page.click("#cert-pdf")
         saved = tmp_path / "certificate.pdf"
@@ -69,6 +70,7 @@ def test_the_proxy_downloads_the_elders_certificate_and_others_are_refused(
         page.goto(statement_page)
         assert page.locator("#statement-pdf").count() == 1
         assert axe_violations(page) == []
+        assert page.evaluate("document.documentElement.scrollWidth") <= 360
         assert watch.foreign == [] and watch.csp == []
     finally:
         context.close()
