@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from accounts import passwords
+from accounts.access_cache import AccessCache
 from accounts.errors import (
     Conflict,
     Forbidden,
@@ -135,6 +136,7 @@ class AccountsBase:
         self.ledger = ledger
         self.clock = clock
         self.policy = policy or SecurityPolicy()
+        self.access_cache = AccessCache()
 
     def create_bank(self, bank_id: str, name: str) -> Bank:
         if not BANK_ID.match(bank_id):

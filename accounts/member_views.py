@@ -94,12 +94,21 @@ class MemberViews(Organisations):
 
     def member_access(self, principal: Principal, member_id: str) -> tuple[MemberRecord, str]:
         """The member and how the caller relates to them (self, proxy, staff, admin,
-        auditor); NotFound when the caller may not know the member exists."""
+        auditor); NotFound when the caller may not know the member exists.
+
+        Remembered like the caller's principal (``accounts.access_cache``): a phone reading
+        its balance or giving minutes asks this on every call."""
+        writes, now = self.store.writes, self.clock()  # read before the row: see the cache
+        known = self.access_cache.get(principal, member_id, writes, now)
+        if known is not None:
+            return known
         with self.store.snapshot() as tx:
             row = self._visible_member_row(tx, principal, member_id)
         access = self._access(principal, row)
         assert access is not None
-        return member_of_row(row), access
+        found = member_of_row(row), access
+        self.access_cache.put(principal, member_id, found, writes, now)
+        return found
 
     def member(self, member_id: str) -> MemberRecord:
         """A member by id, without access checks: for other services that checked already."""

@@ -129,6 +129,10 @@ _CLAIMED = (
 )
 
 
+# A key's first request: its row (the values are parameters, as above).
+_FIRST_CLAIM = insert(idempotency_keys)
+
+
 # A claimed key's response, stored once: only by the lease that claimed it.
 _COMPLETE = update(idempotency_keys).where(
     idempotency_keys.c.id == bindparam("b_id"),
@@ -171,7 +175,7 @@ class IdempotencyStore:
         def claim(conn: Connection) -> Claim:
             row = conn.execute(_CLAIMED, {"b_id": row_id}).first()
             if row is None:
-                conn.execute(insert(t).values(id=row_id, **fresh))
+                conn.execute(_FIRST_CLAIM, {"id": row_id, **fresh})
                 return Claim("run", lease)
             created = utc(row.created_at)
             assert created is not None

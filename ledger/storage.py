@@ -27,6 +27,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    bindparam,
     func,
     or_,
     select,
@@ -165,6 +166,10 @@ _LAST_ENTRY = (
     .order_by(log_entries.c.seq.desc())
     .limit(1)
 )
+# Every balance read (a phone asks with each screen): built once, the accounts a parameter.
+_BALANCES = select(ledger_balances.c.account, ledger_balances.c.minutes).where(
+    ledger_balances.c.account.in_(bindparam("accounts", expanding=True))
+)
 _LAST_CHECKPOINT = (
     select(log_checkpoints.c.size, log_checkpoints.c.root, log_checkpoints.c.note)
     .order_by(log_checkpoints.c.size.desc())
@@ -277,11 +282,7 @@ class Snapshot:
     def balances(self, accounts: Sequence[str]) -> dict[str, int]:
         if not accounts:
             return {}
-        rows = self.conn.execute(
-            select(ledger_balances.c.account, ledger_balances.c.minutes).where(
-                ledger_balances.c.account.in_(accounts)
-            )
-        )
+        rows = self.conn.execute(_BALANCES, {"accounts": list(accounts)})
         return {r.account: int(r.minutes) for r in rows}
 
     def balances_after(self, points: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
