@@ -129,6 +129,9 @@ KIND_RULES: Mapping[str, KindRule] = {
     # The receiving bank's final refusal of a peer's transfer_out, under the id its transfer_in
     # would have had: one answer per peer entry, so a late repeat cannot credit after a void.
     "transfer_refused": NO_POSTINGS,
+    # Two banks' cosigned statement of their position at a month's end (docs/federation.md
+    # #settlement): both cut-offs and the net; it moves nothing, the gross balances stay.
+    "settlement": NO_POSTINGS,
     # Entries that record facts without moving minutes.
     "policy": NO_POSTINGS,
     "seal": NO_POSTINGS,
