@@ -132,7 +132,10 @@ class SettlementDocument:
         second = CutOff.from_json(banks[1], "document.banks[1]")
         if first.origin >= second.origin:
             raise MalformedEntry("document.banks must be ordered by origin", field="document")
-        made = cls(text(value, "month"), (first, second), whole(value, "net_minutes"))
+        net = value.get("net_minutes")
+        if not isinstance(net, int) or isinstance(net, bool):
+            raise MalformedEntry("document.net_minutes must be a whole number", field="document")
+        made = cls(text(value, "month"), (first, second), net)
         month_end(made.month)  # checks the form
         if set(value) != {"format", "month", "banks", "net_minutes"}:
             raise MalformedEntry("document has fields beyond the format's", field="document")
