@@ -154,11 +154,15 @@ def _match(way: Way, report: AuditReport) -> None:
         leaf = x.hashes[index].hex()
         quoted = answer.body.get("from_leaf_hash")
         if quoted != leaf or answer.body.get("transfer") != out.transfer:
+            credits = ""
+            credited = max((p.minutes for p in answer.postings), default=0)
+            if answer.kind == TransferIn.kind and credited != out.minutes:
+                credits = f"; it credits {credited} minutes, this holds {out.minutes}"
             report.add(
                 where,
                 f"transfer_out: {y.origin} index {at} ({answer.kind}) quotes leaf hash "
                 f"{str(quoted)[:16]}… of transfer {answer.body.get('transfer')}, this entry's is "
-                f"{leaf[:16]}… of transfer {out.transfer}",
+                f"{leaf[:16]}… of transfer {out.transfer}{credits}",
             )
             continue
         if answer.kind == TransferIn.kind:
@@ -176,8 +180,9 @@ def _match(way: Way, report: AuditReport) -> None:
             elif (settled[1].to_index, settled[1].to_leaf_hash) != (at, y.hashes[at].hex()):
                 report.add(
                     x.where(settled[0]),
-                    f"transfer_settled: quotes {y.origin} index {settled[1].to_index}, not its "
-                    f"transfer_in at index {at} (leaf hash {y.hashes[at].hex()[:16]}…)",
+                    f"transfer_settled: quotes {y.origin} index {settled[1].to_index} leaf hash "
+                    f"{settled[1].to_leaf_hash[:16]}…, its transfer_in is index {at} leaf hash "
+                    f"{y.hashes[at].hex()[:16]}…",
                 )
         else:
             if settled is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -24,9 +25,10 @@ from typing import Any
 import pytest
 
 from api.app import create_app
-from federation.peers import Peer
+from federation.peers import Peer, Peers
 from federation.settlement import PATH, Settling
 from federation.signing import sign_request
+from federation.storage import PeerStore
 from federation.transfers import log_time
 from federation.witnessing import with_peer_witnesses
 from ledger.entry import EntryRequest, Posting
@@ -236,10 +238,20 @@ def test_a_wrong_figure_is_refused_naming_it_next_to_the_right_one(world: World)
     # a second, different proposal for the month: a conflict
     status, problem = _post(w, _proposal(w, wrong_net))
     assert status == 409 and problem["type"].endswith("settlement-conflict"), problem
-    # 鼓楼's own settle finishes from 秦淮's entry: one entry each
+    # 秦淮 holds the settlement, 鼓楼 not yet (as if 鼓楼 died before appending): clearing
+    # names 秦淮's entry; 鼓楼's own settle then finishes from it: one entry each, clearing OK
+    (entry,) = [i for i, e in enumerate(_ids(w.r)) if e.startswith("settlement:")]
+    half = clearing(w)
+    assert half.returncode == 1, half.stdout
+    assert (
+        f"qinhuai.timebank.test/log index {entry}: settlement {w.month}: "
+        "gulou.timebank.test/log holds no settlement of this month"
+    ) in half.stdout
     done = run(w.h.bank.env, "peers", "settle", "--peer", "qinhuai", "--month", w.month)
     assert done.returncode == 0, done.stderr
+    assert f"qinhuai's entry {entry}" in done.stdout
     assert len(settlements(w.h)) == 1 and len(settlements(w.r)) == 1
+    assert clearing(w).returncode == 0
 
 
 def _rewritten(
@@ -301,6 +313,55 @@ def test_clearing_names_the_entry_of_a_log_rewritten_after_a_transfer(
     )
     assert any("cut-off is size" in line for line in lines), checked.stdout
     assert any("due_to mirror" in line for line in lines), checked.stdout
+
+
+def test_a_month_with_a_transfer_still_held_is_not_settled_until_it_closes(
+    world: World,
+) -> None:
+    """秦淮 unreachable: a transfer of last month stays held in 鼓楼; settling that month is
+    refused naming it (the figures would not be final), clearing notes it in flight; once
+    the retry settles it, the month settles and clearing passes."""
+    w = world
+    peers = Peers(PeerStore(w.h.bank.settings.database_url), w.h.bank.settings.log_origin)
+    real = _peer(w.h, "qinhuai")
+
+    def register(url: str) -> None:
+        peers.remove("qinhuai")
+        peers.add(
+            "qinhuai",
+            url,
+            real.log_origin,
+            real.log_key.to_text(),
+            real.request_key.to_text(),
+            "op",
+        )
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    register(f"http://127.0.0.1:{closed.getsockname()[1]}")
+    closed.close()
+    body = {
+        "from_member_id": w.h.member_id,
+        "peer": "qinhuai",
+        "to_member_id": w.r.member_id,
+        "minutes": 30,
+    }
+    status, _ = http_json(w.h.bank.url + "/v1/peer-transfers", body, w.h.token, "held")
+    assert status == 503
+    w.clock.back = timedelta(0)
+    register(real.url)
+    refused = run(w.h.bank.env, "peers", "settle", "--peer", "qinhuai", "--month", w.month)
+    assert refused.returncode == 1, refused.stdout
+    assert "is still held: finish it first" in refused.stderr and "(--month)" in refused.stderr
+    assert settlements(w.h) == [] and settlements(w.r) == []
+    in_flight = clearing(w)
+    assert in_flight.returncode == 0, in_flight.stdout
+    assert "transfer_out of 30 minutes in flight (not yet answered)" in in_flight.stdout
+    assert run(w.h.bank.env, "peers", "transfers", "retry").returncode == 0
+    done = run(w.h.bank.env, "peers", "settle", "--peer", "qinhuai", "--month", w.month)
+    assert done.returncode == 0, done.stderr
+    assert "net: gulou.timebank.test/log owes qinhuai.timebank.test/log 30 min" in done.stdout
+    assert clearing(w).returncode == 0
 
 
 def _ids(side: Side) -> list[str]:
