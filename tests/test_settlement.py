@@ -41,6 +41,9 @@ from tests.test_peer_witnessing import Bank, _bank, serve
 from tests.test_peers import run
 
 
+SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # PG: the other two
+
+
 class Clock:
     """The logs' clock: ``back`` before now (last month while members transfer), then now."""
 
@@ -200,6 +203,7 @@ def _proposal(w: World, document: SettlementDocument) -> bytes:
     return json.dumps({"document": document.to_json(), "signature": signature.to_json()}).encode()
 
 
+@SQLITE_ONLY
 def test_a_wrong_figure_is_refused_naming_it_next_to_the_right_one(world: World) -> None:
     w = world
     _month_of_transfers(w)
@@ -315,6 +319,7 @@ def test_clearing_names_the_entry_of_a_log_rewritten_after_a_transfer(
     assert any("due_to mirror" in line for line in lines), checked.stdout
 
 
+@SQLITE_ONLY
 def test_a_month_with_a_transfer_still_held_is_not_settled_until_it_closes(
     world: World,
 ) -> None:
@@ -373,6 +378,7 @@ def _ids(side: Side) -> list[str]:
     return ids
 
 
+@SQLITE_ONLY
 def test_the_peer_of_a_settlement_is_checked(world: World) -> None:
     """A proposal naming a bank other than the signer's is refused (not-for-us)."""
     w = world
