@@ -40,7 +40,6 @@ from tests.test_peer_transfers import Side, _add_peer, _peer, _side, http_json
 from tests.test_peer_witnessing import Bank, _bank, serve
 from tests.test_peers import run
 
-
 SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # PG: the other two
 
 
