@@ -237,8 +237,12 @@ def _settlements(
             if entry.request.kind != Settlement.kind:
                 continue
             made = _typed(log, entry, Settlement.from_entry, report)
-            if isinstance(made, Settlement) and made.peer_origin == peer.origin:
-                found[made.document.month][log.origin] = (entry.seq, made)
+            if made is None or made.peer_origin != peer.origin:
+                continue
+            if {b.origin for b in made.document.banks} != {log.origin, peer.origin}:
+                report.add(log.where(entry.seq), "settlement: names a bank other than these two")
+                continue
+            found[made.document.month][log.origin] = (entry.seq, made)
     by_sender = {w.sender.origin: w for w in ways}
     for month, sides in sorted(found.items()):
         for log in (one, other):

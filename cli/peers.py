@@ -173,7 +173,9 @@ def cmd_settle(args: argparse.Namespace) -> int:
         try:
             done = settling.propose(args.peer, args.month)
         except CareError as exc:
-            print(f"timebank peers settle: {exc} (--{exc.field or 'peer'})", file=sys.stderr)
+            field = exc.field or "peer"
+            where = f"--{field}" if field in ("peer", "month") else f"the peer's {field}"
+            print(f"timebank peers settle: {exc} ({where})", file=sys.stderr)
         else:
             first, second = done.document.banks
             net = done.document.net_minutes

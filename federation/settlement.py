@@ -242,7 +242,8 @@ class Settling:
         )
 
     def _own_log(self) -> PublicLog:
-        note = self.log.checkpoint()
+        """Our log up to its latest signed tree (not only the one its witnesses cosigned)."""
+        note = self.log.checkpoint_at(self.log.size()) or self.log.checkpoint()
         checkpoint = Checkpoint.parse_body(Note.parse(note).text)
         leaves: list[bytes] = []
         while len(leaves) < checkpoint.size:
