@@ -266,7 +266,8 @@ def _rewritten(
     change: int,
 ) -> str:
     """鼓楼's log rebuilt in a new database, every entry at its own time, the transfer_out at
-    ``change`` now 40 minutes instead of 45; served at a new URL with 鼓楼's keys."""
+    ``change`` now 40 minutes instead of 45 and 秦淮's signature of the settlement forged;
+    served at a new URL with 鼓楼's keys."""
     (tmp_path / "db-rewritten").mkdir()
     url = stack.enter_context(
         contextmanager(make_database)(backend, request, tmp_path / "db-rewritten")
@@ -283,6 +284,10 @@ def _rewritten(
                 Posting(p.account, 40 if p.minutes > 0 else -40) for p in wanted.postings
             )
             wanted = EntryRequest(wanted.kind, wanted.id, postings, wanted.body)
+        if wanted.kind == "settlement":  # and 秦淮's signature on it replaced by a forged one
+            forged = dict(wanted.body["signatures"][1], signature="A" * 86 + "==")
+            body = {**wanted.body, "signatures": [wanted.body["signatures"][0], forged]}
+            wanted = EntryRequest(wanted.kind, wanted.id, (), body)
         times.append(entry.time)
         log.append(wanted)
     log.close()
@@ -315,6 +320,11 @@ def test_clearing_names_the_entry_of_a_log_rewritten_after_a_transfer(
         checked.stdout
     )
     assert any("cut-off is size" in line for line in lines), checked.stdout
+    (settled,) = [i for i, e in enumerate(_ids(w.h)) if e.startswith("settlement:")]
+    assert (
+        f"gulou.timebank.test/log index {settled}: settlement {w.month}: "
+        "qinhuai.timebank.test/log's signature does not verify"
+    ) in checked.stdout
     assert any("due_to mirror" in line for line in lines), checked.stdout
 
 
