@@ -169,7 +169,8 @@ def cmd_settle(args: argparse.Namespace) -> int:
     try:
         signer = load_or_create_signing_key(settings.peer_key_file, settings.peer_key_name)
         peers = Peers(PeerStore(log.store.database), settings.log_origin)
-        settling = Settling(log, peers, signer, signed_poster(signer), utc_clock)
+        # the peer reads our whole log before it answers: a longer wait than a transfer's
+        settling = Settling(log, peers, signer, signed_poster(signer, 300.0), utc_clock)
         try:
             done = settling.propose(args.peer, args.month)
         except CareError as exc:
