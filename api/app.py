@@ -55,6 +55,7 @@ from federation.storage import PeerStore
 from federation.transfer_http import signed_poster
 from federation.transfer_storage import TransferStore
 from federation.transfers import Receiving, Sending, utc_clock
+from federation.witness_storage import WitnessedStore
 from federation.witnessing import load_or_create_witness_key, peer_witness, with_peer_witnesses
 from ledger.config import ConfigError, Settings
 from ledger.keys import load_or_create_signing_key
@@ -280,7 +281,12 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
             services.log, services.accounts, settings.log_origin, utc_clock
         )
         app.state.settling = Settling(
-            services.log, peers, peer_signer, signed_poster(peer_signer), utc_clock
+            services.log,
+            peers,
+            peer_signer,
+            signed_poster(peer_signer),
+            utc_clock,
+            witnessed=WitnessedStore(services.log.store.database).note,
         )
         app.state.peer_witness = peer_witness(
             load_or_create_witness_key(settings.witness_key_file, settings.witness_key_name),

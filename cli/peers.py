@@ -170,7 +170,14 @@ def cmd_settle(args: argparse.Namespace) -> int:
         signer = load_or_create_signing_key(settings.peer_key_file, settings.peer_key_name)
         peers = Peers(PeerStore(log.store.database), settings.log_origin)
         # the peer reads our whole log before it answers: a longer wait than a transfer's
-        settling = Settling(log, peers, signer, signed_poster(signer, 300.0), utc_clock)
+        settling = Settling(
+            log,
+            peers,
+            signer,
+            signed_poster(signer, 300.0),
+            utc_clock,
+            witnessed=WitnessedStore(log.store.database).note,
+        )
         try:
             done = settling.propose(args.peer, args.month)
         except CareError as exc:

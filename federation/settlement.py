@@ -34,11 +34,17 @@ from ledger.kinds.settlement import (
     settlement_id,
 )
 from ledger.log import Log
+from ledger.merkle import root_of
 from ledger.note import Checkpoint, Note, Signer
 
 PATH = "/v1/federation/settlements"  # where a peer takes a proposal (signed, RFC 9421)
 
 FetchLog = Callable[[Peer], PublicLog]
+Witnessed = Callable[[str], str | None]  # a peer log's origin → the checkpoint we cosigned
+
+
+def no_witnessing(_: str) -> str | None:
+    return None
 
 
 class SettlementRefused(CareError):
@@ -82,9 +88,10 @@ class Settling:
         post: Post,
         clock: Callable[[], datetime],
         fetch: FetchLog = fetch_peer_log,
+        witnessed: Witnessed = no_witnessing,
     ) -> None:
         self.log, self.peers, self.signer, self.post = log, peers, signer, post
-        self.clock, self.fetch = clock, fetch
+        self.clock, self.fetch, self.witnessed = clock, fetch, witnessed
 
     # ---------------------------------------------------------------- H: propose
 
@@ -228,6 +235,7 @@ class Settling:
             theirs = self.fetch(peer)
         except AuditError as exc:
             raise PeerUnavailable(f"{peer.name}'s log cannot be read: {exc}", field="peer") from exc
+        self._as_witnessed(peer, theirs)
         peer_size, peer_root = theirs.cutoff(month)
         received = 0
         for entry in own.entries:
@@ -240,6 +248,24 @@ class Settling:
             CutOff(self.log.origin, size, root, sent),
             CutOff(peer.log_origin, peer_size, peer_root, received),
         )
+
+    def _as_witnessed(self, peer: Peer, theirs: PublicLog) -> None:
+        """The peer's log as served now must extend the tree we cosigned for it as its
+        witness (docs/federation.md#mutual-witnessing): else it shows us another history."""
+        note = self.witnessed(peer.log_origin)
+        if note is None:
+            return
+        cosigned = Checkpoint.parse_body(Note.parse(note).text)
+        if cosigned.size > theirs.checkpoint.size or cosigned.root != root_of(
+            theirs.hashes[: cosigned.size]
+        ):
+            raise SettlementRefused(
+                "split-view",
+                f"{peer.name}'s log as served now is not the one we cosigned at size "
+                f"{cosigned.size}: not the history it showed its witness",
+                "对方银行现在提供的日志与本行见证过的不一致",
+                "peer",
+            )
 
     def _own_log(self) -> PublicLog:
         """Our log up to its latest signed tree (not only the one its witnesses cosigned)."""

@@ -12,6 +12,7 @@ whose log was rebuilt with one transfer_out changed makes clearing fail naming t
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import socket
 import urllib.error
@@ -30,11 +31,13 @@ from federation.settlement import PATH, Settling
 from federation.signing import sign_request
 from federation.storage import PeerStore
 from federation.transfers import log_time
+from federation.witness_storage import WitnessedStore
 from federation.witnessing import with_peer_witnesses
 from ledger.entry import EntryRequest, Posting
 from ledger.kinds import Settlement
 from ledger.kinds.settlement import BankSignature, SettlementDocument
 from ledger.log import Log
+from ledger.note import Checkpoint, sign_checkpoint
 from tests.conftest import make_database
 from tests.test_peer_transfers import Side, _add_peer, _peer, _side, http_json
 from tests.test_peer_witnessing import Bank, _bank, serve
@@ -403,3 +406,32 @@ def test_the_peer_of_a_settlement_is_checked(world: World) -> None:
     status, problem = _post(w, _proposal(w, other))
     assert (status, problem["type"].rsplit(":", 1)[-1]) == (422, "not-for-us"), problem
     assert _post(w, _proposal(w, right))[0] == 200
+
+
+@SQLITE_ONLY
+def test_a_peer_log_other_than_the_one_witnessed_is_refused(world: World) -> None:
+    """秦淮, 鼓楼's witness, holds a tree of 鼓楼 that 鼓楼's log key signed with another root than
+    the log 鼓楼 serves now (a split view): 秦淮 refuses the settlement (split-view) and appends
+    nothing; with the genuine tree of that size cosigned instead, the same proposal is signed."""
+    w = world
+    _month_of_transfers(w)
+    origin = w.h.bank.settings.log_origin
+    size = w.h.log.size()
+    genuine = w.h.log.checkpoint_at(size)
+    assert genuine is not None
+    other = Checkpoint(origin, size, hashlib.sha256(b"another history").digest())
+    forged = sign_checkpoint(other, w.h.bank.log_signer)
+    witnessed = WitnessedStore(w.r.bank.settings.database_url)
+    witnessed.replace(origin, size, forged, None)
+    assert w.h.bank.app is not None
+    settling: Settling = w.h.bank.app.state.settling
+    right = settling.document(_peer(w.h, "qinhuai"), w.month)
+    status, problem = _post(w, _proposal(w, right))
+    assert (status, problem["type"].rsplit(":", 1)[-1]) == (422, "split-view"), problem
+    assert f"not the one we cosigned at size {size}" in problem["detail"]
+    assert settlements(w.r) == []
+    witnessed.replace(origin, size, genuine, forged)
+    status, answer = _post(w, _proposal(w, right))
+    assert status == 200, answer
+    assert len(settlements(w.r)) == 1
+    witnessed.dispose()
