@@ -43,16 +43,19 @@ from api.members_routes import MEMBER_CONTROLLERS
 from api.partner_routes import PARTNER_CONTROLLERS
 from api.problems import EXCEPTION_HANDLERS
 from api.schemas import DocumentedJsonRenderPlugin, DocumentedYamlRenderPlugin, StrictJSONRequest
+from api.settlement_routes import SETTLEMENT_CONTROLLERS
 from api.stats_routes import STATS_CONTROLLERS
 from api.transfer_routes import TRANSFER_CONTROLLERS
 from api.webhook_routes import WEBHOOK_CONTROLLERS
 from audit.trail import AuditTrail
 from care.service import CareService
 from federation.peers import Peers
+from federation.settlement import Settling
 from federation.storage import PeerStore
 from federation.transfer_http import signed_poster
 from federation.transfer_storage import TransferStore
 from federation.transfers import Receiving, Sending, utc_clock
+from federation.witness_storage import WitnessedStore
 from federation.witnessing import load_or_create_witness_key, peer_witness, with_peer_witnesses
 from ledger.config import ConfigError, Settings
 from ledger.keys import load_or_create_signing_key
@@ -277,6 +280,14 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
         app.state.transfers_receiving = Receiving(
             services.log, services.accounts, settings.log_origin, utc_clock
         )
+        app.state.settling = Settling(
+            services.log,
+            peers,
+            peer_signer,
+            signed_poster(peer_signer),
+            utc_clock,
+            witnessed=WitnessedStore(services.log.store.database).note,
+        )
         app.state.peer_witness = peer_witness(
             load_or_create_witness_key(settings.witness_key_file, settings.witness_key_name),
             services.log.store.database,
@@ -306,6 +317,7 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
             *WEBHOOK_CONTROLLERS,
             *FEDERATION_CONTROLLERS,
             *TRANSFER_CONTROLLERS,
+            *SETTLEMENT_CONTROLLERS,
             AuditController,
             *web_routes(),
         ],

@@ -29,6 +29,7 @@ from audit.witness import (
 )
 from ledger.config import Settings
 from ledger.errors import LedgerError
+from ledger.note import Verifier
 
 # ---------------------------------------------------------------- audit
 
@@ -150,6 +151,46 @@ def cmd_audit_statement(args: argparse.Namespace) -> int:
         print(f"timebank audit statement: {exc}", file=sys.stderr)
         return 2
     return _print(verify_document(text, statement_key, policy))
+
+
+def _request_key(given: str | None, url: str, origin: str, timeout: float) -> Verifier:
+    """A bank's request key: given (text or file), else the one its server publishes."""
+    from audit.client import LogClient
+
+    if given is not None:
+        key = read_key(given)
+    else:
+        text = LogClient(url, timeout).get("/v1/federation/key").decode("utf-8", "replace")
+        key = read_key(text.strip())
+    if key.name != f"{origin}/peers":
+        raise AuditError(f"the request key of {origin} is named {key.name!r}, not {origin}/peers")
+    return key
+
+
+def cmd_audit_clearing(args: argparse.Namespace) -> int:
+    from audit.clearing import check_clearing
+    from audit.public_log import LogProblem, fetch_log
+
+    try:
+        key, peer_key = read_key(args.key), read_key(args.peer_key)
+        logs = []
+        for url, log_key in ((args.url, key), (args.peer_url, peer_key)):
+            try:
+                logs.append(fetch_log(url, log_key, args.timeout))
+            except LogProblem as exc:
+                report = AuditReport(what=f"the log at {url}")
+                report.add(exc.where, str(exc).removeprefix(exc.where + ": "))
+                return _print(report)
+        keys = {
+            key.name: _request_key(args.request_key, args.url, key.name, args.timeout),
+            peer_key.name: _request_key(
+                args.peer_request_key, args.peer_url, peer_key.name, args.timeout
+            ),
+        }
+    except (AuditError, OSError) as exc:
+        print(f"timebank audit clearing: {exc}", file=sys.stderr)
+        return 2
+    return _print(check_clearing(logs[0], logs[1], keys))
 
 
 def _add_policy(parser: argparse.ArgumentParser) -> None:
@@ -307,6 +348,29 @@ def register_audit_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     report.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
     _add_policy(report)
     report.set_defaults(func=cmd_audit_report)
+
+    clearing = audit_sub.add_parser(
+        "clearing",
+        help="check from two banks' public logs that their transfers and settlements agree",
+    )
+    clearing.add_argument("--url", required=True, help="one bank's base URL")
+    clearing.add_argument(
+        "--key", required=True, help="its log's verifier key (text, or a file holding it)"
+    )
+    clearing.add_argument("--peer-url", required=True, help="the other bank's base URL")
+    clearing.add_argument(
+        "--peer-key", required=True, help="the other bank's log verifier key (text or file)"
+    )
+    clearing.add_argument(
+        "--request-key",
+        help="the first bank's request key, which signs its settlements (default: the one "
+        "its server publishes at /v1/federation/key)",
+    )
+    clearing.add_argument(
+        "--peer-request-key", help="the other bank's request key (default: as published)"
+    )
+    clearing.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    clearing.set_defaults(func=cmd_audit_clearing)
 
     statement = audit_sub.add_parser(
         "statement", help="check a signed statement or certificate offline"

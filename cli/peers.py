@@ -10,14 +10,16 @@ import argparse
 import sys
 
 from audit.trail import AuditTrail
+from care.errors import CareError
 from cli.admin import operator_name
 from cli.base import require_migrated, settings_from_env
 from database import Database
 from federation.peers import PeerError, Peers
+from federation.settlement import Settling
 from federation.storage import PeerStore
 from federation.transfer_http import signed_poster
 from federation.transfer_storage import TransferStore
-from federation.transfers import Delivering
+from federation.transfers import Delivering, utc_clock
 from federation.witness_storage import WitnessedStore
 from federation.witnessing import load_or_create_witness_key, with_peer_witnesses
 from ledger.config import Settings
@@ -157,6 +159,58 @@ def cmd_transfers_retry(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_settle(args: argparse.Namespace) -> int:
+    """Settle a month with a peer (docs/federation.md#settlement): our figures, signed, to the
+    peer, which checks them against its own log and cosigns; both logs then hold the entry."""
+    settings = settings_from_env()
+    _database(settings).dispose()
+    log = Log.open(with_peer_witnesses(settings))
+    status = 1
+    try:
+        signer = load_or_create_signing_key(settings.peer_key_file, settings.peer_key_name)
+        peers = Peers(PeerStore(log.store.database), settings.log_origin)
+        # the peer reads our whole log before it answers: a longer wait than a transfer's
+        settling = Settling(
+            log,
+            peers,
+            signer,
+            signed_poster(signer, 300.0),
+            utc_clock,
+            witnessed=WitnessedStore(log.store.database).note,
+        )
+        try:
+            done = settling.propose(args.peer, args.month)
+        except CareError as exc:
+            field = exc.field or "peer"
+            where = f"--{field}" if field in ("peer", "month") else f"the peer's {field}"
+            print(f"timebank peers settle: {exc} ({where})", file=sys.stderr)
+        else:
+            first, second = done.document.banks
+            net = done.document.net_minutes
+            debtor, creditor = (first, second) if net >= 0 else (second, first)
+            for bank in done.document.banks:
+                print(
+                    f"{bank.origin}: cut-off size {bank.size} root {bank.root[:16]}…, "
+                    f"its members sent {bank.sent} min"
+                )
+            print(f"net: {debtor.origin} owes {creditor.origin} {abs(net)} min")
+            there = "" if done.peer_index is None else f", {args.peer}'s entry {done.peer_index}"
+            again = " (already settled)" if done.peer_index is None else ""
+            print(f"settled {args.month} with {args.peer}: our entry {done.seq}{there}{again}")
+            status = 0
+        AuditTrail(log.store.database).record(
+            actor=f"operator:{operator_name(args)}",
+            role="operator",
+            action="CLI timebank peers settle",
+            objects=[str(args.peer)[:32], str(args.month)[:7]],
+            client="cli",
+            status=status,
+        )
+    finally:
+        log.close()
+    return status
+
+
 def register_peer_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     peers = sub.add_parser("peers", help="the district banks this deployment knows as peers")
     peers.add_argument(
@@ -192,6 +246,12 @@ def register_peer_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
     peers_sub.add_parser(
         "witness-key", help="this bank's witness key, to give to its peers"
     ).set_defaults(func=cmd_witness_key)
+    settle = peers_sub.add_parser(
+        "settle", help="agree a month's net position with a peer, cosigned by both banks"
+    )
+    settle.add_argument("--peer", required=True, help="the peer's name, e.g. qinhuai")
+    settle.add_argument("--month", required=True, help="a month that is over, YYYY-MM")
+    settle.set_defaults(func=cmd_settle)
     transfers = peers_sub.add_parser("transfers", help="transfers to peer banks")
     transfers_sub = transfers.add_subparsers(dest="transfers_command", required=True)
     transfers_sub.add_parser(

@@ -124,11 +124,14 @@ KIND_RULES: Mapping[str, KindRule] = {
     "transfer_in": _rule({DUE_FROM}, {MEMBER}),
     "transfer_void": _rule({DUE_TO}, {MEMBER}),
     # The peer's proof of its transfer_in, received: the minutes stay in due_to:<peer> (what
-    # this bank owes the peer) until a settlement between the two banks (later work).
+    # this bank owes the peer); the monthly settlement states it and moves nothing.
     "transfer_settled": NO_POSTINGS,
     # The receiving bank's final refusal of a peer's transfer_out, under the id its transfer_in
     # would have had: one answer per peer entry, so a late repeat cannot credit after a void.
     "transfer_refused": NO_POSTINGS,
+    # Two banks' cosigned statement of their position at a month's end (docs/federation.md
+    # #settlement): both cut-offs and the net; it moves nothing, the gross balances stay.
+    "settlement": NO_POSTINGS,
     # Entries that record facts without moving minutes.
     "policy": NO_POSTINGS,
     "seal": NO_POSTINGS,

@@ -886,6 +886,8 @@ NOT_OBJECT_ACCESS: dict[str, str] = {
     "the peer's log key (tlog-witness); tested in test_peer_witnessing.py",
     "POST /v1/federation/transfers": "a peer bank's delivery of its transfer_out, signed by "
     "the peer's request key (RFC 9421); unsigned or forged: 401/422 in test_peer_transfers.py",
+    "POST /v1/federation/settlements": "a peer bank's settlement proposal, signed by the "
+    "peer's request key (RFC 9421); unsigned: 401, wrong figures: 422 in test_settlement.py",
     "POST /v1/auth/logout-all": "the caller's own sessions",
     "POST /v1/auth/password": "the caller's own password",
     "POST /v1/register": "public self-registration into a named organisation",

@@ -132,7 +132,7 @@ def test_a_transfer_outside_its_rules_is_refused_next_to_the_right_one(
 
 def test_no_other_kind_touches_the_peer_accounts() -> None:
     """Only the transfer kinds move minutes into or out of due_to and due_from (a reversal
-    cannot pay a peer's minutes out; settlement is later work)."""
+    cannot pay a peer's minutes out; a settlement moves nothing)."""
     for kind, rule in KIND_RULES.items():
         touches = (rule.debit | rule.credit) & {"due_to", "due_from"}
         if kind in ("transfer_out", "transfer_in", "transfer_void"):

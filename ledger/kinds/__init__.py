@@ -22,6 +22,7 @@ Kinds and their types::
     transfer_out TransferOut       transfer_in TransferIn
     transfer_settled TransferSettled   transfer_void TransferVoid
     transfer_refused TransferRefusal   (all five in ledger.kinds.interbank)
+    settlement  Settlement (ledger.kinds.settlement)
     policy      BankPolicy (id policy:<bank>:<version>), CatalogueEntry (id service:…)
 """
 
@@ -48,6 +49,7 @@ from ledger.kinds.service import (
     Release,
     Reserve,
 )
+from ledger.kinds.settlement import Settlement
 from ledger.kinds.transfers import Donation, Gift, Grant, Reversal
 
 Typed = (
@@ -72,6 +74,7 @@ Typed = (
     | TransferSettled
     | TransferVoid
     | TransferRefusal
+    | Settlement
 )
 
 _TYPES: tuple[type[Typed], ...] = (
@@ -94,6 +97,7 @@ _TYPES: tuple[type[Typed], ...] = (
     TransferSettled,
     TransferVoid,
     TransferRefusal,
+    Settlement,
 )
 _BY_KIND: Mapping[str, type[Typed]] = {t.kind: t for t in _TYPES}
 
@@ -125,6 +129,7 @@ __all__ = [
     "Reserve",
     "Reversal",
     "Seal",
+    "Settlement",
     "TransferIn",
     "TransferOut",
     "TransferRefusal",

@@ -165,7 +165,8 @@ class TransferIn:
 class TransferSettled:
     """The receiving bank's proof of its ``transfer_in`` checked: the transfer is done. The
     minutes stay in ``due_to:<peer>`` (what this bank owes the peer, mirrored by the peer's
-    ``due_from``) until the two banks settle (later work, docs/federation.md)."""
+    ``due_from``); the two banks' monthly ``settlement`` states the position, moving nothing
+    (docs/federation.md#settlement)."""
 
     kind: ClassVar[str] = "transfer_settled"
     transfer: str

@@ -1,0 +1,60 @@
+"""``POST /v1/federation/settlements``: a peer bank's proposal of a month's settlement, signed
+(RFC 9421) by its request key; answered with our signature of the same document and the
+tlog-proof of our ``settlement`` entry (docs/federation.md#settlement)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from litestar import Controller, Request, Response, post
+from litestar.datastructures import State
+
+from api.problems import problem
+from api.schemas import problems
+from api.transfer_routes import _request_key
+from federation.peers import Peers
+from federation.settlement import PATH, Settling
+from federation.signing import SignatureError, key_id, verify_request
+
+
+class SettlementController(Controller):
+    path = PATH
+    tags = ["federation"]
+
+    @post("/", status_code=200, responses=problems(400, 401, 409, 422, 503))
+    async def countersign(self, request: Request[Any, Any, State], state: State) -> Response[Any]:
+        """A peer's settlement document for a month with its signature; answered with ours
+        and the tlog-proof of our entry once our own recomputation gives the same figures
+        (else 422 naming the figure; 409 if another document of that month is signed)."""
+        body = await request.body()
+        peers: Peers = state.peers
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        try:
+            verifier = verify_request(headers, "POST", request.url.path, body, _request_key(peers))
+        except SignatureError as exc:
+            return problem(401, "bad-signature", "Not signed by a peer", str(exc))
+        peer = peers.by_request_key_id(key_id(verifier))
+        if peer is None:  # removed between the two look-ups
+            return problem(401, "bad-signature", "Not signed by a peer", "no such peer")
+        try:
+            data = json.loads(body)
+        except ValueError as exc:
+            return problem(400, "invalid-parameter", "Invalid parameter", str(exc), "body")
+        if not isinstance(data, dict) or set(data) != {"document", "signature"}:
+            return problem(
+                400,
+                "invalid-parameter",
+                "Invalid parameter",
+                "the body is {document, signature}",
+                "body",
+            )
+        settling: Settling = state.settling
+        answer = await asyncio.to_thread(
+            settling.countersign, peer, data["document"], data["signature"]
+        )
+        return Response(json.dumps(answer), media_type="application/json")
+
+
+SETTLEMENT_CONTROLLERS = [SettlementController]
