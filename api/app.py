@@ -48,6 +48,7 @@ from api.transfer_routes import TRANSFER_CONTROLLERS
 from api.webhook_routes import WEBHOOK_CONTROLLERS
 from audit.trail import AuditTrail
 from care.service import CareService
+from federation.consistency import SeenCheckpoints
 from federation.peers import Peers
 from federation.storage import PeerStore
 from federation.transfer_http import signed_poster
@@ -274,14 +275,18 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
             TransferStore(services.log.store.database),
             utc_clock,
         )
-        app.state.transfers_receiving = Receiving(
-            services.log, services.accounts, settings.log_origin, utc_clock
-        )
         app.state.peer_witness = peer_witness(
             load_or_create_witness_key(settings.witness_key_file, settings.witness_key_name),
             services.log.store.database,
             services.audit,
             settings.log_origin,
+        )
+        app.state.transfers_receiving = Receiving(
+            services.log,
+            services.accounts,
+            settings.log_origin,
+            utc_clock,
+            SeenCheckpoints(app.state.peer_witness),
         )
         app.state.principals = PrincipalCache()
         services.start_sealing(seal_interval(os.environ))
