@@ -25,7 +25,8 @@ from accounts.model import (
     RelativeStatus,
     Role,
 )
-from accounts.rows import flag_of_row, proxy_of_row, relative_of_row
+from accounts.model import Member as MemberRecord
+from accounts.rows import flag_of_row, member_of_row, proxy_of_row, relative_of_row
 from accounts.storage import (
     Tx,
     member_flags,
@@ -186,6 +187,36 @@ class Relations(Members):
                 | ((relatives.c.member_id == member_b) & (relatives.c.relative_id == member_a)),
             )
         return bool(rows)
+
+    def confirmed_relative_ids(self, member_id: str) -> list[str]:
+        """The members confirmed (by staff) as relatives of ``member_id``, either way round:
+        for checks by other services (federation.identity), without access checks."""
+        with self.store.snapshot() as tx:
+            rows = tx.find(
+                relatives,
+                relatives.c.status == str(RelativeStatus.CONFIRMED),
+                (relatives.c.member_id == member_id) | (relatives.c.relative_id == member_id),
+            )
+        return sorted({r.relative_id if r.member_id == member_id else r.member_id for r in rows})
+
+    def identifiers(self, member_id: str) -> tuple[str | None, str | None]:
+        """A member's normalised (ID number, phone), unsealed for a machine check that lets
+        only salted slow hashes of them leave the bank (federation.identity); never shown."""
+        with self.store.snapshot() as tx:
+            row = tx.personal(member_id)
+        if row is None:
+            return None, None
+        found = [
+            self.protector.open(sealed, member_id, name) if sealed is not None else None
+            for name, sealed in (("id_number", row.id_number_sealed), ("phone", row.phone_sealed))
+        ]
+        return found[0], found[1]
+
+    def member_by_account(self, ledger_account: str) -> MemberRecord | None:
+        """The member whose ledger account this is, or None (a pool, a due_to account)."""
+        with self.store.snapshot() as tx:
+            row = tx.first(members, members.c.ledger_account == ledger_account)
+        return None if row is None else member_of_row(row)
 
     def grant_proxy(self, principal: Principal, member_id: str, username: str) -> None:
         """Staff let a family member act for an elder who cannot use a phone."""

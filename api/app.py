@@ -49,6 +49,7 @@ from api.transfer_routes import TRANSFER_CONTROLLERS
 from api.webhook_routes import WEBHOOK_CONTROLLERS
 from audit.trail import AuditTrail
 from care.service import CareService
+from federation.consistency import SeenCheckpoints
 from federation.peers import Peers
 from federation.settlement import Settling
 from federation.storage import PeerStore
@@ -277,9 +278,6 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
             TransferStore(services.log.store.database),
             utc_clock,
         )
-        app.state.transfers_receiving = Receiving(
-            services.log, services.accounts, settings.log_origin, utc_clock
-        )
         app.state.settling = Settling(
             services.log,
             peers,
@@ -293,6 +291,13 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
             services.log.store.database,
             services.audit,
             settings.log_origin,
+        )
+        app.state.transfers_receiving = Receiving(
+            services.log,
+            services.accounts,
+            settings.log_origin,
+            utc_clock,
+            SeenCheckpoints(app.state.peer_witness),
         )
         app.state.principals = PrincipalCache()
         services.start_sealing(seal_interval(os.environ))

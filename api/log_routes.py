@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Annotated, Any
 
-from anyio import to_thread
+from anyio import CapacityLimiter, to_thread
 from litestar import Controller, MediaType, get
 from litestar.datastructures import State
 from litestar.params import Parameter
@@ -18,6 +18,20 @@ Index = Annotated[int, Parameter(ge=0, le=MAX_INDEX)]
 Size = Annotated[int, Parameter(ge=1, le=MAX_INDEX)]
 # Appends and cosignatures of this process show at once; another process's within this.
 CHECKPOINT_MAX_AGE = 1.0
+
+
+PROOF_THREADS = 8
+
+
+def _proof_threads(state: State) -> CapacityLimiter:
+    """Threads of their own for consistency proofs: a peer bank asks for one while checking a
+    transfer this bank delivers (federation.consistency), and this bank's request threads may
+    then all be waiting on that peer; with the shared pool the peer's question would wait for
+    them, and they for its answer. One limiter per app (an app serves on one event loop)."""
+    limiter: CapacityLimiter | None = getattr(state, "proof_threads", None)
+    if limiter is None:
+        limiter = state.proof_threads = CapacityLimiter(PROOF_THREADS)
+    return limiter
 
 
 def _log(state: State) -> Log:
@@ -60,10 +74,12 @@ class LogController(Controller):
         hashes = _log(state).inclusion_proof(index, tree_size)
         return {"index": index, "tree_size": tree_size, "hashes": [_b64(h) for h in hashes]}
 
-    @get("/proof/consistency", sync_to_thread=True, responses=problems(400))
-    def consistency(self, state: State, first: Size, second: Size) -> dict[str, Any]:
+    @get("/proof/consistency", responses=problems(400))
+    async def consistency(self, state: State, first: Size, second: Size) -> dict[str, Any]:
         """RFC 6962 consistency proof between tree sizes ``first`` ≤ ``second``."""
-        hashes = _log(state).consistency_proof(first, second)
+        hashes = await to_thread.run_sync(
+            _log(state).consistency_proof, first, second, limiter=_proof_threads(state)
+        )
         return {"first": first, "second": second, "hashes": [_b64(h) for h in hashes]}
 
     @get("/receipt", media_type=MediaType.TEXT, sync_to_thread=True, responses=problems(400))

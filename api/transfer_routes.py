@@ -21,6 +21,7 @@ from api.accounts_routes import AUTH
 from api.care_routes import P, entry_key
 from api.problems import problem
 from api.schemas import Input, problems
+from federation.identity import Sender
 from federation.peers import Peers
 from federation.signing import SignatureError, key_id, verify_request
 from federation.transfers import PATH, Outcome, PeerUnavailable, Receiving, Sending
@@ -52,6 +53,8 @@ class PeerTransferOut(msgspec.Struct, kw_only=True):
 class DeliveryIn(Input):
     proof: Annotated[str, msgspec.Meta(min_length=1, max_length=200_000)]
     to_member_id: Id
+    # who sends: commitments to the sender and their confirmed relatives (federation.identity)
+    sender: dict[str, Any]
 
 
 class DeliveryOut(msgspec.Struct, kw_only=True):
@@ -138,8 +141,14 @@ class PeerDeliveryController(Controller):
             return problem(400, "invalid-parameter", "Invalid parameter", str(exc), "body")
         except msgspec.DecodeError as exc:
             return problem(400, "invalid-parameter", "Invalid parameter", str(exc), "body")
+        try:
+            sender = Sender.from_json(data.sender)
+        except ValueError as exc:
+            return problem(400, "invalid-parameter", "Invalid parameter", str(exc), "sender")
         receiving: Receiving = state.transfers_receiving
-        receipt = await asyncio.to_thread(receiving.receive, peer, data.proof, data.to_member_id)
+        receipt = await asyncio.to_thread(
+            receiving.receive, peer, data.proof, data.to_member_id, sender
+        )
         return Response(json.dumps({"proof": receipt}), media_type="application/json")
 
 

@@ -7,14 +7,19 @@ they are refused; ``list`` and ``key`` only read.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
+from accounts.protection import DataKeyError, Protector, data_key_path, load_or_create_data_key
+from accounts.service import AccountsService
+from accounts.storage import AccountsStore
 from audit.trail import AuditTrail
 from care.errors import CareError
 from cli.admin import operator_name
 from cli.base import require_migrated, settings_from_env
 from database import Database
 from federation.peers import PeerError, Peers
+from federation.removal import OpenBusiness, open_business
 from federation.settlement import Settling
 from federation.storage import PeerStore
 from federation.transfer_http import signed_poster
@@ -37,12 +42,32 @@ def _database(settings: Settings) -> Database:
     return Database(settings.database_url)
 
 
+def _accounts(settings: Settings, database: Database, log: Log) -> AccountsService:
+    """The accounts, to say who sends a transfer (identity commitments): the data key must be
+    there if personal data is (as ``timebank serve`` requires)."""
+    store = AccountsStore(database)
+    key_path = data_key_path(settings.data_dir)
+    if not key_path.exists() and store.holds_personal_data():
+        raise DataKeyError(f"data key {key_path} is missing; restore it from backup")
+    return AccountsService(store, Protector(load_or_create_data_key(key_path)), log)
+
+
+def _open_business(settings: Settings, database: Database, name: str) -> OpenBusiness:
+    log = Log.open(dataclasses.replace(settings, witnesses=()))  # a read: no witnessing
+    try:
+        return open_business(log, PeerStore(database), TransferStore(database), name)
+    finally:
+        log.close()
+
+
 def _change(args: argparse.Namespace, action: str) -> int:
     settings = settings_from_env()
     database = _database(settings)
     peers = Peers(PeerStore(database), settings.log_origin)
     who = operator_name(args)
     status = 1
+    objects = [str(args.name)[:32]]
+    forced = action == "remove" and args.force
     try:
         if action == "add":
             peer = peers.add(
@@ -56,8 +81,21 @@ def _change(args: argparse.Namespace, action: str) -> int:
             )
             print(f"peer {peer.name} added: {peer.url} (log {peer.log_origin})")
         else:
+            if not any(p.name == args.name for p in peers.list()):
+                raise PeerError(f"no peer named {args.name}", "name")
+            business = _open_business(settings, database, args.name)
+            if business.open:
+                objects += business.objects()
+                if not forced:
+                    raise PeerError(
+                        f"peer {args.name} has open business: {business.describe(args.name)}; "
+                        "settle it first, or remove anyway with --force (recorded)",
+                        "force",
+                    )
             peers.remove(args.name)
             print(f"peer {args.name} removed")
+            if business.open:
+                print(f"removed with --force: {business.describe(args.name)}")
         status = 0
     except PeerError as exc:
         print(f"timebank peers {action}: {exc} (--{exc.field.replace('_', '-')})", file=sys.stderr)
@@ -65,8 +103,8 @@ def _change(args: argparse.Namespace, action: str) -> int:
         AuditTrail(database).record(
             actor=f"operator:{who}",
             role="operator",
-            action=f"CLI timebank peers {action}",
-            objects=[str(args.name)[:32]],
+            action=f"CLI timebank peers {action}" + (" --force" if forced else ""),
+            objects=objects,
             client="cli",
             status=status,
         )
@@ -138,6 +176,7 @@ def cmd_transfers_retry(args: argparse.Namespace) -> int:
             Peers(PeerStore(store_db), settings.log_origin),
             signed_poster(signer),
             TransferStore(store_db),
+            _accounts(settings, store_db, log),
         )
         outcomes = delivering.retry()
         for o in outcomes:
@@ -237,6 +276,11 @@ def register_peer_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
 
     remove = peers_sub.add_parser("remove", help="forget a peer bank")
     remove.add_argument("--name", required=True)
+    remove.add_argument(
+        "--force",
+        action="store_true",
+        help="remove even with transfers held or balances not settled (audit-trailed)",
+    )
     remove.set_defaults(func=lambda a: _change(a, "remove"))
 
     peers_sub.add_parser("list", help="the peers, with their keys").set_defaults(func=cmd_list)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Column, DateTime, RowMapping, String, Table, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from accounts.storage import banks
 from database import Database, metadata, opened
 
 TS = DateTime(timezone=True)
@@ -67,6 +68,11 @@ class PeerStore:
         with self.database.writer.begin() as conn:
             done = conn.execute(delete(federation_peers).where(federation_peers.c.name == name))
         return done.rowcount == 1
+
+    def bank_ids(self) -> list[str]:
+        """The banks this deployment keeps (each has its own due_to/due_from accounts)."""
+        with self.database.reader.connect() as conn:
+            return [str(r[0]) for r in conn.execute(select(banks.c.id).order_by(banks.c.id))]
 
     def all(self) -> list[PeerRow]:
         with self.database.reader.connect() as conn:

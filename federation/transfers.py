@@ -22,6 +22,8 @@ from accounts.errors import Forbidden, NotFound
 from accounts.model import MemberStatus, Principal
 from accounts.service import AccountsService
 from care.errors import CareError, InsufficientBalance
+from federation.consistency import SeenCheckpoints, SplitView, Unchecked
+from federation.identity import Identities, Sender
 from federation.peers import Peer, Peers
 from federation.transfer_storage import TransferStore
 from ledger import AppendResult
@@ -32,7 +34,7 @@ from ledger.kinds import TransferIn, TransferOut, TransferRefusal, TransferSettl
 from ledger.kinds.interbank import REFUSALS
 from ledger.log import Log
 from ledger.merkle import leaf_hash, verify_inclusion
-from ledger.note import TlogProof, open_checkpoint
+from ledger.note import Checkpoint, Note, TlogProof, open_checkpoint
 
 HOLD = timedelta(hours=24)  # how long a transfer_out waits for the peer before it may be voided
 PATH = "/v1/federation/transfers"  # where a peer takes a transfer (signed, RFC 9421)
@@ -51,6 +53,11 @@ REFUSAL_TEXT = {  # slug: (English, Chinese, the field at fault)
     "unknown-member": (
         "no active member with this id here",
         "本行没有该会员或会员未激活",
+        "to_member_id",
+    ),
+    "not-related": (
+        "the receiving member is neither the sender nor a confirmed relative of the sender",
+        "收款会员既不是转出人本人，也不是其经确认的亲属",
         "to_member_id",
     ),
 }
@@ -95,9 +102,14 @@ def log_time(moment: datetime) -> str:
 
 def open_proof(text: str, peer: Peer, field: str) -> Entry:
     """The entry a peer's tlog-proof proves is in the peer's log (its key, its origin)."""
+    return open_proven(text, peer, field)[0]
+
+
+def open_proven(text: str, peer: Peer, field: str) -> tuple[Entry, Checkpoint, Note]:
+    """``open_proof``, with the checkpoint it is proven against and its signed note."""
     try:
         proof = TlogProof.parse(text)
-        checkpoint, _ = open_checkpoint(proof.checkpoint, peer.log_key, peer.log_origin)
+        checkpoint, note = open_checkpoint(proof.checkpoint, peer.log_key, peer.log_origin)
         if proof.extra is None:
             raise LedgerError("the proof carries no entry")
         verify_inclusion(
@@ -115,7 +127,7 @@ def open_proof(text: str, peer: Peer, field: str) -> Entry:
         raise TransferRefused(
             "bad-transfer", "the proof's entry is not at its index", "凭证与条目不符", field
         )
-    return entry
+    return entry, checkpoint, note
 
 
 @dataclass(frozen=True)
@@ -139,16 +151,37 @@ class Receiving:
     """R's side: take a peer's ``transfer_out`` and credit the member it names, once."""
 
     def __init__(
-        self, log: Log, accounts: AccountsService, origin: str, clock: Callable[[], datetime]
+        self,
+        log: Log,
+        accounts: AccountsService,
+        origin: str,
+        clock: Callable[[], datetime],
+        seen: SeenCheckpoints,
     ) -> None:
         self.log, self.accounts, self.origin, self.clock = log, accounts, origin, clock
+        self.seen = seen
+        self.identities = Identities(accounts)
 
-    def receive(self, peer: Peer, proof: str, to_member_id: str) -> str:
+    def receive(self, peer: Peer, proof: str, to_member_id: str, sender: Sender) -> str:
         """Our tlog-proof of the ``transfer_in`` for the proven ``transfer_out``, or
         ``TransferRefused``. Each of the peer's entries gets one answer, kept in our log (a
         ``transfer_in`` or a ``transfer_refused`` under the same derived id): a repeat gets it
-        again, whatever changed since (the member registered, the hold expired)."""
-        entry = open_proof(proof, peer, "proof")
+        again, whatever changed since (the member registered, the hold expired). The proof's
+        checkpoint must be consistent with what we saw of the peer's log before (else
+        ``split-view``, nothing appended: not final); ``sender`` says who sends (identity
+        commitments, ``federation.identity``)."""
+        entry, checkpoint, note = open_proven(proof, peer, "proof")
+        try:
+            self.seen.check(peer, note, checkpoint, proof)
+        except SplitView as exc:
+            raise TransferRefused(
+                "split-view",
+                f"the proof's checkpoint contradicts one {peer.name} showed us before: {exc}",
+                "凭证所依据的检查点与对方银行此前给出的不一致（分叉视图）",
+                "proof",
+            ) from exc
+        except Unchecked as exc:
+            raise PeerUnavailable(str(exc), field="proof") from exc
         try:
             out = TransferOut.from_entry(entry.request)
         except LedgerError as exc:
@@ -158,7 +191,7 @@ class Receiving:
         leaf = leaf_hash(entry.leaf()).hex()
         answer_id = f"transfer-in:{peer.name}:{entry.seq}"
         if answer_id not in self.log.entries_by_id([answer_id]):
-            reason, member_account = self._check(out, to_member_id)
+            reason, member_account = self._check(out, to_member_id, peer, sender)
             if reason is not None:
                 answer: EntryRequest = TransferRefusal(
                     out.transfer, peer.name, peer.log_origin, entry.seq, leaf, reason
@@ -177,7 +210,9 @@ class Receiving:
                 self.log.append(answer)
         return self._answer(answer_id)
 
-    def _check(self, out: TransferOut, to_member_id: str) -> tuple[str | None, str]:
+    def _check(
+        self, out: TransferOut, to_member_id: str, peer: Peer, sender: Sender
+    ) -> tuple[str | None, str]:
         """(why we refuse, or None; the member's account)."""
         if out.to_origin != self.origin:
             return "not-for-us", ""
@@ -191,6 +226,8 @@ class Receiving:
             return "unknown-member", ""
         if member.status is not MemberStatus.ACTIVE:
             return "unknown-member", ""
+        if not self.identities.related(sender, peer.log_origin, out.transfer, member.id):
+            return "not-related", ""
         return None, member.ledger_account
 
     def _answer(self, entry_id: str) -> str:
@@ -211,8 +248,11 @@ class Delivering:
     """H's side after the hold: deliver a transfer to its peer and settle or void it. The
     operator's ``timebank peers transfers retry`` uses this part alone."""
 
-    def __init__(self, log: Log, peers: Peers, post: Post, store: TransferStore) -> None:
+    def __init__(
+        self, log: Log, peers: Peers, post: Post, store: TransferStore, accounts: AccountsService
+    ) -> None:
         self.log, self.peers, self.post, self.store = log, peers, post, store
+        self.identities = Identities(accounts)  # who sends, for the peer's check
 
     def retry(self) -> list[Outcome]:
         """Deliver again every transfer still held (its peer was down, or its answer could
@@ -254,7 +294,10 @@ class Delivering:
             receipt = self.log.receipt(found.seq)
         except ProofRequestError:  # the served checkpoint awaits its witnesses' quorum
             return self._pending(out, found.seq, "our signed tree does not cover it yet")
-        body = json.dumps({"proof": receipt, "to_member_id": to_member_id})
+        sender = self.identities.sender(self.log.origin, transfer, out.member)
+        body = json.dumps(
+            {"proof": receipt, "to_member_id": to_member_id, "sender": sender.to_json()}
+        )
         try:
             status, answer = self.post(peer, PATH, body.encode())
         except OSError as exc:
@@ -351,7 +394,7 @@ class Sending(Delivering):
         store: TransferStore,
         clock: Callable[[], datetime],
     ) -> None:
-        super().__init__(log, peers, post, store)
+        super().__init__(log, peers, post, store, accounts)
         self.accounts, self.clock = accounts, clock
 
     def send(

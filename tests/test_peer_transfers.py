@@ -25,11 +25,12 @@ import pytest
 from accounts.model import Role
 from accounts.service import AccountsService, PersonalInput
 from api.app import create_app
+from federation.identity import Identities
 from federation.peers import Peer, Peers
 from federation.signing import sign_request
 from federation.storage import PeerStore
 from federation.transfers import PATH, commitment, open_proof
-from ledger.entry import EntryRequest, Posting
+from ledger.entry import Entry, EntryRequest, Posting
 from ledger.kinds import TransferIn, TransferOut
 from ledger.log import Log
 from ledger.note import TlogProof
@@ -217,6 +218,17 @@ def test_a_refused_transfer_is_voided_and_the_minutes_come_back(pair: list[Side]
     assert r.log.balance(r.account) == 30
 
 
+def delivery(h: Side, proof: str, to_member_id: str) -> bytes:
+    """The body 鼓楼's code would send for the transfer_out ``proof`` proves: the proof, the
+    member in 秦淮, and who sends (identity commitments, federation.identity)."""
+    parsed = TlogProof.parse(proof)
+    assert parsed.extra is not None
+    out = TransferOut.from_entry(Entry.from_leaf(parsed.extra).request)
+    sender = Identities(h.accounts).sender(h.log.origin, out.transfer, out.member)
+    body = {"proof": proof, "to_member_id": to_member_id, "sender": sender.to_json()}
+    return json.dumps(body).encode()
+
+
 def _deliver(h: Side, r: Side, body: bytes, signed: bool = True) -> tuple[int, str]:
     headers = {"Content-Type": "application/json"}
     if signed:
@@ -255,11 +267,17 @@ def test_a_forged_proof_or_an_unsigned_delivery_is_refused_next_to_the_genuine_o
     )
     forged = dataclasses.replace(proof, extra=forged_leaf).render()
     for text in (forged, genuine[:-20] + "A" * 20):
-        body = json.dumps({"proof": text, "to_member_id": r.member_id}).encode()
+        body = json.dumps(
+            {
+                "proof": text,
+                "to_member_id": r.member_id,
+                "sender": json.loads(delivery(h, genuine, r.member_id))["sender"],
+            }
+        ).encode()
         status, answer = _deliver(h, r, body)
         assert status == 422, answer
         assert json.loads(answer)["type"].endswith("bad-transfer")
-    body = json.dumps({"proof": genuine, "to_member_id": r.member_id}).encode()
+    body = delivery(h, genuine, r.member_id)
     status, answer = _deliver(h, r, body, signed=False)
     assert status == 401, answer
     assert r.log.balance(r.account) == 0
@@ -275,7 +293,8 @@ def test_a_forged_proof_or_an_unsigned_delivery_is_refused_next_to_the_genuine_o
 def test_a_refusal_stands_when_the_member_is_approved_later(pair: list[Side]) -> None:
     """秦淮 keeps its refusal in its log (transfer_refused, under the id its transfer_in would
     have had): the same delivery again, once the member is active, is refused again and credits
-    nothing, as 鼓楼 has voided it; a new transfer to the now active member settles."""
+    nothing, as 鼓楼 has voided it; a new transfer to the now active member settles (she is
+    the sender's mother, confirmed by 秦淮's staff)."""
     h, r = pair
     late = r.accounts.self_register(
         "qinhuai", r.org_id, "late", PASSWORD, PersonalInput(name="郑新", phone="13800001010")
@@ -285,9 +304,11 @@ def test_a_refusal_stands_when_the_member_is_approved_later(pair: list[Side]) ->
     assert (status, outcome["status"], outcome["reason"]) == (201, "void", "unknown-member")
     admin = r.accounts.principal_for_user(r.admin_user_id)
     r.accounts.decide_registration(admin, late.member.id, True, None)
+    link = r.accounts.declare_relative(admin, late.member.id, r.member_id, "child")
+    r.accounts.decide_relative(admin, link.id, True)
     account = late.member.ledger_account
     proof = h.log.receipt(outcome["out_seq"])
-    body = json.dumps({"proof": proof, "to_member_id": late.member.id}).encode()
+    body = delivery(h, proof, late.member.id)
     status, answer = _deliver(h, r, body)
     assert status == 422 and json.loads(answer)["type"].endswith("unknown-member"), answer
     assert r.log.balance(account) == 0
@@ -336,7 +357,7 @@ def test_a_transfer_held_while_the_peer_is_down_is_finished_by_the_retry_command
     # a delivery whose answer was lost (鼓楼 killed after sending, say): 秦淮 has credited
     held = h.log.entries_by_id(["transfer-out:" + retried.stdout.split()[0]])
     (out,) = held.values()
-    body = json.dumps({"proof": h.log.receipt(out.seq), "to_member_id": r.member_id}).encode()
+    body = delivery(h, h.log.receipt(out.seq), r.member_id)
     assert _deliver(h, r, body)[0] == 200
     assert r.log.balance(r.account) == 40
     register(real.url)

@@ -57,7 +57,7 @@ refusals = st.builds(
     st.just("h.test/log"),
     index,
     leaf,
-    st.sampled_from(["unknown-member", "wrong-member", "not-for-us", "expired"]),
+    st.sampled_from(["unknown-member", "wrong-member", "not-for-us", "expired", "not-related"]),
 )
 
 

@@ -32,7 +32,7 @@ from ledger.postings import DUE_FROM, DUE_TO, MEMBER, due_from_account, due_to_a
 TRANSFER = re.compile(r"^[0-9a-f]{32}$")
 LEAF_HASH = re.compile(r"^[0-9a-f]{64}$")
 VOID_REASONS = ("refused", "expired")
-REFUSALS = ("unknown-member", "wrong-member", "not-for-us", "expired")
+REFUSALS = ("unknown-member", "wrong-member", "not-for-us", "expired", "not-related")
 
 
 def _transfer(body: Mapping[str, JSON], name: str = "transfer") -> str:
