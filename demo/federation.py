@@ -151,11 +151,13 @@ def _keys(at: Deployment) -> dict[str, str]:
 def _register(at: Deployment, peer: Deployment, keys: dict[str, str]) -> str:
     """Make ``peer`` a peer (and witness) of ``at``; nothing when it is, with the same URL."""
     listed = at.cli("peers", "list").splitlines()
-    mine = next((line for line in listed if line.startswith(f"{peer.name} ")), None)
-    if mine is not None and mine.split()[1] == peer.url:
-        return f"{at.label}: {peer.label} ({peer.name}) is a peer already"
-    if mine is not None:  # another port than last time
-        at.cli("peers", "remove", "--name", peer.name)
+    start = next((n for n, line in enumerate(listed) if line.startswith(f"{peer.name} ")), None)
+    if start is not None:
+        end = next((n for n in range(start + 1, len(listed)) if listed[n][:1] != " "), None)
+        block = "\n".join(listed[start:end])
+        if listed[start].split()[1] == peer.url and all(k in block for k in keys.values()):
+            return f"{at.label}: {peer.label} ({peer.name}) is a peer already"
+        at.cli("peers", "remove", "--name", peer.name)  # another port or keys than last time
     args = ["--name", peer.name, "--url", peer.url, "--origin", peer.origin]
     for option, key in keys.items():
         args += [option, key]

@@ -274,6 +274,7 @@ def test_a_double_submit_sends_once(demo: Demo, browser: Browser) -> None:
 
 def test_only_the_member_or_her_proxy_sends_her_time(demo: Demo, browser: Browser) -> None:
     elder, there = demo.first.gulou["elder"], demo.first.qinhuai["elder"]
+    own = demo.first.gulou["family"]
     before = balance(demo.gulou, "family", GULOU["family"], elder)
     hers_there = balance(demo.qinhuai, "elder", QINHUAI["elder"], there)
     # the volunteer is no proxy of hers: refused the page and the post
@@ -313,6 +314,9 @@ def test_only_the_member_or_her_proxy_sends_her_time(demo: Demo, browser: Browse
     page.wait_for_load_state()
     assert page.get_attribute("#outcome", "data-state") == "settled"
     assert balance(demo.gulou, "family", GULOU["family"], elder) == before - 10
+    # the result is hers: under his own member id it is no transfer of his (404)
+    answer = page.goto(page.url.replace(f"/transfers/{elder}/", f"/transfers/{own}/"))
+    assert answer is not None and answer.status == 404
     assert balance(demo.qinhuai, "elder", QINHUAI["elder"], there) == hers_there + 10
     page.context.close()
 

@@ -16,11 +16,11 @@ from litestar.datastructures import State
 from litestar.params import PathParameter, QueryParameter
 from litestar.response import Redirect
 
-from accounts.errors import AccountsError, Forbidden, InvalidInput
+from accounts.errors import AccountsError, Forbidden, InvalidInput, NotFound
 from accounts.model import Member, Principal
 from care.errors import CareError
 from federation.peers import Peer, Peers
-from federation.transfers import Sending
+from federation.transfers import PeerUnavailable, Sending, transfer_name
 from ledger.kinds import TransferOut, TransferSettled, TransferVoid
 from ledger.log import Log
 from web.i18n import N_
@@ -151,9 +151,16 @@ def transfer(request: Request[Any, Any, State], member_id: MemberId, data: Form)
             )
 
         def send() -> Response[Any]:
-            outcome = _sending(request).send(
-                principal, member.id, peer.name, receiver, minutes, f"web-{data.get('once')}"
-            )
+            key = f"web-{data.get('once')}"
+            result = f"/transfers/{member.id}/{transfer_name(member.ledger_account, key)}"
+            try:
+                outcome = _sending(request).send(
+                    principal, member.id, peer.name, receiver, minutes, key
+                )
+            except PeerUnavailable:  # held, not delivered: the result page says so
+                if not _log(request).entries_by_id([f"transfer-out:{result.rsplit('/', 1)[1]}"]):
+                    raise
+                return Redirect(result, status_code=303)
             why = f"?why={outcome.reason}" if outcome.reason in REASONS else ""
             return Redirect(f"/transfers/{member.id}/{outcome.transfer}{why}", status_code=303)
 
@@ -177,7 +184,7 @@ def transfer_result(
     held = found.get(ids[0])
     out = TransferOut.from_entry(held.request) if held is not None else None
     if out is None or out.member != member.ledger_account:
-        raise InvalidInput(N_("no such transfer of this member"), field="transfer")
+        raise NotFound(N_("no such transfer of this member"), field="transfer")
     if ids[1] in found:
         status, reason = "settled", None
         peer_index: int | None = TransferSettled.from_entry(found[ids[1]].request).to_index
