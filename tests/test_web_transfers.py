@@ -201,6 +201,10 @@ def test_the_volunteer_sends_time_to_his_mother_and_to_an_unknown_id(
     assert page.locator("#error-minutes").count() == 1
     assert page.get_attribute("#minutes", "aria-invalid") == "true"
     clean(page)
+    fill(page, "not an id!", 5)
+    assert page.locator("#error-to_member_id").count() == 1
+    assert page.get_attribute("#to_member_id", "aria-invalid") == "true"
+    assert page.locator("#error-minutes").count() == 0
     fill(page, mother, 5)
     text = page.inner_text("main")
     assert mother in text and "qinhuai" in text  # the check step says where it goes
@@ -308,6 +312,12 @@ def test_only_the_member_or_her_proxy_sends_her_time(demo: Demo, browser: Browse
     page.click(f"a[href='/transfers/{elder}']")
     assert page.locator(".for").count() == 1  # "for 王*英"
     clean(page)
+    small = page.evaluate(  # 长辈版, a proxy's default: every target at least 60 × 60 px
+        "[...document.querySelectorAll('main button, main input, main select, main a.button')]"
+        ".filter(e => e.offsetParent !== null).map(e => e.getBoundingClientRect())"
+        ".filter(r => r.height < 60 || r.width < 60).length"
+    )
+    assert small == 0
     fill(page, there, 10)
     clean(page)
     page.click("form.stack button.primary")
