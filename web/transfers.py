@@ -41,6 +41,7 @@ REASONS = {
     "wrong-member": N_("the member id is not the one the transfer names"),
     "not-for-us": N_("the transfer was addressed to another bank"),
     "expired": N_("the transfer arrived after its time ran out"),
+    "not-related": N_("the member there is neither the sender nor a confirmed relative"),
     "refused": N_("the other bank refused it"),
 }
 FORM_FIELDS = ("peer", "to_member_id", "minutes")
