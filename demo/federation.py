@@ -70,11 +70,15 @@ class Deployment:
     def settings(self) -> Settings:
         return Settings.from_env(self.env())
 
-    def cli(self, *args: str) -> str:
-        """Run ``timebank ARGS`` for this deployment; its output, or SystemExit on failure."""
-        done = subprocess.run(  # noqa: S603 - our own command, arguments as a list
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run ``timebank ARGS`` for this deployment."""
+        return subprocess.run(  # noqa: S603 - our own command, arguments as a list
             [str(TIMEBANK), *args], env=self.env(), capture_output=True, text=True, check=False
         )
+
+    def cli(self, *args: str) -> str:
+        """Run ``timebank ARGS`` for this deployment; its output, or SystemExit on failure."""
+        done = self.run(*args)
         if done.returncode != 0:
             raise SystemExit(
                 f"{self.label}: timebank {' '.join(args[:3])} failed:\n{done.stdout}{done.stderr}"
@@ -157,7 +161,10 @@ def _register(at: Deployment, peer: Deployment, keys: dict[str, str]) -> str:
         block = "\n".join(listed[start:end])
         if listed[start].split()[1] == peer.url and all(k in block for k in keys.values()):
             return f"{at.label}: {peer.label} ({peer.name}) is a peer already"
-        at.cli("peers", "remove", "--name", peer.name)  # another port or keys than last time
+        # another port or keys than last time; with transfers held or balances with the
+        # peer, where `peers remove` refuses without it, --force (the same bank, re-added)
+        if at.run("peers", "remove", "--name", peer.name).returncode != 0:
+            at.cli("peers", "remove", "--name", peer.name, "--force")
     args = ["--name", peer.name, "--url", peer.url, "--origin", peer.origin]
     for option, key in keys.items():
         args += [option, key]
