@@ -284,7 +284,8 @@ def test_only_the_member_or_her_proxy_sends_her_time(demo: Demo, browser: Browse
     # the volunteer is no proxy of hers: refused the page and the post
     intruder = phone(browser, demo.gulou, "en", "volunteer", GULOU["volunteer"])
     answer = intruder.goto(f"/transfers/{elder}")
-    assert answer is not None and answer.status in (403, 404)
+    assert answer is not None and answer.status == 404
+    assert "You do not act for this person." in intruder.inner_text("main")
     token = intruder.get_attribute("meta[name=csrf-token]", "content") or ""
     posted = intruder.request.post(
         f"{demo.gulou.url}/transfers/{elder}",

@@ -65,7 +65,10 @@ def _log(request: Request[Any, Any, State]) -> Log:
 def _sender(request: Request[Any, Any, State], principal: Principal, member_id: str) -> Member:
     """The member whose time is sent: the caller or an elder they are family proxy for
     (the service checks the same; other members are refused before any form is shown)."""
-    member, access = accounts_of(request).member_access(principal, member_id)
+    try:
+        member, access = accounts_of(request).member_access(principal, member_id)
+    except NotFound as exc:  # the API's answer, in the page's words (as the elder's pages)
+        raise NotFound(N_("You do not act for this person."), field="member_id") from exc
     if access not in ("self", "proxy"):
         raise Forbidden(N_("only the member or their family proxy sends their minutes"))
     if access == "proxy":
