@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 DEMO_ENTRIES ?= 2000
 
-.PHONY: run test docs-check lint typecheck imports unit bench bench-http bench-stats bench-webhooks clean browser-deps vendor i18n-extract i18n-update i18n-compile screenshots bench-web reliability reliability-races reliability-retries reliability-standby fuzz
+.PHONY: run run-federation test docs-check lint typecheck imports unit bench bench-http bench-stats bench-webhooks clean browser-deps vendor i18n-extract i18n-update i18n-compile screenshots bench-web reliability reliability-races reliability-retries reliability-standby fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ run: $(VENV)/.installed
 	$(BIN)/timebank migrate
 	$(BIN)/timebank seed --demo --if-empty --entries $(DEMO_ENTRIES)
 	$(BIN)/timebank serve --host $(HOST) --port $(PORT)
+
+# Two district banks, 鼓楼 on PORT and 秦淮 on PORT+1, each the other's peer and witness, data in
+# ./var/federation (docs/federation.md#two-district-demo); Ctrl-C stops both.
+run-federation: $(VENV)/.installed
+	$(BIN)/python -m demo.federation --host $(HOST) --port $(PORT) --entries $(DEMO_ENTRIES)
 
 test: lint typecheck imports unit
 

@@ -38,6 +38,7 @@ from web.links import LINK_HANDLERS
 from web.pages import PAGE_HANDLERS, error_page, language_of, render
 from web.public import PUBLIC_HANDLERS
 from web.signals import SIGNALS_HANDLERS
+from web.transfers import TRANSFER_HANDLERS
 from web.volunteer import VOLUNTEER_HANDLERS
 from web.volunteer_give import GIVE_HANDLERS
 
@@ -84,6 +85,7 @@ def web_routes() -> list[ControllerRouterHandler]:
             *PAGE_HANDLERS,
             *VOLUNTEER_HANDLERS,
             *GIVE_HANDLERS,
+            *TRANSFER_HANDLERS,
             *DOCUMENT_HANDLERS,
             *PUBLIC_HANDLERS,
             *CONSOLE_HANDLERS,

@@ -7,6 +7,7 @@ gets the first post's redirect without running again."""
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -35,11 +36,14 @@ def once(
     principal: Principal,
     data: dict[str, str],
     action: Callable[[], Response[Any]],
+    wait_seconds: float = 0.0,
 ) -> Response[Any]:
     """Run ``action`` for the first post of the form's key; answer a repeat with the first
     post's redirect. A refusal (anything but a redirect) keeps nothing, so the corrected form
     can be sent again. Raises ``InvalidInput`` for a missing key and ``Conflict`` while the
-    first post is still running or when the key comes back with different answers."""
+    first post is still running (after waiting up to ``wait_seconds`` for it to finish, so a
+    double tap gets the first post's answer) or when the key comes back with different
+    answers."""
     key = data.get(ONCE_FIELD, "")
     if not key.isalnum() or len(key) > 64:
         raise InvalidInput(N_("the form expired; start again"), field=ONCE_FIELD)
@@ -50,6 +54,10 @@ def once(
     asked = urlencode(sorted((k, v) for k, v in data.items() if k != CSRF_FIELD))
     fingerprint = request_fingerprint(accounts.protector, "POST", path, b"", asked.encode())
     claim = store.claim(row_id, fingerprint)
+    deadline = time.monotonic() + wait_seconds
+    while claim.outcome == "in_progress" and time.monotonic() < deadline:
+        time.sleep(0.1)
+        claim = store.claim(row_id, fingerprint)
     if claim.outcome == "replay":
         assert claim.stored is not None
         location = dict(claim.stored.headers)[b"location"].decode("latin-1")

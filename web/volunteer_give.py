@@ -20,7 +20,7 @@ from web.session import accounts_of
 from web.volunteer import care_of, hours_text, translate, volunteer_or_page
 
 
-def _minutes(data: dict[str, str]) -> int:
+def minutes_asked(data: dict[str, str]) -> int:
     try:
         h = int(data.get("hours") or 0)
         m = int(data.get("minutes") or 0)
@@ -74,7 +74,7 @@ def give(request: Request[Any, Any, State], data: Form) -> Response[Any]:
     me = who.acting_member_id or ""
     to = data.get("to", "pool")
     try:
-        minutes = _minutes(data)
+        minutes = minutes_asked(data)
         if to != "pool" and to not in dict(_relatives(request, who)):
             raise InvalidInput(N_("choose one of your confirmed relatives"), field="to")
         if data.get("confirmed") != "1":
