@@ -422,7 +422,8 @@ def test_a_peer_log_other_than_the_one_witnessed_is_refused(world: World) -> Non
     other = Checkpoint(origin, size, hashlib.sha256(b"another history").digest())
     forged = sign_checkpoint(other, w.h.bank.log_signer)
     witnessed = WitnessedStore(w.r.bank.settings.database_url)
-    witnessed.replace(origin, size, forged, None)
+    # 秦淮 already holds what it saw of 鼓楼 with the transfers' proofs: swap that for the forgery
+    witnessed.replace(origin, size, forged, witnessed.note(origin))
     assert w.h.bank.app is not None
     settling: Settling = w.h.bank.app.state.settling
     right = settling.document(_peer(w.h, "qinhuai"), w.month)
