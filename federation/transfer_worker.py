@@ -115,5 +115,6 @@ class TransferWorker:
             if failed == 1:
                 LOG.warning("transfers to %s held: %s", peer, outcome.reason)
         elif outcome.status != "pending":
-            self.failures.pop(peer, None)
+            if self.failures.pop(peer, 0):
+                LOG.warning("transfers to %s flow again (%s)", peer, outcome.status)
             self.next_try.pop(peer, None)
