@@ -438,7 +438,8 @@ class Sending(Delivering):
             try:
                 self._append(out.to_request())
             except CareError:  # not held (not enough minutes): nothing for the worker to do
-                self.store.close(transfer, UNSENT)
+                if out_id not in self.log.entries_by_id([out_id]):
+                    self.store.close(transfer, UNSENT)
                 raise
             failpoint("after-transfer-out")
         return self.finish(transfer, to_member_id)
