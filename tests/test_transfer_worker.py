@@ -20,10 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 import pytest
+from sqlalchemy import update
 
 from federation.peers import Peer, Peers
 from federation.storage import PeerStore
-from federation.transfer_storage import TransferStore
+from federation.transfer_storage import TransferStore, federation_transfers
 from federation.transfer_worker import TransferWorker, retry_interval
 from federation.transfers import Delivering, Outcome, Post, Sending, transfer_name, utc_clock
 from ledger.config import ConfigError
@@ -300,3 +301,33 @@ def test_the_retry_interval_setting() -> None:
     for bad in ("soon", "-1", "0.01", "100000"):
         with pytest.raises(ConfigError, match="TIMEBANK_TRANSFER_RETRY_SECONDS"):
             retry_interval({"TIMEBANK_TRANSFER_RETRY_SECONDS": bad})
+
+
+def test_transfers_open_from_before_the_migration_are_marked_without_a_delivery(
+    pair: list[Side],  # noqa: F811
+) -> None:
+    """Migration 0021 leaves every earlier row ``open``: the worker's first round finds them
+    closed in the log and marks them so, without posting anything to 秦淮."""
+    h, r = pair
+    assert send(h, r.member_id, 10, "old-1")[0] == 201
+    assert send(h, "no-such-member", 10, "old-2")[0] == 201
+    store = _store(h)
+    assert store.statuses() == {"settled": 1, "void": 1}
+    with store.database.writer.begin() as conn:  # as 0021 left the rows of before
+        conn.execute(update(federation_transfers).values(status="open"))
+    sending, posts = _sending(h), []
+    real_post = sending.post
+
+    def counted(peer: Peer, path: str, body: bytes) -> tuple[int, dict[str, object]]:
+        posts.append(body)
+        return real_post(peer, path, body)
+
+    sending.post = counted
+    try:
+        threading.Event().wait(0.2)
+        assert TransferWorker(sending, every=0.1).run_once() == []
+    finally:
+        sending.post = real_post
+    assert posts == []
+    assert store.statuses() == {"settled": 1, "void": 1} and store.open() == []
+    assert (h.log.balance(h.account), r.log.balance(r.account)) == (110, 10)
