@@ -13,6 +13,7 @@ after; nothing is credited twice, and the member's own retry changes nothing.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -108,4 +109,38 @@ def test_a_server_killed_at_a_step_finishes_the_transfer_exactly_once_after_a_re
     assert kinds_h["transfer_void" if known else "transfer_settled"] == 0
     assert kinds_r["transfer_in" if known else "transfer_refused"] == 1
     assert kinds_r["transfer_refused" if known else "transfer_in"] == 0
+    verified(h, r)
+
+
+def test_two_server_processes_retrying_the_same_held_transfers_credit_each_once(
+    banks: tuple[Server, Server],
+) -> None:
+    """鼓楼 served by ``timebank serve --workers 2``: two processes on one database, each with
+    its retry worker every 0.3 s. Ten transfers held while 秦淮 is down; once it is up, both
+    processes' workers deliver them (nothing shared between them but the database): each is
+    credited once, settled once."""
+    h, r = banks
+    h.launch(retry_seconds=0.3, workers=2)
+    h.ready()
+    member = h.members[0]
+    for i in range(10):
+        status, answer = send(h, member, "qinhuai", r.members[0].id, 5, f"two-{i}")
+        assert status == 503 and answer["type"].endswith("peer-unavailable"), answer
+    r.start()
+    wait_until(lambda: h.open_transfers() == 0, FINISH_LIMIT, "H's workers to settle them")
+    h.stop()
+    r.stop()
+    # each process logs the transfers its own delivery closed: those named twice were
+    # delivered by both at once (how many depends on timing; printed, not asserted)
+    closed = Counter(
+        line.split(" transfer ")[1].split()[0]
+        for line in h.output.read_text().splitlines()
+        if "transfer_worker" in line and line.endswith(": settled")
+    )
+    print(f"delivered by both processes at once: {sum(n > 1 for n in closed.values())} of 10")
+    hl, rl = read_ledger(h, "qinhuai"), read_ledger(r, "gulou")
+    assert check_clearing(hl, rl) == {"settled": 10}
+    assert (hl.kinds()["transfer_settled"], rl.kinds()["transfer_in"]) == (10, 10)
+    assert hl.balances[member.account] == 70 and rl.balances[r.members[0].account] == 50
+    assert total_minutes(hl, rl) == 120
     verified(h, r)

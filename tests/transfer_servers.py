@@ -83,7 +83,9 @@ class Server:
         self.launch(failpoint, retry_seconds)
         self.ready()
 
-    def launch(self, failpoint: str | None = None, retry_seconds: float = 0.5) -> None:
+    def launch(
+        self, failpoint: str | None = None, retry_seconds: float = 0.5, workers: int = 1
+    ) -> None:
         assert self.proc is None or self.proc.poll() is not None, "already serving"
         env = {**self.env, "TIMEBANK_TRANSFER_RETRY_SECONDS": str(retry_seconds)}
         if failpoint is not None:
@@ -91,7 +93,8 @@ class Server:
         self.starts += 1
         with self.output.open("wb") as out:
             self.proc = subprocess.Popen(
-                [TIMEBANK, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                [TIMEBANK, "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+                + (["--workers", str(workers)] if workers > 1 else []),
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
