@@ -11,6 +11,7 @@ voided when the peer answers ``expired`` and settled when the peer had credited 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import socket
@@ -290,7 +291,15 @@ def test_a_transfer_refused_for_want_of_minutes_is_not_left_open(pair: list[Side
     # a retry of the same transfer (the same key, once the member has the minutes) reopens it
     transfer = _transfer(h, "too-much")
     store.remember(transfer, "qinhuai", r.member_id)
-    assert [row.transfer for row in store.open()] == [transfer]
+    (row,) = store.open()
+    assert row.transfer == transfer
+    # a row whose request died before its hold: left open for a while (the request may still
+    # be running), taken as unsent after 10 minutes
+    sending = _sending(h)
+    assert sending.revisit(row, wait=True) is None and store.open() == [row]
+    old = dataclasses.replace(row, created_at=row.created_at - timedelta(minutes=11))
+    assert sending.revisit(old, wait=True) is None
+    assert store.open() == [] and store.statuses() == {"unsent": 1}
     assert h.log.balance(h.account) == 120
 
 
