@@ -110,7 +110,7 @@ class TransferWorker:
             failed = self.failures.get(peer, 0) + 1
             self.failures[peer] = failed
             # tries at rounds 1, 2, 4, 8, … after the first failure: the pause doubles
-            pause = min(self.every * (2 ** (failed - 1) - 0.5), self.longest)
+            pause = min(self.every * (2 ** min(failed - 1, 20) - 0.5), self.longest)
             self.next_try[peer] = now + pause
             if failed == 1:
                 LOG.warning("transfers to %s held: %s", peer, outcome.reason)

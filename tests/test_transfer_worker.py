@@ -340,3 +340,13 @@ def test_transfers_open_from_before_the_migration_are_marked_without_a_delivery(
     assert posts == []
     assert store.statuses() == {"settled": 1, "void": 1} and store.open() == []
     assert (h.log.balance(h.account), r.log.balance(r.account)) == (110, 10)
+
+
+def test_a_peer_down_for_days_keeps_its_longest_pause() -> None:
+    """Thousands of failed rounds in a row (a peer down for weeks at a 1 s interval) keep the
+    pause at its ceiling, 16 intervals; the arithmetic never overflows."""
+    worker = TransferWorker(None, every=1.0)  # type: ignore[arg-type]  # counting only
+    down = Outcome("ab" * 16, "pending", 1, 5, "qinhuai", reason="down", peer_failed=True)
+    for _ in range(3000):
+        worker._count("qinhuai", down, 0.0)
+    assert worker.failures == {"qinhuai": 3000} and worker.next_try == {"qinhuai": 16.0}
