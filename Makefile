@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 DEMO_ENTRIES ?= 2000
 
-.PHONY: run run-federation test docs-check lint typecheck imports unit bench bench-http bench-stats bench-webhooks clean browser-deps vendor i18n-extract i18n-update i18n-compile screenshots bench-web reliability reliability-races reliability-retries reliability-standby fuzz
+.PHONY: run run-federation test docs-check lint typecheck imports unit bench bench-http bench-stats bench-webhooks clean browser-deps vendor i18n-extract i18n-update i18n-compile screenshots bench-web reliability reliability-races reliability-retries reliability-standby reliability-transfers fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -116,6 +116,13 @@ reliability-retries: $(VENV)/.installed-dev
 # Failover to a synchronous PostgreSQL standby under load (docs/operations.md); also in make test.
 reliability-standby: $(VENV)/.installed-dev
 	$(BIN)/pytest tests/test_standby.py -n 0 -s $(RELIABILITY_ARGS)
+
+# 1,000 concurrent transfers between two real servers, both ways (docs/federation.md); make
+# test runs 100. Then the crash test of each server killed at each step of a transfer.
+PEER_TRANSFERS ?= 1000
+reliability-transfers: $(VENV)/.installed-dev
+	TIMEBANK_PEER_TRANSFERS=$(PEER_TRANSFERS) \
+	$(BIN)/pytest tests/test_transfer_concurrency.py tests/test_transfer_crash.py -n 0 -s $(RELIABILITY_ARGS)
 
 # The long fuzzing run of docs/reliability.md: schemathesis as every role of the test world,
 # FUZZ_EXAMPLES cases an operation (make test: 20, as a bank admin and anonymously).

@@ -55,6 +55,7 @@ from federation.settlement import Settling
 from federation.storage import PeerStore
 from federation.transfer_http import signed_poster
 from federation.transfer_storage import TransferStore
+from federation.transfer_worker import TransferWorker, retry_interval
 from federation.transfers import Receiving, Sending, utc_clock
 from federation.witness_storage import WitnessedStore
 from federation.witnessing import load_or_create_witness_key, peer_witness, with_peer_witnesses
@@ -303,9 +304,16 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
         services.start_sealing(seal_interval(os.environ))
         if delivers_webhooks(os.environ):
             services.start_delivering()
+        retrying = None
+        if every := retry_interval(os.environ):  # held transfers finished in the background
+            retrying = TransferWorker(app.state.transfers_sending, every)
+            retrying.start()
+        app.state.transfer_worker = retrying
         try:
             yield
         finally:
+            if retrying is not None:
+                retrying.stop()
             services.close(close_log=log is None)
 
     return Litestar(

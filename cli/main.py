@@ -30,6 +30,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # Each process delivers webhooks too, unless the operator runs `timebank webhooks run`
     # apart (TIMEBANK_WEBHOOK_WORKER=0); workers claim each attempt, so none is sent twice.
     os.environ.setdefault("TIMEBANK_WEBHOOK_WORKER", "1")
+    # ...and finishes the transfers to peer banks still held (docs/federation.md); 0: none.
+    os.environ.setdefault("TIMEBANK_TRANSFER_RETRY_SECONDS", "30")
     if not settings.is_sqlite:
         require_migrated(settings.database_url)
     elif args.workers > 1:  # migrate once, before the workers start (each would otherwise)

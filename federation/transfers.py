@@ -23,9 +23,11 @@ from accounts.model import MemberStatus, Principal
 from accounts.service import AccountsService
 from care.errors import CareError, InsufficientBalance
 from federation.consistency import SeenCheckpoints, SplitView, Unchecked
+from federation.failpoints import failpoint
 from federation.identity import Identities, Sender
+from federation.in_flight import InFlight
 from federation.peers import Peer, Peers
-from federation.transfer_storage import TransferStore
+from federation.transfer_storage import UNSENT, OpenTransfer, TransferStore
 from ledger import AppendResult
 from ledger.entry import Entry, EntryRequest
 from ledger.errors import EntryError, IdConflict, LedgerError, ProofRequestError
@@ -36,7 +38,8 @@ from ledger.log import Log
 from ledger.merkle import leaf_hash, verify_inclusion
 from ledger.note import Checkpoint, Note, TlogProof, open_checkpoint
 
-HOLD = timedelta(hours=24)  # how long a transfer_out waits for the peer before it may be voided
+HOLD = timedelta(hours=24)  # how long R takes a transfer_out; R refuses it `expired` after
+UNSENT_AFTER = timedelta(minutes=10)  # a remembered transfer still without transfer_out: unsent
 PATH = "/v1/federation/transfers"  # where a peer takes a transfer (signed, RFC 9421)
 # R's refusals after which H voids: final answers about this transfer, never "try later"
 FINAL_REFUSALS = REFUSALS  # a bad proof is not final: R records nothing for it
@@ -142,6 +145,7 @@ class Outcome:
     closed_seq: int | None = None  # the transfer_settled or transfer_void
     peer_index: int | None = None  # the peer's transfer_in
     reason: str | None = None  # why a void or a pending transfer is so
+    peer_failed: bool = False  # pending because the peer is down or refuses us as a whole
 
 
 Post = Callable[[Peer, str, bytes], tuple[int, dict[str, object]]]
@@ -208,6 +212,7 @@ class Receiving:
                 ).to_request()
             with suppress(IdConflict):  # a concurrent delivery answered first: it stands
                 self.log.append(answer)
+                failpoint("after-transfer-in" if reason is None else "after-transfer-refused")
         return self._answer(answer_id)
 
     def _check(
@@ -246,44 +251,77 @@ class Receiving:
 
 class Delivering:
     """H's side after the hold: deliver a transfer to its peer and settle or void it. The
-    operator's ``timebank peers transfers retry`` uses this part alone."""
+    retry worker of ``timebank serve`` (``federation.transfer_worker``) and the operator's
+    ``timebank peers transfers retry`` use this part alone. One delivery of a transfer at a time
+    in a process (``in_flight``); another process delivering it at the same moment appends the
+    same entries under the same derived ids, so nothing is written twice."""
 
     def __init__(
-        self, log: Log, peers: Peers, post: Post, store: TransferStore, accounts: AccountsService
+        self,
+        log: Log,
+        peers: Peers,
+        post: Post,
+        store: TransferStore,
+        accounts: AccountsService,
+        clock: Callable[[], datetime] = utc_clock,
     ) -> None:
-        self.log, self.peers, self.post, self.store = log, peers, post, store
+        self.log, self.peers, self.post, self.store, self.clock = log, peers, post, store, clock
         self.identities = Identities(accounts)  # who sends, for the peer's check
+        self.in_flight = InFlight()
 
     def retry(self) -> list[Outcome]:
-        """Deliver again every transfer still held (its peer was down, or its answer could
-        not be checked); the closed ones are left as they are."""
+        """Deliver again every transfer still open (its peer was down, or its answer could
+        not be checked); those found closed are marked so and not reported."""
         outcomes = []
-        for transfer, to_member_id in self.store.all():
-            found = self.log.entries_by_id([f"transfer-out:{transfer}"]).get(
-                f"transfer-out:{transfer}"
-            )
-            if found is None:  # remembered, but the hold itself was refused (not enough minutes)
-                continue
-            if self._closed(TransferOut.from_entry(found.request), found.seq) is None:
-                outcomes.append(self.finish(transfer, to_member_id))
+        for row in self.store.open():
+            outcome = self.revisit(row, wait=True)
+            if outcome is not None:
+                outcomes.append(outcome)
         return outcomes
+
+    def revisit(self, row: OpenTransfer, wait: bool) -> Outcome | None:
+        """Deliver an open transfer again; None when there was nothing to deliver (it is
+        closed in the log, it was never held, or ``wait`` is False and this process is
+        delivering it already)."""
+        with self.in_flight.hold(row.transfer, wait) as alone:
+            if not alone:
+                return None
+            out_id = f"transfer-out:{row.transfer}"
+            found = self.log.entries_by_id([out_id]).get(out_id)
+            if found is None:  # not held (refused, or its request died before the hold)
+                if self.clock() - row.created_at > UNSENT_AFTER:
+                    self.store.close(row.transfer, UNSENT)
+                return None
+            out = TransferOut.from_entry(found.request)
+            done = self._closed(out, found.seq)
+            if done is not None:
+                self.store.close(row.transfer, done.status)
+                return None
+            return self._closing(self._deliver(out, found, row.to_member_id))
 
     def finish(self, transfer: str, to_member_id: str) -> Outcome:
         """Deliver a held transfer and close it; a closed one is only read back."""
-        out_id = f"transfer-out:{transfer}"
-        found = self.log.entries_by_id([out_id]).get(out_id)
-        if found is None:
-            raise TransferRefused(
-                "unknown-transfer", f"no transfer {transfer}", "没有该转移", "transfer"
-            )
-        out = TransferOut.from_entry(found.request)
-        done = self._closed(out, found.seq)
-        if done is not None:
-            return done
+        with self.in_flight.hold(transfer, wait=True):
+            out_id = f"transfer-out:{transfer}"
+            found = self.log.entries_by_id([out_id]).get(out_id)
+            if found is None:
+                raise TransferRefused(
+                    "unknown-transfer", f"no transfer {transfer}", "没有该转移", "transfer"
+                )
+            out = TransferOut.from_entry(found.request)
+            done = self._closed(out, found.seq)
+            return self._closing(done or self._deliver(out, found, to_member_id))
+
+    def _closing(self, outcome: Outcome) -> Outcome:
+        if outcome.status != "pending":
+            self.store.close(outcome.transfer, outcome.status)
+        return outcome
+
+    def _deliver(self, out: TransferOut, found: Entry, to_member_id: str) -> Outcome:
         peer = next((p for p in self.peers.list() if p.name == out.peer), None)
         if peer is None:
             return self._pending(out, found.seq, f"peer {out.peer} is no longer registered")
-        if commitment(transfer, to_member_id) != out.to:
+        if commitment(out.transfer, to_member_id) != out.to:
             raise TransferRefused(
                 "wrong-member",
                 "not the member this transfer names",
@@ -301,25 +339,20 @@ class Delivering:
         try:
             status, answer = self.post(peer, PATH, body.encode())
         except OSError as exc:
-            return self._pending(out, found.seq, f"{peer.name} did not answer: {exc}")
+            return self._pending(out, found.seq, f"{peer.name} did not answer: {exc}", True)
         if status == 200 and isinstance(answer.get("proof"), str):
             return self._settle(out, found, peer, str(answer["proof"]))
-        slug = answer.get("type", "")
-        refused = isinstance(slug, str) and slug.rsplit(":", 1)[-1] in FINAL_REFUSALS
-        if status == 422 and refused:
-            void = TransferVoid.of(out, found.seq, "refused")
+        slug = str(answer.get("type", "")).rsplit(":", 1)[-1]
+        if status == 422 and slug in FINAL_REFUSALS:
+            failpoint("after-peer-refusal")
+            void = TransferVoid.of(out, found.seq, "expired" if slug == "expired" else "refused")
             result = self._append(void.to_request())
             return Outcome(
-                transfer,
-                "void",
-                found.seq,
-                out.minutes,
-                out.peer,
-                result.seq,
-                None,
-                str(slug).rsplit(":", 1)[-1],
+                out.transfer, "void", found.seq, out.minutes, out.peer, result.seq, None, slug
             )
-        return self._pending(out, found.seq, f"{peer.name} answered {status}")
+        # the peer is down or refuses us as a whole (5xx, 429, 401): it is tried less often
+        unwell = status >= 500 or status in (401, 408, 429)
+        return self._pending(out, found.seq, f"{peer.name} answered {status}", unwell)
 
     def _settle(self, out: TransferOut, found: Entry, peer: Peer, proof: str) -> Outcome:
         try:
@@ -331,6 +364,7 @@ class Delivering:
         ours = (out.transfer, self.log.origin, found.seq, leaf_hash(found.leaf()).hex())
         if quoted != ours or credit.minutes != out.minutes:
             return self._pending(out, found.seq, f"{peer.name}'s transfer_in quotes another entry")
+        failpoint("after-peer-proof")
         settled = TransferSettled(
             out.transfer, found.seq, peer.log_origin, entry.seq, leaf_hash(entry.leaf()).hex()
         )
@@ -367,8 +401,16 @@ class Delivering:
             )
         return None
 
-    def _pending(self, out: TransferOut, out_seq: int, reason: str) -> Outcome:
-        return Outcome(out.transfer, "pending", out_seq, out.minutes, out.peer, None, None, reason)
+    def _pending(
+        self, out: TransferOut, out_seq: int, reason: str, peer_failed: bool = False
+    ) -> Outcome:
+        if out.expires < log_time(self.clock()):
+            # R may have credited before the expiry and its answer been lost: only R can say,
+            # so the hold stays until it answers (a credit, or its refusal `expired`)
+            reason += f"; held past its expiry {out.expires} until {out.peer} answers"
+        return Outcome(
+            out.transfer, "pending", out_seq, out.minutes, out.peer, None, None, reason, peer_failed
+        )
 
     def _append(self, request: EntryRequest) -> AppendResult:
         try:
@@ -394,8 +436,8 @@ class Sending(Delivering):
         store: TransferStore,
         clock: Callable[[], datetime],
     ) -> None:
-        super().__init__(log, peers, post, store, accounts)
-        self.accounts, self.clock = accounts, clock
+        super().__init__(log, peers, post, store, accounts, clock)
+        self.accounts = accounts
 
     def send(
         self,
@@ -434,6 +476,12 @@ class Sending(Delivering):
                 log_time(self.clock() + HOLD),
                 self.accounts.protector.pseudonym(out_id, principal.user_id or ""),
             )
-            self.store.remember(transfer, peer.name, to_member_id)
-            self._append(out.to_request())
+            self.store.remember(transfer, peer.name, to_member_id)  # first: a retry needs it
+            try:
+                self._append(out.to_request())
+            except CareError:  # not held (not enough minutes): nothing for the worker to do
+                if out_id not in self.log.entries_by_id([out_id]):
+                    self.store.close(transfer, UNSENT)
+                raise
+            failpoint("after-transfer-out")
         return self.finish(transfer, to_member_id)
