@@ -47,7 +47,8 @@ def open_business(log: Log, peers: PeerStore, transfers: TransferStore, peer: st
         for account in (due_to_account(bank, peer), due_from_account(bank, peer))
     ]
     balances = {a: m for a, m in log.balances(accounts).items() if m != 0} if accounts else {}
-    names = [transfer for transfer, _ in transfers.all()]
+    # the rows still open (a closing the worker has not marked yet is found in the log below)
+    names = [row.transfer for row in transfers.open() if row.peer == peer]
     held = []
     for at in range(0, len(names), CHUNK):
         chunk = names[at : at + CHUNK]

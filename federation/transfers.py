@@ -332,7 +332,7 @@ class Delivering:
             receipt = self.log.receipt(found.seq)
         except ProofRequestError:  # the served checkpoint awaits its witnesses' quorum
             return self._pending(out, found.seq, "our signed tree does not cover it yet")
-        sender = self.identities.sender(self.log.origin, transfer, out.member)
+        sender = self.identities.sender(self.log.origin, out.transfer, out.member)
         body = json.dumps(
             {"proof": receipt, "to_member_id": to_member_id, "sender": sender.to_json()}
         )
