@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import socket
 import subprocess
 import threading
@@ -29,7 +28,13 @@ from federation.transfer_storage import TransferStore, federation_transfers
 from federation.transfer_worker import TransferWorker, retry_interval
 from federation.transfers import Delivering, Outcome, Post, Sending, transfer_name, utc_clock
 from ledger.config import ConfigError
-from tests.test_peer_transfers import Side, _deliver, pair, send  # noqa: F401 (pair: fixture)
+from tests.test_peer_transfers import (  # noqa: F401 (pair: fixture)
+    Side,
+    _deliver,
+    delivery,
+    pair,
+    send,
+)
 from tests.test_peers import TIMEBANK
 
 
@@ -257,7 +262,7 @@ def test_a_hold_past_its_expiry_stays_until_the_peer_answers(pair: list[Side]) -
     held = {k: _transfer(h, k) for k in ("late-1", "late-2")}
     # late-2 did reach 秦淮 before the expiry; its answer was lost
     out = h.log.entries_by_id([f"transfer-out:{held['late-2']}"])[f"transfer-out:{held['late-2']}"]
-    body = json.dumps({"proof": h.log.receipt(out.seq), "to_member_id": r.member_id}).encode()
+    body = delivery(h, h.log.receipt(out.seq), r.member_id)
     assert _deliver(h, r, body)[0] == 200
     assert r.log.balance(r.account) == 20
     sending = _sending(h)
