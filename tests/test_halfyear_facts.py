@@ -107,14 +107,6 @@ def test_each_append_writes_its_facts_in_the_same_transaction(log: Log, db_url: 
         engine.dispose()
 
 
-def test_facts_are_append_only(log: Log, db_url: str) -> None:
-    log.append(_deposit(0, ODD[0]))
-    for statement in ("UPDATE log_facts SET credited = 1", "DELETE FROM log_facts"):
-        with pytest.raises(Exception, match="append-only"):
-            raw_sql(db_url, statement)
-    assert _facts_rows(db_url) == _expected_rows(log)
-
-
 def test_migration_0023_backfills_an_existing_log(
     timed_log: Log, clock: Clock, db_url: str
 ) -> None:
