@@ -9,14 +9,15 @@ donations, grants, redemptions, reversals of 5,000 members), spread over the sec
 leaves are loaded into a SQLite file and a PostgreSQL database (the log's own tables).
 
 * ``report_sqlite`` / ``report_postgresql``: what the server does for the public part
-  (``reports.halfyear.public_figures``): SQL sums over the log's tables, the deposits' bodies
-  read in SQL, then canonical JSON and SHA-256 of the figures; reading from the database
+  (``reports.halfyear.public_figures``): SQL sums over the log's postings and ``log_facts``
+  (loaded with the leaves; a database cached before migration 0023 is migrated first and the
+  backfill timed), then canonical JSON and SHA-256 of the figures; reading from the database
   included;
-* ``recompute``: what ``timebank audit report`` does once it has the leaves
-  (``reports.recompute.recount``): every leaf hashed into the RFC 6962 root in order, the
-  leaves parsed in worker processes (``recompute_one_process`` in one), the figures compared
-  with the server's. Fetching the leaves over HTTP is not included (docs/performance.md gives
-  the fetch cost of a full audit);
+* ``recompute``: what ``timebank audit report --bundle`` does (``reports.recompute.recount``):
+  worker processes each read their own runs of the bundle's ``leaves.txt``, hash them into
+  subtrees and count them; the parent folds the subtrees into the root and adds the sums
+  (``recompute_one_process``: the same in one process). Fetching the leaves over HTTP is not
+  included (docs/performance.md gives the fetch cost of a full audit);
 * baselines in the same run: ``json_loads_only`` (``json.loads`` of every leaf and nothing
   else) and ``leaf_by_leaf`` (the reference ``PublicFigures.add_leaf`` over every leaf, in one
   process: how the report was computed before).

@@ -43,9 +43,14 @@ def upgrade() -> None:
     )
     create_append_only_triggers(["log_facts"])
     bind = op.get_bind()
-    if bind.dialect.name == "postgresql":
+    postgresql = bind.dialect.name == "postgresql"
+    if postgresql:
         bind.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_WRITER_LOCK})
     fill_facts(bind)
+    if postgresql:
+        # Statistics now, not at autovacuum's leisure: without them the planner expects a
+        # few rows and sorts a million to group them (6.5 s instead of 0.5 s at 10^6 entries).
+        op.execute("ANALYZE log_facts")
 
 
 def downgrade() -> None:
