@@ -106,7 +106,7 @@ class FileLeaves:
                     continue
                 data = f.read(self.block)
                 if not data:
-                    raise AuditError(f"{self.path} has {line} lines, fewer than {target + 1}")
+                    raise AuditError(f"{self.path} has {line} lines, fewer than {target}")
                 lines = data.count(b"\n")
                 if line + lines < target:
                     line, position = line + lines, position + len(data)
