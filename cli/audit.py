@@ -129,11 +129,20 @@ def cmd_audit_receipt(args: argparse.Namespace) -> int:
 def cmd_audit_report(args: argparse.Namespace) -> int:
     from audit.client import LogClient
     from reports.recompute import verify_report
+    from reports.runs import BundleLog
 
+    if (args.bundle is None) == (args.url is None):
+        print("timebank audit report: give --url URL or --bundle DIR (not both)", file=sys.stderr)
+        return 2
     try:
         policy = _policy(args)
         data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
-        return _print(verify_report(data, LogClient(args.url, args.timeout), policy))
+        log = (
+            BundleLog(Path(args.bundle))
+            if args.bundle is not None
+            else LogClient(args.url, args.timeout)
+        )
+        return _print(verify_report(data, log, policy, args.workers))
     except (AuditError, OSError) as exc:
         print(f"timebank audit report: {exc}", file=sys.stderr)
         return 2
@@ -344,8 +353,17 @@ def register_audit_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     report.add_argument(
         "file", metavar="FILE", help="the document (GET /v1/reports/{id}/document; - for stdin)"
     )
-    report.add_argument("--url", required=True, help="the log's base URL")
+    report.add_argument("--url", help="the log's base URL")
+    report.add_argument(
+        "--bundle", metavar="DIR", help="or the log downloaded by `timebank audit export`"
+    )
     report.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    report.add_argument(
+        "--workers",
+        type=int,
+        help="processes reading, hashing and counting runs of leaves (default: the CPUs, "
+        "up to 4, for logs over 30,000 entries)",
+    )
     _add_policy(report)
     report.set_defaults(func=cmd_audit_report)
 

@@ -11,7 +11,7 @@ from ledger.log import Log
 from ledger.port import LedgerPort
 from ledger.sequencer import AppendResult, Clock, utc_now
 from ledger.storage import LedgerStore
-from ledger.storage_totals import BankTotals
+from ledger.storage_totals import BankTotals, fill_facts
 from ledger.verify import Report, format_report, verify_store
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "Log",
     "Posting",
     "Report",
+    "fill_facts",
     "format_report",
     "utc_now",
     "verify_store",

@@ -21,7 +21,7 @@ from ledger.merkle import (
 from ledger.note import Checkpoint, Note, Signer, TlogProof, sign_checkpoint
 from ledger.sequencer import AppendResult, BatchWriter, Clock, Sequencer, utc_now
 from ledger.storage import LedgerStore, Snapshot
-from ledger.storage_totals import BankTotals, bank_totals, first_seq
+from ledger.storage_totals import BankTotals, bank_totals, facts_count, fill_facts, first_seq
 from ledger.verify import Report, verify_store
 from ledger.witnessing import WitnessEndpoint, Witnessing, served_checkpoint
 
@@ -165,6 +165,11 @@ class Log:
         pool up to ``end``, holdings by age band (a band
         per ``edges``, ascending times: a posting timed at or before ``edges[i]`` and after
         ``edges[i - 1]`` is in band i)."""
+        with self.store.read() as db:
+            complete = facts_count(db.conn, size) == size
+        if not complete:  # entries appended by a version without log_facts (after 0023)
+            with self.store.write() as db:
+                fill_facts(db.conn, size)
         with self.store.read() as db:
             lo = first_seq(db.conn, start, size, after=False)
             hi = first_seq(db.conn, end, size, after=False)

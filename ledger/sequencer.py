@@ -31,6 +31,7 @@ from ledger.errors import (
     MalformedEntry,
     PostingRuleViolation,
 )
+from ledger.facts import facts_of_request
 from ledger.merkle import (
     Frontier,
     consistency_spans,
@@ -132,6 +133,7 @@ class BatchWriter:
         results: list[AppendResult | EntryError] = []
         new_entries: list[dict[str, object]] = []
         new_postings: list[dict[str, object]] = []
+        new_facts: list[dict[str, object]] = []
         new_nodes: list[dict[str, object]] = []
         new_reversals: list[dict[str, object]] = []
         by_id: dict[str, tuple[EntryRequest, AppendResult]] = {}
@@ -185,6 +187,7 @@ class BatchWriter:
                     "leaf": leaf,
                 }
             )
+            new_facts.append(facts_of_request(next_seq, request))
             new_postings.extend(
                 {"account": p.account, "seq": next_seq, "minutes": p.minutes}
                 for p in request.postings
@@ -223,6 +226,7 @@ class BatchWriter:
             new_nodes,
             new_reversals,
             {"size": frontier.size, "root": root, "note": note},
+            new_facts,
         )
         db.upsert_balances(touched)
         return [

@@ -91,6 +91,19 @@ log_cosignatures = Table(
     Column("line", Text, nullable=False),
 )
 
+# The facts of each entry the statistics sum (ledger/facts.py), written with the entry.
+log_facts = Table(
+    "log_facts",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("kind", String(32), nullable=False),
+    Column("bank", String(32)),
+    Column("credited", BigInteger, nullable=False),
+    Column("service", String(64)),
+    Column("org", String(64)),
+    Column("served", BigInteger),
+)
+
 ledger_balances = Table(
     "ledger_balances",
     metadata,
@@ -107,6 +120,7 @@ APPEND_ONLY_TABLES = (
     "log_checkpoints",
     "log_reversals",
     "log_cosignatures",
+    "log_facts",
 )
 PG_WRITER_LOCK = 0x7469_6D65_6261_6E6B  # "timebank" as a 64-bit advisory lock key
 
@@ -405,9 +419,11 @@ class Snapshot:
         nodes: Sequence[Mapping[str, Any]],
         reversals: Sequence[Mapping[str, Any]],
         checkpoint: Mapping[str, Any],
+        facts: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         for table, rows in (
             (log_entries, entries),
+            (log_facts, facts),
             (log_postings, postings),
             (log_nodes, nodes),
             (log_reversals, reversals),

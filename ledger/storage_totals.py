@@ -8,64 +8,52 @@ time bound is the first seq at or after it, found by bisection on the primary ke
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, String, bindparam, text
+from sqlalchemy import Connection, String, bindparam, insert, text
 
-# One statement, one pass over each table: ``e`` reads every entry once (a deposit's body
-# fields as one JSON text, the whole leaf of an entry without postings), ``m`` the minutes
-# credited per entry of the bank. Part 0: entries in [lo, hi) by kind and deposit fields (or
-# leaf); part 2: per member or hold account and age band, the minutes credited and the net
-# minutes below hi; part 1: the same for the moves between a member and their own hold, which
-# the caller takes off part 2.
+from ledger.facts import facts_of_leaf
+from ledger.storage import log_facts
+
+# Part 0: the bank's entries in [lo, hi) by kind and, for deposits, service, org and minutes
+# served (``log_facts``, narrow rows written with each entry: no leaf is read); part 2: per
+# member or hold account and age band, the minutes credited and the net minutes below hi;
+# part 1: the same for the moves between a member and their own hold, which the caller takes
+# off part 2. Columns: part, account or kind, band, service, org, served, c, d.
 _TOTALS = """
-WITH e AS MATERIALIZED (
-  SELECT seq, kind,
-         CASE WHEN seq < :lo THEN NULL
-              WHEN kind = 'deposit' THEN {deposit_fields}
-              WHEN kind IN :bare THEN {leaf_text} END AS k
-  FROM log_entries WHERE seq < :hi),
-m AS MATERIALIZED (
-  SELECT seq, sum(minutes) AS moved FROM log_postings {scan}
-  WHERE seq >= :lo AND seq < :hi AND minutes > 0 AND account > :bank_lo AND account < :bank_hi
-  GROUP BY seq)
-SELECT 0 AS part, e.kind AS a, e.k AS b, CAST(NULL AS INTEGER) AS band, count(*) AS c,
-       sum(m.moved) AS d
-FROM e LEFT JOIN m ON m.seq = e.seq
-WHERE e.seq >= :lo AND (m.seq IS NOT NULL OR e.kind IN :bare)
-GROUP BY e.kind, e.k
+SELECT 0 AS part, kind AS a, CAST(NULL AS INTEGER) AS band, service, org, served,
+       count(*) AS c, sum(credited) AS d
+FROM log_facts
+WHERE seq >= :lo AND seq < :hi AND bank = :bank AND kind NOT IN :bare
+GROUP BY kind, service, org, served
 UNION ALL
-SELECT 1, p.account, NULL, {band}, sum(CASE WHEN p.minutes > 0 THEN p.minutes ELSE 0 END),
-       sum(p.minutes)
+SELECT 1, p.account, {band}, NULL, NULL, NULL,
+       sum(CASE WHEN p.minutes > 0 THEN p.minutes ELSE 0 END), sum(p.minutes)
 FROM log_postings p
-WHERE p.seq IN (SELECT seq FROM e WHERE kind IN :own) AND {held}
+WHERE p.seq IN (SELECT seq FROM log_facts WHERE seq < :hi AND kind IN :own) AND {held}
 GROUP BY p.account, {band}
 UNION ALL
-SELECT 2, p.account, NULL, {band}, sum(CASE WHEN p.minutes > 0 THEN p.minutes ELSE 0 END),
-       sum(p.minutes)
+SELECT 2, p.account, {band}, NULL, NULL, NULL,
+       sum(CASE WHEN p.minutes > 0 THEN p.minutes ELSE 0 END), sum(p.minutes)
 FROM log_postings p {scan}
 WHERE p.seq < :hi AND {held}
 GROUP BY p.account, {band}
+"""
+# The leaves of the entries without postings whose body names their bank (policies, …).
+_BARE = """
+SELECT e.leaf FROM log_facts f JOIN log_entries e ON e.seq = f.seq
+WHERE f.seq >= :lo AND f.seq < :hi AND f.kind IN :bare
+ORDER BY f.seq
 """
 _HELD = (
     "((p.account > :member_lo AND p.account < :member_hi)"
     " OR (p.account > :hold_lo AND p.account < :hold_hi))"
 )
-_SQLITE = {
-    "deposit_fields": "json_extract(CAST(leaf AS TEXT), '$.body.service', '$.body.org',"
-    " '$.body.minutes')",
-    "leaf_text": "CAST(leaf AS TEXT)",
-    "scan": "NOT INDEXED",  # a scan of the small rows beats the index and a lookup per row
-}
-_POSTGRESQL = {
-    "deposit_fields": "(SELECT json_build_array(r.service, r.org, r.minutes)::text"
-    " FROM json_to_record(convert_from(leaf, 'UTF8')::json -> 'body')"
-    " AS r(service json, org json, minutes json))",
-    "leaf_text": "convert_from(leaf, 'UTF8')",
-    "scan": "",
+_SCAN = {
+    True: "NOT INDEXED",  # SQLite: a scan of the small rows beats the index and a lookup per row
+    False: "",
 }
 _POOL = """
 SELECT coalesce(sum(CASE WHEN seq >= :lo AND minutes > 0 THEN minutes ELSE 0 END), 0),
@@ -78,9 +66,10 @@ FROM log_postings WHERE account = :pool AND seq < :hi
 @dataclass
 class BankTotals:
     """One bank's sums over the log: ``kinds`` (kind → entries, minutes credited) and
-    ``deposits`` (body's service, org, minutes (None when absent) → count, minutes credited)
-    in [lo, hi); ``bare``: leaves in [lo, hi) of the kinds asked for; ``pool`` (in, out
-    in [lo, hi), balance below hi); ``holdings``: account → band → (credited, net) below hi."""
+    ``deposits`` (service, org, minutes served as ``log_facts`` keeps them, None when the
+    report cannot name or count them → count, minutes credited) in [lo, hi); ``bare``: leaves
+    in [lo, hi) of the kinds asked for; ``pool`` (in, out in [lo, hi), balance below hi);
+    ``holdings``: account → band → (credited, net) below hi."""
 
     kinds: dict[str, tuple[int, int]] = field(default_factory=dict)
     deposits: list[tuple[Any, Any, Any, int, int]] = field(default_factory=list)
@@ -121,8 +110,7 @@ def bank_totals(
         "lo": lo,
         "hi": hi,
         "pool": f"{bank}:pool",
-        "bank_lo": f"{bank}:",
-        "bank_hi": f"{bank};",
+        "bank": bank,
         "member_lo": f"{bank}:member:",
         "member_hi": f"{bank}:member;",
         "hold_lo": f"{bank}:hold:",
@@ -132,11 +120,11 @@ def bank_totals(
     }
     band = " ".join(f"WHEN p.seq < {int(b)} THEN {i}" for i, b in enumerate(bands))
     band = f"CASE {band} ELSE {len(bands)} END" if bands else "0"
-    sql = _TOTALS.format(band=band, held=_HELD, **(_SQLITE if is_sqlite else _POSTGRESQL))
-    statement = text(sql).bindparams(
+    expanding = (
         bindparam("bare", expanding=True, type_=String),
         bindparam("own", expanding=True, type_=String),
     )
+    statement = text(_TOTALS.format(band=band, held=_HELD, scan=_SCAN[is_sqlite]))
     if not is_sqlite:
         # Hash the million-row aggregates in memory, not in sorted runs on disk; JIT compiling
         # this one-off statement costs more than it saves.
@@ -145,21 +133,57 @@ def bank_totals(
     totals = BankTotals()
     own: dict[tuple[str, int], tuple[int, int]] = {}  # (account, band) → credited, net
     all_held: dict[tuple[str, int], tuple[int, int]] = {}
-    for part, a, b, index, c, d in conn.execute(statement, params):
-        if part == 0 and a in bare_kinds:
-            totals.bare.append(str(b).encode())
-        elif part == 0:
+    for part, a, index, service, org, served, c, d in conn.execute(
+        statement.bindparams(*expanding), params
+    ):
+        if part == 0:
             count, moved = totals.kinds.get(a, (0, 0))
             totals.kinds[a] = (count + int(c), moved + int(d))
             if a == "deposit":
-                service, org, minutes = json.loads(b)
-                totals.deposits.append((service, org, minutes, int(c), int(d)))
+                totals.deposits.append((service, org, served, int(c), int(d)))
         else:
             held = own if part == 1 else all_held
             held[(a, int(index))] = (int(c), int(d))
     for (account, index), (credited, net) in all_held.items():
         off_credited, off_net = own.get((account, index), (0, 0))
         totals.holdings.setdefault(account, {})[index] = (credited - off_credited, net - off_net)
+    if bare_kinds:
+        bare = text(_BARE).bindparams(expanding[0])
+        totals.bare = [bytes(leaf) for (leaf,) in conn.execute(bare, params)]
     pool_in, pool_out, balance = conn.execute(text(_POOL), params).one()
     totals.pool = (int(pool_in), int(pool_out), int(balance))
     return totals
+
+
+_MISSING = """
+SELECT e.seq, e.leaf FROM log_entries e
+WHERE e.seq >= :lo AND e.seq < :hi
+  AND NOT EXISTS (SELECT 1 FROM log_facts f WHERE f.seq = e.seq)
+ORDER BY e.seq
+"""
+FILL_PAGE = 5000
+
+
+def facts_count(conn: Connection, size: int) -> int:
+    """How many of the entries [0, size) have their ``log_facts`` row."""
+    query = text("SELECT count(*) FROM log_facts WHERE seq < :size")
+    return int(conn.execute(query, {"size": size}).scalar_one())
+
+
+def fill_facts(conn: Connection, size: int | None = None) -> int:
+    """Write the ``log_facts`` rows of the entries below ``size`` (all: None) that have none,
+    from their leaves (ledger/facts.py, as the append writes them), a range of seqs at a time;
+    how many were written. Migration 0023's backfill; the caller holds the writer's lock."""
+    if size is None:
+        size = int(
+            conn.execute(text("SELECT coalesce(max(seq) + 1, 0) FROM log_entries")).scalar_one()
+        )
+    filled = 0
+    for lo in range(0, size, FILL_PAGE):
+        bounds = {"lo": lo, "hi": min(size, lo + FILL_PAGE)}
+        rows = conn.execute(text(_MISSING), bounds).all()
+        if rows:
+            facts = [facts_of_leaf(seq, bytes(leaf)) for seq, leaf in rows]
+            conn.execute(insert(log_facts), facts)
+            filled += len(rows)
+    return filled

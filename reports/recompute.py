@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -20,38 +19,22 @@ from typing import Any
 
 from audit.bundle import compare_keys
 from audit.client import LogClient
-from audit.parallel import default_workers, in_chunks, map_chunks
+from audit.parallel import default_workers, map_chunks
 from audit.report import AuditReport, Policy, check_checkpoint
 from ledger.entry import canonical_json
 from ledger.errors import LedgerError
-from ledger.merkle import Frontier, leaf_hash
+from ledger.merkle import Frontier
 from ledger.note import Checkpoint
-from ledger.replay import decode_leaf
 from reports.public import BadHalf, flatten, half_bounds, log_time
+from reports.runs import RUN, BundleLog, HttpLeaves, LeafSource, Run, count_runs, push
 from reports.summed import SummedFigures
 
 FORMAT = "timebank-halfyear-report/v1"
-# Leaves per worker task: each task's partial figures hold every member it saw, and merging
-# them costs about as much as counting a few thousand leaves, so tasks are large.
-FIGURE_CHUNK = 25_000
 ROOT_DIFFERS = "the log's leaves do not hash to the anchored checkpoint's root"
 
 
 def _describe(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
-
-
-def _chunk_figures(
-    bank: str, start: datetime, end: datetime, leaves: list[tuple[int, bytes]]
-) -> list[tuple[SummedFigures, list[tuple[int, str]]]]:
-    """The figures of a run of leaves and the malformed ones; runs in worker processes."""
-    figures, malformed = SummedFigures(bank, start, end), []
-    for index, leaf in leaves:
-        try:
-            figures.add_leaf(leaf)
-        except ValueError as exc:
-            malformed.append((index, str(exc)))
-    return [(figures, malformed)]
 
 
 @dataclass
@@ -65,8 +48,19 @@ class Recount:
     found: list[tuple[int, int, str, str]] = field(default_factory=list)
 
 
+def plan_runs(source: LeafSource, size: int, checkpoint: int) -> list[Run]:
+    """Runs of leaves [0, size): cut every ``RUN`` leaves and at the anchored checkpoint."""
+    cuts = sorted({*range(0, size, RUN), min(checkpoint, size), size})
+    offsets = source.plan(cuts)
+    return [
+        Run(a, b, a < checkpoint, offset, stop)
+        for a, b, offset, stop in zip(cuts, cuts[1:], offsets, offsets[1:], strict=False)
+    ]
+
+
 def recount(
-    leaves: Iterable[tuple[int, bytes]],
+    source: LeafSource,
+    size: int,
     checkpoint: Checkpoint,
     bank: str,
     start: datetime,
@@ -74,41 +68,31 @@ def recount(
     entry_id: str,
     workers: int,
 ) -> Recount:
-    """Hash every leaf in order and look for the entries ``entry_id``; count the leaves below
-    the anchored checkpoint in ``workers`` processes, a run of leaves each."""
+    """Hash the leaves [0, size) into the tree, look for the entries ``entry_id`` and count the
+    leaves below the anchored checkpoint: ``workers`` processes each read, hash and count
+    their own runs of leaves (``reports.runs``); the runs' subtrees are combined in order."""
     counted = Recount(SummedFigures(bank, start, end))
-    frontier, found, marker = counted.frontier, counted.found, entry_id.encode()
-
-    def passed_on() -> Iterator[tuple[int, bytes]]:
-        for index, leaf in leaves:
-            frontier.append(leaf_hash(leaf))
-            if index < checkpoint.size:
-                yield index, leaf
-                if frontier.size == checkpoint.size and frontier.root() != checkpoint.root:
-                    found.append((index, 1, "checkpoint", ROOT_DIFFERS))
-            if marker in leaf:
-                try:
-                    entry = decode_leaf(leaf)
-                except LedgerError as exc:
-                    found.append((index, 2, f"seq {index}", f"malformed entry: {exc}"))
-                    continue
-                if entry.request.kind == "report" and entry.request.id == entry_id:
-                    counted.anchors.append((index, dict(entry.request.body)))
-
-    work = partial(_chunk_figures, bank, start, end)
-    for part, malformed in map_chunks(in_chunks(passed_on(), FIGURE_CHUNK), work, workers):
-        counted.figures.merge(part)
-        found.extend(
-            (index, 0, f"seq {index}", f"malformed entry: {what}") for index, what in malformed
-        )
+    frontier = counted.frontier
+    work = partial(count_runs, source, bank, start, end, entry_id)
+    runs = ([run] for run in plan_runs(source, size, checkpoint.size))
+    for part in map_chunks(runs, work, workers):
+        for level, node in part.nodes:
+            push(frontier, level, node)
+        if part.run.end == checkpoint.size and frontier.root() != checkpoint.root:
+            counted.found.append((checkpoint.size - 1, 1, "checkpoint", ROOT_DIFFERS))
+        if part.figures is not None:
+            counted.figures.merge(part.figures)
+        counted.anchors.extend(part.anchors)
+        counted.found.extend(part.found)
     return counted
 
 
 def verify_report(
-    data: bytes, client: LogClient, policy: Policy, workers: int | None = None
+    data: bytes, client: LogClient | BundleLog, policy: Policy, workers: int | None = None
 ) -> AuditReport:
-    """``workers``: processes parsing the leaves (default: one per CPU, up to 4, for large
-    logs); the figures are sums, so parts of the log are counted in any order."""
+    """Check ``data`` against the log served at ``client`` or downloaded as a bundle.
+    ``workers``: processes reading, hashing and counting runs of leaves (default: one per CPU,
+    up to 4, for large logs); the figures are sums, so runs are counted in any order."""
     report = AuditReport()
     try:
         document = json.loads(data.decode("utf-8"))
@@ -169,8 +153,10 @@ def verify_report(
     if workers is None:
         workers = default_workers(checkpoint.size)
     entry_id = f"report:{bank}:{half}"
-    leaves = client.iter_leaves(0, latest.size)
-    counted = recount(leaves, checkpoint, bank, start, end, entry_id, workers)
+    source = (
+        client.source() if isinstance(client, BundleLog) else HttpLeaves(client.url, client.timeout)
+    )
+    counted = recount(source, latest.size, checkpoint, bank, start, end, entry_id, workers)
     figures, frontier, anchors = counted.figures, counted.frontier, counted.anchors
     for _, _, where, what in sorted(counted.found):
         report.add(where, what)

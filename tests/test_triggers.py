@@ -18,6 +18,7 @@ STATEMENTS = {
         "UPDATE log_reversals SET reversal_seq = 9",
         "DELETE FROM log_reversals",
     ),
+    "log_facts": ("UPDATE log_facts SET credited = 1", "DELETE FROM log_facts"),
 }
 
 
