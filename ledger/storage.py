@@ -328,6 +328,44 @@ class Snapshot:
     def stream_balances(self) -> Iterator[Any]:
         return self._stream(ledger_balances, ledger_balances.c.account)
 
+    # ------------------------------------------------------------ ranges for verify's workers
+
+    def _driver_rows(self, sql: str, params: tuple[int, ...]) -> list[Any]:
+        mark = "?" if self.is_sqlite else "%s"
+        return list(self.conn.exec_driver_sql(sql.replace("?", mark), params).all())
+
+    def entry_range(self, start: int, end: int) -> list[Any]:
+        """(seq, id, leaf_hash, kind, time, leaf) of entries with ``start <= seq < end``, in
+        order: plain driver rows, no per-row type processing (``ledger.verify_chunks``)."""
+        return self._driver_rows(
+            "SELECT seq, id, leaf_hash, kind, time, leaf FROM log_entries"
+            " WHERE seq >= ? AND seq < ? ORDER BY seq",
+            (start, end),
+        )
+
+    def posting_range(self, start: int, end: int) -> list[Any]:
+        """(seq, account, minutes) of the postings index rows with ``start <= seq < end``."""
+        return self._driver_rows(
+            "SELECT seq, account, minutes FROM log_postings WHERE seq >= ? AND seq < ?",
+            (start, end),
+        )
+
+    def node_range(self, level: int, start: int, end: int) -> list[Any]:
+        """(idx, hash) of the stored nodes of ``level`` with ``start <= idx < end``, in order."""
+        return self._driver_rows(
+            "SELECT idx, hash FROM log_nodes WHERE level = ? AND idx >= ? AND idx < ? ORDER BY idx",
+            (level, start, end),
+        )
+
+    def counts(self) -> tuple[int, int, int, int]:
+        """(entries, 1 + the largest seq, postings index rows, tree nodes)."""
+        row = self.conn.exec_driver_sql(
+            "SELECT (SELECT count(*) FROM log_entries), (SELECT coalesce(max(seq) + 1, 0)"
+            " FROM log_entries), (SELECT count(*) FROM log_postings),"
+            " (SELECT count(*) FROM log_nodes)"
+        ).one()
+        return int(row[0]), int(row[1]), int(row[2]), int(row[3])
+
     def account_entries(
         self, accounts: Sequence[str], limit: int, before_seq: int | None
     ) -> list[tuple[int, bytes]]:
