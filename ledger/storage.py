@@ -26,9 +26,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    and_,
     func,
-    or_,
     select,
     text,
 )
@@ -172,6 +170,10 @@ _LAST_CHECKPOINT = (
 )
 
 
+def _marks(values: Sequence[object]) -> str:
+    return ",".join("?" * len(values))
+
+
 @functools.cache
 def _compiled(table: Table, dialect: Dialect, upsert: bool = False) -> tuple[str, tuple[str, ...]]:
     """An insert into ``table`` compiled once for the database: its SQL in the driver's own
@@ -208,43 +210,39 @@ class Snapshot:
         )
 
     def latest_checkpoint(self) -> tuple[int, str] | None:
-        row = self.conn.execute(
-            select(log_checkpoints.c.size, log_checkpoints.c.note)
-            .order_by(log_checkpoints.c.size.desc())
-            .limit(1)
+        row = self.conn.exec_driver_sql(
+            "SELECT size, note FROM log_checkpoints ORDER BY size DESC LIMIT 1"
         ).first()
-        return (row.size, row.note) if row else None
+        return (int(row[0]), str(row[1])) if row else None
 
     def nodes(self, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
-        """Hashes of complete subtrees; level 0 comes from the entries' leaf hashes."""
-        found: dict[NodeId, bytes] = {}
+        """Hashes of complete subtrees; level 0 comes from the entries' leaf hashes. One
+        statement written as driver SQL: every proof and every batch of the writer reads nodes,
+        and building the query as an expression cost more than running it."""
         leaves = [idx for level, idx in ids if level == 0]
-        interior = [(level, idx) for level, idx in ids if level > 0]
+        by_level: dict[int, list[int]] = {}
+        for level, idx in ids:
+            if level > 0:
+                by_level.setdefault(level, []).append(idx)
+        parts: list[str] = []
+        params: list[int] = []
         if leaves:
-            rows = self.conn.execute(
-                select(log_entries.c.seq, log_entries.c.leaf_hash).where(
-                    log_entries.c.seq.in_(leaves)
-                )
+            # only placeholders are formatted into the SQL, never values
+            parts.append(
+                f"SELECT 0, seq, leaf_hash FROM log_entries WHERE seq IN ({_marks(leaves)})"  # noqa: S608
             )
-            found.update(((0, r.seq), r.leaf_hash) for r in rows)
-        if interior:
+            params += leaves
+        if by_level:
             # One ``level = ? AND idx IN (…)`` per level: both databases answer it from the
             # primary key (SQLite scans the whole table for a row-value ``IN``).
-            by_level: dict[int, list[int]] = {}
-            for level, idx in interior:
-                by_level.setdefault(level, []).append(idx)
-            rows = self.conn.execute(
-                select(log_nodes.c.level, log_nodes.c.idx, log_nodes.c.hash).where(
-                    or_(
-                        *(
-                            and_(log_nodes.c.level == level, log_nodes.c.idx.in_(idxs))
-                            for level, idxs in by_level.items()
-                        )
-                    )
-                )
-            )
-            found.update(((r.level, r.idx), r.hash) for r in rows)
-        return found
+            terms = [f"(level = ? AND idx IN ({_marks(idxs)}))" for idxs in by_level.values()]
+            parts.append("SELECT level, idx, hash FROM log_nodes WHERE " + " OR ".join(terms))  # noqa: S608
+            for level, idxs in by_level.items():
+                params += [level, *idxs]
+        if not parts:
+            return {}
+        rows = self._driver_rows(" UNION ALL ".join(parts), tuple(params))
+        return {(int(level), int(idx)): bytes(h) for level, idx, h in rows}
 
     def entries_by_id(self, ids: Sequence[str]) -> dict[str, StoredEntry]:
         if not ids:
