@@ -289,11 +289,6 @@ def decode(leaf: bytes) -> Decoded:
     return _decode(leaf)[0]
 
 
-def decode_entry(leaf: bytes) -> tuple[Decoded, Entry | None]:
-    """:func:`decode`, and the entry itself when the leaf decoded."""
-    return _decode(leaf)
-
-
 def _decode(leaf: bytes) -> tuple[Decoded, Entry | None]:
     computed = hashlib.sha256(b"\x00" + leaf).digest()
     try:

@@ -329,8 +329,14 @@ class Snapshot:
     # ------------------------------------------------------------ ranges for verify's workers
 
     def _driver_rows(self, sql: str, params: tuple[int, ...]) -> list[Any]:
-        mark = "?" if self.is_sqlite else "%s"
-        return list(self.conn.exec_driver_sql(sql.replace("?", mark), params).all())
+        """Rows of ``sql`` (``?`` placeholders) as the driver's tuples, on this transaction's
+        connection: no SQLAlchemy layer per row."""
+        cursor = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(sql if self.is_sqlite else sql.replace("?", "%s"), params)
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
 
     def entry_range(self, start: int, end: int) -> list[Any]:
         """(seq, id, leaf_hash, kind, time, leaf) of entries with ``start <= seq < end``, in
