@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 DEMO_ENTRIES ?= 2000
 
-.PHONY: run test docs-check lint typecheck imports unit bench bench-http bench-stats bench-webhooks clean browser-deps vendor i18n-extract i18n-update i18n-compile screenshots bench-web reliability reliability-races reliability-retries reliability-standby fuzz
+.PHONY: run test docs-check lint typecheck imports unit bench bench-verify bench-http bench-stats bench-webhooks clean browser-deps vendor i18n-extract i18n-update i18n-compile screenshots bench-web reliability reliability-races reliability-retries reliability-standby fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -122,6 +122,11 @@ fuzz: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/append.py
+
+# timebank verify and inclusion proofs on a 10^6 log, built once in BENCH_VERIFY_DIR and kept
+BENCH_VERIFY_DIR ?= /tmp/timebank-bench-1e6
+bench-verify: $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/large_log.py --dir $(BENCH_VERIFY_DIR) $(BENCH_VERIFY_ARGS)
 
 # Live visit coverage of 10^5 elders against one hand-written SQL count (docs/performance.md)
 bench-stats: $(VENV)/.installed-dev

@@ -5,9 +5,9 @@ Builds (once) a Timebank data directory holding a log of ``--size`` deposits app
 the real sequencer, with its signing key, so that later runs measure without rebuilding:
 
 * ``verify``: the real command, ``timebank verify``, in a subprocess with that directory as
-  ``TIMEBANK_DATA_DIR`` (wall clock, and CPU of the command and its worker processes), and
-  ``Log.verify()`` in this process with one worker (``workers=1``: the baseline, in the same
-  run);
+  ``TIMEBANK_DATA_DIR`` (wall clock, and CPU of the command and its worker processes);
+  ``verify1``: the same with ``--workers 1`` (one process: the baseline, in the same run);
+  ``inproc``: ``Log.verify()`` in this process;
 * ``proof``: ``Log.inclusion_proof`` latency (median, p99) over ``--proof-samples`` random
   leaves after ``--warmup`` untimed ones, a few checked against the signed root.
 
@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--dir", required=True, help="data directory, built on first use and kept")
     p.add_argument("--size", type=int, default=1_000_000)
     p.add_argument("--accounts", type=int, default=1000)
-    p.add_argument("--sections", default="verify,proof", help="any of verify,inproc,proof")
+    p.add_argument("--sections", default="verify,proof", help="any of verify,verify1,inproc,proof")
     p.add_argument("--proof-samples", type=int, default=2000)
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--seed", type=int, default=2026)
@@ -126,6 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             say("timebank verify")
             out["cli_verify"] = time_cli_verify(directory, [])
             say(f"  {out['cli_verify']['seconds']} s: {out['cli_verify']['output'][:1]}")
+        if "verify1" in sections:
+            say("timebank verify --workers 1")
+            out["cli_verify_one_process"] = time_cli_verify(directory, ["--workers", "1"])
+            say(f"  {out['cli_verify_one_process']['seconds']} s")
         if "inproc" in sections:
             say("Log.verify() in this process")
             t0 = time.process_time()
