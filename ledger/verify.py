@@ -19,7 +19,6 @@ Checks, each reported with where it failed (``seq N``, ``checkpoint N``, ``node 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -87,7 +86,7 @@ def verify_store(
         check = _Verification(snapshot, verifier, origin, member_overdraft)
         if workers is None:
             many = snapshot.counts()[0] > verify_chunks.PARALLEL_ENTRIES
-            workers = (os.cpu_count() or 1) if many else 1
+            workers = verify_chunks.default_workers() if many else 1
         shareable = not (store.is_sqlite and (":memory:" in store.url or store.url == "sqlite://"))
         if workers > 1 and shareable:
             bits = verify_chunks.CHUNK_BITS if chunk_bits is None else chunk_bits

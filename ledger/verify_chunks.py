@@ -25,6 +25,7 @@ the caller then runs the one-process replay, which names every problem
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -40,6 +41,11 @@ from ledger.storage import LedgerStore, Snapshot
 
 CHUNK_BITS = 16  # 65,536 entries a chunk
 PARALLEL_ENTRIES = 200_000  # logs with more entries than this are verified in workers
+
+
+def default_workers() -> int:
+    """Worker processes for a large log: one per CPU."""
+    return os.cpu_count() or 1
 
 
 class Chunk(NamedTuple):

@@ -49,6 +49,7 @@ def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Mod
     if mode.chunked:
         monkeypatch.setattr(verify_chunks, "PARALLEL_ENTRIES", 0)
         monkeypatch.setattr(verify_chunks, "CHUNK_BITS", 2)
+        monkeypatch.setattr(verify_chunks, "default_workers", lambda: 2)  # also on one CPU
         real = verify_chunks.verify_in_chunks
 
         def recorded(*args: object, **kwargs: object) -> object:
