@@ -135,6 +135,11 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/append.py
 
+# timebank verify and inclusion proofs on a 10^6 log, built once in BENCH_VERIFY_DIR and kept
+BENCH_VERIFY_DIR ?= /tmp/timebank-bench-1e6
+bench-verify: $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/large_log.py --dir $(BENCH_VERIFY_DIR) $(BENCH_VERIFY_ARGS)
+
 # Live visit coverage of 10^5 elders against one hand-written SQL count (docs/performance.md)
 bench-stats: $(VENV)/.installed-dev
 	PYTHONPATH=. $(BIN)/python benchmarks/coverage.py $(BENCH_STATS_ARGS)

@@ -154,7 +154,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     store = LedgerStore(settings.database_url)
     try:
         report = verify_store(
-            store, verifier, settings.log_origin, settings.member_overdraft_minutes
+            store,
+            verifier,
+            settings.log_origin,
+            settings.member_overdraft_minutes,
+            workers=args.workers,
         )
         holds = _hold_problems(settings.database_url, store)
     finally:
@@ -220,6 +224,13 @@ def register_ledger_commands(sub: argparse._SubParsersAction[argparse.ArgumentPa
 
     verify = sub.add_parser("verify", help="check the whole database offline")
     verify.add_argument("--key", help="verifier key to check checkpoints against (default: ours)")
+    verify.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes that check the log in chunks (default: one per CPU above 200,000 "
+        "entries; 1: one process)",
+    )
     verify.set_defaults(func=cmd_verify)
 
 

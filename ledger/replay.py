@@ -27,8 +27,10 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any, NamedTuple
 
 from ledger.entry import (
@@ -102,6 +104,22 @@ _DECODER = json.JSONDecoder(parse_float=_refuse, parse_constant=_refuse, parse_i
 _ENCODER = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
 )
+# What ``_ENCODER.encode`` runs for a dict, called directly: the same output without the
+# per-call setup (decoded JSON cannot hold a cycle, so no markers).
+_C_ENCODE = (
+    None
+    if c_make_encoder is None
+    else c_make_encoder(None, _refuse, encode_basestring, None, ":", ",", True, False, False)
+)
+# A key longer than 64 characters, in text without escapes: a string of 65+ characters
+# followed by ':' (inside a string there is no '"', so every '":' ends a key).
+_LONG_KEY = re.compile(r'"[^"]{65,}":')
+
+
+def _canonical_text(raw: dict[str, Any]) -> str:
+    if _C_ENCODE is None:
+        return _ENCODER.encode(raw)
+    return "".join(_C_ENCODE(raw, 0))
 
 
 def _fast_entry(leaf: bytes) -> Entry | None:
@@ -121,16 +139,13 @@ def _fast_entry(leaf: bytes) -> Entry | None:
     # followed by ':' is an object key, which must be 1-64 printable characters.
     if '"":' in text:
         return None
-    parts = text.split('"')
-    if max(map(len, parts[1::2]), default=0) > 64 and any(
-        len(parts[i]) > 64 and parts[i + 1][:1] == ":" for i in range(1, len(parts) - 1, 2)
-    ):
+    if _LONG_KEY.search(text):
         return None
     try:  # floats and integers beyond ±(2^53-1) leave the fast path here
         raw = _DECODER.decode(text)
     except ValueError:
         return None
-    if type(raw) is not dict or raw.keys() != _FIELDS or _ENCODER.encode(raw) != text:
+    if type(raw) is not dict or raw.keys() != _FIELDS or _canonical_text(raw) != text:
         return None
     seq, prev_text, time, kind, entry_id = (
         raw["seq"],
@@ -442,6 +457,10 @@ class Replay:
                 below_floor.add(account)
             elif below_floor:
                 below_floor.discard(account)
+
+    def expect_reversal(self, position: int, reverses: int, request: EntryRequest) -> None:
+        """A reversal decoded elsewhere (``ledger.verify_chunks``), checked in :meth:`finish`."""
+        self._reversals.append((position, reverses, request))
 
     def finish(self, originals: Callable[[Sequence[int]], Mapping[int, bytes]]) -> None:
         """Check the reversals seen so far; ``originals(seqs)`` returns the leaves they name.

@@ -26,10 +26,8 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    and_,
     bindparam,
     func,
-    or_,
     select,
     text,
 )
@@ -191,6 +189,10 @@ _LAST_CHECKPOINT = (
 )
 
 
+def _marks(values: Sequence[object]) -> str:
+    return ",".join("?" * len(values))
+
+
 @functools.cache
 def _compiled(table: Table, dialect: Dialect, upsert: bool = False) -> tuple[str, tuple[str, ...]]:
     """An insert into ``table`` compiled once for the database: its SQL in the driver's own
@@ -227,43 +229,39 @@ class Snapshot:
         )
 
     def latest_checkpoint(self) -> tuple[int, str] | None:
-        row = self.conn.execute(
-            select(log_checkpoints.c.size, log_checkpoints.c.note)
-            .order_by(log_checkpoints.c.size.desc())
-            .limit(1)
+        row = self.conn.exec_driver_sql(
+            "SELECT size, note FROM log_checkpoints ORDER BY size DESC LIMIT 1"
         ).first()
-        return (row.size, row.note) if row else None
+        return (int(row[0]), str(row[1])) if row else None
 
     def nodes(self, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
-        """Hashes of complete subtrees; level 0 comes from the entries' leaf hashes."""
-        found: dict[NodeId, bytes] = {}
+        """Hashes of complete subtrees; level 0 comes from the entries' leaf hashes. One
+        statement written as driver SQL: every proof and every batch of the writer reads nodes,
+        and building the query as an expression cost more than running it."""
         leaves = [idx for level, idx in ids if level == 0]
-        interior = [(level, idx) for level, idx in ids if level > 0]
+        by_level: dict[int, list[int]] = {}
+        for level, idx in ids:
+            if level > 0:
+                by_level.setdefault(level, []).append(idx)
+        parts: list[str] = []
+        params: list[int] = []
         if leaves:
-            rows = self.conn.execute(
-                select(log_entries.c.seq, log_entries.c.leaf_hash).where(
-                    log_entries.c.seq.in_(leaves)
-                )
+            # only placeholders are formatted into the SQL, never values
+            parts.append(
+                f"SELECT 0, seq, leaf_hash FROM log_entries WHERE seq IN ({_marks(leaves)})"  # noqa: S608
             )
-            found.update(((0, r.seq), r.leaf_hash) for r in rows)
-        if interior:
+            params += leaves
+        if by_level:
             # One ``level = ? AND idx IN (…)`` per level: both databases answer it from the
             # primary key (SQLite scans the whole table for a row-value ``IN``).
-            by_level: dict[int, list[int]] = {}
-            for level, idx in interior:
-                by_level.setdefault(level, []).append(idx)
-            rows = self.conn.execute(
-                select(log_nodes.c.level, log_nodes.c.idx, log_nodes.c.hash).where(
-                    or_(
-                        *(
-                            and_(log_nodes.c.level == level, log_nodes.c.idx.in_(idxs))
-                            for level, idxs in by_level.items()
-                        )
-                    )
-                )
-            )
-            found.update(((r.level, r.idx), r.hash) for r in rows)
-        return found
+            terms = [f"(level = ? AND idx IN ({_marks(idxs)}))" for idxs in by_level.values()]
+            parts.append("SELECT level, idx, hash FROM log_nodes WHERE " + " OR ".join(terms))  # noqa: S608
+            for level, idxs in by_level.items():
+                params += [level, *idxs]
+        if not parts:
+            return {}
+        rows = self._driver_rows(" UNION ALL ".join(parts), tuple(params))
+        return {(int(level), int(idx)): bytes(h) for level, idx, h in rows}
 
     def entries_by_id(self, ids: Sequence[str]) -> dict[str, StoredEntry]:
         if not ids:
@@ -342,6 +340,50 @@ class Snapshot:
 
     def stream_balances(self) -> Iterator[Any]:
         return self._stream(ledger_balances, ledger_balances.c.account)
+
+    # ------------------------------------------------------------ ranges for verify's workers
+
+    def _driver_rows(self, sql: str, params: tuple[int, ...]) -> list[Any]:
+        """Rows of ``sql`` (``?`` placeholders) as the driver's tuples, on this transaction's
+        connection: no SQLAlchemy layer per row."""
+        cursor = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(sql if self.is_sqlite else sql.replace("?", "%s"), params)
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
+
+    def entry_range(self, start: int, end: int) -> list[Any]:
+        """(seq, id, leaf_hash, kind, time, leaf) of entries with ``start <= seq < end``, in
+        order: plain driver rows, no per-row type processing (``ledger.verify_chunks``)."""
+        return self._driver_rows(
+            "SELECT seq, id, leaf_hash, kind, time, leaf FROM log_entries"
+            " WHERE seq >= ? AND seq < ? ORDER BY seq",
+            (start, end),
+        )
+
+    def posting_range(self, start: int, end: int) -> list[Any]:
+        """(seq, account, minutes) of the postings index rows with ``start <= seq < end``."""
+        return self._driver_rows(
+            "SELECT seq, account, minutes FROM log_postings WHERE seq >= ? AND seq < ?",
+            (start, end),
+        )
+
+    def node_range(self, level: int, start: int, end: int) -> list[Any]:
+        """(idx, hash) of the stored nodes of ``level`` with ``start <= idx < end``, in order."""
+        return self._driver_rows(
+            "SELECT idx, hash FROM log_nodes WHERE level = ? AND idx >= ? AND idx < ? ORDER BY idx",
+            (level, start, end),
+        )
+
+    def counts(self) -> tuple[int, int, int, int]:
+        """(entries, 1 + the largest seq, postings index rows, tree nodes)."""
+        row = self.conn.exec_driver_sql(
+            "SELECT (SELECT count(*) FROM log_entries), (SELECT coalesce(max(seq) + 1, 0)"
+            " FROM log_entries), (SELECT count(*) FROM log_postings),"
+            " (SELECT count(*) FROM log_nodes)"
+        ).one()
+        return int(row[0]), int(row[1]), int(row[2]), int(row[3])
 
     def account_entries(
         self, accounts: Sequence[str], limit: int, before_seq: int | None

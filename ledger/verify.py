@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from ledger import verify_chunks
 from ledger.entry import Posting
 from ledger.errors import LedgerError
 from ledger.merkle import EMPTY_ROOT, node_hash
@@ -69,10 +70,31 @@ class _TreeCheck:
 
 
 def verify_store(
-    store: LedgerStore, verifier: Verifier, origin: str, member_overdraft: int = 0
+    store: LedgerStore,
+    verifier: Verifier,
+    origin: str,
+    member_overdraft: int = 0,
+    *,
+    workers: int | None = None,
+    chunk_bits: int | None = None,
 ) -> Report:
+    """Check the whole store. A log of more than ``PARALLEL_ENTRIES`` entries in a database
+    that other processes can open is checked in ``workers`` processes (default: one per CPU;
+    ``ledger.verify_chunks``), chunks of ``2**chunk_bits`` entries each; if that finds
+    anything wrong, the one-process replay runs again to name every problem."""
     with store.read() as snapshot:
-        return _Verification(snapshot, verifier, origin, member_overdraft).run()
+        check = _Verification(snapshot, verifier, origin, member_overdraft)
+        if workers is None:
+            many = snapshot.counts()[0] > verify_chunks.PARALLEL_ENTRIES
+            workers = verify_chunks.default_workers() if many else 1
+        shareable = not (store.is_sqlite and (":memory:" in store.url or store.url == "sqlite://"))
+        if workers > 1 and shareable:
+            bits = verify_chunks.CHUNK_BITS if chunk_bits is None else chunk_bits
+            report = check.run_in_chunks(store.url, workers, bits)
+            if report is not None:
+                return report
+            check = _Verification(snapshot, verifier, origin, member_overdraft)
+        return check.run()
 
 
 class _Verification:
@@ -91,10 +113,27 @@ class _Verification:
         self.leaf_hashes: list[bytes] = []
         self.roots: dict[int, bytes] = {}
         self.balances: dict[str, int] = {}
+        self.fallback = ""  # why the check in worker processes did not accept the log
 
     def run(self) -> Report:
         self._check_entries()
         self._check_nodes()
+        self._check_checkpoints()
+        self._check_balances()
+        return self.report
+
+    def run_in_chunks(self, url: str, workers: int, bits: int) -> Report | None:
+        """The report if the log checks clean in worker processes, else None."""
+        sizes = self.db.checkpoint_sizes()
+        joined = verify_chunks.verify_in_chunks(
+            self.db, url, self.member_overdraft, sizes, workers, bits
+        )
+        if isinstance(joined, str):
+            self.fallback = joined
+            return None
+        self.roots, self.balances = joined.roots, joined.balances
+        self.report.entries, self.report.root = joined.entries, joined.root
+        self.report.accounts = len(joined.balances)
         self._check_checkpoints()
         self._check_balances()
         return self.report

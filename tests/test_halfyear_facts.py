@@ -118,10 +118,10 @@ def test_migration_0023_backfills_an_existing_log(
     engine = create_engine(db_url)
     try:
         with engine.connect() as conn, conn.begin():
-            command.downgrade(alembic_config(conn), "0019_peer_transfers")
+            command.downgrade(alembic_config(conn), "0021_open_transfers")
     finally:
         engine.dispose()
-    assert current_revision(db_url) == "0019_peer_transfers"
+    assert current_revision(db_url) == "0021_open_transfers"
     upgrade(db_url)  # under the migration lock, as every upgrade
     assert current_revision(db_url) == head_revision()
     assert _facts_rows(db_url) == expected

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
+from ledger import verify_chunks
 from ledger.config import Settings
 from ledger.entry import canonical_json
 from ledger.log import Log
@@ -25,13 +26,51 @@ def _leaf(log: Log, seq: int) -> dict[str, object]:
     return json.loads(log.leaves(seq, seq + 1)[0].data)  # type: ignore[no-any-return]
 
 
+class Mode:
+    """How ``timebank verify`` runs: one process, or in chunks of 4 entries in 2 worker
+    processes (``ledger.verify_chunks``), whose answer on a tampered log must be "not clean"
+    (then the one-process replay names the problems) unless only what the parent checks
+    itself (checkpoints, the balance cache) was touched."""
+
+    def __init__(self, chunked: bool) -> None:
+        self.chunked = chunked
+        self.answers: list[object] = []
+
+    def rejected(self) -> bool:
+        """Every check in chunks (if any ran) refused the log."""
+        return not self.chunked or (
+            bool(self.answers) and all(isinstance(a, str) for a in self.answers)
+        )
+
+
+@pytest.fixture(params=["one process", "chunks"], autouse=True)
+def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Mode:
+    mode = Mode(request.param == "chunks")
+    if mode.chunked:
+        monkeypatch.setattr(verify_chunks, "PARALLEL_ENTRIES", 0)
+        monkeypatch.setattr(verify_chunks, "CHUNK_BITS", 2)
+        monkeypatch.setattr(verify_chunks, "default_workers", lambda: 2)  # also on one CPU
+        real = verify_chunks.verify_in_chunks
+
+        def recorded(*args: object, **kwargs: object) -> object:
+            answer = real(*args, **kwargs)  # type: ignore[arg-type]
+            mode.answers.append(answer)
+            return answer
+
+        monkeypatch.setattr(verify_chunks, "verify_in_chunks", recorded)
+    return mode
+
+
 @pytest.fixture
-def filled(log: Log, db_url: str) -> Log:
+def filled(log: Log, db_url: str, mode: Mode) -> Log:
     for i in range(ENTRIES - 2):
         log.append(deposit(f"d{i}", member(i % 3), 60 + i))
     log.append(gift("g1", member(0), member(1), 25))
     log.append(gift("g2", member(1), member(2), 5))
     assert log.verify().ok
+    if mode.chunked:  # the untouched log was accepted in chunks
+        assert [type(a) for a in mode.answers] == [verify_chunks.Joined]
+        mode.answers.clear()
     drop_append_only_triggers(db_url)
     return log
 
@@ -57,13 +96,14 @@ def test_untouched_database_verifies_through_the_cli(
     assert out.startswith(f"OK: {ENTRIES} entries")
 
 
-def test_changed_minutes_are_named(filled: Log, db_url: str) -> None:
+def test_changed_minutes_are_named(filled: Log, db_url: str, mode: Mode) -> None:
     leaf = _leaf(filled, 4)
     leaf["postings"][1]["minutes"] += 600  # type: ignore[index]
     raw_sql(
         db_url, f"UPDATE log_entries SET leaf = {_blob(db_url, canonical_json(leaf))} WHERE seq = 4"
     )
     report = filled.verify()
+    assert mode.rejected()
     assert not report.ok
     assert 4 in report.bad_seqs()
     text = "\n".join(map(str, report.problems))
@@ -71,7 +111,9 @@ def test_changed_minutes_are_named(filled: Log, db_url: str) -> None:
     assert "seq 4: stored leaf hash does not match" in text
 
 
-def test_changed_minutes_with_recomputed_hash_is_still_named(filled: Log, db_url: str) -> None:
+def test_changed_minutes_with_recomputed_hash_is_still_named(
+    filled: Log, db_url: str, mode: Mode
+) -> None:
     import hashlib
 
     leaf = _leaf(filled, 4)
@@ -86,20 +128,22 @@ def test_changed_minutes_with_recomputed_hash_is_still_named(filled: Log, db_url
         "UPDATE ledger_balances SET minutes = minutes - 600 WHERE account = 't:issuance'",
     )
     report = filled.verify()
+    assert mode.rejected()
     text = "\n".join(map(str, report.problems))
     assert "seq 4: leaf hash does not match the prev recorded by seq 5" in text
     assert "postings index differs" in text
     assert "checkpoint" in text
 
 
-def test_deleted_entry_is_named(filled: Log, db_url: str) -> None:
+def test_deleted_entry_is_named(filled: Log, db_url: str, mode: Mode) -> None:
     raw_sql(db_url, "DELETE FROM log_entries WHERE seq = 6")
     report = filled.verify()
+    assert mode.rejected()
     text = "\n".join(map(str, report.problems))
     assert "seq 7: entries 6 are missing before it" in text
 
 
-def test_swapped_entries_are_named(filled: Log, db_url: str) -> None:
+def test_swapped_entries_are_named(filled: Log, db_url: str, mode: Mode) -> None:
     raw_sql(
         db_url,
         "UPDATE log_entries SET seq = 1000 WHERE seq = 2",
@@ -107,6 +151,7 @@ def test_swapped_entries_are_named(filled: Log, db_url: str) -> None:
         "UPDATE log_entries SET seq = 3 WHERE seq = 1000",
     )
     report = filled.verify()
+    assert mode.rejected()
     assert {2, 3} <= report.bad_seqs()
     text = "\n".join(map(str, report.problems))
     assert "seq 2: leaf says seq 3" in text and "seq 3: leaf says seq 2" in text
@@ -149,6 +194,7 @@ def test_cli_exits_non_zero_and_lists_every_bad_entry(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
+    mode: Mode,
 ) -> None:
     for seq in (3, 8):
         leaf = _leaf(filled, seq)
@@ -159,5 +205,6 @@ def test_cli_exits_non_zero_and_lists_every_bad_entry(
         )
     code, out = _run_verify(settings, monkeypatch, capsys)
     assert code == 1
+    assert mode.rejected()
     assert out.startswith("FAILED")
     assert "seq 3:" in out and "seq 8:" in out

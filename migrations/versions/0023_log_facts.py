@@ -7,7 +7,7 @@ under the migration lock (migrations.runner) and, on PostgreSQL, the log writer'
 entry is appended between the rows it reads and the rows it writes.
 
 Revision ID: 0023_log_facts
-Revises: 0019_peer_transfers
+Revises: 0021_open_transfers
 Create Date: 2026-12-05 23:00:00
 """
 
@@ -22,7 +22,7 @@ from ledger import fill_facts
 from migrations.triggers import create_append_only_triggers, drop_append_only_triggers
 
 revision: str = "0023_log_facts"
-down_revision: str | None = "0019_peer_transfers"
+down_revision: str | None = "0021_open_transfers"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
