@@ -51,6 +51,7 @@ KINDS = (
     N_("transfer_settled"),
     N_("transfer_void"),
     N_("transfer_refused"),
+    N_("settlement"),
     N_("policy"),
     N_("seal"),
     N_("approval"),
