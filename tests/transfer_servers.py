@@ -1,11 +1,13 @@
-"""Two real ``timebank serve`` processes on loopback, each with its own SQLite database, data
-directory and keys, for the transfer crash and concurrency tests (docs/federation.md).
+"""Two or three real ``timebank serve`` processes on loopback, each with its own SQLite
+database, data directory and keys, for the transfer crash, concurrency and three-bank tests
+(docs/federation.md).
 
 ``prepare`` writes a bank's people and minutes through the real services before its server
-starts; ``Server`` starts, SIGKILLs and restarts ``timebank serve`` on the same port (its peer
-knows it by that URL); ``Ledgers`` reads both logs afterwards and checks what a clearing audit
-would: every ``transfer_out`` answered exactly once, ``due_to`` mirroring ``due_from``, and
-the minutes of all members plus those in flight unchanged.
+starts; ``Server`` starts, SIGKILLs and restarts ``timebank serve`` on the same port (its peers
+know it by that URL); ``read_ledger`` reads a log afterwards and ``check_clearing`` checks,
+for one pair of banks and one way, what a clearing audit would: every ``transfer_out``
+answered exactly once, ``due_to`` mirroring ``due_from``; ``total_minutes`` sums the minutes
+of all members plus those in flight, which must not change.
 """
 
 from __future__ import annotations
@@ -297,7 +299,10 @@ class Ledger:
         return [e for e in self.entries if e.request.kind == kind]
 
 
-def read_ledger(server: Server, peer: str) -> Ledger:
+def read_ledger(server: Server, *peers: str) -> Ledger:
+    """``server``'s log with the balances of its members and of its ``due_to``/``due_from``
+    accounts for each of ``peers`` (one peer, or each peer of a bank with several)."""
+    assert peers, "name at least one peer"
     log = Log.open(server.settings)
     try:
         size = log.size()
@@ -305,7 +310,8 @@ def read_ledger(server: Server, peer: str) -> Ledger:
         while len(entries) < size:
             entries += [Entry.from_leaf(leaf.data) for leaf in log.leaves(len(entries), size)]
         accounts = [m.account for m in server.members]
-        accounts += [f"{server.name}:due_to:{peer}", f"{server.name}:due_from:{peer}"]
+        for peer in peers:
+            accounts += [f"{server.name}:due_to:{peer}", f"{server.name}:due_from:{peer}"]
         balances = log.balances(accounts)
     finally:
         log.close()
