@@ -13,10 +13,8 @@ from litestar.datastructures import State
 
 from api.problems import problem
 from api.schemas import problems
-from api.transfer_routes import _request_key
-from federation.peers import Peers
+from api.transfer_routes import signing_peer
 from federation.settlement import PATH, Settling
-from federation.signing import SignatureError, key_id, verify_request
 
 
 class SettlementController(Controller):
@@ -28,16 +26,10 @@ class SettlementController(Controller):
         """A peer's settlement document for a month with its signature; answered with ours
         and the tlog-proof of our entry once our own recomputation gives the same figures
         (else 422 naming the figure; 409 if another document of that month is signed)."""
-        body = await request.body()
-        peers: Peers = state.peers
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        try:
-            verifier = verify_request(headers, "POST", request.url.path, body, _request_key(peers))
-        except SignatureError as exc:
-            return problem(401, "bad-signature", "Not signed by a peer", str(exc))
-        peer = peers.by_request_key_id(key_id(verifier))
-        if peer is None:  # removed between the two look-ups
-            return problem(401, "bad-signature", "Not signed by a peer", "no such peer")
+        signed = await signing_peer(request, state)
+        if isinstance(signed, Response):
+            return signed
+        peer, body = signed
         try:
             data = json.loads(body)
         except ValueError as exc:

@@ -22,7 +22,7 @@ from api.care_routes import P, entry_key
 from api.problems import problem
 from api.schemas import Input, problems
 from federation.identity import Sender
-from federation.peers import Peers
+from federation.peers import Peer, Peers
 from federation.signing import SignatureError, key_id, verify_request
 from federation.transfers import PATH, Outcome, PeerUnavailable, Receiving, Sending
 from ledger.note import Verifier
@@ -67,6 +67,24 @@ def _request_key(peers: Peers) -> Callable[[str], Verifier | None]:
         return None if peer is None else peer.request_key
 
     return find
+
+
+async def signing_peer(
+    request: Request[Any, Any, State], state: State
+) -> tuple[Peer, bytes] | Response[Any]:
+    """The registered peer whose request key signed this request (RFC 9421) and the body it
+    signed; a 401 problem for anything else. Every route a peer bank calls starts here."""
+    body = await request.body()
+    peers: Peers = state.peers
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    try:
+        verifier = verify_request(headers, "POST", request.url.path, body, _request_key(peers))
+    except SignatureError as exc:
+        return problem(401, "bad-signature", "Not signed by a peer", str(exc))
+    peer = peers.by_request_key_id(key_id(verifier))
+    if peer is None:  # removed between the two look-ups
+        return problem(401, "bad-signature", "Not signed by a peer", "no such peer")
+    return peer, body
 
 
 def _out(outcome: Outcome) -> PeerTransferOut:
@@ -125,16 +143,10 @@ class PeerDeliveryController(Controller):
         """A peer's ``transfer_out`` with its tlog-proof and the receiving member's id here;
         answered with our tlog-proof of the ``transfer_in`` (the same one on every retry).
         Signed by the peer's request key (RFC 9421), else 401."""
-        body = await request.body()
-        peers: Peers = state.peers
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        try:
-            verifier = verify_request(headers, "POST", request.url.path, body, _request_key(peers))
-        except SignatureError as exc:
-            return problem(401, "bad-signature", "Not signed by a peer", str(exc))
-        peer = peers.by_request_key_id(key_id(verifier))
-        if peer is None:  # removed between the two look-ups
-            return problem(401, "bad-signature", "Not signed by a peer", "no such peer")
+        signed = await signing_peer(request, state)
+        if isinstance(signed, Response):
+            return signed
+        peer, body = signed
         try:
             data = msgspec.json.decode(body, type=DeliveryIn)
         except msgspec.ValidationError as exc:
