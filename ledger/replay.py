@@ -87,20 +87,18 @@ class Findings:
 
 _FIELDS = frozenset({"v", "seq", "prev", "time", "kind", "id", "postings", "body", "signatures"})
 _POSTING_FIELDS = frozenset({"account", "minutes"})
+_MAX_KEY = 64  # ``entry.ASCII_KEY``: object keys are 1–64 printable ASCII characters
 
 
 def _refuse(_: str) -> Any:
     raise ValueError("not on the fast path")
 
 
-def _safe_int(text: str) -> int:
-    value = int(text)
-    if len(text) > 15 and not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
-        raise ValueError("not on the fast path")
-    return value
-
-
-_DECODER = json.JSONDecoder(parse_float=_refuse, parse_constant=_refuse, parse_int=_safe_int)
+# Integers are parsed by the C scanner itself (a Python ``parse_int`` costs a call per number);
+# their range is checked on the decoded values (:func:`_plain_value`).
+_DECODER = json.JSONDecoder(parse_float=_refuse, parse_constant=_refuse)
+# The decoder's C scanner: one JSON value from an index, no whitespace skipped around it.
+_SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
 _ENCODER = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
 )
@@ -111,9 +109,10 @@ _C_ENCODE = (
     if c_make_encoder is None
     else c_make_encoder(None, _refuse, encode_basestring, None, ":", ",", True, False, False)
 )
-# A key longer than 64 characters, in text without escapes: a string of 65+ characters
-# followed by ':' (inside a string there is no '"', so every '":' ends a key).
-_LONG_KEY = re.compile(r'"[^"]{65,}":')
+# Accounts and kinds already matched against ``entry.ACCOUNT`` / ``entry.KIND`` (a set look-up
+# instead of a regular expression per posting), per pattern; cleared past a bound.
+_MATCHED: dict[re.Pattern[str], set[str]] = {ACCOUNT: set(), KIND: set()}
+_MATCHED_BOUND = 1 << 16
 
 
 def _canonical_text(raw: dict[str, Any]) -> str:
@@ -122,72 +121,129 @@ def _canonical_text(raw: dict[str, Any]) -> str:
     return "".join(_C_ENCODE(raw, 0))
 
 
-def _fast_entry(leaf: bytes) -> Entry | None:
-    """The entry, if ``leaf`` is plainly canonical; None when only the full decoder can tell.
+def _matches(name: Any, pattern: re.Pattern[str]) -> bool:
+    """``pattern.match(name)`` for a string ``name``, remembered."""
+    if type(name) is not str:
+        return False
+    matched = _MATCHED[pattern]
+    if name in matched:
+        return True
+    if not pattern.match(name):
+        return False
+    if len(matched) >= _MATCHED_BOUND:
+        matched.clear()
+    matched.add(name)
+    return True
+
+
+def _plain_value(value: Any) -> bool:
+    """Integers within ±(2^53-1) and object keys of 1–64 characters, all the way down (in a
+    decoded plain leaf; there are no floats, and every character is printable ASCII)."""
+    kind = type(value)
+    if kind is int:
+        return bool(-MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER)
+    if kind is dict:
+        return all(0 < len(k) <= _MAX_KEY and _plain_value(v) for k, v in value.items())
+    if kind is list:
+        return all(_plain_value(v) for v in value)
+    return True
+
+
+def prev_bytes(text: Any) -> bytes | None:
+    """The 32 bytes a leaf's ``prev`` names, if it is their one base64 spelling."""
+    if type(text) is not str:
+        return None
+    try:
+        prev = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if len(prev) != 32 or base64.b64encode(prev).decode() != text:
+        return None
+    return prev
+
+
+def plain_leaf(leaf: bytes) -> dict[str, Any] | None:
+    """The decoded leaf if it is plainly canonical and well formed, except ``prev``, which is
+    only known to be a string (check it with :func:`prev_bytes`, or against the hash it must
+    equal); None when only ``Entry.from_leaf`` can tell.
 
     ``Entry.from_leaf`` walks every value three times; for the common leaf (ASCII, no escapes,
-    no floats, short keys) one ``json`` round trip decides the same thing at a third of the
-    cost, which is what lets an auditor replay 10^6 entries in seconds. This path only ever
-    *accepts*, under conditions that imply ``Entry.from_leaf`` accepts too and returns an
-    equal entry; anything unusual, and every error, goes to ``Entry.from_leaf``, the one
-    authority on what a valid leaf is (a differential test holds the two to the same answers).
+    no floats) one ``json`` round trip decides the same thing at a fraction of the cost, which
+    is what lets an auditor replay 10^6 entries in seconds. This path only ever *accepts*,
+    under conditions that imply ``Entry.from_leaf`` accepts too and returns an equal entry;
+    anything unusual, and every error, goes to ``Entry.from_leaf``, the one authority on what
+    a valid leaf is (a differential test holds the two to the same answers).
+
+    Why these checks suffice: without a backslash there are no escapes, so every string's
+    characters are the text's, all printable ASCII (no 0x7f; a strict decoder refuses control
+    characters); keys must then only be 1–64 long. The text equals the canonical encoding of
+    what it decodes to, so it is canonical, and ``Entry.leaf()`` of the entry built from it
+    gives these bytes back.
     """
     if len(leaf) > MAX_LEAF_BYTES or not leaf.isascii() or b"\\" in leaf or b"\x7f" in leaf:
         return None
     text = leaf.decode("ascii")
-    # Without escapes, the text between quotes is exactly each string's value; a string
-    # followed by ':' is an object key, which must be 1-64 printable characters.
-    if '"":' in text:
+    try:  # floats, NaN and Infinity leave the fast path here
+        raw, end = _SCAN(text, 0)
+    except (StopIteration, ValueError):
         return None
-    if _LONG_KEY.search(text):
+    if end != len(text) or type(raw) is not dict or raw.keys() != _FIELDS:
         return None
-    try:  # floats and integers beyond ±(2^53-1) leave the fast path here
-        raw = _DECODER.decode(text)
-    except ValueError:
+    if _canonical_text(raw) != text:
         return None
-    if type(raw) is not dict or raw.keys() != _FIELDS or _canonical_text(raw) != text:
-        return None
-    seq, prev_text, time, kind, entry_id = (
+    seq, time, body, sigs, postings = (
         raw["seq"],
-        raw["prev"],
         raw["time"],
-        raw["kind"],
-        raw["id"],
+        raw["body"],
+        raw["signatures"],
+        raw["postings"],
     )
-    body, sigs, postings = raw["body"], raw["signatures"], raw["postings"]
     if type(raw["v"]) is not int or raw["v"] != FORMAT_VERSION:
         return None
-    if type(seq) is not int or seq < 0 or type(time) is not str or not TIME.match(time):
+    if type(seq) is not int or not 0 <= seq <= MAX_SAFE_INTEGER:
         return None
-    if type(kind) is not str or not KIND.match(kind):
+    if type(time) is not str or not TIME.match(time):
         return None
+    if not _matches(raw["kind"], KIND):
+        return None
+    entry_id = raw["id"]
     if type(entry_id) is not str or not ENTRY_ID.match(entry_id):
         return None
-    if type(prev_text) is not str or type(body) is not dict or type(sigs) is not list:
+    if type(raw["prev"]) is not str or type(body) is not dict or not _plain_value(body):
         return None
-    if not all(type(s) is dict and all(type(v) is str for v in s.values()) for s in sigs):
-        return None
-    try:
-        prev = base64.b64decode(prev_text, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    if len(prev) != 32 or base64.b64encode(prev).decode() != prev_text:
+    if type(sigs) is not list or not all(
+        type(s) is dict and all(type(v) is str and 0 < len(k) <= _MAX_KEY for k, v in s.items())
+        for s in sigs
+    ):
         return None
     if type(postings) is not list:
         return None
-    moves = []
     for p in postings:
         if type(p) is not dict or p.keys() != _POSTING_FIELDS:
             return None
-        account, minutes = p["account"], p["minutes"]
-        if type(account) is not str or not ACCOUNT.match(account):
+        minutes = p["minutes"]
+        if not _matches(p["account"], ACCOUNT):
             return None
-        if type(minutes) is not int or minutes == 0:  # range: _safe_int
+        if type(minutes) is not int or minutes == 0:
             return None
-        moves.append(Posting(account, minutes))
-    if len({m.account for m in moves}) != len(moves):
+        if not -MAX_SAFE_INTEGER <= minutes <= MAX_SAFE_INTEGER:
+            return None
+    if len(postings) > 1 and len({p["account"] for p in postings}) != len(postings):
         return None
-    return Entry(seq, prev, time, EntryRequest(kind, entry_id, tuple(moves), body, tuple(sigs)))
+    return raw
+
+
+def _fast_entry(leaf: bytes) -> Entry | None:
+    """The entry, if ``leaf`` is plainly canonical (:func:`plain_leaf`); else None."""
+    raw = plain_leaf(leaf)
+    if raw is None:
+        return None
+    prev = prev_bytes(raw["prev"])
+    if prev is None:
+        return None
+    moves = tuple(Posting(p["account"], p["minutes"]) for p in raw["postings"])
+    request = EntryRequest(raw["kind"], raw["id"], moves, raw["body"], tuple(raw["signatures"]))
+    return Entry(raw["seq"], prev, raw["time"], request)
 
 
 def decode_leaf(leaf: bytes) -> Entry:

@@ -26,17 +26,19 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from base64 import b64encode
+from binascii import b2a_base64
 from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from hashlib import sha256
 from typing import Any, NamedTuple
 
-from ledger.entry import ZERO_HASH, EntryRequest
+from ledger.entry import ZERO_HASH, EntryRequest, Posting
 from ledger.errors import LedgerError
-from ledger.merkle import Frontier, node_hash
+from ledger.merkle import node_hash
 from ledger.postings import check_postings, floor_of
-from ledger.replay import Replay, decode_leaf
+from ledger.replay import Replay, decode_leaf, plain_leaf, prev_bytes
 from ledger.storage import LedgerStore, Snapshot
 
 CHUNK_BITS = 16  # 65,536 entries a chunk
@@ -93,68 +95,69 @@ def check_rows(
     """The checks of :func:`check_chunk` on rows already read (pure)."""
     if len(rows) != end - start:
         return Chunk(start, end, f"entries {start}–{end - 1}: {len(rows)} rows")
-    frontier = Frontier()
-    built: list[list[bytes]] = [[] for _ in range(bits + 1)]
-    wanted = iter(sizes)
-    next_size = next(wanted, None)
-    frontiers: list[tuple[int, tuple[bytes, ...]]] = []
+    hashes: list[bytes] = []
     expected: list[tuple[int, str, int]] = []
     running: dict[str, int] = {}
     lowest: dict[str, int] = {}
     reversals: list[tuple[int, int, EntryRequest]] = []
+    follow_rules: set[tuple[Any, ...]] = set()
     prev_hash, prev_time = b"", ""
     first_prev, first_time = b"", ""
     position = start
     for seq, entry_id, stored_hash, kind, time, leaf in rows:
         leaf = bytes(leaf)
         leaf_hash = sha256(b"\x00" + leaf).digest()
-        try:  # what ``replay.decode`` checks per leaf, without building its answer
-            entry = decode_leaf(leaf)
-            check_postings(entry.request)
-        except LedgerError:
+        fields = _leaf_fields(leaf, follow_rules)
+        if fields is None:
             return Chunk(start, end, f"seq {position}: the leaf")
-        request = entry.request
-        if seq != position or entry.seq != position:
+        entry_seq, prev, entry_time, entry_kind, request_id, body, moves = fields
+        if seq != position or entry_seq != position:
             return Chunk(start, end, f"seq {position}: its seq")
         if bytes(stored_hash) != leaf_hash:
             return Chunk(start, end, f"seq {position}: stored leaf hash")
-        if request.id != entry_id or request.kind != kind or entry.time != time:
+        if request_id != entry_id or entry_kind != kind or entry_time != time:
             return Chunk(start, end, f"seq {position}: columns")
         if position == start:
-            first_prev, first_time = entry.prev, entry.time
-        elif entry.prev != prev_hash or entry.time < prev_time:
+            first = prev_bytes(prev)
+            if first is None:
+                return Chunk(start, end, f"seq {position}: the leaf")
+            first_prev, first_time = first, entry_time
+        elif prev != b2a_base64(prev_hash, newline=False).decode() or entry_time < prev_time:
             return Chunk(start, end, f"seq {position}: prev or time")
-        prev_hash, prev_time = leaf_hash, entry.time
-        if request.kind == "reversal":
-            target = request.body.get("reverses")
+        prev_hash, prev_time = leaf_hash, entry_time
+        if entry_kind == "reversal":
+            target = body.get("reverses")
             if not isinstance(target, int) or isinstance(target, bool):
                 return Chunk(start, end, f"seq {position}: reversal names no entry")
-            reversals.append((position, target, request))
-        for posting in request.postings:
-            account, minutes = posting.account, posting.minutes
+            reversals.append((position, target, decode_leaf(leaf).request))
+        for account, minutes in moves:
             expected.append((position, account, minutes))
             balance = running[account] = running.get(account, 0) + minutes
             if minutes < 0 and balance < lowest.get(account, 0):
                 lowest[account] = balance
-        for level, _, node in frontier.append(leaf_hash):
-            built[level].append(node)
+        hashes.append(leaf_hash)
         position += 1
-        if position == next_size:
-            frontiers.append((position, tuple(frontier.hashes)))
-            next_size = next(wanted, None)
     if len(posting_rows) != len(expected) or {
         (int(s), a, int(m)) for s, a, m in posting_rows
     } != set(expected):
         return Chunk(start, end, f"entries {start}–{end - 1}: postings index")
+    built = [hashes]  # built[level]: the chunk's complete nodes of that level, in order
     for level in range(1, bits + 1):
+        below = built[-1]
+        built.append(
+            [
+                sha256(b"\x01" + below[i] + below[i + 1]).digest()
+                for i in range(0, len(below) - 1, 2)
+            ]
+        )
         stored = node_rows[level - 1]
-        first = start >> level
-        if [int(i) - first for i, _ in stored] != list(range(len(built[level]))) or [
+        first_index = start >> level
+        if [int(i) - first_index for i, _ in stored] != list(range(len(built[level]))) or [
             bytes(h) for _, h in stored
         ] != built[level]:
             return Chunk(start, end, f"entries {start}–{end - 1}: tree nodes of level {level}")
-    top = frontier.hashes[0] if end - start == 1 << bits else None
-    moves = {a: (running[a], lowest.get(a, 0)) for a in running}
+    top = built[bits][0] if end - start == 1 << bits else None
+    moves_of = {a: (running[a], lowest.get(a, 0)) for a in running}
     return Chunk(
         start,
         end,
@@ -164,11 +167,73 @@ def check_rows(
         prev_hash,
         prev_time,
         top,
-        tuple(frontiers),
-        moves,
+        tuple((size, _frontier_part(built, size - start)) for size in sizes),
+        moves_of,
         tuple(reversals),
         len(expected),
     )
+
+
+LeafFields = tuple[int, str, str, str, str, Mapping[str, Any], list[tuple[str, int]]]
+"""(seq, prev as base64, time, kind, id, body, postings as (account, minutes)) of a leaf."""
+
+
+def _leaf_fields(leaf: bytes, follow_rules: set[tuple[Any, ...]]) -> LeafFields | None:
+    """A leaf's fields if it decodes (exactly as ``replay.decode_leaf``) and its postings follow
+    its kind's rules (``postings.check_postings``); None if either fails.
+
+    The common leaf is read from its decoded JSON (``replay.plain_leaf``) without building the
+    frozen ``Entry``; any other goes through ``decode_leaf``. The rules are checked once per
+    ``(kind, body.reason, accounts and the sign of each posting)``: apart from the postings
+    summing to zero, which is checked on every leaf, ``check_postings`` looks at nothing else
+    (``follow_rules`` holds the keys that passed)."""
+    raw = plain_leaf(leaf)
+    if raw is None:
+        try:
+            entry = decode_leaf(leaf)
+            check_postings(entry.request)
+        except LedgerError:
+            return None
+        request = entry.request
+        return (
+            entry.seq,
+            b64encode(entry.prev).decode(),
+            entry.time,
+            request.kind,
+            request.id,
+            request.body,
+            [(p.account, p.minutes) for p in request.postings],
+        )
+    kind, body = raw["kind"], raw["body"]
+    moves = [(p["account"], p["minutes"]) for p in raw["postings"]]
+    reason = body.get("reason")
+    key = (kind, reason, *[(a, m < 0) for a, m in moves]) if type(reason) in _KEYED else None
+    if key is not None and key in follow_rules:
+        if sum(m for _, m in moves) != 0:
+            return None
+    else:
+        request = EntryRequest(kind, raw["id"], tuple(Posting(a, m) for a, m in moves), body)
+        try:
+            check_postings(request)
+        except LedgerError:
+            return None
+        if key is not None:
+            follow_rules.add(key)
+    return raw["seq"], raw["prev"], raw["time"], kind, raw["id"], body, moves
+
+
+_KEYED = (str, type(None))  # a body.reason that can be part of a key (hashable, and the usual)
+
+
+def _frontier_part(built: Sequence[Sequence[bytes]], size: int) -> tuple[bytes, ...]:
+    """The Merkle frontier of the chunk's first ``size`` leaves (``merkle.Frontier.hashes``):
+    one complete subtree per set bit of ``size``, largest first."""
+    part, offset = [], 0
+    for level in range(size.bit_length() - 1, -1, -1):
+        if size >> level & 1:
+            part.append(built[level][offset >> level])
+            offset += 1 << level
+    return tuple(part)
 
 
 @dataclass
