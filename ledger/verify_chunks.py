@@ -137,9 +137,7 @@ def check_rows(
                 lowest[account] = balance
         hashes.append(leaf_hash)
         position += 1
-    if len(posting_rows) != len(expected) or {
-        (int(s), a, int(m)) for s, a, m in posting_rows
-    } != set(expected):
+    if len(posting_rows) != len(expected) or set(map(tuple, posting_rows)) != set(expected):
         return Chunk(start, end, f"entries {start}–{end - 1}: postings index")
     built = [hashes]  # built[level]: the chunk's complete nodes of that level, in order
     for level in range(1, bits + 1):
@@ -187,8 +185,8 @@ def _leaf_fields(leaf: bytes, follow_rules: set[tuple[Any, ...]]) -> LeafFields 
     ``(kind, body.reason, accounts and the sign of each posting)``: apart from the postings
     summing to zero, which is checked on every leaf, ``check_postings`` looks at nothing else
     (``follow_rules`` holds the keys that passed)."""
-    raw = plain_leaf(leaf)
-    if raw is None:
+    plain = plain_leaf(leaf)
+    if plain is None:
         try:
             entry = decode_leaf(leaf)
             check_postings(entry.request)
@@ -204,22 +202,21 @@ def _leaf_fields(leaf: bytes, follow_rules: set[tuple[Any, ...]]) -> LeafFields 
             request.body,
             [(p.account, p.minutes) for p in request.postings],
         )
-    kind, body = raw["kind"], raw["body"]
-    moves = [(p["account"], p["minutes"]) for p in raw["postings"]]
+    kind, body, moves = plain.kind, plain.body, plain.postings
     reason = body.get("reason")
     key = (kind, reason, *[(a, m < 0) for a, m in moves]) if type(reason) in _KEYED else None
     if key is not None and key in follow_rules:
         if sum(m for _, m in moves) != 0:
             return None
     else:
-        request = EntryRequest(kind, raw["id"], tuple(Posting(a, m) for a, m in moves), body)
+        request = EntryRequest(kind, plain.id, tuple(Posting(a, m) for a, m in moves), body)
         try:
             check_postings(request)
         except LedgerError:
             return None
         if key is not None:
             follow_rules.add(key)
-    return raw["seq"], raw["prev"], raw["time"], kind, raw["id"], body, moves
+    return plain.seq, plain.prev, plain.time, kind, plain.id, body, moves
 
 
 _KEYED = (str, type(None))  # a body.reason that can be part of a key (hashable, and the usual)

@@ -1,0 +1,231 @@
+"""The per-leaf checks of ``timebank verify``'s worker processes against the reference ones.
+
+``ledger.verify_chunks`` reads common leaves through ``replay.plain_leaf`` (a template of the
+canonical layout, then the JSON decoder) and checks a kind's posting rules once per
+(kind, reason, accounts and signs). These tests hold both to ``Entry.from_leaf`` and
+``postings.check_postings`` on leaves built to sit right at the edges of those shortcuts.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from typing import Any
+
+import pytest
+
+from ledger import verify_chunks
+from ledger.entry import ZERO_HASH, Entry, EntryRequest, Posting, canonical_json
+from ledger.errors import LedgerError
+from ledger.merkle import Frontier, leaf_hash
+from ledger.postings import check_postings
+from ledger.replay import _ENVELOPE, _fast_entry, plain_leaf, prev_bytes
+from tests.helpers import ISSUANCE, POOL, member
+
+TIME = "2026-12-05T10:00:00.000000Z"
+
+
+def _leaf(request: EntryRequest, seq: int = 0, prev: bytes = ZERO_HASH) -> bytes:
+    """Leaf bytes of ``request`` as written, with no rule checked (``Entry.leaf``)."""
+    return Entry(seq, prev, TIME, request).leaf()
+
+
+def _deposit(entry_id: str, to: str, amount: int, **body: Any) -> EntryRequest:
+    postings = (Posting(ISSUANCE, -amount), Posting(to, amount))
+    return EntryRequest("deposit", entry_id, postings, body)
+
+
+def _reference(leaf: bytes) -> bool:
+    """Whether the one-process replay accepts the leaf on its own (decodes, follows rules)."""
+    try:
+        check_postings(Entry.from_leaf(leaf).request)
+    except LedgerError:
+        return False
+    return True
+
+
+def _raw(leaf: bytes) -> dict[str, Any]:
+    return json.loads(leaf)  # type: ignore[no-any-return]
+
+
+def _edited(leaf: bytes, field: str, value: Any) -> bytes:
+    raw = _raw(leaf)
+    raw[field] = value
+    return json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+BASE = _leaf(_deposit("d-1", member(1), 30, record="ab" * 32, minutes=30, service="meal"))
+# Leaves that sit on the edges of the envelope template or of the decoded path; each is
+# judged by the reference decoder, so the list may hold both good and bad ones.
+EDGES = [
+    BASE,
+    _edited(BASE, "body", {"x": {}, "id": "fake", "kind": "deposit"}),
+    _edited(BASE, "body", {"a": '},"id":"x","kind":"deposit","postings":[],"prev":"'}),
+    _edited(BASE, "body", {"n": 2**53 - 1, "m": -(2**53 - 1)}),
+    _edited(BASE, "body", {"n": 2**53}),
+    _edited(BASE, "body", {"k" * 64: 1}),
+    _edited(BASE, "body", {"k" * 65: 1}),
+    _edited(BASE, "body", {"deep": [{"": 1}]}),
+    _edited(BASE, "body", {"deep": [{"k": [1, 2**60]}]}),
+    _edited(BASE, "body", {"s": "línea"}),
+    _edited(BASE, "body", []),
+    _edited(BASE, "seq", 10**15 - 1),
+    _edited(BASE, "seq", 10**15),
+    _edited(BASE, "seq", 2**53),
+    _edited(BASE, "seq", True),
+    _edited(BASE, "v", True),
+    _edited(BASE, "prev", base64.b64encode(bytes(32)).decode().replace("A=", "B=")),
+    _edited(BASE, "prev", base64.b64encode(bytes(31)).decode()),
+    _edited(BASE, "signatures", [{"device": "ed25519:abc"}]),
+    _edited(BASE, "signatures", [{"device": 1}]),
+    _edited(BASE, "signatures", [{"d" * 65: "x"}]),
+    _edited(BASE, "postings", []),
+    _edited(BASE, "postings", [{"account": ISSUANCE, "minutes": -30}]),
+    _edited(BASE, "postings", [{"account": member(1), "minutes": 30}] * 2),
+    _edited(
+        BASE,
+        "postings",
+        [{"account": ISSUANCE, "minutes": -(2**53)}, {"account": member(1), "minutes": 2**53}],
+    ),
+    _edited(BASE, "postings", [{"account": ISSUANCE, "minutes": 0}]),
+    _edited(BASE, "postings", [{"account": "bank:nobody", "minutes": -30}]),
+    _edited(BASE, "kind", "Deposit"),
+    _edited(BASE, "id", "has space"),
+    _edited(BASE, "time", "2026-12-05T10:00:00Z"),
+    BASE.replace(b'"minutes":-30', b'"minutes":-30.0'),
+    BASE.replace(b'"minutes":-30', b'"minutes":-030'),
+    BASE.replace(b'"v":1}', b'"v":1} '),
+    BASE.replace(b'"v":1}', b'"v":1,"v":1}'),
+    BASE.replace(b'{"body":{', b'{"body":{"minutes":1,'),
+    BASE.replace(b'"service":"meal"', b'"service":"me\\u0061l"'),
+    BASE.replace(b'"id":"d-1",', b"").replace(b'"kind"', b'"id":"d-1","kind"'),
+]
+
+
+@pytest.mark.parametrize("leaf", EDGES, ids=range(len(EDGES)))
+def test_plain_leaf_accepts_only_what_the_reference_accepts(leaf: bytes) -> None:
+    try:
+        want: Entry | None = Entry.from_leaf(leaf)
+    except LedgerError:
+        want = None
+    fast = _fast_entry(leaf)
+    assert fast is None or fast == want
+    plain = plain_leaf(leaf)
+    if plain is not None and prev_bytes(plain.prev) is not None:  # prev: checked by the caller
+        assert want is not None
+        assert (plain.seq, plain.time, plain.kind, plain.id) == (
+            want.seq,
+            want.time,
+            want.request.kind,
+            want.request.id,
+        )
+        assert plain.body == want.request.body
+        assert plain.postings == [(p.account, p.minutes) for p in want.request.postings]
+    fields = verify_chunks._leaf_fields(leaf, set())
+    assert (fields is not None and prev_bytes(fields[1]) is not None) == _reference(leaf)
+
+
+def test_plain_leaf_takes_the_common_leaf_through_the_template() -> None:
+    assert _ENVELOPE.fullmatch(BASE.decode()) is not None
+    assert plain_leaf(BASE) is not None
+    assert _ENVELOPE.fullmatch(EDGES[1].decode()) is not None  # a body key named "id"
+    assert plain_leaf(_edited(BASE, "signatures", [{"device": "ed25519:abc"}])) is not None
+
+
+def _requests() -> list[EntryRequest]:
+    """Requests whose (kind, reason, accounts and signs) repeat, each good or bad."""
+    a, b = member(1), member(2)
+    return [
+        _deposit("d1", a, 30),
+        _deposit("d2", a, 45),  # same key as d1: remembered
+        EntryRequest("deposit", "d3", (Posting(ISSUANCE, -30), Posting(a, 40))),  # unbalanced
+        _deposit("d4", b, 30),
+        EntryRequest("gift", "g1", (Posting(a, -10), Posting(b, 10))),
+        EntryRequest("gift", "g2", (Posting(a, 10), Posting(b, -10))),
+        EntryRequest("gift", "g3", (Posting(a, -10), Posting(b, 11))),  # unbalanced
+        EntryRequest("gift", "g4", (Posting(ISSUANCE, -10), Posting(b, 10))),  # role
+        EntryRequest("grant", "p1", (Posting(POOL, -5), Posting(a, 5)), {"reason": "x"}),
+        EntryRequest("grant", "p2", (Posting(POOL, -6), Posting(a, 6)), {"reason": "x"}),
+        EntryRequest("grant", "p3", (Posting(POOL, -5), Posting(a, 5)), {"reason": " "}),
+        EntryRequest("grant", "p4", (Posting(POOL, -5), Posting(a, 5)), {"reason": 3}),
+        EntryRequest("grant", "p5", (Posting(POOL, -5), Posting(a, 5)), {}),
+        EntryRequest("grant", "p6", (Posting(POOL, -5), Posting(a, 5)), {"reason": ["x"]}),
+        EntryRequest("deposit", "d5", (Posting(ISSUANCE, -30), Posting(a, 30)), {"reason": 3}),
+        EntryRequest("policy", "o1", (), {"reason": "x"}),
+        EntryRequest("policy", "o2", (Posting(a, -1), Posting(b, 1))),
+        EntryRequest("nonsense", "n1", (Posting(a, -1), Posting(b, 1))),
+    ]
+
+
+def test_remembered_posting_rules_give_the_reference_answers() -> None:
+    remembered: set[tuple[Any, ...]] = set()
+    for request in _requests() * 2:
+        leaf = _leaf(request)
+        got = verify_chunks._leaf_fields(leaf, remembered)
+        assert (got is not None) == _reference(leaf), request
+        assert got is None or prev_bytes(got[1]) == ZERO_HASH
+
+
+def _rows(leaves: list[bytes]) -> tuple[list[Any], list[Any], list[list[Any]]]:
+    """What a worker reads for entries [0, len(leaves)) of a log holding ``leaves``."""
+    rows, postings = [], []
+    for seq, leaf in enumerate(leaves):
+        entry = Entry.from_leaf(leaf)
+        request = entry.request
+        rows.append((seq, request.id, leaf_hash(leaf), request.kind, entry.time, leaf))
+        postings += [(seq, p.account, p.minutes) for p in request.postings]
+    frontier, nodes = Frontier(), [[] for _ in range(16)]
+    for leaf in leaves:
+        for level, index, node in frontier.append(leaf_hash(leaf)):
+            nodes[level - 1].append((index, node))
+    return rows, postings, nodes
+
+
+def _chain(requests: list[EntryRequest]) -> list[bytes]:
+    leaves, prev = [], ZERO_HASH
+    for seq, request in enumerate(requests):
+        leaf = _leaf(request, seq, prev)
+        leaves.append(leaf)
+        prev = leaf_hash(leaf)
+    return leaves
+
+
+def test_a_chunk_of_good_leaves_is_accepted_with_its_frontiers() -> None:
+    good = [r for r in _requests() if _reference(_leaf(r))]
+    leaves = _chain((good * 3)[:16])
+    leaves = _chain([Entry.from_leaf(leaf).request for leaf in leaves])
+    rows, postings, nodes = _rows(leaves)
+    chunk = verify_chunks.check_rows(0, 16, 4, [5, 11, 16], rows, postings, nodes[:4])
+    assert chunk.dirty == ""
+    for size, part in chunk.frontiers:
+        frontier = Frontier()
+        for leaf in leaves[:size]:
+            frontier.append(leaf_hash(leaf))
+        assert part == tuple(frontier.hashes)
+    assert chunk.top == frontier.root()
+    assert chunk.first_prev == ZERO_HASH and chunk.last_hash == leaf_hash(leaves[-1])
+
+
+@pytest.mark.parametrize("at", [0, 5, 15])
+def test_a_chunk_with_an_unbalanced_leaf_whose_key_was_seen_is_refused(at: int) -> None:
+    requests = [_deposit(f"d{i}", member(i % 2), 30 + i) for i in range(16)]
+    bad = requests[at]
+    requests[at] = EntryRequest(bad.kind, bad.id, (bad.postings[0], Posting(member(at % 2), 99)))
+    leaves = _chain(requests)
+    rows, postings, nodes = _rows(leaves)
+    chunk = verify_chunks.check_rows(0, 16, 4, [16], rows, postings, nodes[:4])
+    assert chunk.dirty == f"seq {at}: the leaf"
+
+
+def test_a_chunk_whose_prev_is_not_the_hash_before_is_refused() -> None:
+    leaves = _chain([_deposit(f"d{i}", member(1), 30) for i in range(4)])
+    raw = _raw(leaves[2])
+    raw["prev"] = base64.b64encode(hashlib.sha256(b"other").digest()).decode()
+    leaves[2] = canonical_json(raw)
+    rows, postings, nodes = _rows(leaves)
+    chunk = verify_chunks.check_rows(0, 4, 2, [4], rows, postings, nodes[:2])
+    assert chunk.dirty == "seq 2: prev or time"
+    leaves = _chain([_deposit(f"d{i}", member(1), 30) for i in range(4)])
+    rows, postings, nodes = _rows(leaves)
+    assert verify_chunks.check_rows(0, 4, 2, [4], rows, postings, nodes[:2]).dirty == ""
