@@ -144,9 +144,13 @@ def _plain_value(value: Any) -> bool:
         for key, item in value.items():
             if not 0 < len(key) <= _MAX_KEY:
                 return False
-            if type(item) in _SCALARS:
+            kind = type(item)
+            if kind in _SCALARS:
                 continue
-            if not _plain_value(item):
+            if kind is int:
+                if not -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+                    return False
+            elif not _plain_value(item):
                 return False
         return True
     if kind is int:
