@@ -180,11 +180,11 @@ def _leaf_fields(leaf: bytes, follow_rules: set[tuple[Any, ...]]) -> LeafFields 
     """A leaf's fields if it decodes (exactly as ``replay.decode_leaf``) and its postings follow
     its kind's rules (``postings.check_postings``); None if either fails.
 
-    The common leaf is read from its decoded JSON (``replay.plain_leaf``) without building the
-    frozen ``Entry``; any other goes through ``decode_leaf``. The rules are checked once per
-    ``(kind, body.reason, accounts and the sign of each posting)``: apart from the postings
-    summing to zero, which is checked on every leaf, ``check_postings`` looks at nothing else
-    (``follow_rules`` holds the keys that passed)."""
+    The common leaf is read through ``replay.plain_leaf`` (its canonical layout) without
+    building the frozen ``Entry``; any other goes through ``decode_leaf``. The rules are
+    checked once per ``(kind, body.reason, accounts and the sign of each posting)``: apart
+    from the postings summing to zero, which is checked on every leaf, ``check_postings``
+    looks at nothing else (``follow_rules`` holds the keys that passed)."""
     plain = plain_leaf(leaf)
     if plain is None:
         try:
