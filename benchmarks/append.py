@@ -8,7 +8,7 @@ and absolute numbers do not:
 * ``append``: durable appends/s through the real sequencer (``Log.append`` from 1, 8 and 64
   writer threads) on SQLite (file, WAL, ``synchronous=FULL``) and PostgreSQL, against
 
-  - ``raw``: the very same rows (entries, postings, tree nodes, checkpoint, balance upsert;
+  - ``raw``: the very same rows (entries, facts, postings, tree nodes, checkpoint, balance upsert;
     bytes read back from the sequencer's database) inserted through the bare DB driver with
     the same batch boundaries and durability settings, with no hashing, signing or reads;
   - ``pymerkle`` (SQLite only): pymerkle 7 ``SqliteTree`` appending the same leaf bytes with
@@ -76,6 +76,7 @@ ENTRY_COLUMNS = ("seq", "id", "prev", "leaf_hash", "kind", "time", "leaf")
 POSTING_COLUMNS = ("account", "seq", "minutes")
 NODE_COLUMNS = ("level", "idx", "hash")
 CHECKPOINT_COLUMNS = ("size", "root", "note")
+FACT_COLUMNS = ("seq", "kind", "bank", "credited", "service", "org", "served")
 BALANCE_COLUMNS = ("account", "minutes")
 
 _started = time.monotonic()
@@ -329,6 +330,7 @@ class Batch:
     """Every row one sequencer transaction wrote, in insert order."""
 
     entries: list[tuple[Any, ...]] = field(default_factory=list)
+    facts: list[tuple[Any, ...]] = field(default_factory=list)
     postings: list[tuple[Any, ...]] = field(default_factory=list)
     nodes: list[tuple[Any, ...]] = field(default_factory=list)
     checkpoint: tuple[Any, ...] = ()
@@ -350,6 +352,7 @@ def capture_batches(scratch: Scratch) -> list[Batch]:
 
         checkpoints = rows("log_checkpoints", CHECKPOINT_COLUMNS, "size")
         entries = rows("log_entries", ENTRY_COLUMNS, "seq")
+        facts = {int(f[0]): f for f in rows("log_facts", FACT_COLUMNS, "seq")}
         postings = rows("log_postings", POSTING_COLUMNS, "seq, account")
         nodes = rows("log_nodes", NODE_COLUMNS, "level, idx")
     finally:
@@ -357,7 +360,9 @@ def capture_batches(scratch: Scratch) -> list[Batch]:
     sizes = [int(c[0]) for c in checkpoints]
     batches = [Batch(checkpoint=c) for c in checkpoints]
     for e in entries:
-        batches[bisect.bisect_right(sizes, int(e[0]))].entries.append(e)
+        batch = batches[bisect.bisect_right(sizes, int(e[0]))]
+        batch.entries.append(e)
+        batch.facts.append(facts[int(e[0])])
     by_seq: dict[int, list[tuple[Any, ...]]] = collections.defaultdict(list)
     for p in postings:
         by_seq[int(p[1])].append(p)
@@ -385,6 +390,7 @@ def insert_sql(scratch: Scratch) -> dict[str, str]:
 
     return {
         "entries": insert("log_entries", ENTRY_COLUMNS),
+        "facts": insert("log_facts", FACT_COLUMNS),
         "postings": insert("log_postings", POSTING_COLUMNS),
         "nodes": insert("log_nodes", NODE_COLUMNS),
         "checkpoint": insert("log_checkpoints", CHECKPOINT_COLUMNS),
@@ -396,9 +402,14 @@ def insert_sql(scratch: Scratch) -> dict[str, str]:
 # ---------------------------------------------------------------- append throughput
 
 
-def timed_appends(log: Log, writers: int, requests: list[EntryRequest]) -> float:
-    """Seconds for ``writers`` threads to append ``requests``, each thread waiting for its
-    entry to be durable before submitting the next (``Log.append``)."""
+def process_cpu() -> float:
+    """CPU seconds (user + system) of this process, all its threads."""
+    return sum(os.times()[:2])
+
+
+def timed_appends(log: Log, writers: int, requests: list[EntryRequest]) -> tuple[float, float]:
+    """(seconds, process CPU seconds) for ``writers`` threads to append ``requests``, each
+    thread waiting for its entry to be durable before submitting the next (``Log.append``)."""
     barrier = threading.Barrier(writers + 1)
     errors: list[BaseException] = []
 
@@ -417,30 +428,34 @@ def timed_appends(log: Log, writers: int, requests: list[EntryRequest]) -> float
     for t in threads:
         t.start()
     barrier.wait()
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), process_cpu()
     for t in threads:
         t.join()
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, process_cpu() - cpu0
     if errors:
         raise errors[0]
-    return seconds
+    return seconds, cpu
 
 
-def run_sequencer(scratch: Scratch, writers: int, entries: int, accounts: int) -> tuple[float, int]:
-    """(seconds, final size) for ``entries`` appends from ``writers`` threads on a fresh log."""
+def run_sequencer(
+    scratch: Scratch, writers: int, entries: int, accounts: int
+) -> tuple[float, float, int]:
+    """(seconds, process CPU seconds, final size) for ``entries`` appends from ``writers``
+    threads on a fresh log."""
     log = open_log(scratch)
     try:
         tag = f"w{writers}"
         log.append(deposit(f"{tag}-warm", 0, accounts))  # starts the writer thread, pools a conn
         requests = [deposit(tag, n, accounts) for n in range(entries)]
-        seconds = timed_appends(log, writers, requests)
-        return seconds, log.size()
+        seconds, cpu = timed_appends(log, writers, requests)
+        return seconds, cpu, log.size()
     finally:
         log.close()
 
 
-def run_raw(scratch: Scratch, batches: list[Batch], warm: int) -> float:
-    """Seconds to insert ``batches[warm:]`` through the bare driver, one transaction each."""
+def run_raw(scratch: Scratch, batches: list[Batch], warm: int) -> tuple[float, float]:
+    """(seconds, process CPU seconds) to insert ``batches[warm:]`` through the bare driver, one
+    transaction each."""
     upgrade(scratch.url)
     sql = insert_sql(scratch)
     conn = scratch.connect()
@@ -450,6 +465,7 @@ def run_raw(scratch: Scratch, batches: list[Batch], warm: int) -> float:
             scratch.begin(conn)
             cur = conn.cursor()
             cur.executemany(sql["entries"], batch.entries)
+            cur.executemany(sql["facts"], batch.facts)
             if batch.postings:
                 cur.executemany(sql["postings"], batch.postings)
             if batch.nodes:
@@ -461,10 +477,10 @@ def run_raw(scratch: Scratch, batches: list[Batch], warm: int) -> float:
 
         for batch in batches[:warm]:
             write(batch)
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), process_cpu()
         for batch in batches[warm:]:
             write(batch)
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, process_cpu() - cpu0
     finally:
         conn.close()
 
@@ -501,7 +517,7 @@ def append_case(
     load = Load()
     seq_db = scratches.new(kind, f"seq{writers}")
     try:
-        seconds, size = run_sequencer(seq_db, writers, entries, args.accounts)
+        seconds, cpu, size = run_sequencer(seq_db, writers, entries, args.accounts)
         batches = capture_batches(seq_db)
     finally:
         scratches.drop(seq_db)
@@ -513,17 +529,21 @@ def append_case(
         "entries": entries,
         "sequencer_seconds": round(seconds, 4),
         "sequencer_entries_per_s": round(entries / seconds, 1),
+        # this process's CPU (every thread, user + system) per entry: steadier than the rate
+        # on a shared machine, where the fsyncs wait for other processes' disk writes
+        "sequencer_cpu_us_per_entry": round(cpu / entries * 1e6, 1),
         "batches": len(timed),
         "mean_batch": round(entries / len(timed), 2),
         "max_batch": max(sizes),
     }
     raw_db = scratches.new(kind, f"raw{writers}")
     try:
-        raw_seconds = run_raw(raw_db, batches, warm)
+        raw_seconds, raw_cpu = run_raw(raw_db, batches, warm)
     finally:
         scratches.drop(raw_db)
     out["raw_seconds"] = round(raw_seconds, 4)
     out["raw_entries_per_s"] = round(entries / raw_seconds, 1)
+    out["raw_cpu_us_per_entry"] = round(raw_cpu / entries * 1e6, 1)
     out["sequencer_over_raw"] = round(raw_seconds / seconds, 4)  # rate ratio, ≤ 1
     out["raw_speedup"] = round(seconds / raw_seconds, 2)  # how many times faster raw is
     if kind == "sqlite" and pymerkle is not None and not args.no_pymerkle:
@@ -558,8 +578,10 @@ def append_section(scratches: Scratches, kind: str, args: argparse.Namespace) ->
             say(f"{kind}: {writers} writers, {entries} entries (repeat {repeat + 1})")
             run = append_case(scratches, kind, writers, entries, args)
             say(
-                f"  sequencer {run['sequencer_entries_per_s']:.0f}/s, raw "
-                f"{run['raw_entries_per_s']:.0f}/s, mean batch {run['mean_batch']}"
+                f"  sequencer {run['sequencer_entries_per_s']:.0f}/s"
+                f" ({run['sequencer_cpu_us_per_entry']:.0f} us CPU/entry), raw "
+                f"{run['raw_entries_per_s']:.0f}/s"
+                f" ({run['raw_cpu_us_per_entry']:.0f} us CPU/entry), mean batch {run['mean_batch']}"
                 + (
                     f", pymerkle {run['pymerkle_entries_per_s']:.0f}/s"
                     if "pymerkle_entries_per_s" in run
@@ -716,7 +738,7 @@ def proof_section(scratches: Scratches, kind: str, args: argparse.Namespace) -> 
                 with log.store.read() as db:
                     checkpoints_before = len(db.checkpoint_sizes())
                 load = Load()
-                seconds = timed_appends(log, writers, requests)
+                seconds, _ = timed_appends(log, writers, requests)
                 with log.store.read() as db:
                     batches = len(db.checkpoint_sizes()) - checkpoints_before
                 this["append_at_size"] = {

@@ -35,8 +35,20 @@ TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 JSON = Any
 
 
+def _plain(value: JSON) -> bool:
+    """A string, boolean, null or safe integer of the built-in types: nothing to check inside,
+    so no path is built for it (the common case, checked without ``isinstance``)."""
+    kind = type(value)
+    return (
+        kind is str
+        or kind is bool
+        or value is None
+        or (kind is int and -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER)
+    )
+
+
 def _check_value(value: JSON, path: str) -> None:
-    if value is None or isinstance(value, bool | str):
+    if _plain(value) or isinstance(value, bool | str):
         return
     if isinstance(value, int):
         if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
@@ -46,13 +58,15 @@ def _check_value(value: JSON, path: str) -> None:
         raise MalformedEntry(f"{path}: floats are not allowed; use integer minutes", field=path)
     if isinstance(value, list | tuple):
         for i, item in enumerate(value):
-            _check_value(item, f"{path}[{i}]")
+            if not _plain(item):
+                _check_value(item, f"{path}[{i}]")
         return
     if isinstance(value, Mapping):
         for key, item in value.items():
             if not isinstance(key, str) or not ASCII_KEY.match(key):
                 raise MalformedEntry(f"{path}: object keys must be printable ASCII", field=path)
-            _check_value(item, f"{path}.{key}")
+            if not _plain(item):
+                _check_value(item, f"{path}.{key}")
         return
     raise MalformedEntry(f"{path}: {type(value).__name__} is not a JSON value", field=path)
 
@@ -71,10 +85,18 @@ def record_signing_message(record_digest: str) -> bytes:
 def canonical_json(value: JSON) -> bytes:
     """RFC 8785 canonical JSON of ``value``; MalformedEntry if it holds something we refuse."""
     _check_value(value, "$")
+    return _encode(value)
+
+
+_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
+def _encode(value: JSON) -> bytes:
+    """``canonical_json`` of a value already checked with ``_check_value``."""
     try:
-        return json.dumps(
-            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        ).encode("utf-8")
+        return _ENCODER.encode(value).encode("utf-8")
     except UnicodeEncodeError as exc:
         raise MalformedEntry("strings must be valid Unicode (no lone surrogates)") from exc
 
@@ -176,6 +198,12 @@ class EntryRequest:
         }
 
 
+def _within_limit(leaf: bytes) -> bytes:
+    if len(leaf) > MAX_LEAF_BYTES:
+        raise MalformedEntry(f"entry is larger than {MAX_LEAF_BYTES} bytes", field="body")
+    return leaf
+
+
 @dataclass(frozen=True)
 class Entry:
     seq: int
@@ -193,10 +221,13 @@ class Entry:
         }
 
     def leaf(self) -> bytes:
-        data = canonical_json(self.to_json())
-        if len(data) > MAX_LEAF_BYTES:
-            raise MalformedEntry(f"entry is larger than {MAX_LEAF_BYTES} bytes", field="body")
-        return data
+        return _within_limit(canonical_json(self.to_json()))
+
+    def validated_leaf(self) -> bytes:
+        """``leaf`` of an entry whose request passed ``validate`` (the sequencer's case): its
+        every value is then one canonical JSON takes (``seq`` an int, ``prev`` and ``time``
+        strings), so they are encoded without walking them again."""
+        return _within_limit(_encode(self.to_json()))
 
     @classmethod
     def from_leaf(cls, data: bytes) -> Entry:

@@ -31,7 +31,7 @@ from ledger.errors import (
     MalformedEntry,
     PostingRuleViolation,
 )
-from ledger.facts import facts_of_request
+from ledger.facts import fact_row
 from ledger.merkle import (
     Frontier,
     consistency_spans,
@@ -42,7 +42,7 @@ from ledger.merkle import (
 )
 from ledger.note import Checkpoint, Signer, open_checkpoint, sign_checkpoint
 from ledger.postings import apply_postings, check_postings, check_reversal
-from ledger.storage import LedgerStore, Snapshot, StoredEntry
+from ledger.storage import LedgerStore, Row, Snapshot, StoredEntry
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,10 @@ class AppendResult:
     time: str
     tree_size: int  # the checkpoint that first covers this entry
     replayed: bool = False  # True when the id was appended before with the same content
+
+
+# An entry of this batch (seq, id, leaf hash, repeated): its checkpoint is the batch's.
+_Covered = tuple[int, str, bytes, bool]
 
 
 def utc_now() -> str:
@@ -130,13 +134,13 @@ class BatchWriter:
         )
         balances = db.balances(accounts)
 
-        results: list[AppendResult | EntryError] = []
-        new_entries: list[dict[str, object]] = []
-        new_postings: list[dict[str, object]] = []
-        new_facts: list[dict[str, object]] = []
-        new_nodes: list[dict[str, object]] = []
-        new_reversals: list[dict[str, object]] = []
-        by_id: dict[str, tuple[EntryRequest, AppendResult]] = {}
+        outcomes: list[_Covered | AppendResult | EntryError] = []
+        new_entries: list[Row] = []
+        new_postings: list[Row] = []
+        new_facts: list[Row] = []
+        new_nodes: list[Row] = []
+        new_reversals: list[Row] = []
+        by_id: dict[str, tuple[EntryRequest, _Covered]] = {}
         touched: dict[str, int] = {}
         prev = head.last_leaf_hash or ZERO_HASH
         # Time never goes backwards in the log, whatever the clock says.
@@ -147,7 +151,7 @@ class BatchWriter:
             try:
                 replay = self._replay(db, request, existing, by_id)
                 if replay is not None:
-                    results.append(replay)
+                    outcomes.append(replay)
                     continue
                 if request.ceiling is not None:
                     request = request.ceiling.apply(request, balances)
@@ -169,71 +173,45 @@ class BatchWriter:
                         Entry.from_leaf(original.leaf).request if original else None,
                         target,
                     )
-                leaf = Entry(next_seq, prev, now, request).leaf()
+                leaf = Entry(next_seq, prev, now, request).validated_leaf()
                 apply_postings(balances, request.postings, self.member_overdraft)
             except EntryError as exc:
-                results.append(exc)
+                outcomes.append(exc)
                 continue
             lh = leaf_hash(leaf)
-            result = AppendResult(next_seq, request.id, lh, now, 0)
-            new_entries.append(
-                {
-                    "seq": next_seq,
-                    "id": request.id,
-                    "prev": prev,
-                    "leaf_hash": lh,
-                    "kind": request.kind,
-                    "time": now,
-                    "leaf": leaf,
-                }
-            )
-            new_facts.append(facts_of_request(next_seq, request))
-            new_postings.extend(
-                {"account": p.account, "seq": next_seq, "minutes": p.minutes}
-                for p in request.postings
-            )
+            new_entries.append((next_seq, request.id, prev, lh, request.kind, now, leaf))
+            new_facts.append(fact_row(next_seq, request))
             for p in request.postings:
+                new_postings.append((p.account, next_seq, p.minutes))
                 touched[p.account] = balances[p.account]
             if target is not None and request.kind == "reversal":
-                new_reversals.append({"original_seq": target, "reversal_seq": next_seq})
+                new_reversals.append((target, next_seq))
                 already_reversed.add(target)
-            new_nodes.extend(
-                {"level": level, "idx": idx, "hash": h} for level, idx, h in frontier.append(lh)
-            )
-            by_id[request.id] = (request, result)
-            results.append(result)
+            new_nodes.extend(frontier.append(lh))
+            covered = (next_seq, request.id, lh, False)
+            by_id[request.id] = (request, covered)
+            outcomes.append(covered)
             prev = lh
             next_seq += 1
 
-        if not new_entries:
-            return results
-        root = frontier.root()
+        if not new_entries:  # then no entry of this batch was appended, nor repeated
+            return [o for o in outcomes if not isinstance(o, tuple)]
+        root, size = frontier.root(), frontier.size
         self._pending_frontier = _copy(frontier)
-        self._check_consistent(
-            db,
-            signed,
-            head.checkpoint_root,
-            new_nodes,
-            new_entries,
-            frontier.size,
-            root,
-        )
-        note = sign_checkpoint(Checkpoint(self.origin, frontier.size, root), self.signer)
+        self._check_consistent(db, signed, head.checkpoint_root, new_nodes, new_entries, size, root)
+        note = sign_checkpoint(Checkpoint(self.origin, size, root), self.signer)
         self._trusted_checkpoint = note
         db.insert_batch(
-            new_entries,
-            new_postings,
-            new_nodes,
-            new_reversals,
-            {"size": frontier.size, "root": root, "note": note},
-            new_facts,
+            new_entries, new_postings, new_nodes, new_reversals, (size, root, note), new_facts
         )
         db.upsert_balances(touched)
         return [
-            dataclasses.replace(r, tree_size=frontier.size)
-            if isinstance(r, AppendResult) and r.tree_size == 0
-            else r
-            for r in results
+            AppendResult(o[0], o[1], o[2], now, size, o[3])
+            if isinstance(o, tuple)
+            else dataclasses.replace(o, tree_size=size)
+            if isinstance(o, AppendResult) and o.tree_size == 0
+            else o
+            for o in outcomes
         ]
 
     def _check_our_checkpoint(self, note: str | None) -> None:
@@ -255,14 +233,15 @@ class BatchWriter:
         db: Snapshot,
         request: EntryRequest,
         existing: dict[str, StoredEntry],
-        by_id: dict[str, tuple[EntryRequest, AppendResult]],
-    ) -> AppendResult | None:
-        """The first result for an id appended before with the same content; else None."""
+        by_id: dict[str, tuple[EntryRequest, _Covered]],
+    ) -> AppendResult | _Covered | None:
+        """The first result for an id appended before with the same content; else None. A
+        repeat of an id appended earlier in this batch is covered by this batch's checkpoint."""
         if request.id in by_id:
             first_request, first = by_id[request.id]
             if not _same_content(first_request, request):
-                raise IdConflict(request.id, first.seq)
-            return AppendResult(first.seq, first.id, first.leaf_hash, first.time, 0, True)
+                raise IdConflict(request.id, first[0])
+            return (first[0], first[1], first[2], True)
         stored = existing.get(request.id)
         if stored is None:
             return None
@@ -277,8 +256,8 @@ class BatchWriter:
         db: Snapshot,
         signed: Frontier,
         old_root: bytes | None,
-        new_nodes: list[dict[str, object]],
-        new_entries: list[dict[str, object]],
+        new_nodes: list[Row],
+        new_entries: list[Row],
         new_size: int,
         new_root: bytes,
     ) -> None:
@@ -291,8 +270,8 @@ class BatchWriter:
         spans = consistency_spans(old_size, new_size)
         needed = nodes_needed(spans)
         fresh = dict(zip(Frontier.plan(old_size), signed.hashes, strict=True))
-        fresh.update({(int(n["level"]), int(n["idx"])): bytes(n["hash"]) for n in new_nodes})  # type: ignore[call-overload]
-        fresh.update({(0, int(e["seq"])): bytes(e["leaf_hash"]) for e in new_entries})  # type: ignore[call-overload]
+        fresh.update({(level, idx): h for level, idx, h in new_nodes})
+        fresh.update({(0, e[0]): e[3] for e in new_entries})
         known = {nid: fresh[nid] for nid in needed if nid in fresh}
         known.update(db.nodes([nid for nid in needed if nid not in fresh]))
         try:
@@ -369,7 +348,8 @@ class Sequencer:
         if not isinstance(request, EntryRequest):
             future.set_exception(MalformedEntry("not an entry request"))
             return future
-        self.start()
+        if self._thread is None:
+            self.start()
         self._queue.put((request, future))
         return future
 

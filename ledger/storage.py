@@ -10,11 +10,10 @@ transaction-scoped advisory lock (``PG_WRITER_LOCK``, taken here).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -26,14 +25,13 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    bindparam,
     func,
     select,
     text,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 
 from database import Database, metadata, opened
 from ledger.merkle import NodeId
@@ -172,39 +170,36 @@ class LedgerStore:
             yield Snapshot(conn, self.is_sqlite)
 
 
-# Read by every batch of the writer: built once, not per call (docs/performance.md).
-_LAST_ENTRY = (
-    select(log_entries.c.seq, log_entries.c.leaf_hash, log_entries.c.time)
-    .order_by(log_entries.c.seq.desc())
-    .limit(1)
+# A row of a table as the driver takes it: values in the table's column order.
+Row = tuple[Any, ...]
+
+# The last entry (tag 0) and the last checkpoint (tag 1), read by every batch of the writer in
+# one statement (one round trip on PostgreSQL).
+_HEAD = (
+    "SELECT 0, seq, leaf_hash, time FROM (SELECT seq, leaf_hash, time FROM log_entries"
+    " ORDER BY seq DESC LIMIT 1) AS last_entry"
+    " UNION ALL SELECT 1, size, root, note FROM (SELECT size, root, note FROM log_checkpoints"
+    " ORDER BY size DESC LIMIT 1) AS last_checkpoint"
 )
-# Every balance read (a phone asks with each screen): built once, the accounts a parameter.
-_BALANCES = select(ledger_balances.c.account, ledger_balances.c.minutes).where(
-    ledger_balances.c.account.in_(bindparam("accounts", expanding=True))
-)
-_LAST_CHECKPOINT = (
-    select(log_checkpoints.c.size, log_checkpoints.c.root, log_checkpoints.c.note)
-    .order_by(log_checkpoints.c.size.desc())
-    .limit(1)
-)
+
+
+def _insert(table: Table) -> str:
+    names = [c.name for c in table.columns]
+    return f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({_marks(names)})"  # noqa: S608
 
 
 def _marks(values: Sequence[object]) -> str:
     return ",".join("?" * len(values))
 
 
-@functools.cache
-def _compiled(table: Table, dialect: Dialect, upsert: bool = False) -> tuple[str, tuple[str, ...]]:
-    """An insert into ``table`` compiled once for the database: its SQL in the driver's own
-    parameter style, and the order of its parameters when the style is positional (empty when
-    they are named). ``upsert``: on a clash of the primary key, the new values win."""
-    stmt: Any = (sqlite_insert if dialect.name == "sqlite" else pg_insert)(table)
-    if upsert:
-        keys = [c for c in table.columns if c.primary_key]
-        values = {c.name: stmt.excluded[c.name] for c in table.columns if not c.primary_key}
-        stmt = stmt.on_conflict_do_update(index_elements=keys, set_=values)
-    compiled = stmt.compile(dialect=dialect, column_keys=[c.name for c in table.columns])
-    return compiled.string, tuple(compiled.positiontup or ())
+# The writer's inserts, rendered once: rows are tuples in each table's column order.
+_INSERTS = {
+    t.name: _insert(t)
+    for t in (log_entries, log_postings, log_nodes, log_reversals, log_checkpoints, log_facts)
+}
+_UPSERT_BALANCE = (
+    _insert(ledger_balances) + " ON CONFLICT (account) DO UPDATE SET minutes = excluded.minutes"
+)
 
 
 class Snapshot:
@@ -217,15 +212,19 @@ class Snapshot:
     # ------------------------------------------------------------ reads (any connection)
 
     def head(self) -> Head:
-        last = self.conn.execute(_LAST_ENTRY).first()
-        cp = self.conn.execute(_LAST_CHECKPOINT).first()
+        last = cp = None
+        for row in self._driver_rows(_HEAD, ()):
+            if row[0] == 0:
+                last = row
+            else:
+                cp = row
         return Head(
-            size=last.seq + 1 if last else 0,
-            last_leaf_hash=last.leaf_hash if last else None,
-            last_time=last.time if last else None,
-            checkpoint_size=cp.size if cp else 0,
-            checkpoint_root=cp.root if cp else None,
-            checkpoint_note=cp.note if cp else None,
+            size=int(last[1]) + 1 if last else 0,
+            last_leaf_hash=bytes(last[2]) if last else None,
+            last_time=str(last[3]) if last else None,
+            checkpoint_size=int(cp[1]) if cp else 0,
+            checkpoint_root=bytes(cp[2]) if cp else None,
+            checkpoint_note=str(cp[3]) if cp else None,
         )
 
     def latest_checkpoint(self) -> tuple[int, str] | None:
@@ -266,12 +265,13 @@ class Snapshot:
     def entries_by_id(self, ids: Sequence[str]) -> dict[str, StoredEntry]:
         if not ids:
             return {}
-        rows = self.conn.execute(
-            select(
-                log_entries.c.seq, log_entries.c.id, log_entries.c.leaf_hash, log_entries.c.leaf
-            ).where(log_entries.c.id.in_(ids))
+        rows = self._driver_rows(
+            f"SELECT seq, id, leaf_hash, leaf FROM log_entries WHERE id IN ({_marks(ids)})",  # noqa: S608
+            tuple(ids),
         )
-        return {r.id: StoredEntry(r.seq, r.id, r.leaf_hash, r.leaf) for r in rows}
+        return {
+            str(i): StoredEntry(int(seq), str(i), bytes(h), bytes(leaf)) for seq, i, h, leaf in rows
+        }
 
     def entries_by_seq(self, seqs: Sequence[int]) -> dict[int, StoredEntry]:
         if not seqs:
@@ -294,8 +294,12 @@ class Snapshot:
     def balances(self, accounts: Sequence[str]) -> dict[str, int]:
         if not accounts:
             return {}
-        rows = self.conn.execute(_BALANCES, {"accounts": list(accounts)})
-        return {r.account: int(r.minutes) for r in rows}
+        rows = self._driver_rows(
+            "SELECT account, minutes FROM ledger_balances"  # noqa: S608
+            f" WHERE account IN ({_marks(accounts)})",
+            tuple(accounts),
+        )
+        return {str(account): int(minutes) for account, minutes in rows}
 
     def balances_after(self, points: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
         """Each (account, seq)'s balance just after entry ``seq``: the sum of its postings up to
@@ -343,13 +347,35 @@ class Snapshot:
 
     # ------------------------------------------------------------ ranges for verify's workers
 
-    def _driver_rows(self, sql: str, params: tuple[int, ...]) -> list[Any]:
+    def _driver_rows(self, sql: str, params: tuple[object, ...]) -> list[Any]:
         """Rows of ``sql`` (``?`` placeholders) as the driver's tuples, on this transaction's
         connection: no SQLAlchemy layer per row."""
+        return self._driver(sql, params, many=False)
+
+    def _driver_many(self, sql: str, rows: Sequence[Row]) -> None:
+        """One driver ``executemany`` of ``sql`` (``?`` placeholders) on this transaction's
+        connection: the writer's batches skip SQLAlchemy's execution layers (their values are
+        plain ints, strings and bytes already)."""
+        self._driver(sql, rows, many=True)
+
+    def _driver(self, sql: str, params: Any, many: bool) -> list[Any]:
+        """A driver error is raised as SQLAlchemy raises it (``sqlalchemy.exc.IntegrityError``
+        and the like), so callers see one kind of error whichever path ran the statement."""
+        if not self.is_sqlite:
+            sql = sql.replace("?", "%s")
+        dialect = self.conn.dialect
         cursor = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.execute(sql if self.is_sqlite else sql.replace("?", "%s"), params)
+            if many:
+                cursor.executemany(sql, params)
+                return []
+            cursor.execute(sql, params)
             return list(cursor.fetchall())
+        except dialect.loaded_dbapi.Error as exc:
+            error = DBAPIError.instance(
+                sql, params, exc, dialect.loaded_dbapi.Error, dialect=dialect, ismulti=many
+            )
+            raise cast(BaseException, error) from exc
         finally:
             cursor.close()
 
@@ -456,39 +482,27 @@ class Snapshot:
 
     def insert_batch(
         self,
-        entries: Sequence[Mapping[str, Any]],
-        postings: Sequence[Mapping[str, Any]],
-        nodes: Sequence[Mapping[str, Any]],
-        reversals: Sequence[Mapping[str, Any]],
-        checkpoint: Mapping[str, Any],
-        facts: Sequence[Mapping[str, Any]] = (),
+        entries: Sequence[Row],
+        postings: Sequence[Row],
+        nodes: Sequence[Row],
+        reversals: Sequence[Row],
+        checkpoint: Row,
+        facts: Sequence[Row] = (),
     ) -> None:
-        for table, rows in (
-            (log_entries, entries),
-            (log_facts, facts),
-            (log_postings, postings),
-            (log_nodes, nodes),
-            (log_reversals, reversals),
-            (log_checkpoints, [checkpoint]),
+        """Rows in the column order of their tables (``seq, id, prev, leaf_hash, kind, time,
+        leaf``; ``account, seq, minutes``; ``level, idx, hash``; ``original_seq,
+        reversal_seq``; ``size, root, note``; ``ledger.facts.FACT_COLUMNS``)."""
+        for sql, rows in (
+            (_INSERTS["log_entries"], entries),
+            (_INSERTS["log_facts"], facts),
+            (_INSERTS["log_postings"], postings),
+            (_INSERTS["log_nodes"], nodes),
+            (_INSERTS["log_reversals"], reversals),
+            (_INSERTS["log_checkpoints"], [checkpoint]),
         ):
             if rows:
-                self._insert_many(table, rows)
-
-    def _insert_many(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-        """One driver ``executemany`` of a statement rendered once per table and database: the
-        writer's batches skip SQLAlchemy's per-row parameter processing (the values are plain
-        ints, strings and bytes already)."""
-        self._driver_many(_compiled(table, self.conn.dialect), rows)
-
-    def _driver_many(
-        self, compiled: tuple[str, tuple[str, ...]], rows: Sequence[Mapping[str, Any]]
-    ) -> None:
-        sql, order = compiled
-        params = [tuple(row[c] for c in order) for row in rows] if order else list(rows)
-        self.conn.exec_driver_sql(sql, params)
+                self._driver_many(sql, rows)
 
     def upsert_balances(self, balances: Mapping[str, int]) -> None:
-        if not balances:
-            return
-        rows = [{"account": a, "minutes": m} for a, m in balances.items()]
-        self._driver_many(_compiled(ledger_balances, self.conn.dialect, upsert=True), rows)
+        if balances:
+            self._driver_many(_UPSERT_BALANCE, list(balances.items()))

@@ -394,6 +394,24 @@ def test_canonical_json_refuses_what_it_cannot_encode_exactly(
         canonical_json(value)
 
 
+@given(
+    st.dictionaries(printable_keys, json_values, max_size=5),
+    st.lists(st.dictionaries(printable_keys, any_text, max_size=3), max_size=2),
+    st.integers(0, MAX_SAFE_INTEGER),
+    st.binary(min_size=32, max_size=32),
+    any_text,
+)
+def test_the_sequencers_leaf_of_a_validated_entry_is_its_canonical_leaf(
+    body: dict[str, Any], signatures: list[dict[str, str]], seq: int, prev: bytes, time: str
+) -> None:
+    """The writer encodes a validated entry without checking its values a second time: the
+    bytes must be exactly ``Entry.leaf`` (and RFC 8785) for every body, signature and time."""
+    request = EntryRequest("policy", "p-1", (), body, tuple(signatures))
+    request.validate()
+    entry = Entry(seq, prev, time, request)
+    assert entry.validated_leaf() == entry.leaf() == rfc8785.dumps(entry.to_json())
+
+
 # ---------------------------------------------------------------------------- Merkle proofs
 
 
