@@ -26,6 +26,16 @@ from ledger.verify import Report, verify_store
 from ledger.witnessing import WitnessEndpoint, Witnessing, served_checkpoint
 
 MAX_LEAVES_PER_PAGE = 1000
+BALANCE_CACHE_ENTRIES = 10_000
+
+
+@dataclass(frozen=True)
+class _ReadBalances:
+    """Balances as one read found them, with what had been committed when it began."""
+
+    minutes: dict[str, int]
+    batches: int  # this process's committed batches before the read
+    at: float  # monotonic time before the read
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,8 @@ class Log:
             self.witnessing.start()
         self._served: tuple[tuple[int, int], float, str] | None = None
         self._served_lock = threading.Lock()
+        self._read_balances: dict[tuple[str, ...], _ReadBalances] = {}
+        self._read_balances_lock = threading.Lock()
 
     @classmethod
     def open(cls, settings: Settings, clock: Clock = utc_now) -> Log:
@@ -246,10 +258,37 @@ class Log:
             found.append(proof.render())
         return found
 
-    def balances(self, accounts: list[str]) -> dict[str, int]:
+    def balances(self, accounts: list[str], max_age: float = 0.0) -> dict[str, int]:
+        """The balances of ``accounts`` (0 for an account never posted to).
+
+        ``max_age`` > 0 lets a busy reader (a phone polling its balance) take the ones read at
+        most that many seconds ago, unless this process committed a batch since: like the
+        checkpoint, only another process's appends can be up to ``max_age`` late."""
+        if max_age > 0 and (cached := self.cached_balances(accounts, max_age)) is not None:
+            return cached
+        batches, at = self.sequencer.writer.batches_committed, time.monotonic()
         with self.store.read() as db:
             found = db.balances(accounts)
-        return {a: found.get(a, 0) for a in accounts}
+        minutes = {a: found.get(a, 0) for a in accounts}
+        with self._read_balances_lock:
+            if len(self._read_balances) >= BALANCE_CACHE_ENTRIES:
+                self._read_balances.clear()
+            self._read_balances[tuple(accounts)] = _ReadBalances(minutes, batches, at)
+        return dict(minutes)
+
+    def cached_balances(self, accounts: list[str], max_age: float) -> dict[str, int] | None:
+        """The balances of exactly these ``accounts`` as read together at most ``max_age``
+        seconds ago with no batch committed by this process since, or None: no I/O, safe on an
+        event loop. The counter is read before the read it stamps, so a batch committed during
+        that read makes it stale at once rather than late."""
+        known = self._read_balances.get(tuple(accounts))
+        if (
+            known is None
+            or known.batches != self.sequencer.writer.batches_committed
+            or time.monotonic() - known.at > max_age
+        ):
+            return None
+        return dict(known.minutes)
 
     def balances_after(self, points: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
         """Each (account, seq)'s balance just after entry ``seq`` (statistics: how close a
