@@ -110,6 +110,13 @@ class MemberViews(Organisations):
         self.access_cache.put(principal, member_id, found, writes, now)
         return found
 
+    def remembered_access(
+        self, principal: Principal, member_id: str
+    ) -> tuple[MemberRecord, str] | None:
+        """What ``member_access`` remembers for the caller and member, else None: no I/O, safe
+        on an event loop (a refusal is never remembered, so None is all it says of one)."""
+        return self.access_cache.get(principal, member_id, self.store.writes, self.clock())
+
     def member(self, member_id: str) -> MemberRecord:
         """A member by id, without access checks: for other services that checked already."""
         with self.store.snapshot() as tx:

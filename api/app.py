@@ -8,13 +8,23 @@ import threading
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from litestar import Litestar, get
 from litestar.datastructures import State
+from litestar.enums import ScopeType
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.types import (
+    HTTPScope,
+    LifeSpanReceive,
+    LifeSpanScope,
+    LifeSpanSend,
+    Receive,
+    Scope,
+    Send,
+)
 
 from accounts.protection import (
     DataKeyError,
@@ -38,7 +48,7 @@ from api.idempotency import (
     applies_to,
 )
 from api.ledger_routes import LEDGER_CONTROLLERS
-from api.log_routes import LogController
+from api.log_routes import CheckpointFastPath, LogController
 from api.members_routes import MEMBER_CONTROLLERS
 from api.partner_routes import PARTNER_CONTROLLERS
 from api.problems import EXCEPTION_HANDLERS
@@ -239,6 +249,29 @@ def seal_interval(env: Mapping[str, str]) -> float:
     return seconds
 
 
+class TimebankApp(Litestar):
+    """The Litestar app, with the public checkpoint answered from memory before routing
+    (``api.log_routes.CheckpointFastPath``); every other request takes Litestar's path."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.checkpoint_fast_path = CheckpointFastPath()
+
+    async def __call__(
+        self,
+        scope: Scope | LifeSpanScope,
+        receive: Receive | LifeSpanReceive,
+        send: Send | LifeSpanSend,
+    ) -> None:
+        if scope["type"] == ScopeType.HTTP and CheckpointFastPath.applies(cast("HTTPScope", scope)):
+            log = self.state.get("log")
+            if isinstance(log, Log) and await self.checkpoint_fast_path.answer(
+                log, cast("Send", send)
+            ):
+                return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None, log: Log | None = None) -> Litestar:
     """The app for ``settings`` (from the environment by default).
 
@@ -316,7 +349,7 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
                 retrying.stop()
             services.close(close_log=log is None)
 
-    return Litestar(
+    return TimebankApp(
         route_handlers=[
             healthz,
             LogController,

@@ -70,6 +70,8 @@ def _is_document_page(path: str) -> bool:
 def _asks_reveal(query: bytes) -> bool:
     """Whether the query carries ``reveal_reason`` in any spelling the app decodes
     (``reveal%5Freason`` included): what the handler will see, not the raw text."""
+    if not query:  # most reads: nothing to parse
+        return False
     names = parse_qs(query.decode("latin-1"), keep_blank_values=True)
     return "reveal_reason" in names
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from litestar import Request
+from litestar.concurrency import sync_to_thread
 from litestar.datastructures import State
 
 from accounts.errors import PasswordChangeRequired, TokenInvalid
@@ -24,8 +25,17 @@ def accounts_service(state: State) -> AccountsService:
     return service
 
 
+def _authorization(request: Request[object, object, State]) -> str:
+    """The first ``Authorization`` header, as ``request.headers`` would give it, without
+    building the whole header map on every authenticated call."""
+    for name, value in request.scope["headers"]:
+        if name.lower() == b"authorization":
+            return value.decode("latin-1")
+    return ""
+
+
 def bearer_token(request: Request[object, object, State]) -> str:
-    header = request.headers.get("authorization", "")
+    header = _authorization(request)
     if not header and (cookie := session_token(request)):
         return cookie
     scheme, _, token = header.partition(" ")
@@ -61,6 +71,18 @@ class PrincipalCache:
         self._entries: dict[bytes, _Remembered] = {}
         self._lock = threading.Lock()
 
+    def remembered(self, accounts: AccountsService, token: str) -> Principal | None:
+        """Who ``token`` is if remembered and still valid, else None: no I/O, safe on an event
+        loop (a token that failed is never remembered, so None is all it says of one)."""
+        known = self._entries.get(hashlib.sha256(token.encode()).digest())
+        if (
+            known is not None
+            and known.writes == accounts.store.writes
+            and 0 <= (accounts.clock() - known.at).total_seconds() < PRINCIPAL_CACHE_SECONDS
+        ):
+            return known.principal
+        return None
+
     def authenticate(self, accounts: AccountsService, token: str) -> Principal:
         key = hashlib.sha256(token.encode()).digest()
         writes, now = accounts.store.writes, accounts.clock()
@@ -92,11 +114,21 @@ WHILE_PASSWORD_CHANGE_DUE = frozenset(
 )
 
 
-def provide_principal(request: Request[object, object, State]) -> Principal:
-    """The caller; the idempotency layer may have authenticated this very request already."""
+async def provide_principal(request: Request[object, object, State]) -> Principal:
+    """The caller; the idempotency layer may have authenticated this very request already.
+    A token the cache remembers is answered on the event loop; any other is looked up in a
+    worker thread."""
     token = bearer_token(request)
     known = request.scope["state"].get(PRINCIPAL_STATE_KEY)
-    principal = known if isinstance(known, Principal) else authenticate(request.app.state, token)
+    if isinstance(known, Principal):
+        principal = known
+    else:
+        state = request.app.state
+        cache: PrincipalCache = state.principals
+        remembered = cache.remembered(accounts_service(state), token)
+        if remembered is None:
+            remembered = await sync_to_thread(authenticate, state, token)
+        principal = remembered
     request.scope["state"][PRINCIPAL_STATE_KEY] = principal  # the audit trail reuses it
     if principal.password_change_due and request.url.path not in WHILE_PASSWORD_CHANGE_DUE:
         # The principal holds no role anyway; this says why, and what to do.

@@ -175,6 +175,9 @@ class IdempotencyMiddleware(ASGIMiddleware):
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         method = str(scope.get("method", ""))
+        if method.upper() != "POST":  # reads pass at once (applies_to is only ever a POST)
+            await next_app(scope, receive, send)
+            return
         path = _path(scope)
         values = [v for k, v in scope["headers"] if k.lower() == b"idempotency-key"]
         if not values or not applies_to(method, path):

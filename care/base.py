@@ -35,6 +35,8 @@ from ledger.errors import EntryError
 from ledger.errors import InsufficientBalance as LedgerInsufficient
 
 EARLIEST, LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
+# How a caller must relate to a member to read their minutes (accounts.member_views._access).
+READING_ACCESS = frozenset({"self", "proxy", "staff", "admin", "auditor"})
 
 
 def record_digest(fields: dict[str, Any]) -> str:
@@ -202,9 +204,17 @@ class CareBase:
         if principal.is_partner:  # partners read through consent links (partners.links)
             raise NotFound(f"no member {member_id}")
         member, access = self.accounts.member_access(principal, member_id)
-        if access == "auditor" or access in ("self", "proxy", "staff", "admin"):
+        if access in READING_ACCESS:
             return member
         raise NotFound(f"no member {member_id}")
+
+    def _remembered_readable_member(self, principal: Principal, member_id: str) -> Member | None:
+        """The member ``_readable_member`` would return, if the accounts service remembers
+        the caller's access (no I/O); None otherwise, refusals included."""
+        if principal.is_partner:
+            return None
+        known = self.accounts.remembered_access(principal, member_id)
+        return known[0] if known is not None and known[1] in READING_ACCESS else None
 
     def _append(self, request: EntryRequest) -> AppendResult:
         try:

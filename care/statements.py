@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from accounts.errors import Forbidden, NotFound
-from accounts.model import Principal, Role
+from accounts.model import Member, Principal, Role
 from care.reversals import Reversals
 from ledger.postings import POOL, hold_account, system_account
 
@@ -32,12 +32,24 @@ class HistoryItem:
 class Statements(Reversals):
     """Balances, history and receipts."""
 
-    def balance(self, principal: Principal, member_id: str) -> Balance:
+    def balance(self, principal: Principal, member_id: str, max_age: float = 0.0) -> Balance:
+        """``max_age`` > 0: minutes possibly read that many seconds ago, never from before an
+        append of this process (``ledger.log.Log.balances``)."""
         member = self._readable_member(principal, member_id)
-        held = self.ledger.balances([member.ledger_account, hold_account(member.ledger_account)])
-        return Balance(
-            member.id, held[member.ledger_account], held[hold_account(member.ledger_account)]
-        )
+        accounts = [member.ledger_account, hold_account(member.ledger_account)]
+        return _balance(member, self.ledger.balances(accounts, max_age))
+
+    def remembered_balance(
+        self, principal: Principal, member_id: str, max_age: float
+    ) -> Balance | None:
+        """What ``balance(principal, member_id, max_age)`` answers, when the caller's access
+        and the minutes are both in memory; None (ask ``balance``) otherwise. No I/O."""
+        member = self._remembered_readable_member(principal, member_id)
+        if member is None:
+            return None
+        accounts = [member.ledger_account, hold_account(member.ledger_account)]
+        minutes = self.ledger.cached_balances(accounts, max_age)
+        return None if minutes is None else _balance(member, minutes)
 
     def history(
         self, principal: Principal, member_id: str, limit: int, before: int | None
@@ -85,3 +97,9 @@ class Statements(Reversals):
         if entry is None or not any(p.account in own for p in entry.request.postings):
             raise NotFound(f"no entry {seq} for this member", field="seq")
         return self.ledger.receipt(seq)
+
+
+def _balance(member: Member, minutes: dict[str, int]) -> Balance:
+    return Balance(
+        member.id, minutes[member.ledger_account], minutes[hold_account(member.ledger_account)]
+    )

@@ -15,7 +15,14 @@ class LedgerPort(Protocol):
         """Append once per id: the same content again is a replay, other content refused."""
         ...
 
-    def balances(self, accounts: list[str]) -> dict[str, int]: ...
+    def balances(self, accounts: list[str], max_age: float = 0.0) -> dict[str, int]:
+        """Balances now; with ``max_age`` > 0 possibly ones read that long ago, never from
+        before an append of this process (``Log.balances``)."""
+        ...
+
+    def cached_balances(self, accounts: list[str], max_age: float) -> dict[str, int] | None:
+        """What ``balances(accounts, max_age)`` would answer from memory, else None."""
+        ...
 
     def history(
         self, accounts: list[str], limit: int = 50, before_seq: int | None = None

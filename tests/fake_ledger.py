@@ -64,8 +64,11 @@ class FakeLedger:
         self._by_id[request.id] = (request, result)
         return result
 
-    def balances(self, accounts: list[str]) -> dict[str, int]:
+    def balances(self, accounts: list[str], max_age: float = 0.0) -> dict[str, int]:
         return {a: self.balance_of.get(a, 0) for a in accounts}
+
+    def cached_balances(self, accounts: list[str], max_age: float) -> dict[str, int] | None:
+        return self.balances(accounts)  # held in memory, always current
 
     def balances_after(self, points: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
         return {

@@ -86,3 +86,25 @@ def test_a_refusal_is_never_remembered(
     _move_from_another_process(settings, world.ids["elder-a"], world.ids["org_b"])
     # no clock moved: had the refusal been remembered, this would still be NotFound
     assert service.member_access(staff_b, world.ids["elder-a"])[1] == "staff"
+
+
+def test_remembered_access_answers_only_what_member_access_would_from_memory(
+    world: World, clocked: tuple[AccountsService, Clock]
+) -> None:
+    """``remembered_access`` (the event loop's look, no I/O): nothing before a lookup, nothing
+    for a refusal, nothing past a write of this process or the window."""
+    service, clock = clocked
+    staff_a = service.principal_for_user(world.ids["staff-a"])
+    staff_b = service.principal_for_user(world.ids["staff-b"])
+    assert service.remembered_access(staff_a, world.ids["elder-a"]) is None
+    found = service.member_access(staff_a, world.ids["elder-a"])
+    assert service.remembered_access(staff_a, world.ids["elder-a"]) == found
+    with pytest.raises(NotFound):
+        service.member_access(staff_b, world.ids["elder-a"])
+    assert service.remembered_access(staff_b, world.ids["elder-a"]) is None  # a refusal
+    clock.advance(seconds=ACCESS_CACHE_SECONDS)
+    assert service.remembered_access(staff_a, world.ids["elder-a"]) is None  # the window
+    service.member_access(staff_a, world.ids["elder-a"])
+    with service.store.transaction():
+        pass  # any write transaction of this process
+    assert service.remembered_access(staff_a, world.ids["elder-a"]) is None

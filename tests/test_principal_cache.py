@@ -102,3 +102,25 @@ def test_logout_over_http_ends_the_token_at_once(world: World) -> None:
         assert world.client.get("/v1/me", headers=headers).status_code == 200
     assert world.client.post("/v1/auth/logout", headers=headers).status_code == 204
     assert world.client.get("/v1/me", headers=headers).status_code == 401
+
+
+def test_remembered_answers_only_what_authenticate_would_from_memory(
+    world: World, settings: Settings, clocked: tuple[AccountsService, Clock]
+) -> None:
+    """``remembered`` (the event loop's look, no I/O) never answers what ``authenticate``
+    would refuse: not before a success, not past a write of this process or the window."""
+    service, clock = clocked
+    cache = PrincipalCache()
+    with pytest.raises(TokenInvalid):
+        cache.authenticate(service, "tbs_not-a-token")
+    assert cache.remembered(service, "tbs_not-a-token") is None  # a failure: never
+    token = service.login("vol-a", PASSWORD, None, "test").token
+    assert cache.remembered(service, token) is None  # not looked up yet
+    principal = cache.authenticate(service, token)
+    assert cache.remembered(service, token) == principal
+    clock.advance(seconds=PRINCIPAL_CACHE_SECONDS)
+    assert cache.remembered(service, token) is None  # past the window
+    principal = cache.authenticate(service, token)
+    assert cache.remembered(service, token) == principal
+    service.logout(principal)  # a write of this process
+    assert cache.remembered(service, token) is None

@@ -17,7 +17,6 @@ from typing import Any
 
 from litestar import Request
 from litestar.config.csrf import CSRFConfig
-from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.middleware.csrf import CSRFMiddleware, generate_csrf_token
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -44,6 +43,43 @@ _HEADERS = {
 }
 
 
+def security_headers(path: str) -> tuple[tuple[bytes, bytes], ...]:
+    """The headers every response to ``path`` carries, in the order they are added."""
+    policy = _CSP_SCHEMA if path.startswith("/schema") else _CSP
+    return tuple(
+        (name.encode("latin-1"), value.encode("latin-1"))
+        for name, value in {"content-security-policy": policy, **_HEADERS}.items()
+    )
+
+
+_API_HEADERS = security_headers("/")
+_SCHEMA_HEADERS = security_headers("/schema")
+_SECURITY_NAMES = frozenset(name for name, _ in _API_HEADERS)
+
+
+def add_security_headers(
+    headers: list[tuple[bytes, bytes]], ours: Iterable[tuple[bytes, bytes]]
+) -> None:
+    """Set each of ``ours`` in ``headers`` (in place), as ``MutableScopeHeaders`` would: a header
+    the response already has keeps its place with our value, its duplicates dropped; the others
+    are appended in order. One pass over the headers instead of one per name."""
+    if not any(name.lower() in _SECURITY_NAMES for name, _ in headers):
+        headers.extend(ours)
+        return
+    wanted = dict(ours)
+    kept: list[tuple[bytes, bytes]] = []
+    placed: set[bytes] = set()
+    for name, value in headers:
+        lower = name.lower()
+        if lower not in wanted:
+            kept.append((name, value))
+        elif lower not in placed:
+            placed.add(lower)
+            kept.append((lower, wanted[lower]))
+    kept.extend((name, value) for name, value in wanted.items() if name not in placed)
+    headers[:] = kept
+
+
 class SecurityHeadersMiddleware:
     """Adds the CSP and friends to every HTTP response (pages, static files, API, schema)."""
 
@@ -54,14 +90,14 @@ class SecurityHeadersMiddleware:
         if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
-        policy = _CSP_SCHEMA if scope["path"].startswith("/schema") else _CSP
+        ours = _SCHEMA_HEADERS if scope["path"].startswith("/schema") else _API_HEADERS
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableScopeHeaders.from_message(message)
-                headers["content-security-policy"] = policy
-                for name, value in _HEADERS.items():
-                    headers[name] = value
+                headers = message.get("headers")
+                if not isinstance(headers, list):
+                    headers = message["headers"] = list(headers or ())
+                add_security_headers(headers, ours)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
