@@ -46,7 +46,7 @@ from api.schemas import (
     user_out,
 )
 
-AUTH = {"principal": Provide(provide_principal, sync_to_thread=True)}
+AUTH = {"principal": Provide(provide_principal)}
 Id = Annotated[str, Parameter(min_length=1, max_length=64)]
 
 

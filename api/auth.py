@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from litestar import Request
+from litestar.concurrency import sync_to_thread
 from litestar.datastructures import State
 
 from accounts.errors import PasswordChangeRequired, TokenInvalid
@@ -92,11 +93,17 @@ WHILE_PASSWORD_CHANGE_DUE = frozenset(
 )
 
 
-def provide_principal(request: Request[object, object, State]) -> Principal:
-    """The caller; the idempotency layer may have authenticated this very request already."""
+async def provide_principal(request: Request[object, object, State]) -> Principal:
+    """The caller. When the idempotency layer authenticated this very request already (every
+    keyed write) it is at hand, on the event loop; otherwise authenticating may query the
+    accounts tables, in a worker thread."""
     token = bearer_token(request)
     known = request.scope["state"].get(PRINCIPAL_STATE_KEY)
-    principal = known if isinstance(known, Principal) else authenticate(request.app.state, token)
+    principal = (
+        known
+        if isinstance(known, Principal)
+        else await sync_to_thread(authenticate, request.app.state, token)
+    )
     request.scope["state"][PRINCIPAL_STATE_KEY] = principal  # the audit trail reuses it
     if principal.password_change_due and request.url.path not in WHILE_PASSWORD_CHANGE_DUE:
         # The principal holds no role anyway; this says why, and what to do.
