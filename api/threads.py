@@ -4,9 +4,9 @@ Litestar runs a ``sync_to_thread`` handler in the event loop's default executor,
 sizes at ``min(32, CPUs + 4)``: six threads on a two-core machine. A durable write's handler
 spends most of its time waiting for the ledger's batch to commit, so six threads meant at most
 six writes per batch however many requests were waiting, and a commit (an ``fsync``, the SQL
-of a batch) for every few writes. With as many threads as AnyIO allows its own (40), the
-waiting writes share a batch: a profile of donations at 32 concurrent calls measured a quarter
-less CPU per donation (docs/performance.md).
+of a batch) for every few writes. With 32 threads the waiting writes share a batch: a profile
+of donations at 32 concurrent calls measured a quarter less CPU per donation
+(docs/performance.md).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
-HANDLER_THREADS = 40
+HANDLER_THREADS = 32  # database.PG_POOL_SIZE keeps a connection open for each
 
 
 def widen_handler_pool() -> None:

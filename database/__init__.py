@@ -24,11 +24,22 @@ metadata = MetaData()
 """Every table of Timebank, registered by the stores' modules (migrations import them all)."""
 
 
+# Connections kept open per process on PostgreSQL: one for each of the app's handler threads
+# (``api.threads.HANDLER_THREADS``) and a few for the background workers (the sequencer's
+# writer, the group commit's leader, the audit sealer, webhook delivery). A connection over
+# ``pool_size`` is closed when returned: with fewer kept than threads, balance reads at 32
+# concurrent calls opened a new connection every dozen reads.
+PG_POOL_SIZE = 32
+PG_POOL_OVERFLOW = 8
+
+
 def make_engines(url: str) -> tuple[Engine, Engine]:
     """(writer, reader) engines. On SQLite the writer begins IMMEDIATE; the reader deferred."""
     if url.startswith("sqlite"):
         return _sqlite_engine(url, "BEGIN IMMEDIATE"), _sqlite_engine(url, "BEGIN")
-    engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    engine = create_engine(
+        url, pool_pre_ping=True, pool_size=PG_POOL_SIZE, max_overflow=PG_POOL_OVERFLOW
+    )
     return engine, engine
 
 
