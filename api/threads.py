@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
-HANDLER_THREADS = 32  # database.PG_POOL_SIZE keeps a connection open for each
+HANDLER_THREADS = 32  # database.POOL_SIZE keeps a connection open for each
 
 
 def widen_handler_pool() -> None:

@@ -24,27 +24,30 @@ metadata = MetaData()
 """Every table of Timebank, registered by the stores' modules (migrations import them all)."""
 
 
-# Connections kept open per process on PostgreSQL: one for each of the app's handler threads
+# Connections kept open per engine and process: one for each of the app's handler threads
 # (``api.threads.HANDLER_THREADS``) and a few for the background workers (the sequencer's
 # writer, the group commit's leader, the audit sealer, webhook delivery). A connection over
 # ``pool_size`` is closed when returned: with fewer kept than threads, balance reads at 32
-# concurrent calls opened a new connection every dozen reads.
-PG_POOL_SIZE = 32
-PG_POOL_OVERFLOW = 8
+# concurrent calls opened a new connection every 12 (PostgreSQL) to 30 (SQLite) reads.
+POOL_SIZE = 32
+POOL_OVERFLOW = 8
 
 
 def make_engines(url: str) -> tuple[Engine, Engine]:
     """(writer, reader) engines. On SQLite the writer begins IMMEDIATE; the reader deferred."""
     if url.startswith("sqlite"):
         return _sqlite_engine(url, "BEGIN IMMEDIATE"), _sqlite_engine(url, "BEGIN")
-    engine = create_engine(
-        url, pool_pre_ping=True, pool_size=PG_POOL_SIZE, max_overflow=PG_POOL_OVERFLOW
-    )
+    engine = create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
     return engine, engine
 
 
 def _sqlite_engine(url: str, begin: str) -> Engine:
-    engine = create_engine(url, poolclass=NullPool if ":memory:" in url else None)
+    pooling: dict[str, Any] = (
+        {"poolclass": NullPool}
+        if ":memory:" in url
+        else {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}
+    )
+    engine = create_engine(url, **pooling)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
