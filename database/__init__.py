@@ -13,6 +13,9 @@ Idempotency-Key and its audit event) are group-committed (``Database.group``,
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, MetaData, create_engine, event
@@ -31,6 +34,9 @@ metadata = MetaData()
 # concurrent calls opened a new connection every 12 (PostgreSQL) to 30 (SQLite) reads.
 POOL_SIZE = 32
 POOL_OVERFLOW = 8
+
+
+SQLITE_BUSY_SECONDS = 30
 
 
 def make_engines(url: str) -> tuple[Engine, Engine]:
@@ -53,7 +59,7 @@ def _sqlite_engine(url: str, begin: str) -> Engine:
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA busy_timeout = 30000")
+        cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_SECONDS * 1000}")
         cur.execute("PRAGMA journal_mode = WAL")
         cur.execute("PRAGMA synchronous = FULL")
         cur.execute("PRAGMA foreign_keys = ON")
@@ -74,6 +80,26 @@ class Database:
         self.writer, self.reader = make_engines(url)
         self.is_sqlite = url.startswith("sqlite")
         self.group = GroupCommit(self.writer, serialize=not self.is_sqlite)
+        self._sqlite_writing = threading.Lock()
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Around a write transaction: on SQLite, this process's writers take turns on a lock
+        before ``BEGIN IMMEDIATE``. SQLite lets one writer in at a time anyway, but the others
+        wait in its busy handler, which sleeps and polls (up to 100 ms a sleep): with a thread
+        for each of 32 concurrent requests, care records queued behind sleepers while the
+        database was free. A lock wakes the next writer as the last one commits. Its wait is
+        bounded like the busy handler's; past it the transaction goes ahead and SQLite decides.
+        """
+        if not self.is_sqlite:
+            yield
+            return
+        taken = self._sqlite_writing.acquire(timeout=SQLITE_BUSY_SECONDS)
+        try:
+            yield
+        finally:
+            if taken:
+                self._sqlite_writing.release()
 
     def dispose(self) -> None:
         self.writer.dispose()
