@@ -387,7 +387,7 @@ class AccountsStore:
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
         try:
-            with self.writer.begin() as conn:
+            with self.database.writing(), self.writer.begin() as conn:
                 yield Tx(conn)
         finally:
             self.writes += 1

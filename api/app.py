@@ -55,6 +55,7 @@ from api.problems import EXCEPTION_HANDLERS
 from api.schemas import DocumentedJsonRenderPlugin, DocumentedYamlRenderPlugin, StrictJSONRequest
 from api.settlement_routes import SETTLEMENT_CONTROLLERS
 from api.stats_routes import STATS_CONTROLLERS
+from api.threads import widen_handler_pool
 from api.transfer_routes import TRANSFER_CONTROLLERS
 from api.webhook_routes import WEBHOOK_CONTROLLERS
 from audit.trail import AuditTrail
@@ -283,6 +284,7 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        widen_handler_pool()
         if log is None and settings.is_sqlite:
             settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             upgrade(settings.database_url)

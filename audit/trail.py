@@ -132,10 +132,43 @@ def outcome_of(status: int) -> str:
     return "ok" if status < 400 else ("failed" if status >= 500 else "refused")
 
 
-# The chain's last event: read by every event appended (built once, not per call).
+# The chain's last event: read by the first event appended in a transaction (built once).
 _LAST_EVENT = (
     select(audit_events.c.seq, audit_events.c.hash).order_by(audit_events.c.seq.desc()).limit(1)
 )
+
+
+@dataclass(frozen=True)
+class _Head:
+    seq: int
+    hash: bytes
+
+
+_HEAD_KEY = "audit.chain_head"
+
+
+def _chain_head(conn: Connection) -> _Head | None:
+    """The chain's last event as this transaction sees it. A batch of the group commit appends
+    many events in one transaction: each after the first takes the head the one before left
+    (kept with the connection, for this very transaction only), instead of a query. Under a
+    savepoint (a batch run again piece by piece, any piece may be rolled back) it is read."""
+    known = conn.info.get(_HEAD_KEY)
+    if (
+        known is not None
+        and known[0] is conn.get_transaction()
+        and conn.get_nested_transaction() is None
+    ):
+        head: _Head = known[1]
+        return head
+    last = conn.execute(_LAST_EVENT).first()
+    return _Head(last.seq, bytes(last.hash)) if last else None
+
+
+def _remember_head(conn: Connection, head: _Head) -> None:
+    if conn.get_nested_transaction() is None:
+        conn.info[_HEAD_KEY] = (conn.get_transaction(), head)
+    else:
+        conn.info.pop(_HEAD_KEY, None)
 
 
 class AuditTrail:
@@ -166,7 +199,7 @@ class AuditTrail:
 
         def append(conn: Connection) -> AuditEvent:
             # one batch at a time, on PostgreSQL under the group's lock: the chain stays a chain
-            last = conn.execute(_LAST_EVENT).first()
+            last = _chain_head(conn)
             event = AuditEvent(
                 seq=last.seq + 1 if last else 0,
                 time=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
@@ -180,9 +213,11 @@ class AuditTrail:
                 device_key=device_key[:64] if device_key else None,
                 outcome=outcome_of(status),
                 status=status,
-                prev=bytes(last.hash) if last else ZERO,
+                prev=last.hash if last else ZERO,
             )
-            conn.execute(audit_events.insert(), [_row(event)])
+            row = _row(event)
+            conn.execute(audit_events.insert(), [row])
+            _remember_head(conn, _Head(event.seq, row["hash"]))
             return event
 
         return self.database.group.run(append)

@@ -53,6 +53,11 @@ class Pending(Generic[R]):
     group: GroupCommit
     job: _Job[R]
 
+    @property
+    def done(self) -> bool:
+        """Whether its batch is over: ``wait`` then returns (or raises) without blocking."""
+        return self.job.finished
+
     def wait(self) -> R:
         return self.group._wait(self.job)
 

@@ -21,10 +21,11 @@ from sqlalchemy import (
     Table,
     bindparam,
     delete,
-    insert,
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 
@@ -129,8 +130,18 @@ _CLAIMED = (
 )
 
 
-# A key's first request: its row (the values are parameters, as above).
-_FIRST_CLAIM = insert(idempotency_keys)
+# A key's first request: its row, unless the key has one (the values are parameters, as
+# above). One statement for a fresh key, which nearly every keyed request sends; only a key
+# seen before is read (and locked) to learn what to do with it.
+# (``RETURNING`` says whether it was inserted: psycopg's rowcount here is -1.)
+_FIRST_CLAIM = {
+    "sqlite": sqlite_insert(idempotency_keys)
+    .on_conflict_do_nothing()
+    .returning(idempotency_keys.c.id),
+    "postgresql": pg_insert(idempotency_keys)
+    .on_conflict_do_nothing()
+    .returning(idempotency_keys.c.id),
+}
 
 
 # A claimed key's response, stored once: only by the lease that claimed it.
@@ -173,10 +184,12 @@ class IdempotencyStore:
         }
 
         def claim(conn: Connection) -> Claim:
-            row = conn.execute(_CLAIMED, {"b_id": row_id}).first()
-            if row is None:
-                conn.execute(_FIRST_CLAIM, {"id": row_id, **fresh})
-                return Claim("run", lease)
+            first = _FIRST_CLAIM[conn.dialect.name]
+            row = None
+            while row is None:  # a row purged between the two statements: the key is fresh
+                if conn.execute(first, {"id": row_id, **fresh}).first() is not None:
+                    return Claim("run", lease)
+                row = conn.execute(_CLAIMED, {"b_id": row_id}).first()
             created = utc(row.created_at)
             assert created is not None
             age = self.now - created

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, func, select
 
+from audit.trail import AuditEvent, AuditTrail, check_chain
 from database import Database
 from tests.conftest import BACKENDS, make_database, require_pg
 
@@ -151,9 +152,10 @@ def test_submitted_work_is_committed_with_the_next_callers_batch(database: Datab
     """A request's key completion is submitted, then its audit event runs: one batch."""
     group = database.group
     pending = group.submit(_insert(5))
+    assert not pending.done
     assert group.run(_insert(6)) == 60
     assert (group.batches, group.jobs) == (1, 2)  # both in the one transaction
-    assert pending.job.finished
+    assert pending.done  # the idempotency layer then asks no worker thread to wait
     assert pending.wait() == 50  # durable already: waiting commits nothing more
     assert group.batches == 1
 
@@ -185,3 +187,85 @@ def test_callers_that_submit_then_wait_and_callers_that_run_never_wait_on_each_o
     with database.reader.begin() as conn:
         assert conn.execute(select(func.count()).select_from(notes)).scalar_one() == 600
     assert group.jobs == 600 and group.batches < 600
+
+
+def _audit(trail: AuditTrail, n: int) -> AuditEvent:
+    return trail.record(
+        actor=f"user-{n}",
+        role="member",
+        action="POST /v1/donations",
+        objects=[str(n)],
+        client="127.0.0.1",
+        status=201,
+    )
+
+
+def test_audit_events_committed_together_keep_one_chain(database: Database) -> None:
+    """Events of one batch share a transaction: each after the first takes the head the one
+    before left instead of reading it. The chain has no gap and no fork."""
+    trail = AuditTrail(database)
+    start = threading.Barrier(16)
+
+    def record(n: int) -> AuditEvent:
+        if n < 16:
+            start.wait()
+        return _audit(trail, n)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        recorded = list(pool.map(record, range(200)))
+    assert sorted(e.seq for e in recorded) == list(range(200))
+    assert database.group.batches < 200  # events shared transactions
+    problems, _ = check_chain(trail.all_events())
+    assert problems == []
+
+
+def test_audit_events_in_a_batch_run_again_piece_by_piece_keep_one_chain(
+    database: Database,
+) -> None:
+    """A batch holding audit events and a failing piece runs again under savepoints, where
+    each event reads the head: the chain stays whole and only the failing piece fails."""
+    trail = AuditTrail(database)
+    group = database.group
+    group.run(_insert(1))
+    _audit(trail, 0)
+    entered, gate = threading.Event(), threading.Event()
+
+    def held(conn: Connection) -> int:
+        entered.set()
+        gate.wait(10)
+        return _insert(50)(conn)
+
+    outcomes: dict[int, object] = {}
+
+    def call(n: int, work: Callable[[], object]) -> None:
+        try:
+            outcomes[n] = work()
+        except Exception as exc:
+            outcomes[n] = type(exc).__name__
+
+    leader = threading.Thread(target=call, args=(-1, lambda: group.run(held)))
+    leader.start()
+    assert entered.wait(10)
+    queued = [
+        threading.Thread(
+            target=call,
+            args=(n, (lambda: group.run(_insert(1))) if n == 2 else (lambda n=n: _audit(trail, n))),
+        )
+        for n in range(1, 5)
+    ]
+    for t in queued:
+        t.start()
+    for _ in range(1000):  # until all four wait behind the leader
+        with group._lock:
+            if len(group._queue) == 4:
+                break
+        threading.Event().wait(0.01)
+    gate.set()
+    for t in [leader, *queued]:
+        t.join()
+    assert outcomes[2] == "IntegrityError"
+    assert group.retried == 1
+    events = trail.all_events()
+    assert [e.seq for e in events] == [0, 1, 2, 3]
+    problems, _ = check_chain(events)
+    assert problems == []
