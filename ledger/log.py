@@ -247,7 +247,8 @@ class Log:
         """The hashes of these complete subtrees. A stored node never changes (the tables are
         append-only), so the upper ones, shared by most proofs, are kept once read."""
         kept = self._upper_nodes
-        found = {node: kept[node] for node in needed if node in kept}
+        # One lookup per node: another thread may clear the dict between two (a full cache).
+        found = {node: h for node in needed if (h := kept.get(node)) is not None}
         missing = sorted(needed - found.keys())
         if missing:
             with self.store.read() as db:
