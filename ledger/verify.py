@@ -85,7 +85,7 @@ def verify_store(
     with store.read() as snapshot:
         check = _Verification(snapshot, verifier, origin, member_overdraft)
         if workers is None:
-            many = snapshot.counts()[0] > verify_chunks.PARALLEL_ENTRIES
+            many = snapshot.next_seq() > verify_chunks.PARALLEL_ENTRIES
             workers = verify_chunks.default_workers() if many else 1
         shareable = not (store.is_sqlite and (":memory:" in store.url or store.url == "sqlite://"))
         if workers > 1 and shareable:
