@@ -159,6 +159,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             settings.log_origin,
             settings.member_overdraft_minutes,
             workers=args.workers,
+            may_fork=args.whole_process,  # nothing above left a connection open
         )
         holds = _hold_problems(settings.database_url, store)
     finally:
@@ -258,10 +259,14 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, whole_process: bool = False) -> int:
+    """``whole_process``: the command is all this process runs (the console script), so
+    nothing else in it holds a database connection or a thread (``timebank verify`` may then
+    fork its workers)."""
     os.umask(0o077)  # everything timebank creates (keys, databases) is private to its user
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv[0] if argv else None).parse_args(argv)
+    args.whole_process = whole_process
     try:
         code: int = args.func(args)
     except (LedgerError, DataKeyError) as exc:
@@ -272,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run() -> None:
-    sys.exit(main())
+    sys.exit(main(whole_process=True))
 
 
 if __name__ == "__main__":
