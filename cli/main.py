@@ -159,6 +159,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             settings.log_origin,
             settings.member_overdraft_minutes,
             workers=args.workers,
+            may_fork=args.whole_process,  # nothing above left a connection open
         )
         holds = _hold_problems(settings.database_url, store)
     finally:
@@ -234,16 +235,22 @@ def register_ledger_commands(sub: argparse._SubParsersAction[argparse.ArgumentPa
     verify.set_defaults(func=cmd_verify)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Every command's parser; only the ledger's when ``command`` is one of the ledger's (the
+    other commands' modules import the web app: about a second of start-up that ``timebank
+    verify`` would otherwise pay before it starts its work)."""
+    parser = argparse.ArgumentParser(prog="timebank", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    register_ledger_commands(sub)
+    if command in sub.choices:
+        return parser
+
     from cli.admin import register_admin_commands
     from cli.audit import register_audit_commands
     from cli.peers import register_peer_commands
     from cli.reports import register_report_commands
     from cli.webhooks import register_webhook_commands
 
-    parser = argparse.ArgumentParser(prog="timebank", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    register_ledger_commands(sub)
     register_admin_commands(sub)
     register_audit_commands(sub)
     register_webhook_commands(sub)
@@ -252,9 +259,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, whole_process: bool = False) -> int:
+    """``whole_process``: the command is all this process runs (the console script), so
+    nothing else in it holds a database connection or a thread (``timebank verify`` may then
+    fork its workers)."""
     os.umask(0o077)  # everything timebank creates (keys, databases) is private to its user
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
+    args.whole_process = whole_process
     try:
         code: int = args.func(args)
     except (LedgerError, DataKeyError) as exc:
@@ -265,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run() -> None:
-    sys.exit(main())
+    sys.exit(main(whole_process=True))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ Checks, each reported with where it failed (``seq N``, ``checkpoint N``, ``node 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 from ledger import verify_chunks
@@ -77,20 +79,32 @@ def verify_store(
     *,
     workers: int | None = None,
     chunk_bits: int | None = None,
+    may_fork: bool = False,
 ) -> Report:
     """Check the whole store. A log of more than ``PARALLEL_ENTRIES`` entries in a database
     that other processes can open is checked in ``workers`` processes (default: one per CPU;
     ``ledger.verify_chunks``), chunks of ``2**chunk_bits`` entries each; if that finds
-    anything wrong, the one-process replay runs again to name every problem."""
-    with store.read() as snapshot:
+    anything wrong, the one-process replay runs again to name every problem.
+
+    ``may_fork``: this process has no database connection open (``timebank verify``), so
+    the workers may be forked from it before it opens one (``verify_chunks.forked_workers``;
+    if the log turns out to be small they just exit)."""
+    shareable = not (store.is_sqlite and (":memory:" in store.url or store.url == "sqlite://"))
+    parallel = shareable and (workers is None or workers > 1)
+    with ExitStack() as stack:
+        pool = None
+        if may_fork and parallel:
+            pool = verify_chunks.forked_workers(workers or verify_chunks.default_workers())
+            if pool is not None:
+                stack.enter_context(pool)
+        snapshot = stack.enter_context(store.read())
         check = _Verification(snapshot, verifier, origin, member_overdraft)
         if workers is None:
-            many = snapshot.counts()[0] > verify_chunks.PARALLEL_ENTRIES
+            many = snapshot.next_seq() > verify_chunks.PARALLEL_ENTRIES
             workers = verify_chunks.default_workers() if many else 1
-        shareable = not (store.is_sqlite and (":memory:" in store.url or store.url == "sqlite://"))
         if workers > 1 and shareable:
             bits = verify_chunks.CHUNK_BITS if chunk_bits is None else chunk_bits
-            report = check.run_in_chunks(store.url, workers, bits)
+            report = check.run_in_chunks(store.url, workers, bits, pool)
             if report is not None:
                 return report
             check = _Verification(snapshot, verifier, origin, member_overdraft)
@@ -122,11 +136,13 @@ class _Verification:
         self._check_balances()
         return self.report
 
-    def run_in_chunks(self, url: str, workers: int, bits: int) -> Report | None:
+    def run_in_chunks(
+        self, url: str, workers: int, bits: int, pool: ProcessPoolExecutor | None
+    ) -> Report | None:
         """The report if the log checks clean in worker processes, else None."""
         sizes = self.db.checkpoint_sizes()
         joined = verify_chunks.verify_in_chunks(
-            self.db, url, self.member_overdraft, sizes, workers, bits
+            self.db, url, self.member_overdraft, sizes, workers, bits, pool
         )
         if isinstance(joined, str):
             self.fallback = joined

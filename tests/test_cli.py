@@ -59,6 +59,9 @@ def test_seed_verify_key_and_admin_commands(env: dict[str, str], tmp_path: Path)
     verified = run(env, "verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert verified.stdout.startswith("OK:")
+    in_workers = run(env, "verify", "--workers", "2")  # forked from the command's process
+    assert in_workers.returncode == 0, in_workers.stdout + in_workers.stderr
+    assert in_workers.stdout == verified.stdout
     wrong_key = run(
         env,
         "verify",
