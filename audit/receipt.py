@@ -9,12 +9,12 @@ from audit.report import AuditReport, Policy, check_checkpoint
 from audit.rules import deposit_problems
 from ledger.entry import Entry
 from ledger.errors import LedgerError
+from ledger.leaf_decoding import decode_leaf
 from ledger.merkle import leaf_hash, verify_inclusion
 from ledger.note import (
     TlogProof,
 )
 from ledger.postings import check_postings
-from ledger.replay import decode_leaf
 
 
 def verify_receipt(text: str, policy: Policy) -> AuditReport:

@@ -31,9 +31,9 @@ from audit.receipt import verify_receipt
 from audit.report import AuditReport, Policy
 from ledger.entry import Entry, canonical_json
 from ledger.errors import LedgerError
+from ledger.leaf_decoding import decode_leaf
 from ledger.note import TlogProof, Verifier
 from ledger.postings import hold_account
-from ledger.replay import decode_leaf
 
 STATEMENT = "timebank-statement/v1"
 CERTIFICATE = "timebank-certificate/v1"

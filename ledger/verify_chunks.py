@@ -38,9 +38,10 @@ from typing import Any, NamedTuple
 
 from ledger.entry import ZERO_HASH, EntryRequest, Posting
 from ledger.errors import LedgerError
+from ledger.leaf_decoding import decode_leaf, plain_leaf, prev_bytes
 from ledger.merkle import node_hash
 from ledger.postings import check_postings, floor_of
-from ledger.replay import Replay, decode_leaf, plain_leaf, prev_bytes
+from ledger.replay import Replay
 from ledger.storage import LedgerStore, Snapshot
 
 CHUNK_BITS = 14  # 16,384 entries a chunk: the last chunks handed out end close together
@@ -195,10 +196,10 @@ LeafFields = tuple[int, str, str, str, str, Mapping[str, Any], list[tuple[str, i
 
 
 def _leaf_fields(leaf: bytes, follow_rules: set[tuple[Any, ...]]) -> LeafFields | None:
-    """A leaf's fields if it decodes (exactly as ``replay.decode_leaf``) and its postings follow
-    its kind's rules (``postings.check_postings``); None if either fails.
+    """A leaf's fields if it decodes (exactly as ``leaf_decoding.decode_leaf``) and its
+    postings follow its kind's rules (``postings.check_postings``); None if either fails.
 
-    The common leaf is read through ``replay.plain_leaf`` (its canonical layout) without
+    The common leaf is read through ``leaf_decoding.plain_leaf`` (its canonical layout) without
     building the frozen ``Entry``; any other goes through ``decode_leaf``. The rules are
     checked once per ``(kind, body.reason, accounts and the sign of each posting)``: apart
     from the postings summing to zero, which is checked on every leaf, ``check_postings``

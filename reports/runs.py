@@ -25,8 +25,8 @@ from audit.bundle import CHECKPOINT_FILE, KEY_FILE, LEAVES_FILE
 from audit.client import LogClient
 from audit.report import AuditError
 from ledger.errors import LedgerError
+from ledger.leaf_decoding import decode_leaf
 from ledger.merkle import Frontier, leaf_hash, node_hash
-from ledger.replay import decode_leaf
 from reports.summed import SummedFigures
 
 RUN = 1 << 16  # leaves per run: a run ends at a multiple of RUN (or at a checkpoint)

@@ -30,6 +30,7 @@ from ledger.config import Settings
 from ledger.entry import ZERO_HASH, Entry, EntryRequest, Posting, canonical_json
 from ledger.errors import LedgerError
 from ledger.keys import load_or_create_signing_key
+from ledger.leaf_decoding import _fast_entry, decode_leaf
 from ledger.log import Log
 from ledger.merkle import leaf_hash, root_of
 from ledger.note import (
@@ -42,7 +43,7 @@ from ledger.note import (
     open_checkpoint,
     sign_checkpoint,
 )
-from ledger.replay import Replay, ReplayState, _fast_entry, decode_leaf
+from ledger.replay import Replay, ReplayState
 from ledger.storage import LedgerStore
 from ledger.witnessing import WitnessEndpoint
 from tests.conftest import make_database

@@ -1,6 +1,6 @@
 """The per-leaf checks of ``timebank verify``'s worker processes against the reference ones.
 
-``ledger.verify_chunks`` reads common leaves through ``replay.plain_leaf`` (a template of the
+``ledger.verify_chunks`` reads common leaves through ``leaf_decoding.plain_leaf`` (a template of the
 canonical layout, then the JSON decoder) and checks a kind's posting rules once per
 (kind, reason, accounts and signs). These tests hold both to ``Entry.from_leaf`` and
 ``postings.check_postings`` on leaves built to sit right at the edges of those shortcuts.
@@ -18,9 +18,9 @@ import pytest
 from ledger import verify_chunks
 from ledger.entry import ZERO_HASH, Entry, EntryRequest, Posting, canonical_json
 from ledger.errors import LedgerError
+from ledger.leaf_decoding import _ENVELOPE, _fast_entry, plain_leaf, prev_bytes
 from ledger.merkle import Frontier, leaf_hash
 from ledger.postings import check_postings
-from ledger.replay import _ENVELOPE, _fast_entry, plain_leaf, prev_bytes
 from tests.helpers import ISSUANCE, POOL, member
 
 TIME = "2026-12-05T10:00:00.000000Z"
