@@ -13,6 +13,7 @@ from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, fun
 
 from audit.trail import AuditEvent, AuditTrail, check_chain
 from database import Database
+from database.group import GroupCommit
 from tests.conftest import BACKENDS, make_database, require_pg
 
 scratch = MetaData()
@@ -88,21 +89,10 @@ def test_a_batch_with_a_failing_piece_runs_again_piece_by_piece(database: Databa
             outcomes[n] = type(exc).__name__
 
     leader = threading.Thread(target=call, args=(-1, held))
-    leader.start()
-    assert entered.wait(10)
     queued = [
         threading.Thread(target=call, args=(n, _insert(1 if n == 3 else 200 + n))) for n in range(7)
     ]
-    for t in queued:
-        t.start()
-    for _ in range(1000):  # until all seven wait behind the leader
-        with group._lock:
-            if len(group._queue) == 7:
-                break
-        threading.Event().wait(0.01)
-    gate.set()
-    for t in [leader, *queued]:
-        t.join()
+    _queue_behind_held_leader(group, entered, gate, leader, queued)
     assert outcomes == {
         -1: 500,
         **{n: (200 + n) * 10 for n in range(7) if n != 3},
@@ -244,8 +234,6 @@ def test_audit_events_in_a_batch_run_again_piece_by_piece_keep_one_chain(
             outcomes[n] = type(exc).__name__
 
     leader = threading.Thread(target=call, args=(-1, lambda: group.run(held)))
-    leader.start()
-    assert entered.wait(10)
     queued = [
         threading.Thread(
             target=call,
@@ -253,19 +241,34 @@ def test_audit_events_in_a_batch_run_again_piece_by_piece_keep_one_chain(
         )
         for n in range(1, 5)
     ]
-    for t in queued:
-        t.start()
-    for _ in range(1000):  # until all four wait behind the leader
-        with group._lock:
-            if len(group._queue) == 4:
-                break
-        threading.Event().wait(0.01)
-    gate.set()
-    for t in [leader, *queued]:
-        t.join()
+    _queue_behind_held_leader(group, entered, gate, leader, queued)
     assert outcomes[2] == "IntegrityError"
     assert group.retried == 1
     events = trail.all_events()
     assert [e.seq for e in events] == [0, 1, 2, 3]
     problems, _ = check_chain(events)
     assert problems == []
+
+
+def _queue_behind_held_leader(
+    group: GroupCommit,
+    entered: threading.Event,
+    gate: threading.Event,
+    leader: threading.Thread,
+    queued: list[threading.Thread],
+) -> None:
+    """Start ``leader`` (its work sets ``entered``, then waits for ``gate``) and, once it holds
+    its transaction, ``queued``; open the gate when they all wait in the group's queue (so
+    they are one batch), then wait for every thread."""
+    leader.start()
+    assert entered.wait(10)
+    for t in queued:
+        t.start()
+    for _ in range(1000):
+        with group._lock:
+            if len(group._queue) == len(queued):
+                break
+        threading.Event().wait(0.01)
+    gate.set()
+    for t in [leader, *queued]:
+        t.join()
