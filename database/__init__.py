@@ -13,7 +13,6 @@ Idempotency-Key and its audit event) are group-committed (``Database.group``,
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -22,6 +21,7 @@ from sqlalchemy import Connection, Engine, MetaData, create_engine, event
 from sqlalchemy.pool import NullPool
 
 from database.group import GroupCommit
+from database.turns import WriterTurns, lock_path
 
 metadata = MetaData()
 """Every table of Timebank, registered by the stores' modules (migrations import them all)."""
@@ -79,27 +79,20 @@ class Database:
         self.url = url
         self.writer, self.reader = make_engines(url)
         self.is_sqlite = url.startswith("sqlite")
-        self.group = GroupCommit(self.writer, serialize=not self.is_sqlite)
-        self._sqlite_writing = threading.Lock()
+        self._turns = WriterTurns(lock_path(url), SQLITE_BUSY_SECONDS) if self.is_sqlite else None
+        self.group = GroupCommit(self.writer, serialize=not self.is_sqlite, writing=self.writing)
 
     @contextmanager
     def writing(self) -> Iterator[None]:
-        """Around a write transaction: on SQLite, this process's writers take turns on a lock
-        before ``BEGIN IMMEDIATE``. SQLite lets one writer in at a time anyway, but the others
-        wait in its busy handler, which sleeps and polls (up to 100 ms a sleep): with a thread
-        for each of 32 concurrent requests, care records queued behind sleepers while the
-        database was free. A lock wakes the next writer as the last one commits. Its wait is
-        bounded like the busy handler's; past it the transaction goes ahead and SQLite decides.
-        """
-        if not self.is_sqlite:
+        """Around a write transaction: on SQLite, every writer of every process takes its turn
+        before ``BEGIN IMMEDIATE`` (``database.turns``), instead of sleeping in SQLite's busy
+        handler; on PostgreSQL nothing (its writers take advisory locks inside the
+        transaction)."""
+        if self._turns is None:
             yield
             return
-        taken = self._sqlite_writing.acquire(timeout=SQLITE_BUSY_SECONDS)
-        try:
+        with self._turns.turn():
             yield
-        finally:
-            if taken:
-                self._sqlite_writing.release()
 
     def dispose(self) -> None:
         self.writer.dispose()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -65,9 +66,17 @@ class Pending(Generic[R]):
 class GroupCommit:
     """Leader/follower batching of write transactions on ``engine``."""
 
-    def __init__(self, engine: Engine, *, serialize: bool, max_batch: int = 256) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        serialize: bool,
+        writing: Callable[[], AbstractContextManager[object]] = nullcontext,
+        max_batch: int = 256,
+    ) -> None:
         self.engine = engine
         self.serialize = serialize  # take PG_GROUP_LOCK first (PostgreSQL)
+        self.writing = writing  # the writers' turn, around each transaction (SQLite)
         self.max_batch = max_batch
         self._lock = threading.Lock()
         self._queue: list[_Job[Any]] = []
@@ -151,7 +160,7 @@ class GroupCommit:
         failed: BaseException | None = None
         results: list[Any] = []
         try:
-            with self.engine.begin() as conn:
+            with self.writing(), self.engine.begin() as conn:
                 self._begin(conn)
                 for job in batch:
                     try:
@@ -172,7 +181,7 @@ class GroupCommit:
     def _commit_apart(self, batch: list[_Job[Any]]) -> None:
         """Each piece under its own savepoint, so a failing one is rolled back alone."""
         try:
-            with self.engine.begin() as conn:
+            with self.writing(), self.engine.begin() as conn:
                 self._begin(conn)
                 for job in batch:
                     savepoint = conn.begin_nested()

@@ -155,7 +155,7 @@ class LedgerStore:
     @contextmanager
     def write(self) -> Iterator[Snapshot]:
         """One serialized write transaction; rolls back unless the block completes."""
-        with self.writer.begin() as conn:
+        with self.database.writing(), self.writer.begin() as conn:
             if not self.is_sqlite:
                 conn.execute(text("SET LOCAL lock_timeout = '30s'"))
                 conn.execute(select(func.pg_advisory_xact_lock(PG_WRITER_LOCK)))
