@@ -5,7 +5,8 @@ SQL, but a process opens the database once (``Database``) and hands it to each o
 PostgreSQL server sees one pool per process, not one per store.
 
 Writers serialize on the database: SQLite ``BEGIN IMMEDIATE`` (WAL, ``synchronous=FULL``),
-PostgreSQL a transaction-scoped advisory lock taken by the ledger. Readers use ordinary
+taken in turns by every writer of every process (``database.turns``), PostgreSQL a
+transaction-scoped advisory lock taken by the ledger. Readers use ordinary
 snapshot transactions. The small writes every request makes beside the ledger (its
 Idempotency-Key and its audit event) are group-committed (``Database.group``,
 ``database.group``).
