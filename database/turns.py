@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import fcntl
 import os
+import queue
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 
 class WriterTurns:
@@ -33,6 +35,8 @@ class WriterTurns:
         self._thread_lock = threading.Lock()
         self._fd: int | None = None
         self._fd_pid = 0  # the process that opened _fd (a forked child opens its own)
+        self._waiter: _Waiter | None = None
+        self._waiter_pid = 0
 
     @contextmanager
     def turn(self) -> Iterator[None]:
@@ -59,28 +63,22 @@ class WriterTurns:
             return fd
         except BlockingIOError:
             pass
-        # Another process's turn: wait in the kernel (woken as it unlocks) on a helper thread,
-        # since flock has no timeout of its own.
-        taken = threading.Event()
-        decided = threading.Lock()
-        abandoned = False
-
-        def wait_for_lock() -> None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            with decided:
-                if abandoned:  # the caller went ahead: give the lock (and descriptor) back
-                    os.close(fd)
-                    return
-                taken.set()
-
-        threading.Thread(target=wait_for_lock, name="writer-turn", daemon=True).start()
-        if taken.wait(self.timeout):
+        # Another process's turn: wait in the kernel (woken as it unlocks) on this process's
+        # waiter thread, since flock has no timeout of its own.
+        if self._waiter is None or self._waiter_pid != os.getpid():
+            self._waiter, self._waiter_pid = _Waiter(), os.getpid()
+        wait = _Wait(fd)
+        self._waiter.requests.put(wait)
+        if wait.taken.wait(self.timeout):
             return fd
-        with decided:
-            if taken.is_set():
+        with wait.decided:
+            if wait.taken.is_set():
                 return fd
-            abandoned = True
-            self._fd = None  # the helper owns that descriptor now; the next turn opens another
+            wait.abandoned = True
+        # The waiter owns that descriptor now and is stuck on it: the next turns open another
+        # descriptor and start another waiter.
+        self._fd = None
+        self._waiter = None
         return None
 
     def _descriptor(self) -> int:
@@ -89,6 +87,36 @@ class WriterTurns:
             self._fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             self._fd_pid = os.getpid()
         return self._fd
+
+
+@dataclass(eq=False)
+class _Wait:
+    """One wait for the file lock, handed to the waiter thread."""
+
+    fd: int
+    taken: threading.Event = field(default_factory=threading.Event)
+    decided: threading.Lock = field(default_factory=threading.Lock)
+    abandoned: bool = False  # the caller went ahead without it
+
+
+class _Waiter(threading.Thread):
+    """Blocks in ``flock`` for the thread whose turn is next, one wait at a time (a thread
+    kept for it: starting one per wait cost ~180 µs of CPU a turn with two processes)."""
+
+    def __init__(self) -> None:
+        super().__init__(name="writer-turn", daemon=True)
+        self.requests: queue.SimpleQueue[_Wait] = queue.SimpleQueue()
+        self.start()
+
+    def run(self) -> None:
+        while True:
+            wait = self.requests.get()
+            fcntl.flock(wait.fd, fcntl.LOCK_EX)
+            with wait.decided:
+                if wait.abandoned:  # give the lock (and its descriptor) back
+                    os.close(wait.fd)
+                    return
+                wait.taken.set()
 
 
 def lock_path(url: str) -> str | None:
