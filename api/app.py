@@ -47,7 +47,7 @@ from api.idempotency import (
     IdempotencyMiddleware,
     applies_to,
 )
-from api.ledger_routes import LEDGER_CONTROLLERS
+from api.ledger_routes import LEDGER_CONTROLLERS, BalanceFastPath
 from api.log_routes import CheckpointFastPath, LogController
 from api.members_routes import MEMBER_CONTROLLERS
 from api.partner_routes import PARTNER_CONTROLLERS
@@ -251,12 +251,14 @@ def seal_interval(env: Mapping[str, str]) -> float:
 
 
 class TimebankApp(Litestar):
-    """The Litestar app, with the public checkpoint answered from memory before routing
-    (``api.log_routes.CheckpointFastPath``); every other request takes Litestar's path."""
+    """The Litestar app, with the public checkpoint and a phone's own balance answered from
+    memory before routing (``api.log_routes.CheckpointFastPath``,
+    ``api.ledger_routes.BalanceFastPath``); every other request takes Litestar's path."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.checkpoint_fast_path = CheckpointFastPath()
+        self.balance_fast_path = BalanceFastPath()
 
     async def __call__(
         self,
@@ -264,13 +266,21 @@ class TimebankApp(Litestar):
         receive: Receive | LifeSpanReceive,
         send: Send | LifeSpanSend,
     ) -> None:
-        if scope["type"] == ScopeType.HTTP and CheckpointFastPath.applies(cast("HTTPScope", scope)):
-            log = self.state.get("log")
-            if isinstance(log, Log) and await self.checkpoint_fast_path.answer(
-                log, cast("Send", send)
-            ):
-                return
+        if scope["type"] == ScopeType.HTTP and await self._answered(
+            cast("HTTPScope", scope), cast("Send", send)
+        ):
+            return
         await super().__call__(scope, receive, send)
+
+    async def _answered(self, scope: HTTPScope, send: Send) -> bool:
+        """Whether a fast path sent the whole response (nothing is sent when it does not)."""
+        if CheckpointFastPath.applies(scope):
+            log = self.state.get("log")
+            return isinstance(log, Log) and await self.checkpoint_fast_path.answer(log, send)
+        member_id = BalanceFastPath.member_id(scope)
+        return member_id is not None and await self.balance_fast_path.answer(
+            scope, member_id, self.state, send
+        )
 
 
 def create_app(settings: Settings | None = None, log: Log | None = None) -> Litestar:
