@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -250,6 +251,16 @@ def seal_interval(env: Mapping[str, str]) -> float:
     return seconds
 
 
+# A subset of what Litestar's router accepts in Host (it answers 400 to the rest).
+_PLAIN_HOST = re.compile(rb"[0-9A-Za-z.:\[\]-]*")
+
+
+def _plain_host(scope: HTTPScope) -> bool:
+    """Whether the first ``host`` header, which Litestar checks, is one it surely accepts."""
+    host = next((value for name, value in scope["headers"] if name == b"host"), b"")
+    return _PLAIN_HOST.fullmatch(host) is not None
+
+
 class TimebankApp(Litestar):
     """The Litestar app, with the public checkpoint and a phone's own balance answered from
     memory before routing (``api.log_routes.CheckpointFastPath``,
@@ -274,6 +285,8 @@ class TimebankApp(Litestar):
 
     async def _answered(self, scope: HTTPScope, send: Send) -> bool:
         """Whether a fast path sent the whole response (nothing is sent when it does not)."""
+        if not _plain_host(scope):
+            return False  # Litestar refuses a Host it finds invalid (400): its to answer
         if CheckpointFastPath.applies(scope):
             log = self.state.get("log")
             return isinstance(log, Log) and await self.checkpoint_fast_path.answer(log, send)

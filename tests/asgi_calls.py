@@ -18,6 +18,7 @@ def asgi_get(
     *,
     route_only: bool,
     method: str = "GET",
+    host: bytes = b"testserver",
 ) -> list[Message]:
     """What the app sends for a GET (or ``method``) of ``path``, through its own entry point or
     only through Litestar's (the route, past any fast path in front of it)."""
@@ -32,7 +33,7 @@ def asgi_get(
         "raw_path": target.encode(),
         "query_string": query.encode(),
         "root_path": "",
-        "headers": [(b"host", b"testserver"), *headers],
+        "headers": [(b"host", host), *headers],
         "client": ("127.0.0.1", 50000),
         "server": ("testserver", 80),
         "state": {},

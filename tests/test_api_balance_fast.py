@@ -85,12 +85,13 @@ def _routed_once(
     url: str,
     headers: list[tuple[bytes, bytes]],
     method: str = "GET",
+    host: bytes = b"testserver",
 ) -> list[Message]:
     """The answer to a request that must reach the route (checked), compared with the route's."""
     routed.clear()
-    answer = asgi_get(world.client.app, url, headers, route_only=False, method=method)
+    answer = asgi_get(world.client.app, url, headers, route_only=False, method=method, host=host)
     assert routed == [url.partition("?")[0]]
-    route = asgi_get(world.client.app, url, headers, route_only=True, method=method)
+    route = asgi_get(world.client.app, url, headers, route_only=True, method=method, host=host)
     assert _status(answer) == _status(route)
     return answer
 
@@ -143,6 +144,12 @@ def test_anything_unusual_takes_the_route(
     if case == "a cookie besides the token":  # the CSRF layer gives a browser its cookie
         cookies = [v for k, v in answer[0]["headers"] if k == b"set-cookie"]
         assert any(v.startswith(b"tb_csrf=") for v in cookies)
+
+
+def test_a_host_litestar_refuses_takes_the_route(world: World, routed: list[str]) -> None:
+    url, headers = _url(world, "vol-a"), _as(world, "vol-a")
+    _remembered(world, url, headers)
+    assert _status(_routed_once(world, routed, url, headers, host=b"bad host")) == 400
 
 
 @pytest.mark.parametrize("member_id", ["x" * 65, "%2F"])

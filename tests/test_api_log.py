@@ -214,3 +214,14 @@ def test_anything_but_a_plain_checkpoint_get_takes_the_route(
     if headers:  # a browser's session cookie gets the CSRF cookie from the route, as before
         cookies = [v for k, v in answer[0]["headers"] if k == b"set-cookie"]
         assert any(v.startswith(b"tb_csrf=") for v in cookies)
+
+
+def test_a_host_litestar_refuses_takes_the_route(
+    client: TestClient,  # type: ignore[type-arg]
+    routed: list[str],
+) -> None:
+    asgi_get(client.app, CHECKPOINT, [], route_only=True)  # the checkpoint is in memory
+    routed.clear()
+    answer = asgi_get(client.app, CHECKPOINT, [], route_only=False, host=b"bad host")
+    assert routed == [CHECKPOINT]
+    assert answer[0]["status"] == 400  # as before the fast path: Litestar's router refuses it
