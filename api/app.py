@@ -4,28 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from litestar import Litestar, get
 from litestar.datastructures import State
-from litestar.enums import ScopeType
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.types import (
-    HTTPScope,
-    LifeSpanReceive,
-    LifeSpanScope,
-    LifeSpanSend,
-    Receive,
-    Scope,
-    Send,
-)
 
 from accounts.protection import (
     DataKeyError,
@@ -42,14 +31,15 @@ from api.auth import PrincipalCache
 from api.care_routes import CARE_CONTROLLERS
 from api.document_pdf_routes import DocumentPdfController
 from api.federation_routes import FEDERATION_CONTROLLERS
+from api.front_app import TimebankApp
 from api.idempotency import (
     OPENAPI_KEY_PARAMETER,
     OPENAPI_REPLAYED_HEADER,
     IdempotencyMiddleware,
     applies_to,
 )
-from api.ledger_routes import LEDGER_CONTROLLERS, BalanceFastPath
-from api.log_routes import CheckpointFastPath, LogController
+from api.ledger_routes import LEDGER_CONTROLLERS
+from api.log_routes import LogController
 from api.members_routes import MEMBER_CONTROLLERS
 from api.partner_routes import PARTNER_CONTROLLERS
 from api.problems import EXCEPTION_HANDLERS
@@ -249,51 +239,6 @@ def seal_interval(env: Mapping[str, str]) -> float:
     if not 1 <= seconds <= 86400:
         raise ConfigError("TIMEBANK_AUDIT_SEAL_SECONDS must be a number of seconds from 1 to 86400")
     return seconds
-
-
-# A subset of what Litestar's router accepts in Host (it answers 400 to the rest).
-_PLAIN_HOST = re.compile(rb"[0-9A-Za-z.:\[\]-]*")
-
-
-def _plain_host(scope: HTTPScope) -> bool:
-    """Whether the first ``host`` header, which Litestar checks, is one it surely accepts."""
-    host = next((value for name, value in scope["headers"] if name == b"host"), b"")
-    return _PLAIN_HOST.fullmatch(host) is not None
-
-
-class TimebankApp(Litestar):
-    """The Litestar app, with the public checkpoint and a phone's own balance answered from
-    memory before routing (``api.log_routes.CheckpointFastPath``,
-    ``api.ledger_routes.BalanceFastPath``); every other request takes Litestar's path."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.checkpoint_fast_path = CheckpointFastPath()
-        self.balance_fast_path = BalanceFastPath()
-
-    async def __call__(
-        self,
-        scope: Scope | LifeSpanScope,
-        receive: Receive | LifeSpanReceive,
-        send: Send | LifeSpanSend,
-    ) -> None:
-        if scope["type"] == ScopeType.HTTP and await self._answered(
-            cast("HTTPScope", scope), cast("Send", send)
-        ):
-            return
-        await super().__call__(scope, receive, send)
-
-    async def _answered(self, scope: HTTPScope, send: Send) -> bool:
-        """Whether a fast path sent the whole response (nothing is sent when it does not)."""
-        if not _plain_host(scope):
-            return False  # Litestar refuses a Host it finds invalid (400): its to answer
-        if CheckpointFastPath.applies(scope):
-            log = self.state.get("log")
-            return isinstance(log, Log) and await self.checkpoint_fast_path.answer(log, send)
-        member_id = BalanceFastPath.member_id(scope)
-        return member_id is not None and await self.balance_fast_path.answer(
-            scope, member_id, self.state, send
-        )
 
 
 def create_app(settings: Settings | None = None, log: Log | None = None) -> Litestar:

@@ -1,5 +1,5 @@
 """Calling the app as uvicorn does, and telling which requests reached Litestar's own entry
-point: for the fast paths answered in front of it (``api.app.TimebankApp``)."""
+point: for the fast paths answered in front of it (``api.front_app.TimebankApp``)."""
 
 from __future__ import annotations
 
