@@ -94,16 +94,9 @@ class BatchWriter:
         self._pending_frontier: Frontier | None = None
         self.batches_committed = 0  # readers caching the checkpoint compare this
 
-    def append(
-        self, requests: Sequence[EntryRequest], before_commit: Callable[[], None] | None = None
-    ) -> list[AppendResult | EntryError]:
-        """Append one batch in one transaction. ``before_commit`` runs inside it once every
-        statement has run, just before the ``COMMIT`` (the sequencer wakes the callers of the
-        batch before there, so they run while this commit waits for the disk)."""
+    def append(self, requests: Sequence[EntryRequest]) -> list[AppendResult | EntryError]:
         with self.store.write() as db:
             results = self._append(db, requests)
-            if before_commit is not None:
-                before_commit()
         # Only a committed batch may teach us the next frontier.
         self._frontier, self._pending_frontier = self._pending_frontier, None
         self.batches_committed += 1
@@ -376,8 +369,6 @@ class Sequencer:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._closed = False
-        # The last committed batch's results, not yet given to its callers (``_commit``).
-        self._held: list[tuple[_Outcome, AppendResult | EntryError]] = []
 
     def start(self) -> None:
         with self._lock:
@@ -421,11 +412,8 @@ class Sequencer:
 
     def _run(self) -> None:
         while True:
-            if self._queue.empty():  # nothing to commit next: wake the last batch's callers now
-                self._release_held()
             item = self._queue.get()
             if item is None:
-                self._release_held()
                 return
             batch = [item]
             stop = False
@@ -440,32 +428,21 @@ class Sequencer:
                 batch.append(more)
             self._commit(batch)
             if stop:
-                self._release_held()
                 return
 
     def _commit(self, batch: list[tuple[EntryRequest, _Outcome]]) -> None:
-        """Append ``batch`` and hold its results until the next batch's statements have run:
-        that batch's ``COMMIT`` then releases them, and their callers' threads take their turn
-        with the interpreter lock while the writer waits for the disk, instead of competing
-        with the writer's own Python for it. Held results are durable already; they are
-        released at once when nothing else is queued."""
         live = [(r, f) for r, f in batch if f.set_running_or_notify_cancel()]
         if not live:
             return
         try:
-            results = self.writer.append([r for r, _ in live], self._release_held)
+            results = self.writer.append([r for r, _ in live])
         except Exception as exc:  # the whole batch failed: nothing of it was written
-            self._release_held()
             log.error("append batch of %d failed: %s", len(live), type(exc).__name__)
-            for _, outcome in live:
-                outcome.set_exception(exc)
+            for _, future in live:
+                future.set_exception(exc)
             return
-        self._held = [(outcome, result) for (_, outcome), result in zip(live, results, strict=True)]
-
-    def _release_held(self) -> None:
-        held, self._held = self._held, []
-        for outcome, result in held:
+        for (_, future), result in zip(live, results, strict=True):
             if isinstance(result, AppendResult):
-                outcome.set_result(result)
+                future.set_result(result)
             else:
-                outcome.set_exception(result)
+                future.set_exception(result)

@@ -4,13 +4,13 @@ durable, never past its timeout, and refused at once by a closed sequencer."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from ledger.entry import EntryRequest
-from ledger.errors import EntryError, InsufficientBalance, LedgerError
+from ledger.errors import InsufficientBalance, LedgerError
 from ledger.log import Log
 from ledger.sequencer import AppendResult
 from tests.helpers import deposit, gift, member
@@ -25,11 +25,9 @@ def _hold_the_writer(log: Log) -> threading.Event:
     writer = log.sequencer.writer
     append = writer.append
 
-    def held(
-        requests: Sequence[EntryRequest], before_commit: Callable[[], None] | None = None
-    ) -> list[AppendResult | EntryError]:
+    def held(requests: Sequence[EntryRequest]) -> list[AppendResult | LedgerError]:
         release.wait(WAKE_WITHIN)
-        return append(requests, before_commit)
+        return append(requests)  # type: ignore[return-value]
 
     writer.append = held  # type: ignore[method-assign]
     return release
