@@ -8,23 +8,13 @@ import threading
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from litestar import Litestar, get
 from litestar.datastructures import State
-from litestar.enums import ScopeType
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.types import (
-    HTTPScope,
-    LifeSpanReceive,
-    LifeSpanScope,
-    LifeSpanSend,
-    Receive,
-    Scope,
-    Send,
-)
 
 from accounts.protection import (
     DataKeyError,
@@ -41,6 +31,7 @@ from api.auth import PrincipalCache
 from api.care_routes import CARE_CONTROLLERS
 from api.document_pdf_routes import DocumentPdfController
 from api.federation_routes import FEDERATION_CONTROLLERS
+from api.front_app import TimebankApp
 from api.idempotency import (
     OPENAPI_KEY_PARAMETER,
     OPENAPI_REPLAYED_HEADER,
@@ -48,7 +39,7 @@ from api.idempotency import (
     applies_to,
 )
 from api.ledger_routes import LEDGER_CONTROLLERS
-from api.log_routes import CheckpointFastPath, LogController
+from api.log_routes import LogController
 from api.members_routes import MEMBER_CONTROLLERS
 from api.partner_routes import PARTNER_CONTROLLERS
 from api.problems import EXCEPTION_HANDLERS
@@ -248,29 +239,6 @@ def seal_interval(env: Mapping[str, str]) -> float:
     if not 1 <= seconds <= 86400:
         raise ConfigError("TIMEBANK_AUDIT_SEAL_SECONDS must be a number of seconds from 1 to 86400")
     return seconds
-
-
-class TimebankApp(Litestar):
-    """The Litestar app, with the public checkpoint answered from memory before routing
-    (``api.log_routes.CheckpointFastPath``); every other request takes Litestar's path."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.checkpoint_fast_path = CheckpointFastPath()
-
-    async def __call__(
-        self,
-        scope: Scope | LifeSpanScope,
-        receive: Receive | LifeSpanReceive,
-        send: Send | LifeSpanSend,
-    ) -> None:
-        if scope["type"] == ScopeType.HTTP and CheckpointFastPath.applies(cast("HTTPScope", scope)):
-            log = self.state.get("log")
-            if isinstance(log, Log) and await self.checkpoint_fast_path.answer(
-                log, cast("Send", send)
-            ):
-                return
-        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, log: Log | None = None) -> Litestar:

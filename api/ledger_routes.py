@@ -11,8 +11,11 @@ from litestar.concurrency import sync_to_thread
 from litestar.datastructures import State
 from litestar.params import JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+from litestar.types import Scope, Send
 
+from accounts.service import AccountsService
 from api.accounts_routes import AUTH, Id
+from api.auth import PrincipalCache
 from api.care_routes import ERR, KEYED, P, care, entry_key
 from api.care_schemas import (
     BalanceOut,
@@ -31,9 +34,13 @@ from api.schemas import problems
 from care.model import (
     REVERSAL_STATUSES,
 )
+from care.service import CareService
+from web.security import security_headers
 
 # A balance read may lag another worker process's appends by this much (never this one's).
 BALANCE_MAX_AGE = 1.0
+MEMBERS_PREFIX, BALANCE_SUFFIX = "/v1/members/", "/balance"
+MAX_ID = 64  # api.accounts_routes.Id
 
 
 class TransferController(Controller):
@@ -205,6 +212,83 @@ class BalanceController(Controller):
         """A C2SP tlog-proof that entry ``seq`` is in the log, checkable offline with
         ``timebank audit receipt FILE --key VKEY``."""
         return care(state).receipt(principal, member_id, seq)
+
+
+class BalanceFastPath:
+    """``GET /v1/members/{id}/balance`` with a bearer token, answered before Litestar routes the
+    request when the whole answer is a 200 already in memory: who the token is (the app's
+    ``PrincipalCache``), that this caller may read this member (``accounts.access_cache``) and
+    the minutes (``Log.cached_balances``), under the same rules and ages as the route's
+    (``CareService.remembered_balance``). Phones poll it; the middlewares, Litestar's routing
+    and dependency injection cost more than the answer.
+
+    Anything else takes the route, so its errors and their order stay the route's: no or another
+    credential, a cookie (the CSRF layer may add its own), a query (``reveal_reason`` is audited),
+    a root path, an id the route would refuse, a principal or access not remembered (refusals
+    never are), a one-time password still to change, minutes not in memory. The route's reads
+    are not audited (``api.audit_log``). ``tests/test_api_balance_fast.py`` proves the two
+    responses byte for byte the same, on both databases.
+    """
+
+    HEADERS = security_headers(MEMBERS_PREFIX)
+
+    @staticmethod
+    def member_id(scope: Scope) -> str | None:
+        """The id of a plain balance GET that could be answered here, else None."""
+        path: str = scope["path"]
+        if (
+            not path.startswith(MEMBERS_PREFIX)
+            or not path.endswith(BALANCE_SUFFIX)
+            or scope.get("method") != "GET"
+            or scope.get("query_string")
+            or scope.get("root_path")
+        ):
+            return None
+        member_id = path[len(MEMBERS_PREFIX) : -len(BALANCE_SUFFIX)]
+        if not 1 <= len(member_id) <= MAX_ID or "/" in member_id:
+            return None
+        return member_id
+
+    @staticmethod
+    def _token(scope: Scope) -> str | None:
+        """The bearer token as ``api.auth.bearer_token`` reads it, if the request carries
+        exactly one ``Authorization`` header and no cookie; None otherwise."""
+        found: str | None = None
+        for name, value in scope["headers"]:
+            lower = name.lower()
+            if lower == b"cookie" or (lower == b"authorization" and found is not None):
+                return None
+            if lower == b"authorization":
+                found = value.decode("latin-1")
+        if found is None:
+            return None
+        scheme, _, token = found.partition(" ")
+        token = token.strip()
+        return token if scheme.lower() == "bearer" and token else None
+
+    async def answer(self, scope: Scope, member_id: str, state: State, send: Send) -> bool:
+        """Send the balance if all of it is in memory; False (nothing sent) otherwise."""
+        token = self._token(scope)
+        principals: PrincipalCache | None = state.get("principals")
+        accounts: AccountsService | None = state.get("accounts")
+        service: CareService | None = state.get("care")
+        if token is None or principals is None or accounts is None or service is None:
+            return False
+        principal = principals.remembered(accounts, token)
+        if principal is None or principal.password_change_due:
+            return False
+        b = service.remembered_balance(principal, member_id, BALANCE_MAX_AGE)
+        if b is None:
+            return False
+        body = msgspec.json.encode(BalanceOut(b.member_id, b.available, b.reserved))
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            *self.HEADERS,
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+        return True
 
 
 LEDGER_CONTROLLERS = [TransferController, PoolController, BalanceController]

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from ledger.entry import ZERO_HASH, Entry, EntryRequest, canonical_json
 from ledger.errors import (
@@ -311,15 +312,60 @@ def _reverses(request: EntryRequest) -> int | None:
     return None
 
 
+class _Outcome(Protocol):
+    """Where the writer puts a request's result: a ``Future`` (``submit``) or a ``_Waiter``."""
+
+    def set_running_or_notify_cancel(self) -> bool: ...
+
+    def set_result(self, result: AppendResult) -> None: ...
+
+    def set_exception(self, exception: BaseException | None) -> None: ...
+
+
+class _Waiter:
+    """A caller blocked in ``Sequencer.append``, woken by the writer releasing one lock. A
+    ``Future`` costs more on both sides (a ``Condition`` with its ``RLock`` per call, a waiter
+    lock allocated in ``result``, three lock-guarded steps in the writer), and the writer
+    resolves every entry of a batch while the woken callers compete with it for the
+    interpreter lock."""
+
+    __slots__ = ("_done", "_error", "_result")
+
+    def __init__(self) -> None:
+        self._done = threading.Lock()
+        self._done.acquire()  # released once, by the writer
+        self._result: AppendResult | None = None
+        self._error: BaseException | None = None
+
+    def set_running_or_notify_cancel(self) -> bool:
+        return True  # a blocked caller cannot cancel
+
+    def set_result(self, result: AppendResult) -> None:
+        self._result = result
+        self._done.release()
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        self._error = exception
+        self._done.release()
+
+    def wait(self, timeout: float | None) -> AppendResult:
+        """The result, as ``Future.result(timeout)`` gives it (``TimeoutError`` when the batch
+        is not durable in time; the entry may still be appended, as with a future)."""
+        if not self._done.acquire(timeout=-1 if timeout is None else timeout):
+            raise TimeoutError
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None  # released only after one of the two is set
+        return self._result
+
+
 class Sequencer:
     """Queue + single writer thread. ``append`` blocks; ``append_async`` awaits."""
 
     def __init__(self, writer: BatchWriter, max_batch: int = 1024) -> None:
         self.writer = writer
         self.max_batch = max_batch
-        self._queue: queue.SimpleQueue[tuple[EntryRequest, Future[AppendResult]] | None] = (
-            queue.SimpleQueue()
-        )
+        self._queue: queue.SimpleQueue[tuple[EntryRequest, _Outcome] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._closed = False
@@ -342,22 +388,27 @@ class Sequencer:
 
     def submit(self, request: EntryRequest) -> Future[AppendResult]:
         future: Future[AppendResult] = Future()
-        if self._closed:
-            future.set_exception(LedgerError("the sequencer is closed"))
-            return future
-        if not isinstance(request, EntryRequest):
-            future.set_exception(MalformedEntry("not an entry request"))
-            return future
-        if self._thread is None:
-            self.start()
-        self._queue.put((request, future))
+        self._enqueue(request, future)
         return future
 
     def append(self, request: EntryRequest, timeout: float | None = None) -> AppendResult:
-        return self.submit(request).result(timeout)
+        waiter = _Waiter()
+        self._enqueue(request, waiter)
+        return waiter.wait(timeout)
 
     async def append_async(self, request: EntryRequest) -> AppendResult:
         return await asyncio.wrap_future(self.submit(request))
+
+    def _enqueue(self, request: EntryRequest, outcome: _Outcome) -> None:
+        if self._closed:
+            outcome.set_exception(LedgerError("the sequencer is closed"))
+            return
+        if not isinstance(request, EntryRequest):
+            outcome.set_exception(MalformedEntry("not an entry request"))
+            return
+        if self._thread is None:
+            self.start()
+        self._queue.put((request, outcome))
 
     def _run(self) -> None:
         while True:
@@ -379,7 +430,7 @@ class Sequencer:
             if stop:
                 return
 
-    def _commit(self, batch: list[tuple[EntryRequest, Future[AppendResult]]]) -> None:
+    def _commit(self, batch: list[tuple[EntryRequest, _Outcome]]) -> None:
         live = [(r, f) for r, f in batch if f.set_running_or_notify_cancel()]
         if not live:
             return

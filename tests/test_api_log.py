@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
-from typing import Any, cast
 
-import anyio
 import pytest
-from litestar import Litestar
 from litestar.testing import TestClient
-from litestar.types import Message, Scope
 
 from api.app import create_app
 from ledger.config import Settings
 from ledger.log import Log
 from ledger.merkle import leaf_hash, root_of, verify_consistency, verify_inclusion
 from ledger.note import Verifier, open_checkpoint
+from tests.asgi_calls import asgi_get, count_routed
 from tests.helpers import deposit, member
 
 SIZE = 21
@@ -162,56 +159,9 @@ def test_another_writers_append_shows_after_max_age(settings: Settings, log: Log
     assert open_checkpoint(log.checkpoint(max_age=3600), log.signer.verifier)[0].size == 2
 
 
-def _asgi_get(
-    app: Litestar, path: str, headers: list[tuple[bytes, bytes]], *, route_only: bool
-) -> list[Message]:
-    """What the app sends for a GET of ``path``, through its own entry point or only through
-    Litestar's (the route, past any fast path in front of it)."""
-    target, _, query = path.partition("?")
-    scope: dict[str, Any] = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": target,
-        "raw_path": target.encode(),
-        "query_string": query.encode(),
-        "root_path": "",
-        "headers": [(b"host", b"testserver"), *headers],
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-        "state": {},
-    }
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    async def call() -> None:
-        entry = Litestar.__call__ if route_only else type(app).__call__
-        await entry(app, cast("Scope", scope), receive, send)
-
-    anyio.run(call)
-    return sent
-
-
 @pytest.fixture
 def routed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The paths that reached Litestar's own entry point (not answered in front of it)."""
-    seen: list[str] = []
-    through = Litestar.__call__
-
-    async def counting(self: Litestar, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            seen.append(scope["path"])
-        await through(self, scope, receive, send)
-
-    monkeypatch.setattr(Litestar, "__call__", counting)
-    return seen
+    return count_routed(monkeypatch)
 
 
 def test_the_fast_checkpoint_is_the_routes_response_byte_for_byte(
@@ -221,9 +171,9 @@ def test_the_fast_checkpoint_is_the_routes_response_byte_for_byte(
 ) -> None:
     app = client.app
     for round_ in range(2):
-        route = _asgi_get(app, CHECKPOINT, [], route_only=True)  # fills the cache too
+        route = asgi_get(app, CHECKPOINT, [], route_only=True)  # fills the cache too
         routed.clear()
-        fast = _asgi_get(app, CHECKPOINT, [], route_only=False)
+        fast = asgi_get(app, CHECKPOINT, [], route_only=False)
         assert routed == []  # answered in front of Litestar
         assert fast == route
         assert [m["type"] for m in fast] == ["http.response.start", "http.response.body"]
@@ -234,11 +184,11 @@ def test_the_fast_checkpoint_is_the_routes_response_byte_for_byte(
     # After this process's append the cached checkpoint is stale: the route answers, with the
     # new tree, and the fast path serves that one from then on.
     routed.clear()
-    after = _asgi_get(app, CHECKPOINT, [], route_only=False)
+    after = asgi_get(app, CHECKPOINT, [], route_only=False)
     assert routed == [CHECKPOINT]
     assert open_checkpoint(after[1]["body"].decode(), log.signer.verifier)[0].size == SIZE + 2
     routed.clear()
-    assert _asgi_get(app, CHECKPOINT, [], route_only=False) == after
+    assert asgi_get(app, CHECKPOINT, [], route_only=False) == after
     assert routed == []
 
 
@@ -256,11 +206,22 @@ def test_anything_but_a_plain_checkpoint_get_takes_the_route(
     path: str,
     headers: list[tuple[bytes, bytes]],
 ) -> None:
-    _asgi_get(client.app, CHECKPOINT, [], route_only=True)  # the checkpoint is in memory
+    asgi_get(client.app, CHECKPOINT, [], route_only=True)  # the checkpoint is in memory
     routed.clear()
-    answer = _asgi_get(client.app, path, headers, route_only=False)
+    answer = asgi_get(client.app, path, headers, route_only=False)
     assert routed == [path.partition("?")[0]]
     assert answer[0]["status"] == 200
     if headers:  # a browser's session cookie gets the CSRF cookie from the route, as before
         cookies = [v for k, v in answer[0]["headers"] if k == b"set-cookie"]
         assert any(v.startswith(b"tb_csrf=") for v in cookies)
+
+
+def test_a_host_litestar_refuses_takes_the_route(
+    client: TestClient,  # type: ignore[type-arg]
+    routed: list[str],
+) -> None:
+    asgi_get(client.app, CHECKPOINT, [], route_only=True)  # the checkpoint is in memory
+    routed.clear()
+    answer = asgi_get(client.app, CHECKPOINT, [], route_only=False, host=b"bad host")
+    assert routed == [CHECKPOINT]
+    assert answer[0]["status"] == 400  # as before the fast path: Litestar's router refuses it

@@ -1,0 +1,78 @@
+"""How a caller blocked in ``Sequencer.append`` waits: for its own entry only, woken once it is
+durable, never past its timeout, and refused at once by a closed sequencer."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from ledger.entry import EntryRequest
+from ledger.errors import InsufficientBalance, LedgerError
+from ledger.log import Log
+from ledger.sequencer import AppendResult
+from tests.helpers import deposit, gift, member
+
+# A caller that never wakes fails the test here instead of hanging it.
+WAKE_WITHIN = 30.0
+
+
+def _hold_the_writer(log: Log) -> threading.Event:
+    """Make the writer wait at its next batch until the returned event is set."""
+    release = threading.Event()
+    writer = log.sequencer.writer
+    append = writer.append
+
+    def held(requests: Sequence[EntryRequest]) -> list[AppendResult | LedgerError]:
+        release.wait(WAKE_WITHIN)
+        return append(requests)  # type: ignore[return-value]
+
+    writer.append = held  # type: ignore[method-assign]
+    return release
+
+
+def test_each_blocked_caller_gets_its_own_entry(log: Log) -> None:
+    def appends(k: int) -> list[tuple[str, int]]:
+        return [
+            (r.id, r.seq)
+            for r in map(log.append, (deposit(f"t{k}-{i}", member(k), 5) for i in range(6)))
+        ]
+
+    with ThreadPoolExecutor(16) as pool:
+        results = [pair for part in pool.map(appends, range(16)) for pair in part]
+    assert sorted(seq for _, seq in results) == list(range(96))
+    stored = log.entries_by_id([entry_id for entry_id, _ in results])
+    assert all(stored[entry_id].seq == seq for entry_id, seq in results)
+
+
+def test_a_refused_entry_raises_in_its_own_caller_only(log: Log) -> None:
+    log.append(deposit("d", member(1), 10))
+    release = _hold_the_writer(log)
+    with ThreadPoolExecutor(2) as pool:
+        refused = pool.submit(log.append, gift("g", member(2), member(1), 10))
+        accepted = pool.submit(log.append, deposit("d2", member(3), 10))
+        release.set()
+        with pytest.raises(InsufficientBalance):
+            refused.result(WAKE_WITHIN)
+        assert accepted.result(WAKE_WITHIN).seq == 1
+
+
+def test_a_caller_past_its_timeout_gets_timeout_error_and_the_entry_is_still_appended(
+    log: Log,
+) -> None:
+    release = _hold_the_writer(log)
+    with pytest.raises(TimeoutError):
+        log.sequencer.append(deposit("late", member(1), 10), timeout=0.05)
+    release.set()
+    assert log.append(deposit("next", member(1), 10)).seq == 1
+    assert log.entries_by_id(["late"])["late"].seq == 0
+
+
+def test_a_closed_sequencer_refuses_at_once(log: Log) -> None:
+    log.sequencer.close()
+    with ThreadPoolExecutor(1) as pool:
+        refused = pool.submit(log.sequencer.append, deposit("d", member(1), 10))
+        with pytest.raises(LedgerError, match="closed"):
+            refused.result(WAKE_WITHIN)
