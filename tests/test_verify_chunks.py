@@ -251,3 +251,29 @@ def test_a_chunk_whose_prev_is_not_the_hash_before_is_refused() -> None:
     leaves = _chain([_deposit(f"d{i}", member(1), 30) for i in range(4)])
     rows, postings, nodes = _rows(leaves)
     assert verify_chunks.check_rows(0, 4, 2, [4], rows, postings, nodes[:2]).dirty == ""
+
+
+def test_the_postings_index_is_compared_whatever_order_its_rows_come_in() -> None:
+    """Rows in (seq, account) order are compared as a list; in any other order (a collation
+    that sorts accounts differently) as a set; either way one changed row is refused."""
+    requests = [_deposit(f"d{i}", member(i), 30) for i in range(4)]
+    leaves = _chain([EntryRequest(r.kind, r.id, r.postings[::-1], r.body) for r in requests])
+    rows, postings, nodes = _rows(leaves)
+    ordered = sorted(postings)
+    assert ordered != postings  # the leaves list the member's account first
+    for given in (ordered, postings, postings[::-1]):
+        assert verify_chunks.check_rows(0, 4, 2, [4], rows, given, nodes[:2]).dirty == ""
+    seq, account, minutes = ordered[5]
+    changes = [
+        (seq, account, minutes + 1),
+        (seq + 1, account, minutes),
+        (seq, member(9), minutes),
+        ordered[4],
+    ]
+    for changed in changes:
+        for given in ([*ordered[:5], changed, *ordered[6:]], [changed, *ordered[:5], *ordered[6:]]):
+            chunk = verify_chunks.check_rows(0, 4, 2, [4], rows, given, nodes[:2])
+            assert chunk.dirty == "entries 0–3: postings index"
+    for given in (ordered[:-1], [*ordered, (3, member(9), 1)]):
+        chunk = verify_chunks.check_rows(0, 4, 2, [4], rows, given, nodes[:2])
+        assert chunk.dirty == "entries 0–3: postings index"
