@@ -3,7 +3,7 @@
 Every verifier decodes every leaf (``ledger.replay``, ``ledger.verify_chunks``, the auditor,
 statements and receipts). A leaf that is plainly canonical — sorted keys, strings that need no
 escaping, integers in range, no signatures — is checked field by field against
-:data:`_ENVELOPE` and only its body goes through the JSON decoder and the canonical
+:data:`_AFTER_BODY` and only its body goes through the JSON decoder and the canonical
 re-encoding; anything else is decoded by ``Entry.from_leaf``, which names what is wrong.
 :func:`decode_leaf` returns exactly what ``Entry.from_leaf`` returns, or raises as it does.
 """
@@ -135,13 +135,16 @@ class PlainLeaf(NamedTuple):
     signatures: list[dict[str, str]]
 
 
-# The canonical leaf with no signatures, field by field (keys in their sorted order): every
-# string in a charset that needs no escape, integers of at most 15 digits (so within
-# ±(2^53-1)) in their one spelling; only ``body`` is left to the JSON decoder.
-_ENVELOPE = re.compile(
-    r'\{"body":(\{.*?\}),"id":"([A-Za-z0-9._:@/-]{1,128})","kind":"([a-z][a-z0-9_-]{0,31})",'
-    r'"postings":\[((?:\{"account":"[A-Za-z0-9:_-]+","minutes":-?[1-9][0-9]{0,14}\})'
-    r'(?:,\{"account":"[A-Za-z0-9:_-]+","minutes":-?[1-9][0-9]{0,14}\})*)?\],'
+# The canonical leaf with no signatures is ``{"body":`` + its body, then this, field by field
+# (keys in their sorted order): every string in a charset that needs no escape, integers of at
+# most 15 digits (so within ±(2^53-1)) in their one spelling. Two postings (the usual number)
+# are captured one by one; any other number as one group for ``_POSTING``.
+_BODY_AT = len('{"body":')
+_ONE_POSTING = r'\{"account":"([A-Za-z0-9:_-]+)","minutes":(-?[1-9][0-9]{0,14})\}'
+_ANY_POSTING = r'\{"account":"[A-Za-z0-9:_-]+","minutes":-?[1-9][0-9]{0,14}\}'
+_AFTER_BODY = re.compile(
+    r',"id":"([A-Za-z0-9._:@/-]{1,128})","kind":"([a-z][a-z0-9_-]{0,31})","postings":\['
+    rf"(?:{_ONE_POSTING},{_ONE_POSTING}|((?:{_ANY_POSTING})(?:,{_ANY_POSTING})*)?)\],"
     r'"prev":"([A-Za-z0-9+/]{43}=)","seq":(0|[1-9][0-9]{0,14}),"signatures":\[\],'
     r'"time":"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z)","v":1\}'
 )
@@ -162,28 +165,41 @@ def plain_leaf(leaf: bytes) -> PlainLeaf | None:
 
     Why these checks suffice: without a backslash there are no escapes, so every string's
     characters are the text's, all printable ASCII (no 0x7f; a strict decoder refuses control
-    characters), and keys must then only be 1–64 long. A leaf without signatures is matched
-    field by field against its canonical layout (``_ENVELOPE``) and only its body is decoded;
-    any other is decoded whole. Either way the text equals the canonical encoding of what it
-    decodes to, so ``Entry.leaf()`` of the entry built from it gives these bytes back.
+    characters), and keys must then only be 1–64 long. A leaf without signatures is read as
+    ``{"body":``, one JSON object (the C scanner says where it ends; it must be its own
+    canonical encoding), then the rest of its canonical layout (``_AFTER_BODY``); any other is
+    decoded whole. Either way the text equals the canonical encoding of what it decodes to, so
+    ``Entry.leaf()`` of the entry built from it gives these bytes back.
     """
     if len(leaf) > MAX_LEAF_BYTES or not leaf.isascii() or b"\\" in leaf or b"\x7f" in leaf:
         return None
     text = leaf.decode("ascii")
-    envelope = _ENVELOPE.fullmatch(text)
-    if envelope is None:
+    if not text.startswith('{"body":{'):
         return _plain_decoded(text)
-    body_text, entry_id, kind, postings_text, prev, seq, time = envelope.groups()
-    body = _plain_object(body_text)
-    if body is None or not _matches(kind, KIND):
+    try:  # floats, NaN and Infinity leave the fast path here
+        body, end = _SCAN(text, _BODY_AT)
+    except (StopIteration, ValueError):
         return None
-    moves = [(a, int(m)) for a, m in _POSTING.findall(postings_text or "")]
-    accounts = _MATCHED[ACCOUNT]
-    for account, _ in moves:
-        if account not in accounts and not _matches(account, ACCOUNT):
+    rest = _AFTER_BODY.fullmatch(text, end)
+    if rest is None:
+        return _plain_decoded(text)
+    entry_id, kind, account, minutes, other, more_minutes, postings, prev, seq, time = rest.groups()
+    if not _plain_value(body) or _canonical_text(body) != text[_BODY_AT:end]:
+        return None
+    if not _matches(kind, KIND):
+        return None
+    if account is not None:
+        if account == other:
             return None
-    if len(moves) > 1 and len({a for a, _ in moves}) != len(moves):
-        return None
+        moves = [(account, int(minutes)), (other, int(more_minutes))]
+    else:
+        moves = [(a, int(m)) for a, m in _POSTING.findall(postings or "")]
+        if len(moves) > 1 and len({a for a, _ in moves}) != len(moves):
+            return None
+    accounts = _MATCHED[ACCOUNT]
+    for name, _ in moves:
+        if name not in accounts and not _matches(name, ACCOUNT):
+            return None
     return PlainLeaf(int(seq), prev, time, kind, entry_id, body, moves, [])
 
 
@@ -199,7 +215,7 @@ def _plain_object(text: str) -> dict[str, Any] | None:
 
 
 def _plain_decoded(text: str) -> PlainLeaf | None:
-    """:func:`plain_leaf` for a leaf that does not fit ``_ENVELOPE``: decoded whole."""
+    """:func:`plain_leaf` for a leaf that does not fit ``_AFTER_BODY``: decoded whole."""
     raw = _plain_object(text)
     if raw is None or raw.keys() != _FIELDS:
         return None

@@ -389,9 +389,12 @@ class Snapshot:
         )
 
     def posting_range(self, start: int, end: int) -> list[Any]:
-        """(seq, account, minutes) of the postings index rows with ``start <= seq < end``."""
+        """(seq, account, minutes) of the postings index rows with ``start <= seq < end``, in the
+        order of the index on (seq, account): by seq, then account in the column's collation
+        (the code-point order on SQLite)."""
         return self._driver_rows(
-            "SELECT seq, account, minutes FROM log_postings WHERE seq >= ? AND seq < ?",
+            "SELECT seq, account, minutes FROM log_postings WHERE seq >= ? AND seq < ?"
+            " ORDER BY seq, account",
             (start, end),
         )
 

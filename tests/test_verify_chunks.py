@@ -18,7 +18,7 @@ import pytest
 from ledger import verify_chunks
 from ledger.entry import ZERO_HASH, Entry, EntryRequest, Posting, canonical_json
 from ledger.errors import LedgerError
-from ledger.leaf_decoding import _ENVELOPE, _fast_entry, plain_leaf, prev_bytes
+from ledger.leaf_decoding import _AFTER_BODY, _BODY_AT, _SCAN, _fast_entry, plain_leaf, prev_bytes
 from ledger.merkle import Frontier, leaf_hash
 from ledger.postings import check_postings
 from tests.helpers import ISSUANCE, POOL, member
@@ -56,6 +56,14 @@ def _edited(leaf: bytes, field: str, value: Any) -> bytes:
 
 
 BASE = _leaf(_deposit("d-1", member(1), 30, record="ab" * 32, minutes=30, service="meal"))
+THREE_POSTINGS = _leaf(
+    EntryRequest(
+        "deposit",
+        "d-3",
+        (Posting(ISSUANCE, -30), Posting(member(1), 20), Posting(member(2), 10)),
+        {"service": "meal"},
+    )
+)
 # Leaves that sit on the edges of the envelope template or of the decoded path; each is
 # judged by the reference decoder, so the list may hold both good and bad ones.
 EDGES = [
@@ -82,6 +90,14 @@ EDGES = [
     _edited(BASE, "signatures", [{"d" * 65: "x"}]),
     _edited(BASE, "postings", []),
     _edited(BASE, "postings", [{"account": ISSUANCE, "minutes": -30}]),
+    THREE_POSTINGS,
+    _edited(
+        BASE,
+        "postings",
+        [{"account": member(1), "minutes": 30}, {"account": ISSUANCE, "minutes": -30}],
+    ),
+    _edited(BASE, "postings", [{"account": ISSUANCE, "minutes": -30}] * 3),
+    BASE.replace(b'"id":"d-1"', b'"id" :"d-1"'),
     _edited(BASE, "postings", [{"account": member(1), "minutes": 30}] * 2),
     _edited(
         BASE,
@@ -126,10 +142,16 @@ def test_plain_leaf_accepts_only_what_the_reference_accepts(leaf: bytes) -> None
     assert (fields is not None and prev_bytes(fields[1]) is not None) == _reference(leaf)
 
 
+def _fits_template(leaf: bytes) -> bool:
+    text = leaf.decode()
+    return _AFTER_BODY.fullmatch(text, _SCAN(text, _BODY_AT)[1]) is not None
+
+
 def test_plain_leaf_takes_the_common_leaf_through_the_template() -> None:
-    assert _ENVELOPE.fullmatch(BASE.decode()) is not None
+    assert _fits_template(BASE)
     assert plain_leaf(BASE) is not None
-    assert _ENVELOPE.fullmatch(EDGES[1].decode()) is not None  # a body key named "id"
+    assert _fits_template(EDGES[1])  # a body key named "id"
+    assert _fits_template(THREE_POSTINGS) and plain_leaf(THREE_POSTINGS) is not None
     assert plain_leaf(_edited(BASE, "signatures", [{"device": "ed25519:abc"}])) is not None
 
 
@@ -229,3 +251,29 @@ def test_a_chunk_whose_prev_is_not_the_hash_before_is_refused() -> None:
     leaves = _chain([_deposit(f"d{i}", member(1), 30) for i in range(4)])
     rows, postings, nodes = _rows(leaves)
     assert verify_chunks.check_rows(0, 4, 2, [4], rows, postings, nodes[:2]).dirty == ""
+
+
+def test_the_postings_index_is_compared_whatever_order_its_rows_come_in() -> None:
+    """Rows in (seq, account) order are compared as a list; in any other order (a collation
+    that sorts accounts differently) as a set; either way one changed row is refused."""
+    requests = [_deposit(f"d{i}", member(i), 30) for i in range(4)]
+    leaves = _chain([EntryRequest(r.kind, r.id, r.postings[::-1], r.body) for r in requests])
+    rows, postings, nodes = _rows(leaves)
+    ordered = sorted(postings)
+    assert ordered != postings  # the leaves list the member's account first
+    for given in (ordered, postings, postings[::-1]):
+        assert verify_chunks.check_rows(0, 4, 2, [4], rows, given, nodes[:2]).dirty == ""
+    seq, account, minutes = ordered[5]
+    changes = [
+        (seq, account, minutes + 1),
+        (seq + 1, account, minutes),
+        (seq, member(9), minutes),
+        ordered[4],
+    ]
+    for changed in changes:
+        for given in ([*ordered[:5], changed, *ordered[6:]], [changed, *ordered[:5], *ordered[6:]]):
+            chunk = verify_chunks.check_rows(0, 4, 2, [4], rows, given, nodes[:2])
+            assert chunk.dirty == "entries 0–3: postings index"
+    for given in (ordered[:-1], [*ordered, (3, member(9), 1)]):
+        chunk = verify_chunks.check_rows(0, 4, 2, [4], rows, given, nodes[:2])
+        assert chunk.dirty == "entries 0–3: postings index"
