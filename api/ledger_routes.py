@@ -3,6 +3,7 @@ balances, history and receipts. Every rule is in ``care.service``."""
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 import msgspec
@@ -38,6 +39,8 @@ from care.service import CareService
 from web.security import security_headers
 
 # A balance read may lag another worker process's appends by this much (never this one's).
+log = logging.getLogger(__name__)
+
 BALANCE_MAX_AGE = 1.0
 MEMBERS_PREFIX, BALANCE_SUFFIX = "/v1/members/", "/balance"
 MAX_ID = 64  # api.accounts_routes.Id
@@ -268,19 +271,13 @@ class BalanceFastPath:
 
     async def answer(self, scope: Scope, member_id: str, state: State, send: Send) -> bool:
         """Send the balance if all of it is in memory; False (nothing sent) otherwise."""
-        token = self._token(scope)
-        principals: PrincipalCache | None = state.get("principals")
-        accounts: AccountsService | None = state.get("accounts")
-        service: CareService | None = state.get("care")
-        if token is None or principals is None or accounts is None or service is None:
+        try:
+            body = self._remembered_body(scope, member_id, state)
+        except Exception as exc:  # the route answers it, with its problem+json and headers
+            log.error("balance fast path failed: %s", type(exc).__name__)
             return False
-        principal = principals.remembered(accounts, token)
-        if principal is None or principal.password_change_due:
+        if body is None:
             return False
-        b = service.remembered_balance(principal, member_id, BALANCE_MAX_AGE)
-        if b is None:
-            return False
-        body = msgspec.json.encode(BalanceOut(b.member_id, b.available, b.reserved))
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
@@ -289,6 +286,22 @@ class BalanceFastPath:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})
         return True
+
+    def _remembered_body(self, scope: Scope, member_id: str, state: State) -> bytes | None:
+        """The route's body when the caller, their access and the minutes are all in memory."""
+        token = self._token(scope)
+        principals: PrincipalCache | None = state.get("principals")
+        accounts: AccountsService | None = state.get("accounts")
+        service: CareService | None = state.get("care")
+        if token is None or principals is None or accounts is None or service is None:
+            return None
+        principal = principals.remembered(accounts, token)
+        if principal is None or principal.password_change_due:
+            return None
+        b = service.remembered_balance(principal, member_id, BALANCE_MAX_AGE)
+        if b is None:
+            return None
+        return msgspec.json.encode(BalanceOut(b.member_id, b.available, b.reserved))
 
 
 LEDGER_CONTROLLERS = [TransferController, PoolController, BalanceController]

@@ -96,6 +96,8 @@ class Database:
             yield
 
     def dispose(self) -> None:
+        if self._turns is not None:
+            self._turns.close()
         self.writer.dispose()
         if self.reader is not self.writer:
             self.reader.dispose()

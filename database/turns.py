@@ -18,12 +18,18 @@ that does not take them (a migration, another tool) is still serialized by SQLit
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+
+from sqlalchemy.engine import make_url
+
+log = logging.getLogger(__name__)
 
 
 class WriterTurns:
@@ -37,15 +43,18 @@ class WriterTurns:
         self._fd_pid = 0  # the process that opened _fd (a forked child opens its own)
         self._waiter: _Waiter | None = None
         self._waiter_pid = 0
+        self._unusable_logged = False
 
     @contextmanager
     def turn(self) -> Iterator[None]:
-        """Hold this database's writer turn (or, past the timeout, go ahead without it)."""
+        """Hold this database's writer turn (or, past the timeout, go ahead without it). One
+        deadline covers both waits, so a turn never waits longer than the busy handler would."""
+        deadline = time.monotonic() + self.timeout
         if not self._thread_lock.acquire(timeout=self.timeout):
             yield
             return
         try:
-            fd = self._file_lock() if self.lock_path is not None else None
+            fd = self._file_lock(deadline) if self.lock_path is not None else None
             try:
                 yield
             finally:
@@ -54,22 +63,48 @@ class WriterTurns:
         finally:
             self._thread_lock.release()
 
-    def _file_lock(self) -> int | None:
-        """Take the file lock (this thread holds the thread lock); its descriptor, or None
-        when the wait timed out."""
-        fd = self._descriptor()
+    def close(self) -> None:
+        """Close this process's lock descriptor and stop its waiter thread (the database is
+        being disposed of: no turn is held or awaited)."""
+        taken = self._thread_lock.acquire(timeout=self.timeout)
         try:
+            if self._waiter is not None and self._waiter_pid == os.getpid():
+                self._waiter.requests.put(None)
+            if self._fd is not None and self._fd_pid == os.getpid():
+                os.close(self._fd)
+            self._fd = None
+            self._waiter = None
+        finally:
+            if taken:
+                self._thread_lock.release()
+
+    def _file_lock(self, deadline: float) -> int | None:
+        """Take the file lock (this thread holds the thread lock); its descriptor, or None
+        when the wait timed out or the lock file cannot be used (then SQLite serializes the
+        writers alone, as it always can: a write never fails for want of a turn)."""
+        try:
+            fd = self._descriptor()
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return fd
         except BlockingIOError:
             pass
+        except OSError as exc:
+            if not self._unusable_logged:
+                self._unusable_logged = True
+                log.warning(
+                    "writer turns off: cannot lock %s (%s); SQLite's busy handler serializes "
+                    "the writers",
+                    self.lock_path,
+                    exc.strerror or type(exc).__name__,
+                )
+            return None
         # Another process's turn: wait in the kernel (woken as it unlocks) on this process's
         # waiter thread, since flock has no timeout of its own.
         if self._waiter is None or self._waiter_pid != os.getpid():
             self._waiter, self._waiter_pid = _Waiter(), os.getpid()
         wait = _Wait(fd)
         self._waiter.requests.put(wait)
-        if wait.taken.wait(self.timeout):
+        if wait.taken.wait(max(0.0, deadline - time.monotonic())):
             return fd
         with wait.decided:
             if wait.taken.is_set():
@@ -105,12 +140,14 @@ class _Waiter(threading.Thread):
 
     def __init__(self) -> None:
         super().__init__(name="writer-turn", daemon=True)
-        self.requests: queue.SimpleQueue[_Wait] = queue.SimpleQueue()
+        self.requests: queue.SimpleQueue[_Wait | None] = queue.SimpleQueue()
         self.start()
 
     def run(self) -> None:
         while True:
             wait = self.requests.get()
+            if wait is None:  # the database was disposed of
+                return
             fcntl.flock(wait.fd, fcntl.LOCK_EX)
             with wait.decided:
                 if wait.abandoned:  # give the lock (and its descriptor) back
@@ -120,9 +157,12 @@ class _Waiter(threading.Thread):
 
 
 def lock_path(url: str) -> str | None:
-    """The turn's lock file beside a SQLite database file; None for an in-memory database."""
-    path = url.split("///", 1)[1] if "///" in url else ""
-    path = path.split("?", 1)[0]
+    """The turn's lock file beside a SQLite database file (the file SQLAlchemy opens: its URL
+    decoded, a ``file:`` URI's path); None for an in-memory database."""
+    parsed = make_url(url)
+    path = parsed.database or ""
+    if parsed.query.get("uri") == "true" and path.startswith("file:"):
+        path = path.removeprefix("file:").split("?", 1)[0]
     if not path or path == ":memory:" or "mode=memory" in url:
         return None
     return f"{path}-writers.lock"

@@ -2,9 +2,9 @@
 
 Callers (threads or asyncio tasks) submit ``EntryRequest`` s; a single writer thread takes
 everything queued, appends it in **one** serialized transaction (entries, postings, tree nodes,
-balances, one checkpoint) and only then resolves each caller's future. A caller therefore holds
-a ``seq`` only once its entry is durable. A request that breaks a rule fails alone; the rest of
-its batch is appended.
+balances, one checkpoint) and only then answers each caller (a blocked ``append`` or a
+future). A caller therefore holds a ``seq`` only once its entry is durable. A request that
+breaks a rule fails alone; the rest of its batch is appended.
 
 Several processes may hold a sequencer on the same database: every batch re-reads the head
 inside its lock, so they interleave safely (the database lock is the real serializer).
@@ -351,7 +351,7 @@ class _Waiter:
     def wait(self, timeout: float | None) -> AppendResult:
         """The result, as ``Future.result(timeout)`` gives it (``TimeoutError`` when the batch
         is not durable in time; the entry may still be appended, as with a future)."""
-        if not self._done.acquire(timeout=-1 if timeout is None else timeout):
+        if not self._done.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
             raise TimeoutError
         if self._error is not None:
             raise self._error

@@ -12,6 +12,7 @@ import pytest
 from litestar.types import Message
 
 from accounts.model import Principal
+from api.ledger_routes import BalanceFastPath
 from ledger.config import Settings
 from ledger.entry import EntryRequest, Posting
 from ledger.log import Log
@@ -236,3 +237,19 @@ def test_the_route_records_no_audit_event_for_a_balance_read(
     assert recorded == []
     asgi_get(world.client.app, url + "?reveal_reason=x", headers, route_only=True)
     assert recorded == [url]  # what the fast path never answers (a query) is recorded
+
+
+def test_a_failure_in_memory_takes_the_route(
+    world: World, routed: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anything the fast path raises before it sends is the route's to answer (with its
+    problem+json and headers), never a bare 500 from the server."""
+    url, headers = _url(world, "vol-a"), _as(world, "vol-a")
+    _remembered(world, url, headers)
+
+    def broken(*_: object) -> bytes:
+        raise KeyError("a cache broken in some new way")
+
+    monkeypatch.setattr(BalanceFastPath, "_remembered_body", broken)
+    answer = _routed_once(world, routed, url, headers)
+    assert _status(answer) == 200

@@ -152,3 +152,50 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
         )
     assert counts == {"a": 300, "b": 300}
     database.dispose()
+
+
+def test_lock_file_path_is_the_file_sqlalchemy_opens() -> None:
+    assert lock_path("sqlite:////srv/my%20bank/bank.db") == "/srv/my bank/bank.db-writers.lock"
+    assert lock_path("sqlite:///file:/srv/bank.db?uri=true") == "/srv/bank.db-writers.lock"
+    assert lock_path("sqlite:///file:bank?mode=memory&cache=shared&uri=true") is None
+
+
+def test_a_lock_file_that_cannot_be_opened_leaves_the_writes_to_sqlite(tmp_path: Path) -> None:
+    """A lock file this user may not open (left by another user, say) must not stop writes:
+    the turn is skipped and SQLite serializes the writers alone, as it always can."""
+    url = _url(tmp_path)
+    Path(f"{tmp_path / 'turns.db'}-writers.lock").mkdir()  # os.open fails on it (EISDIR)
+    database = _create(url)
+    with database.writing(), database.writer.begin() as conn:
+        conn.execute(text("INSERT INTO notes (process) VALUES ('here')"))
+    database.group.run(lambda conn: conn.execute(text("INSERT INTO notes (process) VALUES ('g')")))
+    with database.reader.begin() as conn:
+        assert conn.execute(text("SELECT count(*) FROM notes")).scalar_one() == 2
+    database.dispose()
+
+
+def test_dispose_closes_the_lock_file_and_stops_the_waiter(tmp_path: Path) -> None:
+    url = _url(tmp_path)
+    database = _create(url)
+    ready = _SPAWN.Event()
+    holder = _SPAWN.Process(target=_hold_turn, args=(url, ready, 0.5))
+    holder.start()
+    try:
+        assert ready.wait(30)
+        with database.writing():  # waits on this process's waiter thread for the holder
+            pass
+    finally:
+        holder.join(30)
+    turns = database._turns
+    assert turns is not None and turns._fd is not None and turns._waiter is not None
+    fd, waiter = turns._fd, turns._waiter
+    database.dispose()
+    waiter.join(5)
+    assert not waiter.is_alive()
+    assert turns._fd is None
+    try:
+        os.fstat(fd)
+    except OSError:
+        pass
+    else:  # the number may have been reused by now, but not for our lock file
+        assert os.readlink(f"/proc/self/fd/{fd}") != f"{tmp_path / 'turns.db'}-writers.lock"
