@@ -41,7 +41,7 @@ class WriterTurns:
         self._thread_lock = threading.Lock()
         self._fd: int | None = None
         self._fd_pid = 0  # the process that opened _fd (a forked child opens its own)
-        self._waiter: _Waiter | None = None
+        self._waiter: _FlockWaiter | None = None
         self._waiter_pid = 0
         self._unusable_logged = False
 
@@ -101,7 +101,7 @@ class WriterTurns:
         # Another process's turn: wait in the kernel (woken as it unlocks) on this process's
         # waiter thread, since flock has no timeout of its own.
         if self._waiter is None or self._waiter_pid != os.getpid():
-            self._waiter, self._waiter_pid = _Waiter(), os.getpid()
+            self._waiter, self._waiter_pid = _FlockWaiter(), os.getpid()
         wait = _Wait(fd)
         self._waiter.requests.put(wait)
         if wait.taken.wait(max(0.0, deadline - time.monotonic())):
@@ -134,7 +134,7 @@ class _Wait:
     abandoned: bool = False  # the caller went ahead without it
 
 
-class _Waiter(threading.Thread):
+class _FlockWaiter(threading.Thread):
     """Blocks in ``flock`` for the thread whose turn is next, one wait at a time (a thread
     kept for it: starting one per wait cost ~180 µs of CPU a turn with two processes)."""
 

@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ledger.batch_writer import AppendResult, BatchWriter, Clock, utc_now
 from ledger.config import Settings
 from ledger.entry import Entry, EntryRequest
 from ledger.errors import ProofRequestError
@@ -20,7 +21,7 @@ from ledger.merkle import (
     nodes_needed,
 )
 from ledger.note import Checkpoint, Note, Signer, TlogProof, sign_checkpoint
-from ledger.sequencer import AppendResult, BatchWriter, Clock, Sequencer, utc_now
+from ledger.sequencer import Sequencer
 from ledger.storage import LedgerStore
 from ledger.storage_totals import BankTotals, bank_totals, facts_count, fill_facts, first_seq
 from ledger.verify import Report, verify_store
@@ -65,7 +66,7 @@ class Log:
         self.signer = signer
         self.origin = origin
         self.member_overdraft = member_overdraft
-        self.clock = clock  # the append time of new entries (ledger.sequencer.Clock)
+        self.clock = clock  # the append time of new entries (ledger.batch_writer.Clock)
         self.sequencer = Sequencer(BatchWriter(store, signer, origin, member_overdraft, clock))
         # Witnesses (ledger.witnessing): background threads, never on the append path.
         self.witness_quorum = witness_quorum

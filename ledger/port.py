@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from ledger.batch_writer import AppendResult
 from ledger.entry import Entry, EntryRequest
-from ledger.sequencer import AppendResult
 
 
 class LedgerPort(Protocol):

@@ -36,10 +36,10 @@ import threading
 import traceback
 from collections.abc import Iterator
 
+from ledger.batch_writer import AppendResult
 from ledger.config import Settings
 from ledger.entry import EntryRequest
 from ledger.log import Log
-from ledger.sequencer import AppendResult
 from tests.helpers import BANK, deposit, donation, gift, redemption
 
 _out = threading.Lock()

@@ -24,13 +24,13 @@ from typing import Any
 
 import pytest
 
+from ledger.batch_writer import AppendResult
 from ledger.config import Settings
 from ledger.entry import Entry, EntryRequest
 from ledger.errors import InsufficientBalance
 from ledger.log import Log
 from ledger.note import open_checkpoint
 from ledger.postings import floor_of
-from ledger.sequencer import AppendResult
 from ledger.verify import format_report
 from tests.helpers import REDEMPTION, deposit, member, redemption
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ledger.batch_writer import BatchWriter
 from ledger.config import Settings
 from ledger.entry import EntryRequest, Posting
 from ledger.errors import (
@@ -17,7 +18,6 @@ from ledger.errors import (
 from ledger.log import Log
 from ledger.merkle import leaf_hash, root_of, verify_consistency, verify_inclusion
 from ledger.note import open_checkpoint
-from ledger.sequencer import BatchWriter
 from tests.helpers import (
     ISSUANCE,
     POOL,

@@ -9,10 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from ledger.batch_writer import AppendResult
 from ledger.entry import EntryRequest
 from ledger.errors import InsufficientBalance, LedgerError
 from ledger.log import Log
-from ledger.sequencer import AppendResult
 from tests.helpers import deposit, gift, member
 
 # A caller that never wakes fails the test here instead of hanging it.
