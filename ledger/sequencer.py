@@ -88,20 +88,30 @@ class Sequencer:
         self._lock = threading.Lock()
         self._closed = False
 
+    @property
+    def closed(self) -> bool:
+        """Whether new requests are refused (``close`` has begun)."""
+        return self._closed
+
     def start(self) -> None:
         with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="timebank-sequencer", daemon=True
-                )
-                self._thread.start()
+            self._start_locked()
+
+    def _start_locked(self) -> None:
+        if self._thread is None and not self._closed:
+            self._thread = threading.Thread(
+                target=self._run, name="timebank-sequencer", daemon=True
+            )
+            self._thread.start()
 
     def close(self) -> None:
+        """Refuse new requests; everything queued before is still appended and answered."""
         with self._lock:
             self._closed = True
             thread, self._thread = self._thread, None
+            if thread is not None:
+                self._queue.put(None)  # after every request queued while it was open
         if thread is not None:
-            self._queue.put(None)
             thread.join()
 
     def submit(self, request: EntryRequest) -> Future[AppendResult]:
@@ -118,15 +128,17 @@ class Sequencer:
         return await asyncio.wrap_future(self.submit(request))
 
     def _enqueue(self, request: EntryRequest, outcome: _Outcome) -> None:
-        if self._closed:
-            outcome.set_exception(LedgerError("the sequencer is closed"))
-            return
         if not isinstance(request, EntryRequest):
             outcome.set_exception(MalformedEntry("not an entry request"))
             return
-        if self._thread is None:
-            self.start()
-        self._queue.put((request, outcome))
+        # Under the lock, so a request is either queued ahead of close's sentinel (and
+        # appended) or refused: never queued behind it with no writer left to answer it.
+        with self._lock:
+            if not self._closed:
+                self._start_locked()
+                self._queue.put((request, outcome))
+                return
+        outcome.set_exception(LedgerError("the sequencer is closed"))
 
     def _run(self) -> None:
         while True:

@@ -4,6 +4,7 @@ durable, never past its timeout, and refused at once by a closed sequencer."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -76,3 +77,36 @@ def test_a_closed_sequencer_refuses_at_once(log: Log) -> None:
         refused = pool.submit(log.sequencer.append, deposit("d", member(1), 10))
         with pytest.raises(LedgerError, match="closed"):
             refused.result(WAKE_WITHIN)
+
+
+def test_a_request_racing_close_is_appended_or_refused_never_left_waiting(log: Log) -> None:
+    """Callers appending while the log closes each get an answer: their entry (queued before
+    the close, so appended and durable) or the refusal; none waits for a writer that is gone."""
+    release = _hold_the_writer(log)  # keep a batch in the writer while the race runs
+    first = log.sequencer.submit(deposit("first", member(1), 5))
+    answers: list[str] = []
+
+    def racer(k: int) -> None:
+        try:
+            log.sequencer.append(deposit(f"r{k}", member(k), 5), timeout=WAKE_WITHIN)
+            answers.append("appended")
+        except TimeoutError:
+            answers.append("left waiting")
+        except LedgerError:
+            answers.append("refused")
+
+    racers = [threading.Thread(target=racer, args=(k,)) for k in range(32)]
+    for thread in racers[:16]:
+        thread.start()
+    closer = threading.Thread(target=log.sequencer.close)
+    closer.start()
+    while not log.sequencer.closed:  # close() has begun (it waits for the held writer)
+        time.sleep(0.001)
+    for thread in racers[16:]:
+        thread.start()
+    release.set()
+    for thread in [*racers, closer]:
+        thread.join(2 * WAKE_WITHIN)
+    assert first.result(WAKE_WITHIN).seq == 0
+    assert len(answers) == 32 and "left waiting" not in answers
+    assert "refused" in answers  # the last 16 came after the close began
