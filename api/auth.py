@@ -34,14 +34,21 @@ def _authorization(request: Request[object, object, State]) -> str:
     return ""
 
 
+def parse_bearer(header: str) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` value; None for anything else."""
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
 def bearer_token(request: Request[object, object, State]) -> str:
     header = _authorization(request)
     if not header and (cookie := session_token(request)):
         return cookie
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = parse_bearer(header)
+    if token is None:
         raise TokenInvalid("send Authorization: Bearer <token>", field="Authorization")
-    return token.strip()
+    return token
 
 
 PRINCIPAL_STATE_KEY = "timebank.principal"

@@ -16,7 +16,7 @@ from litestar.types import Scope, Send
 
 from accounts.service import AccountsService
 from api.accounts_routes import AUTH, Id
-from api.auth import PrincipalCache
+from api.auth import PrincipalCache, parse_bearer
 from api.care_routes import ERR, KEYED, P, care, entry_key
 from api.care_schemas import (
     BalanceOut,
@@ -38,9 +38,9 @@ from care.model import (
 from care.service import CareService
 from web.security import security_headers
 
-# A balance read may lag another worker process's appends by this much (never this one's).
 log = logging.getLogger(__name__)
 
+# A balance read may lag another worker process's appends by this much (never this one's).
 BALANCE_MAX_AGE = 1.0
 MEMBERS_PREFIX, BALANCE_SUFFIX = "/v1/members/", "/balance"
 MAX_ID = 64  # api.accounts_routes.Id
@@ -263,11 +263,7 @@ class BalanceFastPath:
                 return None
             if lower == b"authorization":
                 found = value.decode("latin-1")
-        if found is None:
-            return None
-        scheme, _, token = found.partition(" ")
-        token = token.strip()
-        return token if scheme.lower() == "bearer" and token else None
+        return None if found is None else parse_bearer(found)
 
     async def answer(self, scope: Scope, member_id: str, state: State, send: Send) -> bool:
         """Send the balance if all of it is in memory; False (nothing sent) otherwise."""
