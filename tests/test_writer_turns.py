@@ -10,6 +10,7 @@ import os
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,15 @@ def _hold_turn(url: str, ready: Any, seconds: float) -> None:
         conn.execute(text("INSERT INTO notes (process) VALUES ('holder')"))
         ready.set()
         time.sleep(seconds)
+
+
+def _holder(url: str, seconds: float) -> BaseProcess:
+    """Another process holding the writers' turn (and a begun write) for ``seconds``."""
+    ready = _SPAWN.Event()
+    holder = _SPAWN.Process(target=_hold_turn, args=(url, ready, seconds))
+    holder.start()
+    assert ready.wait(30)
+    return holder
 
 
 def _write_many(url: str, process: str, count: int) -> None:
@@ -64,11 +74,8 @@ def test_lock_file_sits_beside_the_database_and_none_in_memory() -> None:
 def test_a_writer_waits_for_another_process_turn_then_goes_at_once(tmp_path: Path) -> None:
     url = _url(tmp_path)
     database = _create(url)
-    ready = _SPAWN.Event()
-    holder = _SPAWN.Process(target=_hold_turn, args=(url, ready, 1.0))
-    holder.start()
+    holder = _holder(url, 1.0)
     try:
-        assert ready.wait(30)
         began = time.monotonic()
         # The turn alone, no SQLite lock asked yet: without the file lock it returns at once.
         with database.writing():
@@ -84,11 +91,8 @@ def test_a_writer_waits_for_another_process_turn_then_goes_at_once(tmp_path: Pat
 def test_a_process_killed_holding_its_turn_releases_it(tmp_path: Path) -> None:
     url = _url(tmp_path)
     database = _create(url)
-    ready = _SPAWN.Event()
-    holder = _SPAWN.Process(target=_hold_turn, args=(url, ready, 60.0))
-    holder.start()
+    holder = _holder(url, 60.0)
     try:
-        assert ready.wait(30)
         os.kill(holder.pid or 0, signal.SIGKILL)
         holder.join(10)
         began = time.monotonic()
@@ -177,11 +181,8 @@ def test_a_lock_file_that_cannot_be_opened_leaves_the_writes_to_sqlite(tmp_path:
 def test_dispose_closes_the_lock_file_and_stops_the_waiter(tmp_path: Path) -> None:
     url = _url(tmp_path)
     database = _create(url)
-    ready = _SPAWN.Event()
-    holder = _SPAWN.Process(target=_hold_turn, args=(url, ready, 0.5))
-    holder.start()
+    holder = _holder(url, 0.5)
     try:
-        assert ready.wait(30)
         with database.writing():  # waits on this process's waiter thread for the holder
             pass
     finally:
