@@ -22,7 +22,6 @@ from tests.web_browser import (
     start_demo_server,
 )
 
-pytestmark = pytest.mark.xdist_group("browser")
 PASSWORDS = {d.username: d.password for d in DEMO_LOGINS}
 PENDING = ("pending-vol", "pending volunteer pw")
 

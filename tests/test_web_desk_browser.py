@@ -37,7 +37,6 @@ from tests.web_browser import (
     start_demo_server,
 )
 
-pytestmark = pytest.mark.xdist_group("browser")
 PASSWORDS = {d.username: d.password for d in DEMO_LOGINS}
 DESKTOP = {"width": 1280, "height": 800}
 SHANGHAI = ZoneInfo("Asia/Shanghai")

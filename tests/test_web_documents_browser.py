@@ -25,7 +25,6 @@ from tests.web_browser import (
     start_demo_server,
 )
 
-pytestmark = pytest.mark.xdist_group("browser")
 PASSWORDS = {d.username: d.password for d in DEMO_LOGINS}
 
 

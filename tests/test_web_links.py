@@ -188,7 +188,6 @@ def _http(server: DemoServer, path: str, token: str, body: dict[str, Any]) -> An
         return json.loads(response.read())
 
 
-@pytest.mark.xdist_group("browser")
 @pytest.mark.parametrize("lang", ["zh-CN", "en"])
 def test_consent_pages_pass_axe(server: DemoServer, browser: Browser, lang: str) -> None:
     admin = _http(

@@ -19,8 +19,6 @@ from tests.test_web_elder import (
 )
 from tests.web_browser import DemoServer, launch_chromium, start_demo_server
 
-pytestmark = pytest.mark.xdist_group("browser")
-
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:

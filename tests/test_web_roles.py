@@ -23,8 +23,6 @@ from tests.web_browser import (
     start_demo_server,
 )
 
-pytestmark = pytest.mark.xdist_group("browser")
-
 DESK_PAGES = ("/desk", "/desk/dispatch", "/desk/records", "/desk/people", "/desk/people/new")
 CONSOLE_PAGES = (
     "/console",

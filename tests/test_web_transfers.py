@@ -31,7 +31,6 @@ from demo.federation import TIMEBANK, Deployment, Setup, deployments, setup
 from ledger.keys import load_or_create_signing_key
 from tests.web_browser import axe_violations, launch_chromium
 
-pytestmark = pytest.mark.xdist_group("browser")
 ENTRIES = 600  # 鼓楼's demo history: the volunteer ends it with 29 minutes, his elder with more
 GULOU = {d.username: d.password for d in DEMO_LOGINS}
 QINHUAI = {d.username: d.password for d in DISTRICT_LOGINS}

@@ -28,8 +28,6 @@ from tests.web_browser import (
     start_demo_server,
 )
 
-pytestmark = pytest.mark.xdist_group("browser")
-
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
