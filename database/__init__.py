@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Engine, MetaData, create_engine, event
 from sqlalchemy.pool import NullPool
 
 from database.group import GroupCommit
+from database.liveness import ping_after_idle
 from database.turns import WriterTurns, lock_path
 
 metadata = MetaData()
@@ -44,7 +45,8 @@ def make_engines(url: str) -> tuple[Engine, Engine]:
     """(writer, reader) engines. On SQLite the writer begins IMMEDIATE; the reader deferred."""
     if url.startswith("sqlite"):
         return _sqlite_engine(url, "BEGIN IMMEDIATE"), _sqlite_engine(url, "BEGIN")
-    engine = create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
+    engine = create_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
+    ping_after_idle(engine)  # not pool_pre_ping: a round trip before every transaction
     return engine, engine
 
 

@@ -26,7 +26,9 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine
+
+from database.driver import driver_rows
 
 R = TypeVar("R")
 
@@ -151,7 +153,7 @@ class GroupCommit:
 
     def _begin(self, conn: Connection) -> None:
         if self.serialize:
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_GROUP_LOCK})
+            driver_rows(conn, "SELECT pg_advisory_xact_lock(?)", (PG_GROUP_LOCK,))
 
     def _commit_together(self, batch: list[_Job[Any]]) -> BaseException | None:
         """Every piece in one transaction, no savepoints. None when it committed (or when the

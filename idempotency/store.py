@@ -8,6 +8,7 @@ import base64
 import hashlib
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -24,14 +25,12 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 
 from accounts.protection import Protector
 from accounts.storage import TS, utc
 from database import Database, metadata
+from database.driver import driver_rows
 from database.group import Pending
 
 KEY_HEADER = "Idempotency-Key"
@@ -130,26 +129,36 @@ _CLAIMED = (
 )
 
 
-# A key's first request: its row, unless the key has one (the values are parameters, as
-# above). One statement for a fresh key, which nearly every keyed request sends; only a key
-# seen before is read (and locked) to learn what to do with it.
-# (``RETURNING`` says whether it was inserted: psycopg's rowcount here is -1.)
-_FIRST_CLAIM = {
-    "sqlite": sqlite_insert(idempotency_keys)
-    .on_conflict_do_nothing()
-    .returning(idempotency_keys.c.id),
-    "postgresql": pg_insert(idempotency_keys)
-    .on_conflict_do_nothing()
-    .returning(idempotency_keys.c.id),
-}
+# A key's first request: its row, unless the key has one. One statement for a fresh key, which
+# nearly every keyed request sends; only a key seen before is read (and locked) to learn what to
+# do with it. (``RETURNING`` says whether it was inserted: psycopg's rowcount here is -1.)
+# This and the completion run on every keyed write, so they go to the driver directly
+# (``database.driver``); the columns left out are NULL.
+_FIRST_CLAIM = (
+    "INSERT INTO idempotency_keys (id, fingerprint, lease, created_at) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT DO NOTHING RETURNING id"
+)
 
 
 # A claimed key's response, stored once: only by the lease that claimed it.
-_COMPLETE = update(idempotency_keys).where(
-    idempotency_keys.c.id == bindparam("b_id"),
-    idempotency_keys.c.lease == bindparam("b_lease"),
-    idempotency_keys.c.status_code.is_(None),
+_COMPLETE = (
+    "UPDATE idempotency_keys SET completed_at = ?, status_code = ?, response_sealed = ?"
+    " WHERE id = ? AND lease = ? AND status_code IS NULL"
 )
+
+
+def _timestamp(conn: Connection, value: datetime) -> Any:
+    """``value`` as SQLAlchemy would bind it to ``created_at``/``completed_at`` on this
+    database (SQLite stores text; psycopg takes the datetime)."""
+    bind = _timestamp_binders.get(conn.dialect.name)
+    if bind is None:
+        dialect = conn.dialect
+        bind = TS.dialect_impl(dialect).bind_processor(dialect) or (lambda v: v)
+        _timestamp_binders[dialect.name] = bind
+    return bind(value)
+
+
+_timestamp_binders: dict[str, Callable[[Any], Any]] = {}
 
 
 class IdempotencyStore:
@@ -184,10 +193,10 @@ class IdempotencyStore:
         }
 
         def claim(conn: Connection) -> Claim:
-            first = _FIRST_CLAIM[conn.dialect.name]
+            first = (row_id, fingerprint, lease, _timestamp(conn, self.now))
             row = None
             while row is None:  # a row purged between the two statements: the key is fresh
-                if conn.execute(first, {"id": row_id, **fresh}).first() is not None:
+                if driver_rows(conn, _FIRST_CLAIM, first):
                     return Claim("run", lease)
                 row = conn.execute(_CLAIMED, {"b_id": row_id}).first()
             created = utc(row.created_at)
@@ -209,21 +218,17 @@ class IdempotencyStore:
     def complete(self, row_id: str, lease: str, response: StoredResponse) -> None:
         self.complete_later(row_id, lease, response).wait()
 
-    def complete_later(
-        self, row_id: str, lease: str, response: StoredResponse
-    ) -> Pending[CursorResult[Any]]:
+    def complete_later(self, row_id: str, lease: str, response: StoredResponse) -> Pending[None]:
         """Store the response under the key, committed with the next batch of the group (the
         request's audit event, written as the response starts); durable once ``wait``
         returns, which must happen before the client has the whole response."""
         sealed = self._seal(row_id, response)
-        values = {
-            "b_id": row_id,
-            "b_lease": lease,
-            "status_code": response.status,
-            "response_sealed": sealed,
-            "completed_at": self.now,
-        }
-        return self.database.group.submit(lambda conn: conn.execute(_COMPLETE, values))
+
+        def complete(conn: Connection) -> None:
+            values = (_timestamp(conn, self.now), response.status, sealed, row_id, lease)
+            driver_rows(conn, _COMPLETE, values)
+
+        return self.database.group.submit(complete)
 
     def release(self, row_id: str, lease: str) -> None:
         t = idempotency_keys

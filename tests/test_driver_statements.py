@@ -1,0 +1,63 @@
+"""Statements sent to the driver directly (``database.driver``): the same rows and the same
+SQLAlchemy errors as through SQLAlchemy, on both databases."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, exc, select
+
+from database import Database
+from database.driver import driver_rows
+from tests.conftest import BACKENDS, make_database, require_pg
+
+scratch = MetaData()
+things = Table(
+    "driver_things",
+    scratch,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("name", String(40), nullable=False),
+)
+
+
+@pytest.fixture(params=BACKENDS)
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    if request.param == "postgresql":
+        require_pg()
+    for url in make_database(request.param, request, tmp_path):
+        db = Database(url)
+        scratch.create_all(db.writer)
+        try:
+            yield db
+        finally:
+            scratch.drop_all(db.writer)
+            db.dispose()
+
+
+INSERT = "INSERT INTO driver_things (id, name) VALUES (?, ?) ON CONFLICT DO NOTHING RETURNING id"
+
+
+def test_rows_come_back_and_a_statement_without_rows_gives_none(database: Database) -> None:
+    with database.writer.begin() as conn:
+        assert driver_rows(conn, INSERT, (1, "one")) == [(1,)]
+        assert driver_rows(conn, INSERT, (1, "again")) == []  # the conflict: nothing inserted
+        assert driver_rows(conn, "UPDATE driver_things SET name = ? WHERE id = ?", ("uno", 1)) == []
+    with database.reader.begin() as conn:
+        assert conn.execute(select(things.c.name)).scalars().all() == ["uno"]
+
+
+def test_a_driver_error_is_sqlalchemys(
+    database: Database,
+) -> None:
+    plain = "INSERT INTO driver_things (id, name) VALUES (?, ?)"
+    with database.writer.begin() as conn:
+        driver_rows(conn, plain, (2, "two"))
+    with database.writer.begin() as conn:
+        driver_rows(conn, plain, (3, "three"))
+        with pytest.raises(exc.IntegrityError):
+            driver_rows(conn, plain, (2, "two again"))  # the primary key, taken
+        conn.rollback()
+    with database.reader.begin() as conn:
+        assert conn.execute(select(things.c.id)).scalars().all() == [2]
