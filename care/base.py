@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
@@ -113,6 +114,13 @@ class CareBase:
         self.ledger = ledger
         self.clock = clock
         self.events = events
+
+    def _workflow_write(self) -> AbstractContextManager[Tx]:
+        """A write of the workflow's own rows (records, requests, confirmation codes, the webhook
+        outbox), none of ``accounts.storage.CALLER_TABLES``: the caches of who callers are and
+        how they relate to members stay valid across it (a burst of check-ins re-read every
+        caller from the database while each care write forgot them all)."""
+        return self.store.transaction(callers_unchanged=True)
 
     def _who(self, entry_id: str, user_id: str | None) -> str:
         """A person as the public log names them in entry ``entry_id`` (a per-entry pseudonym,

@@ -47,7 +47,7 @@ class Confirmation(Records):
         with self.store.snapshot() as tx:
             refuse_if_throttled(tx, keys, now)
         try:
-            with self.store.transaction() as tx:
+            with self._workflow_write() as tx:
                 creator = self._take_code(tx, record.elder_id, code, now, record.id)
                 if creator in (by, record.created_by):  # refused: the code stays unused
                     raise SelfVerification(
@@ -61,7 +61,7 @@ class Confirmation(Records):
 
     def _mark_confirmed(self, record: ServiceRecord, by: str, as_: ConfirmedAs) -> ServiceRecord:
         confirmed = record.confirmed(by, as_, self.clock())
-        with self.store.transaction() as tx:
+        with self._workflow_write() as tx:
             if not save_record(tx, record, confirmed):
                 raise WrongState("record was confirmed or rejected meanwhile")
             if record.request_id is not None:

@@ -276,7 +276,7 @@ class Records(Codes):
         start, end, minutes, org_id = draft.start, draft.end, draft.minutes, draft.org_id
         policy, request_id = draft.policy, draft.fields["request"] or None
         digest = record_digest(draft.fields)
-        with self.store.transaction() as tx:
+        with self._workflow_write() as tx:
             overlap = tx.first(
                 service_records,
                 service_records.c.volunteer_id == volunteer.id,

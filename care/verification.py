@@ -60,14 +60,14 @@ class Verification(Confirmation):
             )
         # Confirmed → verified first, so that a reject racing this verify finds the record
         # verified (and is refused) instead of rejecting a record whose deposit is posted.
-        with self.store.transaction() as tx:
+        with self._workflow_write() as tx:
             moved = save_record(tx, record, verified)
         if not moved:
             raise WrongState("record was verified or rejected meanwhile")
         try:
             self._post_deposit(record, verifier, f"deposit:{self._record_ref(record.id)}")
         except Exception:
-            with self.store.transaction() as tx:  # nothing was posted: confirmed again
+            with self._workflow_write() as tx:  # nothing was posted: confirmed again
                 undo_verification(tx, record.id)
             raise
         return self._record(record.id)
@@ -131,7 +131,7 @@ class Verification(Confirmation):
         # pool, and the entry's to_pool says how much.
         result = self._append(deposit.to_request(stored_cap=policy.stored_cap_minutes))
         paid = self._paid_redemption(record)
-        with self.store.transaction() as tx:
+        with self._workflow_write() as tx:
             noted = move_record(
                 tx, record.id, RecordStatus.VERIFIED, deposit_seq=result.seq, deposit_minutes=amount
             )
@@ -158,7 +158,7 @@ class Verification(Confirmation):
         record, role = self._visible_record(principal, record_id)
         rejected = record.rejected(role, principal.member_id, principal.user_id, text, self.clock())
         refund: ServiceRequest | None = None
-        with self.store.transaction() as tx:
+        with self._workflow_write() as tx:
             if not save_record(tx, record, rejected):
                 raise WrongState("record was verified or rejected meanwhile")
             if record.request_id is not None:
