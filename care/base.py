@@ -12,8 +12,9 @@ from typing import Any, Protocol
 
 from accounts.errors import Forbidden, InvalidInput, NotFound
 from accounts.model import Member, MemberStatus, Principal, Role
+from accounts.rows import member_of_row
 from accounts.service import AccountsService
-from accounts.storage import AccountsStore, Tx
+from accounts.storage import AccountsStore, Tx, members
 from care.errors import (
     CareError,
     InsufficientBalance,
@@ -157,7 +158,18 @@ class CareBase:
             return request, "candidate"
         raise NotFound(f"no request {request_id}")
 
-    def _acting_volunteer(self, principal: Principal, what: str) -> Member:
+    def _member(self, member_id: str, tx: Tx | None = None) -> Member:
+        """A member by id (``AccountsService.member``), read in ``tx`` when the use case holds
+        one: a check-in reads its members in the snapshot it reads its record in, one
+        transaction where each read was one."""
+        if tx is None:
+            return self.accounts.member(member_id)
+        row = tx.get(members, member_id)
+        if row is None:
+            raise NotFound(f"no member {member_id}")
+        return member_of_row(row)
+
+    def _acting_volunteer(self, principal: Principal, what: str, tx: Tx | None = None) -> Member:
         """The caller as an active volunteer: a pending, rejected or disabled one is told so."""
         if principal.member_id is not None and not principal.member_active:
             raise MemberNotActive(
@@ -167,15 +179,19 @@ class CareBase:
             )
         if principal.acting_member_id is None or not principal.has(Role.VOLUNTEER):
             raise Forbidden(f"only an approved volunteer {what}")
-        volunteer = self.accounts.member(principal.acting_member_id)
+        volunteer = self._member(principal.acting_member_id, tx)
         require_active(volunteer, "member")
         return volunteer
 
     def _bank_member(
-        self, principal: Principal, member_id: str, field: str = "volunteer_id"
+        self,
+        principal: Principal,
+        member_id: str,
+        field: str = "volunteer_id",
+        tx: Tx | None = None,
     ) -> Member:
         try:
-            member = self.accounts.member(member_id) if isinstance(member_id, str) else None
+            member = self._member(member_id, tx) if isinstance(member_id, str) else None
         except NotFound:
             member = None
         if member is None or member.bank_id != principal.bank_id:
@@ -190,7 +206,13 @@ class CareBase:
 
     def _visible_record(self, principal: Principal, record_id: str) -> tuple[ServiceRecord, str]:
         with self.store.snapshot() as tx:
-            row = tx.get(service_records, record_id) if isinstance(record_id, str) else None
+            return self._visible_record_in(tx, principal, record_id)
+
+    def _visible_record_in(
+        self, tx: Tx, principal: Principal, record_id: str
+    ) -> tuple[ServiceRecord, str]:
+        """The record and how the caller relates to it; NotFound if they may not know it."""
+        row = tx.get(service_records, record_id) if isinstance(record_id, str) else None
         if row is None or row.bank_id != principal.bank_id or principal.is_partner:
             raise NotFound(f"no record {record_id}")
         record = to_record(row)

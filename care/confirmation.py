@@ -4,6 +4,7 @@ says the service happened, with one button or a code; a paid request is redeemed
 from __future__ import annotations
 
 from accounts.model import Principal
+from accounts.storage import Tx
 from care.base import require_active
 from care.codes import code_throttle_keys, refuse_if_throttled
 from care.errors import (
@@ -18,6 +19,7 @@ from care.model import (
 )
 from care.records import Records
 from care.repo import complete_request, save_record
+from care.storage import service_records, to_record
 
 
 class Confirmation(Records):
@@ -28,18 +30,19 @@ class Confirmation(Records):
     ) -> ServiceRecord:
         """The served side confirms: the elder, a family proxy, staff acting for the elder, or
         the volunteer passing on a code the elder's side gave them."""
-        record, role = self._visible_record(principal, record_id)
-        if record.status is not RecordStatus.LOGGED:
-            raise WrongState(f"record is {record.status}")
-        self._require_record_members_active(record)
+        with self.store.snapshot() as tx:
+            record, role = self._visible_record_in(tx, principal, record_id)
+            if record.status is not RecordStatus.LOGGED:
+                raise WrongState(f"record is {record.status}")
+            self._require_record_members_active(record, tx)
         if code is not None:
             return self._confirm_with_code(record, code, principal.user_id)
         as_ = record.confirming_as(role, principal.member_id)
         return self._mark_confirmed(record, principal.user_id or "", as_)
 
-    def _require_record_members_active(self, record: ServiceRecord) -> None:
-        require_active(self.accounts.member(record.volunteer_id), "volunteer_id")
-        require_active(self.accounts.member(record.elder_id), "elder_id")
+    def _require_record_members_active(self, record: ServiceRecord, tx: Tx | None = None) -> None:
+        require_active(self._member(record.volunteer_id, tx), "volunteer_id")
+        require_active(self._member(record.elder_id, tx), "elder_id")
 
     def _confirm_with_code(self, record: ServiceRecord, code: str, by: str | None) -> ServiceRecord:
         now = self.clock()
@@ -66,7 +69,7 @@ class Confirmation(Records):
                 raise WrongState("record was confirmed or rejected meanwhile")
             if record.request_id is not None:
                 complete_request(tx, record.request_id)
-        confirmed = self._record(record.id)
+            confirmed = to_record(tx.get(service_records, record.id))  # as stored
         if confirmed.request_id is not None:
             self._redeem(confirmed)
         return confirmed
