@@ -228,8 +228,8 @@ pii_access = Table(
 Index("ix_role_grants_scope", role_grants.c.bank_id, role_grants.c.org_id)
 
 # What who a caller is (``Sessions.authenticate``) and how they relate to a member
-# (``MemberViews.member_access``) are read from: a transaction writing any of them must bump
-# ``AccountsStore.writes``.
+# (``MemberViews.member_access``) are read from: a write to any of them must go through
+# ``AccountsStore.transaction`` (which bumps ``AccountsStore.writes``).
 CALLER_TABLES = frozenset(
     t.name
     for t in (banks, organisations, users, role_grants, members, relatives, sessions, partner_keys)
@@ -380,9 +380,10 @@ class AccountsStore:
     def __init__(self, database: Database | str) -> None:
         self.database, self._owned = opened(database)
         self.writer, self.reader = self.database.writer, self.database.reader
-        # Bumped by every write transaction that may change a caller, committed or not: what a
-        # reader caches from these tables (who a token is, how a caller relates to a member) is
-        # stale once this moved.
+        # Bumped by every write transaction, committed or not: what a reader caches from these
+        # tables (who a token is, how a caller relates to a member) is stale once this moved.
+        # The workflow's writes, which change no caller, are not among them
+        # (``care.base.CareBase._commit_workflow``).
         self.writes = 0
 
     def dispose(self) -> None:
@@ -394,16 +395,12 @@ class AccountsStore:
             return tx.count(member_personal) > 0
 
     @contextmanager
-    def transaction(self, *, callers_unchanged: bool = False) -> Iterator[Tx]:
-        """One write transaction. ``callers_unchanged`` is the writer's word that it writes none
-        of ``CALLER_TABLES`` (the workflow's records and codes, the webhook outbox): what the
-        caches remember of callers then stays valid, where any other write forgets it all."""
+    def transaction(self) -> Iterator[Tx]:
         try:
             with self.database.writing(), self.writer.begin() as conn:
                 yield Tx(conn)
         finally:
-            if not callers_unchanged:
-                self.writes += 1
+            self.writes += 1
 
     @contextmanager
     def snapshot(self) -> Iterator[Tx]:

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
 from datetime import UTC, date, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from accounts.errors import Forbidden, InvalidInput, NotFound
 from accounts.model import Member, MemberStatus, Principal, Role
@@ -35,6 +34,8 @@ from ledger import AppendResult, LedgerPort
 from ledger.entry import EntryRequest, canonical_json
 from ledger.errors import EntryError
 from ledger.errors import InsufficientBalance as LedgerInsufficient
+
+R = TypeVar("R")
 
 EARLIEST, LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
 # How a caller must relate to a member to read their minutes (accounts.member_views._access).
@@ -116,12 +117,17 @@ class CareBase:
         self.clock = clock
         self.events = events
 
-    def _workflow_write(self) -> AbstractContextManager[Tx]:
-        """A write of the workflow's own rows (records, requests, confirmation codes, the webhook
-        outbox), none of ``accounts.storage.CALLER_TABLES``: the caches of who callers are and
-        how they relate to members stay valid across it (a burst of check-ins re-read every
-        caller from the database while each care write forgot them all)."""
-        return self.store.transaction(callers_unchanged=True)
+    def _commit_workflow(self, work: Callable[[Tx], R]) -> R:
+        """``work``'s result once committed: a write of the workflow's own rows (records,
+        requests, confirmation codes, the webhook outbox), none of
+        ``accounts.storage.CALLER_TABLES``, so the caches of who callers are and how they relate
+        to members stay valid across it (each check-in's write used to forget them all).
+
+        It is group-committed with concurrent requests' small writes (``database.group``): one
+        commit for many check-ins where each took the writers' turn and an fsync of its own,
+        every caller answered only once the commit holding its work is durable. ``work`` must
+        depend on the database alone: a batch in which another piece failed runs it again."""
+        return self.store.database.group.run(lambda conn: work(Tx(conn)))
 
     def _who(self, entry_id: str, user_id: str | None) -> str:
         """A person as the public log names them in entry ``entry_id`` (a per-entry pseudonym,

@@ -49,27 +49,34 @@ class Confirmation(Records):
         keys = code_throttle_keys(record.id, by, record.elder_id)
         with self.store.snapshot() as tx:
             refuse_if_throttled(tx, keys, now)
+
+        def take(tx: Tx) -> str:
+            creator = self._take_code(tx, record.elder_id, code, now, record.id)
+            if creator in (by, record.created_by):  # refused: the code stays unused
+                raise SelfVerification(
+                    "a code you created yourself cannot confirm your own service",
+                    field="confirmation_code",
+                )
+            return creator
+
         try:
-            with self._workflow_write() as tx:
-                creator = self._take_code(tx, record.elder_id, code, now, record.id)
-                if creator in (by, record.created_by):  # refused: the code stays unused
-                    raise SelfVerification(
-                        "a code you created yourself cannot confirm your own service",
-                        field="confirmation_code",
-                    )
+            creator = self._commit_workflow(take)
         except InvalidConfirmationCode:
             self._count_wrong_code(keys, now)
             raise
         return self._mark_confirmed(record, creator, ConfirmedAs.CODE)
 
     def _mark_confirmed(self, record: ServiceRecord, by: str, as_: ConfirmedAs) -> ServiceRecord:
-        confirmed = record.confirmed(by, as_, self.clock())
-        with self._workflow_write() as tx:
-            if not save_record(tx, record, confirmed):
+        change = record.confirmed(by, as_, self.clock())
+
+        def save(tx: Tx) -> ServiceRecord:
+            if not save_record(tx, record, change):
                 raise WrongState("record was confirmed or rejected meanwhile")
             if record.request_id is not None:
                 complete_request(tx, record.request_id)
-            confirmed = to_record(tx.get(service_records, record.id))  # as stored
+            return to_record(tx.get(service_records, record.id))  # as stored
+
+        confirmed = self._commit_workflow(save)
         if confirmed.request_id is not None:
             self._redeem(confirmed)
         return confirmed

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from accounts.errors import Forbidden, InvalidInput, TokenInvalid
 from accounts.model import Member, Principal, Role
-from accounts.storage import utc
+from accounts.storage import Tx, utc
 from accounts.tokens import new_id
 from care.base import aware, record_digest, require_active
 from care.codes import Codes, code_throttle_keys, refuse_if_throttled
@@ -280,7 +280,8 @@ class Records(Codes):
         start, end, minutes, org_id = draft.start, draft.end, draft.minutes, draft.org_id
         policy, request_id = draft.policy, draft.fields["request"] or None
         digest = record_digest(draft.fields)
-        with self._workflow_write() as tx:
+
+        def insert(tx: Tx) -> ServiceRecord:
             overlap = overlapping_record(tx, volunteer.id, start, end)
             if overlap is not None:
                 span_text = f"{utc(overlap.check_in)} – {utc(overlap.check_out)}"
@@ -346,6 +347,8 @@ class Records(Codes):
                 if request_id is not None:
                     complete_request(tx, request_id)
             return to_record(tx.get(service_records, record_id))
+
+        return self._commit_workflow(insert)
 
     def get_record(self, principal: Principal, record_id: str) -> ServiceRecord:
         return self._visible_record(principal, record_id)[0]

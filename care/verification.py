@@ -8,6 +8,7 @@ from typing import Any
 
 from accounts.base import clean_text
 from accounts.model import Principal
+from accounts.storage import Tx
 from care.confirmation import Confirmation
 from care.errors import (
     InvalidSignature,
@@ -62,15 +63,14 @@ class Verification(Confirmation):
                 )
         # Confirmed → verified first, so that a reject racing this verify finds the record
         # verified (and is refused) instead of rejecting a record whose deposit is posted.
-        with self._workflow_write() as tx:
-            moved = save_record(tx, record, verified)
+        moved = self._commit_workflow(lambda tx: save_record(tx, record, verified))
         if not moved:
             raise WrongState("record was verified or rejected meanwhile")
         try:
             return self._post_deposit(record, verifier, f"deposit:{self._record_ref(record.id)}")
         except Exception:
-            with self._workflow_write() as tx:  # nothing was posted: confirmed again
-                undo_verification(tx, record.id)
+            # Nothing was posted: confirmed again.
+            self._commit_workflow(lambda tx: undo_verification(tx, record.id))
             raise
 
     def _paid_redemption(self, record: ServiceRecord) -> tuple[str, dict[str, Any]] | None:
@@ -133,7 +133,8 @@ class Verification(Confirmation):
         # pool, and the entry's to_pool says how much.
         result = self._append(deposit.to_request(stored_cap=policy.stored_cap_minutes))
         paid = self._paid_redemption(record)
-        with self._workflow_write() as tx:
+
+        def note(tx: Tx) -> tuple[bool, ServiceRecord]:
             noted = move_record(
                 tx, record.id, RecordStatus.VERIFIED, deposit_seq=result.seq, deposit_minutes=amount
             )
@@ -152,7 +153,9 @@ class Verification(Confirmation):
                 )
             if noted and self.events is not None and paid is not None:
                 self.events.member_event(tx, paid[0], "redemption.completed", paid[1])
-            stored = to_record(tx.get(service_records, record.id))
+            return noted, to_record(tx.get(service_records, record.id))
+
+        noted, stored = self._commit_workflow(note)
         if not noted:
             raise WrongState(f"record {record.id} left 'verified' while its deposit was posted")
         return stored
@@ -161,8 +164,9 @@ class Verification(Confirmation):
         text = clean_text(reason, "reason", 500)
         record, role = self._visible_record(principal, record_id)
         rejected = record.rejected(role, principal.member_id, principal.user_id, text, self.clock())
-        refund: ServiceRequest | None = None
-        with self._workflow_write() as tx:
+
+        def save(tx: Tx) -> ServiceRequest | None:
+            """The rejection stored; the request to pay back, if it had been paid."""
             if not save_record(tx, record, rejected):
                 raise WrongState("record was verified or rejected meanwhile")
             if record.request_id is not None:
@@ -171,7 +175,10 @@ class Verification(Confirmation):
                     # The confirmation had completed (and paid) the request: the service did
                     # not happen as recorded, so the request is cancelled and paid back.
                     save_request(tx, request, request.paid_back(principal.user_id))
-                    refund = request
+                    return request
+            return None
+
+        refund = self._commit_workflow(save)
         if refund is not None and refund.hold_minutes:
             self._refund(refund, record)
         return self._record(record.id)

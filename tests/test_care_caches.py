@@ -44,7 +44,7 @@ def test_a_revoked_staff_grant_is_refused_right_after_care_writes_kept_it(bank: 
 
 
 def test_the_deposit_paths_writes_touch_no_caller_table(bank: Bank) -> None:
-    """What ``AccountsStore.transaction(callers_unchanged=True)`` promises, checked on the SQL
+    """What ``CareBase._commit_workflow`` promises, checked on the SQL
     the deposit path runs: records logged, confirmed (by the elder and with a code), verified
     and rejected."""
     written: list[str] = []
