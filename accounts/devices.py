@@ -102,9 +102,13 @@ class Devices(Relations):
             tx.update(device_keys, key_id, revoked_at=self.clock())
             return device_of_row(tx.get(device_keys, key_id))
 
-    def device_key_revoked(self, key_id: str) -> bool:
-        """Whether the phone key ``key_id`` has been revoked (or never existed)."""
-        with self.store.snapshot() as tx:
+    def device_key_revoked(self, key_id: str, tx: Tx | None = None) -> bool:
+        """Whether the phone key ``key_id`` has been revoked (or never existed); read in ``tx``
+        when the caller holds one."""
+        if tx is None:
+            with self.store.snapshot() as own:
+                row = own.get(device_keys, key_id)
+        else:
             row = tx.get(device_keys, key_id)
         return row is None or row.revoked_at is not None
 

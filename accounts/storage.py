@@ -227,6 +227,14 @@ pii_access = Table(
 
 Index("ix_role_grants_scope", role_grants.c.bank_id, role_grants.c.org_id)
 
+# What who a caller is (``Sessions.authenticate``) and how they relate to a member
+# (``MemberViews.member_access``) are read from: a write to any of them must go through
+# ``AccountsStore.transaction`` (which bumps ``AccountsStore.writes``).
+CALLER_TABLES = frozenset(
+    t.name
+    for t in (banks, organisations, users, role_grants, members, relatives, sessions, partner_keys)
+)
+
 
 def utc(value: datetime | None) -> datetime | None:
     """SQLite hands back naive datetimes; everything we store is UTC."""
@@ -372,8 +380,10 @@ class AccountsStore:
     def __init__(self, database: Database | str) -> None:
         self.database, self._owned = opened(database)
         self.writer, self.reader = self.database.writer, self.database.reader
-        # Bumped by every write transaction, committed or not: what a reader caches from
-        # these tables (who a token is) is stale once this moved.
+        # Bumped by every write transaction, committed or not: what a reader caches from these
+        # tables (who a token is, how a caller relates to a member) is stale once this moved.
+        # The workflow's writes, which change no caller, are not among them
+        # (``care.base.CareBase._commit_workflow``).
         self.writes = 0
 
     def dispose(self) -> None:

@@ -7,12 +7,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from accounts.errors import Forbidden, InvalidInput, NotFound
 from accounts.model import Member, MemberStatus, Principal, Role
+from accounts.rows import member_of_row
 from accounts.service import AccountsService
-from accounts.storage import AccountsStore, Tx
+from accounts.storage import AccountsStore, Tx, members
 from care.errors import (
     CareError,
     InsufficientBalance,
@@ -33,6 +34,8 @@ from ledger import AppendResult, LedgerPort
 from ledger.entry import EntryRequest, canonical_json
 from ledger.errors import EntryError
 from ledger.errors import InsufficientBalance as LedgerInsufficient
+
+R = TypeVar("R")
 
 EARLIEST, LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
 # How a caller must relate to a member to read their minutes (accounts.member_views._access).
@@ -114,6 +117,18 @@ class CareBase:
         self.clock = clock
         self.events = events
 
+    def _commit_workflow(self, work: Callable[[Tx], R]) -> R:
+        """``work``'s result once committed: a write of the workflow's own rows (records,
+        requests, confirmation codes, the webhook outbox), none of
+        ``accounts.storage.CALLER_TABLES``, so the caches of who callers are and how they relate
+        to members stay valid across it (each check-in's write used to forget them all).
+
+        It is group-committed with concurrent requests' small writes (``database.group``): one
+        commit for many check-ins where each took the writers' turn and an fsync of its own,
+        every caller answered only once the commit holding its work is durable. ``work`` must
+        depend on the database alone: a batch in which another piece failed runs it again."""
+        return self.store.database.group.run(lambda conn: work(Tx(conn)))
+
     def _who(self, entry_id: str, user_id: str | None) -> str:
         """A person as the public log names them in entry ``entry_id`` (a per-entry pseudonym,
         ``accounts.protection.Protector.pseudonym``)."""
@@ -149,7 +164,18 @@ class CareBase:
             return request, "candidate"
         raise NotFound(f"no request {request_id}")
 
-    def _acting_volunteer(self, principal: Principal, what: str) -> Member:
+    def _member(self, member_id: str, tx: Tx | None = None) -> Member:
+        """A member by id (``AccountsService.member``), read in ``tx`` when the use case holds
+        one: a check-in reads its members in the snapshot it reads its record in, one
+        transaction where each read was one."""
+        if tx is None:
+            return self.accounts.member(member_id)
+        row = tx.get(members, member_id)
+        if row is None:
+            raise NotFound(f"no member {member_id}")
+        return member_of_row(row)
+
+    def _acting_volunteer(self, principal: Principal, what: str, tx: Tx | None = None) -> Member:
         """The caller as an active volunteer: a pending, rejected or disabled one is told so."""
         if principal.member_id is not None and not principal.member_active:
             raise MemberNotActive(
@@ -159,15 +185,19 @@ class CareBase:
             )
         if principal.acting_member_id is None or not principal.has(Role.VOLUNTEER):
             raise Forbidden(f"only an approved volunteer {what}")
-        volunteer = self.accounts.member(principal.acting_member_id)
+        volunteer = self._member(principal.acting_member_id, tx)
         require_active(volunteer, "member")
         return volunteer
 
     def _bank_member(
-        self, principal: Principal, member_id: str, field: str = "volunteer_id"
+        self,
+        principal: Principal,
+        member_id: str,
+        field: str = "volunteer_id",
+        tx: Tx | None = None,
     ) -> Member:
         try:
-            member = self.accounts.member(member_id) if isinstance(member_id, str) else None
+            member = self._member(member_id, tx) if isinstance(member_id, str) else None
         except NotFound:
             member = None
         if member is None or member.bank_id != principal.bank_id:
@@ -182,7 +212,13 @@ class CareBase:
 
     def _visible_record(self, principal: Principal, record_id: str) -> tuple[ServiceRecord, str]:
         with self.store.snapshot() as tx:
-            row = tx.get(service_records, record_id) if isinstance(record_id, str) else None
+            return self._visible_record_in(tx, principal, record_id)
+
+    def _visible_record_in(
+        self, tx: Tx, principal: Principal, record_id: str
+    ) -> tuple[ServiceRecord, str]:
+        """The record and how the caller relates to it; NotFound if they may not know it."""
+        row = tx.get(service_records, record_id) if isinstance(record_id, str) else None
         if row is None or row.bank_id != principal.bank_id or principal.is_partner:
             raise NotFound(f"no record {record_id}")
         record = to_record(row)

@@ -25,7 +25,7 @@ from care.model import (
     codes_of,
     star_thresholds,
 )
-from care.repo import latest_policy
+from care.repo import latest_policy, type_by_code
 from care.storage import (
     bank_policies,
     service_types,
@@ -37,8 +37,12 @@ from ledger.kinds import BankPolicy, CatalogueEntry
 class Catalogue(CareBase):
     """Catalogue and policy, and the eligibility rules they set."""
 
-    def policy(self, bank_id: str) -> Policy:
-        with self.store.snapshot() as tx:
+    def policy(self, bank_id: str, tx: Tx | None = None) -> Policy:
+        """The bank's current policy, read in ``tx`` when the use case holds one."""
+        if tx is None:
+            with self.store.snapshot() as own:
+                row = latest_policy(own, bank_id)
+        else:
             row = latest_policy(tx, bank_id)
         if row is None:
             return Policy()
@@ -196,9 +200,7 @@ class Catalogue(CareBase):
             return to_type(tx.get(service_types, type_id))
 
     def _type_by_code(self, tx: Tx, bank_id: str, code: str) -> ServiceType:
-        row = tx.first(
-            service_types, service_types.c.bank_id == bank_id, service_types.c.code == code
-        )
+        row = type_by_code(tx, bank_id, code)
         if row is None or not row.active:
             raise NotFound(f"no active service type {code!r}", field="service_code")
         return to_type(row)

@@ -4,6 +4,7 @@ says the service happened, with one button or a code; a paid request is redeemed
 from __future__ import annotations
 
 from accounts.model import Principal
+from accounts.storage import Tx
 from care.base import require_active
 from care.codes import code_throttle_keys, refuse_if_throttled
 from care.errors import (
@@ -18,6 +19,7 @@ from care.model import (
 )
 from care.records import Records
 from care.repo import complete_request, save_record
+from care.storage import service_records, to_record
 
 
 class Confirmation(Records):
@@ -28,45 +30,53 @@ class Confirmation(Records):
     ) -> ServiceRecord:
         """The served side confirms: the elder, a family proxy, staff acting for the elder, or
         the volunteer passing on a code the elder's side gave them."""
-        record, role = self._visible_record(principal, record_id)
-        if record.status is not RecordStatus.LOGGED:
-            raise WrongState(f"record is {record.status}")
-        self._require_record_members_active(record)
+        with self.store.snapshot() as tx:
+            record, role = self._visible_record_in(tx, principal, record_id)
+            if record.status is not RecordStatus.LOGGED:
+                raise WrongState(f"record is {record.status}")
+            self._require_record_members_active(record, tx)
         if code is not None:
             return self._confirm_with_code(record, code, principal.user_id)
         as_ = record.confirming_as(role, principal.member_id)
         return self._mark_confirmed(record, principal.user_id or "", as_)
 
-    def _require_record_members_active(self, record: ServiceRecord) -> None:
-        require_active(self.accounts.member(record.volunteer_id), "volunteer_id")
-        require_active(self.accounts.member(record.elder_id), "elder_id")
+    def _require_record_members_active(self, record: ServiceRecord, tx: Tx | None = None) -> None:
+        require_active(self._member(record.volunteer_id, tx), "volunteer_id")
+        require_active(self._member(record.elder_id, tx), "elder_id")
 
     def _confirm_with_code(self, record: ServiceRecord, code: str, by: str | None) -> ServiceRecord:
         now = self.clock()
         keys = code_throttle_keys(record.id, by, record.elder_id)
         with self.store.snapshot() as tx:
             refuse_if_throttled(tx, keys, now)
+
+        def take(tx: Tx) -> str:
+            creator = self._take_code(tx, record.elder_id, code, now, record.id)
+            if creator in (by, record.created_by):  # refused: the code stays unused
+                raise SelfVerification(
+                    "a code you created yourself cannot confirm your own service",
+                    field="confirmation_code",
+                )
+            return creator
+
         try:
-            with self.store.transaction() as tx:
-                creator = self._take_code(tx, record.elder_id, code, now, record.id)
-                if creator in (by, record.created_by):  # refused: the code stays unused
-                    raise SelfVerification(
-                        "a code you created yourself cannot confirm your own service",
-                        field="confirmation_code",
-                    )
+            creator = self._commit_workflow(take)
         except InvalidConfirmationCode:
             self._count_wrong_code(keys, now)
             raise
         return self._mark_confirmed(record, creator, ConfirmedAs.CODE)
 
     def _mark_confirmed(self, record: ServiceRecord, by: str, as_: ConfirmedAs) -> ServiceRecord:
-        confirmed = record.confirmed(by, as_, self.clock())
-        with self.store.transaction() as tx:
-            if not save_record(tx, record, confirmed):
+        change = record.confirmed(by, as_, self.clock())
+
+        def save(tx: Tx) -> ServiceRecord:
+            if not save_record(tx, record, change):
                 raise WrongState("record was confirmed or rejected meanwhile")
             if record.request_id is not None:
                 complete_request(tx, record.request_id)
-        confirmed = self._record(record.id)
+            return to_record(tx.get(service_records, record.id))  # as stored
+
+        confirmed = self._commit_workflow(save)
         if confirmed.request_id is not None:
             self._redeem(confirmed)
         return confirmed

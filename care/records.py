@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from accounts.errors import Forbidden, InvalidInput, TokenInvalid
 from accounts.model import Member, Principal, Role
-from accounts.storage import utc
+from accounts.storage import Tx, utc
 from accounts.tokens import new_id
 from care.base import aware, record_digest, require_active
 from care.codes import Codes, code_throttle_keys, refuse_if_throttled
@@ -41,6 +41,7 @@ from care.repo import (
     live_record,
     locked_request,
     minutes_toward_cap,
+    overlapping_record,
 )
 from care.requests import MAX_RECORD_MINUTES
 from care.storage import (
@@ -115,40 +116,43 @@ class Records(Codes):
     ) -> RecordDraft:
         """Check a record the volunteer is about to log and give its canonical fields; a phone
         signs ``record_signing_message`` of their digest with its device key."""
-        volunteer = self._acting_volunteer(principal, "logs service records")
-        elder = self._bank_member(principal, elder_id)
-        if not elder.is_elder:
-            raise InvalidInput("services are given to an elder", field="elder_id")
-        require_active(elder, "elder_id")
-        if elder.id == volunteer.id:
-            raise SelfVerification("a volunteer cannot record a service to themselves")
-        start, end = aware(check_in, "check_in"), aware(check_out, "check_out")
-        now = self.clock()
-        if end > now + timedelta(minutes=5) or start > now:
-            raise FutureRecord(
-                "a service can be recorded only after it happened", field="check_out"
-            )
-        if end <= start:
-            raise InvalidDuration(
-                "check_out must be after check_in", field="check_out", zh="签退时间必须晚于签到时间"
-            )
-        span = int((end - start).total_seconds() // 60)
-        minutes = span if minutes is None else minutes
-        if not 1 <= minutes <= min(span, MAX_RECORD_MINUTES):
-            raise InvalidDuration(
-                f"minutes must be between 1 and the {span} minutes between check-in and check-out",
-                field="minutes",
-                zh="服务时长不能超过签到与签退之间的时间",
-            )
-        policy = self.policy(elder.bank_id)
-        if end < now - timedelta(days=policy.record_late_days):
-            raise LateRecord(
-                f"the service ended more than {policy.record_late_days} days ago; "
-                "ask the organisation to record it",
-                field="check_out",
-            )
-        org_id = elder.org_id
         with self.store.snapshot() as tx:
+            volunteer = self._acting_volunteer(principal, "logs service records", tx)
+            elder = self._bank_member(principal, elder_id, tx=tx)
+            if not elder.is_elder:
+                raise InvalidInput("services are given to an elder", field="elder_id")
+            require_active(elder, "elder_id")
+            if elder.id == volunteer.id:
+                raise SelfVerification("a volunteer cannot record a service to themselves")
+            start, end = aware(check_in, "check_in"), aware(check_out, "check_out")
+            now = self.clock()
+            if end > now + timedelta(minutes=5) or start > now:
+                raise FutureRecord(
+                    "a service can be recorded only after it happened", field="check_out"
+                )
+            if end <= start:
+                raise InvalidDuration(
+                    "check_out must be after check_in",
+                    field="check_out",
+                    zh="签退时间必须晚于签到时间",
+                )
+            span = int((end - start).total_seconds() // 60)
+            minutes = span if minutes is None else minutes
+            if not 1 <= minutes <= min(span, MAX_RECORD_MINUTES):
+                raise InvalidDuration(
+                    f"minutes must be between 1 and the {span} minutes between check-in and "
+                    "check-out",
+                    field="minutes",
+                    zh="服务时长不能超过签到与签退之间的时间",
+                )
+            policy = self.policy(elder.bank_id, tx)
+            if end < now - timedelta(days=policy.record_late_days):
+                raise LateRecord(
+                    f"the service ended more than {policy.record_late_days} days ago; "
+                    "ask the organisation to record it",
+                    field="check_out",
+                )
+            org_id = elder.org_id
             kind = self._type_by_code(tx, elder.bank_id, service_code)
             if request_id is not None:
                 request, _ = self._visible_request(tx, principal, request_id)
@@ -249,13 +253,12 @@ class Records(Codes):
         day_start = datetime.combine(start.astimezone(zone).date(), datetime.min.time(), zone)
         code_keys = code_throttle_keys(None, principal.user_id, elder.id)
         try:
-            record_id = self._insert_record(
+            record = self._insert_record(
                 principal, draft, day_start, confirmation_code, code_keys, device_key_id, signature
             )
         except InvalidConfirmationCode:
             self._count_wrong_code(code_keys, now)
             raise
-        record = self._record(record_id)
         if record.status is RecordStatus.CONFIRMED and record.request_id is not None:
             self._redeem(record)
         return record
@@ -269,21 +272,17 @@ class Records(Codes):
         code_keys: list[str],
         device_key_id: str | None,
         signature: str | None,
-    ) -> str:
-        """The record's row in one write: overlap, daily cap, request and code checked inside."""
+    ) -> ServiceRecord:
+        """The record's row in one write: overlap, daily cap, request and code checked inside;
+        the record as stored, read back in that write."""
         now = self.clock()
         volunteer, elder, kind = draft.volunteer, draft.elder, draft.kind
         start, end, minutes, org_id = draft.start, draft.end, draft.minutes, draft.org_id
         policy, request_id = draft.policy, draft.fields["request"] or None
         digest = record_digest(draft.fields)
-        with self.store.transaction() as tx:
-            overlap = tx.first(
-                service_records,
-                service_records.c.volunteer_id == volunteer.id,
-                service_records.c.status != RecordStatus.REJECTED.value,
-                service_records.c.check_in < end,
-                service_records.c.check_out > start,
-            )
+
+        def insert(tx: Tx) -> ServiceRecord:
+            overlap = overlapping_record(tx, volunteer.id, start, end)
             if overlap is not None:
                 span_text = f"{utc(overlap.check_in)} – {utc(overlap.check_out)}"
                 raise OverlappingRecord(
@@ -347,7 +346,9 @@ class Records(Codes):
                 )
                 if request_id is not None:
                     complete_request(tx, request_id)
-        return record_id
+            return to_record(tx.get(service_records, record_id))
+
+        return self._commit_workflow(insert)
 
     def get_record(self, principal: Principal, record_id: str) -> ServiceRecord:
         return self._visible_record(principal, record_id)[0]

@@ -25,6 +25,7 @@ from care.storage import (
     bank_policies,
     service_records,
     service_requests,
+    service_types,
     to_request,
 )
 
@@ -96,31 +97,63 @@ def reject_deposited(tx: Tx, deposit_seq: int, reason: str) -> None:
     )
 
 
+# The check-in's reads, built once with their values as parameters (docs/performance.md).
+_MINUTES_TOWARD_CAP = (
+    select(service_records.c.volunteer_id, func.sum(service_records.c.minutes))
+    .where(
+        service_records.c.volunteer_id.in_(bindparam("b_volunteers", expanding=True)),
+        service_records.c.status != RecordStatus.REJECTED.value,
+        service_records.c.check_in >= bindparam("b_from"),
+        service_records.c.check_in < bindparam("b_to"),
+    )
+    .group_by(service_records.c.volunteer_id)
+)
+_OVERLAPPING_RECORD = select(service_records).where(
+    service_records.c.volunteer_id == bindparam("b_volunteer"),
+    service_records.c.status != RecordStatus.REJECTED.value,
+    service_records.c.check_in < bindparam("b_end"),
+    service_records.c.check_out > bindparam("b_start"),
+)
+_LATEST_POLICY = (
+    select(bank_policies)
+    .where(bank_policies.c.bank_id == bindparam("b_bank"))
+    .order_by(bank_policies.c.version.desc())
+    .limit(1)
+)
+_TYPE_BY_CODE = select(service_types).where(
+    service_types.c.bank_id == bindparam("b_bank"), service_types.c.code == bindparam("b_code")
+)
+
+
 def minutes_toward_cap(tx: Tx, volunteer_ids: list[str], day_start: datetime) -> dict[str, int]:
     """The daily cap's count: each volunteer's minutes in records that are not rejected and
     began on the day starting at ``day_start`` (the bank's time zone), in every organisation
     of the bank."""
     rows = tx.conn.execute(
-        select(service_records.c.volunteer_id, func.sum(service_records.c.minutes))
-        .where(
-            service_records.c.volunteer_id.in_(volunteer_ids),
-            service_records.c.status != RecordStatus.REJECTED.value,
-            service_records.c.check_in >= day_start.astimezone(UTC),
-            service_records.c.check_in < (day_start + timedelta(days=1)).astimezone(UTC),
-        )
-        .group_by(service_records.c.volunteer_id)
+        _MINUTES_TOWARD_CAP,
+        {
+            "b_volunteers": volunteer_ids,
+            "b_from": day_start.astimezone(UTC),
+            "b_to": (day_start + timedelta(days=1)).astimezone(UTC),
+        },
     ).all()
     return {volunteer_id: int(total) for volunteer_id, total in rows}
 
 
+def overlapping_record(tx: Tx, volunteer_id: str, start: datetime, end: datetime) -> Any:
+    """A record of the volunteer, not rejected, whose time overlaps ``start``–``end``; or None."""
+    params = {"b_volunteer": volunteer_id, "b_start": start, "b_end": end}
+    return tx.conn.execute(_OVERLAPPING_RECORD, params).first()
+
+
 def latest_policy(tx: Tx, bank_id: str) -> Any:
     """The bank's newest policy row, or None (the defaults apply)."""
-    return tx.conn.execute(
-        select(bank_policies)
-        .where(bank_policies.c.bank_id == bank_id)
-        .order_by(bank_policies.c.version.desc())
-        .limit(1)
-    ).first()
+    return tx.conn.execute(_LATEST_POLICY, {"b_bank": bank_id}).first()
+
+
+def type_by_code(tx: Tx, bank_id: str, code: str) -> Any:
+    """The bank's service type row of ``code``, or None."""
+    return tx.conn.execute(_TYPE_BY_CODE, {"b_bank": bank_id, "b_code": code}).first()
 
 
 def redeeming_requests(tx: Tx) -> list[Any]:

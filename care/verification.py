@@ -8,6 +8,7 @@ from typing import Any
 
 from accounts.base import clean_text
 from accounts.model import Principal
+from accounts.storage import Tx
 from care.confirmation import Confirmation
 from care.errors import (
     InvalidSignature,
@@ -43,34 +44,34 @@ class Verification(Confirmation):
 
     def verify(self, principal: Principal, record_id: str) -> ServiceRecord:
         """The organisation verifies: one ledger entry deposits minutes × weight."""
-        record, _ = self._visible_record(principal, record_id)
-        record.check_verifier(principal.member_id, principal.orgs())
-        self.accounts.require_second_factor(principal)
-        verifier = principal.user_id or ""
-        verified = record.verified(verifier, self.clock())
-        self._require_record_members_active(record)
-        if record.device_key_id and self.accounts.device_key_revoked(record.device_key_id):
-            # Whoever held the phone before it was revoked could have signed it: the auditor
-            # refuses a deposit signed by a key revoked before it, and so does the desk.
-            raise InvalidSignature(
-                "the phone key that signed this record has been revoked since; reject the "
-                "record, and the volunteer logs it again",
-                field="record",
-                zh="签署这条记录的手机密钥已被撤销；请驳回记录，由志愿者重新登记",
-            )
+        with self.store.snapshot() as tx:  # every check's reads in one snapshot
+            record, _ = self._visible_record_in(tx, principal, record_id)
+            record.check_verifier(principal.member_id, principal.orgs())
+            self.accounts.require_second_factor(principal)
+            verifier = principal.user_id or ""
+            verified = record.verified(verifier, self.clock())
+            self._require_record_members_active(record, tx)
+            if record.device_key_id and self.accounts.device_key_revoked(record.device_key_id, tx):
+                # Whoever held the phone before it was revoked could have signed it: the
+                # auditor refuses a deposit signed by a key revoked before it, and so does the
+                # desk.
+                raise InvalidSignature(
+                    "the phone key that signed this record has been revoked since; reject the "
+                    "record, and the volunteer logs it again",
+                    field="record",
+                    zh="签署这条记录的手机密钥已被撤销；请驳回记录，由志愿者重新登记",
+                )
         # Confirmed → verified first, so that a reject racing this verify finds the record
         # verified (and is refused) instead of rejecting a record whose deposit is posted.
-        with self.store.transaction() as tx:
-            moved = save_record(tx, record, verified)
+        moved = self._commit_workflow(lambda tx: save_record(tx, record, verified))
         if not moved:
             raise WrongState("record was verified or rejected meanwhile")
         try:
-            self._post_deposit(record, verifier, f"deposit:{self._record_ref(record.id)}")
+            return self._post_deposit(record, verifier, f"deposit:{self._record_ref(record.id)}")
         except Exception:
-            with self.store.transaction() as tx:  # nothing was posted: confirmed again
-                undo_verification(tx, record.id)
+            # Nothing was posted: confirmed again.
+            self._commit_workflow(lambda tx: undo_verification(tx, record.id))
             raise
-        return self._record(record.id)
 
     def _paid_redemption(self, record: ServiceRecord) -> tuple[str, dict[str, Any]] | None:
         """The elder and the ``redemption.completed`` event of the redemption this record paid
@@ -99,12 +100,13 @@ class Verification(Confirmation):
         """How the log names a record (``Protector.reference``), in its deposit's id."""
         return self.accounts.protector.reference("record", record_id)
 
-    def _post_deposit(self, record: ServiceRecord, verifier: str, entry_id: str) -> None:
+    def _post_deposit(self, record: ServiceRecord, verifier: str, entry_id: str) -> ServiceRecord:
         """Append a verified record's deposit as ``entry_id`` and note its seq on the record
-        (idempotent by that id; also what the repair of an interrupted verification runs)."""
-        volunteer = self.accounts.member(record.volunteer_id)
-        policy = self.policy(record.bank_id)
+        (idempotent by that id; also what the repair of an interrupted verification runs); the
+        record as stored then."""
         with self.store.snapshot() as tx:
+            volunteer = self._member(record.volunteer_id, tx)
+            policy = self.policy(record.bank_id, tx)
             kind = to_type(tx.get(service_types, record.service_type_id))
         # People are named by per-entry pseudonyms: the auditor still sees that the one who
         # confirmed did not verify, and the verifier's signature is the verifier's.
@@ -131,7 +133,8 @@ class Verification(Confirmation):
         # pool, and the entry's to_pool says how much.
         result = self._append(deposit.to_request(stored_cap=policy.stored_cap_minutes))
         paid = self._paid_redemption(record)
-        with self.store.transaction() as tx:
+
+        def note(tx: Tx) -> tuple[bool, ServiceRecord]:
             noted = move_record(
                 tx, record.id, RecordStatus.VERIFIED, deposit_seq=result.seq, deposit_minutes=amount
             )
@@ -150,15 +153,20 @@ class Verification(Confirmation):
                 )
             if noted and self.events is not None and paid is not None:
                 self.events.member_event(tx, paid[0], "redemption.completed", paid[1])
+            return noted, to_record(tx.get(service_records, record.id))
+
+        noted, stored = self._commit_workflow(note)
         if not noted:
             raise WrongState(f"record {record.id} left 'verified' while its deposit was posted")
+        return stored
 
     def reject(self, principal: Principal, record_id: str, reason: str) -> ServiceRecord:
         text = clean_text(reason, "reason", 500)
         record, role = self._visible_record(principal, record_id)
         rejected = record.rejected(role, principal.member_id, principal.user_id, text, self.clock())
-        refund: ServiceRequest | None = None
-        with self.store.transaction() as tx:
+
+        def save(tx: Tx) -> ServiceRequest | None:
+            """The rejection stored; the request to pay back, if it had been paid."""
             if not save_record(tx, record, rejected):
                 raise WrongState("record was verified or rejected meanwhile")
             if record.request_id is not None:
@@ -167,7 +175,10 @@ class Verification(Confirmation):
                     # The confirmation had completed (and paid) the request: the service did
                     # not happen as recorded, so the request is cancelled and paid back.
                     save_request(tx, request, request.paid_back(principal.user_id))
-                    refund = request
+                    return request
+            return None
+
+        refund = self._commit_workflow(save)
         if refund is not None and refund.hold_minutes:
             self._refund(refund, record)
         return self._record(record.id)

@@ -74,12 +74,13 @@ def test_a_keyed_verification_authenticates_once_and_counts_its_transactions(
     assert verified["status"] == "verified" and verified["deposit_minutes"] == 60
     assert authentications == ["tbs_"]  # the idempotency layer's, handed to handler and audit
     # Writes (5): claim the idempotency key; the record confirmed → verified (compare-and-set);
-    # the deposit appended (the sequencer's batch transaction); the record's deposit_seq; the
-    # stored response and the audit event, one batch of the group commit (the completion is
-    # submitted, the event runs and commits both). Reads (8): the caller's session; the record with its
-    # access check; the elder's and the volunteer's status; the volunteer's ledger account;
-    # the policy; the service type in force; the record as verified.
+    # the deposit appended (the sequencer's batch transaction); the record's deposit_seq, read
+    # back as verified; the stored response and the audit event, one batch of the group commit
+    # (the completion is submitted, the event runs and commits both). Reads (3): the caller's
+    # session; one snapshot for the checks (the record with its access check, the elder's and
+    # the volunteer's status); one for the deposit (the volunteer's ledger account, the policy,
+    # the service type in force).
     if w.log.store.database.reader is w.log.store.database.writer:  # PostgreSQL: one engine
-        assert transactions.begun == {"writer": 13}, transactions.begun
+        assert transactions.begun == {"writer": 8}, transactions.begun
     else:
-        assert transactions.begun == {"writer": 5, "reader": 8}, transactions.begun
+        assert transactions.begun == {"writer": 5, "reader": 3}, transactions.begun

@@ -1,0 +1,60 @@
+"""The workflow's writes are group-committed (``care.base.CareBase._commit_workflow``): check-ins
+logged at once may share a commit, and one that a rule refuses is refused alone while the
+others of its batch are stored."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+from care.errors import OverlappingRecord
+from care.model import RecordStatus, ServiceRecord
+from tests.test_care_rules import Bank
+from tests.test_care_rules import bank as bank  # the fixture
+
+VOLUNTEERS = 8
+
+
+def test_concurrent_check_ins_are_group_committed_and_a_refused_one_is_refused_alone(
+    bank: Bank,
+) -> None:
+    for n in range(VOLUNTEERS):
+        bank.add_member(f"vol{n}", volunteer=True, elder=False)
+    end = datetime.now(UTC) - timedelta(hours=1)
+    bank.record(volunteer="vol0")  # vol0's next record overlaps this one: refused
+    group = bank.accounts.store.database.group
+    jobs_before = group.jobs
+    logged: dict[str, ServiceRecord] = {}
+    refused: dict[str, Exception] = {}
+    start = threading.Barrier(VOLUNTEERS)
+
+    def check_in(who: str) -> None:
+        start.wait()
+        try:
+            logged[who] = bank.care.log_record(
+                bank.people[who],
+                elder_id=bank.members["elder"],
+                service_code="nursing",
+                check_in=end - timedelta(minutes=30),
+                check_out=end,
+                minutes=None,
+                request_id=None,
+                device_key_id=None,
+                signature=None,
+                confirmation_code=None,
+            )
+        except Exception as exc:
+            refused[who] = exc
+
+    threads = [threading.Thread(target=check_in, args=(f"vol{n}",)) for n in range(VOLUNTEERS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert list(refused) == ["vol0"] and isinstance(refused["vol0"], OverlappingRecord)
+    assert sorted(logged) == [f"vol{n}" for n in range(1, VOLUNTEERS)]
+    for who, record in logged.items():  # each answer is the row as stored
+        assert record == bank.care.get_record(bank.people[who], record.id)
+        assert record.status is RecordStatus.LOGGED
+    assert group.jobs - jobs_before == VOLUNTEERS
