@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     select,
     update,
 )
@@ -157,28 +158,33 @@ def claim_message(tx: Tx, msg_id: str, seen: int, **values: Any) -> bool:
     return bool(changed == 1)
 
 
+_links, _endpoints = partner_links.c, webhook_endpoints.c
+# Built once: every deposit, gift and redemption asks it, and building the select cost more
+# than running it (docs/performance.md, the deposit path).
+_MEMBER_RECEIVERS = (
+    select(
+        _links.partner_key_id,
+        _links.handle,
+        _links.scopes.label("link_scopes"),
+        _links.expires_at,
+        partner_keys.c.scopes.label("key_scopes"),
+        _endpoints.id.label("endpoint_id"),
+        _endpoints.events,
+    )
+    .join(partner_keys, partner_keys.c.id == _links.partner_key_id)
+    .join(webhook_endpoints, _endpoints.partner_key_id == _links.partner_key_id)
+    .where(
+        _links.member_id == bindparam("member_id"),
+        _links.status == "active",
+        partner_keys.c.revoked_at.is_(None),
+        _endpoints.enabled.is_(True),
+    )
+    .order_by(_endpoints.id)
+)
+
+
 def member_receivers(tx: Tx, member_id: str) -> list[Any]:
     """In one query: the member's active links, each joined to its partner key (not revoked)
     and that key's enabled endpoints — who may hear of a change to this member. The caller
     checks the scopes and the link's expiry."""
-    links, endpoints = partner_links.c, webhook_endpoints.c
-    stmt = (
-        select(
-            links.partner_key_id,
-            links.handle,
-            links.scopes.label("link_scopes"),
-            links.expires_at,
-            partner_keys.c.scopes.label("key_scopes"),
-            endpoints.id.label("endpoint_id"),
-            endpoints.events,
-        )
-        .join(partner_keys, partner_keys.c.id == links.partner_key_id)
-        .join(webhook_endpoints, endpoints.partner_key_id == links.partner_key_id)
-        .where(
-            links.member_id == member_id,
-            links.status == "active",
-            partner_keys.c.revoked_at.is_(None),
-            endpoints.enabled.is_(True),
-        )
-    )
-    return list(tx.conn.execute(stmt.order_by(endpoints.id)))
+    return list(tx.conn.execute(_MEMBER_RECEIVERS, {"member_id": member_id}))
