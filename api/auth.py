@@ -26,12 +26,13 @@ def accounts_service(state: State) -> AccountsService:
 
 
 def _authorization(request: Request[object, object, State]) -> str:
-    """The first ``Authorization`` header, as ``request.headers`` would give it, without
-    building the whole header map on every authenticated call."""
-    for name, value in request.scope["headers"]:
-        if name.lower() == b"authorization":
-            return value.decode("latin-1")
-    return ""
+    """The ``Authorization`` header, read from the raw headers (cheaper than building the
+    header map on every authenticated call). Two are refused: the idempotency layer and the
+    balance fast path do not act on such a request, so the handler must not run it either."""
+    values = [value for name, value in request.scope["headers"] if name.lower() == b"authorization"]
+    if len(values) > 1:
+        raise TokenInvalid("send one Authorization header, not several", field="Authorization")
+    return values[0].decode("latin-1") if values else ""
 
 
 def parse_bearer(header: str) -> str | None:

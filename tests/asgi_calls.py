@@ -19,9 +19,11 @@ def asgi_get(
     route_only: bool,
     method: str = "GET",
     host: bytes = b"testserver",
+    body: bytes = b"",
 ) -> list[Message]:
-    """What the app sends for a GET (or ``method``) of ``path``, through its own entry point or
-    only through Litestar's (the route, past any fast path in front of it)."""
+    """What the app sends for a GET (or ``method`` with ``body``) of ``path``, through its own
+    entry point or only through Litestar's (the route, past any fast path in front of it). The
+    headers go as uvicorn hands them over: a repeated one stays two."""
     target, _, query = path.partition("?")
     scope: dict[str, Any] = {
         "type": "http",
@@ -41,7 +43,7 @@ def asgi_get(
     sent: list[Message] = []
 
     async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
+        return {"type": "http.request", "body": body, "more_body": False}
 
     async def send(message: Message) -> None:
         sent.append(message)

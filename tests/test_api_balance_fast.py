@@ -134,14 +134,14 @@ def test_anything_unusual_takes_the_route(
         "bearer without a token": [(b"authorization", b"Bearer  ")],
         "unknown token": _bearer("not-a-token"),
         "a cookie besides the token": [*mine, COOKIE],
-        # The route reads the first (vol-b's: 404), never the last.
+        # The route refuses two, whoever they are (the second is vol-a's own).
         "two authorization headers": [*_as(world, "vol-b"), *mine],
     }.get(case, mine)
     answer = _routed_once(world, routed, url + suffix, headers, method)
     if case in ("no credentials", "basic", "bearer without a token", "unknown token"):
         assert _status(answer) == 401
     if case == "two authorization headers":
-        assert _status(answer) == 404
+        assert _status(answer) == 401 and b"one Authorization header" in answer[1]["body"]
     if case == "a cookie besides the token":  # the CSRF layer gives a browser its cookie
         cookies = [v for k, v in answer[0]["headers"] if k == b"set-cookie"]
         assert any(v.startswith(b"tb_csrf=") for v in cookies)

@@ -23,6 +23,7 @@ from idempotency.store import (
 from ledger.config import Settings
 from ledger.log import Log
 from tests.accounts_world import PASSWORD, World, build_world
+from tests.asgi_calls import asgi_get
 
 KEY = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
@@ -268,6 +269,37 @@ def test_a_key_sent_twice_is_malformed() -> None:
     with pytest.raises(MalformedKey, match="one Idempotency-Key"):
         parse_key([b"one", b"two"])
     assert parse_key([b"550e8400-e29b-41d4-a716-446655440000"]).startswith("550e")
+
+
+def test_two_authorization_headers_are_refused_and_nothing_runs(world: World) -> None:
+    """Such a request is passed through by the idempotency layer (it stores nothing for an
+    ambiguous caller), so the handler refuses it: a retry cannot create twice."""
+    admin = world.as_("b1-admin")["Authorization"].encode()
+    other = world.as_("b2-admin")["Authorization"].encode()
+    body = json.dumps(_org("Org Twice")).encode()
+
+    def post(*authorizations: bytes, lang: bytes = b"en") -> tuple[int, dict[str, Any]]:
+        headers = [
+            *((b"authorization", value) for value in authorizations),
+            (b"content-type", b"application/json"),
+            (b"accept-language", lang),
+            (KEY.lower().encode(), b"create-twice"),
+        ]
+        sent = asgi_get(
+            world.client.app, "/v1/orgs", headers, route_only=False, method="POST", body=body
+        )
+        return sent[0]["status"], json.loads(sent[1]["body"])
+
+    for pair in ((admin, admin), (admin, other)):
+        for _ in range(2):
+            status, problem = post(*pair)
+            assert status == 401 and problem["field"] == "Authorization", problem
+            assert problem["type"] == PROBLEM + "token-invalid"
+    assert "一个" in post(admin, other, lang=b"zh-CN")[1]["detail"]
+    assert _count(world, organisations, organisations.c.name == "Org Twice") == 0
+    assert _keys(world) == []
+    status, created = post(admin)  # the same request with one header
+    assert status == 201 and created["name"] == "Org Twice"
 
 
 def test_login_and_logout_are_never_cached(world: World) -> None:

@@ -117,6 +117,10 @@ MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"token expired; log in again", N_("your login has expired; log in again")),
         (r"account disabled", N_("this account is disabled")),
         (r"send Authorization: Bearer <token>", N_("log in first")),
+        (
+            r"send one Authorization header, not several",
+            N_("send one Authorization header, not several"),
+        ),
         (r"current password is wrong", N_("current password is wrong")),
         (
             r"this one-time password has expired; ask your administrator for a new one",
