@@ -36,6 +36,7 @@ from sqlalchemy import (
 )
 
 from database import Database, metadata, opened
+from database.driver import driver_rows
 from ledger import AppendResult, LedgerPort
 from ledger.entry import canonical_json
 from ledger.kinds import Seal as SealEntry
@@ -137,6 +138,16 @@ _LAST_EVENT = (
     select(audit_events.c.seq, audit_events.c.hash).order_by(audit_events.c.seq.desc()).limit(1)
 )
 
+# What every keyed write runs (the chain's head once a batch, its event each request) goes to
+# the driver directly (``database.driver``): SQLAlchemy's execution layers cost more CPU than
+# the statement itself, ~90 µs of it on PostgreSQL.
+_LAST_EVENT_SQL = "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1"
+_EVENT_COLUMNS = [c.name for c in audit_events.columns]
+_INSERT_EVENT_SQL = (
+    f"INSERT INTO audit_events ({', '.join(_EVENT_COLUMNS)})"  # noqa: S608 - names, no values
+    f" VALUES ({', '.join('?' * len(_EVENT_COLUMNS))})"
+)
+
 
 @dataclass(frozen=True)
 class _Head:
@@ -160,8 +171,8 @@ def _chain_head(conn: Connection) -> _Head | None:
     ):
         head: _Head = known[1]
         return head
-    last = conn.execute(_LAST_EVENT).first()
-    return _Head(last.seq, bytes(last.hash)) if last else None
+    last = driver_rows(conn, _LAST_EVENT_SQL, ())
+    return _Head(int(last[0][0]), bytes(last[0][1])) if last else None
 
 
 def _remember_head(conn: Connection, head: _Head) -> None:
@@ -216,7 +227,7 @@ class AuditTrail:
                 prev=last.hash if last else ZERO,
             )
             row = _row(event)
-            conn.execute(audit_events.insert(), [row])
+            driver_rows(conn, _INSERT_EVENT_SQL, [row[name] for name in _EVENT_COLUMNS])
             _remember_head(conn, _Head(event.seq, row["hash"]))
             return event
 

@@ -27,7 +27,6 @@ from sqlalchemy import (
     Text,
     func,
     select,
-    text,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -156,6 +155,17 @@ class LedgerStore:
         self.url = self.database.url
         self.writer, self.reader = self.database.writer, self.database.reader
         self.is_sqlite = self.database.is_sqlite
+        # On PostgreSQL a read is one REPEATABLE READ, READ ONLY transaction: set on the
+        # connection at checkout (no statement), it goes out in psycopg's own ``BEGIN``, one
+        # round trip, where a ``SET TRANSACTION`` after it was a second. SQLite's reader
+        # begins a deferred transaction, a snapshot from its first read.
+        self._snapshots = (
+            self.reader
+            if self.is_sqlite
+            else self.reader.execution_options(
+                isolation_level="REPEATABLE READ", postgresql_readonly=True
+            )
+        )
 
     def dispose(self) -> None:
         if self._owned:
@@ -172,9 +182,7 @@ class LedgerStore:
     @contextmanager
     def read(self) -> Iterator[Snapshot]:
         """A consistent read-only view (one snapshot transaction)."""
-        with self.reader.begin() as conn:
-            if not self.is_sqlite:
-                conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
+        with self._snapshots.begin() as conn:
             yield Snapshot(conn, self.is_sqlite)
 
 
