@@ -166,8 +166,9 @@ class CareBase:
 
     def _member(self, member_id: str, tx: Tx | None = None) -> Member:
         """A member by id (``AccountsService.member``), read in ``tx`` when the use case holds
-        one: a check-in reads its members in the snapshot it reads its record in, one
-        transaction where each read was one."""
+        one: a check-in reads its members in the read transaction it reads its record in,
+        one transaction where each read was one (on PostgreSQL, READ COMMITTED: each statement
+        sees what is committed when it runs; the compare-and-set writes re-check the state)."""
         if tx is None:
             return self.accounts.member(member_id)
         row = tx.get(members, member_id)

@@ -44,7 +44,7 @@ class Verification(Confirmation):
 
     def verify(self, principal: Principal, record_id: str) -> ServiceRecord:
         """The organisation verifies: one ledger entry deposits minutes × weight."""
-        with self.store.snapshot() as tx:  # every check's reads in one snapshot
+        with self.store.snapshot() as tx:  # every check's reads in one read transaction
             record, _ = self._visible_record_in(tx, principal, record_id)
             record.check_verifier(principal.member_id, principal.orgs())
             self.accounts.require_second_factor(principal)
