@@ -21,16 +21,28 @@ from sqlalchemy.exc import DBAPIError
 def driver_rows(conn: Connection, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     """The rows of ``sql`` (``?`` placeholders; ``[]`` for a statement without rows) run on
     ``conn``'s transaction."""
+    return _run(conn, sql, params, many=False)
+
+
+def driver_many(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    """One driver ``executemany`` of ``sql`` (``?`` placeholders) on ``conn``'s transaction."""
+    _run(conn, sql, rows, many=True)
+
+
+def _run(conn: Connection, sql: str, params: Any, *, many: bool) -> list[tuple[Any, ...]]:
     dialect = conn.dialect
     if dialect.name != "sqlite":
         sql = sql.replace("?", "%s")
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
+        if many:
+            cursor.executemany(sql, params)
+            return []
         cursor.execute(sql, params)
         return list(cursor.fetchall()) if cursor.description is not None else []
     except dialect.loaded_dbapi.Error as exc:
         error = DBAPIError.instance(
-            sql, params, exc, dialect.loaded_dbapi.Error, dialect=dialect, ismulti=False
+            sql, params, exc, dialect.loaded_dbapi.Error, dialect=dialect, ismulti=many
         )
         raise cast(BaseException, error) from exc
     finally:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -30,9 +30,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import DBAPIError
 
 from database import Database, metadata, opened
+from database.driver import driver_many, driver_rows
 from ledger.merkle import NodeId
 
 log_entries = Table(
@@ -365,35 +365,14 @@ class Snapshot:
 
     def _driver_rows(self, sql: str, params: tuple[object, ...]) -> list[Any]:
         """Rows of ``sql`` (``?`` placeholders) as the driver's tuples, on this transaction's
-        connection: no SQLAlchemy layer per row."""
-        return self._driver(sql, params, many=False)
+        connection: no SQLAlchemy layer per row (``database.driver``)."""
+        return driver_rows(self.conn, sql, params)
 
     def _driver_many(self, sql: str, rows: Sequence[Row]) -> None:
         """One driver ``executemany`` of ``sql`` (``?`` placeholders) on this transaction's
         connection: the writer's batches skip SQLAlchemy's execution layers (their values are
         plain ints, strings and bytes already)."""
-        self._driver(sql, rows, many=True)
-
-    def _driver(self, sql: str, params: Any, many: bool) -> list[Any]:
-        """A driver error is raised as SQLAlchemy raises it (``sqlalchemy.exc.IntegrityError``
-        and the like), so callers see one kind of error whichever path ran the statement."""
-        if not self.is_sqlite:
-            sql = sql.replace("?", "%s")
-        dialect = self.conn.dialect
-        cursor = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            if many:
-                cursor.executemany(sql, params)
-                return []
-            cursor.execute(sql, params)
-            return list(cursor.fetchall())
-        except dialect.loaded_dbapi.Error as exc:
-            error = DBAPIError.instance(
-                sql, params, exc, dialect.loaded_dbapi.Error, dialect=dialect, ismulti=many
-            )
-            raise cast(BaseException, error) from exc
-        finally:
-            cursor.close()
+        driver_many(self.conn, sql, rows)
 
     def entry_range(self, start: int, end: int) -> list[Any]:
         """(seq, id, leaf_hash, kind, time, leaf) of entries with ``start <= seq < end``, in
