@@ -15,9 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import MetaData, create_engine, text
 from sqlalchemy.engine import make_url
 
+from database import Database
 from ledger.config import Settings
 from ledger.log import Log
 from migrations.runner import upgrade
@@ -96,6 +97,28 @@ def make_database(backend: str, request: pytest.FixtureRequest, tmp_path: Path) 
         yield _pg_url_for(name)
     finally:
         _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def open_database(
+    backend: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    scratch: MetaData | None = None,
+) -> Iterator[Database]:
+    """A fresh migrated database opened as the service opens it, with ``scratch``'s tables
+    for the test when given; disposed of afterwards."""
+    if backend == "postgresql":
+        require_pg()
+    for url in make_database(backend, request, tmp_path):
+        db = Database(url)
+        if scratch is not None:
+            scratch.create_all(db.writer)
+        try:
+            yield db
+        finally:
+            if scratch is not None:
+                scratch.drop_all(db.writer)
+            db.dispose()
 
 
 @pytest.fixture(params=BACKENDS)

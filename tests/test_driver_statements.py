@@ -11,7 +11,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, exc, select
 
 from database import Database
 from database.driver import driver_rows
-from tests.conftest import BACKENDS, make_database, require_pg
+from tests.conftest import BACKENDS, open_database
 
 scratch = MetaData()
 things = Table(
@@ -24,16 +24,7 @@ things = Table(
 
 @pytest.fixture(params=BACKENDS)
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "postgresql":
-        require_pg()
-    for url in make_database(request.param, request, tmp_path):
-        db = Database(url)
-        scratch.create_all(db.writer)
-        try:
-            yield db
-        finally:
-            scratch.drop_all(db.writer)
-            db.dispose()
+    yield from open_database(request.param, request, tmp_path, scratch)
 
 
 INSERT = "INSERT INTO driver_things (id, name) VALUES (?, ?) ON CONFLICT DO NOTHING RETURNING id"

@@ -14,7 +14,7 @@ from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, fun
 from audit.trail import AuditEvent, AuditTrail, check_chain
 from database import Database
 from database.group import GroupCommit
-from tests.conftest import BACKENDS, make_database, require_pg
+from tests.conftest import BACKENDS, open_database
 
 scratch = MetaData()
 notes = Table(
@@ -27,16 +27,7 @@ notes = Table(
 
 @pytest.fixture(params=BACKENDS)
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "postgresql":
-        require_pg()
-    for url in make_database(request.param, request, tmp_path):
-        db = Database(url)
-        scratch.create_all(db.writer)
-        try:
-            yield db
-        finally:
-            scratch.drop_all(db.writer)
-            db.dispose()
+    yield from open_database(request.param, request, tmp_path, scratch)
 
 
 def _insert(n: int) -> Callable[[Connection], int]:

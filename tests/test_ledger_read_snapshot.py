@@ -11,20 +11,14 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
 
-from database import Database
 from ledger.storage import LedgerStore
-from tests.conftest import make_database, require_pg
+from tests.conftest import open_database
 
 
 @pytest.fixture
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LedgerStore]:
-    require_pg()
-    for url in make_database("postgresql", request, tmp_path):
-        db = Database(url)
-        try:
-            yield LedgerStore(db)
-        finally:
-            db.dispose()
+    for db in open_database("postgresql", request, tmp_path):
+        yield LedgerStore(db)
 
 
 def test_a_read_is_a_repeatable_read_read_only_snapshot(store: LedgerStore) -> None:

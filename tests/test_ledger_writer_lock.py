@@ -9,20 +9,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from database import Database
 from ledger.storage import PG_WRITER_LOCK, LedgerStore
-from tests.conftest import make_database, require_pg
+from tests.conftest import open_database
 
 
 @pytest.fixture
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LedgerStore]:
-    require_pg()
-    for url in make_database("postgresql", request, tmp_path):
-        db = Database(url)
-        try:
-            yield LedgerStore(db)
-        finally:
-            db.dispose()
+    for db in open_database("postgresql", request, tmp_path):
+        yield LedgerStore(db)
 
 
 def test_the_write_transaction_holds_the_lock_with_its_timeout(store: LedgerStore) -> None:

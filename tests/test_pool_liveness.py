@@ -13,18 +13,12 @@ from sqlalchemy.pool import NullPool
 
 import database.liveness
 from database import Database
-from tests.conftest import make_database, require_pg
+from tests.conftest import open_database
 
 
 @pytest.fixture
 def database_pg(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    require_pg()
-    for url in make_database("postgresql", request, tmp_path):
-        db = Database(url)
-        try:
-            yield db
-        finally:
-            db.dispose()
+    yield from open_database("postgresql", request, tmp_path)
 
 
 def _pooled_backend(db: Database) -> int:
