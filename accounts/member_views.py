@@ -117,9 +117,13 @@ class MemberViews(Organisations):
         on an event loop (a refusal is never remembered, so None is all it says of one)."""
         return self.access_cache.get(principal, member_id, self.store.writes, self.clock())
 
-    def member(self, member_id: str) -> MemberRecord:
-        """A member by id, without access checks: for other services that checked already."""
-        with self.store.snapshot() as tx:
+    def member(self, member_id: str, tx: Tx | None = None) -> MemberRecord:
+        """A member by id, without access checks: for other services that checked already;
+        read in ``tx`` when the caller holds one."""
+        if tx is None:
+            with self.store.snapshot() as own:
+                row = own.get(members, member_id)
+        else:
             row = tx.get(members, member_id)
         if row is None:
             raise NotFound(f"no member {member_id}")

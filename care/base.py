@@ -11,9 +11,8 @@ from typing import Any, Protocol, TypeVar
 
 from accounts.errors import Forbidden, InvalidInput, NotFound
 from accounts.model import Member, MemberStatus, Principal, Role
-from accounts.rows import member_of_row
 from accounts.service import AccountsService
-from accounts.storage import AccountsStore, Tx, members
+from accounts.storage import AccountsStore, Tx
 from care.errors import (
     CareError,
     InsufficientBalance,
@@ -164,18 +163,6 @@ class CareBase:
             return request, "candidate"
         raise NotFound(f"no request {request_id}")
 
-    def _member(self, member_id: str, tx: Tx | None = None) -> Member:
-        """A member by id (``AccountsService.member``), read in ``tx`` when the use case holds
-        one: a check-in reads its members in the read transaction it reads its record in,
-        one transaction where each read was one (on PostgreSQL, READ COMMITTED: each statement
-        sees what is committed when it runs; the compare-and-set writes re-check the state)."""
-        if tx is None:
-            return self.accounts.member(member_id)
-        row = tx.get(members, member_id)
-        if row is None:
-            raise NotFound(f"no member {member_id}")
-        return member_of_row(row)
-
     def _acting_volunteer(self, principal: Principal, what: str, tx: Tx | None = None) -> Member:
         """The caller as an active volunteer: a pending, rejected or disabled one is told so."""
         if principal.member_id is not None and not principal.member_active:
@@ -186,7 +173,7 @@ class CareBase:
             )
         if principal.acting_member_id is None or not principal.has(Role.VOLUNTEER):
             raise Forbidden(f"only an approved volunteer {what}")
-        volunteer = self._member(principal.acting_member_id, tx)
+        volunteer = self.accounts.member(principal.acting_member_id, tx)
         require_active(volunteer, "member")
         return volunteer
 
@@ -198,7 +185,7 @@ class CareBase:
         tx: Tx | None = None,
     ) -> Member:
         try:
-            member = self._member(member_id, tx) if isinstance(member_id, str) else None
+            member = self.accounts.member(member_id, tx) if isinstance(member_id, str) else None
         except NotFound:
             member = None
         if member is None or member.bank_id != principal.bank_id:

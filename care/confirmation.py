@@ -41,8 +41,8 @@ class Confirmation(Records):
         return self._mark_confirmed(record, principal.user_id or "", as_)
 
     def _require_record_members_active(self, record: ServiceRecord, tx: Tx | None = None) -> None:
-        require_active(self._member(record.volunteer_id, tx), "volunteer_id")
-        require_active(self._member(record.elder_id, tx), "elder_id")
+        require_active(self.accounts.member(record.volunteer_id, tx), "volunteer_id")
+        require_active(self.accounts.member(record.elder_id, tx), "elder_id")
 
     def _confirm_with_code(self, record: ServiceRecord, code: str, by: str | None) -> ServiceRecord:
         now = self.clock()

@@ -105,7 +105,7 @@ class Verification(Confirmation):
         (idempotent by that id; also what the repair of an interrupted verification runs); the
         record as stored then."""
         with self.store.snapshot() as tx:
-            volunteer = self._member(record.volunteer_id, tx)
+            volunteer = self.accounts.member(record.volunteer_id, tx)
             policy = self.policy(record.bank_id, tx)
             kind = to_type(tx.get(service_types, record.service_type_id))
         # People are named by per-entry pseudonyms: the auditor still sees that the one who
