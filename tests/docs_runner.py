@@ -47,6 +47,7 @@ VENV = ROOT / ".venv"
 DOCS = (
     "README.md",
     "docs/workflow.md",
+    "docs/api.md",
     "docs/accounts.md",
     "docs/auditing.md",
     "docs/partners.md",
@@ -517,7 +518,7 @@ def update_document(path: str) -> Result:
     return result
 
 
-REQUIRED_TOOLS = ("bash", "curl", "jq", "openssl", "base64", "date")
+REQUIRED_TOOLS = ("bash", "curl", "jq", "openssl", "base64", "date", "xxd", "sha256sum")
 
 
 def missing_tools() -> list[str]:
