@@ -26,16 +26,16 @@ P = NamedDependency[Principal]
 Handle = Annotated[str, Parameter(min_length=1, max_length=40)]
 From = Annotated[
     str | None,
-    QueryParameter(query="from", max_length=40, description="first day (UTC), YYYY-MM-DD"),
+    QueryParameter(name="from", max_length=40, description="first day (UTC), YYYY-MM-DD"),
 ]
 To = Annotated[
     str | None,
-    QueryParameter(query="to", max_length=40, description="last day (UTC), YYYY-MM-DD"),
+    QueryParameter(name="to", max_length=40, description="last day (UTC), YYYY-MM-DD"),
 ]
 NameShownParam = Annotated[
-    str, QueryParameter(query="name", description="masked (default), full or nickname")
+    str, QueryParameter(name="name", description="masked (default), full or nickname")
 ]
-Nickname = Annotated[str | None, QueryParameter(query="nickname", max_length=40)]
+Nickname = Annotated[str | None, QueryParameter(name="nickname", max_length=40)]
 
 
 def documents(state: State) -> SignedDocuments:

@@ -24,8 +24,8 @@ from web.pages import language_of, refusal, render, to_login
 from web.session import ON_BEHALF_STATE_KEY, viewer
 
 MemberId = Annotated[str, PathParameter(max_length=64)]
-NameChoice = Annotated[str, QueryParameter(query="name", max_length=10)]
-NicknameText = Annotated[str | None, QueryParameter(query="nickname", max_length=40)]
+NameChoice = Annotated[str, QueryParameter(name="name", max_length=10)]
+NicknameText = Annotated[str | None, QueryParameter(name="nickname", max_length=40)]
 Day = Annotated[str | None, QueryParameter(max_length=10)]
 
 
@@ -110,8 +110,8 @@ def certificate_page(
 def statement_page(
     request: Request[Any, Any, State],
     member_id: MemberId,
-    start: Annotated[str | None, QueryParameter(query="from", max_length=10)] = None,
-    end: Annotated[str | None, QueryParameter(query="to", max_length=10)] = None,
+    start: Annotated[str | None, QueryParameter(name="from", max_length=10)] = None,
+    end: Annotated[str | None, QueryParameter(name="to", max_length=10)] = None,
 ) -> Response[Any]:
     """A member's signed statement for a period, with its entries, the JSON and the PDF."""
     principal = viewer(request)

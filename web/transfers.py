@@ -33,7 +33,7 @@ from web.volunteer_give import minutes_asked
 
 MemberId = Annotated[str, PathParameter(max_length=64)]
 TransferId = Annotated[str, PathParameter(max_length=64)]
-Why = Annotated[str | None, QueryParameter(query="why", max_length=32)]
+Why = Annotated[str | None, QueryParameter(name="why", max_length=32)]
 RECEIVER = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # Why the other bank refused (its final answers, federation.transfers.FINAL_REFUSALS)
 REASONS = {

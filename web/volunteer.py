@@ -395,8 +395,8 @@ def receipt_file(request: Request[Any, Any, State], seq: Seq) -> Response[Any]:
 
 # ---------------------------------------------------------------- my certificate
 
-NameChoice = Annotated[str, QueryParameter(query="name", max_length=10)]
-NicknameText = Annotated[str | None, QueryParameter(query="nickname", max_length=40)]
+NameChoice = Annotated[str, QueryParameter(name="name", max_length=10)]
+NicknameText = Annotated[str | None, QueryParameter(name="nickname", max_length=40)]
 
 
 @get("/volunteer/certificate", sync_to_thread=True, include_in_schema=False)
