@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 import os
-import threading
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from litestar import Litestar, get
@@ -16,14 +13,6 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
-from accounts.protection import (
-    DataKeyError,
-    Protector,
-    data_key_path,
-    load_or_create_data_key,
-)
-from accounts.service import AccountsService
-from accounts.storage import AccountsStore
 from api.accounts_routes import ACCOUNT_CONTROLLERS
 from api.audit_log import MAX_BODY, AuditMiddleware
 from api.audit_routes import AuditController
@@ -44,13 +33,12 @@ from api.members_routes import MEMBER_CONTROLLERS
 from api.partner_routes import PARTNER_CONTROLLERS
 from api.problems import EXCEPTION_HANDLERS
 from api.schemas import DocumentedJsonRenderPlugin, DocumentedYamlRenderPlugin, StrictJSONRequest
+from api.services import Services
 from api.settlement_routes import SETTLEMENT_CONTROLLERS
 from api.stats_routes import STATS_CONTROLLERS
 from api.threads import widen_handler_pool
 from api.transfer_routes import TRANSFER_CONTROLLERS
 from api.webhook_routes import WEBHOOK_CONTROLLERS
-from audit.trail import AuditTrail
-from care.service import CareService
 from federation.consistency import SeenCheckpoints
 from federation.peers import Peers
 from federation.settlement import Settling
@@ -60,160 +48,14 @@ from federation.transfer_storage import TransferStore
 from federation.transfer_worker import TransferWorker, retry_interval
 from federation.transfers import Receiving, Sending, utc_clock
 from federation.witness_storage import WitnessedStore
-from federation.witnessing import load_or_create_witness_key, peer_witness, with_peer_witnesses
+from federation.witnessing import load_or_create_witness_key, peer_witness
 from ledger.config import ConfigError, Settings
 from ledger.keys import load_or_create_signing_key
 from ledger.log import Log
 from migrations.runner import upgrade
-from partners.delivery import Delivery
-from partners.exchanges import Exchanges
-from partners.links import PartnerLinks
-from partners.statements import SignedDocuments
-from partners.webhooks import HostPolicy, Outbox
-from reports.coverage import VisitCoverage
-from reports.exports import Exports
-from reports.halfyear import HalfYearReports
-from reports.signals import SupervisionSignals
 from web.app import LocalSwaggerUI, web_routes
 from web.pages import TEMPLATES
 from web.security import BrowserCSRFMiddleware, SecurityHeadersMiddleware, csrf_config
-
-
-@dataclass
-class Services:
-    """Everything the app holds open; closed together on shutdown."""
-
-    log: Log
-    accounts: AccountsService
-    care: CareService
-    audit: AuditTrail
-    partners: PartnerLinks
-    outbox: Outbox
-    exchanges: Exchanges
-    coverage: VisitCoverage
-    signals: SupervisionSignals
-    exports: Exports
-    reports: HalfYearReports
-    documents: SignedDocuments
-    sealer: Sealer | None = None
-    deliverer: Deliverer | None = None
-
-    @classmethod
-    def open(cls, settings: Settings, log: Log | None = None) -> Services:
-        log = log or Log.open(with_peer_witnesses(settings))
-        database = log.store.database  # one pool per process, shared by every store
-        store = AccountsStore(database)
-        key_path = data_key_path(settings.data_dir)
-        if not key_path.exists() and store.holds_personal_data():
-            raise DataKeyError(
-                f"data key {key_path} is missing but the database holds encrypted personal "
-                "data; restore the key from backup (a new key could not read it)"
-            )
-        protector = Protector(load_or_create_data_key(key_path))
-        accounts = AccountsService(store, protector, log)
-        audit = AuditTrail(database)
-        outbox = Outbox(store, protector, HostPolicy.from_env(os.environ))
-        care = CareService(store, accounts, log, events=outbox)
-        partners = PartnerLinks(store, accounts, log, care.policy, outbox=outbox)
-        coverage = VisitCoverage(store, accounts, care.policy)
-        signals = SupervisionSignals(store, accounts, log, care.policy)
-        exchanges = Exchanges(partners, log)
-        exports = Exports(store, accounts, coverage, care.policy)
-        reports = HalfYearReports(store, log, care.policy, coverage)
-        statement_key = load_or_create_signing_key(
-            settings.statement_key_file, settings.statement_key_name
-        )
-        documents = SignedDocuments(partners, log, statement_key)
-        return cls(
-            log,
-            accounts,
-            care,
-            audit,
-            partners,
-            outbox,
-            exchanges,
-            coverage,
-            signals,
-            exports,
-            reports,
-            documents,
-        )
-
-    def start_sealing(self, every_seconds: float) -> None:
-        self.sealer = Sealer(self.audit, self.log, every_seconds)
-        self.sealer.start()
-
-    def start_delivering(self) -> None:
-        """The webhook delivery worker in this process (``timebank serve`` by default)."""
-        self.deliverer = Deliverer(
-            Delivery(self.accounts.store, self.outbox, checkpoint=self.log.size)
-        )
-        self.deliverer.start()
-
-    def close(self, close_log: bool = True) -> None:
-        if self.deliverer is not None:
-            self.deliverer.stop()
-        if self.sealer is not None:
-            self.sealer.stop()  # seals once more on the way out
-        self.accounts.store.dispose()
-        self.audit.dispose()
-        if close_log:
-            self.log.close()
-
-
-class Sealer:
-    """Seals the audit trail into the log every ``every_seconds`` and once on shutdown."""
-
-    def __init__(self, trail: AuditTrail, log: Log, every_seconds: float) -> None:
-        self.trail, self.log, self.every = trail, log, every_seconds
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="audit-sealer", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._seal()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every):
-            self._seal()
-
-    def _seal(self) -> None:
-        try:
-            self.trail.seal(self.log)
-        except Exception as exc:  # retried at the next tick; never blocks requests
-            logging.getLogger(__name__).error("audit seal failed: %s", type(exc).__name__)
-
-
-class Deliverer:
-    """Runs the webhook delivery worker (``partners.delivery``) until stopped."""
-
-    IDLE_SECONDS = 1.0
-
-    def __init__(self, delivery: Delivery) -> None:
-        self.delivery = delivery
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="webhook-delivery", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                attempted = self.delivery.run_once()
-            except Exception as exc:  # the database away for a moment: tried again
-                logging.getLogger(__name__).error("webhook delivery failed: %s", type(exc).__name__)
-                attempted = 0
-            if attempted == 0:
-                self._stop.wait(self.IDLE_SECONDS)
 
 
 def delivers_webhooks(env: Mapping[str, str]) -> bool:

@@ -11,7 +11,7 @@ import sys
 
 from accounts.errors import AccountsError
 from accounts.model import Grant, OrgKind, Principal, Role
-from api.app import Services
+from api.services import Services
 
 
 def operator_name(args: argparse.Namespace) -> str:

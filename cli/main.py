@@ -71,7 +71,7 @@ def cmd_migrate(_: argparse.Namespace) -> int:
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
-    from api.app import Services
+    from api.services import Services
     from cli.admin import record_operator
     from demo.bank import DemoExists, login_help, seed_demo_bank
     from demo.history import DemoClock

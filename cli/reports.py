@@ -14,8 +14,7 @@ from nacl.public import PrivateKey
 
 from accounts.errors import AccountsError
 from accounts.model import Grant, Principal, Role
-from api.app import Services
-from api.stats_routes import coverage_out
+from api.services import Services
 from cli.admin import record_operator
 from reports.csvfile import opened
 
@@ -33,7 +32,9 @@ def cmd_coverage(args: argparse.Namespace) -> int:
     status = 1
     try:
         coverage = services.coverage.coverage(_auditor(args.bank), args.month, args.org)
-        if args.json:
+        if args.json:  # the API's own shape (GET /v1/stats/coverage), built by its routes
+            from api.stats_routes import coverage_out
+
             print(json.dumps(msgspec.to_builtins(coverage_out(coverage)), ensure_ascii=False))
         else:
             state = "live" if coverage.live else "final"

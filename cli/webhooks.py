@@ -10,7 +10,7 @@ import threading
 from types import FrameType
 
 from accounts.errors import AccountsError
-from api.app import Services
+from api.services import Services
 from partners.delivery import Delivery
 
 

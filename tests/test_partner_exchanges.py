@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from accounts.errors import AccountsError
-from api.app import Services
+from api.services import Services
 from care.errors import CareError
 from cli.base import open_log
 from demo.bank import (

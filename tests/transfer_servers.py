@@ -29,7 +29,7 @@ from typing import Any
 
 from accounts.model import Role
 from accounts.service import PersonalInput
-from api.app import Services
+from api.services import Services
 from federation.peers import Peers
 from federation.storage import PeerStore
 from federation.transfer_storage import TransferStore
