@@ -521,20 +521,29 @@ def deposit_path(
     from demo.bank import current_demo_code
 
     admin = client.login("admin", "demo-admin-2026")
-    # One-minute records, one after another: let a volunteer log a whole day of them.
-    client.call("POST", "/v1/policy", {"daily_cap_minutes": 1440}, token=admin, key=f"{run}-cap")
+    # One-minute records, one after another: let a volunteer log a whole day of them, for the
+    # past 30 days (a minute each: room for 41,760 records from 29 days back).
+    client.call(
+        "POST",
+        "/v1/policy",
+        {"daily_cap_minutes": 1440, "record_late_days": 30},
+        token=admin,
+        key=f"{run}-cap",
+    )
     volunteer = client.login("volunteer", "demo-volunteer-2026")
     connections = args.deposit_connections
     threads = min(2, connections)
-    first = int((datetime.now(UTC) - timedelta(days=5)).timestamp()) // 60 * 60
+    first = int((datetime.now(UTC) - timedelta(days=29)).timestamp()) // 60 * 60
     log(f"  deposit path at {connections} connections")
     prefix = workdir / "records-"
+    # Records for three times as long as each later phase runs: confirming is up to 2.5 times
+    # faster than recording on a fast machine, and must not run out of fresh records.
     record = run_wrk(
         server,
         RECORD_LUA,
         [volunteer, run, elder_id, str(first), str(threads), str(prefix)],
         connections,
-        args.duration * 2,
+        args.duration * 3,
     )
     ids = [line for n in range(1, threads + 1) for line in Path(f"{prefix}{n}").read_text().split()]
     ids_file = workdir / "records.txt"
