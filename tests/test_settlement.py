@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import socket
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -126,7 +127,26 @@ def settlements(side: Side) -> list[Settlement]:
     return found
 
 
+def published(side: Side) -> None:
+    """Wait until ``side``'s server publishes its log as the database holds it: entries another
+    process appended (the operator's ``timebank peers settle``, ``peers transfers retry``) reach
+    its ``GET /v1/log/checkpoint`` within a second, and clearing reads that checkpoint."""
+    size = side.log.size()
+    deadline = time.monotonic() + 30
+    while True:
+        with urllib.request.urlopen(side.bank.url + "/v1/log/checkpoint") as response:
+            if int(response.read().decode().splitlines()[1]) >= size:
+                return
+        assert time.monotonic() < deadline, f"{side.bank.url} still publishes a size below {size}"
+        time.sleep(0.05)
+
+
 def clearing(w: World, h_url: str | None = None) -> Any:
+    """``timebank audit clearing`` of the two banks, once both servers publish what their
+    databases hold (``h_url``: another server for 鼓楼's log, taken as it is)."""
+    if h_url is None:
+        published(w.h)
+    published(w.r)
     return run(
         w.h.bank.env,
         "audit",
