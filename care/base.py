@@ -29,6 +29,7 @@ from care.storage import (
     to_record,
     to_request,
 )
+from database.group import Refused
 from ledger import AppendResult, LedgerPort
 from ledger.entry import EntryRequest, canonical_json
 from ledger.errors import EntryError
@@ -116,7 +117,7 @@ class CareBase:
         self.clock = clock
         self.events = events
 
-    def _commit_workflow(self, work: Callable[[Tx], R]) -> R:
+    def _commit_workflow(self, work: Callable[[Tx], R | Refused]) -> R:
         """``work``'s result once committed: a write of the workflow's own rows (records,
         requests, confirmation codes, the webhook outbox), none of
         ``accounts.storage.CALLER_TABLES``, so the caches of who callers are and how they relate
@@ -125,7 +126,9 @@ class CareBase:
         It is group-committed with concurrent requests' small writes (``database.group``): one
         commit for many check-ins where each took the writers' turn and an fsync of its own,
         every caller answered only once the commit holding its work is durable. ``work`` must
-        depend on the database alone: a batch in which another piece failed runs it again."""
+        depend on the database alone: a batch in which another piece failed runs it again. A
+        refusal found before anything is written is returned as ``Refused`` (raised here to
+        the caller), so the others' work is not run twice."""
         return self.store.database.group.run(lambda conn: work(Tx(conn)))
 
     def _who(self, entry_id: str, user_id: str | None) -> str:

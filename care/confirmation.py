@@ -20,6 +20,7 @@ from care.model import (
 from care.records import Records
 from care.repo import complete_request, save_record
 from care.storage import service_records, to_record
+from database.group import Refused
 
 
 class Confirmation(Records):
@@ -69,9 +70,9 @@ class Confirmation(Records):
     def _mark_confirmed(self, record: ServiceRecord, by: str, as_: ConfirmedAs) -> ServiceRecord:
         change = record.confirmed(by, as_, self.clock())
 
-        def save(tx: Tx) -> ServiceRecord:
-            if not save_record(tx, record, change):
-                raise WrongState("record was confirmed or rejected meanwhile")
+        def save(tx: Tx) -> ServiceRecord | Refused:
+            if not save_record(tx, record, change):  # nothing written
+                return Refused(WrongState("record was confirmed or rejected meanwhile"))
             if record.request_id is not None:
                 complete_request(tx, record.request_id)
             return to_record(tx.get(service_records, record.id))  # as stored

@@ -35,6 +35,7 @@ from care.storage import (
     to_request,
     to_type,
 )
+from database.group import Refused
 from ledger.entry import Entry
 from ledger.kinds import Deposit, Refund
 
@@ -165,10 +166,10 @@ class Verification(Confirmation):
         record, role = self._visible_record(principal, record_id)
         rejected = record.rejected(role, principal.member_id, principal.user_id, text, self.clock())
 
-        def save(tx: Tx) -> ServiceRequest | None:
+        def save(tx: Tx) -> ServiceRequest | Refused | None:
             """The rejection stored; the request to pay back, if it had been paid."""
-            if not save_record(tx, record, rejected):
-                raise WrongState("record was verified or rejected meanwhile")
+            if not save_record(tx, record, rejected):  # nothing written
+                return Refused(WrongState("record was verified or rejected meanwhile"))
             if record.request_id is not None:
                 request = locked_request(tx, record.request_id)
                 if request.status is RequestStatus.COMPLETED:

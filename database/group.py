@@ -15,7 +15,9 @@ donation showed as a third of this layer's time). When a piece fails, that trans
 rolled back whole, nothing of it committed, and the batch runs again with each piece under its
 own savepoint: the failing piece is rolled back alone and its caller gets its error. A piece
 must therefore be a function of the database alone (running it twice after a rollback is
-running it once).
+running it once). A piece that refuses before it writes anything (a compare-and-set that finds
+the row moved on) returns ``Refused`` instead of raising: its caller gets the error, and the
+others' work commits without the batch running again.
 """
 
 from __future__ import annotations
@@ -38,9 +40,17 @@ R = TypeVar("R")
 PG_GROUP_LOCK = 0x7462_6772_6F75_7021  # "tbgroup!"
 
 
+@dataclass(frozen=True)
+class Refused:
+    """What a piece returns, instead of raising ``error``, when it refused having written
+    nothing: ``run`` and ``Pending.wait`` raise ``error`` to its caller."""
+
+    error: Exception
+
+
 @dataclass(eq=False)
 class _Job(Generic[R]):
-    work: Callable[[Connection], R]
+    work: Callable[[Connection], R | Refused]
     wake: threading.Event = field(default_factory=threading.Event)  # finished, or to lead
     finished: bool = False
     waiting: bool = False  # its caller waits for it (and may be handed leadership)
@@ -87,12 +97,12 @@ class GroupCommit:
         self.jobs = 0
         self.retried = 0  # batches run again piece by piece because a piece failed
 
-    def run(self, work: Callable[[Connection], R]) -> R:
+    def run(self, work: Callable[[Connection], R | Refused]) -> R:
         """Run ``work(conn)`` inside a write transaction shared with concurrent callers; return
         its result once committed (or raise its error, or the commit's)."""
         return self.submit(work).wait()
 
-    def submit(self, work: Callable[[Connection], R]) -> Pending[R]:
+    def submit(self, work: Callable[[Connection], R | Refused]) -> Pending[R]:
         """Queue ``work`` without waiting for it: it is committed in the batch of whichever
         caller leads next (a request's last two writes, the key's completion and its audit
         event, then share one transaction), at the latest when ``Pending.wait`` is called.
@@ -177,7 +187,7 @@ class GroupCommit:
                 job.error = exc
             return None
         for job, result in zip(batch, results, strict=True):
-            job.result = result
+            _settle(job, result)
         return None
 
     def _commit_apart(self, batch: list[_Job[Any]]) -> None:
@@ -188,14 +198,22 @@ class GroupCommit:
                 for job in batch:
                     savepoint = conn.begin_nested()
                     try:
-                        job.result = job.work(conn)
+                        result = job.work(conn)
                     except Exception as exc:
                         savepoint.rollback()
                         job.error = exc
                     else:
                         savepoint.commit()
+                        _settle(job, result)
         except Exception as exc:  # the commit itself failed: nobody's work is durable
             for job in batch:
                 if job.error is None:
                     job.error = exc
                     job.result = None
+
+
+def _settle(job: _Job[Any], result: object) -> None:
+    if isinstance(result, Refused):
+        job.error = result.error
+    else:
+        job.result = result

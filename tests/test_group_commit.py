@@ -13,7 +13,7 @@ from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, fun
 
 from audit.trail import AuditEvent, AuditTrail, check_chain
 from database import Database
-from database.group import GroupCommit
+from database.group import GroupCommit, Refused
 from tests.conftest import BACKENDS, open_database
 
 scratch = MetaData()
@@ -119,6 +119,49 @@ def test_a_failing_piece_fails_alone(database: Database) -> None:
     with database.reader.begin() as conn:
         ids = set(conn.execute(select(notes.c.id)).scalars())
     assert ids == {1} | {100 + n for n in range(8) if n != 3}
+
+
+def test_a_piece_that_refuses_before_writing_fails_alone_without_a_second_run(
+    database: Database,
+) -> None:
+    """A piece returning ``Refused`` (it found the row moved on and wrote nothing): its caller
+    gets the error, the rest of its batch commits, and the batch does not run again."""
+    group = database.group
+    entered, gate = threading.Event(), threading.Event()
+
+    def held(conn: Connection) -> int:
+        entered.set()
+        gate.wait(10)
+        return _insert(50)(conn)
+
+    def refuse(conn: Connection) -> int | Refused:
+        return Refused(LookupError("moved on"))
+
+    outcomes: dict[int, object] = {}
+
+    def call(n: int, work: Callable[[Connection], int | Refused]) -> None:
+        try:
+            outcomes[n] = group.run(work)
+        except Exception as exc:
+            outcomes[n] = f"{type(exc).__name__}: {exc}"
+
+    leader = threading.Thread(target=call, args=(-1, held))
+    queued = [
+        threading.Thread(target=call, args=(n, refuse if n == 2 else _insert(500 + n)))
+        for n in range(5)
+    ]
+    _queue_behind_held_leader(group, entered, gate, leader, queued)
+    assert outcomes == {
+        -1: 500,
+        **{n: (500 + n) * 10 for n in range(5) if n != 2},
+        2: "LookupError: moved on",
+    }
+    assert group.retried == 0
+    with pytest.raises(LookupError):  # alone, the same
+        group.run(refuse)
+    with database.reader.begin() as conn:
+        ids = set(conn.execute(select(notes.c.id)).scalars())
+    assert ids == {50} | {500 + n for n in range(5) if n != 2}
 
 
 def test_a_lone_caller_commits_at_once(database: Database) -> None:
