@@ -15,7 +15,6 @@ import dataclasses
 import hashlib
 import json
 import socket
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -43,6 +42,7 @@ from tests.conftest import make_database
 from tests.test_peer_transfers import Side, _add_peer, _peer, _side, http_json
 from tests.test_peer_witnessing import Bank, _bank, serve
 from tests.test_peers import run
+from tests.transfer_servers import wait_until
 
 SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # PG: the other two
 
@@ -132,13 +132,12 @@ def published(side: Side) -> None:
     process appended (the operator's ``timebank peers settle``, ``peers transfers retry``) reach
     its ``GET /v1/log/checkpoint`` within a second, and clearing reads that checkpoint."""
     size = side.log.size()
-    deadline = time.monotonic() + 30
-    while True:
+
+    def caught_up() -> bool:
         with urllib.request.urlopen(side.bank.url + "/v1/log/checkpoint") as response:
-            if int(response.read().decode().splitlines()[1]) >= size:
-                return
-        assert time.monotonic() < deadline, f"{side.bank.url} still publishes a size below {size}"
-        time.sleep(0.05)
+            return int(response.read().decode().splitlines()[1]) >= size
+
+    wait_until(caught_up, 30, f"{side.bank.url} to publish a log of size {size}")
 
 
 def clearing(w: World, h_url: str | None = None) -> Any:
