@@ -129,6 +129,9 @@ async function flush() {
   let outcome = "sent";
   try {
     for (const item of await showQueue()) {
+      // A phone that reports no connection is believed: nothing is tried until its "online"
+      // event (a phone that wrongly reports one fails at fetch below, and waits the same way).
+      if (navigator.onLine === false) { outcome = "waiting"; break; }
       try {
         await send(item);
       } catch (error) {
