@@ -26,6 +26,7 @@ from tests.web_browser import (
     phone_context,
     start_demo_server,
 )
+from web.app import STATIC_DIR, shell_version
 
 PASSWORDS = {d.username: d.password for d in DEMO_LOGINS}
 
@@ -230,7 +231,13 @@ def test_the_app_shell_and_the_last_pages_load_offline_with_the_queue_intact(
                'controllerchange', () => done(true))))"""
     )
     visit(page, request_id, checked_in_hours_ago=11)  # the visit page, fetched through it
-    shell = page.evaluate("caches.open('timebank-shell-v1').then(c => c.keys())")
+    names = page.evaluate("caches.keys()")
+    assert [n for n in names if n.startswith("timebank-shell-")] == [
+        f"timebank-shell-{shell_version(STATIC_DIR)}"
+    ]
+    shell = page.evaluate(
+        f"caches.open('timebank-shell-{shell_version(STATIC_DIR)}').then(c => c.keys())"
+    )
     assert len(shell) == 7
 
     context.set_offline(True)
@@ -251,6 +258,30 @@ def test_the_app_shell_and_the_last_pages_load_offline_with_the_queue_intact(
     expect(page.locator("#queue")).to_be_hidden(timeout=30000)
     assert len(records_of(server, request_id)) == 1
     context.close()
+
+
+def test_a_release_renames_the_shell_cache_so_phones_fetch_it_again(
+    server: DemoServer, tmp_path: Path
+) -> None:
+    """The shell is served from the phone's cache first: without a new name for it, a phone
+    that installed the app would keep the first release's scripts for ever."""
+    worker = httpx.get(f"{server.url}/sw.js")
+    assert worker.status_code == 200
+    assert worker.headers["cache-control"] == "no-cache"
+    assert f'"timebank-shell-{shell_version(STATIC_DIR)}"' in worker.text
+    assert "{shell_version}" not in worker.text
+
+    (tmp_path / "vendor").mkdir()
+    (tmp_path / "app.js").write_text("one")
+    (tmp_path / "vendor" / "lib.js").write_text("two")
+    first = shell_version(tmp_path)
+    assert shell_version(tmp_path) == first
+    (tmp_path / "vendor" / "lib.js").write_text("two, patched")
+    assert shell_version(tmp_path) != first
+    (tmp_path / "vendor" / "lib.js").write_text("two")
+    assert shell_version(tmp_path) == first
+    (tmp_path / "vendor" / "lib.js").rename(tmp_path / "vendor" / "lib2.js")
+    assert shell_version(tmp_path) != first
 
 
 def test_a_pending_volunteer_is_refused_with_a_clear_page(

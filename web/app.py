@@ -4,6 +4,8 @@ them). Static files are the committed ones under ``web/static`` (vendored from n
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import html
 import logging
 import mimetypes
@@ -14,7 +16,6 @@ from litestar import Request, Response, Router, get
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.openapi.plugins import OpenAPIRenderPlugin
-from litestar.response import File
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler, ExceptionHandlersMap
 
@@ -67,13 +68,34 @@ PAGE_ERRORS: ExceptionHandlersMap = {
 }
 
 
+SHELL_VERSION_MARK = "{shell_version}"
+
+
+def shell_version(static_dir: Path) -> str:
+    """A digest of every static file. It names the service worker's cache of the app shell, so
+    a changed file changes the worker's bytes: phones fetch the new shell instead of serving
+    the copy they cached first for ever."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in static_dir.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(static_dir).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:16]
+
+
+@functools.cache
+def service_worker_source() -> bytes:
+    source = (STATIC_DIR / "sw.js").read_text(encoding="utf-8")
+    if SHELL_VERSION_MARK not in source:
+        raise RuntimeError(f"web/static/sw.js no longer names its cache {SHELL_VERSION_MARK}")
+    return source.replace(SHELL_VERSION_MARK, shell_version(STATIC_DIR)).encode()
+
+
 @get("/sw.js", include_in_schema=False)
-async def service_worker() -> File:
+async def service_worker() -> Response[bytes]:
     """At the root, so that it may control every page of the app."""
-    return File(
-        STATIC_DIR / "sw.js",
+    return Response(
+        service_worker_source(),
         media_type="text/javascript",
-        content_disposition_type="inline",
         headers={"cache-control": "no-cache"},
     )
 

@@ -1,7 +1,8 @@
 // The service worker: the app shell from the cache, the volunteer's pages from the network
-// with the last copy as a fallback when there is no signal. API calls are never cached.
+// with the last copy as a fallback when there is no signal. API calls are never cached. A new
+// release changes the shell's cache name, so the browser installs this worker again.
 "use strict";
-const SHELL = "timebank-shell-v1";
+const SHELL = "timebank-shell-{shell_version}";  // the server writes a digest of web/static
 const PAGES = "timebank-pages-v1";
 const SHELL_FILES = [
   "/static/app.css", "/static/app.js", "/static/visit.js", "/static/vendor/htmx.min.js",
