@@ -21,6 +21,7 @@ from care.requests import Requests
 from care.storage import (
     confirmation_codes,
 )
+from database.group import Refused
 
 CODE_TTL = timedelta(minutes=30)
 
@@ -82,9 +83,11 @@ class Codes(Requests):
         key = self.accounts.protector.data_key
         return hmac.new(key, f"confirm:{elder_id}:{code}".encode(), hashlib.sha256).hexdigest()
 
-    def _take_code(self, tx: Tx, elder_id: str, code: str, now: datetime, record_id: str) -> str:
+    def _take_code(
+        self, tx: Tx, elder_id: str, code: str, now: datetime, record_id: str
+    ) -> str | Refused:
         """Use up a live confirmation code of ``elder_id`` for ``record_id``; returns who
-        created it."""
+        created it, or a wrong code's refusal before anything is written."""
         row = tx.first(
             confirmation_codes,
             confirmation_codes.c.elder_id == elder_id,
@@ -93,8 +96,10 @@ class Codes(Requests):
         )
         expires = utc(row.expires_at) if row is not None else None
         if row is None or expires is None or expires <= now:
-            raise InvalidConfirmationCode(
-                "confirmation code is wrong, used or expired", field="confirmation_code"
+            return Refused(
+                InvalidConfirmationCode(
+                    "confirmation code is wrong, used or expired", field="confirmation_code"
+                )
             )
         tx.update(confirmation_codes, row.id, used_at=now, record_id=record_id)
         return str(row.created_by)

@@ -51,9 +51,11 @@ class Confirmation(Records):
         with self.store.snapshot() as tx:
             refuse_if_throttled(tx, keys, now)
 
-        def take(tx: Tx) -> str:
+        def take(tx: Tx) -> str | Refused:
             creator = self._take_code(tx, record.elder_id, code, now, record.id)
-            if creator in (by, record.created_by):  # refused: the code stays unused
+            if isinstance(creator, Refused):
+                return creator
+            if creator in (by, record.created_by):  # refused: the taken code is rolled back
                 raise SelfVerification(
                     "a code you created yourself cannot confirm your own service",
                     field="confirmation_code",

@@ -50,6 +50,7 @@ from care.storage import (
     to_record,
     to_request,
 )
+from database.group import Refused
 from ledger.entry import record_signing_message
 
 # A record for a request may start this long before its window and end this long after it,
@@ -281,19 +282,23 @@ class Records(Codes):
         policy, request_id = draft.policy, draft.fields["request"] or None
         digest = record_digest(draft.fields)
 
-        def insert(tx: Tx) -> ServiceRecord:
+        def insert(tx: Tx) -> ServiceRecord | Refused:
             overlap = overlapping_record(tx, volunteer.id, start, end)
             if overlap is not None:
                 span_text = f"{utc(overlap.check_in)} – {utc(overlap.check_out)}"
-                raise OverlappingRecord(
-                    f"overlaps record {overlap.id} ({span_text})", field="check_in"
+                return Refused(
+                    OverlappingRecord(
+                        f"overlaps record {overlap.id} ({span_text})", field="check_in"
+                    )
                 )
             logged = minutes_toward_cap(tx, [volunteer.id], day_start).get(volunteer.id, 0)
             if logged + minutes > policy.daily_cap_minutes:
                 cap = policy.daily_cap_minutes
-                raise DailyCapExceeded(
-                    f"{logged} minutes already logged that day; the cap is {cap}",
-                    field="minutes",
+                return Refused(
+                    DailyCapExceeded(
+                        f"{logged} minutes already logged that day; the cap is {cap}",
+                        field="minutes",
+                    )
                 )
             if request_id is not None:
                 request = locked_request(tx, request_id)
@@ -301,17 +306,23 @@ class Records(Codes):
                     request.status is not RequestStatus.ASSIGNED
                     or request.volunteer_id != volunteer.id
                 ):
-                    raise WrongState("the request is not assigned to you", field="request_id")
+                    return Refused(
+                        WrongState("the request is not assigned to you", field="request_id")
+                    )
                 if live_record(tx, request_id) is not None:
-                    raise WrongState(
-                        "a record for this request was logged already", field="request_id"
+                    return Refused(
+                        WrongState(
+                            "a record for this request was logged already", field="request_id"
+                        )
                     )
             record_id = new_id()
             confirmation = None
             if confirmation_code is not None:
                 refuse_if_throttled(tx, code_keys, now)
                 confirmation = self._take_code(tx, elder.id, confirmation_code, now, record_id)
-                if confirmation == principal.user_id:
+                if isinstance(confirmation, Refused):
+                    return confirmation
+                if confirmation == principal.user_id:  # the code was taken: roll it back
                     raise SelfVerification(
                         "a code you created yourself cannot confirm your own service",
                         field="confirmation_code",
