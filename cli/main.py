@@ -59,14 +59,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_migrate(_: argparse.Namespace) -> int:
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from migrations.privileges import APP_PRIVILEGES, GrantError
     from migrations.runner import current_revision, upgrade
 
     settings = settings_from_env()
     if settings.is_sqlite:
+        if args.grant_to is not None:
+            print(
+                "timebank migrate: --grant-to is for PostgreSQL (SQLite has no roles)",
+                file=sys.stderr,
+            )
+            return 2
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    upgrade(settings.database_url)
+    try:
+        upgrade(settings.database_url, grant_to=args.grant_to)
+    except GrantError as exc:
+        print(f"timebank migrate: {exc}; nothing was changed", file=sys.stderr)
+        return 1
     print(f"database at revision {current_revision(settings.database_url)}")
+    if args.grant_to is not None:
+        print(f"granted {args.grant_to} the app's privileges on {len(APP_PRIVILEGES)} tables")
     return 0
 
 
@@ -205,9 +218,14 @@ def register_ledger_commands(sub: argparse._SubParsersAction[argparse.ArgumentPa
     )
     serve.set_defaults(func=cmd_serve)
 
-    sub.add_parser("migrate", help="create or upgrade the database schema").set_defaults(
-        func=cmd_migrate
+    migrate = sub.add_parser("migrate", help="create or upgrade the database schema")
+    migrate.add_argument(
+        "--grant-to",
+        metavar="ROLE",
+        help="PostgreSQL: then give ROLE, the server's own role, exactly the privileges it "
+        "needs on every table (run as the owner; repeat after each upgrade)",
     )
+    migrate.set_defaults(func=cmd_migrate)
 
     seed = sub.add_parser("seed", help="fill an empty database with demo data")
     seed.add_argument("--demo", action="store_true", help="the realistic demo data set")

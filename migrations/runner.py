@@ -17,6 +17,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, text
 
 from database import make_engines
+from migrations.privileges import grant_to_app_role
 
 MIGRATION_LOCK = 0x7462_6D69_6772_6174  # "tbmigrat"
 HERE = Path(__file__).resolve().parent
@@ -35,7 +36,9 @@ def _migrating_engine(url: str) -> Engine:
     return create_engine(url)
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+def upgrade(url: str, revision: str = "head", grant_to: str | None = None) -> None:
+    """Migrate to ``revision``; with ``grant_to``, then give that role the app's privileges
+    (``migrations.privileges``) in the same transaction."""
     engine = _migrating_engine(url)
     try:
         with engine.connect() as conn:
@@ -50,6 +53,8 @@ def upgrade(url: str, revision: str = "head") -> None:
             try:
                 with conn.begin():
                     command.upgrade(alembic_config(conn), revision)
+                    if grant_to is not None:
+                        grant_to_app_role(conn, grant_to)
             finally:
                 if conn.dialect.name == "postgresql":
                     conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK})

@@ -29,7 +29,6 @@ import select
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from pathlib import Path
+
+import sqlalchemy
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
@@ -348,24 +349,27 @@ def _clean_env(home: Path) -> dict[str, str]:
 
 
 @contextmanager
-def fresh_demo() -> Iterator[Demo]:
-    """Migrate, seed and serve a demo as ``make run`` does, on free ports; stop it after."""
+def fresh_demo(database_url: str | None = None, migrated: bool = False) -> Iterator[Demo]:
+    """Migrate, seed and serve a demo as ``make run`` does, on free ports; stop it after. On
+    ``database_url`` (an empty database) instead of SQLite in ``./var``, the server's and every
+    block's ``TIMEBANK_DATABASE_URL``; ``migrated``: its owner migrated it already."""
     scratch = Path(tempfile.mkdtemp(prefix="timebank-docs-"))
     (scratch / "home").mkdir()
     (scratch / ".venv").symlink_to(VENV)
     env = _clean_env(scratch)
+    if database_url is not None:
+        env["TIMEBANK_DATABASE_URL"] = database_url
     ports = {port: free_port() for port in DOC_PORTS}
     timebank = str(VENV / "bin" / "timebank")
     log_path = scratch / "server.log"
-    for args in (["migrate"], ["seed", "--demo", "--if-empty", "--entries", str(demo_entries())]):
+    seed = ["seed", "--demo", "--if-empty", "--entries", str(demo_entries())]
+    for args in [seed] if migrated else [["migrate"], seed]:
         done = subprocess.run(
             [timebank, *args], cwd=scratch, env=env, capture_output=True, text=True, timeout=300
         )
         if done.returncode != 0:
             raise RuntimeError(f"timebank {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
-    with sqlite3.connect(scratch / "var" / "timebank.db") as db:
-        (entries,) = db.execute("SELECT count(*) FROM log_entries").fetchone()
-        (events,) = db.execute("SELECT count(*) FROM audit_events").fetchone()
+    entries, events = _counts(database_url or f"sqlite:///{scratch / 'var' / 'timebank.db'}")
     with log_path.open("w") as log:
         server = subprocess.Popen(
             [timebank, "serve", "--host", "127.0.0.1", "--port", str(ports[8000])],
@@ -396,6 +400,18 @@ def fresh_demo() -> Iterator[Demo]:
             server.kill()
             server.wait()
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _counts(database_url: str) -> tuple[int, int]:
+    """The seeded demo's log entries and audit events."""
+    engine = sqlalchemy.create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            entries = conn.execute(sqlalchemy.text("SELECT count(*) FROM log_entries")).scalar_one()
+            events = conn.execute(sqlalchemy.text("SELECT count(*) FROM audit_events")).scalar_one()
+    finally:
+        engine.dispose()
+    return int(entries), int(events)
 
 
 def _wait_for_size(url: str, size: int, deadline: float) -> None:
@@ -497,9 +513,11 @@ def run_blocks(
     return result, outputs
 
 
-def run_document(path: str) -> Result:
-    text = (ROOT / path).read_text()
-    return run_blocks(extract(text, path), path)[0]
+def run_document(path: str, database_url: str | None = None, migrated: bool = False) -> Result:
+    """``path``'s blocks against a fresh demo (on ``database_url``: see ``fresh_demo``)."""
+    blocks = extract((ROOT / path).read_text(), path)
+    with fresh_demo(database_url, migrated) as demo:
+        return run_blocks(blocks, path, demo)[0]
 
 
 def update_document(path: str) -> Result:
