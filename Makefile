@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 DEMO_ENTRIES ?= 2000
 
-.PHONY: run run-federation test docs-check lint typecheck imports unit bench bench-http bench-stats bench-halfyear bench-verify bench-webhooks clean browser-deps vendor i18n-extract i18n-update i18n-compile screenshots bench-web reliability reliability-races reliability-retries reliability-standby reliability-transfers fuzz
+.PHONY: run run-federation test docs-check lint typecheck imports unit bench bench-http bench-stats bench-halfyear bench-verify bench-webhooks clean browser-deps vendor i18n-extract i18n-update i18n-compile screenshots bench-web reliability reliability-races reliability-retries reliability-standby reliability-transfers fuzz test-pg-app-role
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -123,6 +123,11 @@ PEER_TRANSFERS ?= 1000
 reliability-transfers: $(VENV)/.installed-dev
 	TIMEBANK_PEER_TRANSFERS=$(PEER_TRANSFERS) \
 	$(BIN)/pytest tests/test_transfer_concurrency.py tests/test_transfer_crash.py -n 0 -s $(RELIABILITY_ARGS)
+
+# Every PostgreSQL test of the suite on databases used as an app role that their owner granted
+# with `timebank migrate --grant-to` (docs/operations.md), not as the superuser.
+test-pg-app-role: $(VENV)/.installed-dev
+	TIMEBANK_TEST_PG_AS=app $(BIN)/pytest -n 2 --dist loadgroup -k postgresql $(PG_APP_ROLE_ARGS)
 
 # The long fuzzing run of docs/reliability.md: schemathesis as every role of the test world,
 # FUZZ_EXAMPLES cases an operation (make test: 20, as a bank admin and anonymously).

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import MetaData, create_engine, text
+from sqlalchemy import Engine, MetaData, create_engine, text
 from sqlalchemy.engine import make_url
 
 from database import Database
@@ -73,14 +73,53 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+# ``TIMEBANK_TEST_PG_AS=app`` (``make test-pg-app-role``): the tests' PostgreSQL databases are
+# owned by an owner role that migrated them and are used as the app role it granted
+# (``timebank migrate --grant-to``), as docs/operations.md deploys them.
+PG_AS_APP = os.environ.get("TIMEBANK_TEST_PG_AS") == "app"
+_APP_ROLES = f"{uuid.uuid4().hex[:10]}"
+PG_OWNER, PG_APP = f"tb_owner_{_APP_ROLES}", f"tb_app_{_APP_ROLES}"
+
+
+def owner_url(url: str) -> str:
+    """``url``'s database as its owner: for what the app role may not do (migrations, an
+    insider's edits behind the application's back); ``url`` itself unless tests run as the app
+    role."""
+    if not (PG_AS_APP and url.startswith("postgresql")):
+        return url
+    return _pg_url_as(PG_OWNER, str(make_url(url).database))
+
+
+def migrate_as_owner(url: str) -> None:
+    """Upgrade ``url``'s database as its owner does (granting the app role when tests run as
+    it), under the migration lock as every upgrade."""
+    upgrade(owner_url(url), grant_to=PG_APP if PG_AS_APP and url.startswith("postgresql") else None)
+
+
+def _pg_url_as(role: str, database: str) -> str:
+    address = make_url(PG_URL).set(username=role, password=f"pw-{role}", database=database)
+    return address.render_as_string(hide_password=False)
+
+
 @pytest.fixture(scope="session")
 def pg_template() -> Iterator[str]:
     require_pg()
     name = f"tb_tpl_{uuid.uuid4().hex[:12]}"
-    _admin(f"CREATE DATABASE {name}")
-    upgrade(_pg_url_for(name))
+    if not PG_AS_APP:
+        _admin(f"CREATE DATABASE {name}")
+        upgrade(_pg_url_for(name))
+        yield name
+        _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        return
+    for role in (PG_OWNER, PG_APP):
+        _admin(f"CREATE ROLE {role} LOGIN PASSWORD 'pw-{role}'")
+    _admin(f"CREATE DATABASE {name} OWNER {PG_OWNER}")
+    upgrade(_pg_url_as(PG_OWNER, name), grant_to=PG_APP)
     yield name
     _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    for role in (PG_APP, PG_OWNER):
+        _admin(f"DROP OWNED BY {role}")  # what tests of scratch tables granted, then the role
+        _admin(f"DROP ROLE IF EXISTS {role}")
 
 
 def make_database(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
@@ -92,9 +131,12 @@ def make_database(backend: str, request: pytest.FixtureRequest, tmp_path: Path) 
         return
     template_name: str = request.getfixturevalue("pg_template")
     name = f"tb_{uuid.uuid4().hex[:16]}"
-    _admin(f"CREATE DATABASE {name} TEMPLATE {template_name} STRATEGY FILE_COPY")
+    owner = f" OWNER {PG_OWNER}" if PG_AS_APP else ""
+    _admin(f"CREATE DATABASE {name}{owner} TEMPLATE {template_name} STRATEGY FILE_COPY")
+    if PG_AS_APP:
+        _admin(f"GRANT CONNECT ON DATABASE {name} TO {PG_APP}")
     try:
-        yield _pg_url_for(name)
+        yield _pg_url_as(PG_APP, name) if PG_AS_APP else _pg_url_for(name)
     finally:
         _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
@@ -112,13 +154,43 @@ def open_database(
     for url in make_database(backend, request, tmp_path):
         db = Database(url)
         if scratch is not None:
-            scratch.create_all(db.writer)
+            _create_scratch(scratch, db, url)
         try:
             yield db
         finally:
             if scratch is not None:
-                scratch.drop_all(db.writer)
+                _drop_scratch(scratch, db, url)
             db.dispose()
+
+
+def _owner_engine(url: str) -> Engine:
+    return create_engine(owner_url(url))
+
+
+def _drop_scratch(scratch: MetaData, db: Database, url: str) -> None:
+    if not (PG_AS_APP and url.startswith("postgresql")):
+        scratch.drop_all(db.writer)
+        return
+    engine = _owner_engine(url)
+    try:
+        scratch.drop_all(engine)
+    finally:
+        engine.dispose()
+
+
+def _create_scratch(scratch: MetaData, db: Database, url: str) -> None:
+    """A test's own tables; as the app role, made by the owner and granted to the app."""
+    if not (PG_AS_APP and url.startswith("postgresql")):
+        scratch.create_all(db.writer)
+        return
+    engine = _owner_engine(url)
+    try:
+        scratch.create_all(engine)
+        with engine.begin() as conn:
+            for table in scratch.sorted_tables:
+                conn.execute(text(f'GRANT ALL ON TABLE "{table.name}" TO {PG_APP}'))
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture(params=BACKENDS)

@@ -7,6 +7,7 @@ from sqlalchemy import create_engine, text
 from ledger.entry import EntryRequest, Posting
 from ledger.postings import system_account
 from ledger.storage import APPEND_ONLY_TABLES
+from tests.conftest import owner_url
 
 BANK = "t"
 ISSUANCE = system_account(BANK, "issuance")
@@ -51,8 +52,9 @@ def redemption(entry_id: str, account: str, minutes: int) -> EntryRequest:
 
 
 def raw_sql(url: str, *statements: str) -> None:
-    """Run SQL behind the application's back (as an insider with database access would)."""
-    engine = create_engine(url)
+    """Run SQL behind the application's back (as an insider with database access would: the
+    tables' owner)."""
+    engine = create_engine(owner_url(url))
     try:
         with engine.begin() as conn:
             for statement in statements:

@@ -27,11 +27,12 @@ from ledger.entry import EntryRequest, Posting, canonical_json
 from ledger.facts import FACT_COLUMNS, facts_of_leaf
 from ledger.log import Log
 from ledger.merkle import Frontier
-from migrations.runner import alembic_config, current_revision, head_revision, upgrade
+from migrations.runner import alembic_config, current_revision, head_revision
 from reports.halfyear import iter_leaves, public_figures
 from reports.public import PublicFigures, half_bounds
 from reports.recompute import verify_report
 from reports.runs import BundleLog, FileLeaves, Run, push
+from tests.conftest import migrate_as_owner, owner_url
 from tests.helpers import deposit, drop_append_only_triggers, member, raw_sql
 from tests.test_halfyear import app, principal, url, world
 from tests.test_halfyear_fast import Clock, build_world, clock, timed_log
@@ -115,14 +116,14 @@ def test_migration_0023_backfills_an_existing_log(
     build_world(timed_log, clock, seed=23, entries=300)
     expected = _expected_rows(timed_log)
     assert _facts_rows(db_url) == expected
-    engine = create_engine(db_url)
+    engine = create_engine(owner_url(db_url))
     try:
         with engine.connect() as conn, conn.begin():
             command.downgrade(alembic_config(conn), "0021_open_transfers")
     finally:
         engine.dispose()
     assert current_revision(db_url) == "0021_open_transfers"
-    upgrade(db_url)  # under the migration lock, as every upgrade
+    migrate_as_owner(db_url)  # under the migration lock, as every upgrade
     assert current_revision(db_url) == head_revision()
     assert _facts_rows(db_url) == expected
     leaves = list(iter_leaves(timed_log, timed_log.size()))

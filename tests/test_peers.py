@@ -24,7 +24,8 @@ from federation.peers import PeerError, Peers
 from federation.signing import SignatureError, sign_request, verify_request
 from federation.storage import PeerStore
 from ledger.note import COSIGNATURE_V1, Signer, Verifier
-from migrations.runner import alembic_config, check, current_revision, head_revision, upgrade
+from migrations.runner import alembic_config, check, current_revision, head_revision
+from tests.conftest import migrate_as_owner, owner_url
 
 TIMEBANK = str(Path(sys.executable).with_name("timebank"))
 OWN = "gulou.timebank.test/log"
@@ -178,14 +179,14 @@ def test_duplicates_are_refused_by_name_origin_and_request_key(peers: Peers) -> 
 def test_the_migration_matches_the_models_and_goes_down_and_up(db_url: str) -> None:
     assert current_revision(db_url) == head_revision()
     check(db_url)
-    engine = create_engine(db_url)
+    engine = create_engine(owner_url(db_url))
     try:
         with engine.connect() as conn, conn.begin():
             command.downgrade(alembic_config(conn), "0016_published_reports")
     finally:
         engine.dispose()
     assert current_revision(db_url) == "0016_published_reports"
-    upgrade(db_url)
+    migrate_as_owner(db_url)
     assert current_revision(db_url) == head_revision()
     check(db_url)
 
