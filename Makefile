@@ -53,7 +53,7 @@ unit: $(VENV)/.installed-dev node_modules/.installed
 # The browser tests drive Debian's Chromium (never `playwright install`) and inject axe-core
 # from npm. CI (.ci/run) installs the Debian packages; `make browser-deps` does the same here.
 browser-deps:
-	apt-get install -y chromium fonts-noto-cjk poppler-utils
+	apt-get install -y chromium fonts-noto-cjk poppler-utils sqlite3 postgresql-client
 	apt-get install -y --no-install-recommends libreoffice-calc-nogui
 
 node_modules/.installed: package.json package-lock.json

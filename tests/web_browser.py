@@ -66,15 +66,20 @@ def start_demo_server(
     env.pop("TIMEBANK_DATABASE_URL", None)
     if database_url is not None:
         env["TIMEBANK_DATABASE_URL"] = database_url
-    port = free_port()
-    server = DemoServer(f"http://127.0.0.1:{port}", env, data_dir / "server.log")
+    server = DemoServer(f"http://127.0.0.1:{free_port()}", env, data_dir / "server.log")
     for args in (("migrate",), ("seed", "--demo", "--entries", str(entries))):
         done = server.cli(*args)
         assert done.returncode == 0, done.stderr
+    yield from serve(server)
+
+
+def serve(server: DemoServer) -> Iterator[DemoServer]:
+    """``timebank serve`` on ``server``'s port and environment until the caller is done."""
+    port = int(server.url.rsplit(":", 1)[1])
     with server.log_path.open("w") as log:
         process = subprocess.Popen(
             [str(TIMEBANK), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
+            env=server.env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
