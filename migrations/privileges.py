@@ -73,8 +73,9 @@ _ROLE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 class GrantError(Exception):
-    """The grants could not be applied: a bad role name, a database that is not PostgreSQL,
-    or tables whose privileges this version does not know."""
+    """The grants could not be applied: a bad role name, a role that could undo them (the
+    owner, a superuser, a member of the owner), a database that is not PostgreSQL, or tables or
+    sequences whose privileges this version does not know."""
 
 
 def grant_to_app_role(conn: Connection, role: str) -> list[str]:
@@ -92,9 +93,28 @@ def grant_to_app_role(conn: Connection, role: str) -> list[str]:
     }
     if role in owners.values():
         raise GrantError(f"role {role} owns tables here: the app role must not own them")
-    exists = conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role})
-    if exists.first() is None:
+    found = conn.execute(
+        text("SELECT rolsuper FROM pg_roles WHERE rolname = :r"), {"r": role}
+    ).first()
+    if found is None:
         raise GrantError(f"role {role} does not exist: create it first (docs/operations.md)")
+    if found[0]:
+        raise GrantError(f"role {role} is a superuser: the triggers could not hold it")
+    for owner in set(owners.values()):
+        member = conn.execute(
+            text("SELECT pg_has_role(:r, :o, 'MEMBER')"), {"r": role, "o": owner}
+        ).scalar_one()
+        if member:
+            raise GrantError(f"role {role} is a member of the owner {owner}: it must not be")
+    sequences = {
+        str(name)
+        for (name,) in conn.execute(
+            text("SELECT sequencename FROM pg_sequences WHERE schemaname = current_schema()")
+        )
+    }
+    undecided = sorted(sequences - set(APP_SEQUENCES))
+    if undecided:
+        raise GrantError(f"no privileges decided for sequence(s) {', '.join(undecided)}")
     tables = set(owners)
     unknown = sorted(tables - APP_PRIVILEGES.keys())
     if unknown:
@@ -115,4 +135,5 @@ def grant_to_app_role(conn: Connection, role: str) -> list[str]:
 
 
 def _schema(conn: Connection) -> str:
-    return '"' + str(conn.execute(text("SELECT current_schema()")).scalar_one()) + '"'
+    name = str(conn.execute(text("SELECT current_schema()")).scalar_one())
+    return str(conn.dialect.identifier_preparer.quote_identifier(name))

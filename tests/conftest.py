@@ -111,15 +111,16 @@ def pg_template() -> Iterator[str]:
         yield name
         _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         return
-    for role in (PG_OWNER, PG_APP):
-        _admin(f"CREATE ROLE {role} LOGIN PASSWORD 'pw-{role}'")
-    _admin(f"CREATE DATABASE {name} OWNER {PG_OWNER}")
-    upgrade(_pg_url_as(PG_OWNER, name), grant_to=PG_APP)
-    yield name
-    _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    for role in (PG_APP, PG_OWNER):
-        _admin(f"DROP OWNED BY {role}")  # what tests of scratch tables granted, then the role
-        _admin(f"DROP ROLE IF EXISTS {role}")
+    try:
+        for role in (PG_OWNER, PG_APP):
+            _admin(f"CREATE ROLE {role} LOGIN PASSWORD 'pw-{role}'")
+        _admin(f"CREATE DATABASE {name} OWNER {PG_OWNER}")
+        upgrade(_pg_url_as(PG_OWNER, name), grant_to=PG_APP)
+        yield name
+    finally:
+        _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        for role in (PG_APP, PG_OWNER):
+            _admin(f"DROP ROLE IF EXISTS {role}")
 
 
 def make_database(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:

@@ -62,24 +62,24 @@ def roles() -> Iterator[Roles]:
     require_pg()
     suffix = uuid.uuid4().hex[:10]
     made = Roles(f"tb_roles_{suffix}", f"tb_owner_{suffix}", f"tb_app_{suffix}")
-    _admin(f"CREATE ROLE {made.owner} LOGIN PASSWORD 'pw-{made.owner}'")
-    _admin(f"CREATE ROLE {made.app} LOGIN PASSWORD 'pw-{made.app}'")
-    _admin(f"CREATE DATABASE {made.database} OWNER {made.owner} TEMPLATE template0")
-    superuser = create_engine(
-        make_url(PG_URL).set(database=made.database), isolation_level="AUTOCOMMIT"
-    )
     try:
-        with superuser.connect() as conn:
-            for statement in (
-                f"ALTER SCHEMA public OWNER TO {made.owner}",
-                "REVOKE ALL ON SCHEMA public FROM PUBLIC",
-                f"REVOKE ALL ON DATABASE {made.database} FROM PUBLIC",
-                f"GRANT CONNECT ON DATABASE {made.database} TO {made.app}",
-            ):
-                conn.execute(text(statement))
-    finally:
-        superuser.dispose()
-    try:
+        _admin(f"CREATE ROLE {made.owner} LOGIN PASSWORD 'pw-{made.owner}'")
+        _admin(f"CREATE ROLE {made.app} LOGIN PASSWORD 'pw-{made.app}'")
+        _admin(f"CREATE DATABASE {made.database} OWNER {made.owner} TEMPLATE template0")
+        superuser = create_engine(
+            make_url(PG_URL).set(database=made.database), isolation_level="AUTOCOMMIT"
+        )
+        try:
+            with superuser.connect() as conn:
+                for statement in (
+                    f"ALTER SCHEMA public OWNER TO {made.owner}",
+                    "REVOKE ALL ON SCHEMA public FROM PUBLIC",
+                    f"REVOKE ALL ON DATABASE {made.database} FROM PUBLIC",
+                    f"GRANT CONNECT ON DATABASE {made.database} TO {made.app}",
+                ):
+                    conn.execute(text(statement))
+        finally:
+            superuser.dispose()
         yield made
     finally:
         _admin(f"DROP DATABASE IF EXISTS {made.database} WITH (FORCE)")
@@ -133,6 +133,15 @@ def test_a_table_without_decided_privileges_is_refused_and_nothing_is_granted(
     as_owner = roles.timebank(roles.owner, "migrate", "--grant-to", roles.owner)
     assert as_owner.returncode == 1
     assert "owns tables here" in as_owner.stderr
+    superuser = str(make_url(PG_URL).username)
+    as_superuser = roles.timebank(roles.owner, "migrate", "--grant-to", superuser)
+    assert as_superuser.returncode == 1
+    assert "is a superuser" in as_superuser.stderr
+    _admin(f"GRANT {roles.owner} TO {roles.app}")
+    in_owner = roles.timebank(roles.owner, "migrate", "--grant-to", roles.app)
+    assert in_owner.returncode == 1
+    assert f"is a member of the owner {roles.owner}" in in_owner.stderr
+    _admin(f"REVOKE {roles.owner} FROM {roles.app}")
     roles.sql(roles.owner, "DROP TABLE scratch_notes")
     assert roles.timebank(roles.owner, "migrate", "--grant-to", roles.app).returncode == 0
 

@@ -10,7 +10,9 @@ const SHELL_FILES = [
 ];
 
 self.addEventListener("install", (event) => {
-  event.waitUntil(caches.open(SHELL).then((cache) => cache.addAll(SHELL_FILES)));
+  // Past the browser's HTTP cache: a new release's shell must not be filled with the old files.
+  event.waitUntil(caches.open(SHELL).then((cache) => cache.addAll(
+    SHELL_FILES.map((url) => new Request(url, { cache: "reload" })))));
   self.skipWaiting();
 });
 
