@@ -10,6 +10,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, make_url, text
@@ -130,6 +131,10 @@ def test_a_table_without_decided_privileges_is_refused_and_nothing_is_granted(
     assert "no privileges decided for table(s) scratch_notes" in refused.stderr
     assert set(privileges_of(roles, roles.app).values()) == {()}
 
+    odd_name = roles.timebank(roles.owner, "migrate", "--grant-to", 'app"; DROP TABLE banks; --')
+    assert odd_name.returncode == 1
+    assert "is not a plain lower-case PostgreSQL name" in odd_name.stderr
+
     as_owner = roles.timebank(roles.owner, "migrate", "--grant-to", roles.owner)
     assert as_owner.returncode == 1
     assert "owns tables here" in as_owner.stderr
@@ -185,3 +190,19 @@ def test_the_app_role_runs_the_walk_through_and_cannot_change_the_log(
         with pytest.raises(ProgrammingError, match=r"permission denied|must be owner"):
             roles.sql(roles.app, statement)
     assert roles.sql(roles.app, "SELECT count(*) FROM log_entries")[0][0] > 0
+
+
+def test_sqlite_has_no_roles_to_grant(tmp_path: Path) -> None:
+    """On SQLite the option is a usage error and nothing is created; without it, the same
+    command migrates."""
+    env = {**os.environ, "TIMEBANK_DATA_DIR": str(tmp_path / "var")}
+    env.pop("TIMEBANK_DATABASE_URL", None)
+    timebank = str(VENV / "bin" / "timebank")
+    refused = subprocess.run(
+        [timebank, "migrate", "--grant-to", "timebank_app"], env=env, capture_output=True, text=True
+    )
+    assert refused.returncode == 2
+    assert "--grant-to is for PostgreSQL" in refused.stderr
+    assert not (tmp_path / "var").exists()
+    done = subprocess.run([timebank, "migrate"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("database at revision"), done.stderr
