@@ -40,6 +40,32 @@ def require_programs(*names: str) -> None:
 KEYS = ("signing.key", "data.key", "statement.key")
 
 
+FUNDING = 1000  # minutes: far more than a test donates, whatever the demo's history gave
+
+
+def fund(server: DemoServer, account: str, minutes: int) -> None:
+    """Stored time for the demo volunteer, as a past deposit would have left (the demo's
+    history gives her a balance that depends on the day)."""
+    code = (
+        "import sys\n"
+        "from ledger.config import Settings\n"
+        "from ledger.entry import EntryRequest, Posting\n"
+        "from ledger.log import Log\n"
+        "from ledger.postings import ISSUANCE, system_account\n"
+        "account, minutes = sys.argv[1], int(sys.argv[2])\n"
+        "log = Log.open(Settings.from_env())\n"
+        "issuance = system_account('demo', ISSUANCE)\n"
+        "log.append(EntryRequest('deposit', 'backup-test-funding', "
+        "(Posting(issuance, -minutes), Posting(account, minutes)), "
+        "{'service': 'company', 'minutes': minutes, 'weight': 1000}))\n"
+        "log.close()\n"
+    )
+    python = str(Path(str(TIMEBANK)).parent / "python")
+    subprocess.run(
+        [python, "-c", code, account, str(minutes)], env=server.env, check=True, timeout=120
+    )
+
+
 class Donor:
     """The demo volunteer giving a minute to the pool, again and again, until told to stop:
     the appends a backup is taken in the middle of."""
@@ -51,11 +77,22 @@ class Donor:
         )
         assert login.status_code == 200, login.text
         self.http.headers["authorization"] = f"Bearer {login.json()['token']}"
-        self.member = self.http.get("/v1/me").json()["member"]["id"]
+        me = self.http.get("/v1/me").json()["member"]
+        self.member = me["id"]
+        fund(server, me["ledger_account"], FUNDING)
+        deadline = time.monotonic() + 30  # the server sees another process's append within 1 s
+        while self._available() < FUNDING:
+            assert time.monotonic() < deadline, "the funding never showed in the balance"
+            time.sleep(0.2)
         self.acknowledged: list[str] = []  # entry ids, in the order the server answered
         self.refused: str | None = None
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._give)
+
+    def _available(self) -> int:
+        answer = self.http.get(f"/v1/members/{self.member}/balance")
+        assert answer.status_code == 200, answer.text
+        return int(answer.json()["available_minutes"])
 
     def _give(self) -> None:
         while not self.stop.is_set():
