@@ -22,6 +22,10 @@ import pytest
 from sqlalchemy import make_url
 
 from demo.bank import DEMO_LOGINS
+from ledger.config import Settings
+from ledger.entry import EntryRequest, Posting
+from ledger.log import Log
+from ledger.postings import ISSUANCE, system_account
 from tests.conftest import PG_URL, _admin, _pg_url_for, require_pg
 from tests.web_browser import TIMEBANK, DemoServer, free_port, serve, start_demo_server
 
@@ -45,25 +49,21 @@ FUNDING = 1000  # minutes: far more than a test donates, whatever the demo's his
 
 def fund(server: DemoServer, account: str, minutes: int) -> None:
     """Stored time for the demo volunteer, as a past deposit would have left (the demo's
-    history gives her a balance that depends on the day)."""
-    code = (
-        "import sys\n"
-        "from ledger.config import Settings\n"
-        "from ledger.entry import EntryRequest, Posting\n"
-        "from ledger.log import Log\n"
-        "from ledger.postings import ISSUANCE, system_account\n"
-        "account, minutes = sys.argv[1], int(sys.argv[2])\n"
-        "log = Log.open(Settings.from_env())\n"
-        "issuance = system_account('demo', ISSUANCE)\n"
-        "log.append(EntryRequest('deposit', 'backup-test-funding', "
-        "(Posting(issuance, -minutes), Posting(account, minutes)), "
-        "{'service': 'company', 'minutes': minutes, 'weight': 1000}))\n"
-        "log.close()\n"
-    )
-    python = str(Path(str(TIMEBANK)).parent / "python")
-    subprocess.run(
-        [python, "-c", code, account, str(minutes)], env=server.env, check=True, timeout=120
-    )
+    history gives her a balance that depends on the day): appended beside the running server,
+    as another process of the bank would."""
+    log = Log.open(Settings.from_env(server.env))
+    try:
+        issuance = system_account("demo", ISSUANCE)
+        log.append(
+            EntryRequest(
+                "deposit",
+                "backup-test-funding",
+                (Posting(issuance, -minutes), Posting(account, minutes)),
+                {"service": "company", "minutes": minutes, "weight": 1000},
+            )
+        )
+    finally:
+        log.close()
 
 
 class Donor:
@@ -141,6 +141,13 @@ def restored(backup: Path, data_dir: Path, target: Path) -> dict[str, str]:
     return {"PATH": "/usr/bin:/bin", "TIMEBANK_DATA_DIR": str(target)}
 
 
+def sqlite3_program(database: Path, command: str) -> None:
+    done = subprocess.run(
+        ["sqlite3", str(database), command], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+
+
 def entry_ids(database: Path) -> set[str]:
     with sqlite3.connect(database) as db:
         return {str(r[0]) for r in db.execute("SELECT id FROM log_entries")}
@@ -156,25 +163,13 @@ def test_sqlite_online_backups_taken_while_appending_restore_and_verify(
     key = sqlite_server.cli("key", "show").stdout.strip()
     with Donor(sqlite_server) as donor:
         before = donor.until(20)
-        done = subprocess.run(
-            ["sqlite3", str(live), f"VACUUM INTO '{backups / 'vacuum.db'}'"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stderr
+        sqlite3_program(live, f"VACUUM INTO '{backups / 'vacuum.db'}'")
         with sqlite3.connect(live) as source, sqlite3.connect(backups / "python.db") as copy:
             source.backup(copy)  # in one step: a consistent copy however busy the server is
         donor.until(len(donor.acknowledged) + 2)  # one sent after the last copy was made
     # The sqlite3 program's .backup copies 100 pages a step and starts over when another
     # process writes between steps: docs/operations.md keeps it for a quiet server.
-    done = subprocess.run(
-        ["sqlite3", str(live), f".backup {backups / 'quiet.db'}"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
+    sqlite3_program(live, f".backup {backups / 'quiet.db'}")
 
     for name in ("vacuum.db", "python.db", "quiet.db"):
         env = restored(backups / name, data_dir, tmp_path / f"restored-{name}")
