@@ -12,6 +12,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -93,7 +94,7 @@ def owner_url(url: str) -> str:
 def migrate_as_owner(url: str) -> None:
     """Upgrade ``url``'s database as its owner does (granting the app role when tests run as
     it), under the migration lock as every upgrade."""
-    upgrade(owner_url(url), grant_to=PG_APP if PG_AS_APP and url.startswith("postgresql") else None)
+    upgrade(owner_url(url), grant_to=PG_APP if owner_url(url) != url else None)
 
 
 def _pg_url_as(role: str, database: str) -> str:
@@ -164,34 +165,33 @@ def open_database(
             db.dispose()
 
 
-def _owner_engine(url: str) -> Engine:
-    return create_engine(owner_url(url))
+@contextmanager
+def _as_owner(db: Database, url: str) -> Iterator[Engine]:
+    """An engine for what only the tables' owner may do: ``db``'s own writer, unless tests run
+    as the app role."""
+    if owner_url(url) == url:
+        yield db.writer
+        return
+    engine = create_engine(owner_url(url))
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 def _drop_scratch(scratch: MetaData, db: Database, url: str) -> None:
-    if not (PG_AS_APP and url.startswith("postgresql")):
-        scratch.drop_all(db.writer)
-        return
-    engine = _owner_engine(url)
-    try:
+    with _as_owner(db, url) as engine:
         scratch.drop_all(engine)
-    finally:
-        engine.dispose()
 
 
 def _create_scratch(scratch: MetaData, db: Database, url: str) -> None:
     """A test's own tables; as the app role, made by the owner and granted to the app."""
-    if not (PG_AS_APP and url.startswith("postgresql")):
-        scratch.create_all(db.writer)
-        return
-    engine = _owner_engine(url)
-    try:
+    with _as_owner(db, url) as engine:
         scratch.create_all(engine)
-        with engine.begin() as conn:
-            for table in scratch.sorted_tables:
-                conn.execute(text(f'GRANT ALL ON TABLE "{table.name}" TO {PG_APP}'))
-    finally:
-        engine.dispose()
+        if engine is not db.writer:
+            with engine.begin() as conn:
+                for table in scratch.sorted_tables:
+                    conn.execute(text(f'GRANT ALL ON TABLE "{table.name}" TO {PG_APP}'))
 
 
 @pytest.fixture(params=BACKENDS)
