@@ -18,6 +18,11 @@ must therefore be a function of the database alone (running it twice after a rol
 running it once). A piece that refuses before it writes anything (a compare-and-set that finds
 the row moved on) returns ``Refused`` instead of raising: its caller gets the error, and the
 others' work commits without the batch running again.
+
+On PostgreSQL the batches of several processes take turns on one lock for the work that reads
+what it writes (the audit chain's head, a volunteer's other visits); a batch runs its other work
+(Idempotency-Keys' rows, ``ordered=False``) first and takes the lock after, so each batch holds
+it for less time.
 """
 
 from __future__ import annotations
@@ -34,9 +39,10 @@ from database.driver import driver_rows
 
 R = TypeVar("R")
 
-# On PostgreSQL every batch takes this transaction-scoped advisory lock first: batches of
-# several processes then run one at a time, so no two can wait on each other's rows (the audit
-# chain's last event, a key being claimed twice).
+# On PostgreSQL a batch takes this transaction-scoped advisory lock before its first ordered
+# piece (``GroupCommit.run``): the ordered work of several processes' batches then runs one
+# batch at a time, so no two can wait on each other's rows (the audit chain's last event, a
+# volunteer's visits).
 PG_GROUP_LOCK = 0x7462_6772_6F75_7021  # "tbgroup!"
 
 
@@ -51,6 +57,7 @@ class Refused:
 @dataclass(eq=False)
 class _Job(Generic[R]):
     work: Callable[[Connection], R | Refused]
+    ordered: bool  # runs under PG_GROUP_LOCK (see GroupCommit.run)
     wake: threading.Event = field(default_factory=threading.Event)  # finished, or to lead
     finished: bool = False
     waiting: bool = False  # its caller waits for it (and may be handed leadership)
@@ -97,17 +104,26 @@ class GroupCommit:
         self.jobs = 0
         self.retried = 0  # batches run again piece by piece because a piece failed
 
-    def run(self, work: Callable[[Connection], R | Refused]) -> R:
+    def run(self, work: Callable[[Connection], R | Refused], *, ordered: bool = True) -> R:
         """Run ``work(conn)`` inside a write transaction shared with concurrent callers; return
-        its result once committed (or raise its error, or the commit's)."""
-        return self.submit(work).wait()
+        its result once committed (or raise its error, or the commit's).
 
-    def submit(self, work: Callable[[Connection], R | Refused]) -> Pending[R]:
+        ``ordered`` work reads what it writes after (the audit chain's head, a volunteer's
+        other visits), so on PostgreSQL it runs under the lock that orders the batches of all
+        processes. Work that only writes rows of its own, keyed by a unique id (an
+        Idempotency-Key's row), passes ``ordered=False``: it runs before the lock is taken, so
+        the lock is held for the ordered work alone and the other processes' batches wait
+        less (the rows' own locks order two claims of one key)."""
+        return self.submit(work, ordered=ordered).wait()
+
+    def submit(
+        self, work: Callable[[Connection], R | Refused], *, ordered: bool = True
+    ) -> Pending[R]:
         """Queue ``work`` without waiting for it: it is committed in the batch of whichever
         caller leads next (a request's last two writes, the key's completion and its audit
         event, then share one transaction), at the latest when ``Pending.wait`` is called.
         Nothing may be told the work is durable before ``wait`` returns."""
-        job: _Job[R] = _Job(work)
+        job: _Job[R] = _Job(work, ordered)
         with self._lock:
             self._queue.append(job)
         return Pending(self, job)
@@ -131,7 +147,9 @@ class GroupCommit:
 
     def _commit_next_batch(self) -> None:
         with self._lock:
-            batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+            taken, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+        # The unordered work first, then the lock, then the ordered work (see ``run``).
+        batch = [job for job in taken if not job.ordered] + [job for job in taken if job.ordered]
         try:
             self._commit(batch)
         finally:
@@ -161,9 +179,12 @@ class GroupCommit:
         self.retried += 1
         self._commit_apart(batch)
 
-    def _begin(self, conn: Connection) -> None:
-        if self.serialize:
+    def _order(self, conn: Connection, job: _Job[Any], ordered: bool) -> bool:
+        """Take the batches' lock before the first ordered job; whether it is held now."""
+        if job.ordered and not ordered and self.serialize:
             driver_rows(conn, "SELECT pg_advisory_xact_lock(?)", (PG_GROUP_LOCK,))
+            return True
+        return ordered or job.ordered
 
     def _commit_together(self, batch: list[_Job[Any]]) -> BaseException | None:
         """Every piece in one transaction, no savepoints. None when it committed (or when the
@@ -173,8 +194,9 @@ class GroupCommit:
         results: list[Any] = []
         try:
             with self.writing(), self.engine.begin() as conn:
-                self._begin(conn)
+                ordered = False
                 for job in batch:
+                    ordered = self._order(conn, job, ordered)
                     try:
                         results.append(job.work(conn))
                     except Exception as exc:
@@ -194,8 +216,9 @@ class GroupCommit:
         """Each piece under its own savepoint, so a failing one is rolled back alone."""
         try:
             with self.writing(), self.engine.begin() as conn:
-                self._begin(conn)
+                ordered = False
                 for job in batch:
+                    ordered = self._order(conn, job, ordered)
                     savepoint = conn.begin_nested()
                     try:
                         result = job.work(conn)

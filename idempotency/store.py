@@ -213,7 +213,7 @@ class IdempotencyStore:
                 return Claim("reused")
             return Claim("replay", stored=self._open(row_id, row.status_code, row.response_sealed))
 
-        return self.database.group.run(claim)
+        return self.database.group.run(claim, ordered=False)
 
     def complete(self, row_id: str, lease: str, response: StoredResponse) -> None:
         self.complete_later(row_id, lease, response).wait()
@@ -228,14 +228,15 @@ class IdempotencyStore:
             values = (_timestamp(conn, self.now), response.status, sealed, row_id, lease)
             driver_rows(conn, _COMPLETE, values)
 
-        return self.database.group.submit(complete)
+        return self.database.group.submit(complete, ordered=False)
 
     def release(self, row_id: str, lease: str) -> None:
         t = idempotency_keys
         self.database.group.run(
             lambda conn: conn.execute(
                 delete(t).where(t.c.id == row_id, t.c.lease == lease, t.c.status_code.is_(None))
-            )
+            ),
+            ordered=False,
         )
 
     def purge(self) -> int:
