@@ -24,6 +24,7 @@ from ledger.errors import (
 from ledger.facts import fact_row
 from ledger.merkle import (
     Frontier,
+    NodeId,
     consistency_spans,
     fold_span,
     leaf_hash,
@@ -82,45 +83,49 @@ class BatchWriter:
         self.batches_committed = 0  # readers caching the checkpoint compare this
 
     def append(self, requests: Sequence[EntryRequest]) -> list[AppendResult | EntryError]:
-        with self.store.write() as db:
+        with self.store.write(lock_at_batch_start=True) as db:
             results = self._append(db, requests)
         # Only a committed batch may teach us the next frontier.
         self._frontier, self._pending_frontier = self._pending_frontier, None
         self.batches_committed += 1
         return results
 
-    def _load_frontier(self, db: Snapshot, size: int, root: bytes | None) -> Frontier:
+    def _load_frontier(
+        self, db: Snapshot, size: int, root: bytes | None, read: dict[NodeId, bytes] | None
+    ) -> Frontier:
         """The frontier of the stored tree: ours from the last batch if the log is still
-        where we left it (no other writer in between), else read from the tree nodes."""
+        where we left it (no other writer in between), else from the tree nodes (``read``
+        with the batch's first reads, or read now)."""
         cached = self._frontier
         if cached is not None and cached.size == size and cached.root() == root:
             return _copy(cached)
-        return Frontier.from_nodes(size, db.nodes(Frontier.plan(size)))
+        return Frontier.from_nodes(
+            size, read if read is not None else db.nodes(Frontier.plan(size))
+        )
 
     def _append(
         self, db: Snapshot, requests: Sequence[EntryRequest]
     ) -> list[AppendResult | EntryError]:
-        head = db.head()
+        accounts = sorted(
+            {p.account for r in requests for p in r.postings}
+            | {a for r in requests if r.ceiling for a in (*r.ceiling.counted, r.ceiling.overflow)}
+        )
+        start = db.batch_start(sorted({r.id for r in requests}), accounts)
+        head, existing, balances = start.head, start.existing, start.balances
         if head.size != head.checkpoint_size:
             raise CheckpointConflict(
                 f"log has {head.size} entries but its last checkpoint covers {head.checkpoint_size}"
             )
         self._check_our_checkpoint(head.checkpoint_note)
-        frontier = self._load_frontier(db, head.size, head.checkpoint_root)
+        frontier = self._load_frontier(db, head.size, head.checkpoint_root, start.frontier)
         signed = _copy(frontier)  # the tree the last checkpoint signed, checked just below
         self._pending_frontier = _copy(frontier)
         if head.checkpoint_root is not None and frontier.root() != head.checkpoint_root:
             raise CheckpointConflict("stored tree does not match the last signed checkpoint")
 
-        existing = db.entries_by_id(sorted({r.id for r in requests}))
         reversal_targets = sorted({t for r in requests if (t := _reverses(r)) is not None})
         originals = db.entries_by_seq(reversal_targets)
         already_reversed = db.reversed_seqs(reversal_targets)
-        accounts = sorted(
-            {p.account for r in requests for p in r.postings}
-            | {a for r in requests if r.ceiling for a in (*r.ceiling.counted, r.ceiling.overflow)}
-        )
-        balances = db.balances(accounts)
 
         outcomes: list[_Covered | AppendResult | EntryError] = []
         new_entries: list[Row] = []
@@ -190,9 +195,14 @@ class BatchWriter:
         note = sign_checkpoint(Checkpoint(self.origin, size, root), self.signer)
         self._trusted_checkpoint = note
         db.insert_batch(
-            new_entries, new_postings, new_nodes, new_reversals, (size, root, note), new_facts
+            new_entries,
+            new_postings,
+            new_nodes,
+            new_reversals,
+            (size, root, note),
+            new_facts,
+            touched,
         )
-        db.upsert_balances(touched)
         return [
             AppendResult(o[0], o[1], o[2], now, size, o[3])
             if isinstance(o, tuple)

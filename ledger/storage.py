@@ -32,7 +32,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from database import Database, metadata, opened
-from database.driver import driver_many, driver_rows
+from database.driver import (
+    driver_many_together,
+    driver_rows,
+    driver_rows_together,
+)
 from ledger.merkle import NodeId
 
 log_entries = Table(
@@ -149,6 +153,16 @@ class Head:
     checkpoint_note: str | None
 
 
+@dataclass(frozen=True)
+class BatchStart:
+    """``Snapshot.batch_start``'s reads."""
+
+    head: Head
+    existing: dict[str, StoredEntry]  # by id
+    balances: dict[str, int]  # by account
+    frontier: dict[NodeId, bytes] | None  # the nodes of Frontier.plan(head.size), if read
+
+
 class LedgerStore:
     def __init__(self, database: Database | str) -> None:
         self.database, self._owned = opened(database)
@@ -172,12 +186,14 @@ class LedgerStore:
             self.database.dispose()
 
     @contextmanager
-    def write(self) -> Iterator[Snapshot]:
-        """One serialized write transaction; rolls back unless the block completes."""
+    def write(self, *, lock_at_batch_start: bool = False) -> Iterator[Snapshot]:
+        """One serialized write transaction; rolls back unless the block completes. With
+        ``lock_at_batch_start`` (the batch writer) PostgreSQL's lock is taken by
+        ``Snapshot.batch_start``, in the round trip of the batch's first reads."""
         with self.database.writing(), self.writer.begin() as conn:
-            if not self.is_sqlite:
+            if not self.is_sqlite and not lock_at_batch_start:
                 conn.exec_driver_sql(_PG_WRITER_LOCK_SQL)
-            yield Snapshot(conn, self.is_sqlite)
+            yield Snapshot(conn, self.is_sqlite, lock_pending=lock_at_batch_start)
 
     @contextmanager
     def read(self) -> Iterator[Snapshot]:
@@ -196,6 +212,18 @@ _HEAD = (
     " ORDER BY seq DESC LIMIT 1) AS last_entry"
     " UNION ALL SELECT 1, size, root, note FROM (SELECT size, root, note FROM log_checkpoints"
     " ORDER BY size DESC LIMIT 1) AS last_checkpoint"
+)
+
+
+# The stored tree's right edge, ``Frontier.plan(size)``: for each bit ``k`` set in the size,
+# the node of level ``k`` and index ``(size >> k) - 1`` (level 0 is an entry's leaf hash).
+_FRONTIER = (
+    "WITH size AS (SELECT coalesce(max(seq) + 1, 0) AS n FROM log_entries),"
+    " edge AS (SELECT k, (n >> k) - 1 AS idx FROM size, generate_series(0, 62) AS k"
+    " WHERE (n >> k) & 1 = 1)"
+    " SELECT 0, seq, leaf_hash FROM log_entries JOIN edge ON k = 0 AND seq = idx"
+    " UNION ALL SELECT level, log_nodes.idx, hash FROM log_nodes"
+    " JOIN edge ON k > 0 AND level = k AND log_nodes.idx = edge.idx"
 )
 
 
@@ -221,27 +249,42 @@ _UPSERT_BALANCE = (
 class Snapshot:
     """Reads and writes of the log inside one transaction."""
 
-    def __init__(self, conn: Connection, is_sqlite: bool) -> None:
+    def __init__(self, conn: Connection, is_sqlite: bool, *, lock_pending: bool = False) -> None:
         self.conn = conn
         self.is_sqlite = is_sqlite
+        self.lock_pending = lock_pending and not is_sqlite  # see LedgerStore.write
 
     # ------------------------------------------------------------ reads (any connection)
 
     def head(self) -> Head:
-        last = cp = None
-        for row in self._driver_rows(_HEAD, ()):
-            if row[0] == 0:
-                last = row
-            else:
-                cp = row
-        return Head(
-            size=int(last[1]) + 1 if last else 0,
-            last_leaf_hash=bytes(last[2]) if last else None,
-            last_time=str(last[3]) if last else None,
-            checkpoint_size=int(cp[1]) if cp else 0,
-            checkpoint_root=bytes(cp[2]) if cp else None,
-            checkpoint_note=str(cp[3]) if cp else None,
-        )
+        return _head(self._driver_rows(_HEAD, ()))
+
+    def batch_start(self, ids: Sequence[str], accounts: Sequence[str]) -> BatchStart:
+        """What a batch of the writer reads first, in one round trip on PostgreSQL (after the
+        writer's lock, if ``LedgerStore.write`` left it to this): the head, the entries already
+        appended under ``ids``, the balances of ``accounts``, and on PostgreSQL the nodes of
+        the stored tree's right edge (``Frontier.plan``), needed whenever another process
+        appended since this one's last batch."""
+        statements: list[tuple[str, Sequence[object]]] = []
+        if self.lock_pending:
+            statements.append((_PG_WRITER_LOCK_SQL, ()))
+            self.lock_pending = False
+        first = len(statements)
+        statements.append((_HEAD, ()))
+        if not self.is_sqlite:
+            statements.append((_FRONTIER, ()))
+        if ids:
+            statements.append((_entries_by_id_sql(ids), tuple(ids)))
+        if accounts:
+            statements.append((_balances_sql(accounts), tuple(accounts)))
+        found = iter(driver_rows_together(self.conn, statements)[first:])
+        head = _head(next(found))
+        frontier = None
+        if not self.is_sqlite:
+            frontier = {(int(level), int(idx)): bytes(h) for level, idx, h in next(found)}
+        existing = _stored_by_id(next(found)) if ids else {}
+        balances = _balances(next(found)) if accounts else {}
+        return BatchStart(head, existing, balances, frontier)
 
     def latest_checkpoint(self) -> tuple[int, str] | None:
         row = self.conn.exec_driver_sql(
@@ -281,13 +324,7 @@ class Snapshot:
     def entries_by_id(self, ids: Sequence[str]) -> dict[str, StoredEntry]:
         if not ids:
             return {}
-        rows = self._driver_rows(
-            f"SELECT seq, id, leaf_hash, leaf FROM log_entries WHERE id IN ({_marks(ids)})",  # noqa: S608
-            tuple(ids),
-        )
-        return {
-            str(i): StoredEntry(int(seq), str(i), bytes(h), bytes(leaf)) for seq, i, h, leaf in rows
-        }
+        return _stored_by_id(self._driver_rows(_entries_by_id_sql(ids), tuple(ids)))
 
     def entries_by_seq(self, seqs: Sequence[int]) -> dict[int, StoredEntry]:
         if not seqs:
@@ -310,12 +347,7 @@ class Snapshot:
     def balances(self, accounts: Sequence[str]) -> dict[str, int]:
         if not accounts:
             return {}
-        rows = self._driver_rows(
-            "SELECT account, minutes FROM ledger_balances"  # noqa: S608
-            f" WHERE account IN ({_marks(accounts)})",
-            tuple(accounts),
-        )
-        return {str(account): int(minutes) for account, minutes in rows}
+        return _balances(self._driver_rows(_balances_sql(accounts), tuple(accounts)))
 
     def balances_after(self, points: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
         """Each (account, seq)'s balance just after entry ``seq``: the sum of its postings up to
@@ -367,12 +399,6 @@ class Snapshot:
         """Rows of ``sql`` (``?`` placeholders) as the driver's tuples, on this transaction's
         connection: no SQLAlchemy layer per row (``database.driver``)."""
         return driver_rows(self.conn, sql, params)
-
-    def _driver_many(self, sql: str, rows: Sequence[Row]) -> None:
-        """One driver ``executemany`` of ``sql`` (``?`` placeholders) on this transaction's
-        connection: the writer's batches skip SQLAlchemy's execution layers (their values are
-        plain ints, strings and bytes already)."""
-        driver_many(self.conn, sql, rows)
 
     def entry_range(self, start: int, end: int) -> list[Any]:
         """(seq, id, leaf_hash, kind, time, leaf) of entries with ``start <= seq < end``, in
@@ -494,21 +520,61 @@ class Snapshot:
         reversals: Sequence[Row],
         checkpoint: Row,
         facts: Sequence[Row] = (),
+        balances: Mapping[str, int] | None = None,
     ) -> None:
         """Rows in the column order of their tables (``seq, id, prev, leaf_hash, kind, time,
         leaf``; ``account, seq, minutes``; ``level, idx, hash``; ``original_seq,
-        reversal_seq``; ``size, root, note``; ``ledger.facts.FACT_COLUMNS``)."""
-        for sql, rows in (
-            (_INSERTS["log_entries"], entries),
-            (_INSERTS["log_facts"], facts),
-            (_INSERTS["log_postings"], postings),
-            (_INSERTS["log_nodes"], nodes),
-            (_INSERTS["log_reversals"], reversals),
-            (_INSERTS["log_checkpoints"], [checkpoint]),
-        ):
-            if rows:
-                self._driver_many(sql, rows)
+        reversal_seq``; ``size, root, note``; ``ledger.facts.FACT_COLUMNS``), and the
+        accounts' new ``balances``: one round trip on PostgreSQL."""
+        driver_many_together(
+            self.conn,
+            [
+                (sql, rows)
+                for sql, rows in (
+                    (_INSERTS["log_entries"], entries),
+                    (_INSERTS["log_facts"], facts),
+                    (_INSERTS["log_postings"], postings),
+                    (_INSERTS["log_nodes"], nodes),
+                    (_INSERTS["log_reversals"], reversals),
+                    (_INSERTS["log_checkpoints"], [checkpoint]),
+                    (_UPSERT_BALANCE, list((balances or {}).items())),
+                )
+                if rows
+            ],
+        )
 
-    def upsert_balances(self, balances: Mapping[str, int]) -> None:
-        if balances:
-            self._driver_many(_UPSERT_BALANCE, list(balances.items()))
+
+def _head(rows: Sequence[Any]) -> Head:
+    last = cp = None
+    for row in rows:
+        if row[0] == 0:
+            last = row
+        else:
+            cp = row
+    return Head(
+        size=int(last[1]) + 1 if last else 0,
+        last_leaf_hash=bytes(last[2]) if last else None,
+        last_time=str(last[3]) if last else None,
+        checkpoint_size=int(cp[1]) if cp else 0,
+        checkpoint_root=bytes(cp[2]) if cp else None,
+        checkpoint_note=str(cp[3]) if cp else None,
+    )
+
+
+def _entries_by_id_sql(ids: Sequence[str]) -> str:
+    # only placeholders are formatted into the SQL, never values
+    return f"SELECT seq, id, leaf_hash, leaf FROM log_entries WHERE id IN ({_marks(ids)})"  # noqa: S608
+
+
+def _stored_by_id(rows: Sequence[Any]) -> dict[str, StoredEntry]:
+    return {
+        str(i): StoredEntry(int(seq), str(i), bytes(h), bytes(leaf)) for seq, i, h, leaf in rows
+    }
+
+
+def _balances_sql(accounts: Sequence[str]) -> str:
+    return f"SELECT account, minutes FROM ledger_balances WHERE account IN ({_marks(accounts)})"  # noqa: S608
+
+
+def _balances(rows: Sequence[Any]) -> dict[str, int]:
+    return {str(account): int(minutes) for account, minutes in rows}

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, exc, select
 
 from database import Database
-from database.driver import driver_rows
+from database.driver import driver_many_together, driver_rows, driver_rows_together
 from tests.conftest import BACKENDS, open_database
 
 scratch = MetaData()
@@ -52,3 +52,40 @@ def test_a_driver_error_is_sqlalchemys(
         conn.rollback()
     with database.reader.begin() as conn:
         assert conn.execute(select(things.c.id)).scalars().all() == [2]
+
+
+def test_statements_sent_together_give_each_its_rows_in_order(database: Database) -> None:
+    with database.writer.begin() as conn:
+        driver_many_together(
+            conn,
+            [
+                ("INSERT INTO driver_things (id, name) VALUES (?, ?)", [(4, "four"), (5, "five")]),
+                ("UPDATE driver_things SET name = ? WHERE id = ?", [("FIVE", 5)]),
+            ],
+        )
+        found = driver_rows_together(
+            conn,
+            [
+                ("SELECT name FROM driver_things WHERE id = ?", (5,)),
+                ("SELECT id FROM driver_things WHERE id > ? ORDER BY id", (3,)),
+                ("SELECT id FROM driver_things WHERE id > ?", (99,)),
+            ],
+        )
+    assert found == [[("FIVE",)], [(4,), (5,)], []]
+    with database.reader.begin() as conn:
+        assert conn.execute(select(things.c.id)).scalars().all() == [4, 5]
+
+
+def test_an_error_among_statements_sent_together_is_sqlalchemys_and_writes_nothing(
+    database: Database,
+) -> None:
+    plain = "INSERT INTO driver_things (id, name) VALUES (?, ?)"
+    with database.writer.begin() as conn:
+        driver_many_together(conn, [(plain, [(6, "six")])])
+    with pytest.raises(exc.IntegrityError), database.writer.begin() as conn:
+        driver_many_together(conn, [(plain, [(7, "seven")]), (plain, [(8, "x"), (6, "again")])])
+    missing_table = (exc.OperationalError, exc.ProgrammingError)  # SQLite's, PostgreSQL's
+    with pytest.raises(missing_table), database.writer.begin() as conn:
+        driver_rows_together(conn, [("SELECT 1", ()), ("SELECT id FROM nowhere", ())])
+    with database.writer.begin() as conn:  # the connection serves the next transaction
+        assert driver_rows_together(conn, [("SELECT id FROM driver_things", ())]) == [[(6,)]]
