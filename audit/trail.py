@@ -36,7 +36,7 @@ from sqlalchemy import (
 )
 
 from database import Database, metadata, opened
-from database.driver import driver_rows
+from database.driver import driver_rows, driver_send
 from ledger import AppendResult, LedgerPort
 from ledger.entry import canonical_json
 from ledger.kinds import Seal as SealEntry
@@ -227,11 +227,13 @@ class AuditTrail:
                 prev=last.hash if last else ZERO,
             )
             row = _row(event)
-            driver_rows(conn, _INSERT_EVENT_SQL, [row[name] for name in _EVENT_COLUMNS])
+            driver_send(conn, _INSERT_EVENT_SQL, [row[name] for name in _EVENT_COLUMNS])
             _remember_head(conn, _Head(event.seq, row["hash"]))
             return event
 
-        return self.database.group.run(append)
+        # Pipelined: in a batch the chain's head is read once (waiting for the statements
+        # sent before it) and the events are sent without waiting (``database.group``).
+        return self.database.group.run(append, pipelined=True)
 
     def head(self) -> tuple[int, bytes]:
         """(count, hash of the last event) — what a seal commits to."""

@@ -17,7 +17,7 @@ through every one of its waits.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
 
@@ -27,8 +27,81 @@ from sqlalchemy.exc import DBAPIError
 
 def driver_rows(conn: Connection, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     """The rows of ``sql`` (``?`` placeholders; ``[]`` for a statement without rows) run on
-    ``conn``'s transaction."""
+    ``conn``'s transaction. Inside ``pipelined`` it waits for everything sent before it."""
+    if _in_pipeline(conn):
+        dbapi = conn.connection.dbapi_connection
+        assert dbapi is not None
+        with _mapped(conn, [(sql, params)]), dbapi.pipeline():  # leaving it waits
+            cursor = dbapi.cursor()
+            cursor.execute(sql.replace("?", "%s"), params)
+        try:
+            return list(cursor.fetchall()) if cursor.description is not None else []
+        finally:
+            cursor.close()
     return _run(conn, sql, params, many=False)
+
+
+def driver_send(conn: Connection, sql: str, params: Sequence[Any]) -> None:
+    """Run ``sql``, a statement whose result nobody reads. Inside ``pipelined`` it is only
+    sent: its error, if any, is raised where the pipeline next waits."""
+    if not _in_pipeline(conn):
+        _run(conn, sql, params, many=False)
+        return
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    cursor = dbapi.cursor()
+    try:
+        with _mapped(conn, [(sql, params)]):
+            cursor.execute(sql.replace("?", "%s"), params)
+    finally:
+        cursor.close()
+
+
+def driver_later(
+    conn: Connection, sql: str, params: Sequence[Any]
+) -> Callable[[], list[tuple[Any, ...]]]:
+    """Run ``sql`` (a statement that returns rows); its rows are read by calling what this
+    returns. Inside ``pipelined`` it is only sent: call that once the pipeline has ended."""
+    if not _in_pipeline(conn):
+        found = _run(conn, sql, params, many=False)
+        return lambda: found
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    cursor = dbapi.cursor()
+    with _mapped(conn, [(sql, params)]):
+        cursor.execute(sql.replace("?", "%s"), params)
+
+    def fetched() -> list[tuple[Any, ...]]:
+        try:
+            with _mapped(conn, [(sql, params)]):
+                return list(cursor.fetchall())
+        finally:
+            cursor.close()
+
+    return fetched
+
+
+@contextmanager
+def pipelined(conn: Connection) -> Iterator[None]:
+    """On PostgreSQL, psycopg's pipeline mode for the block: ``driver_send`` and
+    ``driver_later`` statements go out without waiting, ``driver_rows`` waits once for all of
+    them, and leaving the block waits for the rest (raising the first error, as SQLAlchemy
+    would). Only these functions may run statements inside it: SQLAlchemy would read a result
+    that has not arrived as an empty one. On SQLite nothing changes."""
+    if conn.dialect.name == "sqlite":
+        yield
+        return
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    with _mapped(conn, [("pipeline", ())]), dbapi.pipeline():
+        yield
+
+
+def _in_pipeline(conn: Connection) -> bool:
+    if conn.dialect.name == "sqlite":
+        return False
+    dbapi = conn.connection.dbapi_connection
+    return dbapi is not None and bool(dbapi.pgconn.pipeline_status)
 
 
 def driver_many(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:

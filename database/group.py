@@ -31,11 +31,12 @@ import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from itertools import groupby
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine
 
-from database.driver import driver_rows
+from database.driver import driver_send, pipelined
 
 R = TypeVar("R")
 
@@ -54,10 +55,20 @@ class Refused:
     error: Exception
 
 
+@dataclass(frozen=True)
+class Later(Generic[R]):
+    """What a piece returns when its result is read after the batch's other pieces ran: it
+    sent a statement with ``database.driver.driver_later`` inside the batch's pipeline, and
+    ``finish`` reads its rows (and may run more statements) to give the result."""
+
+    finish: Callable[[], R | Refused]
+
+
 @dataclass(eq=False)
 class _Job(Generic[R]):
-    work: Callable[[Connection], R | Refused]
+    work: Callable[[Connection], R | Refused | Later[R]]
     ordered: bool  # runs under PG_GROUP_LOCK (see GroupCommit.run)
+    pipelined: bool  # runs its statements through database.driver only (see GroupCommit.run)
     wake: threading.Event = field(default_factory=threading.Event)  # finished, or to lead
     finished: bool = False
     waiting: bool = False  # its caller waits for it (and may be handed leadership)
@@ -104,7 +115,13 @@ class GroupCommit:
         self.jobs = 0
         self.retried = 0  # batches run again piece by piece because a piece failed
 
-    def run(self, work: Callable[[Connection], R | Refused], *, ordered: bool = True) -> R:
+    def run(
+        self,
+        work: Callable[[Connection], R | Refused | Later[R]],
+        *,
+        ordered: bool = True,
+        pipelined: bool = False,
+    ) -> R:
         """Run ``work(conn)`` inside a write transaction shared with concurrent callers; return
         its result once committed (or raise its error, or the commit's).
 
@@ -113,17 +130,26 @@ class GroupCommit:
         processes. Work that only writes rows of its own, keyed by a unique id (an
         Idempotency-Key's row), passes ``ordered=False``: it runs before the lock is taken, so
         the lock is held for the ordered work alone and the other processes' batches wait
-        less (the rows' own locks order two claims of one key)."""
-        return self.submit(work, ordered=ordered).wait()
+        less (the rows' own locks order two claims of one key).
+
+        ``pipelined`` work runs its statements only through ``database.driver``'s
+        ``driver_send``, ``driver_later`` and ``driver_rows``: on PostgreSQL the batch runs
+        such work in psycopg's pipeline mode, so its statements share round trips instead of
+        waiting one by one (``database.driver.pipelined``)."""
+        return self.submit(work, ordered=ordered, pipelined=pipelined).wait()
 
     def submit(
-        self, work: Callable[[Connection], R | Refused], *, ordered: bool = True
+        self,
+        work: Callable[[Connection], R | Refused | Later[R]],
+        *,
+        ordered: bool = True,
+        pipelined: bool = False,
     ) -> Pending[R]:
         """Queue ``work`` without waiting for it: it is committed in the batch of whichever
         caller leads next (a request's last two writes, the key's completion and its audit
         event, then share one transaction), at the latest when ``Pending.wait`` is called.
         Nothing may be told the work is durable before ``wait`` returns."""
-        job: _Job[R] = _Job(work, ordered)
+        job: _Job[R] = _Job(work, ordered, pipelined)
         with self._lock:
             self._queue.append(job)
         return Pending(self, job)
@@ -148,8 +174,10 @@ class GroupCommit:
     def _commit_next_batch(self) -> None:
         with self._lock:
             taken, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
-        # The unordered work first, then the lock, then the ordered work (see ``run``).
-        batch = [job for job in taken if not job.ordered] + [job for job in taken if job.ordered]
+        # The unordered work first, then the lock, then the ordered work; each part's pipelined
+        # work before its other work, so the two parts' pipelined work is sent together when
+        # the unordered part has no other (see ``run``).
+        batch = sorted(taken, key=lambda job: (job.ordered, not job.pipelined))
         try:
             self._commit(batch)
         finally:
@@ -182,26 +210,23 @@ class GroupCommit:
     def _order(self, conn: Connection, job: _Job[Any], ordered: bool) -> bool:
         """Take the batches' lock before the first ordered job; whether it is held now."""
         if job.ordered and not ordered and self.serialize:
-            driver_rows(conn, "SELECT pg_advisory_xact_lock(?)", (PG_GROUP_LOCK,))
+            driver_send(conn, "SELECT pg_advisory_xact_lock(?)", (PG_GROUP_LOCK,))
             return True
         return ordered or job.ordered
 
     def _commit_together(self, batch: list[_Job[Any]]) -> BaseException | None:
         """Every piece in one transaction, no savepoints. None when it committed (or when the
         commit itself failed: then every caller has that error); the error of the piece that
-        failed otherwise, with nothing committed."""
+        failed otherwise (in a pipeline, of the first statement that failed), with nothing
+        committed."""
         failed: BaseException | None = None
-        results: list[Any] = []
         try:
             with self.writing(), self.engine.begin() as conn:
-                ordered = False
-                for job in batch:
-                    ordered = self._order(conn, job, ordered)
-                    try:
-                        results.append(job.work(conn))
-                    except Exception as exc:
-                        failed = exc
-                        raise
+                try:
+                    results = self._run_together(conn, batch)
+                except Exception as exc:
+                    failed = exc
+                    raise
         except Exception as exc:
             if failed is not None:
                 return failed
@@ -211,6 +236,16 @@ class GroupCommit:
         for job, result in zip(batch, results, strict=True):
             _settle(job, result)
         return None
+
+    def _run_together(self, conn: Connection, batch: list[_Job[Any]]) -> list[Any]:
+        results: list[Any] = []
+        ordered = False
+        for piped, jobs in groupby(batch, key=lambda job: job.pipelined):
+            with pipelined(conn) if piped else nullcontext():  # leaving it waits for the rest
+                for job in jobs:
+                    ordered = self._order(conn, job, ordered)
+                    results.append(job.work(conn))
+        return [r.finish() if isinstance(r, Later) else r for r in results]
 
     def _commit_apart(self, batch: list[_Job[Any]]) -> None:
         """Each piece under its own savepoint, so a failing one is rolled back alone."""
@@ -222,6 +257,8 @@ class GroupCommit:
                     savepoint = conn.begin_nested()
                     try:
                         result = job.work(conn)
+                        if isinstance(result, Later):
+                            result = result.finish()
                     except Exception as exc:
                         savepoint.rollback()
                         job.error = exc

@@ -30,8 +30,8 @@ from sqlalchemy.exc import IntegrityError
 from accounts.protection import Protector
 from accounts.storage import TS, utc
 from database import Database, metadata
-from database.driver import driver_rows
-from database.group import Pending
+from database.driver import driver_later, driver_rows, driver_send
+from database.group import Later, Pending
 
 KEY_HEADER = "Idempotency-Key"
 
@@ -192,9 +192,13 @@ class IdempotencyStore:
             "response_sealed": None,
         }
 
-        def claim(conn: Connection) -> Claim:
+        def claim(conn: Connection) -> Claim | Later[Claim]:
             first = (row_id, fingerprint, lease, _timestamp(conn, self.now))
-            row = None
+            inserted = driver_later(conn, _FIRST_CLAIM, first)
+            return Later(lambda: Claim("run", lease) if inserted() else seen_before(conn, first))
+
+        def seen_before(conn: Connection, first: tuple[Any, ...]) -> Claim:
+            row = conn.execute(_CLAIMED, {"b_id": row_id}).first()
             while row is None:  # a row purged between the two statements: the key is fresh
                 if driver_rows(conn, _FIRST_CLAIM, first):
                     return Claim("run", lease)
@@ -213,7 +217,9 @@ class IdempotencyStore:
                 return Claim("reused")
             return Claim("replay", stored=self._open(row_id, row.status_code, row.response_sealed))
 
-        return self.database.group.run(claim, ordered=False)
+        # A fresh key's claim (nearly every keyed request's) is one statement sent in the
+        # group's pipeline, its answer read once the batch's statements are all sent.
+        return self.database.group.run(claim, ordered=False, pipelined=True)
 
     def complete(self, row_id: str, lease: str, response: StoredResponse) -> None:
         self.complete_later(row_id, lease, response).wait()
@@ -226,9 +232,9 @@ class IdempotencyStore:
 
         def complete(conn: Connection) -> None:
             values = (_timestamp(conn, self.now), response.status, sealed, row_id, lease)
-            driver_rows(conn, _COMPLETE, values)
+            driver_send(conn, _COMPLETE, values)
 
-        return self.database.group.submit(complete, ordered=False)
+        return self.database.group.submit(complete, ordered=False, pipelined=True)
 
     def release(self, row_id: str, lease: str) -> None:
         t = idempotency_keys

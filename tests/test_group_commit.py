@@ -13,7 +13,8 @@ from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, fun
 
 from audit.trail import AuditEvent, AuditTrail, check_chain
 from database import Database
-from database.group import PG_GROUP_LOCK, GroupCommit, Refused
+from database.driver import driver_later, driver_send
+from database.group import PG_GROUP_LOCK, GroupCommit, Later, Refused
 from tests.conftest import BACKENDS, open_database
 
 scratch = MetaData()
@@ -368,3 +369,78 @@ def test_a_batch_runs_its_unordered_work_first(database: Database) -> None:
     assert ran == ["key", "ordered"]
     with database.reader.begin() as conn:
         assert conn.execute(select(notes.c.id).order_by(notes.c.id)).scalars().all() == [1, 2]
+
+
+def _sent(n: int) -> Callable[[Connection], Later[int]]:
+    """Pipelined work: its insert only sent, its answer read back once the batch's statements
+    are all sent."""
+
+    def work(conn: Connection) -> Later[int]:
+        driver_send(conn, "INSERT INTO group_commit_notes (id, text) VALUES (?, ?)", (n, "sent"))
+        count = driver_later(conn, "SELECT count(*) FROM group_commit_notes WHERE id = ?", (n,))
+        return Later(lambda: n * 10 + count()[0][0])
+
+    return work
+
+
+def test_pipelined_work_shares_round_trips_and_each_caller_gets_its_answer(
+    database: Database,
+) -> None:
+    """Pipelined pieces and plain ones in one batch: each caller's answer is read after all
+    were sent, and a plain piece after them sees their rows."""
+    group = database.group
+    entered, gate = threading.Event(), threading.Event()
+
+    def held(conn: Connection) -> None:
+        entered.set()
+        gate.wait(10)
+
+    def plain_count(conn: Connection) -> int:
+        return int(conn.execute(select(func.count()).select_from(notes)).scalar_one())
+
+    leader = threading.Thread(target=group.run, args=(held,))
+    leader.start()
+    assert entered.wait(10)
+    sent = [group.submit(_sent(n), ordered=n % 2 == 0, pipelined=True) for n in range(1, 7)]
+    counted = group.submit(plain_count)
+    gate.set()
+    leader.join()
+    assert [p.wait() for p in sent] == [n * 10 + 1 for n in range(1, 7)]
+    assert counted.wait() == 6
+    assert group.batches == 2  # the leader's, then all seven together
+    assert group.retried == 0
+
+
+def test_a_pipelined_statement_that_fails_fails_its_caller_alone(database: Database) -> None:
+    """The error of a statement only sent reaches the batch where it next waits: the batch runs
+    again piece by piece, without a pipeline, and only that caller fails."""
+    group = database.group
+    group.run(_insert(1))
+    entered, gate = threading.Event(), threading.Event()
+
+    def held(conn: Connection) -> None:
+        entered.set()
+        gate.wait(10)
+
+    leader = threading.Thread(target=group.run, args=(held,))
+    leader.start()
+    assert entered.wait(10)
+    pending = {n: group.submit(_sent(1 if n == 3 else n), pipelined=True) for n in range(2, 7)}
+    gate.set()
+    leader.join()
+    outcomes: dict[int, object] = {}
+    for n, p in pending.items():
+        try:
+            outcomes[n] = p.wait()
+        except Exception as exc:
+            outcomes[n] = type(exc).__name__
+    assert outcomes == {2: 21, 3: "IntegrityError", 4: 41, 5: 51, 6: 61}
+    assert group.retried == 1
+    with database.reader.begin() as conn:
+        assert conn.execute(select(notes.c.id).order_by(notes.c.id)).scalars().all() == [
+            1,
+            2,
+            4,
+            5,
+            6,
+        ]
