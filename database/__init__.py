@@ -47,6 +47,13 @@ def make_engines(url: str) -> tuple[Engine, Engine]:
         return _sqlite_engine(url, "BEGIN IMMEDIATE"), _sqlite_engine(url, "BEGIN")
     engine = create_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
     ping_after_idle(engine)  # not pool_pre_ping: a round trip before every transaction
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _not_in_a_pipeline(conn: Connection, cursor: Any, statement: str, *_: Any) -> None:
+        # SQLAlchemy reads a result that has not arrived as an empty one (database.driver)
+        if cursor.connection.pgconn.pipeline_status:
+            raise RuntimeError(f"a SQLAlchemy statement inside a pipeline: {statement[:60]}")
+
     return engine, engine
 
 

@@ -132,7 +132,7 @@ def _run(conn: Connection, sql: str, params: Any, *, many: bool) -> list[tuple[A
 def driver_rows_together(
     conn: Connection, statements: Sequence[tuple[str, Sequence[Any]]]
 ) -> list[list[tuple[Any, ...]]]:
-    """The rows of each ``(sql, params)`` (statements that return rows), in order: on
+    """The rows of each ``(sql, params)``, in order (``[]`` for a statement without rows): on
     PostgreSQL sent together and waited for once."""
     if conn.dialect.name == "sqlite":
         return [driver_rows(conn, sql, params) for sql, params in statements]
@@ -140,21 +140,27 @@ def driver_rows_together(
     assert dbapi is not None
     cursors = []
     try:
-        with _mapped(conn, statements), dbapi.pipeline():
+        with _mapped(conn, statements), dbapi.pipeline():  # leaving it waits for every result
             for sql, params in statements:
                 cursor = dbapi.cursor()
                 cursors.append(cursor)
                 cursor.execute(sql.replace("?", "%s"), params)
-            return [list(cursor.fetchall()) for cursor in cursors]
+        return [
+            list(cursor.fetchall()) if cursor.description is not None else [] for cursor in cursors
+        ]
     finally:
         for cursor in cursors:
             cursor.close()
 
 
-def driver_many_together(conn: Connection, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+def driver_many_together(
+    conn: Connection, statements: Sequence[tuple[str, Sequence[Any]]], *, commit: bool = False
+) -> None:
     """One ``executemany`` of each ``(sql, rows)``, in order, none returning rows: on
-    PostgreSQL sent together and waited for once."""
+    PostgreSQL sent together and waited for once, with ``commit`` the transaction's ``COMMIT``
+    in the same round trip (for a transaction begun by a statement, ``LedgerStore.write``)."""
     if conn.dialect.name == "sqlite":
+        assert not commit, "on SQLite the transaction commits where it was begun"
         for sql, rows in statements:
             driver_many(conn, sql, rows)
         return
@@ -165,6 +171,8 @@ def driver_many_together(conn: Connection, statements: Sequence[tuple[str, Seque
         with _mapped(conn, statements), dbapi.pipeline():
             for sql, rows in statements:
                 cursor.executemany(sql.replace("?", "%s"), rows)
+            if commit:
+                cursor.execute("COMMIT")
     finally:
         cursor.close()
 

@@ -187,13 +187,28 @@ class LedgerStore:
 
     @contextmanager
     def write(self, *, lock_at_batch_start: bool = False) -> Iterator[Snapshot]:
-        """One serialized write transaction; rolls back unless the block completes. With
-        ``lock_at_batch_start`` (the batch writer) PostgreSQL's lock is taken by
-        ``Snapshot.batch_start``, in the round trip of the batch's first reads."""
-        with self.database.writing(), self.writer.begin() as conn:
-            if not self.is_sqlite and not lock_at_batch_start:
-                conn.exec_driver_sql(_PG_WRITER_LOCK_SQL)
-            yield Snapshot(conn, self.is_sqlite, lock_pending=lock_at_batch_start)
+        """One serialized write transaction; rolls back unless the block completes.
+
+        With ``lock_at_batch_start`` (the batch writer) on PostgreSQL, the transaction is the
+        snapshot's own, on a connection psycopg leaves in autocommit: ``Snapshot.batch_start``
+        sends its ``BEGIN`` and the writer's lock with the batch's first reads, and
+        ``Snapshot.insert_batch`` its ``COMMIT`` with the batch's rows, one round trip each
+        (psycopg would otherwise wait for ``BEGIN``'s answer, and for the inserts' before the
+        commit). The lock is held from the first round trip's answer to the second's."""
+        if self.is_sqlite or not lock_at_batch_start:
+            with self.database.writing(), self.writer.begin() as conn:
+                if not self.is_sqlite:
+                    conn.exec_driver_sql(_PG_WRITER_LOCK_SQL)
+                yield Snapshot(conn, self.is_sqlite)
+            return
+        with self.writer.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            snapshot = Snapshot(conn, False, own_transaction=True)
+            try:
+                yield snapshot
+            except BaseException:
+                snapshot.end("ROLLBACK")
+                raise
+            snapshot.end("COMMIT")  # a batch that appended nothing
 
     @contextmanager
     def read(self) -> Iterator[Snapshot]:
@@ -249,10 +264,20 @@ _UPSERT_BALANCE = (
 class Snapshot:
     """Reads and writes of the log inside one transaction."""
 
-    def __init__(self, conn: Connection, is_sqlite: bool, *, lock_pending: bool = False) -> None:
+    def __init__(self, conn: Connection, is_sqlite: bool, *, own_transaction: bool = False) -> None:
         self.conn = conn
         self.is_sqlite = is_sqlite
-        self.lock_pending = lock_pending and not is_sqlite  # see LedgerStore.write
+        # PostgreSQL: begun by batch_start, committed by insert_batch (see LedgerStore.write)
+        self.own_transaction = own_transaction and not is_sqlite
+        self._begun = False
+
+    def end(self, command: str) -> None:
+        """``COMMIT`` or ``ROLLBACK`` the snapshot's own transaction, if it is still open."""
+        dbapi = self.conn.connection.dbapi_connection
+        assert dbapi is not None
+        if self._begun and dbapi.info.transaction_status != 0:  # not IDLE
+            driver_rows(self.conn, command, ())
+        self._begun = False
 
     # ------------------------------------------------------------ reads (any connection)
 
@@ -261,14 +286,15 @@ class Snapshot:
 
     def batch_start(self, ids: Sequence[str], accounts: Sequence[str]) -> BatchStart:
         """What a batch of the writer reads first, in one round trip on PostgreSQL (after the
-        writer's lock, if ``LedgerStore.write`` left it to this): the head, the entries already
+        ``BEGIN`` and the writer's lock, when ``LedgerStore.write`` left them to this): the
+        head, the entries already
         appended under ``ids``, the balances of ``accounts``, and on PostgreSQL the nodes of
         the stored tree's right edge (``Frontier.plan``), needed whenever another process
         appended since this one's last batch."""
         statements: list[tuple[str, Sequence[object]]] = []
-        if self.lock_pending:
-            statements.append((_PG_WRITER_LOCK_SQL, ()))
-            self.lock_pending = False
+        if self.own_transaction and not self._begun:
+            statements += [("BEGIN", ()), (_PG_WRITER_LOCK_SQL, ())]
+            self._begun = True
         first = len(statements)
         statements.append((_HEAD, ()))
         if not self.is_sqlite:
@@ -541,7 +567,9 @@ class Snapshot:
                 )
                 if rows
             ],
+            commit=self._begun,
         )
+        self._begun = False
 
 
 def _head(rows: Sequence[Any]) -> Head:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from database.driver import driver_rows
 from ledger.config import Settings
 from ledger.log import Log
 from ledger.merkle import Frontier
@@ -88,3 +89,39 @@ def test_two_writers_take_turns_from_the_tree_edge_read_with_their_first_reads(
     finally:
         first.close()
         second.close()
+
+
+def _lock_is_free(store: LedgerStore) -> bool:
+    with store.database.reader.connect() as other:
+        taken = other.execute(
+            text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": PG_WRITER_LOCK}
+        ).scalar_one()
+        other.rollback()
+    return bool(taken)
+
+
+def test_a_batch_that_fails_after_its_first_reads_rolls_back_and_frees_the_lock(
+    store: LedgerStore,
+) -> None:
+    """The batch's transaction is begun by its first reads, on a connection psycopg leaves in
+    autocommit: a failure after them rolls it back (nothing written, the lock released),
+    and one that appends nothing commits; the connection serves the next write either way."""
+    row = (0, "never", b"\0" * 32, b"\1" * 32, "deposit", "2026-12-06T00:00:00Z", b"{}")
+
+    def fail_after_first_reads() -> None:
+        with store.write(lock_at_batch_start=True) as snapshot:
+            snapshot.batch_start(["never"], [])
+            assert not _lock_is_free(store)
+            insert = "INSERT INTO log_entries VALUES (?, ?, ?, ?, ?, ?, ?)"
+            driver_rows(snapshot.conn, insert, row)
+            raise RuntimeError("the batch fails")
+
+    with pytest.raises(RuntimeError, match="the batch fails"):
+        fail_after_first_reads()
+    assert _lock_is_free(store)
+    with store.write(lock_at_batch_start=True) as snapshot:
+        start = snapshot.batch_start(["never"], [])
+        assert start.head.size == 0 and start.existing == {}  # the insert was rolled back
+    assert _lock_is_free(store)
+    with store.read() as snapshot:
+        assert snapshot.head().size == 0
