@@ -27,15 +27,16 @@ from sqlalchemy.exc import DBAPIError
 
 def driver_rows(conn: Connection, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     """The rows of ``sql`` (``?`` placeholders; ``[]`` for a statement without rows) run on
-    ``conn``'s transaction. Inside ``pipelined`` it waits for everything sent before it."""
+    ``conn``'s transaction. Inside ``pipelined`` only for a statement that returns rows: it
+    waits once, for its rows and the answers to everything sent before it."""
     if _in_pipeline(conn):
         dbapi = conn.connection.dbapi_connection
         assert dbapi is not None
-        with _mapped(conn, [(sql, params)]), dbapi.pipeline():  # leaving it waits
-            cursor = dbapi.cursor()
-            cursor.execute(sql.replace("?", "%s"), params)
+        cursor = dbapi.cursor()
         try:
-            return list(cursor.fetchall()) if cursor.description is not None else []
+            with _mapped(conn, [(sql, params)]):
+                cursor.execute(sql.replace("?", "%s"), params)
+                return list(cursor.fetchall())
         finally:
             cursor.close()
     return _run(conn, sql, params, many=False)

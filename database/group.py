@@ -19,32 +19,35 @@ running it once). A piece that refuses before it writes anything (a compare-and-
 the row moved on) returns ``Refused`` instead of raising: its caller gets the error, and the
 others' work commits without the batch running again.
 
-On PostgreSQL the batches of several processes take turns on one lock for the work that reads
-what it writes (the audit chain's head, a volunteer's other visits); a batch runs its other work
-(Idempotency-Keys' rows, ``ordered=False``) first and takes the lock after, so each batch holds
-it for less time.
+On PostgreSQL each statement is a round trip, and the leader holds the batches' lock (below)
+through all of them. Pieces written only with ``database.driver``'s functions are
+``pipelined``: a batch sends their statements in psycopg's pipeline mode, so a batch of claims,
+completions and audit events waits on the server about three times (its ``BEGIN``, the lock
+and the statements up to the audit chain's head; the rest; the ``COMMIT``) instead of once or
+twice a piece. A piece that needs an answer to go on returns ``Later``: it is finished once
+everything is sent.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine
 
-from database.driver import driver_send, pipelined
+from database.driver import driver_rows, driver_send, pipelined
 
 R = TypeVar("R")
 
-# On PostgreSQL a batch takes this transaction-scoped advisory lock before its first ordered
-# piece (``GroupCommit.run``): the ordered work of several processes' batches then runs one
-# batch at a time, so no two can wait on each other's rows (the audit chain's last event, a
-# volunteer's visits).
+# On PostgreSQL every batch takes this transaction-scoped advisory lock first: batches of
+# several processes then run one at a time, so no two can wait on each other's rows (the audit
+# chain's last event, a key being claimed twice, a volunteer's visits).
 PG_GROUP_LOCK = 0x7462_6772_6F75_7021  # "tbgroup!"
+_PG_GROUP_LOCK_SQL = f"SELECT pg_advisory_xact_lock({PG_GROUP_LOCK})"
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,6 @@ class Later(Generic[R]):
 @dataclass(eq=False)
 class _Job(Generic[R]):
     work: Callable[[Connection], R | Refused | Later[R]]
-    ordered: bool  # runs under PG_GROUP_LOCK (see GroupCommit.run)
     pipelined: bool  # runs its statements through database.driver only (see GroupCommit.run)
     wake: threading.Event = field(default_factory=threading.Event)  # finished, or to lead
     finished: bool = False
@@ -116,40 +118,25 @@ class GroupCommit:
         self.retried = 0  # batches run again piece by piece because a piece failed
 
     def run(
-        self,
-        work: Callable[[Connection], R | Refused | Later[R]],
-        *,
-        ordered: bool = True,
-        pipelined: bool = False,
+        self, work: Callable[[Connection], R | Refused | Later[R]], *, pipelined: bool = False
     ) -> R:
         """Run ``work(conn)`` inside a write transaction shared with concurrent callers; return
         its result once committed (or raise its error, or the commit's).
 
-        ``ordered`` work reads what it writes after (the audit chain's head, a volunteer's
-        other visits), so on PostgreSQL it runs under the lock that orders the batches of all
-        processes. Work that only writes rows of its own, keyed by a unique id (an
-        Idempotency-Key's row), passes ``ordered=False``: it runs before the lock is taken, so
-        the lock is held for the ordered work alone and the other processes' batches wait
-        less (the rows' own locks order two claims of one key).
-
         ``pipelined`` work runs its statements only through ``database.driver``'s
-        ``driver_send``, ``driver_later`` and ``driver_rows``: on PostgreSQL the batch runs
-        such work in psycopg's pipeline mode, so its statements share round trips instead of
-        waiting one by one (``database.driver.pipelined``)."""
-        return self.submit(work, ordered=ordered, pipelined=pipelined).wait()
+        ``driver_send``, ``driver_later`` and ``driver_rows`` (the last only for statements
+        that return rows): on PostgreSQL the batch runs such work in psycopg's pipeline mode,
+        so its statements share round trips (``database.driver.pipelined``)."""
+        return self.submit(work, pipelined=pipelined).wait()
 
     def submit(
-        self,
-        work: Callable[[Connection], R | Refused | Later[R]],
-        *,
-        ordered: bool = True,
-        pipelined: bool = False,
+        self, work: Callable[[Connection], R | Refused | Later[R]], *, pipelined: bool = False
     ) -> Pending[R]:
         """Queue ``work`` without waiting for it: it is committed in the batch of whichever
         caller leads next (a request's last two writes, the key's completion and its audit
         event, then share one transaction), at the latest when ``Pending.wait`` is called.
         Nothing may be told the work is durable before ``wait`` returns."""
-        job: _Job[R] = _Job(work, ordered, pipelined)
+        job: _Job[R] = _Job(work, pipelined)
         with self._lock:
             self._queue.append(job)
         return Pending(self, job)
@@ -174,10 +161,8 @@ class GroupCommit:
     def _commit_next_batch(self) -> None:
         with self._lock:
             taken, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
-        # The unordered work first, then the lock, then the ordered work; each part's pipelined
-        # work before its other work, so the two parts' pipelined work is sent together when
-        # the unordered part has no other (see ``run``).
-        batch = sorted(taken, key=lambda job: (job.ordered, not job.pipelined))
+        # The pipelined work first, sent with the batch's BEGIN and lock (see ``run``).
+        batch = sorted(taken, key=lambda job: not job.pipelined)
         try:
             self._commit(batch)
         finally:
@@ -207,13 +192,6 @@ class GroupCommit:
         self.retried += 1
         self._commit_apart(batch)
 
-    def _order(self, conn: Connection, job: _Job[Any], ordered: bool) -> bool:
-        """Take the batches' lock before the first ordered job; whether it is held now."""
-        if job.ordered and not ordered and self.serialize:
-            driver_send(conn, "SELECT pg_advisory_xact_lock(?)", (PG_GROUP_LOCK,))
-            return True
-        return ordered or job.ordered
-
     def _commit_together(self, batch: list[_Job[Any]]) -> BaseException | None:
         """Every piece in one transaction, no savepoints. None when it committed (or when the
         commit itself failed: then every caller has that error); the error of the piece that
@@ -221,7 +199,7 @@ class GroupCommit:
         committed."""
         failed: BaseException | None = None
         try:
-            with self.writing(), self.engine.begin() as conn:
+            with self.writing(), self._transaction() as conn:
                 try:
                     results = self._run_together(conn, batch)
                 except Exception as exc:
@@ -237,13 +215,32 @@ class GroupCommit:
             _settle(job, result)
         return None
 
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """A write transaction for ``_run_together``. On PostgreSQL its ``BEGIN`` is sent by
+        ``_run_together`` with the batch's first statements: psycopg, left in autocommit,
+        would otherwise wait for its answer before sending them. The commit (or rollback)
+        is SQLAlchemy's, which psycopg sends as the transaction is open."""
+        if not self.serialize:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with (
+            self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn,
+            conn.begin(),
+        ):
+            yield conn
+
     def _run_together(self, conn: Connection, batch: list[_Job[Any]]) -> list[Any]:
         results: list[Any] = []
-        ordered = False
+        begun = not self.serialize
         for piped, jobs in groupby(batch, key=lambda job: job.pipelined):
             with pipelined(conn) if piped else nullcontext():  # leaving it waits for the rest
+                if not begun:
+                    driver_send(conn, "BEGIN", ())
+                    driver_send(conn, _PG_GROUP_LOCK_SQL, ())
+                    begun = True
                 for job in jobs:
-                    ordered = self._order(conn, job, ordered)
                     results.append(job.work(conn))
         return [r.finish() if isinstance(r, Later) else r for r in results]
 
@@ -251,9 +248,9 @@ class GroupCommit:
         """Each piece under its own savepoint, so a failing one is rolled back alone."""
         try:
             with self.writing(), self.engine.begin() as conn:
-                ordered = False
+                if self.serialize:
+                    driver_rows(conn, _PG_GROUP_LOCK_SQL, ())
                 for job in batch:
-                    ordered = self._order(conn, job, ordered)
                     savepoint = conn.begin_nested()
                     try:
                         result = job.work(conn)

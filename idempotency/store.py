@@ -219,7 +219,7 @@ class IdempotencyStore:
 
         # A fresh key's claim (nearly every keyed request's) is one statement sent in the
         # group's pipeline, its answer read once the batch's statements are all sent.
-        return self.database.group.run(claim, ordered=False, pipelined=True)
+        return self.database.group.run(claim, pipelined=True)
 
     def complete(self, row_id: str, lease: str, response: StoredResponse) -> None:
         self.complete_later(row_id, lease, response).wait()
@@ -234,15 +234,14 @@ class IdempotencyStore:
             values = (_timestamp(conn, self.now), response.status, sealed, row_id, lease)
             driver_send(conn, _COMPLETE, values)
 
-        return self.database.group.submit(complete, ordered=False, pipelined=True)
+        return self.database.group.submit(complete, pipelined=True)
 
     def release(self, row_id: str, lease: str) -> None:
         t = idempotency_keys
         self.database.group.run(
             lambda conn: conn.execute(
                 delete(t).where(t.c.id == row_id, t.c.lease == lease, t.c.status_code.is_(None))
-            ),
-            ordered=False,
+            )
         )
 
     def purge(self) -> int:

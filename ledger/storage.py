@@ -10,6 +10,7 @@ transaction-scoped advisory lock (``PG_WRITER_LOCK``, taken here).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,7 +38,10 @@ from database.driver import (
     driver_rows,
     driver_rows_together,
 )
+from ledger.errors import LedgerError
 from ledger.merkle import NodeId
+
+log = logging.getLogger(__name__)
 
 log_entries = Table(
     "log_entries",
@@ -163,6 +167,10 @@ class BatchStart:
     frontier: dict[NodeId, bytes] | None  # the nodes of Frontier.plan(head.size), if read
 
 
+# psycopg's TransactionStatus of a connection inside a transaction, and inside a failed one
+_INTRANS, _INERROR = 2, 3
+
+
 class LedgerStore:
     def __init__(self, database: Database | str) -> None:
         self.database, self._owned = opened(database)
@@ -206,9 +214,9 @@ class LedgerStore:
             try:
                 yield snapshot
             except BaseException:
-                snapshot.end("ROLLBACK")
+                snapshot.rollback()
                 raise
-            snapshot.end("COMMIT")  # a batch that appended nothing
+            snapshot.commit()  # a batch that appended nothing
 
     @contextmanager
     def read(self) -> Iterator[Snapshot]:
@@ -271,13 +279,30 @@ class Snapshot:
         self.own_transaction = own_transaction and not is_sqlite
         self._begun = False
 
-    def end(self, command: str) -> None:
-        """``COMMIT`` or ``ROLLBACK`` the snapshot's own transaction, if it is still open."""
+    def commit(self) -> None:
+        """Commit the snapshot's own transaction if it is still open (a batch that appended
+        nothing); one that failed on the server is an error, never silently rolled back."""
+        if self._begun and self._status() in (_INTRANS, _INERROR):
+            if self._status() == _INERROR:
+                raise LedgerError("the batch's transaction failed; refusing to commit it")
+            driver_rows(self.conn, "COMMIT", ())
+        self._begun = False
+
+    def rollback(self) -> None:
+        """Roll the snapshot's own transaction back if it is open. A connection in any other
+        state (broken) is left to the pool, which discards it; an error here is logged, so it
+        does not hide the one that made the batch fail."""
+        try:
+            if self._begun and self._status() in (_INTRANS, _INERROR):
+                driver_rows(self.conn, "ROLLBACK", ())
+        except Exception as exc:
+            log.error("rolling back a failed batch failed: %s", type(exc).__name__)
+        self._begun = False
+
+    def _status(self) -> int:
         dbapi = self.conn.connection.dbapi_connection
         assert dbapi is not None
-        if self._begun and dbapi.info.transaction_status != 0:  # not IDLE
-            driver_rows(self.conn, command, ())
-        self._begun = False
+        return int(dbapi.info.transaction_status)
 
     # ------------------------------------------------------------ reads (any connection)
 

@@ -9,12 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, func, select, text
+from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, func, select
 
 from audit.trail import AuditEvent, AuditTrail, check_chain
 from database import Database
 from database.driver import driver_later, driver_send
-from database.group import PG_GROUP_LOCK, GroupCommit, Later, Refused
+from database.group import GroupCommit, Later, Refused
 from tests.conftest import BACKENDS, open_database
 
 scratch = MetaData()
@@ -309,68 +309,6 @@ def _queue_behind_held_leader(
         t.join()
 
 
-def _waits_for_an_advisory_lock(database: Database) -> bool:
-    with database.reader.connect() as conn:
-        waiting = conn.execute(
-            text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
-        ).scalar_one()
-        conn.rollback()
-    return bool(waiting)
-
-
-def test_unordered_work_does_not_wait_for_the_batches_lock_and_ordered_work_does(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> None:
-    """On PostgreSQL, while another process's batch holds the lock that orders batches, a key's
-    row (``ordered=False``) still commits; work that reads what it writes waits its turn."""
-    for database in open_database("postgresql", request, tmp_path, scratch):
-        with database.reader.connect() as other:
-            other.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_GROUP_LOCK})
-            assert database.group.run(_insert(1), ordered=False) == 10
-            with ThreadPoolExecutor(max_workers=1) as pool:
-                ordered = pool.submit(database.group.run, _insert(2))
-                for _ in range(1000):
-                    if _waits_for_an_advisory_lock(database):
-                        break
-                    threading.Event().wait(0.01)
-                assert not ordered.done()
-                other.rollback()  # the other batch ends
-                assert ordered.result(timeout=30) == 20
-        with database.reader.begin() as conn:
-            assert conn.execute(select(notes.c.id).order_by(notes.c.id)).scalars().all() == [1, 2]
-
-
-def test_a_batch_runs_its_unordered_work_first(database: Database) -> None:
-    group = database.group
-    entered, gate = threading.Event(), threading.Event()
-    ran: list[str] = []
-
-    def held(conn: Connection) -> None:
-        entered.set()
-        gate.wait()
-
-    def piece(name: str, n: int) -> Callable[[Connection], int]:
-        def work(conn: Connection) -> int:
-            ran.append(name)
-            return _insert(n)(conn)
-
-        return work
-
-    leader = threading.Thread(target=group.run, args=(held,))
-    leader.start()
-    assert entered.wait(10)
-    # queued in this order behind the leader's batch, then committed as one batch
-    ordered = group.submit(piece("ordered", 1))
-    key = group.submit(piece("key", 2), ordered=False)
-    gate.set()
-    leader.join()
-    assert (ordered.wait(), key.wait()) == (10, 20)
-    assert group.batches == 2
-    assert ran == ["key", "ordered"]
-    with database.reader.begin() as conn:
-        assert conn.execute(select(notes.c.id).order_by(notes.c.id)).scalars().all() == [1, 2]
-
-
 def _sent(n: int) -> Callable[[Connection], Later[int]]:
     """Pipelined work: its insert only sent, its answer read back once the batch's statements
     are all sent."""
@@ -401,7 +339,7 @@ def test_pipelined_work_shares_round_trips_and_each_caller_gets_its_answer(
     leader = threading.Thread(target=group.run, args=(held,))
     leader.start()
     assert entered.wait(10)
-    sent = [group.submit(_sent(n), ordered=n % 2 == 0, pipelined=True) for n in range(1, 7)]
+    sent = [group.submit(_sent(n), pipelined=True) for n in range(1, 7)]
     counted = group.submit(plain_count)
     gate.set()
     leader.join()
