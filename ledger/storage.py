@@ -209,7 +209,12 @@ class LedgerStore:
                     conn.exec_driver_sql(_PG_WRITER_LOCK_SQL)
                 yield Snapshot(conn, self.is_sqlite)
             return
-        with self.writer.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        # SQLAlchemy's transaction around it (its events see the batch; at the end its
+        # commit or rollback finds psycopg's connection idle and sends nothing)
+        with (
+            self.writer.connect().execution_options(isolation_level="AUTOCOMMIT") as conn,
+            conn.begin(),
+        ):
             snapshot = Snapshot(conn, False, own_transaction=True)
             try:
                 yield snapshot
