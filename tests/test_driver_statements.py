@@ -10,7 +10,12 @@ import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, exc, select
 
 from database import Database
-from database.driver import driver_many_together, driver_rows, driver_rows_together
+from database.driver import (
+    driver_many_together,
+    driver_rows,
+    driver_rows_together,
+    pipelined,
+)
 from tests.conftest import BACKENDS, open_database
 
 scratch = MetaData()
@@ -89,3 +94,21 @@ def test_an_error_among_statements_sent_together_is_sqlalchemys_and_writes_nothi
         driver_rows_together(conn, [("SELECT 1", ()), ("SELECT id FROM nowhere", ())])
     with database.writer.begin() as conn:  # the connection serves the next transaction
         assert driver_rows_together(conn, [("SELECT id FROM driver_things", ())]) == [[(6,)]]
+
+
+def test_a_sqlalchemy_statement_inside_a_pipeline_is_refused_not_answered_empty(
+    database: Database,
+) -> None:
+    """On PostgreSQL SQLAlchemy would read a result that has not arrived as an empty one, so it
+    is refused; on SQLite there is no pipeline and the same statement answers."""
+    with database.writer.begin() as conn:
+        driver_many_together(
+            conn, [("INSERT INTO driver_things (id, name) VALUES (?, ?)", [(9, "nine")])]
+        )
+    with database.writer.begin() as conn, pipelined(conn):
+        if database.is_sqlite:
+            assert conn.execute(select(things.c.id)).scalars().all() == [9]
+        else:
+            with pytest.raises(RuntimeError, match="inside a pipeline"):
+                conn.execute(select(things.c.id))
+            assert driver_rows(conn, "SELECT id FROM driver_things", ()) == [(9,)]
