@@ -29,17 +29,9 @@ def driver_rows(conn: Connection, sql: str, params: Sequence[Any]) -> list[tuple
     """The rows of ``sql`` (``?`` placeholders; ``[]`` for a statement without rows) run on
     ``conn``'s transaction. Inside ``pipelined`` only for a statement that returns rows: it
     waits once, for its rows and the answers to everything sent before it."""
-    if _in_pipeline(conn):
-        dbapi = conn.connection.dbapi_connection
-        assert dbapi is not None
-        cursor = dbapi.cursor()
-        try:
-            with _mapped(conn, [(sql, params)]):
-                cursor.execute(sql.replace("?", "%s"), params)
-                return list(cursor.fetchall())
-        finally:
-            cursor.close()
-    return _run(conn, sql, params, many=False)
+    if not _in_pipeline(conn):
+        return _run(conn, sql, params, many=False)
+    return driver_later(conn, sql, params)()
 
 
 def driver_send(conn: Connection, sql: str, params: Sequence[Any]) -> None:
@@ -48,29 +40,19 @@ def driver_send(conn: Connection, sql: str, params: Sequence[Any]) -> None:
     if not _in_pipeline(conn):
         _run(conn, sql, params, many=False)
         return
-    dbapi = conn.connection.dbapi_connection
-    assert dbapi is not None
-    cursor = dbapi.cursor()
-    try:
-        with _mapped(conn, [(sql, params)]):
-            cursor.execute(sql.replace("?", "%s"), params)
-    finally:
-        cursor.close()
+    _sent(conn, sql, params).close()
 
 
 def driver_later(
     conn: Connection, sql: str, params: Sequence[Any]
 ) -> Callable[[], list[tuple[Any, ...]]]:
     """Run ``sql`` (a statement that returns rows); its rows are read by calling what this
-    returns. Inside ``pipelined`` it is only sent: call that once the pipeline has ended."""
+    returns. Inside ``pipelined`` it is only sent: reading its rows waits for them (once the
+    pipeline has ended, they are at hand)."""
     if not _in_pipeline(conn):
         found = _run(conn, sql, params, many=False)
         return lambda: found
-    dbapi = conn.connection.dbapi_connection
-    assert dbapi is not None
-    cursor = dbapi.cursor()
-    with _mapped(conn, [(sql, params)]):
-        cursor.execute(sql.replace("?", "%s"), params)
+    cursor = _sent(conn, sql, params)
 
     def fetched() -> list[tuple[Any, ...]]:
         try:
@@ -80,6 +62,25 @@ def driver_later(
             cursor.close()
 
     return fetched
+
+
+def _sent(conn: Connection, sql: str, params: Sequence[Any]) -> Any:
+    """A new cursor of ``conn``'s driver connection that has sent ``sql`` (in a pipeline: not
+    waited for)."""
+    cursor = _dbapi(conn).cursor()
+    try:
+        with _mapped(conn, [(sql, params)]):
+            cursor.execute(sql.replace("?", "%s"), params)
+    except BaseException:
+        cursor.close()
+        raise
+    return cursor
+
+
+def _dbapi(conn: Connection) -> Any:
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    return dbapi
 
 
 @contextmanager
@@ -92,17 +93,12 @@ def pipelined(conn: Connection) -> Iterator[None]:
     if conn.dialect.name == "sqlite":
         yield
         return
-    dbapi = conn.connection.dbapi_connection
-    assert dbapi is not None
-    with _mapped(conn, [("pipeline", ())]), dbapi.pipeline():
+    with _mapped(conn, [("pipeline", ())]), _dbapi(conn).pipeline():
         yield
 
 
 def _in_pipeline(conn: Connection) -> bool:
-    if conn.dialect.name == "sqlite":
-        return False
-    dbapi = conn.connection.dbapi_connection
-    return dbapi is not None and bool(dbapi.pgconn.pipeline_status)
+    return conn.dialect.name != "sqlite" and bool(_dbapi(conn).pgconn.pipeline_status)
 
 
 def driver_many(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
@@ -114,7 +110,7 @@ def _run(conn: Connection, sql: str, params: Any, *, many: bool) -> list[tuple[A
     dialect = conn.dialect
     if dialect.name != "sqlite":
         sql = sql.replace("?", "%s")
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    cursor = _dbapi(conn).cursor()
     try:
         if many:
             cursor.executemany(sql, params)
@@ -137,8 +133,7 @@ def driver_rows_together(
     PostgreSQL sent together and waited for once."""
     if conn.dialect.name == "sqlite":
         return [driver_rows(conn, sql, params) for sql, params in statements]
-    dbapi = conn.connection.dbapi_connection
-    assert dbapi is not None
+    dbapi = _dbapi(conn)
     cursors = []
     try:
         with _mapped(conn, statements), dbapi.pipeline():  # leaving it waits for every result
@@ -165,8 +160,7 @@ def driver_many_together(
         for sql, rows in statements:
             driver_many(conn, sql, rows)
         return
-    dbapi = conn.connection.dbapi_connection
-    assert dbapi is not None
+    dbapi = _dbapi(conn)
     cursor = dbapi.cursor()
     try:
         with _mapped(conn, statements), dbapi.pipeline():

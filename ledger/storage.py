@@ -282,27 +282,30 @@ class Snapshot:
         self.is_sqlite = is_sqlite
         # PostgreSQL: begun by batch_start, committed by insert_batch (see LedgerStore.write)
         self.own_transaction = own_transaction and not is_sqlite
-        self._begun = False
 
     def commit(self) -> None:
         """Commit the snapshot's own transaction if it is still open (a batch that appended
         nothing); one that failed on the server is an error, never silently rolled back."""
-        if self._begun and self._status() in (_INTRANS, _INERROR):
-            if self._status() == _INERROR:
-                raise LedgerError("the batch's transaction failed; refusing to commit it")
-            driver_rows(self.conn, "COMMIT", ())
-        self._begun = False
+        if not self._open():
+            return
+        if self._status() == _INERROR:
+            raise LedgerError("the batch's transaction failed; refusing to commit it")
+        driver_rows(self.conn, "COMMIT", ())
 
     def rollback(self) -> None:
         """Roll the snapshot's own transaction back if it is open. A connection in any other
         state (broken) is left to the pool, which discards it; an error here is logged, so it
         does not hide the one that made the batch fail."""
         try:
-            if self._begun and self._status() in (_INTRANS, _INERROR):
+            if self._open():
                 driver_rows(self.conn, "ROLLBACK", ())
         except Exception as exc:
             log.error("rolling back a failed batch failed: %s", type(exc).__name__)
-        self._begun = False
+
+    def _open(self) -> bool:
+        """Whether the snapshot's own transaction is open (the connection is in autocommit:
+        any transaction on it is the one ``batch_start`` began)."""
+        return self.own_transaction and self._status() in (_INTRANS, _INERROR)
 
     def _status(self) -> int:
         dbapi = self.conn.connection.dbapi_connection
@@ -322,9 +325,8 @@ class Snapshot:
         the stored tree's right edge (``Frontier.plan``), needed whenever another process
         appended since this one's last batch."""
         statements: list[tuple[str, Sequence[object]]] = []
-        if self.own_transaction and not self._begun:
+        if self.own_transaction and not self._open():
             statements += [("BEGIN", ()), (_PG_WRITER_LOCK_SQL, ())]
-            self._begun = True
         first = len(statements)
         statements.append((_HEAD, ()))
         if not self.is_sqlite:
@@ -597,9 +599,8 @@ class Snapshot:
                 )
                 if rows
             ],
-            commit=self._begun,
+            commit=self._open(),
         )
-        self._begun = False
 
 
 def _head(rows: Sequence[Any]) -> Head:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -309,6 +310,26 @@ def _queue_behind_held_leader(
         t.join()
 
 
+@contextmanager
+def _leader_held(group: GroupCommit) -> Iterator[None]:
+    """Work submitted inside the block queues behind a leader whose batch is held open, so it
+    is committed as one batch once the block ends and the leader's batch is over."""
+    entered, gate = threading.Event(), threading.Event()
+
+    def held(conn: Connection) -> None:
+        entered.set()
+        gate.wait(10)
+
+    leader = threading.Thread(target=group.run, args=(held,))
+    leader.start()
+    assert entered.wait(10)
+    try:
+        yield
+    finally:
+        gate.set()
+        leader.join()
+
+
 def _sent(n: int) -> Callable[[Connection], Later[int]]:
     """Pipelined work: its insert only sent, its answer read back once the batch's statements
     are all sent."""
@@ -327,22 +348,13 @@ def test_pipelined_work_shares_round_trips_and_each_caller_gets_its_answer(
     """Pipelined pieces and plain ones in one batch: each caller's answer is read after all
     were sent, and a plain piece after them sees their rows."""
     group = database.group
-    entered, gate = threading.Event(), threading.Event()
-
-    def held(conn: Connection) -> None:
-        entered.set()
-        gate.wait(10)
 
     def plain_count(conn: Connection) -> int:
         return int(conn.execute(select(func.count()).select_from(notes)).scalar_one())
 
-    leader = threading.Thread(target=group.run, args=(held,))
-    leader.start()
-    assert entered.wait(10)
-    sent = [group.submit(_sent(n), pipelined=True) for n in range(1, 7)]
-    counted = group.submit(plain_count)
-    gate.set()
-    leader.join()
+    with _leader_held(group):
+        sent = [group.submit(_sent(n), pipelined=True) for n in range(1, 7)]
+        counted = group.submit(plain_count)
     assert [p.wait() for p in sent] == [n * 10 + 1 for n in range(1, 7)]
     assert counted.wait() == 6
     assert group.batches == 2  # the leader's, then all seven together
@@ -354,18 +366,8 @@ def test_a_pipelined_statement_that_fails_fails_its_caller_alone(database: Datab
     again piece by piece, without a pipeline, and only that caller fails."""
     group = database.group
     group.run(_insert(1))
-    entered, gate = threading.Event(), threading.Event()
-
-    def held(conn: Connection) -> None:
-        entered.set()
-        gate.wait(10)
-
-    leader = threading.Thread(target=group.run, args=(held,))
-    leader.start()
-    assert entered.wait(10)
-    pending = {n: group.submit(_sent(1 if n == 3 else n), pipelined=True) for n in range(2, 7)}
-    gate.set()
-    leader.join()
+    with _leader_held(group):
+        pending = {n: group.submit(_sent(1 if n == 3 else n), pipelined=True) for n in range(2, 7)}
     outcomes: dict[int, object] = {}
     for n, p in pending.items():
         try:
