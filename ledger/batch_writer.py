@@ -33,7 +33,8 @@ from ledger.merkle import (
 )
 from ledger.note import Checkpoint, Signer, open_checkpoint, sign_checkpoint
 from ledger.postings import apply_postings, check_postings, check_reversal
-from ledger.storage import LedgerStore, Row, Snapshot, StoredEntry
+from ledger.storage import LedgerStore, Row, Snapshot
+from ledger.storage_sql import StoredEntry
 
 
 @dataclass(frozen=True)

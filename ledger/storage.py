@@ -1,11 +1,12 @@
-"""Storage of the log in SQLite or PostgreSQL (SQLAlchemy Core), and the only SQL in ``ledger``.
+"""Storage of the log in SQLite or PostgreSQL (SQLAlchemy Core): with ``ledger.storage_sql``
+(the batch's driver statements as SQL text) the only SQL in ``ledger``.
 
 Log tables (``log_*``) are append-only: migrations add triggers that reject UPDATE and DELETE
 (and TRUNCATE on PostgreSQL). ``ledger_balances`` is a cache of the postings that the
 verifier recomputes from the log.
 
 Writers serialize on the database (``database``): SQLite ``BEGIN IMMEDIATE``, PostgreSQL a
-transaction-scoped advisory lock (``PG_WRITER_LOCK``, taken here).
+transaction-scoped advisory lock (``ledger.storage_sql.PG_WRITER_LOCK``, taken here).
 """
 
 from __future__ import annotations
@@ -40,6 +41,19 @@ from database.driver import (
 )
 from ledger.errors import LedgerError
 from ledger.merkle import NodeId
+from ledger.storage_sql import (
+    FRONTIER_SQL,
+    HEAD_SQL,
+    PG_WRITER_LOCK_SQL,
+    Head,
+    StoredEntry,
+    balances_from,
+    balances_sql,
+    entries_by_id_sql,
+    head_from,
+    marks,
+    stored_by_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -125,36 +139,6 @@ APPEND_ONLY_TABLES = (
     "log_cosignatures",
     "log_facts",
 )
-PG_WRITER_LOCK = 0x7469_6D65_6261_6E6B  # "timebank" as a 64-bit advisory lock key
-
-# The writer's lock on PostgreSQL, waited for at most 30 s: ``lock_timeout`` set for this
-# transaction only (``set_config(..., true)`` is ``SET LOCAL``) and the lock taken in one
-# statement, one round trip a batch instead of two. The materialized CTE is evaluated before
-# the lock is asked for, so the timeout covers the wait.
-_PG_WRITER_LOCK_SQL = (
-    "WITH timeout AS MATERIALIZED (SELECT set_config('lock_timeout', '30s', true))"
-    " SELECT pg_advisory_xact_lock(8388356063163936363) FROM timeout"  # PG_WRITER_LOCK
-)
-
-
-@dataclass(frozen=True)
-class StoredEntry:
-    seq: int
-    id: str
-    leaf_hash: bytes
-    leaf: bytes
-
-
-@dataclass(frozen=True)
-class Head:
-    """The last entry and last signed checkpoint as seen inside one transaction."""
-
-    size: int
-    last_leaf_hash: bytes | None
-    last_time: str | None
-    checkpoint_size: int
-    checkpoint_root: bytes | None
-    checkpoint_note: str | None
 
 
 @dataclass(frozen=True)
@@ -206,7 +190,7 @@ class LedgerStore:
         if self.is_sqlite or not lock_at_batch_start:
             with self.database.writing(), self.writer.begin() as conn:
                 if not self.is_sqlite:
-                    conn.exec_driver_sql(_PG_WRITER_LOCK_SQL)
+                    conn.exec_driver_sql(PG_WRITER_LOCK_SQL)
                 yield Snapshot(conn, self.is_sqlite)
             return
         # SQLAlchemy's transaction around it (its events see the batch; at the end its
@@ -233,35 +217,10 @@ class LedgerStore:
 # A row of a table as the driver takes it: values in the table's column order.
 Row = tuple[Any, ...]
 
-# The last entry (tag 0) and the last checkpoint (tag 1), read by every batch of the writer in
-# one statement (one round trip on PostgreSQL).
-_HEAD = (
-    "SELECT 0, seq, leaf_hash, time FROM (SELECT seq, leaf_hash, time FROM log_entries"
-    " ORDER BY seq DESC LIMIT 1) AS last_entry"
-    " UNION ALL SELECT 1, size, root, note FROM (SELECT size, root, note FROM log_checkpoints"
-    " ORDER BY size DESC LIMIT 1) AS last_checkpoint"
-)
-
-
-# The stored tree's right edge, ``Frontier.plan(size)``: for each bit ``k`` set in the size,
-# the node of level ``k`` and index ``(size >> k) - 1`` (level 0 is an entry's leaf hash).
-_FRONTIER = (
-    "WITH size AS (SELECT coalesce(max(seq) + 1, 0) AS n FROM log_entries),"
-    " edge AS (SELECT k, (n >> k) - 1 AS idx FROM size, generate_series(0, 62) AS k"
-    " WHERE (n >> k) & 1 = 1)"
-    " SELECT 0, seq, leaf_hash FROM log_entries JOIN edge ON k = 0 AND seq = idx"
-    " UNION ALL SELECT level, log_nodes.idx, hash FROM log_nodes"
-    " JOIN edge ON k > 0 AND level = k AND log_nodes.idx = edge.idx"
-)
-
 
 def _insert(table: Table) -> str:
     names = [c.name for c in table.columns]
-    return f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({_marks(names)})"  # noqa: S608
-
-
-def _marks(values: Sequence[object]) -> str:
-    return ",".join("?" * len(values))
+    return f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks(names)})"  # noqa: S608
 
 
 # The writer's inserts, rendered once: rows are tuples in each table's column order.
@@ -315,7 +274,7 @@ class Snapshot:
     # ------------------------------------------------------------ reads (any connection)
 
     def head(self) -> Head:
-        return _head(self._driver_rows(_HEAD, ()))
+        return head_from(self._driver_rows(HEAD_SQL, ()))
 
     def batch_start(self, ids: Sequence[str], accounts: Sequence[str]) -> BatchStart:
         """What a batch of the writer reads first, in one round trip on PostgreSQL (after the
@@ -326,22 +285,22 @@ class Snapshot:
         appended since this one's last batch."""
         statements: list[tuple[str, Sequence[object]]] = []
         if self.own_transaction and not self._open():
-            statements += [("BEGIN", ()), (_PG_WRITER_LOCK_SQL, ())]
+            statements += [("BEGIN", ()), (PG_WRITER_LOCK_SQL, ())]
         first = len(statements)
-        statements.append((_HEAD, ()))
+        statements.append((HEAD_SQL, ()))
         if not self.is_sqlite:
-            statements.append((_FRONTIER, ()))
+            statements.append((FRONTIER_SQL, ()))
         if ids:
-            statements.append((_entries_by_id_sql(ids), tuple(ids)))
+            statements.append((entries_by_id_sql(ids), tuple(ids)))
         if accounts:
-            statements.append((_balances_sql(accounts), tuple(accounts)))
+            statements.append((balances_sql(accounts), tuple(accounts)))
         found = iter(driver_rows_together(self.conn, statements)[first:])
-        head = _head(next(found))
+        head = head_from(next(found))
         frontier = None
         if not self.is_sqlite:
             frontier = {(int(level), int(idx)): bytes(h) for level, idx, h in next(found)}
-        existing = _stored_by_id(next(found)) if ids else {}
-        balances = _balances(next(found)) if accounts else {}
+        existing = stored_by_id(next(found)) if ids else {}
+        balances = balances_from(next(found)) if accounts else {}
         return BatchStart(head, existing, balances, frontier)
 
     def latest_checkpoint(self) -> tuple[int, str] | None:
@@ -364,13 +323,13 @@ class Snapshot:
         if leaves:
             # only placeholders are formatted into the SQL, never values
             parts.append(
-                f"SELECT 0, seq, leaf_hash FROM log_entries WHERE seq IN ({_marks(leaves)})"  # noqa: S608
+                f"SELECT 0, seq, leaf_hash FROM log_entries WHERE seq IN ({marks(leaves)})"  # noqa: S608
             )
             params += leaves
         if by_level:
             # One ``level = ? AND idx IN (…)`` per level: both databases answer it from the
             # primary key (SQLite scans the whole table for a row-value ``IN``).
-            terms = [f"(level = ? AND idx IN ({_marks(idxs)}))" for idxs in by_level.values()]
+            terms = [f"(level = ? AND idx IN ({marks(idxs)}))" for idxs in by_level.values()]
             parts.append("SELECT level, idx, hash FROM log_nodes WHERE " + " OR ".join(terms))  # noqa: S608
             for level, idxs in by_level.items():
                 params += [level, *idxs]
@@ -382,7 +341,7 @@ class Snapshot:
     def entries_by_id(self, ids: Sequence[str]) -> dict[str, StoredEntry]:
         if not ids:
             return {}
-        return _stored_by_id(self._driver_rows(_entries_by_id_sql(ids), tuple(ids)))
+        return stored_by_id(self._driver_rows(entries_by_id_sql(ids), tuple(ids)))
 
     def entries_by_seq(self, seqs: Sequence[int]) -> dict[int, StoredEntry]:
         if not seqs:
@@ -405,7 +364,7 @@ class Snapshot:
     def balances(self, accounts: Sequence[str]) -> dict[str, int]:
         if not accounts:
             return {}
-        return _balances(self._driver_rows(_balances_sql(accounts), tuple(accounts)))
+        return balances_from(self._driver_rows(balances_sql(accounts), tuple(accounts)))
 
     def balances_after(self, points: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
         """Each (account, seq)'s balance just after entry ``seq``: the sum of its postings up to
@@ -601,39 +560,3 @@ class Snapshot:
             ],
             commit=self._open(),
         )
-
-
-def _head(rows: Sequence[Any]) -> Head:
-    last = cp = None
-    for row in rows:
-        if row[0] == 0:
-            last = row
-        else:
-            cp = row
-    return Head(
-        size=int(last[1]) + 1 if last else 0,
-        last_leaf_hash=bytes(last[2]) if last else None,
-        last_time=str(last[3]) if last else None,
-        checkpoint_size=int(cp[1]) if cp else 0,
-        checkpoint_root=bytes(cp[2]) if cp else None,
-        checkpoint_note=str(cp[3]) if cp else None,
-    )
-
-
-def _entries_by_id_sql(ids: Sequence[str]) -> str:
-    # only placeholders are formatted into the SQL, never values
-    return f"SELECT seq, id, leaf_hash, leaf FROM log_entries WHERE id IN ({_marks(ids)})"  # noqa: S608
-
-
-def _stored_by_id(rows: Sequence[Any]) -> dict[str, StoredEntry]:
-    return {
-        str(i): StoredEntry(int(seq), str(i), bytes(h), bytes(leaf)) for seq, i, h, leaf in rows
-    }
-
-
-def _balances_sql(accounts: Sequence[str]) -> str:
-    return f"SELECT account, minutes FROM ledger_balances WHERE account IN ({_marks(accounts)})"  # noqa: S608
-
-
-def _balances(rows: Sequence[Any]) -> dict[str, int]:
-    return {str(account): int(minutes) for account, minutes in rows}

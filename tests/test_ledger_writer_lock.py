@@ -14,7 +14,8 @@ from database.driver import driver_rows
 from ledger.config import Settings
 from ledger.log import Log
 from ledger.merkle import Frontier
-from ledger.storage import PG_WRITER_LOCK, LedgerStore
+from ledger.storage import LedgerStore
+from ledger.storage_sql import PG_WRITER_LOCK
 from tests.conftest import make_database, open_database
 from tests.helpers import deposit, member
 
