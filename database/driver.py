@@ -97,18 +97,6 @@ def pipelined(conn: Connection) -> Iterator[None]:
         yield
 
 
-def outcome_unknown(conn: Connection) -> bool:
-    """Whether ``conn``'s connection to PostgreSQL broke: a ``COMMIT`` sent on it may or may
-    not have taken effect, so its work must not be run again as if it had not."""
-    if conn.dialect.name == "sqlite":
-        return False
-    dbapi = conn.connection.dbapi_connection
-    return dbapi is None or bool(dbapi.broken) or dbapi.pgconn.transaction_status == _UNKNOWN
-
-
-_UNKNOWN = 4  # libpq's PQTRANS_UNKNOWN: the connection is bad
-
-
 def _in_pipeline(conn: Connection) -> bool:
     return conn.dialect.name != "sqlite" and bool(_dbapi(conn).pgconn.pipeline_status)
 

@@ -22,14 +22,10 @@ others' work commits without the batch running again.
 On PostgreSQL each statement is a round trip, and the leader holds the batches' lock (below)
 through all of them. Pieces written only with ``database.driver``'s functions are
 ``pipelined``: a batch sends their statements in psycopg's pipeline mode, so a batch of claims,
-completions and audit events waits on the server twice (its ``BEGIN``, the lock and the
-statements up to the audit chain's head; the rest with the ``COMMIT``) instead of once or
-twice a piece. The lock is then released by the server as the batch's last statements run,
-without waiting for this thread to get the interpreter back once more. A piece that needs an
-answer to go on returns ``Later``: it is finished once everything is sent, when its batch may
-already have committed, so it reads its rows and runs no statement; a piece that finds it
-needs more (a key seen before, to be read and locked) returns ``Again``, and its follow-up
-runs in the next batch in its place.
+completions and audit events waits on the server about three times (its ``BEGIN``, the lock
+and the statements up to the audit chain's head; the rest; the ``COMMIT``) instead of once or
+twice a piece. A piece that needs an answer to go on returns ``Later``: it is finished once
+everything is sent.
 """
 
 from __future__ import annotations
@@ -43,7 +39,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine
 
-from database.driver import driver_rows, driver_send, outcome_unknown, pipelined
+from database.driver import driver_rows, driver_send, pipelined
 
 R = TypeVar("R")
 
@@ -63,27 +59,17 @@ class Refused:
 
 
 @dataclass(frozen=True)
-class Again(Generic[R]):
-    """What a piece (or its ``Later``) returns when what it ran changed nothing and it needs
-    the database once more: ``work`` runs in its place in the next batch (not pipelined),
-    and its result is the caller's."""
-
-    work: Callable[[Connection], R | Refused]
-
-
-@dataclass(frozen=True)
 class Later(Generic[R]):
     """What a piece returns when its result is read after the batch's other pieces ran: it
     sent a statement with ``database.driver.driver_later`` inside the batch's pipeline, and
-    ``finish`` reads its rows to give the result. The batch may have committed by then, so
-    ``finish`` runs no statement: it returns ``Again`` for more."""
+    ``finish`` reads its rows (and may run more statements) to give the result."""
 
-    finish: Callable[[], R | Refused | Again[R]]
+    finish: Callable[[], R | Refused]
 
 
 @dataclass(eq=False)
 class _Job(Generic[R]):
-    work: Callable[[Connection], R | Refused | Later[R] | Again[R]]
+    work: Callable[[Connection], R | Refused | Later[R]]
     pipelined: bool  # runs its statements through database.driver only (see GroupCommit.run)
     wake: threading.Event = field(default_factory=threading.Event)  # finished, or to lead
     finished: bool = False
@@ -132,10 +118,7 @@ class GroupCommit:
         self.retried = 0  # batches run again piece by piece because a piece failed
 
     def run(
-        self,
-        work: Callable[[Connection], R | Refused | Later[R] | Again[R]],
-        *,
-        pipelined: bool = False,
+        self, work: Callable[[Connection], R | Refused | Later[R]], *, pipelined: bool = False
     ) -> R:
         """Run ``work(conn)`` inside a write transaction shared with concurrent callers; return
         its result once committed (or raise its error, or the commit's).
@@ -147,10 +130,7 @@ class GroupCommit:
         return self.submit(work, pipelined=pipelined).wait()
 
     def submit(
-        self,
-        work: Callable[[Connection], R | Refused | Later[R] | Again[R]],
-        *,
-        pipelined: bool = False,
+        self, work: Callable[[Connection], R | Refused | Later[R]], *, pipelined: bool = False
     ) -> Pending[R]:
         """Queue ``work`` without waiting for it: it is committed in the batch of whichever
         caller leads next (a request's last two writes, the key's completion and its audit
@@ -189,14 +169,9 @@ class GroupCommit:
             with self._lock:
                 self.batches += 1
                 self.jobs += len(batch)
-                again = [job for job in batch if isinstance(job.result, Again)]
-                for job in again:  # its follow-up leads the next batch's queue
-                    job.work, job.pipelined, job.result = job.result.work, False, None
-                self._queue[:0] = again
                 for job in batch:
-                    if job not in again:
-                        job.finished = True
-                        job.wake.set()
+                    job.finished = True
+                    job.wake.set()
                 # Hand over to the oldest caller that waits (a submitted job whose caller does
                 # not wait yet cannot lead: it is committed by the next leader, or leads when
                 # its caller waits).
@@ -228,10 +203,7 @@ class GroupCommit:
                 try:
                     results = self._run_together(conn, batch)
                 except Exception as exc:
-                    # A piece's error, with nothing committed; unless the connection broke
-                    # after the COMMIT went out (then as when the commit itself fails)
-                    if not outcome_unknown(conn):
-                        failed = exc
+                    failed = exc
                     raise
         except Exception as exc:
             if failed is not None:
@@ -262,8 +234,7 @@ class GroupCommit:
     def _run_together(self, conn: Connection, batch: list[_Job[Any]]) -> list[Any]:
         results: list[Any] = []
         begun = not self.serialize
-        runs = [(piped, list(jobs)) for piped, jobs in groupby(batch, key=lambda j: j.pipelined)]
-        for n, (piped, jobs) in enumerate(runs):
+        for piped, jobs in groupby(batch, key=lambda job: job.pipelined):
             with pipelined(conn) if piped else nullcontext():  # leaving it waits for the rest
                 if not begun:
                     driver_send(conn, "BEGIN", ())
@@ -271,10 +242,6 @@ class GroupCommit:
                     begun = True
                 for job in jobs:
                     results.append(job.work(conn))
-                if piped and self.serialize and n == len(runs) - 1:
-                    # The COMMIT with the last statements (SQLAlchemy's own then finds the
-                    # transaction over): the lock is released without another round trip.
-                    driver_send(conn, "COMMIT", ())
         return [r.finish() if isinstance(r, Later) else r for r in results]
 
     def _commit_apart(self, batch: list[_Job[Any]]) -> None:

@@ -31,7 +31,7 @@ from accounts.protection import Protector
 from accounts.storage import TS, utc
 from database import Database, metadata
 from database.driver import driver_later, driver_rows, driver_send
-from database.group import Again, Later, Pending
+from database.group import Later, Pending
 
 KEY_HEADER = "Idempotency-Key"
 
@@ -195,15 +195,7 @@ class IdempotencyStore:
         def claim(conn: Connection) -> Claim | Later[Claim]:
             first = (row_id, fingerprint, lease, _timestamp(conn, self.now))
             inserted = driver_later(conn, _FIRST_CLAIM, first)
-            # A key seen before is read and locked in the next batch (this one's insert did
-            # nothing, and it may have committed by the time the answer is read).
-            return Later(
-                lambda: (
-                    Claim("run", lease)
-                    if inserted()
-                    else Again(lambda conn: seen_before(conn, first))
-                )
-            )
+            return Later(lambda: Claim("run", lease) if inserted() else seen_before(conn, first))
 
         def seen_before(conn: Connection, first: tuple[Any, ...]) -> Claim:
             row = conn.execute(_CLAIMED, {"b_id": row_id}).first()

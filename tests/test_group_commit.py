@@ -10,14 +10,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from psycopg.pq import TransactionStatus
-from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, event, func, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, func, select
 
 from audit.trail import AuditEvent, AuditTrail, check_chain
 from database import Database
 from database.driver import driver_later, driver_send
-from database.group import Again, GroupCommit, Later, Refused
+from database.group import GroupCommit, Later, Refused
 from tests.conftest import BACKENDS, open_database
 
 scratch = MetaData()
@@ -386,86 +384,3 @@ def test_a_pipelined_statement_that_fails_fails_its_caller_alone(database: Datab
             5,
             6,
         ]
-
-
-def test_a_piece_that_needs_the_database_again_runs_its_follow_up_in_the_next_batch(
-    database: Database,
-) -> None:
-    """A piece whose first statements changed nothing and that needs more (a key seen before)
-    returns ``Again``: its caller gets the follow-up's answer, run in the next batch, while
-    the other pieces of its batch commit as usual."""
-    group = database.group
-    group.run(_insert(1))
-
-    def seen_before(conn: Connection) -> Later[int] | Again[int]:
-        count = driver_later(conn, "SELECT count(*) FROM group_commit_notes WHERE id = ?", (1,))
-        return Later(lambda: Again(_insert(2)) if count()[0][0] else 0)
-
-    with _leader_held(group):
-        follow_up = group.submit(seen_before, pipelined=True)
-        others = [group.submit(_sent(n), pipelined=True) for n in range(3, 6)]
-    assert [p.wait() for p in others] == [31, 41, 51]
-    assert follow_up.wait() == 20
-    assert group.batches == 4  # the first insert, the leader's, the four together, the follow-up
-    assert group.retried == 0
-    with database.reader.begin() as conn:
-        assert conn.execute(select(notes.c.id).order_by(notes.c.id)).scalars().all() == [
-            1,
-            2,
-            3,
-            4,
-            5,
-        ]
-
-
-@pytest.fixture
-def pg_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    yield from open_database("postgresql", request, tmp_path, scratch)
-
-
-def test_a_pipelined_batch_commits_with_its_last_statements_on_postgresql(
-    pg_database: Database,
-) -> None:
-    """On PostgreSQL a batch of pipelined pieces sends its COMMIT with its last statements, so
-    the group's lock is released without another round trip: when SQLAlchemy commits, the
-    transaction is already over; a batch ending with a plain piece still commits then."""
-    database = pg_database
-    open_at_commit: list[bool] = []
-
-    @event.listens_for(database.writer, "commit")
-    def committing(conn: Connection) -> None:
-        status = conn.connection.dbapi_connection.pgconn.transaction_status
-        open_at_commit.append(status != TransactionStatus.IDLE)
-
-    group = database.group
-    assert group.run(_sent(1), pipelined=True) == 11
-    assert group.run(_insert(2)) == 20
-    event.remove(database.writer, "commit", committing)
-    assert open_at_commit == [False, True]
-    with database.reader.begin() as conn:
-        assert conn.execute(select(notes.c.id).order_by(notes.c.id)).scalars().all() == [1, 2]
-
-
-def test_a_batch_whose_connection_breaks_is_not_run_again_on_postgresql(
-    pg_database: Database,
-) -> None:
-    """Its COMMIT went out with its last statements, so a connection that breaks at the end
-    leaves the outcome unknown: every caller gets the error and nothing runs a second time
-    (an audit event appended twice), where a piece's own error runs the batch again."""
-    group = pg_database.group
-
-    def breaks(conn: Connection) -> None:
-        driver_send(conn, "SELECT pg_terminate_backend(pg_backend_pid())", ())
-
-    with _leader_held(group):
-        pending = [group.submit(_sent(1), pipelined=True), group.submit(breaks, pipelined=True)]
-    outcomes = []
-    for p in pending:
-        with pytest.raises(OperationalError, match="connection") as raised:
-            p.wait()
-        outcomes.append(type(raised.value).__name__)
-    assert outcomes == ["OperationalError", "OperationalError"]
-    assert group.retried == 0
-    assert group.run(_sent(2), pipelined=True) == 21  # the next batch, on a new connection
-    with pg_database.reader.begin() as conn:
-        assert conn.execute(select(notes.c.id)).scalars().all() == [2]
