@@ -16,8 +16,8 @@ PG_WRITER_LOCK = 0x7469_6D65_6261_6E6B  # "timebank" as a 64-bit advisory lock k
 # statement, one round trip a batch instead of two. The materialized CTE is evaluated before
 # the lock is asked for, so the timeout covers the wait.
 PG_WRITER_LOCK_SQL = (
-    "WITH timeout AS MATERIALIZED (SELECT set_config('lock_timeout', '30s', true))"
-    " SELECT pg_advisory_xact_lock(8388356063163936363) FROM timeout"  # PG_WRITER_LOCK
+    "WITH timeout AS MATERIALIZED (SELECT set_config('lock_timeout', '30s', true))"  # noqa: S608 - a constant below
+    f" SELECT pg_advisory_xact_lock({PG_WRITER_LOCK}) FROM timeout"
 )
 
 

@@ -26,7 +26,7 @@ down_revision: str | None = "0021_open_transfers"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-PG_WRITER_LOCK = 0x7469_6D65_6261_6E6B  # ledger.storage.PG_WRITER_LOCK ("timebank")
+PG_WRITER_LOCK = 0x7469_6D65_6261_6E6B  # ledger.storage_sql.PG_WRITER_LOCK ("timebank")
 
 
 def upgrade() -> None:
