@@ -5,7 +5,9 @@ seeds a fresh demo exactly as ``make run`` does (``timebank migrate``, ``timeban
 with the Makefile's ``DEMO_ENTRIES``), starts the real ``timebank serve`` on a free port, and
 runs the document's ``sh`` blocks in order in one ``bash`` session. A block followed by a
 ``text`` or ``json`` block (only blank lines between) must print what that block shows;
-a block without one must print nothing. ``sh no-run`` blocks are shown, never run.
+a block without one must print nothing. ``sh no-run`` blocks are shown, never run. The
+documents of ``FEDERATION_DOCS`` run against the two-district demo (``make run-federation``)
+instead.
 
 Expected output may hold placeholders for what differs on every run (see ``PLACEHOLDERS``
 and docs/README.md): ``<id>``, ``<hash>``, ``<key>``, ``<time>``, ``<date>``, ``<n>``,
@@ -36,7 +38,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from pathlib import Path
@@ -53,7 +55,10 @@ DOCS = (
     "docs/auditing.md",
     "docs/partners.md",
     "docs/statistics.md",
+    "docs/federation.md",
 )
+# Written against the two-district demo (``make run-federation``) instead of ``make run``'s bank.
+FEDERATION_DOCS = frozenset({"docs/federation.md"})
 # Ports the docs use, served on free ports during a run (and written back in the output).
 DOC_PORTS = (8000, 8001)
 BLOCK_TIMEOUT = 120.0
@@ -353,53 +358,101 @@ def fresh_demo(database_url: str | None = None, migrated: bool = False) -> Itera
     """Migrate, seed and serve a demo as ``make run`` does, on free ports; stop it after. On
     ``database_url`` (an empty database) instead of SQLite in ``./var``, the server's and every
     block's ``TIMEBANK_DATABASE_URL``; ``migrated``: its owner migrated it already."""
-    scratch = Path(tempfile.mkdtemp(prefix="timebank-docs-"))
-    (scratch / "home").mkdir()
-    (scratch / ".venv").symlink_to(VENV)
-    env = _clean_env(scratch)
+    scratch, env = _scratch()
     if database_url is not None:
         env["TIMEBANK_DATABASE_URL"] = database_url
     ports = {port: free_port() for port in DOC_PORTS}
     timebank = str(VENV / "bin" / "timebank")
-    log_path = scratch / "server.log"
     seed = ["seed", "--demo", "--if-empty", "--entries", str(demo_entries())]
-    for args in [seed] if migrated else [["migrate"], seed]:
-        done = subprocess.run(
-            [timebank, *args], cwd=scratch, env=env, capture_output=True, text=True, timeout=300
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"timebank {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
-    entries, events = _counts(database_url or f"sqlite:///{scratch / 'var' / 'timebank.db'}")
+    try:
+        for args in [seed] if migrated else [["migrate"], seed]:
+            done = subprocess.run(
+                [timebank, *args], cwd=scratch, env=env, capture_output=True, text=True, timeout=300
+            )
+            if done.returncode != 0:
+                raise RuntimeError(f"timebank {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+        entries, events = _counts(database_url or f"sqlite:///{scratch / 'var' / 'timebank.db'}")
+        serve = [timebank, "serve", "--host", "127.0.0.1", "--port", str(ports[8000])]
+        with _serving(serve, scratch, env, [ports[8000]], 60) as deadline:
+            if events:  # the seed's audit event: wait for its seal, so that every run starts alike
+                _wait_for_size(f"http://127.0.0.1:{ports[8000]}", entries + 1, deadline)
+            yield Demo(scratch, ports, env)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+@contextmanager
+def fresh_federation() -> Iterator[Demo]:
+    """The two-district demo as ``make run-federation`` starts it (``python -m
+    demo.federation``: 鼓楼 on the port the docs call 8000, 秦淮 on 8001, each the other's peer
+    and witness), in a fresh scratch directory; both stopped after."""
+    scratch, env = _scratch()
+    first = free_port_pair()
+    ports = {8000: first, 8001: first + 1}
+    run = [str(VENV / "bin" / "python"), "-m", "demo.federation", "run", "--root"]
+    run += ["var/federation", "--port", str(first), "--entries", str(demo_entries())]
+    env["PYTHONPATH"] = str(ROOT)  # demo/ is the repository's, beside the installed packages
+    try:
+        with _serving(run, scratch, env, list(ports.values()), 300) as deadline:
+            # As a few seconds after ``make run-federation``: each log cosigned by the other.
+            for port, witness in ((first, "qinhuai"), (first + 1, "gulou")):
+                _wait_for_cosignature(f"http://127.0.0.1:{port}", witness, deadline)
+            yield Demo(scratch, ports, env)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _scratch() -> tuple[Path, dict[str, str]]:
+    """A scratch "checkout" (``.venv`` linked to the real one, an empty home) and the clean
+    environment its commands run with."""
+    scratch = Path(tempfile.mkdtemp(prefix="timebank-docs-"))
+    (scratch / "home").mkdir()
+    (scratch / ".venv").symlink_to(VENV)
+    return scratch, _clean_env(scratch)
+
+
+def free_port_pair() -> int:
+    """A free port whose next port is free too (the two-district demo serves on both)."""
+    while True:
+        port = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+
+
+@contextmanager
+def _serving(
+    argv: list[str], cwd: Path, env: dict[str, str], ports: list[int], seconds: float
+) -> Iterator[float]:
+    """Run ``argv`` (a server) until every port answers ``/healthz``, within ``seconds``; yield
+    that deadline; stop it with Ctrl-C's signal after (killed if it lingers)."""
+    log_path = cwd / "server.log"
     with log_path.open("w") as log:
         server = subprocess.Popen(
-            [timebank, "serve", "--host", "127.0.0.1", "--port", str(ports[8000])],
-            cwd=scratch,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{ports[8000]}/healthz", timeout=2):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(log_path.read_text()) from None
-                time.sleep(0.2)
-        if events:  # the seed's audit event: wait for its seal, so that every run starts alike
-            _wait_for_size(f"http://127.0.0.1:{ports[8000]}", entries + 1, deadline)
-        yield Demo(scratch, ports, env)
+        deadline = time.monotonic() + seconds
+        for port in ports:
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
+                        break
+                except OSError:
+                    if server.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(log_path.read_text()) from None
+                    time.sleep(0.2)
+        yield deadline
     finally:
         server.send_signal(signal.SIGINT)
         try:
-            server.wait(timeout=20)
+            server.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            server.kill()
+            os.killpg(server.pid, signal.SIGKILL)
             server.wait()
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _counts(database_url: str) -> tuple[int, int]:
@@ -421,6 +474,16 @@ def _wait_for_size(url: str, size: int, deadline: float) -> None:
                 return
         time.sleep(0.2)
     raise RuntimeError(f"the demo's log did not reach {size} entries (the seal of the seed)")
+
+
+def _wait_for_cosignature(url: str, witness: str, deadline: float) -> None:
+    line = f"\n\u2014 {witness}.timebank.local/demo/witness "
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{url}/v1/log/checkpoint", timeout=2) as answer:
+            if line in answer.read().decode():
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"{url}'s checkpoint was not cosigned by {witness} in time")
 
 
 class Shell:
@@ -491,7 +554,7 @@ def run_blocks(
     """Run the blocks in one shell against a demo (a fresh one unless given); the result and
     every block's output."""
     if demo is None:
-        with fresh_demo() as fresh:
+        with demo_for(path) as fresh:
             return run_blocks(blocks, path, fresh)
     result = Result(path)
     outputs: list[str] = []
@@ -516,8 +579,18 @@ def run_blocks(
 def run_document(path: str, database_url: str | None = None, migrated: bool = False) -> Result:
     """``path``'s blocks against a fresh demo (on ``database_url``: see ``fresh_demo``)."""
     blocks = extract((ROOT / path).read_text(), path)
-    with fresh_demo(database_url, migrated) as demo:
+    with demo_for(path, database_url, migrated) as demo:
         return run_blocks(blocks, path, demo)[0]
+
+
+def demo_for(
+    path: str, database_url: str | None = None, migrated: bool = False
+) -> AbstractContextManager[Demo]:
+    """The demo ``path``'s examples are written against (see ``FEDERATION_DOCS``)."""
+    if path in FEDERATION_DOCS:
+        assert database_url is None, "the two-district demo keeps each bank in its own SQLite"
+        return fresh_federation()
+    return fresh_demo(database_url, migrated)
 
 
 def update_document(path: str) -> Result:
