@@ -152,7 +152,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if settings.is_sqlite and not Path(settings.database_url.removeprefix("sqlite:///")).exists():
         print(f"timebank verify: no database at {settings.database_url}", file=sys.stderr)
         return 2
-    if args.key:
+    if args.key is not None:  # given empty (a failed ``$(curl …)``) is refused, not ours
         verifier = Verifier.from_text(args.key)
     elif settings.signing_key_file.exists():
         verifier = load_signing_key(settings.signing_key_file, settings.log_origin).verifier

@@ -56,6 +56,7 @@ DOCS = (
     "docs/partners.md",
     "docs/statistics.md",
     "docs/federation.md",
+    "docs/operations.md",
 )
 # Written against the two-district demo (``make run-federation``) instead of ``make run``'s bank.
 FEDERATION_DOCS = frozenset({"docs/federation.md"})

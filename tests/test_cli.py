@@ -70,6 +70,13 @@ def test_seed_verify_key_and_admin_commands(env: dict[str, str], tmp_path: Path)
     )
     assert wrong_key.returncode == 2  # a malformed key (id does not match): a message, no traceback
     assert "Traceback" not in wrong_key.stderr
+    # An auditor's `--key "$(curl …)"` whose fetch failed passes an empty key: refused, never
+    # the operator's own key in its place (that verify passes with it, just above).
+    empty_key = run(env, "verify", "--key", "")
+    assert empty_key.returncode == 2, empty_key.stdout
+    assert "verifier key must be" in empty_key.stderr and not empty_key.stdout
+    ours = run(env, "verify", "--key", key.stdout.strip())
+    assert ours.returncode == 0 and ours.stdout == verified.stdout
 
     bank = run(env, "admin", "create-bank", "--id", "gulou", "--name", "鼓楼区")
     assert bank.returncode == 0, bank.stderr
