@@ -20,6 +20,8 @@ from accounts.model import Principal
 from accounts.service import AccountsService
 from api.auth import PRINCIPAL_STATE_KEY, authenticate
 from api.idempotency import read_body, replaying, send_problem
+from api.problems import NESTED_TOO_DEEP, NOT_UNICODE, TOO_LARGE, refusal_words
+from api.schemas import lone_surrogate_in
 from audit.trail import AuditTrail
 from web.security import session_cookie_token
 from web.session import ON_BEHALF_STATE_KEY
@@ -114,13 +116,21 @@ def _body_limit(scope: Scope) -> int:
     return int(limit) if limit else MAX_BODY
 
 
-def _declared_too_large(scope: Scope) -> tuple[int, str, str, str] | None:
+def _declared_too_large(scope: Scope) -> tuple[int, str, str, str, str] | None:
     """A Content-Length over the limit is refused before a byte of the body is read."""
     declared = _header(scope, b"content-length")
     limit = _body_limit(scope)
     if declared.isdigit() and int(declared) > limit:
-        return 413, "http-413", "Request Entity Too Large", f"the body is over {limit} bytes"
+        return 413, "http-413", *refusal_words(scope, *TOO_LARGE, limit=limit), "body"
     return None
+
+
+def _not_unicode(scope: Scope, body: bytes) -> str | None:
+    """The field of a JSON body holding a lone surrogate (``api.schemas.lone_surrogate_in``):
+    refused before anything reads it, the trail's event and the key's fingerprint included."""
+    if _header(scope, b"content-type").startswith("application/x-www-form-urlencoded"):
+        return None  # a form's percent-escapes are decoded leniently, never into surrogates
+    return lone_surrogate_in(body)
 
 
 def _nested_deeper_than(body: bytes, limit: int) -> bool:
@@ -174,23 +184,18 @@ class AuditMiddleware(ASGIMiddleware):
             if body is None:
                 return  # the client went away before sending its body
             if isinstance(body, int):
-                refusal = (
-                    413,
-                    "http-413",
-                    "Request Entity Too Large",
-                    f"the body is over {body} bytes",
-                )
+                words = refusal_words(scope, *TOO_LARGE, limit=body)
+                refusal = (413, "http-413", *words, "body")
             elif _nested_deeper_than(body, MAX_JSON_DEPTH):
-                refusal = (
-                    400,
-                    "invalid-parameter",
-                    "Invalid parameter",
-                    f"body: JSON nested deeper than {MAX_JSON_DEPTH} levels",
-                )
+                words = refusal_words(scope, *NESTED_TOO_DEEP, limit=MAX_JSON_DEPTH)
+                refusal = (400, "invalid-parameter", *words, "body")
+            elif (at := _not_unicode(scope, body)) is not None:
+                words = refusal_words(scope, *NOT_UNICODE, field=at)
+                refusal = (400, "invalid-parameter", *words, at)
         if refusal is not None:
-            status, slug, title, detail = refusal
+            status, slug, title, detail, field = refusal
             await to_thread.run_sync(self._record, scope, b"", status)
-            await send_problem(send, status, slug, title, detail, "body")
+            await send_problem(send, status, slug, title, detail, field)
             return
         assert isinstance(body, bytes)
         raw = body

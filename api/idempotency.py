@@ -44,7 +44,15 @@ from litestar.types.asgi_types import HTTPRequestEvent
 from accounts.errors import AccountsError
 from accounts.service import AccountsService
 from api.auth import PRINCIPAL_STATE_KEY, authenticate
-from api.problems import PROBLEM_JSON, problem
+from api.problems import (
+    KEY_IN_PROGRESS,
+    KEY_MALFORMED_TITLE,
+    KEY_REUSED,
+    PROBLEM_JSON,
+    TOO_LARGE,
+    problem,
+    refusal_words,
+)
 from database.group import Pending
 from idempotency.store import (
     KEY_HEADER,
@@ -201,7 +209,8 @@ class IdempotencyMiddleware(ASGIMiddleware):
         try:
             key = parse_key(values)
         except MalformedKey as exc:
-            await send_problem(send, 400, "invalid-parameter", "Invalid parameter", str(exc))
+            title, detail = refusal_words(scope, KEY_MALFORMED_TITLE, exc.template, **exc.values)
+            await send_problem(send, 400, "invalid-parameter", title, detail)
             return
         handler = scope["route_handler"]
         assert isinstance(handler, HTTPRouteHandler)
@@ -210,8 +219,8 @@ class IdempotencyMiddleware(ASGIMiddleware):
         if body is None:
             return  # the client went away before sending its body
         if isinstance(body, int):
-            detail = f"the request body is larger than {body} bytes"
-            await send_problem(send, 413, "http-413", "Request Entity Too Large", detail, None)
+            title, detail = refusal_words(scope, *TOO_LARGE, limit=body)
+            await send_problem(send, 413, "http-413", title, detail, "body")
             return
         replay_receive = replaying(body, receive)
         accounts: AccountsService = scope["litestar_app"].state.accounts
@@ -229,23 +238,13 @@ class IdempotencyMiddleware(ASGIMiddleware):
             await _send_stored(send, claim.stored, replayed=True)
             return
         if claim.outcome == "in_progress":
-            await send_problem(
-                send,
-                409,
-                "idempotency-key-in-progress",
-                "Request in progress",
-                f"a request with this {KEY_HEADER} is still running; retry shortly",
-                extra=[(b"retry-after", b"1")],
-            )
+            title, detail = refusal_words(scope, *KEY_IN_PROGRESS)
+            slug = "idempotency-key-in-progress"
+            await send_problem(send, 409, slug, title, detail, extra=[(b"retry-after", b"1")])
             return
         if claim.outcome == "reused":
-            await send_problem(
-                send,
-                422,
-                "idempotency-key-reused",
-                "Idempotency key reused",
-                f"this {KEY_HEADER} was used for a different request; use a new key",
-            )
+            title, detail = refusal_words(scope, *KEY_REUSED)
+            await send_problem(send, 422, "idempotency-key-reused", title, detail)
             return
         await self._run(scope, replay_receive, send, next_app, store, row_id, claim.lease)
 

@@ -20,7 +20,7 @@ from litestar.exceptions import (
     ValidationException,
 )
 from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_500_INTERNAL_SERVER_ERROR
-from litestar.types import ExceptionHandlersMap
+from litestar.types import ExceptionHandlersMap, Scope
 
 from accounts.errors import (
     AccountsError,
@@ -28,7 +28,14 @@ from accounts.errors import (
 )
 from care.errors import CareError
 from ledger.errors import EntryError, ProofRequestError
-from web.i18n import LANGUAGE_COOKIE, describe, describe_decoding, gettext_for, negotiate
+from web.i18n import (
+    LANGUAGE_COOKIE,
+    N_,
+    describe,
+    describe_decoding,
+    gettext_for,
+    negotiate,
+)
 from web.pages import error_page
 from web.statuses import status_of
 
@@ -55,6 +62,32 @@ def language(request: Request[Any, Any, Any]) -> str:
     return negotiate(
         request.cookies.get(LANGUAGE_COOKIE), request.headers.get("accept-language"), "en"
     )
+
+
+# The refusals the middlewares send before a route runs (api/idempotency.py, api/audit_log.py):
+# English here, translated by ``refusal_words``.
+TOO_LARGE = (N_("Request Entity Too Large"), N_("the body is over %(limit)s bytes"))
+NESTED_TOO_DEEP = (N_("Invalid parameter"), N_("body: JSON nested deeper than %(limit)s levels"))
+NOT_UNICODE = (
+    N_("Invalid parameter"),
+    N_("%(field)s: the text is not valid Unicode (a lone surrogate)"),
+)
+KEY_MALFORMED_TITLE = N_("Invalid parameter")
+KEY_IN_PROGRESS = (
+    N_("Request in progress"),
+    N_("a request with this Idempotency-Key is still running; retry shortly"),
+)
+KEY_REUSED = (
+    N_("Idempotency key reused"),
+    N_("this Idempotency-Key was used for a different request; use a new key"),
+)
+
+
+def refusal_words(scope: Scope, title: str, detail: str, **values: object) -> tuple[str, str]:
+    """``title`` and ``detail`` (filled with ``values``) in the language of ``scope``'s
+    caller, as ``language`` finds it."""
+    _ = gettext_for(language(Request(scope)))
+    return _(title), _(detail, **values)
 
 
 class IdempotencyKeyRequired(Exception):
@@ -120,20 +153,24 @@ def _validation(
     return problem(HTTP_400_BAD_REQUEST, "invalid-parameter", title, detail, field)
 
 
-def _proof_request(_: Request[Any, Any, Any], exc: ProofRequestError) -> Response[dict[str, Any]]:
-    return problem(
-        HTTP_400_BAD_REQUEST, "invalid-parameter", "Invalid parameter", str(exc), exc.field
-    )
+def _proof_request(
+    request: Request[Any, Any, Any], exc: ProofRequestError
+) -> Response[dict[str, Any]]:
+    """The ledger's words (English) under a title in the caller's language."""
+    title = gettext_for(language(request))("Invalid parameter")
+    return problem(HTTP_400_BAD_REQUEST, "invalid-parameter", title, str(exc), exc.field)
 
 
-def _entry(_: Request[Any, Any, Any], exc: EntryError) -> Response[dict[str, Any]]:
+def _entry(request: Request[Any, Any, Any], exc: EntryError) -> Response[dict[str, Any]]:
+    """The ledger's words (English) under a title in the caller's language."""
     slug = {
         "InsufficientBalance": "insufficient-balance",
         "IdConflict": "id-conflict",
         "UnbalancedPostings": "unbalanced-postings",
         "PostingRuleViolation": "posting-rule",
     }.get(type(exc).__name__, "invalid-entry")
-    return problem(status_of(exc), slug, "Entry refused", str(exc), exc.field)
+    title = gettext_for(language(request))(N_("Entry refused"))
+    return problem(status_of(exc), slug, title, str(exc), exc.field)
 
 
 def _accounts(request: Request[Any, Any, Any], exc: AccountsError) -> Response[dict[str, Any]]:
@@ -167,7 +204,11 @@ def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
         title, detail = describe("csrf", "the form has expired", language(request))
         return problem(exc.status_code, "http-403", title, detail)
     if exc.status_code == HTTP_400_BAD_REQUEST:  # e.g. a body that is not JSON at all
+        lang = language(request)
         detail = f"body: {exc.detail}"
+        if lang != "en":
+            message = describe_decoding(str(exc.detail), lang)
+            detail = _("%(field)s is not valid (%(message)s)", field="body", message=message)
         return problem(
             HTTP_400_BAD_REQUEST, "invalid-parameter", _("Invalid parameter"), detail, "body"
         )
@@ -176,15 +217,11 @@ def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     return problem(exc.status_code, f"http-{exc.status_code}", str(exc.detail), str(exc.detail))
 
 
-def _too_deep(_: Request[Any, Any, Any], exc: RecursionError) -> Response[dict[str, Any]]:
+def _too_deep(request: Request[Any, Any, Any], _: RecursionError) -> Response[dict[str, Any]]:
     """A backstop for bodies that reach a decoder unchecked: nesting is bad input, not a fault."""
-    return problem(
-        HTTP_400_BAD_REQUEST,
-        "invalid-parameter",
-        "Invalid parameter",
-        "body: nested too deep",
-        "body",
-    )
+    translate = gettext_for(language(request))
+    title, detail = translate("Invalid parameter"), translate(N_("body: nested too deep"))
+    return problem(HTTP_400_BAD_REQUEST, "invalid-parameter", title, detail, "body")
 
 
 def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:

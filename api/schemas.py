@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import json
+import re
 from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
@@ -38,6 +40,14 @@ class StrictJSONRequest(Request[Any, Any, Any]):
 
     async def json(self) -> Any:
         value = await super().json()
+        if (at := lone_surrogate_at(value)) is not None:
+            # JSON may escape half of a UTF-16 pair (``"\ud800"``), and the decoder passes it
+            # (and the same as raw bytes) on as a str that no UTF-8 encoder, database or
+            # signature will take: refused here, before anything is written.
+            message = f"Invalid UTF-8 encoded string (a lone surrogate) - at `{at}`"
+            raise ValidationException(
+                message, extra=[{"message": message, "key": "data", "source": "body"}]
+            )
         data = self.route_handler.parsed_data_field
         if data is not None and not data.is_union and data.is_subclass_of(Input):
             try:
@@ -47,6 +57,53 @@ class StrictJSONRequest(Request[Any, Any, Any]):
                     str(exc), extra=[{"message": str(exc), "key": "data", "source": "body"}]
                 ) from None
         return value
+
+
+_SURROGATE_BYTES = re.compile(rb"\xed[\xa0-\xbf]")  # a surrogate, as UTF-8 never writes one
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # ``\ud800``…``\udfff`` in JSON
+
+
+def lone_surrogate_in(body: bytes) -> str | None:
+    """The field (``minutes``, ``personal.name``, ``scopes[1]``; ``body`` for the whole) of a
+    JSON ``body`` whose string holds a lone UTF-16 surrogate, escaped or as raw bytes: the
+    decoder passes such a string on, and no UTF-8 encoder, database or signature takes it.
+    None when there is none (nearly always: two scans of the bytes), or when ``body`` is not
+    JSON (the decoder refuses it)."""
+    raw = _SURROGATE_BYTES.search(body) is not None
+    if not raw and _SURROGATE_ESCAPE.search(body) is None:
+        return None
+    try:
+        value = json.loads(body.decode("utf-8", "surrogatepass"))
+    except ValueError:
+        return "body" if raw else None
+    at = lone_surrogate_at(value)
+    return None if at is None else (at.removeprefix("$").removeprefix(".") or "body")
+
+
+def lone_surrogate_at(value: Any, at: str = "$") -> str | None:
+    """The JSON path (``$.personal.name``, ``$.scopes[1]``) of the first string in a decoded
+    body that holds a lone UTF-16 surrogate, in a key or a value; None when there is none."""
+    if isinstance(value, str):
+        return None if value.isascii() or _encodes(value) else at
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not (key.isascii() or _encodes(key)):
+                return at
+            if (found := lone_surrogate_at(item, f"{at}.{key}")) is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if (found := lone_surrogate_at(item, f"{at}[{index}]")) is not None:
+                return found
+    return None
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def strict_inputs(openapi_schema: dict[str, Any]) -> dict[str, Any]:

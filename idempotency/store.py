@@ -61,21 +61,33 @@ idempotency_keys = Table(
 )
 
 
+def N_(message: str) -> str:
+    """Marks a message for the web app's catalog (``pybabel extract -k N_``, babel.cfg)."""
+    return message
+
+
 class MalformedKey(ValueError):
-    pass
+    """What is wrong with the header: ``template % values`` in English (``str``); the API
+    answers ``template`` translated into the caller's language."""
+
+    def __init__(self, template: str, **values: object) -> None:
+        super().__init__(template % values if values else template)
+        self.template, self.values = template, values
 
 
 def parse_key(values: list[bytes]) -> str:
     """The one ``Idempotency-Key`` value, or ``MalformedKey`` saying what is wrong."""
     if len(values) != 1:
-        raise MalformedKey(f"send one {KEY_HEADER} header, not {len(values)}")
+        raise MalformedKey(N_("send one Idempotency-Key header, not %(count)s"), count=len(values))
     raw = values[0]
     if not raw.strip():
-        raise MalformedKey(f"{KEY_HEADER} is empty")
+        raise MalformedKey(N_("Idempotency-Key is empty"))
     if len(raw) > MAX_KEY_LENGTH:
-        raise MalformedKey(f"{KEY_HEADER} is longer than {MAX_KEY_LENGTH} characters")
+        raise MalformedKey(
+            N_("Idempotency-Key is longer than %(limit)s characters"), limit=MAX_KEY_LENGTH
+        )
     if any(byte < 0x20 or byte > 0x7E for byte in raw):
-        raise MalformedKey(f"{KEY_HEADER} must be printable ASCII")
+        raise MalformedKey(N_("Idempotency-Key must be printable ASCII"))
     return raw.decode("ascii")
 
 

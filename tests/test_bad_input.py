@@ -202,3 +202,114 @@ def test_moving_minutes_needs_an_idempotency_key(world: World) -> None:
         refused(
             w.client.post(path, headers=w.as_(who), json=payload), 428, "idempotency-key-required"
         )
+
+
+def _fund(w: World, minutes: int) -> None:
+    w.log.append(
+        EntryRequest(
+            "deposit",
+            f"fund-vol-a-{minutes}",
+            (Posting("b1:issuance", -minutes), Posting(w.ids["vol-a-account"], minutes)),
+            {"record": "funding for the test", "minutes": minutes, "weight": 1000},
+        )
+    )
+
+
+def test_a_lone_surrogate_anywhere_in_a_body_is_a_400_naming_its_field(world: World) -> None:
+    """JSON may escape half of a UTF-16 pair, and a client may send one as raw bytes: the
+    decoder passes it on as a string that nothing can encode (a 500 before). Refused before
+    anything reads it, with an audit event; the same donation with valid text succeeds."""
+    w = world
+    _fund(w, 100)
+    key = {**w.as_("vol-a"), "content-type": "application/json"}
+    vol_a = w.ids["vol-a"]
+    cases = [
+        (b'{"from_member_id": "%s", "minutes": "\\ud800"}' % vol_a.encode(), "minutes"),
+        (b'{"from_member_id": "\\udc00abc", "minutes": 1}', "from_member_id"),
+        (b'{"from_member_id": "%s", "minutes": 1, "x": "\xed\xb3\xbf"}' % vol_a.encode(), "x"),
+        (b'{"from_member_id": "%s", "minutes": 1, "\\ud800": 1}' % vol_a.encode(), "body"),
+    ]
+    before = len(_events(w, "POST /v1/donations"))
+    for number, (body, field) in enumerate(cases):
+        headers = {**key, "Idempotency-Key": f"surrogate-{number}"}
+        problem = refused(
+            w.client.post("/v1/donations", headers=headers, content=body), 400, "invalid-parameter"
+        )
+        assert problem["field"] == field, problem
+        assert "lone surrogate" in problem["detail"]
+    chinese = {**key, "Idempotency-Key": "surrogate-zh", "Accept-Language": "zh-CN"}
+    problem = refused(
+        w.client.post("/v1/donations", headers=chinese, content=cases[0][0]),
+        400,
+        "invalid-parameter",
+    )
+    assert problem["title"] == "参数无效" and "代理码位" in problem["detail"]
+    statuses = [e.status for e in _events(w, "POST /v1/donations")[before:]]
+    assert statuses == [400] * (len(cases) + 1)
+    # a pair (an emoji, escaped) and a backslash before "ud800" are text like any other
+    listed = refused(
+        w.client.post(
+            "/v1/requests", headers=key, content=b'{"notes": "\\ud83d\\ude00 \\\\ud800"}'
+        ),
+        400,
+        "invalid-parameter",
+    )
+    assert listed["field"] == "elder_id"  # the next thing wrong with it, not its text
+    login = w.client.post(
+        "/v1/auth/login",
+        headers={"content-type": "application/json"},
+        content=b'{"username": "\\ud800", "password": "a long password"}',
+    )
+    assert refused(login, 400, "invalid-parameter")["field"] == "username"
+    valid = b'{"from_member_id": "%s", "minutes": 1}' % vol_a.encode()
+    done = w.client.post(
+        "/v1/donations", headers={**key, "Idempotency-Key": "surrogate-0"}, content=valid
+    )
+    ok(done, 201)  # the key of a refused body was never claimed
+
+
+def test_the_middlewares_refusals_speak_the_callers_language(world: World) -> None:
+    w = world
+    _fund(w, 100)
+    donation = {"from_member_id": w.ids["vol-a"], "minutes": 2}
+    zh = {**w.as_("vol-a"), "Accept-Language": "zh-CN"}
+    first = {**zh, "Idempotency-Key": "zh-reused"}
+    ok(w.client.post("/v1/donations", headers=first, json=donation), 201)
+    reused = w.client.post("/v1/donations", headers=first, json={**donation, "minutes": 3})
+    body = refused(reused, 422, "idempotency-key-reused")
+    assert body["title"] == "幂等键已被使用" and "Idempotency-Key" in body["detail"]
+    english = w.client.post(
+        "/v1/donations",
+        headers={**w.as_("vol-a"), "Idempotency-Key": "zh-reused"},
+        json={**donation, "minutes": 3},
+    )
+    assert refused(english, 422, "idempotency-key-reused")["title"] == "Idempotency key reused"
+    long_key = {**zh, "Idempotency-Key": "k" * 201}
+    body = refused(
+        w.client.post("/v1/donations", headers=long_key, json=donation), 400, "invalid-parameter"
+    )
+    assert (
+        body["field"] == "Idempotency-Key" and body["detail"] == "Idempotency-Key 超过 200 个字符"
+    )
+    deep = "[" * 40 + "]" * 40
+    body = refused(
+        w.client.post(
+            "/v1/register", headers={**zh, "content-type": "application/json"}, content=deep
+        ),
+        400,
+        "invalid-parameter",
+    )
+    assert body["title"] == "参数无效" and "32" in body["detail"] and "嵌套" in body["detail"]
+    big = {**zh, "content-type": "application/json"}
+    body = refused(
+        w.client.post("/v1/register", headers=big, content=b" " * 70_000), 413, "http-413"
+    )
+    assert body["title"] == "请求内容过大" and body["field"] == "body"
+    malformed = refused(
+        w.client.post(
+            "/v1/register", headers={**zh, "content-type": "application/json"}, content=b"{"
+        ),
+        400,
+        "invalid-parameter",
+    )
+    assert malformed["detail"] == "参数 body 无效（请求内容不是有效的 JSON）"

@@ -341,6 +341,7 @@ DECODING_MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"Invalid enum value (?P<value>.+)", N_("%(value)s is not one of the allowed values")),
         (r"(JSON is malformed|Input data was truncated).*", N_("the body is not valid JSON")),
         (r"Invalid RFC3339 encoded datetime.*", N_("expected a date and time (RFC 3339)")),
+        (r"Invalid UTF-8 encoded string.*", N_("the text is not valid UTF-8")),
     )
 )
 
