@@ -33,6 +33,11 @@ from care.storage import (
 )
 from ledger.kinds import BankPolicy, CatalogueEntry
 
+# A policy's numbers are minutes, days, points or an age: a larger one is a typo (and past
+# what the ledger's canonical JSON holds), refused as bad input.
+MAX_POLICY_NUMBER = 10**9
+MAX_REDEMPTION_AGE = 150
+
 
 class Catalogue(CareBase):
     """Catalogue and policy, and the eligibility rules they set."""
@@ -62,6 +67,10 @@ class Catalogue(CareBase):
                 raise InvalidInput(f"{key} must be {expected.__name__}", field=key)
             if isinstance(value, int) and not isinstance(value, bool) and value < 0:
                 raise InvalidInput(f"{key} must not be negative", field=key)
+            if isinstance(value, int) and value > MAX_POLICY_NUMBER:
+                raise InvalidInput(f"{key} must be at most {MAX_POLICY_NUMBER}", field=key)
+            if key == "redemption_age" and isinstance(value, int) and value > MAX_REDEMPTION_AGE:
+                raise InvalidInput(f"redemption_age must be 0-{MAX_REDEMPTION_AGE}", field=key)
             if key == "record_late_days" and isinstance(value, int) and not 1 <= value <= 366:
                 raise InvalidInput("record_late_days must be 1-366", field=key)
         if "points_unit" in changes and changes["points_unit"] not in POINTS_UNITS:

@@ -313,3 +313,27 @@ def test_the_middlewares_refusals_speak_the_callers_language(world: World) -> No
         "invalid-parameter",
     )
     assert malformed["detail"] == "参数 body 无效（请求内容不是有效的 JSON）"
+
+
+def test_policy_numbers_out_of_range_are_bad_input(world: World) -> None:
+    """A number past any sensible minutes, days or age was refused by the ledger (a 422
+    naming ``body.daily_cap_minutes``) or, for an age, accepted: now a 400 naming the field."""
+    w = world
+    admin = w.as_("b1-admin")
+    for change, field in (
+        ({"daily_cap_minutes": 2**63}, "daily_cap_minutes"),
+        ({"stored_cap_minutes": 10**9 + 1}, "stored_cap_minutes"),
+        ({"redemption_age": 100_000}, "redemption_age"),
+        ({"redemption_age": 151}, "redemption_age"),
+    ):
+        problem = refused(
+            w.client.post("/v1/policy", headers=admin, json=change), 400, "invalid-input"
+        )
+        assert problem["field"] == field
+    assert ok(w.client.post("/v1/policy", headers=admin, json={"redemption_age": 150}))
+    policy = ok(
+        w.client.post(
+            "/v1/policy", headers=admin, json={"redemption_age": 60, "daily_cap_minutes": 10**9}
+        )
+    )
+    assert (policy["redemption_age"], policy["daily_cap_minutes"]) == (60, 10**9)
