@@ -44,6 +44,8 @@ REFERENCE = re.compile(r"^[A-Za-z0-9._:/-]{1,64}$")
 # The reference goes into the public log: a mainland mobile number or a resident ID number
 # in it would be personal data there for ever (docs/privacy.md).
 PERSONAL_NUMBER = re.compile(r"(?<!\d)(1[3-9]\d{9}|\d{17}[\dXx])(?![\dXx])")
+# ... also when written in groups (``139-1234-5678``, ``130.5555.4444``): checked without them.
+SEPARATORS = re.compile(r"[._:/-]")
 
 
 class ExchangeStatus(enum.StrEnum):
@@ -137,7 +139,7 @@ class Exchanges:
             raise InvalidInput(
                 "reference is 1 to 64 letters, digits or . _ : / -", field="reference"
             )
-        if PERSONAL_NUMBER.search(reference):
+        if PERSONAL_NUMBER.search(SEPARATORS.sub("", reference)):
             raise InvalidInput(
                 "reference looks like a phone or ID number; the public ledger carries it: "
                 "use your own order number",

@@ -194,6 +194,9 @@ def test_a_reference_that_looks_like_a_phone_or_id_number_is_refused(world: Worl
         "tel-13912345678",
         "32010219800101123X",
         "id:320102198001011234",
+        "139-1234-5678",  # in groups, as people write them
+        "130.5555.4444",
+        "3201-0219-8001-0112-3X",
     ):
         refused = _ok(_ask(w, handle, 5, personal), 400)
         assert refused["field"] == "reference" and "phone or ID" in refused["detail"]
