@@ -219,7 +219,7 @@ class Exchanges:
             exchange = self._find(tx, exchange_id)
         if exchange is None or exchange.bank_id != principal.bank_id:
             raise NotFound(f"no exchange {exchange_id}")
-        self.links._access(principal, exchange.member_id)
+        self.links.access_through(principal, exchange.member_id, f"no exchange {exchange_id}")
         return exchange
 
     def confirm(self, principal: Principal, exchange_id: str) -> Exchange:

@@ -237,7 +237,7 @@ class PartnerLinks:
             if link.status is LinkStatus.PENDING:
                 return link
             raise NotFound(f"no link {link_id}")
-        self._access(principal, link.member_id)
+        self.access_through(principal, link.member_id, f"no link {link_id}")
         return link
 
     def approve(self, principal: Principal, link_id: str, member_id: str | None) -> PartnerLink:
@@ -295,7 +295,7 @@ class PartnerLinks:
             link = self._find(tx, link_id)
             if link is None or link.bank_id != principal.bank_id or link.member_id is None:
                 raise NotFound(f"no link {link_id}")
-            self._access(principal, link.member_id)
+            self.access_through(principal, link.member_id, f"no link {link_id}")
             if link.status is not LinkStatus.ACTIVE:
                 raise Conflict(f"the link is {link.status}, not active")
             tx.update(
@@ -352,6 +352,15 @@ class PartnerLinks:
         """How the caller relates to the member (self, proxy, staff, admin); a partner key
         finds no member by id (404), anyone else unrelated is refused."""
         return self._access(principal, member_id)
+
+    def access_through(self, principal: Principal, member_id: str, missing: str) -> str:
+        """``_access`` for an object read by its own id (a link, an exchange): a caller who
+        may not see its member finds no such object (``missing``), and never learns the
+        member's id, for which a partner only ever holds a handle."""
+        try:
+            return self._access(principal, member_id)
+        except NotFound:
+            raise NotFound(missing) from None
 
     def _access(self, principal: Principal, member_id: str) -> str:
         if principal.is_partner:

@@ -338,3 +338,40 @@ def test_the_demo_has_one_confirmed_exchange_of_the_demo_platform(tmp_path: Path
         assert entry.request.body["reference"] == DEMO_EXCHANGE_REFERENCE
     finally:
         services.close()
+
+
+def test_an_unrelated_login_learns_no_member_id_from_a_link_or_exchange_id(world: World) -> None:
+    """A partner holds a handle, never the member's id: a login of the bank that may not see
+    the member finds no such link or exchange, worded without the member's id (it named it)."""
+    w = world
+    _fund(w, w.ids["vol-b-account"], 30)
+    asked = _ok(
+        w.client.post(
+            "/v1/partner/link-requests",
+            headers=w.as_("meals"),
+            json={"scopes": ["read_points", "request_exchange"], "valid_days": 30},
+        ),
+        201,
+    )
+    link = _ok(w.client.post(f"/v1/links/{asked['id']}/approve", headers=w.as_("vol-b"), json={}))
+    exchange = _ok(_ask(w, link["handle"], 5), 201)
+    member = w.ids["vol-b"]
+    for path, missing in (
+        (f"/v1/links/{link['id']}", f"no link {link['id']}"),
+        (f"/v1/exchanges/{exchange['id']}", f"no exchange {exchange['id']}"),
+    ):
+        assert _ok(w.client.get(path, headers=w.as_("vol-b")))["id"] in path
+        for outsider in ("vol-a", "elder-a"):
+            answer = w.client.get(path, headers=w.as_(outsider))
+            assert answer.status_code == 404 and member not in answer.text, answer.text
+            assert answer.json()["detail"] == missing
+    for action in ("confirm", "decline"):
+        answer = w.client.post(
+            f"/v1/exchanges/{exchange['id']}/{action}",
+            headers={**w.as_("vol-a"), "Idempotency-Key": f"outsider-{action}"},
+            json={},
+        )
+        assert answer.status_code == 404 and member not in answer.text, answer.text
+    revoke = w.client.post(f"/v1/links/{link['id']}/revoke", headers=w.as_("vol-a"), json={})
+    assert revoke.status_code == 404 and member not in revoke.text, revoke.text
+    assert _ok(w.client.post(f"/v1/links/{link['id']}/revoke", headers=w.as_("vol-b"), json={}))
