@@ -275,8 +275,8 @@ def _seed(
         opened,
         history_end,
         centre.id,
-        staff_user.user.id,
-        centre_admin.user.id,
+        lambda entry_id: accounts.protector.pseudonym(entry_id, staff_user.user.id),
+        lambda entry_id: accounts.protector.pseudonym(entry_id, centre_admin.user.id),
     )
 
     # This month, in real time.

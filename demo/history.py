@@ -43,8 +43,8 @@ def history(
     opened: datetime,
     until: datetime,
     org: str,
-    verifier: str,
-    confirmer: str,
+    verifier: Callable[[str], str],
+    confirmer: Callable[[str], str],
 ) -> int:
     """The bank's months from ``opened`` to ``until``: the newcomers join spread over them, or
     earlier when the history first credits or debits one of them (so more join in the first

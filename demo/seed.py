@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from ledger.entry import EntryRequest
 from ledger.kinds import Deposit, Donation, Gift, Grant, Redemption, Reversal
@@ -39,12 +39,14 @@ def demo_requests(
     first_seq: int = 0,
     seed: int = 2026,
     org: str = "demo-org",
-    verifier: str = "demo-staff",
-    confirmer: str = "demo-confirmer",
+    verifier: Callable[[str], str] = lambda _: "p:demo-staff",
+    confirmer: Callable[[str], str] = lambda _: "p:demo-confirmer",
 ) -> Iterator[EntryRequest]:
     """``count`` entries of mixed kinds over ``members``' accounts, every balance rule kept.
 
     ``first_seq`` is the seq the first of them will get (the reversal names an earlier one).
+    ``verifier`` and ``confirmer`` name the staff in a deposit of that entry id as the public
+    log names people: a pseudonym per entry (``accounts.protection.Protector.pseudonym``).
     """
     rng = random.Random(seed)  # noqa: S311 - reproducible demo data, not secrets
     balances = dict.fromkeys(members, 0)
@@ -83,9 +85,9 @@ def demo_requests(
                 weight=weight,
                 policy=0,
                 org=org,
-                confirmed_by=confirmer,
+                confirmed_by=confirmer(f"demo-{n}"),
                 confirmed_as="staff_for_elder",
-                verified_by=verifier,
+                verified_by=verifier(f"demo-{n}"),
             )
             balances[member] += deposit.amount
             deposits.append((n, deposit))

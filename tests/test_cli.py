@@ -297,3 +297,24 @@ def test_report_halfyear_prints_publishes_once_and_is_recorded(env: dict[str, st
         assert refused.returncode == 1 and f"{again} is published already" in refused.stderr
     bad = run(env, "report", "halfyear", "--bank", "demo", "--half", "2026-H9")
     assert bad.returncode == 1 and "half must be YYYY-H1 or YYYY-H2" in bad.stderr
+
+
+def test_the_seeded_demo_names_no_user_in_the_public_log(env: dict[str, str]) -> None:
+    """The demo's history names its staff as every deposit does, by a pseudonym per entry:
+    a volunteer sees the staff member's user id (``/v1/me``'s ``approved_by``), and the log
+    is public for ever (docs/privacy.md)."""
+    from sqlalchemy import create_engine, text
+
+    assert run(env, "seed", "--demo", "--entries", "300").returncode == 0
+    engine = create_engine(env["TIMEBANK_DATABASE_URL"])
+    try:
+        with engine.connect() as conn:
+            users = [str(r[0]) for r in conn.execute(text("SELECT id FROM users"))]
+            leaves = b"\n".join(
+                bytes(r[0]) for r in conn.execute(text("SELECT leaf FROM log_entries"))
+            )
+    finally:
+        engine.dispose()
+    assert len(users) > 5 and leaves.count(b'"kind":"deposit"') > 50
+    assert [u for u in users if u.encode() in leaves] == []
+    assert b'"verified_by":"p:' in leaves and b'"confirmed_by":"p:' in leaves
