@@ -309,3 +309,34 @@ def test_a_pending_volunteer_is_refused_with_a_clear_page(
     answer = other.goto("/volunteer")
     assert answer is not None and answer.status == 200
     context.close()
+
+
+def test_logging_out_drops_the_pages_kept_for_a_walk_without_signal(
+    server: DemoServer, browser: Browser
+) -> None:
+    """On a shared phone, the next person must not read the volunteer's hours from the
+    service worker's copies once he has logged out."""
+    context = phone_context(browser, server, "en")
+    page = context.new_page()
+    login(page, "volunteer", PASSWORDS["volunteer"])
+    page.goto("/volunteer")
+    page.evaluate(
+        """() => navigator.serviceWorker.ready.then(() => navigator.serviceWorker.controller
+             ? true : new Promise(done => navigator.serviceWorker.addEventListener(
+               'controllerchange', () => done(true))))"""
+    )
+    page.goto("/volunteer/hours")
+    expect(page.locator("h1")).to_be_visible()
+    context.set_offline(True)
+    answer = page.goto("/volunteer/hours")  # kept: he may walk on without signal
+    assert answer is not None and answer.from_service_worker
+    context.set_offline(False)
+
+    page.goto("/")
+    page.click("form[action='/logout'] button")
+    page.wait_for_url("**/login**")
+    context.set_offline(True)
+    with pytest.raises(PlaywrightError, match="ERR_FAILED"):
+        page.goto("/volunteer/hours")
+    context.set_offline(False)
+    context.close()

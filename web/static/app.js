@@ -12,3 +12,9 @@
 if ("serviceWorker" in navigator && window.isSecureContext) {
   navigator.serviceWorker.register("/sw.js").catch(function () { /* pages work without it */ });
 }
+
+// The login page means nobody is signed in here (logged out, or the session ended elsewhere):
+// the last copies of the volunteer's pages, kept for a walk without signal, go too.
+if (window.caches && document.querySelector('form[action="/login"]')) {
+  caches.delete("timebank-pages-v1").catch(function () { /* nothing cached */ });
+}

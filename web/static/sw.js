@@ -1,6 +1,7 @@
 // The service worker: the app shell from the cache, the volunteer's pages from the network
 // with the last copy as a fallback when there is no signal. API calls are never cached. A new
-// release changes the shell's cache name, so the browser installs this worker again.
+// release changes the shell's cache name, so the browser installs this worker again. Logging
+// out drops the copies of the pages: on a shared phone, the next person must not read them.
 "use strict";
 const SHELL = "timebank-shell-{shell_version}";  // the server writes a digest of web/static
 const PAGES = "timebank-pages-v1";
@@ -24,7 +25,12 @@ self.addEventListener("activate", (event) => {
 
 self.addEventListener("fetch", (event) => {
   const url = new URL(event.request.url);
-  if (event.request.method !== "GET" || url.origin !== self.location.origin) { return; }
+  if (url.origin !== self.location.origin) { return; }
+  if (event.request.method === "POST" && /^\/logout(-all)?$/.test(url.pathname)) {
+    event.waitUntil(caches.delete(PAGES));  // the logout itself goes to the network
+    return;
+  }
+  if (event.request.method !== "GET") { return; }
   if (url.pathname.startsWith("/static/")) {
     event.respondWith(caches.match(event.request).then((hit) => hit || fetch(event.request)));
   } else if (event.request.mode === "navigate" && url.pathname.startsWith("/volunteer")) {
