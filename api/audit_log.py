@@ -49,6 +49,8 @@ def _is_audited(scope: Scope) -> bool:
     # we submit to the peer in turn, and so on for ever. Split views are recorded by the witness.
     if path.startswith(("/v1/log/", "/v1/federation/witness/", "/static/", "/schema")):
         return False
+    if method == "GET" and path.rstrip("/") in SEARCH_PATHS:
+        return _asks(scope.get("query_string", b""), "search", blank=False)  # by phone or ID
     if not path.startswith("/v1/"):  # the web app's forms change the same things
         return method == "POST" or (method == "GET" and _is_document_page(path))
     if method in ("POST", "PUT", "PATCH", "DELETE"):
@@ -59,7 +61,12 @@ def _is_audited(scope: Scope) -> bool:
         return True  # every export leaves the building: recorded, refused or not
     if method == "GET" and path.startswith("/v1/members/") and path.endswith(STATEMENT_PATHS):
         return True  # every signed statement or certificate issued is recorded
-    return method == "GET" and _asks_reveal(scope.get("query_string", b""))
+    return method == "GET" and _asks(scope.get("query_string", b""), "reveal_reason")
+
+
+# Member lists that find a person by an exact phone or ID number: each search is recorded, so
+# that guessing a masked number (``137****9876``) one search at a time shows in the trail.
+SEARCH_PATHS = ("/v1/members", "/desk/people")
 
 
 def _is_document_page(path: str) -> bool:
@@ -69,13 +76,13 @@ def _is_document_page(path: str) -> bool:
     )
 
 
-def _asks_reveal(query: bytes) -> bool:
-    """Whether the query carries ``reveal_reason`` in any spelling the app decodes
-    (``reveal%5Freason`` included): what the handler will see, not the raw text."""
+def _asks(query: bytes, name: str, *, blank: bool = True) -> bool:
+    """Whether the query carries ``name`` (with a value, unless ``blank``), in any spelling
+    the app decodes (``reveal%5Freason`` included): what the handler will see, not the raw
+    text."""
     if not query:  # most reads: nothing to parse
         return False
-    names = parse_qs(query.decode("latin-1"), keep_blank_values=True)
-    return "reveal_reason" in names
+    return name in parse_qs(query.decode("latin-1"), keep_blank_values=blank)
 
 
 def _actor(

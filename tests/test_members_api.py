@@ -205,6 +205,27 @@ def test_search_by_phone_or_id_uses_the_blind_index(world: World) -> None:
     assert world.client.get("/v1/members", headers=world.as_("vol-a")).status_code == 403
 
 
+def test_every_search_by_phone_or_id_is_in_the_audit_trail(world: World) -> None:
+    """A masked phone (``138****2222``) leaves 10,000 numbers to try one exact search at a
+    time: each search is recorded (who, when, the answer; never the number searched), a list
+    without a search is not."""
+    trail = world.client.app.state.audit
+
+    def searches() -> list[Any]:
+        listed = trail.events(bank_id=None, action="GET /v1/members", limit=1000)
+        return [e for e in listed if e.actor == world.ids["staff-a"]]
+
+    staff = world.as_("staff-a")
+    assert world.client.get("/v1/members", headers=staff).status_code == 200
+    assert searches() == []
+    for guess in ("13800000000", "13800002222", "13800009999"):
+        assert world.client.get(f"/v1/members?search={guess}", headers=staff).status_code == 200
+    found = searches()
+    assert [e.status for e in found] == [200, 200, 200]
+    dump = json.dumps([e.__dict__ for e in found], default=str)
+    assert "13800002222" not in dump and "138" not in dump
+
+
 def test_member_list_is_scoped(world: World) -> None:
     staff = {m["id"] for m in world.client.get("/v1/members", headers=world.as_("staff-a")).json()}
     assert world.ids["elder-a"] in staff and world.ids["elder-b"] not in staff
