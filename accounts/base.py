@@ -38,10 +38,10 @@ from accounts.storage import (
 from accounts.tokens import ONE_TIME_PREFIX, new_id, new_secret
 from ledger import LedgerPort
 
-BANK_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+BANK_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}\Z")
 
 
-USERNAME = re.compile(r"^[A-Za-z0-9._@+-]{3,64}$")
+USERNAME = re.compile(r"^[A-Za-z0-9._@+-]{3,64}\Z")
 
 
 MAX_PAGE = 200

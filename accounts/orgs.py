@@ -34,7 +34,7 @@ from accounts.storage import (
 )
 from accounts.tokens import new_id
 
-ORG_PHONE = re.compile(r"^\+?[0-9][0-9 -]{1,30}[0-9]$")
+ORG_PHONE = re.compile(r"^\+?[0-9][0-9 -]{1,30}[0-9]\Z")
 
 
 class Organisations(SecondFactor):

@@ -128,8 +128,8 @@ class Protector:
 
 # ------------------------------------------------------------------ normalisation
 
-PHONE = re.compile(r"^\+?[0-9]{6,15}$")
-ID_NUMBER = re.compile(r"^[0-9A-Za-z]{6,20}$")
+PHONE = re.compile(r"^\+?[0-9]{6,15}\Z")
+ID_NUMBER = re.compile(r"^[0-9A-Za-z]{6,20}\Z")
 
 
 def normalise_phone(value: str, field: str = "phone") -> str:

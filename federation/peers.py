@@ -19,8 +19,8 @@ from federation.storage import Duplicate, PeerRow, PeerStore
 from ledger.errors import KeyFormatError, NoteError
 from ledger.note import COSIGNATURE_V1, ED25519, Verifier
 
-NAME = re.compile(r"^[a-z][a-z0-9-]{1,31}$")
-ORIGIN = re.compile(r"^[\x21-\x7e]{1,200}$")
+NAME = re.compile(r"^[a-z][a-z0-9-]{1,31}\Z")
+ORIGIN = re.compile(r"^[\x21-\x7e]{1,200}\Z")
 REQUEST_KEY_SUFFIX = "/peers"
 WITNESS_KEY_SUFFIX = "/witness"
 WITNESS_PATH = "/v1/federation/witness"  # + /add-checkpoint, /key, /checkpoint

@@ -32,7 +32,7 @@ _INPUT = re.compile(
     r'^peer=\("@method" "@path" "date" "content-digest"\);created=(\d{1,12});'
     r'keyid="([\x21\x23-\x7e]{1,250})";alg="ed25519"$'
 )
-_SIGNATURE = re.compile(r"^peer=:([A-Za-z0-9+/]{86}==):$")
+_SIGNATURE = re.compile(r"^peer=:([A-Za-z0-9+/]{86}==):\Z")
 _DIGEST = re.compile(r"(?:^|,)\s*sha-256=:([A-Za-z0-9+/]{43}=):")
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ledger.witnessing import WitnessConfigError, WitnessEndpoint, parse_witnesses
 
-ORIGIN = re.compile(r"^[\x21-\x7e]+$")
+ORIGIN = re.compile(r"^[\x21-\x7e]+\Z")
 
 
 class ConfigError(ValueError):

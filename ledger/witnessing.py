@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_RESPONSE_BYTES = 64 * 1024
-_URL = re.compile(r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
+_URL = re.compile(r"^https?://[^\s/?#]+(/[^\s?#]*)?\Z")
 
 
 class WitnessConfigError(ValueError):

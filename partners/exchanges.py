@@ -40,7 +40,7 @@ from partners.storage import move_exchange, partner_exchanges, partner_links
 
 LIFETIME = timedelta(hours=48)  # a pending exchange nobody decided in two days expires
 MAX_MINUTES = 100_000
-REFERENCE = re.compile(r"^[A-Za-z0-9._:/-]{1,64}$")
+REFERENCE = re.compile(r"^[A-Za-z0-9._:/-]{1,64}\Z")
 # The reference goes into the public log: a mainland mobile number or a resident ID number
 # in it would be personal data there for ever (docs/privacy.md).
 PERSONAL_NUMBER = re.compile(r"(?<!\d)(1[3-9]\d{9}|\d{17}[\dXx])(?![\dXx])")

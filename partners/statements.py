@@ -38,7 +38,7 @@ from partners.links import PartnerLinks
 PAGE = 200
 MAX_ENTRIES = 2000  # a longer statement is asked for in shorter periods
 NICKNAME_MAX = 20
-DAY = re.compile(r"^\d{4}-\d\d-\d\d$")
+DAY = re.compile(r"^\d{4}-\d\d-\d\d\Z")
 
 
 class NameShown(enum.StrEnum):

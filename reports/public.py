@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ledger.entry import ASCII_KEY, Entry
 
-HALF = re.compile(r"^(\d{4})-H([12])$")
+HALF = re.compile(r"^(\d{4})-H([12])\Z")
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # the log's entry time
 
 # The kinds that move minutes, each reported even at 0 (the log's kinds, ledger/postings.py).

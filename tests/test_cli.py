@@ -318,3 +318,36 @@ def test_the_seeded_demo_names_no_user_in_the_public_log(env: dict[str, str]) ->
     assert len(users) > 5 and leaves.count(b'"kind":"deposit"') > 50
     assert [u for u in users if u.encode() in leaves] == []
     assert b'"verified_by":"p:' in leaves and b'"confirmed_by":"p:' in leaves
+
+
+def test_a_trailing_newline_is_not_part_of_a_valid_name(env: dict[str, str]) -> None:
+    """``$`` in a pattern also matches before a final newline: ids, names and halves ending in
+    one were stored (a bank ``nl\\n`` nobody could name again, a second half-year report
+    ``report:demo:2025-H1\\n`` in the append-only log). Each is refused; without it, accepted."""
+    assert run(env, "migrate").returncode == 0
+    refused = run(env, "admin", "create-bank", "--id", "nl\n", "--name", "New line")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert run(env, "admin", "create-bank", "--id", "nl", "--name", "New line").returncode == 0
+    user = run(
+        env, "admin", "create-user", "--bank", "nl", "--username", "nluser\n", "--role", "auditor"
+    )
+    assert user.returncode == 1 and "Traceback" not in user.stderr
+    ok = run(
+        env, "admin", "create-user", "--bank", "nl", "--username", "nluser", "--role", "auditor"
+    )
+    assert ok.returncode == 0, ok.stderr
+    half = run(env, "report", "halfyear", "--bank", "nl", "--half", "2025-H1\n")
+    assert half.returncode == 1 and "half must be" in half.stderr, half.stderr
+    # the same half without it passes that check (and stops later: this log has no checkpoint)
+    assert (
+        "(--half)" not in run(env, "report", "halfyear", "--bank", "nl", "--half", "2025-H1").stderr
+    )
+
+
+def test_an_entry_id_or_kind_ending_in_a_newline_is_malformed() -> None:
+    from ledger.entry import ENTRY_ID, KIND, TIME
+
+    assert ENTRY_ID.match("gift:abc") and not ENTRY_ID.match("gift:abc\n")
+    assert KIND.match("gift") and not KIND.match("gift\n")
+    assert TIME.match("2026-12-07T03:00:00.000000Z")
+    assert not TIME.match("2026-12-07T03:00:00.000000Z\n")

@@ -29,8 +29,8 @@ from ledger.errors import MalformedEntry
 from ledger.kinds.fields import of_kind, pair, text, whole
 from ledger.postings import DUE_FROM, DUE_TO, MEMBER, due_from_account, due_to_account
 
-TRANSFER = re.compile(r"^[0-9a-f]{32}$")
-LEAF_HASH = re.compile(r"^[0-9a-f]{64}$")
+TRANSFER = re.compile(r"^[0-9a-f]{32}\Z")
+LEAF_HASH = re.compile(r"^[0-9a-f]{64}\Z")
 VOID_REASONS = ("refused", "expired")
 REFUSALS = ("unknown-member", "wrong-member", "not-for-us", "expired", "not-related")
 

@@ -40,9 +40,9 @@ from ledger.note import Signer, Verifier
 
 FORMAT = "timebank-settlement/v1"
 SIGNING_PREFIX = b"timebank-settlement/v1\n"
-MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
-ROOT = re.compile(r"^[0-9a-f]{64}$")
-SIGNATURE = re.compile(r"^[A-Za-z0-9+/]{86}==$")
+MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])\Z")
+ROOT = re.compile(r"^[0-9a-f]{64}\Z")
+SIGNATURE = re.compile(r"^[A-Za-z0-9+/]{86}==\Z")
 
 
 def month_end(month: str) -> str:
