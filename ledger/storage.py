@@ -418,10 +418,11 @@ class Snapshot:
         return driver_rows(self.conn, sql, params)
 
     def entry_range(self, start: int, end: int) -> list[Any]:
-        """(seq, id, leaf_hash, kind, time, leaf) of entries with ``start <= seq < end``, in
-        order: plain driver rows, no per-row type processing (``ledger.verify_chunks``)."""
+        """(seq, id, leaf_hash, kind, time, leaf, prev) of entries with ``start <= seq <
+        end``, in order: plain driver rows, no per-row type processing
+        (``ledger.verify_chunks``)."""
         return self._driver_rows(
-            "SELECT seq, id, leaf_hash, kind, time, leaf FROM log_entries"
+            "SELECT seq, id, leaf_hash, kind, time, leaf, prev FROM log_entries"
             " WHERE seq >= ? AND seq < ? ORDER BY seq",
             (start, end),
         )

@@ -177,6 +177,10 @@ class _Verification:
                 row.time,
             ):
                 report.add(where, "id, kind or time columns differ from the leaf")
+            if entry is not None and entry.prev != bytes(row.prev):
+                # The writer finds the log's head by it, and it is unique: a changed one
+                # would stop every later append.
+                report.add(where, "prev column differs from the leaf's prev")
             if not postings.matches(seq, entry.request.postings if entry else ()):
                 report.add(where, "postings index differs from the entry's postings")
             self.leaf_hashes.append(step.leaf_hash)

@@ -123,7 +123,7 @@ def check_rows(
     prev_hash, prev_time = b"", ""
     first_prev, first_time = b"", ""
     position = start
-    for seq, entry_id, stored_hash, kind, time, leaf in rows:
+    for seq, entry_id, stored_hash, kind, time, leaf, stored_prev in rows:
         leaf = bytes(leaf)
         leaf_hash = sha256(b"\x00" + leaf).digest()
         fields = _leaf_fields(leaf, follow_rules)
@@ -134,7 +134,12 @@ def check_rows(
             return Chunk(start, end, f"seq {position}: its seq")
         if bytes(stored_hash) != leaf_hash:
             return Chunk(start, end, f"seq {position}: stored leaf hash")
-        if request_id != entry_id or entry_kind != kind or entry_time != time:
+        if (
+            request_id != entry_id
+            or entry_kind != kind
+            or entry_time != time
+            or b2a_base64(bytes(stored_prev), newline=False).decode() != prev
+        ):
             return Chunk(start, end, f"seq {position}: columns")
         if position == start:
             first = prev_bytes(prev)

@@ -143,6 +143,22 @@ def test_deleted_entry_is_named(filled: Log, db_url: str, mode: Mode) -> None:
     assert "seq 7: entries 6 are missing before it" in text
 
 
+def test_a_changed_prev_column_is_named(filled: Log, db_url: str, mode: Mode) -> None:
+    """The column the writer finds the log's head by: another entry's hash there (unique, so
+    every later append would fail) or any other bytes."""
+    raw_sql(
+        db_url,
+        "UPDATE log_entries SET prev = (SELECT leaf_hash FROM log_entries WHERE seq = 11)"
+        " WHERE seq = 5",
+        f"UPDATE log_entries SET prev = {_blob(db_url, bytes([7]) * 32)} WHERE seq = 8",
+    )
+    report = filled.verify()
+    assert mode.rejected()
+    assert report.bad_seqs() == {5, 8}
+    text = "\n".join(map(str, report.problems))
+    assert "seq 5: prev column differs from the leaf's prev" in text
+
+
 def test_swapped_entries_are_named(filled: Log, db_url: str, mode: Mode) -> None:
     raw_sql(
         db_url,

@@ -195,7 +195,7 @@ def _rows(leaves: list[bytes]) -> tuple[list[Any], list[Any], list[list[Any]]]:
     for seq, leaf in enumerate(leaves):
         entry = Entry.from_leaf(leaf)
         request = entry.request
-        rows.append((seq, request.id, leaf_hash(leaf), request.kind, entry.time, leaf))
+        rows.append((seq, request.id, leaf_hash(leaf), request.kind, entry.time, leaf, entry.prev))
         postings += [(seq, p.account, p.minutes) for p in request.postings]
     frontier, nodes = Frontier(), [[] for _ in range(16)]
     for leaf in leaves:
