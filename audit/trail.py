@@ -129,7 +129,11 @@ class Seal:
     head: bytes
 
 
-def outcome_of(status: int) -> str:
+def outcome_of(status: int, client: str = "") -> str:
+    """An HTTP status's outcome; for an operator command (``client`` "cli"), its exit status's:
+    0 is ok, anything else refused."""
+    if client == "cli":
+        return "ok" if status == 0 else "refused"
     return "ok" if status < 400 else ("failed" if status >= 500 else "refused")
 
 
@@ -222,7 +226,7 @@ class AuditTrail:
                 objects=tuple(o[:64] for o in objects),
                 client=client[:64],
                 device_key=device_key[:64] if device_key else None,
-                outcome=outcome_of(status),
+                outcome=outcome_of(status, client),
                 status=status,
                 prev=last.hash if last else ZERO,
             )

@@ -212,10 +212,10 @@ def test_operator_commands_are_in_the_audit_trail(env: dict[str, str]) -> None:
         events = [e for e in trail.all_events() if e.role == "operator"]
     finally:
         trail.dispose()
-    assert [(e.action, e.status) for e in events] == [
-        ("CLI timebank admin create-bank", 0),
-        ("CLI timebank admin create-bank", 1),
-        ("CLI timebank admin create-user", 0),
+    assert [(e.action, e.status, e.outcome) for e in events] == [
+        ("CLI timebank admin create-bank", 0, "ok"),
+        ("CLI timebank admin create-bank", 1, "refused"),  # an exit status, not an HTTP one
+        ("CLI timebank admin create-user", 0, "ok"),
     ]
     assert events[0].actor == "operator:王工" and events[0].bank_id == "qinhuai"
     assert events[2].actor.startswith("operator:") and "qh-admin" in events[2].objects
