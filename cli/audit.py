@@ -27,6 +27,7 @@ from audit.witness import (
     load_witness_key,
     parse_log_keys,
 )
+from cli.base import host, port, processes, seconds
 from ledger.config import Settings
 from ledger.errors import LedgerError
 from ledger.note import Verifier
@@ -298,7 +299,7 @@ def register_audit_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     export.add_argument("--url", required=True, help="the log's base URL")
     export.add_argument("--out", required=True, help="a new (or empty) directory")
     _add_token(export)
-    export.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    export.add_argument("--timeout", type=seconds, default=30.0, help="seconds per request")
     export.set_defaults(func=cmd_audit_export)
 
     verify = audit_sub.add_parser(
@@ -319,7 +320,7 @@ def register_audit_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     verify.add_argument(
         "--evidence", help="where to write fork evidence (default: next to --state)"
     )
-    verify.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    verify.add_argument("--timeout", type=seconds, default=30.0, help="seconds per request")
     _add_token(verify)
     verify.add_argument(
         "--shared-trail",
@@ -357,10 +358,10 @@ def register_audit_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     report.add_argument(
         "--bundle", metavar="DIR", help="or the log downloaded by `timebank audit export`"
     )
-    report.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    report.add_argument("--timeout", type=seconds, default=30.0, help="seconds per request")
     report.add_argument(
         "--workers",
-        type=int,
+        type=processes,
         help="processes reading, hashing and counting runs of leaves (default: the CPUs, "
         "up to 4, for logs over 30,000 entries)",
     )
@@ -387,7 +388,7 @@ def register_audit_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     clearing.add_argument(
         "--peer-request-key", help="the other bank's request key (default: as published)"
     )
-    clearing.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    clearing.add_argument("--timeout", type=seconds, default=30.0, help="seconds per request")
     clearing.set_defaults(func=cmd_audit_clearing)
 
     statement = audit_sub.add_parser(
@@ -422,7 +423,7 @@ def register_audit_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
         metavar="VKEY",
         help="verifier key of a log to witness (repeatable; @FILE reads keys from a file)",
     )
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8001)
+    serve.add_argument("--host", type=host, default="127.0.0.1")
+    serve.add_argument("--port", type=port, default=8001)
     serve.add_argument("--state", default="witness-state", help="state directory (witness-state)")
     serve.set_defaults(func=cmd_witness_serve)

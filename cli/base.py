@@ -1,8 +1,11 @@
-"""What every operator command needs first: the settings from the environment and a migrated
-database. Its own module so that the command groups (``cli.admin``, ``cli.audit``)
-import it without importing ``cli.main``, which registers them."""
+"""What every operator command needs first: the settings from the environment, a migrated
+database, and the types of its arguments. Its own module so that the command groups
+(``cli.admin``, ``cli.audit``) import it without importing ``cli.main``, which registers
+them."""
 
 from __future__ import annotations
+
+import argparse
 
 from ledger import Clock, utc_now
 from ledger.config import ConfigError, Settings
@@ -37,3 +40,49 @@ def open_log(settings: Settings, clock: Clock = utc_now) -> Log:
         upgrade(settings.database_url)
     require_migrated(settings.database_url)
     return Log.open(settings, clock)
+
+
+# Argument types: a value argparse refuses (exit 2, naming the option) instead of one a server
+# or a loop would take in a surprising way (port 99999 bound as 34463, an empty host as every
+# interface, an idle of 0 as a busy loop).
+
+
+def port(text: str) -> int:
+    """A TCP port, 1 to 65535."""
+    value = _whole(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (1-65535)")
+    return value
+
+
+def host(text: str) -> str:
+    """An address to listen on, given explicitly (an empty one would mean every interface)."""
+    if not text.strip() or text != text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not an address (0.0.0.0 for all of them)")
+    return text
+
+
+def seconds(text: str) -> float:
+    """A time in seconds above 0 and at most a day."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 86_400:
+        raise argparse.ArgumentTypeError(f"{text!r} is not above 0 and at most 86400 seconds")
+    return value
+
+
+def processes(text: str) -> int:
+    """A number of worker processes, 1 to 64."""
+    value = _whole(text)
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"{text!r} is not 1-64 processes")
+    return value
+
+
+def _whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None

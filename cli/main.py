@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from accounts.protection import DataKeyError
-from cli.base import open_log, require_migrated, settings_from_env
+from cli.base import host, open_log, port, processes, require_migrated, settings_from_env
 from ledger.errors import LedgerError
 from ledger.keys import load_signing_key
 from ledger.note import Verifier
@@ -203,8 +203,8 @@ def _hold_problems(url: str, ledger: LedgerStore) -> list[str]:
 
 def register_ledger_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = sub.add_parser("serve", help="serve the HTTP API")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", type=host, default="127.0.0.1")
+    serve.add_argument("--port", type=port, default=8000)
     serve.add_argument(
         "--access-log", action="store_true", help="log each request (records client addresses)"
     )
@@ -245,7 +245,7 @@ def register_ledger_commands(sub: argparse._SubParsersAction[argparse.ArgumentPa
     verify.add_argument("--key", help="verifier key to check checkpoints against (default: ours)")
     verify.add_argument(
         "--workers",
-        type=int,
+        type=processes,
         default=None,
         help="processes that check the log in chunks (default: one per CPU above 200,000 "
         "entries; 1: one process)",

@@ -11,6 +11,7 @@ from types import FrameType
 
 from accounts.errors import AccountsError
 from api.services import Services
+from cli.base import seconds
 from partners.delivery import Delivery
 
 
@@ -79,7 +80,7 @@ def register_webhook_commands(sub: argparse._SubParsersAction[argparse.ArgumentP
     run = webhooks_sub.add_parser("run", help="the delivery worker")
     run.add_argument("--once", action="store_true", help="attempt what is due now, then exit")
     run.add_argument(
-        "--idle", type=float, default=1.0, help="seconds to wait when nothing is due (1)"
+        "--idle", type=seconds, default=1.0, help="seconds to wait when nothing is due (1)"
     )
     run.set_defaults(func=cmd_run)
     replay = webhooks_sub.add_parser("replay", help="queue a dead letter again")

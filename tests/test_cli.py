@@ -351,3 +351,28 @@ def test_an_entry_id_or_kind_ending_in_a_newline_is_malformed() -> None:
     assert KIND.match("gift") and not KIND.match("gift\n")
     assert TIME.match("2026-12-07T03:00:00.000000Z")
     assert not TIME.match("2026-12-07T03:00:00.000000Z\n")
+
+
+def test_numbers_and_addresses_out_of_range_are_usage_errors(env: dict[str, str]) -> None:
+    """Port 99999 was bound as 34463, an empty host listened on every interface, an idle of 0
+    busy-looped and 5000 verify workers forked until memory ran out: each is refused by
+    name before anything runs (exit 2); the same option in range runs."""
+    for args, option in (
+        (["serve", "--port", "99999"], "--port"),
+        (["serve", "--port", "-1"], "--port"),
+        (["serve", "--host", ""], "--host"),
+        (["witness", "serve", "--host", "", "--key", "k", "--log", "l"], "--host"),
+        (["verify", "--workers", "5000"], "--workers"),
+        (["verify", "--workers", "0"], "--workers"),
+        (["webhooks", "run", "--idle", "0"], "--idle"),
+        (
+            ["audit", "verify", "--url", "http://127.0.0.1:9", "--key", "k", "--timeout", "-1"],
+            "--timeout",
+        ),
+    ):
+        done = run(env, *args)
+        assert done.returncode == 2 and f"argument {option}" in done.stderr, (args, done.stderr)
+        assert "Traceback" not in done.stderr
+    assert run(env, "seed", "--demo", "--entries", "50").returncode == 0
+    in_range = run(env, "verify", "--workers", "2")
+    assert in_range.returncode == 0, in_range.stderr
