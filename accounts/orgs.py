@@ -50,6 +50,15 @@ class Organisations(SecondFactor):
             raise NotFound(f"no bank {bank_id}")
         return Bank(row.id, row.name, utc(row.created_at) or self.clock())
 
+    def operator_bank(self, bank_id: str) -> Bank:
+        """The bank an operator command names (the operator holds the deployment, so no login
+        is asked): ``NotFound`` when there is none, before a report is computed for it."""
+        with self.store.snapshot() as tx:
+            row = tx.get(banks, bank_id) if isinstance(bank_id, str) else None
+        if row is None:
+            raise NotFound(f"no bank {bank_id}", field="bank")
+        return Bank(row.id, row.name, utc(row.created_at) or self.clock())
+
     def create_org(
         self, principal: Principal, name: str, kind: str, phone: str | None = None
     ) -> Organisation:

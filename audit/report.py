@@ -92,6 +92,8 @@ def read_key(value: str) -> Verifier:
             text = path.read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise AuditError(f"cannot read key file {value}: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise AuditError(f"key file {value} is not a verifier key (not UTF-8 text)") from exc
     try:
         return Verifier.from_text(text)
     except LedgerError as exc:

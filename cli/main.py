@@ -283,7 +283,14 @@ def main(argv: Sequence[str] | None = None, *, whole_process: bool = False) -> i
     fork its workers)."""
     os.umask(0o077)  # everything timebank creates (keys, databases) is private to its user
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(argv[0] if argv else None).parse_args(argv)
+    parser = build_parser(argv[0] if argv else None)
+    for value in argv:
+        # Bytes that are not UTF-8 arrive as lone surrogates, which no database, file or
+        # signature takes: refused here, once for every command, before anything is written.
+        if not value.isascii() and not _utf8(value):
+            shown = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            parser.error(f"argument {shown!r} is not valid UTF-8 text")
+    args = parser.parse_args(argv)
     args.whole_process = whole_process
     try:
         code: int = args.func(args)
@@ -292,6 +299,14 @@ def main(argv: Sequence[str] | None = None, *, whole_process: bool = False) -> i
         print(f"timebank {args.command}: {exc}", file=sys.stderr)
         return 2
     return code
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def run() -> None:

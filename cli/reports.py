@@ -31,6 +31,7 @@ def cmd_coverage(args: argparse.Namespace) -> int:
     services = Services.open(settings, open_log(settings))
     status = 1
     try:
+        services.accounts.operator_bank(args.bank)
         coverage = services.coverage.coverage(_auditor(args.bank), args.month, args.org)
         if args.json:  # the API's own shape (GET /v1/stats/coverage), built by its routes
             from api.stats_routes import coverage_out
@@ -61,6 +62,12 @@ def cmd_export_key(args: argparse.Namespace) -> int:
         fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         print(f"timebank report export-key: {args.out} exists; not overwritten", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(
+            f"timebank report export-key: cannot write {args.out!r}: {exc.strerror}",
+            file=sys.stderr,
+        )
         return 1
     with os.fdopen(fd, "w") as handle:
         handle.write(base64.b64encode(bytes(private)).decode("ascii") + "\n")
@@ -93,6 +100,7 @@ def cmd_halfyear(args: argparse.Namespace) -> int:
     services = Services.open(settings, open_log(settings))
     status = 1
     try:
+        services.accounts.operator_bank(args.bank)
         if args.publish:
             admin = Principal(
                 user_id=None, bank_id=args.bank, grants=(Grant(Role.BANK_ADMIN, args.bank),)

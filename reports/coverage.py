@@ -87,6 +87,8 @@ def month_bounds(month: str, zone: str) -> tuple[datetime, datetime]:
         first = datetime.strptime(month, "%Y-%m").date()
     except (TypeError, ValueError) as exc:
         raise InvalidInput("month must be YYYY-MM", field="month") from exc
+    if not 2000 <= first.year <= 2199:
+        raise InvalidInput("month must be in the years 2000-2199", field="month")
     following = date(first.year + first.month // 12, first.month % 12 + 1, 1)
     local = ZoneInfo(zone)
     start = datetime(first.year, first.month, 1, tzinfo=local)

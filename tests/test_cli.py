@@ -376,3 +376,34 @@ def test_numbers_and_addresses_out_of_range_are_usage_errors(env: dict[str, str]
     assert run(env, "seed", "--demo", "--entries", "50").returncode == 0
     in_range = run(env, "verify", "--workers", "2")
     assert in_range.returncode == 0, in_range.stderr
+
+
+def test_odd_arguments_get_a_message_not_a_traceback(env: dict[str, str], tmp_path: Path) -> None:
+    """Bytes that are not UTF-8, a bank that does not exist, a month past the calendar, an
+    empty file name, a key file that is not text: one line naming the problem, nothing
+    written; the same commands with good values succeed."""
+    assert run(env, "seed", "--demo", "--entries", "50").returncode == 0
+    not_utf8 = "\udcff\udcfe"  # how Python hands over argv bytes 0xff 0xfe
+    refusals = [
+        (("admin", "create-bank", "--id", "ok5", "--name", not_utf8), "not valid UTF-8"),
+        (("witness", "keygen", "--name", not_utf8, "--out", str(tmp_path / "w.key")), "UTF-8"),
+        (("report", "halfyear", "--bank", "nosuch", "--half", "2025-H1"), "no bank nosuch"),
+        (("report", "coverage", "--bank", "nosuch"), "no bank nosuch"),
+        (("report", "coverage", "--bank", "demo", "--month", "9999-12"), "2000-2199"),
+        (("report", "export-key", "--out", ""), "cannot write"),
+    ]
+    for args, message in refusals:
+        done = run(env, *args)  # subprocess encodes a surrogate back to the byte a shell sends
+        assert done.returncode in (1, 2), (args, done.stdout, done.stderr)
+        assert message in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
+    assert not (tmp_path / "w.key").exists()
+    bad_key = tmp_path / "bad.key"
+    bad_key.write_bytes(b"\xff\xfe")
+    audited = run(env, "audit", "verify", str(tmp_path), "--key", str(bad_key))
+    assert audited.returncode != 0 and "not UTF-8" in audited.stderr
+    assert "Traceback" not in audited.stderr
+    bank = run(env, "admin", "create-bank", "--id", "ok5", "--name", "正常")
+    assert bank.returncode == 0, bank.stderr
+    coverage = run(env, "report", "coverage", "--bank", "demo")
+    assert coverage.returncode == 0 and "visit coverage" in coverage.stdout
+    assert run(env, "report", "export-key", "--out", str(tmp_path / "export.key")).returncode == 0
