@@ -139,6 +139,8 @@ def test_the_life_of_an_hour(server: DemoServer, browser: Browser, tmp_path: Pat
 
     page.goto("/volunteer/hours")
     assert page.locator("#balance").inner_text() != before
+    cards = page.locator(".cards").inner_text()
+    assert "探访关爱" in cards and "company" not in cards  # the service's name, not its code
     assert axe_violations(page) == []
     page.click(f"a[href='/volunteer/hours/{verified['deposit_seq']}']")
     assert page.locator(".qr svg").count() == 1

@@ -359,7 +359,16 @@ def hours(request: Request[Any, Any, State]) -> Response[Any]:
         available=hours_text(request, balance.available),
         reserved=hours_text(request, balance.reserved) if balance.reserved else None,
         history=[(item, hours_text(request, item.minutes)) for item in history],
+        services=_service_words(request, care, who),
     )
+
+
+def _service_words(
+    request: Request[Any, Any, State], care: CareService, principal: Principal
+) -> dict[str, str]:
+    """Each service code of the catalogue in the page's language (助餐 / Meal help)."""
+    chinese = language_of(request) == "zh-CN"
+    return {t.code: t.name_zh if chinese else t.name_en for t in _types(care, principal).values()}
 
 
 @get("/volunteer/hours/{seq:int}", sync_to_thread=True, include_in_schema=False)
