@@ -167,6 +167,14 @@ def give_to_the_pool(page: Page, server: DemoServer) -> None:
     before = len(me.get(history))
     page.goto("/volunteer/give")
     assert axe_violations(page) == []
+    page.fill("#hours", "99999")  # more than he has: said at once, with what he typed kept
+    page.fill("#minutes", "7")
+    page.click("form.stack button[type=submit]")
+    assert page.locator("#error").inner_text() == "超过了您的存储时间"
+    assert page.input_value("#hours") == "99999" and page.input_value("#minutes") == "7"
+    assert page.get_attribute("#hours", "aria-invalid") == "true"
+    assert page.locator("h2").count() == 0  # no "please check" step
+    assert axe_violations(page) == []
     page.fill("#hours", "0")
     page.fill("#minutes", "5")
     page.click("form.stack button[type=submit]")

@@ -79,6 +79,8 @@ def give(request: Request[Any, Any, State], data: Form) -> Response[Any]:
             raise InvalidInput(N_("choose one of your confirmed relatives"), field="to")
         if data.get("confirmed") != "1":
             balance = care.balance(who, me)
+            if minutes > balance.available:  # said now, not after "yes, give it"
+                raise InvalidInput(N_("that is more than your stored time"), field="minutes")
             return _give(
                 request,
                 who,
@@ -108,6 +110,7 @@ def give(request: Request[Any, Any, State], data: Form) -> Response[Any]:
             who,
             relatives=_relatives(request, who),
             available=hours_text(request, care.balance(who, me).available),
+            typed={k: data.get(k, "") for k in ("to", "hours", "minutes")},  # as they were
         )
     return Redirect("/volunteer/hours", status_code=303)
 
