@@ -586,3 +586,25 @@ def test_staff_logins_and_enrolling_totp(world: World) -> None:  # noqa: F811
     admin = as_browser(w, "admin-a")
     reused = form_post(admin, "/desk/totp", "/desk/totp", enrolment_code=code.group(1))
     assert reused.status_code == 403
+
+
+def test_a_whole_day_window_reads_as_any_time_that_day() -> None:
+    """An elder's "any time that day" is midnight to midnight: the desk and the volunteer's
+    lists said "00:00–00:00", a window of no length."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from web.desk import window_text
+    from web.volunteer import _when
+
+    def asking(language: str) -> Any:
+        return SimpleNamespace(cookies={"tb_lang": language}, headers={})
+
+    start = datetime(2026, 12, 6, 16, 0, tzinfo=UTC)  # 7 Dec 00:00 in Shanghai
+    end = datetime(2026, 12, 7, 16, 0, tzinfo=UTC)
+    zone = "Asia/Shanghai"
+    assert window_text(asking("zh-CN"), start, end, zone) == "2026年12月7日 · 当天什么时间都可以"
+    assert window_text(asking("en"), start, end, zone) == "07 Dec 2026 · Any time that day"
+    assert _when(asking("zh-CN"), start, end, zone) == "12月7日 · 当天什么时间都可以"
+    morning = datetime(2026, 12, 7, 1, 0, tzinfo=UTC)  # 09:00 there
+    assert window_text(asking("en"), start, morning, zone) == "07 Dec 2026 00:00–09:00"

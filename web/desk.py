@@ -21,7 +21,7 @@ from care.errors import CareError
 from care.model import RecordStatus, RequestStatus, ServiceRecord, ServiceRequest, ServiceType
 from care.service import CareService
 from web.i18n import N_, gettext_for
-from web.pages import Form, language_of, refusal, render, safe_next, to_login
+from web.pages import Form, is_whole_day, language_of, refusal, render, safe_next, to_login
 from web.session import ON_BEHALF_STATE_KEY, accounts_of, session_cookie, viewer
 
 ItemId = Annotated[str, PathParameter(max_length=64)]
@@ -98,9 +98,11 @@ def service_name(request: Request[Any, Any, Any], kind: ServiceType | None) -> s
 def window_text(request: Request[Any, Any, Any], start: datetime, end: datetime, zone: str) -> str:
     local = ZoneInfo(zone)
     a, b = start.astimezone(local), end.astimezone(local)
-    if language_of(request) == "zh-CN":
-        return f"{a.year}年{a.month}月{a.day}日 {a:%H:%M}–{b:%H:%M}"
-    return f"{a:%d %b %Y} {a:%H:%M}–{b:%H:%M}"
+    chinese = language_of(request) == "zh-CN"
+    day = f"{a.year}年{a.month}月{a.day}日" if chinese else f"{a:%d %b %Y}"
+    if is_whole_day(a, b):  # an elder's "any time that day", not 00:00–00:00
+        return f"{day} · {gettext_for(language_of(request))('Any time that day')}"
+    return f"{day} {a:%H:%M}–{b:%H:%M}"
 
 
 def day_text(request: Request[Any, Any, Any], day: date) -> str:

@@ -5,6 +5,7 @@ and carries Litestar's CSRF token; every rule is the service layer's, as for ``/
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, time
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -128,6 +129,12 @@ def refusal(
     return render(
         request, template, principal, status=status, error=message, error_field=exc.field, **context
     )
+
+
+def is_whole_day(a: datetime, b: datetime) -> bool:
+    """Whether local times ``a``–``b`` are one whole calendar day, midnight to midnight (an
+    elder's "any time that day")."""
+    return a.time() == b.time() == time(0) and (b.date() - a.date()).days == 1
 
 
 def to_login(request: Request[Any, Any, Any]) -> Redirect:

@@ -26,7 +26,15 @@ from partners.statements import SignedDocument, SignedDocuments
 from web.document_pdf import STAR_WORDS
 from web.documents import certificate_context
 from web.i18n import N_, gettext_for
-from web.pages import Form, language_of, member_status, refusal, render, to_login
+from web.pages import (
+    Form,
+    is_whole_day,
+    language_of,
+    member_status,
+    refusal,
+    render,
+    to_login,
+)
 from web.session import ON_BEHALF_STATE_KEY, accounts_of, viewer
 
 HISTORY_LIMIT = 50
@@ -105,9 +113,10 @@ def _types(care: CareService, principal: Principal) -> dict[str, ServiceType]:
 def _when(request: Request[Any, Any, State], start: datetime, end: datetime, zone: str) -> str:
     local = ZoneInfo(zone)
     a, b = start.astimezone(local), end.astimezone(local)
-    if language_of(request) == "zh-CN":
-        return f"{a.month}月{a.day}日 {a:%H:%M}–{b:%H:%M}"
-    return f"{a:%d %b} {a:%H:%M}–{b:%H:%M}"
+    day = f"{a.month}月{a.day}日" if language_of(request) == "zh-CN" else f"{a:%d %b}"
+    if is_whole_day(a, b):  # an elder's "any time that day", not 00:00–00:00
+        return f"{day} · {translate(request, 'Any time that day')}"
+    return f"{day} {a:%H:%M}–{b:%H:%M}"
 
 
 def _elder_name(request: Request[Any, Any, State], principal: Principal, elder_id: str) -> str:
