@@ -350,3 +350,18 @@ def test_logging_out_drops_the_pages_kept_for_a_walk_without_signal(
         page.goto("/volunteer/hours")
     context.set_offline(False)
     context.close()
+
+
+def test_a_double_tap_on_check_out_sends_one_record(server: DemoServer, browser: Browser) -> None:
+    """The second tap queued a second record of the same visit, which the server refused as an
+    overlap: the volunteer read "refused" about a record that had been logged."""
+    request_id = dispatched_request(server, hours_ago=6)
+    context = phone_context(browser, server, "en")
+    page = context.new_page()
+    login(page, "volunteer", PASSWORDS["volunteer"])
+    visit(page, request_id, checked_in_hours_ago=5)
+    page.dblclick("#check-out-form button")
+    page.wait_for_url("**/volunteer?done=1")
+    assert page.locator(".ok").count() == 1
+    assert len(records_of(server, request_id)) == 1
+    context.close()

@@ -191,21 +191,27 @@ async function setUpVisit(visit) {
   });
   document.getElementById("check-out-form").addEventListener("submit", async (event) => {
     event.preventDefault();
-    const saved = await store("visits", "readonly", (s) => s.get(requestId));
     const form = event.target;
-    const checkIn = saved ? saved.checkIn : form.elements.check_in.value;
-    const code = form.elements.confirmation_code.value.trim();
-    const item = {
-      key: randomHex(),
-      draft: { elder_id: visit.dataset.elder, service_code: visit.dataset.service,
-        check_in: checkIn, check_out: nowText(), request_id: requestId },
-      extra: code ? { confirmation_code: code } : {},
-    };
-    await store("outbox", "readwrite", (s) => s.put(item));
-    form.querySelector("button").disabled = true;
+    const button = form.querySelector("button");
+    // A second tap while the first is on its way would queue a second record of the same
+    // visit (a new key, a later check-out), which the server refuses as an overlap.
+    if (button.disabled) { return; }
+    button.disabled = true;
+    const queued = await store("outbox", "readonly", (s) => s.getAll());
+    if (!queued.some((item) => item.draft.request_id === requestId)) {
+      const saved = await store("visits", "readonly", (s) => s.get(requestId));
+      const checkIn = saved ? saved.checkIn : form.elements.check_in.value;
+      const code = form.elements.confirmation_code.value.trim();
+      await store("outbox", "readwrite", (s) => s.put({
+        key: randomHex(),
+        draft: { elder_id: visit.dataset.elder, service_code: visit.dataset.service,
+          check_in: checkIn, check_out: nowText(), request_id: requestId },
+        extra: code ? { confirmation_code: code } : {},
+      }));
+    }
     const outcome = await flush();
-    if (outcome === "sent") { window.location.assign("/volunteer?done=1"); }
-    form.querySelector("button").disabled = false;
+    if (outcome === "sent") { window.location.assign("/volunteer?done=1"); return; }
+    button.disabled = false;
   });
 }
 
