@@ -4,7 +4,7 @@ claims, and a paid request's minutes are held, released or redeemed (two-phase r
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from accounts.base import clean_text, optional_text
 from accounts.errors import Forbidden, InvalidInput
@@ -32,6 +32,8 @@ from ledger.kinds import Redemption, Release, Reserve
 from ledger.postings import hold_account
 
 MAX_RECORD_MINUTES = 24 * 60
+# How far ahead a service may be asked for: a year (a window in 2099 is a typo).
+MAX_DAYS_AHEAD = 366
 
 
 def _for_viewer(request: ServiceRequest, role: str) -> ServiceRequest:
@@ -70,6 +72,7 @@ class Requests(Catalogue):
                 f"minutes must be 1-{min(window, MAX_RECORD_MINUTES)} (the time window)",
                 field="minutes",
             )
+        self._require_useful_window(elder.bank_id, start, end)
         if elder.org_id is None:
             raise InvalidInput("the elder belongs to no organisation", field="elder_id")
         if redeem:
@@ -96,6 +99,20 @@ class Requests(Catalogue):
                 created_at=self.clock(),
             )
             return to_request(tx.get(service_requests, request_id))
+
+    def _require_useful_window(self, bank_id: str, start: datetime, end: datetime) -> None:
+        """A window someone can still serve and log: not ended before the policy's last day to
+        log a record (a request can follow a visit already made), not past a year ahead."""
+        now, late_days = self.clock(), self.policy(bank_id).record_late_days
+        if end < now - timedelta(days=late_days):
+            raise InvalidInput(
+                f"window_end is more than {late_days} days ago: no record of it could be logged",
+                field="window_end",
+            )
+        if start > now + timedelta(days=MAX_DAYS_AHEAD):
+            raise InvalidInput(
+                f"window_start is more than {MAX_DAYS_AHEAD} days ahead", field="window_start"
+            )
 
     def get_request(self, principal: Principal, request_id: str) -> ServiceRequest:
         with self.store.snapshot() as tx:

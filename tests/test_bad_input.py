@@ -337,3 +337,30 @@ def test_policy_numbers_out_of_range_are_bad_input(world: World) -> None:
         )
     )
     assert (policy["redemption_age"], policy["daily_cap_minutes"]) == (60, 10**9)
+
+
+def test_a_request_window_nobody_could_serve_or_log_is_bad_input(world: World) -> None:
+    """A desk could book a visit in 2020 (open for volunteers to take) or in 2099: a window
+    past the last day to log a record, or over a year ahead, is refused naming its field."""
+    w = world
+    staff = w.as_("staff-a")
+    ask = {"elder_id": w.ids["elder-a"], "service_code": "meal", "minutes": 60}
+    for start, end, field in (
+        ("2020-01-01T09:00:00+08:00", "2020-01-01T11:00:00+08:00", "window_end"),
+        (hours_ago(8 * 24 + 3), hours_ago(8 * 24), "window_end"),  # policy: 7 days to log
+        (hours_ago(-367 * 24), hours_ago(-367 * 24 - 2), "window_start"),
+        ("2099-01-01T09:00:00+08:00", "2099-01-01T11:00:00+08:00", "window_start"),
+    ):
+        window = {"window_start": start, "window_end": end}
+        problem = refused(
+            w.client.post("/v1/requests", headers=staff, json={**ask, **window}),
+            400,
+            "invalid-input",
+        )
+        assert problem["field"] == field, (start, problem)
+    for start, end in (
+        (hours_ago(6 * 24 + 3), hours_ago(6 * 24)),  # a visit made six days ago
+        (hours_ago(-360 * 24), hours_ago(-360 * 24 - 2)),  # booked almost a year ahead
+    ):
+        window = {"window_start": start, "window_end": end}
+        ok(w.client.post("/v1/requests", headers=staff, json={**ask, **window}), 201)

@@ -108,6 +108,15 @@ MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (re.compile(pattern), text)
     for pattern, text in (
         (r"wrong username or password", N_("wrong username or password")),
+        (
+            r"window_end is more than (?P<days>\d+) days ago: no record of it could be logged",
+            N_("the visit ended more than %(days)s days ago: it can no longer be logged"),
+        ),
+        (
+            r"window_start is more than (?P<days>\d+) days ahead",
+            N_("the visit is more than %(days)s days ahead"),
+        ),
+        (r"window_end must be after window_start", N_("the end must be after the start")),
         (r"wrong or reused one-time code", N_("wrong or reused one-time code")),
         (
             r"too many login attempts; try again in (?P<seconds>\d+) seconds",
