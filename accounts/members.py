@@ -149,6 +149,10 @@ class Members(MemberViews):
                 registered_by=principal.user_id,
                 status=MemberStatus.ACTIVE if is_staff else MemberStatus.PENDING,
                 approved_by=principal.user_id if is_staff else None,
+                # A family member is answered alike whether the phone or ID number is known
+                # (as a self-registration is): a 409 told any member whose number is on file,
+                # in any organisation. Staff see duplicates when they approve.
+                check_duplicates=is_staff,
             )
             if is_family:
                 assert principal.user_id is not None

@@ -132,6 +132,26 @@ def test_family_registers_an_elder_pending_and_becomes_proxy(world: World) -> No
     assert volunteer.status_code == 403
 
 
+def test_a_family_registration_tells_nothing_of_numbers_on_file(world: World) -> None:
+    """Any member may register an elder: a 409 for a phone or ID number on file (of any
+    organisation) told them who is registered. A known and an unknown number are answered
+    alike, pending for staff, who see the duplicate when they approve; staff get the 409."""
+    known = {"name": "测试", "phone": "138-0000-2222"}  # elder-a's phone
+    unknown = {"name": "测试", "phone": "13500009876"}
+    answers = []
+    for personal in (known, unknown, {"name": "测试", "id_number": "320106194403150028"}):
+        body = {"org_id": world.ids["org_a"], "is_elder": True, "personal": personal}
+        answer = world.client.post("/v1/members", headers=world.as_("vol-a"), json=body)
+        answers.append((answer.status_code, answer.json()["member"]["status"]))
+    assert answers == [(201, "pending")] * 3
+    by_staff = world.client.post(
+        "/v1/members",
+        headers=world.as_("staff-a"),
+        json={"org_id": world.ids["org_a"], "is_elder": True, "personal": known},
+    )
+    assert by_staff.status_code == 409 and by_staff.json()["field"] == "phone"
+
+
 def test_masking_reveal_and_the_access_record(world: World) -> None:
     elder = world.ids["elder-a"]
     masked = world.client.get(f"/v1/members/{elder}", headers=world.as_("staff-a")).json()
