@@ -102,7 +102,7 @@ class Members(MemberViews):
                 registered_by=None,
                 status=MemberStatus.PENDING,
                 approved_by=None,
-                check_duplicates=False,  # staff see duplicates when they approve
+                check_duplicates=False,  # staff meet a duplicate when they approve
             )
         return NewMember(member, new.user)
 
@@ -277,6 +277,17 @@ class Members(MemberViews):
             # already appended (same id) instead of a member active without one.
             with self.store.snapshot() as tx:
                 row = self._visible_member_row(tx, principal, member_id)
+                for column, name in (("phone_index", "phone"), ("id_number_index", "id_number")):
+                    # A registration taken without the duplicate check (by the person or her
+                    # family, who must not learn who is on file): staff see it here.
+                    if row.status == MemberStatus.PENDING and tx.index_held_by_another_active(
+                        member_id, column
+                    ):
+                        raise Conflict(
+                            f"an active member has this {name}: reject this registration if it "
+                            "is the same person",
+                            field=name,
+                        )
             if row.status == MemberStatus.PENDING and (
                 principal.is_bank_admin or row.org_id in principal.orgs()
             ):

@@ -318,6 +318,30 @@ class Tx:
         stmt = stmt.order_by(members.c.created_at, members.c.id).limit(limit).offset(offset)
         return list(self.conn.execute(stmt))
 
+    def index_held_by_another_active(self, member_id: str, column: str) -> bool:
+        """Whether an active member of ``member_id``'s bank other than it has its phone or ID
+        number (``column``: ``phone_index`` or ``id_number_index``)."""
+        own = (
+            select(members.c.bank_id, member_personal.c[column])
+            .join(member_personal, member_personal.c.member_id == members.c.id)
+            .where(members.c.id == member_id)
+        )
+        row = self.conn.execute(own).first()
+        if row is None or row[1] is None:
+            return False
+        stmt = (
+            select(member_personal.c.member_id)
+            .join(members, members.c.id == member_personal.c.member_id)
+            .where(
+                members.c.bank_id == row[0],
+                member_personal.c[column] == row[1],
+                members.c.status == "active",
+                members.c.id != member_id,
+            )
+            .limit(1)
+        )
+        return self.conn.execute(stmt).first() is not None
+
     def index_taken(self, bank_id: str, column: str, value: str) -> bool:
         stmt = (
             select(member_personal.c.member_id)

@@ -138,12 +138,19 @@ def test_a_family_registration_tells_nothing_of_numbers_on_file(world: World) ->
     alike, pending for staff, who see the duplicate when they approve; staff get the 409."""
     known = {"name": "测试", "phone": "138-0000-2222"}  # elder-a's phone
     unknown = {"name": "测试", "phone": "13500009876"}
-    answers = []
+    answers, ids = [], []
     for personal in (known, unknown, {"name": "测试", "id_number": "320106194403150028"}):
         body = {"org_id": world.ids["org_a"], "is_elder": True, "personal": personal}
         answer = world.client.post("/v1/members", headers=world.as_("vol-a"), json=body)
         answers.append((answer.status_code, answer.json()["member"]["status"]))
+        ids.append(answer.json()["member"]["id"])
     assert answers == [(201, "pending")] * 3
+    staff = world.as_("staff-a")
+    for member_id, field in ((ids[0], "phone"), (ids[2], "id_number")):  # staff meet them here
+        held = world.client.post(f"/v1/members/{member_id}/approve", headers=staff)
+        assert held.status_code == 409 and held.json()["field"] == field, held.text
+    fresh = world.client.post(f"/v1/members/{ids[1]}/approve", headers=staff)
+    assert fresh.status_code == 200 and fresh.json()["status"] == "active"
     by_staff = world.client.post(
         "/v1/members",
         headers=world.as_("staff-a"),
