@@ -117,6 +117,14 @@ MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             N_("the visit is more than %(days)s days ahead"),
         ),
         (r"window_end must be after window_start", N_("the end must be after the start")),
+        (
+            r"an active member has this (?P<field>phone|id_number): reject this registration "
+            r"if it is the same person",
+            N_(
+                "an active member has this %(field)s: reject this registration if it is the "
+                "same person"
+            ),
+        ),
         (r"wrong or reused one-time code", N_("wrong or reused one-time code")),
         (
             r"too many login attempts; try again in (?P<seconds>\d+) seconds",
@@ -289,6 +297,7 @@ FIELDS = {
     "password": N_("password"),
     "name": N_("name"),
     "phone": N_("phone"),
+    "id_number": N_("ID number"),
     "old_password": N_("current password"),
     "new_password": N_("new password"),
 }
