@@ -12,6 +12,7 @@ import sys
 from accounts.errors import AccountsError
 from accounts.model import Grant, OrgKind, Principal, Role
 from api.services import Services
+from cli.base import operator
 
 
 def operator_name(args: argparse.Namespace) -> str:
@@ -113,6 +114,7 @@ def register_admin_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     admin.add_argument(
         "--as",
         dest="as_",
+        type=operator,
         metavar="NAME",
         help="who runs the command, for the audit trail (default: the OS user)",
     )

@@ -86,3 +86,11 @@ def _whole(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def operator(text: str) -> str:
+    """Who runs an operator command, named for the audit trail: 1 to 48 printable characters
+    (an empty ``--as`` fell back to the OS user without a word)."""
+    if not 1 <= len(text.strip()) <= 48 or text != text.strip() or not text.isprintable():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a name (1-48 printable characters)")
+    return text

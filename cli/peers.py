@@ -16,7 +16,7 @@ from accounts.storage import AccountsStore
 from audit.trail import AuditTrail
 from care.errors import CareError
 from cli.admin import operator_name
-from cli.base import require_migrated, settings_from_env
+from cli.base import operator, require_migrated, settings_from_env
 from database import Database
 from federation.peers import PeerError, Peers
 from federation.removal import OpenBusiness, open_business
@@ -255,6 +255,7 @@ def register_peer_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
     peers.add_argument(
         "--as",
         dest="as_",
+        type=operator,
         metavar="NAME",
         help="who runs the command, for the audit trail (default: the OS user)",
     )
