@@ -11,11 +11,11 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import Parameter
 
-from accounts.errors import Forbidden
+from accounts.errors import Forbidden, InvalidInput
 from accounts.model import Principal, Role
 from api.accounts_routes import AUTH
 from api.schemas import problems
-from audit.trail import AuditEvent, AuditTrail
+from audit.trail import TIME_BOUND, AuditEvent, AuditTrail
 
 
 class AuditEventOut(msgspec.Struct):
@@ -65,6 +65,12 @@ class AuditController(Controller):
         seen). Filters: time range (RFC 3339 UTC), actor id, action prefix, object id."""
         if not principal.has(Role.AUDITOR):
             raise Forbidden("the audit trail is for auditors")
+        for name, bound in (("since", since), ("until", until)):
+            if bound is not None and not TIME_BOUND.match(bound):
+                raise InvalidInput(
+                    f"{name} is a day (YYYY-MM-DD) or a UTC time (YYYY-MM-DDTHH:MM:SSZ)",
+                    field=name,
+                )
         trail: AuditTrail = state.audit
         found = trail.events(
             bank_id=principal.bank_id,

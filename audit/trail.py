@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -127,6 +128,11 @@ class Seal:
     ledger_seq: int
     count: int
     head: bytes
+
+
+# A bound of the time filter, compared with events' times as text: a day or an RFC 3339 UTC time
+# written as events are (``2026-12-01``, ``2026-12-01T08:00:00Z``, ``…T08:00:00.5Z``).
+TIME_BOUND = re.compile(r"\d{4}-\d\d-\d\d(T\d\d:\d\d(:\d\d(\.\d{1,6})?)?Z)?\Z")
 
 
 def outcome_of(status: int, client: str = "") -> str:

@@ -364,3 +364,26 @@ def test_a_request_window_nobody_could_serve_or_log_is_bad_input(world: World) -
     ):
         window = {"window_start": start, "window_end": end}
         ok(w.client.post("/v1/requests", headers=staff, json={**ask, **window}), 201)
+
+
+def test_an_audit_time_filter_that_is_not_a_time_is_said_so(world: World) -> None:
+    """Times are compared as text: "2026/12/07" matched no event and read as "no events" on
+    the page, and as [] from the API. Now a 400 naming the field, and an error next to it."""
+    from tests.accounts_world import PASSWORD
+    from tests.web_helpers import browser_login
+
+    w = world
+    auditor = w.as_("auditor")
+    for query, field in (("since=2026/12/07", "since"), ("until=yesterday", "until")):
+        problem = refused(
+            w.client.get(f"/v1/audit/events?{query}", headers=auditor), 400, "invalid-input"
+        )
+        assert problem["field"] == field
+    for good in ("since=2026-12-01", "until=2099-01-01T08:00:00Z", "since=2026-12-01T08:00:00.5Z"):
+        assert w.client.get(f"/v1/audit/events?{good}", headers=auditor).status_code == 200
+    w.client.cookies.clear()
+    assert browser_login(w.client, "auditor", PASSWORD).status_code == 303
+    page = w.client.get("/audit?since=2026/12/07")
+    assert page.status_code == 400 and 'id="since"' in page.text
+    assert 'aria-invalid="true"' in page.text and 'role="alert"' in page.text
+    assert w.client.get("/audit?since=2026-12-01").status_code == 200

@@ -19,8 +19,9 @@ from litestar.response import Redirect, Stream
 from accounts.errors import Forbidden
 from accounts.model import Principal, Role
 from audit import last_run
-from audit.trail import AuditEvent, AuditTrail
-from web.pages import render, to_login
+from audit.trail import TIME_BOUND, AuditEvent, AuditTrail
+from web.i18n import N_, gettext_for
+from web.pages import language_of, render, to_login
 from web.session import viewer
 
 Text = Annotated[str | None, QueryParameter(max_length=200)]
@@ -66,6 +67,26 @@ def audit_page(
     if not isinstance(who, Principal):
         return who
     filters = _filters(since=since, until=until, actor=actor, action=action, object_id=object_id)
+    wrong = next(
+        (k for k in ("since", "until") if k in filters and not TIME_BOUND.match(filters[k])), None
+    )
+    if wrong is not None:  # said next to the field, not read as "no events"
+        return render(
+            request,
+            "audit/events.html",
+            who,
+            status=400,
+            error=gettext_for(language_of(request))(
+                N_("Give a day (2026-12-01) or a UTC time (2026-12-01T08:00:00Z)")
+            ),
+            error_field=wrong,
+            events=[],
+            filters=filters,
+            next_after=None,
+            query="",
+            last=None,
+            request_base=str(request.base_url).rstrip("/"),
+        )
     events = trail_of(request).events(
         bank_id=who.bank_id, after_seq=after_seq, limit=PAGE + 1, **filters
     )
