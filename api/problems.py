@@ -127,9 +127,9 @@ def _body_field(message: str) -> str | None:
     return path or None
 
 
-def _validation(
-    request: Request[Any, Any, Any], exc: ValidationException
-) -> Response[dict[str, Any]]:
+def _validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    if _wants_a_page(request):  # an address edited by hand (/volunteer/hours/-1): a page
+        return error_page(request, NotFoundException())
     items = exc.extra if isinstance(exc.extra, list) else []
     first = items[0] if items and isinstance(items[0], dict) else {}
     message = str(first.get("message") or exc.detail)
@@ -195,9 +195,15 @@ def _care(request: Request[Any, Any, Any], exc: CareError) -> Response[dict[str,
     return response
 
 
+def _wants_a_page(request: Request[Any, Any, Any]) -> bool:
+    """A browser outside the API: it is answered with a page, not a problem."""
+    path = request.url.path
+    return not path.startswith("/v1/") and "text/html" in request.headers.get("accept", "")
+
+
 def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
-    if not request.url.path.startswith("/v1/") and "text/html" in request.headers.get("accept", ""):
-        return error_page(request, exc)  # a browser outside the API gets a page
+    if _wants_a_page(request):
+        return error_page(request, exc)
     _ = gettext_for(language(request))
     if isinstance(exc, PermissionDeniedException) and "CSRF" in str(exc.detail):
         # A page's own call to /v1 whose form token went stale: in the page's language.

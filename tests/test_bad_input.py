@@ -387,3 +387,27 @@ def test_an_audit_time_filter_that_is_not_a_time_is_said_so(world: World) -> Non
     assert page.status_code == 400 and 'id="since"' in page.text
     assert 'aria-invalid="true"' in page.text and 'role="alert"' in page.text
     assert w.client.get("/audit?since=2026-12-01").status_code == 200
+
+
+def test_an_address_edited_by_hand_gets_a_page_not_json(world: World) -> None:
+    """A browser on /volunteer/hours/-1 read a problem+json; the API keeps answering
+    problems to the same bad value."""
+    from tests.accounts_world import PASSWORD
+    from tests.web_helpers import browser_login
+
+    w = world
+    w.client.cookies.clear()
+    assert browser_login(w.client, "vol-a", PASSWORD).status_code == 303
+    html = {"accept": "text/html,application/xhtml+xml"}
+    for path in (
+        "/volunteer/hours/-1",
+        "/volunteer/hours/abc",
+        "/volunteer/hours/99999999999999999999",
+    ):
+        page = w.client.get(path, headers=html)
+        assert page.status_code == 404, (path, page.status_code)
+        assert page.headers["content-type"].startswith("text/html"), path
+    api = w.client.get(f"/v1/members/{w.ids['vol-a']}/receipts/-1", headers=w.as_("vol-a"))
+    assert api.status_code in (400, 404) and api.headers["content-type"].startswith(
+        "application/problem+json"
+    )

@@ -40,7 +40,7 @@ from web.session import ON_BEHALF_STATE_KEY, accounts_of, viewer
 HISTORY_LIMIT = 50
 RequestId = Annotated[str, PathParameter(max_length=64)]
 RecordId = Annotated[str, PathParameter(max_length=64)]
-Seq = Annotated[int, PathParameter(ge=0)]
+Seq = Annotated[int, PathParameter(ge=0, le=2**53 - 1)]
 # Words for what the history and the gift form show; the catalog translates them.
 WORDS = (
     N_("deposit"),
