@@ -27,7 +27,7 @@ from audit.witness import (
     load_witness_key,
     parse_log_keys,
 )
-from cli.base import host, port, processes, seconds
+from cli.base import count, host, port, processes, seconds
 from ledger.config import Settings
 from ledger.errors import LedgerError
 from ledger.note import Verifier
@@ -215,12 +215,12 @@ def _add_policy(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--quorum",
-        type=int,
+        type=count,
         help="how many of the --witness keys must have cosigned (default: all of them)",
     )
     parser.add_argument(
         "--member-overdraft",
-        type=int,
+        type=count,
         default=0,
         help="minutes a member account may go below zero under this bank's policy (0)",
     )

@@ -94,3 +94,12 @@ def operator(text: str) -> str:
     if not 1 <= len(text.strip()) <= 48 or text != text.strip() or not text.isprintable():
         raise argparse.ArgumentTypeError(f"{text!r} is not a name (1-48 printable characters)")
     return text
+
+
+def count(text: str) -> int:
+    """A whole number from 0 (minutes of an overdraft, a quorum of witnesses) to 10^9: a
+    negative overdraft was read as its size, a floor above zero."""
+    value = _whole(text)
+    if not 0 <= value <= 10**9:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 0")
+    return value

@@ -366,6 +366,19 @@ def test_numbers_and_addresses_out_of_range_are_usage_errors(env: dict[str, str]
         (["verify", "--workers", "0"], "--workers"),
         (["webhooks", "run", "--idle", "0"], "--idle"),
         (["admin", "--as", "", "create-bank", "--id", "x9", "--name", "X"], "--as"),
+        (
+            [
+                "audit",
+                "verify",
+                "--url",
+                "http://127.0.0.1:9",
+                "--key",
+                "k",
+                "--member-overdraft",
+                "-10",
+            ],
+            "--member-overdraft",
+        ),
         (["peers", "--as", "   ", "list"], "--as"),
         (
             ["audit", "verify", "--url", "http://127.0.0.1:9", "--key", "k", "--timeout", "-1"],
