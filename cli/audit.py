@@ -27,7 +27,7 @@ from audit.witness import (
     load_witness_key,
     parse_log_keys,
 )
-from cli.base import count, host, port, processes, seconds
+from cli.base import count, given, host, port, processes, seconds
 from ledger.config import Settings
 from ledger.errors import LedgerError
 from ledger.note import Verifier
@@ -297,7 +297,7 @@ def register_audit_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
 
     export = audit_sub.add_parser("export", help="save the log into a self-contained bundle")
     export.add_argument("--url", required=True, help="the log's base URL")
-    export.add_argument("--out", required=True, help="a new (or empty) directory")
+    export.add_argument("--out", type=given, required=True, help="a new (or empty) directory")
     _add_token(export)
     export.add_argument("--timeout", type=seconds, default=30.0, help="seconds per request")
     export.set_defaults(func=cmd_audit_export)
@@ -308,7 +308,9 @@ def register_audit_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     verify.add_argument("bundle", nargs="?", metavar="DIR", help="an export bundle")
     verify.add_argument("--url", help="the log's base URL (online audit)")
     verify.add_argument(
-        "--state", help="remember the last verified checkpoint here; resume from it next time"
+        "--state",
+        type=given,
+        help="remember the last verified checkpoint here; resume from it next time",
     )
     verify.add_argument("--full", action="store_true", help="replay every leaf, not only new ones")
     verify.add_argument(
@@ -318,7 +320,7 @@ def register_audit_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
         help="compare with the checkpoint this witness cosigned (repeatable)",
     )
     verify.add_argument(
-        "--evidence", help="where to write fork evidence (default: next to --state)"
+        "--evidence", type=given, help="where to write fork evidence (default: next to --state)"
     )
     verify.add_argument("--timeout", type=seconds, default=30.0, help="seconds per request")
     _add_token(verify)
@@ -410,7 +412,9 @@ def register_audit_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
 
     keygen = witness_sub.add_parser("keygen", help="create a witness key; print its public key")
     keygen.add_argument("--name", required=True, help="the witness's name, e.g. witness.example")
-    keygen.add_argument("--out", required=True, help="file for the private key (mode 0600)")
+    keygen.add_argument(
+        "--out", type=given, required=True, help="file for the private key (mode 0600)"
+    )
     keygen.set_defaults(func=cmd_witness_keygen)
 
     serve = witness_sub.add_parser("serve", help="serve POST /add-checkpoint")
@@ -425,5 +429,7 @@ def register_audit_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     )
     serve.add_argument("--host", type=host, default="127.0.0.1")
     serve.add_argument("--port", type=port, default=8001)
-    serve.add_argument("--state", default="witness-state", help="state directory (witness-state)")
+    serve.add_argument(
+        "--state", type=given, default="witness-state", help="state directory (witness-state)"
+    )
     serve.set_defaults(func=cmd_witness_serve)

@@ -103,3 +103,11 @@ def count(text: str) -> int:
     if not 0 <= value <= 10**9:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 0")
     return value
+
+
+def given(text: str) -> str:
+    """A file, directory or month named explicitly: an empty one meant the working directory,
+    no state at all, or this month, without a word."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty value; leave the option out instead")
+    return text

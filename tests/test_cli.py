@@ -405,7 +405,9 @@ def test_odd_arguments_get_a_message_not_a_traceback(env: dict[str, str], tmp_pa
         (("report", "halfyear", "--bank", "nosuch", "--half", "2025-H1"), "no bank nosuch"),
         (("report", "coverage", "--bank", "nosuch"), "no bank nosuch"),
         (("report", "coverage", "--bank", "demo", "--month", "9999-12"), "2000-2199"),
-        (("report", "export-key", "--out", ""), "cannot write"),
+        (("report", "export-key", "--out", ""), "an empty value"),
+        (("report", "export-key", "--out", "/nonexistent-dir/k.key"), "cannot write"),
+        (("report", "coverage", "--bank", "demo", "--month", ""), "an empty value"),
     ]
     for args, message in refusals:
         done = run(env, *args)  # subprocess encodes a surrogate back to the byte a shell sends
