@@ -277,11 +277,15 @@ class Members(MemberViews):
             # already appended (same id) instead of a member active without one.
             with self.store.snapshot() as tx:
                 row = self._visible_member_row(tx, principal, member_id)
+                deciding = principal.is_bank_admin or row.org_id in principal.orgs()
                 for column, name in (("phone_index", "phone"), ("id_number_index", "id_number")):
                     # A registration taken without the duplicate check (by the person or her
-                    # family, who must not learn who is on file): staff see it here.
-                    if row.status == MemberStatus.PENDING and tx.index_held_by_another_active(
-                        member_id, column
+                    # family, who must not learn who is on file): staff, and only staff (the
+                    # family proxy may call this too: 403 below), meet it here.
+                    if (
+                        deciding
+                        and row.status == MemberStatus.PENDING
+                        and tx.index_held_by_another_active(member_id, column)
                     ):
                         raise Conflict(
                             f"an active member has this {name}: reject this registration if it "

@@ -145,6 +145,9 @@ def test_a_family_registration_tells_nothing_of_numbers_on_file(world: World) ->
         answers.append((answer.status_code, answer.json()["member"]["status"]))
         ids.append(answer.json()["member"]["id"])
     assert answers == [(201, "pending")] * 3
+    for member_id in ids:  # her proxy may not approve: refused alike, known number or not
+        answer = world.client.post(f"/v1/members/{member_id}/approve", headers=world.as_("vol-a"))
+        assert answer.status_code == 403, answer.text
     staff = world.as_("staff-a")
     for member_id, field in ((ids[0], "phone"), (ids[2], "id_number")):  # staff meet them here
         held = world.client.post(f"/v1/members/{member_id}/approve", headers=staff)
