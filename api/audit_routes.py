@@ -15,7 +15,7 @@ from accounts.errors import Forbidden, InvalidInput
 from accounts.model import Principal, Role
 from api.accounts_routes import AUTH
 from api.schemas import problems
-from audit.trail import TIME_BOUND, AuditEvent, AuditTrail
+from audit.trail import AuditEvent, AuditTrail, time_bound
 
 
 class AuditEventOut(msgspec.Struct):
@@ -65,8 +65,10 @@ class AuditController(Controller):
         seen). Filters: time range (RFC 3339 UTC), actor id, action prefix, object id."""
         if not principal.has(Role.AUDITOR):
             raise Forbidden("the audit trail is for auditors")
-        for name, bound in (("since", since), ("until", until)):
-            if bound is not None and not TIME_BOUND.match(bound):
+        bounds: dict[str, str | None] = {}
+        for name, given in (("since", since), ("until", until)):
+            bounds[name] = time_bound(given) if given else None  # empty: no bound
+            if given and bounds[name] is None:
                 raise InvalidInput(
                     f"{name} is a day (YYYY-MM-DD) or a UTC time (YYYY-MM-DDTHH:MM:SSZ)",
                     field=name,
@@ -75,8 +77,8 @@ class AuditController(Controller):
         found = trail.events(
             bank_id=principal.bank_id,
             after_seq=after_seq,
-            since=since,
-            until=until,
+            since=bounds["since"],
+            until=bounds["until"],
             actor=actor,
             action=action,
             object_id=object_id,

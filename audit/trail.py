@@ -130,15 +130,28 @@ class Seal:
     head: bytes
 
 
-# A bound of the time filter, compared with events' times as text: a day or an RFC 3339 UTC time
-# written as events are (``2026-12-01``, ``2026-12-01T08:00:00Z``, ``…T08:00:00.5Z``).
+# A bound of the time filter: a day or an RFC 3339 UTC time (``2026-12-01``,
+# ``2026-12-01T08:00Z``, ``…T08:00:00.5Z``).
 TIME_BOUND = re.compile(r"\d{4}-\d\d-\d\d(T\d\d:\d\d(:\d\d(\.\d{1,6})?)?Z)?\Z")
 
 
-def outcome_of(status: int, client: str = "") -> str:
-    """An HTTP status's outcome; for an operator command (``client`` "cli"), its exit status's:
-    0 is ok, anything else refused."""
-    if client == "cli":
+def time_bound(text: str) -> str | None:
+    """``text`` as events write their times (``2026-12-01`` → ``2026-12-01T00:00:00.000000Z``),
+    since the filter compares them as text; None when it is not a day or a UTC time."""
+    if not TIME_BOUND.match(text):
+        return None
+    day, _, clock = text.removesuffix("Z").partition("T")
+    try:
+        moment = datetime.fromisoformat(f"{day}T{clock or '00:00'}+00:00")
+    except ValueError:  # 2026-02-30, 25:00
+        return None
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def outcome_of(status: int, role: str = "") -> str:
+    """An HTTP status's outcome; for an operator command (``role`` "operator", which only the
+    command line records), its exit status's: 0 is ok, anything else refused."""
+    if role == "operator":
         return "ok" if status == 0 else "refused"
     return "ok" if status < 400 else ("failed" if status >= 500 else "refused")
 
@@ -232,7 +245,7 @@ class AuditTrail:
                 objects=tuple(o[:64] for o in objects),
                 client=client[:64],
                 device_key=device_key[:64] if device_key else None,
-                outcome=outcome_of(status, client),
+                outcome=outcome_of(status, role),
                 status=status,
                 prev=last.hash if last else ZERO,
             )

@@ -381,8 +381,17 @@ def test_an_audit_time_filter_that_is_not_a_time_is_said_so(world: World) -> Non
         assert problem["field"] == field
     for good in ("since=2026-12-01", "until=2099-01-01T08:00:00Z", "since=2026-12-01T08:00:00.5Z"):
         assert w.client.get(f"/v1/audit/events?{good}", headers=auditor).status_code == 200
+    from audit.trail import time_bound
+
+    # compared with the events' times as text: written as they are, to the microsecond
+    assert time_bound("2026-12-01") == "2026-12-01T00:00:00.000000Z"
+    assert time_bound("2026-12-01T08:00Z") == "2026-12-01T08:00:00.000000Z"
+    assert time_bound("2026-12-01T08:00:00.5Z") == "2026-12-01T08:00:00.500000Z"
+    assert time_bound("2026-02-30") is None and time_bound("2026-12-01T25:00Z") is None
     w.client.cookies.clear()
     assert browser_login(w.client, "auditor", PASSWORD).status_code == 303
+    export = w.client.get("/audit/events.jsonl?since=2026/12/07")
+    assert export.status_code == 400
     page = w.client.get("/audit?since=2026/12/07")
     assert page.status_code == 400 and 'id="since"' in page.text
     assert 'aria-invalid="true"' in page.text and 'role="alert"' in page.text

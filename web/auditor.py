@@ -19,7 +19,7 @@ from litestar.response import Redirect, Stream
 from accounts.errors import Forbidden
 from accounts.model import Principal, Role
 from audit import last_run
-from audit.trail import TIME_BOUND, AuditEvent, AuditTrail
+from audit.trail import AuditEvent, AuditTrail, time_bound
 from web.i18n import N_, gettext_for
 from web.pages import language_of, render, to_login
 from web.session import viewer
@@ -53,6 +53,19 @@ def _filters(**given: str | None) -> dict[str, str]:
     return {k: v.strip() for k, v in given.items() if v is not None and v.strip()}
 
 
+def _query(filters: dict[str, str]) -> tuple[dict[str, str], str | None]:
+    """The filters for ``AuditTrail.events`` (time bounds as events write their times), and
+    the first time bound that is not a day or a UTC time (None when all are)."""
+    query = dict(filters)
+    for name in ("since", "until"):
+        if name in query:
+            bound = time_bound(query[name])
+            if bound is None:
+                return query, name
+            query[name] = bound
+    return query, None
+
+
 @get("/audit", sync_to_thread=True, include_in_schema=False)
 def audit_page(
     request: Request[Any, Any, State],
@@ -67,9 +80,7 @@ def audit_page(
     if not isinstance(who, Principal):
         return who
     filters = _filters(since=since, until=until, actor=actor, action=action, object_id=object_id)
-    wrong = next(
-        (k for k in ("since", "until") if k in filters and not TIME_BOUND.match(filters[k])), None
-    )
+    query, wrong = _query(filters)
     if wrong is not None:  # said next to the field, not read as "no events"
         return render(
             request,
@@ -88,7 +99,7 @@ def audit_page(
             request_base=str(request.base_url).rstrip("/"),
         )
     events = trail_of(request).events(
-        bank_id=who.bank_id, after_seq=after_seq, limit=PAGE + 1, **filters
+        bank_id=who.bank_id, after_seq=after_seq, limit=PAGE + 1, **query
     )
     more = len(events) > PAGE
     events = events[:PAGE]
@@ -121,12 +132,17 @@ def export_events(
     if not isinstance(who, Principal):
         return who
     filters = _filters(since=since, until=until, actor=actor, action=action, object_id=object_id)
+    query, wrong = _query(filters)
+    if wrong is not None:
+        refusal = N_("Give a day (2026-12-01) or a UTC time (2026-12-01T08:00:00Z)")
+        message = gettext_for(language_of(request))(refusal)
+        return Response(message + "\n", status_code=400, media_type="text/plain")
     trail = trail_of(request)
 
     def lines() -> Iterator[bytes]:
         after = None
         while True:
-            page = trail.events(bank_id=who.bank_id, after_seq=after, limit=EXPORT_PAGE, **filters)
+            page = trail.events(bank_id=who.bank_id, after_seq=after, limit=EXPORT_PAGE, **query)
             for event in page:
                 yield (json.dumps(event_json(event), ensure_ascii=False) + "\n").encode()
             if len(page) < EXPORT_PAGE:
