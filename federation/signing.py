@@ -30,7 +30,7 @@ COMPONENTS = ('"@method"', '"@path"', '"date"', '"content-digest"')
 MAX_SKEW_SECONDS = 300  # a request dated further from the receiver's clock is refused
 _INPUT = re.compile(
     r'^peer=\("@method" "@path" "date" "content-digest"\);created=(\d{1,12});'
-    r'keyid="([\x21\x23-\x7e]{1,250})";alg="ed25519"$'
+    r'keyid="([\x21\x23-\x7e]{1,250})";alg="ed25519"\Z'
 )
 _SIGNATURE = re.compile(r"^peer=:([A-Za-z0-9+/]{86}==):\Z")
 _DIGEST = re.compile(r"(?:^|,)\s*sha-256=:([A-Za-z0-9+/]{43}=):")

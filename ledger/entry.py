@@ -27,7 +27,7 @@ ZERO_HASH = bytes(32)
 ENTRY_ID = re.compile(r"^[A-Za-z0-9._:@/-]{1,128}\Z")
 KIND = re.compile(r"^[a-z][a-z0-9_-]{0,31}\Z")
 ACCOUNT = re.compile(
-    r"^[a-z0-9][a-z0-9-]{0,31}:((member|hold|clearing|due_to|due_from):[A-Za-z0-9_-]{1,64}|issuance|pool|redemption)$"
+    r"^[a-z0-9][a-z0-9-]{0,31}:((member|hold|clearing|due_to|due_from):[A-Za-z0-9_-]{1,64}|issuance|pool|redemption)\Z"
 )
 ASCII_KEY = re.compile(r"^[\x20-\x7e]{1,64}\Z")
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z\Z")
