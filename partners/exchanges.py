@@ -44,8 +44,11 @@ REFERENCE = re.compile(r"^[A-Za-z0-9._:/-]{1,64}\Z")
 # The reference goes into the public log: a mainland mobile number or a resident ID number
 # in it would be personal data there for ever (docs/privacy.md).
 PERSONAL_NUMBER = re.compile(r"(?<!\d)(1[3-9]\d{9}|\d{17}[\dXx])(?![\dXx])")
-# ... also when written in groups (``139-1234-5678``, ``130.5555.4444``): checked without them.
-SEPARATORS = re.compile(r"[._:/-]")
+# ... also in the groups people write them in (``139-1234-5678``, ``130.5555.4444``,
+# ``320102-19800101-123X``); other digits split by separators (``inv/17/202605171``) are not.
+GROUPED_NUMBER = re.compile(
+    r"(?<![\dXx])(1[3-9]\d[._:/-]\d{4}[._:/-]\d{4}|\d{6}[._:/-]\d{8}[._:/-]\d{3}[\dXx])(?![\dXx])"
+)
 
 
 class ExchangeStatus(enum.StrEnum):
@@ -139,7 +142,7 @@ class Exchanges:
             raise InvalidInput(
                 "reference is 1 to 64 letters, digits or . _ : / -", field="reference"
             )
-        if PERSONAL_NUMBER.search(SEPARATORS.sub("", reference)):
+        if PERSONAL_NUMBER.search(reference) or GROUPED_NUMBER.search(reference):
             raise InvalidInput(
                 "reference looks like a phone or ID number; the public ledger carries it: "
                 "use your own order number",
