@@ -197,21 +197,31 @@ async function setUpVisit(visit) {
     // visit (a new key, a later check-out), which the server refuses as an overlap.
     if (button.disabled) { return; }
     button.disabled = true;
-    const queued = await store("outbox", "readonly", (s) => s.getAll());
-    if (!queued.some((item) => item.draft.request_id === requestId)) {
-      const saved = await store("visits", "readonly", (s) => s.get(requestId));
-      const checkIn = saved ? saved.checkIn : form.elements.check_in.value;
+    let outcome = "waiting";
+    try {
       const code = form.elements.confirmation_code.value.trim();
-      await store("outbox", "readwrite", (s) => s.put({
-        key: randomHex(),
-        draft: { elder_id: visit.dataset.elder, service_code: visit.dataset.service,
-          check_in: checkIn, check_out: nowText(), request_id: requestId },
-        extra: code ? { confirmation_code: code } : {},
-      }));
+      const extra = code ? { confirmation_code: code } : {};
+      const queued = await store("outbox", "readonly", (s) => s.getAll());
+      // Waiting already (no signal): that record goes, under its key (a refused one leaves
+      // the outbox, and the next tap queues the visit again).
+      if (!queued.some((item) => item.draft.request_id === requestId)) {
+        const saved = await store("visits", "readonly", (s) => s.get(requestId));
+        const checkIn = saved ? saved.checkIn : form.elements.check_in.value;
+        await store("outbox", "readwrite", (s) => s.put({
+          key: randomHex(),
+          draft: { elder_id: visit.dataset.elder, service_code: visit.dataset.service,
+            check_in: checkIn, check_out: nowText(), request_id: requestId },
+          extra,
+        }));
+      }
+      outcome = await flush();
+    } finally {
+      if (outcome === "sent") {
+        window.location.assign("/volunteer?done=1");
+      } else {
+        button.disabled = false;
+      }
     }
-    const outcome = await flush();
-    if (outcome === "sent") { window.location.assign("/volunteer?done=1"); return; }
-    button.disabled = false;
   });
 }
 
