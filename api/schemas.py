@@ -25,6 +25,7 @@ from accounts.model import (
     User,
 )
 from accounts.service import MemberView
+from ledger.entry import encodes_as_utf8
 
 
 class Input(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -84,10 +85,10 @@ def lone_surrogate_at(value: Any, at: str = "$") -> str | None:
     """The JSON path (``$.personal.name``, ``$.scopes[1]``) of the first string in a decoded
     body that holds a lone UTF-16 surrogate, in a key or a value; None when there is none."""
     if isinstance(value, str):
-        return None if value.isascii() or _encodes(value) else at
+        return None if encodes_as_utf8(value) else at
     if isinstance(value, dict):
         for key, item in value.items():
-            if not (key.isascii() or _encodes(key)):
+            if not encodes_as_utf8(key):
                 return at
             if (found := lone_surrogate_at(item, f"{at}.{key}")) is not None:
                 return found
@@ -96,14 +97,6 @@ def lone_surrogate_at(value: Any, at: str = "$") -> str | None:
             if (found := lone_surrogate_at(item, f"{at}[{index}]")) is not None:
                 return found
     return None
-
-
-def _encodes(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def strict_inputs(openapi_schema: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from accounts.protection import DataKeyError
 from cli.base import host, open_log, port, processes, require_migrated, settings_from_env
+from ledger.entry import encodes_as_utf8
 from ledger.errors import LedgerError
 from ledger.keys import load_signing_key
 from ledger.note import Verifier
@@ -287,7 +288,7 @@ def main(argv: Sequence[str] | None = None, *, whole_process: bool = False) -> i
     for value in argv:
         # Bytes that are not UTF-8 arrive as lone surrogates, which no database, file or
         # signature takes: refused here, once for every command, before anything is written.
-        if not value.isascii() and not _utf8(value):
+        if not encodes_as_utf8(value):
             shown = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
             parser.error(f"argument {shown!r} is not valid UTF-8 text")
     args = parser.parse_args(argv)
@@ -299,14 +300,6 @@ def main(argv: Sequence[str] | None = None, *, whole_process: bool = False) -> i
         print(f"timebank {args.command}: {exc}", file=sys.stderr)
         return 2
     return code
-
-
-def _utf8(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def run() -> None:

@@ -93,6 +93,18 @@ _ENCODER = json.JSONEncoder(
 )
 
 
+def encodes_as_utf8(text: str) -> bool:
+    """Whether ``text`` holds no lone surrogate (what a JSON ``"\ud800"`` or bytes that are not
+    UTF-8 decode to): no encoder, database or signature takes one."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _encode(value: JSON) -> bytes:
     """``canonical_json`` of a value already checked with ``_check_value``."""
     try:
