@@ -68,11 +68,14 @@ class MemberViews(Organisations):
         view = self.get_member(principal, principal.member_id) if principal.member_id else None
         return user, view
 
-    def _visible_member_row(self, tx: Tx, principal: Principal, member_id: str) -> Any:
-        """The member row if the caller may know it exists; NotFound otherwise."""
+    def _visible_member_row(
+        self, tx: Tx, principal: Principal, member_id: str, field: str | None = None
+    ) -> Any:
+        """The member row if the caller may know it exists; NotFound (naming ``field``)
+        otherwise, the same whether the member is missing or out of the caller's sight."""
         row = tx.get(members, member_id) if isinstance(member_id, str) else None
         if row is None or row.bank_id != principal.bank_id or self._access(principal, row) is None:
-            raise NotFound(f"no member {member_id}")
+            raise NotFound(f"no member {member_id}", field=field)
         return row
 
     @staticmethod
@@ -92,9 +95,12 @@ class MemberViews(Organisations):
             return "auditor"
         return None
 
-    def member_access(self, principal: Principal, member_id: str) -> tuple[MemberRecord, str]:
+    def member_access(
+        self, principal: Principal, member_id: str, field: str | None = None
+    ) -> tuple[MemberRecord, str]:
         """The member and how the caller relates to them (self, proxy, staff, admin,
-        auditor); NotFound when the caller may not know the member exists.
+        auditor); NotFound when the caller may not know the member exists, naming ``field``
+        when the id came in a body (``from_member_id``), so the caller knows which id it was.
 
         Remembered like the caller's principal (``accounts.access_cache``): a phone reading
         its balance or giving minutes asks this on every call."""
@@ -103,7 +109,7 @@ class MemberViews(Organisations):
         if known is not None:
             return known
         with self.store.snapshot() as tx:
-            row = self._visible_member_row(tx, principal, member_id)
+            row = self._visible_member_row(tx, principal, member_id, field)
         access = self._access(principal, row)
         assert access is not None
         found = member_of_row(row), access

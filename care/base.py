@@ -144,11 +144,13 @@ class CareBase:
         return self.accounts.protector.reference("request", request_id)
 
     def _visible_request(
-        self, tx: Tx, principal: Principal, request_id: str
+        self, tx: Tx, principal: Principal, request_id: str, field: str | None = None
     ) -> tuple[ServiceRequest, str]:
+        """The request and how the caller relates to it; NotFound (naming ``field``, the body's
+        input that gave the id) alike when it is missing or out of the caller's sight."""
         row = tx.get(service_requests, request_id) if isinstance(request_id, str) else None
         if row is None or row.bank_id != principal.bank_id or principal.is_partner:
-            raise NotFound(f"no request {request_id}")
+            raise NotFound(f"no request {request_id}", field=field)
         request = to_request(row)
         if principal.is_bank_admin:
             return request, "admin"
@@ -164,7 +166,7 @@ class CareBase:
             return request, "volunteer"
         if request.status is RequestStatus.OPEN and principal.has(Role.VOLUNTEER):
             return request, "candidate"
-        raise NotFound(f"no request {request_id}")
+        raise NotFound(f"no request {request_id}", field=field)
 
     def _acting_volunteer(self, principal: Principal, what: str, tx: Tx | None = None) -> Member:
         """The caller as an active volunteer: a pending, rejected or disabled one is told so."""

@@ -119,7 +119,7 @@ class Records(Codes):
         signs ``record_signing_message`` of their digest with its device key."""
         with self.store.snapshot() as tx:
             volunteer = self._acting_volunteer(principal, "logs service records", tx)
-            elder = self._bank_member(principal, elder_id, tx=tx)
+            elder = self._bank_member(principal, elder_id, "elder_id", tx)
             if not elder.is_elder:
                 raise InvalidInput("services are given to an elder", field="elder_id")
             require_active(elder, "elder_id")
@@ -156,7 +156,7 @@ class Records(Codes):
             org_id = elder.org_id
             kind = self._type_by_code(tx, elder.bank_id, service_code)
             if request_id is not None:
-                request, _ = self._visible_request(tx, principal, request_id)
+                request, _ = self._visible_request(tx, principal, request_id, "request_id")
                 if (
                     request.volunteer_id != volunteer.id
                     or request.status is not RequestStatus.ASSIGNED

@@ -56,7 +56,7 @@ class Requests(Catalogue):
         notes: str | None,
         redeem: bool,
     ) -> ServiceRequest:
-        elder, access = self.accounts.member_access(principal, elder_id)
+        elder, access = self.accounts.member_access(principal, elder_id, "elder_id")
         if access not in ("self", "proxy", "staff", "admin"):
             raise Forbidden(
                 "an elder, their family proxy or staff acting for them requests services"

@@ -25,7 +25,7 @@ class Transfers(Verification):
     def gift(
         self, principal: Principal, from_id: str, to_id: str, minutes: int, key: str
     ) -> AppendResult:
-        giver, access = self.accounts.member_access(principal, from_id)
+        giver, access = self.accounts.member_access(principal, from_id, "from_member_id")
         if access not in ("self", "proxy"):
             raise Forbidden("only the member or their family proxy gives their minutes")
         receiver = self._bank_member(principal, to_id, field="to_member_id")
@@ -44,7 +44,7 @@ class Transfers(Verification):
         return self._append(gift.to_request())
 
     def donate(self, principal: Principal, from_id: str, minutes: int, key: str) -> AppendResult:
-        donor, access = self.accounts.member_access(principal, from_id)
+        donor, access = self.accounts.member_access(principal, from_id, "from_member_id")
         if access not in ("self", "proxy"):
             raise Forbidden("only the member or their family proxy donates their minutes")
         require_active(donor, "from_member_id")
@@ -65,7 +65,7 @@ class Transfers(Verification):
         """Pool minutes to a priority elder. The log says only the reason's code; the free
         text (which names people and conditions) is sealed off the log under the entry id."""
         require_bank_admin(principal)
-        elder, _ = self.accounts.member_access(principal, elder_id)
+        elder, _ = self.accounts.member_access(principal, elder_id, "elder_id")
         require_active(elder, "elder_id")
         flags = self.accounts.active_flags(elder.id)
         if not elder.is_elder or not flags:

@@ -450,7 +450,7 @@ class Sending(Delivering):
     ) -> Outcome:
         """Move ``minutes`` of the member to member ``to_member_id`` of bank ``peer_name``.
         The same ``key`` with the same request finishes the same transfer, never a second."""
-        member, access = self.accounts.member_access(principal, from_member_id)
+        member, access = self.accounts.member_access(principal, from_member_id, "from_member_id")
         if access not in ("self", "proxy"):
             raise Forbidden("only the member or their family proxy sends their minutes")
         if member.status is not MemberStatus.ACTIVE:

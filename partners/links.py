@@ -329,7 +329,7 @@ class PartnerLinks:
         wanted = member_id or principal.acting_member_id
         if wanted is None:
             raise Forbidden("only a member, or a family proxy for an elder, gives consent")
-        _, access = self.accounts.member_access(principal, wanted)
+        _, access = self.accounts.member_access(principal, wanted, "member_id")
         if access not in ("self", "proxy"):
             raise Forbidden(
                 "only the member, or a family proxy for an elder, gives consent", field="member_id"

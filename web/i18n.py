@@ -180,6 +180,23 @@ MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             N_("a member with this %(field)s is already registered"),
         ),
         (r"no organisation \S+ in bank \S+", N_("no such organisation")),
+        # what a body's id named and the caller may not see (the same words when it is missing)
+        (r"no member (?P<id>\S+)(?: in this bank)?", N_("no member %(id)s")),
+        (r"no request (?P<id>\S+)", N_("no request %(id)s")),
+        (r"no user (?P<name>\S+)", N_("no user %(name)s")),
+        (
+            r"(?P<name>\S+) is not a proxy of this member",
+            N_("%(name)s is not a proxy of this member"),
+        ),
+        (r"no member with handle (?P<handle>\S+)", N_("no member with handle %(handle)s")),
+        (r"no partner key (?P<id>\S+)", N_("no partner key %(id)s")),
+        (r"no bank (?P<id>\S+)", N_("no bank %(id)s")),
+        (r"no organisation (?P<id>\S+)", N_("no organisation %(id)s")),
+        (r"no active service type (?P<code>.+)", N_("no active service type %(code)s")),
+        (
+            r"no entry (?P<seq>\d+) that moved minutes in this bank",
+            N_("no entry %(seq)s that moved minutes in this bank"),
+        ),
         (r"no such page", N_("no such page")),
         (r"month must be YYYY-MM", N_("month must be YYYY-MM")),
         (r"month is in the future", N_("month is in the future")),
