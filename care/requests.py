@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from accounts.base import clean_text, optional_text
-from accounts.errors import Forbidden, InvalidInput
+from accounts.errors import Forbidden, InvalidInput, NotFound
 from accounts.model import Member, MemberStatus, Principal, Role
 from accounts.tokens import new_id
 from care.base import aware, require_active
@@ -246,6 +246,8 @@ class Requests(Catalogue):
         text = clean_text(reason, "reason", 500)
         with self.store.snapshot() as tx:
             request, role = self._visible_request(tx, principal, request_id)
+        if role == "candidate":  # sees an open request only to claim it: none of theirs
+            raise NotFound(f"no request {request_id}")
         with self.store.transaction() as tx:
             current = locked_request(tx, request.id)
             has_record = live_record(tx, request.id) is not None

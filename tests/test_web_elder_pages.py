@@ -263,3 +263,59 @@ def test_the_form_expired_answers_follow_the_page_language(world: World) -> None
         assert called.json()["title"] == words
     fresh = form_post(page, f"{base}/code", f"{base}/confirm")
     assert fresh.status_code == 200
+
+
+def test_a_family_cancels_only_their_elders_requests_and_learns_nothing_of_others(
+    world: World,  # noqa: F811
+) -> None:
+    """Another elder's request (open, so family-a sees it as a volunteer) answers as a request
+    that does not exist, on the page and through the API; their own elder's is cancelled."""
+    w = world
+    others = ok(
+        api_post(
+            w,
+            "/v1/requests",
+            "staff-b",
+            {
+                "elder_id": w.ids["elder-b"],
+                "service_code": "meal",
+                "minutes": 30,
+                "window_start": f"{today()}T10:00:00+08:00",
+                "window_end": f"{today()}T11:00:00+08:00",
+            },
+        ),
+        201,
+    )["id"]
+    unknown = "0" * 16
+    base = f"/elder/{w.ids['elder-a']}/requests"
+    page = as_browser(w, "family-a")
+    shown = [page.get(f"{base}/{id_}/cancel") for id_ in (others, unknown)]
+    tapped = [
+        form_post(page, f"{base}/{id_}/cancel", "/account", reason="time")
+        for id_ in (others, unknown)
+    ]
+    for answers in (shown, tapped):
+        assert [a.status_code for a in answers] == [404, 404]
+        assert answers[0].text.replace(others, unknown) == answers[1].text
+    api = [
+        api_post(w, f"/v1/requests/{id_}/cancel", "family-a", {"reason": "not mine"})
+        for id_ in (others, unknown)
+    ]
+    assert [a.status_code for a in api] == [404, 404]
+    assert api[0].text.replace(others, unknown) == api[1].text
+    assert ok(w.client.get(f"/v1/requests/{others}", headers=w.as_("staff-b")))["status"] == "open"
+    ask(w, "family-a", "elder-a", confirmed="1")
+    [own] = requests_of(w, "elder-a")
+    key = ONCE_INPUT.search(page.get(f"{base}/{own['id']}/cancel").text)
+    assert key
+    done = form_post(
+        page, f"{base}/{own['id']}/cancel", "/account", reason="time", once=key.group(1)
+    )
+    assert done.status_code == 303
+    assert requests_of(w, "elder-a")[0]["status"] == "cancelled"
+    ask(w, "family-a", "elder-a", confirmed="1")
+    [again] = [r for r in requests_of(w, "elder-a") if r["status"] == "open"]
+    assert (
+        api_post(w, f"/v1/requests/{again['id']}/cancel", "family-a", {"reason": "x"}).status_code
+        == 200
+    )

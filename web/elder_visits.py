@@ -14,7 +14,7 @@ from litestar.datastructures import State
 from litestar.params import QueryParameter
 from litestar.response import Redirect
 
-from accounts.errors import AccountsError, InvalidInput
+from accounts.errors import AccountsError, InvalidInput, NotFound
 from care.errors import CareError
 from care.model import RecordStatus, RequestStatus, ServiceRequest
 from web.elder import (
@@ -161,8 +161,8 @@ def _cancel_context(
 ) -> dict[str, Any]:
     care = care_of(request)
     item = care.get_request(who.principal, request_id)
-    if item.elder_id != who.elder.id:
-        raise InvalidInput(N_("this request is not for this person"), field="request_id")
+    if item.elder_id != who.elder.id:  # another elder's: as if there were no such request
+        raise NotFound(f"no request {request_id}")
     names = service_names(request, who.principal)
     zone = zone_of(request, who.principal)
     return {
