@@ -4,7 +4,7 @@ and the security policy; creating users and granting roles; input checks shared 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,6 +37,7 @@ from accounts.storage import (
 )
 from accounts.tokens import ONE_TIME_PREFIX, new_id, new_secret
 from ledger import LedgerPort
+from ledger.config import ConfigError
 
 BANK_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}\Z")
 
@@ -60,6 +61,26 @@ class SecurityPolicy:
     one_time_password_ttl: timedelta = timedelta(hours=72)
     # A TOTP enrolment code an administrator issued works this long, once.
     enrolment_code_ttl: timedelta = timedelta(hours=72)
+    # Searches of members by phone or ID number one login makes in a window: a busy desk looks
+    # up a person every minute or two, running through masked numbers takes thousands.
+    member_searches_per_window: int = 30
+    member_search_window_seconds: int = 600
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> SecurityPolicy:
+        """The defaults, with ``TIMEBANK_MEMBER_SEARCHES`` (1 to 10000) searches per
+        ``TIMEBANK_MEMBER_SEARCH_WINDOW_SECONDS`` (1 to 86400) when they are set."""
+        return cls(
+            member_searches_per_window=_whole_number(
+                env, "TIMEBANK_MEMBER_SEARCHES", cls.member_searches_per_window, 10_000
+            ),
+            member_search_window_seconds=_whole_number(
+                env,
+                "TIMEBANK_MEMBER_SEARCH_WINDOW_SECONDS",
+                cls.member_search_window_seconds,
+                86_400,
+            ),
+        )
 
     def lock_after(self, failures: int) -> timedelta | None:
         """How long a name stays locked after ``failures`` failed logins in a row: none before
@@ -70,6 +91,17 @@ class SecurityPolicy:
             return None
         lock: timedelta = self.account_lock_base * (2 ** min(over, 16))
         return min(lock, self.account_lock_max)
+
+
+def _whole_number(env: Mapping[str, str], name: str, default: int, most: int) -> int:
+    """Setting ``name`` from ``env``: a whole number from 1 to ``most``; ``default`` when unset
+    or empty. Anything else stops the server at start, naming the variable."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= most:
+        raise ConfigError(f"{name} must be a whole number from 1 to {most}")
+    return int(raw)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ The hierarchy::
     │   ├── EnrolmentCodeRequired  enrolling TOTP needs an administrator's enrolment code
     │   └── PasswordChangeRequired a one-time password must be changed before anything else
     ├── Conflict                the object is not in a state that allows this (409)
+    ├── SearchThrottled         too many searches by phone or ID number; ``retry_after`` (429)
     └── AuthenticationError     who the caller is could not be established (401)
         ├── InvalidCredentials  wrong username or password (never says which)
         ├── TokenInvalid        unknown, expired or revoked token or key
@@ -58,6 +59,19 @@ class PasswordChangeRequired(Forbidden):
 
 class Conflict(AccountsError):
     slug = "conflict"
+
+
+class SearchThrottled(AccountsError):
+    """A login searched members by phone or ID number more often than the policy allows."""
+
+    slug = "search-throttled"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            f"too many searches by phone or ID number; try again in {retry_after} seconds",
+            field="search",
+        )
+        self.retry_after = retry_after
 
 
 class AuthenticationError(AccountsError):

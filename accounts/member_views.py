@@ -4,6 +4,7 @@ by blind index."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -13,6 +14,7 @@ from accounts.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
+    SearchThrottled,
 )
 from accounts.model import (
     Flag,
@@ -285,6 +287,7 @@ class MemberViews(Organisations):
             if not staff_view:
                 raise Forbidden("auditors do not search by personal data")
             indexes = self._search_indexes(search)
+            self._count_search(principal)
         scope = (
             None if (principal.is_bank_admin or principal.has(Role.AUDITOR)) else principal.orgs()
         )
@@ -298,6 +301,32 @@ class MemberViews(Organisations):
                 personal = {"birth_year": personal.get("birth_year")}
             views.append(MemberView(member_of_row(r), personal, False))
         return views
+
+    def _count_search(self, principal: Principal) -> None:
+        """One more search by phone or ID number for the caller's login, or SearchThrottled
+        once it made ``policy.member_searches_per_window`` in the window that began with the
+        first of them: a login, or a stolen session, cannot run through every number. Counted
+        in the database, so every worker process and a restart see the same count; a refused
+        search is not counted. Group-committed like the workflow's writes: the count changes
+        no caller, so the caches of callers stay valid."""
+        key = f"search-by:{principal.user_id}"
+        limit, window = (
+            self.policy.member_searches_per_window,
+            self.policy.member_search_window_seconds,
+        )
+        now = self.clock()
+
+        def count(tx: Tx) -> int | None:
+            if tx.throttle_count(key, now, window) < limit:
+                tx.throttle(key, now, window)
+                return None
+            started = tx.throttle_started(key)
+            assert started is not None
+            return max(1, math.ceil(window - (now - started).total_seconds()))
+
+        retry_after = self.store.database.group.run(lambda conn: count(Tx(conn)))
+        if retry_after is not None:
+            raise SearchThrottled(retry_after)
 
     def _search_indexes(self, search: str) -> list[str]:
         indexes = []

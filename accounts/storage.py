@@ -390,6 +390,11 @@ class Tx:
             .values(attempts=login_throttle.c.attempts + 1, window_start=now)
         )
 
+    def throttle_started(self, client_key: str) -> datetime | None:
+        """When ``client_key``'s current window started (None before its first attempt)."""
+        row = self.first(login_throttle, login_throttle.c.client_key == client_key)
+        return utc(row.window_start) if row else None
+
     def throttle_count(self, client_key: str, now: datetime, window_seconds: int) -> int:
         """Failures counted for ``client_key`` in its current window (0 once it has passed)."""
         row = self.first(login_throttle, login_throttle.c.client_key == client_key)

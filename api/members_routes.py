@@ -77,7 +77,7 @@ class MemberController(Controller):
     tags = ["members"]
     dependencies = AUTH
 
-    @get("/", sync_to_thread=True, responses=problems(400, 401, 403))
+    @get("/", sync_to_thread=True, responses=problems(400, 401, 403, 429))
     def members(
         self,
         state: State,
@@ -86,7 +86,8 @@ class MemberController(Controller):
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
         offset: Annotated[int, Parameter(ge=0, le=10**9)] = 0,
     ) -> list[MemberOut]:
-        """Members in the caller's scope, masked; ``search`` matches a phone or ID number."""
+        """Members in the caller's scope, masked; ``search`` matches a phone or ID number, a
+        limited number of times per login (429 with Retry-After past it)."""
         views = accounts_service(state).list_members(principal, search, limit, offset)
         return [member_out(v) for v in views]
 

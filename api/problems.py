@@ -25,6 +25,7 @@ from litestar.types import ExceptionHandlersMap, Scope
 from accounts.errors import (
     AccountsError,
     LoginThrottled,
+    SearchThrottled,
 )
 from care.errors import CareError
 from ledger.errors import EntryError, ProofRequestError
@@ -177,7 +178,7 @@ def _accounts(request: Request[Any, Any, Any], exc: AccountsError) -> Response[d
     status = status_of(exc)
     title, detail = describe(exc.slug, str(exc), language(request))
     response = problem(status, exc.slug, title, detail, exc.field)
-    if isinstance(exc, LoginThrottled):
+    if isinstance(exc, (LoginThrottled, SearchThrottled)):
         response.headers["Retry-After"] = str(exc.retry_after)
     elif status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="timebank"'

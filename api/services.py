@@ -14,6 +14,7 @@ import os
 import threading
 from dataclasses import dataclass
 
+from accounts.base import SecurityPolicy
 from accounts.protection import DataKeyError, Protector, data_key_path, load_or_create_data_key
 from accounts.service import AccountsService
 from accounts.storage import AccountsStore
@@ -65,7 +66,8 @@ class Services:
                 "data; restore the key from backup (a new key could not read it)"
             )
         protector = Protector(load_or_create_data_key(key_path))
-        accounts = AccountsService(store, protector, log)
+        policy = SecurityPolicy.from_env(os.environ)  # TIMEBANK_MEMBER_SEARCHES…
+        accounts = AccountsService(store, protector, log, policy=policy)
         audit = AuditTrail(database)
         outbox = Outbox(store, protector, HostPolicy.from_env(os.environ))
         care = CareService(store, accounts, log, events=outbox)

@@ -97,6 +97,7 @@ TITLES = {
     "invalid-credentials": N_("Invalid credentials"),
     "token-invalid": N_("Token invalid"),
     "login-throttled": N_("Login throttled"),
+    "search-throttled": N_("Too many searches"),
     "internal": N_("Internal error"),
     "csrf": N_("The form has expired"),
 }
@@ -129,6 +130,10 @@ MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (
             r"too many login attempts; try again in (?P<seconds>\d+) seconds",
             N_("too many login attempts; try again in %(seconds)s seconds"),
+        ),
+        (
+            r"too many searches by phone or ID number; try again in (?P<seconds>\d+) seconds",
+            N_("too many searches by phone or ID number; try again in %(seconds)s seconds"),
         ),
         (r"unknown or revoked token", N_("unknown or revoked token; log in again")),
         (r"token expired; log in again", N_("your login has expired; log in again")),

@@ -19,7 +19,7 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
 from litestar.template.config import TemplateConfig
 
-from accounts.errors import AccountsError, AuthenticationError
+from accounts.errors import AccountsError, AuthenticationError, SearchThrottled
 from accounts.model import MemberStatus, Principal, Role
 from accounts.service import PersonalInput
 from care.errors import CareError
@@ -126,9 +126,12 @@ def refusal(
     else:
         _, message = describe(exc.slug, str(exc), language)
     status = status_of(exc)
-    return render(
+    page = render(
         request, template, principal, status=status, error=message, error_field=exc.field, **context
     )
+    if isinstance(exc, SearchThrottled):
+        page.headers["Retry-After"] = str(exc.retry_after)
+    return page
 
 
 def is_whole_day(a: datetime, b: datetime) -> bool:

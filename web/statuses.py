@@ -15,6 +15,7 @@ from accounts.errors import (
     InvalidInput,
     LoginThrottled,
     NotFound,
+    SearchThrottled,
 )
 from audit.witness import (
     BadProof,
@@ -38,6 +39,7 @@ STATUSES: dict[type[Exception], int] = {
     Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
+    SearchThrottled: 429,
     # care: a rule of the time bank refuses the action
     CareError: 422,
     WrongState: 409,
