@@ -40,6 +40,7 @@ PERSONAL_FIELDS = (
     ("health_notes", N_("Health notes")),
 )
 WORDS = (N_("pending"), N_("active"), N_("rejected"), N_("confirmed"))
+ASK_FIELDS = ("service_code", "day", "start", "end", "minutes", "notes", "redeem")
 
 
 def _orgs(request: Request[Any, Any, State], principal: Principal) -> list[tuple[str, str]]:
@@ -384,7 +385,8 @@ def ask_for_service(
             data.get("redeem") == "1",
         )
     except (AccountsError, CareError) as exc:
-        return _person_refusal(request, who, member_id, exc, "request")
+        asked = {k: data.get(k, "") for k in ASK_FIELDS}  # as typed: nothing to type again
+        return _person_refusal(request, who, member_id, exc, "request", asked=asked)
     return Redirect(f"/desk/dispatch/{created.id}", status_code=303)
 
 
