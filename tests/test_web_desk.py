@@ -16,6 +16,7 @@ import pytest
 
 from accounts import totp
 from accounts.errors import Forbidden, NotFound, TokenInvalid
+from accounts.model import Role
 from care.service import CareService
 from tests.accounts_world import PASSWORD, World
 from tests.test_workflow import world  # noqa: F401 - the workflow's world, with a catalogue
@@ -100,6 +101,52 @@ def test_a_refused_request_for_an_elder_keeps_what_was_typed(world: World) -> No
     )
     assert made.status_code == 200, made.text
     assert made.json()["notes"] == typed["notes"] and made.json()["redeem"] is True
+
+
+def test_the_desks_other_refused_forms_keep_what_was_typed(world: World) -> None:  # noqa: F811
+    """A flag with its note, a relative's relation and a new staff login's name and role come
+    back as typed after a refusal (a staff login's password never does), next to the corrected
+    form going through."""
+    w = world
+    staff = as_browser(w, "staff-a")
+    registered = form_post(
+        staff,
+        "/desk/people/new",
+        "/desk/people/new",
+        org_id=w.ids["org_a"],
+        kind="elder",
+        name="钱桂兰",
+    )
+    page = registered.headers["location"].split("?")[0]
+    flag = {"flag": "low_income", "note": "低保户，子女在外地，每周六回来一次"}
+    assert form_post(staff, f"{page}/flags", page, **flag).status_code == 303
+    again = form_post(staff, f"{page}/flags", page, **flag)  # set already
+    assert again.status_code == 409 and 'id="error"' in again.text
+    assert shown_forms(again.text, f"{page}/flags") == [flag]
+    other = form_post(staff, f"{page}/flags", page, **{**flag, "flag": "empty_nest"})
+    assert other.status_code == 303
+    relative = {"relative_search": "13900000000", "relation": "grandchild"}
+    unknown = form_post(staff, f"{page}/relatives", page, **relative)
+    assert unknown.status_code == 400 and 'id="error"' in unknown.text
+    assert shown_forms(unknown.text, f"{page}/relatives") == [relative]
+    found = form_post(
+        staff, f"{page}/relatives", page, **{**relative, "relative_search": "13800003333"}
+    )
+    assert found.status_code == 303
+    [link] = w.accounts.list_relatives(w.principal("staff-a"), page.rsplit("/", 1)[1])
+    assert link.relation.value == "grandchild"
+
+    admin = as_browser(w, "admin-a")
+    path = f"/desk/staff/{w.ids['org_a']}"
+    login = {"username": "new admin!", "role": "org_admin", "password": "a chosen passphrase"}
+    refused = form_post(admin, path, "/desk/staff", **login)
+    assert refused.status_code == 400 and 'id="error"' in refused.text
+    assert shown_forms(refused.text, path) == [{**login, "password": ""}]
+    assert login["password"] not in refused.text
+    made = form_post(admin, path, "/desk/staff", **{**login, "username": "new-admin"})
+    assert made.status_code == 200 and 'id="error"' not in made.text
+    user = w.accounts.user_by_username("new-admin")
+    assert user is not None and w.accounts.principal_for_user(user.id).has(Role.ORG_ADMIN)
 
 
 def test_staff_land_on_their_desk_and_others_do_not(world: World) -> None:  # noqa: F811

@@ -264,7 +264,8 @@ def set_flag(request: Request[Any, Any, State], member_id: ItemId, data: Form) -
             who, member_id, data.get("flag", ""), data.get("note", "").strip() or None
         )
     except AccountsError as exc:
-        return _person_refusal(request, who, member_id, exc, "flags")
+        flagged = {"flag": data.get("flag", ""), "note": data.get("note", "")}
+        return _person_refusal(request, who, member_id, exc, "flags", flagged=flagged)
     return Redirect(f"/desk/people/{member_id}?done=flag", status_code=303)
 
 
@@ -326,7 +327,10 @@ def declare_relative(
             )
         accounts.declare_relative(who, member_id, found[0].member.id, data.get("relation", ""))
     except AccountsError as exc:
-        return _person_refusal(request, who, member_id, exc, "declare", search=search)
+        relation = data.get("relation", "")
+        return _person_refusal(
+            request, who, member_id, exc, "declare", search=search, relation=relation
+        )
     return Redirect(f"/desk/people/{member_id}?done=relative-declared", status_code=303)
 
 
