@@ -16,6 +16,7 @@ from tests.test_workflow import (
     ok,
     world,  # noqa: F401 - the workflow's world, with a catalogue
 )
+from tests.web_helpers import shown_forms
 
 
 def pool(w: World) -> int:
@@ -174,3 +175,68 @@ def test_a_partner_key_is_shown_once_and_revoked(world: World) -> None:  # noqa:
     keys = ok(w.client.get("/v1/partner-keys", headers=w.as_("b1-admin")))
     [after] = [k for k in keys if k["id"] == key["id"]]
     assert after["revoked_at"] is not None
+
+
+def test_a_refused_console_form_comes_back_as_typed(world: World) -> None:  # noqa: F811
+    """Each console form refused for one wrong field comes back with the refusal and everything
+    the administrator typed — names, the chosen category, kind and scopes, boxes ticked or not —
+    next to the same form going through once that field is corrected."""
+    w = world
+    admin = as_browser(w, "b1-admin")
+
+    def refused_then_done(path: str, page: str, typed: dict[str, str], fix: dict[str, str]) -> Any:
+        assert typed not in shown_forms(admin.get(page).text, path)  # not what it shows anyway
+        refused = form_post(admin, path, page, **typed)
+        assert 400 <= refused.status_code < 500 and 'id="error"' in refused.text, refused.text
+        assert typed in shown_forms(refused.text, path), shown_forms(refused.text, path)
+        return form_post(admin, path, page, **{**typed, **fix})
+
+    new_type = {
+        "code": "home_repair",
+        "name_zh": "上门维修",
+        "name_en": "Repairs at home",
+        "category": "errands",
+        "weight_permille": "90",  # under 100
+    }  # and "active" left unticked
+    added = refused_then_done(
+        "/console/catalogue", "/console/catalogue", new_type, {"weight_permille": "1200"}
+    )
+    assert added.status_code == 303
+    row = {"code": "meal", "weight_permille": "99999"}  # unticked: to be made inactive
+    changed = refused_then_done(
+        "/console/catalogue", "/console/catalogue", row, {"weight_permille": "1100"}
+    )
+    assert changed.status_code == 303
+    w.client.cookies.clear()
+    types = ok(w.client.get("/v1/catalogue?all=true", headers=w.as_("b1-admin")))
+    assert {(t["code"], t["weight_permille"], t["active"]) for t in types} >= {
+        ("home_repair", 1200, False),
+        ("meal", 1100, False),
+    }
+
+    current = ok(w.client.get("/v1/policy", headers=w.as_("b1-admin")))
+    policy = {
+        "redemption_age": "65",
+        "stored_cap_minutes": str(current["stored_cap_minutes"] + 60),
+        "daily_cap_minutes": "300",
+        "record_late_days": "9",
+        "timezone": "Asia/Nowhere",
+        **({} if current["gifts_allowed"] else {"gifts_allowed": "1"}),  # the box turned over
+    }
+    admin = as_browser(w, "b1-admin")
+    saved = refused_then_done(
+        "/console/policy", "/console/policy", policy, {"timezone": "Asia/Urumqi"}
+    )
+    assert saved.status_code == 303
+    w.client.cookies.clear()
+    now = ok(w.client.get("/v1/policy", headers=w.as_("b1-admin")))
+    assert (now["daily_cap_minutes"], now["timezone"]) == (300, "Asia/Urumqi")
+    assert now["gifts_allowed"] is not current["gifts_allowed"]
+
+    admin = as_browser(w, "b1-admin")
+    key = {"name": "市养老平台" * 21, "scope_read_statement": "1", "scope_receive_webhooks": "1"}
+    made = refused_then_done("/console/partners", "/console/partners", key, {"name": "市养老平台"})
+    assert made.status_code == 201
+    org = {"name": "宁海路服务站", "kind": "service_station", "phone": "call us"}
+    added = refused_then_done("/console/orgs", "/console/orgs", org, {"phone": "025-8888 0000"})
+    assert added.status_code == 303

@@ -16,10 +16,11 @@ import pytest
 
 from accounts import totp
 from accounts.errors import Forbidden, NotFound, TokenInvalid
+from accounts.model import Role
 from care.service import CareService
 from tests.accounts_world import PASSWORD, World
 from tests.test_workflow import world  # noqa: F401 - the workflow's world, with a catalogue
-from tests.web_helpers import browser_login, csrf_token
+from tests.web_helpers import browser_login, csrf_token, shown_forms
 from web.security import SESSION_COOKIE
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -67,6 +68,85 @@ def ask_on_page(w: World) -> str:
     match = re.fullmatch(r"/desk/dispatch/(\w+)", asked.headers["location"])
     assert match
     return match.group(1)
+
+
+def test_a_refused_request_for_an_elder_keeps_what_was_typed(world: World) -> None:  # noqa: F811
+    """A desk worker who typed a long address into the notes, chose a service and ticked "pay
+    with her stored time" gets the refusal (the visit ends before it starts) with all of it
+    still in the form; the same form with the end corrected makes the request."""
+    w = world
+    staff = as_browser(w, "staff-a")
+    page = f"/desk/people/{w.ids['elder-a']}"
+    [blank] = shown_forms(staff.get(page).text, f"{page}/request")
+    typed = {
+        "service_code": "nursing",  # not the first offered
+        "day": yesterday().date().isoformat(),
+        "start": "14:00",
+        "end": "13:30",
+        "minutes": "45",
+        "notes": "鼓楼区湖南路12号3单元502室，上楼前请先打电话 <不要按门铃>",
+        "redeem": "1",
+    }
+    assert blank["service_code"] != typed["service_code"] and "redeem" not in blank
+    refused = form_post(staff, f"{page}/request", page, **typed)
+    assert refused.status_code == 400 and 'id="error"' in refused.text
+    assert shown_forms(refused.text, f"{page}/request") == [typed]
+    assert 'id="end" name="end" type="time" required value="13:30" aria-invalid="true"' in (
+        refused.text
+    )
+    done = form_post(staff, f"{page}/request", page, **{**typed, "end": "15:00"})
+    assert done.status_code == 303, done.text
+    made = api(w).get(
+        done.headers["location"].replace("/desk/dispatch", "/v1/requests"), headers=w.as_("staff-a")
+    )
+    assert made.status_code == 200, made.text
+    assert made.json()["notes"] == typed["notes"] and made.json()["redeem"] is True
+
+
+def test_the_desks_other_refused_forms_keep_what_was_typed(world: World) -> None:  # noqa: F811
+    """A flag with its note, a relative's relation and a new staff login's name and role come
+    back as typed after a refusal (a staff login's password never does), next to the corrected
+    form going through."""
+    w = world
+    staff = as_browser(w, "staff-a")
+    registered = form_post(
+        staff,
+        "/desk/people/new",
+        "/desk/people/new",
+        org_id=w.ids["org_a"],
+        kind="elder",
+        name="钱桂兰",
+    )
+    page = registered.headers["location"].split("?")[0]
+    flag = {"flag": "low_income", "note": "低保户，子女在外地，每周六回来一次"}
+    assert form_post(staff, f"{page}/flags", page, **flag).status_code == 303
+    again = form_post(staff, f"{page}/flags", page, **flag)  # set already
+    assert again.status_code == 409 and 'id="error"' in again.text
+    assert shown_forms(again.text, f"{page}/flags") == [flag]
+    other = form_post(staff, f"{page}/flags", page, **{**flag, "flag": "empty_nest"})
+    assert other.status_code == 303
+    relative = {"relative_search": "13900000000", "relation": "grandchild"}
+    unknown = form_post(staff, f"{page}/relatives", page, **relative)
+    assert unknown.status_code == 400 and 'id="error"' in unknown.text
+    assert shown_forms(unknown.text, f"{page}/relatives") == [relative]
+    found = form_post(
+        staff, f"{page}/relatives", page, **{**relative, "relative_search": "13800003333"}
+    )
+    assert found.status_code == 303
+    [link] = w.accounts.list_relatives(w.principal("staff-a"), page.rsplit("/", 1)[1])
+    assert link.relation.value == "grandchild"
+
+    admin = as_browser(w, "admin-a")
+    path = f"/desk/staff/{w.ids['org_a']}"
+    login = {"username": "new admin!", "role": "org_admin", "password": "a chosen passphrase"}
+    refused = form_post(admin, path, "/desk/staff", **login)
+    assert refused.status_code == 400 and 'id="error"' in refused.text
+    assert shown_forms(refused.text, path) == [{**login, "password": ""}]
+    assert login["password"] not in refused.text
+    made = form_post(admin, path, "/desk/staff", **{**login, "username": "new-admin"})
+    assert made.status_code == 200 and 'id="error"' not in made.text
+    user = w.accounts.user_by_username("new-admin")
+    assert user is not None and w.accounts.principal_for_user(user.id).has(Role.ORG_ADMIN)
 
 
 def test_staff_land_on_their_desk_and_others_do_not(world: World) -> None:  # noqa: F811

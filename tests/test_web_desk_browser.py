@@ -128,13 +128,19 @@ def test_a_centres_day(server: DemoServer, browser: Browser, lang: str, tmp_path
     check.axe("person")
     elder_page = page.url.split("?")[0]
 
-    # Ask for a service for her, yesterday 09:00-11:00 in the bank's time zone.
+    # Ask for a service for her, yesterday 09:00-11:00 in the bank's time zone: first with the
+    # end before the start, refused with all that was typed kept and the end marked.
     yesterday = (datetime.now(SHANGHAI) - timedelta(days=1)).date()
-    page.fill("#day", yesterday.isoformat())
-    page.fill("#start", "09:00")
+    typed = {"#day": yesterday.isoformat(), "#start": "09:00", "#end": "08:00", "#minutes": "60"}
+    typed["#notes"] = "宁海路5号 三楼，上楼前请先打电话"
+    for field, value in typed.items():
+        page.fill(field, value)
+    submit(page, "form[action$='/request'] button.primary")
+    assert page.locator("#error").count() == 1
+    assert {field: page.input_value(field) for field in typed} == typed
+    assert page.get_attribute("#end", "aria-invalid") == "true"
+    check.axe("a refused request")
     page.fill("#end", "11:00")
-    page.fill("#minutes", "60")
-    page.fill("#notes", "宁海路5号 三楼")
     submit(page, "form[action$='/request'] button.primary")
     assert "/desk/dispatch/" in page.url
     request_id = page.url.rsplit("/", 1)[1]

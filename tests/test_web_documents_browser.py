@@ -6,15 +6,18 @@ proxy, is refused the same pages."""
 
 from __future__ import annotations
 
+import json
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser
 
 from audit.pdf_attachment import read_attachment
 from demo.bank import DEMO_LOGINS
+from tests.test_web_elder import MEASURE, enhanced_contrast
 from tests.web_browser import (
     DemoServer,
     Watch,
@@ -125,3 +128,65 @@ def test_the_proxy_downloads_the_elders_certificate_and_others_are_refused(
         assert page.locator("a[href$='/certificate']").count() == 1  # only himself
     finally:
         other.close()
+
+
+@pytest.mark.parametrize("lang", ["zh-CN", "en"])
+def test_in_elder_mode_the_documents_meet_the_elder_numbers(
+    server: DemoServer, browser: Browser, lang: str
+) -> None:
+    """The family proxy reads his mother's certificate and statement in 长辈版 (his default), at
+    the smallest and the largest text size: the same floor as the elder's own pages (text ≥ 20 px,
+    ≥ 30 px at the largest size, line spacing ≥ 1.3, targets ≥ 60 px, 7:1 contrast); in the
+    normal mode the same pages keep their smaller, denser layout."""
+    found: dict[str, Any] = {}
+    for size in ("1", "3"):
+        context = phone_context(browser, server, lang, tb_size=size)
+        page = context.new_page()
+        try:
+            login(page, "family", PASSWORDS["family"])
+            page.goto("/documents")
+            mother = str(page.locator("a[href$='/certificate']").nth(1).get_attribute("href"))
+            for path in (
+                "/documents",
+                mother,
+                mother + "?name=nickname&nickname=妈妈",
+                mother.replace("/certificate", "/statement"),
+                mother.replace("/certificate", "/statement") + "?from=2026-13-01",  # refused
+            ):
+                page.goto(path)
+                where = f"{path} size={size}"
+                assert page.evaluate("document.documentElement.classList.contains('elder')")
+                if violations := axe_violations(page):
+                    found[f"axe {where}"] = violations
+                if low := enhanced_contrast(page):
+                    found[f"7:1 {where}"] = low
+                numbers = page.evaluate(MEASURE)
+                if numbers["smallest"] < (20 if size == "1" else 30):
+                    found[f"font {where}"] = numbers["smallest"]
+                if numbers["line"] < 1.3:
+                    found[f"line {where}"] = numbers["line"]
+                if numbers["small"]:
+                    found[f"targets {where}"] = numbers["small"]
+                if page.evaluate("document.documentElement.scrollWidth") > 360:
+                    found[f"sideways {where}"] = page.evaluate(
+                        "document.documentElement.scrollWidth"
+                    )
+            page.goto(mother.replace("/certificate", "/statement"))
+            page.emulate_media(media="print")  # on paper, the entries as dense as before
+            assert page.evaluate(ENTRY_TEXT) == pytest.approx(0.9)
+        finally:
+            context.close()
+    assert found == {}, json.dumps(found, ensure_ascii=False, indent=1)
+    normal = phone_context(browser, server, lang, tb_elder="0")
+    page = normal.new_page()
+    try:
+        login(page, "family", PASSWORDS["family"])
+        page.goto(mother.replace("/certificate", "/statement"))
+        assert not page.evaluate("document.documentElement.classList.contains('elder')")
+        assert page.evaluate(ENTRY_TEXT) == pytest.approx(0.9)
+    finally:
+        normal.close()
+
+
+ENTRY_TEXT = """() => parseFloat(getComputedStyle(document.querySelector('table.lines td')).fontSize)
+  / parseFloat(getComputedStyle(document.documentElement).fontSize)"""  # in rem

@@ -254,12 +254,15 @@ def enhanced_contrast(page: Page) -> list[Any]:
 MEASURE = """() => {
   const shown = e => (e.offsetParent !== null || getComputedStyle(e).position === 'fixed')
     && !e.classList.contains('skip');
-  const text = [...document.querySelectorAll('main p, main li, main label, main dd, main legend')]
+  const text = [...document.querySelectorAll(
+      'main p, main li, main label, main dt, main dd, main legend, main caption, main th, main td,'
+      + ' main figcaption')]
     .filter(shown).map(e => parseFloat(getComputedStyle(e).fontSize));
   const lines = [...document.querySelectorAll('main p, main label, main dd')].filter(shown)
     .map(e => { const s = getComputedStyle(e); return parseFloat(s.lineHeight) / parseFloat(s.fontSize); });
   const targets = [...document.querySelectorAll(
-      'a, button, select, input:not([type=radio]):not([type=hidden]), label.choice')]
+      'a, button, select, input:not([type=radio]):not([type=hidden]), label.choice,'
+      + ' label:has(> [type=radio])')]
     .filter(shown).map(e => [e.outerHTML.slice(0, 80), e.getBoundingClientRect()])
     .filter(([, r]) => r.width < 60 || r.height < 60).map(([h]) => h);
   const icons = [...document.querySelectorAll('main svg.icon')]

@@ -15,7 +15,7 @@ from api.app import create_app
 from ledger.config import Settings
 from ledger.log import Log
 from tests.accounts_world import PASSWORD, World, build_world
-from tests.web_helpers import browser_login, csrf_token, post_form
+from tests.web_helpers import browser_login, csrf_token, post_form, shown_forms
 
 
 @pytest.fixture
@@ -199,6 +199,30 @@ def test_a_new_volunteer_is_told_what_happens_next(world: World) -> None:
     assert refused.status_code == 401 and "审核通过后" in refused.text
     approved = browser_login(fresh_client(world), "vol-a", PASSWORD)
     assert approved.status_code == 303
+
+
+def test_a_refused_sign_up_keeps_what_was_typed_but_the_password(world: World) -> None:
+    """A sign-up on a phone with one field wrong comes back with the organisation chosen, the
+    name, phone and username as typed and the wrong field marked — never the password, which is
+    typed again; with the phone corrected, the same form goes through."""
+    client = fresh_client(world)
+    offered = re.findall(r'<option value="([^"]+)"', client.get("/register").text)
+    typed = {
+        "organisation": offered[-1],  # not the first offered
+        "name": "张小明",
+        "phone": "025-abc",
+        "username": "xiaoming",
+        "password": "a secret passphrase",
+    }
+    assert len(offered) > 1
+    refused = post_form(client, "/register", typed, page="/register")
+    assert refused.status_code == 400 and 'id="error"' in refused.text
+    assert shown_forms(refused.text, "/register") == [{**typed, "password": ""}]
+    assert typed["password"] not in refused.text
+    assert re.search(r'<input id="phone"[^>]*aria-invalid="true"', refused.text)
+    assert not re.search(r'<input id="name"[^>]*aria-invalid', refused.text)
+    done = post_form(client, "/register", {**typed, "phone": "025-8888 0000"}, page="/register")
+    assert done.status_code == 200 and "已收到报名" in done.text
 
 
 def test_open_redirects_are_refused(world: World) -> None:

@@ -212,6 +212,9 @@ def change_service_type(request: Request[Any, Any, State], data: Form) -> Respon
             data.get("active") == "1",
         )
     except Failure as exc:
+        # As typed, into the form it came from: a row posts no names, "add a service type" does.
+        fields = ("code", "name_zh", "name_en", "category", "weight_permille", "active")
+        typed = {k: data.get(k, "") for k in fields}
         return refusal(
             request,
             exc,
@@ -221,6 +224,8 @@ def change_service_type(request: Request[Any, Any, State], data: Form) -> Respon
             types=care.catalogue(who, include_inactive=True),
             categories=[c.value for c in Category],
             error_code=code,
+            added=typed if "name_zh" in data else None,
+            changed=None if "name_zh" in data else typed,
         )
     return Redirect(f"/console/catalogue?entry={changed.ledger_seq}", status_code=303)
 
@@ -256,7 +261,10 @@ def change_policy(request: Request[Any, Any, State], data: Form) -> Response[Any
             raise InvalidInput(N_("nothing was changed"), field="policy")
         new = care.set_policy(who, changes)
     except Failure as exc:
-        return refusal(request, exc, "console/policy.html", who, words=WORDS, policy=current)
+        typed = {k: data.get(k, "") for k in (*POLICY_NUMBERS, "timezone", "gifts_allowed")}
+        return refusal(
+            request, exc, "console/policy.html", who, words=WORDS, policy=current, typed=typed
+        )
     return Redirect(f"/console/policy?entry={new.ledger_seq}", status_code=303)
 
 
@@ -290,7 +298,10 @@ def create_partner_key(request: Request[Any, Any, State], data: Form) -> Respons
     try:
         key, secret = accounts_of(request).create_partner_key(who, data.get("name", ""), scopes)
     except Failure as exc:
-        return refusal(request, exc, "console/partners.html", who, **_partners(request, who))
+        typed = {"name": data.get("name", ""), "scopes": scopes}
+        return refusal(
+            request, exc, "console/partners.html", who, **_partners(request, who, typed=typed)
+        )
     return render(
         request,
         "console/partners.html",

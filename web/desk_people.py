@@ -40,6 +40,7 @@ PERSONAL_FIELDS = (
     ("health_notes", N_("Health notes")),
 )
 WORDS = (N_("pending"), N_("active"), N_("rejected"), N_("confirmed"))
+ASK_FIELDS = ("service_code", "day", "start", "end", "minutes", "notes", "redeem")
 
 
 def _orgs(request: Request[Any, Any, State], principal: Principal) -> list[tuple[str, str]]:
@@ -263,7 +264,8 @@ def set_flag(request: Request[Any, Any, State], member_id: ItemId, data: Form) -
             who, member_id, data.get("flag", ""), data.get("note", "").strip() or None
         )
     except AccountsError as exc:
-        return _person_refusal(request, who, member_id, exc, "flags")
+        flagged = {"flag": data.get("flag", ""), "note": data.get("note", "")}
+        return _person_refusal(request, who, member_id, exc, "flags", flagged=flagged)
     return Redirect(f"/desk/people/{member_id}?done=flag", status_code=303)
 
 
@@ -325,7 +327,10 @@ def declare_relative(
             )
         accounts.declare_relative(who, member_id, found[0].member.id, data.get("relation", ""))
     except AccountsError as exc:
-        return _person_refusal(request, who, member_id, exc, "declare", search=search)
+        relation = data.get("relation", "")
+        return _person_refusal(
+            request, who, member_id, exc, "declare", search=search, relation=relation
+        )
     return Redirect(f"/desk/people/{member_id}?done=relative-declared", status_code=303)
 
 
@@ -384,7 +389,8 @@ def ask_for_service(
             data.get("redeem") == "1",
         )
     except (AccountsError, CareError) as exc:
-        return _person_refusal(request, who, member_id, exc, "request")
+        asked = {k: data.get(k, "") for k in ASK_FIELDS}  # as typed: nothing to type again
+        return _person_refusal(request, who, member_id, exc, "request", asked=asked)
     return Redirect(f"/desk/dispatch/{created.id}", status_code=303)
 
 

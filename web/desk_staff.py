@@ -61,8 +61,15 @@ def add_staff(request: Request[Any, Any, State], org_id: ItemId, data: Form) -> 
             who, org_id, username, data.get("role", ""), data.get("password") or None
         )
     except AccountsError as exc:
+        typed = {"username": username, "role": data.get("role", "")}  # never the password
         return refusal(
-            request, exc, "desk/staff.html", who, error_org=org_id, **_staff(request, who)
+            request,
+            exc,
+            "desk/staff.html",
+            who,
+            error_org=org_id,
+            typed=typed,
+            **_staff(request, who),
         )
     return render(
         request,
