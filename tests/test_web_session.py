@@ -196,7 +196,7 @@ def test_a_new_volunteer_is_told_what_happens_next(world: World) -> None:
     assert tokens.sub("", free.text).replace("newcomer", "vol-a") == tokens.sub("", taken.text)
     client = fresh_client(world)
     refused = browser_login(client, "newcomer", "a long enough password")
-    assert refused.status_code == 401 and "审核通过后" in refused.text
+    assert refused.status_code == 401 and "审核通过之前" in refused.text
     approved = browser_login(fresh_client(world), "vol-a", PASSWORD)
     assert approved.status_code == 303
 
@@ -223,6 +223,37 @@ def test_a_refused_sign_up_keeps_what_was_typed_but_the_password(world: World) -
     assert not re.search(r'<input id="name"[^>]*aria-invalid', refused.text)
     done = post_form(client, "/register", {**typed, "phone": "025-8888 0000"}, page="/register")
     assert done.status_code == 200 and "已收到报名" in done.text
+
+
+def test_the_sign_up_hint_goes_with_every_wrong_login_and_tells_nothing(world: World) -> None:
+    """A sign-up awaiting approval, a name nobody has and a wrong password of an active account
+    get the same page, hint included, worded for each of them; an answer given only after the
+    right password (here a one-time code for staff with no second factor) has no such hint."""
+    tokens = re.compile(r"[0-9a-f]{40,}")  # each page's own CSRF token
+    hint = {
+        "zh-CN": "请检查用户名和密码，再试一次。刚报名？机构审核通过之前，即使密码正确",
+        "en": "Check the username and password and try again. Signed up recently?",
+    }
+    for language, words in hint.items():
+        pages = []
+        for username, password in (
+            ("pending-a", PASSWORD),
+            ("nobody-here", PASSWORD),
+            ("vol-a", "wrong password"),
+        ):
+            client = fresh_client(world)
+            client.cookies.set("tb_lang", language)
+            page = browser_login(client, username, password)
+            assert page.status_code == 401 and words in page.text, (username, page.text)
+            pages.append(tokens.sub("", page.text).replace(username, "someone"))
+        assert pages[0] == pages[1] == pages[2]
+        client = fresh_client(world)
+        client.cookies.set("tb_lang", language)
+        staff = post_form(
+            client, "/login", {"username": "staff-a", "password": PASSWORD, "totp": "123456"}
+        )
+        assert staff.status_code == 400 and 'class="hint"' not in staff.text
+        assert browser_login(fresh_client(world), "vol-a", PASSWORD).status_code == 303
 
 
 def test_open_redirects_are_refused(world: World) -> None:

@@ -14,7 +14,7 @@ from litestar.datastructures import State
 from litestar.params import QueryParameter
 from litestar.response import Redirect, Template
 
-from accounts.errors import AccountsError, InvalidInput
+from accounts.errors import AccountsError, InvalidInput, NotFound
 from accounts.model import MemberStatus, Principal, PriorityFlag, Relation
 from accounts.service import MemberView, PersonalInput
 from care.errors import CareError
@@ -298,8 +298,11 @@ def decide_relative(
     who = staff_or_refusal(request)
     if not isinstance(who, Principal):
         return who
+    accounts = accounts_of(request)
     try:
-        accounts_of(request).decide_relative(who, link_id, data.get("decision") == "confirm")
+        if link_id not in {link.id for link in accounts.list_relatives(who, member_id)}:
+            raise NotFound(f"no relation {link_id}")  # another person's: as if there were none
+        accounts.decide_relative(who, link_id, data.get("decision") == "confirm")
     except AccountsError as exc:
         return _person_refusal(request, who, member_id, exc, "relatives")
     return Redirect(f"/desk/people/{member_id}?done=relative", status_code=303)

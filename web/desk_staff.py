@@ -12,7 +12,7 @@ from litestar.datastructures import State
 from litestar.params import QueryParameter
 from litestar.response import Redirect, Template
 
-from accounts.errors import AccountsError
+from accounts.errors import AccountsError, NotFound
 from accounts.model import Principal, Role
 from web.desk import ItemId, staff_or_refusal
 from web.desk_paper import qr_svg
@@ -109,6 +109,8 @@ def reset_totp(request: Request[Any, Any, State], org_id: ItemId, user_id: ItemI
         return who
     accounts = accounts_of(request)
     try:
+        if user_id not in {user.id for user, _role in accounts.list_staff(who, org_id)}:
+            raise NotFound(f"user {user_id} is not staff of {org_id}")  # as revoking says
         code, _until = accounts.issue_enrolment_code(who, user_id)
     except AccountsError as exc:
         return refusal(

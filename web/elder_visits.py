@@ -89,9 +89,17 @@ def confirm(
         return Redirect(f"/elder/{member_id}/confirm?done=1", status_code=303)
 
     try:
+        _own_record(request, who, record_id)
         return once(request, who.principal, data, confirmed)
     except (AccountsError, CareError) as exc:
         return refused(request, exc, who, "elder/confirm.html", **_waiting(request, who))
+
+
+def _own_record(request: Request[Any, Any, State], who: Subject, record_id: str) -> None:
+    """A record of another elder the family also acts for is, on this elder's page, a record
+    that does not exist: confirmed here, it would be audited and thanked for under this elder."""
+    if care_of(request).get_record(who.principal, record_id).elder_id != who.elder.id:
+        raise NotFound(f"no record {record_id}")
 
 
 @post("/elder/{member_id:str}/code", sync_to_thread=True, include_in_schema=False)

@@ -19,7 +19,7 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
 from litestar.template.config import TemplateConfig
 
-from accounts.errors import AccountsError, AuthenticationError, SearchThrottled
+from accounts.errors import AccountsError, AuthenticationError, InvalidCredentials, SearchThrottled
 from accounts.model import MemberStatus, Principal, Role
 from accounts.service import PersonalInput
 from care.errors import CareError
@@ -185,7 +185,13 @@ def login(request: Request[Any, Any, State], data: Form) -> Template | Redirect:
             request.client.host if request.client else "unknown",
         )
     except AccountsError as exc:
-        return refusal(request, exc, "login.html", next=target, username=username)
+        # A sign-up not yet approved gets "wrong username or password" even with the right
+        # password (no account oracle), so the hint about approval goes with that answer for
+        # everyone; the answers given only after the right password (``field``) do without.
+        unrecognised = isinstance(exc, InvalidCredentials) and exc.field is None
+        return refusal(
+            request, exc, "login.html", next=target, username=username, unrecognised=unrecognised
+        )
     response = Redirect(target, status_code=303)
     response.cookies.append(session_cookie(request, result))
     return response
