@@ -231,7 +231,7 @@ class Members(MemberViews):
 
     def _personal_columns(self, member_id: str, p: PersonalInput) -> dict[str, Any]:
         if p.extra:
-            raise InvalidInput(f"unknown field {sorted(p.extra)[0]}", field=sorted(p.extra)[0])
+            raise InvalidInput("unknown field %(field)s", field=sorted(p.extra)[0])
         values: dict[str, Any] = {"name": clean_text(p.name, "name", 100)}
         seal = self.protector.seal
         if p.phone is not None:

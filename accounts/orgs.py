@@ -12,6 +12,7 @@ from accounts.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
+    Words,
 )
 from accounts.model import (
     STAFF_ROLES,
@@ -64,7 +65,7 @@ class Organisations(SecondFactor):
     ) -> Organisation:
         if not principal.is_bank_admin:
             raise Forbidden("only a bank administrator creates organisations")
-        name = clean_text(name, "name", 200)
+        name = clean_text(name, "name", 200, called=Words("organisation name"))
         org_kind = parse_enum(OrgKind, kind, "kind")
         if phone is not None and not ORG_PHONE.match(phone):
             raise InvalidInput("phone: digits, spaces, '+' and '-', 3 to 32", field="phone")

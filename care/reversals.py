@@ -52,7 +52,9 @@ class Reversals(Transfers):
         ):
             raise NotFound(f"no entry {seq} that moved minutes in this bank", field="seq")
         if entry.request.kind in ("reversal", "reserve", "release"):
-            raise InvalidInput(f"a {entry.request.kind} cannot be reversed", field="seq")
+            raise InvalidInput(
+                "a %(kind)s cannot be reversed", field="seq", kind=entry.request.kind
+            )
         reversal_id = new_id()
         with self.store.transaction() as tx:
             if tx.first(

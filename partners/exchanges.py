@@ -136,7 +136,7 @@ class Exchanges:
             or not 1 <= minutes <= MAX_MINUTES
         ):
             raise InvalidInput(
-                f"minutes is a whole number from 1 to {MAX_MINUTES}", field="minutes"
+                "minutes is a whole number from 1 to %(most)s", field="minutes", most=MAX_MINUTES
             )
         if not isinstance(reference, str) or not REFERENCE.match(reference):
             raise InvalidInput(

@@ -137,9 +137,13 @@ class PartnerLinks:
         asked = frozenset(parse_enum(PartnerScope, s, "scopes") for s in scopes)
         if not asked <= principal.partner_scopes:
             missing = ", ".join(sorted(asked - principal.partner_scopes))
-            raise InvalidInput(f"this key does not hold the scope {missing}", field="scopes")
+            raise InvalidInput(
+                "this key does not hold the scope %(scope)s", field="scopes", scope=missing
+            )
         if not 1 <= valid_days <= MAX_VALID_DAYS:
-            raise InvalidInput(f"valid_days is 1 to {MAX_VALID_DAYS}", field="valid_days")
+            raise InvalidInput(
+                "valid_days is 1 to %(most)s", field="valid_days", most=MAX_VALID_DAYS
+            )
         link_id = new_id()
         with self.store.transaction() as tx:
             tx.insert(

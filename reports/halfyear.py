@@ -128,7 +128,7 @@ class HalfYearReports:
             raise InvalidInput(str(exc), field="half") from exc
         now = self.clock()
         if now < end:
-            raise InvalidInput(f"{half} has not ended yet", field="half")
+            raise InvalidInput("%(half)s has not ended yet", field="half", half=half)
         size = self.log.size()
         note = self.log.checkpoint_at(size) if size else None
         if note is None:

@@ -64,7 +64,7 @@ def _thresholds(given: dict[str, str | None]) -> Thresholds:
         if not text:
             continue
         if not text.isdigit():
-            raise InvalidInput(f"{f.name} must be a whole number", field=f.name)
+            raise InvalidInput(N_("%(field)s must be a whole number"), field=f.name)
         chosen = replace(chosen, **{f.name: int(text)})
     return chosen
 
