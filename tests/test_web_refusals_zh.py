@@ -125,6 +125,7 @@ def test_the_consoles_forms_refuse_in_chinese(world: World) -> None:  # noqa: F8
 @pytest.mark.parametrize(
     ("days", "words"),
     [
+        ("-5", "回看天数 必须在 1 到 366 之间"),
         ("0", "回看天数 必须在 1 到 366 之间"),
         ("abc", "回看天数 须为整数"),
     ],
