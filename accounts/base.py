@@ -154,7 +154,7 @@ class AccountsBase:
         now = self.clock()
         with self.store.transaction() as tx:
             if tx.get(banks, bank_id):
-                raise Conflict(f"bank {bank_id} already exists", field="bank_id")
+                raise Conflict("bank %(bank)s already exists", field="bank_id", bank=bank_id)
             tx.insert(banks, id=bank_id, name=name, created_at=now)
         return Bank(bank_id, name, now)
 
@@ -207,7 +207,7 @@ class AccountsBase:
     def _new_user(self, tx: Tx, bank_id: str, username: str, password: str | None) -> NewUser:
         self._check_username(username)
         if tx.first(users, users.c.username == username):
-            raise Conflict(f"username {username} is taken", field="username")
+            raise Conflict("username %(name)s is taken", field="username", name=username)
         one_time = None
         if password is None:
             one_time = new_secret(ONE_TIME_PREFIX)

@@ -78,7 +78,7 @@ class Organisations(SecondFactor):
             if tx.first(
                 organisations, organisations.c.bank_id == org.bank_id, organisations.c.name == name
             ):
-                raise Conflict(f"an organisation named {name!r} exists", field="name")
+                raise Conflict("an organisation named '%(name)s' exists", field="name", name=name)
             tx.insert(
                 organisations,
                 id=org.id,

@@ -62,7 +62,7 @@ class Reversals(Transfers):
                 reversal_requests.c.entry_seq == seq,
                 reversal_requests.c.status.in_(["pending", "approved"]),
             ):
-                raise Conflict(f"entry {seq} already has a reversal request", field="seq")
+                raise Conflict("entry %(seq)s already has a reversal request", field="seq", seq=seq)
             tx.insert(
                 reversal_requests,
                 id=reversal_id,

@@ -309,7 +309,9 @@ class Outbox:
             if row is None:
                 raise NotFound(f"no webhook message {msg_id}")
             if row.status != "dead":
-                raise Conflict(f"message {msg_id} is {row.status}, not dead")
+                raise Conflict(
+                    "message %(id)s is %(status)s, not dead", id=msg_id, status=row.status
+                )
             tx.update(
                 webhook_outbox,
                 msg_id,

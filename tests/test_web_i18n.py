@@ -34,6 +34,8 @@ def extracted(tmp_path: Path) -> set[str]:
             "-k",
             "WeakPassword",
             "-k",
+            "Conflict",
+            "-k",
             "Words",
             "-o",
             str(pot),

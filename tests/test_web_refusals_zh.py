@@ -1,7 +1,8 @@
 """Refusals of bad input in Chinese, without a browser, on both databases: each bad value posted
 to the desk's and the console's forms (and given to the signals page) is refused in Chinese
-that names the field and the rule, with no English left in it; an organisation's empty name is
-the organisation's, not a person's; the API answers the same refusals in the caller's language
+that names the field and the rule, with no English left in it, and so is a conflict (a flag set
+twice, an organisation's name taken); an organisation's empty name is the organisation's, not a
+person's; the API answers the same refusals in the caller's language
 (Accept-Language), and in English by default."""
 
 from __future__ import annotations
@@ -85,6 +86,10 @@ def test_the_desks_forms_refuse_in_chinese(world: World) -> None:  # noqa: F811
     for path, page, values in good.values():  # the same forms, given good values, are taken
         taken = form_post(in_chinese(w, "staff-a"), path, page, **values)
         assert taken.status_code in (200, 303), taken.text
+    flag = (f"{elder}/flags", elder)
+    assert form_post(in_chinese(w, "staff-a"), *flag, flag="living_alone").status_code == 303
+    again = shown_error(form_post(in_chinese(w, "staff-a"), *flag, flag="living_alone"))
+    assert again == "已标记为“独居”"
 
 
 def test_the_consoles_forms_refuse_in_chinese(world: World) -> None:  # noqa: F811
@@ -120,6 +125,9 @@ def test_the_consoles_forms_refuse_in_chinese(world: World) -> None:  # noqa: F8
     for path, values in good.items():  # the same forms, given good values, are taken
         taken = form_post(in_chinese(w, "b1-admin"), path, path, **values)
         assert taken.status_code in (201, 303), taken.text
+    orgs = ("/console/orgs", "/console/orgs")
+    again = shown_error(form_post(in_chinese(w, "b1-admin"), *orgs, **good["/console/orgs"]))
+    assert again == "已有名为“鼓楼服务站”的机构"
 
 
 @pytest.mark.parametrize(

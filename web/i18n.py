@@ -361,6 +361,13 @@ WORDS = {
     # The types a policy value must have (``%(kind)s``)
     "int": N_("a whole number"),
     "bool": N_("yes or no"),
+    # Priority flags and states a conflict names (``%(flag)s``, ``%(status)s``)
+    "living_alone": N_("lives alone"),
+    "advanced_age": N_("advanced age"),
+    "low_income": N_("low income"),
+    "empty_nest": N_("empty nest"),
+    "declined": N_("declined"),
+    "expired": N_("expired"),
 }
 
 
