@@ -398,6 +398,8 @@ def describe_error(exc: AccountsError, language: str) -> tuple[str, str]:
     _ = gettext_for(language)
     if language == "en" or _(exc.template) == exc.template:
         return describe(exc.slug, str(exc), language)
+    if "%(" not in exc.template:  # nothing to fill in (and a "%" in the text stays as it is)
+        return _title(exc.slug, _), _(exc.template)
     values = {
         k: _(WORDS.get(v) or FIELDS.get(v, v)) if isinstance(v, Words) and v else v
         for k, v in exc.values.items()
