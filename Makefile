@@ -85,7 +85,8 @@ bench-web: $(VENV)/.installed-dev
 # entries in web/locale/<lang>/LC_MESSAGES/messages.po. The app compiles the .po files in
 # memory when it starts; i18n-compile writes .mo files only to check that they compile.
 i18n-extract: $(VENV)/.installed-dev
-	$(BIN)/pybabel extract -F babel.cfg -k N_ -k translate:2 --no-location --sort-output --omit-header \
+	$(BIN)/pybabel extract -F babel.cfg -k N_ -k translate:2 -k InvalidInput -k WeakPassword \
+	  -k Conflict -k Words --no-location --sort-output --omit-header \
 	  -o web/locale/messages.pot .
 
 i18n-update: $(VENV)/.installed-dev

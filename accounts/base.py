@@ -16,6 +16,7 @@ from accounts.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
+    Words,
 )
 from accounts.model import (
     STAFF_ROLES,
@@ -120,18 +121,24 @@ def user_id_of(principal: Principal) -> str:
     return principal.user_id
 
 
-def clean_text(value: Any, field: str, max_length: int, *, multiline: bool = False) -> str:
+def clean_text(
+    value: Any, field: str, max_length: int, *, multiline: bool = False, called: Words | None = None
+) -> str:
     """Trimmed, non-empty text of at most ``max_length`` characters, without control
     characters (names, reasons); ``multiline`` text (notes) may also hold line breaks and tabs.
-    The one rule for free text, shared by accounts and care."""
+    The one rule for free text, shared by accounts and care. A refusal names the field by
+    ``called`` where its own name says too little (an organisation's ``name`` is no person's)."""
+    what = called or Words(field)
     if not isinstance(value, str) or not value.strip():
-        raise InvalidInput(f"{field} must not be empty", field=field)
+        raise InvalidInput("%(what)s must not be empty", field=field, what=what)
     value = value.strip()
     if len(value) > max_length:
-        raise InvalidInput(f"{field} must be at most {max_length} characters", field=field)
+        raise InvalidInput(
+            "%(what)s must be at most %(most)s characters", field=field, what=what, most=max_length
+        )
     allowed = "\n\r\t" if multiline else ""
     if any(ord(c) < 0x20 and c not in allowed for c in value):
-        raise InvalidInput(f"{field} must not contain control characters", field=field)
+        raise InvalidInput("%(what)s must not contain control characters", field=field, what=what)
     return str(value)
 
 
@@ -149,7 +156,9 @@ def parse_enum(kind: Any, value: Any, field: str) -> Any:
         return kind(value)
     except ValueError as exc:
         allowed = ", ".join(str(v) for v in kind)
-        raise InvalidInput(f"{field} must be one of: {allowed}", field=field) from exc
+        raise InvalidInput(
+            "%(field)s must be one of: %(allowed)s", field=field, allowed=allowed
+        ) from exc
 
 
 class AccountsBase:
@@ -177,7 +186,7 @@ class AccountsBase:
         now = self.clock()
         with self.store.transaction() as tx:
             if tx.get(banks, bank_id):
-                raise Conflict(f"bank {bank_id} already exists", field="bank_id")
+                raise Conflict("bank %(bank)s already exists", field="bank_id", bank=bank_id)
             tx.insert(banks, id=bank_id, name=name, created_at=now)
         return Bank(bank_id, name, now)
 
@@ -197,9 +206,16 @@ class AccountsBase:
             if role in STAFF_ROLES:
                 org = tx.get(organisations, org_id) if org_id else None
                 if org is None or org.bank_id != bank_id:
-                    raise InvalidInput(f"{role} needs --org of bank {bank_id}", field="org_id")
+                    raise InvalidInput(
+                        "%(role)s needs --org of bank %(bank)s",
+                        field="org_id",
+                        role=role,
+                        bank=bank_id,
+                    )
             elif org_id is not None:
-                raise InvalidInput(f"{role} is not an organisation role", field="org_id")
+                raise InvalidInput(
+                    "%(role)s is not an organisation role", field="org_id", role=role
+                )
             if role in (Role.VOLUNTEER, Role.ELDER, Role.FAMILY_PROXY):
                 raise InvalidInput(
                     "volunteers, elders and family members are registered as members",
@@ -223,7 +239,7 @@ class AccountsBase:
     def _new_user(self, tx: Tx, bank_id: str, username: str, password: str | None) -> NewUser:
         self._check_username(username)
         if tx.first(users, users.c.username == username):
-            raise Conflict(f"username {username} is taken", field="username")
+            raise Conflict("username %(name)s is taken", field="username", name=username)
         one_time = None
         if password is None:
             one_time = new_secret(ONE_TIME_PREFIX)

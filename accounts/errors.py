@@ -16,16 +16,31 @@ The hierarchy::
         ├── InvalidCredentials  wrong username or password (never says which)
         ├── TokenInvalid        unknown, expired or revoked token or key
         └── LoginThrottled      too many attempts; ``retry_after`` seconds (429)
+
+A message is English with ``%(name)s`` where a value goes, the values given apart
+(``InvalidInput("minutes must be 1-%(most)s", field="minutes", most=120)``), so the pages and
+the API translate the message whole and fill the values in after (``web.i18n.describe_error``).
+``%(field)s`` is the field at fault, named in the reader's language where it is shown.
 """
 
 from __future__ import annotations
 
 
+class Words(str):
+    """A value of a message that is words to translate where it is shown (what a field is
+    called: ``Words("organisation name")``), unlike data such as a number or a code."""
+
+
 class AccountsError(Exception):
     slug = "accounts-error"
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, field: str | None = None, **values: object) -> None:
+        self.template = message
+        self.values: dict[str, object] = {"field": Words(field or ""), **values}
+        try:
+            super().__init__(message % self.values if "%(" in message else message)
+        except (KeyError, ValueError, TypeError):  # someone's input quoted, holding a stray %
+            super().__init__(message)
         self.field = field
 
 
@@ -90,5 +105,7 @@ class LoginThrottled(AuthenticationError):
     slug = "login-throttled"
 
     def __init__(self, retry_after: int) -> None:
-        super().__init__(f"too many login attempts; try again in {retry_after} seconds")
+        super().__init__(
+            "too many login attempts; try again in %(seconds)s seconds", seconds=retry_after
+        )
         self.retry_after = retry_after

@@ -166,9 +166,9 @@ class MemberViews(Organisations):
             reason = clean_text(reveal_reason, "reveal_reason", 500)
             if len(reason) < REVEAL_REASON_MIN:
                 raise InvalidInput(
-                    f"say why you need the full personal data ({REVEAL_REASON_MIN} characters "
-                    "at least)",
+                    "say why you need the full personal data (%(least)s characters at least)",
                     field="reveal_reason",
+                    least=REVEAL_REASON_MIN,
                 )
             self._record_access(principal, member_id, access, reason)
             revealed = True
@@ -279,7 +279,9 @@ class MemberViews(Organisations):
         if not (staff_view or principal.has(Role.AUDITOR)):
             raise Forbidden("member lists are for organisation staff, bank admins and auditors")
         if not 1 <= limit <= MAX_PAGE:
-            raise InvalidInput(f"limit must be 1-{MAX_PAGE}", field="limit")
+            raise InvalidInput(
+                "%(field)s must be %(low)s-%(high)s", field="limit", low=1, high=MAX_PAGE
+            )
         if offset < 0:
             raise InvalidInput("offset must not be negative", field="offset")
         indexes = None

@@ -14,6 +14,7 @@ from accounts.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
+    Words,
 )
 from accounts.member_views import MemberViews
 from accounts.model import Member as MemberRecord
@@ -193,7 +194,7 @@ class Members(MemberViews):
                 and tx.index_taken(bank_id, index_field, values[index_field])
             ):
                 name = index_field.removesuffix("_index")
-                raise Conflict(f"a member with this {name} is already registered", field=name)
+                raise Conflict("a member with this %(field)s is already registered", field=name)
         now = self.clock()
         record = MemberRecord(
             id=member_id,
@@ -231,7 +232,7 @@ class Members(MemberViews):
 
     def _personal_columns(self, member_id: str, p: PersonalInput) -> dict[str, Any]:
         if p.extra:
-            raise InvalidInput(f"unknown field {sorted(p.extra)[0]}", field=sorted(p.extra)[0])
+            raise InvalidInput("unknown field %(field)s", field=sorted(p.extra)[0])
         values: dict[str, Any] = {"name": clean_text(p.name, "name", 100)}
         seal = self.protector.seal
         if p.phone is not None:
@@ -288,8 +289,8 @@ class Members(MemberViews):
                         and tx.index_held_by_another_active(member_id, column)
                     ):
                         raise Conflict(
-                            f"an active member has this {name}: reject this registration if it "
-                            "is the same person",
+                            "an active member has this %(field)s: reject this registration if "
+                            "it is the same person",
                             field=name,
                         )
             if row.status == MemberStatus.PENDING and (
@@ -305,7 +306,7 @@ class Members(MemberViews):
             if not (principal.is_bank_admin or row.org_id in principal.orgs()):
                 raise Forbidden("only staff of the member's organisation decide registrations")
             if row.status != MemberStatus.PENDING:
-                raise Conflict(f"registration is already {row.status}")
+                raise Conflict("registration is already %(status)s", status=Words(row.status))
             now = self.clock()
             if approve:
                 tx.update(

@@ -12,6 +12,7 @@ from accounts.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
+    Words,
 )
 from accounts.model import (
     STAFF_ROLES,
@@ -64,7 +65,7 @@ class Organisations(SecondFactor):
     ) -> Organisation:
         if not principal.is_bank_admin:
             raise Forbidden("only a bank administrator creates organisations")
-        name = clean_text(name, "name", 200)
+        name = clean_text(name, "name", 200, called=Words("organisation name"))
         org_kind = parse_enum(OrgKind, kind, "kind")
         if phone is not None and not ORG_PHONE.match(phone):
             raise InvalidInput("phone: digits, spaces, '+' and '-', 3 to 32", field="phone")
@@ -77,7 +78,7 @@ class Organisations(SecondFactor):
             if tx.first(
                 organisations, organisations.c.bank_id == org.bank_id, organisations.c.name == name
             ):
-                raise Conflict(f"an organisation named {name!r} exists", field="name")
+                raise Conflict("an organisation named '%(name)s' exists", field="name", name=name)
             tx.insert(
                 organisations,
                 id=org.id,

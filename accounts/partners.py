@@ -12,6 +12,7 @@ from accounts.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
+    Words,
 )
 from accounts.model import (
     PartnerKey,
@@ -46,7 +47,7 @@ class Partners(Devices):
         key = PartnerKey(
             new_id(),
             principal.bank_id,
-            clean_text(name, "name", 100),
+            clean_text(name, "name", 100, called=Words("partner platform name")),
             parsed,
             principal.user_id or "",
             self.clock(),

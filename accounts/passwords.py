@@ -36,9 +36,9 @@ def common_passwords() -> frozenset[str]:
 
 def check_policy(password: str, username: str | None = None, field: str = "password") -> None:
     if not isinstance(password, str) or len(password) < MIN_LENGTH:
-        raise WeakPassword(f"password must be at least {MIN_LENGTH} characters", field=field)
+        raise WeakPassword("password must be at least %(n)s characters", field=field, n=MIN_LENGTH)
     if len(password) > MAX_LENGTH:
-        raise WeakPassword(f"password must be at most {MAX_LENGTH} characters", field=field)
+        raise WeakPassword("password must be at most %(n)s characters", field=field, n=MAX_LENGTH)
     lowered = password.lower()
     if lowered in common_passwords():
         raise WeakPassword("password is too common; choose another", field=field)

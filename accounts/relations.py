@@ -11,6 +11,7 @@ from accounts.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
+    Words,
 )
 from accounts.members import Members
 from accounts.model import (
@@ -54,7 +55,7 @@ class Relations(Members):
                 member_flags.c.cleared_at.is_(None),
             )
             if live is not None:
-                raise Conflict(f"flag {priority} is already set", field="flag")
+                raise Conflict("flag %(flag)s is already set", field="flag", flag=Words(priority))
             record = Flag(
                 new_id(),
                 member_id,
@@ -155,7 +156,7 @@ class Relations(Members):
                     raise Forbidden("relations are confirmed by organisation staff")
                 raise NotFound(f"no relation {link_id}")
             if link.status != RelativeStatus.PENDING:
-                raise Conflict(f"relation is already {link.status}")
+                raise Conflict("relation is already %(status)s", status=Words(link.status))
             status = RelativeStatus.CONFIRMED if confirm else RelativeStatus.REJECTED
             tx.update(
                 relatives,

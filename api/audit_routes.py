@@ -70,7 +70,7 @@ class AuditController(Controller):
             bounds[name] = time_bound(given) if given else None  # empty: no bound
             if given and bounds[name] is None:
                 raise InvalidInput(
-                    f"{name} is a day (YYYY-MM-DD) or a UTC time (YYYY-MM-DDTHH:MM:SSZ)",
+                    "%(field)s is a day (YYYY-MM-DD) or a UTC time (YYYY-MM-DDTHH:MM:SSZ)",
                     field=name,
                 )
         trail: AuditTrail = state.audit

@@ -34,6 +34,7 @@ from web.i18n import (
     N_,
     describe,
     describe_decoding,
+    describe_error,
     gettext_for,
     negotiate,
 )
@@ -176,7 +177,7 @@ def _entry(request: Request[Any, Any, Any], exc: EntryError) -> Response[dict[st
 
 def _accounts(request: Request[Any, Any, Any], exc: AccountsError) -> Response[dict[str, Any]]:
     status = status_of(exc)
-    title, detail = describe(exc.slug, str(exc), language(request))
+    title, detail = describe_error(exc, language(request))
     response = problem(status, exc.slug, title, detail, exc.field)
     if isinstance(exc, (LoginThrottled, SearchThrottled)):
         response.headers["Retry-After"] = str(exc.retry_after)

@@ -167,7 +167,7 @@ def _instant(text: str, field: str) -> datetime:
     try:
         return datetime.fromisoformat(text)
     except ValueError as exc:
-        raise InvalidInput(f"{field} must be an ISO 8601 time", field=field) from exc
+        raise InvalidInput("%(field)s must be an ISO 8601 time", field=field) from exc
 
 
 Whole = Annotated[int | None, Parameter(ge=0, le=10**7)]

@@ -54,14 +54,14 @@ def aware(value: datetime, field: str) -> datetime:
     """A time given with its zone, in UTC, within the years a time bank can mean."""
     if value.tzinfo is None:
         raise InvalidInput(
-            f"{field} needs a time zone (e.g. 2026-11-25T09:00:00+08:00)", field=field
+            "%(field)s needs a time zone (e.g. 2026-11-25T09:00:00+08:00)", field=field
         )
     try:
         utc_value = value.astimezone(UTC)
     except OverflowError:
         utc_value = None
     if utc_value is None or not EARLIEST <= utc_value < LATEST:
-        raise InvalidInput(f"{field} must be between the years 2000 and 2199", field=field)
+        raise InvalidInput("%(field)s must be between the years 2000 and 2199", field=field)
     return utc_value
 
 

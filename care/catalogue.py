@@ -9,7 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from accounts.base import clean_text
-from accounts.errors import InvalidInput, NotFound
+from accounts.errors import InvalidInput, NotFound, Words
 from accounts.model import Member, Principal, PriorityFlag
 from accounts.storage import Tx
 from accounts.tokens import new_id
@@ -61,29 +61,43 @@ class Catalogue(CareBase):
         allowed = set(current.values())
         for key, value in changes.items():
             if key not in allowed:
-                raise InvalidInput(f"unknown policy field {key}", field=key)
+                raise InvalidInput("unknown policy field %(field)s", field=key)
             expected = type(current.values()[key])
             if type(value) is not expected:
-                raise InvalidInput(f"{key} must be {expected.__name__}", field=key)
+                raise InvalidInput(
+                    "%(field)s must be %(kind)s", field=key, kind=Words(expected.__name__)
+                )
             if isinstance(value, int) and not isinstance(value, bool) and value < 0:
-                raise InvalidInput(f"{key} must not be negative", field=key)
+                raise InvalidInput("%(field)s must not be negative", field=key)
             if isinstance(value, int) and value > MAX_POLICY_NUMBER:
-                raise InvalidInput(f"{key} must be at most {MAX_POLICY_NUMBER}", field=key)
+                raise InvalidInput(
+                    "%(field)s must be at most %(most)s", field=key, most=MAX_POLICY_NUMBER
+                )
             if key == "redemption_age" and isinstance(value, int) and value > MAX_REDEMPTION_AGE:
-                raise InvalidInput(f"redemption_age must be 0-{MAX_REDEMPTION_AGE}", field=key)
+                raise InvalidInput(
+                    "%(field)s must be %(low)s-%(high)s", field=key, low=0, high=MAX_REDEMPTION_AGE
+                )
             if key == "record_late_days" and isinstance(value, int) and not 1 <= value <= 366:
-                raise InvalidInput("record_late_days must be 1-366", field=key)
+                raise InvalidInput("%(field)s must be %(low)s-%(high)s", field=key, low=1, high=366)
         if "points_unit" in changes and changes["points_unit"] not in POINTS_UNITS:
             raise InvalidInput(
-                f"points_unit is one of {', '.join(POINTS_UNITS)}", field="points_unit"
+                "points_unit is one of %(units)s",
+                field="points_unit",
+                units=", ".join(POINTS_UNITS),
             )
         if "points_per_hour" in changes and not 1 <= changes["points_per_hour"] <= 10_000:
-            raise InvalidInput("points_per_hour must be 1-10000", field="points_per_hour")
+            raise InvalidInput(
+                "%(field)s must be %(low)s-%(high)s", field="points_per_hour", low=1, high=10_000
+            )
         if "star_hours" in changes:
             try:
                 star_thresholds(changes["star_hours"])
             except ValueError as exc:
-                raise InvalidInput(str(exc), field="star_hours") from exc
+                raise InvalidInput(
+                    "star_hours is five rising whole numbers of hours, comma-separated, the "
+                    "first above 0",
+                    field="star_hours",
+                ) from exc
         self._check_coverage_choice(principal.bank_id, changes)
         if "timezone" in changes:
             try:
@@ -117,15 +131,18 @@ class Catalogue(CareBase):
             unknown = codes_of(changes["visit_services"]) - {r.code for r in rows}
             if unknown:
                 raise InvalidInput(
-                    f"visit_services names no service {', '.join(sorted(unknown))}",
+                    "visit_services names no service %(codes)s",
                     field="visit_services",
+                    codes=", ".join(sorted(unknown)),
                 )
             changes["visit_services"] = ",".join(sorted(codes_of(changes["visit_services"])))
         if "coverage_flags" in changes:
             unknown = codes_of(changes["coverage_flags"]) - {f.value for f in PriorityFlag}
             if unknown:
                 allowed = ", ".join(f.value for f in PriorityFlag)
-                raise InvalidInput(f"coverage_flags are some of: {allowed}", field="coverage_flags")
+                raise InvalidInput(
+                    "coverage_flags are some of: %(flags)s", field="coverage_flags", flags=allowed
+                )
             changes["coverage_flags"] = ",".join(sorted(codes_of(changes["coverage_flags"])))
 
     def catalogue(self, principal: Principal, include_inactive: bool = False) -> list[ServiceType]:
@@ -160,7 +177,9 @@ class Catalogue(CareBase):
             kind = Category(category)
         except ValueError as exc:
             allowed = ", ".join(c.value for c in Category)
-            raise InvalidInput(f"category must be one of: {allowed}", field="category") from exc
+            raise InvalidInput(
+                "%(field)s must be one of: %(allowed)s", field="category", allowed=allowed
+            ) from exc
         if not 100 <= weight_permille <= 5000:
             raise InvalidInput(
                 "weight_permille must be between 100 and 5000", field="weight_permille"

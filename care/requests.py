@@ -69,8 +69,9 @@ class Requests(Catalogue):
         window = int((end - start).total_seconds() // 60)
         if not 1 <= minutes <= min(window, MAX_RECORD_MINUTES):
             raise InvalidInput(
-                f"minutes must be 1-{min(window, MAX_RECORD_MINUTES)} (the time window)",
+                "minutes must be 1-%(most)s (the time window)",
                 field="minutes",
+                most=min(window, MAX_RECORD_MINUTES),
             )
         self._require_useful_window(elder.bank_id, start, end)
         if elder.org_id is None:
@@ -106,12 +107,15 @@ class Requests(Catalogue):
         now, late_days = self.clock(), self.policy(bank_id).record_late_days
         if end < now - timedelta(days=late_days):
             raise InvalidInput(
-                f"window_end is more than {late_days} days ago: no record of it could be logged",
+                "window_end is more than %(days)s days ago: no record of it could be logged",
                 field="window_end",
+                days=late_days,
             )
         if start > now + timedelta(days=MAX_DAYS_AHEAD):
             raise InvalidInput(
-                f"window_start is more than {MAX_DAYS_AHEAD} days ahead", field="window_start"
+                "window_start is more than %(days)s days ahead",
+                field="window_start",
+                days=MAX_DAYS_AHEAD,
             )
 
     def get_request(self, principal: Principal, request_id: str) -> ServiceRequest:

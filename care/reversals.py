@@ -52,7 +52,9 @@ class Reversals(Transfers):
         ):
             raise NotFound(f"no entry {seq} that moved minutes in this bank", field="seq")
         if entry.request.kind in ("reversal", "reserve", "release"):
-            raise InvalidInput(f"a {entry.request.kind} cannot be reversed", field="seq")
+            raise InvalidInput(
+                "a %(kind)s cannot be reversed", field="seq", kind=entry.request.kind
+            )
         reversal_id = new_id()
         with self.store.transaction() as tx:
             if tx.first(
@@ -60,7 +62,7 @@ class Reversals(Transfers):
                 reversal_requests.c.entry_seq == seq,
                 reversal_requests.c.status.in_(["pending", "approved"]),
             ):
-                raise Conflict(f"entry {seq} already has a reversal request", field="seq")
+                raise Conflict("entry %(seq)s already has a reversal request", field="seq", seq=seq)
             tx.insert(
                 reversal_requests,
                 id=reversal_id,

@@ -136,7 +136,7 @@ class Exchanges:
             or not 1 <= minutes <= MAX_MINUTES
         ):
             raise InvalidInput(
-                f"minutes is a whole number from 1 to {MAX_MINUTES}", field="minutes"
+                "minutes is a whole number from 1 to %(most)s", field="minutes", most=MAX_MINUTES
             )
         if not isinstance(reference, str) or not REFERENCE.match(reference):
             raise InvalidInput(
@@ -165,7 +165,9 @@ class Exchanges:
                     text,
                 ):
                     raise Conflict(
-                        f"reference {reference} was used for another exchange", field="reference"
+                        "reference %(reference)s was used for another exchange",
+                        field="reference",
+                        reference=reference,
                     )
                 return self._with_partner(tx, existing), False
             link = self._live_link(tx, principal.partner_key_id or "", member)
@@ -239,7 +241,7 @@ class Exchanges:
                     tx, exchange.id, ExchangeStatus.PENDING, status=ExchangeStatus.CONFIRMING
                 ):
                     now_status = self._load(tx, exchange.id).status
-                    raise Conflict(f"the exchange is {now_status}, not pending")
+                    raise Conflict("the exchange is %(state)s, not pending", state=now_status)
         member = self.accounts.member(exchange.member_id)
         entry_id = "exchange:" + self.accounts.protector.reference("exchange", exchange.id)
         request = ExchangeEntry(
@@ -305,7 +307,10 @@ class Exchanges:
         self._require_pending(exchange)
         with self.store.transaction() as tx:
             if not move_exchange(tx, exchange.id, ExchangeStatus.PENDING, **values):
-                raise Conflict(f"the exchange is {self._load(tx, exchange.id).status}, not pending")
+                raise Conflict(
+                    "the exchange is %(state)s, not pending",
+                    state=self._load(tx, exchange.id).status,
+                )
             return self._load(tx, exchange.id)
 
     # ------------------------------------------------------------------ helpers
@@ -324,7 +329,7 @@ class Exchanges:
     def _require_pending(self, exchange: Exchange) -> None:
         state = exchange.state(self.clock())
         if state != ExchangeStatus.PENDING:
-            raise Conflict(f"the exchange is {state}, not pending")
+            raise Conflict("the exchange is %(state)s, not pending", state=state)
 
     def _live_link(self, tx: Tx, partner_key_id: str, member: Member) -> str:
         now = self.clock()

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from accounts.base import parse_enum
-from accounts.errors import Conflict, Forbidden, InvalidInput, NotFound
+from accounts.errors import Conflict, Forbidden, InvalidInput, NotFound, Words
 from accounts.model import Member, PartnerScope, Principal
 from accounts.service import AccountsService
 from accounts.storage import AccountsStore, Tx, partner_keys, utc
@@ -137,9 +137,13 @@ class PartnerLinks:
         asked = frozenset(parse_enum(PartnerScope, s, "scopes") for s in scopes)
         if not asked <= principal.partner_scopes:
             missing = ", ".join(sorted(asked - principal.partner_scopes))
-            raise InvalidInput(f"this key does not hold the scope {missing}", field="scopes")
+            raise InvalidInput(
+                "this key does not hold the scope %(scope)s", field="scopes", scope=missing
+            )
         if not 1 <= valid_days <= MAX_VALID_DAYS:
-            raise InvalidInput(f"valid_days is 1 to {MAX_VALID_DAYS}", field="valid_days")
+            raise InvalidInput(
+                "valid_days is 1 to %(most)s", field="valid_days", most=MAX_VALID_DAYS
+            )
         link_id = new_id()
         with self.store.transaction() as tx:
             tx.insert(
@@ -297,7 +301,7 @@ class PartnerLinks:
                 raise NotFound(f"no link {link_id}")
             self.access_through(principal, link.member_id, f"no link {link_id}")
             if link.status is not LinkStatus.ACTIVE:
-                raise Conflict(f"the link is {link.status}, not active")
+                raise Conflict("the link is %(status)s, not active", status=Words(link.status))
             tx.update(
                 partner_links,
                 link_id,
@@ -345,7 +349,7 @@ class PartnerLinks:
             raise NotFound(f"no link {link_id}")
         state = link.state(now)
         if state != LinkStatus.PENDING:
-            raise Conflict(f"the request is {state}, not pending")
+            raise Conflict("the request is %(status)s, not pending", status=Words(state))
         return link
 
     def access(self, principal: Principal, member_id: str) -> str:

@@ -215,8 +215,9 @@ class SignedDocuments:
                     found.append(entry)
                     if len(found) > MAX_ENTRIES:
                         raise InvalidInput(
-                            f"more than {MAX_ENTRIES} entries in the period: ask for a shorter one",
+                            "more than %(count)s entries in the period: ask for a shorter one",
                             field="from",
+                            count=MAX_ENTRIES,
                         )
             if len(page) < PAGE:
                 return found[::-1]
@@ -270,8 +271,9 @@ class SignedDocuments:
             text = (nickname or "").strip()
             if not 1 <= len(text) <= NICKNAME_MAX or not text.isprintable():
                 raise InvalidInput(
-                    f"give a nickname of 1 to {NICKNAME_MAX} printable characters",
+                    "give a nickname of 1 to %(count)s printable characters",
                     field="nickname",
+                    count=NICKNAME_MAX,
                 )
             return text
         with self.accounts.store.snapshot() as tx:
@@ -293,7 +295,7 @@ def _day(text: str, field: str) -> date:
             return date.fromisoformat(text)
     except ValueError:
         pass
-    raise InvalidInput(f"{field} is a day, YYYY-MM-DD", field=field)
+    raise InvalidInput("%(field)s is a day, YYYY-MM-DD", field=field)
 
 
 def _name_shown(value: str) -> NameShown:

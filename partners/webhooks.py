@@ -115,7 +115,9 @@ class HostPolicy:
             raise InvalidInput("a webhook URL must use https", field="url")
         if not loopback and host not in self.allowed_hosts:
             raise InvalidInput(
-                f"the host {host or '(none)'} is not among the allowed webhook hosts", field="url"
+                "the host %(host)s is not among the allowed webhook hosts",
+                field="url",
+                host=host or "(none)",
             )
         if parts.username or parts.password or parts.fragment:
             raise InvalidInput("a webhook URL carries no credentials or fragment", field="url")
@@ -234,7 +236,9 @@ class Outbox:
         if events is not None:
             unknown = sorted(set(events) - set(EVENT_TYPES))
             if unknown or not events:
-                raise InvalidInput(f"events are some of {', '.join(EVENT_TYPES)}", field="events")
+                raise InvalidInput(
+                    "events are some of %(events)s", field="events", events=", ".join(EVENT_TYPES)
+                )
         secret, public = new_secret(scheme)
         endpoint_id = new_id()
         with self.store.transaction() as tx:
@@ -305,7 +309,9 @@ class Outbox:
             if row is None:
                 raise NotFound(f"no webhook message {msg_id}")
             if row.status != "dead":
-                raise Conflict(f"message {msg_id} is {row.status}, not dead")
+                raise Conflict(
+                    "message %(id)s is %(status)s, not dead", id=msg_id, status=row.status
+                )
             tx.update(
                 webhook_outbox,
                 msg_id,

@@ -123,7 +123,9 @@ class VisitCoverage:
         """``limit``: how many of the elders not yet visited to list (never visited first, then
         the oldest last visit), 1 to ``UNVISITED_MAX``; None, for an export: all of them."""
         if limit is not None and not 1 <= limit <= UNVISITED_MAX:
-            raise InvalidInput(f"limit must be 1-{UNVISITED_MAX}", field="limit")
+            raise InvalidInput(
+                "%(field)s must be %(low)s-%(high)s", field="limit", low=1, high=UNVISITED_MAX
+            )
         scope = organisations_seen(self.accounts, principal, org_id, COVERAGE_REFUSAL)
         policy = self.policy(principal.bank_id)
         now = self.clock()

@@ -128,7 +128,7 @@ class HalfYearReports:
             raise InvalidInput(str(exc), field="half") from exc
         now = self.clock()
         if now < end:
-            raise InvalidInput(f"{half} has not ended yet", field="half")
+            raise InvalidInput("%(half)s has not ended yet", field="half", half=half)
         size = self.log.size()
         note = self.log.checkpoint_at(size) if size else None
         if note is None:
@@ -212,17 +212,21 @@ class HalfYearReports:
                     published_at=self.clock(),
                 )
             if not stored:
-                raise Conflict(f"{half} is being published already", field="half")
+                raise Conflict("%(half)s is being published already", field="half", half=half)
             with self.store.snapshot() as tx:
                 row = report_of_half(tx, bank, half)
         elif row.status == "published":
-            raise Conflict(f"{half} is published already (report {row.id})", field="half")
+            raise Conflict(
+                "%(half)s is published already (report %(id)s)", field="half", half=half, id=row.id
+            )
         assert row is not None
         entry = report_entry(bank, half, row.sha256, int(row.tree_size))
         try:
             result = self.log.append(entry)
         except LedgerError as exc:
-            raise Conflict(f"the log refused the report entry: {exc}", field="half") from exc
+            raise Conflict(
+                "the log refused the report entry: %(reason)s", field="half", reason=str(exc)
+            ) from exc
         with self.store.transaction() as tx:
             mark_published(tx, row.id, result.seq)
         return self.get(row.id)

@@ -89,14 +89,19 @@ class Thresholds:
     burst_factor: int = 3
     burst_min: int = 10
 
-    def problems(self) -> list[tuple[str, str]]:
-        """Every value out of its range, as (field, message): all of them, not the first."""
+    def problems(self) -> list[InvalidInput]:
+        """Every value out of its range, each as the refusal naming its field: all of them,
+        not the first."""
         found = []
         for f in fields(self):
             low, high = LIMITS[f.name]
             value = getattr(self, f.name)
             if not low <= value <= high:
-                found.append((f.name, f"{f.name} must be {low}-{high}"))
+                found.append(
+                    InvalidInput(
+                        "%(field)s must be %(low)s-%(high)s", field=f.name, low=low, high=high
+                    )
+                )
         return found
 
 
@@ -149,8 +154,7 @@ class SupervisionSignals:
             raise Forbidden("supervision signals are for bank administrators and auditors")
         problems = thresholds.problems()
         if problems:
-            field, message = problems[0]  # a problem names one field: the first
-            raise InvalidInput(message, field=field)
+            raise problems[0]  # a problem names one field: the first
         end = until or self.clock()
         if end.tzinfo is None:
             raise InvalidInput("until needs a time zone", field="until")

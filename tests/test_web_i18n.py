@@ -10,7 +10,8 @@ from pathlib import Path
 
 from babel.messages.pofile import read_po
 
-from web.i18n import LOCALE_DIR, describe, gettext_for, negotiate
+from accounts.errors import InvalidInput
+from web.i18n import LOCALE_DIR, describe, describe_error, gettext_for, negotiate
 
 ROOT = Path(__file__).resolve().parents[1]
 PLACEHOLDER = re.compile(r"%\(\w+\)s")
@@ -29,6 +30,14 @@ def extracted(tmp_path: Path) -> set[str]:
             "N_",
             "-k",
             "translate:2",
+            "-k",
+            "InvalidInput",
+            "-k",
+            "WeakPassword",
+            "-k",
+            "Conflict",
+            "-k",
+            "Words",
             "-o",
             str(pot),
             ".",
@@ -75,3 +84,12 @@ def test_domain_messages_are_translated_with_their_values() -> None:
     assert describe("conflict", "something new", "zh-CN") == ("状态冲突", "状态冲突: something new")
     assert describe("conflict", "something new", "en") == ("Conflict", "something new")
     assert gettext_for("en")("Log in") == "Log in"
+
+
+def test_a_refusal_without_values_keeps_a_percent_sign_of_its_translation() -> None:
+    """A translation may hold a bare "%" (代为确认：占比（%）): with nothing to fill in, it is
+    shown as written, not taken for a placeholder (a 500)."""
+    share = InvalidInput("Staff confirming: share, %", field="staff_share_percent")
+    assert describe_error(share, "zh-CN")[1] == "代为确认：占比（%）"
+    days = InvalidInput("%(field)s must be a whole number", field="days")
+    assert describe_error(days, "zh-CN")[1] == "回看天数 须为整数"

@@ -121,7 +121,7 @@ def made(request: Request[Any, Any, State], seq: int | None) -> Made | None:
 def form_int(data: dict[str, str], field: str) -> int:
     text = data.get(field, "").strip()
     if not text.lstrip("-").isdigit() or len(text) > 16:
-        raise InvalidInput(f"{field} must be a whole number", field=field)
+        raise InvalidInput(N_("%(field)s must be a whole number"), field=field)
     return int(text)
 
 

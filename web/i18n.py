@@ -18,6 +18,8 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
 
+from accounts.errors import AccountsError, Words
+
 LOCALE_DIR = Path(__file__).parent / "locale"
 LANGUAGES = {"zh-CN": "zh_CN", "en": "en"}  # the HTML tag → the catalog's locale
 DEFAULT_LANGUAGE = "zh-CN"
@@ -323,13 +325,79 @@ FIELDS = {
     "old_password": N_("current password"),
     "new_password": N_("new password"),
 }
+# What a message's ``Words`` are called in the reader's language (``%(field)s``, the field at
+# fault, among them), beyond ``FIELDS``; words not listed are looked up as they are. The
+# policy's and the signals' fields are called as their forms label them.
+WORDS = {
+    "address": N_("address"),
+    "health_notes": N_("health notes"),
+    "notes": N_("notes"),
+    "note": N_("note"),
+    "reason": N_("reason"),
+    "reveal_reason": N_("reason for seeing the personal data"),
+    "reason_code": N_("reason"),
+    "kind": N_("kind"),
+    "relation": N_("relation"),
+    "role": N_("role"),
+    "scopes": N_("permissions"),
+    "flag": N_("priority flag"),
+    "birth_date": N_("birth date"),
+    "minutes": N_("minutes"),
+    "window_start": N_("start time"),
+    "window_end": N_("end time"),
+    "check_in": N_("check-in time"),
+    "check_out": N_("check-out time"),
+    "from": N_("first day"),
+    "to": N_("last day"),
+    "since": N_("start time"),
+    "until": N_("end time"),
+    "limit": N_("number per page"),
+    "seq": N_("entry number"),
+    "code": N_("code"),
+    "category": N_("category"),
+    "weight_permille": N_("weight (‰)"),
+    "name_zh": N_("Chinese name"),
+    "name_en": N_("English name"),
+    "redemption_age": N_("Age from which members may redeem their time"),
+    "stored_cap_minutes": N_("Most minutes a member may store (more goes to the pool)"),
+    "daily_cap_minutes": N_("Most minutes a volunteer may log in one day"),
+    "record_late_days": N_("Days after a visit within which it may be logged"),
+    "timezone": N_("Time zone of the bank's days"),
+    "gifts_allowed": N_("Members may give time to confirmed relatives"),
+    "points_per_hour": N_("points per hour"),
+    "points_unit": N_("points unit"),
+    "star_hours": N_("hours of the star levels"),
+    "visit_services": N_("services that count as visits"),
+    "coverage_flags": N_("priority flags of the elders to visit"),
+    "days": N_("Days to look back"),
+    "near_cap_percent": N_("Near the daily cap: share of the cap, %"),
+    "near_cap_days": N_("Near the daily cap: days"),
+    "pair_factor": N_("Heavy pair: times the median pair"),
+    "pair_min_minutes": N_("Heavy pair: at least minutes"),
+    "staff_share_percent": N_("Staff confirming: share, %"),
+    "staff_min_confirmations": N_("Staff confirming: at least confirmations"),
+    "late_hours": N_("Late record: hours after the service"),
+    "stored_cap_percent": N_("Near the stored-time cap: share of the cap, %"),
+    "burst_factor": N_("Registrations: times the usual day"),
+    "burst_min": N_("Registrations: at least members"),
+    # The types a policy value must have (``%(kind)s``)
+    "int": N_("a whole number"),
+    "bool": N_("yes or no"),
+    # Priority flags and states a conflict names (``%(flag)s``, ``%(status)s``)
+    "living_alone": N_("lives alone"),
+    "advanced_age": N_("advanced age"),
+    "low_income": N_("low income"),
+    "empty_nest": N_("empty nest"),
+    "declined": N_("declined"),
+    "expired": N_("expired"),
+}
 
 
 def describe(slug: str, message: str, language: str) -> tuple[str, str]:
     """(title, detail) of a refusal in ``language``: known messages fully translated, others in
     English after the translated title."""
     _ = gettext_for(language)
-    title = _(TITLES.get(slug, slug.replace("-", " ").capitalize()))
+    title = _title(slug, _)
     for pattern, text in MESSAGES:
         match = pattern.fullmatch(message)
         if match:
@@ -343,6 +411,26 @@ def describe(slug: str, message: str, language: str) -> tuple[str, str]:
     if language == "en" or title == message:
         return title, message
     return title, f"{title}: {message}"
+
+
+def describe_error(exc: AccountsError, language: str) -> tuple[str, str]:
+    """(title, detail) of a domain refusal in ``language``: its message translated whole by the
+    catalog with its values filled in (words among them translated too), else as ``describe``
+    finds it."""
+    _ = gettext_for(language)
+    if language == "en" or _(exc.template) == exc.template:
+        return describe(exc.slug, str(exc), language)
+    if "%(" not in exc.template:  # nothing to fill in (and a "%" in the text stays as it is)
+        return _title(exc.slug, _), _(exc.template)
+    values = {
+        k: _(WORDS.get(v) or FIELDS.get(v, v)) if isinstance(v, Words) and v else v
+        for k, v in exc.values.items()
+    }
+    return _title(exc.slug, _), _(exc.template, **values)
+
+
+def _title(slug: str, _: Gettext) -> str:
+    return _(TITLES.get(slug, slug.replace("-", " ").capitalize()))
 
 
 # The JSON decoder's messages (msgspec's, strict), for callers who asked for another language

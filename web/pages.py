@@ -23,7 +23,7 @@ from accounts.errors import AccountsError, AuthenticationError, InvalidCredentia
 from accounts.model import MemberStatus, Principal, Role
 from accounts.service import PersonalInput
 from care.errors import CareError
-from web.i18n import LANGUAGE_COOKIE, LANGUAGES, describe, gettext_for, negotiate
+from web.i18n import LANGUAGE_COOKIE, LANGUAGES, describe, describe_error, gettext_for, negotiate
 from web.session import accounts_of, clear_session, session_cookie, viewer
 from web.statuses import status_of
 
@@ -124,7 +124,7 @@ def refusal(
     if isinstance(exc, CareError):
         message = exc.zh if language == "zh-CN" else str(exc)
     else:
-        _, message = describe(exc.slug, str(exc), language)
+        _, message = describe_error(exc, language)
     status = status_of(exc)
     page = render(
         request, template, principal, status=status, error=message, error_field=exc.field, **context
@@ -302,7 +302,7 @@ def error_page(request: Request[Any, Any, State], exc: Exception) -> Response[An
         )
     elif isinstance(exc, AccountsError):
         status = status_of(exc)
-        title, detail = describe(exc.slug, str(exc), language)
+        title, detail = describe_error(exc, language)
     elif isinstance(exc, PermissionDeniedException) and "CSRF" in str(exc.detail):
         status, (title, detail) = 403, describe("csrf", "the form has expired", language)
     elif isinstance(exc, NotFoundException):

@@ -57,14 +57,15 @@ def signals_of(request: Request[Any, Any, State]) -> SupervisionSignals:
 
 
 def _thresholds(given: dict[str, str | None]) -> Thresholds:
-    """The form's numbers over the defaults; a number that is not one is the field's error."""
+    """The form's numbers over the defaults; a number that is not one is the field's error (a
+    negative one is a number: the service's range check names the rule it breaks)."""
     chosen = Thresholds()
     for f in fields(Thresholds):
         text = (given.get(f.name) or "").strip()
         if not text:
             continue
-        if not text.isdigit():
-            raise InvalidInput(f"{f.name} must be a whole number", field=f.name)
+        if not text.removeprefix("-").isdigit():
+            raise InvalidInput(N_("%(field)s must be a whole number"), field=f.name)
         chosen = replace(chosen, **{f.name: int(text)})
     return chosen
 

@@ -271,9 +271,9 @@ def _instant(text: str, field: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise InvalidInput(f"{field} is not a time", field=field) from exc
+        raise InvalidInput(N_("%(field)s is not a time"), field=field) from exc
     if moment.tzinfo is None:
-        raise InvalidInput(f"{field} is not a time", field=field)
+        raise InvalidInput(N_("%(field)s is not a time"), field=field)
     return moment
 
 

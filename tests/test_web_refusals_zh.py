@@ -1,0 +1,184 @@
+"""Refusals of bad input in Chinese, without a browser, on both databases: each bad value posted
+to the desk's and the console's forms (and given to the signals page) is refused in Chinese
+that names the field and the rule, with no English left in it, and so is a conflict (a flag set
+twice, an organisation's name taken); an organisation's empty name is the organisation's, not a
+person's; the API answers the same refusals in the caller's language
+(Accept-Language), and in English by default."""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any
+
+import pytest
+
+from tests.accounts_world import World
+from tests.test_web_desk import as_browser, form_post, yesterday
+from tests.test_workflow import world  # noqa: F401 - the workflow's world, with a catalogue
+from web.i18n import LANGUAGE_COOKIE
+
+ERROR = re.compile(r'<p class="error" id="error" role="alert">(.*?)</p>', re.S)
+ENGLISH = re.compile(r"[A-Za-z]{2,}")
+
+
+def shown_error(answer: Any) -> str:
+    """The refusal a form shows, as the reader sees it."""
+    assert 400 <= answer.status_code < 500, answer.text
+    found = ERROR.search(answer.text)
+    assert found, answer.text
+    return html.unescape(found.group(1)).strip()
+
+
+def in_chinese(w: World, who: str) -> Any:
+    client = as_browser(w, who)
+    client.cookies.set(LANGUAGE_COOKIE, "zh-CN")
+    return client
+
+
+DAY = yesterday().date().isoformat()
+# (the form's page, where it posts, the good values, the bad ones, the words the refusal says)
+DESK_FORMS = [
+    ("new", {"name": ""}, "姓名不能为空"),
+    ("new", {"phone": "12ab"}, "电话号码须为 6 到 15 位数字"),
+    ("new", {"id_number": "!!"}, "证件号码须为 6 到 20 位字母或数字"),
+    ("new", {"birth_date": "2999-01-01"}, "出生日期须是 1900 年以后、今天以前的日期"),
+    ("request", {"minutes": "200"}, "分钟数须在 1 到 60 之间"),
+    ("request", {"start": "10:00", "end": "09:00"}, "结束时间必须晚于开始时间"),
+    ("reveal", {"reveal_reason": "看"}, "至少 4 个字"),
+]
+CONSOLE_FORMS = [
+    ("/console/orgs", {"name": ""}, "机构名称不能为空"),
+    ("/console/orgs", {"phone": "call us"}, "电话号码须为 3 到 32 个数字"),
+    ("/console/partners", {"name": ""}, "合作平台名称不能为空"),
+    ("/console/catalogue", {"code": "bad code!"}, "代码须为 1 到 32 个英文字母"),
+    ("/console/catalogue", {"weight_permille": "50"}, "权重须在 100‰ 到 5000‰ 之间"),
+    ("/console/catalogue", {"weight_permille": "heavy"}, "权重（‰） 须为整数"),
+    ("/console/catalogue", {"name_zh": ""}, "中文名称不能为空"),
+    ("/console/policy", {"redemption_age": "-1"}, "可兑换时间的起始年龄不能是负数"),
+    ("/console/policy", {"redemption_age": "151"}, "可兑换时间的起始年龄 必须在 0 到 150 之间"),
+    ("/console/policy", {"record_late_days": "0"}, "服务结束后可补录记录的天数 必须在 1 到 366"),
+    ("/console/policy", {"daily_cap_minutes": "many"}, "志愿者每天最多可记录的分钟数 须为整数"),
+    ("/console/policy", {"timezone": "Mars/Olympus"}, "未知的时区"),
+]
+
+
+def test_the_desks_forms_refuse_in_chinese(world: World) -> None:  # noqa: F811
+    w = world
+    elder = f"/desk/people/{w.ids['elder-a']}"
+    good = {
+        "new": (
+            "/desk/people/new",
+            "/desk/people/new",
+            {"org_id": w.ids["org_a"], "kind": "elder", "name": "钱桂兰"},
+        ),
+        "request": (
+            f"{elder}/request",
+            elder,
+            {"service_code": "meal", "day": DAY, "start": "09:00", "end": "10:00", "minutes": "60"},
+        ),
+        "reveal": (f"{elder}/reveal", elder, {"reveal_reason": "安排上门送餐"}),
+    }
+    for form, bad, words in DESK_FORMS:
+        path, page, values = good[form]
+        said = shown_error(form_post(in_chinese(w, "staff-a"), path, page, **{**values, **bad}))
+        assert words in said and not ENGLISH.search(said), (form, bad, said)
+    for path, page, values in good.values():  # the same forms, given good values, are taken
+        taken = form_post(in_chinese(w, "staff-a"), path, page, **values)
+        assert taken.status_code in (200, 303), taken.text
+    flag = (f"{elder}/flags", elder)
+    assert form_post(in_chinese(w, "staff-a"), *flag, flag="living_alone").status_code == 303
+    again = shown_error(form_post(in_chinese(w, "staff-a"), *flag, flag="living_alone"))
+    assert again == "已标记为“独居”"
+
+
+def test_the_consoles_forms_refuse_in_chinese(world: World) -> None:  # noqa: F811
+    w = world
+    w.client.cookies.clear()
+    policy = w.client.get("/v1/policy", headers=w.as_("b1-admin")).json()
+    good = {
+        "/console/orgs": {"name": "鼓楼服务站", "kind": "service_station", "phone": "025-1234"},
+        "/console/partners": {"name": "养老服务平台", "scope_read_points": "1"},
+        "/console/catalogue": {
+            "code": "visit",
+            "name_zh": "探访",
+            "name_en": "Visits",
+            "category": "company",
+            "weight_permille": "1000",
+            "active": "1",
+        },
+        "/console/policy": {
+            **{
+                k: str(policy[k])
+                for k in ("redemption_age", "stored_cap_minutes", "record_late_days")
+            },
+            "daily_cap_minutes": str(policy["daily_cap_minutes"] + 30),
+            "timezone": policy["timezone"],
+            **({"gifts_allowed": "1"} if policy["gifts_allowed"] else {}),
+        },
+    }
+    for path, bad, words in CONSOLE_FORMS:
+        said = shown_error(
+            form_post(in_chinese(w, "b1-admin"), path, path, **{**good[path], **bad})
+        )
+        assert words in said and not ENGLISH.search(said), (path, bad, said)
+    for path, values in good.items():  # the same forms, given good values, are taken
+        taken = form_post(in_chinese(w, "b1-admin"), path, path, **values)
+        assert taken.status_code in (201, 303), taken.text
+    orgs = ("/console/orgs", "/console/orgs")
+    again = shown_error(form_post(in_chinese(w, "b1-admin"), *orgs, **good["/console/orgs"]))
+    assert again == "已有名为“鼓楼服务站”的机构"
+
+
+@pytest.mark.parametrize(
+    ("days", "words"),
+    [
+        ("-5", "回看天数 必须在 1 到 366 之间"),
+        ("0", "回看天数 必须在 1 到 366 之间"),
+        ("abc", "回看天数 须为整数"),
+    ],
+)
+def test_the_signals_page_says_the_rule_a_number_of_days_breaks(
+    world: World,  # noqa: F811
+    days: str,
+    words: str,
+) -> None:
+    w = world
+    admin = in_chinese(w, "b1-admin")
+    assert admin.get("/signals?days=30").status_code == 200
+    said = shown_error(admin.get(f"/signals?days={days}"))
+    assert said == words
+
+
+def test_the_api_refuses_in_the_callers_language(world: World) -> None:  # noqa: F811
+    w = world
+    w.client.cookies.clear()
+    unnamed = {"name": " ", "kind": "service_station"}
+    for language, detail in (
+        ("zh-CN", "机构名称不能为空"),
+        ("en", "organisation name must not be empty"),
+        (None, "organisation name must not be empty"),
+    ):
+        headers = {**w.as_("b1-admin"), **({"Accept-Language": language} if language else {})}
+        answer = w.client.post("/v1/orgs", headers=headers, json=unnamed)
+        assert answer.status_code == 400, answer.text
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert (answer.json()["detail"], answer.json()["field"]) == (detail, "name")
+    named = w.client.post("/v1/orgs", headers=w.as_("b1-admin"), json={**unnamed, "name": "新站"})
+    assert named.status_code == 201, named.text
+    start = yesterday().replace(hour=9)
+    asked = {
+        "elder_id": w.ids["elder-a"],
+        "service_code": "meal",
+        "window_start": start.isoformat(),
+        "window_end": start.replace(hour=10).isoformat(),
+        "minutes": 200,
+    }
+    headers = {**w.as_("staff-a"), "Accept-Language": "zh-CN,zh;q=0.9"}
+    refused = w.client.post("/v1/requests", headers=headers, json=asked)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["detail"] == "分钟数须在 1 到 60 之间（不能超过预约的时间段）"
+    english = w.client.post("/v1/requests", headers=w.as_("staff-a"), json=asked)
+    assert english.json()["detail"] == "minutes must be 1-60 (the time window)"
+    taken = w.client.post("/v1/requests", headers=headers, json={**asked, "minutes": 60})
+    assert taken.status_code == 201, taken.text
