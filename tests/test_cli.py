@@ -260,13 +260,21 @@ def test_report_coverage_prints_the_months_figures_and_is_recorded(env: dict[str
     assert lines[-1].endswith("total")
     wrong = run(env, "report", "coverage", "--bank", "demo", "--month", "2026-13")
     assert wrong.returncode == 1 and "month must be YYYY-MM" in wrong.stderr
+    busiest = max(figures["organisations"], key=lambda org: org["priority_elders"])
+    one = run(env, "report", "coverage", "--bank", "demo", "--org", busiest["org_id"], "--json")
+    assert one.returncode == 0, one.stderr  # an operator has no personal login, and needs none
+    narrowed = json.loads(one.stdout)
+    assert narrowed["organisations"] == [busiest] and narrowed["unvisited"] == []
+    assert narrowed["total"]["priority_elders"] == busiest["priority_elders"]
+    unknown = run(env, "report", "coverage", "--bank", "demo", "--org", "nosuch")
+    assert unknown.returncode == 1 and "no organisation nosuch" in unknown.stderr
     trail = AuditTrail(env["TIMEBANK_DATABASE_URL"])
     try:
         events = [e for e in trail.all_events() if e.action.startswith("CLI timebank report")]
     finally:
         trail.dispose()
-    assert [(e.action, e.status) for e in events] == [("CLI timebank report coverage", 0)] * 2 + [
-        ("CLI timebank report coverage", 1)
+    assert [(e.action, e.status) for e in events] == [
+        ("CLI timebank report coverage", status) for status in (0, 0, 1, 0, 1)
     ]
     assert events[0].actor == "operator:李审计" and events[0].bank_id == "demo"
 
