@@ -174,6 +174,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             settings.member_overdraft_minutes,
             workers=args.workers,
             may_fork=args.whole_process,  # nothing above left a connection open
+            witnesses=[witness.verifier for witness in settings.witnesses],
         )
         holds = _hold_problems(settings.database_url, store)
     finally:
