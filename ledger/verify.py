@@ -17,7 +17,7 @@ Checks, each reported with where it failed (``seq N``, ``checkpoint N``, ``node 
   stored (a deleted one is named; one between two batches stamped with the same time is not
   seen)
 * every witness cosignature (``log_cosignatures``) is by a configured witness
-  (``TIMEBANK_WITNESSES``) and verifies with its key on a stored checkpoint
+  (``TIMEBANK_WITNESSES``, or a peer's) and verifies with its key on a stored checkpoint
 * postings of every entry sum to zero and follow the kind's rules; reversals exactly negate
   an entry that exists; no member account is ever below its floor
 * the postings index, ``log_facts`` (what the half-yearly report sums), ``log_reversals``
@@ -322,7 +322,7 @@ class _Verification:
                 self.report.add(
                     where,
                     f"log_cosignatures has a cosignature by {witness}, which is not a configured "
-                    "witness (TIMEBANK_WITNESSES)",
+                    "witness (TIMEBANK_WITNESSES) nor a peer's",
                 )
                 continue
             try:

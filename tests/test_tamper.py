@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
+from federation.peers import Peers, request_key_name, witness_key_name
+from federation.storage import PeerStore
 from ledger import verify_chunks
 from ledger.config import Settings
 from ledger.entry import EntryRequest, Posting, canonical_json
@@ -329,14 +331,27 @@ def test_an_inserted_cosignature_is_named(
 ) -> None:
     """The log serves the cosignatures it keeps and counts them towards its quorum: one made
     by a key that is no configured witness, or that the witness's key does not verify, is
-    named; the configured witness's own verifies clean."""
+    named; a configured witness's own, and a peer bank's, verify clean."""
     witness = Signer.generate("witness.test/w1", COSIGNATURE_V1)
     stranger = Signer.generate("witness.test/w1", COSIGNATURE_V1)  # the same name, another key
     key, line = witness.verifier.to_text(), _cosignature(filled, ENTRIES, witness)
     monkeypatch.setenv("TIMEBANK_WITNESSES", f"url=http://127.0.0.1:9 key={key}")
+    peer = Signer.generate(witness_key_name("peer.test/log"), COSIGNATURE_V1)
+    Peers(PeerStore(db_url), settings.log_origin).add(
+        "peer",
+        "http://127.0.0.1:9",
+        "peer.test/log",
+        Signer.generate("peer.test/log").verifier.to_text(),
+        Signer.generate(request_key_name("peer.test/log")).verifier.to_text(),
+        "op",
+        witness_key=peer.verifier.to_text(),
+    )
+    peer_key, peer_line = peer.verifier.to_text(), _cosignature(filled, ENTRIES, peer)
     raw_sql(
         db_url,
         f"INSERT INTO log_cosignatures (size, witness, line) VALUES ({ENTRIES}, '{key}', '{line}')",
+        f"INSERT INTO log_cosignatures (size, witness, line)"
+        f" VALUES ({ENTRIES}, '{peer_key}', '{peer_line}')",
     )
     code, out = _run_verify(settings, monkeypatch, capsys)
     assert code == 0 and out.startswith(f"OK: {ENTRIES} entries"), out
@@ -354,7 +369,7 @@ def test_an_inserted_cosignature_is_named(
         f"  checkpoint 8: log_cosignatures has a cosignature by {key} that does not verify "
         "with that witness's key",
         f"  checkpoint 8: log_cosignatures has a cosignature by {other}, which is not a "
-        "configured witness (TIMEBANK_WITNESSES)",
+        "configured witness (TIMEBANK_WITNESSES) nor a peer's",
         f"  checkpoint 99: log_cosignatures has a cosignature by {key} of no stored checkpoint",
     }
 
