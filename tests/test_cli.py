@@ -15,10 +15,12 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from nacl.public import PublicKey
 
 from demo.bank import last_two_halves
 from ledger.merkle import leaf_hash, verify_inclusion
 from ledger.note import Verifier, open_checkpoint
+from reports.csvfile import sealed
 
 TIMEBANK = str(Path(sys.executable).with_name("timebank"))
 
@@ -414,7 +416,7 @@ def test_odd_arguments_get_a_message_not_a_traceback(env: dict[str, str], tmp_pa
         (("report", "coverage", "--bank", "nosuch"), "no bank nosuch"),
         (("report", "coverage", "--bank", "demo", "--month", "9999-12"), "2000-2199"),
         (("report", "export-key", "--out", ""), "an empty value"),
-        (("report", "export-key", "--out", "/nonexistent-dir/k.key"), "cannot write"),
+        (("report", "export-key", "--out", "/nonexistent-dir/k.key"), "argument --out"),
         (("report", "coverage", "--bank", "demo", "--month", ""), "an empty value"),
     ]
     for args, message in refusals:
@@ -431,4 +433,13 @@ def test_odd_arguments_get_a_message_not_a_traceback(env: dict[str, str], tmp_pa
     assert bank.returncode == 0, bank.stderr
     coverage = run(env, "report", "coverage", "--bank", "demo")
     assert coverage.returncode == 0 and "visit coverage" in coverage.stdout
-    assert run(env, "report", "export-key", "--out", str(tmp_path / "export.key")).returncode == 0
+    made = run(env, "report", "export-key", "--out", str(tmp_path / "export.key"))
+    assert made.returncode == 0
+    sealed_file = tmp_path / "export.csv.sealed"
+    sealed_file.write_bytes(sealed(PublicKey(base64.b64decode(made.stdout)), b"org,visited\n"))
+    opening = ("report", "open", str(sealed_file), "--key", str(tmp_path / "export.key"))
+    mistyped = run(env, *opening, "--out", str(tmp_path / "no-such-dir" / "o.csv"))
+    assert mistyped.returncode == 2 and "argument --out" in mistyped.stderr, mistyped.stderr
+    assert "Traceback" not in mistyped.stderr and not (tmp_path / "no-such-dir").exists()
+    assert run(env, *opening, "--out", str(tmp_path / "o.csv")).returncode == 0
+    assert (tmp_path / "o.csv").read_bytes() == b"org,visited\n"
