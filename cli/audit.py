@@ -27,7 +27,7 @@ from audit.witness import (
     load_witness_key,
     parse_log_keys,
 )
-from cli.base import count, given, host, port, processes, seconds
+from cli.base import count, given, host, new_file, port, processes, seconds
 from ledger.config import Settings
 from ledger.errors import LedgerError
 from ledger.note import Verifier
@@ -413,7 +413,10 @@ def register_audit_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     keygen = witness_sub.add_parser("keygen", help="create a witness key; print its public key")
     keygen.add_argument("--name", required=True, help="the witness's name, e.g. witness.example")
     keygen.add_argument(
-        "--out", type=given, required=True, help="file for the private key (mode 0600)"
+        "--out",
+        type=new_file,
+        required=True,
+        help="file for the private key (mode 0600), in a directory that exists",
     )
     keygen.set_defaults(func=cmd_witness_keygen)
 

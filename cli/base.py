@@ -6,6 +6,7 @@ them."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ledger import Clock, utc_now
 from ledger.config import ConfigError, Settings
@@ -110,4 +111,13 @@ def given(text: str) -> str:
     no state at all, or this month, without a word."""
     if not text.strip():
         raise argparse.ArgumentTypeError("an empty value; leave the option out instead")
+    return text
+
+
+def new_file(text: str) -> str:
+    """A file to create in a directory that exists: a mistyped directory became a new tree of
+    directories without a word."""
+    parent = Path(given(text)).parent
+    if not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r}: there is no directory {str(parent)!r}")
     return text

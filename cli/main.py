@@ -165,6 +165,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
         )
         return 2
     require_migrated(settings.database_url)
+    from federation.witnessing import with_peer_witnesses
+
+    # The witnesses the server submits to, whose cosignatures alone the log keeps: those of
+    # TIMEBANK_WITNESSES and the peers'.
+    witnesses = [w.verifier for w in with_peer_witnesses(settings).witnesses]
     store = LedgerStore(settings.database_url)
     try:
         report = verify_store(
@@ -174,6 +179,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             settings.member_overdraft_minutes,
             workers=args.workers,
             may_fork=args.whole_process,  # nothing above left a connection open
+            witnesses=witnesses,
         )
         holds = _hold_problems(settings.database_url, store)
     finally:

@@ -16,7 +16,7 @@ from accounts.errors import AccountsError
 from accounts.model import Grant, Principal, Role
 from api.services import Services
 from cli.admin import record_operator
-from cli.base import given
+from cli.base import given, new_file
 from reports.csvfile import opened
 
 
@@ -169,12 +169,16 @@ def register_report_commands(sub: argparse._SubParsersAction[argparse.ArgumentPa
     key = report_sub.add_parser(
         "export-key", help="make a key pair to receive sealed exports (prints the public key)"
     )
-    key.add_argument("--out", type=given, required=True, help="file for the private key (mode 600)")
+    key.add_argument(
+        "--out", type=new_file, required=True, help="file for the private key (mode 600)"
+    )
     key.set_defaults(func=cmd_export_key)
     opener = report_sub.add_parser("open", help="open a sealed export with your private key")
     opener.add_argument("file", help="the .csv.sealed file")
     opener.add_argument("--key", required=True, help="the private key file from export-key")
-    opener.add_argument("--out", type=given, help="write the CSV here (default: standard output)")
+    opener.add_argument(
+        "--out", type=new_file, help="write the CSV here (default: standard output)"
+    )
     opener.set_defaults(func=cmd_open)
     halfyear = report_sub.add_parser(
         "halfyear", help="the half-yearly report; --publish anchors it in the log"

@@ -26,36 +26,40 @@ def facts(
     first posting's account (one entry's postings never mix banks), None without postings;
     ``service``, ``org``: the deposit body's value when it is a name (``ASCII_KEY``), else None;
     ``served``: the deposit body's ``minutes`` when it is an integer (not a boolean)."""
-    return dict(zip(FACT_COLUMNS, _fact_values(seq, kind, postings, body), strict=True))
+    return dict(zip(FACT_COLUMNS, fact_values(seq, kind, postings, body), strict=True))
 
 
-def _fact_values(
+def fact_values(
     seq: int, kind: str, postings: Sequence[tuple[str, int]], body: Mapping[str, Any]
 ) -> tuple[Any, ...]:
-    """``facts`` in ``FACT_COLUMNS`` order."""
+    """``facts`` in ``FACT_COLUMNS`` order (also what ``timebank verify`` expects the row to
+    hold, for every entry: written plainly, it is a part of verify's time per leaf)."""
     account = postings[0][0] if postings else ""
-    bank, colon, _ = account.partition(":")
-    deposit = kind == "deposit"
-    service, org, minutes = body.get("service"), body.get("org"), body.get("minutes")
+    colon = account.find(":")
+    bank = account[:colon] if colon >= 0 else None
+    credited = 0
+    for _, minutes in postings:
+        if minutes > 0:
+            credited += minutes
+    if kind != "deposit":
+        return (seq, kind, bank, credited, None, None, None)
+    service, org, served = body.get("service"), body.get("org"), body.get("minutes")
+    named = ASCII_KEY.match
     return (
         seq,
         kind,
-        bank if colon else None,
-        sum(m for _, m in postings if m > 0),
-        service if deposit and _named(service) else None,
-        org if deposit and _named(org) else None,
-        minutes if deposit and type(minutes) is int else None,
+        bank,
+        credited,
+        service if isinstance(service, str) and named(service) else None,
+        org if isinstance(org, str) and named(org) else None,
+        served if type(served) is int else None,
     )
-
-
-def _named(value: Any) -> bool:
-    return isinstance(value, str) and ASCII_KEY.match(value) is not None
 
 
 def fact_row(seq: int, request: EntryRequest) -> tuple[Any, ...]:
     """``facts`` of an entry being appended, as a row in ``FACT_COLUMNS`` order."""
     postings = [(p.account, p.minutes) for p in request.postings]
-    return _fact_values(seq, request.kind, postings, request.body)
+    return fact_values(seq, request.kind, postings, request.body)
 
 
 def facts_of_leaf(seq: int, leaf: bytes) -> dict[str, Any]:

@@ -69,6 +69,7 @@ class Log:
         self.clock = clock  # the append time of new entries (ledger.batch_writer.Clock)
         self.sequencer = Sequencer(BatchWriter(store, signer, origin, member_overdraft, clock))
         # Witnesses (ledger.witnessing): background threads, never on the append path.
+        self.witness_keys = tuple(w.verifier for w in witnesses)
         self.witness_quorum = witness_quorum
         self.witnessing = (
             Witnessing(store, witnesses, self.consistency_proof, timeout=witness_timeout)
@@ -352,4 +353,10 @@ class Log:
             return db.balances([account]).get(account, 0)
 
     def verify(self) -> Report:
-        return verify_store(self.store, self.signer.verifier, self.origin, self.member_overdraft)
+        return verify_store(
+            self.store,
+            self.signer.verifier,
+            self.origin,
+            self.member_overdraft,
+            witnesses=self.witness_keys,
+        )

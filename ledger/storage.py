@@ -40,6 +40,7 @@ from database.driver import (
     driver_rows_together,
 )
 from ledger.errors import LedgerError
+from ledger.facts import FACT_COLUMNS
 from ledger.merkle import NodeId
 from ledger.storage_sql import (
     FRONTIER_SQL,
@@ -410,6 +411,15 @@ class Snapshot:
     def stream_balances(self) -> Iterator[Any]:
         return self._stream(ledger_balances, ledger_balances.c.account)
 
+    def stream_facts(self) -> Iterator[Any]:
+        return self._stream(log_facts, log_facts.c.seq)
+
+    def stream_reversals(self) -> Iterator[Any]:
+        return self._stream(log_reversals, log_reversals.c.original_seq)
+
+    def stream_cosignatures(self) -> Iterator[Any]:
+        return self._stream(log_cosignatures, log_cosignatures.c.size, log_cosignatures.c.witness)
+
     # ------------------------------------------------------------ ranges for verify's workers
 
     def _driver_rows(self, sql: str, params: tuple[object, ...]) -> list[Any]:
@@ -437,6 +447,15 @@ class Snapshot:
             (start, end),
         )
 
+    def fact_range(self, start: int, end: int) -> list[Any]:
+        """The ``log_facts`` rows (``ledger.facts.FACT_COLUMNS``) with ``start <= seq < end``, in
+        order."""
+        return self._driver_rows(
+            f"SELECT {', '.join(FACT_COLUMNS)} FROM log_facts WHERE seq >= ? AND seq < ?"  # noqa: S608
+            " ORDER BY seq",
+            (start, end),
+        )
+
     def node_range(self, level: int, start: int, end: int) -> list[Any]:
         """(idx, hash) of the stored nodes of ``level`` with ``start <= idx < end``, in order."""
         return self._driver_rows(
@@ -452,14 +471,14 @@ class Snapshot:
             ).scalar_one()
         )
 
-    def counts(self) -> tuple[int, int, int, int]:
-        """(entries, 1 + the largest seq, postings index rows, tree nodes)."""
+    def counts(self) -> tuple[int, int, int, int, int]:
+        """(entries, 1 + the largest seq, postings index rows, tree nodes, ``log_facts`` rows)."""
         row = self.conn.exec_driver_sql(
             "SELECT (SELECT count(*) FROM log_entries), (SELECT coalesce(max(seq) + 1, 0)"
             " FROM log_entries), (SELECT count(*) FROM log_postings),"
-            " (SELECT count(*) FROM log_nodes)"
+            " (SELECT count(*) FROM log_nodes), (SELECT count(*) FROM log_facts)"
         ).one()
-        return int(row[0]), int(row[1]), int(row[2]), int(row[3])
+        return int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4])
 
     def account_entries(
         self, accounts: Sequence[str], limit: int, before_seq: int | None

@@ -12,14 +12,22 @@ Checks, each reported with where it failed (``seq N``, ``checkpoint N``, ``node 
 * every checkpoint is signed by the log's key for this origin and its root equals the root
   recomputed at its size (so all checkpoints are consistent with one another); the latest
   covers every entry
+* every batch of entries has its checkpoint: a batch's entries share its time and it signs one
+  at its end, so where the time changes between two entries a checkpoint of that size is
+  stored (a deleted one is named; one between two batches stamped with the same time is not
+  seen)
+* every witness cosignature (``log_cosignatures``) is by a configured witness
+  (``TIMEBANK_WITNESSES``, or a peer's) and verifies with its key on a stored checkpoint
 * postings of every entry sum to zero and follow the kind's rules; reversals exactly negate
   an entry that exists; no member account is ever below its floor
-* the postings index and the balance cache equal what the leaves say
+* the postings index, ``log_facts`` (what the half-yearly report sums), ``log_reversals``
+  (which entries were reversed, by which) and the balance cache equal what the leaves say;
+  the cache holds no account without entries
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -27,8 +35,9 @@ from dataclasses import dataclass
 from ledger import verify_chunks
 from ledger.entry import Posting
 from ledger.errors import LedgerError
+from ledger.facts import FACT_COLUMNS, fact_row
 from ledger.merkle import EMPTY_ROOT, node_hash
-from ledger.note import Checkpoint, Note, Verifier
+from ledger.note import COSIGNATURE_V1, Checkpoint, Note, Verifier, check_cosignature
 from ledger.replay import Findings, Problem, Replay
 from ledger.storage import LedgerStore, Snapshot
 
@@ -80,6 +89,7 @@ def verify_store(
     workers: int | None = None,
     chunk_bits: int | None = None,
     may_fork: bool = False,
+    witnesses: Collection[Verifier] = (),
 ) -> Report:
     """Check the whole store. A log of more than ``PARALLEL_ENTRIES`` entries in a database
     that other processes can open is checked in ``workers`` processes (default: one per CPU;
@@ -88,7 +98,8 @@ def verify_store(
 
     ``may_fork``: this process has no database connection open (``timebank verify``), so
     the workers may be forked from it before it opens one (``verify_chunks.forked_workers``;
-    if the log turns out to be small they just exit)."""
+    if the log turns out to be small they just exit). ``witnesses``: the configured witnesses'
+    keys, the only ones whose cosignatures the log keeps."""
     shareable = not (store.is_sqlite and (":memory:" in store.url or store.url == "sqlite://"))
     parallel = shareable and (workers is None or workers > 1)
     with ExitStack() as stack:
@@ -98,7 +109,7 @@ def verify_store(
             if pool is not None:
                 stack.enter_context(pool)
         snapshot = stack.enter_context(store.read())
-        check = _Verification(snapshot, verifier, origin, member_overdraft)
+        check = _Verification(snapshot, verifier, origin, member_overdraft, witnesses)
         if workers is None:
             many = snapshot.next_seq() > verify_chunks.PARALLEL_ENTRIES
             workers = verify_chunks.default_workers() if many else 1
@@ -107,7 +118,7 @@ def verify_store(
             report = check.run_in_chunks(store.url, workers, bits, pool)
             if report is not None:
                 return report
-            check = _Verification(snapshot, verifier, origin, member_overdraft)
+            check = _Verification(snapshot, verifier, origin, member_overdraft, witnesses)
         return check.run()
 
 
@@ -118,22 +129,26 @@ class _Verification:
         verifier: Verifier,
         origin: str,
         member_overdraft: int,
+        witnesses: Collection[Verifier],
     ) -> None:
         self.db = db
         self.verifier = verifier
         self.origin = origin
         self.member_overdraft = member_overdraft
+        self.witnesses = {w.to_text() for w in witnesses}
         self.report = Report()
         self.leaf_hashes: list[bytes] = []
         self.roots: dict[int, bytes] = {}
         self.balances: dict[str, int] = {}
+        self.reversed: dict[int, int] = {}  # original seq → reversing seq, as the leaves say
+        self.batch_starts: list[int] = []  # seqs whose time differs from the entry before
+        self.notes: dict[int, str] = {}  # the checkpoints that verify, by size
         self.fallback = ""  # why the check in worker processes did not accept the log
 
     def run(self) -> Report:
         self._check_entries()
         self._check_nodes()
-        self._check_checkpoints()
-        self._check_balances()
+        self._finish()
         return self.report
 
     def run_in_chunks(
@@ -147,12 +162,18 @@ class _Verification:
         if isinstance(joined, str):
             self.fallback = joined
             return None
-        self.roots, self.balances = joined.roots, joined.balances
+        self.roots, self.balances, self.reversed = joined.roots, joined.balances, joined.reversed
         self.report.entries, self.report.root = joined.entries, joined.root
         self.report.accounts = len(joined.balances)
-        self._check_checkpoints()
-        self._check_balances()
+        self._finish()
         return self.report
+
+    def _finish(self) -> None:
+        """The checks of what is not per entry, after the entries' (either way)."""
+        self._check_checkpoints()
+        self._check_cosignatures()
+        self._check_reversals()
+        self._check_balances()
 
     def _check_entries(self) -> None:
         """The shared per-leaf checks (``ledger.replay``), plus the columns and indexes that
@@ -164,6 +185,8 @@ class _Verification:
             problems=report.problems,
         )
         postings = _PostingsIndex(self.db.stream_postings())
+        facts = _FactRows(self.db.stream_facts())
+        time = ""
         for row in self.db.stream_entries():
             seq = int(row.seq)
             where = f"seq {seq}"
@@ -187,14 +210,26 @@ class _Verification:
                 report.add(where, "prev column differs from the leaf's prev")
             if not postings.matches(seq, entry.request.postings if entry else ()):
                 report.add(where, "postings index differs from the entry's postings")
+            stored_facts = facts.take(seq)
+            if entry is not None:
+                if stored_facts is None:
+                    report.add(where, "log_facts has no row for this entry")
+                elif differences := _differences(stored_facts, fact_row(seq, entry.request)):
+                    report.add(where, f"log_facts row differs from the entry: {differences}")
+                if time and entry.time != time:
+                    self.batch_starts.append(seq)
+                time = entry.time
             self.leaf_hashes.append(step.leaf_hash)
         for seq in postings.leftover():
             report.add(f"seq {seq}", "postings index has rows for an entry that does not exist")
+        for seq in facts.leftover():
+            report.add(f"seq {seq}", "log_facts has a row for an entry that does not exist")
         replay.finish(
             lambda seqs: {s: e.leaf for s, e in self.db.entries_by_seq(list(seqs)).items()}
         )
         self.roots = replay.roots
         self.balances = replay.balances
+        self.reversed = replay.reversed
         report.entries = len(self.leaf_hashes)
         report.root = replay.root()
         report.accounts = len(replay.balances)
@@ -222,9 +257,11 @@ class _Verification:
     def _check_checkpoints(self) -> None:
         report = self.report
         latest = 0
+        sizes: set[int] = set()
         mismatched: list[int] = []
         for row in self.db.stream_checkpoints():
             size = int(row.size)
+            sizes.add(size)
             where = f"checkpoint {size}"
             report.checkpoints += 1
             latest = max(latest, size)
@@ -239,6 +276,7 @@ class _Verification:
                 report.add(where, f"origin {checkpoint.origin!r} is not {self.origin!r}")
             if checkpoint.size != size or checkpoint.root != bytes(row.root):
                 report.add(where, "size or root columns differ from the signed note")
+            self.notes[size] = row.note
             computed = self.roots.get(size)
             if computed is None:
                 report.add(where, f"covers {size} entries but only {report.entries} exist")
@@ -257,6 +295,73 @@ class _Verification:
                 f"checkpoint {latest}",
                 f"latest signed checkpoint covers {latest} of {report.entries} entries",
             )
+        unsigned = [seq for seq in self.batch_starts if seq not in sizes]
+        for seq in unsigned[:10]:
+            report.add(
+                f"checkpoint {seq}",
+                f"is missing: seq {seq} was appended at a later time than seq {seq - 1}, in a "
+                "later batch, and every batch signs a checkpoint (a deleted checkpoint row)",
+            )
+        if len(unsigned) > 10:
+            report.add(f"checkpoint {unsigned[10]}", f"{len(unsigned) - 10} more are missing")
+
+    def _check_cosignatures(self) -> None:
+        """Each stored cosignature is a configured witness's, and verifies on its checkpoint:
+        the log serves them with the checkpoint and counts them towards its quorum."""
+        for row in self.db.stream_cosignatures():
+            size, witness = int(row.size), str(row.witness)
+            where = f"checkpoint {size}"
+            note = self.notes.get(size)
+            if note is None:
+                self.report.add(
+                    where,
+                    f"log_cosignatures has a cosignature by {witness} of no stored checkpoint",
+                )
+                continue
+            if witness not in self.witnesses:
+                self.report.add(
+                    where,
+                    f"log_cosignatures has a cosignature by {witness}, which is not a configured "
+                    "witness (TIMEBANK_WITNESSES) nor a peer's",
+                )
+                continue
+            try:
+                key = Verifier.from_text(witness)
+                valid = key.key_type == COSIGNATURE_V1 and (
+                    check_cosignature(Note.parse(note + row.line), key) is not None
+                )
+            except LedgerError:
+                valid = False
+            if not valid:
+                self.report.add(
+                    where,
+                    f"log_cosignatures has a cosignature by {witness} that does not verify "
+                    "with that witness's key",
+                )
+
+    def _check_reversals(self) -> None:
+        """``log_reversals`` (which the writer reads to refuse a second reversal) against the
+        reversals the leaves make."""
+        stored = {int(r.original_seq): int(r.reversal_seq) for r in self.db.stream_reversals()}
+        for original in sorted(set(self.reversed) | set(stored)):
+            want, got = self.reversed.get(original), stored.get(original)
+            if got == want:
+                continue
+            if got is None:
+                self.report.add(
+                    f"seq {want}",
+                    f"log_reversals has no row for this reversal of entry {original}",
+                )
+            elif want is None:
+                self.report.add(
+                    f"seq {original}",
+                    f"log_reversals says seq {got} reversed this entry; no entry reverses it",
+                )
+            else:
+                self.report.add(
+                    f"seq {original}",
+                    f"log_reversals says seq {got} reversed this entry; seq {want} did",
+                )
 
     def _check_balances(self) -> None:
         stored = {r.account: int(r.minutes) for r in self.db.stream_balances()}
@@ -265,6 +370,10 @@ class _Verification:
             if want != got:
                 self.report.add(
                     f"account {account}", f"stored balance {got} minutes, postings give {want}"
+                )
+            elif account not in self.balances:
+                self.report.add(
+                    f"account {account}", "balance cache has a row for an account with no entries"
                 )
 
 
@@ -295,6 +404,41 @@ class _PostingsIndex:
             self.extra.append(int(self.pending.seq))  # type: ignore[attr-defined]
             self.pending = next(self.rows, None)
         return sorted(set(self.extra))
+
+
+class _FactRows:
+    """Walks ``log_facts`` (ordered by seq, one row an entry) alongside the entries."""
+
+    def __init__(self, rows: Iterator[object]) -> None:
+        self.rows = rows
+        self.pending: object | None = next(rows, None)
+        self.extra: list[int] = []
+
+    def take(self, seq: int) -> tuple[object, ...] | None:
+        """The row of entry ``seq``, if there is one; rows before it have no entry."""
+        while self.pending is not None and int(self.pending.seq) < seq:  # type: ignore[attr-defined]
+            self.extra.append(int(self.pending.seq))  # type: ignore[attr-defined]
+            self.pending = next(self.rows, None)
+        row = self.pending
+        if row is None or int(row.seq) != seq:  # type: ignore[attr-defined]
+            return None
+        self.pending = next(self.rows, None)
+        return tuple(row)  # type: ignore[arg-type]
+
+    def leftover(self) -> list[int]:
+        while self.pending is not None:
+            self.extra.append(int(self.pending.seq))  # type: ignore[attr-defined]
+            self.pending = next(self.rows, None)
+        return self.extra
+
+
+def _differences(stored: Sequence[object], expected: Sequence[object]) -> str:
+    """The columns of a ``log_facts`` row that differ from what its entry gives."""
+    return ", ".join(
+        f"{name} {got!r}, the entry gives {want!r}"
+        for name, got, want in zip(FACT_COLUMNS, stored, expected, strict=True)
+        if got != want
+    )
 
 
 def format_report(report: Report) -> Iterable[str]:

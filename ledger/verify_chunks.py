@@ -1,20 +1,25 @@
 """``timebank verify`` of a large log in worker processes: the clean case, fast.
 
 The log is cut into aligned runs of ``2**bits`` entries (chunks). A worker process reads one
-chunk's rows itself (its entries, its postings index rows, its stored tree nodes up to level
-``bits``) and makes every check that needs nothing outside the chunk: each leaf decodes, is
-canonical and has its row's ``seq``; its hash equals the stored one and its id, kind and time
-the columns; its postings follow the kind's rules and equal the postings index; ``prev`` is
-the leaf hash before it and ``time`` never decreases inside the chunk; the chunk's stored
-interior nodes equal the ones recomputed from its leaves. It sends back only what joins the
+chunk's rows itself (its entries, its postings index and ``log_facts`` rows, its stored tree
+nodes up to level ``bits``) and makes every check that needs nothing outside the chunk: each
+leaf decodes, is canonical and has its row's ``seq``; its hash equals the stored one and its
+id, kind and time the columns; its postings follow the kind's rules and equal the postings
+index; its ``log_facts`` row is the one ``ledger.facts`` makes of it; ``prev`` is the leaf hash
+before it and ``time`` never decreases inside the chunk, and where it changes (a new batch) a
+checkpoint is stored; the chunk's stored interior nodes equal the ones recomputed from its
+leaves. It sends back only what joins the
 chunks: the first ``prev`` and time, the last leaf hash and time, the chunk's subtree hash,
 its part of the Merkle frontier at each checkpoint size inside it, each account's net change
 and lowest running change, and its reversals.
 
-The parent joins them in order: the chain and the times across chunk edges, the roots at
-every checkpoint size (the frontier of the chunks before, plus the chunk's part), the tree
-levels above the chunks, every account's balance against its floor, the reversals
-(``Replay.finish``), and the counts of rows (so no row lies outside what was checked).
+The parent joins them in order: the chain and the times across chunk edges (and the
+checkpoint a new batch there needs), the roots at every checkpoint size (the frontier of the
+chunks before, plus the chunk's part), the tree levels above the chunks, every account's
+balance against its floor, the reversals (``Replay.finish``), and the counts of rows (so no
+row lies outside what was checked).
+``ledger.verify`` then checks what is not per entry (the checkpoints' signatures, witness
+cosignatures, ``log_reversals``, the balance cache) itself.
 
 This path only ever *accepts*: it says the log is clean only when every check that
 ``ledger.verify``'s one-process replay makes would pass, and otherwise returns why it is not;
@@ -38,6 +43,7 @@ from typing import Any, NamedTuple
 
 from ledger.entry import ZERO_HASH, EntryRequest, Posting
 from ledger.errors import LedgerError
+from ledger.facts import fact_values
 from ledger.leaf_decoding import decode_leaf, plain_leaf, prev_bytes
 from ledger.merkle import node_hash
 from ledger.postings import check_postings, floor_of
@@ -98,8 +104,9 @@ def check_chunk(task: tuple[str, int, int, int, Sequence[int]]) -> Chunk:
     with store.read() as db:
         rows = db.entry_range(start, end)
         postings = db.posting_range(start, end)
+        facts = db.fact_range(start, end)
         nodes = [db.node_range(level, start >> level, end >> level) for level in range(1, bits + 1)]
-    return check_rows(start, end, bits, sizes, rows, postings, nodes)
+    return check_rows(start, end, bits, sizes, rows, postings, nodes, facts)
 
 
 _BINARY = (bytes, bytearray, memoryview)  # what a binary column holds, unless edited as text
@@ -113,12 +120,16 @@ def check_rows(
     rows: Sequence[Any],
     posting_rows: Sequence[Any],
     node_rows: Sequence[Sequence[Any]],
+    fact_rows: Sequence[Any],
 ) -> Chunk:
-    """The checks of :func:`check_chunk` on rows already read (pure)."""
+    """The checks of :func:`check_chunk` on rows already read (pure). ``sizes``: the
+    checkpoint sizes in (start, end], and ``end``."""
     if len(rows) != end - start:
         return Chunk(start, end, f"entries {start}–{end - 1}: {len(rows)} rows")
     hashes: list[bytes] = []
     expected: list[tuple[int, str, int]] = []
+    facts: list[tuple[Any, ...]] = []
+    signed = set(sizes)  # below ``end``, every one is a stored checkpoint's size
     running: dict[str, int] = {}
     lowest: dict[str, int] = {}
     reversals: list[tuple[int, int, EntryRequest]] = []
@@ -154,6 +165,8 @@ def check_rows(
             first_prev, first_time = first, entry_time
         elif prev != b2a_base64(prev_hash, newline=False).decode() or entry_time < prev_time:
             return Chunk(start, end, f"seq {position}: prev or time")
+        elif entry_time != prev_time and position not in signed:
+            return Chunk(start, end, f"seq {position}: a new batch without a checkpoint before it")
         prev_hash, prev_time = leaf_hash, entry_time
         if entry_kind == "reversal":
             target = body.get("reverses")
@@ -165,12 +178,15 @@ def check_rows(
             balance = running[account] = running.get(account, 0) + minutes
             if minutes < 0 and balance < lowest.get(account, 0):
                 lowest[account] = balance
+        facts.append(fact_values(position, entry_kind, moves, body))
         hashes.append(leaf_hash)
         position += 1
     if posting_rows != expected and (  # the rows come in (seq, account) order as a rule
         len(posting_rows) != len(expected) or set(map(tuple, posting_rows)) != set(expected)
     ):
         return Chunk(start, end, f"entries {start}–{end - 1}: postings index")
+    if fact_rows != facts and list(map(tuple, fact_rows)) != facts:
+        return Chunk(start, end, f"entries {start}–{end - 1}: log_facts")
     built = [hashes]  # built[level]: the chunk's complete nodes of that level, in order
     for level in range(1, bits + 1):
         below = built[-1]
@@ -273,6 +289,7 @@ class Joined:
     root: bytes
     roots: dict[int, bytes] = field(default_factory=dict)
     balances: dict[str, int] = field(default_factory=dict)
+    reversed: dict[int, int] = field(default_factory=dict)  # original seq → reversing seq
 
 
 def _fold(hashes: Sequence[bytes]) -> bytes:
@@ -309,11 +326,13 @@ def verify_in_chunks(
             context = multiprocessing.get_context("spawn")  # no fork: callers may hold threads
             pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=context))
         answers = pool.map(check_chunk, tasks)  # the workers start on these now
-        entries, top_seq, posting_count, node_count = db.counts()  # while they work
+        entries, top_seq, posting_count, node_count, fact_count = db.counts()  # while they work
         chunks = list(answers)
     if entries != top_seq:
         return "entries are missing"
-    return join(db, chunks, n, member_overdraft, posting_count, node_count, bits)
+    if fact_count != n:
+        return "log_facts has rows for entries that do not exist"
+    return join(db, chunks, n, member_overdraft, posting_count, node_count, bits, sizes)
 
 
 def join(
@@ -324,8 +343,10 @@ def join(
     posting_count: int,
     node_count: int,
     bits: int,
+    sizes: Collection[int],
 ) -> Joined | str:
-    """The parent's half: join the chunks in order (see the module's docstring)."""
+    """The parent's half: join the chunks in order (see the module's docstring); ``sizes``:
+    the stored checkpoints'."""
     levels: list[int] = []
     hashes: list[bytes] = []
     tops: list[bytes] = []
@@ -338,6 +359,8 @@ def join(
             return chunk.dirty
         if chunk.first_prev != prev_hash or chunk.first_time < prev_time:
             return f"seq {chunk.start}: prev or time across chunks"
+        if chunk.start and chunk.first_time != prev_time and chunk.start not in sizes:
+            return f"seq {chunk.start}: a new batch without a checkpoint before it"
         prev_hash, prev_time = chunk.last_hash, chunk.last_time
         for size, part in chunk.frontiers:
             joined.roots[size] = _fold(hashes + list(part))
@@ -376,4 +399,5 @@ def join(
     if replay.problems:
         return "a reversal"
     joined.root = joined.roots[n]
+    joined.reversed = replay.reversed
     return joined

@@ -241,13 +241,17 @@ def organisations_seen(
     accounts: AccountsService, principal: Principal, org_id: str | None, refusal: str
 ) -> set[str] | None:
     """The organisations whose statistics the caller sees (None: all of the bank), narrowed to
-    ``org_id``: bank admins and auditors any, staff theirs; ``refusal`` for everyone else."""
+    ``org_id``: bank admins and auditors any, staff theirs; ``refusal`` for everyone else.
+    The bank's organisations are read without a personal login (``list_orgs`` asks for one):
+    the operator's ``timebank report coverage --org`` reads as an auditor with none."""
     if principal.is_partner:
         raise Forbidden(refusal)
     if principal.is_bank_admin or principal.has(Role.AUDITOR):
         if org_id is None:
             return None
-        if org_id not in {o.id for o in accounts.list_orgs(principal)}:
+        with accounts.store.snapshot() as tx:
+            known = organisation_names(tx, principal.bank_id)
+        if org_id not in known:
             raise NotFound(f"no organisation {org_id}")
         return {org_id}
     mine = principal.orgs()

@@ -15,10 +15,12 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from nacl.public import PublicKey
 
 from demo.bank import last_two_halves
 from ledger.merkle import leaf_hash, verify_inclusion
 from ledger.note import Verifier, open_checkpoint
+from reports.csvfile import sealed
 
 TIMEBANK = str(Path(sys.executable).with_name("timebank"))
 
@@ -260,13 +262,21 @@ def test_report_coverage_prints_the_months_figures_and_is_recorded(env: dict[str
     assert lines[-1].endswith("total")
     wrong = run(env, "report", "coverage", "--bank", "demo", "--month", "2026-13")
     assert wrong.returncode == 1 and "month must be YYYY-MM" in wrong.stderr
+    busiest = max(figures["organisations"], key=lambda org: org["priority_elders"])
+    one = run(env, "report", "coverage", "--bank", "demo", "--org", busiest["org_id"], "--json")
+    assert one.returncode == 0, one.stderr  # an operator has no personal login, and needs none
+    narrowed = json.loads(one.stdout)
+    assert narrowed["organisations"] == [busiest] and narrowed["unvisited"] == []
+    assert narrowed["total"]["priority_elders"] == busiest["priority_elders"]
+    unknown = run(env, "report", "coverage", "--bank", "demo", "--org", "nosuch")
+    assert unknown.returncode == 1 and "no organisation nosuch" in unknown.stderr
     trail = AuditTrail(env["TIMEBANK_DATABASE_URL"])
     try:
         events = [e for e in trail.all_events() if e.action.startswith("CLI timebank report")]
     finally:
         trail.dispose()
-    assert [(e.action, e.status) for e in events] == [("CLI timebank report coverage", 0)] * 2 + [
-        ("CLI timebank report coverage", 1)
+    assert [(e.action, e.status) for e in events] == [
+        ("CLI timebank report coverage", status) for status in (0, 0, 1, 0, 1)
     ]
     assert events[0].actor == "operator:李审计" and events[0].bank_id == "demo"
 
@@ -406,7 +416,7 @@ def test_odd_arguments_get_a_message_not_a_traceback(env: dict[str, str], tmp_pa
         (("report", "coverage", "--bank", "nosuch"), "no bank nosuch"),
         (("report", "coverage", "--bank", "demo", "--month", "9999-12"), "2000-2199"),
         (("report", "export-key", "--out", ""), "an empty value"),
-        (("report", "export-key", "--out", "/nonexistent-dir/k.key"), "cannot write"),
+        (("report", "export-key", "--out", "/nonexistent-dir/k.key"), "argument --out"),
         (("report", "coverage", "--bank", "demo", "--month", ""), "an empty value"),
     ]
     for args, message in refusals:
@@ -423,4 +433,13 @@ def test_odd_arguments_get_a_message_not_a_traceback(env: dict[str, str], tmp_pa
     assert bank.returncode == 0, bank.stderr
     coverage = run(env, "report", "coverage", "--bank", "demo")
     assert coverage.returncode == 0 and "visit coverage" in coverage.stdout
-    assert run(env, "report", "export-key", "--out", str(tmp_path / "export.key")).returncode == 0
+    made = run(env, "report", "export-key", "--out", str(tmp_path / "export.key"))
+    assert made.returncode == 0
+    sealed_file = tmp_path / "export.csv.sealed"
+    sealed_file.write_bytes(sealed(PublicKey(base64.b64decode(made.stdout)), b"org,visited\n"))
+    opening = ("report", "open", str(sealed_file), "--key", str(tmp_path / "export.key"))
+    mistyped = run(env, *opening, "--out", str(tmp_path / "no-such-dir" / "o.csv"))
+    assert mistyped.returncode == 2 and "argument --out" in mistyped.stderr, mistyped.stderr
+    assert "Traceback" not in mistyped.stderr and not (tmp_path / "no-such-dir").exists()
+    assert run(env, *opening, "--out", str(tmp_path / "o.csv")).returncode == 0
+    assert (tmp_path / "o.csv").read_bytes() == b"org,visited\n"

@@ -8,12 +8,14 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
+from federation.peers import Peers, request_key_name, witness_key_name
+from federation.storage import PeerStore
 from ledger import verify_chunks
 from ledger.config import Settings
-from ledger.entry import canonical_json
+from ledger.entry import EntryRequest, Posting, canonical_json
 from ledger.log import Log
-from ledger.note import Checkpoint, Signer, sign_checkpoint
-from tests.helpers import deposit, drop_append_only_triggers, gift, member, raw_sql
+from ledger.note import COSIGNATURE_V1, Checkpoint, Note, Signer, cosign, sign_checkpoint
+from tests.helpers import ISSUANCE, deposit, drop_append_only_triggers, gift, member, raw_sql
 
 ENTRIES = 12
 
@@ -236,3 +238,145 @@ def test_cli_exits_non_zero_and_lists_every_bad_entry(
     assert mode.rejected()
     assert out.startswith("FAILED")
     assert "seq 3:" in out and "seq 8:" in out
+
+
+# ---------------------------------------------------------------- what is derived from the log
+
+
+def test_a_changed_deleted_or_inserted_log_facts_row_is_named(
+    filled: Log, db_url: str, mode: Mode
+) -> None:
+    """The rows the half-yearly report sums (``log_facts``): each must be its entry's."""
+    raw_sql(
+        db_url,
+        "UPDATE log_facts SET credited = credited + 600 WHERE seq = 4",
+        "UPDATE log_facts SET kind = 'gift', served = NULL WHERE seq = 5",
+        "DELETE FROM log_facts WHERE seq = 7",
+        f"INSERT INTO log_facts (seq, kind, credited) VALUES ({ENTRIES + 3}, 'deposit', 9000)",
+    )
+    report = filled.verify()
+    assert mode.rejected()
+    assert [str(p) for p in report.problems] == [
+        "seq 4: log_facts row differs from the entry: credited 664, the entry gives 64",
+        "seq 5: log_facts row differs from the entry: kind 'gift', the entry gives 'deposit', "
+        "served None, the entry gives 65",
+        "seq 7: log_facts has no row for this entry",
+        f"seq {ENTRIES + 3}: log_facts has a row for an entry that does not exist",
+    ]
+
+
+@pytest.fixture
+def reversed_filled(filled: Log, mode: Mode) -> Log:
+    """``filled`` and a reversal of deposit 3 (63 minutes to member 0) as seq 12."""
+    filled.append(
+        EntryRequest(
+            "reversal",
+            "r3",
+            (Posting(ISSUANCE, 63), Posting(member(0), -63)),
+            {"reverses": 3, "reason": "logged twice"},
+        )
+    )
+    assert filled.verify().ok
+    mode.answers.clear()
+    return filled
+
+
+def test_a_deleted_log_reversals_row_is_named(reversed_filled: Log, db_url: str) -> None:
+    """Without it the writer would take a second reversal of the same entry."""
+    raw_sql(db_url, "DELETE FROM log_reversals WHERE original_seq = 3")
+    assert [str(p) for p in reversed_filled.verify().problems] == [
+        f"seq {ENTRIES}: log_reversals has no row for this reversal of entry 3"
+    ]
+
+
+def test_a_changed_or_inserted_log_reversals_row_is_named(
+    reversed_filled: Log, db_url: str
+) -> None:
+    """One would refuse to reverse an entry no one reversed."""
+    raw_sql(
+        db_url,
+        "UPDATE log_reversals SET reversal_seq = 11 WHERE original_seq = 3",
+        "INSERT INTO log_reversals (original_seq, reversal_seq) VALUES (5, 9)",
+    )
+    assert [str(p) for p in reversed_filled.verify().problems] == [
+        f"seq 3: log_reversals says seq 11 reversed this entry; seq {ENTRIES} did",
+        "seq 5: log_reversals says seq 9 reversed this entry; no entry reverses it",
+    ]
+
+
+def test_a_deleted_checkpoint_is_named(filled: Log, db_url: str, mode: Mode) -> None:
+    """Each append was its own batch, stamped with its own time and signed: a client holding
+    checkpoint 6 could no longer be shown the log extends it."""
+    raw_sql(db_url, "DELETE FROM log_checkpoints WHERE size = 6")
+    report = filled.verify()
+    assert mode.rejected()
+    assert [str(p) for p in report.problems] == [
+        "checkpoint 6: is missing: seq 6 was appended at a later time than seq 5, in a later "
+        "batch, and every batch signs a checkpoint (a deleted checkpoint row)"
+    ]
+
+
+def _cosignature(log: Log, size: int, witness: Signer) -> str:
+    note = log.checkpoint_at(size)
+    assert note is not None
+    return cosign(Note.parse(note).text, witness, 1_765_000_000).line()
+
+
+def test_an_inserted_cosignature_is_named(
+    filled: Log,
+    db_url: str,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The log serves the cosignatures it keeps and counts them towards its quorum: one made
+    by a key that is no configured witness, or that the witness's key does not verify, is
+    named; a configured witness's own, and a peer bank's, verify clean."""
+    witness = Signer.generate("witness.test/w1", COSIGNATURE_V1)
+    stranger = Signer.generate("witness.test/w1", COSIGNATURE_V1)  # the same name, another key
+    key, line = witness.verifier.to_text(), _cosignature(filled, ENTRIES, witness)
+    monkeypatch.setenv("TIMEBANK_WITNESSES", f"url=http://127.0.0.1:9 key={key}")
+    peer = Signer.generate(witness_key_name("peer.test/log"), COSIGNATURE_V1)
+    Peers(PeerStore(db_url), settings.log_origin).add(
+        "peer",
+        "http://127.0.0.1:9",
+        "peer.test/log",
+        Signer.generate("peer.test/log").verifier.to_text(),
+        Signer.generate(request_key_name("peer.test/log")).verifier.to_text(),
+        "op",
+        witness_key=peer.verifier.to_text(),
+    )
+    peer_key, peer_line = peer.verifier.to_text(), _cosignature(filled, ENTRIES, peer)
+    raw_sql(
+        db_url,
+        f"INSERT INTO log_cosignatures (size, witness, line) VALUES ({ENTRIES}, '{key}', '{line}')",
+        f"INSERT INTO log_cosignatures (size, witness, line)"
+        f" VALUES ({ENTRIES}, '{peer_key}', '{peer_line}')",
+    )
+    code, out = _run_verify(settings, monkeypatch, capsys)
+    assert code == 0 and out.startswith(f"OK: {ENTRIES} entries"), out
+    other, forged = stranger.verifier.to_text(), _cosignature(filled, 8, stranger)
+    raw_sql(
+        db_url,
+        f"INSERT INTO log_cosignatures (size, witness, line) VALUES (8, '{key}', '{forged}')",
+        f"INSERT INTO log_cosignatures (size, witness, line) VALUES (8, '{other}', '{forged}')",
+        f"INSERT INTO log_cosignatures (size, witness, line) VALUES (99, '{key}', '{line}')",
+    )
+    code, out = _run_verify(settings, monkeypatch, capsys)
+    assert code == 1
+    assert out.splitlines()[0] == f"FAILED: 3 problems in {ENTRIES} entries"
+    assert set(out.splitlines()[1:]) == {  # checkpoint 8's two in the order of the keys' text
+        f"  checkpoint 8: log_cosignatures has a cosignature by {key} that does not verify "
+        "with that witness's key",
+        f"  checkpoint 8: log_cosignatures has a cosignature by {other}, which is not a "
+        "configured witness (TIMEBANK_WITNESSES) nor a peer's",
+        f"  checkpoint 99: log_cosignatures has a cosignature by {key} of no stored checkpoint",
+    }
+
+
+def test_a_ghost_balance_row_is_named(filled: Log, db_url: str) -> None:
+    """A cached balance of 0 for an account with no entries at all."""
+    raw_sql(db_url, "INSERT INTO ledger_balances (account, minutes) VALUES ('t:member:ghost', 0)")
+    assert [str(p) for p in filled.verify().problems] == [
+        "account t:member:ghost: balance cache has a row for an account with no entries"
+    ]

@@ -18,6 +18,7 @@ import pytest
 from ledger import verify_chunks
 from ledger.entry import ZERO_HASH, Entry, EntryRequest, Posting, canonical_json
 from ledger.errors import LedgerError
+from ledger.facts import fact_row
 from ledger.leaf_decoding import _AFTER_BODY, _BODY_AT, _SCAN, _fast_entry, plain_leaf, prev_bytes
 from ledger.merkle import Frontier, leaf_hash
 from ledger.postings import check_postings
@@ -189,19 +190,20 @@ def test_remembered_posting_rules_give_the_reference_answers() -> None:
         assert got is None or prev_bytes(got[1]) == ZERO_HASH
 
 
-def _rows(leaves: list[bytes]) -> tuple[list[Any], list[Any], list[list[Any]]]:
+def _rows(leaves: list[bytes]) -> tuple[list[Any], list[Any], list[list[Any]], list[Any]]:
     """What a worker reads for entries [0, len(leaves)) of a log holding ``leaves``."""
-    rows, postings = [], []
+    rows, postings, facts = [], [], []
     for seq, leaf in enumerate(leaves):
         entry = Entry.from_leaf(leaf)
         request = entry.request
         rows.append((seq, request.id, leaf_hash(leaf), request.kind, entry.time, leaf, entry.prev))
         postings += [(seq, p.account, p.minutes) for p in request.postings]
+        facts.append(fact_row(seq, request))
     frontier, nodes = Frontier(), [[] for _ in range(16)]
     for leaf in leaves:
         for level, index, node in frontier.append(leaf_hash(leaf)):
             nodes[level - 1].append((index, node))
-    return rows, postings, nodes
+    return rows, postings, nodes, facts
 
 
 def _chain(requests: list[EntryRequest]) -> list[bytes]:
@@ -217,8 +219,8 @@ def test_a_chunk_of_good_leaves_is_accepted_with_its_frontiers() -> None:
     good = [r for r in _requests() if _reference(_leaf(r))]
     leaves = _chain((good * 3)[:16])
     leaves = _chain([Entry.from_leaf(leaf).request for leaf in leaves])
-    rows, postings, nodes = _rows(leaves)
-    chunk = verify_chunks.check_rows(0, 16, 4, [5, 11, 16], rows, postings, nodes[:4])
+    rows, postings, nodes, facts = _rows(leaves)
+    chunk = verify_chunks.check_rows(0, 16, 4, [5, 11, 16], rows, postings, nodes[:4], facts)
     assert chunk.dirty == ""
     for size, part in chunk.frontiers:
         frontier = Frontier()
@@ -235,8 +237,8 @@ def test_a_chunk_with_an_unbalanced_leaf_whose_key_was_seen_is_refused(at: int) 
     bad = requests[at]
     requests[at] = EntryRequest(bad.kind, bad.id, (bad.postings[0], Posting(member(at % 2), 99)))
     leaves = _chain(requests)
-    rows, postings, nodes = _rows(leaves)
-    chunk = verify_chunks.check_rows(0, 16, 4, [16], rows, postings, nodes[:4])
+    rows, postings, nodes, facts = _rows(leaves)
+    chunk = verify_chunks.check_rows(0, 16, 4, [16], rows, postings, nodes[:4], facts)
     assert chunk.dirty == f"seq {at}: the leaf"
 
 
@@ -245,12 +247,12 @@ def test_a_chunk_whose_prev_is_not_the_hash_before_is_refused() -> None:
     raw = _raw(leaves[2])
     raw["prev"] = base64.b64encode(hashlib.sha256(b"other").digest()).decode()
     leaves[2] = canonical_json(raw)
-    rows, postings, nodes = _rows(leaves)
-    chunk = verify_chunks.check_rows(0, 4, 2, [4], rows, postings, nodes[:2])
+    rows, postings, nodes, facts = _rows(leaves)
+    chunk = verify_chunks.check_rows(0, 4, 2, [4], rows, postings, nodes[:2], facts)
     assert chunk.dirty == "seq 2: prev or time"
     leaves = _chain([_deposit(f"d{i}", member(1), 30) for i in range(4)])
-    rows, postings, nodes = _rows(leaves)
-    assert verify_chunks.check_rows(0, 4, 2, [4], rows, postings, nodes[:2]).dirty == ""
+    rows, postings, nodes, facts = _rows(leaves)
+    assert verify_chunks.check_rows(0, 4, 2, [4], rows, postings, nodes[:2], facts).dirty == ""
 
 
 def test_the_postings_index_is_compared_whatever_order_its_rows_come_in() -> None:
@@ -258,11 +260,11 @@ def test_the_postings_index_is_compared_whatever_order_its_rows_come_in() -> Non
     that sorts accounts differently) as a set; either way one changed row is refused."""
     requests = [_deposit(f"d{i}", member(i), 30) for i in range(4)]
     leaves = _chain([EntryRequest(r.kind, r.id, r.postings[::-1], r.body) for r in requests])
-    rows, postings, nodes = _rows(leaves)
+    rows, postings, nodes, facts = _rows(leaves)
     ordered = sorted(postings)
     assert ordered != postings  # the leaves list the member's account first
     for given in (ordered, postings, postings[::-1]):
-        assert verify_chunks.check_rows(0, 4, 2, [4], rows, given, nodes[:2]).dirty == ""
+        assert verify_chunks.check_rows(0, 4, 2, [4], rows, given, nodes[:2], facts).dirty == ""
     seq, account, minutes = ordered[5]
     changes = [
         (seq, account, minutes + 1),
@@ -272,8 +274,45 @@ def test_the_postings_index_is_compared_whatever_order_its_rows_come_in() -> Non
     ]
     for changed in changes:
         for given in ([*ordered[:5], changed, *ordered[6:]], [changed, *ordered[:5], *ordered[6:]]):
-            chunk = verify_chunks.check_rows(0, 4, 2, [4], rows, given, nodes[:2])
+            chunk = verify_chunks.check_rows(0, 4, 2, [4], rows, given, nodes[:2], facts)
             assert chunk.dirty == "entries 0–3: postings index"
     for given in (ordered[:-1], [*ordered, (3, member(9), 1)]):
-        chunk = verify_chunks.check_rows(0, 4, 2, [4], rows, given, nodes[:2])
+        chunk = verify_chunks.check_rows(0, 4, 2, [4], rows, given, nodes[:2], facts)
         assert chunk.dirty == "entries 0–3: postings index"
+
+
+def test_a_chunk_whose_log_facts_row_differs_is_refused() -> None:
+    """The rows the half-yearly report sums: one changed, missing or added is refused."""
+    leaves = _chain(
+        [_deposit(f"d{i}", member(1), 30, service="meal", minutes=30) for i in range(4)]
+    )
+    rows, postings, nodes, facts = _rows(leaves)
+    assert verify_chunks.check_rows(0, 4, 2, [4], rows, postings, nodes[:2], facts).dirty == ""
+    seq, kind, bank, credited, service, org, served = facts[2]
+    for given in (
+        [*facts[:2], (seq, kind, bank, credited + 60, service, org, served), facts[3]],
+        [*facts[:2], (seq, kind, bank, credited, "bath", org, served), facts[3]],
+        [*facts[:2], facts[3]],
+        [*facts, (4, kind, bank, credited, service, org, served)],
+    ):
+        chunk = verify_chunks.check_rows(0, 4, 2, [4], rows, postings, nodes[:2], given)
+        assert chunk.dirty == "entries 0–3: log_facts"
+
+
+def test_a_new_batch_inside_a_chunk_needs_its_checkpoint() -> None:
+    """Every batch's entries share its time and it signs a checkpoint: where the time changes
+    a checkpoint of that size is stored, unless it was deleted."""
+    leaves, prev = [], ZERO_HASH
+    for seq in range(4):
+        entry = Entry(
+            seq,
+            prev,
+            TIME if seq < 2 else "2026-12-05T10:00:01.000000Z",
+            _deposit(f"d{seq}", member(1), 30),
+        )
+        leaves.append(entry.leaf())
+        prev = leaf_hash(leaves[-1])
+    rows, postings, nodes, facts = _rows(leaves)
+    assert verify_chunks.check_rows(0, 4, 2, [2, 4], rows, postings, nodes[:2], facts).dirty == ""
+    chunk = verify_chunks.check_rows(0, 4, 2, [4], rows, postings, nodes[:2], facts)
+    assert chunk.dirty == "seq 2: a new batch without a checkpoint before it"

@@ -372,6 +372,11 @@ def test_keygen_writes_a_private_key_and_prints_the_cosignature_key(
     from cli.main import main
 
     out = tmp_path / "keys" / "witness.key"
+    with pytest.raises(SystemExit) as refused:  # a mistyped directory is not made
+        main(["witness", "keygen", "--name", "witness.test/w9", "--out", str(out)])
+    assert refused.value.code == 2
+    assert "argument --out" in capsys.readouterr().err and not out.parent.exists()
+    out.parent.mkdir()
     assert main(["witness", "keygen", "--name", "witness.test/w9", "--out", str(out)]) == 0
     printed = capsys.readouterr().out.strip().splitlines()[-1]
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
