@@ -5,9 +5,10 @@ switcher between two elders, and each refusal next to the same thing done by som
 
 from __future__ import annotations
 
+import html
 import re
 import secrets
-from datetime import datetime
+from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -319,3 +320,62 @@ def test_a_family_cancels_only_their_elders_requests_and_learns_nothing_of_other
         api_post(w, f"/v1/requests/{again['id']}/cancel", "family-a", {"reason": "x"}).status_code
         == 200
     )
+
+
+def at_three_in_the_afternoon(w: World) -> None:
+    """The service's clock at 15:00 today in the bank's time zone: the morning is over."""
+    afternoon = datetime.combine(datetime.now(SHANGHAI).date(), time(15), SHANGHAI)
+    w.client.app.state.care.clock = lambda: afternoon
+
+
+def checked(page: str, name: str) -> str:
+    [value] = re.findall(rf'name="{name}" value="([^"]+)"[^>]* checked', page)
+    return value
+
+
+def test_a_part_of_today_that_is_over_is_neither_offered_first_nor_taken(world: World) -> None:  # noqa: F811
+    w = world
+    at_three_in_the_afternoon(w)
+    page = as_browser(w, "elder-a")
+    form = page.get(f"/elder/{w.ids['elder-a']}/ask/meal")
+    assert checked(form.text, "part") == "afternoon"  # not the morning, over at 12:00
+    assert re.search(r'value="morning"[^>]* data-over-today', form.text)
+    assert "（今天已过）" in form.text
+    for step in ("0", "1"):
+        refused = ask(w, "elder-a", "elder-a", part="morning", confirmed=step)
+        assert refused.status_code == 400
+        assert "这一段时间今天已经过了" in refused.text
+        assert re.search(r'value="morning"[^>]* aria-invalid="true"', refused.text)
+        assert requests_of(w, "elder-a") == []
+    tomorrow = (datetime.now(SHANGHAI).date() + timedelta(days=1)).isoformat()
+    assert ask(w, "elder-a", "elder-a", day=tomorrow, part="morning").status_code == 200
+    assert ask(w, "elder-a", "elder-a", part="evening", confirmed="1").status_code == 303
+    [asked] = requests_of(w, "elder-a")
+    assert datetime.fromisoformat(asked["window_start"]).astimezone(SHANGHAI).hour == 18
+
+
+def test_change_it_and_the_header_buttons_come_back_to_her_choices(world: World) -> None:  # noqa: F811
+    w = world
+    page = as_browser(w, "elder-a")
+    tomorrow = (datetime.now(SHANGHAI).date() + timedelta(days=1)).isoformat()
+    choices = {"day": tomorrow, "part": "evening", "minutes": "120", "pay": "yes"}
+    check = ask(w, "elder-a", "elder-a", **choices)
+    assert check.status_code == 200 and "请核对" in check.text
+    [change] = re.findall(r'<a class="big" href="([^"]+)">不对，改一下', check.text)
+    [header] = re.findall(r'name="next" value="([^"]+)"', check.text)
+    assert html.unescape(change) == html.unescape(header)
+    # The text size button on the check step comes back to the form as she filled it.
+    sized = form_post(
+        page, "/prefs", f"/elder/{w.ids['elder-a']}", size="3", next=html.unescape(header)
+    )
+    again = page.get(sized.headers["location"])
+    assert {k: checked(again.text, k) for k in choices} == choices
+
+
+def test_a_refused_day_marks_the_day_question(world: World) -> None:  # noqa: F811
+    w = world
+    as_browser(w, "elder-a")
+    refused = ask(w, "elder-a", "elder-a", day="2020-01-01")
+    assert refused.status_code == 400 and "请选择哪一天" in refused.text
+    assert re.search(r'name="day"[^>]* aria-invalid="true"', refused.text)
+    assert not re.search(r'name="part"[^>]* aria-invalid', refused.text)
