@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from tests.accounts_world import World
 from tests.test_web_volunteer_pages import as_browser, form_post
 from tests.test_workflow import (
+    hours_ago,
     log_record,
     ok,
     world,  # noqa: F401 - the workflow's world, with a catalogue
@@ -379,3 +380,52 @@ def test_a_refused_day_marks_the_day_question(world: World) -> None:  # noqa: F8
     assert refused.status_code == 400 and "请选择哪一天" in refused.text
     assert re.search(r'name="day"[^>]* aria-invalid="true"', refused.text)
     assert not re.search(r'name="part"[^>]* aria-invalid', refused.text)
+
+
+def test_a_recorded_visit_is_hers_to_confirm_not_cancel_and_its_rejection_reads_in_words(
+    world: World,  # noqa: F811
+) -> None:
+    w = world
+    visited, waiting = (
+        ok(
+            api_post(
+                w,
+                "/v1/requests",
+                "elder-a",
+                {
+                    "elder_id": w.ids["elder-a"],
+                    "service_code": "meal",
+                    "minutes": 60,
+                    "window_start": hours_ago(start),
+                    "window_end": hours_ago(start - 3),
+                },
+            ),
+            201,
+        )
+        for start in (4, -20)
+    )
+    assign = {"volunteer_id": w.ids["vol-a"]}
+    ok(api_post(w, f"/v1/requests/{visited['id']}/assign", "staff-a", assign))
+    record = ok(log_record(w, "vol-a", "elder-a", 3, 2, request_id=visited["id"]), 201)
+    page = as_browser(w, "elder-a")
+    base = f"/elder/{w.ids['elder-a']}"
+    listed = page.get(f"{base}/requests").text
+    assert f"/requests/{visited['id']}/cancel" not in listed  # her visit waits for her "yes"
+    assert f"/requests/{waiting['id']}/cancel" in listed  # one not yet served is hers to cancel
+    path = f"{base}/requests/{visited['id']}/cancel"
+    shown = page.get(path).text
+    assert "志愿者已经登记了这次服务" in shown and 'name="reason"' not in shown
+    refused = form_post(page, path, path, reason="time", once=secrets.token_hex(16))
+    assert refused.status_code == 409
+    assert "志愿者已经登记了这次服务" in refused.text and "工作人员驳回" not in refused.text
+    assert {r["id"]: r["status"] for r in requests_of(w, "elder-a")}[visited["id"]] == "assigned"
+    # The centre confirms for her meanwhile: her tap on the page she had open says so.
+    ok(api_post(w, f"/v1/records/{record['id']}/confirm", "staff-a"))
+    confirm = f"{base}/records/{record['id']}/confirm"
+    late = form_post(page, confirm, f"{base}/confirm", once=secrets.token_hex(16))
+    assert late.status_code == 409 and "这次服务已经确认过了" in late.text
+    # Staff reject the record: the request reads cancelled, and why, in her language.
+    ok(api_post(w, f"/v1/records/{record['id']}/reject", "staff-a", {"reason": "没来"}))
+    listed = page.get(f"{base}/requests").text
+    assert "服务中心核实后，驳回了这次服务的记录。" in listed
+    assert "service record rejected" not in listed

@@ -15,8 +15,8 @@ from litestar.params import QueryParameter
 from litestar.response import Redirect
 
 from accounts.errors import AccountsError, InvalidInput, NotFound
-from care.errors import CareError
-from care.model import RecordStatus, RequestStatus, ServiceRequest
+from care.errors import CareError, WrongState
+from care.model import RECORD_REJECTED, RecordStatus, RequestStatus, ServiceRequest
 from web.elder import (
     REASONS,
     STATES,
@@ -124,6 +124,33 @@ class Asked:
     when: str
     state: str
     cancellable: bool
+    reason: str | None
+
+
+# A visit recorded for a request waits for her "yes" (or the centre's rejection) instead.
+VISIT_RECORDED = N_(
+    "A volunteer has written down this visit. If they came, say so on “Did the volunteer "
+    "come?”; if they did not, call the centre."
+)
+
+
+def _visits_recorded(request: Request[Any, Any, State], who: Subject) -> set[str]:
+    """Her requests with a visit recorded and not yet confirmed: not hers to cancel."""
+    return {
+        r.request_id
+        for r in care_of(request).list_records(who.principal, RecordStatus.LOGGED.value)
+        if r.elder_id == who.elder.id and r.request_id is not None
+    }
+
+
+def _reason(request: Request[Any, Any, State], item: ServiceRequest) -> str | None:
+    """Why it was cancelled: as she or the centre wrote it, the centre's rejection in words."""
+    if item.cancel_reason != RECORD_REJECTED:
+        return item.cancel_reason
+    rejected = translate(request, "The centre rejected the record of this visit.")
+    if not item.redeem:
+        return rejected
+    return rejected + " " + translate(request, "The stored time it used was given back.")
 
 
 @get("/elder/{member_id:str}/requests", sync_to_thread=True, include_in_schema=False)
@@ -139,6 +166,7 @@ def requests(
     care = care_of(request)
     zone = zone_of(request, who.principal)
     names = service_names(request, who.principal)
+    recorded = _visits_recorded(request, who)
     mine = sorted(
         (r for r in care.list_requests(who.principal, None) if r.elder_id == member_id),
         key=lambda r: r.window_start,
@@ -150,7 +178,8 @@ def requests(
             service_name(request, names.get(r.service_type_id)),
             when_words(request, zone, r.window_start, r.window_end),
             translate(request, STATES[r.status]),
-            r.status in (RequestStatus.OPEN, RequestStatus.ASSIGNED),
+            r.status in (RequestStatus.OPEN, RequestStatus.ASSIGNED) and r.id not in recorded,
+            _reason(request, r),
         )
         for r in mine[:50]
     ]
@@ -178,6 +207,8 @@ def _cancel_context(
         "service": service_name(request, names.get(item.service_type_id)),
         "when": when_words(request, zone, item.window_start, item.window_end),
         "reasons": REASONS,
+        "recorded": item.id in _visits_recorded(request, who),
+        "visit_recorded": VISIT_RECORDED,
         "once": new_once_key(),
     }
 
@@ -216,6 +247,9 @@ def cancel(
         words = dict(REASONS).get(data.get("reason", ""))
         if words is None:
             raise InvalidInput(N_("choose a reason"), field="reason")
+        if context["recorded"]:  # the service's refusal is in staff's words
+            recorded = translate(request, VISIT_RECORDED)
+            raise WrongState(recorded, zh=recorded)
         care_of(request).cancel(who.principal, request_id, translate(request, words))
         return Redirect(f"/elder/{member_id}/requests?cancelled=1", status_code=303)
 
