@@ -15,9 +15,11 @@ from zoneinfo import ZoneInfo
 from tests.accounts_world import World
 from tests.test_web_volunteer_pages import as_browser, form_post
 from tests.test_workflow import (
+    give_to_the_elder,
     hours_ago,
     log_record,
     ok,
+    serve_an_hour,
     world,  # noqa: F401 - the workflow's world, with a catalogue
 )
 
@@ -429,3 +431,45 @@ def test_a_recorded_visit_is_hers_to_confirm_not_cancel_and_its_rejection_reads_
     listed = page.get(f"{base}/requests").text
     assert "服务中心核实后，驳回了这次服务的记录。" in listed
     assert "service record rejected" not in listed
+
+
+def test_a_proxy_reads_whose_time_and_requests_these_are(world: World) -> None:  # noqa: F811
+    w = world
+    base = f"/elder/{w.ids['elder-a']}"
+    for who, mine in (("elder-a", True), ("family-a", False)):
+        page = as_browser(w, who)
+        home, form = page.get(base).text, page.get(f"{base}/ask/meal").text
+        requests = page.get(f"{base}/requests").text
+        for text, words in (
+            (home, "我的需求和进度"),
+            (home, "我的存储时间和用途"),
+            (form, "用，扣我的存储时间"),
+            (requests, "<h1>我的需求和进度</h1>"),
+        ):
+            assert (words in text) is mine, (who, words)
+        if not mine:  # her masked name instead of "my"
+            assert re.search(r"<span>\S+的需求和进度</span>", home)
+            assert re.search(r"用，扣\S+的存储时间", form)
+
+
+def test_her_history_says_what_a_hold_holds_and_what_is_short(world: World) -> None:  # noqa: F811
+    w = world
+    serve_an_hour(w)
+    give_to_the_elder(w, 80)
+    page = as_browser(w, "elder-a")
+    base = f"/elder/{w.ids['elder-a']}"
+    assert "<strong>+1 小时 20 分钟</strong>" in page.get(f"{base}/time").text  # the gift
+    assert ask(w, "elder-a", "elder-a", pay="yes", confirmed="1").status_code == 303
+    [asked] = [r for r in requests_of(w, "elder-a") if r["status"] == "open"]
+    assign = {"volunteer_id": w.ids["vol-a"]}
+    ok(api_post(w, f"/v1/requests/{asked['id']}/assign", "staff-a", assign))  # holds her hour
+    held = page.get(f"{base}/time").text
+    assert "<strong>1 小时 0 分钟</strong> · 为需求冻结" in held
+    assert "0 小时 0 分钟" not in held
+    path = f"{base}/requests/{asked['id']}/cancel"
+    assert form_post(page, path, path, reason="time", once=secrets.token_hex(16)).is_redirect
+    assert "<strong>1 小时 0 分钟</strong> · 预留退回" in page.get(f"{base}/time").text
+    # Two hours of meals (120 minutes) with 80 stored: what is missing, not "-0 h 40 min".
+    short = ask(w, "elder-a", "elder-a", pay="yes", minutes="120")
+    assert short.status_code == 200
+    assert re.findall(r'id="after">([^<]+)<', short.text) == ["不够，还差 40 分钟"]

@@ -30,13 +30,14 @@ from web.elder import (
     refused,
     service_name,
     subject_or_page,
+    time_words,
     when_words,
     zone_of,
 )
 from web.i18n import N_
 from web.once import new_once_key, once
 from web.pages import Form
-from web.volunteer import care_of, hours_text
+from web.volunteer import care_of, hours_text, translate
 
 
 def _catalogue(request: Request[Any, Any, State], principal: Principal) -> list[ServiceType]:
@@ -169,6 +170,8 @@ def ask_post(
         if data.get("confirmed") != "1":
             balance = care.balance(who.principal, member_id)
             cost = weighted(minutes, kind.weight_permille)
+            short = redeem and balance.available < cost
+            after = balance.available - cost
             return page(
                 request,
                 who,
@@ -180,8 +183,10 @@ def ask_post(
                     "pay": redeem,
                     "cost": hours_text(request, cost),
                     "now": hours_text(request, balance.available),
-                    "after": hours_text(request, balance.available - cost),
-                    "short": redeem and balance.available < cost,
+                    "after": translate(request, "%(t)s short", t=time_words(request, after))
+                    if short
+                    else hours_text(request, after),
+                    "short": short,
                     "once": new_once_key(),
                 },
                 **context,

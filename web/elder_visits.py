@@ -17,6 +17,7 @@ from litestar.response import Redirect
 from accounts.errors import AccountsError, InvalidInput, NotFound
 from care.errors import CareError, WrongState
 from care.model import RECORD_REJECTED, RecordStatus, RequestStatus, ServiceRequest
+from care.statements import HistoryItem
 from web.elder import (
     REASONS,
     STATES,
@@ -28,6 +29,7 @@ from web.elder import (
     service_name,
     service_names,
     subject_or_page,
+    time_words,
     when_words,
     zone_of,
 )
@@ -262,6 +264,25 @@ def cancel(
 # ---------------------------------------------------------------- stored time
 
 
+# Her history in words of its own where the ledger's kinds read alike (a redemption and a
+# partner exchange are both 兑换) or say nothing of the minutes (a hold).
+KINDS = {
+    "redemption": N_("Paid for a service"),
+    "exchange": N_("Exchanged on a partner platform"),
+    "reserve": N_("Held for a request"),
+    "release": N_("Hold given back"),
+}
+HOLDS = ("reserve", "release")
+
+
+def _amount(request: Request[Any, Any, State], item: HistoryItem) -> str:
+    """What an entry did to her stored time: + or − what it moved, a hold what it holds."""
+    if item.kind in HOLDS:
+        return time_words(request, item.held)
+    sign = "+" if item.minutes > 0 else "−" if item.minutes < 0 else ""
+    return sign + time_words(request, item.minutes)
+
+
 def _local(stamp: str, zone: ZoneInfo) -> str:
     """A log entry's UTC time stamp in the bank's time zone."""
     moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
@@ -280,8 +301,8 @@ def stored_time(request: Request[Any, Any, State], member_id: MemberId) -> Respo
     zone = zone_of(request, who.principal)
     history = [
         {
-            "amount": hours_text(request, item.minutes),
-            "kind": item.kind,
+            "amount": _amount(request, item),
+            "kind": KINDS.get(item.kind, item.kind),
             "service": service_name(request, codes.get(item.service)) if item.service else None,
             "time": _local(item.time, zone),
         }
