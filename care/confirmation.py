@@ -16,6 +16,7 @@ from care.model import (
     ConfirmedAs,
     RecordStatus,
     ServiceRecord,
+    not_confirmable,
 )
 from care.records import Records
 from care.repo import complete_request, save_record
@@ -34,7 +35,7 @@ class Confirmation(Records):
         with self.store.snapshot() as tx:
             record, role = self._visible_record_in(tx, principal, record_id)
             if record.status is not RecordStatus.LOGGED:
-                raise WrongState(f"record is {record.status}")
+                raise not_confirmable(record.status)
             self._require_record_members_active(record, tx)
         if code is not None:
             return self._confirm_with_code(record, code, principal.user_id)

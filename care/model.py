@@ -149,6 +149,8 @@ CONFIRMING_ROLES: Mapping[str, ConfirmedAs] = {
 }
 
 REVERSAL_STATUSES = ("pending", "approved", "rejected")
+# A request's cancel reason when staff reject the record of its service (pages say it in words).
+RECORD_REJECTED = "service record rejected"
 
 _HAS_RECORD = (
     "a service record was logged for this request; staff reject it first",
@@ -240,7 +242,7 @@ class ServiceRequest:
             self,
             status=RequestStatus.CANCELLED,
             cancelled_by=by,
-            cancel_reason="service record rejected",
+            cancel_reason=RECORD_REJECTED,
         )
 
     def withdrawn(self, role: str, *, has_record: bool) -> ServiceRequest:
@@ -299,7 +301,7 @@ class ServiceRecord:
     def confirmed(self, by: str, as_: ConfirmedAs, at: datetime) -> ServiceRecord:
         """Logged → confirmed by the served side (``by`` created the code, for a code)."""
         if self.status is not RecordStatus.LOGGED:
-            raise WrongState(f"record is {self.status}")
+            raise not_confirmable(self.status)
         return replace(
             self,
             status=RecordStatus.CONFIRMED,
@@ -347,6 +349,19 @@ class ServiceRecord:
             verified_by=by,
             verified_at=at,
         )
+
+
+def not_confirmable(status: RecordStatus) -> WrongState:
+    """Tells the served side why a tap did nothing: the centre or her family may have confirmed
+    the visit first, or staff rejected its record."""
+    if status in (RecordStatus.CONFIRMED, RecordStatus.VERIFIED):
+        return WrongState("this service was already confirmed", zh="这次服务已经确认过了")
+    if status is RecordStatus.REJECTED:
+        return WrongState(
+            "the centre rejected the record of this service; there is nothing to confirm",
+            zh="服务中心已经驳回了这次服务的记录，不用再确认",
+        )
+    return WrongState(f"record is {status}")
 
 
 def _why_not_verifiable(status: RecordStatus) -> str:

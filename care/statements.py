@@ -24,6 +24,7 @@ class HistoryItem:
     time: str
     kind: str
     minutes: int  # change to available + reserved of this member
+    held: int  # change to reserved alone: a hold (0 in ``minutes``) reads as what it holds
     counterpart: str | None  # another member (masked id) or a system account role
     service: str | None
     record: str | None
@@ -57,7 +58,8 @@ class Statements(Reversals):
         if principal.is_partner:
             raise Forbidden("partner keys read balances only")
         member = self._readable_member(principal, member_id)
-        own = {member.ledger_account, hold_account(member.ledger_account)}
+        hold = hold_account(member.ledger_account)
+        own = {member.ledger_account, hold}
         items = []
         for entry in self.ledger.history(sorted(own), limit, before):
             change = sum(p.minutes for p in entry.request.postings if p.account in own)
@@ -73,6 +75,7 @@ class Statements(Reversals):
                     entry.time,
                     entry.request.kind,
                     change,
+                    sum(p.minutes for p in entry.request.postings if p.account == hold),
                     counterpart,
                     str(body["service"]) if "service" in body else None,
                     str(body["record"]) if "record" in body else None,

@@ -42,11 +42,12 @@ def member_id(server: DemoServer, username: str) -> str:
     return str(Api(server, username).get("/v1/me")["member"]["id"])
 
 
-def ask_on_the_page(page: Page, service: str, part: str, pay: str = "no") -> None:
-    """From the elder's home: the service's big button, the first day offered (today), a part
-    of the day, then the check step and "yes"."""
+def ask_on_the_page(page: Page, service: str, part: str, pay: str = "no", day: int = 0) -> None:
+    """From the elder's home: the service's big button, the ``day``-th day offered (0 today), a
+    part of the day, then the check step and "yes"."""
     page.click("a.button.primary[href$='/ask']")
     page.click(f"a.tile[href$='/ask/{service}']")
+    page.locator("input[name=day]").nth(day).check()
     page.check(f"input[name=part][value={part}]")
     page.check(f"input[name=pay][value={pay}]")
     page.click("form.stack button[type=submit]")
@@ -147,7 +148,7 @@ def test_a_family_switches_between_two_elders_and_acts_for_each(
         page.goto("/elder")
         page.click(f"a[href='/elder/{elder}']")
         assert "For 王*" in page.locator(".for").inner_text()
-        ask_on_the_page(page, "meal", part)
+        ask_on_the_page(page, "meal", part, day=1)  # tomorrow: today's may be over
         asked = newest_request(server, elder)
         assert asked["acting_for"] is True
         page.click(f"a[href='/elder/{elder}']")
@@ -165,6 +166,43 @@ def test_a_family_switches_between_two_elders_and_acts_for_each(
     trail = Api(server, "auditor").get("/v1/audit/events", action="POST /elder/", limit=1000)
     done_for = {e["on_behalf"] for e in trail}
     assert {first, second} <= done_for
+    context.close()
+
+
+def test_her_choices_survive_a_text_size_button_and_change_it(
+    server: DemoServer, browser: Browser
+) -> None:
+    """The header's buttons and "No, change it" come back to the ask form as she filled it;
+    while today is the day, a part of today that is over cannot be chosen."""
+    elder_id = member_id(server, "elder")
+    context = phone_context(browser, server, "zh-CN")
+    page = context.new_page()
+    login(page, "elder", PASSWORDS["elder"])
+    page.goto(f"/elder/{elder_id}/ask/meal")
+    over = page.locator("input[name=part][data-over-today]")
+    assert all(box.is_disabled() for box in over.all())  # today is the first choice
+    page.locator("input[name=day]").nth(1).check()
+    assert not any(box.is_disabled() for box in over.all())  # tomorrow's are all there
+    chosen = {"part": "morning", "minutes": "120", "pay": "yes"}
+    for name, value in chosen.items():
+        page.check(f"input[name={name}][value='{value}']")
+    day = page.locator("input[name=day]").nth(1).get_attribute("value")
+
+    def choices() -> dict[str, str | None]:
+        return {
+            name: page.locator(f"input[name={name}]:checked").get_attribute("value")
+            for name in ("day", *chosen)
+        }
+
+    page.click("header button.size-btn.s3")
+    page.wait_for_load_state()
+    assert choices() == {"day": day, **chosen}
+    page.click("form.stack button[type=submit]")
+    expect(page.locator("dl.facts")).to_be_visible()
+    page.click("a.big >> text=不对，改一下")
+    expect(page.locator("input[name=day]").first).to_be_visible()
+    assert choices() == {"day": day, **chosen}
+    assert axe_violations(page) == []
     context.close()
 
 

@@ -5,17 +5,21 @@ switcher between two elders, and each refusal next to the same thing done by som
 
 from __future__ import annotations
 
+import html
 import re
 import secrets
-from datetime import datetime
+from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from tests.accounts_world import World
 from tests.test_web_volunteer_pages import as_browser, form_post
 from tests.test_workflow import (
+    give_to_the_elder,
+    hours_ago,
     log_record,
     ok,
+    serve_an_hour,
     world,  # noqa: F401 - the workflow's world, with a catalogue
 )
 
@@ -319,3 +323,153 @@ def test_a_family_cancels_only_their_elders_requests_and_learns_nothing_of_other
         api_post(w, f"/v1/requests/{again['id']}/cancel", "family-a", {"reason": "x"}).status_code
         == 200
     )
+
+
+def at_three_in_the_afternoon(w: World) -> None:
+    """The service's clock at 15:00 today in the bank's time zone: the morning is over."""
+    afternoon = datetime.combine(datetime.now(SHANGHAI).date(), time(15), SHANGHAI)
+    w.client.app.state.care.clock = lambda: afternoon
+
+
+def checked(page: str, name: str) -> str:
+    [value] = re.findall(rf'name="{name}" value="([^"]+)"[^>]* checked', page)
+    return value
+
+
+def test_a_part_of_today_that_is_over_is_neither_offered_first_nor_taken(world: World) -> None:  # noqa: F811
+    w = world
+    at_three_in_the_afternoon(w)
+    page = as_browser(w, "elder-a")
+    form = page.get(f"/elder/{w.ids['elder-a']}/ask/meal")
+    assert checked(form.text, "part") == "afternoon"  # not the morning, over at 12:00
+    assert re.search(r'value="morning"[^>]* data-over-today', form.text)
+    assert "（今天已过）" in form.text
+    for step in ("0", "1"):
+        refused = ask(w, "elder-a", "elder-a", part="morning", confirmed=step)
+        assert refused.status_code == 400
+        assert "这一段时间今天已经过了" in refused.text
+        assert re.search(r'value="morning"[^>]* aria-invalid="true"', refused.text)
+        assert requests_of(w, "elder-a") == []
+    tomorrow = (datetime.now(SHANGHAI).date() + timedelta(days=1)).isoformat()
+    assert ask(w, "elder-a", "elder-a", day=tomorrow, part="morning").status_code == 200
+    assert ask(w, "elder-a", "elder-a", part="evening", confirmed="1").status_code == 303
+    [asked] = requests_of(w, "elder-a")
+    assert datetime.fromisoformat(asked["window_start"]).astimezone(SHANGHAI).hour == 18
+
+
+def test_change_it_and_the_header_buttons_come_back_to_her_choices(world: World) -> None:  # noqa: F811
+    w = world
+    page = as_browser(w, "elder-a")
+    tomorrow = (datetime.now(SHANGHAI).date() + timedelta(days=1)).isoformat()
+    choices = {"day": tomorrow, "part": "evening", "minutes": "120", "pay": "yes"}
+    check = ask(w, "elder-a", "elder-a", **choices)
+    assert check.status_code == 200 and "请核对" in check.text
+    [change] = re.findall(r'<a class="big" href="([^"]+)">不对，改一下', check.text)
+    [header] = re.findall(r'name="next" value="([^"]+)"', check.text)
+    assert html.unescape(change) == html.unescape(header)
+    # The text size button on the check step comes back to the form as she filled it.
+    sized = form_post(
+        page, "/prefs", f"/elder/{w.ids['elder-a']}", size="3", next=html.unescape(header)
+    )
+    again = page.get(sized.headers["location"])
+    assert {k: checked(again.text, k) for k in choices} == choices
+
+
+def test_a_refused_day_marks_the_day_question(world: World) -> None:  # noqa: F811
+    w = world
+    as_browser(w, "elder-a")
+    refused = ask(w, "elder-a", "elder-a", day="2020-01-01")
+    assert refused.status_code == 400 and "请选择哪一天" in refused.text
+    assert re.search(r'name="day"[^>]* aria-invalid="true"', refused.text)
+    assert not re.search(r'name="part"[^>]* aria-invalid', refused.text)
+
+
+def test_a_recorded_visit_is_hers_to_confirm_not_cancel_and_its_rejection_reads_in_words(
+    world: World,  # noqa: F811
+) -> None:
+    w = world
+    visited, waiting = (
+        ok(
+            api_post(
+                w,
+                "/v1/requests",
+                "elder-a",
+                {
+                    "elder_id": w.ids["elder-a"],
+                    "service_code": "meal",
+                    "minutes": 60,
+                    "window_start": hours_ago(start),
+                    "window_end": hours_ago(start - 3),
+                },
+            ),
+            201,
+        )
+        for start in (4, -20)
+    )
+    assign = {"volunteer_id": w.ids["vol-a"]}
+    ok(api_post(w, f"/v1/requests/{visited['id']}/assign", "staff-a", assign))
+    record = ok(log_record(w, "vol-a", "elder-a", 3, 2, request_id=visited["id"]), 201)
+    page = as_browser(w, "elder-a")
+    base = f"/elder/{w.ids['elder-a']}"
+    listed = page.get(f"{base}/requests").text
+    assert f"/requests/{visited['id']}/cancel" not in listed  # her visit waits for her "yes"
+    assert f"/requests/{waiting['id']}/cancel" in listed  # one not yet served is hers to cancel
+    path = f"{base}/requests/{visited['id']}/cancel"
+    shown = page.get(path).text
+    assert "志愿者已经登记了这次服务" in shown and 'name="reason"' not in shown
+    refused = form_post(page, path, path, reason="time", once=secrets.token_hex(16))
+    assert refused.status_code == 409
+    assert "志愿者已经登记了这次服务" in refused.text and "工作人员驳回" not in refused.text
+    assert {r["id"]: r["status"] for r in requests_of(w, "elder-a")}[visited["id"]] == "assigned"
+    # The centre confirms for her meanwhile: her tap on the page she had open says so.
+    ok(api_post(w, f"/v1/records/{record['id']}/confirm", "staff-a"))
+    confirm = f"{base}/records/{record['id']}/confirm"
+    late = form_post(page, confirm, f"{base}/confirm", once=secrets.token_hex(16))
+    assert late.status_code == 409 and "这次服务已经确认过了" in late.text
+    # Staff reject the record: the request reads cancelled, and why, in her language.
+    ok(api_post(w, f"/v1/records/{record['id']}/reject", "staff-a", {"reason": "没来"}))
+    listed = page.get(f"{base}/requests").text
+    assert "服务中心核实后，驳回了这次服务的记录。" in listed
+    assert "service record rejected" not in listed
+
+
+def test_a_proxy_reads_whose_time_and_requests_these_are(world: World) -> None:  # noqa: F811
+    w = world
+    base = f"/elder/{w.ids['elder-a']}"
+    for who, mine in (("elder-a", True), ("family-a", False)):
+        page = as_browser(w, who)
+        home, form = page.get(base).text, page.get(f"{base}/ask/meal").text
+        requests = page.get(f"{base}/requests").text
+        for text, words in (
+            (home, "我的需求和进度"),
+            (home, "我的存储时间和用途"),
+            (form, "用，扣我的存储时间"),
+            (requests, "<h1>我的需求和进度</h1>"),
+        ):
+            assert (words in text) is mine, (who, words)
+        if not mine:  # her masked name instead of "my"
+            assert re.search(r"<span>\S+的需求和进度</span>", home)
+            assert re.search(r"用，扣\S+的存储时间", form)
+
+
+def test_her_history_says_what_a_hold_holds_and_what_is_short(world: World) -> None:  # noqa: F811
+    w = world
+    serve_an_hour(w)
+    give_to_the_elder(w, 80)
+    page = as_browser(w, "elder-a")
+    base = f"/elder/{w.ids['elder-a']}"
+    assert "<strong>+1 小时 20 分钟</strong>" in page.get(f"{base}/time").text  # the gift
+    assert ask(w, "elder-a", "elder-a", pay="yes", confirmed="1").status_code == 303
+    [asked] = [r for r in requests_of(w, "elder-a") if r["status"] == "open"]
+    assign = {"volunteer_id": w.ids["vol-a"]}
+    ok(api_post(w, f"/v1/requests/{asked['id']}/assign", "staff-a", assign))  # holds her hour
+    held = page.get(f"{base}/time").text
+    assert "<strong>1 小时 0 分钟</strong> · 为需求冻结" in held
+    assert "0 小时 0 分钟" not in held
+    path = f"{base}/requests/{asked['id']}/cancel"
+    assert form_post(page, path, path, reason="time", once=secrets.token_hex(16)).is_redirect
+    assert "<strong>1 小时 0 分钟</strong> · 预留退回" in page.get(f"{base}/time").text
+    # Two hours of meals (120 minutes) with 80 stored: what is missing, not "-0 h 40 min".
+    short = ask(w, "elder-a", "elder-a", pay="yes", minutes="120")
+    assert short.status_code == 200
+    assert re.findall(r'id="after">([^<]+)<', short.text) == ["不够，还差 40 分钟"]

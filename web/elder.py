@@ -189,6 +189,13 @@ def when_words(
     return f"{day} {a:%H:%M}–{b:%H:%M}"
 
 
+def time_words(request: Request[Any, Any, State], minutes: int) -> str:
+    """A length without its sign and, under an hour, without "0 h" ("-0 h 30 min" read oddly)."""
+    if abs(minutes) < 60:
+        return translate(request, "%(n)s minutes", n=abs(minutes))
+    return hours_text(request, abs(minutes))
+
+
 def service_names(
     request: Request[Any, Any, State], principal: Principal
 ) -> dict[str, ServiceType]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from litestar import Request, Response, get, post
@@ -29,13 +30,14 @@ from web.elder import (
     refused,
     service_name,
     subject_or_page,
+    time_words,
     when_words,
     zone_of,
 )
 from web.i18n import N_
 from web.once import new_once_key, once
 from web.pages import Form
-from web.volunteer import care_of, hours_text
+from web.volunteer import care_of, hours_text, translate
 
 
 def _catalogue(request: Request[Any, Any, State], principal: Principal) -> list[ServiceType]:
@@ -61,8 +63,20 @@ def _kind(request: Request[Any, Any, State], principal: Principal, code: str) ->
     return kind
 
 
-def _days(request: Request[Any, Any, State], zone: ZoneInfo) -> list[tuple[str, str]]:
-    today = datetime.now(zone).date()
+CHOICES = ("day", "part", "minutes", "pay")
+
+
+def _now(request: Request[Any, Any, State], zone: ZoneInfo) -> datetime:
+    """The service's clock in the bank's time zone: the parts of today that are over."""
+    return care_of(request).clock().astimezone(zone)
+
+
+def _ended(now: datetime, day: date, last: int) -> bool:
+    """Whether the part of ``day`` that ends at hour ``last`` is over: nobody could come."""
+    return datetime.combine(day, time(0), now.tzinfo) + timedelta(hours=last) <= now
+
+
+def _days(request: Request[Any, Any, State], today: date) -> list[tuple[str, str]]:
     return [
         (day.isoformat(), day_words(request, day, today))
         for day in (today + timedelta(days=n) for n in range(DAYS_AHEAD))
@@ -72,15 +86,24 @@ def _days(request: Request[Any, Any, State], zone: ZoneInfo) -> list[tuple[str, 
 def _ask_context(
     request: Request[Any, Any, State], subject: Subject, kind: ServiceType
 ) -> dict[str, Any]:
-    zone = zone_of(request, subject.principal)
+    """The choices; a part of today that is over is marked so, and is not the first choice."""
+    now = _now(request, zone_of(request, subject.principal))
+    parts = [(key, words, _ended(now, now.date(), last)) for key, words, _, last in PARTS]
     return {
         "kind": kind,
         "service": service_name(request, kind),
         "icon": ICONS[kind.category.value],
-        "days": _days(request, zone),
-        "parts": [(key, words) for key, words, _, _ in PARTS],
+        "today": now.date().isoformat(),
+        "days": _days(request, now.date()),
+        "parts": parts,
+        "first_part": next(key for key, _, over in parts if not over),
         "lengths": LENGTHS,
     }
+
+
+def _choices_path(request: Request[Any, Any, State], form: dict[str, str]) -> str:
+    """This form's address with her choices, for "change it" and the header's buttons."""
+    return f"{request.url.path}?{urlencode(form)}"
 
 
 @get("/elder/{member_id:str}/ask/{code:str}", sync_to_thread=True, include_in_schema=False)
@@ -89,23 +112,30 @@ def ask_when(request: Request[Any, Any, State], member_id: MemberId, code: Code)
     if not isinstance(who, Subject):
         return who
     kind = _kind(request, who.principal, code)
-    return page(request, who, "elder/when.html", form={}, **_ask_context(request, who, kind))
+    # Back from the check step ("No, change it") or after a header button: her choices again.
+    form = {k: request.query_params.get(k, "") for k in CHOICES}
+    return page(request, who, "elder/when.html", form=form, **_ask_context(request, who, kind))
 
 
-def _window(zone: ZoneInfo, day_text: str, part: str) -> tuple[datetime, datetime]:
-    """The chosen day and part of the day as a window, from today to a week ahead."""
+def _window(now: datetime, day_text: str, part: str) -> tuple[datetime, datetime]:
+    """The chosen day and part of the day as a window, from today to a week ahead, and not
+    over: the desk may record a visit already made, an elder asks for one to come."""
     try:
         day = date.fromisoformat(day_text)
     except ValueError as exc:
         raise InvalidInput(N_("choose a day"), field="day") from exc
-    today = datetime.now(zone).date()
-    if not today <= day < today + timedelta(days=DAYS_AHEAD):
+    if not now.date() <= day < now.date() + timedelta(days=DAYS_AHEAD):
         raise InvalidInput(N_("choose a day"), field="day")
     found = next(((first, last) for key, _, first, last in PARTS if key == part), None)
     if found is None:
         raise InvalidInput(N_("choose a part of the day"), field="part")
     first, last = found
-    start = datetime.combine(day, time(first), zone)
+    if _ended(now, day, last):
+        raise InvalidInput(
+            N_("this part of today is over: choose a later part of the day or another day"),
+            field="part",
+        )
+    start = datetime.combine(day, time(first), now.tzinfo)
     return start, start + timedelta(hours=last - first)
 
 
@@ -126,12 +156,13 @@ def ask_post(
     if not isinstance(who, Subject):
         return who
     care = care_of(request)
-    form = {k: data.get(k, "") for k in ("day", "part", "minutes", "pay")}
+    form = {k: data.get(k, "") for k in CHOICES}
     kind = _kind(request, who.principal, code)  # a refusal page of its own (error_page)
     context = _ask_context(request, who, kind)
+    context["here"] = context["change"] = _choices_path(request, form)
     try:
         zone = zone_of(request, who.principal)
-        start, end = _window(zone, form["day"], form["part"])
+        start, end = _window(_now(request, zone), form["day"], form["part"])
         minutes = _length(form["minutes"])
         if form["pay"] not in ("yes", "no"):
             raise InvalidInput(N_("say whether to pay with stored time"), field="pay")
@@ -139,6 +170,8 @@ def ask_post(
         if data.get("confirmed") != "1":
             balance = care.balance(who.principal, member_id)
             cost = weighted(minutes, kind.weight_permille)
+            short = redeem and balance.available < cost
+            after = balance.available - cost
             return page(
                 request,
                 who,
@@ -150,8 +183,10 @@ def ask_post(
                     "pay": redeem,
                     "cost": hours_text(request, cost),
                     "now": hours_text(request, balance.available),
-                    "after": hours_text(request, balance.available - cost),
-                    "short": redeem and balance.available < cost,
+                    "after": translate(request, "%(t)s short", t=time_words(request, after))
+                    if short
+                    else hours_text(request, after),
+                    "short": short,
                     "once": new_once_key(),
                 },
                 **context,

@@ -15,8 +15,9 @@ from litestar.params import QueryParameter
 from litestar.response import Redirect
 
 from accounts.errors import AccountsError, InvalidInput, NotFound
-from care.errors import CareError
-from care.model import RecordStatus, RequestStatus, ServiceRequest
+from care.errors import CareError, WrongState
+from care.model import RECORD_REJECTED, RecordStatus, RequestStatus, ServiceRequest
+from care.statements import HistoryItem
 from web.elder import (
     REASONS,
     STATES,
@@ -28,6 +29,7 @@ from web.elder import (
     service_name,
     service_names,
     subject_or_page,
+    time_words,
     when_words,
     zone_of,
 )
@@ -124,6 +126,33 @@ class Asked:
     when: str
     state: str
     cancellable: bool
+    reason: str | None
+
+
+# A visit recorded for a request waits for her "yes" (or the centre's rejection) instead.
+VISIT_RECORDED = N_(
+    "A volunteer has written down this visit. If they came, say so on “Did the volunteer "
+    "come?”; if they did not, call the centre."
+)
+
+
+def _visits_recorded(request: Request[Any, Any, State], who: Subject) -> set[str]:
+    """Her requests with a visit recorded and not yet confirmed: not hers to cancel."""
+    return {
+        r.request_id
+        for r in care_of(request).list_records(who.principal, RecordStatus.LOGGED.value)
+        if r.elder_id == who.elder.id and r.request_id is not None
+    }
+
+
+def _reason(request: Request[Any, Any, State], item: ServiceRequest) -> str | None:
+    """Why it was cancelled: as she or the centre wrote it, the centre's rejection in words."""
+    if item.cancel_reason != RECORD_REJECTED:
+        return item.cancel_reason
+    rejected = translate(request, "The centre rejected the record of this visit.")
+    if not item.redeem:
+        return rejected
+    return rejected + " " + translate(request, "The stored time it used was given back.")
 
 
 @get("/elder/{member_id:str}/requests", sync_to_thread=True, include_in_schema=False)
@@ -139,6 +168,7 @@ def requests(
     care = care_of(request)
     zone = zone_of(request, who.principal)
     names = service_names(request, who.principal)
+    recorded = _visits_recorded(request, who)
     mine = sorted(
         (r for r in care.list_requests(who.principal, None) if r.elder_id == member_id),
         key=lambda r: r.window_start,
@@ -150,7 +180,8 @@ def requests(
             service_name(request, names.get(r.service_type_id)),
             when_words(request, zone, r.window_start, r.window_end),
             translate(request, STATES[r.status]),
-            r.status in (RequestStatus.OPEN, RequestStatus.ASSIGNED),
+            r.status in (RequestStatus.OPEN, RequestStatus.ASSIGNED) and r.id not in recorded,
+            _reason(request, r),
         )
         for r in mine[:50]
     ]
@@ -178,6 +209,8 @@ def _cancel_context(
         "service": service_name(request, names.get(item.service_type_id)),
         "when": when_words(request, zone, item.window_start, item.window_end),
         "reasons": REASONS,
+        "recorded": item.id in _visits_recorded(request, who),
+        "visit_recorded": VISIT_RECORDED,
         "once": new_once_key(),
     }
 
@@ -216,6 +249,9 @@ def cancel(
         words = dict(REASONS).get(data.get("reason", ""))
         if words is None:
             raise InvalidInput(N_("choose a reason"), field="reason")
+        if context["recorded"]:  # the service's refusal is in staff's words
+            recorded = translate(request, VISIT_RECORDED)
+            raise WrongState(recorded, zh=recorded)
         care_of(request).cancel(who.principal, request_id, translate(request, words))
         return Redirect(f"/elder/{member_id}/requests?cancelled=1", status_code=303)
 
@@ -226,6 +262,25 @@ def cancel(
 
 
 # ---------------------------------------------------------------- stored time
+
+
+# Her history in words of its own where the ledger's kinds read alike (a redemption and a
+# partner exchange are both 兑换) or say nothing of the minutes (a hold).
+KINDS = {
+    "redemption": N_("Paid for a service"),
+    "exchange": N_("Exchanged on a partner platform"),
+    "reserve": N_("Held for a request"),
+    "release": N_("Hold given back"),
+}
+HOLDS = ("reserve", "release")
+
+
+def _amount(request: Request[Any, Any, State], item: HistoryItem) -> str:
+    """What an entry did to her stored time: + or − what it moved, a hold what it holds."""
+    if item.kind in HOLDS:
+        return time_words(request, item.held)
+    sign = "+" if item.minutes > 0 else "−" if item.minutes < 0 else ""
+    return sign + time_words(request, item.minutes)
 
 
 def _local(stamp: str, zone: ZoneInfo) -> str:
@@ -246,8 +301,8 @@ def stored_time(request: Request[Any, Any, State], member_id: MemberId) -> Respo
     zone = zone_of(request, who.principal)
     history = [
         {
-            "amount": hours_text(request, item.minutes),
-            "kind": item.kind,
+            "amount": _amount(request, item),
+            "kind": KINDS.get(item.kind, item.kind),
             "service": service_name(request, codes.get(item.service)) if item.service else None,
             "time": _local(item.time, zone),
         }

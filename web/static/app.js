@@ -18,3 +18,35 @@ if ("serviceWorker" in navigator && window.isSecureContext) {
 if (window.caches && document.querySelector('form[action="/login"]')) {
   caches.delete("timebank-pages-v1").catch(function () { /* nothing cached */ });
 }
+
+// The elder's ask form: while today is the day, a part of today that is over cannot be chosen
+// (the server refuses it too), and her choices stay in the address, so that a header button
+// (text size, language) comes back to them.
+(function () {
+  "use strict";
+  var form = document.querySelector("form[data-ask-choices]");
+  if (!form) { return; }
+  var next = document.querySelector('form.prefs input[name="next"]');
+  function update() {
+    var today = form.querySelector('input[name="day"][data-today]');
+    var overToday = form.querySelectorAll('input[name="part"][data-over-today]');
+    Array.prototype.forEach.call(overToday, function (part) {
+      part.disabled = Boolean(today && today.checked);
+      if (part.disabled) { part.checked = false; }
+    });
+    if (!form.querySelector('input[name="part"]:checked')) {
+      var first = form.querySelector('input[name="part"]:not(:disabled)');
+      if (first) { first.checked = true; }
+    }
+    var query = new URLSearchParams();
+    ["day", "part", "minutes", "pay"].forEach(function (name) {
+      var chosen = form.querySelector('input[name="' + name + '"]:checked');
+      if (chosen) { query.set(name, chosen.value); }
+    });
+    var here = location.pathname + "?" + query.toString();
+    history.replaceState(null, "", here);
+    if (next) { next.value = here; }
+  }
+  form.addEventListener("change", update);
+  update();
+}());
