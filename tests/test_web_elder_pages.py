@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from tests.accounts_world import World
+from tests.accounts_world import PASSWORD, World, person
 from tests.test_web_volunteer_pages import as_browser, form_post
 from tests.test_workflow import (
     log_record,
@@ -319,3 +319,33 @@ def test_a_family_cancels_only_their_elders_requests_and_learns_nothing_of_other
         api_post(w, f"/v1/requests/{again['id']}/cancel", "family-a", {"reason": "x"}).status_code
         == 200
     )
+
+
+def test_on_an_elders_pages_the_call_bar_dials_the_centre_serving_her(world: World) -> None:  # noqa: F811
+    """A son in one centre acts for his mother served by another: on her pages (home, asking,
+    her statement) "call the centre" dials hers, on his own pages his."""
+    w = world
+    admin = w.accounts.principal_for_user(w.ids["b1-admin"])
+    his = w.accounts.create_org(admin, "鼓楼服务中心", "community_centre", "025-8321 0000")
+    hers = w.accounts.create_org(admin, "安康养老服务站", "service_station", "025-8321 0001")
+    w.accounts.register_member(
+        admin,
+        his.id,
+        person("钱大伟", "13800002020"),
+        volunteer=True,
+        elder=False,
+        username="son-x",
+        password=PASSWORD,
+    )
+    mother = w.accounts.register_member(
+        admin, hers.id, person("钱老太", "13800003030"), volunteer=False, elder=True
+    ).member.id
+    w.accounts.grant_proxy(admin, mother, "son-x")
+    page = as_browser(w, "son-x")
+    for path in (f"/elder/{mother}", f"/elder/{mother}/ask", f"/documents/{mother}/statement"):
+        shown = page.get(path)
+        assert shown.status_code == 200, path
+        assert 'href="tel:025-83210001"' in shown.text and "83210000" not in shown.text, path
+    own = page.get("/account")
+    assert own.status_code == 200
+    assert 'href="tel:025-83210000"' in own.text

@@ -100,10 +100,14 @@ def certificate_page(
             raise
         issued = service.certificate(principal, member_id, None, None)
         context = certificate_context(request, issued, action, "/documents")
-        return refusal(request, exc, "volunteer/certificate.html", principal, **context)
+        return refusal(
+            request, exc, "volunteer/certificate.html", principal, about=issued.member_id, **context
+        )
     request.scope["state"][ON_BEHALF_STATE_KEY] = issued.member_id
     context = certificate_context(request, issued, action, "/documents")
-    return render(request, "volunteer/certificate.html", principal, **context)
+    return render(
+        request, "volunteer/certificate.html", principal, about=issued.member_id, **context
+    )
 
 
 @get("/documents/{member_id:str}/statement", sync_to_thread=True, include_in_schema=False)
@@ -126,10 +130,12 @@ def statement_page(
             raise
         issued = service.statement(principal, member_id, None, None)
         context = _statement_context(_, issued)
-        return refusal(request, exc, "documents/statement.html", principal, **context)
+        return refusal(
+            request, exc, "documents/statement.html", principal, about=issued.member_id, **context
+        )
     request.scope["state"][ON_BEHALF_STATE_KEY] = issued.member_id
     context = _statement_context(_, issued)
-    return render(request, "documents/statement.html", principal, **context)
+    return render(request, "documents/statement.html", principal, about=issued.member_id, **context)
 
 
 def _statement_context(_: Any, issued: SignedDocument) -> dict[str, Any]:
