@@ -181,8 +181,14 @@ def test_a_code_from_the_page_confirms_the_volunteers_record(world: World) -> No
     base = f"/elder/{w.ids['elder-a']}"
     shown = form_post(page, f"{base}/code", f"{base}/confirm")
     assert shown.status_code == 200, shown.text
-    digits = shown.text.split('id="code" aria-label="')[1].split('"')[0].replace(" ", "")
-    assert len(digits) == 6 and digits.isdigit()
+    # A screen reader reads the code digit by digit, not as two numbers (251 662), and the
+    # paragraph carries no aria-label (not allowed on a <p>; axe's aria-prohibited-attr).
+    code = re.search(r'<p class="code" id="code">(.*?)</p>', shown.text)
+    assert code and "aria-label" not in code.group(0)
+    spoken = re.search(r'<span class="sr-only" id="code-spoken">([\d ]+)</span>', code.group(1))
+    assert spoken and re.fullmatch(r"\d( \d){5}", spoken.group(1))
+    assert 'aria-hidden="true">' + spoken.group(1).replace(" ", "")[:3] in code.group(1)
+    digits = spoken.group(1).replace(" ", "")
     volunteer = as_browser(w, "vol-a")
     entered = form_post(
         volunteer, f"/volunteer/records/{record['id']}/code", "/volunteer", confirmation_code=digits
