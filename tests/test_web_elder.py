@@ -7,6 +7,7 @@ violations), 7:1 contrast (axe's enhanced-contrast rule) and the 长辈版 numbe
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -386,7 +387,8 @@ def test_the_call_bar_never_hides_the_focused_element_nor_a_refusal(
     """On a 360 × 740 phone at the smallest and the largest text size (WCAG 2.4.11): each
     element of each of her pages that takes keyboard focus is on screen and not under the call
     bar; a refused tap (cancelling a request cancelled meanwhile) takes focus to the refusal,
-    shown on screen, not under the bar; the centre's number is never broken over lines."""
+    shown on screen, not under the bar; the centre's number is never broken over lines; the
+    code to read out is read digit by digit."""
     elder_id = member_id(server, "elder")
     elder = Api(server, "elder")
     later = datetime.now(UTC) + timedelta(days=2)
@@ -408,6 +410,9 @@ def test_the_call_bar_never_hides_the_focused_element_nor_a_refusal(
                 found[f"focus {shown} size={size}"] = hidden
             if page.evaluate(NUMBER_LINES) != 1:
                 found[f"number {shown} size={size}"] = page.evaluate(NUMBER_LINES)
+            if shown.endswith("/code"):  # read digit by digit, no aria-label on a paragraph
+                assert page.locator("#code[aria-label]").count() == 0
+                assert re.fullmatch(r"\d( \d){5}", page.inner_text("#code-spoken"))
         asked = elder.post("/v1/requests", meal, status=201)
         page.goto(f"/elder/{elder_id}/requests/{asked['id']}/cancel")
         elder.post(f"/v1/requests/{asked['id']}/cancel", {"reason": "time"})
