@@ -6,12 +6,14 @@ The PDF carries the signed JSON as an attached file (``web.document_pdf``), so
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from litestar import Controller, Request, Response, get
 from litestar.datastructures import State
 from litestar.openapi import ResponseSpec
 
 from api.accounts_routes import AUTH, Id
+from api.care_routes import care
 from api.partner_routes import From, Handle, NameShownParam, Nickname, P, To, documents
 from api.problems import language
 from api.schemas import problems
@@ -26,11 +28,13 @@ PDF_RESPONSES: dict[int, ResponseSpec] = {
 
 
 def pdf_response(request: Request[Any, Any, Any], signed: SignedDocument) -> Response[bytes]:
-    """The PDF in the caller's language (the web app's toggle, else Accept-Language)."""
+    """The PDF in the caller's language (the web app's toggle, else Accept-Language), its times
+    in the bank's time zone as on the web pages."""
     request.scope["state"][ON_BEHALF_STATE_KEY] = signed.member_id
     kind = "certificate" if signed.document["format"].endswith("certificate/v1") else "statement"
+    zone = ZoneInfo(care(request.app.state).policy(signed.document["bank"]["id"]).timezone)
     return Response(
-        document_pdf(signed.document, language(request)),
+        document_pdf(signed.document, language(request), zone),
         media_type=PDF,
         headers={
             "content-disposition": f'attachment; filename="timebank-{kind}.pdf"',

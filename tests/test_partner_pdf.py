@@ -6,6 +6,7 @@ family proxy issue the elder's documents and refuse anyone else."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import json
@@ -14,8 +15,10 @@ import shutil
 import subprocess
 import zlib
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -30,6 +33,7 @@ from tests.web_helpers import browser_login
 from web.document_pdf import document_bytes, document_pdf
 
 PDF = "application/pdf"
+SHANGHAI = ZoneInfo("Asia/Shanghai")  # the policy's time zone, by default
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -120,9 +124,9 @@ def test_the_certificate_pdf_reads_in_both_languages_and_carries_the_signed_json
 def test_the_same_document_gives_the_same_bytes(world: World) -> None:
     w = world
     document = _ok(w.client.get(f"/v1/members/{w.ids['vol-b']}/statement", headers=w.as_("vol-b")))
-    first = document_pdf(document, "zh-CN")
-    assert first == document_pdf(copy.deepcopy(document), "zh-CN")
-    assert first != document_pdf(document, "en")
+    first = document_pdf(document, "zh-CN", SHANGHAI)
+    assert first == document_pdf(copy.deepcopy(document), "zh-CN", SHANGHAI)
+    assert first != document_pdf(document, "en", SHANGHAI)
     assert read_attachment(first).data == document_bytes(document)
 
 
@@ -140,7 +144,7 @@ def test_the_statement_pdf_lists_the_entries(world: World, tmp_path: Path) -> No
     assert "Signed statement" in en and "deposit" in en and "0 h 40 min" in en, en
     key, policy = _keys(w)
     for language in ("zh-CN", "en"):  # the page shows what the attachment says
-        report = verify_pdf(document_pdf(statement, language), key, policy)
+        report = verify_pdf(document_pdf(statement, language, SHANGHAI), key, policy)
         assert report.ok, [f"{p.where}: {p.message}" for p in report.problems]
     long_name = "长" * 20  # a nickname wraps on the page and still matches
     cert = _ok(
@@ -149,7 +153,7 @@ def test_the_statement_pdf_lists_the_entries(world: World, tmp_path: Path) -> No
             headers=w.as_("vol-b"),
         )
     )
-    report = verify_pdf(document_pdf(cert, "zh-CN"), key, policy)
+    report = verify_pdf(document_pdf(cert, "zh-CN", SHANGHAI), key, policy)
     assert report.ok, [f"{p.where}: {p.message}" for p in report.problems]
     # a period with nothing in it still prints, and still verifies
     empty = _pdf(w, f"{path}?from=2020-01-01&to=2020-01-31", "vol-b")
@@ -168,7 +172,7 @@ def test_the_audit_names_what_is_wrong_with_a_pdf(
     # the attached JSON changed (and the PDF rebuilt around it): the bank's signature fails
     changed = copy.deepcopy(document)
     changed["service"]["cumulative_hours"] = "99.00"
-    path.write_bytes(document_pdf(changed, "en"))
+    path.write_bytes(document_pdf(changed, "en", SHANGHAI))
     code, out = _audit(w, path, capsys)
     assert code == 1 and "signature: does not verify" in out, out
 
@@ -309,3 +313,52 @@ def test_a_family_proxy_issues_the_elders_documents_on_the_web(world: World) -> 
     )
     statuses = [e["status"] for e in events if e["action"].endswith("/certificate")]
     assert 200 in statuses and 404 in statuses, events
+
+
+def _local(value: str) -> str:
+    return f"{datetime.fromisoformat(value).astimezone(SHANGHAI):%Y-%m-%d %H:%M}"
+
+
+def _downloaded(page: str, link: str) -> Any:
+    """The signed JSON a page offers as a download (a data: URL)."""
+    found = re.search(rf'id="{link}" href="data:application/json;base64,([^"]+)"', page)
+    assert found is not None, page
+    return json.loads(base64.b64decode(found.group(1)))
+
+
+def test_statements_and_certificates_read_in_the_banks_local_time(
+    world: World, tmp_path: Path
+) -> None:
+    """As her other pages (and the bank's policy): issued at and each entry's time in the bank's
+    time zone, on the page and in the PDF, not UTC; the entries counted in the table's caption;
+    whose statement in words (本人, the elder's masked name), not the ledger account's id."""
+    w = world
+    member = w.ids["vol-b"]
+    try:
+        page = _web(w, "vol-b", f"/documents/{member}/statement")
+        assert page.status_code == 200
+        document = _downloaded(page.text, "statement-download")
+        assert document["entries"]
+        issued = f"{_local(document['issued_at'])} (UTC+08:00)"
+        assert f'id="statement-issued">{issued} · ' in page.text
+        for entry in document["entries"]:
+            assert f"<td>{_local(entry['time'])}</td>" in page.text, entry
+        assert "UTC ·" not in page.text and "(UTC)" not in page.text
+        assert f"明细（共 {document['totals']['entries']} 条）" in page.text
+        assert 'id="statement-account">我自己<' in page.text
+        assert w.ids["vol-b-account"] not in page.text
+        certificate = w.client.get(f"/documents/{member}/certificate")
+        signed = _downloaded(certificate.text, "cert-download")
+        assert f'id="cert-issued">{_local(signed["issued_at"])} (UTC+08:00) · ' in certificate.text
+        elders = _web(w, "family-a", f"/documents/{w.ids['elder-a']}/statement")
+        assert 'id="statement-account">王*英<' in elders.text
+        assert w.ids["elder-a-account"] not in elders.text
+    finally:
+        w.client.cookies.clear()
+    pdf = _pdf(w, f"/v1/members/{member}/statement.pdf", "vol-b", "zh-CN")
+    text = _text(pdf, tmp_path)
+    printed = json.loads(read_attachment(pdf).data)
+    assert f"{_local(printed['issued_at'])} (UTC+08:00)" in text, text
+    for entry in printed["entries"]:
+        assert _local(entry["time"]) in text, (entry, text)
+    assert "(UTC)" not in text and " UTC\n" not in text

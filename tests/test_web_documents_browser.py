@@ -171,6 +171,12 @@ def test_in_elder_mode_the_documents_meet_the_elder_numbers(
                     found[f"sideways {where}"] = page.evaluate(
                         "document.documentElement.scrollWidth"
                     )
+                if wide := page.evaluate(WIDER_THAN_THE_PHONE):
+                    found[f"wider than the phone {where}"] = wide
+                if squeezed := page.evaluate(SQUEEZED_ENTRIES):
+                    found[f"entries squeezed {where}"] = squeezed
+                if cut := page.evaluate(CUT_DATES):
+                    found[f"dates cut {where}"] = cut
             page.goto(mother.replace("/certificate", "/statement"))
             page.emulate_media(media="print")  # on paper, the entries as dense as before
             assert page.evaluate(ENTRY_TEXT) == pytest.approx(0.9)
@@ -190,3 +196,28 @@ def test_in_elder_mode_the_documents_meet_the_elder_numbers(
 
 ENTRY_TEXT = """() => parseFloat(getComputedStyle(document.querySelector('table.lines td')).fontSize)
   / parseFloat(getComputedStyle(document.documentElement).fontSize)"""  # in rem
+
+# Inside the page, not only the page itself: a table scrolling sideways in its box (zh 337 px in
+# 312, en 595) is as hard for her to read as a page that does.
+WIDER_THAN_THE_PHONE = """() => {
+  const edge = document.querySelector('main').getBoundingClientRect().right;
+  return [...document.querySelectorAll('main *')]
+    .filter(e => e.getBoundingClientRect().width > 1 && e.getBoundingClientRect().right > edge + 0.5)
+    .map(e => e.tagName + ' ' + Math.round(e.getBoundingClientRect().right)).slice(0, 5);
+}"""
+# An entry's part broken more than twice ("4 小时 12 分钟" one character a line).
+SQUEEZED_ENTRIES = """() => [...document.querySelectorAll('table.lines td')]
+  .filter(td => td.getBoundingClientRect().height > 2.5 * parseFloat(getComputedStyle(td).lineHeight))
+  .map(td => td.innerText).slice(0, 5)"""
+# A date field narrower than its date as shown, the calendar button and its padding ("06/05/202").
+CUT_DATES = """() => [...document.querySelectorAll('input[type=date]')].filter(i => {
+  const s = getComputedStyle(i), pen = document.createElement('canvas').getContext('2d');
+  pen.font = `${s.fontWeight} ${s.fontSize} ${s.fontFamily}`;
+  const [y, m, d] = i.value.split('-').map(Number);
+  const shown = new Date(y, m - 1, d).toLocaleDateString(navigator.language,
+    {year: 'numeric', month: '2-digit', day: '2-digit'});
+  const need = pen.measureText(shown).width + 1.5 * parseFloat(s.fontSize)
+    + parseFloat(s.paddingLeft) + parseFloat(s.paddingRight)
+    + parseFloat(s.borderLeftWidth) + parseFloat(s.borderRightWidth);
+  return i.getBoundingClientRect().width < need;
+}).map(i => i.name + ' ' + i.value)"""

@@ -7,6 +7,7 @@ violations), 7:1 contrast (axe's enhanced-contrast rule) and the 长辈版 numbe
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -383,5 +384,82 @@ def test_every_elder_page_passes_axe_and_the_elder_numbers(
                 found[f"icons without words {where}"] = numbers["bare"]
             assert page.locator("footer.call a[href^='tel:']").count() == 1
         assert watch.foreign == [] and watch.csp == []
+        context.close()
+    assert found == {}, json.dumps(found, ensure_ascii=False, indent=1)
+
+
+# Where the focused element (or the given one) stands against the call bar and the screen:
+# covered when the bar is fixed and overlaps it, outside when it is not wholly on screen.
+STANDING = """(target) => {
+  const e = target || document.activeElement;
+  if (!e || e === document.body) return null;
+  const r = e.getBoundingClientRect();
+  const bar = document.querySelector('footer.call');
+  const fixed = bar && getComputedStyle(bar).position === 'fixed' && !bar.contains(e);
+  const b = fixed ? bar.getBoundingClientRect() : null;
+  return {element: e.outerHTML.slice(0, 80), covered: !!b && r.bottom > b.top && r.top < b.bottom,
+    outside: r.top < 0 || r.bottom > innerHeight};
+}"""
+NUMBER_LINES = "document.querySelector('footer.call .num').getClientRects().length"
+
+
+def hidden_by_the_call_bar(page: Page) -> list[dict[str, Any]]:
+    """Tab through the page from its top: every element that takes focus, where it stands."""
+    found = []
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    page.evaluate("window.scrollTo(0, 0)")
+    for _ in range(60):
+        page.keyboard.press("Tab")
+        standing = page.evaluate(STANDING)
+        if standing is None:
+            break
+        if standing["covered"] or standing["outside"]:
+            found.append(standing)
+    return found
+
+
+@pytest.mark.parametrize("lang", ["zh-CN", "en"])
+def test_the_call_bar_never_hides_the_focused_element_nor_a_refusal(
+    server: DemoServer, browser: Browser, lang: str
+) -> None:
+    """On a 360 × 740 phone at the smallest and the largest text size (WCAG 2.4.11): each
+    element of each of her pages that takes keyboard focus is on screen and not under the call
+    bar; a refused tap (cancelling a request cancelled meanwhile) takes focus to the refusal,
+    shown on screen, not under the bar; the centre's number is never broken over lines; the
+    code to read out is read digit by digit."""
+    elder_id = member_id(server, "elder")
+    elder = Api(server, "elder")
+    later = datetime.now(UTC) + timedelta(days=2)
+    meal = {
+        "elder_id": elder_id,
+        "service_code": "meal",
+        "window_start": iso(later),
+        "window_end": iso(later + timedelta(hours=2)),
+        "minutes": 60,
+    }
+    elder.post("/v1/requests", meal, status=201)  # one to show on the cancel page
+    found: dict[str, Any] = {}
+    for size in ("1", "3"):
+        context = phone_context(browser, server, lang, tb_size=size)
+        page = context.new_page()
+        login(page, "elder", PASSWORDS["elder"])
+        for shown in elder_pages(page, server, elder_id):
+            if hidden := hidden_by_the_call_bar(page):
+                found[f"focus {shown} size={size}"] = hidden
+            if page.evaluate(NUMBER_LINES) != 1:
+                found[f"number {shown} size={size}"] = page.evaluate(NUMBER_LINES)
+            if shown.endswith("/code"):  # read digit by digit, no aria-label on a paragraph
+                assert page.locator("#code[aria-label]").count() == 0
+                assert re.fullmatch(r"\d( \d){5}", page.inner_text("#code-spoken"))
+        asked = elder.post("/v1/requests", meal, status=201)
+        page.goto(f"/elder/{elder_id}/requests/{asked['id']}/cancel")
+        elder.post(f"/v1/requests/{asked['id']}/cancel", {"reason": "time"})
+        page.click("form.stack button.primary")
+        refusal = page.locator("main [role=alert]")
+        expect(refusal).to_be_visible()
+        assert page.evaluate("document.activeElement.getAttribute('role')") == "alert"
+        standing = page.evaluate(STANDING)
+        if standing["covered"] or standing["outside"]:
+            found[f"refusal size={size}"] = standing
         context.close()
     assert found == {}, json.dumps(found, ensure_ascii=False, indent=1)

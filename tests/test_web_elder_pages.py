@@ -12,7 +12,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from tests.accounts_world import World
+from tests.accounts_world import PASSWORD, World, person
 from tests.test_web_volunteer_pages import as_browser, form_post
 from tests.test_workflow import (
     give_to_the_elder,
@@ -185,8 +185,14 @@ def test_a_code_from_the_page_confirms_the_volunteers_record(world: World) -> No
     base = f"/elder/{w.ids['elder-a']}"
     shown = form_post(page, f"{base}/code", f"{base}/confirm")
     assert shown.status_code == 200, shown.text
-    digits = shown.text.split('id="code" aria-label="')[1].split('"')[0].replace(" ", "")
-    assert len(digits) == 6 and digits.isdigit()
+    # A screen reader reads the code digit by digit, not as two numbers (251 662), and the
+    # paragraph carries no aria-label (not allowed on a <p>; axe's aria-prohibited-attr).
+    code = re.search(r'<p class="code" id="code">(.*?)</p>', shown.text)
+    assert code and "aria-label" not in code.group(0)
+    spoken = re.search(r'<span class="sr-only" id="code-spoken">([\d ]+)</span>', code.group(1))
+    assert spoken and re.fullmatch(r"\d( \d){5}", spoken.group(1))
+    assert 'aria-hidden="true">' + spoken.group(1).replace(" ", "")[:3] in code.group(1)
+    digits = spoken.group(1).replace(" ", "")
     volunteer = as_browser(w, "vol-a")
     entered = form_post(
         volunteer, f"/volunteer/records/{record['id']}/code", "/volunteer", confirmation_code=digits
@@ -473,3 +479,33 @@ def test_her_history_says_what_a_hold_holds_and_what_is_short(world: World) -> N
     short = ask(w, "elder-a", "elder-a", pay="yes", minutes="120")
     assert short.status_code == 200
     assert re.findall(r'id="after">([^<]+)<', short.text) == ["不够，还差 40 分钟"]
+
+
+def test_on_an_elders_pages_the_call_bar_dials_the_centre_serving_her(world: World) -> None:  # noqa: F811
+    """A son in one centre acts for his mother served by another: on her pages (home, asking,
+    her statement) "call the centre" dials hers, on his own pages his."""
+    w = world
+    admin = w.accounts.principal_for_user(w.ids["b1-admin"])
+    his = w.accounts.create_org(admin, "鼓楼服务中心", "community_centre", "025-8321 0000")
+    hers = w.accounts.create_org(admin, "安康养老服务站", "service_station", "025-8321 0001")
+    w.accounts.register_member(
+        admin,
+        his.id,
+        person("钱大伟", "13800002020"),
+        volunteer=True,
+        elder=False,
+        username="son-x",
+        password=PASSWORD,
+    )
+    mother = w.accounts.register_member(
+        admin, hers.id, person("钱老太", "13800003030"), volunteer=False, elder=True
+    ).member.id
+    w.accounts.grant_proxy(admin, mother, "son-x")
+    page = as_browser(w, "son-x")
+    for path in (f"/elder/{mother}", f"/elder/{mother}/ask", f"/documents/{mother}/statement"):
+        shown = page.get(path)
+        assert shown.status_code == 200, path
+        assert 'href="tel:025-83210001"' in shown.text and "83210000" not in shown.text, path
+    own = page.get("/account")
+    assert own.status_code == 200
+    assert 'href="tel:025-83210000"' in own.text

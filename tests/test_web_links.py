@@ -83,6 +83,8 @@ def test_a_proxy_approves_for_the_elder_and_revokes_on_the_page(world: World) ->
     assert _points(w, approved["handle"]) == 200
     listing = w.client.get("/links")
     assert "district platform" in listing.text and f"/links/{link}/revoke" in listing.text
+    # the button says what the page promises: 撤销立即生效 … 撤销授权, not 吊销 (a key's word)
+    assert "撤销立即生效" in listing.text and ">撤销授权</button>" in listing.text
     revoked = post_form(w.client, f"/links/{link}/revoke", {}, "/links")
     assert revoked.status_code == 303
     assert _points(w, approved["handle"]) == 403

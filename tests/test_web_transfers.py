@@ -195,6 +195,8 @@ def test_the_volunteer_sends_time_to_his_mother_and_to_an_unknown_id(
     assert page.url.endswith(f"/transfers/{me}")  # only his own time: straight to the form
     clean(page)
     mine_shown = page.inner_text("#available")
+    label = "存储的时间：" if lang == "zh-CN" else "Stored time:"  # a Chinese colon in Chinese
+    assert f"{label} {mine_shown}" in page.inner_text("main")
     # a refusal next to its field: no minutes
     fill(page, mother, 0)
     assert page.locator("#error-minutes").count() == 1

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from audit.statement import CERTIFICATE
 from partners.pdf import A4, Attachment, Page, pdf_date, render, text_width, wrap
@@ -44,6 +46,20 @@ def document_bytes(document: dict[str, Any]) -> bytes:
 def file_name(document: dict[str, Any]) -> str:
     kind = "certificate" if document.get("format") == CERTIFICATE else "statement"
     return f"timebank-{kind}.json"
+
+
+def local_time(value: str, zone: ZoneInfo) -> str:
+    """A document's UTC time (RFC 3339) in the bank's time zone, to the minute: the time the
+    member sees on her other pages."""
+    return f"{datetime.fromisoformat(value).astimezone(zone):%Y-%m-%d %H:%M}"
+
+
+def issued_text(document: dict[str, Any], zone: ZoneInfo) -> str:
+    """When the document was issued, local, with the zone's offset for whoever reads it
+    elsewhere (the entries' times are in the same zone)."""
+    moment = datetime.fromisoformat(str(document["issued_at"])).astimezone(zone)
+    offset = f"{moment:%z}"
+    return f"{moment:%Y-%m-%d %H:%M} (UTC{offset[:3]}:{offset[3:]})"
 
 
 def minutes_text(_: Gettext, minutes: int) -> str:
@@ -114,15 +130,16 @@ class _Layout:
             page.text(RIGHT - text_width(mark, 8), BOTTOM - 30, mark, 8, gray=0.4)
 
 
-def _common(_: Gettext, layout: _Layout, document: dict[str, Any], right: float) -> None:
+def _common(
+    _: Gettext, layout: _Layout, document: dict[str, Any], zone: ZoneInfo, right: float
+) -> None:
     period = document["period"]
     layout.field(_("Period"), f"{period['from']} – {period['to']}", right)
-    issued = str(document["issued_at"])[:16].replace("T", " ")
-    layout.field(_("Issued"), f"{issued} UTC", right)
+    layout.field(_("Issued"), issued_text(document, zone), right)
     layout.field(_("Account"), str(document["account"]), right)
 
 
-def certificate_pdf(document: dict[str, Any], language: str) -> bytes:
+def certificate_pdf(document: dict[str, Any], language: str, zone: ZoneInfo) -> bytes:
     """A service certificate (志愿服务证明) as PDF: name, organisation, verified hours, star."""
     _ = gettext_for(language)
     layout = _Layout(_)
@@ -139,21 +156,21 @@ def certificate_pdf(document: dict[str, Any], language: str) -> bytes:
     if service["star_level"] is not None:
         level = service["star_level"]
         layout.field(_("Star level"), _(STAR_WORDS[level - 1]) if level else _("No star yet"))
-    _common(_, layout, document, beside if layout.y > top - QR_SIDE - 40 else RIGHT)
+    _common(_, layout, document, zone, beside if layout.y > top - QR_SIDE - 40 else RIGHT)
     data = document_bytes(document)
     layout.proof(document, data, top)
     layout.footer(document, data)
     return _render(layout, document, data, language, _("Service certificate"))
 
 
-def statement_pdf(document: dict[str, Any], language: str) -> bytes:
+def statement_pdf(document: dict[str, Any], language: str, zone: ZoneInfo) -> bytes:
     """A signed statement as PDF: the totals, then every entry with its time and minutes."""
     _ = gettext_for(language)
     layout = _Layout(_)
     layout.heading(_("Signed statement"), document["bank"]["name"])
     top = layout.y + 12
     beside = RIGHT - QR_SIDE - 16
-    _common(_, layout, document, beside)
+    _common(_, layout, document, zone, beside)
     totals = document["totals"]
     layout.field(_("Entries"), str(totals["entries"]), beside)
     layout.field(_("Credited"), minutes_text(_, totals["credited"]), beside)
@@ -161,7 +178,7 @@ def statement_pdf(document: dict[str, Any], language: str) -> bytes:
     layout.field(_("Net"), minutes_text(_, totals["net"]), beside)
     layout.y = min(layout.y, top - QR_SIDE - 40)
     columns = (LEFT, LEFT + 70, LEFT + 220, RIGHT - 90)
-    header = ("#", _("When") + " (UTC)", _("Kind"), _("Minutes"))
+    header = ("#", _("When"), _("Kind"), _("Minutes"))
 
     def table_head() -> None:
         for x, word in zip(columns, header, strict=True):
@@ -177,7 +194,7 @@ def statement_pdf(document: dict[str, Any], language: str) -> bytes:
             table_head()
         cells = (
             str(entry["seq"]),
-            str(entry["time"])[:16].replace("T", " "),
+            local_time(str(entry["time"]), zone),
             _(str(entry["kind"])),
             minutes_text(_, int(entry["minutes"])),
         )
@@ -204,7 +221,8 @@ def _render(
     return render(layout.pages, attachment, title, language)
 
 
-def document_pdf(document: dict[str, Any], language: str) -> bytes:
+def document_pdf(document: dict[str, Any], language: str, zone: ZoneInfo) -> bytes:
+    """The PDF of a statement or certificate, its times in ``zone`` (the bank's policy)."""
     if document.get("format") == CERTIFICATE:
-        return certificate_pdf(document, language)
-    return statement_pdf(document, language)
+        return certificate_pdf(document, language, zone)
+    return statement_pdf(document, language, zone)

@@ -9,6 +9,7 @@ import base64
 import hashlib
 from typing import Annotated, Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 import segno
 from litestar import Request, Response, get
@@ -16,8 +17,17 @@ from litestar.datastructures import State
 from litestar.params import PathParameter, QueryParameter
 
 from accounts.errors import AccountsError
+from accounts.model import Principal
+from care.service import CareService
 from partners.statements import SignedDocument, SignedDocuments
-from web.document_pdf import STAR_WORDS, document_bytes, file_name, minutes_text
+from web.document_pdf import (
+    STAR_WORDS,
+    document_bytes,
+    file_name,
+    issued_text,
+    local_time,
+    minutes_text,
+)
 from web.i18n import gettext_for
 from web.links import who_may_decide
 from web.pages import language_of, refusal, render, to_login
@@ -34,12 +44,20 @@ def documents_of(request: Request[Any, Any, State]) -> SignedDocuments:
     return service
 
 
-def signed_context(document: dict[str, Any]) -> dict[str, Any]:
-    """What every document page shows: its SHA-256 as a QR code and the JSON to download."""
+def zone_of_document(request: Request[Any, Any, State], document: dict[str, Any]) -> ZoneInfo:
+    """The issuing bank's time zone (its policy): the times the member sees on her other pages."""
+    care: CareService = request.app.state.care
+    return ZoneInfo(care.policy(document["bank"]["id"]).timezone)
+
+
+def signed_context(document: dict[str, Any], zone: ZoneInfo) -> dict[str, Any]:
+    """What every document page shows: when it was issued (local), its SHA-256 as a QR code
+    and the JSON to download."""
     data = document_bytes(document)
     digest = hashlib.sha256(data).hexdigest()
     return {
         "doc": document,
+        "issued": issued_text(document, zone),
         "digest": digest,
         "qr": segno.make(f"sha256:{digest}", error="m", micro=False).svg_inline(
             scale=3, dark="#000", light="#fff", omitsize=True
@@ -60,7 +78,7 @@ def certificate_context(
         query["nickname"] = member["name"]
     _ = gettext_for(language_of(request))
     return {
-        **signed_context(document),
+        **signed_context(document, zone_of_document(request, document)),
         "name_choice": member["name_shown"],
         "hours": minutes_text(_, service["cumulative_minutes"]),
         "star": STAR_WORDS[service["star_level"] - 1] if service["star_level"] else None,
@@ -100,10 +118,14 @@ def certificate_page(
             raise
         issued = service.certificate(principal, member_id, None, None)
         context = certificate_context(request, issued, action, "/documents")
-        return refusal(request, exc, "volunteer/certificate.html", principal, **context)
+        return refusal(
+            request, exc, "volunteer/certificate.html", principal, about=issued.member_id, **context
+        )
     request.scope["state"][ON_BEHALF_STATE_KEY] = issued.member_id
     context = certificate_context(request, issued, action, "/documents")
-    return render(request, "volunteer/certificate.html", principal, **context)
+    return render(
+        request, "volunteer/certificate.html", principal, about=issued.member_id, **context
+    )
 
 
 @get("/documents/{member_id:str}/statement", sync_to_thread=True, include_in_schema=False)
@@ -118,32 +140,42 @@ def statement_page(
     if principal is None:
         return to_login(request)
     service = documents_of(request)
-    _ = gettext_for(language_of(request))
     try:
         issued = service.statement(principal, member_id, start or None, end or None)
     except AccountsError as exc:
         if exc.field not in ("from", "to"):
             raise
         issued = service.statement(principal, member_id, None, None)
-        context = _statement_context(_, issued)
-        return refusal(request, exc, "documents/statement.html", principal, **context)
+        context = _statement_context(request, principal, issued)
+        return refusal(
+            request, exc, "documents/statement.html", principal, about=issued.member_id, **context
+        )
     request.scope["state"][ON_BEHALF_STATE_KEY] = issued.member_id
-    context = _statement_context(_, issued)
-    return render(request, "documents/statement.html", principal, **context)
+    context = _statement_context(request, principal, issued)
+    return render(request, "documents/statement.html", principal, about=issued.member_id, **context)
 
 
-def _statement_context(_: Any, issued: SignedDocument) -> dict[str, Any]:
+def _statement_context(
+    request: Request[Any, Any, State], principal: Principal, issued: SignedDocument
+) -> dict[str, Any]:
+    """The statement as the caller reads it: whose (本人 or the elder's masked name, not the
+    ledger account's id, which only the downloaded file needs), times in the bank's zone."""
+    _ = gettext_for(language_of(request))
     document = issued.document
     period = document["period"]
     query = urlencode({"from": period["from"], "to": period["to"]})
+    zone = zone_of_document(request, document)
+    whose = dict(who_may_decide(request, principal)).get(issued.member_id)
     return {
-        **signed_context(document),
+        **signed_context(document, zone),
         "member_id": issued.member_id,
+        "whose": whose or document["account"],
+        "entries": document["totals"]["entries"],
         "totals": {k: minutes_text(_, v) for k, v in document["totals"].items() if k != "entries"},
         "rows": [
             {
                 **entry,
-                "when": str(entry["time"])[:16].replace("T", " "),
+                "when": local_time(str(entry["time"]), zone),
                 "change": minutes_text(_, entry["minutes"]),
             }
             for entry in document["entries"]

@@ -47,14 +47,18 @@ def language_of(request: Request[Any, Any, Any]) -> str:
     return negotiate(request.cookies.get(LANGUAGE_COOKIE), request.headers.get("accept-language"))
 
 
-def centre_of(request: Request[Any, Any, State], principal: Principal | None) -> Centre | None:
-    """The organisation whose number the "call the centre" slot shows."""
+def centre_of(
+    request: Request[Any, Any, State], principal: Principal | None, about: str | None = None
+) -> Centre | None:
+    """The organisation whose number the "call the centre" slot shows: on a page about a member
+    (an elder her family acts for), the one serving her, else the caller's own."""
     if principal is None or principal.user_id is None:
         return None
     accounts = accounts_of(request)
     org_id = None
-    if principal.member_id is not None:
-        org_id = accounts.member(principal.member_id).org_id
+    member_id = about or principal.member_id
+    if member_id is not None:
+        org_id = accounts.member(member_id).org_id
     if org_id is None:
         org_id = next(iter(sorted(principal.orgs())), None)
     if org_id is None:
@@ -89,8 +93,11 @@ def render(
     template: str,
     principal: Principal | None = None,
     status: int = 200,
+    about: str | None = None,
     **context: Any,
 ) -> Template:
+    """A page in the caller's language and text size; ``about`` is the member the page is
+    about (checked by the caller), whose centre the call bar dials."""
     language = language_of(request)
     size = request.cookies.get(SIZE_COOKIE)
     base = {
@@ -99,7 +106,7 @@ def render(
         "size": size if size in SIZES else "1",
         "elder": wants_elder_mode(request, principal),
         "principal": principal,
-        "centre": centre_of(request, principal),
+        "centre": centre_of(request, principal, about),
         "here": request.url.path,
         "roles": Role,
     }
@@ -117,6 +124,7 @@ def refusal(
     exc: AccountsError | CareError,
     template: str,
     principal: Principal | None = None,
+    about: str | None = None,
     **context: Any,
 ) -> Template:
     """Show the form again with the service's refusal in the page's language."""
@@ -127,7 +135,14 @@ def refusal(
         _, message = describe_error(exc, language)
     status = status_of(exc)
     page = render(
-        request, template, principal, status=status, error=message, error_field=exc.field, **context
+        request,
+        template,
+        principal,
+        status=status,
+        about=about,
+        error=message,
+        error_field=exc.field,
+        **context,
     )
     if isinstance(exc, SearchThrottled):
         page.headers["Retry-After"] = str(exc.retry_after)

@@ -109,9 +109,8 @@ def transfer_page(request: Request[Any, Any, State], member_id: MemberId) -> Res
     if principal is None:
         return to_login(request)
     member = _sender(request, principal, member_id)
-    return render(
-        request, "transfers/send.html", principal, form={}, **_context(request, principal, member)
-    )
+    context = _context(request, principal, member)
+    return render(request, "transfers/send.html", principal, about=member.id, form={}, **context)
 
 
 def _checked(request: Request[Any, Any, State], data: dict[str, str]) -> tuple[Peer, str, int]:
@@ -143,6 +142,7 @@ def transfer(request: Request[Any, Any, State], member_id: MemberId, data: Form)
                 request,
                 "transfers/send.html",
                 principal,
+                about=member.id,
                 form=form,
                 confirm={
                     "peer": peer,
@@ -171,7 +171,9 @@ def transfer(request: Request[Any, Any, State], member_id: MemberId, data: Form)
         return once(request, principal, data, send, wait_seconds=15)
     except (AccountsError, CareError) as exc:
         context = _context(request, principal, member)
-        return refusal(request, exc, "transfers/send.html", principal, form=form, **context)
+        return refusal(
+            request, exc, "transfers/send.html", principal, about=member.id, form=form, **context
+        )
 
 
 @get("/transfers/{member_id:str}/{transfer_id:str}", sync_to_thread=True, include_in_schema=False)
@@ -205,6 +207,7 @@ def transfer_result(
         "transfers/result.html",
         principal,
         status=200,
+        about=member.id,
         state=status,
         reason=reason,
         out=out,

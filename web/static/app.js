@@ -8,6 +8,16 @@
   });
 }());
 
+// A page that answers with a refusal takes focus to it: scrolled into view (clear of the header
+// and the call bar) and read out, instead of the form looking unchanged under the bar.
+(function () {
+  "use strict";
+  var refusal = document.querySelector('main [role="alert"]');
+  if (!refusal || (document.activeElement && document.activeElement !== document.body)) { return; }
+  refusal.setAttribute("tabindex", "-1");
+  refusal.focus();
+}());
+
 // The app shell works offline once the service worker has been installed.
 if ("serviceWorker" in navigator && window.isSecureContext) {
   navigator.serviceWorker.register("/sw.js").catch(function () { /* pages work without it */ });
