@@ -179,7 +179,14 @@ class MemberViews(Organisations):
             member_of_row(row), personal, revealed, flags if access != "auditor" else ()
         )
 
-    def _record_access(self, principal: Principal, member_id: str, role: str, reason: str) -> None:
+    def _record_access(
+        self,
+        principal: Principal,
+        member_id: str,
+        role: str,
+        reason: str,
+        fields: str = "name phone id_number address birth_date health_notes",
+    ) -> None:
         with self.store.transaction() as tx:
             tx.insert(
                 pii_access,
@@ -188,9 +195,36 @@ class MemberViews(Organisations):
                 actor_user_id=principal.user_id or "",
                 actor_role=role,
                 member_id=member_id,
-                fields="name phone id_number address birth_date health_notes",
+                fields=fields,
                 reason=reason,
             )
+
+    def visit_place(
+        self, principal: Principal, member_id: str, assigned_request: str | None, in_full: bool
+    ) -> tuple[str | None, str | None]:
+        """The elder's masked name and address for a volunteer, for ``care`` once it checked how
+        the caller relates to the request: the volunteer it is assigned to (``assigned_request``)
+        gets her masked name, and the address ``in_full`` to find the door, each such read
+        recorded in ``pii_access`` like a reveal; anyone else gets the area (the masked address)
+        and no name."""
+        with self.store.snapshot() as tx:
+            row = tx.personal(member_id)
+        if row is None:
+            return None, None
+        address = (
+            self.protector.open(row.address_sealed, member_id, "address")
+            if row.address_sealed is not None
+            else None
+        )
+        if assigned_request is None:
+            return None, mask_address(address)
+        if not in_full:
+            return mask_name(row.name), mask_address(address)
+        if address:
+            self._record_access(
+                principal, member_id, "volunteer", f"assigned visit {assigned_request}", "address"
+            )
+        return mask_name(row.name), address
 
     def masked_names(
         self, principal: Principal, member_ids: list[str]

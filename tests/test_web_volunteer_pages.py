@@ -150,3 +150,31 @@ def test_a_visit_page_of_someone_elses_request_is_refused(world: World) -> None:
     other = as_browser(w, "vol-b")
     page = other.get(f"/volunteer/visit/{request_id}")
     assert page.status_code == 404
+
+
+def test_the_assigned_volunteer_sees_whom_and_where_and_the_read_is_recorded(world: World) -> None:  # noqa: F811
+    """Before taking a request a volunteer sees its area and length; the one it is assigned to
+    sees the elder's masked name and the full address to find her door, each read recorded
+    for her to see; another volunteer still sees only the area."""
+    w = world
+    request_id = open_request(w)
+    volunteer = as_browser(w, "vol-a")
+    browsing = volunteer.get("/volunteer").text
+    assert "南京市鼓****" in browsing
+    assert "60 分钟" in browsing
+    assert "王*英" not in browsing and "湖南路12号" not in browsing
+    form_post(volunteer, f"/volunteer/requests/{request_id}/claim", "/volunteer")
+    assigned = volunteer.get("/volunteer").text
+    assert "王*英" in assigned and "湖南路12号" not in assigned  # the list shows the area
+    page = volunteer.get(f"/volunteer/visit/{request_id}").text
+    assert "王*英" in page
+    assert "南京市鼓楼区湖南路12号" in page
+    assert "王秀英" not in page and "13800002222" not in page
+    records = w.client.get(
+        f"/v1/members/{w.ids['elder-a']}/access-records", headers=w.as_("elder-a")
+    ).json()
+    assert [(r["role"], r["fields"]) for r in records] == [("volunteer", ["address"])]
+    assert request_id in records[0]["reason"]
+    other = as_browser(w, "vol-b").get(f"/volunteer/visit/{request_id}")
+    assert other.status_code == 404
+    assert "湖南路12号" not in other.text

@@ -35,7 +35,7 @@ from web.pages import (
     render,
     to_login,
 )
-from web.session import ON_BEHALF_STATE_KEY, accounts_of, viewer
+from web.session import ON_BEHALF_STATE_KEY, viewer
 
 HISTORY_LIMIT = 50
 RequestId = Annotated[str, PathParameter(max_length=64)]
@@ -103,7 +103,8 @@ class Task:
     request: ServiceRequest
     service: str
     when: str
-    elder: str
+    elder: str | None  # masked, and only once the request is the volunteer's
+    place: str | None  # the area; the full address on the visit page of one's own request
 
 
 def _types(care: CareService, principal: Principal) -> dict[str, ServiceType]:
@@ -119,35 +120,20 @@ def _when(request: Request[Any, Any, State], start: datetime, end: datetime, zon
     return f"{day} {a:%H:%M}–{b:%H:%M}"
 
 
-def _elder_name(request: Request[Any, Any, State], principal: Principal, elder_id: str) -> str:
-    """The elder's masked name where the volunteer may see it, else a short reference."""
-    try:
-        view = accounts_of(request).get_member(principal, elder_id)
-        name = view.personal.get("name")
-        if isinstance(name, str) and name:
-            return name
-    except AccountsError:
-        pass
-    return f"…{elder_id[-4:]}"
-
-
 def _task(
     request: Request[Any, Any, State],
     principal: Principal,
     item: ServiceRequest,
     types: dict[str, ServiceType],
     zone: str,
+    in_full: bool = False,
 ) -> Task:
     kind = types.get(item.service_type_id)
     name = "?"
     if kind is not None:
         name = kind.name_zh if language_of(request) == "zh-CN" else kind.name_en
-    return Task(
-        item,
-        name,
-        _when(request, item.window_start, item.window_end, zone),
-        _elder_name(request, principal, item.elder_id),
-    )
+    elder, place = care_of(request).visit_place(principal, item.id, in_full)
+    return Task(item, name, _when(request, item.window_start, item.window_end, zone), elder, place)
 
 
 def hours_text(request: Request[Any, Any, State], minutes: int) -> str:
@@ -256,14 +242,13 @@ def _visit_context(
     item = care.get_request(principal, request_id)
     types = _types(care, principal)
     zone = care.policy(principal.bank_id).timezone
-    task = _task(request, principal, item, types, zone)
+    mine = item.volunteer_id == principal.acting_member_id and item.status is RequestStatus.ASSIGNED
     kind = types.get(item.service_type_id)
     return {
-        "task": task,
+        "task": _task(request, principal, item, types, zone, in_full=mine),
         "service_code": kind.code if kind else "",
         "zone": zone,
-        "mine": item.volunteer_id == principal.acting_member_id
-        and item.status is RequestStatus.ASSIGNED,
+        "mine": mine,
     }
 
 
