@@ -6,10 +6,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from accounts.service import PersonalInput
 from tests.accounts_world import PASSWORD, World
-from tests.test_workflow import world  # noqa: F401 - the workflow's world, with a catalogue
+from tests.test_workflow import (
+    serve_an_hour,
+    world,  # noqa: F401 - the workflow's world, with a catalogue
+)
 from tests.web_helpers import browser_login, csrf_token
 from web.security import SESSION_COOKIE
 
@@ -178,3 +182,37 @@ def test_the_assigned_volunteer_sees_whom_and_where_and_the_read_is_recorded(wor
     other = as_browser(w, "vol-b").get(f"/volunteer/visit/{request_id}")
     assert other.status_code == 404
     assert "湖南路12号" not in other.text
+
+
+def beijing(moment: datetime) -> str:
+    return f"{moment.astimezone(ZoneInfo('Asia/Shanghai')):%Y-%m-%d %H:%M}"
+
+
+def test_the_volunteers_pages_tell_time_on_the_banks_clock(world: World) -> None:  # noqa: F811
+    """Check-in, records waiting, my hours and the certificate read Beijing time, like every
+    other page, not UTC."""
+    w = world
+    serve_an_hour(w)
+    request_id = open_request(w)
+    volunteer = as_browser(w, "vol-a")
+    form_post(volunteer, f"/volunteer/requests/{request_id}/claim", "/volunteer")
+    before = datetime.now(UTC)
+    checked_in = form_post(
+        volunteer, f"/volunteer/visit/{request_id}/check-in", f"/volunteer/visit/{request_id}"
+    ).text
+    hours = volunteer.get("/volunteer/hours").text
+    certificate = volunteer.get("/volunteer/certificate").text
+    after = datetime.now(UTC)
+    arrived = iso(0.75)
+    form_post(
+        volunteer,
+        f"/volunteer/visit/{request_id}/record",
+        f"/volunteer/visit/{request_id}",
+        check_in=arrived,
+    )
+    tasks = volunteer.get("/volunteer").text
+    assert beijing(datetime.fromisoformat(arrived)) in tasks
+    for page in (checked_in, hours, certificate):
+        assert beijing(before) in page or beijing(after) in page
+    for page in (checked_in, hours, certificate, tasks):
+        assert "UTC" not in page

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 import segno
 from litestar import Request, Response, get
@@ -32,6 +34,15 @@ Day = Annotated[str | None, QueryParameter(max_length=10)]
 def documents_of(request: Request[Any, Any, State]) -> SignedDocuments:
     service: SignedDocuments = request.app.state.documents
     return service
+
+
+def bank_time(request: Request[Any, Any, State], bank_id: str, moment: datetime | str) -> str:
+    """A UTC moment (or its ISO text) as the bank's clock reads it (Beijing time for a Chinese
+    bank), the time every other page shows."""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    zone = ZoneInfo(request.app.state.care.policy(bank_id).timezone)
+    return f"{moment.astimezone(zone):%Y-%m-%d %H:%M}"
 
 
 def signed_context(document: dict[str, Any]) -> dict[str, Any]:
@@ -62,6 +73,7 @@ def certificate_context(
     return {
         **signed_context(document),
         "name_choice": member["name_shown"],
+        "issued": bank_time(request, document["bank"]["id"], document["issued_at"]),
         "hours": minutes_text(_, service["cumulative_minutes"]),
         "star": STAR_WORDS[service["star_level"] - 1] if service["star_level"] else None,
         "form_action": form_action,

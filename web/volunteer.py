@@ -24,7 +24,7 @@ from care.service import CareService
 from partners.links import PartnerLinks
 from partners.statements import SignedDocument, SignedDocuments
 from web.document_pdf import STAR_WORDS
-from web.documents import certificate_context
+from web.documents import bank_time, certificate_context
 from web.i18n import N_, gettext_for
 from web.pages import (
     Form,
@@ -183,7 +183,9 @@ def _tasks_context(request: Request[Any, Any, State], principal: Principal) -> d
         if r.elder_id != me
     ][:30]
     waiting = [
-        r for r in care.list_records(principal, RecordStatus.LOGGED.value) if r.volunteer_id == me
+        (r, bank_time(request, principal.bank_id, r.check_in))
+        for r in care.list_records(principal, RecordStatus.LOGGED.value)
+        if r.volunteer_id == me
     ]
     return {"assigned": assigned, "claimable": claimable, "waiting": waiting}
 
@@ -262,6 +264,14 @@ def _instant(text: str, field: str) -> datetime:
     return moment
 
 
+def _checked_in_at(request: Request[Any, Any, State], principal: Principal, text: str) -> str:
+    """The check-in time the form carries, on the bank's clock; as typed if it is no time."""
+    try:
+        return bank_time(request, principal.bank_id, _instant(text, "check_in"))
+    except InvalidInput:
+        return text
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -272,7 +282,10 @@ def check_in(request: Request[Any, Any, State], request_id: RequestId) -> Respon
     who = volunteer_or_page(request)
     if not isinstance(who, Principal):
         return who
-    return _visit_page(request, who, request_id, checked_in=_now())
+    now = _now()
+    return _visit_page(
+        request, who, request_id, checked_in=now, checked_in_at=bank_time(request, who.bank_id, now)
+    )
 
 
 @post("/volunteer/visit/{request_id:str}/record", sync_to_thread=True, include_in_schema=False)
@@ -304,6 +317,7 @@ def record(request: Request[Any, Any, State], request_id: RequestId, data: Form)
             "volunteer/visit.html",
             who,
             checked_in=data.get("check_in", ""),
+            checked_in_at=_checked_in_at(request, who, data.get("check_in", "")),
             **_visit_context(request, who, request_id),
         )
     return Redirect("/volunteer?done=1", status_code=303)
@@ -352,7 +366,10 @@ def hours(request: Request[Any, Any, State]) -> Response[Any]:
         star=STAR_WORDS[shown.star_level - 1] if shown.star_level else None,
         available=hours_text(request, balance.available),
         reserved=hours_text(request, balance.reserved) if balance.reserved else None,
-        history=[(item, hours_text(request, item.minutes)) for item in history],
+        history=[
+            (item, hours_text(request, item.minutes), bank_time(request, who.bank_id, item.time))
+            for item in history
+        ],
         services=_service_words(request, care, who),
     )
 
