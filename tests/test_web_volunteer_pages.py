@@ -216,3 +216,30 @@ def test_the_volunteers_pages_tell_time_on_the_banks_clock(world: World) -> None
         assert beijing(before) in page or beijing(after) in page
     for page in (checked_in, hours, certificate, tasks):
         assert "UTC" not in page
+
+
+def test_after_check_out_the_task_waits_for_the_elder_and_offers_nothing_more(world: World) -> None:  # noqa: F811
+    """A request with a logged record stays assigned until the elder confirms, but the
+    volunteer is told it is recorded: no visit to start again, nothing to give back."""
+    w = world
+    request_id = open_request(w)
+    volunteer = as_browser(w, "vol-a")
+    form_post(volunteer, f"/volunteer/requests/{request_id}/claim", "/volunteer")
+    before = volunteer.get("/volunteer").text
+    assert f'action="/volunteer/requests/{request_id}/withdraw"' in before
+    assert f'href="/volunteer/visit/{request_id}"' in before
+    assert "已记录，等待老人确认" not in before
+    logged = form_post(
+        volunteer,
+        f"/volunteer/visit/{request_id}/record",
+        f"/volunteer/visit/{request_id}",
+        check_in=iso(0.5),
+    )
+    assert logged.status_code == 303, logged.text
+    after = volunteer.get("/volunteer").text
+    assert "已记录，等待老人确认" in after
+    assert f'action="/volunteer/requests/{request_id}/withdraw"' not in after
+    assert f'href="/volunteer/visit/{request_id}"' not in after
+    visit = volunteer.get(f"/volunteer/visit/{request_id}").text
+    assert "已记录，等待老人确认" in visit
+    assert 'id="check-in-form"' not in visit and 'id="check-out-form"' not in visit

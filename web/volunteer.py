@@ -19,7 +19,7 @@ from litestar.response import Redirect, Template
 from accounts.errors import AccountsError, InvalidInput
 from accounts.model import Principal, Role
 from care.errors import CareError
-from care.model import RecordStatus, RequestStatus, ServiceRequest, ServiceType
+from care.model import RecordStatus, RequestStatus, ServiceRecord, ServiceRequest, ServiceType
 from care.service import CareService
 from partners.links import PartnerLinks
 from partners.statements import SignedDocument, SignedDocuments
@@ -182,12 +182,24 @@ def _tasks_context(request: Request[Any, Any, State], principal: Principal) -> d
         for r in care.list_requests(principal, RequestStatus.OPEN.value)
         if r.elder_id != me
     ][:30]
-    waiting = [
-        (r, bank_time(request, principal.bank_id, r.check_in))
+    logged = _logged_records(care, principal)
+    waiting = [(r, bank_time(request, principal.bank_id, r.check_in)) for r in logged]
+    return {
+        "assigned": assigned,
+        "claimable": claimable,
+        "waiting": waiting,
+        "recorded": {r.request_id for r in logged},
+    }
+
+
+def _logged_records(care: CareService, principal: Principal) -> list[ServiceRecord]:
+    """The volunteer's records waiting for the served side: their requests stay assigned
+    until confirmed, but there is nothing left to do there but wait (or enter the code)."""
+    return [
+        r
         for r in care.list_records(principal, RecordStatus.LOGGED.value)
-        if r.volunteer_id == me
+        if r.volunteer_id == principal.acting_member_id
     ]
-    return {"assigned": assigned, "claimable": claimable, "waiting": waiting}
 
 
 @post("/volunteer/requests/{request_id:str}/claim", sync_to_thread=True, include_in_schema=False)
@@ -251,6 +263,8 @@ def _visit_context(
         "service_code": kind.code if kind else "",
         "zone": zone,
         "mine": mine,
+        "recorded": mine
+        and any(r.request_id == request_id for r in _logged_records(care, principal)),
     }
 
 
