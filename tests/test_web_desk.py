@@ -374,14 +374,19 @@ def test_confirm_for_the_elder_then_another_staff_verifies_after_step_up(world: 
     assert refused.status_code == 422
     assert "不能" in refused.text
 
-    # Another staff member: without a second factor the page asks for the code first.
+    # Another staff member: an administrator with no second factor yet is told whom to ask
+    # for an enrolment code, not asked for a code they cannot have.
     other = as_browser(w, "admin-a")
     page = other.get("/desk/records").text
-    assert 'action="/desk/step-up"' in page
+    assert "您还没有绑定动态码" in page and "银行管理员" in page
+    assert 'action="/desk/step-up"' not in page
     assert f"/desk/records/{record_id}/verify" not in page
     too_soon = form_post(other, f"/desk/records/{record_id}/verify", "/desk/records")
     assert too_soon.status_code == 403
     secret, step = enrol_totp(w, "admin-a")
+    # Enrolled, the session still lacks the code: now the page asks for it.
+    page = other.get("/desk/records").text
+    assert 'action="/desk/step-up"' in page and "您还没有绑定动态码" not in page
     wrong = form_post(other, "/desk/step-up", "/desk/records", password=PASSWORD, totp="000000")
     assert wrong.status_code == 401
     stepped = form_post(
