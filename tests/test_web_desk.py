@@ -454,14 +454,25 @@ def test_people_register_reveal_flag_approve_and_proxy(world: World) -> None:  #
         f"/desk/people/{member_id}",
         reveal_reason="安排上门送餐",
     )
-    assert shown.status_code == 200 and "钱桂兰" in shown.text and "宁海路5号" in shown.text
+    # The reveal redirects to a page a reload only shows again: one reveal, one record.
+    assert shown.status_code == 303
+    full = shown.headers["location"]
+    assert full.startswith(f"/desk/people/{member_id}?revealed=")
+    for _ in range(2):
+        again = staff.get(full)
+        assert again.status_code == 200 and "钱桂兰" in again.text and "宁海路5号" in again.text
     seen = w.accounts.access_records(w.principal("b1-admin"), member_id)
     assert [(r["actor"], r["reason"]) for r in seen] == [(w.ids["staff-a"], "安排上门送餐")]
     assert [
         e.status
         for e in w.client.app.state.audit.all_events()
         if e.action == "POST /desk/people/{member_id}/reveal"
-    ] == [400, 200]
+    ] == [400, 303]
+    # The address of that page shows nothing to a colleague: they reveal for themselves.
+    colleague = as_browser(w, "admin-a").get(full)
+    assert colleague.status_code == 200
+    assert "钱*兰" in colleague.text and "宁海路5号" not in colleague.text
+    staff = as_browser(w, "staff-a")
     flagged = form_post(
         staff,
         f"/desk/people/{member_id}/flags",
