@@ -6,7 +6,9 @@ after a TOTP step-up, and the people pages register, reveal (recorded), flag and
 
 from __future__ import annotations
 
+import csv
 import html
+import io
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +21,10 @@ from accounts.errors import Forbidden, NotFound, TokenInvalid
 from accounts.model import Role
 from care.service import CareService
 from tests.accounts_world import PASSWORD, World
-from tests.test_workflow import world  # noqa: F401 - the workflow's world, with a catalogue
+from tests.test_workflow import (
+    serve_an_hour,
+    world,  # noqa: F401 - the workflow's world, with a catalogue
+)
 from tests.web_helpers import browser_login, csrf_token, shown_forms
 from web.security import SESSION_COOKIE
 
@@ -704,3 +709,27 @@ def test_a_whole_day_window_reads_as_any_time_that_day() -> None:
     assert _when(asking("zh-CN"), start, end, zone) == "12月7日 · 当天什么时间都可以"
     morning = datetime(2026, 12, 7, 1, 0, tzinfo=UTC)  # 09:00 there
     assert window_text(asking("en"), start, morning, zone) == "07 Dec 2026 00:00–09:00"
+
+
+def test_the_records_export_says_status_and_confirmation_in_the_readers_language(
+    world: World,  # noqa: F811
+) -> None:
+    """A Chinese reader's records file says 已核实 and 老人 under its Chinese headers; an English
+    one keeps the values the API writes (verified, elder)."""
+    w = world
+    served = serve_an_hour(w)
+    check_in = datetime.fromisoformat(served.record["check_in"].replace("Z", "+00:00"))
+    month = check_in.astimezone(SHANGHAI).strftime("%Y-%m")
+    path = f"/v1/exports/records.csv?month={month}"
+    chinese = api(w).get(path, headers={**w.as_("staff-a"), "Accept-Language": "zh-CN"})
+    english = api(w).get(path, headers=w.as_("staff-a"))
+    for answer in (chinese, english):
+        assert answer.status_code == 200, answer.text
+    [header, *rows] = list(csv.reader(io.StringIO(chinese.content.decode("utf-8-sig"))))
+    [row] = [r for r in rows if r[0] == served.record["id"]]
+    said = dict(zip(header, row, strict=True))
+    assert (said["状态"], said["确认方式"]) == ("已核实", "老人")
+    [header, *rows] = list(csv.reader(io.StringIO(english.content.decode("utf-8-sig"))))
+    [row] = [r for r in rows if r[0] == served.record["id"]]
+    said = dict(zip(header, row, strict=True))
+    assert (said["status"], said["confirmed as"]) == ("verified", "elder")
