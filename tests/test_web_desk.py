@@ -733,3 +733,60 @@ def test_the_records_export_says_status_and_confirmation_in_the_readers_language
     [row] = [r for r in rows if r[0] == served.record["id"]]
     said = dict(zip(header, row, strict=True))
     assert (said["status"], said["confirmed as"]) == ("verified", "elder")
+
+
+def test_an_empty_reason_is_shown_at_its_own_field_in_chinese(world: World) -> None:  # noqa: F811
+    """Rejecting a record or cancelling a request without a reason: 原因不能为空 right at that
+    form (the reject form open, the cancel form's anchor the page lands on), the field marked
+    invalid; a weak password for a new staff login marks the password field."""
+    w = world
+    request_id = ask_on_page(w)
+    staff = as_browser(w, "staff-a")
+    form_post(
+        staff, f"/desk/dispatch/{request_id}/assign", "/desk/dispatch", volunteer_id=w.ids["vol-a"]
+    )
+    record_id = served(w, request_id)
+    staff = as_browser(w, "staff-a")
+    assert (
+        f'action="/desk/records/{record_id}/reject#rec-{record_id}"'
+        in staff.get("/desk/records").text
+    )
+    empty = form_post(staff, f"/desk/records/{record_id}/reject", "/desk/records", reason="")
+    assert empty.status_code == 400
+    card = empty.text[empty.text.index(f'id="rec-{record_id}"') :]
+    said = re.search(r'<p class="error" id="error" role="alert">(.*?)</p>', card, re.S)
+    assert said and html.unescape(said.group(1)).strip() == "原因不能为空"
+    assert "<details open>" in card
+    assert (
+        f'id="reason-{record_id}" name="reason" required maxlength="500" aria-invalid="true"'
+        in card
+    )
+
+    other = ask_on_page(w)
+    staff = as_browser(w, "staff-a")
+    page = staff.get(f"/desk/dispatch/{other}").text
+    assert f'action="/desk/dispatch/{other}/cancel#cancel"' in page
+    no_reason = form_post(staff, f"/desk/dispatch/{other}/cancel", f"/desk/dispatch/{other}")
+    assert no_reason.status_code == 400
+    text = no_reason.text
+    assert text.count('id="error"') == 1
+    assert text.index('id="cancel"') < text.index('id="error"') < text.index('id="cancel-reason"')
+    assert "原因不能为空" in text
+    cancelled = form_post(
+        staff, f"/desk/dispatch/{other}/cancel", f"/desk/dispatch/{other}", reason="老人住院"
+    )
+    assert cancelled.status_code == 303
+
+    admin = as_browser(w, "admin-a")
+    org = w.ids["org_a"]
+    weak = form_post(
+        admin,
+        f"/desk/staff/{org}",
+        "/desk/staff",
+        username="weak-staff",
+        role="org_staff",
+        password="123",
+    )
+    assert weak.status_code == 400
+    assert re.search(r'name="password" type="password"[^>]*aria-invalid="true"', weak.text)
+    assert not re.search(r'name="username"[^>]*aria-invalid', weak.text)
