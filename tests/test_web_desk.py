@@ -790,3 +790,21 @@ def test_an_empty_reason_is_shown_at_its_own_field_in_chinese(world: World) -> N
     assert weak.status_code == 400
     assert re.search(r'name="password" type="password"[^>]*aria-invalid="true"', weak.text)
     assert not re.search(r'name="username"[^>]*aria-invalid', weak.text)
+
+
+def test_a_refused_search_or_flag_marks_its_field(world: World) -> None:  # noqa: F811
+    """A search by name (neither phone nor ID number) and a flag set twice mark the field the
+    error is about; a good search and the first flag do not."""
+    w = world
+    staff = as_browser(w, "staff-a")
+    by_name = staff.get("/desk/people", params={"search": "王秀英"})
+    assert by_name.status_code == 400
+    assert re.search(r'id="search"[^>]*aria-invalid="true"', by_name.text)
+    by_phone = staff.get("/desk/people", params={"search": "13800002222"})
+    assert by_phone.status_code == 200 and "aria-invalid" not in by_phone.text
+    page = f"/desk/people/{w.ids['elder-a']}"
+    first = form_post(staff, f"{page}/flags", page, flag="living_alone")
+    assert first.status_code == 303
+    again = form_post(staff, f"{page}/flags", page, flag="living_alone")
+    assert again.status_code == 409
+    assert re.search(r'<select id="flag"[^>]*aria-invalid="true"', again.text)
