@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from accounts.base import MAX_PAGE, clean_text
@@ -45,6 +45,8 @@ from accounts.storage import (
 from accounts.tokens import new_id
 
 REVEAL_REASON_MIN = 4  # "家访" says too little; "安排上门家访" says why
+# How long the page after a reveal shows it again (a reload) without recording another one.
+REVEAL_SHOWN_FOR = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class MemberView:
     personal: dict[str, Any]
     revealed: bool
     flags: tuple[Flag, ...] = ()
+    access_id: str | None = None  # the ``pii_access`` row a reveal appended
 
 
 class MemberViews(Organisations):
@@ -158,6 +161,7 @@ class MemberViews(Organisations):
                 )
             )
         revealed = access == "self"
+        access_id = None
         if reveal_reason is not None and access != "self":
             if access not in ("staff", "admin"):
                 raise Forbidden(
@@ -170,27 +174,91 @@ class MemberViews(Organisations):
                     field="reveal_reason",
                     least=REVEAL_REASON_MIN,
                 )
-            self._record_access(principal, member_id, access, reason)
+            access_id = self._record_access(principal, member_id, access, reason)
             revealed = True
         personal = self._personal_view(member_id, personal_row, revealed)
         if access == "auditor":
             personal = {"birth_year": personal.get("birth_year")}
         return MemberView(
-            member_of_row(row), personal, revealed, flags if access != "auditor" else ()
+            member_of_row(row),
+            personal,
+            revealed,
+            flags if access != "auditor" else (),
+            access_id,
         )
 
-    def _record_access(self, principal: Principal, member_id: str, role: str, reason: str) -> None:
+    def revealed_member(self, principal: Principal, member_id: str, access_id: str) -> MemberView:
+        """The member as the caller's own recent reveal (``access_id``) showed them, without
+        recording another: the page after a reveal is a GET that a reload repeats. A reveal
+        older than ``REVEAL_SHOWN_FOR``, someone else's, or by a caller no longer the member's
+        staff gives the masked view."""
+        view = self.get_member(principal, member_id)
+        with self.store.snapshot() as tx:
+            row = tx.get(pii_access, access_id) if isinstance(access_id, str) else None
+            personal_row = tx.personal(member_id)
+            visible = self._visible_member_row(tx, principal, member_id)
+        at = utc(row.at) if row is not None else None
+        if (
+            row is None
+            or at is None
+            or at < self.clock() - REVEAL_SHOWN_FOR
+            or row.actor_user_id != principal.user_id
+            or row.member_id != member_id
+            or row.actor_role not in ("staff", "admin")  # not a volunteer's read of an address
+            or self._access(principal, visible) not in ("staff", "admin")
+        ):
+            return view
+        personal = self._personal_view(member_id, personal_row, True)
+        return MemberView(view.member, personal, True, view.flags, access_id)
+
+    def _record_access(
+        self,
+        principal: Principal,
+        member_id: str,
+        role: str,
+        reason: str,
+        fields: str = "name phone id_number address birth_date health_notes",
+    ) -> str:
+        access_id = new_id()
         with self.store.transaction() as tx:
             tx.insert(
                 pii_access,
-                id=new_id(),
+                id=access_id,
                 at=self.clock(),
                 actor_user_id=principal.user_id or "",
                 actor_role=role,
                 member_id=member_id,
-                fields="name phone id_number address birth_date health_notes",
+                fields=fields,
                 reason=reason,
             )
+        return access_id
+
+    def visit_place(
+        self, principal: Principal, member_id: str, assigned_request: str | None, in_full: bool
+    ) -> tuple[str | None, str | None]:
+        """The elder's masked name and address for a volunteer, for ``care`` once it checked how
+        the caller relates to the request: the volunteer it is assigned to (``assigned_request``)
+        gets her masked name, and the address ``in_full`` to find the door, each such read
+        recorded in ``pii_access`` like a reveal; anyone else gets the area (the masked address)
+        and no name."""
+        with self.store.snapshot() as tx:
+            row = tx.personal(member_id)
+        if row is None:
+            return None, None
+        address = (
+            self.protector.open(row.address_sealed, member_id, "address")
+            if row.address_sealed is not None
+            else None
+        )
+        if assigned_request is None:
+            return None, mask_address(address)
+        if not in_full:
+            return mask_name(row.name), mask_address(address)
+        if address:
+            self._record_access(
+                principal, member_id, "volunteer", f"assigned visit {assigned_request}", "address"
+            )
+        return mask_name(row.name), address
 
     def masked_names(
         self, principal: Principal, member_ids: list[str]

@@ -66,6 +66,19 @@ HEADERS = {
 }
 
 
+# A record's status and how it was confirmed, in the caller's language like the headers.
+RECORD_WORDS = {
+    "logged": N_("logged"),
+    "confirmed": N_("confirmed"),
+    "verified": N_("verified"),
+    "rejected": N_("rejected"),
+    "elder": N_("elder"),
+    "family": N_("family"),
+    "staff_for_elder": N_("staff_for_elder"),
+    "code": N_("code"),
+}
+
+
 def _header(request: AnyRequest, columns: tuple[str, ...]) -> list[str]:
     translate = gettext_for(language(request))
     return [translate(HEADERS[c]) for c in columns]
@@ -152,7 +165,11 @@ def _records(
 ) -> Stream:
     key = parsed_recipient_key(recipient_key) if recipient_key is not None else None
     header = _header(request, RECORD_COLUMNS if key is None else NAMED_RECORD_COLUMNS)
-    found = exports_service(state).records_export(principal, month, org_id, key, header, form)
+    translate = gettext_for(language(request))
+    words = {value: translate(word) for value, word in RECORD_WORDS.items()}
+    found = exports_service(state).records_export(
+        principal, month, org_id, key, header, form, words
+    )
     return _file(found)
 
 

@@ -123,6 +123,19 @@ class Requests(Catalogue):
             request, role = self._visible_request(tx, principal, request_id)
         return _for_viewer(request, role)
 
+    def visit_place(
+        self, principal: Principal, request_id: str, in_full: bool = False
+    ) -> tuple[str | None, str | None]:
+        """Whom and where: the elder's masked name for the volunteer the request is assigned
+        to, with her address ``in_full`` (each such read recorded), only the area for anyone
+        else who sees the request (``MemberViews.visit_place``)."""
+        with self.store.snapshot() as tx:
+            request, role = self._visible_request(tx, principal, request_id)
+        assigned = role == "volunteer" and request.status is RequestStatus.ASSIGNED
+        return self.accounts.visit_place(
+            principal, request.elder_id, request.id if assigned else None, in_full
+        )
+
     def list_requests(self, principal: Principal, status: str | None) -> list[ServiceRequest]:
         if principal.is_partner:
             raise Forbidden("partner keys cannot read requests")

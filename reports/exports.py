@@ -140,7 +140,11 @@ class Exports:
         key: PublicKey | None,
         header: list[str],
         form: Form = "csv",
+        words: dict[str, str] | None = None,
     ) -> Export:
+        """``words`` say each status and way of confirming (``verified``, ``staff_for_elder``)
+        in the reader's language, as ``header`` names the columns; a value without one stays
+        as the API writes it."""
         orgs = organisations_seen(self.accounts, principal, org_id, COVERAGE_REFUSAL)
         if key is not None and not (principal.is_bank_admin or principal.orgs()):
             raise Forbidden("names in an export are for staff and bank admins")
@@ -150,7 +154,9 @@ class Exports:
         start, end = month_bounds(month, policy.timezone)
         with self.store.snapshot() as tx:
             names = organisation_names(tx, principal.bank_id)
-        rows = self._record_rows(principal, start, end, orgs, names, zone, named=key is not None)
+        rows = self._record_rows(
+            principal, start, end, orgs, names, zone, named=key is not None, words=words or {}
+        )
         name = f"服务记录-service-records-{month}.{form}"
         if key is None:
             return Export(name, MEDIA_TYPES[form], _chunks(form, header, rows, month), None)
@@ -165,6 +171,7 @@ class Exports:
         names: dict[str, str],
         zone: ZoneInfo,
         named: bool,
+        words: dict[str, str],
     ) -> Iterator[list[Cell]]:
         """Page after page, each read in its own snapshot: a month of a large bank never sits
         in memory, and no transaction stays open while the client reads slowly."""
@@ -190,8 +197,8 @@ class Exports:
                     _local(r.check_in, zone),
                     _local(r.check_out, zone),
                     r.minutes,
-                    r.status,
-                    r.confirmed_as,
+                    words.get(r.status, r.status),
+                    words.get(r.confirmed_as, r.confirmed_as) if r.confirmed_as else r.confirmed_as,
                     _local(r.verified_at, zone),
                     r.deposit_seq,
                     r.deposit_minutes,

@@ -6,7 +6,9 @@ after a TOTP step-up, and the people pages register, reveal (recorded), flag and
 
 from __future__ import annotations
 
+import csv
 import html
+import io
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +21,10 @@ from accounts.errors import Forbidden, NotFound, TokenInvalid
 from accounts.model import Role
 from care.service import CareService
 from tests.accounts_world import PASSWORD, World
-from tests.test_workflow import world  # noqa: F401 - the workflow's world, with a catalogue
+from tests.test_workflow import (
+    serve_an_hour,
+    world,  # noqa: F401 - the workflow's world, with a catalogue
+)
 from tests.web_helpers import browser_login, csrf_token, shown_forms
 from web.security import SESSION_COOKIE
 
@@ -374,14 +379,19 @@ def test_confirm_for_the_elder_then_another_staff_verifies_after_step_up(world: 
     assert refused.status_code == 422
     assert "不能" in refused.text
 
-    # Another staff member: without a second factor the page asks for the code first.
+    # Another staff member: an administrator with no second factor yet is told whom to ask
+    # for an enrolment code, not asked for a code they cannot have.
     other = as_browser(w, "admin-a")
     page = other.get("/desk/records").text
-    assert 'action="/desk/step-up"' in page
+    assert "您还没有绑定动态码" in page and "银行管理员" in page
+    assert 'action="/desk/step-up"' not in page
     assert f"/desk/records/{record_id}/verify" not in page
     too_soon = form_post(other, f"/desk/records/{record_id}/verify", "/desk/records")
     assert too_soon.status_code == 403
     secret, step = enrol_totp(w, "admin-a")
+    # Enrolled, the session still lacks the code: now the page asks for it.
+    page = other.get("/desk/records").text
+    assert 'action="/desk/step-up"' in page and "您还没有绑定动态码" not in page
     wrong = form_post(other, "/desk/step-up", "/desk/records", password=PASSWORD, totp="000000")
     assert wrong.status_code == 401
     stepped = form_post(
@@ -449,14 +459,25 @@ def test_people_register_reveal_flag_approve_and_proxy(world: World) -> None:  #
         f"/desk/people/{member_id}",
         reveal_reason="安排上门送餐",
     )
-    assert shown.status_code == 200 and "钱桂兰" in shown.text and "宁海路5号" in shown.text
+    # The reveal redirects to a page a reload only shows again: one reveal, one record.
+    assert shown.status_code == 303
+    full = shown.headers["location"]
+    assert full.startswith(f"/desk/people/{member_id}?revealed=")
+    for _ in range(2):
+        again = staff.get(full)
+        assert again.status_code == 200 and "钱桂兰" in again.text and "宁海路5号" in again.text
     seen = w.accounts.access_records(w.principal("b1-admin"), member_id)
     assert [(r["actor"], r["reason"]) for r in seen] == [(w.ids["staff-a"], "安排上门送餐")]
     assert [
         e.status
         for e in w.client.app.state.audit.all_events()
         if e.action == "POST /desk/people/{member_id}/reveal"
-    ] == [400, 200]
+    ] == [400, 303]
+    # The address of that page shows nothing to a colleague: they reveal for themselves.
+    colleague = as_browser(w, "admin-a").get(full)
+    assert colleague.status_code == 200
+    assert "钱*兰" in colleague.text and "宁海路5号" not in colleague.text
+    staff = as_browser(w, "staff-a")
     flagged = form_post(
         staff,
         f"/desk/people/{member_id}/flags",
@@ -688,3 +709,102 @@ def test_a_whole_day_window_reads_as_any_time_that_day() -> None:
     assert _when(asking("zh-CN"), start, end, zone) == "12月7日 · 当天什么时间都可以"
     morning = datetime(2026, 12, 7, 1, 0, tzinfo=UTC)  # 09:00 there
     assert window_text(asking("en"), start, morning, zone) == "07 Dec 2026 00:00–09:00"
+
+
+def test_the_records_export_says_status_and_confirmation_in_the_readers_language(
+    world: World,  # noqa: F811
+) -> None:
+    """A Chinese reader's records file says 已核实 and 老人 under its Chinese headers; an English
+    one keeps the values the API writes (verified, elder)."""
+    w = world
+    served = serve_an_hour(w)
+    check_in = datetime.fromisoformat(served.record["check_in"].replace("Z", "+00:00"))
+    month = check_in.astimezone(SHANGHAI).strftime("%Y-%m")
+    path = f"/v1/exports/records.csv?month={month}"
+    chinese = api(w).get(path, headers={**w.as_("staff-a"), "Accept-Language": "zh-CN"})
+    english = api(w).get(path, headers=w.as_("staff-a"))
+    for answer in (chinese, english):
+        assert answer.status_code == 200, answer.text
+    [header, *rows] = list(csv.reader(io.StringIO(chinese.content.decode("utf-8-sig"))))
+    [row] = [r for r in rows if r[0] == served.record["id"]]
+    said = dict(zip(header, row, strict=True))
+    assert (said["状态"], said["确认方式"]) == ("已核实", "老人")
+    [header, *rows] = list(csv.reader(io.StringIO(english.content.decode("utf-8-sig"))))
+    [row] = [r for r in rows if r[0] == served.record["id"]]
+    said = dict(zip(header, row, strict=True))
+    assert (said["status"], said["confirmed as"]) == ("verified", "elder")
+
+
+def test_an_empty_reason_is_shown_at_its_own_field_in_chinese(world: World) -> None:  # noqa: F811
+    """Rejecting a record or cancelling a request without a reason: 原因不能为空 right at that
+    form (the reject form open, the cancel form's anchor the page lands on), the field marked
+    invalid; a weak password for a new staff login marks the password field."""
+    w = world
+    request_id = ask_on_page(w)
+    staff = as_browser(w, "staff-a")
+    form_post(
+        staff, f"/desk/dispatch/{request_id}/assign", "/desk/dispatch", volunteer_id=w.ids["vol-a"]
+    )
+    record_id = served(w, request_id)
+    staff = as_browser(w, "staff-a")
+    assert (
+        f'action="/desk/records/{record_id}/reject#rec-{record_id}"'
+        in staff.get("/desk/records").text
+    )
+    empty = form_post(staff, f"/desk/records/{record_id}/reject", "/desk/records", reason="")
+    assert empty.status_code == 400
+    card = empty.text[empty.text.index(f'id="rec-{record_id}"') :]
+    said = re.search(r'<p class="error" id="error" role="alert">(.*?)</p>', card, re.S)
+    assert said and html.unescape(said.group(1)).strip() == "原因不能为空"
+    assert "<details open>" in card
+    assert (
+        f'id="reason-{record_id}" name="reason" required maxlength="500" aria-invalid="true"'
+        in card
+    )
+
+    other = ask_on_page(w)
+    staff = as_browser(w, "staff-a")
+    page = staff.get(f"/desk/dispatch/{other}").text
+    assert f'action="/desk/dispatch/{other}/cancel#cancel"' in page
+    no_reason = form_post(staff, f"/desk/dispatch/{other}/cancel", f"/desk/dispatch/{other}")
+    assert no_reason.status_code == 400
+    text = no_reason.text
+    assert text.count('id="error"') == 1
+    assert text.index('id="cancel"') < text.index('id="error"') < text.index('id="cancel-reason"')
+    assert "原因不能为空" in text
+    cancelled = form_post(
+        staff, f"/desk/dispatch/{other}/cancel", f"/desk/dispatch/{other}", reason="老人住院"
+    )
+    assert cancelled.status_code == 303
+
+    admin = as_browser(w, "admin-a")
+    org = w.ids["org_a"]
+    weak = form_post(
+        admin,
+        f"/desk/staff/{org}",
+        "/desk/staff",
+        username="weak-staff",
+        role="org_staff",
+        password="123",
+    )
+    assert weak.status_code == 400
+    assert re.search(r'name="password" type="password"[^>]*aria-invalid="true"', weak.text)
+    assert not re.search(r'name="username"[^>]*aria-invalid', weak.text)
+
+
+def test_a_refused_search_or_flag_marks_its_field(world: World) -> None:  # noqa: F811
+    """A search by name (neither phone nor ID number) and a flag set twice mark the field the
+    error is about; a good search and the first flag do not."""
+    w = world
+    staff = as_browser(w, "staff-a")
+    by_name = staff.get("/desk/people", params={"search": "王秀英"})
+    assert by_name.status_code == 400
+    assert re.search(r'id="search"[^>]*aria-invalid="true"', by_name.text)
+    by_phone = staff.get("/desk/people", params={"search": "13800002222"})
+    assert by_phone.status_code == 200 and "aria-invalid" not in by_phone.text
+    page = f"/desk/people/{w.ids['elder-a']}"
+    first = form_post(staff, f"{page}/flags", page, flag="living_alone")
+    assert first.status_code == 303
+    again = form_post(staff, f"{page}/flags", page, flag="living_alone")
+    assert again.status_code == 409
+    assert re.search(r'<select id="flag"[^>]*aria-invalid="true"', again.text)

@@ -4,12 +4,17 @@ elder's code entered on the page, and the pages refusing other people's requests
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from accounts.service import PersonalInput
 from tests.accounts_world import PASSWORD, World
-from tests.test_workflow import world  # noqa: F401 - the workflow's world, with a catalogue
+from tests.test_workflow import (
+    serve_an_hour,
+    world,  # noqa: F401 - the workflow's world, with a catalogue
+)
 from tests.web_helpers import browser_login, csrf_token
 from web.security import SESSION_COOKIE
 
@@ -150,3 +155,92 @@ def test_a_visit_page_of_someone_elses_request_is_refused(world: World) -> None:
     other = as_browser(w, "vol-b")
     page = other.get(f"/volunteer/visit/{request_id}")
     assert page.status_code == 404
+
+
+def test_the_assigned_volunteer_sees_whom_and_where_and_the_read_is_recorded(world: World) -> None:  # noqa: F811
+    """Before taking a request a volunteer sees its area and length; the one it is assigned to
+    sees the elder's masked name and the full address to find her door, each read recorded
+    for her to see; another volunteer still sees only the area."""
+    w = world
+    request_id = open_request(w)
+    volunteer = as_browser(w, "vol-a")
+    browsing = volunteer.get("/volunteer").text
+    assert "南京市鼓****" in browsing
+    assert "60 分钟" in browsing
+    assert "王*英" not in browsing and "湖南路12号" not in browsing
+    form_post(volunteer, f"/volunteer/requests/{request_id}/claim", "/volunteer")
+    assigned = volunteer.get("/volunteer").text
+    assert "王*英" in assigned and "湖南路12号" not in assigned  # the list shows the area
+    page = volunteer.get(f"/volunteer/visit/{request_id}").text
+    assert "王*英" in page
+    assert "南京市鼓楼区湖南路12号" in page
+    assert "王秀英" not in page and "13800002222" not in page
+    records = w.client.get(
+        f"/v1/members/{w.ids['elder-a']}/access-records", headers=w.as_("elder-a")
+    ).json()
+    assert [(r["role"], r["fields"]) for r in records] == [("volunteer", ["address"])]
+    assert request_id in records[0]["reason"]
+    other = as_browser(w, "vol-b").get(f"/volunteer/visit/{request_id}")
+    assert other.status_code == 404
+    assert "湖南路12号" not in other.text
+
+
+def beijing(moment: datetime) -> str:
+    return f"{moment.astimezone(ZoneInfo('Asia/Shanghai')):%Y-%m-%d %H:%M}"
+
+
+def test_the_volunteers_pages_tell_time_on_the_banks_clock(world: World) -> None:  # noqa: F811
+    """Check-in, records waiting, my hours and the certificate read Beijing time, like every
+    other page, not UTC."""
+    w = world
+    serve_an_hour(w)
+    request_id = open_request(w)
+    volunteer = as_browser(w, "vol-a")
+    form_post(volunteer, f"/volunteer/requests/{request_id}/claim", "/volunteer")
+    before = datetime.now(UTC)
+    checked_in = form_post(
+        volunteer, f"/volunteer/visit/{request_id}/check-in", f"/volunteer/visit/{request_id}"
+    ).text
+    hours = volunteer.get("/volunteer/hours").text
+    certificate = volunteer.get("/volunteer/certificate").text
+    after = datetime.now(UTC)
+    arrived = iso(0.75)
+    form_post(
+        volunteer,
+        f"/volunteer/visit/{request_id}/record",
+        f"/volunteer/visit/{request_id}",
+        check_in=arrived,
+    )
+    tasks = volunteer.get("/volunteer").text
+    assert beijing(datetime.fromisoformat(arrived)) in tasks
+    for page in (checked_in, hours, certificate):
+        assert beijing(before) in page or beijing(after) in page
+    for page in (checked_in, hours, certificate, tasks):  # the signed certificate names its offset
+        assert not re.search(r"UTC(?!\+08:00\))", page)
+
+
+def test_after_check_out_the_task_waits_for_the_elder_and_offers_nothing_more(world: World) -> None:  # noqa: F811
+    """A request with a logged record stays assigned until the elder confirms, but the
+    volunteer is told it is recorded: no visit to start again, nothing to give back."""
+    w = world
+    request_id = open_request(w)
+    volunteer = as_browser(w, "vol-a")
+    form_post(volunteer, f"/volunteer/requests/{request_id}/claim", "/volunteer")
+    before = volunteer.get("/volunteer").text
+    assert f'action="/volunteer/requests/{request_id}/withdraw"' in before
+    assert f'href="/volunteer/visit/{request_id}"' in before
+    assert "已记录，等待老人确认" not in before
+    logged = form_post(
+        volunteer,
+        f"/volunteer/visit/{request_id}/record",
+        f"/volunteer/visit/{request_id}",
+        check_in=iso(0.5),
+    )
+    assert logged.status_code == 303, logged.text
+    after = volunteer.get("/volunteer").text
+    assert "已记录，等待老人确认" in after
+    assert f'action="/volunteer/requests/{request_id}/withdraw"' not in after
+    assert f'href="/volunteer/visit/{request_id}"' not in after
+    visit = volunteer.get(f"/volunteer/visit/{request_id}").text
+    assert "已记录，等待老人确认" in visit
+    assert 'id="check-in-form"' not in visit and 'id="check-out-form"' not in visit

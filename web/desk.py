@@ -16,7 +16,7 @@ from litestar.params import PathParameter, QueryParameter
 from litestar.response import Redirect, Template
 
 from accounts.errors import AccountsError, Forbidden, InvalidInput
-from accounts.model import MemberStatus, Principal
+from accounts.model import MemberStatus, Principal, Role
 from care.errors import CareError
 from care.model import RecordStatus, RequestStatus, ServiceRecord, ServiceRequest, ServiceType
 from care.service import CareService
@@ -344,10 +344,14 @@ def _records(request: Request[Any, Any, State], principal: Principal) -> dict[st
             if r.org_id in mine
         ]
 
+    user, _ = accounts_of(request).me(principal)
     return {
         "logged": rows(RecordStatus.LOGGED),
         "confirmed": rows(RecordStatus.CONFIRMED),
         "stepped_up": principal.second_factor,
+        # Without a second factor the step-up can only fail: say whom to ask instead.
+        "totp_enrolled": bool(user and user.totp_enabled),
+        "org_admin": bool(principal.orgs(Role.ORG_ADMIN)),
     }
 
 

@@ -232,17 +232,22 @@ def person(
     request: Request[Any, Any, State],
     member_id: ItemId,
     done: Annotated[str | None, QueryParameter()] = None,
+    revealed: Annotated[str | None, QueryParameter(max_length=64)] = None,
 ) -> Response[Any]:
+    """The person page; ``revealed`` names the caller's reveal just made, shown again (a
+    reload) without another record (``MemberViews.revealed_member``)."""
     who = staff_or_refusal(request)
     if not isinstance(who, Principal):
         return who
-    return _person_page(request, who, member_id, done=done)
+    view = accounts_of(request).revealed_member(who, member_id, revealed) if revealed else None
+    return _person_page(request, who, member_id, view=view, done=done)
 
 
 @post("/desk/people/{member_id:str}/reveal", sync_to_thread=True, include_in_schema=False)
 def reveal(request: Request[Any, Any, State], member_id: ItemId, data: Form) -> Response[Any]:
     """Full personal data for a stated reason: the service records who saw it and why, the
-    audit trail records the request (as ``GET /v1/members/{id}?reveal_reason=…``)."""
+    audit trail records the request (as ``GET /v1/members/{id}?reveal_reason=…``); the data
+    shows on the person page it redirects to, so a reload does not post (and record) again."""
     who = staff_or_refusal(request)
     if not isinstance(who, Principal):
         return who
@@ -251,7 +256,7 @@ def reveal(request: Request[Any, Any, State], member_id: ItemId, data: Form) -> 
         view = accounts_of(request).get_member(who, member_id, reveal_reason=reason)
     except AccountsError as exc:
         return _person_refusal(request, who, member_id, exc, "reveal", reason=reason)
-    return _person_page(request, who, member_id, view=view)
+    return Redirect(f"/desk/people/{member_id}?revealed={view.access_id}", status_code=303)
 
 
 @post("/desk/people/{member_id:str}/flags", sync_to_thread=True, include_in_schema=False)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -42,6 +43,15 @@ Day = Annotated[str | None, QueryParameter(max_length=10)]
 def documents_of(request: Request[Any, Any, State]) -> SignedDocuments:
     service: SignedDocuments = request.app.state.documents
     return service
+
+
+def bank_time(request: Request[Any, Any, State], bank_id: str, moment: datetime | str) -> str:
+    """A UTC moment (or its ISO text) as the bank's clock reads it (Beijing time for a Chinese
+    bank), the time every other page shows."""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    zone = ZoneInfo(request.app.state.care.policy(bank_id).timezone)
+    return f"{moment.astimezone(zone):%Y-%m-%d %H:%M}"
 
 
 def zone_of_document(request: Request[Any, Any, State], document: dict[str, Any]) -> ZoneInfo:

@@ -19,12 +19,12 @@ from litestar.response import Redirect, Template
 from accounts.errors import AccountsError, InvalidInput
 from accounts.model import Principal, Role
 from care.errors import CareError
-from care.model import RecordStatus, RequestStatus, ServiceRequest, ServiceType
+from care.model import RecordStatus, RequestStatus, ServiceRecord, ServiceRequest, ServiceType
 from care.service import CareService
 from partners.links import PartnerLinks
 from partners.statements import SignedDocument, SignedDocuments
 from web.document_pdf import STAR_WORDS
-from web.documents import certificate_context
+from web.documents import bank_time, certificate_context
 from web.i18n import N_, gettext_for
 from web.pages import (
     Form,
@@ -35,7 +35,7 @@ from web.pages import (
     render,
     to_login,
 )
-from web.session import ON_BEHALF_STATE_KEY, accounts_of, viewer
+from web.session import ON_BEHALF_STATE_KEY, viewer
 
 HISTORY_LIMIT = 50
 RequestId = Annotated[str, PathParameter(max_length=64)]
@@ -103,7 +103,8 @@ class Task:
     request: ServiceRequest
     service: str
     when: str
-    elder: str
+    elder: str | None  # masked, and only once the request is the volunteer's
+    place: str | None  # the area; the full address on the visit page of one's own request
 
 
 def _types(care: CareService, principal: Principal) -> dict[str, ServiceType]:
@@ -119,35 +120,20 @@ def _when(request: Request[Any, Any, State], start: datetime, end: datetime, zon
     return f"{day} {a:%H:%M}–{b:%H:%M}"
 
 
-def _elder_name(request: Request[Any, Any, State], principal: Principal, elder_id: str) -> str:
-    """The elder's masked name where the volunteer may see it, else a short reference."""
-    try:
-        view = accounts_of(request).get_member(principal, elder_id)
-        name = view.personal.get("name")
-        if isinstance(name, str) and name:
-            return name
-    except AccountsError:
-        pass
-    return f"…{elder_id[-4:]}"
-
-
 def _task(
     request: Request[Any, Any, State],
     principal: Principal,
     item: ServiceRequest,
     types: dict[str, ServiceType],
     zone: str,
+    in_full: bool = False,
 ) -> Task:
     kind = types.get(item.service_type_id)
     name = "?"
     if kind is not None:
         name = kind.name_zh if language_of(request) == "zh-CN" else kind.name_en
-    return Task(
-        item,
-        name,
-        _when(request, item.window_start, item.window_end, zone),
-        _elder_name(request, principal, item.elder_id),
-    )
+    elder, place = care_of(request).visit_place(principal, item.id, in_full)
+    return Task(item, name, _when(request, item.window_start, item.window_end, zone), elder, place)
 
 
 def hours_text(request: Request[Any, Any, State], minutes: int) -> str:
@@ -196,10 +182,24 @@ def _tasks_context(request: Request[Any, Any, State], principal: Principal) -> d
         for r in care.list_requests(principal, RequestStatus.OPEN.value)
         if r.elder_id != me
     ][:30]
-    waiting = [
-        r for r in care.list_records(principal, RecordStatus.LOGGED.value) if r.volunteer_id == me
+    logged = _logged_records(care, principal)
+    waiting = [(r, bank_time(request, principal.bank_id, r.check_in)) for r in logged]
+    return {
+        "assigned": assigned,
+        "claimable": claimable,
+        "waiting": waiting,
+        "recorded": {r.request_id for r in logged},
+    }
+
+
+def _logged_records(care: CareService, principal: Principal) -> list[ServiceRecord]:
+    """The volunteer's records waiting for the served side: their requests stay assigned
+    until confirmed, but there is nothing left to do there but wait (or enter the code)."""
+    return [
+        r
+        for r in care.list_records(principal, RecordStatus.LOGGED.value)
+        if r.volunteer_id == principal.acting_member_id
     ]
-    return {"assigned": assigned, "claimable": claimable, "waiting": waiting}
 
 
 @post("/volunteer/requests/{request_id:str}/claim", sync_to_thread=True, include_in_schema=False)
@@ -256,14 +256,15 @@ def _visit_context(
     item = care.get_request(principal, request_id)
     types = _types(care, principal)
     zone = care.policy(principal.bank_id).timezone
-    task = _task(request, principal, item, types, zone)
+    mine = item.volunteer_id == principal.acting_member_id and item.status is RequestStatus.ASSIGNED
     kind = types.get(item.service_type_id)
     return {
-        "task": task,
+        "task": _task(request, principal, item, types, zone, in_full=mine),
         "service_code": kind.code if kind else "",
         "zone": zone,
-        "mine": item.volunteer_id == principal.acting_member_id
-        and item.status is RequestStatus.ASSIGNED,
+        "mine": mine,
+        "recorded": mine
+        and any(r.request_id == request_id for r in _logged_records(care, principal)),
     }
 
 
@@ -277,6 +278,14 @@ def _instant(text: str, field: str) -> datetime:
     return moment
 
 
+def _checked_in_at(request: Request[Any, Any, State], principal: Principal, text: str) -> str:
+    """The check-in time the form carries, on the bank's clock; as typed if it is no time."""
+    try:
+        return bank_time(request, principal.bank_id, _instant(text, "check_in"))
+    except InvalidInput:
+        return text
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -287,7 +296,10 @@ def check_in(request: Request[Any, Any, State], request_id: RequestId) -> Respon
     who = volunteer_or_page(request)
     if not isinstance(who, Principal):
         return who
-    return _visit_page(request, who, request_id, checked_in=_now())
+    now = _now()
+    return _visit_page(
+        request, who, request_id, checked_in=now, checked_in_at=bank_time(request, who.bank_id, now)
+    )
 
 
 @post("/volunteer/visit/{request_id:str}/record", sync_to_thread=True, include_in_schema=False)
@@ -319,6 +331,7 @@ def record(request: Request[Any, Any, State], request_id: RequestId, data: Form)
             "volunteer/visit.html",
             who,
             checked_in=data.get("check_in", ""),
+            checked_in_at=_checked_in_at(request, who, data.get("check_in", "")),
             **_visit_context(request, who, request_id),
         )
     return Redirect("/volunteer?done=1", status_code=303)
@@ -367,7 +380,10 @@ def hours(request: Request[Any, Any, State]) -> Response[Any]:
         star=STAR_WORDS[shown.star_level - 1] if shown.star_level else None,
         available=hours_text(request, balance.available),
         reserved=hours_text(request, balance.reserved) if balance.reserved else None,
-        history=[(item, hours_text(request, item.minutes)) for item in history],
+        history=[
+            (item, hours_text(request, item.minutes), bank_time(request, who.bank_id, item.time))
+            for item in history
+        ],
         services=_service_words(request, care, who),
     )
 
