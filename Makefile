@@ -86,7 +86,7 @@ bench-web: $(VENV)/.installed-dev
 # memory when it starts; i18n-compile writes .mo files only to check that they compile.
 i18n-extract: $(VENV)/.installed-dev
 	$(BIN)/pybabel extract -F babel.cfg -k N_ -k translate:2 -k InvalidInput -k WeakPassword \
-	  -k Conflict -k Words --no-location --sort-output --omit-header \
+	  -k Conflict -k Words -k Forbidden -k NotFound --no-location --sort-output --omit-header \
 	  -o web/locale/messages.pot .
 
 i18n-update: $(VENV)/.installed-dev

@@ -202,7 +202,7 @@ class AccountsBase:
         """An operator creates a login with one role; prints a one-time password if none given."""
         with self.store.transaction() as tx:
             if not tx.get(banks, bank_id):
-                raise NotFound(f"no bank {bank_id}", field="bank_id")
+                raise NotFound("no bank %(id)s", id=bank_id, field="bank_id")
             if role in STAFF_ROLES:
                 org = tx.get(organisations, org_id) if org_id else None
                 if org is None or org.bank_id != bank_id:

@@ -230,7 +230,7 @@ class Catalogue(CareBase):
     def _type_by_code(self, tx: Tx, bank_id: str, code: str) -> ServiceType:
         row = type_by_code(tx, bank_id, code)
         if row is None or not row.active:
-            raise NotFound(f"no active service type {code!r}", field="service_code")
+            raise NotFound("no active service type %(code)s", code=code, field="service_code")
         return to_type(row)
 
     def _require_eligible(self, member: Member) -> None:

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from accounts.errors import Forbidden, InvalidInput, TokenInvalid
+from accounts.errors import Forbidden, InvalidInput, TokenInvalid, Words
 from accounts.model import Member, Principal, Role
 from accounts.storage import Tx, utc
 from accounts.tokens import new_id
@@ -118,7 +118,7 @@ class Records(Codes):
         """Check a record the volunteer is about to log and give its canonical fields; a phone
         signs ``record_signing_message`` of their digest with its device key."""
         with self.store.snapshot() as tx:
-            volunteer = self._acting_volunteer(principal, "logs service records", tx)
+            volunteer = self._acting_volunteer(principal, Words("logs service records"), tx)
             elder = self._bank_member(principal, elder_id, "elder_id", tx)
             if not elder.is_elder:
                 raise InvalidInput("services are given to an elder", field="elder_id")

@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from accounts.base import clean_text, optional_text
-from accounts.errors import Forbidden, InvalidInput, NotFound
+from accounts.errors import Forbidden, InvalidInput, NotFound, Words
 from accounts.model import Member, MemberStatus, Principal, Role
 from accounts.tokens import new_id
 from care.base import aware, require_active
@@ -169,7 +169,7 @@ class Requests(Catalogue):
 
     def claim(self, principal: Principal, request_id: str) -> ServiceRequest:
         """A volunteer takes an open request (线上点单)."""
-        volunteer = self._acting_volunteer(principal, "claims requests")
+        volunteer = self._acting_volunteer(principal, Words("claims requests"))
         with self.store.snapshot() as tx:
             request, _ = self._visible_request(tx, principal, request_id)
         return self._accept(request, volunteer, principal.user_id or "")
@@ -251,7 +251,7 @@ class Requests(Catalogue):
         with self.store.snapshot() as tx:
             request, role = self._visible_request(tx, principal, request_id)
         if role == "candidate":  # sees an open request only to claim it: none of theirs
-            raise NotFound(f"no request {request_id}")
+            raise NotFound("no request %(id)s", id=request_id)
         with self.store.transaction() as tx:
             current = locked_request(tx, request.id)
             has_record = live_record(tx, request.id) is not None

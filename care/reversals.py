@@ -50,7 +50,7 @@ class Reversals(Transfers):
                 p.account.startswith(f"{principal.bank_id}:") for p in entry.request.postings
             )
         ):
-            raise NotFound(f"no entry {seq} that moved minutes in this bank", field="seq")
+            raise NotFound("no entry %(seq)s that moved minutes in this bank", seq=seq, field="seq")
         if entry.request.kind in ("reversal", "reserve", "release"):
             raise InvalidInput(
                 "a %(kind)s cannot be reversed", field="seq", kind=entry.request.kind
@@ -93,7 +93,7 @@ class Reversals(Transfers):
         with self.store.transaction() as tx:
             row = tx.get(reversal_requests, reversal_id)
             if row is None or row.bank_id != principal.bank_id:
-                raise NotFound(f"no reversal request {reversal_id}")
+                raise NotFound("no reversal request %(id)s", id=reversal_id)
             if row.status != "pending":
                 raise WrongState(f"reversal request is {row.status}")
             tx.update(
@@ -111,7 +111,7 @@ class Reversals(Transfers):
         with self.store.snapshot() as tx:
             row = tx.get(reversal_requests, reversal_id)
         if row is None or row.bank_id != principal.bank_id:
-            raise NotFound(f"no reversal request {reversal_id}")
+            raise NotFound("no reversal request %(id)s", id=reversal_id)
         if row.status != "pending":
             raise WrongState(f"reversal request is {row.status}")
         if row.requested_by == principal.user_id:

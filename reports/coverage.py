@@ -248,7 +248,7 @@ def organisations_seen(
         if org_id is None:
             return None
         if org_id not in {o.id for o in accounts.list_orgs(principal)}:
-            raise NotFound(f"no organisation {org_id}")
+            raise NotFound("no organisation %(id)s", id=org_id)
         return {org_id}
     mine = principal.orgs()
     if not mine:

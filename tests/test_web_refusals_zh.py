@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import html
 import re
+import secrets
 from typing import Any
 
 import pytest
 
 from tests.accounts_world import World
 from tests.test_web_desk import as_browser, form_post, yesterday
-from tests.test_workflow import world  # noqa: F401 - the workflow's world, with a catalogue
+from tests.test_workflow import (  # noqa: F401 - the workflow's world, with a catalogue
+    serve_an_hour,
+    world,
+)
 from web.i18n import LANGUAGE_COOKIE
 
 ERROR = re.compile(r'<p class="error" id="error" role="alert">(.*?)</p>', re.S)
@@ -182,3 +186,42 @@ def test_the_api_refuses_in_the_callers_language(world: World) -> None:  # noqa:
     assert english.json()["detail"] == "minutes must be 1-60 (the time window)"
     taken = w.client.post("/v1/requests", headers=headers, json={**asked, "minutes": 60})
     assert taken.status_code == 201, taken.text
+
+
+def api_detail(w: World, language: str, method: str, path: str, who: str, **body: Any) -> Any:
+    """The answer to ``who``'s call in ``language``, as a client sees it."""
+    headers = {**w.as_(who), "Accept-Language": language, "Idempotency-Key": secrets.token_hex(8)}
+    return w.client.request(method, path, headers=headers, json=body or None)
+
+
+def test_who_may_act_is_said_in_the_callers_language(world: World) -> None:  # noqa: F811
+    """A refusal of who may act, and of what does not exist, reads whole in Chinese (the ids it
+    names as they are) and in English, next to the same call by someone allowed."""
+    w = world
+    serve_an_hour(w)  # vol-a has minutes to donate
+    w.client.cookies.clear()
+    donation = {"from_member_id": w.ids["vol-a"], "minutes": 20}
+    for language, detail in (
+        ("zh-CN", "只有成员本人或其家属代办人可以捐出时间"),
+        ("en", "only the member or their family proxy donates their minutes"),
+    ):
+        refused = api_detail(w, language, "POST", "/v1/donations", "staff-a", **donation)
+        assert (refused.status_code, refused.json()["detail"]) == (403, detail), refused.text
+    given = api_detail(w, "zh-CN", "POST", "/v1/donations", "vol-a", **donation)
+    assert given.status_code == 201, given.text
+
+    for language, detail in (("zh-CN", "没有编号为 m404 的成员"), ("en", "no member m404")):
+        missing = api_detail(w, language, "GET", "/v1/members/m404", "staff-a")
+        assert (missing.status_code, missing.json()["detail"]) == (404, detail), missing.text
+    found = api_detail(w, "zh-CN", "GET", f"/v1/members/{w.ids['elder-a']}", "staff-a")
+    assert found.status_code == 200, found.text
+
+    staff = in_chinese(w, "staff-a")
+    link, elder, volunteer = w.ids["link-a"], w.ids["elder-a"], w.ids["vol-a"]
+    relatives = "/desk/people/{}/relatives/{}"
+    refused_page = form_post(staff, relatives.format(volunteer, link), "/desk", decision="confirm")
+    said = shown_error(refused_page)
+    assert said == f"没有编号为 {link} 的亲属关系"
+    assert not ENGLISH.search(said.replace(link, "")), said
+    decided = form_post(staff, relatives.format(elder, link), "/desk", decision="confirm")
+    assert decided.status_code == 303, decided.text

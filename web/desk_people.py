@@ -301,7 +301,8 @@ def decide_relative(
     accounts = accounts_of(request)
     try:
         if link_id not in {link.id for link in accounts.list_relatives(who, member_id)}:
-            raise NotFound(f"no relation {link_id}")  # another person's: as if there were none
+            # another person's: as if there were none
+            raise NotFound("no relation %(id)s", id=link_id)
         accounts.decide_relative(who, link_id, data.get("decision") == "confirm")
     except AccountsError as exc:
         return _person_refusal(request, who, member_id, exc, "relatives")

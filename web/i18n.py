@@ -159,14 +159,6 @@ MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             N_("enrolling a second factor needs the enrolment code your administrator issued"),
         ),
         (
-            r"you cannot reset the second factor of your own login",
-            N_("you cannot reset your own second factor; ask another administrator"),
-        ),
-        (
-            r"you cannot disable or enable your own login",
-            N_("you cannot disable or enable your own login"),
-        ),
-        (
             r"password must be at least (?P<n>\d+) characters",
             N_("password must be at least %(n)s characters"),
         ),
@@ -186,34 +178,12 @@ MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"a member with this (?P<field>\w+) is already registered",
             N_("a member with this %(field)s is already registered"),
         ),
-        (r"no organisation \S+ in bank \S+", N_("no such organisation")),
-        # what a body's id named and the caller may not see (the same words when it is missing)
-        (r"no member (?P<id>\S+)(?: in this bank)?", N_("no member %(id)s")),
-        (r"no request (?P<id>\S+)", N_("no request %(id)s")),
-        (r"no user (?P<name>\S+)", N_("no user %(name)s")),
-        (
-            r"(?P<name>\S+) is not a proxy of this member",
-            N_("%(name)s is not a proxy of this member"),
-        ),
-        (r"no member with handle (?P<handle>\S+)", N_("no member with handle %(handle)s")),
-        (r"no partner key (?P<id>\S+)", N_("no partner key %(id)s")),
-        (r"no bank (?P<id>\S+)", N_("no bank %(id)s")),
-        (r"no organisation (?P<id>\S+)", N_("no organisation %(id)s")),
-        (r"no active service type (?P<code>.+)", N_("no active service type %(code)s")),
-        (
-            r"no entry (?P<seq>\d+) that moved minutes in this bank",
-            N_("no entry %(seq)s that moved minutes in this bank"),
-        ),
         (r"no such page", N_("no such page")),
         (r"month must be YYYY-MM", N_("month must be YYYY-MM")),
         (r"month is in the future", N_("month is in the future")),
         (
             r"(?P<field>[a-z_]+) must be (?P<low>\d+)-(?P<high>\d+)",
             N_("%(field)s must be %(low)s-%(high)s"),
-        ),
-        (
-            r"supervision signals are for bank administrators and auditors",
-            N_("supervision signals are for bank administrators and auditors"),
         ),
         (r"until needs a time zone", N_("until needs a time zone")),
         (
@@ -233,14 +203,6 @@ MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             N_("%(field)s must be an ISO 8601 time"),
         ),
         (
-            r"the elders to visit are for staff and bank admins",
-            N_("the elders to visit are for staff and bank admins"),
-        ),
-        (
-            r"names in an export are for staff and bank admins",
-            N_("names in an export are for staff and bank admins"),
-        ),
-        (
             r"this export holds personal data: give the recipient's public key",
             N_("this export holds personal data: give the recipient's public key"),
         ),
@@ -254,10 +216,6 @@ MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             N_("visit coverage is for staff, bank admins and auditors"),
         ),
         (
-            r"statistics of another organisation",
-            N_("statistics of another organisation"),
-        ),
-        (
             r"visit_services names no service (?P<codes>.+)",
             N_("visit_services names no service %(codes)s"),
         ),
@@ -265,10 +223,6 @@ MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (
             r"the exchange is (?P<state>[a-z]+), not pending",
             N_("the exchange is %(state)s, not pending"),
-        ),
-        (
-            r"only the member, or a family proxy for an elder, decides an exchange",
-            N_("only the member, or a family proxy for an elder, decides an exchange"),
         ),
         (
             r"the consent link of this exchange is no longer active",
@@ -281,15 +235,6 @@ MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             N_("%(half)s is published already (report %(id)s)"),
         ),
         (r"(?P<half>\S+) is being published already", N_("%(half)s is being published already")),
-        (
-            r"half-yearly reports are published by bank administrators",
-            N_("half-yearly reports are published by bank administrators"),
-        ),
-        (
-            r"half-yearly reports are computed by bank administrators and auditors",
-            N_("half-yearly reports are computed by bank administrators and auditors"),
-        ),
-        (r"no published report (?P<id>\S+)", N_("no published report %(id)s")),
         (r"the log has no signed checkpoint yet", N_("the log has no signed checkpoint yet")),
         (
             r"the period cannot end after today \(UTC\)",
@@ -303,10 +248,6 @@ MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (
             r"more than (?P<count>\d+) entries in the period: ask for a shorter one",
             N_("more than %(count)s entries in the period: ask for a shorter one"),
-        ),
-        (
-            r"only the member, or their family proxy, shows the full name",
-            N_("only the member, or their family proxy, shows the full name"),
         ),
         (r"name is masked, full or nickname", N_("name is masked, full or nickname")),
         (
