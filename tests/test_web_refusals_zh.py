@@ -225,3 +225,21 @@ def test_who_may_act_is_said_in_the_callers_language(world: World) -> None:  # n
     assert not ENGLISH.search(said.replace(link, "")), said
     decided = form_post(staff, relatives.format(elder, link), "/desk", decision="confirm")
     assert decided.status_code == 303, decided.text
+
+
+@pytest.mark.parametrize("days", ["-5", "0", "367"])
+def test_the_api_says_the_rule_a_number_of_days_breaks(world: World, days: str) -> None:  # noqa: F811
+    """The API refuses a number of days out of range with the signals page's rule, naming
+    ``days``, not with the framework's bounds."""
+    w = world
+    w.client.cookies.clear()
+    for language, detail in (
+        ("zh-CN", "回看天数 必须在 1 到 366 之间"),
+        ("en", "days must be 1-366"),
+    ):
+        path = f"/v1/stats/signals?days={days}"
+        refused = api_detail(w, language, "GET", path, "b1-admin")
+        assert refused.status_code == 400, refused.text
+        assert (refused.json()["detail"], refused.json()["field"]) == (detail, "days")
+    looked = api_detail(w, "zh-CN", "GET", "/v1/stats/signals?days=366", "b1-admin")
+    assert looked.status_code == 200, looked.text
