@@ -12,6 +12,7 @@ from typing import Any
 from accounts import passwords
 from accounts.access_cache import AccessCache
 from accounts.errors import (
+    Choices,
     Conflict,
     Forbidden,
     InvalidInput,
@@ -155,7 +156,7 @@ def parse_enum(kind: Any, value: Any, field: str) -> Any:
     try:
         return kind(value)
     except ValueError as exc:
-        allowed = ", ".join(str(v) for v in kind)
+        allowed = Choices(str(v) for v in kind)
         raise InvalidInput(
             "%(field)s must be one of: %(allowed)s", field=field, allowed=allowed
         ) from exc

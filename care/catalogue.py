@@ -9,7 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from accounts.base import clean_text
-from accounts.errors import InvalidInput, NotFound, Words
+from accounts.errors import Choices, InvalidInput, NotFound, Words
 from accounts.model import Member, Principal, PriorityFlag
 from accounts.storage import Tx
 from accounts.tokens import new_id
@@ -176,7 +176,7 @@ class Catalogue(CareBase):
         try:
             kind = Category(category)
         except ValueError as exc:
-            allowed = ", ".join(c.value for c in Category)
+            allowed = Choices(c.value for c in Category)
             raise InvalidInput(
                 "%(field)s must be one of: %(allowed)s", field="category", allowed=allowed
             ) from exc

@@ -17,6 +17,7 @@ import pytest
 from tests.accounts_world import World
 from tests.test_web_desk import as_browser, form_post, yesterday
 from tests.test_workflow import (  # noqa: F401 - the workflow's world, with a catalogue
+    donate_and_grant,
     serve_an_hour,
     world,
 )
@@ -243,3 +244,48 @@ def test_the_api_says_the_rule_a_number_of_days_breaks(world: World, days: str) 
         assert (refused.json()["detail"], refused.json()["field"]) == (detail, "days")
     looked = api_detail(w, "zh-CN", "GET", "/v1/stats/signals?days=366", "b1-admin")
     assert looked.status_code == 200, looked.text
+
+
+def test_a_choice_not_on_the_list_is_refused_with_the_list_as_the_page_shows_it(
+    world: World,  # noqa: F811
+) -> None:
+    """An organisation's kind and a priority flag outside their lists are refused with the
+    choices as the forms label them in Chinese, and with the codes in English, and so is a
+    reversal's reason on the console's form, next to the same call with a listed choice taken."""
+    w = world
+    serve_an_hour(w)
+    granted = donate_and_grant(w)
+    w.client.cookies.clear()
+    flags = f"/v1/members/{w.ids['elder-a']}/flags"
+    for who, path, body, good, chinese, english in (
+        (
+            "b1-admin",
+            "/v1/orgs",
+            {"name": "西站", "kind": "shop"},
+            {"kind": "service_station"},
+            "类型须为以下之一：社区服务中心、服务站、社会组织",
+            "kind must be one of: community_centre, service_station, social_organisation",
+        ),
+        (
+            "staff-a",
+            flags,
+            {"flag": "lonely"},
+            {"flag": "living_alone"},
+            "重点关爱标记须为以下之一：独居、",
+            "flag must be one of: living_alone, ",
+        ),
+    ):
+        said = api_detail(w, "zh-CN", "POST", path, who, **body)
+        assert said.status_code == 400, said.text
+        detail = said.json()["detail"]
+        assert detail.startswith(chinese) and not ENGLISH.search(detail), detail
+        assert api_detail(w, "en", "POST", path, who, **body).json()["detail"].startswith(english)
+        taken = api_detail(w, "zh-CN", "POST", path, who, **{**body, **good})
+        assert taken.status_code == 201, taken.text
+    admin = in_chinese(w, "b1-admin")
+    reversal = {"seq": str(granted["seq"]), "reason": "重复发放"}
+    page = "/console/reversals"
+    said = shown_error(form_post(admin, page, page, **reversal, reason_code="typo"))
+    assert said.startswith("原因须为以下之一：重复记录、") and not ENGLISH.search(said), said
+    taken = form_post(admin, page, page, **reversal, reason_code="duplicate")
+    assert taken.status_code == 303, taken.text

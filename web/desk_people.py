@@ -15,21 +15,14 @@ from litestar.params import QueryParameter
 from litestar.response import Redirect, Template
 
 from accounts.errors import AccountsError, InvalidInput, NotFound
-from accounts.model import MemberStatus, Principal, PriorityFlag, Relation
+from accounts.model import MemberStatus, Principal, Relation
 from accounts.service import MemberView, PersonalInput
 from care.errors import CareError
 from web.desk import ItemId, Names, care_of, service_name, staff_or_refusal, translate
-from web.i18n import N_
+from web.i18n import FLAG_LABELS, N_
 from web.pages import Form, refusal, render
 from web.session import accounts_of
 
-FLAG_LABELS = {
-    PriorityFlag.LIVING_ALONE.value: N_("Lives alone"),
-    PriorityFlag.DISABLED.value: N_("Disabled"),
-    PriorityFlag.ADVANCED_AGE.value: N_("Advanced age"),
-    PriorityFlag.LOW_INCOME.value: N_("Low income"),
-    PriorityFlag.EMPTY_NEST.value: N_("Empty nest"),
-}
 PERSONAL_FIELDS = (
     ("name", N_("Name")),
     ("phone", N_("Phone")),

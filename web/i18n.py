@@ -18,7 +18,8 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
 
-from accounts.errors import AccountsError, Words
+from accounts.errors import AccountsError, Choices, Words
+from accounts.model import PriorityFlag
 
 LOCALE_DIR = Path(__file__).parent / "locale"
 LANGUAGES = {"zh-CN": "zh_CN", "en": "en"}  # the HTML tag → the catalog's locale
@@ -334,6 +335,51 @@ WORDS = {
 }
 
 
+# What the pages call the codes a field allows; a "must be one of" refusal lists them so
+# (``Choices``, by the field at fault). A code no page labels is shown as it is.
+FLAG_LABELS = {
+    PriorityFlag.LIVING_ALONE.value: N_("Lives alone"),
+    PriorityFlag.DISABLED.value: N_("Disabled"),
+    PriorityFlag.ADVANCED_AGE.value: N_("Advanced age"),
+    PriorityFlag.LOW_INCOME.value: N_("Low income"),
+    PriorityFlag.EMPTY_NEST.value: N_("Empty nest"),
+}
+ORG_KINDS = {
+    "community_centre": N_("community centre"),
+    "service_station": N_("service station"),
+    "social_organisation": N_("social organisation"),
+}
+PARTNER_SCOPES = {
+    "read_points": N_("read balances"),
+    "read_statement": N_("read statements"),
+    "receive_webhooks": N_("receive webhooks"),
+    "request_exchange": N_("request exchanges"),
+}
+# What the public ledger says of a grant or a reversal: a code from a fixed list
+# (docs/privacy.md); the administrator's own words stay with the bank.
+GRANT_REASONS = {
+    "regular_support": N_("Regular support"),
+    "emergency_support": N_("Emergency support"),
+    "festival_care": N_("Festival care"),
+    "bank_decision": N_("Decision of the bank"),
+    "other": N_("Other"),
+}
+REVERSAL_REASONS = {
+    "duplicate": N_("Recorded twice"),
+    "wrong_minutes": N_("Wrong minutes"),
+    "wrong_member": N_("Wrong member"),
+    "not_served": N_("The service did not happen"),
+    "mistake": N_("A mistake in operation"),
+    "other": N_("Other"),
+}
+CHOICE_LABELS = {
+    "flag": FLAG_LABELS,
+    "kind": ORG_KINDS,
+    "scopes": PARTNER_SCOPES,
+    "reason_code": {**GRANT_REASONS, **REVERSAL_REASONS},
+}
+
+
 def describe(slug: str, message: str, language: str) -> tuple[str, str]:
     """(title, detail) of a refusal in ``language``: known messages fully translated, others in
     English after the translated title."""
@@ -363,11 +409,19 @@ def describe_error(exc: AccountsError, language: str) -> tuple[str, str]:
         return describe(exc.slug, str(exc), language)
     if "%(" not in exc.template:  # nothing to fill in (and a "%" in the text stays as it is)
         return _title(exc.slug, _), _(exc.template)
-    values = {
-        k: _(WORDS.get(v) or FIELDS.get(v, v)) if isinstance(v, Words) and v else v
-        for k, v in exc.values.items()
-    }
+    values = {k: _value(v, exc.field, _) for k, v in exc.values.items()}
     return _title(exc.slug, _), _(exc.template, **values)
+
+
+def _value(value: object, field: str | None, _: Gettext) -> object:
+    """A message's value as the reader calls it: words translated, the codes a field allows
+    by their labels (not reached in English, whose message stays as it is)."""
+    if isinstance(value, Words) and value:
+        return _(WORDS.get(value) or FIELDS.get(value, value))
+    if isinstance(value, Choices):
+        labels = CHOICE_LABELS.get(field or "", {})
+        return "、".join(_(labels[code]) if code in labels else code for code in value)
+    return value
 
 
 def _title(slug: str, _: Gettext) -> str:
