@@ -68,7 +68,12 @@ def aware(value: datetime, field: str) -> datetime:
 def require_active(member: Member, field: str) -> None:
     """The one rule every use case applies: only approved members take part."""
     if member.status is not MemberStatus.ACTIVE:
-        raise MemberNotActive(f"member {member.id} is {member.status}, not active", field=field)
+        raise MemberNotActive(
+            "member %(id)s is %(status)s, not active",
+            field=field,
+            id=member.id,
+            status=Words(member.status),
+        )
 
 
 def opaque(account: str) -> str:
@@ -250,8 +255,10 @@ class CareBase:
             return self.ledger.append(request)
         except LedgerInsufficient as exc:
             raise InsufficientBalance(
-                f"not enough minutes: {exc.balance} available, {-exc.change} needed",
+                "not enough minutes: %(available)s available, %(needed)s needed",
                 field="minutes",
+                available=exc.balance,
+                needed=-exc.change,
             ) from exc
         except EntryError as exc:
             raise CareError(str(exc), field=exc.field) from exc

@@ -242,5 +242,7 @@ class Catalogue(CareBase):
         if self.accounts.active_flags(member.id):
             return
         raise NotEligible(
-            f"redemption needs age {policy.redemption_age} or a priority flag", field="elder_id"
+            "redemption needs age %(age)s or a priority flag",
+            field="elder_id",
+            age=policy.redemption_age,
         )

@@ -3,6 +3,7 @@ says the service happened, with one button or a code; a paid request is redeemed
 
 from __future__ import annotations
 
+from accounts.errors import Words
 from accounts.model import Principal
 from accounts.storage import Tx
 from care.base import require_active
@@ -34,7 +35,7 @@ class Confirmation(Records):
         with self.store.snapshot() as tx:
             record, role = self._visible_record_in(tx, principal, record_id)
             if record.status is not RecordStatus.LOGGED:
-                raise WrongState(f"record is {record.status}")
+                raise WrongState("record is %(status)s", status=Words(record.status))
             self._require_record_members_active(record, tx)
         if code is not None:
             return self._confirm_with_code(record, code, principal.user_id)

@@ -179,7 +179,7 @@ class Requests(Catalogue):
         held while the request is withdrawn and taken again; they leave the hold only by the
         redemption (the service happened) or the release (the request was cancelled)."""
         if request.status is not RequestStatus.OPEN:
-            raise WrongState(f"request is {request.status}, not open")
+            raise WrongState("request is %(status)s, not open", status=Words(request.status))
         if not volunteer.is_volunteer:
             raise InvalidInput("the request must go to a volunteer", field="volunteer_id")
         require_active(volunteer, "volunteer_id")
@@ -220,7 +220,11 @@ class Requests(Catalogue):
             if placed and now.status is RequestStatus.CANCELLED:
                 # Cancelled between our reserve and our update: the canceller saw no hold.
                 self._release(now, hold)
-            raise WrongState(f"request was {now.status} meanwhile", zh="该需求已被他人接单或已取消")
+            raise WrongState(
+                "request was %(status)s meanwhile",
+                zh="该需求已被他人接单或已取消",
+                status=Words(now.status),
+            )
         return now
 
     def _release(self, request: ServiceRequest, minutes: int) -> None:

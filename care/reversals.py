@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from accounts.base import clean_text, parse_enum
-from accounts.errors import Conflict, InvalidInput, NotFound
+from accounts.errors import Conflict, InvalidInput, NotFound, Words
 from accounts.model import Principal
 from accounts.tokens import new_id
 from care.base import require_bank_admin
@@ -95,7 +95,7 @@ class Reversals(Transfers):
             if row is None or row.bank_id != principal.bank_id:
                 raise NotFound("no reversal request %(id)s", id=reversal_id)
             if row.status != "pending":
-                raise WrongState(f"reversal request is {row.status}")
+                raise WrongState("reversal request is %(status)s", status=Words(row.status))
             tx.update(
                 reversal_requests,
                 row.id,
@@ -113,7 +113,7 @@ class Reversals(Transfers):
         if row is None or row.bank_id != principal.bank_id:
             raise NotFound("no reversal request %(id)s", id=reversal_id)
         if row.status != "pending":
-            raise WrongState(f"reversal request is {row.status}")
+            raise WrongState("reversal request is %(status)s", status=Words(row.status))
         if row.requested_by == principal.user_id:
             raise SelfVerification(
                 "a second administrator must approve a reversal", zh="冲正须由另一位管理员批准"

@@ -261,8 +261,10 @@ class Exchanges:
                 )
             if isinstance(exc, LedgerInsufficient):
                 raise InsufficientBalance(
-                    f"not enough minutes: {exc.balance} available, {-exc.change} needed",
+                    "not enough minutes: %(available)s available, %(needed)s needed",
                     field="minutes",
+                    available=exc.balance,
+                    needed=-exc.change,
                 ) from exc
             raise Conflict(str(exc), field=exc.field) from exc
         with self.store.transaction() as tx:

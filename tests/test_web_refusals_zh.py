@@ -18,6 +18,7 @@ from tests.accounts_world import World
 from tests.test_web_desk import as_browser, form_post, yesterday
 from tests.test_workflow import (  # noqa: F401 - the workflow's world, with a catalogue
     donate_and_grant,
+    hours_ago,
     serve_an_hour,
     world,
 )
@@ -289,3 +290,32 @@ def test_a_choice_not_on_the_list_is_refused_with_the_list_as_the_page_shows_it(
     assert said.startswith("原因须为以下之一：重复记录、") and not ENGLISH.search(said), said
     taken = form_post(admin, page, page, **reversal, reason_code="duplicate")
     assert taken.status_code == 303, taken.text
+
+
+def test_a_workflow_refusal_says_its_case_in_the_callers_language(world: World) -> None:  # noqa: F811
+    """A check-out refused for lateness says why, with the policy's number of days, in Chinese
+    and in English (not only "服务记录提交过晚"), next to a timely record taken."""
+    w = world
+    w.client.cookies.clear()
+    days = w.client.get("/v1/policy", headers=w.as_("b1-admin")).json()["record_late_days"]
+
+    def record(language: str, start_h: float, end_h: float) -> Any:
+        body = {
+            "elder_id": w.ids["elder-a"],
+            "service_code": "meal",
+            "check_in": hours_ago(start_h),
+            "check_out": hours_ago(end_h),
+        }
+        headers = {**w.as_("vol-a"), "Accept-Language": language}
+        return w.client.post("/v1/records", headers=headers, json=body)
+
+    late = 24 * (days + 2)
+    chinese = f"服务结束已超过 {days} 天，请联系服务中心补录"
+    english = f"the service ended more than {days} days ago; ask the organisation to record it"
+    for language, detail in (("zh-CN", chinese), ("en", english)):
+        refused = record(language, late + 1, late)
+        assert refused.status_code == 422, refused.text
+        problem = refused.json()
+        assert (problem["detail"], problem["field"]) == (detail, "check_out")
+        assert (problem["detail_zh"], problem["detail_en"]) == (chinese, english)
+    assert record("zh-CN", 3, 2).status_code == 201

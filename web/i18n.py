@@ -20,6 +20,7 @@ from babel.support import NullTranslations, Translations
 
 from accounts.errors import AccountsError, Choices, Words
 from accounts.model import PriorityFlag
+from care.errors import CareError
 
 LOCALE_DIR = Path(__file__).parent / "locale"
 LANGUAGES = {"zh-CN": "zh_CN", "en": "en"}  # the HTML tag → the catalog's locale
@@ -332,6 +333,9 @@ WORDS = {
     "empty_nest": N_("empty nest"),
     "declined": N_("declined"),
     "expired": N_("expired"),
+    # A service record's states a workflow refusal names (``%(status)s``)
+    "logged": N_("logged"),
+    "verified": N_("verified"),
 }
 
 
@@ -411,6 +415,20 @@ def describe_error(exc: AccountsError, language: str) -> tuple[str, str]:
         return _title(exc.slug, _), _(exc.template)
     values = {k: _value(v, exc.field, _) for k, v in exc.values.items()}
     return _title(exc.slug, _), _(exc.template, **values)
+
+
+def care_detail(exc: CareError, language: str) -> str:
+    """A workflow refusal in ``language``: its case translated whole with its values filled in
+    (why this check-in, with its numbers), else the Chinese sentence of its kind."""
+    if language == "en":
+        return str(exc)
+    _ = gettext_for(language)
+    if _(exc.template) == exc.template:
+        return exc.zh
+    if "%(" not in exc.template:
+        return _(exc.template)
+    values = {k: _value(v, exc.field, _) for k, v in exc.values.items()}
+    return _(exc.template, **values)
 
 
 def _value(value: object, field: str | None, _: Gettext) -> object:
