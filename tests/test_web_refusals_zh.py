@@ -319,3 +319,23 @@ def test_a_workflow_refusal_says_its_case_in_the_callers_language(world: World) 
         assert (problem["detail"], problem["field"]) == (detail, "check_out")
         assert (problem["detail_zh"], problem["detail_en"]) == (chinese, english)
     assert record("zh-CN", 3, 2).status_code == 201
+
+
+def test_a_body_value_not_on_the_list_is_refused_without_the_decoders_english(
+    world: World,  # noqa: F811
+) -> None:
+    """A reversal's reason code the API's schema does not list is refused in Chinese naming the
+    field and the value, without the decoder's "at `$.reason_code`"."""
+    w = world
+    serve_an_hour(w)
+    granted = donate_and_grant(w)
+    w.client.cookies.clear()
+    body = {"seq": granted["seq"], "reason": "重复发放", "reason_code": "typo"}
+    refused = api_detail(w, "zh-CN", "POST", "/v1/reversals", "b1-admin", **body)
+    assert refused.status_code == 400, refused.text
+    detail = refused.json()["detail"]
+    assert detail == "参数 reason_code 无效（'typo' 不是允许的取值）", detail
+    taken = api_detail(
+        w, "zh-CN", "POST", "/v1/reversals", "b1-admin", **{**body, "reason_code": "duplicate"}
+    )
+    assert taken.status_code == 201, taken.text

@@ -479,7 +479,10 @@ DECODING_MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             N_("the required field %(name)s is missing"),
         ),
         (r"Object contains unknown field `(?P<name>[^`]+)`.*", N_("unknown field %(name)s")),
-        (r"Invalid enum value (?P<value>.+)", N_("%(value)s is not one of the allowed values")),
+        (
+            r"Invalid enum value (?P<value>.+?)(?: - at `[^`]*`)?",
+            N_("%(value)s is not one of the allowed values"),
+        ),
         (r"(JSON is malformed|Input data was truncated).*", N_("the body is not valid JSON")),
         (r"Invalid RFC3339 encoded datetime.*", N_("expected a date and time (RFC 3339)")),
         (r"Invalid UTF-8 encoded string.*", N_("the text is not valid UTF-8")),
