@@ -84,10 +84,15 @@ bench-web: $(VENV)/.installed-dev
 # Translations: extract the messages, merge them into each catalog, then translate the new
 # entries in web/locale/<lang>/LC_MESSAGES/messages.po. The app compiles the .po files in
 # memory when it starts; i18n-compile writes .mo files only to check that they compile.
+# The workflow's refusals (care/errors.py), whose cases are translated whole too.
+CARE_ERRORS = CareError InsufficientBalance NotEligible OverlappingRecord DailyCapExceeded \
+  SelfVerification NotARelative GiftsDisabled FutureRecord InvalidDuration NotPriorityElder \
+  InvalidSignature InvalidConfirmationCode MemberNotActive LateRecord OutsideRequest \
+  TooManyCodeAttempts WrongState
 i18n-extract: $(VENV)/.installed-dev
 	$(BIN)/pybabel extract -F babel.cfg -k N_ -k translate:2 -k InvalidInput -k WeakPassword \
-	  -k Conflict -k Words --no-location --sort-output --omit-header \
-	  -o web/locale/messages.pot .
+	  -k Conflict -k Words -k Forbidden -k NotFound $(CARE_ERRORS:%=-k %) --no-location \
+	  --sort-output --omit-header -o web/locale/messages.pot .
 
 i18n-update: $(VENV)/.installed-dev
 	$(BIN)/pybabel update -i web/locale/messages.pot -d web/locale --no-fuzzy-matching \

@@ -12,6 +12,7 @@ from typing import Any
 from accounts import passwords
 from accounts.access_cache import AccessCache
 from accounts.errors import (
+    Choices,
     Conflict,
     Forbidden,
     InvalidInput,
@@ -155,7 +156,7 @@ def parse_enum(kind: Any, value: Any, field: str) -> Any:
     try:
         return kind(value)
     except ValueError as exc:
-        allowed = ", ".join(str(v) for v in kind)
+        allowed = Choices(str(v) for v in kind)
         raise InvalidInput(
             "%(field)s must be one of: %(allowed)s", field=field, allowed=allowed
         ) from exc
@@ -202,7 +203,7 @@ class AccountsBase:
         """An operator creates a login with one role; prints a one-time password if none given."""
         with self.store.transaction() as tx:
             if not tx.get(banks, bank_id):
-                raise NotFound(f"no bank {bank_id}", field="bank_id")
+                raise NotFound("no bank %(id)s", id=bank_id, field="bank_id")
             if role in STAFF_ROLES:
                 org = tx.get(organisations, org_id) if org_id else None
                 if org is None or org.bank_id != bank_id:

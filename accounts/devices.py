@@ -92,7 +92,7 @@ class Devices(Relations):
         with self.store.snapshot() as tx:
             row = tx.get(device_keys, key_id) if isinstance(key_id, str) else None
             if row is None or row.user_id != user_id:
-                raise NotFound(f"no device key {key_id}")
+                raise NotFound("no device key %(id)s", id=key_id)
             if row.revoked_at is not None:
                 raise Conflict("device key is already revoked")
             member = tx.first(members, members.c.user_id == user_id)

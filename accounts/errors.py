@@ -31,6 +31,14 @@ class Words(str):
     called: ``Words("organisation name")``), unlike data such as a number or a code."""
 
 
+class Choices(tuple[str, ...]):
+    """The codes a field allows (``Choices(f.value for f in PriorityFlag)``): in English as
+    they are, comma-separated; where a page labels them, a translation lists the labels."""
+
+    def __str__(self) -> str:
+        return ", ".join(self)
+
+
 class AccountsError(Exception):
     slug = "accounts-error"
 

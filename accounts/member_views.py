@@ -80,7 +80,7 @@ class MemberViews(Organisations):
         otherwise, the same whether the member is missing or out of the caller's sight."""
         row = tx.get(members, member_id) if isinstance(member_id, str) else None
         if row is None or row.bank_id != principal.bank_id or self._access(principal, row) is None:
-            raise NotFound(f"no member {member_id}", field=field)
+            raise NotFound("no member %(id)s", id=member_id, field=field)
         return row
 
     @staticmethod
@@ -137,7 +137,7 @@ class MemberViews(Organisations):
         else:
             row = tx.get(members, member_id)
         if row is None:
-            raise NotFound(f"no member {member_id}")
+            raise NotFound("no member %(id)s", id=member_id)
         return member_of_row(row)
 
     def birth_date(self, member_id: str) -> date | None:

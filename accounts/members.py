@@ -82,9 +82,14 @@ class Members(MemberViews):
         with self.store.transaction() as tx:
             org = tx.get(organisations, org_id)
             if tx.get(banks, bank_id) is None:
-                raise NotFound(f"no bank {bank_id}", field="bank_id")
+                raise NotFound("no bank %(id)s", id=bank_id, field="bank_id")
             if org is None or org.bank_id != bank_id:
-                raise NotFound(f"no organisation {org_id} in bank {bank_id}", field="org_id")
+                raise NotFound(
+                    "no organisation %(id)s in bank %(bank)s",
+                    id=org_id,
+                    bank=bank_id,
+                    field="org_id",
+                )
             if tx.first(users, users.c.username == username):
                 # The refusals a free name would meet, in the same order, then the same work.
                 self._check_new_login(username, password)
@@ -133,7 +138,7 @@ class Members(MemberViews):
         with self.store.transaction() as tx:
             org = tx.get(organisations, org_id)
             if org is None or org.bank_id != principal.bank_id:
-                raise NotFound(f"no organisation {org_id}", field="org_id")
+                raise NotFound("no organisation %(id)s", id=org_id, field="org_id")
             user = None
             if username is not None:
                 user = self._new_user(tx, principal.bank_id, username, password).user

@@ -44,11 +44,11 @@ class Organisations(SecondFactor):
     def get_bank(self, principal: Principal, bank_id: str) -> Bank:
         user_id_of(principal)
         if bank_id != principal.bank_id:
-            raise NotFound(f"no bank {bank_id}")
+            raise NotFound("no bank %(id)s", id=bank_id)
         with self.store.snapshot() as tx:
             row = tx.get(banks, bank_id)
         if row is None:
-            raise NotFound(f"no bank {bank_id}")
+            raise NotFound("no bank %(id)s", id=bank_id)
         return Bank(row.id, row.name, utc(row.created_at) or self.clock())
 
     def operator_bank(self, bank_id: str) -> Bank:
@@ -57,7 +57,7 @@ class Organisations(SecondFactor):
         with self.store.snapshot() as tx:
             row = tx.get(banks, bank_id) if isinstance(bank_id, str) else None
         if row is None:
-            raise NotFound(f"no bank {bank_id}", field="bank")
+            raise NotFound("no bank %(id)s", id=bank_id, field="bank")
         return Bank(row.id, row.name, utc(row.created_at) or self.clock())
 
     def create_org(
@@ -74,7 +74,7 @@ class Organisations(SecondFactor):
         )
         with self.store.transaction() as tx:
             if tx.get(banks, principal.bank_id) is None:
-                raise NotFound(f"no bank {principal.bank_id}", field="bank_id")
+                raise NotFound("no bank %(id)s", id=principal.bank_id, field="bank_id")
             if tx.first(
                 organisations, organisations.c.bank_id == org.bank_id, organisations.c.name == name
             ):
@@ -116,13 +116,13 @@ class Organisations(SecondFactor):
         with self.store.snapshot() as tx:
             row = tx.get(organisations, org_id)
         if row is None or row.bank_id != principal.bank_id:
-            raise NotFound(f"no organisation {org_id}")
+            raise NotFound("no organisation %(id)s", id=org_id)
         return org_of_row(row)
 
     def _require_org_admin(self, tx: Tx, principal: Principal, org_id: str) -> Any:
         org = tx.get(organisations, org_id)
         if org is None or org.bank_id != principal.bank_id:
-            raise NotFound(f"no organisation {org_id}")
+            raise NotFound("no organisation %(id)s", id=org_id)
         if not (principal.is_bank_admin or org_id in principal.orgs(Role.ORG_ADMIN)):
             raise Forbidden("only this organisation's admin or a bank admin manages its staff")
         return org
@@ -145,7 +145,7 @@ class Organisations(SecondFactor):
         with self.store.snapshot() as tx:
             org = tx.get(organisations, org_id)
             if org is None or org.bank_id != principal.bank_id:
-                raise NotFound(f"no organisation {org_id}")
+                raise NotFound("no organisation %(id)s", id=org_id)
             if not (principal.is_bank_admin or org_id in principal.orgs()):
                 raise Forbidden("staff lists are for the organisation's staff and bank admins")
             grants = tx.find(
@@ -168,6 +168,6 @@ class Organisations(SecondFactor):
                 role_grants.c.revoked_at.is_(None),
             )
             if not live:
-                raise NotFound(f"user {user_id} is not staff of {org_id}")
+                raise NotFound("user %(id)s is not staff of %(org)s", id=user_id, org=org_id)
             for g in live:
                 tx.update(role_grants, g.id, revoked_at=self.clock())

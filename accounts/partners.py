@@ -82,7 +82,7 @@ class Partners(Devices):
         with self.store.transaction() as tx:
             row = tx.get(partner_keys, key_id)
             if row is None or row.bank_id != principal.bank_id:
-                raise NotFound(f"no partner key {key_id}")
+                raise NotFound("no partner key %(id)s", id=key_id)
             if row.revoked_at is not None:
                 raise Conflict("partner key is already revoked")
             tx.update(partner_keys, key_id, revoked_at=self.clock())

@@ -84,7 +84,7 @@ class Relations(Members):
                 )
             flag_row = tx.get(member_flags, flag_id)
             if flag_row is None or flag_row.member_id != member_id:
-                raise NotFound(f"no flag {flag_id}")
+                raise NotFound("no flag %(id)s", id=flag_id)
             if flag_row.cleared_at is not None:
                 raise Conflict("flag is already cleared")
             tx.update(member_flags, flag_id, cleared_by=principal.user_id, cleared_at=self.clock())
@@ -109,7 +109,7 @@ class Relations(Members):
                 raise Forbidden("a member, their family proxy or staff declares relatives")
             other = tx.get(members, relative_id) if isinstance(relative_id, str) else None
             if other is None or other.bank_id != row.bank_id:
-                raise NotFound(f"no member {relative_id} in this bank", field="relative_id")
+                raise NotFound("no member %(id)s in this bank", id=relative_id, field="relative_id")
             if other.id == row.id:
                 raise InvalidInput("a member cannot be their own relative", field="relative_id")
             if tx.first(
@@ -143,18 +143,18 @@ class Relations(Members):
         with self.store.transaction() as tx:
             link = tx.get(relatives, link_id)
             if link is None:
-                raise NotFound(f"no relation {link_id}")
+                raise NotFound("no relation %(id)s", id=link_id)
             a = tx.get(members, link.member_id)
             b = tx.get(members, link.relative_id)
             assert a is not None
             assert b is not None
             if a.bank_id != principal.bank_id:
-                raise NotFound(f"no relation {link_id}")
+                raise NotFound("no relation %(id)s", id=link_id)
             staff_of = {self._access(principal, a), self._access(principal, b)}
             if not staff_of & {"staff", "admin"}:
                 if staff_of & {"self", "proxy"}:
                     raise Forbidden("relations are confirmed by organisation staff")
-                raise NotFound(f"no relation {link_id}")
+                raise NotFound("no relation %(id)s", id=link_id)
             if link.status != RelativeStatus.PENDING:
                 raise Conflict("relation is already %(status)s", status=Words(link.status))
             status = RelativeStatus.CONFIRMED if confirm else RelativeStatus.REJECTED
@@ -227,7 +227,7 @@ class Relations(Members):
                 raise Forbidden("only staff of the member's organisation grant family proxies")
             user = tx.first(users, users.c.username == username)
             if user is None or user.bank_id != principal.bank_id:
-                raise NotFound(f"no user {username}", field="username")
+                raise NotFound("no user with this username", field="username")
             if row.status != MemberStatus.ACTIVE or not row.is_elder:
                 raise InvalidInput("proxies act for an active elder", field="member_id")
             own = tx.first(members, members.c.user_id == user.id)
@@ -257,7 +257,7 @@ class Relations(Members):
             user = tx.first(users, users.c.username == username)
             grants = self._proxy_grants(tx, user.id, member_id) if user is not None else []
             if not grants:
-                raise NotFound(f"{username} is not a proxy of this member", field="username")
+                raise NotFound("this user is not a proxy of this member", field="username")
             for grant in grants:
                 tx.update(role_grants, grant.id, revoked_at=self.clock())
 

@@ -20,6 +20,7 @@ from accounts.errors import (
     EnrolmentCodeRequired,
     InvalidInput,
     SecondFactorRequired,
+    Words,
 )
 from accounts.model import (
     Principal,
@@ -43,7 +44,9 @@ class SecondFactor(Sessions):
         code = new_secret(ENROLMENT_PREFIX)
         until = self.clock() + self.policy.enrolment_code_ttl
         with self.store.transaction() as tx:
-            row = self._administered_user(tx, principal, user_id, "reset the second factor of")
+            row = self._administered_user(
+                tx, principal, user_id, Words("reset the second factor of")
+            )
             if row.totp_sealed is not None:
                 self._end_sessions(tx, row.id)
             tx.update(

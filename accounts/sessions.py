@@ -18,6 +18,7 @@ from accounts.errors import (
     LoginThrottled,
     NotFound,
     TokenInvalid,
+    Words,
 )
 from accounts.model import (
     Grant,
@@ -54,7 +55,7 @@ class Sessions(AccountsBase):
         with self.store.transaction() as tx:
             row = tx.first(users, users.c.username == username)
             if row is None or row.disabled_at is not None:
-                raise NotFound(f"no active user {username}", field="user")
+                raise NotFound("no active user with this username", field="user")
             return self._open_session(tx, row, second_factor=False)
 
     def login(
@@ -245,7 +246,7 @@ class Sessions(AccountsBase):
         with self.store.snapshot() as tx:
             row = tx.get(users, user_id)
             if row is None:
-                raise NotFound(f"no user {user_id}")
+                raise NotFound("no user %(id)s", id=user_id)
             return self._principal(tx, row, second_factor=False, session_id=None)
 
     def logout(self, principal: Principal) -> None:
@@ -292,7 +293,7 @@ class Sessions(AccountsBase):
         the logins of its members), disables or enables a login; disabling ends its
         sessions at once. Nobody disables themselves."""
         with self.store.transaction() as tx:
-            row = self._administered_user(tx, principal, user_id, "disable or enable")
+            row = self._administered_user(tx, principal, user_id, Words("disable or enable"))
             tx.update(users, row.id, disabled_at=self.clock() if disabled else None)
             if disabled:
                 self._end_sessions(tx, row.id)
@@ -305,9 +306,9 @@ class Sessions(AccountsBase):
         administers their own login."""
         row = tx.get(users, user_id) if isinstance(user_id, str) else None
         if row is None or row.bank_id != principal.bank_id or principal.is_partner:
-            raise NotFound(f"no user {user_id}")
+            raise NotFound("no user %(id)s", id=user_id)
         if row.id == principal.user_id:
-            raise Forbidden(f"you cannot {what} your own login")
+            raise Forbidden("you cannot %(action)s your own login", action=Words(what))
         if not principal.is_bank_admin:
             admin_of = principal.orgs(Role.ORG_ADMIN)
             staff_orgs = {
@@ -326,5 +327,7 @@ class Sessions(AccountsBase):
                 g.role == str(Role.BANK_ADMIN)
                 for g in tx.find(role_grants, role_grants.c.user_id == row.id)
             ):
-                raise Forbidden(f"only a bank admin may {what} a bank admin's login")
+                raise Forbidden(
+                    "only a bank admin may %(action)s a bank admin's login", action=Words(what)
+                )
         return row

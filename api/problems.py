@@ -32,6 +32,7 @@ from ledger.errors import EntryError, ProofRequestError
 from web.i18n import (
     LANGUAGE_COOKIE,
     N_,
+    care_detail,
     describe,
     describe_decoding,
     describe_error,
@@ -188,12 +189,12 @@ def _accounts(request: Request[Any, Any, Any], exc: AccountsError) -> Response[d
 
 def _care(request: Request[Any, Any, Any], exc: CareError) -> Response[dict[str, Any]]:
     """Domain refusals carry both languages; ``detail`` follows the caller's language."""
-    chinese = language(request) == "zh-CN"
     title = exc.slug.replace("-", " ").capitalize()
-    response = problem(status_of(exc), exc.slug, title, exc.zh if chinese else str(exc), exc.field)
+    detail = care_detail(exc, language(request))
+    response = problem(status_of(exc), exc.slug, title, detail, exc.field)
     assert isinstance(response.content, dict)
     response.content["detail_en"] = str(exc)
-    response.content["detail_zh"] = exc.zh
+    response.content["detail_zh"] = care_detail(exc, "zh-CN")
     return response
 
 

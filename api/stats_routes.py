@@ -170,7 +170,10 @@ def _instant(text: str, field: str) -> datetime:
         raise InvalidInput("%(field)s must be an ISO 8601 time", field=field) from exc
 
 
-Whole = Annotated[int | None, Parameter(ge=0, le=10**7)]
+# A threshold's range is the rule's (``reports.signals.LIMITS``), checked there so that a value
+# out of it is refused as the signals page refuses it: "days must be 1-366", in the caller's
+# language, not as the framework's "expected int >= 0".
+Whole = Annotated[int | None, Parameter(description="a whole number (docs/statistics.md)")]
 
 
 class StatsController(Controller):

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any, Protocol, TypeVar
 
-from accounts.errors import Forbidden, InvalidInput, NotFound
+from accounts.errors import Forbidden, InvalidInput, NotFound, Words
 from accounts.model import Member, MemberStatus, Principal, Role
 from accounts.service import AccountsService
 from accounts.storage import AccountsStore, Tx
@@ -68,7 +68,12 @@ def aware(value: datetime, field: str) -> datetime:
 def require_active(member: Member, field: str) -> None:
     """The one rule every use case applies: only approved members take part."""
     if member.status is not MemberStatus.ACTIVE:
-        raise MemberNotActive(f"member {member.id} is {member.status}, not active", field=field)
+        raise MemberNotActive(
+            "member %(id)s is %(status)s, not active",
+            field=field,
+            id=member.id,
+            status=Words(member.status),
+        )
 
 
 def opaque(account: str) -> str:
@@ -150,7 +155,7 @@ class CareBase:
         input that gave the id) alike when it is missing or out of the caller's sight."""
         row = tx.get(service_requests, request_id) if isinstance(request_id, str) else None
         if row is None or row.bank_id != principal.bank_id or principal.is_partner:
-            raise NotFound(f"no request {request_id}", field=field)
+            raise NotFound("no request %(id)s", id=request_id, field=field)
         request = to_request(row)
         if principal.is_bank_admin:
             return request, "admin"
@@ -166,7 +171,7 @@ class CareBase:
             return request, "volunteer"
         if request.status is RequestStatus.OPEN and principal.has(Role.VOLUNTEER):
             return request, "candidate"
-        raise NotFound(f"no request {request_id}", field=field)
+        raise NotFound("no request %(id)s", id=request_id, field=field)
 
     def _acting_volunteer(self, principal: Principal, what: str, tx: Tx | None = None) -> Member:
         """The caller as an active volunteer: a pending, rejected or disabled one is told so."""
@@ -177,7 +182,7 @@ class CareBase:
                 zh="您的注册尚未通过审核（或已被拒绝、停用）",
             )
         if principal.acting_member_id is None or not principal.has(Role.VOLUNTEER):
-            raise Forbidden(f"only an approved volunteer {what}")
+            raise Forbidden("only an approved volunteer %(action)s", action=Words(what))
         volunteer = self.accounts.member(principal.acting_member_id, tx)
         require_active(volunteer, "member")
         return volunteer
@@ -194,7 +199,7 @@ class CareBase:
         except NotFound:
             member = None
         if member is None or member.bank_id != principal.bank_id:
-            raise NotFound(f"no member {member_id}", field=field)
+            raise NotFound("no member %(id)s", id=member_id, field=field)
         return member
 
     def _record(self, record_id: str) -> ServiceRecord:
@@ -213,7 +218,7 @@ class CareBase:
         """The record and how the caller relates to it; NotFound if they may not know it."""
         row = tx.get(service_records, record_id) if isinstance(record_id, str) else None
         if row is None or row.bank_id != principal.bank_id or principal.is_partner:
-            raise NotFound(f"no record {record_id}")
+            raise NotFound("no record %(id)s", id=record_id)
         record = to_record(row)
         if principal.acting_member_id == record.volunteer_id:
             return record, "volunteer"
@@ -227,15 +232,15 @@ class CareBase:
             return record, "admin"
         if principal.has(Role.AUDITOR):
             return record, "auditor"
-        raise NotFound(f"no record {record_id}")
+        raise NotFound("no record %(id)s", id=record_id)
 
     def _readable_member(self, principal: Principal, member_id: str) -> Member:
         if principal.is_partner:  # partners read through consent links (partners.links)
-            raise NotFound(f"no member {member_id}")
+            raise NotFound("no member %(id)s", id=member_id)
         member, access = self.accounts.member_access(principal, member_id)
         if access in READING_ACCESS:
             return member
-        raise NotFound(f"no member {member_id}")
+        raise NotFound("no member %(id)s", id=member_id)
 
     def _remembered_readable_member(self, principal: Principal, member_id: str) -> Member | None:
         """The member ``_readable_member`` would return, if the accounts service remembers
@@ -250,8 +255,10 @@ class CareBase:
             return self.ledger.append(request)
         except LedgerInsufficient as exc:
             raise InsufficientBalance(
-                f"not enough minutes: {exc.balance} available, {-exc.change} needed",
+                "not enough minutes: %(available)s available, %(needed)s needed",
                 field="minutes",
+                available=exc.balance,
+                needed=-exc.change,
             ) from exc
         except EntryError as exc:
             raise CareError(str(exc), field=exc.field) from exc

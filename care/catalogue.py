@@ -9,7 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from accounts.base import clean_text
-from accounts.errors import InvalidInput, NotFound, Words
+from accounts.errors import Choices, InvalidInput, NotFound, Words
 from accounts.model import Member, Principal, PriorityFlag
 from accounts.storage import Tx
 from accounts.tokens import new_id
@@ -176,7 +176,7 @@ class Catalogue(CareBase):
         try:
             kind = Category(category)
         except ValueError as exc:
-            allowed = ", ".join(c.value for c in Category)
+            allowed = Choices(c.value for c in Category)
             raise InvalidInput(
                 "%(field)s must be one of: %(allowed)s", field="category", allowed=allowed
             ) from exc
@@ -230,7 +230,7 @@ class Catalogue(CareBase):
     def _type_by_code(self, tx: Tx, bank_id: str, code: str) -> ServiceType:
         row = type_by_code(tx, bank_id, code)
         if row is None or not row.active:
-            raise NotFound(f"no active service type {code!r}", field="service_code")
+            raise NotFound("no active service type %(code)s", code=code, field="service_code")
         return to_type(row)
 
     def _require_eligible(self, member: Member) -> None:
@@ -242,5 +242,7 @@ class Catalogue(CareBase):
         if self.accounts.active_flags(member.id):
             return
         raise NotEligible(
-            f"redemption needs age {policy.redemption_age} or a priority flag", field="elder_id"
+            "redemption needs age %(age)s or a priority flag",
+            field="elder_id",
+            age=policy.redemption_age,
         )

@@ -46,13 +46,16 @@ def refuse_if_throttled(tx: Tx, keys: list[str], now: datetime) -> None:
         if tx.throttle_count(key, now, window) >= limit:
             if key.startswith("code-record:"):
                 raise TooManyCodeAttempts(
-                    f"{limit} wrong codes for this record: the elder, their family or staff "
+                    "%(limit)s wrong codes for this record: the elder, their family or staff "
                     "confirm it instead",
                     field="confirmation_code",
+                    limit=limit,
                 )
             raise TooManyCodeAttempts(
-                f"{limit} wrong confirmation codes within {window // 60} minutes; try again later",
+                "%(limit)s wrong confirmation codes within %(minutes)s minutes; try again later",
                 field="confirmation_code",
+                limit=limit,
+                minutes=window // 60,
             )
 
 

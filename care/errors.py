@@ -21,19 +21,33 @@ The hierarchy::
     ├── TooManyCodeAttempts           too-many-code-attempts (429)  确认码尝试次数过多
     └── WrongState                    wrong-state (409)       当前状态不允许此操作
 
+A message is English with ``%(name)s`` where a value goes, the values given apart, as
+``accounts.errors`` has it: the pages and the API translate the case whole
+(``web.i18n.care_detail``), and fall back on the kind's Chinese sentence (``zh``) for a case the
+catalog does not know.
+
 Generic refusals (not found, forbidden, bad input) reuse ``accounts.errors``. The statuses in
 parentheses are the web layer's (``web.statuses``); the domain raises no HTTP status.
 """
 
 from __future__ import annotations
 
+from accounts.errors import Words
+
 
 class CareError(Exception):
     slug = "care-rule"
     zh = "操作被拒绝"
 
-    def __init__(self, message: str, *, field: str | None = None, zh: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, *, field: str | None = None, zh: str | None = None, **values: object
+    ) -> None:
+        self.template = message
+        self.values: dict[str, object] = {"field": Words(field or ""), **values}
+        try:
+            super().__init__(message % self.values if "%(" in message else message)
+        except (KeyError, ValueError, TypeError):  # a message quoting text that holds a stray %
+            super().__init__(message)
         self.field = field
         if zh is not None:
             self.zh = zh

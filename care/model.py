@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from itertools import pairwise
 
-from accounts.errors import Forbidden
+from accounts.errors import Forbidden, Words
 from care.errors import SelfVerification, WrongState
 
 
@@ -218,7 +218,7 @@ class ServiceRequest:
         if role not in ("elder", "staff", "admin"):
             raise Forbidden("only the elder's side or staff cancel a request")
         if self.status not in (RequestStatus.OPEN, RequestStatus.ASSIGNED):
-            raise WrongState(f"request is {self.status}")
+            raise WrongState("request is %(status)s", status=Words(self.status))
         if has_record:
             raise WrongState(_HAS_RECORD[0], zh=_HAS_RECORD[1])
         return replace(self, status=RequestStatus.CANCELLED, cancelled_by=by, cancel_reason=reason)
@@ -228,8 +228,9 @@ class ServiceRequest:
         refuses the confirmation (its held minutes went back)."""
         if self.status is not RequestStatus.ASSIGNED:
             raise WrongState(
-                f"the request of this record is {self.status}; the record cannot be confirmed",
+                "the request of this record is %(status)s; the record cannot be confirmed",
                 zh="该记录对应的需求已取消，不能确认",
+                status=Words(self.status),
             )
         return replace(self, status=RequestStatus.COMPLETED)
 
@@ -237,7 +238,7 @@ class ServiceRequest:
         """Completed → cancelled, as staff reject the record of its service: it did not happen
         as recorded, and its redemption is refunded."""
         if self.status is not RequestStatus.COMPLETED:
-            raise WrongState(f"request is {self.status}, not completed")
+            raise WrongState("request is %(status)s, not completed", status=Words(self.status))
         return replace(
             self,
             status=RequestStatus.CANCELLED,
@@ -251,7 +252,7 @@ class ServiceRequest:
         if role not in ("volunteer", "staff", "admin"):
             raise Forbidden("only the assigned volunteer or staff give a request back")
         if self.status is not RequestStatus.ASSIGNED:
-            raise WrongState(f"request is {self.status}, not assigned")
+            raise WrongState("request is %(status)s, not assigned", status=Words(self.status))
         if has_record:
             raise WrongState(_HAS_RECORD[0], zh=_HAS_RECORD[1])
         return replace(self, status=RequestStatus.OPEN, volunteer_id=None, assigned_by=None)
@@ -288,7 +289,7 @@ class ServiceRecord:
         """How the caller would confirm this record for the served side (without a code):
         never the volunteer who logged it."""
         if self.status is not RecordStatus.LOGGED:
-            raise WrongState(f"record is {self.status}")
+            raise WrongState("record is %(status)s", status=Words(self.status))
         if role == "volunteer" or member_id == self.volunteer_id:
             raise SelfVerification(
                 "a volunteer cannot confirm their own record; ask the elder for a code"
@@ -341,7 +342,7 @@ class ServiceRecord:
                 "only staff of the record's organisation, or a bank administrator, reject it"
             )
         if self.status not in (RecordStatus.LOGGED, RecordStatus.CONFIRMED):
-            raise WrongState(f"record is {self.status}")
+            raise WrongState("record is %(status)s", status=Words(self.status))
         return replace(
             self,
             status=RecordStatus.REJECTED,
@@ -361,7 +362,7 @@ def not_confirmable(status: RecordStatus) -> WrongState:
             "the centre rejected the record of this service; there is nothing to confirm",
             zh="服务中心已经驳回了这次服务的记录，不用再确认",
         )
-    return WrongState(f"record is {status}")
+    return WrongState("record is %(status)s", status=Words(status))
 
 
 def _why_not_verifiable(status: RecordStatus) -> str:

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from accounts.errors import Forbidden, InvalidInput, TokenInvalid
+from accounts.errors import Forbidden, InvalidInput, TokenInvalid, Words
 from accounts.model import Member, Principal, Role
 from accounts.storage import Tx, utc
 from accounts.tokens import new_id
@@ -79,16 +79,19 @@ def _within_request(request: ServiceRequest, start: datetime, end: datetime, min
     (+ at most ``EXTRA_MINUTES``)."""
     if start < request.window_start - WINDOW_SLACK or end > request.window_end + WINDOW_SLACK:
         raise OutsideRequest(
-            f"the service must fall within the request's window "
-            f"{request.window_start:%Y-%m-%d %H:%M}–{request.window_end:%H:%M} UTC "
-            f"(± {WINDOW_SLACK.seconds // 3600} h)",
+            "the service must fall within the request's window %(start)s–%(end)s UTC "
+            "(± %(hours)s h)",
             field="check_in",
+            start=f"{request.window_start:%Y-%m-%d %H:%M}",
+            end=f"{request.window_end:%H:%M}",
+            hours=WINDOW_SLACK.seconds // 3600,
         )
     if minutes > request.minutes + EXTRA_MINUTES:
         raise OutsideRequest(
-            f"the request is for {request.minutes} minutes; a record of it may hold at most "
-            f"{request.minutes + EXTRA_MINUTES}",
+            "the request is for %(minutes)s minutes; a record of it may hold at most %(most)s",
             field="minutes",
+            minutes=request.minutes,
+            most=request.minutes + EXTRA_MINUTES,
         )
 
 
@@ -118,7 +121,7 @@ class Records(Codes):
         """Check a record the volunteer is about to log and give its canonical fields; a phone
         signs ``record_signing_message`` of their digest with its device key."""
         with self.store.snapshot() as tx:
-            volunteer = self._acting_volunteer(principal, "logs service records", tx)
+            volunteer = self._acting_volunteer(principal, Words("logs service records"), tx)
             elder = self._bank_member(principal, elder_id, "elder_id", tx)
             if not elder.is_elder:
                 raise InvalidInput("services are given to an elder", field="elder_id")
@@ -141,17 +144,19 @@ class Records(Codes):
             minutes = span if minutes is None else minutes
             if not 1 <= minutes <= min(span, MAX_RECORD_MINUTES):
                 raise InvalidDuration(
-                    f"minutes must be between 1 and the {span} minutes between check-in and "
+                    "minutes must be between 1 and the %(span)s minutes between check-in and "
                     "check-out",
                     field="minutes",
                     zh="服务时长不能超过签到与签退之间的时间",
+                    span=span,
                 )
             policy = self.policy(elder.bank_id, tx)
             if end < now - timedelta(days=policy.record_late_days):
                 raise LateRecord(
-                    f"the service ended more than {policy.record_late_days} days ago; "
-                    "ask the organisation to record it",
+                    "the service ended more than %(days)s days ago; ask the organisation to "
+                    "record it",
                     field="check_out",
+                    days=policy.record_late_days,
                 )
             org_id = elder.org_id
             kind = self._type_by_code(tx, elder.bank_id, service_code)
@@ -285,10 +290,13 @@ class Records(Codes):
         def insert(tx: Tx) -> ServiceRecord | Refused:
             overlap = overlapping_record(tx, volunteer.id, start, end)
             if overlap is not None:
-                span_text = f"{utc(overlap.check_in)} – {utc(overlap.check_out)}"
                 return Refused(
                     OverlappingRecord(
-                        f"overlaps record {overlap.id} ({span_text})", field="check_in"
+                        "overlaps record %(id)s (%(start)s – %(end)s)",
+                        field="check_in",
+                        id=overlap.id,
+                        start=utc(overlap.check_in),
+                        end=utc(overlap.check_out),
                     )
                 )
             logged = minutes_toward_cap(tx, [volunteer.id], day_start).get(volunteer.id, 0)
@@ -296,8 +304,10 @@ class Records(Codes):
                 cap = policy.daily_cap_minutes
                 return Refused(
                     DailyCapExceeded(
-                        f"{logged} minutes already logged that day; the cap is {cap}",
+                        "%(logged)s minutes already logged that day; the cap is %(cap)s",
                         field="minutes",
+                        logged=logged,
+                        cap=cap,
                     )
                 )
             if request_id is not None:

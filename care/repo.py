@@ -179,7 +179,7 @@ def locked_request(tx: Tx, request_id: str) -> ServiceRequest:
         select(service_requests).where(service_requests.c.id == request_id).with_for_update()
     ).first()
     if row is None:
-        raise NotFound(f"no request {request_id}", field="request_id")
+        raise NotFound("no request %(id)s", id=request_id, field="request_id")
     return to_request(row)
 
 

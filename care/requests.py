@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from accounts.base import clean_text, optional_text
-from accounts.errors import Forbidden, InvalidInput, NotFound
+from accounts.errors import Forbidden, InvalidInput, NotFound, Words
 from accounts.model import Member, MemberStatus, Principal, Role
 from accounts.tokens import new_id
 from care.base import aware, require_active
@@ -182,7 +182,7 @@ class Requests(Catalogue):
 
     def claim(self, principal: Principal, request_id: str) -> ServiceRequest:
         """A volunteer takes an open request (线上点单)."""
-        volunteer = self._acting_volunteer(principal, "claims requests")
+        volunteer = self._acting_volunteer(principal, Words("claims requests"))
         with self.store.snapshot() as tx:
             request, _ = self._visible_request(tx, principal, request_id)
         return self._accept(request, volunteer, principal.user_id or "")
@@ -192,7 +192,7 @@ class Requests(Catalogue):
         held while the request is withdrawn and taken again; they leave the hold only by the
         redemption (the service happened) or the release (the request was cancelled)."""
         if request.status is not RequestStatus.OPEN:
-            raise WrongState(f"request is {request.status}, not open")
+            raise WrongState("request is %(status)s, not open", status=Words(request.status))
         if not volunteer.is_volunteer:
             raise InvalidInput("the request must go to a volunteer", field="volunteer_id")
         require_active(volunteer, "volunteer_id")
@@ -233,7 +233,11 @@ class Requests(Catalogue):
             if placed and now.status is RequestStatus.CANCELLED:
                 # Cancelled between our reserve and our update: the canceller saw no hold.
                 self._release(now, hold)
-            raise WrongState(f"request was {now.status} meanwhile", zh="该需求已被他人接单或已取消")
+            raise WrongState(
+                "request was %(status)s meanwhile",
+                zh="该需求已被他人接单或已取消",
+                status=Words(now.status),
+            )
         return now
 
     def _release(self, request: ServiceRequest, minutes: int) -> None:
@@ -264,7 +268,7 @@ class Requests(Catalogue):
         with self.store.snapshot() as tx:
             request, role = self._visible_request(tx, principal, request_id)
         if role == "candidate":  # sees an open request only to claim it: none of theirs
-            raise NotFound(f"no request {request_id}")
+            raise NotFound("no request %(id)s", id=request_id)
         with self.store.transaction() as tx:
             current = locked_request(tx, request.id)
             has_record = live_record(tx, request.id) is not None

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from accounts.base import clean_text, parse_enum
-from accounts.errors import Conflict, InvalidInput, NotFound
+from accounts.errors import Conflict, InvalidInput, NotFound, Words
 from accounts.model import Principal
 from accounts.tokens import new_id
 from care.base import require_bank_admin
@@ -50,7 +50,7 @@ class Reversals(Transfers):
                 p.account.startswith(f"{principal.bank_id}:") for p in entry.request.postings
             )
         ):
-            raise NotFound(f"no entry {seq} that moved minutes in this bank", field="seq")
+            raise NotFound("no entry %(seq)s that moved minutes in this bank", seq=seq, field="seq")
         if entry.request.kind in ("reversal", "reserve", "release"):
             raise InvalidInput(
                 "a %(kind)s cannot be reversed", field="seq", kind=entry.request.kind
@@ -93,9 +93,9 @@ class Reversals(Transfers):
         with self.store.transaction() as tx:
             row = tx.get(reversal_requests, reversal_id)
             if row is None or row.bank_id != principal.bank_id:
-                raise NotFound(f"no reversal request {reversal_id}")
+                raise NotFound("no reversal request %(id)s", id=reversal_id)
             if row.status != "pending":
-                raise WrongState(f"reversal request is {row.status}")
+                raise WrongState("reversal request is %(status)s", status=Words(row.status))
             tx.update(
                 reversal_requests,
                 row.id,
@@ -111,9 +111,9 @@ class Reversals(Transfers):
         with self.store.snapshot() as tx:
             row = tx.get(reversal_requests, reversal_id)
         if row is None or row.bank_id != principal.bank_id:
-            raise NotFound(f"no reversal request {reversal_id}")
+            raise NotFound("no reversal request %(id)s", id=reversal_id)
         if row.status != "pending":
-            raise WrongState(f"reversal request is {row.status}")
+            raise WrongState("reversal request is %(status)s", status=Words(row.status))
         if row.requested_by == principal.user_id:
             raise SelfVerification(
                 "a second administrator must approve a reversal", zh="冲正须由另一位管理员批准"

@@ -98,7 +98,7 @@ class Statements(Reversals):
         entry = self.ledger.entry(seq) if seq >= 0 else None
         own = {member.ledger_account, hold_account(member.ledger_account)}
         if entry is None or not any(p.account in own for p in entry.request.postings):
-            raise NotFound(f"no entry {seq} for this member", field="seq")
+            raise NotFound("no entry %(seq)s for this member", seq=seq, field="seq")
         return self.ledger.receipt(seq)
 
 

@@ -158,7 +158,9 @@ class Verification(Confirmation):
 
         noted, stored = self._commit_workflow(note)
         if not noted:
-            raise WrongState(f"record {record.id} left 'verified' while its deposit was posted")
+            raise WrongState(
+                "record %(id)s left 'verified' while its deposit was posted", id=record.id
+            )
         return stored
 
     def reject(self, principal: Principal, record_id: str, reason: str) -> ServiceRecord:

@@ -195,7 +195,7 @@ class Exchanges:
         with self.store.snapshot() as tx:
             exchange = self._find(tx, exchange_id)
         if exchange is None or exchange.partner_key_id != principal.partner_key_id:
-            raise NotFound(f"no exchange {exchange_id}")
+            raise NotFound("no exchange %(id)s", id=exchange_id)
         return exchange
 
     def cancel(self, principal: Principal, exchange_id: str) -> Exchange:
@@ -223,8 +223,8 @@ class Exchanges:
         with self.store.snapshot() as tx:
             exchange = self._find(tx, exchange_id)
         if exchange is None or exchange.bank_id != principal.bank_id:
-            raise NotFound(f"no exchange {exchange_id}")
-        self.links.access_through(principal, exchange.member_id, f"no exchange {exchange_id}")
+            raise NotFound("no exchange %(id)s", id=exchange_id)
+        self.links.access_through(principal, exchange.member_id, "no exchange %(id)s", exchange_id)
         return exchange
 
     def confirm(self, principal: Principal, exchange_id: str) -> Exchange:
@@ -261,8 +261,10 @@ class Exchanges:
                 )
             if isinstance(exc, LedgerInsufficient):
                 raise InsufficientBalance(
-                    f"not enough minutes: {exc.balance} available, {-exc.change} needed",
+                    "not enough minutes: %(available)s available, %(needed)s needed",
                     field="minutes",
+                    available=exc.balance,
+                    needed=-exc.change,
                 ) from exc
             raise Conflict(str(exc), field=exc.field) from exc
         with self.store.transaction() as tx:

@@ -165,7 +165,7 @@ class PartnerLinks:
         with self.store.snapshot() as tx:
             link = self._find(tx, link_id)
         if link is None or link.partner_key_id != principal.partner_key_id:
-            raise NotFound(f"no link {link_id}")
+            raise NotFound("no link %(id)s", id=link_id)
         return link
 
     def partner_links(self, principal: Principal) -> list[PartnerLink]:
@@ -194,12 +194,12 @@ class PartnerLinks:
             )
             link = self._with_partner(tx, rows[0]) if rows else None
         if link is None or link.member_id is None:
-            raise NotFound(f"no member with handle {handle}", field="handle")
+            raise NotFound("no member with handle %(handle)s", handle=handle, field="handle")
         state = link.state(self.clock())
         if state != LinkStatus.ACTIVE:
-            raise Forbidden(f"the member's consent link is {state}")
+            raise Forbidden("the member's consent link is %(state)s", state=Words(state))
         if scope not in link.scopes or scope not in principal.partner_scopes:
-            raise Forbidden(f"the member did not grant {scope}")
+            raise Forbidden("the member did not grant %(scope)s", scope=scope)
         return self.accounts.member(link.member_id)
 
     def points(self, principal: Principal, handle: str) -> MemberPoints:
@@ -236,12 +236,12 @@ class PartnerLinks:
         with self.store.snapshot() as tx:
             link = self._find(tx, link_id)
         if link is None or link.bank_id != principal.bank_id:
-            raise NotFound(f"no link {link_id}")
+            raise NotFound("no link %(id)s", id=link_id)
         if link.member_id is None:
             if link.status is LinkStatus.PENDING:
                 return link
-            raise NotFound(f"no link {link_id}")
-        self.access_through(principal, link.member_id, f"no link {link_id}")
+            raise NotFound("no link %(id)s", id=link_id)
+        self.access_through(principal, link.member_id, "no link %(id)s", link_id)
         return link
 
     def approve(self, principal: Principal, link_id: str, member_id: str | None) -> PartnerLink:
@@ -298,8 +298,8 @@ class PartnerLinks:
         with self.store.transaction() as tx:
             link = self._find(tx, link_id)
             if link is None or link.bank_id != principal.bank_id or link.member_id is None:
-                raise NotFound(f"no link {link_id}")
-            self.access_through(principal, link.member_id, f"no link {link_id}")
+                raise NotFound("no link %(id)s", id=link_id)
+            self.access_through(principal, link.member_id, "no link %(id)s", link_id)
             if link.status is not LinkStatus.ACTIVE:
                 raise Conflict("the link is %(status)s, not active", status=Words(link.status))
             tx.update(
@@ -346,7 +346,7 @@ class PartnerLinks:
     def _decidable(self, tx: Tx, principal: Principal, link_id: str, now: datetime) -> PartnerLink:
         link = self._find(tx, link_id)
         if link is None or link.bank_id != principal.bank_id:
-            raise NotFound(f"no link {link_id}")
+            raise NotFound("no link %(id)s", id=link_id)
         state = link.state(now)
         if state != LinkStatus.PENDING:
             raise Conflict("the request is %(status)s, not pending", status=Words(state))
@@ -357,18 +357,21 @@ class PartnerLinks:
         finds no member by id (404), anyone else unrelated is refused."""
         return self._access(principal, member_id)
 
-    def access_through(self, principal: Principal, member_id: str, missing: str) -> str:
+    def access_through(
+        self, principal: Principal, member_id: str, missing: str, object_id: str
+    ) -> str:
         """``_access`` for an object read by its own id (a link, an exchange): a caller who
-        may not see its member finds no such object (``missing``), and never learns the
+        may not see its member finds no such object (``missing``, a message naming
+        ``object_id``), and never learns the
         member's id, for which a partner only ever holds a handle."""
         try:
             return self._access(principal, member_id)
         except NotFound:
-            raise NotFound(missing) from None
+            raise NotFound(missing, id=object_id) from None
 
     def _access(self, principal: Principal, member_id: str) -> str:
         if principal.is_partner:
-            raise NotFound(f"no member {member_id}")
+            raise NotFound("no member %(id)s", id=member_id)
         _, access = self.accounts.member_access(principal, member_id)
         if access not in ("self", "proxy", "staff", "admin"):
             raise Forbidden("only the member, their proxy, staff or an admin see their links")

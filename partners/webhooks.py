@@ -244,7 +244,7 @@ class Outbox:
         with self.store.transaction() as tx:
             key = tx.get(partner_keys, partner_key_id)
             if key is None or key.bank_id != principal.bank_id:
-                raise NotFound(f"no partner key {partner_key_id}", field="partner_key_id")
+                raise NotFound("no partner key %(id)s", id=partner_key_id, field="partner_key_id")
             if PartnerScope.RECEIVE_WEBHOOKS not in key.scopes.split():
                 raise InvalidInput(
                     "the partner key does not hold receive_webhooks", field="partner_key_id"
@@ -307,7 +307,7 @@ class Outbox:
             if row is not None and principal is not None:
                 self._own_endpoint(tx, principal, row.endpoint_id)
             if row is None:
-                raise NotFound(f"no webhook message {msg_id}")
+                raise NotFound("no webhook message %(id)s", id=msg_id)
             if row.status != "dead":
                 raise Conflict(
                     "message %(id)s is %(status)s, not dead", id=msg_id, status=row.status
@@ -326,7 +326,7 @@ class Outbox:
     def _own_endpoint(tx: Tx, principal: Principal, endpoint_id: str) -> Any:
         row = tx.get(webhook_endpoints, endpoint_id)
         if row is None or row.bank_id != principal.bank_id:
-            raise NotFound(f"no webhook endpoint {endpoint_id}")
+            raise NotFound("no webhook endpoint %(id)s", id=endpoint_id)
         return row
 
     def open_secret(self, endpoint_row: Any) -> str:

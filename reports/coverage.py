@@ -252,7 +252,7 @@ def organisations_seen(
         with accounts.store.snapshot() as tx:
             known = organisation_names(tx, principal.bank_id)
         if org_id not in known:
-            raise NotFound(f"no organisation {org_id}")
+            raise NotFound("no organisation %(id)s", id=org_id)
         return {org_id}
     mine = principal.orgs()
     if not mine:

@@ -241,7 +241,7 @@ class HalfYearReports:
         with self.store.snapshot() as tx:
             row = report_by_id(tx, report_id)
         if row is None:
-            raise NotFound(f"no published report {report_id}")
+            raise NotFound("no published report %(id)s", id=report_id)
         return _published(row)
 
 

@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import html
 import re
+import secrets
 from typing import Any
 
 import pytest
 
 from tests.accounts_world import World
 from tests.test_web_desk import as_browser, form_post, yesterday
-from tests.test_workflow import world  # noqa: F401 - the workflow's world, with a catalogue
+from tests.test_workflow import (  # noqa: F401 - the workflow's world, with a catalogue
+    donate_and_grant,
+    hours_ago,
+    serve_an_hour,
+    world,
+)
 from web.i18n import LANGUAGE_COOKIE
 
 ERROR = re.compile(r'<p class="error" id="error" role="alert">(.*?)</p>', re.S)
@@ -181,4 +187,155 @@ def test_the_api_refuses_in_the_callers_language(world: World) -> None:  # noqa:
     english = w.client.post("/v1/requests", headers=w.as_("staff-a"), json=asked)
     assert english.json()["detail"] == "minutes must be 1-60 (the time window)"
     taken = w.client.post("/v1/requests", headers=headers, json={**asked, "minutes": 60})
+    assert taken.status_code == 201, taken.text
+
+
+def api_detail(w: World, language: str, method: str, path: str, who: str, **body: Any) -> Any:
+    """The answer to ``who``'s call in ``language``, as a client sees it."""
+    headers = {**w.as_(who), "Accept-Language": language, "Idempotency-Key": secrets.token_hex(8)}
+    return w.client.request(method, path, headers=headers, json=body or None)
+
+
+def test_who_may_act_is_said_in_the_callers_language(world: World) -> None:  # noqa: F811
+    """A refusal of who may act, and of what does not exist, reads whole in Chinese (the ids it
+    names as they are) and in English, next to the same call by someone allowed."""
+    w = world
+    serve_an_hour(w)  # vol-a has minutes to donate
+    w.client.cookies.clear()
+    donation = {"from_member_id": w.ids["vol-a"], "minutes": 20}
+    for language, detail in (
+        ("zh-CN", "只有成员本人或其家属代办人可以捐出时间"),
+        ("en", "only the member or their family proxy donates their minutes"),
+    ):
+        refused = api_detail(w, language, "POST", "/v1/donations", "staff-a", **donation)
+        assert (refused.status_code, refused.json()["detail"]) == (403, detail), refused.text
+    given = api_detail(w, "zh-CN", "POST", "/v1/donations", "vol-a", **donation)
+    assert given.status_code == 201, given.text
+
+    for language, detail in (("zh-CN", "没有编号为 m404 的成员"), ("en", "no member m404")):
+        missing = api_detail(w, language, "GET", "/v1/members/m404", "staff-a")
+        assert (missing.status_code, missing.json()["detail"]) == (404, detail), missing.text
+    found = api_detail(w, "zh-CN", "GET", f"/v1/members/{w.ids['elder-a']}", "staff-a")
+    assert found.status_code == 200, found.text
+
+    staff = in_chinese(w, "staff-a")
+    link, elder, volunteer = w.ids["link-a"], w.ids["elder-a"], w.ids["vol-a"]
+    relatives = "/desk/people/{}/relatives/{}"
+    refused_page = form_post(staff, relatives.format(volunteer, link), "/desk", decision="confirm")
+    said = shown_error(refused_page)
+    assert said == f"没有编号为 {link} 的亲属关系"
+    assert not ENGLISH.search(said.replace(link, "")), said
+    decided = form_post(staff, relatives.format(elder, link), "/desk", decision="confirm")
+    assert decided.status_code == 303, decided.text
+
+
+@pytest.mark.parametrize("days", ["-5", "0", "367"])
+def test_the_api_says_the_rule_a_number_of_days_breaks(world: World, days: str) -> None:  # noqa: F811
+    """The API refuses a number of days out of range with the signals page's rule, naming
+    ``days``, not with the framework's bounds."""
+    w = world
+    w.client.cookies.clear()
+    for language, detail in (
+        ("zh-CN", "回看天数 必须在 1 到 366 之间"),
+        ("en", "days must be 1-366"),
+    ):
+        path = f"/v1/stats/signals?days={days}"
+        refused = api_detail(w, language, "GET", path, "b1-admin")
+        assert refused.status_code == 400, refused.text
+        assert (refused.json()["detail"], refused.json()["field"]) == (detail, "days")
+    looked = api_detail(w, "zh-CN", "GET", "/v1/stats/signals?days=366", "b1-admin")
+    assert looked.status_code == 200, looked.text
+
+
+def test_a_choice_not_on_the_list_is_refused_with_the_list_as_the_page_shows_it(
+    world: World,  # noqa: F811
+) -> None:
+    """An organisation's kind and a priority flag outside their lists are refused with the
+    choices as the forms label them in Chinese, and with the codes in English, and so is a
+    reversal's reason on the console's form, next to the same call with a listed choice taken."""
+    w = world
+    serve_an_hour(w)
+    granted = donate_and_grant(w)
+    w.client.cookies.clear()
+    flags = f"/v1/members/{w.ids['elder-a']}/flags"
+    for who, path, body, good, chinese, english in (
+        (
+            "b1-admin",
+            "/v1/orgs",
+            {"name": "西站", "kind": "shop"},
+            {"kind": "service_station"},
+            "类型须为以下之一：社区服务中心、服务站、社会组织",
+            "kind must be one of: community_centre, service_station, social_organisation",
+        ),
+        (
+            "staff-a",
+            flags,
+            {"flag": "lonely"},
+            {"flag": "living_alone"},
+            "重点关爱标记须为以下之一：独居、",
+            "flag must be one of: living_alone, ",
+        ),
+    ):
+        said = api_detail(w, "zh-CN", "POST", path, who, **body)
+        assert said.status_code == 400, said.text
+        detail = said.json()["detail"]
+        assert detail.startswith(chinese) and not ENGLISH.search(detail), detail
+        assert api_detail(w, "en", "POST", path, who, **body).json()["detail"].startswith(english)
+        taken = api_detail(w, "zh-CN", "POST", path, who, **{**body, **good})
+        assert taken.status_code == 201, taken.text
+    admin = in_chinese(w, "b1-admin")
+    reversal = {"seq": str(granted["seq"]), "reason": "重复发放"}
+    page = "/console/reversals"
+    said = shown_error(form_post(admin, page, page, **reversal, reason_code="typo"))
+    assert said.startswith("原因须为以下之一：重复记录、") and not ENGLISH.search(said), said
+    taken = form_post(admin, page, page, **reversal, reason_code="duplicate")
+    assert taken.status_code == 303, taken.text
+
+
+def test_a_workflow_refusal_says_its_case_in_the_callers_language(world: World) -> None:  # noqa: F811
+    """A check-out refused for lateness says why, with the policy's number of days, in Chinese
+    and in English (not only "服务记录提交过晚"), next to a timely record taken."""
+    w = world
+    w.client.cookies.clear()
+    days = w.client.get("/v1/policy", headers=w.as_("b1-admin")).json()["record_late_days"]
+
+    def record(language: str, start_h: float, end_h: float) -> Any:
+        body = {
+            "elder_id": w.ids["elder-a"],
+            "service_code": "meal",
+            "check_in": hours_ago(start_h),
+            "check_out": hours_ago(end_h),
+        }
+        headers = {**w.as_("vol-a"), "Accept-Language": language}
+        return w.client.post("/v1/records", headers=headers, json=body)
+
+    late = 24 * (days + 2)
+    chinese = f"服务结束已超过 {days} 天，请联系服务中心补录"
+    english = f"the service ended more than {days} days ago; ask the organisation to record it"
+    for language, detail in (("zh-CN", chinese), ("en", english)):
+        refused = record(language, late + 1, late)
+        assert refused.status_code == 422, refused.text
+        problem = refused.json()
+        assert (problem["detail"], problem["field"]) == (detail, "check_out")
+        assert (problem["detail_zh"], problem["detail_en"]) == (chinese, english)
+    assert record("zh-CN", 3, 2).status_code == 201
+
+
+def test_a_body_value_not_on_the_list_is_refused_without_the_decoders_english(
+    world: World,  # noqa: F811
+) -> None:
+    """A reversal's reason code the API's schema does not list is refused in Chinese naming the
+    field and the value, without the decoder's "at `$.reason_code`"."""
+    w = world
+    serve_an_hour(w)
+    granted = donate_and_grant(w)
+    w.client.cookies.clear()
+    body = {"seq": granted["seq"], "reason": "重复发放", "reason_code": "typo"}
+    refused = api_detail(w, "zh-CN", "POST", "/v1/reversals", "b1-admin", **body)
+    assert refused.status_code == 400, refused.text
+    detail = refused.json()["detail"]
+    assert detail == "参数 reason_code 无效（'typo' 不是允许的取值）", detail
+    taken = api_detail(
+        w, "zh-CN", "POST", "/v1/reversals", "b1-admin", **{**body, "reason_code": "duplicate"}
+    )
     assert taken.status_code == 201, taken.text

@@ -129,7 +129,7 @@ def test_the_elders_code_entered_on_the_page_confirms(world: World) -> None:  # 
         confirmation_code="000000",
     )
     assert wrong.status_code == 422
-    assert "确认码无效" in wrong.text
+    assert "确认码不对、已用过或已过期" in wrong.text
     session = dict(w.client.cookies)
     w.client.cookies.clear()  # the elder's phone: a bearer client without the page's cookie
     made = w.client.post(

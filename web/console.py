@@ -24,7 +24,7 @@ from care.model import Category
 from care.service import CareService
 from ledger.entry import Entry
 from ledger.log import Log
-from web.i18n import N_
+from web.i18n import N_, ORG_KINDS, PARTNER_SCOPES
 from web.pages import Form, refusal, render, to_login
 from web.session import accounts_of, viewer
 
@@ -47,30 +47,8 @@ WORDS = {
     "pending": N_("pending"),
     "approved": N_("approved"),
     "rejected": N_("rejected"),
-    "read_points": N_("read balances"),
-    "read_statement": N_("read statements"),
-    "receive_webhooks": N_("receive webhooks"),
-    "request_exchange": N_("request exchanges"),
-    "community_centre": N_("community centre"),
-    "service_station": N_("service station"),
-    "social_organisation": N_("social organisation"),
-}
-# What the public ledger says of a grant or a reversal: a code from a fixed list
-# (docs/privacy.md); the administrator's own words stay with the bank.
-GRANT_REASONS = {
-    "regular_support": N_("Regular support"),
-    "emergency_support": N_("Emergency support"),
-    "festival_care": N_("Festival care"),
-    "bank_decision": N_("Decision of the bank"),
-    "other": N_("Other"),
-}
-REVERSAL_REASONS = {
-    "duplicate": N_("Recorded twice"),
-    "wrong_minutes": N_("Wrong minutes"),
-    "wrong_member": N_("Wrong member"),
-    "not_served": N_("The service did not happen"),
-    "mistake": N_("A mistake in operation"),
-    "other": N_("Other"),
+    **PARTNER_SCOPES,
+    **ORG_KINDS,
 }
 
 

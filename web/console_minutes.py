@@ -15,8 +15,6 @@ from litestar.response import Redirect
 from accounts.errors import InvalidInput
 from accounts.model import Principal
 from web.console import (
-    GRANT_REASONS,
-    REVERSAL_REASONS,
     WORDS,
     EntryParam,
     Failure,
@@ -26,7 +24,7 @@ from web.console import (
     form_int,
     made,
 )
-from web.i18n import N_
+from web.i18n import GRANT_REASONS, N_, REVERSAL_REASONS
 from web.pages import Form, refusal, render
 from web.session import accounts_of
 

@@ -15,21 +15,14 @@ from litestar.params import QueryParameter
 from litestar.response import Redirect, Template
 
 from accounts.errors import AccountsError, InvalidInput, NotFound
-from accounts.model import MemberStatus, Principal, PriorityFlag, Relation
+from accounts.model import MemberStatus, Principal, Relation
 from accounts.service import MemberView, PersonalInput
 from care.errors import CareError
 from web.desk import ItemId, Names, care_of, service_name, staff_or_refusal, translate
-from web.i18n import N_
+from web.i18n import FLAG_LABELS, N_
 from web.pages import Form, refusal, render
 from web.session import accounts_of
 
-FLAG_LABELS = {
-    PriorityFlag.LIVING_ALONE.value: N_("Lives alone"),
-    PriorityFlag.DISABLED.value: N_("Disabled"),
-    PriorityFlag.ADVANCED_AGE.value: N_("Advanced age"),
-    PriorityFlag.LOW_INCOME.value: N_("Low income"),
-    PriorityFlag.EMPTY_NEST.value: N_("Empty nest"),
-}
 PERSONAL_FIELDS = (
     ("name", N_("Name")),
     ("phone", N_("Phone")),
@@ -306,7 +299,8 @@ def decide_relative(
     accounts = accounts_of(request)
     try:
         if link_id not in {link.id for link in accounts.list_relatives(who, member_id)}:
-            raise NotFound(f"no relation {link_id}")  # another person's: as if there were none
+            # another person's: as if there were none
+            raise NotFound("no relation %(id)s", id=link_id)
         accounts.decide_relative(who, link_id, data.get("decision") == "confirm")
     except AccountsError as exc:
         return _person_refusal(request, who, member_id, exc, "relatives")

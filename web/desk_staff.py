@@ -110,7 +110,8 @@ def reset_totp(request: Request[Any, Any, State], org_id: ItemId, user_id: ItemI
     accounts = accounts_of(request)
     try:
         if user_id not in {user.id for user, _role in accounts.list_staff(who, org_id)}:
-            raise NotFound(f"user {user_id} is not staff of {org_id}")  # as revoking says
+            # as revoking says
+            raise NotFound("user %(id)s is not staff of %(org)s", id=user_id, org=org_id)
         code, _until = accounts.issue_enrolment_code(who, user_id)
     except AccountsError as exc:
         return refusal(

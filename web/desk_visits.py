@@ -16,8 +16,7 @@ from accounts.model import Principal
 from reports.charts import Bar, rate_bars
 from reports.coverage import Coverage, VisitCoverage
 from web.desk import staff_or_refusal, translate
-from web.desk_people import FLAG_LABELS
-from web.i18n import N_
+from web.i18n import FLAG_LABELS, N_
 from web.pages import refusal, render
 
 Month = Annotated[str | None, QueryParameter(max_length=7)]

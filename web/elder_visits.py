@@ -101,7 +101,7 @@ def _own_record(request: Request[Any, Any, State], who: Subject, record_id: str)
     """A record of another elder the family also acts for is, on this elder's page, a record
     that does not exist: confirmed here, it would be audited and thanked for under this elder."""
     if care_of(request).get_record(who.principal, record_id).elder_id != who.elder.id:
-        raise NotFound(f"no record {record_id}")
+        raise NotFound("no record %(id)s", id=record_id)
 
 
 @post("/elder/{member_id:str}/code", sync_to_thread=True, include_in_schema=False)
@@ -201,7 +201,7 @@ def _cancel_context(
     care = care_of(request)
     item = care.get_request(who.principal, request_id)
     if item.elder_id != who.elder.id:  # another elder's: as if there were no such request
-        raise NotFound(f"no request {request_id}")
+        raise NotFound("no request %(id)s", id=request_id)
     names = service_names(request, who.principal)
     zone = zone_of(request, who.principal)
     return {

@@ -23,7 +23,15 @@ from accounts.errors import AccountsError, AuthenticationError, InvalidCredentia
 from accounts.model import MemberStatus, Principal, Role
 from accounts.service import PersonalInput
 from care.errors import CareError
-from web.i18n import LANGUAGE_COOKIE, LANGUAGES, describe, describe_error, gettext_for, negotiate
+from web.i18n import (
+    LANGUAGE_COOKIE,
+    LANGUAGES,
+    care_detail,
+    describe,
+    describe_error,
+    gettext_for,
+    negotiate,
+)
 from web.session import accounts_of, clear_session, session_cookie, viewer
 from web.statuses import status_of
 
@@ -130,7 +138,7 @@ def refusal(
     """Show the form again with the service's refusal in the page's language."""
     language = language_of(request)
     if isinstance(exc, CareError):
-        message = exc.zh if language == "zh-CN" else str(exc)
+        message = care_detail(exc, language)
     else:
         _, message = describe_error(exc, language)
     status = status_of(exc)
@@ -313,7 +321,7 @@ def error_page(request: Request[Any, Any, State], exc: Exception) -> Response[An
         status, title, detail = (
             status_of(exc),
             _("Not allowed"),
-            exc.zh if language == "zh-CN" else str(exc),
+            care_detail(exc, language),
         )
     elif isinstance(exc, AccountsError):
         status = status_of(exc)
