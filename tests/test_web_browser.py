@@ -180,7 +180,7 @@ def test_pending_volunteer_is_told_why(server: DemoServer, browser: Browser) -> 
     assert axe_violations(page) == []
     login(page, "pending-en", "pending volunteer pw")  # not before the centre approves
     assert page.locator("#error").count() == 1
-    assert "once your organisation has approved you" in page.locator("p.hint").inner_text()
+    assert "Until your organisation has approved you" in page.locator("p.hint").inner_text()
     context.close()
 
 
