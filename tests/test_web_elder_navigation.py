@@ -10,14 +10,14 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.accounts_world import PASSWORD, World
-from tests.test_web_elder_pages import ONCE_INPUT
+from tests.test_web_elder_pages import ONCE_INPUT, requests_of, today
 from tests.test_web_volunteer_pages import as_browser, form_post
 from tests.test_workflow import (
     log_record,
     ok,
     world,  # noqa: F401 - the workflow's world, with a catalogue
 )
-from tests.web_helpers import csrf_token
+from tests.web_helpers import browser_login, csrf_token
 
 ORIGIN = "http://testserver.local"
 HEADER_NEXT = re.compile(r'action="/prefs">.*?name="next" value="([^"]*)"', re.S)
@@ -148,3 +148,76 @@ def test_a_forms_address_opened_as_a_page_is_the_apps_page_in_her_language(world
         assert words in opened.text and "Method Not Allowed" not in opened.text
         assert header_next(opened) == "/"
     assert record_status(w, record["id"]) == "logged"
+
+
+CODE_SHOWN = re.compile(r'id="code"[^>]*>([\d ]+)<')
+
+
+def test_the_code_is_a_page_of_its_own_that_back_and_reload_show_again(world: World) -> None:  # noqa: F811
+    w = world
+    record = ok(log_record(w, "vol-a", "elder-a", 3, 2), 201)
+    page = as_browser(w, "elder-a")
+    base = f"/elder/{w.ids['elder-a']}"
+    opened = page.get(f"{base}/code")  # before any code: the button to make one, not a 405
+    assert opened.status_code == 200 and CODE_SHOWN.search(opened.text) is None
+    assert f'action="{base}/code"' in opened.text
+    made = form_post(page, f"{base}/code", f"{base}/confirm")
+    assert (made.status_code, made.headers["location"]) == (303, f"{base}/code")
+    shown = [page.get(made.headers["location"]) for _ in range(2)]  # shown, then reloaded
+    codes = {CODE_SHOWN.search(s.text).group(1) for s in shown}  # type: ignore[union-attr]
+    assert len(codes) == 1
+    assert header_next(shown[1]) == f"{base}/code"  # a bigger text size keeps the code
+    # Another login on this phone does not see her code: the page is hers.
+    assert browser_login(page, "vol-a", PASSWORD).status_code == 303
+    assert page.cookies.get("tb_code") is not None
+    assert page.get(f"{base}/code").status_code == 404
+    volunteer = as_browser(w, "vol-a")
+    entered = form_post(
+        volunteer,
+        f"/volunteer/records/{record['id']}/code",
+        "/volunteer",
+        confirmation_code=codes.pop().replace(" ", ""),
+    )
+    assert entered.status_code == 303
+    assert record_status(w, record["id"]) == "confirmed"
+
+
+def test_the_check_step_is_a_page_so_back_after_asking_shows_it_again(world: World) -> None:  # noqa: F811
+    w = world
+    page = as_browser(w, "family-a")
+    base = f"/elder/{w.ids['elder-a']}"
+    chosen = form_post(
+        page,
+        f"{base}/ask/meal",
+        f"{base}/ask/meal",
+        day=today(),
+        part="any",
+        minutes="60",
+        pay="no",
+    )
+    assert chosen.status_code == 303
+    check_at = chosen.headers["location"]
+    assert urlsplit(check_at).path == f"{base}/ask/meal/check"
+    check = page.get(check_at)
+    assert check.status_code == 200 and "请核对" in check.text
+    assert header_next(check) == check_at  # a header button comes back to her choices
+    key = ONCE_INPUT.search(check.text)
+    assert key
+    asked = form_post(
+        page,
+        f"{base}/ask/meal",
+        check_at,
+        day=today(),
+        part="any",
+        minutes="60",
+        pay="no",
+        confirmed="1",
+        once=key.group(1),
+    )
+    assert asked.headers["location"] == f"{base}/requests?asked=1"
+    back = page.get(check_at)  # Back from her requests: the check step again, not a resent form
+    assert back.status_code == 200 and "请核对" in back.text
+    assert len(requests_of(w, "elder-a")) == 1
+    # Choices sent by hand are checked again on the page: nothing is asked for a stale day.
+    stale = page.get(f"{base}/ask/meal/check?day=2020-01-01&part=any&minutes=60&pay=no")
+    assert stale.status_code == 400 and 'role="alert"' in stale.text
