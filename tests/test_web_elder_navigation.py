@@ -221,3 +221,46 @@ def test_the_check_step_is_a_page_so_back_after_asking_shows_it_again(world: Wor
     # Choices sent by hand are checked again on the page: nothing is asked for a stale day.
     stale = page.get(f"{base}/ask/meal/check?day=2020-01-01&part=any&minutes=60&pay=no")
     assert stale.status_code == 400 and 'role="alert"' in stale.text
+
+
+def test_a_form_whose_token_cookie_is_gone_is_opened_again_with_her_choices(
+    world: World,  # noqa: F811
+) -> None:
+    w = world
+    first = w.client.get("/login")
+    csrf_cookie = next(c for c in first.headers.get_list("set-cookie") if c.startswith("tb_csrf="))
+    assert "Max-Age=31536000" in csrf_cookie  # outlives the 12-hour session, not the browser
+    page = as_browser(w, "elder-a")
+    base = f"/elder/{w.ids['elder-a']}"
+    choices = {"day": today(), "part": "evening", "minutes": "120", "pay": "no"}
+    check_at = form_post(page, f"{base}/ask/meal", f"{base}/ask/meal", **choices).headers[
+        "location"
+    ]
+    check = page.get(check_at)
+    key = ONCE_INPUT.search(check.text)
+    token = csrf_token(page, check_at)
+    assert key
+    page.cookies.delete("tb_csrf")  # the browser dropped it (cleared, or an old session cookie)
+    expired = page.post(
+        f"{base}/ask/meal",
+        data={**choices, "confirmed": "1", "once": key.group(1), "_csrf_token": token},
+        headers={"referer": f"{ORIGIN}{check_at}", "accept": "text/html"},
+        follow_redirects=False,
+    )
+    assert expired.status_code == 403 and "页面已过期" in expired.text
+    assert requests_of(w, "elder-a") == []
+    again = re.search(
+        r'<a class="button primary" href="([^"]+)">重新打开这个页面</a>', expired.text
+    )
+    assert again and again.group(1).replace("&amp;", "&") == check_at
+    reopened = page.get(check_at)
+    assert 'name="part" value="evening"' in reopened.text
+    assert 'name="minutes" value="120"' in reopened.text
+    key = ONCE_INPUT.search(reopened.text)
+    assert key
+    asked = form_post(
+        page, f"{base}/ask/meal", check_at, **choices, confirmed="1", once=key.group(1)
+    )
+    assert asked.headers["location"] == f"{base}/requests?asked=1"
+    [made] = requests_of(w, "elder-a")
+    assert made["minutes"] == 120

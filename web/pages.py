@@ -336,6 +336,18 @@ def error_page(request: Request[Any, Any, State], exc: Exception) -> Response[An
         title, detail = describe_error(exc, language)
     elif isinstance(exc, PermissionDeniedException) and "CSRF" in str(exc.detail):
         status, (title, detail) = 403, describe("csrf", "the form has expired", language)
+        # The page the form was on, opened again with a fresh form (and, for the ask form's
+        # check step, her choices in its address): nothing she chose is lost.
+        again = page_to_return_to(request)
+        return render(
+            request,
+            "error.html",
+            viewer(request),
+            status=status,
+            title=title,
+            detail=detail,
+            again=again if again != "/" else None,
+        )
     elif isinstance(exc, NotFoundException):
         status, (title, detail) = 404, describe("not-found", "no such page", language)
     elif isinstance(exc, MethodNotAllowedException):  # a form's address opened as a page
