@@ -70,7 +70,9 @@ def test_an_elder_asks_and_sees_the_stored_time_afterwards_before_confirming(wor
     assert refused.status_code == 400
     assert 'role="alert"' in refused.text
     assert requests_of(w, "elder-a") == []
-    check = ask(w, "elder-a", "elder-a", pay="yes")
+    chosen = ask(w, "elder-a", "elder-a", pay="yes")
+    assert chosen.status_code == 303, chosen.text  # the check step is a page of its own
+    check = page.get(chosen.headers["location"])
     assert check.status_code == 200, check.text
     assert "请核对" in check.text and 'id="after"' in check.text
     assert requests_of(w, "elder-a") == []  # nothing asked before the second step
@@ -147,7 +149,7 @@ def test_a_form_posted_twice_asks_and_confirms_once(world: World) -> None:  # no
     w = world
     record = ok(log_record(w, "vol-a", "elder-a", 3, 2), 201)
     page = as_browser(w, "elder-a")
-    check = ask(w, "elder-a", "elder-a")
+    check = page.get(ask(w, "elder-a", "elder-a").headers["location"])
     match = ONCE_INPUT.search(check.text)
     assert match
     first = ask(w, "elder-a", "elder-a", confirmed="1", once=match.group(1))
@@ -159,7 +161,7 @@ def test_a_form_posted_twice_asks_and_confirms_once(world: World) -> None:  # no
     assert changed.status_code == 409  # the key came back with other answers
     missing = ask(w, "elder-a", "elder-a", confirmed="1", once="")
     assert missing.status_code == 400
-    again = ONCE_INPUT.search(ask(w, "elder-a", "elder-a").text)
+    again = ONCE_INPUT.search(page.get(ask(w, "elder-a", "elder-a").headers["location"]).text)
     assert again and again.group(1) != match.group(1)
     assert ask(w, "elder-a", "elder-a", confirmed="1", once=again.group(1)).status_code == 303
     assert len(requests_of(w, "elder-a")) == 2
@@ -183,7 +185,9 @@ def test_a_code_from_the_page_confirms_the_volunteers_record(world: World) -> No
     record = ok(log_record(w, "vol-a", "elder-a", 3, 2), 201)
     page = as_browser(w, "elder-a")
     base = f"/elder/{w.ids['elder-a']}"
-    shown = form_post(page, f"{base}/code", f"{base}/confirm")
+    made = form_post(page, f"{base}/code", f"{base}/confirm")
+    assert made.headers["location"] == f"{base}/code", made.text
+    shown = page.get(made.headers["location"])
     assert shown.status_code == 200, shown.text
     # A screen reader reads the code digit by digit, not as two numbers (251 662), and the
     # paragraph carries no aria-label (not allowed on a <p>; axe's aria-prohibited-attr).
@@ -272,7 +276,7 @@ def test_the_form_expired_answers_follow_the_page_language(world: World) -> None
         assert called.status_code == 403
         assert called.json()["title"] == words
     fresh = form_post(page, f"{base}/code", f"{base}/confirm")
-    assert fresh.status_code == 200
+    assert fresh.headers["location"] == f"{base}/code"
 
 
 def test_a_family_cancels_only_their_elders_requests_and_learns_nothing_of_others(
@@ -357,7 +361,7 @@ def test_a_part_of_today_that_is_over_is_neither_offered_first_nor_taken(world: 
         assert re.search(r'value="morning"[^>]* aria-invalid="true"', refused.text)
         assert requests_of(w, "elder-a") == []
     tomorrow = (datetime.now(SHANGHAI).date() + timedelta(days=1)).isoformat()
-    assert ask(w, "elder-a", "elder-a", day=tomorrow, part="morning").status_code == 200
+    assert ask(w, "elder-a", "elder-a", day=tomorrow, part="morning").status_code == 303
     assert ask(w, "elder-a", "elder-a", part="evening", confirmed="1").status_code == 303
     [asked] = requests_of(w, "elder-a")
     assert datetime.fromisoformat(asked["window_start"]).astimezone(SHANGHAI).hour == 18
@@ -368,12 +372,15 @@ def test_change_it_and_the_header_buttons_come_back_to_her_choices(world: World)
     page = as_browser(w, "elder-a")
     tomorrow = (datetime.now(SHANGHAI).date() + timedelta(days=1)).isoformat()
     choices = {"day": tomorrow, "part": "evening", "minutes": "120", "pay": "yes"}
-    check = ask(w, "elder-a", "elder-a", **choices)
+    chosen = ask(w, "elder-a", "elder-a", **choices)
+    assert chosen.status_code == 303
+    check = page.get(chosen.headers["location"])
     assert check.status_code == 200 and "请核对" in check.text
     [change] = re.findall(r'<a class="big" href="([^"]+)">不对，改一下', check.text)
-    [header] = re.findall(r'name="next" value="([^"]+)"', check.text)
-    assert html.unescape(change) == html.unescape(header)
-    # The text size button on the check step comes back to the form as she filled it.
+    form = page.get(html.unescape(change))
+    assert {k: checked(form.text, k) for k in choices} == choices
+    # The text size button on the form comes back to the form as she filled it.
+    [header] = re.findall(r'name="next" value="([^"]+)"', form.text)
     sized = form_post(
         page, "/prefs", f"/elder/{w.ids['elder-a']}", size="3", next=html.unescape(header)
     )
@@ -476,8 +483,9 @@ def test_her_history_says_what_a_hold_holds_and_what_is_short(world: World) -> N
     assert form_post(page, path, path, reason="time", once=secrets.token_hex(16)).is_redirect
     assert "<strong>1 小时 0 分钟</strong> · 预留退回" in page.get(f"{base}/time").text
     # Two hours of meals (120 minutes) with 80 stored: what is missing, not "-0 h 40 min".
-    short = ask(w, "elder-a", "elder-a", pay="yes", minutes="120")
-    assert short.status_code == 200
+    asked_short = ask(w, "elder-a", "elder-a", pay="yes", minutes="120")
+    assert asked_short.status_code == 303
+    short = page.get(asked_short.headers["location"])
     assert re.findall(r'id="after">([^<]+)<', short.text) == ["不够，还差 40 分钟"]
 
 

@@ -430,7 +430,7 @@ def step_up(request: Request[Any, Any, State], data: Form) -> Response[Any]:
         return who
     accounts = accounts_of(request)
     user, _ = accounts.me(who)
-    target = safe_next(data.get("next") or "/desk/records")
+    target = safe_next(request, data.get("next") or "/desk/records")
     try:
         if user is None:
             raise Forbidden(NOT_STAFF)

@@ -25,6 +25,7 @@ from accounts.model import Principal, Role
 from care.errors import CareError
 from care.model import Category, RecordStatus, RequestStatus, ServiceType
 from web.i18n import N_
+from web.names import proxied_names
 from web.pages import language_of, refusal, render, to_login
 from web.session import ON_BEHALF_STATE_KEY, accounts_of, viewer
 from web.volunteer import care_of, hours_text, translate
@@ -86,16 +87,17 @@ class Subject:
 
 def elders_of(request: Request[Any, Any, State], principal: Principal) -> list[Elder]:
     """The caller herself if she is an (active) elder, then everyone she is proxy for."""
-    ids: list[tuple[str, bool]] = []
+    elders: list[Elder] = []
     me = principal.acting_member_id
     if me is not None and principal.has(Role.ELDER):
-        ids.append((me, False))
-    ids += [(m, True) for m in sorted(principal.proxied_members()) if m != me]
-    return [Elder(m, _name(request, principal, m), proxy) for m, proxy in ids]
+        elders.append(Elder(me, _name(request, principal, me), False))
+    proxied = [m for m in sorted(principal.proxied_members()) if m != me]
+    names = proxied_names(request, principal, proxied)
+    return elders + [Elder(m, names[m], True) for m in proxied]
 
 
 def _name(request: Request[Any, Any, State], principal: Principal, member_id: str) -> str:
-    """Her own name for the elder; the masked name (王*英) for her family."""
+    """Her own name, for the elder herself (her family's names are ``web.names``')."""
     try:
         name = accounts_of(request).get_member(principal, member_id).personal.get("name")
     except AccountsError:

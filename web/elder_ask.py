@@ -4,12 +4,13 @@ the day and whether to pay with stored time, shown before confirming (``web.elde
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
+from litestar.params import QueryParameter
 from litestar.response import Redirect
 
 from accounts.errors import AccountsError, InvalidInput
@@ -64,6 +65,7 @@ def _kind(request: Request[Any, Any, State], principal: Principal, code: str) ->
 
 
 CHOICES = ("day", "part", "minutes", "pay")
+Choice = Annotated[str, QueryParameter(max_length=16)]
 
 
 def _now(request: Request[Any, Any, State], zone: ZoneInfo) -> datetime:
@@ -145,51 +147,35 @@ def _length(text: str) -> int:
     return int(text)
 
 
+def _choices(now: datetime, form: dict[str, str]) -> tuple[datetime, datetime, int, bool]:
+    """The window, minutes and whether to pay of the form's answers, or the refusal of one."""
+    start, end = _window(now, form["day"], form["part"])
+    minutes = _length(form["minutes"])
+    if form["pay"] not in ("yes", "no"):
+        raise InvalidInput(N_("say whether to pay with stored time"), field="pay")
+    return start, end, minutes, form["pay"] == "yes"
+
+
 @post("/elder/{member_id:str}/ask/{code:str}", sync_to_thread=True, include_in_schema=False)
 def ask_post(
     request: Request[Any, Any, State], member_id: MemberId, code: Code, data: Form
 ) -> Response[Any]:
-    """Two steps: the first post shows the request, what it costs and the stored time after;
-    the second (``confirmed``) asks (``CareService.create_request``, as ``POST
-    /v1/requests``), once for the check step's one-time key however often it is posted."""
+    """Two steps: the first post leads to the check step (a page of its own, so Back, a header
+    button or logging in again come back to it with her choices, never to a resent form); the
+    second (``confirmed``) asks (``CareService.create_request``, as ``POST /v1/requests``),
+    once for the check step's one-time key however often it is posted."""
     who = subject_or_page(request, member_id)
     if not isinstance(who, Subject):
         return who
     care = care_of(request)
     form = {k: data.get(k, "") for k in CHOICES}
     kind = _kind(request, who.principal, code)  # a refusal page of its own (error_page)
-    context = _ask_context(request, who, kind)
-    context["here"] = context["change"] = _choices_path(request, form)
     try:
         zone = zone_of(request, who.principal)
-        start, end = _window(_now(request, zone), form["day"], form["part"])
-        minutes = _length(form["minutes"])
-        if form["pay"] not in ("yes", "no"):
-            raise InvalidInput(N_("say whether to pay with stored time"), field="pay")
-        redeem = form["pay"] == "yes"
+        start, end, minutes, redeem = _choices(_now(request, zone), form)
         if data.get("confirmed") != "1":
-            balance = care.balance(who.principal, member_id)
-            cost = weighted(minutes, kind.weight_permille)
-            short = redeem and balance.available < cost
-            after = balance.available - cost
-            return page(
-                request,
-                who,
-                "elder/when.html",
-                form=form,
-                check={
-                    "when": when_words(request, zone, start, end),
-                    "length": hours_text(request, minutes),
-                    "pay": redeem,
-                    "cost": hours_text(request, cost),
-                    "now": hours_text(request, balance.available),
-                    "after": translate(request, "%(t)s short", t=time_words(request, after))
-                    if short
-                    else hours_text(request, after),
-                    "short": short,
-                    "once": new_once_key(),
-                },
-                **context,
+            return Redirect(
+                f"/elder/{member_id}/ask/{code}/check?{urlencode(form)}", status_code=303
             )
 
         def asked() -> Response[Any]:
@@ -200,10 +186,55 @@ def ask_post(
 
         return once(request, who.principal, data, asked)
     except (AccountsError, CareError) as exc:
+        context = _ask_context(request, who, kind)
+        # The header's buttons and "change it" come back to her choices, not the empty form.
+        context["return_to"] = context["change"] = _choices_path(request, form)
         return refused(request, exc, who, "elder/when.html", form=form, **context)
+
+
+@get("/elder/{member_id:str}/ask/{code:str}/check", sync_to_thread=True, include_in_schema=False)
+def ask_check(
+    request: Request[Any, Any, State],
+    member_id: MemberId,
+    code: Code,
+    day: Choice = "",
+    part: Choice = "",
+    minutes: Choice = "",
+    pay: Choice = "",
+) -> Response[Any]:
+    """The check step: when, how long, the cost and the stored time now and afterwards."""
+    who = subject_or_page(request, member_id)
+    if not isinstance(who, Subject):
+        return who
+    form = {"day": day, "part": part, "minutes": minutes, "pay": pay}
+    kind = _kind(request, who.principal, code)
+    context = _ask_context(request, who, kind)
+    context["change"] = f"/elder/{member_id}/ask/{code}?{urlencode(form)}"
+    try:
+        zone = zone_of(request, who.principal)
+        start, end, length, redeem = _choices(_now(request, zone), form)
+    except AccountsError as exc:  # a part of the day gone by since, or a changed address
+        return refused(request, exc, who, "elder/when.html", form=form, **context)
+    balance = care_of(request).balance(who.principal, member_id)
+    cost = weighted(length, kind.weight_permille)
+    short = redeem and balance.available < cost
+    after = balance.available - cost
+    check = {
+        "when": when_words(request, zone, start, end),
+        "length": hours_text(request, length),
+        "pay": redeem,
+        "cost": hours_text(request, cost),
+        "now": hours_text(request, balance.available),
+        "after": translate(request, "%(t)s short", t=time_words(request, after))
+        if short
+        else hours_text(request, after),
+        "short": short,
+        "once": new_once_key(),
+    }
+    return page(request, who, "elder/when.html", form=form, check=check, **context)
 
 
 # ---------------------------------------------------------------- did the volunteer come?
 
 
-ASK_HANDLERS = [ask, ask_when, ask_post]
+ASK_HANDLERS = [ask, ask_when, ask_post, ask_check]

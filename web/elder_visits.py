@@ -5,12 +5,12 @@ out), her requests and cancelling one, and her stored time and what it paid for
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from litestar import Request, Response, get, post
-from litestar.datastructures import State
+from litestar.datastructures import Cookie, State
 from litestar.params import QueryParameter
 from litestar.response import Redirect
 
@@ -104,16 +104,47 @@ def _own_record(request: Request[Any, Any, State], who: Subject, record_id: str)
         raise NotFound("no record %(id)s", id=record_id)
 
 
+CODE_COOKIE = "tb_code"
+
+
 @post("/elder/{member_id:str}/code", sync_to_thread=True, include_in_schema=False)
 def code(request: Request[Any, Any, State], member_id: MemberId) -> Response[Any]:
-    """A code to read to the volunteer (``POST /v1/members/{id}/confirmation-codes``); shown
-    once, on the answer to this post."""
+    """A code to read to the volunteer (``POST /v1/members/{id}/confirmation-codes``), shown on
+    a page of its own: the code waits in a cookie of this elder's code page until it expires,
+    so Back, reloading or a header button show it again instead of asking to resend a form."""
     who = subject_or_page(request, member_id)
     if not isinstance(who, Subject):
         return who
     made, expires = care_of(request).create_confirmation_code(who.principal, member_id)
-    until = expires.astimezone(zone_of(request, who.principal))
-    return page(request, who, "elder/code.html", code=made, until=f"{until:%H:%M}")
+    response = Redirect(f"/elder/{member_id}/code", status_code=303)
+    response.cookies.append(
+        Cookie(
+            key=CODE_COOKIE,
+            value=f"{made}.{int(expires.timestamp())}",
+            path=f"/elder/{member_id}/code",
+            max_age=max(int((expires - datetime.now(UTC)).total_seconds()), 0),
+            httponly=True,
+            secure=request.url.scheme == "https",
+            samesite="lax",
+        )
+    )
+    return response
+
+
+@get("/elder/{member_id:str}/code", sync_to_thread=True, include_in_schema=False)
+def code_page(request: Request[Any, Any, State], member_id: MemberId) -> Response[Any]:
+    """The code made last on this phone while it is valid; otherwise the button to make one."""
+    who = subject_or_page(request, member_id)
+    if not isinstance(who, Subject):
+        return who
+    shown, _, until = request.cookies.get(CODE_COOKIE, "").partition(".")
+    if not (len(shown) == 6 and shown.isdigit() and until.isdigit()):
+        return page(request, who, "elder/code.html", code=None)
+    expires = datetime.fromtimestamp(int(until), UTC)
+    if expires <= datetime.now(UTC):
+        return page(request, who, "elder/code.html", code=None)
+    local = expires.astimezone(zone_of(request, who.principal))
+    return page(request, who, "elder/code.html", code=shown, until=f"{local:%H:%M}")
 
 
 # ---------------------------------------------------------------- requests and cancelling
@@ -318,4 +349,13 @@ def stored_time(request: Request[Any, Any, State], member_id: MemberId) -> Respo
     )
 
 
-VISIT_HANDLERS = [confirm_page, confirm, code, requests, cancel_page, cancel, stored_time]
+VISIT_HANDLERS = [
+    confirm_page,
+    confirm,
+    code,
+    code_page,
+    requests,
+    cancel_page,
+    cancel,
+    stored_time,
+]

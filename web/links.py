@@ -18,8 +18,9 @@ from accounts.errors import AccountsError
 from accounts.model import Principal
 from partners.links import PartnerLink, PartnerLinks
 from web.i18n import N_, gettext_for
+from web.names import proxied_names
 from web.pages import Form, language_of, refusal, render, to_login
-from web.session import accounts_of, viewer
+from web.session import viewer
 
 LinkId = Annotated[str, PathParameter(max_length=64)]
 ZONE = ZoneInfo("Asia/Shanghai")
@@ -48,16 +49,6 @@ def links_of(request: Request[Any, Any, State]) -> PartnerLinks:
     return service
 
 
-def _name(request: Request[Any, Any, State], principal: Principal, member_id: str) -> str:
-    """A person as the page names them: their own name as shown to the caller (masked for a
-    proxy), else a short reference."""
-    try:
-        name = accounts_of(request).get_member(principal, member_id).personal.get("name")
-    except AccountsError:
-        name = None
-    return name if isinstance(name, str) and name else f"…{member_id[-4:]}"
-
-
 def day_of(moment: datetime | None) -> str:
     return moment.astimezone(ZONE).strftime("%Y-%m-%d") if moment else ""
 
@@ -70,8 +61,9 @@ def who_may_decide(
     choices = []
     if principal.acting_member_id is not None:
         choices.append((principal.acting_member_id, _("Myself")))
-    for elder in sorted(principal.proxied_members()):
-        choices.append((elder, _name(request, principal, elder)))
+    elders = sorted(principal.proxied_members())
+    names = proxied_names(request, principal, elders)
+    choices += [(elder, names[elder]) for elder in elders]
     return choices
 
 

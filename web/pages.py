@@ -8,12 +8,17 @@ from dataclasses import dataclass
 from datetime import datetime, time
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie, State
-from litestar.enums import RequestEncodingType
-from litestar.exceptions import HTTPException, NotFoundException, PermissionDeniedException
+from litestar.enums import HttpMethod, RequestEncodingType
+from litestar.exceptions import (
+    HTTPException,
+    MethodNotAllowedException,
+    NotFoundException,
+    PermissionDeniedException,
+)
 from litestar.params import Body, QueryParameter
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
@@ -89,11 +94,34 @@ def wants_elder_mode(request: Request[Any, Any, Any], principal: Principal | Non
     return principal is not None and (principal.has(Role.ELDER) or principal.has(Role.FAMILY_PROXY))
 
 
-def safe_next(target: str | None) -> str:
-    """Only same-site paths: never an open redirect."""
+def gettable(request: Request[Any, Any, Any], target: str) -> bool:
+    """Whether ``target`` is a page of the app that answers GET, not a path only a form posts
+    to: landing there after logging in or a header button would be a 405 and a lost action."""
+    try:
+        request.app.asgi_router.handle_routing(urlsplit(target).path, HttpMethod.GET)
+    except (NotFoundException, MethodNotAllowedException):
+        return False
+    return True
+
+
+def safe_next(request: Request[Any, Any, Any], target: str | None) -> str:
+    """Only same-site paths of pages: never an open redirect, never a form's post-only path."""
     if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
         return "/"
-    return target
+    return target if gettable(request, target) else "/"
+
+
+def page_to_return_to(request: Request[Any, Any, Any]) -> str:
+    """Where logging in again or a header button (text size, language, 长辈版) leads back to:
+    this page when it was got, else the page whose form was posted (the same-site Referer),
+    so an answer to a post comes back as the page it was sent from; else the start."""
+    if request.method in (HttpMethod.GET, HttpMethod.HEAD):
+        url = urlsplit(str(request.url))
+    else:
+        url = urlsplit(request.headers.get("referer", ""))
+        if url.netloc != request.url.netloc:
+            return "/"
+    return safe_next(request, url.path + (f"?{url.query}" if url.query else ""))
 
 
 def render(
@@ -116,6 +144,7 @@ def render(
         "principal": principal,
         "centre": centre_of(request, principal, about),
         "here": request.url.path,
+        "return_to": page_to_return_to(request),
         "roles": Role,
     }
     base.update(context)
@@ -164,7 +193,9 @@ def is_whole_day(a: datetime, b: datetime) -> bool:
 
 
 def to_login(request: Request[Any, Any, Any]) -> Redirect:
-    return Redirect(f"/login?next={quote(request.url.path)}", status_code=303)
+    """The login page, which comes back to this page (or, for a post, the page it came from:
+    the action is redone from there, not lost to a 405)."""
+    return Redirect(f"/login?next={quote(page_to_return_to(request))}", status_code=303)
 
 
 # ---------------------------------------------------------------- pages
@@ -193,13 +224,13 @@ def home(request: Request[Any, Any, State]) -> Template | Redirect:
 def login_page(
     request: Request[Any, Any, State], next: Annotated[str | None, QueryParameter()] = None
 ) -> Template:
-    return render(request, "login.html", viewer(request), next=safe_next(next))
+    return render(request, "login.html", viewer(request), next=safe_next(request, next))
 
 
 @post("/login", sync_to_thread=True, include_in_schema=False)
 def login(request: Request[Any, Any, State], data: Form) -> Template | Redirect:
     username = data.get("username", "").strip()
-    target = safe_next(data.get("next"))
+    target = safe_next(request, data.get("next"))
     try:
         result = accounts_of(request).login(
             username,
@@ -294,7 +325,7 @@ def register(request: Request[Any, Any, State], data: Form) -> Template | Redire
 @post("/prefs", include_in_schema=False)
 async def preferences(request: Request[Any, Any, State], data: Form) -> Redirect:
     """The language, text-size and 长辈版 toggles, remembered for a year in cookies."""
-    response = Redirect(safe_next(data.get("next")), status_code=303)
+    response = Redirect(safe_next(request, data.get("next")), status_code=303)
     chosen = {
         LANGUAGE_COOKIE: data.get("lang") if data.get("lang") in LANGUAGES else None,
         SIZE_COOKIE: data.get("size") if data.get("size") in SIZES else None,
@@ -328,8 +359,23 @@ def error_page(request: Request[Any, Any, State], exc: Exception) -> Response[An
         title, detail = describe_error(exc, language)
     elif isinstance(exc, PermissionDeniedException) and "CSRF" in str(exc.detail):
         status, (title, detail) = 403, describe("csrf", "the form has expired", language)
+        # The page the form was on, opened again with a fresh form (and, for the ask form's
+        # check step, her choices in its address): nothing she chose is lost.
+        again = page_to_return_to(request)
+        return render(
+            request,
+            "error.html",
+            viewer(request),
+            status=status,
+            title=title,
+            detail=detail,
+            again=again if again != "/" else None,
+        )
     elif isinstance(exc, NotFoundException):
         status, (title, detail) = 404, describe("not-found", "no such page", language)
+    elif isinstance(exc, MethodNotAllowedException):  # a form's address opened as a page
+        status, title = 405, _("This page cannot be opened here")
+        detail = _("This address only takes a form's answer. Open the page from the start.")
     elif isinstance(exc, HTTPException):
         status, title, detail = exc.status_code, str(exc.detail), str(exc.detail)
     else:

@@ -17,9 +17,10 @@ from typing import Any
 
 from litestar import Request
 from litestar.config.csrf import CSRFConfig
+from litestar.datastructures import Cookie, MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.middleware.csrf import CSRFMiddleware, generate_csrf_token
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPSendMessage, Message, Receive, Scope, Send
 from litestar.utils.scope.state import ScopeState
 
 from accounts.protection import load_or_create_data_key
@@ -117,8 +118,26 @@ def session_cookie_token(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
+CSRF_COOKIE_AGE = 365 * 24 * 3600
+
+
 class BrowserCSRFMiddleware(CSRFMiddleware):
-    """Litestar's double-submit CSRF check, skipped only for cookie-less ``/v1`` calls."""
+    """Litestar's double-submit CSRF check, skipped only for cookie-less ``/v1`` calls. Its
+    cookie lasts a year rather than until the browser closes: a form kept open (a phone's
+    browser is "closed" whenever the system reclaims it) still posts within its session."""
+
+    def _set_cookie_if_needed(self, message: HTTPSendMessage, token: str) -> None:
+        cookie = Cookie(
+            key=self.config.cookie_name,
+            value=token,
+            path=self.config.cookie_path,
+            max_age=CSRF_COOKIE_AGE,
+            secure=self.config.cookie_secure,
+            httponly=self.config.cookie_httponly,
+            samesite=self.config.cookie_samesite,
+            domain=self.config.cookie_domain,
+        )
+        MutableScopeHeaders.from_message(message).add("set-cookie", cookie.to_header(header=""))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
