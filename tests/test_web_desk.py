@@ -579,6 +579,26 @@ def test_relatives_declared_and_proxies_listed_granted_and_revoked(world: World)
     ]
 
 
+def test_a_stranger_from_another_organisation_is_not_made_her_proxy(world: World) -> None:  # noqa: F811
+    """Typing the username of another organisation's volunteer (no relation to the elder) is
+    refused on her page, in Chinese, at the field, and he gets no access to her; a member of
+    her own organisation typed in the same field becomes her proxy."""
+    w = world
+    staff = as_browser(w, "staff-a")
+    w.client.cookies.set("tb_lang", "zh-CN")
+    elder = w.ids["elder-a"]
+    page = f"/desk/people/{elder}"
+    refused = form_post(staff, f"{page}/proxies", page, username="vol-b", action="grant")
+    assert refused.status_code == 400, refused.text
+    assert "已确认的亲属" in refused.text
+    assert 'id="proxy-username" name="username"' in refused.text
+    assert 'value="vol-b" aria-invalid="true"' in refused.text
+    assert elder not in w.accounts.principal_for_user(w.ids["vol-b-user"]).proxied_members()
+    granted = form_post(staff, f"{page}/proxies", page, username="vol-a", action="grant")
+    assert granted.headers["location"] == f"{page}?done=proxy-granted"
+    assert elder in w.accounts.principal_for_user(w.ids["vol-a-user"]).proxied_members()
+
+
 def test_the_slip_and_the_statement_on_paper(world: World) -> None:  # noqa: F811
     w = world
     request_id = ask_on_page(w)

@@ -349,7 +349,7 @@ def proxies(request: Request[Any, Any, State], member_id: ItemId, data: Form) ->
         else:
             accounts_of(request).grant_proxy(who, member_id, username)
     except AccountsError as exc:
-        return _person_refusal(request, who, member_id, exc, "proxies")
+        return _person_refusal(request, who, member_id, exc, "proxies", proxy_username=username)
     done = "proxy-revoked" if data.get("action") == "revoke" else "proxy-granted"
     return Redirect(f"/desk/people/{member_id}?done={done}", status_code=303)
 
