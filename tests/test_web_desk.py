@@ -18,7 +18,7 @@ from accounts import totp
 from accounts.errors import Forbidden, NotFound, TokenInvalid
 from accounts.model import Role
 from care.service import CareService
-from tests.accounts_world import PASSWORD, World
+from tests.accounts_world import PASSWORD, World, person
 from tests.test_workflow import world  # noqa: F401 - the workflow's world, with a catalogue
 from tests.web_helpers import browser_login, csrf_token, shown_forms
 from web.security import SESSION_COOKIE
@@ -577,6 +577,36 @@ def test_relatives_declared_and_proxies_listed_granted_and_revoked(world: World)
         ("POST /desk/people/{member_id}/proxies", 303),
         ("POST /desk/people/{member_id}/proxies", 303),
     ]
+
+
+def test_volunteers_masked_alike_are_told_apart_by_phone_tail_and_area(world: World) -> None:  # noqa: F811
+    """Two volunteers both shown as 郭*: each choice carries the last digits of her phone and
+    her area (what a member page shows unrevealed), never the whole number."""
+    w = world
+    request_id = ask_on_page(w)
+    staff_a = w.principal("staff-a")
+    for name, phone, address in (
+        ("郭敏", "13900001357", "玄武区北京东路5号3单元"),
+        ("郭芳", "13900002468", "秦淮区中华路8号2单元"),
+    ):
+        volunteer = w.accounts.register_member(
+            staff_a,
+            w.ids["org_a"],
+            person(name, phone, address=address),
+            volunteer=True,
+            elder=False,
+        )
+        w.ids[name] = volunteer.member.id
+    page = as_browser(w, "staff-a").get(f"/desk/dispatch/{request_id}").text
+
+    def label(name: str) -> str:
+        start = page.index(f'<label for="v-{w.ids[name]}">')
+        return page[start : page.index("</label>", start)]
+
+    assert "郭*" in label("郭敏") and "郭*" in label("郭芳")
+    assert "1357" in label("郭敏") and "玄武区北****" in label("郭敏")
+    assert "2468" in label("郭芳") and "秦淮区****" in label("郭芳")
+    assert "13900001357" not in page and "北京东路" not in page
 
 
 def test_a_stranger_from_another_organisation_is_not_made_her_proxy(world: World) -> None:  # noqa: F811
