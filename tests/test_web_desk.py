@@ -19,7 +19,11 @@ from accounts.errors import Forbidden, NotFound, TokenInvalid
 from accounts.model import Role
 from care.service import CareService
 from tests.accounts_world import PASSWORD, World, person
-from tests.test_workflow import world  # noqa: F401 - the workflow's world, with a catalogue
+from tests.test_workflow import (
+    give_to_the_elder,
+    serve_an_hour,
+    world,  # noqa: F401 - the workflow's world, with a catalogue
+)
 from tests.web_helpers import browser_login, csrf_token, shown_forms
 from web.security import SESSION_COOKIE
 
@@ -94,6 +98,10 @@ def test_a_refused_request_for_an_elder_keeps_what_was_typed(world: World) -> No
     assert 'id="end" name="end" type="time" required value="13:30" aria-invalid="true"' in (
         refused.text
     )
+    w.client.cookies.clear()  # the API's calls, without the browser's session
+    serve_an_hour(w)
+    give_to_the_elder(w, 90)  # 45 minutes of nursing cost her 68
+    staff = as_browser(w, "staff-a")
     done = form_post(staff, f"{page}/request", page, **{**typed, "end": "15:00"})
     assert done.status_code == 303, done.text
     made = api(w).get(
@@ -101,6 +109,53 @@ def test_a_refused_request_for_an_elder_keeps_what_was_typed(world: World) -> No
     )
     assert made.status_code == 200, made.text
     assert made.json()["notes"] == typed["notes"] and made.json()["redeem"] is True
+
+
+def test_a_request_she_cannot_pay_with_her_stored_time_is_refused_at_the_desk(world: World) -> None:  # noqa: F811
+    """Ticking "pay with her stored time" for an elder with none says so in Chinese at the
+    tick box, how much she has and needs, and no request reaches the board; once she has the
+    minutes, the same form makes the request."""
+    w = world
+    staff = as_browser(w, "staff-a")
+    w.client.cookies.set("tb_lang", "zh-CN")
+    page = f"/desk/people/{w.ids['elder-a']}"
+    typed = {
+        "service_code": "meal",
+        "day": yesterday().date().isoformat(),
+        "start": "09:00",
+        "end": "11:00",
+        "minutes": "60",
+        "redeem": "1",
+    }
+    refused = form_post(staff, f"{page}/request", page, **typed)
+    assert refused.status_code == 400, refused.text
+    assert "她存储的时间只有 0 分钟，这项服务需要 60 分钟" in refused.text
+    assert 'name="redeem" value="1" checked aria-invalid="true"' in refused.text
+    assert api(w).get("/v1/requests", headers=w.as_("staff-a")).json() == []
+    # Asked through the API all the same, taking it says whose stored time is short.
+    unpaid = api(w).post(
+        "/v1/requests",
+        headers=w.as_("elder-a"),
+        json={
+            "elder_id": w.ids["elder-a"],
+            "service_code": "meal",
+            "minutes": 60,
+            "redeem": True,
+            "window_start": (yesterday() + timedelta(hours=9)).isoformat(),
+            "window_end": (yesterday() + timedelta(hours=11)).isoformat(),
+        },
+    )
+    assert unpaid.status_code == 201, unpaid.text
+    dispatch = f"/desk/dispatch/{unpaid.json()['id']}"
+    staff = as_browser(w, "staff-a")
+    taken = form_post(staff, f"{dispatch}/assign", dispatch, volunteer_id=w.ids["vol-a"])
+    assert taken.status_code == 422 and "老人存储的时间不够支付这项服务" in taken.text
+    w.client.cookies.clear()  # the API's calls, without the browser's session
+    serve_an_hour(w)
+    give_to_the_elder(w, 60)
+    staff = as_browser(w, "staff-a")
+    asked = form_post(staff, f"{page}/request", page, **typed)
+    assert asked.status_code == 303, asked.text
 
 
 def test_the_desks_other_refused_forms_keep_what_was_typed(world: World) -> None:  # noqa: F811
