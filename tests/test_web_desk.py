@@ -590,6 +590,11 @@ def test_relatives_declared_and_proxies_listed_granted_and_revoked(world: World)
     staff = as_browser(w, "staff-a")
     unknown = form_post(staff, f"{page}/relatives", page, relative_search="13900000000")
     assert unknown.status_code == 400 and 'aria-invalid="true"' in unknown.text
+    w.client.cookies.set("tb_lang", "zh-CN")
+    herself = form_post(
+        staff, f"{page}/relatives", page, relative_search="13800012345", relation="child"
+    )
+    assert herself.status_code == 400 and "成员不能是自己的亲属" in herself.text
     declared = form_post(
         staff, f"{page}/relatives", page, relative_search="13800003333", relation="child"
     )
@@ -626,6 +631,7 @@ def test_relatives_declared_and_proxies_listed_granted_and_revoked(world: World)
         and e.action != "POST /desk/people/{member_id}/relatives/{link_id}"
     ] == [
         ("POST /desk/people/{member_id}/relatives", 403),
+        ("POST /desk/people/{member_id}/relatives", 400),
         ("POST /desk/people/{member_id}/relatives", 400),
         ("POST /desk/people/{member_id}/relatives", 303),
         ("POST /desk/people/{member_id}/relatives", 409),

@@ -322,7 +322,7 @@ def declare_relative(
     try:
         if not search:
             raise InvalidInput(N_("give the relative's phone or ID number"), field="relative")
-        found = [v for v in accounts.list_members(who, search, 2, 0) if v.member.id != member_id]
+        found = accounts.list_members(who, search, 2, 0)  # her own number: declare_relative says so
         if len(found) != 1:
             raise InvalidInput(
                 N_("no member of your organisation has this phone or ID number"),
