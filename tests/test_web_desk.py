@@ -742,6 +742,15 @@ def test_staff_logins_and_enrolling_totp(world: World) -> None:  # noqa: F811
     revoked = form_post(admin, f"/desk/staff/{org}/{user.id}/revoke", "/desk/staff")
     assert revoked.headers["location"] == "/desk/staff?done=revoked"
     assert not w.accounts.principal_for_user(user.id).orgs()
+    # Its one-time password now meets the revocation, not a password form leading nowhere.
+    w.client.cookies.clear()
+    w.client.cookies.set("tb_lang", "zh-CN")
+    revoked_login = browser_login(w.client, "new-staff", one_time.group(1))
+    assert revoked_login.status_code == 403 and "此账号已被吊销" in revoked_login.text
+    assert SESSION_COOKIE not in revoked_login.cookies
+    wrong = browser_login(w.client, "new-staff", "not the password")
+    assert wrong.status_code == 401 and "此账号已被吊销" not in wrong.text
+    admin = as_browser(w, "admin-a")
     # A password alone does not enrol a second factor: the form asks for an enrolment code.
     page = admin.get("/desk/totp").text
     assert 'name="enrolment_code"' in page

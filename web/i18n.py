@@ -151,6 +151,10 @@ MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             N_("this one-time password has expired; ask your administrator for a new one"),
         ),
         (
+            r"this login was revoked; ask your organisation's administrator",
+            N_("this login was revoked; ask your organisation's administrator"),
+        ),
+        (
             r"change your one-time password first \(POST /v1/auth/password\)",
             N_("change your one-time password first (POST /v1/auth/password)"),
         ),
