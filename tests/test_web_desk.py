@@ -739,6 +739,11 @@ def test_staff_logins_and_enrolling_totp(world: World) -> None:  # noqa: F811
     refused = form_post(staff, f"/desk/staff/{org}/{user.id}/revoke", "/desk/staff")
     assert refused.status_code == 403
     admin = as_browser(w, "admin-a")
+    w.client.cookies.set("tb_lang", "zh-CN")
+    listed = admin.get("/desk/staff").text
+    revoke_form = listed.index(f'action="/desk/staff/{org}/{user.id}/revoke"')
+    assert listed.rfind("<details>", 0, revoke_form) > listed.rfind("</details>", 0, revoke_form)
+    assert "确认吊销 new-staff" in listed[revoke_form : listed.index("</form>", revoke_form)]
     revoked = form_post(admin, f"/desk/staff/{org}/{user.id}/revoke", "/desk/staff")
     assert revoked.headers["location"] == "/desk/staff?done=revoked"
     assert not w.accounts.principal_for_user(user.id).orgs()
