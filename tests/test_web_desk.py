@@ -457,6 +457,35 @@ def test_confirm_for_the_elder_then_another_staff_verifies_after_step_up(world: 
     assert record["status"] == "verified" and record["deposit_seq"] is not None
 
 
+def test_a_phone_on_file_says_where_she_is_registered(world: World) -> None:  # noqa: F811
+    """Registering a phone already on file tells the desk what to do next: search its own
+    member list, or ask the bank's administrator when another organisation has her; a new
+    phone registers."""
+    w = world
+    staff = as_browser(w, "staff-a")
+    w.client.cookies.set("tb_lang", "zh-CN")
+
+    def register(phone: str) -> Any:
+        return form_post(
+            staff,
+            "/desk/people/new",
+            "/desk/people/new",
+            org_id=w.ids["org_a"],
+            kind="elder",
+            name="吴桂兰",
+            phone=phone,
+        )
+
+    here = register("13800001111")  # vol-a's, of this organisation
+    assert (
+        here.status_code == 409 and "本机构已有成员使用这个手机号，请在成员列表中搜索" in here.text
+    )
+    elsewhere = register("13800004444")  # vol-b's, of organisation B
+    assert elsewhere.status_code == 409
+    assert "其他机构已有成员使用这个手机号，请联系银行管理员" in elsewhere.text
+    assert register("13800012399").status_code == 303
+
+
 def test_reject_needs_a_reason(world: World) -> None:  # noqa: F811
     w = world
     request_id = ask_on_page(w)

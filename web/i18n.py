@@ -186,10 +186,6 @@ MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         ),
         (r"username (?P<name>\S+) is taken", N_("username %(name)s is taken")),
         (r"(?P<field>[a-z_.]+) must not be empty", N_("%(field)s must not be empty")),
-        (
-            r"a member with this (?P<field>\w+) is already registered",
-            N_("a member with this %(field)s is already registered"),
-        ),
         (r"no organisation \S+ in bank \S+", N_("no such organisation")),
         # what a body's id named and the caller may not see (the same words when it is missing)
         (r"no member (?P<id>\S+)(?: in this bank)?", N_("no member %(id)s")),
