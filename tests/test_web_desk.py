@@ -156,6 +156,16 @@ def test_a_request_she_cannot_pay_with_her_stored_time_is_refused_at_the_desk(wo
     staff = as_browser(w, "staff-a")
     asked = form_post(staff, f"{page}/request", page, **typed)
     assert asked.status_code == 303, asked.text
+    # On the board, what she pays with her time is marked; a request she does not pay is not.
+    paid = asked.headers["location"].removeprefix("/desk/dispatch/")
+    free = ask_on_page(w)
+    board = as_browser(w, "staff-a").get("/desk/dispatch").text
+
+    def row(request_id: str) -> str:
+        start = board.index(f'id="req-{request_id}"')
+        return board[start : board.index("</tr>", start)]
+
+    assert "用她存储的时间支付" in row(paid) and "用她存储的时间支付" not in row(free)
 
 
 def test_the_desks_other_refused_forms_keep_what_was_typed(world: World) -> None:  # noqa: F811
