@@ -193,13 +193,23 @@ class Members(MemberViews):
         member_id = new_id()
         values = self._personal_columns(member_id, personal)
         for index_field in ("phone_index", "id_number_index"):
-            if (
-                check_duplicates
-                and values.get(index_field)
-                and tx.index_taken(bank_id, index_field, values[index_field])
-            ):
-                name = index_field.removesuffix("_index")
-                raise Conflict("a member with this %(field)s is already registered", field=name)
+            if not check_duplicates or not values.get(index_field):
+                continue
+            holders = tx.index_holder_orgs(bank_id, index_field, values[index_field])
+            name = index_field.removesuffix("_index")
+            # Where she is says what to do next: find her here, or ask who can move her.
+            if org_id in holders:
+                raise Conflict(
+                    "a member of this organisation already has this %(field)s: search for it "
+                    "in the member list",
+                    field=name,
+                )
+            if holders:
+                raise Conflict(
+                    "a member of another organisation of the bank has this %(field)s: ask the "
+                    "bank's administrator",
+                    field=name,
+                )
         now = self.clock()
         record = MemberRecord(
             id=member_id,

@@ -181,13 +181,7 @@ class Relations(Members):
 
     def are_confirmed_relatives(self, member_a: str, member_b: str) -> bool:
         with self.store.snapshot() as tx:
-            rows = tx.find(
-                relatives,
-                relatives.c.status == str(RelativeStatus.CONFIRMED),
-                ((relatives.c.member_id == member_a) & (relatives.c.relative_id == member_b))
-                | ((relatives.c.member_id == member_b) & (relatives.c.relative_id == member_a)),
-            )
-        return bool(rows)
+            return self._confirmed_link(tx, member_a, member_b)
 
     def confirmed_relative_ids(self, member_id: str) -> list[str]:
         """The members confirmed (by staff) as relatives of ``member_id``, either way round:
@@ -234,6 +228,12 @@ class Relations(Members):
             if user.disabled_at is not None or own is None or own.status != MemberStatus.ACTIVE:
                 raise InvalidInput(
                     "only an active member (approved by their organisation) becomes a proxy",
+                    field="username",
+                )
+            if own.org_id != row.org_id and not self._confirmed_link(tx, own.id, member_id):
+                raise InvalidInput(
+                    "only a member of the elder's organisation or her confirmed relative "
+                    "becomes her proxy",
                     field="username",
                 )
             if self._proxy_grants(tx, user.id, member_id):
@@ -313,6 +313,18 @@ class Relations(Members):
                     continue
                 found.append(ProxyCandidate(other.id, user.username, Relation(link.relation)))
         return found
+
+    @staticmethod
+    def _confirmed_link(tx: Tx, member_a: str, member_b: str) -> bool:
+        """Staff confirmed ``member_a`` and ``member_b`` as relatives, either way round."""
+        return bool(
+            tx.find(
+                relatives,
+                relatives.c.status == str(RelativeStatus.CONFIRMED),
+                ((relatives.c.member_id == member_a) & (relatives.c.relative_id == member_b))
+                | ((relatives.c.member_id == member_b) & (relatives.c.relative_id == member_a)),
+            )
+        )
 
     @staticmethod
     def _proxy_grants(tx: Tx, user_id: str, member_id: str) -> list[Any]:

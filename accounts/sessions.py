@@ -95,6 +95,11 @@ class Sessions(AccountsBase):
                 else:
                     tx.count_name_failure(name_key, now)
                 failure = InvalidCredentials("wrong username or password")
+            elif self._revoked(tx, row.id):
+                failure = Forbidden(
+                    "this login was revoked; ask your organisation's administrator",
+                    field="username",
+                )
             elif (one_time_until := utc(row.one_time_until)) is not None and one_time_until <= now:
                 failure = InvalidCredentials(
                     "this one-time password has expired; ask your administrator for a new one",
@@ -124,6 +129,17 @@ class Sessions(AccountsBase):
         if failure is not None:
             raise failure
         return result
+
+    @staticmethod
+    def _revoked(tx: Tx, user_id: str) -> bool:
+        """Every role the login held was revoked and it is no member's: signing in would only
+        lead to pages that refuse it. Said after the right password only (no oracle)."""
+        grants = tx.find(role_grants, role_grants.c.user_id == user_id)
+        return (
+            bool(grants)
+            and all(g.revoked_at is not None for g in grants)
+            and tx.first(members, members.c.user_id == user_id) is None
+        )
 
     @staticmethod
     def _awaiting_approval(tx: Tx, user_id: str) -> bool:

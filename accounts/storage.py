@@ -342,14 +342,14 @@ class Tx:
         )
         return self.conn.execute(stmt).first() is not None
 
-    def index_taken(self, bank_id: str, column: str, value: str) -> bool:
+    def index_holder_orgs(self, bank_id: str, column: str, value: str) -> set[str | None]:
+        """The organisations of the bank's members holding this blind index (none: it is free)."""
         stmt = (
-            select(member_personal.c.member_id)
-            .join(members, members.c.id == member_personal.c.member_id)
+            select(members.c.org_id)
+            .join(member_personal, members.c.id == member_personal.c.member_id)
             .where(members.c.bank_id == bank_id, member_personal.c[column] == value)
-            .limit(1)
         )
-        return self.conn.execute(stmt).first() is not None
+        return {row.org_id for row in self.conn.execute(stmt)}
 
     def throttle(self, client_key: str, now: datetime, window_seconds: int) -> int:
         """Count one attempt for ``client_key`` in the current window; returns the count."""

@@ -13,6 +13,7 @@ from accounts.tokens import new_id
 from care.base import aware, require_active
 from care.catalogue import Catalogue
 from care.errors import (
+    InsufficientBalance,
     SelfVerification,
     WrongState,
 )
@@ -28,7 +29,7 @@ from care.storage import (
     to_request,
     to_type,
 )
-from ledger.kinds import Redemption, Release, Reserve
+from ledger.kinds import Redemption, Release, Reserve, weighted
 from ledger.postings import hold_account
 
 MAX_RECORD_MINUTES = 24 * 60
@@ -55,7 +56,12 @@ class Requests(Catalogue):
         minutes: int,
         notes: str | None,
         redeem: bool,
+        *,
+        refuse_unpayable: bool = False,
     ) -> ServiceRequest:
+        """``refuse_unpayable``: staff at the desk are told at once that the elder's stored
+        time does not cover it, rather than leaving it on the board, offered to volunteers,
+        to be refused when one takes it (an elder asking herself is only warned)."""
         elder, access = self.accounts.member_access(principal, elder_id, "elder_id")
         if access not in ("self", "proxy", "staff", "admin"):
             raise Forbidden(
@@ -80,6 +86,8 @@ class Requests(Catalogue):
             self._require_eligible(elder)
         with self.store.transaction() as tx:
             kind = self._type_by_code(tx, elder.bank_id, service_code)
+            if redeem and refuse_unpayable:
+                self._require_stored_time(elder, weighted(minutes, kind.weight_permille))
             request_id = new_id()
             tx.insert(
                 service_requests,
@@ -100,6 +108,16 @@ class Requests(Catalogue):
                 created_at=self.clock(),
             )
             return to_request(tx.get(service_requests, request_id))
+
+    def _require_stored_time(self, elder: Member, need: int) -> None:
+        have = self.ledger.balances([elder.ledger_account])[elder.ledger_account]
+        if have < need:
+            raise InvalidInput(
+                "she has %(have)s minutes of stored time; this service needs %(need)s",
+                field="redeem",
+                have=have,
+                need=need,
+            )
 
     def _require_useful_window(self, bank_id: str, start: datetime, end: datetime) -> None:
         """A window someone can still serve and log: not ended before the policy's last day to
@@ -217,7 +235,14 @@ class Requests(Catalogue):
             )
             hold = reserve.amount
             placed = True
-            self._append(reserve.to_request())
+            try:
+                self._append(reserve.to_request())
+            except InsufficientBalance as exc:  # not the volunteer's: whose, then
+                raise InsufficientBalance(
+                    f"the elder's stored time does not cover this service: {exc}",
+                    field="redeem",
+                    zh="老人存储的时间不够支付这项服务",
+                ) from exc
         with self.store.transaction() as tx:
             changed = move_request(
                 tx,

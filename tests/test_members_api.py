@@ -300,6 +300,33 @@ def test_relatives_need_staff_confirmation(world: World) -> None:
     assert cross_bank.status_code == 404 and cross_bank.json()["field"] == "relative_id"
 
 
+def test_a_proxy_is_of_the_elders_organisation_or_her_confirmed_relative(world: World) -> None:
+    """Staff cannot make a stranger from another organisation act for their elder (spend her
+    time, read her record); once staff confirm him as her relative, the same grant works."""
+    w = world
+    record = f"/v1/members/{w.ids['elder-a']}"
+    proxies = f"{record}/proxies"
+    zh = {**w.as_("staff-a"), "Accept-Language": "zh-CN"}
+    stranger = w.client.post(proxies, headers=zh, json={"username": "vol-b"})
+    assert stranger.status_code == 400, stranger.text
+    assert stranger.headers["content-type"].startswith("application/problem+json")
+    assert stranger.json()["field"] == "username"
+    assert "已确认的亲属" in stranger.json()["detail"]
+    assert w.client.get(record, headers=w.as_("vol-b")).status_code == 404
+    same_org = w.client.post(proxies, headers=w.as_("staff-a"), json={"username": "vol-a"})
+    assert same_org.status_code == 204, same_org.text
+    declared = w.client.post(
+        f"/v1/members/{w.ids['vol-b']}/relatives",
+        headers=w.as_("vol-b"),
+        json={"relative_id": w.ids["elder-a"], "relation": "parent"},
+    )
+    confirm = f"/v1/relatives/{declared.json()['id']}/confirm"
+    assert w.client.post(confirm, headers=w.as_("staff-a")).status_code == 200
+    relative = w.client.post(proxies, headers=w.as_("staff-a"), json={"username": "vol-b"})
+    assert relative.status_code == 204, relative.text
+    assert w.client.get(record, headers=w.as_("vol-b")).status_code == 200
+
+
 def test_priority_flags_record_who_and_when(world: World) -> None:
     elder = world.ids["elder-a"]
     flag = world.client.post(

@@ -20,8 +20,9 @@ from accounts import totp
 from accounts.errors import Forbidden, NotFound, TokenInvalid
 from accounts.model import Role
 from care.service import CareService
-from tests.accounts_world import PASSWORD, World
+from tests.accounts_world import PASSWORD, World, person
 from tests.test_workflow import (
+    give_to_the_elder,
     serve_an_hour,
     world,  # noqa: F401 - the workflow's world, with a catalogue
 )
@@ -99,6 +100,10 @@ def test_a_refused_request_for_an_elder_keeps_what_was_typed(world: World) -> No
     assert 'id="end" name="end" type="time" required value="13:30" aria-invalid="true"' in (
         refused.text
     )
+    w.client.cookies.clear()  # the API's calls, without the browser's session
+    serve_an_hour(w)
+    give_to_the_elder(w, 90)  # 45 minutes of nursing cost her 68
+    staff = as_browser(w, "staff-a")
     done = form_post(staff, f"{page}/request", page, **{**typed, "end": "15:00"})
     assert done.status_code == 303, done.text
     made = api(w).get(
@@ -106,6 +111,63 @@ def test_a_refused_request_for_an_elder_keeps_what_was_typed(world: World) -> No
     )
     assert made.status_code == 200, made.text
     assert made.json()["notes"] == typed["notes"] and made.json()["redeem"] is True
+
+
+def test_a_request_she_cannot_pay_with_her_stored_time_is_refused_at_the_desk(world: World) -> None:  # noqa: F811
+    """Ticking "pay with her stored time" for an elder with none says so in Chinese at the
+    tick box, how much she has and needs, and no request reaches the board; once she has the
+    minutes, the same form makes the request."""
+    w = world
+    staff = as_browser(w, "staff-a")
+    w.client.cookies.set("tb_lang", "zh-CN")
+    page = f"/desk/people/{w.ids['elder-a']}"
+    typed = {
+        "service_code": "meal",
+        "day": yesterday().date().isoformat(),
+        "start": "09:00",
+        "end": "11:00",
+        "minutes": "60",
+        "redeem": "1",
+    }
+    refused = form_post(staff, f"{page}/request", page, **typed)
+    assert refused.status_code == 400, refused.text
+    assert "她存储的时间只有 0 分钟，这项服务需要 60 分钟" in refused.text
+    assert 'name="redeem" value="1" checked aria-invalid="true"' in refused.text
+    assert api(w).get("/v1/requests", headers=w.as_("staff-a")).json() == []
+    # Asked through the API all the same, taking it says whose stored time is short.
+    unpaid = api(w).post(
+        "/v1/requests",
+        headers=w.as_("elder-a"),
+        json={
+            "elder_id": w.ids["elder-a"],
+            "service_code": "meal",
+            "minutes": 60,
+            "redeem": True,
+            "window_start": (yesterday() + timedelta(hours=9)).isoformat(),
+            "window_end": (yesterday() + timedelta(hours=11)).isoformat(),
+        },
+    )
+    assert unpaid.status_code == 201, unpaid.text
+    dispatch = f"/desk/dispatch/{unpaid.json()['id']}"
+    staff = as_browser(w, "staff-a")
+    taken = form_post(staff, f"{dispatch}/assign", dispatch, volunteer_id=w.ids["vol-a"])
+    assert taken.status_code == 422 and "老人存储的时间不够支付这项服务" in taken.text
+    w.client.cookies.clear()  # the API's calls, without the browser's session
+    serve_an_hour(w)
+    give_to_the_elder(w, 60)
+    staff = as_browser(w, "staff-a")
+    asked = form_post(staff, f"{page}/request", page, **typed)
+    assert asked.status_code == 303, asked.text
+    # On the board, what she pays with her time is marked; a request she does not pay is not.
+    paid = asked.headers["location"].removeprefix("/desk/dispatch/")
+    free = ask_on_page(w)
+    board = as_browser(w, "staff-a").get("/desk/dispatch").text
+
+    def row(request_id: str) -> str:
+        start = board.index(f'id="req-{request_id}"')
+        return board[start : board.index("</tr>", start)]
+
+    assert "用她存储的时间支付" in row(paid) and "用她存储的时间支付" not in row(free)
 
 
 def test_the_desks_other_refused_forms_keep_what_was_typed(world: World) -> None:  # noqa: F811
@@ -412,6 +474,35 @@ def test_confirm_for_the_elder_then_another_staff_verifies_after_step_up(world: 
     assert record["status"] == "verified" and record["deposit_seq"] is not None
 
 
+def test_a_phone_on_file_says_where_she_is_registered(world: World) -> None:  # noqa: F811
+    """Registering a phone already on file tells the desk what to do next: search its own
+    member list, or ask the bank's administrator when another organisation has her; a new
+    phone registers."""
+    w = world
+    staff = as_browser(w, "staff-a")
+    w.client.cookies.set("tb_lang", "zh-CN")
+
+    def register(phone: str) -> Any:
+        return form_post(
+            staff,
+            "/desk/people/new",
+            "/desk/people/new",
+            org_id=w.ids["org_a"],
+            kind="elder",
+            name="吴桂兰",
+            phone=phone,
+        )
+
+    here = register("13800001111")  # vol-a's, of this organisation
+    assert (
+        here.status_code == 409 and "本机构已有成员使用这个手机号，请在成员列表中搜索" in here.text
+    )
+    elsewhere = register("13800004444")  # vol-b's, of organisation B
+    assert elsewhere.status_code == 409
+    assert "其他机构已有成员使用这个手机号，请联系银行管理员" in elsewhere.text
+    assert register("13800012399").status_code == 303
+
+
 def test_reject_needs_a_reason(world: World) -> None:  # noqa: F811
     w = world
     request_id = ask_on_page(w)
@@ -556,6 +647,11 @@ def test_relatives_declared_and_proxies_listed_granted_and_revoked(world: World)
     staff = as_browser(w, "staff-a")
     unknown = form_post(staff, f"{page}/relatives", page, relative_search="13900000000")
     assert unknown.status_code == 400 and 'aria-invalid="true"' in unknown.text
+    w.client.cookies.set("tb_lang", "zh-CN")
+    herself = form_post(
+        staff, f"{page}/relatives", page, relative_search="13800012345", relation="child"
+    )
+    assert herself.status_code == 400 and "成员不能是自己的亲属" in herself.text
     declared = form_post(
         staff, f"{page}/relatives", page, relative_search="13800003333", relation="child"
     )
@@ -593,11 +689,62 @@ def test_relatives_declared_and_proxies_listed_granted_and_revoked(world: World)
     ] == [
         ("POST /desk/people/{member_id}/relatives", 403),
         ("POST /desk/people/{member_id}/relatives", 400),
+        ("POST /desk/people/{member_id}/relatives", 400),
         ("POST /desk/people/{member_id}/relatives", 303),
         ("POST /desk/people/{member_id}/relatives", 409),
         ("POST /desk/people/{member_id}/proxies", 303),
         ("POST /desk/people/{member_id}/proxies", 303),
     ]
+
+
+def test_volunteers_masked_alike_are_told_apart_by_phone_tail_and_area(world: World) -> None:  # noqa: F811
+    """Two volunteers both shown as 郭*: each choice carries the last digits of her phone and
+    her area (what a member page shows unrevealed), never the whole number."""
+    w = world
+    request_id = ask_on_page(w)
+    staff_a = w.principal("staff-a")
+    for name, phone, address in (
+        ("郭敏", "13900001357", "玄武区北京东路5号3单元"),
+        ("郭芳", "13900002468", "秦淮区中华路8号2单元"),
+    ):
+        volunteer = w.accounts.register_member(
+            staff_a,
+            w.ids["org_a"],
+            person(name, phone, address=address),
+            volunteer=True,
+            elder=False,
+        )
+        w.ids[name] = volunteer.member.id
+    page = as_browser(w, "staff-a").get(f"/desk/dispatch/{request_id}").text
+
+    def label(name: str) -> str:
+        start = page.index(f'<label for="v-{w.ids[name]}">')
+        return page[start : page.index("</label>", start)]
+
+    assert "郭*" in label("郭敏") and "郭*" in label("郭芳")
+    assert "1357" in label("郭敏") and "玄武区北****" in label("郭敏")
+    assert "2468" in label("郭芳") and "秦淮区****" in label("郭芳")
+    assert "13900001357" not in page and "北京东路" not in page
+
+
+def test_a_stranger_from_another_organisation_is_not_made_her_proxy(world: World) -> None:  # noqa: F811
+    """Typing the username of another organisation's volunteer (no relation to the elder) is
+    refused on her page, in Chinese, at the field, and he gets no access to her; a member of
+    her own organisation typed in the same field becomes her proxy."""
+    w = world
+    staff = as_browser(w, "staff-a")
+    w.client.cookies.set("tb_lang", "zh-CN")
+    elder = w.ids["elder-a"]
+    page = f"/desk/people/{elder}"
+    refused = form_post(staff, f"{page}/proxies", page, username="vol-b", action="grant")
+    assert refused.status_code == 400, refused.text
+    assert "已确认的亲属" in refused.text
+    assert 'id="proxy-username" name="username"' in refused.text
+    assert 'value="vol-b" aria-invalid="true"' in refused.text
+    assert elder not in w.accounts.principal_for_user(w.ids["vol-b-user"]).proxied_members()
+    granted = form_post(staff, f"{page}/proxies", page, username="vol-a", action="grant")
+    assert granted.headers["location"] == f"{page}?done=proxy-granted"
+    assert elder in w.accounts.principal_for_user(w.ids["vol-a-user"]).proxied_members()
 
 
 def test_the_slip_and_the_statement_on_paper(world: World) -> None:  # noqa: F811
@@ -649,9 +796,23 @@ def test_staff_logins_and_enrolling_totp(world: World) -> None:  # noqa: F811
     refused = form_post(staff, f"/desk/staff/{org}/{user.id}/revoke", "/desk/staff")
     assert refused.status_code == 403
     admin = as_browser(w, "admin-a")
+    w.client.cookies.set("tb_lang", "zh-CN")
+    listed = admin.get("/desk/staff").text
+    revoke_form = listed.index(f'action="/desk/staff/{org}/{user.id}/revoke"')
+    assert listed.rfind("<details>", 0, revoke_form) > listed.rfind("</details>", 0, revoke_form)
+    assert "确认吊销 new-staff" in listed[revoke_form : listed.index("</form>", revoke_form)]
     revoked = form_post(admin, f"/desk/staff/{org}/{user.id}/revoke", "/desk/staff")
     assert revoked.headers["location"] == "/desk/staff?done=revoked"
     assert not w.accounts.principal_for_user(user.id).orgs()
+    # Its one-time password now meets the revocation, not a password form leading nowhere.
+    w.client.cookies.clear()
+    w.client.cookies.set("tb_lang", "zh-CN")
+    revoked_login = browser_login(w.client, "new-staff", one_time.group(1))
+    assert revoked_login.status_code == 403 and "此账号已被吊销" in revoked_login.text
+    assert SESSION_COOKIE not in revoked_login.cookies
+    wrong = browser_login(w.client, "new-staff", "not the password")
+    assert wrong.status_code == 401 and "此账号已被吊销" not in wrong.text
+    admin = as_browser(w, "admin-a")
     # A password alone does not enrol a second factor: the form asks for an enrolment code.
     page = admin.get("/desk/totp").text
     assert 'name="enrolment_code"' in page
@@ -714,7 +875,7 @@ def test_a_whole_day_window_reads_as_any_time_that_day() -> None:
 def test_the_records_export_says_status_and_confirmation_in_the_readers_language(
     world: World,  # noqa: F811
 ) -> None:
-    """A Chinese reader's records file says 已核实 and 老人 under its Chinese headers; an English
+    """A Chinese reader's records file says 已审核 and 老人 under its Chinese headers; an English
     one keeps the values the API writes (verified, elder)."""
     w = world
     served = serve_an_hour(w)
@@ -728,7 +889,7 @@ def test_the_records_export_says_status_and_confirmation_in_the_readers_language
     [header, *rows] = list(csv.reader(io.StringIO(chinese.content.decode("utf-8-sig"))))
     [row] = [r for r in rows if r[0] == served.record["id"]]
     said = dict(zip(header, row, strict=True))
-    assert (said["状态"], said["确认方式"]) == ("已核实", "老人")
+    assert (said["状态"], said["确认方式"]) == ("已审核", "老人")
     [header, *rows] = list(csv.reader(io.StringIO(english.content.decode("utf-8-sig"))))
     [row] = [r for r in rows if r[0] == served.record["id"]]
     said = dict(zip(header, row, strict=True))

@@ -568,7 +568,9 @@ def test_proxies_are_active_members_and_can_be_revoked(world: World) -> None:
         "invalid-input",
     )
     assert body["field"] == "username"
-    # an active member does
+    # an active member of another organisation does, once staff confirm her as a relative
+    link = w.accounts.declare_relative(w.principal("staff-a"), elder, w.ids["vol-b"], "child")
+    w.accounts.decide_relative(w.principal("staff-a"), link.id, confirm=True)
     assert (
         w.client.post(proxies, headers=w.as_("staff-a"), json={"username": "vol-b"}).status_code
         == 204

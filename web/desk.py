@@ -211,6 +211,8 @@ def _board(request: Request[Any, Any, State], principal: Principal) -> dict[str,
 class Suggestion:
     member_id: str
     name: str
+    phone_tail: str  # last digits of the masked phone: tells apart volunteers masked alike
+    area: str
     free: bool
     load: int  # minutes on the request's day in the whole bank: logged, and assigned
 
@@ -235,6 +237,8 @@ def suggestions(
         Suggestion(
             v.member.id,
             str(v.personal.get("name") or f"…{v.member.id[-4:]}"),
+            str(v.personal.get("phone") or "")[-4:],
+            str(v.personal.get("address") or ""),
             v.member.id not in load.busy,
             load.logged.get(v.member.id, 0) + load.assigned.get(v.member.id, 0),
         )

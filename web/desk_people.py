@@ -321,7 +321,7 @@ def declare_relative(
     try:
         if not search:
             raise InvalidInput(N_("give the relative's phone or ID number"), field="relative")
-        found = [v for v in accounts.list_members(who, search, 2, 0) if v.member.id != member_id]
+        found = accounts.list_members(who, search, 2, 0)  # her own number: declare_relative says so
         if len(found) != 1:
             raise InvalidInput(
                 N_("no member of your organisation has this phone or ID number"),
@@ -348,7 +348,7 @@ def proxies(request: Request[Any, Any, State], member_id: ItemId, data: Form) ->
         else:
             accounts_of(request).grant_proxy(who, member_id, username)
     except AccountsError as exc:
-        return _person_refusal(request, who, member_id, exc, "proxies")
+        return _person_refusal(request, who, member_id, exc, "proxies", proxy_username=username)
     done = "proxy-revoked" if data.get("action") == "revoke" else "proxy-granted"
     return Redirect(f"/desk/people/{member_id}?done={done}", status_code=303)
 
@@ -389,6 +389,7 @@ def ask_for_service(
             minutes,
             data.get("notes", "").strip() or None,
             data.get("redeem") == "1",
+            refuse_unpayable=True,
         )
     except (AccountsError, CareError) as exc:
         asked = {k: data.get(k, "") for k in ASK_FIELDS}  # as typed: nothing to type again

@@ -153,6 +153,10 @@ MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             N_("this one-time password has expired; ask your administrator for a new one"),
         ),
         (
+            r"this login was revoked; ask your organisation's administrator",
+            N_("this login was revoked; ask your organisation's administrator"),
+        ),
+        (
             r"change your one-time password first \(POST /v1/auth/password\)",
             N_("change your one-time password first (POST /v1/auth/password)"),
         ),
@@ -176,10 +180,6 @@ MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         ),
         (r"username (?P<name>\S+) is taken", N_("username %(name)s is taken")),
         (r"(?P<field>[a-z_.]+) must not be empty", N_("%(field)s must not be empty")),
-        (
-            r"a member with this (?P<field>\w+) is already registered",
-            N_("a member with this %(field)s is already registered"),
-        ),
         (r"no such page", N_("no such page")),
         (r"month must be YYYY-MM", N_("month must be YYYY-MM")),
         (r"month is in the future", N_("month is in the future")),
