@@ -496,7 +496,7 @@ def test_on_an_elders_pages_the_call_bar_dials_the_centre_serving_her(world: Wor
     admin = w.accounts.principal_for_user(w.ids["b1-admin"])
     his = w.accounts.create_org(admin, "鼓楼服务中心", "community_centre", "025-8321 0000")
     hers = w.accounts.create_org(admin, "安康养老服务站", "service_station", "025-8321 0001")
-    w.accounts.register_member(
+    son = w.accounts.register_member(
         admin,
         his.id,
         person("钱大伟", "13800002020"),
@@ -508,6 +508,9 @@ def test_on_an_elders_pages_the_call_bar_dials_the_centre_serving_her(world: Wor
     mother = w.accounts.register_member(
         admin, hers.id, person("钱老太", "13800003030"), volunteer=False, elder=True
     ).member.id
+    # Her son, of another organisation, acts for her once he is her confirmed relative.
+    link = w.accounts.declare_relative(admin, son.member.id, mother, "parent")
+    w.accounts.decide_relative(admin, link.id, True)
     w.accounts.grant_proxy(admin, mother, "son-x")
     page = as_browser(w, "son-x")
     for path in (f"/elder/{mother}", f"/elder/{mother}/ask", f"/documents/{mother}/statement"):
