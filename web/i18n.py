@@ -271,6 +271,21 @@ FIELDS = {
 # What a message's ``Words`` are called in the reader's language (``%(field)s``, the field at
 # fault, among them), beyond ``FIELDS``; words not listed are looked up as they are. The
 # policy's and the signals' fields are called as their forms label them.
+# The supervision signals' thresholds, as the signals form labels them.
+SIGNAL_LABELS = {
+    "days": N_("Days to look back"),
+    "near_cap_percent": N_("Near the daily cap: share of the cap, %"),
+    "near_cap_days": N_("Near the daily cap: days"),
+    "pair_factor": N_("Heavy pair: times the median pair"),
+    "pair_min_minutes": N_("Heavy pair: at least minutes"),
+    "staff_share_percent": N_("Staff confirming: share, %"),
+    "staff_min_confirmations": N_("Staff confirming: at least confirmations"),
+    "late_hours": N_("Late record: hours after the service"),
+    "stored_cap_percent": N_("Near the stored-time cap: share of the cap, %"),
+    "burst_factor": N_("Registrations: times the usual day"),
+    "burst_min": N_("Registrations: at least members"),
+}
+
 WORDS = {
     "address": N_("address"),
     "health_notes": N_("health notes"),
@@ -312,17 +327,7 @@ WORDS = {
     "star_hours": N_("hours of the star levels"),
     "visit_services": N_("services that count as visits"),
     "coverage_flags": N_("priority flags of the elders to visit"),
-    "days": N_("Days to look back"),
-    "near_cap_percent": N_("Near the daily cap: share of the cap, %"),
-    "near_cap_days": N_("Near the daily cap: days"),
-    "pair_factor": N_("Heavy pair: times the median pair"),
-    "pair_min_minutes": N_("Heavy pair: at least minutes"),
-    "staff_share_percent": N_("Staff confirming: share, %"),
-    "staff_min_confirmations": N_("Staff confirming: at least confirmations"),
-    "late_hours": N_("Late record: hours after the service"),
-    "stored_cap_percent": N_("Near the stored-time cap: share of the cap, %"),
-    "burst_factor": N_("Registrations: times the usual day"),
-    "burst_min": N_("Registrations: at least members"),
+    **SIGNAL_LABELS,
     # The types a policy value must have (``%(kind)s``)
     "int": N_("a whole number"),
     "bool": N_("yes or no"),

@@ -14,7 +14,7 @@ from litestar.params import QueryParameter
 from accounts.errors import AccountsError, InvalidInput
 from accounts.model import Principal
 from reports.signals import SignalKind, Signals, SupervisionSignals, Thresholds
-from web.i18n import N_
+from web.i18n import N_, SIGNAL_LABELS
 from web.pages import refusal, render, to_login
 from web.session import accounts_of, viewer
 
@@ -35,19 +35,6 @@ UNITS = {
     "percent": N_("%(measured)s %% (threshold %(threshold)s %%)"),
     "hours": N_("%(measured)s hours late at most (threshold %(threshold)s)"),
     "members": N_("%(measured)s registrations (threshold %(threshold)s)"),
-}
-LABELS = {
-    "days": N_("Days to look back"),
-    "near_cap_percent": N_("Near the daily cap: share of the cap, %"),
-    "near_cap_days": N_("Near the daily cap: days"),
-    "pair_factor": N_("Heavy pair: times the median pair"),
-    "pair_min_minutes": N_("Heavy pair: at least minutes"),
-    "staff_share_percent": N_("Staff confirming: share, %"),
-    "staff_min_confirmations": N_("Staff confirming: at least confirmations"),
-    "late_hours": N_("Late record: hours after the service"),
-    "stored_cap_percent": N_("Near the stored-time cap: share of the cap, %"),
-    "burst_factor": N_("Registrations: times the usual day"),
-    "burst_min": N_("Registrations: at least members"),
 }
 
 
@@ -101,7 +88,12 @@ def signals_page(
         "burst_factor": burst_factor,
         "burst_min": burst_min,
     }
-    context: dict[str, Any] = {"labels": LABELS, "kinds": KINDS, "units": UNITS, "form": given}
+    context: dict[str, Any] = {
+        "labels": SIGNAL_LABELS,
+        "kinds": KINDS,
+        "units": UNITS,
+        "form": given,
+    }
     try:
         found = signals_of(request).signals(who, _thresholds(given))
     except AccountsError as exc:
