@@ -22,7 +22,8 @@ from api.auth import PRINCIPAL_STATE_KEY, authenticate
 from api.idempotency import read_body, replaying, send_problem
 from api.problems import NESTED_TOO_DEEP, NOT_UNICODE, TOO_LARGE, refusal_words
 from api.schemas import lone_surrogate_in
-from audit.trail import AuditTrail
+from audit.trail import AuditEvent, AuditTrail
+from database.group import Pending
 from web.security import session_cookie_token
 from web.session import ON_BEHALF_STATE_KEY
 
@@ -201,7 +202,7 @@ class AuditMiddleware(ASGIMiddleware):
                 refusal = (400, "invalid-parameter", *words, at)
         if refusal is not None:
             status, slug, title, detail, field = refusal
-            await to_thread.run_sync(self._record, scope, b"", status)
+            await self._record(scope, b"", status)
             await send_problem(send, status, slug, title, detail, field)
             return
         assert isinstance(body, bytes)
@@ -214,17 +215,32 @@ class AuditMiddleware(ASGIMiddleware):
             if message["type"] == "http.response.start" and not recorded:
                 # The event is durable before the client sees the outcome.
                 recorded = True
-                await to_thread.run_sync(self._record, scope, raw, int(message["status"]))
+                await self._record(scope, raw, int(message["status"]))
             await send(message)
 
         try:
             await next_app(scope, replaying(raw, receive), capture)
         finally:
             if not recorded:  # the handler failed before any response started
-                await to_thread.run_sync(self._record, scope, raw, 500)
+                await self._record(scope, raw, 500)
+
+    @classmethod
+    async def _record(cls, scope: Scope, raw: bytes, status: int) -> None:
+        """The request's event, durable when this returns: built and submitted in a worker
+        thread when who acted must be looked up, else on the loop; its batch awaited on the
+        loop, parking no thread."""
+        if isinstance(scope.get("state", {}).get(PRINCIPAL_STATE_KEY), Principal):
+            pending = cls._submit(scope, raw, status)  # no I/O: the request's principal is known
+        else:
+            pending = await to_thread.run_sync(cls._submit, scope, raw, status)
+        try:
+            await pending.wait_async()
+        except Exception as exc:  # the trail must never lose silently: log the failure type
+            log.error("audit event could not be recorded: %s", type(exc).__name__)
+            raise
 
     @staticmethod
-    def _record(scope: Scope, raw: bytes, status: int) -> None:
+    def _submit(scope: Scope, raw: bytes, status: int) -> Pending[AuditEvent]:
         state = scope["app"].state
         trail: AuditTrail = state.audit
         accounts: AccountsService = state.accounts
@@ -251,7 +267,7 @@ class AuditMiddleware(ASGIMiddleware):
             if str(scope.get("path", "")).startswith("/v1/exports/"):
                 objects += _export_objects(scope.get("query_string", b""))
             client = scope.get("client") or ("unknown", 0)
-            trail.record(
+            return trail.record_later(
                 actor=actor,
                 role=role,
                 bank_id=bank,

@@ -144,18 +144,32 @@ def _caller(scope: Scope) -> str | None:
     return f"user:{principal.user_id}"
 
 
-def _claim(
+def _submit_claim(
     scope: Scope, store: IdempotencyStore, method: str, path: str, key: str, body: bytes
-) -> tuple[str, Claim] | None:
-    """The key's row id and its claim, durable when this returns; None when the caller's
-    token does not authenticate (nothing is claimed or stored for such requests)."""
+) -> tuple[str, str, Pending[Claim]] | None:
+    """The key's row id, the request's fingerprint and its claim, submitted to the group
+    commit; None when the caller's token does not authenticate (nothing is claimed or stored
+    for such requests)."""
     caller = _caller(scope)
     if caller is None:
         return None
     row_id = key_id(caller, method, path, key)
     query = scope.get("query_string", b"")
     fingerprint = request_fingerprint(store.protector, method, path, query, body)
-    return row_id, store.claim(row_id, fingerprint)
+    return row_id, fingerprint, store.claim_later(row_id, fingerprint)
+
+
+async def _claim(
+    scope: Scope, store: IdempotencyStore, method: str, path: str, key: str, body: bytes
+) -> tuple[str, Claim] | None:
+    """The key's row id and its claim, durable when this returns; None when the caller's
+    token does not authenticate. Who calls is read in a worker thread (a token not in memory
+    is looked up); the claim's batch is awaited on the loop, parking no thread."""
+    submitted = await anyio.to_thread.run_sync(_submit_claim, scope, store, method, path, key, body)
+    if submitted is None:
+        return None
+    row_id, fingerprint, pending = submitted
+    return row_id, await store.settle_claim(pending, row_id, fingerprint)
 
 
 async def send_problem(
@@ -228,7 +242,7 @@ class IdempotencyMiddleware(ASGIMiddleware):
         await self._purge_if_due(store)
         # Who calls and the key's claim in one trip to a worker thread (each trip is a wake-up
         # of another thread and of the event loop: a profile of donations counted seven).
-        claimed = await anyio.to_thread.run_sync(_claim, scope, store, method, path, key, body)
+        claimed = await _claim(scope, store, method, path, key, body)
         if claimed is None:  # the handler answers 401, or runs unprotected on an open route
             await next_app(scope, replay_receive, send)
             return
@@ -322,11 +336,9 @@ async def _quietly(fn: Any, *args: Any) -> bool:
 
 async def _durable(pending: Pending[Any]) -> bool:
     """Whether the completion committed. Usually its batch is the audit event's, committed
-    before this is asked: then the answer is at hand, without a trip to a worker thread."""
-    if not pending.done:
-        return await _quietly(pending.wait)
+    before this is asked: then the answer is at hand."""
     try:
-        pending.wait()  # returns at once: the batch is over (its error, if any, is raised)
+        await pending.wait_async()
     except Exception as exc:
         log.error("idempotency storage failed in wait: %s", type(exc).__name__)
         return False

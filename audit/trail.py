@@ -38,6 +38,7 @@ from sqlalchemy import (
 
 from database import Database, metadata, opened
 from database.driver import driver_rows, driver_send
+from database.group import Pending
 from ledger import AppendResult, LedgerPort
 from ledger.entry import canonical_json
 from ledger.kinds import Seal as SealEntry
@@ -230,6 +231,32 @@ class AuditTrail:
     ) -> AuditEvent:
         """Append one event to the chain (serialized, durable before it returns; committed
         together with the other requests' events and keys of the moment, ``database.group``)."""
+        return self.record_later(
+            actor=actor,
+            role=role,
+            action=action,
+            objects=objects,
+            client=client,
+            status=status,
+            bank_id=bank_id,
+            on_behalf=on_behalf,
+            device_key=device_key,
+        ).wait()
+
+    def record_later(
+        self,
+        *,
+        actor: str,
+        role: str,
+        action: str,
+        objects: Sequence[str],
+        client: str,
+        status: int,
+        bank_id: str | None = None,
+        on_behalf: str | None = None,
+        device_key: str | None = None,
+    ) -> Pending[AuditEvent]:
+        """``record``, submitted: the event is durable once the ``Pending`` is waited for."""
 
         def append(conn: Connection) -> AuditEvent:
             # one batch at a time, on PostgreSQL under the group's lock: the chain stays a chain
@@ -256,7 +283,7 @@ class AuditTrail:
 
         # Pipelined: in a batch the chain's head is read once (waiting for the statements
         # sent before it) and the events are sent without waiting (``database.group``).
-        return self.database.group.run(append, pipelined=True)
+        return self.database.group.submit(append, pipelined=True)
 
     def head(self) -> tuple[int, bytes]:
         """(count, hash of the last event) — what a seal commits to."""

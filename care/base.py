@@ -253,12 +253,25 @@ class CareBase:
     def _append(self, request: EntryRequest) -> AppendResult:
         try:
             return self.ledger.append(request)
-        except LedgerInsufficient as exc:
-            raise InsufficientBalance(
-                "not enough minutes: %(available)s available, %(needed)s needed",
-                field="minutes",
-                available=exc.balance,
-                needed=-exc.change,
-            ) from exc
-        except EntryError as exc:
-            raise CareError(str(exc), field=exc.field) from exc
+        except (LedgerInsufficient, EntryError) as exc:
+            raise _refusal(exc) from exc
+
+    async def append_entry(self, request: EntryRequest) -> AppendResult:
+        """Append an entry built by one of the ``*_entry`` methods, awaited on an event loop
+        (no thread waits for the ledger's batch); its refusals are ``_append``'s."""
+        try:
+            return await self.ledger.append_async(request)
+        except (LedgerInsufficient, EntryError) as exc:
+            raise _refusal(exc) from exc
+
+
+def _refusal(exc: LedgerInsufficient | EntryError) -> CareError:
+    """The ledger's refusal of an entry, as the caller is told it."""
+    if isinstance(exc, LedgerInsufficient):
+        return InsufficientBalance(
+            "not enough minutes: %(available)s available, %(needed)s needed",
+            field="minutes",
+            available=exc.balance,
+            needed=-exc.change,
+        )
+    return CareError(str(exc), field=exc.field)

@@ -15,7 +15,7 @@ from care.errors import (
 from care.model import GrantReason
 from care.storage import entry_notes
 from care.verification import Verification
-from ledger import AppendResult
+from ledger import AppendResult, EntryRequest
 from ledger.kinds import Donation, Gift, Grant
 
 
@@ -25,6 +25,12 @@ class Transfers(Verification):
     def gift(
         self, principal: Principal, from_id: str, to_id: str, minutes: int, key: str
     ) -> AppendResult:
+        return self._append(self.gift_entry(principal, from_id, to_id, minutes, key))
+
+    def gift_entry(
+        self, principal: Principal, from_id: str, to_id: str, minutes: int, key: str
+    ) -> EntryRequest:
+        """The gift's entry, every rule checked; appending it (``append_entry``) gives it."""
         giver, access = self.accounts.member_access(principal, from_id, "from_member_id")
         if access not in ("self", "proxy"):
             raise Forbidden("only the member or their family proxy gives their minutes")
@@ -41,9 +47,16 @@ class Transfers(Verification):
         entry_id = f"gift:{opaque(giver.ledger_account)}:{key}"
         by = self._who(entry_id, principal.user_id)
         gift = Gift(entry_id, giver.ledger_account, receiver.ledger_account, minutes, by)
-        return self._append(gift.to_request())
+        return gift.to_request()
 
     def donate(self, principal: Principal, from_id: str, minutes: int, key: str) -> AppendResult:
+        return self._append(self.donation_entry(principal, from_id, minutes, key))
+
+    def donation_entry(
+        self, principal: Principal, from_id: str, minutes: int, key: str
+    ) -> EntryRequest:
+        """The donation's entry, every rule checked; appending it (``append_entry``) gives
+        it."""
         donor, access = self.accounts.member_access(principal, from_id, "from_member_id")
         if access not in ("self", "proxy"):
             raise Forbidden("only the member or their family proxy donates their minutes")
@@ -51,7 +64,7 @@ class Transfers(Verification):
         positive(minutes)
         entry_id = f"donation:{opaque(donor.ledger_account)}:{key}"
         by = self._who(entry_id, principal.user_id)
-        return self._append(Donation(entry_id, donor.ledger_account, minutes, by).to_request())
+        return Donation(entry_id, donor.ledger_account, minutes, by).to_request()
 
     def grant(
         self,

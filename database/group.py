@@ -26,13 +26,20 @@ completions and audit events waits on the server about three times (its ``BEGIN`
 and the statements up to the audit chain's head; the rest; the ``COMMIT``) instead of once or
 twice a piece. A piece that needs an answer to go on returns ``Later``: it is finished once
 everything is sent.
+
+A caller on an event loop awaits ``Pending.wait_async`` instead of parking a worker thread in
+``wait``: its turn to lead goes to the group's own leader thread, and each batch wakes each
+loop once for all its callers there. Thirty-two parked threads (a donation parked two) cost
+the interpreter lock a hand-over, and the loop a wake-up, per caller and per batch
+(docs/performance.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Any, Generic, TypeVar
@@ -75,6 +82,7 @@ class _Job(Generic[R]):
     finished: bool = False
     waiting: bool = False  # its caller waits for it (and may be handed leadership)
     lead: bool = False  # handed leadership while waiting
+    future: asyncio.Future[Any] | None = None  # its caller awaits it on an event loop
     result: Any = None
     error: BaseException | None = None
 
@@ -93,6 +101,12 @@ class Pending(Generic[R]):
 
     def wait(self) -> R:
         return self.group._wait(self.job)
+
+    async def wait_async(self) -> R:
+        """``wait`` for a caller on an event loop, which parks no thread: the group's leader
+        thread commits the batch. The work is committed even if the awaiting task is
+        cancelled (as with ``wait``: a committed piece cannot be taken back)."""
+        return await self.group._wait_async(self.job)
 
 
 class GroupCommit:
@@ -113,6 +127,8 @@ class GroupCommit:
         self._lock = threading.Lock()
         self._queue: list[_Job[Any]] = []
         self._leading = False
+        self._leader_turn = threading.Event()  # the leader thread's turn (async callers)
+        self._leader: threading.Thread | None = None
         self.batches = 0  # committed batches, for tests and benchmarks
         self.jobs = 0
         self.retried = 0  # batches run again piece by piece because a piece failed
@@ -158,11 +174,43 @@ class GroupCommit:
             raise job.error
         return job.result  # type: ignore[no-any-return]
 
+    async def _wait_async(self, job: _Job[R]) -> R:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if not job.finished:
+                job.future = loop.create_future()
+                job.waiting = True
+                if not self._leading:
+                    self._leading = True
+                    self._hand_to_leader_thread()
+        if job.future is not None:
+            await asyncio.shield(job.future)  # cancelling the caller does not undo the work
+        if job.error is not None:
+            raise job.error
+        return job.result  # type: ignore[no-any-return]
+
+    def _hand_to_leader_thread(self) -> None:
+        """Give the lead to the group's own thread (under ``_lock``, with ``_leading`` set):
+        the oldest waiting caller awaits on an event loop and cannot lead."""
+        if self._leader is None:
+            self._leader = threading.Thread(
+                target=self._lead_for_loops, name="timebank-group-commit", daemon=True
+            )
+            self._leader.start()
+        self._leader_turn.set()
+
+    def _lead_for_loops(self) -> None:
+        while True:
+            self._leader_turn.wait()
+            self._leader_turn.clear()
+            self._commit_next_batch()
+
     def _commit_next_batch(self) -> None:
         with self._lock:
             taken, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
         # The pipelined work first, sent with the batch's BEGIN and lock (see ``run``).
         batch = sorted(taken, key=lambda job: not job.pipelined)
+        awaited: dict[asyncio.AbstractEventLoop, list[asyncio.Future[Any]]] = {}
         try:
             self._commit(batch)
         finally:
@@ -172,15 +220,22 @@ class GroupCommit:
                 for job in batch:
                     job.finished = True
                     job.wake.set()
+                    if job.future is not None:
+                        awaited.setdefault(job.future.get_loop(), []).append(job.future)
                 # Hand over to the oldest caller that waits (a submitted job whose caller does
                 # not wait yet cannot lead: it is committed by the next leader, or leads when
-                # its caller waits).
+                # its caller waits); for a caller on an event loop, to the leader thread.
                 heir = next((job for job in self._queue if job.waiting), None)
-                if heir is not None:
+                if heir is None:
+                    self._leading = False
+                elif heir.future is not None:
+                    self._hand_to_leader_thread()
+                else:
                     heir.lead = True
                     heir.wake.set()
-                else:
-                    self._leading = False
+            for loop, futures in awaited.items():  # one wake-up of each loop for its callers
+                with suppress(RuntimeError):  # a closed loop: nobody awaits there any more
+                    loop.call_soon_threadsafe(_resolve, futures)
 
     def _commit(self, batch: list[_Job[Any]]) -> None:
         failed = self._commit_together(batch)
@@ -267,6 +322,13 @@ class GroupCommit:
                 if job.error is None:
                     job.error = exc
                     job.result = None
+
+
+def _resolve(futures: list[asyncio.Future[Any]]) -> None:
+    """On the callers' loop: wake each (its result or error is read from its job)."""
+    for future in futures:
+        if not future.done():
+            future.set_result(None)
 
 
 def _settle(job: _Job[Any], result: object) -> None:

@@ -4,6 +4,7 @@ one-time secrets). Only hashes of keys are stored. The HTTP side is ``api.idempo
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -186,13 +187,24 @@ class IdempotencyStore:
     def claim(self, row_id: str, fingerprint: str) -> Claim:
         for attempt in range(3):
             try:
-                return self._claim(row_id, fingerprint)
+                return self.claim_later(row_id, fingerprint).wait()
             except IntegrityError:  # a concurrent first request inserted the row; look again
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
 
-    def _claim(self, row_id: str, fingerprint: str) -> Claim:
+    async def settle_claim(self, pending: Pending[Claim], row_id: str, fingerprint: str) -> Claim:
+        """The claim ``claim_later`` submitted, awaited on an event loop (``claim`` again, in
+        a worker thread, when a concurrent first request inserted the row meanwhile)."""
+        try:
+            return await pending.wait_async()
+        except IntegrityError:
+            return await asyncio.to_thread(self.claim, row_id, fingerprint)
+
+    def claim_later(self, row_id: str, fingerprint: str) -> Pending[Claim]:
+        """The key's claim, submitted to the group commit: one attempt of ``claim`` (its
+        ``wait`` raises ``IntegrityError`` when a concurrent first request inserted the row
+        meanwhile; claiming again then reads that row)."""
         t = idempotency_keys
         lease = secrets.token_hex(16)
         fresh = {
@@ -231,7 +243,7 @@ class IdempotencyStore:
 
         # A fresh key's claim (nearly every keyed request's) is one statement sent in the
         # group's pipeline, its answer read once the batch's statements are all sent.
-        return self.database.group.run(claim, pipelined=True)
+        return self.database.group.submit(claim, pipelined=True)
 
     def complete(self, row_id: str, lease: str, response: StoredResponse) -> None:
         self.complete_later(row_id, lease, response).wait()

@@ -15,6 +15,10 @@ class LedgerPort(Protocol):
         """Append once per id: the same content again is a replay, other content refused."""
         ...
 
+    async def append_async(self, request: EntryRequest) -> AppendResult:
+        """``append``, awaited on an event loop."""
+        ...
+
     def balances(self, accounts: list[str], max_age: float = 0.0) -> dict[str, int]:
         """Balances now; with ``max_age`` > 0 possibly ones read that long ago, never from
         before an append of this process (``Log.balances``)."""

@@ -9,7 +9,7 @@ import dataclasses
 from collections.abc import Iterator
 
 import pytest
-from litestar.types import Message
+from litestar.types import Message, Scope
 
 from accounts.model import Principal
 from api.ledger_routes import BalanceFastPath
@@ -228,10 +228,11 @@ def test_the_route_records_no_audit_event_for_a_balance_read(
     """The fast path records nothing either; if balance reads were ever audited, it must not
     answer them (``api.audit_log``: full reads of personal data are recorded)."""
     recorded: list[str] = []
-    monkeypatch.setattr(
-        "api.audit_log.AuditMiddleware._record",
-        staticmethod(lambda scope, raw, status: recorded.append(scope["path"])),
-    )
+
+    async def record(scope: Scope, raw: bytes, status: int) -> None:
+        recorded.append(scope["path"])
+
+    monkeypatch.setattr("api.audit_log.AuditMiddleware._record", staticmethod(record))
     url, headers = _url(world, "vol-a"), _as(world, "vol-a")
     assert _status(asgi_get(world.client.app, url, headers, route_only=True)) == 200
     assert recorded == []

@@ -3,6 +3,7 @@ its own result or its own error, and nothing a caller was told is committed is m
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -384,3 +385,68 @@ def test_a_pipelined_statement_that_fails_fails_its_caller_alone(database: Datab
             5,
             6,
         ]
+
+
+def test_callers_on_an_event_loop_and_in_threads_share_batches_and_get_their_answers(
+    database: Database,
+) -> None:
+    """Callers awaiting on a loop park no thread: the group's leader thread commits their
+    batches, hands the lead to a waiting thread and takes it back; every caller gets its own
+    answer or its own error, and exactly what was answered is committed."""
+    group = database.group
+
+    def failing(conn: Connection) -> int:
+        conn.execute(notes.insert().values(id=7, text="a second note 7"))  # 7 is taken below
+        return -1
+
+    async def on_the_loop() -> list[object]:
+        async def one(n: int) -> object:
+            work = failing if n == 1000 else _insert(n)
+            try:
+                return await group.submit(work).wait_async()
+            except Exception as exc:
+                return type(exc).__name__
+
+        answers = asyncio.gather(*(one(n) for n in [*range(300), 1000]))
+        return list(await asyncio.wait_for(answers, 60))  # a lost lead would hang them
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        in_threads = [pool.submit(group.run, _insert(n)) for n in range(300, 400)]
+        loop_answers = asyncio.run(on_the_loop())  # while the threads' calls go on
+        threads = [future.result() for future in in_threads]
+    assert threads == [n * 10 for n in range(300, 400)]
+    assert loop_answers[:300] == [n * 10 for n in range(300)]
+    assert loop_answers[300] == "IntegrityError"
+    with database.reader.begin() as conn:
+        texts = dict(conn.execute(select(notes.c.id, notes.c.text)).all())
+    assert sorted(texts) == list(range(400))
+    assert texts[7] == "note 7"
+    assert group.batches < 400
+
+
+def test_a_cancelled_caller_on_a_loop_does_not_undo_its_work(database: Database) -> None:
+    """Work, once submitted, is committed even when the task awaiting it is cancelled (as for a
+    thread that stops waiting): a committed piece cannot be taken back, and nothing is lost."""
+    group = database.group
+    entered, gate = threading.Event(), threading.Event()
+
+    def held(conn: Connection) -> int:
+        entered.set()
+        gate.wait(10)
+        return _insert(1)(conn)
+
+    async def cancel_while_committing() -> bool:
+        task = asyncio.ensure_future(group.submit(held).wait_async())
+        await asyncio.to_thread(entered.wait, 10)
+        task.cancel()
+        gate.set()
+        try:
+            await task
+        except asyncio.CancelledError:
+            return True
+        return False
+
+    assert asyncio.run(cancel_while_committing())
+    assert group.run(_insert(2)) == 20  # the group still leads and commits afterwards
+    with database.reader.begin() as conn:
+        assert conn.execute(select(func.count()).select_from(notes)).scalar_one() == 2
