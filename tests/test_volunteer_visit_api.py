@@ -37,7 +37,7 @@ def claimed(w: World) -> str:
     return request_id
 
 
-def test_the_assigned_volunteer_gets_whom_and_where_and_the_read_is_recorded(world: World) -> None:  # noqa: F811
+def test_the_assigned_volunteer_is_shown_the_visit(world: World) -> None:  # noqa: F811
     w = world
     request_id = claimed(w)
     assert access_records(w) == []
@@ -69,9 +69,7 @@ def test_the_assigned_volunteer_gets_whom_and_where_and_the_read_is_recorded(wor
     assert access_records(w) == [api_read, api_read]
 
 
-def test_everyone_else_is_told_no_such_request_next_to_the_volunteer_succeeding(
-    world: World,
-) -> None:  # noqa: F811
+def test_everyone_else_finds_no_such_request(world: World) -> None:  # noqa: F811
     """Another volunteer, another organisation's staff, the elder's own organisation's staff,
     a bank admin, the elder and her family proxy: 404, as for an id that does not exist, and
     nothing recorded; then the assigned volunteer's same call succeeds."""
@@ -123,10 +121,8 @@ def test_only_while_assigned(world: World) -> None:  # noqa: F811
     assert len(access_records(w)) == 4  # the four reads while assigned, none after
 
 
-def test_an_elder_with_no_address_on_file_is_shown_none_and_nothing_is_recorded(
-    world: World,
-) -> None:  # noqa: F811
-    """Nothing revealed, nothing recorded: her area and address are none, her name still shown."""
+def test_no_address_on_file_nothing_recorded(world: World) -> None:  # noqa: F811
+    """Nothing revealed, nothing recorded: her area and address are none, her name shown."""
     w = world
     asked = ok(
         w.client.post(
