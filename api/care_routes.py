@@ -31,10 +31,12 @@ from api.care_schemas import (
     RequestOut,
     ServiceTypeIn,
     ServiceTypeOut,
+    VisitOut,
     policy_out,
     record_out,
     request_out,
     type_out,
+    visit_out,
 )
 from api.problems import IdempotencyKeyRequired
 from api.schemas import problems
@@ -141,6 +143,17 @@ class RequestController(Controller):
     @get("/{request_id:str}", sync_to_thread=True, responses=problems(400, 401, 404))
     def one(self, state: State, principal: P, request_id: Id) -> RequestOut:
         return request_out(care(state).get_request(principal, request_id))
+
+    @get("/{request_id:str}/visit", sync_to_thread=True, responses=problems(400, 401, 404, 409))
+    def visit(self, state: State, principal: P, request_id: Id) -> VisitOut:
+        """The visit, for the volunteer the request is assigned to, while it is assigned: the
+        elder's masked name, her area and full address, the window and the service, as the
+        visit page shows them. Each read of the address is recorded in her access records
+        (role ``volunteer``, reason ``assigned visit <request id>``). Anyone else gets 404;
+        its volunteer, once the request is completed or cancelled, 409."""
+        care_service = care(state)
+        shown = care_service.visit(principal, request_id)
+        return visit_out(shown, care_service.policy(principal.bank_id).timezone)
 
     @post("/{request_id:str}/assign", status_code=HTTP_200_OK, sync_to_thread=True, responses=ERR)
     def assign(

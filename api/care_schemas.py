@@ -16,6 +16,7 @@ from care.model import (
     ServiceRecord,
     ServiceRequest,
     ServiceType,
+    Visit,
 )
 from ledger import AppendResult
 
@@ -159,6 +160,45 @@ def request_out(r: ServiceRequest) -> RequestOut:
         r.cancelled_by,
         r.cancel_reason,
         r.created_at,
+    )
+
+
+class VisitOut(msgspec.Struct):
+    """The visit page's view, for the volunteer's phone: whom, where, when and what."""
+
+    request_id: str
+    status: str
+    elder_id: str
+    elder_name: str | None
+    area: str | None
+    address: str | None
+    window_start: datetime
+    window_end: datetime
+    minutes: int
+    notes: str | None
+    service_code: str
+    service_name_zh: str
+    service_name_en: str
+    timezone: str
+
+
+def visit_out(v: Visit, timezone: str) -> VisitOut:
+    r = v.request
+    return VisitOut(
+        r.id,
+        str(r.status),
+        r.elder_id,
+        v.elder_name,
+        v.area,
+        v.address,
+        r.window_start,
+        r.window_end,
+        r.minutes,
+        r.notes,
+        v.service.code,
+        v.service.name_zh,
+        v.service.name_en,
+        timezone,
     )
 
 

@@ -203,6 +203,14 @@ class ServiceRequest:
     cancel_reason: str | None
     created_at: datetime
 
+    def shows_the_home_to(self, role: str) -> bool:
+        """Whether a caller who relates to the request as ``role`` (``care.base``'s
+        ``_visible_request``) is told whom and where: the volunteer it is assigned to, while it
+        is assigned (a logged record waiting for the elder included), gets the elder's masked
+        name and, on the visit, her full address; no one else, and not that volunteer once it
+        is completed, cancelled or given back."""
+        return role == "volunteer" and self.status is RequestStatus.ASSIGNED
+
     def cancelled(
         self, role: str, by: str | None, reason: str, *, has_record: bool
     ) -> ServiceRequest:
@@ -256,6 +264,19 @@ class ServiceRequest:
         if has_record:
             raise WrongState(_HAS_RECORD[0], zh=_HAS_RECORD[1])
         return replace(self, status=RequestStatus.OPEN, volunteer_id=None, assigned_by=None)
+
+
+@dataclass(frozen=True)
+class Visit:
+    """What the volunteer a request is assigned to is shown of it (``/volunteer/visit/{id}``,
+    ``GET /v1/requests/{id}/visit``): the request, its service, the elder's masked name, her
+    area and her full address (``None`` where she has none on file)."""
+
+    request: ServiceRequest
+    service: ServiceType
+    elder_name: str | None
+    area: str | None
+    address: str | None
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from accounts.base import clean_text, optional_text
 from accounts.errors import Forbidden, InvalidInput, NotFound, Words
 from accounts.model import Member, MemberStatus, Principal, Role
+from accounts.protection import mask_address
 from accounts.tokens import new_id
 from care.base import aware, require_active
 from care.catalogue import Catalogue
@@ -21,6 +22,7 @@ from care.model import (
     RequestStatus,
     ServiceRecord,
     ServiceRequest,
+    Visit,
 )
 from care.repo import listed, live_record, locked_request, move_request, save_request
 from care.storage import (
@@ -149,10 +151,28 @@ class Requests(Catalogue):
         else who sees the request (``MemberViews.visit_place``)."""
         with self.store.snapshot() as tx:
             request, role = self._visible_request(tx, principal, request_id)
-        assigned = role == "volunteer" and request.status is RequestStatus.ASSIGNED
+        assigned = request.shows_the_home_to(role)
         return self.accounts.visit_place(
             principal, request.elder_id, request.id if assigned else None, in_full
         )
+
+    def visit(self, principal: Principal, request_id: str) -> Visit:
+        """The visit page's view for a phone (``GET /v1/requests/{id}/visit``), by the page's
+        rule (``ServiceRequest.shows_the_home_to``, through ``visit_place``): the volunteer the
+        request is assigned to gets the elder's masked name and full address, the read of the
+        address recorded in ``pii_access`` as on the page. Anyone else gets the 404 of a request
+        that does not exist (staff and the elder's side read the request itself, a volunteer
+        browsing open requests sees only the area); its volunteer, once it is no longer
+        assigned, a wrong-state refusal, and nothing is recorded."""
+        with self.store.snapshot() as tx:
+            request, role = self._visible_request(tx, principal, request_id)
+            service = to_type(tx.get(service_types, request.service_type_id))
+        if role != "volunteer":
+            raise NotFound("no request %(id)s", id=request_id)
+        if not request.shows_the_home_to(role):
+            raise WrongState("request is %(status)s, not assigned", status=Words(request.status))
+        name, address = self.accounts.visit_place(principal, request.elder_id, request.id, True)
+        return Visit(request, service, name, mask_address(address), address)
 
     def list_requests(self, principal: Principal, status: str | None) -> list[ServiceRequest]:
         if principal.is_partner:

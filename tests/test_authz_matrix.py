@@ -632,6 +632,14 @@ ROWS: list[Row] = [
         notes="an open request is visible to the bank's volunteers so they can claim it",
     ),
     Row(
+        "GET",
+        "/v1/requests/{request}/visit",
+        "vol-b",
+        200,
+        _assigned_request,
+        notes="the elder's name and address: only for the volunteer the request is assigned to",
+    ),
+    Row(
         "POST",
         "/v1/requests/{request}/assign",
         "staff-b",
