@@ -261,4 +261,4 @@ class CareBase:
                 needed=-exc.change,
             ) from exc
         except EntryError as exc:
-            raise CareError(str(exc), field=exc.field) from exc
+            raise CareError(exc.template, field=exc.field, **exc.values) from exc
