@@ -89,9 +89,12 @@ CARE_ERRORS = CareError InsufficientBalance NotEligible OverlappingRecord DailyC
   SelfVerification NotARelative GiftsDisabled FutureRecord InvalidDuration NotPriorityElder \
   InvalidSignature InvalidConfirmationCode MemberNotActive LateRecord OutsideRequest \
   TooManyCodeAttempts WrongState
+# The ledger's refusals of an entry or a proof request (ledger/errors.py), translated whole too.
+LEDGER_ERRORS = EntryError MalformedEntry UnbalancedPostings PostingRuleViolation ProofRequestError
 i18n-extract: $(VENV)/.installed-dev
 	$(BIN)/pybabel extract -F babel.cfg -k N_ -k translate:2 -k InvalidInput -k WeakPassword \
-	  -k Conflict -k Words -k Forbidden -k NotFound $(CARE_ERRORS:%=-k %) --no-location \
+	  -k Conflict -k Words -k Forbidden -k NotFound $(CARE_ERRORS:%=-k %) \
+	  $(LEDGER_ERRORS:%=-k %) --no-location \
 	  --sort-output --omit-header -o web/locale/messages.pot .
 
 i18n-update: $(VENV)/.installed-dev

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from enum import Enum
+from http import HTTPStatus
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 
+import msgspec
 from litestar import Request, Response
 from litestar.exceptions import (
     HTTPException,
+    MethodNotAllowedException,
     NotFoundException,
     PermissionDeniedException,
     ValidationException,
@@ -24,6 +29,7 @@ from litestar.types import ExceptionHandlersMap, Scope
 
 from accounts.errors import (
     AccountsError,
+    Choices,
     LoginThrottled,
     SearchThrottled,
 )
@@ -32,11 +38,14 @@ from ledger.errors import EntryError, ProofRequestError
 from web.i18n import (
     LANGUAGE_COOKIE,
     N_,
+    Gettext,
     care_detail,
     describe,
+    describe_choices,
     describe_decoding,
     describe_error,
     gettext_for,
+    ledger_detail,
     negotiate,
 )
 from web.pages import error_page
@@ -145,6 +154,10 @@ def _validation(request: Request[Any, Any, Any], exc: ValidationException) -> Re
         field = field or "body"
     detail = f"{field}: {message}" if field else str(message)
     lang = language(request)
+    title = gettext_for(lang)("Invalid parameter")
+    if field and message.startswith("Invalid enum value") and (allowed := _choices(request, field)):
+        detail = describe_choices(field, allowed, lang)
+        return problem(HTTP_400_BAD_REQUEST, "invalid-parameter", title, detail, field)
     if lang != "en":
         _ = gettext_for(lang)
         detail = _(
@@ -152,33 +165,79 @@ def _validation(request: Request[Any, Any, Any], exc: ValidationException) -> Re
             field=field or "body",
             message=describe_decoding(message, lang),
         )
-    title = gettext_for(lang)("Invalid parameter")
     return problem(HTTP_400_BAD_REQUEST, "invalid-parameter", title, detail, field)
+
+
+def _choices(request: Request[Any, Any, Any], field: str) -> Choices | None:
+    """The codes the route takes for ``field`` (a body path such as ``reason_code`` or
+    ``personal.kind``, or a query parameter) where its type is an enum or a literal."""
+    handler = request.route_handler
+    parts = [re.sub(r"\[\d+\]$", "", part) for part in field.split(".")]
+    kind: Any = None
+    data = getattr(handler, "parsed_data_field", None)
+    if data is not None and isinstance(data.annotation, type):
+        kind = data.annotation
+        for part in parts:
+            kind = _field_type(kind, part)
+    if kind is None and len(parts) == 1:
+        parameter = handler.parsed_fn_signature.parameters.get(parts[0])
+        kind = parameter.annotation if parameter is not None else None
+    for each in _members(kind):
+        if isinstance(each, type) and issubclass(each, Enum):
+            return Choices(str(member.value) for member in each)
+        if get_origin(each) is Literal:
+            return Choices(str(value) for value in get_args(each))
+    return None
+
+
+def _field_type(kind: Any, name: str) -> Any:
+    """The type of field ``name`` of the struct among ``kind``'s members, else None."""
+    for each in _members(kind):
+        if isinstance(each, type) and issubclass(each, msgspec.Struct):
+            hints = get_type_hints(each, include_extras=True)
+            if name in hints:
+                return hints[name]
+    return None
+
+
+def _members(kind: Any) -> list[Any]:
+    """``kind`` without ``Annotated``, ``| None`` or a list around it: the types it may be."""
+    if kind is None:
+        return []
+    origin = get_origin(kind)
+    if origin is Annotated:
+        return _members(get_args(kind)[0])
+    if origin in (Union, UnionType, list, tuple, set, frozenset):
+        return [m for arg in get_args(kind) for m in _members(arg)]
+    return [kind]
 
 
 def _proof_request(
     request: Request[Any, Any, Any], exc: ProofRequestError
 ) -> Response[dict[str, Any]]:
-    """The ledger's words (English) under a title in the caller's language."""
-    title = gettext_for(language(request))("Invalid parameter")
-    return problem(HTTP_400_BAD_REQUEST, "invalid-parameter", title, str(exc), exc.field)
+    """The ledger's refusal of a proof's parameters, in the caller's language."""
+    lang = language(request)
+    title = gettext_for(lang)("Invalid parameter")
+    detail = ledger_detail(exc, lang)
+    return problem(HTTP_400_BAD_REQUEST, "invalid-parameter", title, detail, exc.field)
 
 
 def _entry(request: Request[Any, Any, Any], exc: EntryError) -> Response[dict[str, Any]]:
-    """The ledger's words (English) under a title in the caller's language."""
+    """The ledger's refusal of an entry, its case in the caller's language."""
     slug = {
         "InsufficientBalance": "insufficient-balance",
         "IdConflict": "id-conflict",
         "UnbalancedPostings": "unbalanced-postings",
         "PostingRuleViolation": "posting-rule",
     }.get(type(exc).__name__, "invalid-entry")
-    title = gettext_for(language(request))(N_("Entry refused"))
-    return problem(status_of(exc), slug, title, str(exc), exc.field)
+    lang = language(request)
+    title = gettext_for(lang)(N_("Entry refused"))
+    return problem(status_of(exc), slug, title, ledger_detail(exc, lang), exc.field)
 
 
 def _accounts(request: Request[Any, Any, Any], exc: AccountsError) -> Response[dict[str, Any]]:
     status = status_of(exc)
-    title, detail = describe_error(exc, language(request))
+    title, detail = describe_error(exc, language(request), codes=True)
     response = problem(status, exc.slug, title, detail, exc.field)
     if isinstance(exc, (LoginThrottled, SearchThrottled)):
         response.headers["Retry-After"] = str(exc.retry_after)
@@ -223,7 +282,61 @@ def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
         )
     if isinstance(exc, NotFoundException):
         return problem(exc.status_code, "not-found", _("Not Found"), _(str(exc.detail)))
-    return problem(exc.status_code, f"http-{exc.status_code}", str(exc.detail), str(exc.detail))
+    return _framework(request, exc, _)
+
+
+# The titles of the answers the framework gives itself (no route, wrong method, a body over
+# the limit, …), in English here, translated for the caller; any other status keeps its words.
+HTTP_TITLES = {
+    400: N_("Bad Request"),
+    401: N_("Unauthorized"),
+    403: N_("Forbidden"),
+    405: N_("Method Not Allowed"),
+    406: N_("Not Acceptable"),
+    409: N_("Conflict"),
+    413: N_("Request Entity Too Large"),
+    415: N_("Unsupported Media Type"),
+    429: N_("Too Many Requests"),
+    500: N_("Internal Server Error"),
+    503: N_("Service Unavailable"),
+}
+
+
+def _framework(
+    request: Request[Any, Any, Any], exc: HTTPException, _: Gettext
+) -> Response[dict[str, Any]]:
+    """A refusal the framework raised itself, in the caller's language, with its headers
+    (``Allow`` on a 405, ``Retry-After`` on a 429)."""
+    status = exc.status_code
+    english = HTTP_TITLES.get(status, str(exc.detail))
+    title = _(english)
+    field = None
+    headers = dict(exc.headers or {})
+    if isinstance(exc, MethodNotAllowedException):
+        methods = {m.strip() for m in headers.pop("allow", "").split(",") if m.strip()}
+        allowed = headers["Allow"] = ", ".join(sorted(methods))  # the router's order varies
+        detail = _(
+            N_("%(method)s is not allowed here; this address takes %(allowed)s"),
+            method=request.method,
+            allowed=allowed,
+        )
+    elif str(exc.detail) in (english, _phrase(status)):
+        detail = title  # the framework said no more than the status
+    else:
+        detail = _(str(exc.detail))
+    if status in (413, 415):
+        field = "body" if status == 413 else "Content-Type"
+    response = problem(status, f"http-{status}", title, detail, field)
+    for name, value in headers.items():
+        response.headers[name] = value
+    return response
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
 
 
 def _too_deep(request: Request[Any, Any, Any], _: RecursionError) -> Response[dict[str, Any]]:

@@ -274,4 +274,4 @@ def _refusal(exc: LedgerInsufficient | EntryError) -> CareError:
             available=exc.balance,
             needed=-exc.change,
         )
-    return CareError(str(exc), field=exc.field)
+    return CareError(exc.template, field=exc.field, **exc.values)

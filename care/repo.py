@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Column, Row, Table, bindparam, func, or_, select, update
 
-from accounts.errors import InvalidInput, NotFound
+from accounts.errors import Choices, InvalidInput, NotFound
 from accounts.model import Principal
 from accounts.storage import Tx, members, utc
 from care.model import (
@@ -227,7 +227,11 @@ def listed(
         try:
             conditions.append(table.c.status == statuses(status).value)
         except ValueError as exc:
-            raise InvalidInput("unknown status", field="status") from exc
+            raise InvalidInput(
+                "%(field)s must be one of: %(allowed)s",
+                field="status",
+                allowed=Choices(s.value for s in statuses),
+            ) from exc
     if not sees_all:
         mine: list[Any] = [table.c.org_id.in_(principal.orgs()), *also]
         if principal.acting_member_id:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from accounts.base import clean_text, parse_enum
-from accounts.errors import Conflict, InvalidInput, NotFound, Words
+from accounts.errors import Choices, Conflict, InvalidInput, NotFound, Words
 from accounts.model import Principal
 from accounts.tokens import new_id
 from care.base import require_bank_admin
@@ -81,7 +81,11 @@ class Reversals(Transfers):
         conditions: list[Any] = [reversal_requests.c.bank_id == principal.bank_id]
         if status is not None:
             if status not in REVERSAL_STATUSES:
-                raise InvalidInput("unknown status", field="status")
+                raise InvalidInput(
+                    "%(field)s must be one of: %(allowed)s",
+                    field="status",
+                    allowed=Choices(REVERSAL_STATUSES),
+                )
             conditions.append(reversal_requests.c.status == status)
         with self.store.snapshot() as tx:
             rows = tx.find(reversal_requests, *conditions, order=[reversal_requests.c.requested_at])

@@ -421,7 +421,7 @@ class Delivering:
                 field="minutes",
             ) from exc
         except EntryError as exc:
-            raise CareError(str(exc), field=exc.field) from exc
+            raise CareError(exc.template, field=exc.field, **exc.values) from exc
 
 
 class Sending(Delivering):

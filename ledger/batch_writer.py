@@ -159,7 +159,9 @@ class BatchWriter:
                         )
                     if target in already_reversed:
                         raise PostingRuleViolation(
-                            f"entry {target} has already been reversed", field="body.reverses"
+                            "entry %(seq)s has already been reversed",
+                            field="body.reverses",
+                            seq=target,
                         )
                     original = originals.get(target)
                     check_reversal(

@@ -173,19 +173,27 @@ class EntryRequest:
         for i, posting in enumerate(self.postings):
             where = f"postings[{i}]"
             if not isinstance(posting.account, str) or not ACCOUNT.match(posting.account):
-                raise MalformedEntry(f"{where}.account is not a ledger account id", field=where)
+                raise MalformedEntry(
+                    "%(where)s.account is not a ledger account id", field=where, where=where
+                )
             if posting.account in seen:
-                raise MalformedEntry(f"{where}.account appears twice in one entry", field=where)
+                raise MalformedEntry(
+                    "%(where)s.account appears twice in one entry", field=where, where=where
+                )
             seen.add(posting.account)
             if (
                 not isinstance(posting.minutes, int)
                 or isinstance(posting.minutes, bool)
                 or posting.minutes == 0
             ):
-                raise MalformedEntry(f"{where}.minutes must be a non-zero integer", field=where)
+                raise MalformedEntry(
+                    "%(where)s.minutes must be a non-zero integer", field=where, where=where
+                )
             if abs(posting.minutes) > MAX_SAFE_INTEGER:
                 raise MalformedEntry(
-                    f"{where}.minutes is outside ±(2^53-1)", field=f"{where}.minutes"
+                    "%(where)s.minutes is outside ±(2^53-1)",
+                    field=f"{where}.minutes",
+                    where=where,
                 )
         if not isinstance(self.body, Mapping):
             raise MalformedEntry("body must be an object", field="body")

@@ -19,21 +19,39 @@ The hierarchy, one precise type per failure domain::
 
 Verification of a whole database does not raise these; it collects every problem into a
 report (see ``ledger.verify``).
+
+A message is English with ``%(name)s`` where a value goes, the values given apart
+(``ProofRequestError("start %(start)s is beyond the tree (size %(size)s)", field="start",
+start=9, size=3)``), as ``accounts.errors`` has it: ``template`` and ``values`` let the web
+layer translate the message whole and fill the values in after (``web.i18n.ledger_detail``);
+``str()`` is the English with the values in.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+
+def N_(message: str) -> str:
+    """Marks a message for the catalog (``pybabel extract -k N_``)."""
+    return message
+
 
 class LedgerError(Exception):
-    """Base of every ledger error."""
+    """Base of every ledger error. ``field`` names the part at fault where there is one."""
+
+    def __init__(self, message: str, *, field: str | None = None, **values: Any) -> None:
+        self.template = message
+        self.values: dict[str, Any] = values  # numbers and codes, shown as they are
+        self.field = field
+        try:
+            super().__init__(message % values if values else message)
+        except (KeyError, ValueError, TypeError):  # a value quoted in the text holds a stray %
+            super().__init__(message)
 
 
 class EntryError(LedgerError):
-    """An entry cannot be appended. ``field`` names the part at fault where there is one."""
-
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
+    """An entry cannot be appended."""
 
 
 class MalformedEntry(EntryError):
@@ -51,9 +69,15 @@ class PostingRuleViolation(EntryError):
 class InsufficientBalance(EntryError):
     def __init__(self, account: str, balance: int, change: int, floor: int) -> None:
         super().__init__(
-            f"account {account} has {balance} minutes; "
-            f"posting {change} would take it below {floor}",
+            N_(
+                "account %(account)s has %(balance)s minutes; posting %(change)s would take it "
+                "below %(floor)s"
+            ),
             field="postings",
+            account=account,
+            balance=balance,
+            change=change,
+            floor=floor,
         )
         self.account = account
         self.balance = balance
@@ -64,8 +88,10 @@ class InsufficientBalance(EntryError):
 class IdConflict(EntryError):
     def __init__(self, entry_id: str, seq: int) -> None:
         super().__init__(
-            f"id {entry_id!r} was already appended at seq {seq} with a different entry",
+            N_("id %(id)s was already appended at seq %(seq)s with a different entry"),
             field="id",
+            id=repr(entry_id),
+            seq=seq,
         )
         self.entry_id = entry_id
         self.seq = seq
@@ -76,9 +102,7 @@ class ProofError(LedgerError):
 
 
 class ProofRequestError(ProofError):
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
+    pass
 
 
 class ProofVerificationError(ProofError):

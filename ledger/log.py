@@ -208,7 +208,10 @@ class Log:
                 raise ProofRequestError("end must be greater than start", field="end")
             if start >= size:
                 raise ProofRequestError(
-                    f"start {start} is beyond the tree (size {size})", field="start"
+                    "start %(start)s is beyond the tree (size %(size)s)",
+                    field="start",
+                    start=start,
+                    size=size,
                 )
             end = min(end, size, start + MAX_LEAVES_PER_PAGE)
             return [Leaf(i, bytes(d)) for i, d in db.leaves(start, end)]
@@ -217,7 +220,10 @@ class Log:
         self._require_signed(tree_size, "tree_size")
         if not 0 <= index < tree_size:
             raise ProofRequestError(
-                f"index {index} is not inside a tree of size {tree_size}", field="index"
+                "index %(index)s is not inside a tree of size %(size)s",
+                field="index",
+                index=index,
+                size=tree_size,
             )
         spans = inclusion_spans(index, tree_size)
         nodes = self._nodes(nodes_needed(spans))
@@ -233,7 +239,7 @@ class Log:
         """``size`` is at least 1 and within the signed tree. The log only grows, so a size
         within one it signed before needs no read."""
         if size < 1:
-            raise ProofRequestError(f"{field} must be at least 1", field=field)
+            raise ProofRequestError("%(name)s must be at least 1", field=field, name=field)
         if size <= self._signed_size:
             return
         with self.store.read() as db:
@@ -242,7 +248,11 @@ class Log:
             self._signed_size = max(self._signed_size, latest)
         if size > latest:
             raise ProofRequestError(
-                f"{field} {size} is beyond the signed tree (size {latest})", field=field
+                "%(name)s %(value)s is beyond the signed tree (size %(size)s)",
+                field=field,
+                name=field,
+                value=size,
+                size=latest,
             )
 
     def _nodes(self, needed: set[NodeId]) -> dict[NodeId, bytes]:
@@ -271,7 +281,10 @@ class Log:
         size = Checkpoint.parse_body(Note.parse(note).text).size
         if not 0 <= index < size:
             raise ProofRequestError(
-                f"index {index} is not inside the signed tree (size {size})", field="index"
+                "index %(index)s is not inside the signed tree (size %(size)s)",
+                field="index",
+                index=index,
+                size=size,
             )
         leaf = self.leaves(index, index + 1)[0].data
         return TlogProof(index, tuple(self.inclusion_proof(index, size)), note, leaf).render()

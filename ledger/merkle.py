@@ -43,7 +43,12 @@ def _split_point(n: int) -> int:
 def inclusion_spans(index: int, size: int) -> list[Span]:
     """Subtrees whose hashes form the audit path of leaf ``index`` in a tree of ``size``."""
     if not 0 <= index < size:
-        raise ProofRequestError(f"index {index} is not inside a tree of size {size}", field="index")
+        raise ProofRequestError(
+            "index %(index)s is not inside a tree of size %(size)s",
+            field="index",
+            index=index,
+            size=size,
+        )
     spans: list[Span] = []
     start, end, m = 0, size, index
     while end - start > 1:
@@ -64,7 +69,10 @@ def consistency_spans(first: int, second: int) -> list[Span]:
         raise ProofRequestError("first must be at least 1 (RFC 9162 §2.1.4)", field="first")
     if first > second:
         raise ProofRequestError(
-            f"first ({first}) must not be larger than second ({second})", field="first"
+            "first (%(first)s) must not be larger than second (%(second)s)",
+            field="first",
+            first=first,
+            second=second,
         )
     if first == second:
         return []

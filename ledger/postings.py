@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ledger.entry import EntryRequest, Posting
-from ledger.errors import InsufficientBalance, PostingRuleViolation, UnbalancedPostings
+from ledger.errors import N_, InsufficientBalance, PostingRuleViolation, UnbalancedPostings
 
 MEMBER = "member"
 HOLD = "hold"
@@ -153,20 +153,31 @@ def check_postings(request: EntryRequest) -> None:
     rule = KIND_RULES.get(request.kind)
     if rule is None:
         known = ", ".join(sorted(KIND_RULES))
-        raise PostingRuleViolation(f"unknown kind {request.kind!r} (known: {known})", field="kind")
+        raise PostingRuleViolation(
+            "unknown kind %(kind)s (known: %(known)s)",
+            field="kind",
+            kind=repr(request.kind),
+            known=known,
+        )
     if rule.reason_required:
         reason = request.body.get("reason")
         if not isinstance(reason, str) or not reason.strip():
-            raise PostingRuleViolation(f"a {request.kind} needs body.reason", field="body.reason")
+            raise PostingRuleViolation(
+                "a %(kind)s needs body.reason", field="body.reason", kind=request.kind
+            )
     if not rule.needs_postings:
         if request.postings:
-            raise PostingRuleViolation(f"a {request.kind} moves no minutes", field="postings")
+            raise PostingRuleViolation(
+                "a %(kind)s moves no minutes", field="postings", kind=request.kind
+            )
         return
     if len(request.postings) < 2:
         raise UnbalancedPostings("an entry that moves minutes needs two postings", field="postings")
     total = sum(p.minutes for p in request.postings)
     if total != 0:
-        raise UnbalancedPostings(f"postings sum to {total:+d}, not 0", field="postings")
+        raise UnbalancedPostings(
+            "postings sum to %(total)s, not 0", field="postings", total=f"{total:+d}"
+        )
     banks = {parse_account(p.account)[0] for p in request.postings}
     if len(banks) != 1:
         raise PostingRuleViolation("all postings of an entry belong to one bank", field="postings")
@@ -174,38 +185,45 @@ def check_postings(request: EntryRequest) -> None:
         _, role = parse_account(posting.account)
         allowed = rule.debit if posting.minutes < 0 else rule.credit
         if role not in allowed:
-            direction = "debit" if posting.minutes < 0 else "credit"
+            message = (
+                N_("a %(kind)s may not debit a %(role)s account")
+                if posting.minutes < 0
+                else N_("a %(kind)s may not credit a %(role)s account")
+            )
             raise PostingRuleViolation(
-                f"a {request.kind} may not {direction} a {role} account",
-                field=f"postings[{i}]",
+                message, field=f"postings[{i}]", kind=request.kind, role=role
             )
     if request.kind in _ONE_TRANSFER and len(request.postings) != 2:
         raise PostingRuleViolation(
-            f"a {request.kind} moves minutes between one member and one peer account",
+            "a %(kind)s moves minutes between one member and one peer account",
             field="postings",
+            kind=request.kind,
         )
     if request.kind in ("reserve", "release"):
         owners = {p.account.split(":")[2] for p in request.postings}
         if len(owners) != 1:
             raise PostingRuleViolation(
-                f"a {request.kind} moves minutes between one member and their own hold",
+                "a %(kind)s moves minutes between one member and their own hold",
                 field="postings",
+                kind=request.kind,
             )
 
 
 def check_reversal(request: EntryRequest, original: EntryRequest | None, seq: int) -> None:
     """A reversal names an existing, not-yet-reversed entry and exactly negates its postings."""
     if original is None:
-        raise PostingRuleViolation(f"entry {seq} to reverse does not exist", field="body.reverses")
+        raise PostingRuleViolation(
+            "entry %(seq)s to reverse does not exist", field="body.reverses", seq=seq
+        )
     if original.kind == "reversal":
         raise PostingRuleViolation("a reversal cannot itself be reversed", field="body.reverses")
     if not original.postings:
-        raise PostingRuleViolation(f"entry {seq} moved no minutes", field="body.reverses")
+        raise PostingRuleViolation("entry %(seq)s moved no minutes", field="body.reverses", seq=seq)
     wanted = {p.account: -p.minutes for p in original.postings}
     got = {p.account: p.minutes for p in request.postings}
     if wanted != got:
         raise PostingRuleViolation(
-            f"a reversal must negate every posting of entry {seq}", field="postings"
+            "a reversal must negate every posting of entry %(seq)s", field="postings", seq=seq
         )
 
 

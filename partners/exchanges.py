@@ -266,7 +266,7 @@ class Exchanges:
                     available=exc.balance,
                     needed=-exc.change,
                 ) from exc
-            raise Conflict(str(exc), field=exc.field) from exc
+            raise Conflict(exc.template, field=exc.field, **exc.values) from exc
         with self.store.transaction() as tx:
             noted = move_exchange(
                 tx,

@@ -21,6 +21,7 @@ from babel.support import NullTranslations, Translations
 from accounts.errors import AccountsError, Choices, Words
 from accounts.model import PriorityFlag
 from care.errors import CareError
+from ledger.errors import LedgerError
 
 LOCALE_DIR = Path(__file__).parent / "locale"
 LANGUAGES = {"zh-CN": "zh_CN", "en": "en"}  # the HTML tag → the catalog's locale
@@ -381,12 +382,28 @@ REVERSAL_REASONS = {
     "mistake": N_("A mistake in operation"),
     "other": N_("Other"),
 }
+# The states of requests, service records and reversal requests, as the lists show them.
+STATUS_LABELS = {
+    "open": N_("open"),
+    "assigned": N_("assigned"),
+    "completed": N_("completed"),
+    "cancelled": N_("cancelled"),
+    "logged": N_("logged"),
+    "confirmed": N_("confirmed"),
+    "verified": N_("verified"),
+    "rejected": N_("rejected"),
+    "pending": N_("pending"),
+    "approved": N_("approved"),
+}
 CHOICE_LABELS = {
     "flag": FLAG_LABELS,
     "kind": ORG_KINDS,
     "scopes": PARTNER_SCOPES,
     "reason_code": {**GRANT_REASONS, **REVERSAL_REASONS},
+    "status": STATUS_LABELS,
 }
+# A refusal of a code not on a field's list (the domain's ``parse_enum``, the API's schema).
+NOT_A_CHOICE = N_("%(field)s must be one of: %(allowed)s")
 
 
 def describe(slug: str, message: str, language: str) -> tuple[str, str]:
@@ -409,17 +426,30 @@ def describe(slug: str, message: str, language: str) -> tuple[str, str]:
     return title, f"{title}: {message}"
 
 
-def describe_error(exc: AccountsError, language: str) -> tuple[str, str]:
+def describe_error(exc: AccountsError, language: str, *, codes: bool = False) -> tuple[str, str]:
     """(title, detail) of a domain refusal in ``language``: its message translated whole by the
     catalog with its values filled in (words among them translated too), else as ``describe``
-    finds it."""
+    finds it. ``codes``: the codes a field allows are listed with their labels (for the API,
+    whose callers send the codes; the pages' forms offer the labels)."""
     _ = gettext_for(language)
     if language == "en" or _(exc.template) == exc.template:
         return describe(exc.slug, str(exc), language)
     if "%(" not in exc.template:  # nothing to fill in (and a "%" in the text stays as it is)
         return _title(exc.slug, _), _(exc.template)
-    values = {k: _value(v, exc.field, _) for k, v in exc.values.items()}
+    values = {k: _value(v, exc.field, _, codes) for k, v in exc.values.items()}
     return _title(exc.slug, _), _(exc.template, **values)
+
+
+def describe_choices(field: str, allowed: Choices, language: str) -> str:
+    """A value not among the codes ``allowed`` for ``field``, as the API says it: the codes in
+    English; in another language the field's name and each code's label with the code."""
+    if language == "en":
+        return f"{field} must be one of: {allowed}"
+    _ = gettext_for(language)
+    name = field.rpartition(".")[2]
+    return _(
+        NOT_A_CHOICE, field=_value(Words(name), name, _), allowed=_value(allowed, name, _, True)
+    )
 
 
 def care_detail(exc: CareError, language: str) -> str:
@@ -436,15 +466,33 @@ def care_detail(exc: CareError, language: str) -> str:
     return _(exc.template, **values)
 
 
-def _value(value: object, field: str | None, _: Gettext) -> object:
+def ledger_detail(exc: LedgerError, language: str) -> str:
+    """A ledger refusal in ``language``: its message translated whole with its values filled
+    in, else as the ledger said it (English)."""
+    if language == "en":
+        return str(exc)
+    _ = gettext_for(language)
+    if _(exc.template) == exc.template:
+        return str(exc)
+    return _(exc.template, **exc.values) if exc.values else _(exc.template)
+
+
+def _value(value: object, field: str | None, _: Gettext, codes: bool = False) -> object:
     """A message's value as the reader calls it: words translated, the codes a field allows
-    by their labels (not reached in English, whose message stays as it is)."""
+    by their labels, each with its code after it where ``codes`` (not reached in English,
+    whose message stays as it is)."""
     if isinstance(value, Words) and value:
         return _(WORDS.get(value) or FIELDS.get(value, value))
     if isinstance(value, Choices):
         labels = CHOICE_LABELS.get(field or "", {})
-        return "、".join(_(labels[code]) if code in labels else code for code in value)
+        return "、".join(_choice(code, labels, _, codes) for code in value)
     return value
+
+
+def _choice(code: str, labels: dict[str, str], _: Gettext, codes: bool) -> str:
+    if code not in labels:
+        return code
+    return f"{_(labels[code])}（{code}）" if codes else _(labels[code])
 
 
 def _title(slug: str, _: Gettext) -> str:

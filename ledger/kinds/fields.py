@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ledger.entry import JSON, EntryRequest, Posting
-from ledger.errors import MalformedEntry
+from ledger.errors import N_, MalformedEntry
 from ledger.postings import parse_account
 
 
@@ -17,13 +17,15 @@ def weighted(minutes: int, weight_permille: int) -> int:
 
 def of_kind(request: EntryRequest, kind: str) -> None:
     if request.kind != kind:
-        raise MalformedEntry(f"entry is a {request.kind}, not a {kind}", field="kind")
+        raise MalformedEntry(
+            "entry is a %(kind)s, not a %(wanted)s", field="kind", kind=request.kind, wanted=kind
+        )
 
 
 def text(body: Mapping[str, JSON], name: str) -> str:
     value = body.get(name)
     if not isinstance(value, str):
-        raise MalformedEntry(f"body.{name} must be a string", field=f"body.{name}")
+        raise MalformedEntry("body.%(name)s must be a string", field=f"body.{name}", name=name)
     return value
 
 
@@ -34,14 +36,16 @@ def maybe_text(body: Mapping[str, JSON], name: str) -> str | None:
 def whole(body: Mapping[str, JSON], name: str, *, default: int | None = None) -> int:
     value = body.get(name, default)
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise MalformedEntry(f"body.{name} must be a whole number ≥ 0", field=f"body.{name}")
+        raise MalformedEntry(
+            "body.%(name)s must be a whole number ≥ 0", field=f"body.{name}", name=name
+        )
     return value
 
 
 def flag(body: Mapping[str, JSON], name: str) -> bool:
     value = body.get(name)
     if not isinstance(value, bool):
-        raise MalformedEntry(f"body.{name} must be true or false", field=f"body.{name}")
+        raise MalformedEntry("body.%(name)s must be true or false", field=f"body.{name}", name=name)
     return value
 
 
@@ -58,20 +62,24 @@ def moved(request: EntryRequest, role: str, sign: int) -> Posting:
         if parse_account(p.account)[1] == role and (p.minutes > 0) == (sign > 0)
     ]
     if len(found) != 1:
-        direction = "credit" if sign > 0 else "debit"
-        raise MalformedEntry(
-            f"a {request.kind} has one {direction} of a {role} account", field="postings"
+        message = (
+            N_("a %(kind)s has one credit of a %(role)s account")
+            if sign > 0
+            else N_("a %(kind)s has one debit of a %(role)s account")
         )
+        raise MalformedEntry(message, field="postings", kind=request.kind, role=role)
     return found[0]
 
 
 def pair(request: EntryRequest, debit: str, credit: str) -> tuple[Posting, Posting]:
     """The two postings of an entry that moves minutes from a ``debit`` to a ``credit`` role."""
     if len(request.postings) != 2:
-        raise MalformedEntry(f"a {request.kind} has two postings", field="postings")
+        raise MalformedEntry("a %(kind)s has two postings", field="postings", kind=request.kind)
     out, into = moved(request, debit, -1), moved(request, credit, +1)
     if out.minutes != -into.minutes:
-        raise MalformedEntry(f"a {request.kind}'s postings do not balance", field="postings")
+        raise MalformedEntry(
+            "a %(kind)s's postings do not balance", field="postings", kind=request.kind
+        )
     return out, into
 
 
