@@ -138,11 +138,16 @@ class RequestController(Controller):
             Parameter(max_length=16, schema_extra={"enum": [str(v) for v in RequestStatus]}),
         ] = None,
     ) -> list[RequestOut]:
-        return [request_out(r) for r in care(state).list_requests(principal, status)]
+        service = care(state)
+        found = service.list_requests(principal, status)
+        stuck = service.shortfalls(found)
+        return [request_out(r, r.id not in stuck) for r in found]
 
     @get("/{request_id:str}", sync_to_thread=True, responses=problems(400, 401, 404))
     def one(self, state: State, principal: P, request_id: Id) -> RequestOut:
-        return request_out(care(state).get_request(principal, request_id))
+        service = care(state)
+        found = service.get_request(principal, request_id)
+        return request_out(found, not service.shortfalls([found]))
 
     @get("/{request_id:str}/visit", sync_to_thread=True, responses=problems(400, 401, 404, 409))
     def visit(self, state: State, principal: P, request_id: Id) -> VisitOut:

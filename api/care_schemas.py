@@ -138,9 +138,12 @@ class RequestOut(msgspec.Struct):
     cancelled_by: str | None
     cancel_reason: str | None
     created_at: datetime
+    # False: open, paid with the elder's stored time, holding none yet, and her available
+    # minutes no longer cover it; nobody can take it until they do (or it is cancelled).
+    payable: bool = True
 
 
-def request_out(r: ServiceRequest) -> RequestOut:
+def request_out(r: ServiceRequest, payable: bool = True) -> RequestOut:
     return RequestOut(
         r.id,
         r.elder_id,
@@ -160,6 +163,7 @@ def request_out(r: ServiceRequest) -> RequestOut:
         r.cancelled_by,
         r.cancel_reason,
         r.created_at,
+        payable,
     )
 
 

@@ -18,7 +18,8 @@ from datetime import datetime
 from itertools import pairwise
 
 from accounts.errors import Forbidden, Words
-from care.errors import SelfVerification, WrongState
+from care.errors import InsufficientBalance, SelfVerification, WrongState
+from ledger.kinds import weighted
 
 
 class Category(enum.StrEnum):
@@ -182,6 +183,15 @@ class ReversalReason(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class Shortfall:
+    """Why nobody can take a request paid with stored time: she has ``have`` minutes of it
+    available (held minutes excluded), the service needs ``need``."""
+
+    have: int
+    need: int
+
+
+@dataclass(frozen=True)
 class ServiceRequest:
     id: str
     bank_id: str
@@ -210,6 +220,41 @@ class ServiceRequest:
         name and, on the visit, her full address; no one else, and not that volunteer once it
         is completed, cancelled or given back."""
         return role == "volunteer" and self.status is RequestStatus.ASSIGNED
+
+    def price(self, weight_permille: int) -> int:
+        """The stored minutes this service takes from her, at its type's weight: what its
+        first assignment holds (``reserve``) and its confirmed service redeems."""
+        return weighted(self.minutes, weight_permille)
+
+    @property
+    def unheld(self) -> bool:
+        """Open, paid with stored time and holding none of it yet: whether anyone can take it
+        depends on her balance now (``shortfall``)."""
+        return self.redeem and self.status is RequestStatus.OPEN and not self.hold_minutes
+
+    def shortfall(self, stored: int, weight_permille: int) -> Shortfall | None:
+        """Whether her stored time stands in the way of this request: it is paid with stored
+        time, open, holds none yet (the first assignment holds its price) and her available
+        minutes ``stored`` do not cover its price. None when nothing stands in the way (not
+        paid with stored time, already held, no longer open, or covered): a request asked
+        for when she could pay becomes payable again as soon as her balance covers it."""
+        if not self.unheld:
+            return None
+        need = self.price(weight_permille)
+        return Shortfall(stored, need) if stored < need else None
+
+    def require_payable(self, stored: int, weight_permille: int) -> None:
+        """The one rule for asking for a request paid with stored time and for taking it: her
+        available minutes ``stored`` cover its price, or it already holds them. Refused
+        (``insufficient-balance``, at ``redeem``) with what she has and what it needs."""
+        short = self.shortfall(stored, weight_permille)
+        if short is not None:
+            raise InsufficientBalance(
+                "the elder has %(have)s minutes of stored time; this service needs %(need)s",
+                field="redeem",
+                have=short.have,
+                need=short.need,
+            )
 
     def cancelled(
         self, role: str, by: str | None, reason: str, *, has_record: bool

@@ -172,6 +172,20 @@ def redeeming_requests(tx: Tx) -> list[Any]:
     )
 
 
+def payers(tx: Tx, request_ids: list[str]) -> dict[str, tuple[str, int]]:
+    """Of the requests ``request_ids``: each one's elder's ledger account and its service
+    type's weight (what ``ServiceRequest.shortfall`` needs besides her balance)."""
+    if not request_ids:
+        return {}
+    rows = tx.conn.execute(
+        select(service_requests.c.id, members.c.ledger_account, service_types.c.weight_permille)
+        .join(members, members.c.id == service_requests.c.elder_id)
+        .join(service_types, service_types.c.id == service_requests.c.service_type_id)
+        .where(service_requests.c.id.in_(request_ids))
+    ).all()
+    return {row.id: (row.ledger_account, row.weight_permille) for row in rows}
+
+
 def locked_request(tx: Tx, request_id: str) -> ServiceRequest:
     """The request's row, locked for the rest of the write (PostgreSQL; SQLite's writer
     holds the whole database already)."""

@@ -22,16 +22,18 @@ from care.model import (
     RequestStatus,
     ServiceRecord,
     ServiceRequest,
+    Shortfall,
     Visit,
 )
-from care.repo import listed, live_record, locked_request, move_request, save_request
+from care.repo import listed, live_record, locked_request, move_request, payers, save_request
 from care.storage import (
     service_requests,
     service_types,
+    stored_request,
     to_request,
     to_type,
 )
-from ledger.kinds import Redemption, Release, Reserve, weighted
+from ledger.kinds import Redemption, Release, Reserve
 from ledger.postings import hold_account
 
 MAX_RECORD_MINUTES = 24 * 60
@@ -58,12 +60,11 @@ class Requests(Catalogue):
         minutes: int,
         notes: str | None,
         redeem: bool,
-        *,
-        refuse_unpayable: bool = False,
     ) -> ServiceRequest:
-        """``refuse_unpayable``: staff at the desk are told at once that the elder's stored
-        time does not cover it, rather than leaving it on the board, offered to volunteers,
-        to be refused when one takes it (an elder asking herself is only warned)."""
+        """Paid with her stored time (``redeem``), it is refused at once when her available
+        minutes do not cover its price (``ServiceRequest.require_payable``, the rule a
+        volunteer's claim meets too), whoever asks: she, her family proxy, staff, the API or
+        a page; it never reaches volunteers to be refused when one takes it."""
         elder, access = self.accounts.member_access(principal, elder_id, "elder_id")
         if access not in ("self", "proxy", "staff", "admin"):
             raise Forbidden(
@@ -88,12 +89,8 @@ class Requests(Catalogue):
             self._require_eligible(elder)
         with self.store.transaction() as tx:
             kind = self._type_by_code(tx, elder.bank_id, service_code)
-            if redeem and refuse_unpayable:
-                self._require_stored_time(elder, weighted(minutes, kind.weight_permille))
-            request_id = new_id()
-            tx.insert(
-                service_requests,
-                id=request_id,
+            asked = ServiceRequest(
+                id=new_id(),
                 bank_id=elder.bank_id,
                 elder_id=elder.id,
                 org_id=elder.org_id,
@@ -103,23 +100,43 @@ class Requests(Catalogue):
                 minutes=minutes,
                 notes=optional_text(notes, "notes", 500, multiline=True),
                 redeem=redeem,
-                status=str(RequestStatus.OPEN),
+                status=RequestStatus.OPEN,
                 requested_by=principal.user_id or "",
                 acting_for=access != "self",
+                volunteer_id=None,
+                assigned_by=None,
                 hold_minutes=0,
+                cancelled_by=None,
+                cancel_reason=None,
                 created_at=self.clock(),
             )
-            return to_request(tx.get(service_requests, request_id))
+            if redeem:
+                asked.require_payable(self._stored_time(elder), kind.weight_permille)
+            tx.insert(service_requests, **stored_request(asked))
+            return to_request(tx.get(service_requests, asked.id))
 
-    def _require_stored_time(self, elder: Member, need: int) -> None:
-        have = self.ledger.balances([elder.ledger_account])[elder.ledger_account]
-        if have < need:
-            raise InvalidInput(
-                "she has %(have)s minutes of stored time; this service needs %(need)s",
-                field="redeem",
-                have=have,
-                need=need,
-            )
+    def _stored_time(self, elder: Member) -> int:
+        """Her available stored minutes (what her holds leave her)."""
+        return self.ledger.balances([elder.ledger_account])[elder.ledger_account]
+
+    def shortfalls(self, requests: list[ServiceRequest]) -> dict[str, Shortfall]:
+        """Of ``requests``, those her stored time stands in the way of, by id
+        (``ServiceRequest.shortfall``): open, paid with stored time, holding none yet and no
+        longer covered, say since she gave time away or another redemption took it. Nobody
+        can take them until her balance covers them again; her side or staff may cancel."""
+        unheld = [r for r in requests if r.unheld]
+        if not unheld:
+            return {}
+        with self.store.snapshot() as tx:
+            payer = payers(tx, [r.id for r in unheld])
+        stored = self.ledger.balances(sorted({account for account, _ in payer.values()}))
+        found = {}
+        for r in unheld:
+            account, weight = payer[r.id]
+            short = r.shortfall(stored.get(account, 0), weight)
+            if short is not None:
+                found[r.id] = short
+        return found
 
     def _require_useful_window(self, bank_id: str, start: datetime, end: datetime) -> None:
         """A window someone can still serve and log: not ended before the policy's last day to
@@ -189,8 +206,12 @@ class Requests(Catalogue):
                 sees_all=principal.is_bank_admin,
                 also=open_ones if principal.has(Role.VOLUNTEER) else (),
             )
-        requests = [to_request(r) for r in rows]
-        return [_for_viewer(r, self._role_in(principal, r)) for r in requests]
+        requests = [(r, self._role_in(principal, r)) for r in map(to_request, rows)]
+        # A volunteer looking for a request to take is not offered one her stored time no
+        # longer pays for (her side and staff see it, with ``shortfalls`` saying why).
+        offered = [r for r, role in requests if role == "candidate"]
+        stuck = self.shortfalls(offered)
+        return [_for_viewer(r, role) for r, role in requests if r.id not in stuck]
 
     @staticmethod
     def _role_in(principal: Principal, request: ServiceRequest) -> str:
@@ -257,12 +278,10 @@ class Requests(Catalogue):
             placed = True
             try:
                 self._append(reserve.to_request())
-            except InsufficientBalance as exc:  # not the volunteer's: whose, then
-                raise InsufficientBalance(
-                    f"the elder's stored time does not cover this service: {exc}",
-                    field="redeem",
-                    zh="老人存储的时间不够支付这项服务",
-                ) from exc
+            except InsufficientBalance as exc:  # the ledger's floor: her minutes, not his
+                have = exc.values.get("available")
+                request.require_payable(have if isinstance(have, int) else 0, kind.weight_permille)
+                raise
         with self.store.transaction() as tx:
             changed = move_request(
                 tx,

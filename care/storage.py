@@ -6,6 +6,7 @@ The ledger is the record of every minute that moved; these tables hold the workf
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Any
 
@@ -204,6 +205,14 @@ def to_request(r: Any) -> ServiceRequest:
         cancel_reason=r.cancel_reason,
         created_at=_ts(r.created_at),
     )
+
+
+def stored_request(r: ServiceRequest) -> dict[str, Any]:
+    """A new request's row (enums by value), the inverse of ``to_request``."""
+    return {
+        f.name: getattr(r, f.name).value if f.name == "status" else getattr(r, f.name)
+        for f in dataclasses.fields(r)
+    }
 
 
 def to_record(r: Any) -> ServiceRecord:

@@ -9,13 +9,14 @@ from datetime import UTC, datetime
 import pytest
 
 from accounts.errors import Forbidden
-from care.errors import SelfVerification, WrongState
+from care.errors import InsufficientBalance, SelfVerification, WrongState
 from care.model import (
     ConfirmedAs,
     RecordStatus,
     RequestStatus,
     ServiceRecord,
     ServiceRequest,
+    Shortfall,
 )
 
 NOON = datetime(2026, 12, 5, 12, tzinfo=UTC)
@@ -201,3 +202,26 @@ def test_staff_reject_a_logged_or_confirmed_record_but_not_a_verified_one() -> N
         RECORD.rejected("staff", "vol", "u", "x", NOON)
     with pytest.raises(Forbidden):
         RECORD.rejected("elder", "m", "u", "x", NOON)
+
+
+def test_a_request_paid_with_stored_time_needs_her_minutes_until_it_holds_them() -> None:
+    """Open and holding nothing: her available minutes must cover the weighted price (45
+    minutes of nursing at 1.5× need 68); once held (assigned, or given back after), or not
+    paid with stored time, her balance no longer stands in the way."""
+    asked = dataclasses.replace(
+        REQUEST, status=RequestStatus.OPEN, volunteer_id=None, hold_minutes=0, minutes=45
+    )
+    assert asked.unheld and asked.price(1500) == 68
+    assert asked.shortfall(67, 1500) == Shortfall(67, 68)
+    with pytest.raises(InsufficientBalance) as refused:
+        asked.require_payable(67, 1500)
+    assert refused.value.field == "redeem"
+    assert str(refused.value) == "the elder has 67 minutes of stored time; this service needs 68"
+    asked.require_payable(68, 1500)
+    assert asked.shortfall(68, 1500) is None
+    given_back = dataclasses.replace(asked, hold_minutes=68)
+    assert not given_back.unheld and given_back.shortfall(0, 1500) is None
+    assert dataclasses.replace(REQUEST, minutes=45).shortfall(0, 1500) is None  # assigned
+    assert dataclasses.replace(asked, redeem=False).shortfall(0, 1500) is None
+    cancelled = dataclasses.replace(asked, status=RequestStatus.CANCELLED)
+    assert cancelled.shortfall(0, 1500) is None

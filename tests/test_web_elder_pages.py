@@ -15,8 +15,10 @@ from zoneinfo import ZoneInfo
 from tests.accounts_world import PASSWORD, World, person
 from tests.test_web_volunteer_pages import as_browser, form_post
 from tests.test_workflow import (
+    _pool_seed,
     give_to_the_elder,
     hours_ago,
+    keyed,
     log_record,
     ok,
     serve_an_hour,
@@ -76,6 +78,22 @@ def test_an_elder_asks_and_sees_the_stored_time_afterwards_before_confirming(wor
     assert check.status_code == 200, check.text
     assert "请核对" in check.text and 'id="after"' in check.text
     assert requests_of(w, "elder-a") == []  # nothing asked before the second step
+    # Her stored time (none) does not cover it: the check step's button is disabled, and
+    # posting it all the same is refused with what she has and needs.
+    short = ask(w, "elder-a", "elder-a", pay="yes", confirmed="1")
+    assert short.status_code == 422, short.text
+    assert "老人存储的时间只有 0 分钟，这项服务需要 60 分钟" in short.text
+    assert requests_of(w, "elder-a") == []
+    w.log.append(_pool_seed(60))  # the pool grants her an hour (she is flagged 高龄)
+    saved = dict(w.client.cookies)
+    w.client.cookies.clear()
+    granted = w.client.post(
+        "/v1/grants",
+        headers=keyed(w.as_("b1-admin")),
+        json={"elder_id": w.ids["elder-a"], "minutes": 60, "reason": "winter care"},
+    )
+    assert granted.status_code == 201, granted.text
+    w.client.cookies.update(saved)
     done = ask(w, "elder-a", "elder-a", pay="yes", confirmed="1")
     assert done.status_code == 303, done.text
     [asked] = requests_of(w, "elder-a")

@@ -18,7 +18,14 @@ from litestar.response import Redirect, Template
 from accounts.errors import AccountsError, Forbidden, InvalidInput
 from accounts.model import MemberStatus, Principal, Role
 from care.errors import CareError
-from care.model import RecordStatus, RequestStatus, ServiceRecord, ServiceRequest, ServiceType
+from care.model import (
+    RecordStatus,
+    RequestStatus,
+    ServiceRecord,
+    ServiceRequest,
+    ServiceType,
+    Shortfall,
+)
 from care.service import CareService
 from web.i18n import N_, gettext_for
 from web.pages import Form, is_whole_day, language_of, refusal, render, safe_next, to_login
@@ -153,6 +160,7 @@ class Row:
     elder: str
     area: str
     volunteer: str
+    short: Shortfall | None  # her stored time does not pay for it: nobody can take it now
 
 
 def _row(
@@ -161,6 +169,7 @@ def _row(
     types: dict[str, ServiceType],
     zone: str,
     names: Names,
+    short: Shortfall | None,
 ) -> Row:
     return Row(
         item,
@@ -169,6 +178,7 @@ def _row(
         names.name(item.elder_id),
         names.area(item.elder_id),
         names.name(item.volunteer_id),
+        short,
     )
 
 
@@ -199,10 +209,11 @@ def _board(request: Request[Any, Any, State], principal: Principal) -> dict[str,
     items.sort(
         key=lambda r: (r.window_start.astimezone(local).date(), r.service_type_id, r.window_start)
     )
+    stuck = care.shortfalls(items)
     days: dict[date, list[Row]] = {}
     for item in items:
         days.setdefault(item.window_start.astimezone(local).date(), []).append(
-            _row(request, item, types, zone, names)
+            _row(request, item, types, zone, names, stuck.get(item.id))
         )
     return {"days": [(day_text(request, d), rows) for d, rows in days.items()]}
 
@@ -270,7 +281,9 @@ def _dispatch_context(
     care = care_of(request)
     item = care.get_request(principal, request_id)
     zone = care.policy(principal.bank_id).timezone
-    row = _row(request, item, types_of(care, principal), zone, Names(request, principal))
+    short = care.shortfalls([item]).get(item.id)
+    names = Names(request, principal)
+    row = _row(request, item, types_of(care, principal), zone, names, short)
     found, cap = suggestions(request, principal, item)
     return {"row": row, "suggestions": found, "cap": cap}
 

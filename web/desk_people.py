@@ -389,7 +389,6 @@ def ask_for_service(
             minutes,
             data.get("notes", "").strip() or None,
             data.get("redeem") == "1",
-            refuse_unpayable=True,
         )
     except (AccountsError, CareError) as exc:
         asked = {k: data.get(k, "") for k in ASK_FIELDS}  # as typed: nothing to type again

@@ -16,7 +16,7 @@ from litestar.response import Redirect
 
 from accounts.errors import AccountsError, InvalidInput, NotFound
 from care.errors import CareError, WrongState
-from care.model import RECORD_REJECTED, RecordStatus, RequestStatus, ServiceRequest
+from care.model import RECORD_REJECTED, RecordStatus, RequestStatus, ServiceRequest, Shortfall
 from care.statements import HistoryItem
 from web.elder import (
     REASONS,
@@ -158,6 +158,7 @@ class Asked:
     state: str
     cancellable: bool
     reason: str | None
+    stuck: str | None = None  # her stored time does not pay for it: why nobody comes yet
 
 
 # A visit recorded for a request waits for her "yes" (or the centre's rejection) instead.
@@ -186,6 +187,17 @@ def _reason(request: Request[Any, Any, State], item: ServiceRequest) -> str | No
     return rejected + " " + translate(request, "The stored time it used was given back.")
 
 
+def _stuck(request: Request[Any, Any, State], short: Shortfall) -> str:
+    """Why no volunteer comes for a request paid with stored time that no longer covers it."""
+    return translate(
+        request,
+        "Not enough stored time for this: %(have)s now, %(need)s needed. No volunteer can "
+        "take it until there is enough. You can cancel it.",
+        have=time_words(request, short.have),
+        need=time_words(request, short.need),
+    )
+
+
 @get("/elder/{member_id:str}/requests", sync_to_thread=True, include_in_schema=False)
 def requests(
     request: Request[Any, Any, State],
@@ -205,6 +217,7 @@ def requests(
         key=lambda r: r.window_start,
         reverse=True,
     )
+    stuck = care.shortfalls(mine[:50])
     items = [
         Asked(
             r,
@@ -213,6 +226,7 @@ def requests(
             translate(request, STATES[r.status]),
             r.status in (RequestStatus.OPEN, RequestStatus.ASSIGNED) and r.id not in recorded,
             _reason(request, r),
+            _stuck(request, stuck[r.id]) if r.id in stuck else None,
         )
         for r in mine[:50]
     ]

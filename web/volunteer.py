@@ -177,11 +177,9 @@ def _tasks_context(request: Request[Any, Any, State], principal: Principal) -> d
         for r in care.list_requests(principal, RequestStatus.ASSIGNED.value)
         if r.volunteer_id == me
     ]
-    claimable = [
-        _task(request, principal, r, types, zone)
-        for r in care.list_requests(principal, RequestStatus.OPEN.value)
-        if r.elder_id != me
-    ][:30]
+    open_ = [r for r in care.list_requests(principal, RequestStatus.OPEN.value) if r.elder_id != me]
+    stuck = care.shortfalls(open_)  # hers to pay and she cannot: nothing to take (yet)
+    claimable = [_task(request, principal, r, types, zone) for r in open_ if r.id not in stuck][:30]
     logged = _logged_records(care, principal)
     waiting = [(r, bank_time(request, principal.bank_id, r.check_in)) for r in logged]
     return {
