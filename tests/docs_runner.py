@@ -57,6 +57,7 @@ DOCS = (
     "docs/statistics.md",
     "docs/federation.md",
     "docs/operations.md",
+    "docs/idempotency.md",
 )
 # Written against the two-district demo (``make run-federation``) instead of ``make run``'s bank.
 FEDERATION_DOCS = frozenset({"docs/federation.md"})
