@@ -395,6 +395,9 @@ def fresh_federation() -> Iterator[Demo]:
     run = [str(VENV / "bin" / "python"), "-m", "demo.federation", "run", "--root"]
     run += ["var/federation", "--port", str(first), "--entries", str(demo_entries())]
     env["PYTHONPATH"] = str(ROOT)  # demo/ is the repository's, beside the installed packages
+    # No retry worker: federation.md's `peers transfers retry` delivers its held transfer, not a
+    # worker round that a slow run would let come first.
+    env["TIMEBANK_TRANSFER_RETRY_SECONDS"] = "0"
     try:
         with _serving(run, scratch, env, list(ports.values()), 300) as deadline:
             # As a few seconds after ``make run-federation``: each log cosigned by the other.
