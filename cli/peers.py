@@ -89,7 +89,7 @@ def _change(args: argparse.Namespace, action: str) -> int:
                 if not forced:
                     raise PeerError(
                         f"peer {args.name} has open business: {business.describe(args.name)}; "
-                        "settle it first, or remove anyway with --force (recorded)",
+                        f"{business.advice()}",
                         "force",
                     )
             peers.remove(args.name)
@@ -280,7 +280,7 @@ def register_peer_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
     remove.add_argument(
         "--force",
         action="store_true",
-        help="remove even with transfers held or balances not settled (audit-trailed)",
+        help="remove even with transfers held or balances not zero (audit-trailed)",
     )
     remove.set_defaults(func=lambda a: _change(a, "remove"))
 

@@ -61,7 +61,11 @@ class Deployment:
     def env(self) -> dict[str, str]:
         """The process environment of its commands: nothing of another deployment's."""
         own = {k: v for k, v in os.environ.items() if not k.startswith("TIMEBANK_")}
-        keep = ("TIMEBANK_AUDIT_SEAL_SECONDS", "TIMEBANK_WEBHOOK_WORKER")
+        keep = (
+            "TIMEBANK_AUDIT_SEAL_SECONDS",
+            "TIMEBANK_WEBHOOK_WORKER",
+            "TIMEBANK_TRANSFER_RETRY_SECONDS",
+        )
         own.update({k: os.environ[k] for k in keep if k in os.environ})
         own["TIMEBANK_DATA_DIR"] = str(self.data_dir)
         own["TIMEBANK_LOG_ORIGIN"] = self.origin

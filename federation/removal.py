@@ -36,8 +36,19 @@ class OpenBusiness:
             parts.append(f"{len(self.held)} transfer(s) to {peer} still held")
         if self.balances:
             shown = ", ".join(f"{a} {m:+d} min" for a, m in sorted(self.balances.items()))
-            parts.append(f"{len(self.balances)} balance(s) with {peer} not settled ({shown})")
+            parts.append(f"{len(self.balances)} balance(s) with {peer} not zero ({shown})")
         return "; ".join(parts)
+
+    def advice(self) -> str:
+        """What the operator can do about it. A settlement moves no minutes (the banks' agreed
+        statement, docs/federation.md#settlement), so it never zeroes these balances: once a
+        transfer to the peer has settled, only ``--force`` removes it."""
+        steps = []
+        if self.held:
+            steps.append("deliver held transfers with timebank peers transfers retry")
+        if self.balances:
+            steps.append("settling does not zero the balances")
+        return "; ".join([*steps, "remove anyway with --force (recorded)"])
 
 
 def open_business(log: Log, peers: PeerStore, transfers: TransferStore, peer: str) -> OpenBusiness:

@@ -10,7 +10,7 @@ documents of ``FEDERATION_DOCS`` run against the two-district demo (``make run-f
 instead.
 
 Expected output may hold placeholders for what differs on every run (see ``PLACEHOLDERS``
-and docs/README.md): ``<id>``, ``<hash>``, ``<key>``, ``<time>``, ``<date>``, ``<n>``,
+and docs/README.md): ``<id>``, ``<hash>``, ``<key>``, ``<time>``, ``<date>``, ``<month>``, ``<n>``,
 ``<half>``, ``<code>``, ``<who>``, ``<ref>``, ``...`` (any text within a line) and a line of only
 ``...`` (any lines).
 ``json`` blocks are compared as JSON values (key order and layout ignored).
@@ -57,6 +57,7 @@ DOCS = (
     "docs/statistics.md",
     "docs/federation.md",
     "docs/operations.md",
+    "docs/idempotency.md",
 )
 # Written against the two-district demo (``make run-federation``) instead of ``make run``'s bank.
 FEDERATION_DOCS = frozenset({"docs/federation.md"})
@@ -71,6 +72,7 @@ PLACEHOLDERS: dict[str, str] = {
     "<key>": r"[A-Za-z0-9+/_=-]{16,}",  # tokens, passwords, keys, signatures
     "<time>": r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)?",
     "<date>": r"\d{4}-\d\d-\d\d",
+    "<month>": r"\d{4}-\d\d",  # a month (federation.md's settlements: last month, this one)
     "<n>": r"-?\d+",  # sequence numbers, sizes, counts
     "<half>": r"\d{4}-H[12]",  # a half year (the demo's published reports depend on the date)
     "<code>": r"\d{6}",  # TOTP and confirmation codes
@@ -393,6 +395,9 @@ def fresh_federation() -> Iterator[Demo]:
     run = [str(VENV / "bin" / "python"), "-m", "demo.federation", "run", "--root"]
     run += ["var/federation", "--port", str(first), "--entries", str(demo_entries())]
     env["PYTHONPATH"] = str(ROOT)  # demo/ is the repository's, beside the installed packages
+    # No retry worker: federation.md's `peers transfers retry` delivers its held transfer, not a
+    # worker round that a slow run would let come first.
+    env["TIMEBANK_TRANSFER_RETRY_SECONDS"] = "0"
     try:
         with _serving(run, scratch, env, list(ports.values()), 300) as deadline:
             # As a few seconds after ``make run-federation``: each log cosigned by the other.

@@ -8,7 +8,7 @@
 * A transfer to someone who is neither the sender nor a confirmed relative is refused for good
   (``not-related``) and voided, next to the same sender's transfers to themselves and to
   relatives (confirmed in either bank) settling.
-* ``timebank peers remove`` refuses a peer with transfers held or balances not settled, unless
+* ``timebank peers remove`` refuses a peer with transfers held or balances not zero, unless
   ``--force`` (audit-trailed), next to a peer with none removed.
 """
 
@@ -341,8 +341,9 @@ def test_a_peer_with_open_transfers_or_balances_is_removed_only_with_force(
     assert refused.returncode == 1
     assert refused.stderr == (
         "timebank peers remove: peer qinhuai has open business: 1 transfer(s) to qinhuai still "
-        "held; 1 balance(s) with qinhuai not settled (gulou:due_to:qinhuai +40 min); settle it "
-        "first, or remove anyway with --force (recorded) (--force)\n"
+        "held; 1 balance(s) with qinhuai not zero (gulou:due_to:qinhuai +40 min); deliver held "
+        "transfers with timebank peers transfers retry; settling does not zero the balances; "
+        "remove anyway with --force (recorded) (--force)\n"
     ), refused.stderr
     assert [p.name for p in peers.list()] == ["qinhuai"]
     # 秦淮 reachable: the transfer settles, nothing is held, but the balance is still owed
@@ -358,8 +359,12 @@ def test_a_peer_with_open_transfers_or_balances_is_removed_only_with_force(
     assert run(h.bank.env, "peers", "transfers", "retry").returncode == 0
     refused = run(h.bank.env, "peers", "--as", "op-li", "remove", "--name", "qinhuai")
     assert refused.returncode == 1
-    assert "has open business: 1 balance(s) with qinhuai not settled" in refused.stderr
-    assert "still held" not in refused.stderr
+    # (a settlement would not zero it either: it moves no minutes, so no "settle it first")
+    assert refused.stderr == (
+        "timebank peers remove: peer qinhuai has open business: 1 balance(s) with qinhuai not "
+        "zero (gulou:due_to:qinhuai +40 min); settling does not zero the balances; remove "
+        "anyway with --force (recorded) (--force)\n"
+    ), refused.stderr
     # and on 秦淮's side, what 鼓楼 owes it
     other = run(r.bank.env, "peers", "remove", "--name", "gulou")
     assert other.returncode == 1
@@ -369,7 +374,7 @@ def test_a_peer_with_open_transfers_or_balances_is_removed_only_with_force(
     assert forced.returncode == 0, forced.stderr
     assert forced.stdout == (
         "peer qinhuai removed\n"
-        "removed with --force: 1 balance(s) with qinhuai not settled "
+        "removed with --force: 1 balance(s) with qinhuai not zero "
         "(gulou:due_to:qinhuai +40 min)\n"
     )
     assert peers.list() == []
