@@ -2,7 +2,9 @@
 member's name of 100 letters with no space, notes, addresses, health notes and reasons of
 hundreds of characters with no break. On a phone (360 × 740), a tablet (768 × 1024) and a
 laptop (1280 × 800), no page of the elder, the volunteer, the desk or the console scrolls
-sideways; axe-core finds nothing on them."""
+sideways; axe-core finds nothing on them. At the largest text size of 长辈版 the elder's main
+action (我要服务) starts on the first screen of a phone, with every header control on screen,
+large enough to tap and not hidden by the call bar."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from playwright.sync_api import Browser, Page
 
 from demo.bank import DEMO_LOGINS
 from tests.web_browser import (
+    PHONE,
     DemoServer,
     axe_violations,
     launch_chromium,
@@ -329,3 +332,50 @@ def test_the_long_texts_are_on_the_pages(server: DemoServer, browser: Browser, l
     page.goto("/desk/people")
     assert ELDER_NAME[0] + "*" * 98 + ELDER_NAME[-1] in page.inner_text("main")
     context.close()
+
+
+@pytest.mark.parametrize("lang", ["zh-CN", "en"])
+def test_the_main_action_starts_on_a_phones_first_screen_at_every_size(
+    server: DemoServer, browser: Browser, lang: str
+) -> None:
+    """The elder's home in 长辈版 at 360 × 740, for her and for her son acting for her: at each
+    text size the top of 我要服务 is on the first screen and nothing covers it there (the call
+    bar is fixed at the bottom at size 1); every header control is on screen and at least
+    60 px square; nothing scrolls sideways; axe-core finds nothing."""
+    found: dict[str, object] = {}
+    for who in ("elder", "family"):
+        for size in ("1", "2", "3"):
+            context = phone_context(browser, server, lang, tb_size=size, tb_elder="1")
+            page = context.new_page()
+            login(page, who, PASSWORDS[who])
+            page.goto("/elder")
+            page.wait_for_load_state("networkidle")
+            where = f"{who} size={size}"
+            assert page.evaluate("document.documentElement.className") == f"size-{size} elder"
+            action = page.locator("main a.button.primary[href$='/ask']")
+            box = action.bounding_box()
+            assert box is not None and box["y"] + 10 < PHONE["height"], (
+                where,
+                box,
+                page.locator("header.top").bounding_box(),
+            )
+            hit = page.evaluate(
+                "([x, y]) => document.elementFromPoint(x, y)?.closest('a')?.getAttribute('href')",
+                [box["x"] + box["width"] / 2, box["y"] + 10],
+            )
+            assert hit is not None and hit.endswith("/ask"), (where, hit)
+            controls = page.locator("header.top a, header.top button")
+            assert controls.count() == 6  # the bank's name, the language, 3 sizes, 长辈版
+            for i in range(controls.count()):
+                control = controls.nth(i)
+                assert control.is_visible(), (where, i)
+                rect = control.bounding_box()
+                assert rect is not None, (where, i)
+                assert rect["width"] >= 60 and rect["height"] >= 60, (where, i, rect)
+                assert rect["x"] >= 0 and rect["x"] + rect["width"] <= 360, (where, i, rect)
+            assert too_wide(page, tables=True) is None, where
+            violations = axe_violations(page)
+            if violations:
+                found[where] = violations
+            context.close()
+    assert found == {}, json.dumps(found, ensure_ascii=False, indent=1)
