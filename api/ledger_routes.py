@@ -62,8 +62,9 @@ class TransferController(Controller):
         code, expires = care(state).create_confirmation_code(principal, member_id)
         return CodeOut(code, expires)
 
-    # Gifts and donations check their rules in a worker thread and await the ledger on the
-    # event loop: no thread waits for the ledger's batch (docs/performance.md).
+    # Gifts and donations check their rules in a worker thread (a donation on the event loop
+    # when its donor's access is remembered) and await the ledger on the loop: no thread waits
+    # for the ledger's batch (docs/performance.md).
 
     @post("/gifts", status_code=HTTP_201_CREATED, responses=KEYED)
     async def gift(
@@ -87,9 +88,10 @@ class TransferController(Controller):
     ) -> EntryOut:
         """Donate minutes to the bank's pool (公益池). Requires Idempotency-Key."""
         service = care(request.app.state)
-        entry = await sync_to_thread(
-            service.donation_entry, principal, data.from_member_id, data.minutes, entry_key(request)
-        )
+        asked = (principal, data.from_member_id, data.minutes, entry_key(request))
+        entry = service.remembered_donation_entry(*asked)
+        if entry is None:  # who may act on the donor is looked up
+            entry = await sync_to_thread(service.donation_entry, *asked)
         return entry_out(await service.append_entry(entry))
 
     @post("/grants", status_code=HTTP_201_CREATED, sync_to_thread=True, responses=KEYED)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from accounts.base import clean_text, parse_enum
 from accounts.errors import Forbidden
-from accounts.model import Principal
+from accounts.model import Member, Principal
 from care.base import opaque, positive, require_active, require_bank_admin
 from care.errors import (
     GiftsDisabled,
@@ -57,7 +57,21 @@ class Transfers(Verification):
     ) -> EntryRequest:
         """The donation's entry, every rule checked; appending it (``append_entry``) gives
         it."""
-        donor, access = self.accounts.member_access(principal, from_id, "from_member_id")
+        donor = self.accounts.member_access(principal, from_id, "from_member_id")
+        return self._donation(principal, donor, minutes, key)
+
+    def remembered_donation_entry(
+        self, principal: Principal, from_id: str, minutes: int, key: str
+    ) -> EntryRequest | None:
+        """``donation_entry`` when who may act on the donor is remembered (a phone that gave
+        or read its balance a moment ago): no I/O, safe on an event loop; else None."""
+        donor = self.accounts.remembered_access(principal, from_id)
+        return None if donor is None else self._donation(principal, donor, minutes, key)
+
+    def _donation(
+        self, principal: Principal, donor_access: tuple[Member, str], minutes: int, key: str
+    ) -> EntryRequest:
+        donor, access = donor_access
         if access not in ("self", "proxy"):
             raise Forbidden("only the member or their family proxy donates their minutes")
         require_active(donor, "from_member_id")

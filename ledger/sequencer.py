@@ -17,6 +17,7 @@ import logging
 import queue
 import threading
 from concurrent.futures import Future
+from contextlib import suppress
 from typing import Protocol
 
 from ledger.batch_writer import AppendResult, BatchWriter
@@ -30,8 +31,8 @@ log = logging.getLogger(__name__)
 
 
 class _Outcome(Protocol):
-    """Where the writer puts a request's result: a ``Future`` (``submit``) or a
-    ``_BlockedCaller`` (``append``)."""
+    """Where the writer puts a request's result: a ``Future`` (``submit``), a
+    ``_BlockedCaller`` (``append``) or an ``_AwaitingCaller`` (``append_async``)."""
 
     def set_running_or_notify_cancel(self) -> bool: ...
 
@@ -75,6 +76,51 @@ class _BlockedCaller:
             raise self._error
         assert self._result is not None  # released only after one of the two is set
         return self._result
+
+
+class _AwaitingCaller:
+    """A caller awaiting ``Sequencer.append_async`` on an event loop. The writer only stores
+    the outcome; once the batch is settled it wakes each loop once for all its callers (a
+    ``Future`` wrapped for asyncio wakes the loop once per caller). Like a blocked caller, it
+    cannot withdraw its request: a cancelled task's entry is still appended."""
+
+    __slots__ = ("error", "future", "result")
+
+    def __init__(self, future: asyncio.Future[None]) -> None:
+        self.future = future
+        self.result: AppendResult | None = None
+        self.error: BaseException | None = None
+
+    def set_running_or_notify_cancel(self) -> bool:
+        return True
+
+    def set_result(self, result: AppendResult) -> None:
+        self.result = result
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        self.error = exception
+
+    def outcome(self) -> AppendResult:
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None  # woken only once one of the two is set
+        return self.result
+
+
+def _wake(callers: list[_AwaitingCaller]) -> None:
+    """On the callers' loop: each awaiting caller's outcome is in; wake it."""
+    for caller in callers:
+        if not caller.future.done():
+            caller.future.set_result(None)
+
+
+def _wake_loops(callers: list[_AwaitingCaller]) -> None:
+    by_loop: dict[asyncio.AbstractEventLoop, list[_AwaitingCaller]] = {}
+    for caller in callers:
+        by_loop.setdefault(caller.future.get_loop(), []).append(caller)
+    for loop, theirs in by_loop.items():
+        with suppress(RuntimeError):  # a closed loop: nobody awaits there any more
+            loop.call_soon_threadsafe(_wake, theirs)
 
 
 class Sequencer:
@@ -125,20 +171,25 @@ class Sequencer:
         return waiter.wait(timeout)
 
     async def append_async(self, request: EntryRequest) -> AppendResult:
-        return await asyncio.wrap_future(self.submit(request))
+        caller = _AwaitingCaller(asyncio.get_running_loop().create_future())
+        if self._enqueue(request, caller):
+            await asyncio.shield(caller.future)  # cancelling the caller does not withdraw it
+        return caller.outcome()
 
-    def _enqueue(self, request: EntryRequest, outcome: _Outcome) -> None:
+    def _enqueue(self, request: EntryRequest, outcome: _Outcome) -> bool:
+        """Whether ``request`` is queued; if not, ``outcome`` has its error already."""
         if not isinstance(request, EntryRequest):
             outcome.set_exception(MalformedEntry("not an entry request"))
-            return
+            return False
         # Under the lock, so a request is either queued ahead of close's sentinel (and
         # appended) or refused: never queued behind it with no writer left to answer it.
         with self._lock:
             if not self._closed:
                 self._start_locked()
                 self._queue.put((request, outcome))
-                return
+                return True
         outcome.set_exception(LedgerError("the sequencer is closed"))
+        return False
 
     def _run(self) -> None:
         while True:
@@ -164,6 +215,12 @@ class Sequencer:
         live = [(r, f) for r, f in batch if f.set_running_or_notify_cancel()]
         if not live:
             return
+        try:
+            self._settle(live)
+        finally:
+            _wake_loops([f for _, f in live if isinstance(f, _AwaitingCaller)])
+
+    def _settle(self, live: list[tuple[EntryRequest, _Outcome]]) -> None:
         try:
             results = self.writer.append([r for r, _ in live])
         except Exception as exc:  # the whole batch failed: nothing of it was written

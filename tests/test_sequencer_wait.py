@@ -3,6 +3,7 @@ durable, never past its timeout, and refused at once by a closed sequencer."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Sequence
@@ -110,3 +111,59 @@ def test_a_request_racing_close_is_appended_or_refused_never_left_waiting(log: L
     assert first.result(WAKE_WITHIN).seq == 0
     assert len(answers) == 32 and "left waiting" not in answers
     assert "refused" in answers  # the last 16 came after the close began
+
+
+def test_callers_awaiting_on_a_loop_each_get_their_own_entry_or_refusal(log: Log) -> None:
+    """``append_async`` parks no thread: the writer stores each outcome and wakes the loop once
+    a batch; each caller gets its own entry, or its own refusal, mixed with blocked callers."""
+    log.append(deposit("d", member(1), 10))
+    release = _hold_the_writer(log)
+
+    async def on_the_loop() -> list[object]:
+        async def one(k: int) -> object:
+            request = (
+                gift("g", member(99), member(1), 10) if k == 7 else deposit(f"a{k}", member(k), 5)
+            )
+            try:
+                return (await log.append_async(request)).seq
+            except InsufficientBalance:
+                return "refused"
+
+        answers = asyncio.gather(*(one(k) for k in range(20)))
+        await asyncio.sleep(0.05)  # all twenty queued behind the held batch: one batch
+        release.set()
+        return list(await asyncio.wait_for(answers, WAKE_WITHIN))
+
+    with ThreadPoolExecutor(4) as pool:
+        blocked = [pool.submit(log.append, deposit(f"b{k}", member(k), 5)) for k in range(4)]
+        answers = asyncio.run(on_the_loop())
+        seqs = [future.result(WAKE_WITHIN).seq for future in blocked]
+    assert answers[7] == "refused"
+    taken = [a for k, a in enumerate(answers) if k != 7] + seqs
+    assert sorted(taken) == list(range(1, 24))  # each its own, none twice, none lost
+    stored = log.entries_by_id([f"a{k}" for k in range(20) if k != 7])
+    assert all(stored[f"a{k}"].seq == answers[k] for k in range(20) if k != 7)
+
+
+def test_a_cancelled_awaiting_caller_still_has_its_entry_appended(log: Log) -> None:
+    """As for a blocked caller past its timeout: an entry once queued is appended even if the
+    task awaiting it is cancelled, and the next caller is answered as usual."""
+    release = _hold_the_writer(log)
+
+    async def cancel_it() -> None:
+        task = asyncio.ensure_future(log.append_async(deposit("gone", member(1), 10)))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert (await log.append_async(deposit("next", member(1), 10))).seq == 1
+
+    asyncio.run(cancel_it())
+    assert log.entries_by_id(["gone"])["gone"].seq == 0
+
+
+def test_a_closed_sequencer_refuses_an_awaiting_caller_at_once(log: Log) -> None:
+    log.sequencer.close()
+    with pytest.raises(LedgerError, match="closed"):
+        asyncio.run(asyncio.wait_for(log.sequencer.append_async(deposit("d", member(1), 5)), 5))
