@@ -318,6 +318,28 @@ def test_a_deleted_checkpoint_is_named(filled: Log, db_url: str, mode: Mode) -> 
     ]
 
 
+def test_a_deleted_checkpoint_between_batches_of_one_clock_reading_is_named(
+    settings: Settings, db_url: str
+) -> None:
+    """Two batches may read the same time off the clock (a coarse clock, or one set by hand):
+    the later is stamped a microsecond after the one before, so that where a batch begins
+    still shows in the leaves, and a deleted checkpoint between them is named."""
+    fixed = "2026-12-07T09:00:00.000000Z"
+    log = Log.open(settings, clock=lambda: fixed)
+    try:
+        times = [log.append(deposit(f"d{i}", member(1), 30)).time for i in range(4)]
+        assert times == [fixed] + [f"2026-12-07T09:00:00.00000{i}Z" for i in (1, 2, 3)]
+        assert log.verify().ok
+        drop_append_only_triggers(db_url)
+        raw_sql(db_url, "DELETE FROM log_checkpoints WHERE size = 2")
+        assert [str(p) for p in log.verify().problems] == [
+            "checkpoint 2: is missing: seq 2 was appended at a later time than seq 1, in a "
+            "later batch, and every batch signs a checkpoint (a deleted checkpoint row)"
+        ]
+    finally:
+        log.close()
+
+
 def _cosignature(log: Log, size: int, witness: Signer) -> str:
     note = log.checkpoint_at(size)
     assert note is not None
