@@ -14,8 +14,9 @@ Checks, each reported with where it failed (``seq N``, ``checkpoint N``, ``node 
   covers every entry
 * every batch of entries has its checkpoint: a batch's entries share its time and it signs one
   at its end, so where the time changes between two entries a checkpoint of that size is
-  stored (a deleted one is named; one between two batches stamped with the same time is not
-  seen)
+  stored (a deleted one is named). The writer stamps each batch later than the one before,
+  so every batch's is checked; only in a log written before it did, one between two batches
+  stamped with the same time is not seen
 * every witness cosignature (``log_cosignatures``) is by a configured witness
   (``TIMEBANK_WITNESSES``, or a peer's) and verifies with its key on a stored checkpoint; one
   by a witness removed since (``former_witnesses``: the audit trail's record) must verify too,
