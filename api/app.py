@@ -39,6 +39,7 @@ from api.stats_routes import STATS_CONTROLLERS
 from api.threads import widen_handler_pool
 from api.transfer_routes import TRANSFER_CONTROLLERS
 from api.webhook_routes import WEBHOOK_CONTROLLERS
+from audit.witness_history import record_witnesses
 from federation.consistency import SeenCheckpoints
 from federation.peers import Peers
 from federation.settlement import Settling
@@ -99,6 +100,9 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
             settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             upgrade(settings.database_url)
         services = Services.open(settings, log)
+        # The witnesses this server submits to, in the audit trail when they changed: verify
+        # names a removed witness's cosignatures by it (audit.witness_history).
+        record_witnesses(services.audit, services.log.witness_keys)
         app.state.log = services.log
         app.state.accounts = services.accounts
         app.state.care = services.care

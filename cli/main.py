@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -170,6 +170,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     # The witnesses the server submits to, whose cosignatures alone the log keeps: those of
     # TIMEBANK_WITNESSES and the peers'.
     witnesses = [w.verifier for w in with_peer_witnesses(settings).witnesses]
+    former = _former_witnesses(settings.database_url)
     store = LedgerStore(settings.database_url)
     try:
         report = verify_store(
@@ -180,6 +181,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             workers=args.workers,
             may_fork=args.whole_process,  # nothing above left a connection open
             witnesses=witnesses,
+            former_witnesses=former,
         )
         holds = _hold_problems(settings.database_url, store)
     finally:
@@ -189,6 +191,32 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for line in holds:
         print(f"FAIL holds: {line}")
     return 0 if report.ok and not holds else 1
+
+
+def _former_witnesses(url: str) -> Callable[[str], str | None]:
+    """When a witness key not configured now was removed, as the audit trail's record of the
+    server's witnesses says (``audit.witness_history``); None for a key it never listed."""
+    from audit.trail import AuditTrail
+    from audit.witness_history import fingerprint, witness_history
+
+    trail = AuditTrail(url)
+    try:
+        history = witness_history(trail)
+    finally:
+        trail.dispose()
+
+    def former(key: str) -> str | None:
+        known = history.get(fingerprint(key))
+        if known is None:
+            return None
+        if known.removed is not None:
+            return f"removed at {known.removed}"
+        return (  # the server has not started since, or verify was given other settings
+            f"configured since {known.since} as the audit trail last recorded, but not in "
+            "the settings verify was given"
+        )
+
+    return former
 
 
 def _hold_problems(url: str, ledger: LedgerStore) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from ledger.entry import ZERO_HASH, Entry, EntryRequest, canonical_json
 from ledger.errors import (
@@ -53,6 +53,12 @@ _Covered = tuple[int, str, bytes, bool]
 
 def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def one_microsecond_after(time: str) -> str:
+    """``time`` (as ``utc_now`` writes it) one microsecond later."""
+    moment = datetime.strptime(time, "%Y-%m-%dT%H:%M:%S.%fZ") + timedelta(microseconds=1)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 # The time the log stamps on the entries it appends, as ``utc_now`` writes it. Production uses
@@ -137,8 +143,13 @@ class BatchWriter:
         by_id: dict[str, tuple[EntryRequest, _Covered]] = {}
         touched: dict[str, int] = {}
         prev = head.last_leaf_hash or ZERO_HASH
-        # Time never goes backwards in the log, whatever the clock says.
-        now = max(self.clock(), head.last_time or "")
+        # Time never goes backwards in the log, whatever the clock says, and each batch is
+        # stamped later than the one before it (by a microsecond when the clock has not
+        # moved on): where the time changes, a batch (and its checkpoint) begins, so that
+        # verify finds every deleted checkpoint.
+        now = self.clock()
+        if head.last_time and now <= head.last_time:
+            now = one_microsecond_after(head.last_time)
         next_seq = head.size
 
         for request in requests:

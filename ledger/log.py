@@ -70,6 +70,9 @@ class Log:
         self.sequencer = Sequencer(BatchWriter(store, signer, origin, member_overdraft, clock))
         # Witnesses (ledger.witnessing): background threads, never on the append path.
         self.witness_keys = tuple(w.verifier for w in witnesses)
+        # Only the witnesses configured now count towards the quorum and are served: one
+        # removed (its key may have leaked) is no longer vouched for.
+        self._witness_texts = frozenset(w.to_text() for w in self.witness_keys)
         self.witness_quorum = witness_quorum
         self.witnessing = (
             Witnessing(store, witnesses, self.consistency_proof, timeout=witness_timeout)
@@ -128,8 +131,9 @@ class Log:
         return self.signer.verifier.to_text()
 
     def checkpoint(self, max_age: float = 0.0) -> str:
-        """The latest signed checkpoint with its witnesses' cosignatures (with a quorum, the
-        newest that has one; see ``ledger.witnessing``); for an empty log, a fresh size-0 one.
+        """The latest signed checkpoint with its configured witnesses' cosignatures (with a
+        quorum, the newest that has one by witnesses configured now; see
+        ``ledger.witnessing``); for an empty log, a fresh size-0 one.
 
         ``max_age`` > 0 lets a busy reader (the public HTTP route) take the one read at most
         that many seconds ago, unless this process appended or stored a cosignature since:
@@ -139,7 +143,7 @@ class Log:
             return cached
         changes = self._changes()
         with self.store.read() as db:
-            served = served_checkpoint(db, self.witness_quorum)
+            served = served_checkpoint(db, self.witness_quorum, self._witness_texts)
         if served is None:
             served = sign_checkpoint(Checkpoint(self.origin, 0, EMPTY_ROOT), self.signer)
         with self._served_lock:

@@ -522,10 +522,12 @@ class Snapshot:
         )
         return [(r.witness, r.line) for r in rows]
 
-    def cosigned_sizes(self, min_count: int, limit: int = 8) -> list[int]:
-        """Largest checkpoint sizes with at least ``min_count`` cosignatures, newest first."""
+    def cosigned_sizes(self, min_count: int, witnesses: Sequence[str], limit: int = 8) -> list[int]:
+        """Largest checkpoint sizes with at least ``min_count`` cosignatures by ``witnesses``
+        (verifier keys as text), newest first."""
         rows = self.conn.execute(
             select(log_cosignatures.c.size)
+            .where(log_cosignatures.c.witness.in_(witnesses))
             .group_by(log_cosignatures.c.size)
             .having(func.count() >= min_count)
             .order_by(log_cosignatures.c.size.desc())

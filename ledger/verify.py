@@ -14,10 +14,13 @@ Checks, each reported with where it failed (``seq N``, ``checkpoint N``, ``node 
   covers every entry
 * every batch of entries has its checkpoint: a batch's entries share its time and it signs one
   at its end, so where the time changes between two entries a checkpoint of that size is
-  stored (a deleted one is named; one between two batches stamped with the same time is not
-  seen)
+  stored (a deleted one is named). The writer stamps each batch later than the one before,
+  so every batch's is checked; only in a log written before it did, one between two batches
+  stamped with the same time is not seen
 * every witness cosignature (``log_cosignatures``) is by a configured witness
-  (``TIMEBANK_WITNESSES``, or a peer's) and verifies with its key on a stored checkpoint
+  (``TIMEBANK_WITNESSES``, or a peer's) and verifies with its key on a stored checkpoint; one
+  by a witness removed since (``former_witnesses``: the audit trail's record) must verify too,
+  and is noted, not a problem (the log neither serves it nor counts it towards its quorum)
 * postings of every entry sum to zero and follow the kind's rules; reversals exactly negate
   an entry that exists; no member account is ever below its floor
 * the postings index, ``log_facts`` (what the half-yearly report sums), ``log_reversals``
@@ -27,10 +30,10 @@ Checks, each reported with where it failed (``seq N``, ``checkpoint N``, ``node 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ledger import verify_chunks
 from ledger.entry import Posting
@@ -41,7 +44,15 @@ from ledger.note import COSIGNATURE_V1, Checkpoint, Note, Verifier, check_cosign
 from ledger.replay import Findings, Problem, Replay
 from ledger.storage import LedgerStore, Snapshot
 
-__all__ = ["Problem", "Report", "format_report", "verify_store"]
+__all__ = ["FormerWitnesses", "Problem", "Report", "format_report", "verify_store"]
+
+# A witness key (as text) not configured now → when it was removed ("removed at <time>"), or
+# None when nothing says it ever was a witness.
+FormerWitnesses = Callable[[str], str | None]
+
+
+def no_former_witnesses(_: str) -> str | None:
+    return None
 
 
 @dataclass
@@ -52,6 +63,7 @@ class Report(Findings):
     checkpoints: int = 0
     accounts: int = 0
     root: bytes = EMPTY_ROOT
+    notes: list[str] = field(default_factory=list)  # what is not wrong but worth knowing
 
     def summary(self) -> str:
         if self.ok:
@@ -90,6 +102,7 @@ def verify_store(
     chunk_bits: int | None = None,
     may_fork: bool = False,
     witnesses: Collection[Verifier] = (),
+    former_witnesses: FormerWitnesses = no_former_witnesses,
 ) -> Report:
     """Check the whole store. A log of more than ``PARALLEL_ENTRIES`` entries in a database
     that other processes can open is checked in ``workers`` processes (default: one per CPU;
@@ -99,7 +112,8 @@ def verify_store(
     ``may_fork``: this process has no database connection open (``timebank verify``), so
     the workers may be forked from it before it opens one (``verify_chunks.forked_workers``;
     if the log turns out to be small they just exit). ``witnesses``: the configured witnesses'
-    keys, the only ones whose cosignatures the log keeps."""
+    keys, the only ones whose cosignatures the log serves and counts; ``former_witnesses``
+    says when a key not among them was removed (``audit.witness_history``)."""
     shareable = not (store.is_sqlite and (":memory:" in store.url or store.url == "sqlite://"))
     parallel = shareable and (workers is None or workers > 1)
     with ExitStack() as stack:
@@ -109,7 +123,9 @@ def verify_store(
             if pool is not None:
                 stack.enter_context(pool)
         snapshot = stack.enter_context(store.read())
-        check = _Verification(snapshot, verifier, origin, member_overdraft, witnesses)
+        check = _Verification(
+            snapshot, verifier, origin, member_overdraft, witnesses, former_witnesses
+        )
         if workers is None:
             many = snapshot.next_seq() > verify_chunks.PARALLEL_ENTRIES
             workers = verify_chunks.default_workers() if many else 1
@@ -118,7 +134,9 @@ def verify_store(
             report = check.run_in_chunks(store.url, workers, bits, pool)
             if report is not None:
                 return report
-            check = _Verification(snapshot, verifier, origin, member_overdraft, witnesses)
+            check = _Verification(
+                snapshot, verifier, origin, member_overdraft, witnesses, former_witnesses
+            )
         return check.run()
 
 
@@ -130,8 +148,10 @@ class _Verification:
         origin: str,
         member_overdraft: int,
         witnesses: Collection[Verifier],
+        former_witnesses: FormerWitnesses = no_former_witnesses,
     ) -> None:
         self.db = db
+        self.former_witnesses = former_witnesses
         self.verifier = verifier
         self.origin = origin
         self.member_overdraft = member_overdraft
@@ -307,7 +327,11 @@ class _Verification:
 
     def _check_cosignatures(self) -> None:
         """Each stored cosignature is a configured witness's, and verifies on its checkpoint:
-        the log serves them with the checkpoint and counts them towards its quorum."""
+        the log serves them with the checkpoint and counts them towards its quorum. One by a
+        witness removed since must verify too; it is noted (the log neither serves nor counts
+        it), once per witness. A key that nothing says was ever a witness is a problem."""
+        formers: dict[str, str | None] = {}  # key not configured → when it was removed
+        removed: dict[str, tuple[str, list[int]]] = {}  # key → (when removed, sizes)
         for row in self.db.stream_cosignatures():
             size, witness = int(row.size), str(row.witness)
             where = f"checkpoint {size}"
@@ -318,13 +342,19 @@ class _Verification:
                     f"log_cosignatures has a cosignature by {witness} of no stored checkpoint",
                 )
                 continue
+            former = None
             if witness not in self.witnesses:
-                self.report.add(
-                    where,
-                    f"log_cosignatures has a cosignature by {witness}, which is not a configured "
-                    "witness (TIMEBANK_WITNESSES) nor a peer's",
-                )
-                continue
+                if witness not in formers:
+                    formers[witness] = self.former_witnesses(witness)
+                former = formers[witness]
+                if former is None:
+                    self.report.add(
+                        where,
+                        f"log_cosignatures has a cosignature by {witness}, which is not a "
+                        "configured witness (TIMEBANK_WITNESSES) nor a peer's, and no witness "
+                        "configuration in the audit trail ever listed it",
+                    )
+                    continue
             try:
                 key = Verifier.from_text(witness)
                 valid = key.key_type == COSIGNATURE_V1 and (
@@ -335,9 +365,17 @@ class _Verification:
             if not valid:
                 self.report.add(
                     where,
-                    f"log_cosignatures has a cosignature by {witness} that does not verify "
-                    "with that witness's key",
+                    f"log_cosignatures has a cosignature by {witness}"
+                    + (f" (a witness {former})" if former else "")
+                    + " that does not verify with that witness's key",
                 )
+            elif former is not None:
+                removed.setdefault(witness, (former, []))[1].append(size)
+        for witness, (when, sizes) in removed.items():
+            self.report.notes.append(
+                f"{len(sizes)} cosignatures (checkpoints {min(sizes)}–{max(sizes)}) by "
+                f"{witness}, a witness {when}: they verify, and count towards no quorum"
+            )
 
     def _check_reversals(self) -> None:
         """``log_reversals`` (which the writer reads to refuse a second reversal) against the
@@ -445,6 +483,8 @@ def format_report(report: Report) -> Iterable[str]:
     yield report.summary()
     for problem in report.problems:
         yield f"  {problem}"
+    for note in report.notes:
+        yield f"  note: {note}"
 
 
 def stored_bytes(value: object) -> bytes | None:

@@ -10,10 +10,13 @@ valid tlog-cosignature/v1 line is stored in ``log_cosignatures``.
 The append path never waits for a witness: threads use timeouts and back off exponentially
 while a witness is down or refuses, and a witness's failure is only logged.
 
-Serving: :func:`served_checkpoint` returns the latest checkpoint with every valid cosignature
-appended. With a quorum ``N`` (``TIMEBANK_WITNESS_QUORUM``) it serves the newest checkpoint
-that has at least ``N`` valid cosignatures, so that clients with a witness policy can verify
-what they are given; until one exists it serves the newest checkpoint as it is.
+Serving: :func:`served_checkpoint` returns the latest checkpoint with the valid cosignatures of
+the witnesses configured now appended. With a quorum ``N`` (``TIMEBANK_WITNESS_QUORUM``) it
+serves the newest checkpoint that has at least ``N`` valid cosignatures by witnesses configured
+now, so that clients with a witness policy can verify what they are given; until one exists it
+serves the newest checkpoint as it is. A witness removed from the configuration (perhaps
+because its key leaked) neither counts towards the quorum nor is served, though its stored
+cosignatures stay in ``log_cosignatures`` (append-only).
 
 Standard library and ``ledger`` only (HTTP with ``urllib``).
 """
@@ -26,7 +29,7 @@ import re
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -97,10 +100,15 @@ def parse_witnesses(text: str) -> tuple[WitnessEndpoint, ...]:
 # ---------------------------------------------------------------- serving
 
 
-def cosigned(note: str, cosignatures: Iterable[tuple[str, str]]) -> tuple[str, int]:
-    """``note`` with the cosignature lines that verify on it appended, and how many."""
+def cosigned(
+    note: str, cosignatures: Iterable[tuple[str, str]], witnesses: Collection[str]
+) -> tuple[str, int]:
+    """``note`` with the cosignature lines of ``witnesses`` (verifier keys as text: those
+    configured now) that verify on it appended, and how many."""
     lines: list[str] = []
     for key, line in cosignatures:
+        if key not in witnesses:  # removed from the configuration, or never in it
+            continue
         try:
             witness = Verifier.from_text(key)
             if witness.key_type != COSIGNATURE_V1:
@@ -112,21 +120,24 @@ def cosigned(note: str, cosignatures: Iterable[tuple[str, str]]) -> tuple[str, i
     return note + "".join(lines), len(lines)
 
 
-def served_checkpoint(db: Snapshot, quorum: int) -> str | None:
-    """The checkpoint to serve, with cosignatures (None for an empty log); see the module doc."""
+def served_checkpoint(db: Snapshot, quorum: int, witnesses: Collection[str]) -> str | None:
+    """The checkpoint to serve, with the cosignatures of ``witnesses`` (the verifier keys, as
+    text, of the witnesses configured now); None for an empty log. See the module doc."""
     latest = db.latest_checkpoint()
     if latest is None:
         return None
     size, note = latest
-    if quorum > 0:
-        for candidate in db.cosigned_sizes(quorum):
+    if quorum > 0 and witnesses:
+        for candidate in db.cosigned_sizes(quorum, sorted(witnesses)):
             text = note if candidate == size else db.checkpoint_note(candidate)
             if text is None:
                 continue
-            served, count = cosigned(text, db.cosignatures(candidate))
+            served, count = cosigned(text, db.cosignatures(candidate), witnesses)
             if count >= quorum:
                 return served
-    return cosigned(note, db.cosignatures(size))[0]
+    if not witnesses:
+        return note
+    return cosigned(note, db.cosignatures(size), witnesses)[0]
 
 
 # ---------------------------------------------------------------- submitting

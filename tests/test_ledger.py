@@ -315,7 +315,7 @@ def test_entries_carry_the_time_of_the_clock_the_log_was_opened_with(settings: S
     assert stamped == [
         "2025-06-01T08:00:00.000000Z",
         "2025-07-15T09:30:00.000000Z",
-        "2025-07-15T09:30:00.000000Z",
+        "2025-07-15T09:30:00.000001Z",  # a later batch: a microsecond later
         "2025-08-02T10:00:00.000000Z",
     ]
     assert [e.time for e in entries if e is not None] == stamped

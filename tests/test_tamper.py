@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from audit.trail import AuditTrail
+from audit.witness_history import record_witnesses
 from cli.main import main
 from federation.peers import Peers, request_key_name, witness_key_name
 from federation.storage import PeerStore
@@ -316,6 +318,28 @@ def test_a_deleted_checkpoint_is_named(filled: Log, db_url: str, mode: Mode) -> 
     ]
 
 
+def test_a_deleted_checkpoint_between_batches_of_one_clock_reading_is_named(
+    settings: Settings, db_url: str
+) -> None:
+    """Two batches may read the same time off the clock (a coarse clock, or one set by hand):
+    the later is stamped a microsecond after the one before, so that where a batch begins
+    still shows in the leaves, and a deleted checkpoint between them is named."""
+    fixed = "2026-12-07T09:00:00.000000Z"
+    log = Log.open(settings, clock=lambda: fixed)
+    try:
+        times = [log.append(deposit(f"d{i}", member(1), 30)).time for i in range(4)]
+        assert times == [fixed] + [f"2026-12-07T09:00:00.00000{i}Z" for i in (1, 2, 3)]
+        assert log.verify().ok
+        drop_append_only_triggers(db_url)
+        raw_sql(db_url, "DELETE FROM log_checkpoints WHERE size = 2")
+        assert [str(p) for p in log.verify().problems] == [
+            "checkpoint 2: is missing: seq 2 was appended at a later time than seq 1, in a "
+            "later batch, and every batch signs a checkpoint (a deleted checkpoint row)"
+        ]
+    finally:
+        log.close()
+
+
 def _cosignature(log: Log, size: int, witness: Signer) -> str:
     note = log.checkpoint_at(size)
     assert note is not None
@@ -369,8 +393,76 @@ def test_an_inserted_cosignature_is_named(
         f"  checkpoint 8: log_cosignatures has a cosignature by {key} that does not verify "
         "with that witness's key",
         f"  checkpoint 8: log_cosignatures has a cosignature by {other}, which is not a "
-        "configured witness (TIMEBANK_WITNESSES) nor a peer's",
+        "configured witness (TIMEBANK_WITNESSES) nor a peer's, and no witness configuration "
+        "in the audit trail ever listed it",
         f"  checkpoint 99: log_cosignatures has a cosignature by {key} of no stored checkpoint",
+    }
+
+
+def test_a_removed_witness_is_named_and_an_unknown_key_stays_unknown(
+    filled: Log,
+    db_url: str,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The server records its witnesses in the audit trail when they change (at its start);
+    verify names the cosignatures of a witness removed since as its, with when, checks their
+    signatures and counts them as no problem (the log neither serves nor counts them); a
+    cosignature by a key no record lists stays unknown, and a removed witness's that does
+    not verify is a problem like a configured one's."""
+    kept = Signer.generate("witness.test/kept", COSIGNATURE_V1)
+    gone = Signer.generate("witness.test/gone", COSIGNATURE_V1)
+    stranger = Signer.generate("witness.test/gone", COSIGNATURE_V1)  # the same name
+    trail = AuditTrail(db_url)
+    try:
+        assert record_witnesses(trail, [kept.verifier, gone.verifier])
+        assert not record_witnesses(trail, [gone.verifier, kept.verifier])  # no change
+        assert record_witnesses(trail, [kept.verifier])  # gone is removed
+        events = trail.events(bank_id=None, actor="server:witnesses")
+    finally:
+        trail.dispose()
+    assert [e.action for e in events] == ["witnesses configured"] * 2
+    removed_at = events[1].time
+    monkeypatch.setenv(
+        "TIMEBANK_WITNESSES", f"url=http://127.0.0.1:9 key={kept.verifier.to_text()}"
+    )
+    gone_key = gone.verifier.to_text()
+    raw_sql(
+        db_url,
+        *(
+            f"INSERT INTO log_cosignatures (size, witness, line)"
+            f" VALUES ({size}, '{witness.verifier.to_text()}', '{_cosignature(filled, size, witness)}')"
+            for size, witness in [(ENTRIES, kept), (ENTRIES, gone), (8, gone)]
+        ),
+    )
+    code, out = _run_verify(settings, monkeypatch, capsys)
+    assert code == 0, out
+    assert out.splitlines() == [
+        out.splitlines()[0],
+        f"  note: 2 cosignatures (checkpoints 8–{ENTRIES}) by {gone_key}, a witness removed "
+        f"at {removed_at}: they verify, and count towards no quorum",
+    ]
+    assert out.startswith(f"OK: {ENTRIES} entries")
+    other = stranger.verifier.to_text()
+    raw_sql(
+        db_url,
+        f"INSERT INTO log_cosignatures (size, witness, line)"
+        f" VALUES (9, '{other}', '{_cosignature(filled, 9, stranger)}')",
+        f"INSERT INTO log_cosignatures (size, witness, line)"
+        f" VALUES (9, '{gone_key}', '{_cosignature(filled, 9, stranger)}')",
+    )
+    code, out = _run_verify(settings, monkeypatch, capsys)
+    assert code == 1
+    assert out.splitlines()[0] == f"FAILED: 2 problems in {ENTRIES} entries"
+    assert set(out.splitlines()[1:]) == {
+        f"  checkpoint 9: log_cosignatures has a cosignature by {gone_key} (a witness removed "
+        f"at {removed_at}) that does not verify with that witness's key",
+        f"  checkpoint 9: log_cosignatures has a cosignature by {other}, which is not a "
+        "configured witness (TIMEBANK_WITNESSES) nor a peer's, and no witness configuration "
+        "in the audit trail ever listed it",
+        f"  note: 2 cosignatures (checkpoints 8–{ENTRIES}) by {gone_key}, a witness removed "
+        f"at {removed_at}: they verify, and count towards no quorum",
     }
 
 

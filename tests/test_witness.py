@@ -44,6 +44,7 @@ from ledger.note import (
     Signer,
     Verifier,
     check_cosignature,
+    cosign,
     sign_checkpoint,
 )
 from ledger.storage import LedgerStore
@@ -572,6 +573,52 @@ def test_with_a_quorum_the_log_serves_the_newest_checkpoint_that_has_one(
         log.close()
         sock.close()
         state.close()
+
+
+def _store_cosignature(log: Log, size: int, witness: Signer) -> str:
+    """``witness``'s cosignature of the log's checkpoint of ``size``, stored as the log's
+    witnessing thread stores one; the line is returned."""
+    note = log.checkpoint_at(size)
+    assert note is not None
+    line = cosign(Note.parse(note).text, witness, int(time.time())).line()
+    with log.store.write() as db:
+        db.add_cosignature(size, witness.verifier.to_text(), line)
+    return line
+
+
+def test_a_removed_witness_counts_for_no_quorum_and_is_not_served(settings: Settings) -> None:
+    """A witness removed from the configuration (its key may have leaked) keeps its stored
+    cosignatures, but only the witnesses configured now count towards the quorum: checkpoint
+    2 cosigned by the removed one and one current witness is not served with a quorum of 2
+    (checkpoint 1, which both current witnesses cosigned, is); once the second current
+    witness cosigns checkpoint 2, it is served, without the removed witness's line."""
+    current = [Signer.generate(f"witness.test/w{i}", COSIGNATURE_V1) for i in (1, 2)]
+    removed = Signer.generate("witness.test/gone", COSIGNATURE_V1)
+    # Nobody listens on port 9: the witnessing threads fail and back off; the test stores
+    # the cosignatures itself.
+    endpoints = [WitnessEndpoint("http://127.0.0.1:9", w.verifier) for w in current]
+    log = witnessed_log(settings, endpoints, quorum=2, timeout=0.5)
+    try:
+        log.append(deposit("d0", member(1), 30))
+        log.append(deposit("d1", member(1), 30))
+        for witness in current:
+            _store_cosignature(log, 1, witness)
+        removed_line = _store_cosignature(log, 2, removed)
+        _store_cosignature(log, 2, current[0])
+        with TestClient(log_app(log)) as client:
+            text = client.get("/v1/log/checkpoint").text
+        note = Note.parse(text)
+        assert Checkpoint.parse_body(note.text).size == 1, text
+        assert all(check_cosignature(note, w.verifier) is not None for w in current)
+        assert check_cosignature(note, removed.verifier) is None
+        _store_cosignature(log, 2, current[1])  # now two current witnesses cosigned size 2
+        text = log.checkpoint()  # read afresh (the route may serve what it read just now)
+        note = Note.parse(text)
+        assert Checkpoint.parse_body(note.text).size == 2, text
+        assert all(check_cosignature(note, w.verifier) is not None for w in current)
+        assert removed_line not in text and len(note.signatures) == 3
+    finally:
+        log.close()
 
 
 def test_witness_configuration_from_the_environment(witness_signer: Signer) -> None:
