@@ -4,7 +4,8 @@ The hierarchy::
 
     AccountsError
     ├── InvalidInput            bad value for a named field (400/422)
-    │   └── WeakPassword        too short or a common password
+    │   ├── WeakPassword        too short or a common password
+    │   └── InvalidFields       several of them in one form, every one named
     ├── NotFound                no such object, or the caller may not know it exists (404)
     ├── Forbidden               the caller is known but may not do this (403)
     │   ├── SecondFactorRequired   the action needs a session opened with TOTP
@@ -20,10 +21,14 @@ The hierarchy::
 A message is English with ``%(name)s`` where a value goes, the values given apart
 (``InvalidInput("minutes must be 1-%(most)s", field="minutes", most=120)``), so the pages and
 the API translate the message whole and fill the values in after (``web.i18n.describe_error``).
-``%(field)s`` is the field at fault, named in the reader's language where it is shown.
+``%(field)s`` is the field at fault, named in the reader's language where it is shown;
+``fields`` every field the refusal is about (a date of birth in the ID number that is not the
+one typed is about both).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 
 class Words(str):
@@ -50,10 +55,33 @@ class AccountsError(Exception):
         except (KeyError, ValueError, TypeError):  # someone's input quoted, holding a stray %
             super().__init__(message)
         self.field = field
+        self.fields: tuple[str, ...] = (field,) if field else ()
 
 
 class InvalidInput(AccountsError):
     slug = "invalid-input"
+
+
+class InvalidFields(InvalidInput):
+    """Several problems with one form, in one answer, so the person fixes them all at once:
+    ``problems`` in the form's order. ``field`` and the message's template and values are the
+    first problem's; ``fields`` every field at fault; ``str()`` every message."""
+
+    def __init__(self, problems: Sequence[InvalidInput]) -> None:
+        first = problems[0]
+        values = {k: v for k, v in first.values.items() if k != "field"}
+        super().__init__(first.template, field=first.field, **values)
+        self.problems = tuple(problems)
+        self.fields = tuple(dict.fromkeys(f for p in problems for f in p.fields))
+        self.args = ("; ".join(str(p) for p in problems),)
+
+    @staticmethod
+    def raise_any(problems: Sequence[InvalidInput]) -> None:
+        """Raise the one problem as it is, several as one ``InvalidFields``; none, nothing."""
+        if len(problems) == 1:
+            raise problems[0]
+        if problems:
+            raise InvalidFields(problems)
 
 
 class WeakPassword(InvalidInput):

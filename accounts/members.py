@@ -3,6 +3,7 @@ ledger ``approval`` entry). How members are read is ``accounts.member_views``.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
@@ -12,6 +13,7 @@ from accounts.base import clean_text
 from accounts.errors import (
     Conflict,
     Forbidden,
+    InvalidFields,
     InvalidInput,
     NotFound,
     Words,
@@ -25,6 +27,7 @@ from accounts.model import (
     User,
 )
 from accounts.protection import (
+    id_birth_date,
     normalise_id_number,
     normalise_phone,
 )
@@ -59,6 +62,21 @@ class PersonalInput:
     birth_date: date | None = None
     health_notes: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _birth_dates_differ(in_id: date, given: date) -> InvalidInput:
+    """The ID number says one date of birth and the form another: one of them is mistyped,
+    and only the person at the desk can tell which, so the refusal names both."""
+    problem = InvalidInput(
+        "%(field)s holds the date of birth %(in_id)s, but %(other)s is %(given)s: correct "
+        "whichever is wrong",
+        field="id_number",
+        other=Words("birth date"),
+        in_id=in_id.isoformat(),
+        given=given.isoformat(),
+    )
+    problem.fields = ("id_number", "birth_date")
+    return problem
 
 
 class Members(MemberViews):
@@ -246,29 +264,52 @@ class Members(MemberViews):
         return record
 
     def _personal_columns(self, member_id: str, p: PersonalInput) -> dict[str, Any]:
+        """The sealed and indexed columns of ``p``, or one refusal naming every field at fault
+        (``InvalidFields``), so a form is corrected in one go."""
         if p.extra:
             raise InvalidInput("unknown field %(field)s", field=sorted(p.extra)[0])
-        values: dict[str, Any] = {"name": clean_text(p.name, "name", 100)}
+        problems: list[InvalidInput] = []
+        values: dict[str, Any] = {}
         seal = self.protector.seal
-        if p.phone is not None:
-            phone = normalise_phone(p.phone)
+
+        def checked(check: Callable[[], Any]) -> Any:
+            try:
+                return check()
+            except InvalidInput as problem:
+                problems.append(problem)
+                return None
+
+        name = checked(lambda: clean_text(p.name, "name", 100))
+        phone = None if p.phone is None else checked(lambda: normalise_phone(p.phone or ""))
+        id_number = None
+        if p.id_number is not None:
+            id_number = checked(lambda: normalise_id_number(p.id_number or ""))
+        born = p.birth_date
+        if born is not None and (born > self.clock().date() or born.year < 1900):
+            problems.append(
+                InvalidInput("birth_date must be a past date after 1900", field="birth_date")
+            )
+        elif born is not None and id_number is not None and id_birth_date(id_number) != born:
+            problems.append(_birth_dates_differ(id_birth_date(id_number), born))
+        address = notes = None
+        if p.address is not None:
+            address = checked(lambda: clean_text(p.address, "address", 300))
+        if p.health_notes is not None:
+            notes = checked(lambda: clean_text(p.health_notes, "health_notes", 1000))
+        InvalidFields.raise_any(problems)
+        values["name"] = name
+        if phone is not None:
             values["phone_sealed"] = seal(phone, member_id, "phone")
             values["phone_index"] = self.protector.blind_index("phone", phone)
-        if p.id_number is not None:
-            id_number = normalise_id_number(p.id_number)
+        if id_number is not None:
             values["id_number_sealed"] = seal(id_number, member_id, "id_number")
             values["id_number_index"] = self.protector.blind_index("id", id_number)
-        if p.address is not None:
-            values["address_sealed"] = seal(
-                clean_text(p.address, "address", 300), member_id, "address"
-            )
-        if p.health_notes is not None:
-            notes = clean_text(p.health_notes, "health_notes", 1000)
+        if address is not None:
+            values["address_sealed"] = seal(address, member_id, "address")
+        if notes is not None:
             values["health_sealed"] = seal(notes, member_id, "health_notes")
-        if p.birth_date is not None:
-            if p.birth_date > self.clock().date() or p.birth_date.year < 1900:
-                raise InvalidInput("birth_date must be a past date after 1900", field="birth_date")
-            values["birth_date"] = p.birth_date
+        if born is not None:
+            values["birth_date"] = born
         return values
 
     def _log_approval(self, member: MemberRecord) -> None:

@@ -23,6 +23,7 @@ import secrets
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -128,23 +129,71 @@ class Protector:
 
 # ------------------------------------------------------------------ normalisation
 
-PHONE = re.compile(r"^\+?[0-9]{6,15}\Z")
-ID_NUMBER = re.compile(r"^[0-9A-Za-z]{6,20}\Z")
+# What people type around the digits: spaces, dashes and brackets, in ASCII or full width (a
+# Chinese keyboard's ``１３８－００００``), which count as the ASCII characters.
+_WIDE = str.maketrans("０１２３４５６７８９＋Ｘｘ（）－　", "0123456789+Xx()- ")
+_SEPARATORS = re.compile(r"[\s\-\u2010-\u2015()]")
+# A mainland China mobile number: 11 digits, 1 then 3-9 (GB/T 13623 and the MIIT numbering plan).
+MOBILE = re.compile(r"1[3-9][0-9]{9}\Z")
+COUNTRY_PREFIXES = ("+86", "0086", "86")
+# A resident ID number (居民身份证号, GB 11643-1999): a 6-digit address code, the birth date
+# (YYYYMMDD), a 3-digit sequence number and a check character, 0-9 or X.
+ID_NUMBER = re.compile(r"[0-9]{17}[0-9X]\Z")
+ID_WEIGHTS = tuple(pow(2, 17 - i, 11) for i in range(17))
+ID_CHECK = "10X98765432"
 
 
 def normalise_phone(value: str, field: str = "phone") -> str:
-    cleaned = re.sub(r"[\s\-()]", "", value)
-    if cleaned.startswith("+86"):
-        cleaned = cleaned[3:]
-    if not PHONE.match(cleaned):
-        raise InvalidInput("phone must be 6-15 digits (spaces and dashes allowed)", field=field)
+    """A member's phone as stored and indexed: the 11 digits of a mainland mobile number, from
+    what people type (``138 0000 1234``, ``138-0000-1234``, ``+86 13800001234``,
+    ``8613800001234``). Anything else is refused: the field is a mobile (手机号), the number the
+    centre calls and that finds the member; an elder without one leaves it empty."""
+    cleaned = _SEPARATORS.sub("", value.translate(_WIDE))
+    for prefix in COUNTRY_PREFIXES:
+        if cleaned.startswith(prefix) and len(cleaned) == len(prefix) + 11:
+            cleaned = cleaned[len(prefix) :]
+            break
+    if not MOBILE.match(cleaned):
+        raise InvalidInput(
+            "%(field)s must be a mobile number: 11 digits, a 1 then 3 to 9 "
+            "(spaces, dashes and +86 may be typed)",
+            field=field,
+        )
     return cleaned
 
 
+def id_check_character(first17: str) -> str:
+    """The GB 11643 check character of an ID number's first 17 digits (ISO 7064 MOD 11-2)."""
+    return ID_CHECK[sum(int(d) * w for d, w in zip(first17, ID_WEIGHTS, strict=True)) % 11]
+
+
+def id_birth_date(id_number: str) -> date:
+    """The birth date an ID number (normalised: ``normalise_id_number``) holds, characters 7 to
+    14."""
+    return date(int(id_number[6:10]), int(id_number[10:12]), int(id_number[12:14]))
+
+
 def normalise_id_number(value: str, field: str = "id_number") -> str:
-    cleaned = value.replace(" ", "").upper()
+    """A resident ID number as stored and indexed: 18 characters, a lower-case x as X, spaces
+    and dashes dropped. Refused unless characters 7 to 14 are a date and the last is the
+    GB 11643 check character of the first 17 (which no single mistyped digit and no two
+    neighbouring digits swapped pass)."""
+    cleaned = _SEPARATORS.sub("", value.translate(_WIDE)).upper()
     if not ID_NUMBER.match(cleaned):
-        raise InvalidInput("id_number must be 6-20 letters or digits", field=field)
+        raise InvalidInput(
+            "%(field)s must be 18 characters: 17 digits, then a digit or X", field=field
+        )
+    try:
+        id_birth_date(cleaned)
+    except ValueError:
+        raise InvalidInput(
+            "%(field)s: characters 7 to 14 are not a date of birth (YYYYMMDD)", field=field
+        ) from None
+    if cleaned[17] != id_check_character(cleaned[:17]):
+        raise InvalidInput(
+            "%(field)s: the last character does not match the others: look for a mistyped digit",
+            field=field,
+        )
     return cleaned
 
 

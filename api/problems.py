@@ -56,8 +56,15 @@ log = logging.getLogger(__name__)
 
 
 def problem(
-    status: int, slug: str, title: str, detail: str, field: str | None = None
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    field: str | None = None,
+    fields: tuple[str, ...] = (),
 ) -> Response[dict[str, Any]]:
+    """``fields``, where a refusal is about more than ``field`` (every field of a form at fault,
+    or two that contradict each other), lists them all."""
     body: dict[str, Any] = {
         "type": f"urn:timebank:problem:{slug}",
         "title": title,
@@ -66,6 +73,8 @@ def problem(
     }
     if field is not None:
         body["field"] = field
+    if len(fields) > 1:
+        body["fields"] = list(fields)
     return Response(body, status_code=status, media_type=PROBLEM_JSON)
 
 
@@ -238,7 +247,7 @@ def _entry(request: Request[Any, Any, Any], exc: EntryError) -> Response[dict[st
 def _accounts(request: Request[Any, Any, Any], exc: AccountsError) -> Response[dict[str, Any]]:
     status = status_of(exc)
     title, detail = describe_error(exc, language(request), codes=True)
-    response = problem(status, exc.slug, title, detail, exc.field)
+    response = problem(status, exc.slug, title, detail, exc.field, exc.fields)
     if isinstance(exc, (LoginThrottled, SearchThrottled)):
         response.headers["Retry-After"] = str(exc.retry_after)
     elif status == 401:

@@ -202,6 +202,7 @@ class Problem(msgspec.Struct, kw_only=True):
     status: int
     detail: str
     field: str | None = None
+    fields: list[str] | None = None  # every field at fault, where there are several
 
 
 def problems(*statuses: int) -> dict[int, ResponseSpec]:

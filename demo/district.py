@@ -77,7 +77,7 @@ def seed_district_bank(accounts: AccountsService, care: CareService) -> dict[str
         PersonalInput(
             "王秀英",
             "13700009876",
-            id_number="320106194403150028",  # as in 鼓楼: one person in both banks
+            id_number="320106194403150027",  # as in 鼓楼: one person in both banks
             address="南京市秦淮区大光路8号1单元",
             birth_date=date(1944, 3, 15),
         ),

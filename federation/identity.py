@@ -25,9 +25,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from accounts.errors import InvalidInput
 from accounts.protection import normalise_id_number, normalise_phone
 from accounts.service import AccountsService
 
@@ -116,11 +117,23 @@ def _commit(salt_bytes: bytes, kind: str, value: str | None) -> str | None:
     return digest.hex()
 
 
+def _normalised(normalise: Callable[[str], str], value: str | None) -> str | None:
+    """A stored number as registration normalises it now; one stored before the rules were
+    strict (a landline, an ID number without its check character) as it was stored: it still
+    matches itself, and a transfer is not refused for it."""
+    if value is None:
+        return None
+    try:
+        return normalise(value)
+    except InvalidInput:
+        return value
+
+
 def person(salt_bytes: bytes, id_number: str | None, phone: str | None) -> Person:
     """The commitments to a person's (already normalised) ID number and phone."""
     return Person(
-        _commit(salt_bytes, "id", None if id_number is None else normalise_id_number(id_number)),
-        _commit(salt_bytes, "phone", None if phone is None else normalise_phone(phone)),
+        _commit(salt_bytes, "id", _normalised(normalise_id_number, id_number)),
+        _commit(salt_bytes, "phone", _normalised(normalise_phone, phone)),
     )
 
 

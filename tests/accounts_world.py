@@ -86,7 +86,7 @@ def build_world(settings: Settings, log: Log) -> Iterator[World]:
             person(
                 "李志强",
                 "13800001111",
-                id_number="320106198504020011",
+                id_number="320106198504020019",
                 address="南京市鼓楼区湖南路1号",
             ),
             volunteer=True,
@@ -102,7 +102,7 @@ def build_world(settings: Settings, log: Log) -> Iterator[World]:
                 "王秀英",
                 "13800002222",
                 birth_date=date(1944, 3, 15),
-                id_number="320106194403150028",
+                id_number="320106194403150027",
                 address="南京市鼓楼区湖南路12号",
                 health_notes="高血压",
             ),

@@ -64,7 +64,7 @@ def test_actions_refusals_failed_logins_and_pii_reads_are_recorded(world: World)
     reveal = next(e for e in events if e.action.startswith("GET /v1/members"))
     assert reveal.actor == w.ids["staff-a"] and reveal.objects == (w.ids["elder-a"],)
     dump = json.dumps([e.to_json() for e in events], ensure_ascii=False)
-    for personal in ("王秀英", "13800002222", "320106194403150028", "arranging"):
+    for personal in ("王秀英", "13800002222", "320106194403150027", "arranging"):
         assert personal not in dump
     problems, _ = check_chain(events)
     assert problems == []

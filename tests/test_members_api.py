@@ -139,7 +139,7 @@ def test_a_family_registration_tells_nothing_of_numbers_on_file(world: World) ->
     known = {"name": "测试", "phone": "138-0000-2222"}  # elder-a's phone
     unknown = {"name": "测试", "phone": "13500009876"}
     answers, ids = [], []
-    for personal in (known, unknown, {"name": "测试", "id_number": "320106194403150028"}):
+    for personal in (known, unknown, {"name": "测试", "id_number": "320106194403150027"}):
         body = {"org_id": world.ids["org_a"], "is_elder": True, "personal": personal}
         answer = world.client.post("/v1/members", headers=world.as_("vol-a"), json=body)
         answers.append((answer.status_code, answer.json()["member"]["status"]))
@@ -168,7 +168,7 @@ def test_masking_reveal_and_the_access_record(world: World) -> None:
     assert masked["personal"] == {
         "name": "王*英",
         "phone": "138****2222",
-        "id_number": "3201**********0028",
+        "id_number": "3201**********0027",
         "address": "南京市鼓****",
         "birth_year": 1944,
         "health_notes": "***",
@@ -188,7 +188,7 @@ def test_masking_reveal_and_the_access_record(world: World) -> None:
     full = world.client.get(
         f"/v1/members/{elder}?reveal_reason=arranging+a+home+visit", headers=world.as_("staff-a")
     ).json()
-    assert full["personal"]["id_number"] == "320106194403150028"
+    assert full["personal"]["id_number"] == "320106194403150027"
     assert full["personal"]["health_notes"] == "高血压" and full["personal_masked"] is False
     own = world.client.get(f"/v1/members/{elder}", headers=world.as_("elder-a")).json()
     assert own["personal"]["phone"] == "13800002222"
@@ -213,7 +213,7 @@ def test_personal_data_is_encrypted_at_rest(world: World, settings: Settings) ->
             str(v) for row in conn.execute(text("SELECT * FROM member_personal")) for v in row
         )
     engine.dispose()
-    for secret in ("320106194403150028", "13800002222", "湖南路12号", "高血压"):
+    for secret in ("320106194403150027", "13800002222", "湖南路12号", "高血压"):
         assert secret not in dump
 
 
@@ -221,7 +221,7 @@ def test_search_by_phone_or_id_uses_the_blind_index(world: World) -> None:
     hits = world.client.get("/v1/members?search=138-0000-2222", headers=world.as_("staff-a")).json()
     assert [m["id"] for m in hits] == [world.ids["elder-a"]]
     by_id = world.client.get(
-        "/v1/members?search=320106194403150028", headers=world.as_("b1-admin")
+        "/v1/members?search=320106194403150027", headers=world.as_("b1-admin")
     ).json()
     assert [m["id"] for m in by_id] == [world.ids["elder-a"]]
     other_org = world.client.get(

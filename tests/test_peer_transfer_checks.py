@@ -158,25 +158,25 @@ def test_the_id_number_decides_over_the_phone_and_relatives_count_in_either_bank
     relative: confirmed by 鼓楼's staff (the mother is a member of both banks) or by 秦淮's (the
     sender is a member of both)."""
     h, r = pair
-    sender, token = _member(h, "刘芳", "13700001111", "320102198001011234", 200, "liu-h")
+    sender, token = _member(h, "刘芳", "13700001111", "320102198001011238", 200, "liu-h")
     # 秦淮: the same phone but another ID number (her phone, given for her neighbour): refused
-    neighbour, _ = _member(r, "赵敏", "13700001111", "320102195505055678")
+    neighbour, _ = _member(r, "赵敏", "13700001111", "320102195505055679")
     status, outcome = send_as(h, sender, token, neighbour, 10, "neighbour")
     assert (status, outcome["status"], outcome["reason"]) == (201, "void", "not-related")
     # 秦淮: the same ID number with a new phone: herself
-    herself, _ = _member(r, "刘芳", "15000002222", "320102198001011234")
+    herself, _ = _member(r, "刘芳", "15000002222", "320102198001011238")
     status, outcome = send_as(h, sender, token, herself, 10, "herself")
     assert (status, outcome["status"]) == (201, "settled"), outcome
     # her mother, a confirmed relative in 鼓楼, who moved to 秦淮
-    mother_h, _ = _member(h, "刘母", None, "320102195001019999")
-    mother_r, _ = _member(r, "刘母", "025-84440000", "320102195001019999")
+    mother_h, _ = _member(h, "刘母", None, "32010219500101999X")
+    mother_r, _ = _member(r, "刘母", "13900004444", "32010219500101999X")
     status, outcome = send_as(h, sender, token, mother_r, 20, "mother-1")
     assert (status, outcome["reason"]) == (201, "not-related"), outcome
     _relatives(h, sender, mother_h)
     status, outcome = send_as(h, sender, token, mother_r, 20, "mother-2")
     assert (status, outcome["status"]) == (201, "settled"), outcome
     # her father, a member of 秦淮 only, confirmed there as her relative (her own record)
-    father, _ = _member(r, "刘父", None, "320102194901018888")
+    father, _ = _member(r, "刘父", None, "320102194901018883")
     status, outcome = send_as(h, sender, token, father, 30, "father-1")
     assert (status, outcome["reason"]) == (201, "not-related"), outcome
     _relatives(r, herself, father)

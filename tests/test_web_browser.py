@@ -9,7 +9,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Page, expect
 
 from demo.bank import DEMO_LOGINS
 from tests.web_browser import (
@@ -181,6 +181,31 @@ def test_pending_volunteer_is_told_why(server: DemoServer, browser: Browser) -> 
     login(page, "pending-en", "pending volunteer pw")  # not before the centre approves
     assert page.locator("#error").count() == 1
     assert "Until your organisation has approved you" in page.locator("p.hint").inner_text()
+    context.close()
+
+
+def test_a_sign_up_with_a_ten_digit_mobile_is_refused_then_taken(
+    server: DemoServer, browser: Browser
+) -> None:
+    """The sign-up page in Chinese: a mobile missing a digit is refused, the phone field marked
+    and kept as typed; with the digit added (spaces as typed), the same form goes through."""
+    context = phone_context(browser, server, "zh-CN")
+    page = context.new_page()
+    page.goto("/register")
+    page.fill("#name", "新来的")
+    page.fill("#phone", "139 0000 123")
+    page.fill("#username", "mobile-vol")
+    page.fill("#password", "mobile volunteer pw")
+    page.click("form.stack button[type=submit]")
+    assert "手机号须为 11 位数字，以 1 开头" in page.locator("#error").inner_text()
+    assert page.locator("#phone").get_attribute("aria-invalid") == "true"
+    assert page.locator("#phone").input_value() == "139 0000 123"
+    assert page.locator("#name").get_attribute("aria-invalid") is None
+    assert axe_violations(page) == []
+    page.fill("#phone", "139 0000 1234")
+    page.fill("#password", "mobile volunteer pw")
+    page.click("form.stack button[type=submit]")
+    expect(page.locator("h1")).to_have_text("已收到报名")
     context.close()
 
 

@@ -46,8 +46,8 @@ DAY = yesterday().date().isoformat()
 # (the form's page, where it posts, the good values, the bad ones, the words the refusal says)
 DESK_FORMS = [
     ("new", {"name": ""}, "姓名不能为空"),
-    ("new", {"phone": "12ab"}, "电话号码须为 6 到 15 位数字"),
-    ("new", {"id_number": "!!"}, "证件号码须为 6 到 20 位字母或数字"),
+    ("new", {"phone": "12ab"}, "手机号须为 11 位数字，以 1 开头"),
+    ("new", {"id_number": "!!"}, "身份证号须为 18 位"),
     ("new", {"birth_date": "2999-01-01"}, "出生日期须是 1900 年以后、今天以前的日期"),
     ("request", {"minutes": "200"}, "分钟数须在 1 到 60 之间"),
     ("request", {"start": "10:00", "end": "09:00"}, "结束时间必须晚于开始时间"),

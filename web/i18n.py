@@ -18,7 +18,7 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
 
-from accounts.errors import AccountsError, Choices, Words
+from accounts.errors import AccountsError, Choices, InvalidFields, Words
 from accounts.model import PriorityFlag
 from care.errors import CareError
 from ledger.errors import LedgerError
@@ -430,8 +430,12 @@ def describe_error(exc: AccountsError, language: str, *, codes: bool = False) ->
     """(title, detail) of a domain refusal in ``language``: its message translated whole by the
     catalog with its values filled in (words among them translated too), else as ``describe``
     finds it. ``codes``: the codes a field allows are listed with their labels (for the API,
-    whose callers send the codes; the pages' forms offer the labels)."""
+    whose callers send the codes; the pages' forms offer the labels). Several problems at once
+    (``InvalidFields``) are each described, in order."""
     _ = gettext_for(language)
+    if isinstance(exc, InvalidFields):
+        details = [describe_error(problem, language, codes=codes)[1] for problem in exc.problems]
+        return _title(exc.slug, _), ("; " if language == "en" else "；").join(details)
     if language == "en" or _(exc.template) == exc.template:
         return describe(exc.slug, str(exc), language)
     if "%(" not in exc.template:  # nothing to fill in (and a "%" in the text stays as it is)

@@ -179,6 +179,7 @@ def refusal(
         about=about,
         error=message,
         error_field=exc.field,
+        error_fields=exc.fields if isinstance(exc, AccountsError) else (exc.field,),
         **context,
     )
     if isinstance(exc, SearchThrottled):
