@@ -112,6 +112,11 @@ class Conflict(AccountsError):
     slug = "conflict"
 
 
+class NumberOnFile(Conflict):
+    """Staff registering, or approving, a phone or ID number already on file: the refusal
+    tells that the number is in the bank, so it counts as a search by number."""
+
+
 class SearchThrottled(AccountsError):
     """A login searched members by phone or ID number more often than the policy allows."""
 

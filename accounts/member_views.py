@@ -398,6 +398,24 @@ class MemberViews(Organisations):
         if retry_after is not None:
             raise SearchThrottled(retry_after)
 
+    def _check_search_limit(self, principal: Principal) -> None:
+        """SearchThrottled if the caller's login has no search by number left in the window,
+        counting nothing: a registration with a phone or ID number past the limit is held back
+        whether or not the number is on file, else its outcome (registered, or refused) would
+        tell."""
+        key = f"search-by:{principal.user_id}"
+        limit, window = (
+            self.policy.member_searches_per_window,
+            self.policy.member_search_window_seconds,
+        )
+        now = self.clock()
+        with self.store.snapshot() as tx:
+            if tx.throttle_count(key, now, window) < limit:
+                return
+            started = tx.throttle_started(key)
+        assert started is not None
+        raise SearchThrottled(max(1, math.ceil(window - (now - started).total_seconds())))
+
     def _search_indexes(self, search: str) -> list[str]:
         indexes = []
         for kind, normalise in (("phone", normalise_phone), ("id", normalise_id_number)):

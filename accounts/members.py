@@ -16,6 +16,7 @@ from accounts.errors import (
     InvalidFields,
     InvalidInput,
     NotFound,
+    NumberOnFile,
     Words,
 )
 from accounts.member_views import MemberViews
@@ -153,6 +154,36 @@ class Members(MemberViews):
             )
         if is_family and (volunteer or not elder):
             raise Forbidden("family members register elders only", field="is_volunteer")
+        # Staff learn whether a phone or ID number is on file in the bank (409), so each such
+        # refusal is a search by number, counted against the login's limit (as the audit trail
+        # records it, with its status); past the limit a registration with a number is held
+        # back either way. A registration that goes through is not counted.
+        numbered = is_staff and bool(personal.phone or personal.id_number)
+        if numbered:
+            self._check_search_limit(principal)
+        try:
+            member, user = self._register_in(
+                principal, org_id, personal, volunteer, elder, username, password, is_staff
+            )
+        except NumberOnFile:
+            self._count_search(principal)
+            raise
+        if member.status is MemberStatus.ACTIVE:
+            self._log_approval(member)
+        return NewMember(member, user)
+
+    def _register_in(
+        self,
+        principal: Principal,
+        org_id: str,
+        personal: PersonalInput,
+        volunteer: bool,
+        elder: bool,
+        username: str | None,
+        password: str | None,
+        is_staff: bool,
+    ) -> tuple[MemberRecord, User | None]:
+        is_family = not is_staff
         with self.store.transaction() as tx:
             org = tx.get(organisations, org_id)
             if org is None or org.bank_id != principal.bank_id:
@@ -189,9 +220,7 @@ class Members(MemberViews):
                     member.id,
                     principal.user_id,
                 )
-        if member.status is MemberStatus.ACTIVE:
-            self._log_approval(member)
-        return NewMember(member, user)
+        return member, user
 
     def _insert_member(
         self,
@@ -217,13 +246,13 @@ class Members(MemberViews):
             name = index_field.removesuffix("_index")
             # Where she is says what to do next: find her here, or ask who can move her.
             if org_id in holders:
-                raise Conflict(
+                raise NumberOnFile(
                     "a member of this organisation already has this %(field)s: search for it "
                     "in the member list",
                     field=name,
                 )
             if holders:
-                raise Conflict(
+                raise NumberOnFile(
                     "a member of another organisation of the bank has this %(field)s: ask the "
                     "bank's administrator",
                     field=name,
@@ -329,6 +358,32 @@ class Members(MemberViews):
     def decide_registration(
         self, principal: Principal, member_id: str, approve: bool, reason: str | None
     ) -> MemberRecord:
+        """Approve or reject a pending registration. Approving one whose phone or ID number an
+        active member has is refused (409), which tells staff the number is on file: as at
+        registration, the refusal counts as a search by number, and past the limit approving a
+        registration with a number is held back."""
+        if approve:
+            with self.store.snapshot() as tx:
+                row = tx.get(members, member_id)
+                deciding = (
+                    row is not None
+                    and row.bank_id == principal.bank_id
+                    and row.status == MemberStatus.PENDING
+                    and (principal.is_bank_admin or row.org_id in principal.orgs())
+                )
+                held = tx.personal(member_id) if deciding else None
+            if held is not None and (held.phone_index or held.id_number_index):
+                self._check_search_limit(principal)
+            try:
+                return self._decide(principal, member_id, approve, reason)
+            except NumberOnFile:
+                self._count_search(principal)
+                raise
+        return self._decide(principal, member_id, approve, reason)
+
+    def _decide(
+        self, principal: Principal, member_id: str, approve: bool, reason: str | None
+    ) -> MemberRecord:
         if approve:
             # The signed record first: if the commit below fails, a retry finds the entry
             # already appended (same id) instead of a member active without one.
@@ -344,7 +399,7 @@ class Members(MemberViews):
                         and row.status == MemberStatus.PENDING
                         and tx.index_held_by_another_active(member_id, column)
                     ):
-                        raise Conflict(
+                        raise NumberOnFile(
                             "an active member has this %(field)s: reject this registration if "
                             "it is the same person",
                             field=name,
