@@ -93,7 +93,7 @@ CARE_ERRORS = CareError InsufficientBalance NotEligible OverlappingRecord DailyC
 LEDGER_ERRORS = EntryError MalformedEntry UnbalancedPostings PostingRuleViolation ProofRequestError
 i18n-extract: $(VENV)/.installed-dev
 	$(BIN)/pybabel extract -F babel.cfg -k N_ -k translate:2 -k InvalidInput -k WeakPassword \
-	  -k Conflict -k Words -k Forbidden -k NotFound $(CARE_ERRORS:%=-k %) \
+	  -k Conflict -k NumberOnFile -k Words -k Forbidden -k NotFound $(CARE_ERRORS:%=-k %) \
 	  $(LEDGER_ERRORS:%=-k %) --no-location \
 	  --sort-output --omit-header -o web/locale/messages.pot .
 
