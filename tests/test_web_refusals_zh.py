@@ -328,7 +328,7 @@ def test_a_body_value_not_on_the_list_is_refused_without_the_decoders_english(
     world: World,  # noqa: F811
 ) -> None:
     """A reversal's reason code the API's schema does not list is refused in Chinese naming the
-    field and the value, without the decoder's "at `$.reason_code`"."""
+    field and the codes it takes with their labels, without the decoder's "at `$.reason_code`"."""
     w = world
     serve_an_hour(w)
     granted = donate_and_grant(w)
@@ -337,7 +337,11 @@ def test_a_body_value_not_on_the_list_is_refused_without_the_decoders_english(
     refused = api_detail(w, "zh-CN", "POST", "/v1/reversals", "b1-admin", **body)
     assert refused.status_code == 400, refused.text
     detail = refused.json()["detail"]
-    assert detail == "参数 reason_code 无效（'typo' 不是允许的取值）", detail
+    assert detail == (
+        "原因须为以下之一：重复记录（duplicate）、时长有误（wrong_minutes）、记错成员（wrong_member）、"
+        "服务未发生（not_served）、操作失误（mistake）、其他（other）"
+    ), detail
+    assert refused.json()["field"] == "reason_code"
     taken = api_detail(
         w, "zh-CN", "POST", "/v1/reversals", "b1-admin", **{**body, "reason_code": "duplicate"}
     )
