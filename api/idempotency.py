@@ -240,8 +240,8 @@ class IdempotencyMiddleware(ASGIMiddleware):
         accounts: AccountsService = scope["litestar_app"].state.accounts
         store = IdempotencyStore(accounts.store.database, accounts.protector, accounts.clock())
         await self._purge_if_due(store)
-        # Who calls and the key's claim in one trip to a worker thread (each trip is a wake-up
-        # of another thread and of the event loop: a profile of donations counted seven).
+        # Who calls and the key's claim submitted in one trip to a worker thread (each trip is a
+        # wake-up of another thread and of the event loop); its batch is awaited on the loop.
         claimed = await _claim(scope, store, method, path, key, body)
         if claimed is None:  # the handler answers 401, or runs unprotected on an open route
             await next_app(scope, replay_receive, send)
