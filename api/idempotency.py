@@ -42,8 +42,9 @@ from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Sen
 from litestar.types.asgi_types import HTTPRequestEvent
 
 from accounts.errors import AccountsError
+from accounts.model import Principal
 from accounts.service import AccountsService
-from api.auth import PRINCIPAL_STATE_KEY, authenticate
+from api.auth import PRINCIPAL_STATE_KEY, PrincipalCache, authenticate
 from api.problems import (
     KEY_IN_PROGRESS,
     KEY_MALFORMED_TITLE,
@@ -121,36 +122,67 @@ def applies_to(method: str, path: str) -> bool:
     return not any(path == p or path.startswith(p + "-") for p in NOT_IDEMPOTENT)
 
 
-def _caller(scope: Scope) -> str | None:
-    """``user:<id>``, ``partner:<key id>``, ``anonymous`` without a token, None for a token
-    that does not authenticate (such requests are passed through, never stored). The
-    principal is left in the request's state for the handler: one authentication a request."""
+def _bearer(scope: Scope) -> str | None:
+    """The request's bearer token (its session cookie's in a browser); ``""`` without either;
+    None for an ``Authorization`` that is not one bearer token."""
     values = [v for k, v in scope["headers"] if k.lower() == b"authorization"]
     if not values:
         cookie = session_cookie_token(scope["headers"])
-        if cookie is None:
-            return "anonymous"
-        values = [b"Bearer " + cookie.encode("latin-1")]
+        return "" if cookie is None else cookie
     scheme, _, token = values[0].decode("latin-1").partition(" ")
     if len(values) != 1 or scheme.lower() != "bearer" or not token.strip():
         return None
-    try:
-        principal = authenticate(scope["litestar_app"].state, token.strip())
-    except AccountsError:
-        return None
+    return token.strip()
+
+
+def _caller_of(scope: Scope, principal: Principal) -> str:
+    """``user:<id>`` or ``partner:<key id>``; the principal is left in the request's state
+    for the handler: one authentication a request."""
     scope.setdefault("state", {})[PRINCIPAL_STATE_KEY] = principal
     if principal.partner_key_id is not None:
         return f"partner:{principal.partner_key_id}"
     return f"user:{principal.user_id}"
 
 
+def _caller(scope: Scope) -> str | None:
+    """``user:<id>``, ``partner:<key id>``, ``anonymous`` without a token, None for a token
+    that does not authenticate (such requests are passed through, never stored). A token not
+    in memory is looked up: call it in a worker thread."""
+    token = _bearer(scope)
+    if not token:
+        return None if token is None else "anonymous"
+    try:
+        principal = authenticate(scope["litestar_app"].state, token)
+    except AccountsError:
+        return None
+    return _caller_of(scope, principal)
+
+
+def _remembered_caller(scope: Scope) -> str | None:
+    """``_caller`` without I/O, safe on the event loop: None when it would have to look the
+    token up (or the header is not one bearer token)."""
+    token = _bearer(scope)
+    if not token:
+        return None if token is None else "anonymous"
+    state = scope["litestar_app"].state
+    cache: PrincipalCache = state.principals
+    principal = cache.remembered(state.accounts, token)
+    return None if principal is None else _caller_of(scope, principal)
+
+
 def _submit_claim(
-    scope: Scope, store: IdempotencyStore, method: str, path: str, key: str, body: bytes
+    caller: str | None,
+    scope: Scope,
+    store: IdempotencyStore,
+    method: str,
+    path: str,
+    key: str,
+    body: bytes,
 ) -> tuple[str, str, Pending[Claim]] | None:
     """The key's row id, the request's fingerprint and its claim, submitted to the group
     commit; None when the caller's token does not authenticate (nothing is claimed or stored
-    for such requests)."""
-    caller = _caller(scope)
+    for such requests). ``caller`` None: look it up (in a worker thread)."""
+    caller = caller or _caller(scope)
     if caller is None:
         return None
     row_id = key_id(caller, method, path, key)
@@ -163,9 +195,15 @@ async def _claim(
     scope: Scope, store: IdempotencyStore, method: str, path: str, key: str, body: bytes
 ) -> tuple[str, Claim] | None:
     """The key's row id and its claim, durable when this returns; None when the caller's
-    token does not authenticate. Who calls is read in a worker thread (a token not in memory
-    is looked up); the claim's batch is awaited on the loop, parking no thread."""
-    submitted = await anyio.to_thread.run_sync(_submit_claim, scope, store, method, path, key, body)
+    token does not authenticate. A caller this process remembers is known on the event loop,
+    and its claim submitted there; any other is looked up, and the claim submitted, in one
+    trip to a worker thread. The claim's batch is awaited on the loop, parking no thread."""
+    asked = (scope, store, method, path, key, body)
+    known = _remembered_caller(scope)
+    if known is not None:
+        submitted = _submit_claim(known, *asked)
+    else:
+        submitted = await anyio.to_thread.run_sync(_submit_claim, None, *asked)
     if submitted is None:
         return None
     row_id, fingerprint, pending = submitted
@@ -240,8 +278,8 @@ class IdempotencyMiddleware(ASGIMiddleware):
         accounts: AccountsService = scope["litestar_app"].state.accounts
         store = IdempotencyStore(accounts.store.database, accounts.protector, accounts.clock())
         await self._purge_if_due(store)
-        # Who calls and the key's claim submitted in one trip to a worker thread (each trip is a
-        # wake-up of another thread and of the event loop); its batch is awaited on the loop.
+        # Who calls and the key's claim: on the loop when this process remembers the caller,
+        # else in one trip to a worker thread; the claim's batch is awaited on the loop.
         claimed = await _claim(scope, store, method, path, key, body)
         if claimed is None:  # the handler answers 401, or runs unprotected on an open route
             await next_app(scope, replay_receive, send)

@@ -40,7 +40,7 @@ import asyncio
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import groupby
 from typing import Any, Generic, TypeVar
 
@@ -78,7 +78,7 @@ class Later(Generic[R]):
 class _Job(Generic[R]):
     work: Callable[[Connection], R | Refused | Later[R]]
     pipelined: bool  # runs its statements through database.driver only (see GroupCommit.run)
-    wake: threading.Event = field(default_factory=threading.Event)  # finished, or to lead
+    wake: threading.Event | None = None  # a waiting thread's: finished, or to lead
     finished: bool = False
     waiting: bool = False  # its caller waits for it (and may be handed leadership)
     lead: bool = False  # handed leadership while waiting
@@ -160,6 +160,7 @@ class GroupCommit:
     def _wait(self, job: _Job[R]) -> R:
         with self._lock:
             job.waiting = True
+            wake = job.wake = threading.Event()  # only a thread that waits needs one
             lead = not job.finished and not self._leading
             if lead:
                 self._leading = True
@@ -167,8 +168,8 @@ class GroupCommit:
             if lead:
                 self._commit_next_batch()
             else:
-                job.wake.wait()
-                job.wake.clear()
+                wake.wait()
+                wake.clear()
             lead, job.lead = job.lead, False
         if job.error is not None:
             raise job.error
@@ -184,7 +185,9 @@ class GroupCommit:
                     self._leading = True
                     self._hand_to_leader_thread()
         if job.future is not None:
-            await asyncio.shield(job.future)  # cancelling the caller does not undo the work
+            # Not shielded (a shield costs each caller another turn of the loop): a cancelled
+            # caller's future is cancelled, and its work is committed all the same.
+            await job.future
         if job.error is not None:
             raise job.error
         return job.result  # type: ignore[no-any-return]
@@ -219,7 +222,8 @@ class GroupCommit:
                 self.jobs += len(batch)
                 for job in batch:
                     job.finished = True
-                    job.wake.set()
+                    if job.wake is not None:
+                        job.wake.set()
                     if job.future is not None:
                         awaited.setdefault(job.future.get_loop(), []).append(job.future)
                 # Hand over to the oldest caller that waits (a submitted job whose caller does
@@ -231,6 +235,7 @@ class GroupCommit:
                 elif heir.future is not None:
                     self._hand_to_leader_thread()
                 else:
+                    assert heir.wake is not None  # it waits in a thread
                     heir.lead = True
                     heir.wake.set()
             for loop, futures in awaited.items():  # one wake-up of each loop for its callers
