@@ -22,8 +22,9 @@ import re
 import secrets
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
+from functools import partial
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -75,29 +76,37 @@ def load_or_create_data_key(path: Path) -> bytes:
     return key
 
 
+def _derived(data_key: bytes, purpose: bytes) -> bytes:
+    return hmac.new(data_key, purpose, hashlib.sha256).digest()
+
+
 @dataclass(frozen=True)
 class Protector:
     data_key: bytes
+    # Derived once: every keyed request seals, indexes or names with them (docs/performance.md).
+    _index_key: bytes = field(init=False, repr=False, compare=False)
+    _pseudonym_key: bytes = field(init=False, repr=False, compare=False)
+    _reference_key: bytes = field(init=False, repr=False, compare=False)
+    _aead: AESGCM = field(init=False, repr=False, compare=False)
 
-    @property
-    def _index_key(self) -> bytes:
-        return hmac.new(self.data_key, b"timebank blind index v1", hashlib.sha256).digest()
+    def __post_init__(self) -> None:
+        derive = partial(_derived, self.data_key)
+        object.__setattr__(self, "_index_key", derive(b"timebank blind index v1"))
+        object.__setattr__(self, "_pseudonym_key", derive(b"timebank log pseudonym v1"))
+        object.__setattr__(self, "_reference_key", derive(b"timebank log reference v1"))
+        object.__setattr__(self, "_aead", AESGCM(self.data_key))
 
     def seal(self, value: str, member_id: str, field: str) -> bytes:
         nonce = secrets.token_bytes(NONCE_BYTES)
         aad = f"{member_id}/{field}".encode()
-        return VERSION + nonce + AESGCM(self.data_key).encrypt(nonce, value.encode(), aad)
+        return VERSION + nonce + self._aead.encrypt(nonce, value.encode(), aad)
 
     def open(self, sealed: bytes, member_id: str, field: str) -> str:
         if sealed[:1] != VERSION:
             raise DataKeyError(f"unknown ciphertext version for {field}")
         nonce, body = sealed[1 : 1 + NONCE_BYTES], sealed[1 + NONCE_BYTES :]
         aad = f"{member_id}/{field}".encode()
-        return AESGCM(self.data_key).decrypt(nonce, body, aad).decode()
-
-    @property
-    def _pseudonym_key(self) -> bytes:
-        return hmac.new(self.data_key, b"timebank log pseudonym v1", hashlib.sha256).digest()
+        return self._aead.decrypt(nonce, body, aad).decode()
 
     def pseudonym(self, entry_id: str, person: str) -> str:
         """How the public log names a person who acted in entry ``entry_id``: ``p:`` and 20 hex
@@ -109,10 +118,6 @@ class Protector:
             return ""
         mac = hmac.new(self._pseudonym_key, f"{entry_id}\x00{person}".encode(), hashlib.sha256)
         return "p:" + mac.hexdigest()[:20]
-
-    @property
-    def _reference_key(self) -> bytes:
-        return hmac.new(self.data_key, b"timebank log reference v1", hashlib.sha256).digest()
 
     def reference(self, kind: str, object_id: str) -> str:
         """How the public log names a request or a record: 20 hex digits of a keyed hash, the
