@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -37,8 +38,8 @@ from sqlalchemy import (
 )
 
 from database import Database, metadata, opened
-from database.driver import driver_rows, driver_send
-from database.group import Pending
+from database.driver import driver_rows
+from database.group import Pending, Row, RowStatement
 from ledger import AppendResult, LedgerPort
 from ledger.entry import canonical_json
 from ledger.kinds import Seal as SealEntry
@@ -173,6 +174,18 @@ _INSERT_EVENT_SQL = (
 )
 
 
+@lru_cache(maxsize=64)
+def _insert_events(count: int) -> str:
+    marks = f"({', '.join('?' * len(_EVENT_COLUMNS))})"
+    return (
+        f"INSERT INTO audit_events ({', '.join(_EVENT_COLUMNS)})"  # noqa: S608 - names, no values
+        f" VALUES {', '.join([marks] * count)}"
+    )
+
+
+_EVENT_ROW = RowStatement(_INSERT_EVENT_SQL, _insert_events)
+
+
 @dataclass(frozen=True)
 class _Head:
     seq: int
@@ -258,7 +271,7 @@ class AuditTrail:
     ) -> Pending[AuditEvent]:
         """``record``, submitted: the event is durable once the ``Pending`` is waited for."""
 
-        def append(conn: Connection) -> AuditEvent:
+        def append(conn: Connection) -> Row[AuditEvent]:
             # one batch at a time, on PostgreSQL under the group's lock: the chain stays a chain
             last = _chain_head(conn)
             event = AuditEvent(
@@ -277,12 +290,12 @@ class AuditTrail:
                 prev=last.hash if last else ZERO,
             )
             row = _row(event)
-            driver_send(conn, _INSERT_EVENT_SQL, [row[name] for name in _EVENT_COLUMNS])
             _remember_head(conn, _Head(event.seq, row["hash"]))
-            return event
+            values = tuple(row[name] for name in _EVENT_COLUMNS)
+            return Row(_EVENT_ROW, event.seq, values, event)
 
         # Pipelined: in a batch the chain's head is read once (waiting for the statements
-        # sent before it) and the events are sent without waiting (``database.group``).
+        # sent before it) and the events go out as one statement (``database.group.Row``).
         return self.database.group.submit(append, pipelined=True)
 
     def head(self) -> tuple[int, bytes]:

@@ -24,8 +24,16 @@ through all of them. Pieces written only with ``database.driver``'s functions ar
 ``pipelined``: a batch sends their statements in psycopg's pipeline mode, so a batch of claims,
 completions and audit events waits on the server about three times (its ``BEGIN``, the lock
 and the statements up to the audit chain's head; the rest; the ``COMMIT``) instead of once or
-twice a piece. A piece that needs an answer to go on returns ``Later``: it is finished once
-everything is sent.
+twice a piece.
+
+A piece that writes one row of a statement many pieces send (a key's claim, a completion, an
+audit event) returns ``Row``: on PostgreSQL the batch sends the rows of each such statement as
+**one** statement of many rows, at the end of its pipelined pieces; a batch of pipelined pieces
+alone also sends its ``COMMIT`` there. Each statement a pipeline sends is a wait for the
+socket, and each wait for the server a trip of the leader's thread for the interpreter lock,
+which the event loop may hold for up to the switch interval (5 ms), with the batches' lock held
+all along (docs/performance.md). A piece whose row did not go in (a key claimed before) then
+runs its ``Row.otherwise`` in the next batch.
 
 A caller on an event loop awaits ``Pending.wait_async`` instead of parking a worker thread in
 ``wait``: its turn to lead goes to the group's own leader thread, and each batch wakes each
@@ -46,7 +54,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine
 
-from database.driver import driver_rows, driver_send, pipelined
+from database.driver import driver_later, driver_rows, driver_send, pipelined
 
 R = TypeVar("R")
 
@@ -66,17 +74,46 @@ class Refused:
 
 
 @dataclass(frozen=True)
-class Later(Generic[R]):
-    """What a piece returns when its result is read after the batch's other pieces ran: it
-    sent a statement with ``database.driver.driver_later`` inside the batch's pipeline, and
-    ``finish`` reads its rows (and may run more statements) to give the result."""
+class RowStatement:
+    """A statement of one row's values, which a batch sends once for every piece's row.
 
-    finish: Callable[[], R | Refused]
+    ``one`` has ``?`` marks for one row (SQLite, and a batch run piece by piece); ``many(n)``
+    is the same statement for ``n`` rows, their values one row after the other, PostgreSQL's
+    SQL. With ``returning``, the statement returns its rows' keys (an ``INSERT ... ON CONFLICT
+    DO NOTHING RETURNING id`` says which rows it inserted). A statement's rows are distinct
+    by their key: a row whose key an earlier piece of the batch sent is not sent, and its
+    piece is told that nothing came back for it."""
+
+    one: str
+    many: Callable[[int], str]
+    returning: bool = False
+
+
+@dataclass(frozen=True)
+class Row(Generic[R]):
+    """What a piece returns to have its one row of ``statement`` (``values``, in the order of
+    its marks) sent with the other pieces' rows: its result is ``result`` once the row is
+    sent (with ``returning``: once it came back). A row of a ``returning`` statement that did
+    not come back (its key was taken) runs ``otherwise`` instead: in the same transaction, or,
+    when the batch committed with its rows, in the next batch."""
+
+    statement: RowStatement
+    key: Any
+    values: tuple[Any, ...]
+    result: R
+    otherwise: Callable[[Connection], R | Refused] | None = None
+
+
+@dataclass(frozen=True)
+class _Again(Generic[R]):
+    """A piece's ``Row.otherwise``, to run in the next batch (its batch has committed)."""
+
+    work: Callable[[Connection], R | Refused]
 
 
 @dataclass(eq=False)
 class _Job(Generic[R]):
-    work: Callable[[Connection], R | Refused | Later[R]]
+    work: Callable[[Connection], R | Refused | Row[R]]
     pipelined: bool  # runs its statements through database.driver only (see GroupCommit.run)
     wake: threading.Event | None = None  # a waiting thread's: finished, or to lead
     finished: bool = False
@@ -134,19 +171,26 @@ class GroupCommit:
         self.retried = 0  # batches run again piece by piece because a piece failed
 
     def run(
-        self, work: Callable[[Connection], R | Refused | Later[R]], *, pipelined: bool = False
+        self,
+        work: Callable[[Connection], R | Refused | Row[R]],
+        *,
+        pipelined: bool = False,
     ) -> R:
         """Run ``work(conn)`` inside a write transaction shared with concurrent callers; return
         its result once committed (or raise its error, or the commit's).
 
         ``pipelined`` work runs its statements only through ``database.driver``'s
         ``driver_send``, ``driver_later`` and ``driver_rows`` (the last only for statements
-        that return rows): on PostgreSQL the batch runs such work in psycopg's pipeline mode,
-        so its statements share round trips (``database.driver.pipelined``)."""
+        that return rows), or returns a ``Row``: on PostgreSQL the batch runs such work in
+        psycopg's pipeline mode, so its statements share round trips
+        (``database.driver.pipelined``)."""
         return self.submit(work, pipelined=pipelined).wait()
 
     def submit(
-        self, work: Callable[[Connection], R | Refused | Later[R]], *, pipelined: bool = False
+        self,
+        work: Callable[[Connection], R | Refused | Row[R]],
+        *,
+        pipelined: bool = False,
     ) -> Pending[R]:
         """Queue ``work`` without waiting for it: it is committed in the batch of whichever
         caller leads next (a request's last two writes, the key's completion and its audit
@@ -220,7 +264,13 @@ class GroupCommit:
             with self._lock:
                 self.batches += 1
                 self.jobs += len(batch)
+                again = [job for job in batch if isinstance(job.result, _Again)]
+                for job in again:  # at the head of the queue, for the next batch
+                    job.work, job.pipelined, job.result = job.result.work, False, None
+                self._queue[:0] = again
                 for job in batch:
+                    if job in again:
+                        continue
                     job.finished = True
                     if job.wake is not None:
                         job.wake.set()
@@ -294,15 +344,30 @@ class GroupCommit:
     def _run_together(self, conn: Connection, batch: list[_Job[Any]]) -> list[Any]:
         results: list[Any] = []
         begun = not self.serialize
+        # On PostgreSQL a batch of pipelined pieces alone commits in its pipeline: one wait
+        # for the server (and one trip for the interpreter lock) fewer.
+        commit_in_pipeline = self.serialize and all(job.pipelined for job in batch)
         for piped, jobs in groupby(batch, key=lambda job: job.pipelined):
             with pipelined(conn) if piped else nullcontext():  # leaving it waits for the rest
                 if not begun:
                     driver_send(conn, "BEGIN", ())
                     driver_send(conn, _PG_GROUP_LOCK_SQL, ())
                     begun = True
+                start = len(results)
                 for job in jobs:
                     results.append(job.work(conn))
-        return [r.finish() if isinstance(r, Later) else r for r in results]
+                returned = _send_rows(conn, results[start:])
+                if commit_in_pipeline:
+                    driver_send(conn, "COMMIT", ())
+            for at, keys in returned.items():
+                row: Row[Any] = results[start + at]
+                if row.otherwise is None or (keys is not None and row.key in keys()):
+                    results[start + at] = row.result
+                elif commit_in_pipeline:
+                    results[start + at] = _Again(row.otherwise)
+                else:
+                    results[start + at] = row.otherwise(conn)
+        return results
 
     def _commit_apart(self, batch: list[_Job[Any]]) -> None:
         """Each piece under its own savepoint, so a failing one is rolled back alone."""
@@ -314,8 +379,12 @@ class GroupCommit:
                     savepoint = conn.begin_nested()
                     try:
                         result = job.work(conn)
-                        if isinstance(result, Later):
-                            result = result.finish()
+                        if isinstance(result, Row):
+                            came_back = _row_alone(conn, result)
+                            if result.otherwise is None or came_back:
+                                result = result.result
+                            else:
+                                result = result.otherwise(conn)
                     except Exception as exc:
                         savepoint.rollback()
                         job.error = exc
@@ -341,3 +410,61 @@ def _settle(job: _Job[Any], result: object) -> None:
         job.error = result.error
     else:
         job.result = result
+
+
+def _send_rows(conn: Connection, results: list[Any]) -> dict[int, Callable[[], set[Any]] | None]:
+    """Send the ``Row`` s among ``results`` (a run of pieces' results, by position): on
+    PostgreSQL one statement of many rows for each ``RowStatement``, on SQLite a row at a
+    time. For each position holding a ``Row``: how to read the keys its statement returned
+    (once the pipeline has ended), None for a row that was not sent (a repeat) or a statement
+    without ``returning``."""
+    by_statement: dict[RowStatement, list[int]] = {}
+    for at, result in enumerate(results):
+        if isinstance(result, Row):
+            by_statement.setdefault(result.statement, []).append(at)
+    returned: dict[int, Callable[[], set[Any]] | None] = {}
+    for statement, positions in by_statement.items():
+        sent: dict[Any, int] = {}
+        for at in positions:
+            key = results[at].key
+            if key in sent:
+                returned[at] = None  # an earlier piece's row has this key
+            else:
+                sent[key] = at
+        rows = [results[at].values for at in sent.values()]
+        if conn.dialect.name == "sqlite":
+            for at in sent.values():
+                returned[at] = _known(_row_alone(conn, results[at]), results[at].key)
+            continue
+        sql, values = statement.many(len(rows)), tuple(value for row in rows for value in row)
+        read = None
+        if statement.returning:
+            read = _first_values(driver_later(conn, sql, values))
+        else:
+            driver_send(conn, sql, values)
+        for at in sent.values():
+            returned[at] = read
+    return returned
+
+
+def _first_values(later: Callable[[], list[tuple[Any, ...]]]) -> Callable[[], set[Any]]:
+    """The first values of ``later`` 's rows (the keys it returned), read once however many
+    pieces ask."""
+    cache: list[set[Any]] = []
+
+    def read() -> set[Any]:
+        if not cache:
+            cache.append({row[0] for row in later()})
+        return cache[0]
+
+    return read
+
+
+def _known(came_back: bool, key: Any) -> Callable[[], set[Any]]:
+    return lambda: {key} if came_back else set()
+
+
+def _row_alone(conn: Connection, row: Row[Any]) -> bool:
+    """Send ``row`` by itself (a batch run piece by piece); whether it came back."""
+    found = driver_rows(conn, row.statement.one, row.values)
+    return row.statement.returning and any(r[0] == row.key for r in found)

@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, Literal
 
 from sqlalchemy import (
@@ -31,8 +32,8 @@ from sqlalchemy.exc import IntegrityError
 from accounts.protection import Protector
 from accounts.storage import TS, utc
 from database import Database, metadata
-from database.driver import driver_later, driver_rows, driver_send
-from database.group import Later, Pending
+from database.driver import driver_rows
+from database.group import Pending, Row, RowStatement
 
 KEY_HEADER = "Idempotency-Key"
 
@@ -160,6 +161,34 @@ _COMPLETE = (
 )
 
 
+# A batch's claims and completions go out as one statement each (``database.group.Row``).
+@lru_cache(maxsize=64)
+def _first_claims(count: int) -> str:
+    return (
+        "INSERT INTO idempotency_keys (id, fingerprint, lease, created_at) VALUES "  # noqa: S608 - marks, no values
+        + ", ".join(["(?, ?, ?, ?)"] * count)
+        + " ON CONFLICT DO NOTHING RETURNING id"
+    )
+
+
+@lru_cache(maxsize=64)
+def _completions(count: int) -> str:
+    # PostgreSQL only; the first row's casts type the columns of VALUES.
+    first = "(CAST(? AS TIMESTAMPTZ), CAST(? AS INTEGER), CAST(? AS BYTEA), CAST(? AS VARCHAR)"
+    rows = [first + ", CAST(? AS VARCHAR))"] + ["(?, ?, ?, ?, ?)"] * (count - 1)
+    return (
+        "UPDATE idempotency_keys AS k SET completed_at = v.completed_at,"  # noqa: S608 - marks
+        " status_code = v.status_code, response_sealed = v.response_sealed"
+        f" FROM (VALUES {', '.join(rows)})"
+        " AS v (completed_at, status_code, response_sealed, id, lease)"
+        " WHERE k.id = v.id AND k.lease = v.lease AND k.status_code IS NULL"
+    )
+
+
+_CLAIM_ROW = RowStatement(_FIRST_CLAIM, _first_claims, returning=True)
+_COMPLETE_ROW = RowStatement(_COMPLETE, _completions)
+
+
 def _timestamp(conn: Connection, value: datetime) -> Any:
     """``value`` as SQLAlchemy would bind it to ``created_at``/``completed_at`` on this
     database (SQLite stores text; psycopg takes the datetime)."""
@@ -216,14 +245,15 @@ class IdempotencyStore:
             "response_sealed": None,
         }
 
-        def claim(conn: Connection) -> Claim | Later[Claim]:
+        def claim(conn: Connection) -> Row[Claim]:
             first = (row_id, fingerprint, lease, _timestamp(conn, self.now))
-            inserted = driver_later(conn, _FIRST_CLAIM, first)
-            return Later(lambda: Claim("run", lease) if inserted() else seen_before(conn, first))
+            # Its key taken: what to do is read from the row (in its own batch on PostgreSQL).
+            return Row(_CLAIM_ROW, row_id, first, Claim("run", lease), seen_before)
 
-        def seen_before(conn: Connection, first: tuple[Any, ...]) -> Claim:
+        def seen_before(conn: Connection) -> Claim:
             row = conn.execute(_CLAIMED, {"b_id": row_id}).first()
             while row is None:  # a row purged between the two statements: the key is fresh
+                first = (row_id, fingerprint, lease, _timestamp(conn, self.now))
                 if driver_rows(conn, _FIRST_CLAIM, first):
                     return Claim("run", lease)
                 row = conn.execute(_CLAIMED, {"b_id": row_id}).first()
@@ -241,8 +271,8 @@ class IdempotencyStore:
                 return Claim("reused")
             return Claim("replay", stored=self._open(row_id, row.status_code, row.response_sealed))
 
-        # A fresh key's claim (nearly every keyed request's) is one statement sent in the
-        # group's pipeline, its answer read once the batch's statements are all sent.
+        # A fresh key's claim (nearly every keyed request's) is one row of the batch's one
+        # statement of claims, its answer read once the batch's statements are all sent.
         return self.database.group.submit(claim, pipelined=True)
 
     def complete(self, row_id: str, lease: str, response: StoredResponse) -> None:
@@ -254,9 +284,9 @@ class IdempotencyStore:
         returns, which must happen before the client has the whole response."""
         sealed = self._seal(row_id, response)
 
-        def complete(conn: Connection) -> None:
+        def complete(conn: Connection) -> Row[None]:
             values = (_timestamp(conn, self.now), response.status, sealed, row_id, lease)
-            driver_send(conn, _COMPLETE, values)
+            return Row(_COMPLETE_ROW, row_id, values, None)
 
         return self.database.group.submit(complete, pipelined=True)
 

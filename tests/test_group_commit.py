@@ -4,19 +4,23 @@ its own result or its own error, and nothing a caller was told is committed is m
 from __future__ import annotations
 
 import asyncio
+import secrets
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, func, select
 
+from accounts.protection import Protector
 from audit.trail import AuditEvent, AuditTrail, check_chain
 from database import Database
 from database.driver import driver_later, driver_send
-from database.group import GroupCommit, Later, Refused
+from database.group import GroupCommit, Refused, Row, RowStatement
+from idempotency.store import IdempotencyStore, StoredResponse
 from tests.conftest import BACKENDS, open_database
 
 scratch = MetaData()
@@ -331,14 +335,38 @@ def _leader_held(group: GroupCommit) -> Iterator[None]:
         leader.join()
 
 
-def _sent(n: int) -> Callable[[Connection], Later[int]]:
-    """Pipelined work: its insert only sent, its answer read back once the batch's statements
-    are all sent."""
+_NOTE_ROW = RowStatement(
+    "INSERT INTO group_commit_notes (id, text) VALUES (?, ?) ON CONFLICT DO NOTHING RETURNING id",
+    lambda count: (
+        "INSERT INTO group_commit_notes (id, text) VALUES "
+        + ", ".join(["(?, ?)"] * count)
+        + " ON CONFLICT DO NOTHING RETURNING id"
+    ),
+    returning=True,
+)
+_PLAIN_NOTE_ROW = RowStatement(
+    "INSERT INTO group_commit_notes (id, text) VALUES (?, ?)",
+    lambda count: (
+        "INSERT INTO group_commit_notes (id, text) VALUES " + ", ".join(["(?, ?)"] * count)
+    ),
+)
 
-    def work(conn: Connection) -> Later[int]:
-        driver_send(conn, "INSERT INTO group_commit_notes (id, text) VALUES (?, ?)", (n, "sent"))
-        count = driver_later(conn, "SELECT count(*) FROM group_commit_notes WHERE id = ?", (n,))
-        return Later(lambda: n * 10 + count()[0][0])
+
+def _sent(n: int) -> Callable[[Connection], Row[int]]:
+    """Pipelined work: its note one row of the batch's one insert (failing on a taken id),
+    answered once the batch's statements are all sent."""
+
+    def work(conn: Connection) -> Row[int]:
+        return Row(_PLAIN_NOTE_ROW, n, (n, "sent"), n * 10 + 1)
+
+    return work
+
+
+def _claimed(n: int, text: str) -> Callable[[Connection], Row[str]]:
+    """Pipelined work that learns whether its row was inserted (``ON CONFLICT DO NOTHING``)."""
+
+    def work(conn: Connection) -> Row[str]:
+        return Row(_NOTE_ROW, n, (n, text), text, lambda conn: "taken")
 
     return work
 
@@ -353,13 +381,38 @@ def test_pipelined_work_shares_round_trips_and_each_caller_gets_its_answer(
     def plain_count(conn: Connection) -> int:
         return int(conn.execute(select(func.count()).select_from(notes)).scalar_one())
 
+    def sent_alone(conn: Connection) -> int:
+        driver_send(conn, "INSERT INTO group_commit_notes (id, text) VALUES (?, ?)", (99, "alone"))
+        count = driver_later(conn, "SELECT count(*) FROM group_commit_notes WHERE id = ?", (99,))
+        return int(count()[0][0])  # waits for everything sent so far
+
     with _leader_held(group):
         sent = [group.submit(_sent(n), pipelined=True) for n in range(1, 7)]
+        alone = group.submit(sent_alone, pipelined=True)
         counted = group.submit(plain_count)
     assert [p.wait() for p in sent] == [n * 10 + 1 for n in range(1, 7)]
-    assert counted.wait() == 6
-    assert group.batches == 2  # the leader's, then all seven together
+    assert alone.wait() == 1
+    assert counted.wait() == 7
+    assert group.batches == 2  # the leader's, then all eight together
     assert group.retried == 0
+
+
+def test_each_piece_learns_whether_its_row_of_a_shared_statement_went_in(
+    database: Database,
+) -> None:
+    """Rows of one statement go out together; with ``ON CONFLICT DO NOTHING RETURNING`` each
+    piece learns whether its row was inserted: not when the key was taken before, nor when an
+    earlier piece of the same batch sent the same key (as two claims of one key would)."""
+    group = database.group
+    group.run(_insert(2))
+    with _leader_held(group):
+        asked = [(1, "first"), (2, "second"), (1, "again"), (3, "third")]
+        pending = [group.submit(_claimed(n, text), pipelined=True) for n, text in asked]
+    assert [p.wait() for p in pending] == ["first", "taken", "taken", "third"]
+    assert group.retried == 0
+    with database.reader.begin() as conn:
+        stored = {row.id: row.text for row in conn.execute(select(notes.c.id, notes.c.text))}
+    assert stored == {1: "first", 2: "note 2", 3: "third"}
 
 
 def test_a_pipelined_statement_that_fails_fails_its_caller_alone(database: Database) -> None:
@@ -450,3 +503,31 @@ def test_a_cancelled_caller_on_a_loop_does_not_undo_its_work(database: Database)
     assert group.run(_insert(2)) == 20  # the group still leads and commits afterwards
     with database.reader.begin() as conn:
         assert conn.execute(select(func.count()).select_from(notes)).scalar_one() == 2
+
+
+def test_keys_claimed_and_completed_in_one_batch_each_get_their_own_answer(
+    database: Database,
+) -> None:
+    """A batch of claims and completions (each one statement of many rows on PostgreSQL): a
+    fresh key runs; the same key claimed twice in the batch runs once, the other is told it is
+    in progress; each completion stores its own response, replayed to its own key only."""
+    store = IdempotencyStore(
+        database, Protector(secrets.token_bytes(32)), datetime.now(UTC).replace(microsecond=0)
+    )
+    group = database.group
+    first = {n: store.claim(f"key-{n}", f"print-{n}") for n in range(3)}
+    assert {claim.outcome for claim in first.values()} == {"run"}
+    answers = {
+        n: StoredResponse(200 + n, [(b"content-type", b"text/plain")], b"%d" % n) for n in range(3)
+    }
+    with _leader_held(group):
+        completed = [store.complete_later(f"key-{n}", first[n].lease, answers[n]) for n in range(3)]
+        claims = [store.claim_later(f"key-{n}", f"print-{n}") for n in (3, 4, 3)]
+    for pending in completed:
+        pending.wait()
+    assert [pending.wait().outcome for pending in claims] == ["run", "run", "in_progress"]
+    assert group.retried == 0
+    replays = {n: store.claim(f"key-{n}", f"print-{n}") for n in range(3)}
+    assert {n: claim.outcome for n, claim in replays.items()} == dict.fromkeys(range(3), "replay")
+    assert {n: claim.stored for n, claim in replays.items()} == answers
+    assert store.claim("key-0", "another body").outcome == "reused"
