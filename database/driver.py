@@ -17,6 +17,7 @@ through every one of its waits.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
@@ -165,11 +166,30 @@ def driver_many_together(
     try:
         with _mapped(conn, statements), dbapi.pipeline():
             for sql, rows in statements:
-                cursor.executemany(sql.replace("?", "%s"), rows)
+                for at in range(0, len(rows), ROWS_A_STATEMENT):
+                    _send_many(cursor, sql, rows[at : at + ROWS_A_STATEMENT])
             if commit:
                 cursor.execute("COMMIT")
     finally:
         cursor.close()
+
+
+# Rows of one INSERT sent as one statement on PostgreSQL (well under its 65,535 parameters).
+ROWS_A_STATEMENT = 500
+_VALUES = re.compile(r"\bVALUES\s*(\([?,\s]*\))", re.IGNORECASE)
+
+
+def _send_many(cursor: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    """``sql`` for each of ``rows`` in a pipeline: an ``INSERT ... VALUES (?, ...)`` as one
+    statement of all the rows (psycopg's ``executemany`` sends a statement a row, and each is a
+    wait for the socket, a trip for the interpreter lock), any other statement a row each."""
+    found = _VALUES.search(sql)
+    if found is None or not sql.lstrip().upper().startswith("INSERT") or len(rows) == 1:
+        cursor.executemany(sql.replace("?", "%s"), rows)
+        return
+    group = found.group(1)
+    many = sql[: found.start(1)] + ", ".join([group] * len(rows)) + sql[found.end(1) :]
+    cursor.execute(many.replace("?", "%s"), [value for row in rows for value in row])
 
 
 @contextmanager

@@ -11,6 +11,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, exc, select
 
 from database import Database
 from database.driver import (
+    ROWS_A_STATEMENT,
     driver_many_together,
     driver_rows,
     driver_rows_together,
@@ -79,6 +80,37 @@ def test_statements_sent_together_give_each_its_rows_in_order(database: Database
     assert found == [[("FIVE",)], [(4,), (5,)], []]
     with database.reader.begin() as conn:
         assert conn.execute(select(things.c.id)).scalars().all() == [4, 5]
+
+
+def test_many_rows_of_an_insert_sent_together_are_all_written(database: Database) -> None:
+    """On PostgreSQL an insert's rows go out as statements of up to ``ROWS_A_STATEMENT`` rows
+    each (one for the upsert's too): every row is written once, whatever the count."""
+    count = 2 * ROWS_A_STATEMENT + 7
+    upsert = (
+        "INSERT INTO driver_things (id, name) VALUES (?, ?)"
+        " ON CONFLICT (id) DO UPDATE SET name = excluded.name"
+    )
+    with database.writer.begin() as conn:
+        driver_many_together(
+            conn,
+            [
+                (
+                    "INSERT INTO driver_things (id, name) VALUES (?, ?)",
+                    [(n, f"n{n}") for n in range(count)],
+                ),
+                (upsert, [(0, "zero"), (2**40 % 1000 + count, "big"), (1, "one")]),
+            ],
+        )
+    with database.reader.begin() as conn:
+        stored = {row.id: row.name for row in conn.execute(select(things.c.id, things.c.name))}
+    assert len(stored) == count + 1
+    assert (stored[0], stored[1], stored[2], stored[count - 1]) == (
+        "zero",
+        "one",
+        "n2",
+        f"n{count - 1}",
+    )
+    assert stored[2**40 % 1000 + count] == "big"
 
 
 def test_an_error_among_statements_sent_together_is_sqlalchemys_and_writes_nothing(
