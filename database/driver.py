@@ -153,9 +153,10 @@ def driver_rows_together(
 def driver_many_together(
     conn: Connection, statements: Sequence[tuple[str, Sequence[Any]]], *, commit: bool = False
 ) -> None:
-    """One ``executemany`` of each ``(sql, rows)``, in order, none returning rows: on
-    PostgreSQL sent together and waited for once, with ``commit`` the transaction's ``COMMIT``
-    in the same round trip (for a transaction begun by a statement, ``LedgerStore.write``)."""
+    """Each ``(sql, rows)``, in order, none returning rows: on PostgreSQL sent together (an
+    insert's rows as one statement, ``_send_many``) and waited for once, with ``commit`` the
+    transaction's ``COMMIT`` in the same round trip (for a transaction begun by a statement,
+    ``LedgerStore.write``); on SQLite one ``executemany`` each."""
     if conn.dialect.name == "sqlite":
         assert not commit, "on SQLite the transaction commits where it was begun"
         for sql, rows in statements:
