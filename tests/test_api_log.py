@@ -63,7 +63,10 @@ def test_leaves_hash_to_the_root_and_proofs_verify(client: TestClient) -> None: 
 
 
 def test_healthz_and_openapi(client: TestClient) -> None:  # type: ignore[type-arg]
-    assert client.get("/healthz").json() == {"status": "ok", "tree_size": SIZE}
+    health = client.get("/healthz")
+    assert health.json() == {"status": "ok", "tree_size": SIZE}
+    assert "set-cookie" not in health.headers  # a load balancer's probe is handed no cookie
+    assert "set-cookie" in client.get("/login").headers  # a page's visitor is (the CSRF one)
     schema = client.get("/schema/openapi.json").json()
     assert {
         "/v1/log/checkpoint",
