@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, StorageState, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -135,9 +135,17 @@ class Watch:
 
 
 def phone_context(
-    browser: Browser, server: DemoServer, lang: str = "zh-CN", **cookies: str
+    browser: Browser,
+    server: DemoServer,
+    lang: str = "zh-CN",
+    storage_state: StorageState | None = None,
+    **cookies: str,
 ) -> BrowserContext:
-    context = browser.new_context(viewport=PHONE, locale=lang, base_url=server.url)
+    """A phone's browser in ``lang`` with ``cookies`` set (and ``storage_state``'s, a session
+    signed in before, when given)."""
+    context = browser.new_context(
+        viewport=PHONE, locale=lang, base_url=server.url, storage_state=storage_state
+    )
     jar = {"tb_lang": lang, **cookies}
     context.add_cookies([{"name": k, "value": v, "url": server.url} for k, v in jar.items()])
     return context
