@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, StorageState
+from playwright.sync_api import Browser, Page
 
 from demo.bank import DEMO_LOGINS
 from tests.web_browser import (
@@ -28,9 +28,10 @@ from tests.web_browser import (
     launch_chromium,
     login,
     phone_context,
+    settled,
+    signed_in,
     start_demo_server,
 )
-from web.security import SESSION_COOKIE
 
 PASSWORDS = {d.username: d.password for d in DEMO_LOGINS}
 VIEWPORTS = {
@@ -239,14 +240,6 @@ def pages(long: Long) -> dict[str, tuple[tuple[str, str], list[str]]]:
     }
 
 
-def settled(page: Page) -> None:
-    """Wait until the page is laid out as it stays: ``goto`` returned at its load event
-    (stylesheets, scripts and images in); its fonts are ready too. No page fetches anything
-    after that which changes its layout, so waiting for the network to stay idle for half a
-    second (``networkidle``, on each of some 150 visits) would only add time."""
-    page.evaluate("() => document.fonts.ready.then(() => null)")
-
-
 def too_wide(page: Page, tables: bool) -> str | None:
     """What sticks out of a page that scrolls sideways, or (``tables``) of a table's box (a
     table in a .table-wrap would scroll inside it), or None if nothing does."""
@@ -272,16 +265,6 @@ def reveal(page: Page) -> None:
     page.fill("#reveal_reason", "checking the layout of a long address")
     with page.expect_navigation():
         page.click("form[action$='/reveal'] button")
-
-
-def signed_in(browser: Browser, server: DemoServer, account: tuple[str, str]) -> StorageState:
-    """A session of ``account`` (its cookie), for fresh browser contexts to start logged in."""
-    context = browser.new_context(base_url=server.url)
-    login(context.new_page(), *account)
-    session = context.storage_state()
-    context.close()
-    assert any(c["name"] == SESSION_COOKIE for c in session["cookies"]), account
-    return session
 
 
 def sizes(who: str, device: str) -> tuple[str, ...]:
