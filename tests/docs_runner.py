@@ -1,8 +1,9 @@
 """Run the shell examples of the docs against a fresh demo and compare what they print.
 
 The walk-throughs say "every command below was run"; this keeps it true. For each document it
-seeds a fresh demo exactly as ``make run`` does (``timebank migrate``, ``timebank seed --demo``
-with the Makefile's ``DEMO_ENTRIES``), starts the real ``timebank serve`` on a free port, and
+takes a fresh demo seeded exactly as ``make run`` does (``timebank migrate``, ``timebank seed
+--demo`` with the Makefile's ``DEMO_ENTRIES``; on SQLite seeded once per process and copied for
+each document), starts the real ``timebank serve`` on a free port, and
 runs the document's ``sh`` blocks in order in one ``bash`` session. A block followed by a
 ``text`` or ``json`` block (only blank lines between) must print what that block shows;
 a block without one must print nothing. ``sh no-run`` blocks are shown, never run. The
@@ -23,6 +24,7 @@ expected lines (and their placeholders) that still match, for a human to review.
 from __future__ import annotations
 
 import argparse
+import atexit
 import difflib
 import json
 import os
@@ -358,22 +360,19 @@ def _clean_env(home: Path) -> dict[str, str]:
 
 @contextmanager
 def fresh_demo(database_url: str | None = None, migrated: bool = False) -> Iterator[Demo]:
-    """Migrate, seed and serve a demo as ``make run`` does, on free ports; stop it after. On
-    ``database_url`` (an empty database) instead of SQLite in ``./var``, the server's and every
-    block's ``TIMEBANK_DATABASE_URL``; ``migrated``: its owner migrated it already."""
+    """A demo migrated, seeded and served as ``make run`` does, on free ports; stopped after.
+    On SQLite, ``./var`` is a copy of ``_seeded_var``; on ``database_url`` (an empty database),
+    seeded there, the server's and every block's ``TIMEBANK_DATABASE_URL``; ``migrated``: its
+    owner migrated it already."""
     scratch, env = _scratch()
-    if database_url is not None:
-        env["TIMEBANK_DATABASE_URL"] = database_url
     ports = {port: free_port() for port in DOC_PORTS}
     timebank = str(VENV / "bin" / "timebank")
-    seed = ["seed", "--demo", "--if-empty", "--entries", str(demo_entries())]
     try:
-        for args in [seed] if migrated else [["migrate"], seed]:
-            done = subprocess.run(
-                [timebank, *args], cwd=scratch, env=env, capture_output=True, text=True, timeout=300
-            )
-            if done.returncode != 0:
-                raise RuntimeError(f"timebank {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+        if database_url is None:
+            shutil.copytree(_seeded_var(), scratch / "var")
+        else:
+            env["TIMEBANK_DATABASE_URL"] = database_url
+            _seed(scratch, env, migrated)
         entries, events = _counts(database_url or f"sqlite:///{scratch / 'var' / 'timebank.db'}")
         serve = [timebank, "serve", "--host", "127.0.0.1", "--port", str(ports[8000])]
         with _serving(serve, scratch, env, [ports[8000]], 60) as deadline:
@@ -382,6 +381,34 @@ def fresh_demo(database_url: str | None = None, migrated: bool = False) -> Itera
             yield Demo(scratch, ports, env)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _seed(scratch: Path, env: dict[str, str], migrated: bool = False) -> None:
+    """``make run``'s ``timebank migrate`` (unless ``migrated``) and ``timebank seed``."""
+    seed = ["seed", "--demo", "--if-empty", "--entries", str(demo_entries())]
+    for args in [seed] if migrated else [["migrate"], seed]:
+        done = subprocess.run(
+            [str(VENV / "bin" / "timebank"), *args],
+            cwd=scratch,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"timebank {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+
+
+@cache
+def _seeded_var() -> Path:
+    """``./var`` of a demo migrated and seeded on SQLite as ``make run`` does, once per process
+    (removed at its exit): each document's demo starts from a copy, the same as seeding it
+    again (the seed's data are reproducible; its keys are new to each process, and what it does
+    "this month" is a few minutes older) at a fraction of the cost."""
+    scratch, env = _scratch()
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+    _seed(scratch, env)
+    return scratch / "var"
 
 
 @contextmanager

@@ -34,6 +34,7 @@ from tests.web_browser import (
     launch_chromium,
     login,
     phone_context,
+    settled,
     start_demo_server,
 )
 
@@ -72,7 +73,7 @@ class Checked:
         self.found: dict[str, object] = {}
 
     def axe(self, what: str) -> None:
-        self.page.wait_for_load_state("networkidle")
+        settled(self.page)
         violations = axe_violations(self.page)
         if violations:
             self.found[what] = violations
@@ -266,7 +267,7 @@ def test_a_volunteer_gets_the_apis_answer_on_the_board(
         assert answer is not None and answer.status == status, who
         if status == 403:
             assert detail in html.unescape(page.content())
-        page.wait_for_load_state("networkidle")
+        settled(page)
         assert axe_violations(page) == [], who  # the board at 360 px, and the refusal
         context.close()
 

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, StorageState, sync_playwright
+
+from web.security import SESSION_COOKIE
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -135,9 +137,17 @@ class Watch:
 
 
 def phone_context(
-    browser: Browser, server: DemoServer, lang: str = "zh-CN", **cookies: str
+    browser: Browser,
+    server: DemoServer,
+    lang: str = "zh-CN",
+    storage_state: StorageState | None = None,
+    **cookies: str,
 ) -> BrowserContext:
-    context = browser.new_context(viewport=PHONE, locale=lang, base_url=server.url)
+    """A phone's browser in ``lang`` with ``cookies`` set (and ``storage_state``'s, a session
+    signed in before, when given)."""
+    context = browser.new_context(
+        viewport=PHONE, locale=lang, base_url=server.url, storage_state=storage_state
+    )
     jar = {"tb_lang": lang, **cookies}
     context.add_cookies([{"name": k, "value": v, "url": server.url} for k, v in jar.items()])
     return context
@@ -149,6 +159,25 @@ def login(page: Page, username: str, password: str) -> None:
     page.fill("#password", password)
     page.click("form.stack button[type=submit]")
     page.wait_for_load_state()
+
+
+def signed_in(browser: Browser, server: DemoServer, account: tuple[str, str]) -> StorageState:
+    """A session of ``account`` (its cookie), for fresh browser contexts to start logged in."""
+    context = browser.new_context(base_url=server.url)
+    login(context.new_page(), *account)
+    session = context.storage_state()
+    context.close()
+    assert any(c["name"] == SESSION_COOKIE for c in session["cookies"]), account
+    return session
+
+
+def settled(page: Page) -> None:
+    """Wait until the page is laid out as it stays: its load event (stylesheets, scripts and
+    images in) and its fonts. No page fetches anything after that (the app has no htmx
+    requests, lazy images or polling), so waiting for the network to stay idle for half a
+    second (``networkidle``) would only add that half second to each visit."""
+    page.wait_for_load_state()
+    page.evaluate("() => document.fonts.ready.then(() => null)")
 
 
 def axe_violations(page: Page) -> list[dict[str, Any]]:
