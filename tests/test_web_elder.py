@@ -236,6 +236,7 @@ def test_a_second_tap_asks_and_confirms_once(server: DemoServer, browser: Browse
     staff = Api(server, "centre-staff")
     before = [r["id"] for r in staff.get("/v1/requests") if r["elder_id"] == elder_id]
     page.goto(f"/elder/{elder_id}/ask/meal")
+    page.locator("input[name=day]").nth(1).check()  # tomorrow: this evening may be over
     page.check("input[name=part][value=evening]")
     page.click("form.stack button[type=submit]")
     expect(page.locator("dl.facts")).to_be_visible()

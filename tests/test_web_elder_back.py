@@ -31,6 +31,7 @@ def test_back_after_asking_and_after_the_code_shows_pages(
     page = phone_context(browser, server, "zh-CN").new_page()
     login(page, "elder", PASSWORDS["elder"])
     page.goto(f"{base}/ask/company")
+    page.locator("input[name=day]").nth(1).check()  # tomorrow: this evening may be over
     page.check("input[name=part][value=evening]")
     page.click("form.stack button[type=submit]")
     expect(page.locator("dl.facts")).to_be_visible()

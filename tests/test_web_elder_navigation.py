@@ -6,6 +6,7 @@ a page that answers GET (the page the form was on), never to a form's post-only 
 from __future__ import annotations
 
 import re
+from datetime import date, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -232,7 +233,10 @@ def test_a_form_whose_token_cookie_is_gone_is_opened_again_with_her_choices(
     assert "Max-Age=31536000" in csrf_cookie  # outlives the 12-hour session, not the browser
     page = as_browser(w, "elder-a")
     base = f"/elder/{w.ids['elder-a']}"
-    choices = {"day": today(), "part": "evening", "minutes": "120", "pay": "no"}
+    tomorrow = (
+        date.fromisoformat(today()) + timedelta(days=1)
+    ).isoformat()  # this evening may be over
+    choices = {"day": tomorrow, "part": "evening", "minutes": "120", "pay": "no"}
     check_at = form_post(page, f"{base}/ask/meal", f"{base}/ask/meal", **choices).headers[
         "location"
     ]
