@@ -183,7 +183,9 @@ _VALUES = re.compile(r"\bVALUES\s*(\([?,\s]*\))", re.IGNORECASE)
 def _send_many(cursor: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
     """``sql`` for each of ``rows`` in a pipeline: an ``INSERT ... VALUES (?, ...)`` as one
     statement of all the rows (psycopg's ``executemany`` sends a statement a row, and each is a
-    wait for the socket, a trip for the interpreter lock), any other statement a row each."""
+    wait for the socket, a trip for the interpreter lock), any other statement a row each. The
+    rows of an upsert (``ON CONFLICT ... DO UPDATE``) must have distinct keys: PostgreSQL
+    refuses to update one row twice in a statement."""
     found = _VALUES.search(sql)
     if found is None or not sql.lstrip().upper().startswith("INSERT") or len(rows) == 1:
         cursor.executemany(sql.replace("?", "%s"), rows)

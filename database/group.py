@@ -22,9 +22,9 @@ others' work commits without the batch running again.
 On PostgreSQL each statement is a round trip, and the leader holds the batches' lock (below)
 through all of them. Pieces written only with ``database.driver``'s functions are
 ``pipelined``: a batch sends their statements in psycopg's pipeline mode, so a batch of claims,
-completions and audit events waits on the server about three times (its ``BEGIN``, the lock
-and the statements up to the audit chain's head; the rest; the ``COMMIT``) instead of once or
-twice a piece.
+completions and audit events waits on the server two or three times (its ``BEGIN``, the lock
+and the statements up to the audit chain's head; the rest, with the ``COMMIT`` when every piece
+of the batch is pipelined, else the ``COMMIT`` apart) instead of once or twice a piece.
 
 A piece that writes one row of a statement many pieces send (a key's claim, a completion, an
 audit event) returns ``Row``: on PostgreSQL the batch sends the rows of each such statement as
@@ -32,8 +32,10 @@ audit event) returns ``Row``: on PostgreSQL the batch sends the rows of each suc
 alone also sends its ``COMMIT`` there. Each statement a pipeline sends is a wait for the
 socket, and each wait for the server a trip of the leader's thread for the interpreter lock,
 which the event loop may hold for up to the switch interval (5 ms), with the batches' lock held
-all along (docs/performance.md). A piece whose row did not go in (a key claimed before) then
-runs its ``Row.otherwise`` in the next batch.
+all along (docs/performance.md). A piece whose row did not go in (a key claimed before) runs
+its ``Row.otherwise`` in the same transaction, or in the next batch when its batch committed in
+the pipeline. Should the connection break while that ``COMMIT`` is answered, the batch may have
+committed: every caller gets the error, as when a commit fails, and nothing runs again.
 
 A caller on an event loop awaits ``Pending.wait_async`` instead of parking a worker thread in
 ``wait``: its turn to lead goes to the group's own leader thread, and each batch wakes each
@@ -80,9 +82,9 @@ class RowStatement:
     ``one`` has ``?`` marks for one row (SQLite, and a batch run piece by piece); ``many(n)``
     is the same statement for ``n`` rows, their values one row after the other, PostgreSQL's
     SQL. With ``returning``, the statement returns its rows' keys (an ``INSERT ... ON CONFLICT
-    DO NOTHING RETURNING id`` says which rows it inserted). A statement's rows are distinct
-    by their key: a row whose key an earlier piece of the batch sent is not sent, and its
-    piece is told that nothing came back for it."""
+    DO NOTHING RETURNING id`` says which rows it inserted), and its rows are distinct by their
+    key: a row whose key an earlier piece of the batch sent is not sent, and its piece runs
+    its ``Row.otherwise``. Without, every row is sent."""
 
     one: str
     many: Callable[[int], str]
@@ -102,6 +104,19 @@ class Row(Generic[R]):
     values: tuple[Any, ...]
     result: R
     otherwise: Callable[[Connection], R | Refused] | None = None
+
+    def __post_init__(self) -> None:
+        if self.statement.returning and self.otherwise is None:
+            raise ValueError("a row of a returning statement needs what to do otherwise")
+
+
+class _CommitUnknown(Exception):
+    """The connection broke while a batch that sent its ``COMMIT`` waited for the answers: it
+    may have committed, so it must not run again piece by piece."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 @dataclass(frozen=True)
@@ -262,9 +277,9 @@ class GroupCommit:
             self._commit(batch)
         finally:
             with self._lock:
-                self.batches += 1
-                self.jobs += len(batch)
                 again = [job for job in batch if isinstance(job.result, _Again)]
+                self.batches += 1
+                self.jobs += len(batch) - len(again)  # a job run again counts once, when done
                 for job in again:  # at the head of the queue, for the next batch
                     job.work, job.pipelined, job.result = job.result.work, False, None
                 self._queue[:0] = again
@@ -304,22 +319,25 @@ class GroupCommit:
 
     def _commit_together(self, batch: list[_Job[Any]]) -> BaseException | None:
         """Every piece in one transaction, no savepoints. None when it committed (or when the
-        commit itself failed: then every caller has that error); the error of the piece that
-        failed otherwise (in a pipeline, of the first statement that failed), with nothing
-        committed."""
+        commit itself failed, or may have: then every caller has that error); the error of the
+        piece that failed otherwise (in a pipeline, of the first statement that failed), with
+        nothing committed."""
         failed: BaseException | None = None
         try:
             with self.writing(), self._transaction() as conn:
                 try:
                     results = self._run_together(conn, batch)
+                except _CommitUnknown:
+                    raise
                 except Exception as exc:
                     failed = exc
                     raise
         except Exception as exc:
             if failed is not None:
                 return failed
-            for job in batch:  # the commit itself failed: nobody's work is durable
-                job.error = exc
+            error = exc.error if isinstance(exc, _CommitUnknown) else exc
+            for job in batch:  # the commit failed, or may have: none is told its work is durable
+                job.error = error
             return None
         for job, result in zip(batch, results, strict=True):
             _settle(job, result)
@@ -330,7 +348,8 @@ class GroupCommit:
         """A write transaction for ``_run_together``. On PostgreSQL its ``BEGIN`` is sent by
         ``_run_together`` with the batch's first statements: psycopg, left in autocommit,
         would otherwise wait for its answer before sending them. The commit (or rollback)
-        is SQLAlchemy's, which psycopg sends as the transaction is open."""
+        is SQLAlchemy's, which psycopg sends as the transaction is open, unless the batch
+        sent its ``COMMIT`` in its pipeline (then there is nothing left to commit)."""
         if not self.serialize:
             with self.engine.begin() as conn:
                 yield conn
@@ -348,17 +367,22 @@ class GroupCommit:
         # for the server (and one trip for the interpreter lock) fewer.
         commit_in_pipeline = self.serialize and all(job.pipelined for job in batch)
         for piped, jobs in groupby(batch, key=lambda job: job.pipelined):
-            with pipelined(conn) if piped else nullcontext():  # leaving it waits for the rest
-                if not begun:
-                    driver_send(conn, "BEGIN", ())
-                    driver_send(conn, _PG_GROUP_LOCK_SQL, ())
-                    begun = True
-                start = len(results)
-                for job in jobs:
-                    results.append(job.work(conn))
-                returned = _send_rows(conn, results[start:])
-                if commit_in_pipeline:
-                    driver_send(conn, "COMMIT", ())
+            try:
+                with pipelined(conn) if piped else nullcontext():  # leaving it waits for the rest
+                    if not begun:
+                        driver_send(conn, "BEGIN", ())
+                        driver_send(conn, _PG_GROUP_LOCK_SQL, ())
+                        begun = True
+                    start = len(results)
+                    for job in jobs:
+                        results.append(job.work(conn))
+                    returned = _send_rows(conn, results[start:])
+                    if commit_in_pipeline:
+                        driver_send(conn, "COMMIT", ())
+            except Exception as exc:
+                if commit_in_pipeline and _broken(conn):  # the COMMIT may have been applied
+                    raise _CommitUnknown(exc) from exc
+                raise
             for at, keys in returned.items():
                 row: Row[Any] = results[start + at]
                 if row.otherwise is None or (keys is not None and row.key in keys()):
@@ -426,7 +450,7 @@ def _send_rows(conn: Connection, results: list[Any]) -> dict[int, Callable[[], s
     for statement, positions in by_statement.items():
         sent: dict[Any, int] = {}
         for at in positions:
-            key = results[at].key
+            key = results[at].key if statement.returning else at  # without, every row is sent
             if key in sent:
                 returned[at] = None  # an earlier piece's row has this key
             else:
@@ -458,6 +482,12 @@ def _first_values(later: Callable[[], list[tuple[Any, ...]]]) -> Callable[[], se
         return cache[0]
 
     return read
+
+
+def _broken(conn: Connection) -> bool:
+    """Whether ``conn`` 's driver connection is lost (closed or broken)."""
+    dbapi = conn.connection.dbapi_connection
+    return dbapi is None or bool(dbapi.closed) or bool(getattr(dbapi, "broken", False))
 
 
 def _known(came_back: bool, key: Any) -> Callable[[], set[Any]]:

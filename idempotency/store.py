@@ -247,7 +247,8 @@ class IdempotencyStore:
 
         def claim(conn: Connection) -> Row[Claim]:
             first = (row_id, fingerprint, lease, _timestamp(conn, self.now))
-            # Its key taken: what to do is read from the row (in its own batch on PostgreSQL).
+            # Its key taken: what to do is read from the row (in the next batch when this one
+            # commits in its pipeline, ``database.group``).
             return Row(_CLAIM_ROW, row_id, first, Claim("run", lease), seen_before)
 
         def seen_before(conn: Connection) -> Claim:
@@ -286,7 +287,7 @@ class IdempotencyStore:
 
         def complete(conn: Connection) -> Row[None]:
             values = (_timestamp(conn, self.now), response.status, sealed, row_id, lease)
-            return Row(_COMPLETE_ROW, row_id, values, None)
+            return Row(_COMPLETE_ROW, (row_id, lease), values, None)
 
         return self.database.group.submit(complete, pipelined=True)
 

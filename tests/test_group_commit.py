@@ -9,17 +9,19 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, func, select
+from sqlalchemy.exc import OperationalError
 
+import database.group as group_module
 from accounts.protection import Protector
 from audit.trail import AuditEvent, AuditTrail, check_chain
 from database import Database
 from database.driver import driver_later, driver_send
-from database.group import GroupCommit, Refused, Row, RowStatement
+from database.group import GroupCommit, Pending, Refused, Row, RowStatement
 from idempotency.store import IdempotencyStore, StoredResponse
 from tests.conftest import BACKENDS, open_database
 
@@ -222,6 +224,17 @@ def test_callers_that_submit_then_wait_and_callers_that_run_never_wait_on_each_o
 
 def _audit(trail: AuditTrail, n: int) -> AuditEvent:
     return trail.record(
+        actor=f"user-{n}",
+        role="member",
+        action="POST /v1/donations",
+        objects=[str(n)],
+        client="127.0.0.1",
+        status=201,
+    )
+
+
+def _audit_later(trail: AuditTrail, n: int) -> Pending[AuditEvent]:
+    return trail.record_later(
         actor=f"user-{n}",
         role="member",
         action="POST /v1/donations",
@@ -531,3 +544,59 @@ def test_keys_claimed_and_completed_in_one_batch_each_get_their_own_answer(
     assert {n: claim.outcome for n, claim in replays.items()} == dict.fromkeys(range(3), "replay")
     assert {n: claim.stored for n, claim in replays.items()} == answers
     assert store.claim("key-0", "another body").outcome == "reused"
+
+
+def test_a_takeovers_completion_beside_the_abandoned_runs_is_stored(database: Database) -> None:
+    """A key abandoned for ten minutes is taken over with a new lease; the first run's late
+    completion and the new run's land in one batch: the new run's response is stored (the
+    old lease's matches nothing), and a retry replays it."""
+    protector = Protector(secrets.token_bytes(32))
+    then = datetime.now(UTC).replace(microsecond=0)
+    old, new = (IdempotencyStore(database, protector, then + timedelta(minutes=m)) for m in (0, 11))
+    first, second = old.claim("key", "print"), new.claim("key", "print")
+    assert (first.outcome, second.outcome) == ("run", "run") and first.lease != second.lease
+    answer = StoredResponse(201, [], b"the second run's")
+    with _leader_held(database.group):
+        late = old.complete_later("key", first.lease, StoredResponse(201, [], b"the first run's"))
+        done = new.complete_later("key", second.lease, answer)
+    late.wait()
+    done.wait()
+    replay = new.claim("key", "print")
+    assert (replay.outcome, replay.stored) == ("replay", answer)
+
+
+@pytest.fixture
+def pg_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    yield from open_database("postgresql", request, tmp_path, scratch)
+
+
+def test_a_batch_that_may_have_committed_in_its_pipeline_does_not_run_again(
+    pg_database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: the connection breaks once the batch's COMMIT went out with its rows. It may
+    have committed, so nothing runs again piece by piece (that would write each audit event a
+    second time): every caller gets an error, as when a commit fails. (SQLite commits apart.)"""
+    database = pg_database
+    real = group_module.pipelined
+
+    @contextmanager
+    def breaking(conn: Connection) -> Iterator[None]:
+        with real(conn):
+            yield
+        dbapi = conn.connection.dbapi_connection
+        assert dbapi is not None
+        dbapi.close()  # the answers were read: the server did commit
+        raise OperationalError("the connection broke")
+
+    trail = AuditTrail(database)
+    group = database.group
+    with _leader_held(group):
+        monkeypatch.setattr(group_module, "pipelined", breaking)
+        events = [_audit_later(trail, n) for n in range(2)]
+    for pending in events:
+        with pytest.raises(OperationalError, match="connection"):
+            pending.wait()
+    monkeypatch.setattr(group_module, "pipelined", real)
+    assert group.retried == 0
+    problems, _ = check_chain(trail.all_events())
+    assert problems == [] and len(trail.all_events()) == 2  # written once, not twice
