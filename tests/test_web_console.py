@@ -261,6 +261,8 @@ def test_the_auditor_filters_exports_and_sees_the_last_audit(
     assert page.url.endswith("/audit")
     page.fill("#action", "POST /login")
     page.click("#filters button[type=submit]")
+    page.wait_for_url(re.compile(r"/audit\?.*action=POST"))  # the filtered page, not the first
+    page.wait_for_load_state()
     actions = page.locator("#events tbody tr td:nth-child(4) code").all_inner_texts()
     assert actions and all(a == "POST /login" for a in actions)
     assert axe_violations(page) == []
