@@ -109,6 +109,17 @@ class Row(Generic[R]):
         if self.statement.returning and self.otherwise is None:
             raise ValueError("a row of a returning statement needs what to do otherwise")
 
+    def missed(self, came_back: bool) -> bool:
+        """Whether ``otherwise`` runs: a row of a ``returning`` statement that did not come
+        back."""
+        return self.otherwise is not None and not came_back
+
+    def finish(self, came_back: bool, conn: Connection) -> R | Refused:
+        """The piece's result, ``otherwise`` run on ``conn`` when its row was missed."""
+        if self.otherwise is not None and self.missed(came_back):
+            return self.otherwise(conn)
+        return self.result
+
 
 class _CommitUnknown(Exception):
     """The connection broke while a batch that sent its ``COMMIT`` waited for the answers: it
@@ -385,12 +396,11 @@ class GroupCommit:
                 raise
             for at, keys in returned.items():
                 row: Row[Any] = results[start + at]
-                if row.otherwise is None or (keys is not None and row.key in keys()):
-                    results[start + at] = row.result
-                elif commit_in_pipeline:
-                    results[start + at] = _Again(row.otherwise)
+                came_back = keys is not None and row.key in keys()
+                if commit_in_pipeline and row.otherwise is not None and row.missed(came_back):
+                    results[start + at] = _Again(row.otherwise)  # the batch has committed
                 else:
-                    results[start + at] = row.otherwise(conn)
+                    results[start + at] = row.finish(came_back, conn)
         return results
 
     def _commit_apart(self, batch: list[_Job[Any]]) -> None:
@@ -404,11 +414,7 @@ class GroupCommit:
                     try:
                         result = job.work(conn)
                         if isinstance(result, Row):
-                            came_back = _row_alone(conn, result)
-                            if result.otherwise is None or came_back:
-                                result = result.result
-                            else:
-                                result = result.otherwise(conn)
+                            result = result.finish(_row_alone(conn, result), conn)
                     except Exception as exc:
                         savepoint.rollback()
                         job.error = exc

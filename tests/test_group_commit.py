@@ -222,17 +222,6 @@ def test_callers_that_submit_then_wait_and_callers_that_run_never_wait_on_each_o
     assert group.jobs == 600 and group.batches < 600
 
 
-def _audit(trail: AuditTrail, n: int) -> AuditEvent:
-    return trail.record(
-        actor=f"user-{n}",
-        role="member",
-        action="POST /v1/donations",
-        objects=[str(n)],
-        client="127.0.0.1",
-        status=201,
-    )
-
-
 def _audit_later(trail: AuditTrail, n: int) -> Pending[AuditEvent]:
     return trail.record_later(
         actor=f"user-{n}",
@@ -242,6 +231,10 @@ def _audit_later(trail: AuditTrail, n: int) -> Pending[AuditEvent]:
         client="127.0.0.1",
         status=201,
     )
+
+
+def _audit(trail: AuditTrail, n: int) -> AuditEvent:
+    return _audit_later(trail, n).wait()
 
 
 def test_audit_events_committed_together_keep_one_chain(database: Database) -> None:
