@@ -154,6 +154,7 @@ def test_three_banks_transfer_around_the_triangle_both_ways(
             lambda: all(bank.open_transfers() == 0 for bank in banks),
             FINISH_LIMIT,
             "the retry workers to close every transfer",
+            *banks,
         )
         finished = time.monotonic() - started
         _audit_clearing(pairs)  # the auditor's check, while the three banks serve

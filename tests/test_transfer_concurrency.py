@@ -109,6 +109,8 @@ def test_concurrent_transfers_both_ways_create_and_lose_no_minute(
             lambda: h.open_transfers() == 0 and r.open_transfers() == 0,
             FINISH_LIMIT,
             "the retry workers to close every transfer",
+            h,
+            r,
         )
         finished = time.monotonic() - started
         # the auditor's check, from the two public logs alone (docs/federation.md)

@@ -83,7 +83,7 @@ def test_a_server_killed_at_a_step_finishes_the_transfer_exactly_once_after_a_re
     assert during.balances["gulou:due_to:qinhuai"] == 45
 
     victim.start()  # the same server, same port, no failpoint
-    wait_until(lambda: h.open_transfers() == 0, FINISH_LIMIT, "H's worker to close it")
+    wait_until(lambda: h.open_transfers() == 0, FINISH_LIMIT, "H's worker to close it", h, r)
 
     # the member's own retry with the same key credits nothing more
     again_status, again = send(h, member, "qinhuai", to, 45, "crash-1")
@@ -127,7 +127,7 @@ def test_two_server_processes_retrying_the_same_held_transfers_credit_each_once(
         status, answer = send(h, member, "qinhuai", r.members[0].id, 5, f"two-{i}")
         assert status == 503 and answer["type"].endswith("peer-unavailable"), answer
     r.start()
-    wait_until(lambda: h.open_transfers() == 0, FINISH_LIMIT, "H's workers to settle them")
+    wait_until(lambda: h.open_transfers() == 0, FINISH_LIMIT, "H's workers to settle them", h, r)
     h.stop()
     r.stop()
     # each process logs the transfers its own delivery closed: those named twice were

@@ -157,7 +157,7 @@ def test_core_forms_work_without_javascript(server: DemoServer, browser: Browser
     page.goto("/login")
     assert page.locator("html").get_attribute("lang") == "zh-CN"
     page.click("button[name=lang][value=en]")
-    assert page.locator("html").get_attribute("lang") == "en"
+    expect(page.locator("html")).to_have_attribute("lang", "en")
     login(page, "volunteer", PASSWORDS["volunteer"])
     assert page.url.endswith("/")
     assert page.locator("a[href='/volunteer']").count() == 1

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Page, expect
 
 from demo.bank import DEMO_LOGINS
 from tests.web_browser import (
@@ -72,7 +72,7 @@ def second_admin(server: DemoServer, browser: Browser) -> tuple[str, str]:
     page.fill("#old_password", one_time)
     page.fill("#new_password", own)
     page.click("form[action='/account/password'] button[type=submit]")
-    assert page.locator("p.ok").count() == 1
+    expect(page.locator("p.ok")).to_have_count(1)  # the answer page, once it has loaded
     page.goto("/console")
     assert page.locator("#pool-balance").count() == 1
     page.context.close()

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Page, expect
 
 from demo.bank import DEMO_LOGINS
 from demo.district import DISTRICT_LOGINS
@@ -312,7 +312,7 @@ def test_only_the_member_or_her_proxy_sends_her_time(demo: Demo, browser: Browse
     page.goto("/transfers")
     clean(page)  # himself and his mother
     page.click(f"a[href='/transfers/{elder}']")
-    assert page.locator(".for").count() == 1  # "for 王*英"
+    expect(page.locator(".for")).to_have_count(1)  # "for 王*英", once her page has loaded
     clean(page)
     small = page.evaluate(  # 长辈版, a proxy's default: every target at least 60 × 60 px
         "[...document.querySelectorAll('main button, main input, main select, main a.button')]"

@@ -276,11 +276,18 @@ def send(
         return 0, {"error": str(exc)}
 
 
-def wait_until(predicate: Any, limit: float, what: str) -> None:
+def wait_until(predicate: Any, limit: float, what: str, *servers: Server) -> None:
+    """Poll ``predicate``; past ``limit``, fail with the end of each of ``servers``' output,
+    which is all a CI run leaves of why."""
     deadline = time.monotonic() + limit
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {limit} s waiting for {what}")
+            tails = "".join(
+                f"\n--- {s.name} ({s.output.name}) ---\n{s.output.read_text()[-4000:]}"
+                for s in servers
+                if s.output.exists()
+            )
+            raise AssertionError(f"timed out after {limit} s waiting for {what}{tails}")
         time.sleep(0.2)
 
 
