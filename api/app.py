@@ -217,7 +217,18 @@ def create_app(settings: Settings | None = None, log: Log | None = None) -> Lite
                         type="http",
                         scheme="bearer",
                         description="A session token from /v1/auth/login, or a partner key (tbk_…)",
-                    )
+                    ),
+                    "peerSignature": SecurityScheme(
+                        type="apiKey",
+                        name="Signature",
+                        security_scheme_in="header",
+                        description=(
+                            "A peer bank's request: an HTTP Message Signature (RFC 9421, "
+                            "Ed25519) in the Signature and Signature-Input headers over the "
+                            "method, the path, Date and Content-Digest, by the request key "
+                            "registered for that peer (timebank peers add; docs/federation.md)"
+                        ),
+                    ),
                 },
                 parameters={"IdempotencyKey": OPENAPI_KEY_PARAMETER},
                 headers={"IdempotentReplayed": OPENAPI_REPLAYED_HEADER},

@@ -114,24 +114,38 @@ def strict_inputs(openapi_schema: dict[str, Any]) -> dict[str, Any]:
     return openapi_schema
 
 
+# A handler's ``opt``: a peer bank's request key signs its requests (``signing_peer``).
+PEER_SIGNED = {"peer_signed": True}
+
+
 def document_operations(
     openapi_schema: dict[str, Any], app: Litestar, idempotent: Callable[[str, str], bool]
 ) -> dict[str, Any]:
     """Says per operation what the app does: ``security: bearer`` on every operation whose
-    handler depends on the caller (``principal``), and the ``Idempotency-Key`` header on every
-    POST that honours it (``idempotent(method, path)``), required where the operation answers
-    428 without it."""
-    authenticated: set[tuple[str, str]] = set()
+    handler depends on the caller (``principal``), ``security: peerSignature`` on those a peer
+    bank signs (``PEER_SIGNED``), and the ``Idempotency-Key`` header on every POST that
+    honours it (``idempotent(method, path)``), required where the operation answers 428
+    without it."""
+    security: dict[tuple[str, str], str] = {}
     for route in app.routes:
         for handler in getattr(route, "route_handlers", ()):
-            if "principal" in handler.resolve_dependencies():
-                authenticated.update((m.lower(), route.path_format) for m in handler.http_methods)
+            scheme = (
+                "peerSignature"
+                if handler.opt.get("peer_signed")
+                else "bearer"
+                if "principal" in handler.resolve_dependencies()
+                else None
+            )
+            if scheme is not None:
+                security.update(
+                    ((m.lower(), route.path_format), scheme) for m in handler.http_methods
+                )
     for path, item in openapi_schema.get("paths", {}).items():
         for method, operation in item.items():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
-            if (method, path) in authenticated:
-                operation["security"] = [{"bearer": []}]
+            if (method, path) in security:
+                operation["security"] = [{security[method, path]: []}]
             documented = any(  # the document is cached: complete it once
                 p.get("name") == "Idempotency-Key" or p.get("$ref") == _KEY_REF
                 for p in operation.get("parameters", [])

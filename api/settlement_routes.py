@@ -12,7 +12,7 @@ from litestar import Controller, Request, Response, post
 from litestar.datastructures import State
 
 from api.problems import problem
-from api.schemas import problems
+from api.schemas import PEER_SIGNED, problems
 from api.transfer_routes import signing_peer
 from federation.settlement import PATH, Settling
 
@@ -21,7 +21,7 @@ class SettlementController(Controller):
     path = PATH
     tags = ["federation"]
 
-    @post("/", status_code=200, responses=problems(400, 401, 409, 422, 503))
+    @post("/", status_code=200, responses=problems(400, 401, 409, 422, 503), opt=PEER_SIGNED)
     async def countersign(self, request: Request[Any, Any, State], state: State) -> Response[Any]:
         """A peer's settlement document for a month with its signature; answered with ours
         and the tlog-proof of our entry once our own recomputation gives the same figures

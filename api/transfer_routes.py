@@ -20,7 +20,7 @@ from litestar.params import JSONBody
 from api.accounts_routes import AUTH
 from api.care_routes import P, entry_key
 from api.problems import problem
-from api.schemas import Input, problems
+from api.schemas import PEER_SIGNED, Input, problems
 from federation.identity import Sender
 from federation.peers import Peer, Peers
 from federation.signing import SignatureError, key_id, verify_request
@@ -138,7 +138,7 @@ class PeerDeliveryController(Controller):
     path = PATH
     tags = ["federation"]
 
-    @post("/", status_code=200, responses=problems(400, 401, 422, 503))
+    @post("/", status_code=200, responses=problems(400, 401, 422, 503), opt=PEER_SIGNED)
     async def deliver(self, request: Request[Any, Any, State], state: State) -> Response[Any]:
         """A peer's ``transfer_out`` with its tlog-proof and the receiving member's id here;
         answered with our tlog-proof of the ``transfer_in`` (the same one on every retry).

@@ -373,6 +373,15 @@ def test_the_openapi_document_mentions_the_header(world: World) -> None:
     assert {"400", "409", "422"} <= set(org["responses"])
     login = paths["/v1/auth/login"]["post"]
     assert "security" not in login and KEY not in json.dumps(login.get("parameters", []))
+    # what a peer bank calls is signed by its request key, not by a bearer token
+    for peer_path in ("/v1/federation/transfers", "/v1/federation/settlements"):
+        assert paths[peer_path]["post"]["security"] == [{"peerSignature": []}], peer_path
+    signature = schema["components"]["securitySchemes"]["peerSignature"]
+    assert (signature["type"], signature["in"], signature["name"]) == (
+        "apiKey",
+        "header",
+        "Signature",
+    )
     assert "security" not in paths["/v1/log/checkpoint"]["get"]
     statuses = [p for p in paths["/v1/requests"]["get"]["parameters"] if p["name"] == "status"]
     assert statuses[0]["schema"]["enum"][:2] == ["open", "assigned"]
