@@ -129,14 +129,7 @@ def document_operations(
     security: dict[tuple[str, str], str] = {}
     for route in app.routes:
         for handler in getattr(route, "route_handlers", ()):
-            scheme = (
-                "peerSignature"
-                if handler.opt.get("peer_signed")
-                else "bearer"
-                if "principal" in handler.resolve_dependencies()
-                else None
-            )
-            if scheme is not None:
+            if (scheme := _security_scheme(handler)) is not None:
                 security.update(
                     ((m.lower(), route.path_format), scheme) for m in handler.http_methods
                 )
@@ -159,6 +152,14 @@ def document_operations(
                 for status, description in _KEY_ANSWERS.items():
                     operation["responses"].setdefault(status, _problem_response(description))
     return strict_inputs(openapi_schema)
+
+
+def _security_scheme(handler: Any) -> str | None:
+    """How the caller of ``handler`` proves who it is, if it must: a peer bank's signature, or
+    a bearer token where the handler depends on the caller (``principal``)."""
+    if handler.opt.get("peer_signed"):
+        return "peerSignature"
+    return "bearer" if "principal" in handler.resolve_dependencies() else None
 
 
 _KEY_ANSWERS = {  # what the idempotency layer itself answers (docs/idempotency.md)
